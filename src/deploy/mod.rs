@@ -1,0 +1,1 @@
+//! The `deploy` layer (see the crate docs for the layout).

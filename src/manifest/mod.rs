@@ -1,0 +1,1 @@
+//! The `manifest` layer (see the crate docs for the layout).

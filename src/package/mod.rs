@@ -1,0 +1,1 @@
+//! The `package` layer (see the crate docs for the layout).

@@ -1,0 +1,1 @@
+//! The `plugin` layer (see the crate docs for the layout).

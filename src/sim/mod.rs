@@ -1,0 +1,1 @@
+//! The `sim` layer (see the crate docs for the layout).

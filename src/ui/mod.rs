@@ -1,0 +1,1 @@
+//! The `ui` layer (see the crate docs for the layout).

@@ -1,0 +1,1 @@
+//! One integration-test binary (compiles once); one module per layer.
