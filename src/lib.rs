@@ -19,6 +19,7 @@
 
 pub mod cf;
 pub mod cli;
+pub mod demo;
 pub mod deploy;
 pub mod manifest;
 pub mod package;
