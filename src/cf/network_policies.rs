@@ -11,7 +11,7 @@
 //! ```no_run
 //! # async fn f(client: cf_zero_downtime::cf::Client, old: cf_zero_downtime::cf::AppGuid,
 //! #            new: cf_zero_downtime::cf::AppGuid) -> Result<(), cf_zero_downtime::cf::Error> {
-//! let policies = client.list_network_policies(&[old.clone()]).await?;
+//! let policies = client.list_network_policies(std::slice::from_ref(&old)).await?;
 //! let copies: Vec<_> = policies.iter().filter_map(|p| p.with_app_replaced(&old, &new)).collect();
 //! client.create_network_policies(&copies).await?;
 //! # Ok(()) }

@@ -1540,7 +1540,7 @@ async fn network_policies_default_base_list_and_create() {
         .await;
     let c = client(&server);
     let (old, new) = (AppGuid::new("app-old"), AppGuid::new("app-new"));
-    let policies = c.list_network_policies(&[old.clone()]).await.unwrap();
+    let policies = c.list_network_policies(std::slice::from_ref(&old)).await.unwrap();
     let copies: Vec<_> = policies
         .iter()
         .filter_map(|p| p.with_app_replaced(&old, &new))
