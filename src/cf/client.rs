@@ -11,7 +11,8 @@
 //! - only `GET` requests are retried: on connection errors, 502/503/504 and 429 (honouring a
 //!   numeric `Retry-After`), with capped exponential backoff. Mutating calls are never retried;
 //! - every request has a connect timeout and a total timeout (uploads have their own, longer one);
-//! - `X-Cf-Warnings` of the final response (success or error) are collected;
+//! - `X-Cf-Warnings` of the final response (success or error) are collected; responses that are
+//!   retried (503, 429, ...) do not contribute warnings;
 //! - absolute URLs from the API (`pagination.next.href`) are followed only on the API's origin,
 //!   so the token is never sent elsewhere.
 //!
@@ -100,7 +101,7 @@ pub struct ClientConfig {
     pub token: Arc<dyn TokenProvider>,
     /// `User-Agent` header.
     pub user_agent: String,
-    /// TCP/TLS connect timeout (the cf CLI's `CF_DIAL_TIMEOUT`, default 6 s... we use 10 s).
+    /// TCP/TLS connect timeout (the cf CLI's `CF_DIAL_TIMEOUT`, 6 s by default there).
     pub connect_timeout: Duration,
     /// Total timeout of one request (connect, send, receive the whole body).
     pub request_timeout: Duration,
@@ -418,7 +419,7 @@ impl Client {
         &self,
         url: Url,
     ) -> Result<T, Error> {
-        self.execute(Method::GET, url, Body::Empty, false)
+        self.execute(Method::GET, url, Body::Empty, false, None)
             .await?
             .json()
     }
@@ -502,7 +503,17 @@ impl Client {
         url: Url,
         body: Body<'_>,
     ) -> Result<Response, Error> {
-        self.execute(method, url, body, true).await
+        self.execute(method, url, body, true, None).await
+    }
+
+    /// A GET with another `Accept` header (YAML documents).
+    pub(crate) async fn get_accepting(
+        &self,
+        url: Url,
+        accept: &'static str,
+    ) -> Result<Response, Error> {
+        self.execute(Method::GET, url, Body::Empty, true, Some(accept))
+            .await
     }
 
     async fn execute(
@@ -511,6 +522,7 @@ impl Client {
         url: Url,
         body: Body<'_>,
         authenticated: bool,
+        accept: Option<&'static str>,
     ) -> Result<Response, Error> {
         let endpoint = format!("{method} {}", url.path());
         let retryable = method == Method::GET || method == Method::HEAD;
@@ -525,7 +537,9 @@ impl Client {
             if authenticated && token.is_none() {
                 token = Some(self.inner.token.token().await.map_err(Error::Auth)?);
             }
-            let request = self.build(&method, &url, &body, token.as_ref()).await?;
+            let request = self
+                .build(&method, &url, &body, token.as_ref(), accept)
+                .await?;
             self.trace_request(&request, &body);
             tracing::debug!(target: "cf::http", %endpoint, "request");
             let outcome = tokio::time::timeout(timeout, async {
@@ -544,7 +558,9 @@ impl Client {
                     return Err(Error::Timeout { endpoint, timeout });
                 }
                 Ok(Err(e)) => {
-                    if retryable && e.is_connect() && retries < self.inner.retry.max_retries {
+                    // Any transport failure of an idempotent request (refused, reset, broken
+                    // body) may be retried; building errors cannot improve by retrying.
+                    if retryable && !e.is_builder() && retries < self.inner.retry.max_retries {
                         let wait = self.inner.retry.delay(retries, None);
                         tracing::debug!(target: "cf::http", %endpoint, ?wait, "connection failed; retrying");
                         retries += 1;
@@ -599,8 +615,12 @@ impl Client {
         url: &Url,
         body: &Body<'_>,
         token: Option<&SecretString>,
+        accept: Option<&'static str>,
     ) -> Result<reqwest::Request, Error> {
         let mut rb = self.inner.http.request(method.clone(), url.clone());
+        if let Some(accept) = accept {
+            rb = rb.header(header::ACCEPT, accept);
+        }
         if let Some(token) = token {
             let mut value = HeaderValue::from_str(token.expose_secret()).map_err(|_| {
                 Error::Auth(AuthError::Failed(

@@ -86,7 +86,7 @@ impl Client {
     /// `GET /v3/apps/:guid/manifest` → the app's manifest as YAML text.
     pub async fn get_app_manifest(&self, app: &AppGuid) -> Result<String, Error> {
         let url = self.url(&format!("/v3/apps/{app}/manifest"))?;
-        let resp = self.send(Method::GET, url, Body::Empty).await?;
+        let resp = self.get_accepting(url, "application/x-yaml").await?;
         Ok(String::from_utf8_lossy(&resp.body).into_owned())
     }
 }

@@ -1540,7 +1540,10 @@ async fn network_policies_default_base_list_and_create() {
         .await;
     let c = client(&server);
     let (old, new) = (AppGuid::new("app-old"), AppGuid::new("app-new"));
-    let policies = c.list_network_policies(std::slice::from_ref(&old)).await.unwrap();
+    let policies = c
+        .list_network_policies(std::slice::from_ref(&old))
+        .await
+        .unwrap();
     let copies: Vec<_> = policies
         .iter()
         .filter_map(|p| p.with_app_replaced(&old, &new))
@@ -1921,4 +1924,22 @@ async fn trace_redacts_the_token() {
     // Debug output never shows the token either.
     assert!(!format!("{c:?}").contains("old-token"));
     assert!(!format!("{:?}", config(&server, CountingToken::new())).contains("old-token"));
+}
+
+#[tokio::test]
+async fn app_manifest_is_read_as_yaml() {
+    let server = MockServer::start().await;
+    let yaml = "applications:\n- name: web\n  instances: 2\n";
+    Mock::given(method("GET"))
+        .and(path("/v3/apps/app-1/manifest"))
+        .and(header("accept", "application/x-yaml"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(yaml, "application/x-yaml"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let text = client(&server)
+        .get_app_manifest(&AppGuid::new("app-1"))
+        .await
+        .unwrap();
+    assert_eq!(text, yaml);
 }
