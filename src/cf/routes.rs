@@ -330,6 +330,21 @@ impl Client {
         Ok(out.destinations)
     }
 
+    /// `PATCH /v3/routes/:guid/destinations` (replaces all: destinations not listed are removed)
+    /// → the new destinations.
+    pub async fn replace_route_destinations(
+        &self,
+        route: &RouteGuid,
+        destinations: &[NewDestination],
+    ) -> Result<Vec<Destination>, Error> {
+        let url = self.url(&format!("/v3/routes/{route}/destinations"))?;
+        let body = Destinations {
+            destinations: destinations.to_vec(),
+        };
+        let out: Destinations<Destination> = self.send_json(Method::PATCH, url, &body).await?;
+        Ok(out.destinations)
+    }
+
     /// `DELETE /v3/routes/:guid/destinations/:destination_guid` (204).
     pub async fn remove_route_destination(
         &self,

@@ -1253,6 +1253,15 @@ async fn route_destinations_list_insert_remove() {
         .expect(1)
         .mount(&server)
         .await;
+    Mock::given(method("PATCH"))
+        .and(path("/v3/routes/route-1/destinations"))
+        .and(body_json(
+            json!({"destinations": [{"app": {"guid": "app-2"}}]}),
+        ))
+        .respond_with(ok_json(fixture("routes/destinations.json", &server)))
+        .expect(1)
+        .mount(&server)
+        .await;
     Mock::given(method("DELETE"))
         .and(path("/v3/routes/route-1/destinations/dest-1"))
         .respond_with(ResponseTemplate::new(204))
@@ -1278,6 +1287,9 @@ async fn route_destinations_list_insert_remove() {
             .len(),
         2
     );
+    c.replace_route_destinations(&route, &new[..1])
+        .await
+        .unwrap();
     c.remove_route_destination(&route, &DestinationGuid::new("dest-1"))
         .await
         .unwrap();
@@ -1942,4 +1954,64 @@ async fn app_manifest_is_read_as_yaml() {
         .await
         .unwrap();
     assert_eq!(text, yaml);
+}
+
+/// A raw server on 127.0.0.1 that drops the first `drops` connections without answering, then
+/// answers every request with `200 {"guid":"app-1",...}`. Returns its URL and the accept count.
+async fn flaky_server(drops: u32) -> (String, Arc<AtomicU32>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let accepted = Arc::new(AtomicU32::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        // Bounded: the test makes at most a handful of connections.
+        for _ in 0..10 {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            let n = count.fetch_add(1, Ordering::SeqCst) + 1;
+            if n <= drops {
+                drop(sock);
+                continue;
+            }
+            let mut buf = vec![0u8; 8192];
+            let _ = sock.read(&mut buf).await;
+            let body = r#"{"guid":"app-1","name":"web","state":"STARTED"}"#;
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = sock.write_all(resp.as_bytes()).await;
+        }
+    });
+    (url, accepted)
+}
+
+#[tokio::test]
+async fn get_is_retried_after_a_dropped_connection() {
+    let (url, accepted) = flaky_server(1).await;
+    let mut cfg = ClientConfig::new(url, CountingToken::new());
+    cfg.retry = fast_retry();
+    let app = Client::new(cfg)
+        .unwrap()
+        .get_app(&AppGuid::new("app-1"))
+        .await
+        .unwrap();
+    assert_eq!(app.name, "web");
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn post_is_not_retried_after_a_dropped_connection() {
+    let (url, accepted) = flaky_server(1).await;
+    let mut cfg = ClientConfig::new(url, CountingToken::new());
+    cfg.retry = fast_retry();
+    let err = Client::new(cfg)
+        .unwrap()
+        .start_app(&AppGuid::new("app-1"))
+        .await
+        .unwrap_err();
+    assert_matches!(err, Error::Http { .. });
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
 }
