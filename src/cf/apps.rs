@@ -39,6 +39,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use super::client::{Body, join_filter};
 use super::guid::{AppGuid, DropletGuid, JobGuid, SpaceGuid};
 use super::metadata::Metadata;
+use super::page::Page;
 use super::relationships::ToOne;
 use super::{Client, Error};
 
@@ -382,10 +383,10 @@ impl Client {
         Ok(out.var)
     }
 
-    /// `GET /v3/apps/:guid/features`.
+    /// `GET /v3/apps/:guid/features` (a short fixed list: one request, no paging parameters).
     pub async fn list_app_features(&self, guid: &AppGuid) -> Result<Vec<AppFeature>, Error> {
-        self.list_all(&format!("/v3/apps/{guid}/features"), &[])
-            .await
+        let url = self.url(&format!("/v3/apps/{guid}/features"))?;
+        Ok(self.get_json::<Page<AppFeature>>(url).await?.resources)
     }
 
     /// `GET /v3/apps/:guid/features/:name` (e.g. `ssh`).
@@ -408,5 +409,44 @@ impl Client {
             &serde_json::json!({ "enabled": enabled }),
         )
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn app_query_sends_only_set_filters() {
+        assert!(AppQuery::default().to_query().is_empty());
+        let q = AppQuery::default()
+            .names(["a,b", "c"])
+            .guids([AppGuid::new("g1"), AppGuid::new("g2")])
+            .label_selector("x=y");
+        assert_eq!(
+            q.to_query(),
+            vec![
+                ("names", "a%2Cb,c".to_owned()),
+                ("guids", "g1,g2".to_owned()),
+                ("label_selector", "x=y".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn new_app_and_rename_bodies() {
+        let body = serde_json::to_value(NewApp::new("web", SpaceGuid::new("s"))).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"name": "web", "relationships": {"space": {"data": {"guid": "s"}}}})
+        );
+        let rename = AppUpdate {
+            name: Some("x".into()),
+            ..AppUpdate::default()
+        };
+        assert_eq!(
+            serde_json::to_value(rename).unwrap(),
+            serde_json::json!({"name": "x"})
+        );
     }
 }

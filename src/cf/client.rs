@@ -37,7 +37,7 @@ use super::guid::JobGuid;
 use super::page::Page;
 use super::trace::{self, Trace};
 use super::warnings::{self, Warnings};
-use super::{AuthError, TokenProvider};
+use super::{AuthError, Target, TokenProvider};
 
 /// Results per page requested for every list call (the API maximum).
 pub const PER_PAGE: u32 = 5000;
@@ -127,6 +127,18 @@ impl ClientConfig {
             upload_timeout: Duration::from_secs(30 * 60),
             retry: RetryPolicy::default(),
             trace: Trace::off(),
+        }
+    }
+}
+
+impl ClientConfig {
+    /// A configuration for the cf CLI's target (endpoint and skip-SSL flag), with the defaults
+    /// of [`ClientConfig::new`]. `CF_TRACE` is not read here: set `trace` with
+    /// [`Trace::from_env`] where the environment is known.
+    pub fn for_target(target: &Target, token: Arc<dyn TokenProvider>) -> Self {
+        Self {
+            skip_ssl_validation: target.skip_ssl_validation,
+            ..Self::new(target.api_endpoint.clone(), token)
         }
     }
 }

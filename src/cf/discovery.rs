@@ -124,6 +124,9 @@ impl Feature {
             // Introduced in 3.144.0 and bumped to 3.145.0 the next day: require the later one.
             Feature::ReadinessHealthChecks => ApiVersion::new(3, 145, 0),
             Feature::RoutableStats => ApiVersion::new(3, 151, 0),
+            // The cf CLI checks neither up front: an older CC answers 422 "Unknown field(s):
+            // 'options'" for max_in_flight, and (inferred in the spec, not read) "'canary' is
+            // not a supported deployment strategy" for canary.
             Feature::CanaryDeployments | Feature::MaxInFlight => ApiVersion::new(3, 173, 0),
             Feature::RouteOptions => ApiVersion::new(3, 183, 0),
             Feature::CanarySteps => ApiVersion::new(3, 189, 0),

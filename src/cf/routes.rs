@@ -356,3 +356,38 @@ impl Client {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_query_keeps_empty_hosts_and_paths() {
+        let q = RouteQuery {
+            domain_guids: vec![DomainGuid::new("d")],
+            hosts: Some(vec![String::new()]),
+            paths: Some(vec![String::new()]),
+            ports: vec![1234],
+            ..RouteQuery::default()
+        };
+        assert_eq!(
+            q.to_query(),
+            vec![
+                ("domain_guids", "d".to_owned()),
+                ("hosts", String::new()),
+                ("paths", String::new()),
+                ("ports", "1234".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn new_tcp_route_omits_host_and_path() {
+        let r = NewRoute::tcp(SpaceGuid::new("s"), DomainGuid::new("d"), Some(6666));
+        assert_eq!(
+            serde_json::to_value(r).unwrap(),
+            serde_json::json!({"port": 6666, "relationships": {
+                "space": {"data": {"guid": "s"}}, "domain": {"data": {"guid": "d"}}}})
+        );
+    }
+}
