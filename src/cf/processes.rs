@@ -260,6 +260,23 @@ impl Client {
             .await
     }
 
+    /// `GET /v3/apps/:guid/processes/:type` (e.g. `web`; the newest one during a deployment).
+    pub async fn get_app_process(&self, app: &AppGuid, type_: &str) -> Result<Process, Error> {
+        self.get_json(self.url(&format!("/v3/apps/{app}/processes/{type_}"))?)
+            .await
+    }
+
+    /// `POST /v3/apps/:guid/processes/:type/actions/scale` (what `cf scale` uses).
+    pub async fn scale_app_process(
+        &self,
+        app: &AppGuid,
+        type_: &str,
+        scale: &ProcessScale,
+    ) -> Result<Process, Error> {
+        let url = self.url(&format!("/v3/apps/{app}/processes/{type_}/actions/scale"))?;
+        self.send_json(Method::POST, url, scale).await
+    }
+
     /// `GET /v3/processes/:guid`.
     pub async fn get_process(&self, guid: &ProcessGuid) -> Result<Process, Error> {
         self.get_json(self.url(&format!("/v3/processes/{guid}"))?)

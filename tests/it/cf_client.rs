@@ -1062,7 +1062,34 @@ async fn processes_list_get_update_scale_and_stats() {
         .respond_with(ok_json(fixture("processes/stats.json", &server)))
         .mount(&server)
         .await;
+    Mock::given(method("GET"))
+        .and(path("/v3/apps/app-1/processes/web"))
+        .respond_with(ok_json(fixture("processes/get.json", &server)))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v3/apps/app-1/processes/web/actions/scale"))
+        .and(body_json(json!({"instances": 0})))
+        .respond_with(
+            ResponseTemplate::new(202).set_body_json(fixture("processes/get.json", &server)),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
     let c = client(&server);
+    let by_type = c
+        .get_app_process(&AppGuid::new("app-1"), "web")
+        .await
+        .unwrap();
+    assert_eq!(by_type.guid, ProcessGuid::new("proc-web"));
+    let zero = ProcessScale {
+        instances: Some(0),
+        ..ProcessScale::default()
+    };
+    c.scale_app_process(&AppGuid::new("app-1"), "web", &zero)
+        .await
+        .unwrap();
     let procs = c.list_app_processes(&AppGuid::new("app-1")).await.unwrap();
     assert_eq!(procs.len(), 2);
     assert_eq!(procs[1].type_, "worker");
