@@ -547,7 +547,7 @@ impl Client {
         let mut retries = 0u32;
         loop {
             if authenticated && token.is_none() {
-                token = Some(self.inner.token.token().await.map_err(Error::Auth)?);
+                token = Some(self.bounded_token(self.inner.token.token()).await?);
             }
             let request = self
                 .build(&method, &url, &body, token.as_ref(), accept)
@@ -593,7 +593,7 @@ impl Client {
                 let err = api_error(&endpoint, status, &headers, &bytes);
                 if err.is_invalid_auth_token() {
                     refreshed = true;
-                    token = Some(self.inner.token.refresh().await.map_err(Error::Auth)?);
+                    token = Some(self.bounded_token(self.inner.token.refresh()).await?);
                     continue;
                 }
             }
@@ -618,6 +618,20 @@ impl Client {
                 });
             }
             return Err(api_error(&endpoint, status, &headers, &bytes).into());
+        }
+    }
+
+    /// The provider's answer, bounded by the request timeout (a plugin RPC peer may hang).
+    async fn bounded_token(
+        &self,
+        fut: futures::future::BoxFuture<'_, Result<SecretString, AuthError>>,
+    ) -> Result<SecretString, Error> {
+        match tokio::time::timeout(self.inner.request_timeout, fut).await {
+            Ok(result) => result.map_err(Error::Auth),
+            Err(_) => Err(Error::Auth(AuthError::Failed(format!(
+                "the token provider did not answer within {:?}",
+                self.inner.request_timeout
+            )))),
         }
     }
 

@@ -2042,3 +2042,24 @@ async fn post_is_not_retried_after_a_dropped_connection() {
     assert_matches!(err, Error::Http { .. });
     assert_eq!(accepted.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_hanging_token_provider_is_bounded() {
+    struct Hangs;
+    impl TokenProvider for Hangs {
+        fn token(&self) -> BoxFuture<'_, Result<SecretString, AuthError>> {
+            Box::pin(futures::future::pending())
+        }
+        fn refresh(&self) -> BoxFuture<'_, Result<SecretString, AuthError>> {
+            self.token()
+        }
+    }
+    let mut cfg = ClientConfig::new("http://127.0.0.1:9", Arc::new(Hangs));
+    cfg.request_timeout = Duration::from_secs(30);
+    let err = Client::new(cfg)
+        .unwrap()
+        .get_app(&AppGuid::new("a"))
+        .await
+        .unwrap_err();
+    assert_matches!(err, Error::Auth(AuthError::Failed(_)));
+}
