@@ -2063,3 +2063,80 @@ async fn a_hanging_token_provider_is_bounded() {
         .unwrap_err();
     assert_matches!(err, Error::Auth(AuthError::Failed(_)));
 }
+
+#[tokio::test]
+async fn remaining_getters_and_lists() {
+    let server = MockServer::start().await;
+    let org = fixture("organizations/list_one.json", &server)["resources"][0].clone();
+    let space = fixture("spaces/list_one.json", &server)["resources"][0].clone();
+    Mock::given(method("GET"))
+        .and(path("/v3/organizations/org-1"))
+        .respond_with(ok_json(org))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v3/spaces/space-1"))
+        .respond_with(ok_json(space))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v3/organizations/org-1/domains"))
+        .and(query_param("per_page", "5000"))
+        .respond_with(ok_json(fixture("domains/list_one.json", &server)))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v3/routes"))
+        .and(query_param("app_guids", "app-1,app-2"))
+        .and(query_param("space_guids", "space-1"))
+        .and(query_param_is_missing("hosts"))
+        .and(query_param("per_page", "5000"))
+        .respond_with(ok_json(fixture("routes/list_one.json", &server)))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v3/apps"))
+        .and(body_json(json!({"name": "web-candidate",
+            "relationships": {"space": {"data": {"guid": "space-1"}}},
+            "lifecycle": {"type": "docker", "data": {}}})))
+        .respond_with(ResponseTemplate::new(201).set_body_json(fixture("apps/get.json", &server)))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let c = client(&server);
+    assert_eq!(
+        c.get_organization(&OrganizationGuid::new("org-1"))
+            .await
+            .unwrap()
+            .name,
+        "my-org"
+    );
+    assert_eq!(
+        c.get_space(&SpaceGuid::new("space-1")).await.unwrap().name,
+        "dev"
+    );
+    let domains = c
+        .list_organization_domains(&OrganizationGuid::new("org-1"))
+        .await
+        .unwrap();
+    assert_eq!(domains[0].name, "example.com");
+    let q = cf_zero_downtime::cf::RouteQuery {
+        app_guids: vec![AppGuid::new("app-1"), AppGuid::new("app-2")],
+        space_guids: vec![SpaceGuid::new("space-1")],
+        ..Default::default()
+    };
+    assert_eq!(c.list_routes(&q).await.unwrap().len(), 1);
+    let mut new = cf_zero_downtime::cf::NewApp::new("web-candidate", SpaceGuid::new("space-1"));
+    new.lifecycle = Some(cf_zero_downtime::cf::Lifecycle {
+        type_: cf_zero_downtime::cf::LifecycleType::Docker,
+        data: Default::default(),
+    });
+    assert_eq!(
+        c.create_app(&new).await.unwrap().guid,
+        AppGuid::new("app-1")
+    );
+}
