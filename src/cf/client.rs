@@ -1,0 +1,862 @@
+//! The HTTP client: configuration, authentication, retries, timeouts, warnings, tracing and the
+//! JSON plumbing every resource file uses.
+//!
+//! One `reqwest::Client` lives inside [`Client`]; clones share it, the warning buffer and the
+//! discovered API version.
+//!
+//! Rules implemented here:
+//! - the token comes from the [`TokenProvider`] for every request; after one `401
+//!   CF-InvalidAuthToken` the provider is asked to `refresh()` once and the request is sent once
+//!   more;
+//! - only `GET` requests are retried: on connection errors, 502/503/504 and 429 (honouring a
+//!   numeric `Retry-After`), with capped exponential backoff. Mutating calls are never retried;
+//! - every request has a connect timeout and a total timeout (uploads have their own, longer one);
+//! - `X-Cf-Warnings` of the final response (success or error) are collected; responses that are
+//!   retried (503, 429, ...) do not contribute warnings;
+//! - absolute URLs from the API (`pagination.next.href`) are followed only on the API's origin,
+//!   so the token is never sent elsewhere.
+//!
+//! Depends on: reqwest, tokio, serde. Must not: log or print tokens.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::header::{self, HeaderMap, HeaderValue};
+use reqwest::{Method, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use url::Url;
+
+use super::discovery::{ApiVersion, RootInfo};
+use super::error::{ApiError, CcError, Error};
+use super::guid::JobGuid;
+use super::page::Page;
+use super::trace::{self, Trace};
+use super::warnings::{self, Warnings};
+use super::{AuthError, Target, TokenProvider};
+
+/// Results per page requested for every list call (the API maximum).
+pub const PER_PAGE: u32 = 5000;
+
+/// Upper bound on pages followed by one list call (5000 × 1000 resources).
+const MAX_PAGES: usize = 1000;
+
+/// How failed `GET` requests are retried. Mutating requests are never retried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt (the cf CLI uses 2).
+    pub max_retries: u32,
+    /// Backoff before the first retry; doubled for each further retry.
+    pub initial_backoff: Duration,
+    /// Cap on the exponential backoff.
+    pub max_backoff: Duration,
+    /// Cap on a server-sent `Retry-After`.
+    pub max_retry_after: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_retries: 2,
+            initial_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(8),
+            max_retry_after: Duration::from_secs(60),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// No retries at all.
+    pub fn never() -> Self {
+        Self {
+            max_retries: 0,
+            ..Self::default()
+        }
+    }
+
+    /// The wait before retry number `retry` (0-based): `Retry-After` when the server sent one
+    /// (capped by `max_retry_after`), else `initial_backoff * 2^retry` capped by `max_backoff`.
+    pub fn delay(&self, retry: u32, retry_after: Option<Duration>) -> Duration {
+        match retry_after {
+            Some(d) => d.min(self.max_retry_after),
+            None => self
+                .initial_backoff
+                .saturating_mul(2u32.saturating_pow(retry.min(16)))
+                .min(self.max_backoff),
+        }
+    }
+}
+
+/// Everything needed to build a [`Client`].
+pub struct ClientConfig {
+    /// The API endpoint, e.g. `https://api.example.com`.
+    pub api_endpoint: String,
+    /// Skip TLS certificate validation (only when the cf CLI target says so).
+    pub skip_ssl_validation: bool,
+    /// Where access tokens come from.
+    pub token: Arc<dyn TokenProvider>,
+    /// `User-Agent` header.
+    pub user_agent: String,
+    /// TCP/TLS connect timeout (the cf CLI's `CF_DIAL_TIMEOUT`, 6 s by default there).
+    pub connect_timeout: Duration,
+    /// Total timeout of one request (connect, send, receive the whole body).
+    pub request_timeout: Duration,
+    /// Total timeout of a package upload.
+    pub upload_timeout: Duration,
+    /// Retry policy for `GET` requests.
+    pub retry: RetryPolicy,
+    /// `CF_TRACE` output.
+    pub trace: Trace,
+}
+
+impl ClientConfig {
+    /// A configuration with the defaults: TLS verified, 10 s connect, 60 s per request, 30 min
+    /// per upload, 2 retries for GETs, tracing off.
+    pub fn new(api_endpoint: impl Into<String>, token: Arc<dyn TokenProvider>) -> Self {
+        Self {
+            api_endpoint: api_endpoint.into(),
+            skip_ssl_validation: false,
+            token,
+            user_agent: concat!("cf-zero-downtime/", env!("CARGO_PKG_VERSION")).to_owned(),
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(60),
+            upload_timeout: Duration::from_secs(30 * 60),
+            retry: RetryPolicy::default(),
+            trace: Trace::off(),
+        }
+    }
+}
+
+impl ClientConfig {
+    /// A configuration for the cf CLI's target (endpoint and skip-SSL flag), with the defaults
+    /// of [`ClientConfig::new`]. `CF_TRACE` is not read here: set `trace` with
+    /// [`Trace::from_env`] where the environment is known.
+    pub fn for_target(target: &Target, token: Arc<dyn TokenProvider>) -> Self {
+        Self {
+            skip_ssl_validation: target.skip_ssl_validation,
+            ..Self::new(target.api_endpoint.clone(), token)
+        }
+    }
+}
+
+impl fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("api_endpoint", &self.api_endpoint)
+            .field("skip_ssl_validation", &self.skip_ssl_validation)
+            .field("token", &"<token provider>")
+            .field("user_agent", &self.user_agent)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .field("upload_timeout", &self.upload_timeout)
+            .field("retry", &self.retry)
+            .field("trace", &self.trace)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Discovered {
+    pub(crate) version: Option<ApiVersion>,
+    pub(crate) root: RootInfo,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    base: Url,
+    token: Arc<dyn TokenProvider>,
+    retry: RetryPolicy,
+    request_timeout: Duration,
+    upload_timeout: Duration,
+    trace: Trace,
+    warnings: Warnings,
+    discovered: RwLock<Option<Discovered>>,
+}
+
+/// A Cloud Controller v3 client. Cheap to clone: clones share one connection pool, one warning
+/// buffer and the discovered API version.
+///
+/// ```no_run
+/// # async fn f() -> Result<(), cf_zero_downtime::cf::Error> {
+/// use std::sync::Arc;
+/// use cf_zero_downtime::cf::{Client, ClientConfig, StaticToken};
+/// use secrecy::SecretString;
+///
+/// let token = Arc::new(StaticToken(SecretString::from("bearer eyJ...")));
+/// let client = Client::new(ClientConfig::new("https://api.example.com", token))?;
+/// client.discover().await?;
+/// let org = client.find_organization("my-org").await?;
+/// for w in client.take_warnings() {
+///     eprintln!("warning: {w}");
+/// }
+/// # let _ = org; Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("api", &self.inner.base.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A request body.
+pub(crate) enum Body<'a> {
+    Empty,
+    Json(Vec<u8>),
+    Yaml(&'a str),
+    Upload(&'a Upload<'a>),
+}
+
+/// A multipart package upload, rebuilt from the file for each attempt (a 401 refresh resends).
+pub(crate) struct Upload<'a> {
+    pub(crate) resources_json: Vec<u8>,
+    pub(crate) zip: Option<&'a Path>,
+    pub(crate) progress: Arc<dyn Fn(u64, u64) + Send + Sync>,
+}
+
+/// A fully read response.
+pub(crate) struct Response {
+    pub(crate) endpoint: String,
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
+}
+
+impl Response {
+    pub(crate) fn request_id(&self) -> Option<String> {
+        request_id(&self.headers)
+    }
+
+    pub(crate) fn json<T: DeserializeOwned>(&self) -> Result<T, Error> {
+        // 204 and empty bodies read as `{}`, like the cf CLI.
+        let body: &[u8] = if self.body.is_empty() {
+            b"{}"
+        } else {
+            &self.body
+        };
+        serde_json::from_slice(body).map_err(|source| Error::Decode {
+            endpoint: self.endpoint.clone(),
+            request_id: self.request_id(),
+            source,
+        })
+    }
+
+    /// The job GUID of a `202 Accepted` + `Location: .../v3/jobs/<guid>` response.
+    pub(crate) fn job_location(&self) -> Result<JobGuid, Error> {
+        let loc = self
+            .headers
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| Error::Protocol {
+                endpoint: self.endpoint.clone(),
+                what: format!("status {} without a job Location header", self.status),
+            })?;
+        job_guid_from_location(loc).ok_or_else(|| Error::Protocol {
+            endpoint: self.endpoint.clone(),
+            what: format!("Location '{loc}' is not a job URL"),
+        })
+    }
+}
+
+/// `https://api/v3/jobs/<guid>` (or a relative `/v3/jobs/<guid>`) → the GUID.
+pub(crate) fn job_guid_from_location(loc: &str) -> Option<JobGuid> {
+    let path = loc.split(['?', '#']).next()?.trim_end_matches('/');
+    let (prefix, guid) = path.rsplit_once('/')?;
+    if prefix.ends_with("/jobs") && !guid.is_empty() {
+        Some(JobGuid::new(guid))
+    } else {
+        None
+    }
+}
+
+fn request_id(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("x-vcap-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    // Only the delay-seconds form; an HTTP date falls back to the backoff.
+    headers
+        .get(header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+/// Joins filter values with `,` after escaping commas inside a value as `%2C`, as the cf CLI does
+/// (the server splits on `,` and URL-decodes each piece).
+pub(crate) fn join_filter<S: AsRef<str>>(values: &[S]) -> String {
+    values
+        .iter()
+        .map(|v| v.as_ref().replace(',', "%2C"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+impl Client {
+    /// Builds the client. No request is made.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the endpoint is not an absolute http(s) URL or the TLS setup fails.
+    pub fn new(config: ClientConfig) -> Result<Client, Error> {
+        let base = Url::parse(config.api_endpoint.trim_end_matches('/'))
+            .map_err(|e| Error::Config(format!("api endpoint '{}': {e}", config.api_endpoint)))?;
+        if !matches!(base.scheme(), "http" | "https") || base.host_str().is_none() {
+            return Err(Error::Config(format!(
+                "api endpoint '{}' is not an http(s) URL",
+                config.api_endpoint
+            )));
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+        let http = reqwest::Client::builder()
+            .user_agent(config.user_agent.clone())
+            .default_headers(headers)
+            .connect_timeout(config.connect_timeout)
+            .danger_accept_invalid_certs(config.skip_ssl_validation)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| Error::Config(format!("http client: {e}")))?;
+        Ok(Client {
+            inner: Arc::new(Inner {
+                http,
+                base,
+                token: config.token,
+                retry: config.retry,
+                request_timeout: config.request_timeout,
+                upload_timeout: config.upload_timeout,
+                trace: config.trace,
+                warnings: Warnings::default(),
+                discovered: RwLock::new(None),
+            }),
+        })
+    }
+
+    /// Drains the warnings collected so far (`X-Cf-Warnings` headers and job warnings), oldest
+    /// first. Call it after every step, including failed ones.
+    pub fn take_warnings(&self) -> Vec<String> {
+        self.inner.warnings.take()
+    }
+
+    /// Sets the API version without `GET /` (e.g. from the plugin RPC's `ApiVersion`).
+    pub fn set_api_version(&self, version: ApiVersion) {
+        if let Ok(mut d) = self.inner.discovered.write() {
+            let root = d.take().map(|d| d.root).unwrap_or_default();
+            *d = Some(Discovered {
+                version: Some(version),
+                root,
+            });
+        }
+    }
+
+    pub(crate) fn store_root(&self, root: RootInfo) {
+        if let Ok(mut d) = self.inner.discovered.write() {
+            *d = Some(Discovered {
+                version: root.api_version(),
+                root,
+            });
+        }
+    }
+
+    pub(crate) fn discovered(&self) -> Option<Discovered> {
+        self.inner.discovered.read().ok().and_then(|d| d.clone())
+    }
+
+    /// The API endpoint this client talks to.
+    pub fn api_endpoint(&self) -> &Url {
+        &self.inner.base
+    }
+
+    pub(crate) fn push_warnings(&self, w: impl IntoIterator<Item = String>) {
+        self.inner.warnings.extend(w);
+    }
+
+    /// `path` (starting with `/`) on the API endpoint.
+    pub(crate) fn url(&self, path: &str) -> Result<Url, Error> {
+        let base = self.inner.base.as_str().trim_end_matches('/');
+        Url::parse(&format!("{base}{path}"))
+            .map_err(|e| Error::Config(format!("bad request path '{path}': {e}")))
+    }
+
+    /// `path` with query parameters (values are URL-encoded here).
+    pub(crate) fn url_with(&self, path: &str, query: &[(&str, String)]) -> Result<Url, Error> {
+        let mut url = self.url(path)?;
+        if !query.is_empty() {
+            let mut q = url.query_pairs_mut();
+            for (k, v) in query {
+                q.append_pair(k, v);
+            }
+        }
+        Ok(url)
+    }
+
+    /// An absolute URL sent by the API, accepted only on the API's own origin.
+    pub(crate) fn same_origin(&self, href: &str) -> Result<Url, Error> {
+        let url = Url::parse(href)
+            .or_else(|_| self.url(href))
+            .map_err(|_| Error::Protocol {
+                endpoint: self.inner.base.to_string(),
+                what: format!("'{href}' is not a URL"),
+            })?;
+        if url.origin() != self.inner.base.origin() {
+            return Err(Error::Protocol {
+                endpoint: self.inner.base.to_string(),
+                what: format!("refusing to follow '{href}': not on the API endpoint"),
+            });
+        }
+        Ok(url)
+    }
+
+    // ---- typed helpers used by the resource files ----
+
+    pub(crate) async fn get_json<T: DeserializeOwned>(&self, url: Url) -> Result<T, Error> {
+        self.send(Method::GET, url, Body::Empty).await?.json()
+    }
+
+    pub(crate) async fn get_json_unauthenticated<T: DeserializeOwned>(
+        &self,
+        url: Url,
+    ) -> Result<T, Error> {
+        self.execute(Method::GET, url, Body::Empty, false, None)
+            .await?
+            .json()
+    }
+
+    /// `get_json` with `CF-ResourceNotFound` mapped to `None` (kube's `get_opt`).
+    pub(crate) async fn get_json_opt<T: DeserializeOwned>(
+        &self,
+        url: Url,
+    ) -> Result<Option<T>, Error> {
+        match self.get_json(url).await {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub(crate) async fn send_json<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        url: Url,
+        body: &impl Serialize,
+    ) -> Result<T, Error> {
+        self.send(method, url, json_body(body)?).await?.json()
+    }
+
+    /// A request whose answer is `202 Accepted` + a job `Location`.
+    pub(crate) async fn send_for_job(
+        &self,
+        method: Method,
+        url: Url,
+        body: Body<'_>,
+    ) -> Result<JobGuid, Error> {
+        self.send(method, url, body).await?.job_location()
+    }
+
+    /// Every resource of a list endpoint, following `pagination.next.href` (per_page=5000).
+    pub(crate) async fn list_all<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<Vec<T>, Error> {
+        let mut query = query.to_vec();
+        if !query.iter().any(|(k, _)| *k == "per_page") {
+            query.push(("per_page", PER_PAGE.to_string()));
+        }
+        let mut url = self.url_with(path, &query)?;
+        let mut all = Vec::new();
+        for _ in 0..MAX_PAGES {
+            let page: Page<T> = self.get_json(url).await?;
+            all.extend(page.resources);
+            match page.pagination.and_then(|p| p.next).map(|n| n.href) {
+                // CC sends next.href as an absolute URL; follow it verbatim (same origin only).
+                Some(href) if !href.is_empty() => url = self.same_origin(&href)?,
+                _ => return Ok(all),
+            }
+        }
+        Err(Error::Protocol {
+            endpoint: format!("GET {path}"),
+            what: format!("more than {MAX_PAGES} pages"),
+        })
+    }
+
+    /// The first resource of a one-result list query (`per_page=1`).
+    pub(crate) async fn first<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<Option<T>, Error> {
+        let mut query = query.to_vec();
+        query.push(("per_page", "1".to_owned()));
+        query.push(("page", "1".to_owned()));
+        let page: Page<T> = self.get_json(self.url_with(path, &query)?).await?;
+        Ok(page.resources.into_iter().next())
+    }
+
+    // ---- the transport ----
+
+    pub(crate) async fn send(
+        &self,
+        method: Method,
+        url: Url,
+        body: Body<'_>,
+    ) -> Result<Response, Error> {
+        self.execute(method, url, body, true, None).await
+    }
+
+    /// A GET with another `Accept` header (YAML documents).
+    pub(crate) async fn get_accepting(
+        &self,
+        url: Url,
+        accept: &'static str,
+    ) -> Result<Response, Error> {
+        self.execute(Method::GET, url, Body::Empty, true, Some(accept))
+            .await
+    }
+
+    async fn execute(
+        &self,
+        method: Method,
+        url: Url,
+        body: Body<'_>,
+        authenticated: bool,
+        accept: Option<&'static str>,
+    ) -> Result<Response, Error> {
+        let endpoint = format!("{method} {}", url.path());
+        let retryable = method == Method::GET || method == Method::HEAD;
+        let timeout = match body {
+            Body::Upload(_) => self.inner.upload_timeout,
+            _ => self.inner.request_timeout,
+        };
+        let mut token: Option<SecretString> = None;
+        let mut refreshed = false;
+        let mut retries = 0u32;
+        loop {
+            if authenticated && token.is_none() {
+                token = Some(self.bounded_token(self.inner.token.token()).await?);
+            }
+            let request = self
+                .build(&method, &url, &body, token.as_ref(), accept)
+                .await?;
+            self.trace_request(&request, &body);
+            tracing::debug!(target: "cf::http", %endpoint, "request");
+            let outcome = tokio::time::timeout(timeout, async {
+                let resp = self.inner.http.execute(request).await?;
+                let status = resp.status();
+                let headers = resp.headers().clone();
+                let bytes = resp.bytes().await?;
+                Ok::<_, reqwest::Error>((status, headers, bytes))
+            })
+            .await;
+            let (status, headers, bytes) = match outcome {
+                Err(_elapsed) => {
+                    return Err(Error::Timeout { endpoint, timeout });
+                }
+                Ok(Err(e)) if e.is_timeout() => {
+                    return Err(Error::Timeout { endpoint, timeout });
+                }
+                Ok(Err(e)) => {
+                    // Any transport failure of an idempotent request (refused, reset, broken
+                    // body) may be retried; building errors cannot improve by retrying.
+                    if retryable && !e.is_builder() && retries < self.inner.retry.max_retries {
+                        let wait = self.inner.retry.delay(retries, None);
+                        tracing::debug!(target: "cf::http", %endpoint, ?wait, "connection failed; retrying");
+                        retries += 1;
+                        tokio::time::sleep(wait).await;
+                        continue;
+                    }
+                    return Err(Error::Http {
+                        endpoint,
+                        source: e,
+                    });
+                }
+                Ok(Ok(parts)) => parts,
+            };
+            self.trace_response(status, &headers, &bytes);
+            tracing::debug!(target: "cf::http", %endpoint, status = status.as_u16(), "response");
+
+            if status == StatusCode::UNAUTHORIZED && authenticated && !refreshed {
+                let err = api_error(&endpoint, status, &headers, &bytes);
+                if err.is_invalid_auth_token() {
+                    refreshed = true;
+                    token = Some(self.bounded_token(self.inner.token.refresh()).await?);
+                    continue;
+                }
+            }
+            if retryable
+                && matches!(status.as_u16(), 429 | 502 | 503 | 504)
+                && retries < self.inner.retry.max_retries
+            {
+                let wait = self.inner.retry.delay(retries, retry_after(&headers));
+                tracing::debug!(target: "cf::http", %endpoint, status = status.as_u16(), ?wait, "retrying");
+                retries += 1;
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+
+            self.inner.warnings.extend(warnings::from_headers(&headers));
+            if status.is_success() {
+                return Ok(Response {
+                    endpoint,
+                    status,
+                    headers,
+                    body: bytes,
+                });
+            }
+            return Err(api_error(&endpoint, status, &headers, &bytes).into());
+        }
+    }
+
+    /// The provider's answer, bounded by the request timeout (a plugin RPC peer may hang).
+    async fn bounded_token(
+        &self,
+        fut: futures::future::BoxFuture<'_, Result<SecretString, AuthError>>,
+    ) -> Result<SecretString, Error> {
+        match tokio::time::timeout(self.inner.request_timeout, fut).await {
+            Ok(result) => result.map_err(Error::Auth),
+            Err(_) => Err(Error::Auth(AuthError::Failed(format!(
+                "the token provider did not answer within {:?}",
+                self.inner.request_timeout
+            )))),
+        }
+    }
+
+    async fn build(
+        &self,
+        method: &Method,
+        url: &Url,
+        body: &Body<'_>,
+        token: Option<&SecretString>,
+        accept: Option<&'static str>,
+    ) -> Result<reqwest::Request, Error> {
+        let mut rb = self.inner.http.request(method.clone(), url.clone());
+        if let Some(accept) = accept {
+            rb = rb.header(header::ACCEPT, accept);
+        }
+        if let Some(token) = token {
+            let mut value = HeaderValue::from_str(token.expose_secret()).map_err(|_| {
+                Error::Auth(AuthError::Failed(
+                    "the access token contains characters not allowed in a header".to_owned(),
+                ))
+            })?;
+            value.set_sensitive(true);
+            rb = rb.header(header::AUTHORIZATION, value);
+        }
+        rb = match body {
+            Body::Empty => rb,
+            Body::Json(bytes) => rb
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(bytes.clone()),
+            Body::Yaml(text) => rb
+                .header(header::CONTENT_TYPE, "application/x-yaml")
+                .body(text.to_string()),
+            Body::Upload(upload) => rb.multipart(super::packages::upload_form(upload).await?),
+        };
+        rb.build().map_err(|e| Error::Http {
+            endpoint: format!("{method} {}", url.path()),
+            source: e,
+        })
+    }
+
+    fn trace_request(&self, request: &reqwest::Request, body: &Body<'_>) {
+        let trace = &self.inner.trace;
+        if !trace.is_on() {
+            return;
+        }
+        let url = request.url();
+        let mut out = format!(
+            "REQUEST: {}\n{} {}{} HTTP/1.1\nHost: {}\n",
+            trace::timestamp(),
+            request.method(),
+            url.path(),
+            url.query().map(|q| format!("?{q}")).unwrap_or_default(),
+            url.host_str().unwrap_or_default(),
+        );
+        for (name, value) in request.headers() {
+            let shown = if name == header::AUTHORIZATION || value.is_sensitive() {
+                trace::REDACTED.to_owned()
+            } else {
+                String::from_utf8_lossy(value.as_bytes()).into_owned()
+            };
+            out.push_str(&format!("{}: {shown}\n", canonical(name.as_str())));
+        }
+        out.push('\n');
+        match body {
+            Body::Empty => {}
+            Body::Json(b) => out.push_str(&trace::redact_body(b)),
+            Body::Yaml(y) => out.push_str(y),
+            Body::Upload(_) => out.push_str("[MULTIPART/FORM-DATA CONTENT HIDDEN]"),
+        }
+        out.push_str("\n\n");
+        trace.write(&out);
+    }
+
+    fn trace_response(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) {
+        let trace = &self.inner.trace;
+        if !trace.is_on() {
+            return;
+        }
+        let mut out = format!("RESPONSE: {}\nHTTP/1.1 {status}\n", trace::timestamp());
+        for (name, value) in headers {
+            out.push_str(&format!(
+                "{}: {}\n",
+                canonical(name.as_str()),
+                String::from_utf8_lossy(value.as_bytes())
+            ));
+        }
+        out.push('\n');
+        out.push_str(&trace::redact_body(body));
+        out.push_str("\n\n");
+        trace.write(&out);
+    }
+}
+
+/// `x-cf-warnings` → `X-Cf-Warnings`.
+fn canonical(name: &str) -> String {
+    name.split('-')
+        .map(|part| {
+            let mut c = part.chars();
+            match c.next() {
+                Some(first) => first.to_ascii_uppercase().to_string() + c.as_str(),
+                None => String::new(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+pub(crate) fn json_body(body: &impl Serialize) -> Result<Body<'static>, Error> {
+    serde_json::to_vec(body)
+        .map(Body::Json)
+        // Serializing our own request types cannot fail in practice (string keys only).
+        .map_err(|e| Error::Config(format!("could not encode request body: {e}")))
+}
+
+#[derive(serde::Deserialize)]
+struct ErrorDocument {
+    #[serde(default)]
+    errors: Vec<CcError>,
+}
+
+/// Maps an error response. Bodies that are not CC error JSON keep the status and the raw text.
+fn api_error(endpoint: &str, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> ApiError {
+    let errors = serde_json::from_slice::<ErrorDocument>(body)
+        .map(|d| d.errors)
+        .unwrap_or_default();
+    let raw = if errors.is_empty() && !body.is_empty() {
+        let mut text = String::from_utf8_lossy(body).into_owned();
+        if text.len() > 1024 {
+            let mut cut = 1024;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            text.truncate(cut);
+            text.push_str("...");
+        }
+        Some(text)
+    } else {
+        None
+    };
+    ApiError {
+        endpoint: endpoint.to_owned(),
+        status: status.as_u16(),
+        errors,
+        request_id: request_id(headers),
+        body: raw,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let p = RetryPolicy {
+            max_retries: 5,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(350),
+            max_retry_after: Duration::from_secs(10),
+        };
+        assert_eq!(p.delay(0, None), Duration::from_millis(100));
+        assert_eq!(p.delay(1, None), Duration::from_millis(200));
+        assert_eq!(p.delay(2, None), Duration::from_millis(350));
+        assert_eq!(p.delay(40, None), Duration::from_millis(350));
+    }
+
+    #[test]
+    fn retry_after_wins_but_is_capped() {
+        let p = RetryPolicy::default();
+        assert_eq!(
+            p.delay(0, Some(Duration::from_secs(5))),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            p.delay(0, Some(Duration::from_secs(3600))),
+            p.max_retry_after
+        );
+    }
+
+    #[test]
+    fn retry_after_header_is_read_as_seconds() {
+        let mut h = HeaderMap::new();
+        h.insert(header::RETRY_AFTER, HeaderValue::from_static("7"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        h.insert(
+            header::RETRY_AFTER,
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
+        assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn job_guid_comes_from_location() {
+        assert_eq!(
+            job_guid_from_location("https://api.example.org/v3/jobs/b19a-1"),
+            Some(JobGuid::new("b19a-1"))
+        );
+        assert_eq!(
+            job_guid_from_location("/v3/jobs/x/"),
+            Some(JobGuid::new("x"))
+        );
+        assert_eq!(job_guid_from_location("https://api/v3/apps/x"), None);
+    }
+
+    #[test]
+    fn commas_in_filter_values_are_pre_escaped() {
+        assert_eq!(join_filter(&["a,b", "c"]), "a%2Cb,c");
+    }
+
+    #[test]
+    fn non_json_error_bodies_keep_status_and_text() {
+        let e = api_error(
+            "GET /v3/apps",
+            StatusCode::BAD_GATEWAY,
+            &HeaderMap::new(),
+            b"<html>bad gateway</html>",
+        );
+        assert_eq!(e.status, 502);
+        assert!(e.errors.is_empty());
+        assert_eq!(e.body.as_deref(), Some("<html>bad gateway</html>"));
+        assert!(e.to_string().contains("bad gateway"));
+    }
+
+    #[test]
+    fn header_names_are_canonicalised() {
+        assert_eq!(canonical("x-cf-warnings"), "X-Cf-Warnings");
+    }
+}

@@ -1,0 +1,134 @@
+//! Container-to-container network policies (networking API v1), needed to carry an app's
+//! policies over to a new app GUID in a blue-green deploy.
+//!
+//! The base URL is the root document's `links.network_policy_v1.href` when
+//! [`Client::discover`] has run and the link exists, else `<api>/networking/v1/external`.
+//!
+//! The request and response shapes (`GET .../policies?id=<guids>` →
+//! `{"total_policies": n, "policies": [...]}`, `POST .../policies {"policies": [...]}`) are
+//! **inferred** from the networking API's public docs; the project spec only names the endpoint.
+//!
+//! ```no_run
+//! # async fn f(client: cf_zero_downtime::cf::Client, old: cf_zero_downtime::cf::AppGuid,
+//! #            new: cf_zero_downtime::cf::AppGuid) -> Result<(), cf_zero_downtime::cf::Error> {
+//! let policies = client.list_network_policies(std::slice::from_ref(&old)).await?;
+//! let copies: Vec<_> = policies.iter().filter_map(|p| p.with_app_replaced(&old, &new)).collect();
+//! client.create_network_policies(&copies).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Depends on: the client core, discovery. Must not: delete policies.
+
+use reqwest::Method;
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use super::client::join_filter;
+use super::guid::AppGuid;
+use super::{Client, Error};
+
+/// The source of a policy (an app GUID).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PolicySource {
+    /// The source app's GUID.
+    pub id: String,
+}
+
+/// A port range `{"start": 8080, "end": 8080}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PortRange {
+    /// First port.
+    pub start: u16,
+    /// Last port.
+    pub end: u16,
+}
+
+/// The destination of a policy.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PolicyDestination {
+    /// The destination app's GUID.
+    pub id: String,
+    /// `tcp` or `udp`.
+    pub protocol: String,
+    /// Allowed ports.
+    pub ports: PortRange,
+}
+
+/// A container-to-container policy.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct NetworkPolicy {
+    /// Source app.
+    pub source: PolicySource,
+    /// Destination app, protocol and ports.
+    pub destination: PolicyDestination,
+}
+
+impl NetworkPolicy {
+    /// The same policy with `old` replaced by `new` on either side; `None` if `old` is on
+    /// neither side.
+    pub fn with_app_replaced(&self, old: &AppGuid, new: &AppGuid) -> Option<NetworkPolicy> {
+        let mut p = self.clone();
+        let mut hit = false;
+        if p.source.id == old.as_str() {
+            p.source.id = new.to_string();
+            hit = true;
+        }
+        if p.destination.id == old.as_str() {
+            p.destination.id = new.to_string();
+            hit = true;
+        }
+        hit.then_some(p)
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Policies {
+    #[serde(default)]
+    policies: Vec<NetworkPolicy>,
+}
+
+impl Client {
+    fn policies_url(&self) -> Result<Url, Error> {
+        let discovered = self
+            .discovered()
+            .and_then(|d| d.root.links.network_policy_v1.map(|l| l.href));
+        match discovered {
+            Some(base) => {
+                Url::parse(&format!("{}/policies", base.trim_end_matches('/'))).map_err(|e| {
+                    Error::Protocol {
+                        endpoint: "GET /".to_owned(),
+                        what: format!("network_policy_v1 link '{base}': {e}"),
+                    }
+                })
+            }
+            None => self.url("/networking/v1/external/policies"),
+        }
+    }
+
+    /// `GET <networking>/policies?id=<app guids>`: policies where any of the apps is source or
+    /// destination.
+    pub async fn list_network_policies(
+        &self,
+        apps: &[AppGuid],
+    ) -> Result<Vec<NetworkPolicy>, Error> {
+        let mut url = self.policies_url()?;
+        if !apps.is_empty() {
+            url.query_pairs_mut().append_pair("id", &join_filter(apps));
+        }
+        Ok(self.get_json::<Policies>(url).await?.policies)
+    }
+
+    /// `POST <networking>/policies {"policies": [...]}`. Does nothing for an empty list.
+    pub async fn create_network_policies(&self, policies: &[NetworkPolicy]) -> Result<(), Error> {
+        if policies.is_empty() {
+            return Ok(());
+        }
+        let body = Policies {
+            policies: policies.to_vec(),
+        };
+        let _: serde_json::Value = self
+            .send_json(Method::POST, self.policies_url()?, &body)
+            .await?;
+        Ok(())
+    }
+}

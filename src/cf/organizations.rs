@@ -1,0 +1,51 @@
+//! Organizations: lookup by name or GUID.
+//!
+//! ```no_run
+//! # async fn f(client: cf_zero_downtime::cf::Client) -> Result<(), cf_zero_downtime::cf::Error> {
+//! let org = client.find_organization("my-org").await?;
+//! if let Some(org) = org {
+//!     let again = client.get_organization(&org.guid).await?;
+//! #   let _ = again;
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! Depends on: the client core. Must not: cache results.
+
+use serde::{Deserialize, Serialize};
+
+use super::client::join_filter;
+use super::guid::OrganizationGuid;
+use super::metadata::Metadata;
+use super::{Client, Error};
+
+/// An organization.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Organization {
+    /// Its GUID.
+    pub guid: OrganizationGuid,
+    /// Its name.
+    pub name: String,
+    /// Whether it is suspended.
+    #[serde(default)]
+    pub suspended: bool,
+    /// Labels and annotations.
+    #[serde(default)]
+    pub metadata: Metadata,
+}
+
+impl Client {
+    /// `GET /v3/organizations?names=<name>`.
+    pub async fn find_organization(&self, name: &str) -> Result<Option<Organization>, Error> {
+        let orgs: Vec<Organization> = self
+            .list_all("/v3/organizations", &[("names", join_filter(&[name]))])
+            .await?;
+        Ok(orgs.into_iter().next())
+    }
+
+    /// `GET /v3/organizations/:guid`.
+    pub async fn get_organization(&self, guid: &OrganizationGuid) -> Result<Organization, Error> {
+        self.get_json(self.url(&format!("/v3/organizations/{guid}"))?)
+            .await
+    }
+}

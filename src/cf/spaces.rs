@@ -1,0 +1,67 @@
+//! Spaces: lookup by name within an organization, or by GUID.
+//!
+//! ```no_run
+//! # async fn f(client: cf_zero_downtime::cf::Client, org: cf_zero_downtime::cf::OrganizationGuid)
+//! # -> Result<(), cf_zero_downtime::cf::Error> {
+//! let space = client.find_space(&org, "dev").await?;
+//! # let _ = space; Ok(()) }
+//! ```
+//!
+//! Depends on: the client core. Must not: cache results.
+
+use serde::{Deserialize, Serialize};
+
+use super::client::join_filter;
+use super::guid::{OrganizationGuid, SpaceGuid};
+use super::metadata::Metadata;
+use super::relationships::ToOne;
+use super::{Client, Error};
+
+/// `relationships` of a space.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpaceRelationships {
+    /// The organization.
+    #[serde(default)]
+    pub organization: ToOne<OrganizationGuid>,
+}
+
+/// A space.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Space {
+    /// Its GUID.
+    pub guid: SpaceGuid,
+    /// Its name.
+    pub name: String,
+    /// Its organization.
+    #[serde(default)]
+    pub relationships: SpaceRelationships,
+    /// Labels and annotations.
+    #[serde(default)]
+    pub metadata: Metadata,
+}
+
+impl Client {
+    /// `GET /v3/spaces?names=<name>&organization_guids=<org>`.
+    pub async fn find_space(
+        &self,
+        org: &OrganizationGuid,
+        name: &str,
+    ) -> Result<Option<Space>, Error> {
+        let spaces: Vec<Space> = self
+            .list_all(
+                "/v3/spaces",
+                &[
+                    ("names", join_filter(&[name])),
+                    ("organization_guids", org.to_string()),
+                ],
+            )
+            .await?;
+        Ok(spaces.into_iter().next())
+    }
+
+    /// `GET /v3/spaces/:guid`.
+    pub async fn get_space(&self, guid: &SpaceGuid) -> Result<Space, Error> {
+        self.get_json(self.url(&format!("/v3/spaces/{guid}"))?)
+            .await
+    }
+}
