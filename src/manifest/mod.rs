@@ -162,14 +162,16 @@ fn parse_with_vars(text: &str, origin: &Path, vars: &Vars, cwd: &Path) -> Result
     })
 }
 
-/// The folder of the manifest, absolute and symlink-resolved when it exists.
+/// The folder of the manifest, absolute and symlink-resolved. A relative `origin` that does not
+/// exist from the process's directory (text given to [`parse_str`]) is taken relative to `cwd`.
 fn manifest_dir(origin: &Path, cwd: &Path) -> PathBuf {
-    let abs = if origin.is_absolute() {
-        origin.to_path_buf()
-    } else {
-        cwd.join(origin)
-    };
-    let resolved = std::fs::canonicalize(&abs).unwrap_or(abs);
+    let resolved = std::fs::canonicalize(origin).unwrap_or_else(|_| {
+        if origin.is_absolute() {
+            origin.to_path_buf()
+        } else {
+            cwd.join(origin)
+        }
+    });
     resolved
         .parent()
         .map_or_else(|| cwd.to_path_buf(), Path::to_path_buf)

@@ -1141,18 +1141,21 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// `\d+ ?(B|K|KB|M|MB|G|GB|T|TB)`, any case.
+/// A size as Cloud Controller's byte converter accepts it: a number (decimals allowed, `1.5G`) and a
+/// unit B, K, KB, M, MB, G, GB, T, TB (or KiB, MiB, GiB, TiB), any case, e.g. `256M`, `1G`, `512mb`.
 pub(crate) fn is_size(text: &str) -> bool {
     let t = text.trim();
-    let digits = t.chars().take_while(char::is_ascii_digit).count();
-    if digits == 0 {
-        return false;
-    }
-    let unit = t[digits..].trim_start().to_ascii_uppercase();
-    matches!(
-        unit.as_str(),
-        "B" | "K" | "KB" | "M" | "MB" | "G" | "GB" | "T" | "TB"
-    )
+    let num_len = t.chars().take_while(|c| c.is_ascii_digit() || *c == '.').count();
+    let (num, unit) = t.split_at(num_len);
+    let num_ok = !num.is_empty()
+        && num.split('.').count() <= 2
+        && num.split('.').all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_digit()));
+    let unit = unit.to_ascii_uppercase();
+    num_ok
+        && matches!(
+            unit.as_str(),
+            "B" | "K" | "KB" | "KIB" | "M" | "MB" | "MIB" | "G" | "GB" | "GIB" | "T" | "TB" | "TIB"
+        )
 }
 
 /// Checks a manifest route string the way Cloud Controller's `ManifestRoute` would parse it.
@@ -1224,10 +1227,10 @@ mod tests {
 
     #[test]
     fn sizes_need_a_unit() {
-        for ok in ["256M", "1G", "512mb", "1 GB", "10K", "2T", "64B"] {
+        for ok in ["256M", "1G", "512mb", "1.5G", "10K", "2T", "64B", "1GiB"] {
             assert!(is_size(ok), "{ok}");
         }
-        for bad in ["1024", "1Q", "", "M", "1.5G", "-1G"] {
+        for bad in ["1024", "1Q", "", "M", "1.G", ".5G", "1 GB", "-1G", "1.2.3M"] {
             assert!(!is_size(bad), "{bad}");
         }
     }

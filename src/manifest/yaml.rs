@@ -660,8 +660,9 @@ fn emit_map(out: &mut String, entries: &[(Value, Value)], ind: usize, inline_fir
                 emit_map(out, m, ind + 2, false);
             }
             Value::Seq(s) if !s.is_empty() => {
+                // As go-yaml writes it: a list under a key is not indented.
                 out.push('\n');
-                emit_seq(out, s, ind + 2, false);
+                emit_seq(out, s, ind, false);
             }
             other => {
                 out.push(' ');
