@@ -112,7 +112,12 @@ fn parse_with_vars(text: &str, origin: &Path, vars: &Vars, cwd: &Path) -> Result
     let multi = parsed.applications.len() > 1;
     let base = manifest_dir(origin, cwd);
     let mut applications: Vec<AppManifest> = Vec::with_capacity(parsed.applications.len());
-    for (mut app, mark, path) in parsed.applications {
+    for parsed_app in parsed.applications {
+        let model::ParsedApp {
+            mut app,
+            mark,
+            path,
+        } = parsed_app;
         let here = Location {
             file: origin.to_path_buf(),
             line: mark.line,

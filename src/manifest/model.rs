@@ -212,9 +212,16 @@ pub(crate) struct Reader<'a> {
     pub warnings: Vec<String>,
 }
 
+/// One application as read: the app, where its entry starts, and its raw `path` (mark, text).
+pub(crate) struct ParsedApp {
+    pub app: AppManifest,
+    pub mark: Mark,
+    pub path: Option<(Mark, String)>,
+}
+
 /// The result of reading the top level.
 pub(crate) struct Parsed {
-    pub applications: Vec<(AppManifest, Mark, Option<(Mark, String)>)>,
+    pub applications: Vec<ParsedApp>,
 }
 
 const LEGACY_ROUTE_KEYS: [&str; 5] = ["host", "hosts", "domain", "domains", "no-hostname"];
@@ -352,7 +359,7 @@ impl<'a> Reader<'a> {
         for item in items {
             let mark = item.mark;
             let (app, path) = self.app(item)?;
-            applications.push((app, mark, path));
+            applications.push(ParsedApp { app, mark, path });
         }
         Ok(Parsed { applications })
     }
@@ -381,10 +388,10 @@ impl<'a> Reader<'a> {
         let mut default_route_mark = None;
         // The app's name first, so that messages can name it.
         for (k, v) in &entries {
-            if k.as_str() == Some("name") {
-                if let Some(n) = v.to_value().scalar_text() {
-                    app.name = n;
-                }
+            if k.as_str() == Some("name")
+                && let Some(n) = v.to_value().scalar_text()
+            {
+                app.name = n;
             }
         }
         let ctx = if app.name.is_empty() {
@@ -458,14 +465,14 @@ impl<'a> Reader<'a> {
                 "stack" => app.stack = self.opt_string(&v, &key)?,
                 "lifecycle" => {
                     app.lifecycle = self.opt_string(&v, &key)?;
-                    if let Some(l) = &app.lifecycle {
-                        if !matches!(l.as_str(), "buildpack" | "cnb" | "docker") {
-                            return Err(self.invalid(
-                                &v,
-                                &key,
-                                "must be one of buildpack, cnb, docker",
-                            ));
-                        }
+                    if let Some(l) = &app.lifecycle
+                        && !matches!(l.as_str(), "buildpack" | "cnb" | "docker")
+                    {
+                        return Err(self.invalid(
+                            &v,
+                            &key,
+                            "must be one of buildpack, cnb, docker",
+                        ));
                     }
                 }
                 "docker" => app.docker = self.docker(v, &key)?,
@@ -582,10 +589,10 @@ impl<'a> Reader<'a> {
                 format!("{ctx}'health-check-http-endpoint' only applies to health-check-type http"),
             );
         }
-        if app.docker.is_some() {
-            if let Some((m, _)) = &path {
-                self.warn(*m, format!("{ctx}'path' is ignored for a docker app"));
-            }
+        if app.docker.is_some()
+            && let Some((m, _)) = &path
+        {
+            self.warn(*m, format!("{ctx}'path' is ignored for a docker app"));
         }
         Ok((app, path))
     }
@@ -703,14 +710,14 @@ impl<'a> Reader<'a> {
 
     fn opt_endpoint(&self, v: &Node, key: &str) -> Result<Option<String>, Error> {
         let e = self.opt_string(v, key)?;
-        if let Some(p) = &e {
-            if !p.starts_with('/') {
-                return Err(self.invalid(
-                    v,
-                    key,
-                    format!("must be a path starting with '/' (found '{p}')"),
-                ));
-            }
+        if let Some(p) = &e
+            && !p.starts_with('/')
+        {
+            return Err(self.invalid(
+                v,
+                key,
+                format!("must be a path starting with '/' (found '{p}')"),
+            ));
         }
         Ok(e)
     }
@@ -798,14 +805,14 @@ impl<'a> Reader<'a> {
                     }
                     "protocol" => {
                         spec.protocol = self.opt_string(&v, "protocol")?;
-                        if let Some(p) = &spec.protocol {
-                            if !matches!(p.as_str(), "http1" | "http2" | "tcp") {
-                                return Err(self.invalid(
-                                    &v,
-                                    "protocol",
-                                    format!("must be http1, http2 or tcp (found '{p}')"),
-                                ));
-                            }
+                        if let Some(p) = &spec.protocol
+                            && !matches!(p.as_str(), "http1" | "http2" | "tcp")
+                        {
+                            return Err(self.invalid(
+                                &v,
+                                "protocol",
+                                format!("must be http1, http2 or tcp (found '{p}')"),
+                            ));
                         }
                     }
                     "options" => {
@@ -1099,19 +1106,19 @@ impl<'a> Reader<'a> {
                     ));
                 }
             }
-            if let Some(pt) = get("process_types") {
-                if !matches!(&pt.kind, Kind::Seq(items) if !items.is_empty()) {
-                    return Err(self.invalid(
-                        pt,
-                        "sidecars.process_types",
-                        "expected a non-empty list of process types",
-                    ));
-                }
+            if let Some(pt) = get("process_types")
+                && !matches!(&pt.kind, Kind::Seq(items) if !items.is_empty())
+            {
+                return Err(self.invalid(
+                    pt,
+                    "sidecars.process_types",
+                    "expected a non-empty list of process types",
+                ));
             }
-            if let Some(m) = get("memory") {
-                if !matches!(m.kind, Kind::Int(i) if i > 0) {
-                    self.opt_size(m, "sidecars.memory", "Memory")?;
-                }
+            if let Some(m) = get("memory")
+                && !matches!(m.kind, Kind::Int(i) if i > 0)
+            {
+                self.opt_size(m, "sidecars.memory", "Memory")?;
             }
         }
         Ok(())
@@ -1145,11 +1152,16 @@ impl<'a> Reader<'a> {
 /// unit B, K, KB, M, MB, G, GB, T, TB (or KiB, MiB, GiB, TiB), any case, e.g. `256M`, `1G`, `512mb`.
 pub(crate) fn is_size(text: &str) -> bool {
     let t = text.trim();
-    let num_len = t.chars().take_while(|c| c.is_ascii_digit() || *c == '.').count();
+    let num_len = t
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .count();
     let (num, unit) = t.split_at(num_len);
     let num_ok = !num.is_empty()
         && num.split('.').count() <= 2
-        && num.split('.').all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_digit()));
+        && num
+            .split('.')
+            .all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_digit()));
     let unit = unit.to_ascii_uppercase();
     num_ok
         && matches!(

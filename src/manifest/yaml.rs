@@ -212,10 +212,7 @@ pub(crate) fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
     let mut budget = MAX_NODES;
     let mut root: Option<Node> = None;
     let mut in_document = false;
-    loop {
-        let Some(next) = parser.next_event() else {
-            break;
-        };
+    while let Some(next) = parser.next_event() {
         let (event, span) = next.map_err(|e| {
             let m = e.marker();
             SyntaxError::new(
@@ -474,38 +471,38 @@ fn resolve_scalar(
     tag: Option<(&str, &str)>,
     mark: Mark,
 ) -> Result<Kind, SyntaxError> {
-    if let Some((handle, suffix)) = tag {
-        if handle == "tag:yaml.org,2002:" || handle == "!!" {
-            return match suffix {
-                "str" => Ok(Kind::Str(text.to_string())),
-                "null" => Ok(Kind::Null),
-                "bool" | "int" | "float" => {
-                    let kind = resolve_plain(text);
-                    let ok = matches!(
-                        (&kind, suffix),
-                        (Kind::Bool(_), "bool") | (Kind::Int(_), "int") | (Kind::Float(_), "float")
-                    );
-                    if ok {
-                        Ok(kind)
-                    } else if suffix == "float" {
-                        if let Kind::Int(i) = kind {
-                            Ok(Kind::Float(i.to_string()))
-                        } else {
-                            Err(SyntaxError::new(
-                                mark,
-                                format!("cannot read '{text}' as !!{suffix}"),
-                            ))
-                        }
+    if let Some((handle, suffix)) = tag
+        && (handle == "tag:yaml.org,2002:" || handle == "!!")
+    {
+        return match suffix {
+            "str" => Ok(Kind::Str(text.to_string())),
+            "null" => Ok(Kind::Null),
+            "bool" | "int" | "float" => {
+                let kind = resolve_plain(text);
+                let ok = matches!(
+                    (&kind, suffix),
+                    (Kind::Bool(_), "bool") | (Kind::Int(_), "int") | (Kind::Float(_), "float")
+                );
+                if ok {
+                    Ok(kind)
+                } else if suffix == "float" {
+                    if let Kind::Int(i) = kind {
+                        Ok(Kind::Float(i.to_string()))
                     } else {
                         Err(SyntaxError::new(
                             mark,
                             format!("cannot read '{text}' as !!{suffix}"),
                         ))
                     }
+                } else {
+                    Err(SyntaxError::new(
+                        mark,
+                        format!("cannot read '{text}' as !!{suffix}"),
+                    ))
                 }
-                _ => Ok(Kind::Str(text.to_string())),
-            };
-        }
+            }
+            _ => Ok(Kind::Str(text.to_string())),
+        };
     }
     if style == ScalarStyle::Plain && tag.is_none() {
         Ok(resolve_plain(text))

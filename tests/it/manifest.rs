@@ -49,7 +49,6 @@ const fn case(manifest: &'static str, golden: &'static str) -> Case {
     }
 }
 
-
 macro_rules! corpus {
     ($file:literal) => {
         case(concat!("tests/fixtures/manifests/corpus/", $file), $file)
@@ -123,7 +122,9 @@ fn cases() -> Vec<Case> {
         // The same manifests with their vars files and the --var values their pipelines pass.
         Case {
             manifest: "tests/fixtures/manifests/corpus/007-cloud-gov-pages-core-pages.yml",
-            vars_files: &["tests/fixtures/manifests/corpus/007-cloud-gov-pages-core-pages-vars.yml"],
+            vars_files: &[
+                "tests/fixtures/manifests/corpus/007-cloud-gov-pages-core-pages-vars.yml",
+            ],
             vars: &[],
             golden: "007-with-vars.yml",
         },
@@ -135,14 +136,19 @@ fn cases() -> Vec<Case> {
         },
         Case {
             manifest: "tests/fixtures/manifests/corpus/009-GSA-catalog.data.gov-catalog.yml",
-            vars_files: &["tests/fixtures/manifests/corpus/009-GSA-catalog.data.gov-catalog-vars.yml"],
+            vars_files: &[
+                "tests/fixtures/manifests/corpus/009-GSA-catalog.data.gov-catalog-vars.yml",
+            ],
             vars: &[],
             golden: "009-with-vars.yml",
         },
         Case {
             manifest: "tests/fixtures/manifests/corpus/011-SAP-cloud-security-services-integration-library-java-bp-api.yml",
             vars_files: &[],
-            vars: &[("ID", "d012345"), ("LANDSCAPE_APPS_DOMAIN", "cfapps.eu10.hana.ondemand.com")],
+            vars: &[
+                ("ID", "d012345"),
+                ("LANDSCAPE_APPS_DOMAIN", "cfapps.eu10.hana.ondemand.com"),
+            ],
             golden: "011-with-vars.yml",
         },
         Case {
@@ -158,17 +164,24 @@ fn cases() -> Vec<Case> {
         },
         Case {
             manifest: "tests/fixtures/manifests/corpus/043-cloud-gov-pages-build-container-build-container.yml",
-            vars_files: &["tests/fixtures/manifests/corpus/043-cloud-gov-pages-build-container-build-container-vars.yml"],
+            vars_files: &[
+                "tests/fixtures/manifests/corpus/043-cloud-gov-pages-build-container-build-container-vars.yml",
+            ],
             vars: &[],
             golden: "043-with-vars.yml",
         },
         Case {
             manifest: "tests/fixtures/manifests/corpus/053-GSA-notifications-api-notify-api.yml",
-            vars_files: &["tests/fixtures/manifests/corpus/053-GSA-notifications-api-notify-api-vars.yml"],
+            vars_files: &[
+                "tests/fixtures/manifests/corpus/053-GSA-notifications-api-notify-api-vars.yml",
+            ],
             vars: &[
                 ("ADMIN_CLIENT_SECRET", "s1"),
                 ("DANGEROUS_SALT", "s2"),
-                ("LOGIN_DOT_GOV_REGISTRATION_URL", "https://login.example.gov/register"),
+                (
+                    "LOGIN_DOT_GOV_REGISTRATION_URL",
+                    "https://login.example.gov/register",
+                ),
                 ("NEW_RELIC_LICENSE_KEY", "nr"),
                 ("NOTIFY_E2E_TEST_EMAIL", "e2e@example.gov"),
                 ("NOTIFY_E2E_TEST_PASSWORD", "pw"),
@@ -178,19 +191,25 @@ fn cases() -> Vec<Case> {
         },
         Case {
             manifest: "tests/fixtures/manifests/corpus/055-hsdp-api-gateway-demo-docker-multi.yml",
-            vars_files: &["tests/fixtures/manifests/corpus/055-hsdp-api-gateway-demo-docker-multi-vars.yml"],
+            vars_files: &[
+                "tests/fixtures/manifests/corpus/055-hsdp-api-gateway-demo-docker-multi-vars.yml",
+            ],
             vars: &[],
             golden: "055-with-vars.yml",
         },
         Case {
             manifest: "tests/fixtures/manifests/corpus/056-hsdp-api-gateway-demo-buildpack-multi.yml",
-            vars_files: &["tests/fixtures/manifests/corpus/055-hsdp-api-gateway-demo-docker-multi-vars.yml"],
+            vars_files: &[
+                "tests/fixtures/manifests/corpus/055-hsdp-api-gateway-demo-docker-multi-vars.yml",
+            ],
             vars: &[],
             golden: "056-with-vars.yml",
         },
         Case {
             manifest: "tests/fixtures/manifests/corpus/057-US-EPA-CAMD-easey-emissions-api-emissions.yml",
-            vars_files: &["tests/fixtures/manifests/corpus/057-US-EPA-CAMD-easey-emissions-api-emissions-vars.yml"],
+            vars_files: &[
+                "tests/fixtures/manifests/corpus/057-US-EPA-CAMD-easey-emissions-api-emissions-vars.yml",
+            ],
             vars: &[],
             golden: "057-with-vars.yml",
         },
@@ -228,7 +247,9 @@ fn cases() -> Vec<Case> {
         },
         Case {
             manifest: "tests/fixtures/manifests/corpus/064-HHS-Head-Start-TTADP-smarthub.yml",
-            vars_files: &["tests/fixtures/manifests/corpus/064-HHS-Head-Start-TTADP-smarthub-vars.yml"],
+            vars_files: &[
+                "tests/fixtures/manifests/corpus/064-HHS-Head-Start-TTADP-smarthub-vars.yml",
+            ],
             vars: &[
                 ("BUILD_BRANCH", "main"),
                 ("BUILD_COMMIT", "abc123"),
@@ -254,7 +275,9 @@ fn cases() -> Vec<Case> {
         },
         Case {
             manifest: "tests/fixtures/manifests/corpus/069-requarks-wiki-ibm-cloud-foundry-wikijs.yml",
-            vars_files: &["tests/fixtures/manifests/corpus/069-requarks-wiki-ibm-cloud-foundry-wikijs-vars.yml"],
+            vars_files: &[
+                "tests/fixtures/manifests/corpus/069-requarks-wiki-ibm-cloud-foundry-wikijs-vars.yml",
+            ],
             vars: &[],
             golden: "069-with-vars.yml",
         },
@@ -263,7 +286,10 @@ fn cases() -> Vec<Case> {
             vars_files: &[],
             vars: &[
                 ("app_name", "clamav-rest"),
-                ("ecr_repository", "123456789012.dkr.ecr.us-gov-west-1.amazonaws.com/clamav"),
+                (
+                    "ecr_repository",
+                    "123456789012.dkr.ecr.us-gov-west-1.amazonaws.com/clamav",
+                ),
                 ("image_version", "1.4.0"),
                 ("docker_username", "AWS"),
                 ("route", "clamav.apps.internal"),
@@ -272,16 +298,24 @@ fn cases() -> Vec<Case> {
         },
         Case {
             manifest: "tests/fixtures/manifests/corpus/083-cloud-gov-pages-site-gantry-site-gantry.yml",
-            vars_files: &["tests/fixtures/manifests/corpus/083-cloud-gov-pages-site-gantry-site-gantry-vars.yml"],
+            vars_files: &[
+                "tests/fixtures/manifests/corpus/083-cloud-gov-pages-site-gantry-site-gantry-vars.yml",
+            ],
             vars: &[("site", "example"), ("api_key", "k")],
             golden: "083-with-vars.yml",
         },
         // Our own valid fixtures.
         case("tests/fixtures/manifests/valid/full.yml", "valid-full.yml"),
-        case("tests/fixtures/manifests/valid/anchors-and-merges.yml", "valid-anchors-and-merges.yml"),
+        case(
+            "tests/fixtures/manifests/valid/anchors-and-merges.yml",
+            "valid-anchors-and-merges.yml",
+        ),
         Case {
             manifest: "tests/fixtures/manifests/valid/vars-everywhere.yml",
-            vars_files: &["tests/fixtures/vars/common.yml", "tests/fixtures/vars/override.yml"],
+            vars_files: &[
+                "tests/fixtures/vars/common.yml",
+                "tests/fixtures/vars/override.yml",
+            ],
             vars: &[("env", "prod"), ("memory_mb", "1024")],
             golden: "valid-vars-everywhere.yml",
         },
@@ -303,16 +337,35 @@ fn cases() -> Vec<Case> {
             vars: &[],
             golden: "vars-all-missing.yml",
         },
-        case("tests/fixtures/manifests/valid/docker-app.yml", "valid-docker-app.yml"),
-        case("tests/fixtures/manifests/valid/single-no-name.yml", "valid-single-no-name.yml"),
-        case("tests/fixtures/manifests/valid/missing-path.yml", "valid-missing-path.yml"),
-        case("tests/fixtures/manifests/valid/legacy-v6-keys.yml", "valid-legacy-v6-keys.yml"),
-        case("tests/fixtures/manifests/valid/bom-and-crlf.yml", "valid-bom-and-crlf.yml"),
-        case("tests/fixtures/manifests/valid/types-kept.yml", "valid-types-kept.yml"),
+        case(
+            "tests/fixtures/manifests/valid/docker-app.yml",
+            "valid-docker-app.yml",
+        ),
+        case(
+            "tests/fixtures/manifests/valid/single-no-name.yml",
+            "valid-single-no-name.yml",
+        ),
+        case(
+            "tests/fixtures/manifests/valid/missing-path.yml",
+            "valid-missing-path.yml",
+        ),
+        case(
+            "tests/fixtures/manifests/valid/legacy-v6-keys.yml",
+            "valid-legacy-v6-keys.yml",
+        ),
+        case(
+            "tests/fixtures/manifests/valid/bom-and-crlf.yml",
+            "valid-bom-and-crlf.yml",
+        ),
+        case(
+            "tests/fixtures/manifests/valid/types-kept.yml",
+            "valid-types-kept.yml",
+        ),
     ];
     // Every broken fixture.
     for name in list_yml("tests/fixtures/manifests/broken") {
-        let manifest: &'static str = Box::leak(format!("tests/fixtures/manifests/broken/{name}").into_boxed_str());
+        let manifest: &'static str =
+            Box::leak(format!("tests/fixtures/manifests/broken/{name}").into_boxed_str());
         let golden: &'static str = Box::leak(format!("broken-{name}").into_boxed_str());
         v.push(case(manifest, golden));
     }
@@ -322,7 +375,12 @@ fn cases() -> Vec<Case> {
 fn list_yml(dir: &str) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .expect("fixture dir")
-        .map(|e| e.expect("dir entry").file_name().to_string_lossy().into_owned())
+        .map(|e| {
+            e.expect("dir entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
         .filter(|n| n.ends_with(".yml") || n.ends_with(".yaml"))
         .collect();
     names.sort();
@@ -350,7 +408,10 @@ fn describe(result: &Result<Manifest, Error>) -> String {
                 };
                 out.push_str(&format!("app: {:?}\nbits: {bits}\n", app.name));
                 let ov = RenderOverrides {
-                    name: app.name.is_empty().then(|| "name-from-command-line".to_string()),
+                    name: app
+                        .name
+                        .is_empty()
+                        .then(|| "name-from-command-line".to_string()),
                     ..Default::default()
                 };
                 match app.render(&ov) {
@@ -383,7 +444,10 @@ fn every_fixture_matches_its_expected_model_or_error() {
         }
         match std::fs::read_to_string(&golden) {
             Ok(want) if want == got => {}
-            Ok(want) => failures.push(format!("{}: differs\n--- want\n{want}\n--- got\n{got}", c.golden)),
+            Ok(want) => failures.push(format!(
+                "{}: differs\n--- want\n{want}\n--- got\n{got}",
+                c.golden
+            )),
             Err(_) => failures.push(format!("{}: no golden file {}", c.golden, golden.display())),
         }
     }
@@ -427,15 +491,24 @@ fn syntax_and_type_errors_name_file_line_column_and_key() {
         "manifest.yml:3:11: memory: Memory must use a supported unit: B, K, KB, M, MB, G, GB, T, or TB (found '1Q')"
     );
     let dup = err_text("applications:\n- name: web\n  memory: 1G\n  memory: 2G\n");
-    assert!(dup.starts_with("manifest.yml:4:3: manifest is not valid YAML: duplicate key 'memory'"), "{dup}");
+    assert!(
+        dup.starts_with("manifest.yml:4:3: manifest is not valid YAML: duplicate key 'memory'"),
+        "{dup}"
+    );
     let tab = err_text("applications:\n- name: web\n\tmemory: 1G\n");
-    assert!(tab.starts_with("manifest.yml:3:1: manifest is not valid YAML: tab character"), "{tab}");
+    assert!(
+        tab.starts_with("manifest.yml:3:1: manifest is not valid YAML: tab character"),
+        "{tab}"
+    );
     assert_eq!(
         err_text("applications: []\n"),
         "manifest.yml: manifest must have at least one application"
     );
     let route = err_text("applications:\n- name: web\n  routes:\n  - route: 'a b.example.com'\n");
-    assert!(route.starts_with("manifest.yml:4:12: route: invalid route 'a b.example.com'"), "{route}");
+    assert!(
+        route.starts_with("manifest.yml:4:12: route: invalid route 'a b.example.com'"),
+        "{route}"
+    );
 }
 
 #[test]
@@ -446,13 +519,20 @@ fn type_errors_after_interpolation_point_at_the_variable() {
         &opts(&[], &[("n", "two")]),
     )
     .unwrap_err();
-    assert_eq!(e.to_string(), "m.yml:3:14: instances: expected a whole number, found 'two'");
+    assert_eq!(
+        e.to_string(),
+        "m.yml:3:14: instances: expected a whole number, found 'two'"
+    );
 }
 
 #[test]
 fn missing_variables_are_listed_at_once_before_anything_else() {
-    let e = load_text("applications:\n- name: ((b))\n  memory: ((a))\n  env: {X: ((c.d))}\n").unwrap_err();
-    assert_eq!(e.to_string(), "manifest.yml: Expected to find variables: a, b, c.d");
+    let e = load_text("applications:\n- name: ((b))\n  memory: ((a))\n  env: {X: ((c.d))}\n")
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "manifest.yml: Expected to find variables: a, b, c.d"
+    );
     assert!(matches!(e, Error::MissingVars { ref names, .. } if names.len() == 3));
 }
 
@@ -461,7 +541,10 @@ fn vars_files_then_var_flags_with_types_kept() {
     let m = manifest::load(
         Path::new("tests/fixtures/manifests/valid/vars-everywhere.yml"),
         &opts(
-            &["tests/fixtures/vars/common.yml", "tests/fixtures/vars/override.yml"],
+            &[
+                "tests/fixtures/vars/common.yml",
+                "tests/fixtures/vars/override.yml",
+            ],
             &[("env", "prod"), ("memory_mb", "1024")],
         ),
     )
@@ -469,12 +552,19 @@ fn vars_files_then_var_flags_with_types_kept() {
     let app = &m.applications[0];
     assert_eq!(app.name, "shop-prod");
     assert_eq!(app.instances, Some(2), "the later vars file wins");
-    assert_eq!(app.memory.as_deref(), Some("1024M"), "--var wins over files");
+    assert_eq!(
+        app.memory.as_deref(),
+        Some("1024M"),
+        "--var wins over files"
+    );
     assert_eq!(app.routes[0].route, "shop-staging.example.com");
     assert_eq!(app.services.len(), 2);
     assert_eq!(app.services[1].binding_name.as_deref(), Some("c"));
     assert_eq!(app.env["DB_PORT"], Value::Int(5432));
-    assert_eq!(app.env["DB_URL"], Value::Str("postgres://db.internal:5432/shop".into()));
+    assert_eq!(
+        app.env["DB_URL"],
+        Value::Str("postgres://db.internal:5432/shop".into())
+    );
     assert_eq!(app.env["DEBUG"], Value::Bool(false));
     assert_eq!(app.env["FROM_FILE"], Value::Str("set-by-key".into()));
     assert_eq!(app.env["BANG"], Value::Str("prod".into()));
@@ -492,7 +582,11 @@ fn anchors_aliases_and_merge_keys_expand_as_the_cf_cli_does() {
     assert_eq!(api.memory.as_deref(), Some("256M"));
     assert_eq!(api.buildpacks, Some(vec!["go_buildpack".to_string()]));
     let worker = &m.applications[1];
-    assert_eq!(worker.env["TRACING"], Value::Str("on".into()), "earlier maps in a merge list win");
+    assert_eq!(
+        worker.env["TRACING"],
+        Value::Str("on".into()),
+        "earlier maps in a merge list win"
+    );
     assert!(!worker.env.contains_key("LOG_LEVEL"));
     assert_eq!(worker.health_check_type.as_deref(), Some("process"));
     assert_eq!(worker.instances, Some(2));
@@ -504,19 +598,49 @@ fn anchors_aliases_and_merge_keys_expand_as_the_cf_cli_does() {
 #[test]
 fn paths_resolve_against_the_manifest_folder_and_default_to_cwd() {
     let dir = root().join("tests/fixtures/manifests/valid");
-    let m = manifest::load(Path::new("tests/fixtures/manifests/valid/full.yml"), &opts(&[], &[])).unwrap();
-    assert_eq!(m.applications[0].bits, Some(AppBits::Directory(dir.join("app"))));
-    let m = manifest::load(Path::new("tests/fixtures/manifests/valid/single-no-name.yml"), &opts(&[], &[])).unwrap();
-    assert_eq!(m.applications[0].bits, Some(AppBits::Archive(dir.join("app.jar"))));
-    let m = manifest::load(Path::new("tests/fixtures/manifests/valid/anchors-and-merges.yml"), &opts(&[], &[])).unwrap();
-    assert_eq!(m.applications[0].bits, Some(AppBits::Directory(cwd())), "no path: the working directory");
-    let m = manifest::load(Path::new("tests/fixtures/manifests/valid/docker-app.yml"), &opts(&[], &[])).unwrap();
+    let m = manifest::load(
+        Path::new("tests/fixtures/manifests/valid/full.yml"),
+        &opts(&[], &[]),
+    )
+    .unwrap();
+    assert_eq!(
+        m.applications[0].bits,
+        Some(AppBits::Directory(dir.join("app")))
+    );
+    let m = manifest::load(
+        Path::new("tests/fixtures/manifests/valid/single-no-name.yml"),
+        &opts(&[], &[]),
+    )
+    .unwrap();
+    assert_eq!(
+        m.applications[0].bits,
+        Some(AppBits::Archive(dir.join("app.jar")))
+    );
+    let m = manifest::load(
+        Path::new("tests/fixtures/manifests/valid/anchors-and-merges.yml"),
+        &opts(&[], &[]),
+    )
+    .unwrap();
+    assert_eq!(
+        m.applications[0].bits,
+        Some(AppBits::Directory(cwd())),
+        "no path: the working directory"
+    );
+    let m = manifest::load(
+        Path::new("tests/fixtures/manifests/valid/docker-app.yml"),
+        &opts(&[], &[]),
+    )
+    .unwrap();
     assert_eq!(m.applications[0].bits, None);
 }
 
 #[test]
 fn a_missing_path_fails_only_the_app_that_is_selected() {
-    let m = manifest::load(Path::new("tests/fixtures/manifests/valid/missing-path.yml"), &opts(&[], &[])).unwrap();
+    let m = manifest::load(
+        Path::new("tests/fixtures/manifests/valid/missing-path.yml"),
+        &opts(&[], &[]),
+    )
+    .unwrap();
     assert_eq!(m.select(Some("present")).unwrap().len(), 1);
     let e = m.select(Some("absent")).unwrap_err().to_string();
     assert!(
@@ -567,7 +691,10 @@ fn flags_follow_the_cf_cli_rules() {
     assert_eq!(m.applications[1].stack.as_deref(), Some("cflinuxfs4"));
     assert_eq!(m.applications[0].stack, None);
     assert!(multi().apply_flags(None, &FlagOverrides::default()).is_ok());
-    assert!(matches!(multi().apply_flags(Some("nope"), &stack), Err(Error::AppNotFound { .. })));
+    assert!(matches!(
+        multi().apply_flags(Some("nope"), &stack),
+        Err(Error::AppNotFound { .. })
+    ));
 
     // Single app: the argument renames it; -p is relative to the working directory.
     let mut single = load_text("applications:\n- name: web\n  memory: 64M\n").unwrap();
@@ -608,15 +735,26 @@ fn flags_follow_the_cf_cli_rules() {
     )
     .unwrap();
     let app = &d.applications[0];
-    assert_eq!(app.docker.as_ref().map(|d| d.image.as_str()), Some("nginx:1.27"));
-    assert_eq!(app.docker.as_ref().and_then(|d| d.username.as_deref()), Some("me"));
+    assert_eq!(
+        app.docker.as_ref().map(|d| d.image.as_str()),
+        Some("nginx:1.27")
+    );
+    assert_eq!(
+        app.docker.as_ref().and_then(|d| d.username.as_deref()),
+        Some("me")
+    );
     assert_eq!(app.bits, None);
     let both = FlagOverrides {
         docker_image: Some("nginx".into()),
         path: Some("valid".into()),
         ..Default::default()
     };
-    assert!(matches!(load_text("applications:\n- name: web\n").unwrap().apply_flags(None, &both), Err(Error::Usage(_))));
+    assert!(matches!(
+        load_text("applications:\n- name: web\n")
+            .unwrap()
+            .apply_flags(None, &both),
+        Err(Error::Usage(_))
+    ));
     let with_bp = FlagOverrides {
         docker_image: Some("nginx".into()),
         ..Default::default()
@@ -632,7 +770,9 @@ fn flags_follow_the_cf_cli_rules() {
         ..Default::default()
     };
     assert!(matches!(
-        load_text("applications:\n- name: web\n").unwrap().apply_flags(None, &user_only),
+        load_text("applications:\n- name: web\n")
+            .unwrap()
+            .apply_flags(None, &user_only),
         Err(Error::Usage(_))
     ));
     let path_flag = FlagOverrides {
@@ -662,14 +802,25 @@ fn without_file_is_one_app_pushed_from_the_working_directory() {
 
 #[test]
 fn render_applies_strategy_overrides() {
-    let m = manifest::load(Path::new("tests/fixtures/manifests/valid/full.yml"), &opts(&[], &[])).unwrap();
+    let m = manifest::load(
+        Path::new("tests/fixtures/manifests/valid/full.yml"),
+        &opts(&[], &[]),
+    )
+    .unwrap();
     let app = &m.applications[0];
     let ov = RenderOverrides {
         name: Some("shop-candidate".into()),
         routes: Some(vec!["shop-temp.example.com".into()]),
         instances: None,
-        process_instances: BTreeMap::from([("web".to_string(), 7), ("worker".to_string(), 5), ("clock".to_string(), 1)]),
-        extra_labels: BTreeMap::from([("cf-zero-downtime/role".to_string(), "candidate".to_string())]),
+        process_instances: BTreeMap::from([
+            ("web".to_string(), 7),
+            ("worker".to_string(), 5),
+            ("clock".to_string(), 1),
+        ]),
+        extra_labels: BTreeMap::from([(
+            "cf-zero-downtime/role".to_string(),
+            "candidate".to_string(),
+        )]),
     };
     let text = app.render(&ov).unwrap();
     let back = manifest::parse_str(&text, Path::new("rendered.yml"), &opts(&[], &[])).unwrap();
@@ -681,7 +832,10 @@ fn render_applies_strategy_overrides() {
     assert_eq!(r.processes[0].instances, Some(7));
     assert_eq!(r.processes[1].instances, Some(5));
     assert_eq!(r.processes.len(), 2, "unknown process types are not added");
-    assert_eq!(r.labels["cf-zero-downtime/role"].as_deref(), Some("candidate"));
+    assert_eq!(
+        r.labels["cf-zero-downtime/role"].as_deref(),
+        Some("candidate")
+    );
     assert_eq!(r.labels["team"].as_deref(), Some("payments"));
     assert!(!text.contains("path:"), "path is never rendered:\n{text}");
     assert_eq!(r.extra("sidecars"), app.extra("sidecars"));
@@ -693,7 +847,10 @@ fn render_applies_strategy_overrides() {
         })
         .unwrap();
     assert!(no_routes.contains("  no-route: true\n"), "{no_routes}");
-    assert!(!no_routes.contains("routes:") && !no_routes.contains("default-route"), "{no_routes}");
+    assert!(
+        !no_routes.contains("routes:") && !no_routes.contains("default-route"),
+        "{no_routes}"
+    );
 
     let simple = load_text("applications:\n- name: web\n  instances: 2\n").unwrap();
     let text = simple.applications[0]
@@ -702,15 +859,27 @@ fn render_applies_strategy_overrides() {
             ..Default::default()
         })
         .unwrap();
-    assert_eq!(text, "version: 1\napplications:\n- name: web\n  instances: 5\n  default-route: true\n");
+    assert_eq!(
+        text,
+        "version: 1\napplications:\n- name: web\n  instances: 5\n  default-route: true\n"
+    );
     let random = load_text("applications:\n- name: web\n  random-route: true\n").unwrap();
-    let text = random.applications[0].render(&RenderOverrides::default()).unwrap();
-    assert!(text.contains("random-route: true") && !text.contains("default-route"), "{text}");
+    let text = random.applications[0]
+        .render(&RenderOverrides::default())
+        .unwrap();
+    assert!(
+        text.contains("random-route: true") && !text.contains("default-route"),
+        "{text}"
+    );
 }
 
 #[test]
 fn rendered_types_survive_a_round_trip() {
-    let m = manifest::load(Path::new("tests/fixtures/manifests/valid/types-kept.yml"), &opts(&[], &[])).unwrap();
+    let m = manifest::load(
+        Path::new("tests/fixtures/manifests/valid/types-kept.yml"),
+        &opts(&[], &[]),
+    )
+    .unwrap();
     let app = &m.applications[0];
     assert_eq!(app.env["QUOTED_INT"], Value::Str("42".into()));
     assert_eq!(app.env["INT"], Value::Int(42));
@@ -726,7 +895,12 @@ fn rendered_types_survive_a_round_trip() {
     let back = manifest::parse_str(&text, Path::new("r.yml"), &opts(&[], &[])).unwrap();
     let mut want = app.clone();
     want.default_route = true;
-    assert_eq!(back.applications[0].to_value(&RenderOverrides::default()).unwrap(), want.to_value(&RenderOverrides::default()).unwrap());
+    assert_eq!(
+        back.applications[0]
+            .to_value(&RenderOverrides::default())
+            .unwrap(),
+        want.to_value(&RenderOverrides::default()).unwrap()
+    );
     assert_eq!(back.applications[0].env, app.env);
 }
 
@@ -739,13 +913,41 @@ fn scalar() -> impl Strategy<Value = Value> {
         any::<i64>().prop_map(|i| Value::Int(i.into())),
         "[0-9]{1,3}\\.[0-9]{1,3}".prop_map(Value::Float),
         // `((` would be read as a variable by the second parse; Cloud Controller does not interpolate.
-        "\\PC{0,12}".prop_filter("no vars", |t| !t.contains("((")).prop_map(Value::Str),
+        "\\PC{0,12}"
+            .prop_filter("no vars", |t| !t.contains("(("))
+            .prop_map(Value::Str),
         prop_oneof![
-            Just("yes"), Just("no"), Just("on"), Just("~"), Just("null"), Just("1e3"), Just("0x1F"),
-            Just("0777"), Just("- a"), Just("a: b"), Just("#x"), Just("*a"), Just("&a"), Just("!t"),
-            Just("  padded "), Just("multi\nline"), Just("tab\there"), Just("\"q\""),
-            Just("'s'"), Just("[a]"), Just("{a: 1}"), Just("2024-01-01"), Just("1:20"), Just(".5"),
-            Just("<<"), Just("?"), Just("|"), Just(">"), Just("%x"), Just("@x"), Just("`x")
+            Just("yes"),
+            Just("no"),
+            Just("on"),
+            Just("~"),
+            Just("null"),
+            Just("1e3"),
+            Just("0x1F"),
+            Just("0777"),
+            Just("- a"),
+            Just("a: b"),
+            Just("#x"),
+            Just("*a"),
+            Just("&a"),
+            Just("!t"),
+            Just("  padded "),
+            Just("multi\nline"),
+            Just("tab\there"),
+            Just("\"q\""),
+            Just("'s'"),
+            Just("[a]"),
+            Just("{a: 1}"),
+            Just("2024-01-01"),
+            Just("1:20"),
+            Just(".5"),
+            Just("<<"),
+            Just("?"),
+            Just("|"),
+            Just(">"),
+            Just("%x"),
+            Just("@x"),
+            Just("`x")
         ]
         .prop_map(|s| Value::Str(s.to_string())),
     ]
