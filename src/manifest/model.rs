@@ -57,6 +57,22 @@ pub struct ProcessSpec {
     pub(crate) extra: Vec<(Value, Value)>,
 }
 
+impl ProcessSpec {
+    /// A process entry of type `kind` with nothing else set.
+    pub fn new(kind: impl Into<String>) -> ProcessSpec {
+        ProcessSpec {
+            kind: kind.into(),
+            instances: None,
+            memory: None,
+            disk_quota: None,
+            command: None,
+            health_check_type: None,
+            health_check_http_endpoint: None,
+            extra: Vec::new(),
+        }
+    }
+}
+
 /// `docker:` of an app.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DockerSpec {
@@ -98,8 +114,23 @@ pub struct ServiceSpec {
     pub(crate) extra: Vec<(Value, Value)>,
 }
 
+impl ServiceSpec {
+    /// A binding to service instance `name`, written as a bare name.
+    pub fn new(name: impl Into<String>) -> ServiceSpec {
+        ServiceSpec {
+            name: name.into(),
+            binding_name: None,
+            parameters: None,
+            short: true,
+            extra: Vec::new(),
+        }
+    }
+}
+
 /// One application of a manifest.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// `Debug` shows env variable names and kept keys' names only: their values may hold credentials.
+#[derive(Clone, PartialEq)]
 pub struct AppManifest {
     /// `name` (empty when a single-app manifest has none; the command line supplies it).
     pub name: String,
@@ -151,6 +182,48 @@ pub struct AppManifest {
     pub(crate) metadata_extra: Vec<(Value, Value)>,
     /// A `path` that does not exist: reported when the app is selected.
     pub(crate) missing_path: Option<(Location, PathBuf)>,
+}
+
+impl std::fmt::Debug for AppManifest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let env_names: Vec<&String> = self.env.keys().collect();
+        let extra_keys: Vec<String> = self
+            .extra
+            .iter()
+            .map(|(k, _)| k.scalar_text().unwrap_or_default())
+            .collect();
+        f.debug_struct("AppManifest")
+            .field("name", &self.name)
+            .field("routes", &self.routes)
+            .field("no_route", &self.no_route)
+            .field("random_route", &self.random_route)
+            .field("default_route", &self.default_route)
+            .field("instances", &self.instances)
+            .field("processes", &self.processes)
+            .field("docker", &self.docker)
+            .field("bits", &self.bits)
+            .field("labels", &self.labels)
+            .field("annotations", &self.annotations)
+            .field("health_check_type", &self.health_check_type)
+            .field(
+                "health_check_http_endpoint",
+                &self.health_check_http_endpoint,
+            )
+            .field("memory", &self.memory)
+            .field("disk_quota", &self.disk_quota)
+            .field("log_rate_limit_per_second", &self.log_rate_limit_per_second)
+            .field("command", &self.command)
+            .field("buildpacks", &self.buildpacks)
+            .field("stack", &self.stack)
+            .field("lifecycle", &self.lifecycle)
+            .field("env (names only)", &env_names)
+            .field(
+                "services",
+                &self.services.iter().map(|s| &s.name).collect::<Vec<_>>(),
+            )
+            .field("other keys (names only)", &extra_keys)
+            .finish_non_exhaustive()
+    }
 }
 
 impl AppManifest {
@@ -639,6 +712,11 @@ impl<'a> Reader<'a> {
             Kind::Int(i) => u32::try_from(*i)
                 .map(Some)
                 .map_err(|_| self.invalid(v, key, format!("{i} is too large"))),
+            Kind::Str(t) if t.trim().parse::<i64>().is_ok() => Err(self.invalid(
+                v,
+                key,
+                format!("expected a whole number, found the string '{t}' (remove the quotes)"),
+            )),
             _ => Err(self.invalid(
                 v,
                 key,

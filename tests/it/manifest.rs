@@ -512,6 +512,31 @@ fn syntax_and_type_errors_name_file_line_column_and_key() {
 }
 
 #[test]
+fn debug_output_hides_env_values_and_kept_values() {
+    let m = load_text(
+        "applications:\n- name: web\n  env:\n    DB_PASSWORD: hunter2\n  cnb-credentials:\n    registry: {password: s3cret}\n",
+    )
+    .unwrap();
+    let debug = format!("{:?}", m);
+    assert!(
+        debug.contains("DB_PASSWORD") && debug.contains("cnb-credentials"),
+        "{debug}"
+    );
+    assert!(
+        !debug.contains("hunter2") && !debug.contains("s3cret"),
+        "{debug}"
+    );
+}
+
+#[test]
+fn quoted_numbers_are_not_numbers() {
+    assert_eq!(
+        err_text("applications:\n- name: web\n  instances: \"2\"\n"),
+        "manifest.yml:3:14: instances: expected a whole number, found the string '2' (remove the quotes)"
+    );
+}
+
+#[test]
 fn type_errors_after_interpolation_point_at_the_variable() {
     let e = manifest::parse_str(
         "applications:\n- name: web\n  instances: ((n))\n",
