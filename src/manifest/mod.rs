@@ -74,13 +74,35 @@ pub struct Manifest {
 ///
 /// # Errors
 /// Unreadable files, invalid YAML, missing vars, invalid keys or values; see [`Error`].
+/// `manifest_file` may also be a directory: its `manifest.yml` (or `manifest.yaml`) is read, as `cf push -f
+/// DIR` does.
 pub fn load(manifest_file: &Path, opts: &LoadOptions) -> Result<Manifest, Error> {
-    let text = std::fs::read_to_string(manifest_file).map_err(|source| Error::Read {
+    let file = if manifest_file.is_dir() {
+        locate(manifest_file).ok_or_else(|| Error::Read {
+            what: "manifest",
+            path: manifest_file.join("manifest.yml"),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no manifest.yml or manifest.yaml in this directory",
+            ),
+        })?
+    } else {
+        manifest_file.to_path_buf()
+    };
+    let text = std::fs::read_to_string(&file).map_err(|source| Error::Read {
         what: "manifest",
-        path: manifest_file.to_path_buf(),
+        path: file.clone(),
         source,
     })?;
-    parse_str(&text, manifest_file, opts)
+    parse_str(&text, &file, opts)
+}
+
+/// The manifest `cf push` would use in `dir`: `manifest.yml`, else `manifest.yaml`, else none.
+pub fn locate(dir: &Path) -> Option<PathBuf> {
+    ["manifest.yml", "manifest.yaml"]
+        .iter()
+        .map(|name| dir.join(name))
+        .find(|p| p.is_file())
 }
 
 /// As [`load`] for manifest text; `origin` names the file in messages and is the base of relative

@@ -1068,3 +1068,23 @@ proptest! {
         prop_assert_eq!(b.render(&RenderOverrides::default()).unwrap(), rendered);
     }
 }
+
+#[test]
+fn a_directory_means_its_manifest_yml_or_yaml() {
+    let dir = Path::new("tests/fixtures/manifests/dir-with-manifest");
+    assert_eq!(manifest::locate(dir), Some(dir.join("manifest.yaml")));
+    let m = manifest::load(dir, &opts(&[], &[])).unwrap();
+    assert_eq!(m.file.as_deref(), Some(dir.join("manifest.yaml").as_path()));
+    assert_eq!(m.applications[0].name, "found-by-directory");
+    assert_eq!(
+        m.applications[0].bits,
+        Some(AppBits::Directory(root().join(dir)))
+    );
+    let e = manifest::load(Path::new("tests/fixtures/vars"), &opts(&[], &[])).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("cannot read manifest tests/fixtures/vars/manifest.yml"),
+        "{e}"
+    );
+    assert!(manifest::locate(Path::new("tests/fixtures/vars")).is_none());
+}
