@@ -161,7 +161,7 @@ fn parse_with_vars(text: &str, origin: &Path, vars: &Vars, cwd: &Path) -> Result
         if app.docker.is_none() {
             match path {
                 Some((pmark, text)) => {
-                    let joined = base.join(&text);
+                    let joined = normalize_lexically(&base.join(&text));
                     match resolve_bits(&joined) {
                         Some(bits) => app.bits = Some(bits),
                         None => {
@@ -202,6 +202,25 @@ fn manifest_dir(origin: &Path, cwd: &Path) -> PathBuf {
     resolved
         .parent()
         .map_or_else(|| cwd.to_path_buf(), Path::to_path_buf)
+}
+
+/// Drops `.` and resolves `..` without touching the file system (for messages about missing paths;
+/// existing paths are canonicalized instead).
+fn normalize_lexically(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
 }
 
 /// A directory is walked; anything else is an archive. None when the path does not exist.
@@ -366,11 +385,7 @@ impl Manifest {
             docker.username = Some(user.clone());
         }
         if let Some(p) = &flags.path {
-            let joined = if p.is_absolute() {
-                p.clone()
-            } else {
-                cwd.join(p)
-            };
+            let joined = normalize_lexically(&cwd.join(p));
             let bits = resolve_bits(&joined).ok_or_else(|| Error::PathNotFound {
                 location: None,
                 path: joined.clone(),
