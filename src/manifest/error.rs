@@ -166,6 +166,15 @@ fn prefix(location: &Option<Location>) -> String {
 }
 
 impl Error {
+    /// The offending key, when the error concerns one (e.g. `instances`, `processes.memory`).
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            Error::Invalid { key, .. } => Some(key),
+            Error::Syntax { key, .. } => key.as_deref(),
+            _ => None,
+        }
+    }
+
     /// The location in a file the error points at, when there is one.
     pub fn location(&self) -> Option<&Location> {
         match self {

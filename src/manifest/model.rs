@@ -914,13 +914,14 @@ impl<'a> Reader<'a> {
         Ok(out)
     }
 
-    fn docker(&self, v: Node, key: &str) -> Result<Option<DockerSpec>, Error> {
+    fn docker(&mut self, v: Node, key: &str) -> Result<Option<DockerSpec>, Error> {
         if v.kind == Kind::Null {
             return Ok(None);
         }
         let mark = v.mark;
         let mut image = None;
         let mut username = None;
+        let mut unknown = Vec::new();
         for (k, v) in self.map_entries(v, key)? {
             match self.key_text(&k, key)?.as_str() {
                 "image" => image = self.opt_string(&v, "docker.image")?,
@@ -932,14 +933,14 @@ impl<'a> Reader<'a> {
                         "a docker password does not belong in a manifest; set CF_DOCKER_PASSWORD",
                     ));
                 }
-                other => {
-                    return Err(self.invalid(
-                        &k,
-                        "docker",
-                        format!("unknown key '{other}' (expected image, username)"),
-                    ));
-                }
+                other => unknown.push((k.mark, other.to_string())),
             }
+        }
+        for (m, key) in unknown {
+            self.warn(
+                m,
+                format!("unknown key 'docker.{key}' is ignored (docker takes image and username)"),
+            );
         }
         match image {
             Some(image) if !image.is_empty() => Ok(Some(DockerSpec { image, username })),

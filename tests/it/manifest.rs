@@ -529,6 +529,17 @@ fn debug_output_hides_env_values_and_kept_values() {
 }
 
 #[test]
+fn errors_expose_the_offending_key_and_location() {
+    let e = load_text("applications:\n- name: web\n  processes:\n  - type: web\n    memory: 12\n")
+        .unwrap_err();
+    assert_eq!(e.key(), Some("processes.memory"));
+    let l = e.location().unwrap();
+    assert_eq!((l.line, l.col), (5, 13));
+    let e = load_text("applications:\n- name: web\n  env: {A: 1, A: 2}\n").unwrap_err();
+    assert_eq!(e.key(), Some("A"));
+}
+
+#[test]
 fn quoted_numbers_are_not_numbers() {
     assert_eq!(
         err_text("applications:\n- name: web\n  instances: \"2\"\n"),
