@@ -19,7 +19,8 @@ fuzz_target!(|data: &[u8]| {
     let Ok(m) = manifest::parse_str(text, Path::new("fuzz.yml"), &opts) else {
         return;
     };
-    let _ = m.select(None);
+    // Selection may fail (missing paths, no name); it must not panic.
+    drop(m.select(None));
     for app in &m.applications {
         let ov = RenderOverrides {
             name: app.name.is_empty().then(|| "unnamed".to_string()),

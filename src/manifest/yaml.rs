@@ -12,7 +12,6 @@
 //! Depends on: saphyr-parser. Must not: know about manifests.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 
 use saphyr_parser::{Event, Parser, ScalarStyle, Span};
 
@@ -750,27 +749,23 @@ fn is_yaml11_special(s: &str) -> bool {
     )
 }
 
+/// A double-quoted scalar. Non-printable characters are escaped (`\xNN`, `\uNNNN`).
 fn quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {
+        let code = c as u32;
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
             '\n' => out.push_str("\\n"),
             '\t' => out.push_str("\\t"),
             '\r' => out.push_str("\\r"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                let _ = write!(out, "\\x{:02x}", c as u32);
-            }
-            '\u{85}' | '\u{a0}' | '\u{2028}' | '\u{2029}' | '\u{feff}' => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c if (0x80..0xa0).contains(&(c as u32)) || (0xd800..0xe000).contains(&(c as u32)) => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c if c as u32 == 0xfffe || c as u32 == 0xffff => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
+            _ if code < 0x20 || code == 0x7f => out.push_str(&format!("\\x{code:02x}")),
+            _ if (0x80..=0xa0).contains(&code)
+                || matches!(code, 0x2028 | 0x2029 | 0xfeff | 0xfffe | 0xffff) =>
+            {
+                out.push_str(&format!("\\u{code:04x}"));
             }
             c => out.push(c),
         }

@@ -952,6 +952,9 @@ fn scalar() -> impl Strategy<Value = Value> {
         "\\PC{0,12}"
             .prop_filter("no vars", |t| !t.contains("(("))
             .prop_map(Value::Str),
+        any::<String>()
+            .prop_filter("no vars", |t| !t.contains("(("))
+            .prop_map(Value::Str),
         prop_oneof![
             Just("yes"),
             Just("no"),
@@ -983,7 +986,19 @@ fn scalar() -> impl Strategy<Value = Value> {
             Just(">"),
             Just("%x"),
             Just("@x"),
-            Just("`x")
+            Just("`x"),
+            Just("nul\u{0}"),
+            Just("\u{85}next"),
+            Just("\u{feff}bom"),
+            Just("ls\u{2028}"),
+            Just("\u{a0}"),
+            Just("bell\u{7}"),
+            Just("del\u{7f}"),
+            Just("a  b"),
+            Just(" "),
+            Just("-"),
+            Just("--- x"),
+            Just("...")
         ]
         .prop_map(|s| Value::Str(s.to_string())),
     ]
