@@ -132,6 +132,7 @@ fn parse_with_vars(text: &str, origin: &Path, vars: &Vars, cwd: &Path) -> Result
     let mut reader = Reader::new(origin);
     let parsed = reader.document(root)?;
     let multi = parsed.applications.len() > 1;
+    let cwd = &absolute_dir(cwd);
     let base = manifest_dir(origin, cwd);
     let mut applications: Vec<AppManifest> = Vec::with_capacity(parsed.applications.len());
     for parsed_app in parsed.applications {
@@ -235,14 +236,20 @@ fn resolve_bits(path: &Path) -> Option<AppBits> {
 
 /// The manifest of `cf push APP` without a manifest file: one app, bits = the working directory.
 pub fn without_file(app_name: &str, opts: &LoadOptions) -> Manifest {
+    let cwd = absolute_dir(&opts.cwd);
     let mut app = AppManifest::named(app_name);
-    app.bits = Some(AppBits::Directory(opts.cwd.clone()));
+    app.bits = Some(AppBits::Directory(cwd.clone()));
     Manifest {
         file: None,
         applications: vec![app],
         warnings: Vec::new(),
-        cwd: opts.cwd.clone(),
+        cwd,
     }
+}
+
+/// The working directory as an absolute, symlink-resolved path (as given when it cannot be resolved).
+fn absolute_dir(cwd: &Path) -> PathBuf {
+    std::fs::canonicalize(cwd).unwrap_or_else(|_| cwd.to_path_buf())
 }
 
 impl Manifest {
