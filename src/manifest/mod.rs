@@ -1,1 +1,408 @@
-//! The `manifest` layer (see the crate docs for the layout).
+//! The `manifest` layer: reads a cf CLI v8 app manifest, interpolates `((vars))`, validates it with
+//! `file:line:column` errors, resolves app paths, applies the push flags, and renders one app back to
+//! YAML for Cloud Controller's `apply_manifest`.
+//!
+//! Flow of [`load`]: read → parse YAML (anchors, aliases and merge keys expanded, duplicate keys and tabs
+//! rejected) → interpolate vars → typed model with validation → resolve `path` against the manifest's
+//! folder (no `path`: the working directory). The supported keys are listed in `docs/manifest.md`.
+//!
+//! Depends on: saphyr-parser (YAML events with marks), thiserror. Must not: make API calls or print.
+
+mod error;
+mod interpolate;
+mod model;
+mod render;
+mod value;
+mod yaml;
+
+use std::path::{Path, PathBuf};
+
+pub use error::{Error, Location};
+pub use model::{AppBits, AppManifest, DockerSpec, ProcessSpec, RouteSpec, ServiceSpec};
+pub use render::RenderOverrides;
+pub use value::Value;
+
+use interpolate::Vars;
+use model::Reader;
+
+/// Inputs of [`load`] besides the manifest: vars and the working directory.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// `--vars-file` paths, in order (later files win).
+    pub vars_files: Vec<PathBuf>,
+    /// `--var NAME=VALUE` pairs, in order (win over files; values are read as YAML).
+    pub vars: Vec<(String, String)>,
+    /// The working directory: base of `-p` and the bits of apps without `path`.
+    pub cwd: PathBuf,
+}
+
+/// Flags of `cf push` that change the manifest, applied by [`Manifest::apply_flags`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FlagOverrides {
+    /// `-p`: the app's bits (relative to the working directory).
+    pub path: Option<PathBuf>,
+    /// `-o`/`--docker-image`.
+    pub docker_image: Option<String>,
+    /// `--docker-username`.
+    pub docker_username: Option<String>,
+    /// `-s`/`--stack`.
+    pub stack: Option<String>,
+}
+
+impl FlagOverrides {
+    fn any(&self) -> bool {
+        self.path.is_some()
+            || self.docker_image.is_some()
+            || self.docker_username.is_some()
+            || self.stack.is_some()
+    }
+}
+
+/// A loaded manifest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Manifest {
+    /// The manifest file (None when pushing without one).
+    pub file: Option<PathBuf>,
+    /// The applications, in manifest order.
+    pub applications: Vec<AppManifest>,
+    /// Warnings to show the user (deprecated or unknown keys), each with its `file:line:column`.
+    pub warnings: Vec<String>,
+    cwd: PathBuf,
+}
+
+/// Reads, interpolates, parses and validates `manifest_file`, resolving paths relative to its folder.
+///
+/// # Errors
+/// Unreadable files, invalid YAML, missing vars, invalid keys or values; see [`Error`].
+/// `manifest_file` may also be a directory: its `manifest.yml` (or `manifest.yaml`) is read, as `cf push -f
+/// DIR` does.
+pub fn load(manifest_file: &Path, opts: &LoadOptions) -> Result<Manifest, Error> {
+    let file = if manifest_file.is_dir() {
+        locate(manifest_file).ok_or_else(|| Error::Read {
+            what: "manifest",
+            path: manifest_file.join("manifest.yml"),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no manifest.yml or manifest.yaml in this directory",
+            ),
+        })?
+    } else {
+        manifest_file.to_path_buf()
+    };
+    let text = std::fs::read_to_string(&file).map_err(|source| Error::Read {
+        what: "manifest",
+        path: file.clone(),
+        source,
+    })?;
+    parse_str(&text, &file, opts)
+}
+
+/// The manifest `cf push` would use in `dir`: `manifest.yml`, else `manifest.yaml`, else none.
+pub fn locate(dir: &Path) -> Option<PathBuf> {
+    ["manifest.yml", "manifest.yaml"]
+        .iter()
+        .map(|name| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+/// As [`load`] for manifest text; `origin` names the file in messages and is the base of relative
+/// `path`s (through its folder).
+///
+/// # Errors
+/// As [`load`], without the read of the manifest itself.
+pub fn parse_str(text: &str, origin: &Path, opts: &LoadOptions) -> Result<Manifest, Error> {
+    let vars = Vars::load(&opts.vars_files, &opts.vars)?;
+    parse_with_vars(text, origin, &vars, &opts.cwd)
+}
+
+fn parse_with_vars(text: &str, origin: &Path, vars: &Vars, cwd: &Path) -> Result<Manifest, Error> {
+    let root = yaml::parse(text).map_err(|e| Error::Syntax {
+        location: Location {
+            file: origin.to_path_buf(),
+            line: e.mark.line,
+            col: e.mark.col,
+        },
+        message: e.message,
+        key: e.key,
+    })?;
+    let root = match root {
+        Some(node) => Some(interpolate::interpolate(node, vars, origin)?),
+        None => None,
+    };
+    let mut reader = Reader::new(origin);
+    let parsed = reader.document(root)?;
+    let multi = parsed.applications.len() > 1;
+    let cwd = &absolute_dir(cwd);
+    let base = manifest_dir(origin, cwd);
+    let mut applications: Vec<AppManifest> = Vec::with_capacity(parsed.applications.len());
+    for parsed_app in parsed.applications {
+        let model::ParsedApp {
+            mut app,
+            mark,
+            path,
+        } = parsed_app;
+        let here = Location {
+            file: origin.to_path_buf(),
+            line: mark.line,
+            col: mark.col,
+        };
+        if app.name.is_empty() && multi {
+            return Err(Error::NoName { location: here });
+        }
+        if !app.name.is_empty()
+            && applications
+                .iter()
+                .any(|a| a.name.eq_ignore_ascii_case(&app.name))
+        {
+            return Err(Error::DuplicateApp {
+                location: here,
+                name: app.name.clone(),
+            });
+        }
+        if app.docker.is_none() {
+            match path {
+                Some((pmark, text)) => {
+                    let joined = normalize_lexically(&base.join(&text));
+                    match resolve_bits(&joined) {
+                        Some(bits) => app.bits = Some(bits),
+                        None => {
+                            app.missing_path = Some((
+                                Location {
+                                    file: origin.to_path_buf(),
+                                    line: pmark.line,
+                                    col: pmark.col,
+                                },
+                                joined,
+                            ));
+                        }
+                    }
+                }
+                None => app.bits = Some(AppBits::Directory(cwd.to_path_buf())),
+            }
+        }
+        applications.push(app);
+    }
+    Ok(Manifest {
+        file: Some(origin.to_path_buf()),
+        applications,
+        warnings: reader.warnings,
+        cwd: cwd.to_path_buf(),
+    })
+}
+
+/// The folder of the manifest, absolute and symlink-resolved. A relative `origin` that does not
+/// exist from the process's directory (text given to [`parse_str`]) is taken relative to `cwd`.
+fn manifest_dir(origin: &Path, cwd: &Path) -> PathBuf {
+    let resolved = std::fs::canonicalize(origin).unwrap_or_else(|_| {
+        if origin.is_absolute() {
+            origin.to_path_buf()
+        } else {
+            cwd.join(origin)
+        }
+    });
+    resolved
+        .parent()
+        .map_or_else(|| cwd.to_path_buf(), Path::to_path_buf)
+}
+
+/// Drops `.` and resolves `..` without touching the file system (for messages about missing paths;
+/// existing paths are canonicalized instead).
+fn normalize_lexically(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+/// A directory is walked; anything else is an archive. None when the path does not exist.
+fn resolve_bits(path: &Path) -> Option<AppBits> {
+    let real = std::fs::canonicalize(path).ok()?;
+    if real.is_dir() {
+        Some(AppBits::Directory(real))
+    } else {
+        Some(AppBits::Archive(real))
+    }
+}
+
+/// The manifest of `cf push APP` without a manifest file: one app, bits = the working directory.
+pub fn without_file(app_name: &str, opts: &LoadOptions) -> Manifest {
+    let cwd = absolute_dir(&opts.cwd);
+    let mut app = AppManifest::named(app_name);
+    app.bits = Some(AppBits::Directory(cwd.clone()));
+    Manifest {
+        file: None,
+        applications: vec![app],
+        warnings: Vec::new(),
+        cwd,
+    }
+}
+
+/// The working directory as an absolute, symlink-resolved path (as given when it cannot be resolved).
+fn absolute_dir(cwd: &Path) -> PathBuf {
+    std::fs::canonicalize(cwd).unwrap_or_else(|_| cwd.to_path_buf())
+}
+
+impl Manifest {
+    fn file_name(&self) -> PathBuf {
+        self.file
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("<no manifest>"))
+    }
+
+    fn not_found(&self, name: &str) -> Error {
+        Error::AppNotFound {
+            name: name.to_string(),
+            file: self.file_name(),
+            available: self.applications.iter().map(|a| a.name.clone()).collect(),
+        }
+    }
+
+    /// The app named `app`, or every app when `None`.
+    ///
+    /// # Errors
+    /// The named app is not in the manifest (the message lists the manifest's apps); an app has no
+    /// name; a selected app's `path` does not exist.
+    pub fn select(&self, app: Option<&str>) -> Result<Vec<&AppManifest>, Error> {
+        let selected: Vec<&AppManifest> = match app {
+            Some(name) => {
+                let found = self
+                    .applications
+                    .iter()
+                    .find(|a| a.name == name)
+                    .ok_or_else(|| self.not_found(name))?;
+                vec![found]
+            }
+            None => self.applications.iter().collect(),
+        };
+        for a in &selected {
+            if a.name.is_empty() {
+                return Err(Error::NameRequired);
+            }
+            if let Some((location, path)) = &a.missing_path {
+                return Err(Error::PathNotFound {
+                    location: Some(location.clone()),
+                    path: path.clone(),
+                });
+            }
+        }
+        Ok(selected)
+    }
+
+    /// Applies command-line flags as the cf CLI does: with a single-app manifest, `app` renames the app
+    /// (or names it); with several apps, `app` picks the one the flags apply to, and flags without an
+    /// app name are an error. `-p` replaces the app's path (relative to the working directory), `-o`
+    /// makes it a docker app.
+    ///
+    /// # Errors
+    /// Flags with several apps and no name; the named app missing; `-o` with `-p`, with `path` or
+    /// buildpacks in the manifest; `-p` with a docker app; `--docker-username` without an image; a `-p`
+    /// path that does not exist.
+    pub fn apply_flags(&mut self, app: Option<&str>, flags: &FlagOverrides) -> Result<(), Error> {
+        let index = match app {
+            Some(name) if self.applications.len() == 1 => {
+                let only = &mut self.applications[0];
+                if only.name != name {
+                    only.name = name.to_string();
+                }
+                0
+            }
+            Some(name) => self
+                .applications
+                .iter()
+                .position(|a| a.name == name)
+                .ok_or_else(|| self.not_found(name))?,
+            None if self.applications.len() > 1 => {
+                if flags.any() {
+                    return Err(Error::Usage(
+                        "command line flags (except -f and --no-start) cannot be applied when pushing multiple apps from a manifest file"
+                            .into(),
+                    ));
+                }
+                return Ok(());
+            }
+            None => 0,
+        };
+        if !flags.any() {
+            return Ok(());
+        }
+        let cwd = self.cwd.clone();
+        let Some(target) = self.applications.get_mut(index) else {
+            return Ok(());
+        };
+        if flags.docker_image.is_some() {
+            if flags.path.is_some() {
+                return Err(Error::Usage(
+                    "the following arguments cannot be used together: --docker-image, -o, --path, -p".into(),
+                ));
+            }
+            let has_buildpacks = target.buildpacks.as_ref().is_some_and(|b| !b.is_empty())
+                || target.extra("buildpack").is_some();
+            if has_buildpacks {
+                return Err(Error::Usage(format!(
+                    "--docker-image, -o cannot be used with app '{}' because its manifest sets buildpack(s)",
+                    target.name
+                )));
+            }
+            let manifest_path = target.missing_path.is_some()
+                || matches!(&target.bits, Some(b) if b.path() != cwd.as_path());
+            if manifest_path && target.docker.is_none() {
+                return Err(Error::Usage(format!(
+                    "--docker-image, -o cannot be used with app '{}' because its manifest sets a path",
+                    target.name
+                )));
+            }
+        }
+        if flags.path.is_some() && target.docker.is_some() {
+            return Err(Error::Usage(format!(
+                "--path, -p cannot be used with app '{}' because its manifest sets a docker image",
+                target.name
+            )));
+        }
+        if flags.docker_username.is_some()
+            && flags.docker_image.is_none()
+            && target.docker.is_none()
+        {
+            return Err(Error::Usage(
+                "'--docker-image, -o' and '--docker-username' must be used together".into(),
+            ));
+        }
+        if let Some(image) = &flags.docker_image {
+            let username = flags
+                .docker_username
+                .clone()
+                .or_else(|| target.docker.as_ref().and_then(|d| d.username.clone()));
+            target.docker = Some(DockerSpec {
+                image: image.clone(),
+                username,
+            });
+            target.bits = None;
+            target.missing_path = None;
+        } else if let (Some(user), Some(docker)) = (&flags.docker_username, target.docker.as_mut())
+        {
+            docker.username = Some(user.clone());
+        }
+        if let Some(p) = &flags.path {
+            let joined = normalize_lexically(&cwd.join(p));
+            let bits = resolve_bits(&joined).ok_or_else(|| Error::PathNotFound {
+                location: None,
+                path: joined.clone(),
+            })?;
+            target.bits = Some(bits);
+            target.missing_path = None;
+        }
+        if let Some(stack) = &flags.stack {
+            target.stack = Some(stack.clone());
+        }
+        Ok(())
+    }
+}

@@ -1,2 +1,3 @@
 //! One integration-test binary (compiles once); one module per layer.
 mod cf_client;
+mod manifest;

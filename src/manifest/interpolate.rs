@@ -1,0 +1,372 @@
+//! `((var))` interpolation, as the cf CLI does it with bosh-cli's template evaluator.
+//!
+//! Vars come from `--vars-file` (in order, later files win) then `--var NAME=VALUE` (wins over files;
+//! the value is read as YAML, so `--var n=3` is an integer). The manifest is parsed first (variables in
+//! comments are ignored), then every string node, keys included, is scanned for
+//! `((name))`/`((!name))` with `name` made of letters, digits, `_`, `-` and `.`:
+//! - a node that is exactly one `((name))` is replaced by the value with its YAML type;
+//! - inside a longer string only string and integer values are spliced;
+//! - `((a.b))` digs into mapping `a`;
+//! - every missing name is collected and reported at once, sorted.
+//!
+//! Depends on: `yaml.rs`. Must not: read the manifest's keys.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use super::error::{Error, Location};
+use super::value::Value;
+use super::yaml::{self, Kind, Mark, Node};
+
+/// Variable values by name.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Vars {
+    values: HashMap<String, Value>,
+}
+
+impl Vars {
+    /// Reads the vars files in order, then applies the `--var` values.
+    pub fn load(files: &[PathBuf], flags: &[(String, String)]) -> Result<Vars, Error> {
+        let mut vars = Vars::default();
+        for file in files {
+            let text = std::fs::read_to_string(file).map_err(|source| Error::Read {
+                what: "vars file",
+                path: file.clone(),
+                source,
+            })?;
+            vars.add_file_text(&text, file)?;
+        }
+        for (name, raw) in flags {
+            vars.add_flag(name, raw)?;
+        }
+        Ok(vars)
+    }
+
+    /// Adds the variables of one vars file's text (later calls win).
+    pub fn add_file_text(&mut self, text: &str, file: &Path) -> Result<(), Error> {
+        let location = |mark: Mark| Location {
+            file: file.to_path_buf(),
+            line: mark.line,
+            col: mark.col,
+        };
+        let root = yaml::parse(text).map_err(|e| Error::VarsFile {
+            location: location(e.mark),
+            message: e.message,
+        })?;
+        let Some(root) = root else {
+            return Ok(());
+        };
+        match root.kind {
+            Kind::Map(entries) => {
+                for (k, v) in entries {
+                    let Some(name) = k.to_value().scalar_text() else {
+                        return Err(Error::VarsFile {
+                            location: location(k.mark),
+                            message: format!(
+                                "variable names must be strings, found {}",
+                                k.type_name()
+                            ),
+                        });
+                    };
+                    self.values.insert(name, v.to_value());
+                }
+                Ok(())
+            }
+            Kind::Null => Ok(()),
+            other => Err(Error::VarsFile {
+                location: location(root.mark),
+                message: format!(
+                    "expected a mapping of variable names to values, found {}",
+                    other.type_name()
+                ),
+            }),
+        }
+    }
+
+    /// Adds one `--var NAME=VALUE` (the value is read as YAML).
+    pub fn add_flag(&mut self, name: &str, raw: &str) -> Result<(), Error> {
+        if name.is_empty() {
+            return Err(Error::VarFlag {
+                name: name.into(),
+                message: "expected var to specify non-empty name".into(),
+            });
+        }
+        if raw.is_empty() {
+            return Err(Error::VarFlag {
+                name: name.into(),
+                message: "expected var to specify non-empty value".into(),
+            });
+        }
+        let value = match yaml::parse(raw) {
+            Ok(Some(node)) => node.to_value(),
+            Ok(None) => Value::Str(raw.to_string()),
+            Err(e) => {
+                return Err(Error::VarFlag {
+                    name: name.into(),
+                    message: format!(
+                        "value is not valid YAML: {} (column {})",
+                        e.message, e.mark.col
+                    ),
+                });
+            }
+        };
+        self.values.insert(name.to_string(), value);
+        Ok(())
+    }
+
+    /// Adds a variable directly.
+    #[cfg(test)]
+    pub fn set(&mut self, name: &str, value: Value) {
+        self.values.insert(name.to_string(), value);
+    }
+
+    /// Looks `name` up: the exact name first, then `a.b.c` as a path into mapping `a`.
+    fn get(&self, name: &str) -> Option<&Value> {
+        if let Some(v) = self.values.get(name) {
+            return Some(v);
+        }
+        let mut parts = name.split('.');
+        let mut cur = self.values.get(parts.next()?)?;
+        for part in parts {
+            cur = match cur {
+                Value::Map(entries) => entries
+                    .iter()
+                    .find(|(k, _)| k.scalar_text().as_deref() == Some(part))
+                    .map(|(_, v)| v)?,
+                _ => return None,
+            };
+        }
+        Some(cur)
+    }
+}
+
+/// One `((name))` occurrence in a string: its byte range and the name (without `!`).
+#[derive(Debug, PartialEq, Eq)]
+struct Occurrence {
+    start: usize,
+    end: usize,
+    name: String,
+}
+
+fn is_name_char(c: char) -> bool {
+    c.is_alphanumeric() || c == '_' || c == '-' || c == '.'
+}
+
+/// Finds `\(\((!?[-\.\w\pL]+)\)\)` occurrences, leftmost first, without overlaps.
+fn occurrences(s: &str) -> Vec<Occurrence> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while let Some(off) = s[i..].find("((") {
+        let start = i + off;
+        let body_start = start + 2;
+        let rest = &s[body_start..];
+        let bang = rest.starts_with('!');
+        let name_start = body_start + usize::from(bang);
+        let name_len: usize = s[name_start..]
+            .chars()
+            .take_while(|c| is_name_char(*c))
+            .map(char::len_utf8)
+            .sum();
+        let name_end = name_start + name_len;
+        if name_len > 0 && s[name_end..].starts_with("))") {
+            out.push(Occurrence {
+                start,
+                end: name_end + 2,
+                name: s[name_start..name_end].to_string(),
+            });
+            i = name_end + 2;
+        } else {
+            i = start + 1;
+        }
+    }
+    out
+}
+
+/// Interpolates every string node of `root`. `file` is used in messages.
+pub(crate) fn interpolate(root: Node, vars: &Vars, file: &Path) -> Result<Node, Error> {
+    let mut missing = BTreeSet::new();
+    let node = walk(root, vars, file, &mut missing)?;
+    if missing.is_empty() {
+        Ok(node)
+    } else {
+        Err(Error::MissingVars {
+            file: file.to_path_buf(),
+            names: missing.into_iter().collect(),
+        })
+    }
+}
+
+fn walk(
+    node: Node,
+    vars: &Vars,
+    file: &Path,
+    missing: &mut BTreeSet<String>,
+) -> Result<Node, Error> {
+    let mark = node.mark;
+    match node.kind {
+        Kind::Str(s) => substitute(&s, mark, vars, file, missing),
+        Kind::Seq(items) => {
+            let items = items
+                .into_iter()
+                .map(|n| walk(n, vars, file, missing))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Node::new(Kind::Seq(items), mark))
+        }
+        Kind::Map(entries) => {
+            let entries = entries
+                .into_iter()
+                .map(|(k, v)| Ok((walk(k, vars, file, missing)?, walk(v, vars, file, missing)?)))
+                .collect::<Result<Vec<_>, Error>>()?;
+            Ok(Node::new(Kind::Map(entries), mark))
+        }
+        other => Ok(Node::new(other, mark)),
+    }
+}
+
+fn substitute(
+    s: &str,
+    mark: Mark,
+    vars: &Vars,
+    file: &Path,
+    missing: &mut BTreeSet<String>,
+) -> Result<Node, Error> {
+    let occ = occurrences(s);
+    if occ.is_empty() {
+        return Ok(Node::new(Kind::Str(s.to_string()), mark));
+    }
+    if occ.len() == 1 && occ[0].start == 0 && occ[0].end == s.len() {
+        return match vars.get(&occ[0].name) {
+            Some(v) => Ok(Node::from_value(v, mark)),
+            None => {
+                missing.insert(occ[0].name.clone());
+                Ok(Node::new(Kind::Str(s.to_string()), mark))
+            }
+        };
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut last = 0;
+    for o in &occ {
+        out.push_str(&s[last..o.start]);
+        last = o.end;
+        match vars.get(&o.name) {
+            Some(Value::Str(v)) => out.push_str(v),
+            Some(Value::Int(i)) => out.push_str(&i.to_string()),
+            Some(other) => {
+                let (type_name, value) = match other {
+                    Value::Null => ("null", "null".to_string()),
+                    Value::Bool(b) => ("bool", b.to_string()),
+                    Value::Float(f) => ("float64", f.clone()),
+                    Value::Seq(_) => ("list", "[...]".to_string()),
+                    _ => ("map", "{...}".to_string()),
+                };
+                return Err(Error::VarType {
+                    location: Location {
+                        file: file.to_path_buf(),
+                        line: mark.line,
+                        col: mark.col,
+                    },
+                    name: o.name.clone(),
+                    type_name: type_name.into(),
+                    value,
+                });
+            }
+            None => {
+                missing.insert(o.name.clone());
+                out.push_str(&s[o.start..o.end]);
+            }
+        }
+    }
+    out.push_str(&s[last..]);
+    Ok(Node::new(Kind::Str(out), mark))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(doc: &str, vars: &Vars) -> Result<Value, Error> {
+        let node = yaml::parse(doc).unwrap().unwrap();
+        interpolate(node, vars, Path::new("m.yml")).map(|n| n.to_value())
+    }
+
+    #[test]
+    fn finds_occurrences_like_the_bosh_regex() {
+        let o = occurrences("x((a))y((!b.c))((bad name))(((d))");
+        let names: Vec<_> = o.iter().map(|o| o.name.as_str()).collect();
+        assert_eq!(names, ["a", "b.c", "d"]);
+        assert!(occurrences("(( a ))").is_empty());
+        assert_eq!(occurrences("((日本))")[0].name, "日本");
+    }
+
+    #[test]
+    fn whole_value_keeps_type_and_splice_makes_string() {
+        let mut v = Vars::default();
+        v.set("n", Value::Int(3));
+        v.set("host", Value::Str("web".into()));
+        let out = run("a: ((n))\nb: ((host)).example.com\nc: ((n))M\n", &v).unwrap();
+        assert_eq!(out.get("a"), Some(&Value::Int(3)));
+        assert_eq!(out.get("b"), Some(&Value::Str("web.example.com".into())));
+        assert_eq!(out.get("c"), Some(&Value::Str("3M".into())));
+    }
+
+    #[test]
+    fn missing_vars_are_all_listed_sorted() {
+        let e = run(
+            "a: ((zeta))\nb: x-((alpha))\n((key)): 1\n",
+            &Vars::default(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "m.yml: Expected to find variables: alpha, key, zeta"
+        );
+    }
+
+    #[test]
+    fn dotted_names_dig_into_maps() {
+        let mut v = Vars::default();
+        v.add_file_text("db:\n  host: h\n  port: 5432\n", Path::new("v.yml"))
+            .unwrap();
+        let out = run("a: ((db.host)):((db.port))\nb: ((db))\n", &v).unwrap();
+        assert_eq!(out.get("a"), Some(&Value::Str("h:5432".into())));
+        assert!(matches!(out.get("b"), Some(Value::Map(_))));
+    }
+
+    #[test]
+    fn booleans_cannot_be_spliced() {
+        let mut v = Vars::default();
+        v.set("flag", Value::Bool(true));
+        let e = run("a: x-((flag))\n", &v).unwrap_err();
+        assert!(
+            e.to_string().starts_with("m.yml:1:4: invalid type 'bool'"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn var_flags_are_yaml_and_win_over_files() {
+        let mut v = Vars::default();
+        v.add_file_text("n: 1\ns: a\n", Path::new("v.yml")).unwrap();
+        v.add_flag("n", "3").unwrap();
+        v.add_flag("l", "[a, b]").unwrap();
+        assert_eq!(v.get("n"), Some(&Value::Int(3)));
+        assert_eq!(v.get("s"), Some(&Value::Str("a".into())));
+        assert!(matches!(v.get("l"), Some(Value::Seq(items)) if items.len() == 2));
+        assert!(v.add_flag("x", "").is_err());
+    }
+
+    #[test]
+    fn vars_file_must_be_a_mapping() {
+        let mut v = Vars::default();
+        let e = v
+            .add_file_text("- a\n- b\n", Path::new("v.yml"))
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("v.yml:1:1: the option --vars-file expects a valid YAML file"),
+            "{e}"
+        );
+        let e = v.add_file_text("a: [\n", Path::new("v.yml")).unwrap_err();
+        assert!(e.to_string().starts_with("v.yml:"), "{e}");
+    }
+}

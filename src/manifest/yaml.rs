@@ -1,0 +1,881 @@
+//! A YAML document tree with a line/column mark on every node, built from `saphyr-parser` events.
+//!
+//! Mirrors what the cf CLI gets from `gopkg.in/yaml.v2`: plain scalars are resolved with the YAML 1.1
+//! rules of that library (`yes`/`no`/`on`/`off` are booleans, `0x1F` and `0777` are integers), anchors and
+//! aliases are expanded, merge keys (`<<`) are applied. Unlike yaml.v2, a key repeated in one mapping is an
+//! error (the user almost certainly did not mean it), and every node keeps where it came from, so the
+//! model layer can point at the offending key.
+//!
+//! Also holds the emitter used to render a manifest back to YAML: block style, strings quoted whenever a
+//! YAML 1.1 or 1.2 reader (Cloud Controller uses Ruby's Psych) could take them for anything but a string.
+//!
+//! Depends on: saphyr-parser. Must not: know about manifests.
+
+use std::collections::HashMap;
+
+use saphyr_parser::{Event, Parser, ScalarStyle, Span};
+
+use super::value::Value;
+
+/// Deepest nesting accepted; deeper documents are rejected instead of risking the stack.
+const MAX_DEPTH: usize = 200;
+/// Most nodes a document may expand to (aliases included); guards against "billion laughs".
+const MAX_NODES: usize = 250_000;
+
+/// Where a node starts in its source: 1-based line and column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Mark {
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub col: usize,
+}
+
+impl Mark {
+    fn from_span(span: &Span) -> Mark {
+        Mark {
+            line: span.start.line(),
+            col: span.start.col() + 1,
+        }
+    }
+}
+
+/// A YAML node with its mark.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Node {
+    /// Where the node starts.
+    pub mark: Mark,
+    /// What it holds.
+    pub kind: Kind,
+}
+
+/// The content of a node.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Kind {
+    Null,
+    Bool(bool),
+    Int(i128),
+    /// A float, kept as written.
+    Float(String),
+    Str(String),
+    Seq(Vec<Node>),
+    Map(Vec<(Node, Node)>),
+}
+
+impl Node {
+    /// A node of `kind` at `mark`.
+    pub fn new(kind: Kind, mark: Mark) -> Node {
+        Node { mark, kind }
+    }
+
+    /// The value without marks.
+    pub fn to_value(&self) -> Value {
+        match &self.kind {
+            Kind::Null => Value::Null,
+            Kind::Bool(b) => Value::Bool(*b),
+            Kind::Int(i) => Value::Int(*i),
+            Kind::Float(f) => Value::Float(f.clone()),
+            Kind::Str(s) => Value::Str(s.clone()),
+            Kind::Seq(items) => Value::Seq(items.iter().map(Node::to_value).collect()),
+            Kind::Map(entries) => Value::Map(
+                entries
+                    .iter()
+                    .map(|(k, v)| (k.to_value(), v.to_value()))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// Builds a node tree from a value, every node at `mark`.
+    pub fn from_value(value: &Value, mark: Mark) -> Node {
+        let kind = match value {
+            Value::Null => Kind::Null,
+            Value::Bool(b) => Kind::Bool(*b),
+            Value::Int(i) => Kind::Int(*i),
+            Value::Float(f) => Kind::Float(f.clone()),
+            Value::Str(s) => Kind::Str(s.clone()),
+            Value::Seq(items) => {
+                Kind::Seq(items.iter().map(|v| Node::from_value(v, mark)).collect())
+            }
+            Value::Map(entries) => Kind::Map(
+                entries
+                    .iter()
+                    .map(|(k, v)| (Node::from_value(k, mark), Node::from_value(v, mark)))
+                    .collect(),
+            ),
+        };
+        Node { mark, kind }
+    }
+
+    /// The string content if this is a string scalar.
+    pub fn as_str(&self) -> Option<&str> {
+        match &self.kind {
+            Kind::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Short description of the node's type for messages.
+    pub fn type_name(&self) -> &'static str {
+        self.kind.type_name()
+    }
+
+    /// The node as it would read in a message: scalars as text, collections by type.
+    pub fn describe(&self) -> String {
+        match &self.kind {
+            Kind::Null => "null".into(),
+            Kind::Bool(b) => b.to_string(),
+            Kind::Int(i) => i.to_string(),
+            Kind::Float(f) => f.clone(),
+            Kind::Str(s) => s.clone(),
+            Kind::Seq(_) => "a list".into(),
+            Kind::Map(_) => "a mapping".into(),
+        }
+    }
+
+    fn count(&self) -> usize {
+        match &self.kind {
+            Kind::Seq(items) => 1 + items.iter().map(Node::count).sum::<usize>(),
+            Kind::Map(entries) => {
+                1 + entries
+                    .iter()
+                    .map(|(k, v)| k.count() + v.count())
+                    .sum::<usize>()
+            }
+            _ => 1,
+        }
+    }
+}
+
+impl Kind {
+    /// Short description of the type for messages.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Kind::Null => "null",
+            Kind::Bool(_) => "a boolean",
+            Kind::Int(_) => "an integer",
+            Kind::Float(_) => "a number",
+            Kind::Str(_) => "a string",
+            Kind::Seq(_) => "a list",
+            Kind::Map(_) => "a mapping",
+        }
+    }
+}
+
+/// A problem found while reading YAML text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SyntaxError {
+    /// Where it was found.
+    pub mark: Mark,
+    /// What is wrong (lowercase, no location).
+    pub message: String,
+    /// The key concerned, when there is one.
+    pub key: Option<String>,
+}
+
+impl SyntaxError {
+    fn new(mark: Mark, message: impl Into<String>) -> SyntaxError {
+        SyntaxError {
+            mark,
+            message: message.into(),
+            key: None,
+        }
+    }
+}
+
+/// An open collection while building the tree.
+enum Frame {
+    Seq {
+        mark: Mark,
+        anchor: usize,
+        items: Vec<Node>,
+    },
+    Map {
+        mark: Mark,
+        anchor: usize,
+        entries: Vec<(Node, Node)>,
+        key: Option<Node>,
+        /// Indexes of entries whose key was a plain `<<`.
+        merges: Vec<usize>,
+    },
+}
+
+/// Parses the first YAML document of `text`. `Ok(None)` for a stream with no document (empty file,
+/// only comments).
+pub(crate) fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    check_tabs(text)?;
+    let mut parser = Parser::new_from_str(text);
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut anchors: HashMap<usize, Node> = HashMap::new();
+    let mut budget = MAX_NODES;
+    let mut root: Option<Node> = None;
+    let mut in_document = false;
+    while let Some(next) = parser.next_event() {
+        let (event, span) = next.map_err(|e| {
+            let m = e.marker();
+            SyntaxError::new(
+                Mark {
+                    line: m.line(),
+                    col: m.col() + 1,
+                },
+                e.info().to_string(),
+            )
+        })?;
+        let mark = Mark::from_span(&span);
+        let completed: Option<(Node, usize, bool)> = match event {
+            Event::StreamStart | Event::Nothing => None,
+            Event::StreamEnd => break,
+            Event::DocumentStart(_) => {
+                if root.is_some() {
+                    // yaml.v2's Unmarshal reads the first document only.
+                    break;
+                }
+                in_document = true;
+                None
+            }
+            Event::DocumentEnd => {
+                in_document = false;
+                if root.is_some() {
+                    break;
+                }
+                None
+            }
+            Event::Alias(id) => {
+                let Some(target) = anchors.get(&id) else {
+                    return Err(SyntaxError::new(mark, "alias refers to an unknown anchor"));
+                };
+                let n = target.count();
+                if n > budget {
+                    return Err(SyntaxError::new(
+                        mark,
+                        "document expands to too many nodes (aliases nested too deeply)",
+                    ));
+                }
+                budget -= n;
+                let mut node = target.clone();
+                node.mark = mark;
+                Some((node, 0, false))
+            }
+            Event::Scalar(text, style, anchor, tag) => {
+                take_budget(&mut budget, mark)?;
+                let tag = tag.map(|t| (t.handle.clone(), t.suffix.clone()));
+                let is_merge = style == ScalarStyle::Plain && tag.is_none() && text == "<<";
+                let tag_ref = tag.as_ref().map(|(h, s)| (h.as_str(), s.as_str()));
+                let kind = resolve_scalar(&text, style, tag_ref, mark)?;
+                Some((Node::new(kind, mark), anchor, is_merge))
+            }
+            Event::SequenceStart(anchor, _) => {
+                take_budget(&mut budget, mark)?;
+                if stack.len() >= MAX_DEPTH {
+                    return Err(SyntaxError::new(mark, "document is nested too deeply"));
+                }
+                stack.push(Frame::Seq {
+                    mark,
+                    anchor,
+                    items: Vec::new(),
+                });
+                None
+            }
+            Event::MappingStart(anchor, _) => {
+                take_budget(&mut budget, mark)?;
+                if stack.len() >= MAX_DEPTH {
+                    return Err(SyntaxError::new(mark, "document is nested too deeply"));
+                }
+                stack.push(Frame::Map {
+                    mark,
+                    anchor,
+                    entries: Vec::new(),
+                    key: None,
+                    merges: Vec::new(),
+                });
+                None
+            }
+            Event::SequenceEnd => match stack.pop() {
+                Some(Frame::Seq {
+                    mark,
+                    anchor,
+                    items,
+                }) => Some((Node::new(Kind::Seq(items), mark), anchor, false)),
+                _ => return Err(SyntaxError::new(mark, "unbalanced sequence end")),
+            },
+            Event::MappingEnd => match stack.pop() {
+                Some(Frame::Map {
+                    mark,
+                    anchor,
+                    entries,
+                    merges,
+                    ..
+                }) => {
+                    let entries = finish_map(entries, &merges)?;
+                    Some((Node::new(Kind::Map(entries), mark), anchor, false))
+                }
+                _ => return Err(SyntaxError::new(mark, "unbalanced mapping end")),
+            },
+        };
+        let Some((node, anchor, is_merge)) = completed else {
+            continue;
+        };
+        if anchor != 0 {
+            anchors.insert(anchor, node.clone());
+        }
+        match stack.last_mut() {
+            None => {
+                if !in_document && root.is_some() {
+                    break;
+                }
+                root = Some(node);
+            }
+            Some(Frame::Seq { items, .. }) => items.push(node),
+            Some(Frame::Map {
+                entries,
+                key,
+                merges,
+                ..
+            }) => match key.take() {
+                None => {
+                    if is_merge {
+                        merges.push(entries.len());
+                    }
+                    *key = Some(node);
+                }
+                Some(k) => entries.push((k, node)),
+            },
+        }
+    }
+    Ok(root)
+}
+
+fn take_budget(budget: &mut usize, mark: Mark) -> Result<(), SyntaxError> {
+    if *budget == 0 {
+        return Err(SyntaxError::new(mark, "document has too many nodes"));
+    }
+    *budget -= 1;
+    Ok(())
+}
+
+/// Applies merge keys and rejects duplicate keys.
+fn finish_map(
+    entries: Vec<(Node, Node)>,
+    merges: &[usize],
+) -> Result<Vec<(Node, Node)>, SyntaxError> {
+    // Duplicates among explicit keys are errors.
+    let mut seen: Vec<(Value, Mark)> = Vec::with_capacity(entries.len());
+    for (i, (k, _)) in entries.iter().enumerate() {
+        if merges.contains(&i) {
+            continue;
+        }
+        let kv = k.to_value();
+        if let Some((_, first)) = seen.iter().find(|(v, _)| *v == kv) {
+            return Err(SyntaxError {
+                mark: k.mark,
+                message: format!(
+                    "duplicate key '{}' (first defined at line {})",
+                    k.describe(),
+                    first.line
+                ),
+                key: Some(k.describe()),
+            });
+        }
+        seen.push((kv, k.mark));
+    }
+    if merges.is_empty() {
+        return Ok(entries);
+    }
+    let explicit: Vec<Value> = seen.into_iter().map(|(v, _)| v).collect();
+    let mut out: Vec<(Node, Node)> = Vec::with_capacity(entries.len());
+    let mut merged_keys: Vec<Value> = Vec::new();
+    for (i, (k, v)) in entries.into_iter().enumerate() {
+        if !merges.contains(&i) {
+            out.push((k, v));
+            continue;
+        }
+        // `<<: map` or `<<: [map, map]`; earlier maps in the list win, explicit keys always win.
+        let sources: Vec<Node> = match v.kind {
+            Kind::Map(_) => vec![v],
+            Kind::Seq(items) => items,
+            _ => {
+                return Err(SyntaxError {
+                    mark: v.mark,
+                    message: "merge key '<<' needs a mapping or a list of mappings".into(),
+                    key: Some("<<".into()),
+                });
+            }
+        };
+        for src in sources {
+            let Kind::Map(src_entries) = src.kind else {
+                return Err(SyntaxError {
+                    mark: src.mark,
+                    message: "merge key '<<' needs a mapping or a list of mappings".into(),
+                    key: Some("<<".into()),
+                });
+            };
+            for (mk, mv) in src_entries {
+                let kv = mk.to_value();
+                if explicit.contains(&kv) || merged_keys.contains(&kv) {
+                    continue;
+                }
+                merged_keys.push(kv);
+                out.push((mk, mv));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Rejects tab characters used for indentation, with a clearer message than the parser's.
+fn check_tabs(text: &str) -> Result<(), SyntaxError> {
+    let mut in_block_scalar: Option<usize> = None;
+    for (i, line) in text.lines().enumerate() {
+        let indent = line.len() - line.trim_start_matches(' ').len();
+        let rest = &line[indent..];
+        if let Some(block_indent) = in_block_scalar {
+            if rest.is_empty() || rest.trim().is_empty() || indent > block_indent {
+                continue;
+            }
+            in_block_scalar = None;
+        }
+        if rest.starts_with('\t') {
+            let after = rest.trim_start_matches([' ', '\t']);
+            // A tab before a comment or on an empty line is harmless.
+            if !after.is_empty() && !after.starts_with('#') {
+                return Err(SyntaxError::new(
+                    Mark {
+                        line: i + 1,
+                        col: indent + 1,
+                    },
+                    "tab character used for indentation (YAML allows spaces only)",
+                ));
+            }
+        }
+        let trimmed = rest.trim_end();
+        let body = trimmed.split(" #").next().unwrap_or(trimmed).trim_end();
+        if body.ends_with('|')
+            || body.ends_with('>')
+            || body.ends_with("|-")
+            || body.ends_with(">-")
+            || body.ends_with("|+")
+            || body.ends_with(">+")
+        {
+            in_block_scalar = Some(indent);
+        }
+    }
+    Ok(())
+}
+
+/// Resolves a scalar to its type the way yaml.v2 does (with core tags honoured).
+fn resolve_scalar(
+    text: &str,
+    style: ScalarStyle,
+    tag: Option<(&str, &str)>,
+    mark: Mark,
+) -> Result<Kind, SyntaxError> {
+    if let Some((handle, suffix)) = tag
+        && (handle == "tag:yaml.org,2002:" || handle == "!!")
+    {
+        return match suffix {
+            "str" => Ok(Kind::Str(text.to_string())),
+            "null" => Ok(Kind::Null),
+            "bool" | "int" | "float" => {
+                let kind = resolve_plain(text);
+                let ok = matches!(
+                    (&kind, suffix),
+                    (Kind::Bool(_), "bool") | (Kind::Int(_), "int") | (Kind::Float(_), "float")
+                );
+                if ok {
+                    Ok(kind)
+                } else if suffix == "float" {
+                    if let Kind::Int(i) = kind {
+                        Ok(Kind::Float(i.to_string()))
+                    } else {
+                        Err(SyntaxError::new(
+                            mark,
+                            format!("cannot read '{text}' as !!{suffix}"),
+                        ))
+                    }
+                } else {
+                    Err(SyntaxError::new(
+                        mark,
+                        format!("cannot read '{text}' as !!{suffix}"),
+                    ))
+                }
+            }
+            _ => Ok(Kind::Str(text.to_string())),
+        };
+    }
+    if style == ScalarStyle::Plain && tag.is_none() {
+        Ok(resolve_plain(text))
+    } else {
+        Ok(Kind::Str(text.to_string()))
+    }
+}
+
+/// yaml.v2's resolution of a plain scalar (YAML 1.1 booleans, Go integer syntax, yaml floats).
+pub(crate) fn resolve_plain(text: &str) -> Kind {
+    match text {
+        "" | "~" | "null" | "Null" | "NULL" => return Kind::Null,
+        "y" | "Y" | "yes" | "Yes" | "YES" | "true" | "True" | "TRUE" | "on" | "On" | "ON" => {
+            return Kind::Bool(true);
+        }
+        "n" | "N" | "no" | "No" | "NO" | "false" | "False" | "FALSE" | "off" | "Off" | "OFF" => {
+            return Kind::Bool(false);
+        }
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" | "-.inf" | "-.Inf" | "-.INF"
+        | ".nan" | ".NaN" | ".NAN" => return Kind::Float(text.to_string()),
+        _ => {}
+    }
+    let Some(first) = text.chars().next() else {
+        return Kind::Null;
+    };
+    if !matches!(first, '+' | '-' | '.' | '0'..='9') {
+        return Kind::Str(text.to_string());
+    }
+    let plain: String = text.chars().filter(|c| *c != '_').collect();
+    if let Some(i) = parse_go_int(&plain) {
+        return Kind::Int(i);
+    }
+    if is_yaml_float(&plain) {
+        return Kind::Float(text.to_string());
+    }
+    Kind::Str(text.to_string())
+}
+
+/// Go's `strconv.ParseInt(s, 0, 64)` then `ParseUint(s, 0, 64)`: optional sign, `0x`/`0o`/`0b`
+/// prefixes, a leading `0` for octal.
+fn parse_go_int(s: &str) -> Option<i128> {
+    let (neg, body) = match s.as_bytes().first()? {
+        b'-' => (true, &s[1..]),
+        b'+' => (false, &s[1..]),
+        _ => (false, s),
+    };
+    if body.is_empty() {
+        return None;
+    }
+    let (radix, digits) =
+        if let Some(d) = body.strip_prefix("0x").or_else(|| body.strip_prefix("0X")) {
+            (16, d)
+        } else if let Some(d) = body.strip_prefix("0o").or_else(|| body.strip_prefix("0O")) {
+            (8, d)
+        } else if let Some(d) = body.strip_prefix("0b").or_else(|| body.strip_prefix("0B")) {
+            (2, d)
+        } else if body.len() > 1 && body.starts_with('0') {
+            (8, &body[1..])
+        } else {
+            (10, body)
+        };
+    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
+        return None;
+    }
+    let magnitude = u64::from_str_radix(digits, radix).ok()?;
+    let value = i128::from(magnitude);
+    if neg {
+        // ParseInt accepts down to i64::MIN; ParseUint rejects any sign.
+        if value > i128::from(i64::MAX) + 1 {
+            return None;
+        }
+        Some(-value)
+    } else if s.starts_with('+') && value > i128::from(i64::MAX) {
+        None
+    } else {
+        Some(value)
+    }
+}
+
+/// yaml.v2's `yamlStyleFloat`: `^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$`.
+fn is_yaml_float(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut i = 0;
+    if i < b.len() && (b[i] == b'-' || b[i] == b'+') {
+        i += 1;
+    }
+    let digits = |i: &mut usize| {
+        let start = *i;
+        while *i < b.len() && b[*i].is_ascii_digit() {
+            *i += 1;
+        }
+        *i - start
+    };
+    if i < b.len() && b[i] == b'.' {
+        i += 1;
+        if digits(&mut i) == 0 {
+            return false;
+        }
+    } else {
+        if digits(&mut i) == 0 {
+            return false;
+        }
+        if i < b.len() && b[i] == b'.' {
+            i += 1;
+            digits(&mut i);
+        }
+    }
+    if i < b.len() && (b[i] == b'e' || b[i] == b'E') {
+        i += 1;
+        if i < b.len() && (b[i] == b'-' || b[i] == b'+') {
+            i += 1;
+        }
+        if digits(&mut i) == 0 {
+            return false;
+        }
+    }
+    i == b.len()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Emitter
+// ---------------------------------------------------------------------------------------------
+
+/// Renders `value` as a block-style YAML document body (no `---`).
+pub(crate) fn emit(value: &Value) -> String {
+    let mut out = String::new();
+    match value {
+        Value::Map(entries) if !entries.is_empty() => emit_map(&mut out, entries, 0, false),
+        Value::Seq(items) if !items.is_empty() => emit_seq(&mut out, items, 0, false),
+        other => {
+            out.push_str(&flow(other));
+            out.push('\n');
+        }
+    }
+    out
+}
+
+fn indent(out: &mut String, n: usize) {
+    out.extend(std::iter::repeat_n(' ', n));
+}
+
+fn emit_map(out: &mut String, entries: &[(Value, Value)], ind: usize, inline_first: bool) {
+    for (i, (k, v)) in entries.iter().enumerate() {
+        if !(i == 0 && inline_first) {
+            indent(out, ind);
+        }
+        out.push_str(&flow(k));
+        out.push(':');
+        match v {
+            Value::Map(m) if !m.is_empty() => {
+                out.push('\n');
+                emit_map(out, m, ind + 2, false);
+            }
+            Value::Seq(s) if !s.is_empty() => {
+                // As go-yaml writes it: a list under a key is not indented.
+                out.push('\n');
+                emit_seq(out, s, ind, false);
+            }
+            other => {
+                out.push(' ');
+                out.push_str(&flow(other));
+                out.push('\n');
+            }
+        }
+    }
+}
+
+fn emit_seq(out: &mut String, items: &[Value], ind: usize, inline_first: bool) {
+    for (i, item) in items.iter().enumerate() {
+        if !(i == 0 && inline_first) {
+            indent(out, ind);
+        }
+        out.push_str("- ");
+        match item {
+            Value::Map(m) if !m.is_empty() => emit_map(out, m, ind + 2, true),
+            Value::Seq(s) if !s.is_empty() => emit_seq(out, s, ind + 2, true),
+            other => {
+                out.push_str(&flow(other));
+                out.push('\n');
+            }
+        }
+    }
+}
+
+/// A value on one line: scalars, or flow collections (used for keys and empty collections).
+fn flow(value: &Value) -> String {
+    match value {
+        Value::Null => "null".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Int(i) => i.to_string(),
+        Value::Float(f) => {
+            if matches!(resolve_plain(f), Kind::Float(_)) {
+                f.clone()
+            } else {
+                quote(f)
+            }
+        }
+        Value::Str(s) => scalar_str(s),
+        Value::Seq(items) => {
+            let inner: Vec<String> = items.iter().map(flow).collect();
+            format!("[{}]", inner.join(", "))
+        }
+        Value::Map(entries) => {
+            let inner: Vec<String> = entries
+                .iter()
+                .map(|(k, v)| format!("{}: {}", flow(k), flow(v)))
+                .collect();
+            format!("{{{}}}", inner.join(", "))
+        }
+    }
+}
+
+/// A string as a plain scalar when that is unambiguous for every reader, else double-quoted.
+fn scalar_str(s: &str) -> String {
+    if is_safe_plain(s) {
+        s.to_string()
+    } else {
+        quote(s)
+    }
+}
+
+fn is_safe_plain(s: &str) -> bool {
+    let mut chars = s.chars();
+    let Some(first) = chars.next() else {
+        return false;
+    };
+    if !(first.is_ascii_alphabetic() || first == '/' || first == '_') {
+        return false;
+    }
+    if s.ends_with(' ') {
+        return false;
+    }
+    let body_ok = s
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '/' | '-' | ' '));
+    // Anything a YAML 1.1 reader might take for a boolean or null stays quoted.
+    body_ok && matches!(resolve_plain(s), Kind::Str(_)) && !is_yaml11_special(s)
+}
+
+/// Psych (YAML 1.1) also reads these as non-strings.
+fn is_yaml11_special(s: &str) -> bool {
+    matches!(
+        s.to_ascii_lowercase().as_str(),
+        "y" | "n" | "yes" | "no" | "on" | "off" | "true" | "false" | "null" | "~"
+    )
+}
+
+/// A double-quoted scalar. Non-printable characters are escaped (`\xNN`, `\uNNNN`).
+fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        let code = c as u32;
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            _ if code < 0x20 || code == 0x7f => out.push_str(&format!("\\x{code:02x}")),
+            _ if (0x80..=0xa0).contains(&code)
+                || matches!(code, 0x2028 | 0x2029 | 0xfeff | 0xfffe | 0xffff) =>
+            {
+                out.push_str(&format!("\\u{code:04x}"));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind(text: &str) -> Kind {
+        parse(text).unwrap().unwrap().kind
+    }
+
+    #[test]
+    fn plain_scalars_resolve_like_yaml_v2() {
+        assert_eq!(resolve_plain("yes"), Kind::Bool(true));
+        assert_eq!(resolve_plain("Off"), Kind::Bool(false));
+        assert_eq!(resolve_plain("~"), Kind::Null);
+        assert_eq!(resolve_plain("0x1F"), Kind::Int(31));
+        assert_eq!(resolve_plain("0777"), Kind::Int(511));
+        assert_eq!(resolve_plain("1_000"), Kind::Int(1000));
+        assert_eq!(resolve_plain("-12"), Kind::Int(-12));
+        assert_eq!(
+            resolve_plain("18446744073709551615"),
+            Kind::Int(18446744073709551615)
+        );
+        assert_eq!(resolve_plain("1.5"), Kind::Float("1.5".into()));
+        assert_eq!(resolve_plain("1e3"), Kind::Float("1e3".into()));
+        assert_eq!(resolve_plain("08"), Kind::Float("08".into()));
+        assert_eq!(resolve_plain("1G"), Kind::Str("1G".into()));
+        assert_eq!(resolve_plain("1.2.3"), Kind::Str("1.2.3".into()));
+        assert_eq!(resolve_plain("-"), Kind::Str("-".into()));
+    }
+
+    #[test]
+    fn quoted_scalars_stay_strings() {
+        assert_eq!(kind("'1'"), Kind::Str("1".into()));
+        assert_eq!(kind("\"yes\""), Kind::Str("yes".into()));
+        assert_eq!(kind("!!str 12"), Kind::Str("12".into()));
+    }
+
+    #[test]
+    fn merge_keys_fill_missing_keys_only() {
+        let v = parse("a: &x {p: 1, q: 2}\nb:\n  q: 3\n  <<: *x\n")
+            .unwrap()
+            .unwrap()
+            .to_value();
+        let b = v.get("b").unwrap();
+        assert_eq!(b.get("p"), Some(&Value::Int(1)));
+        assert_eq!(b.get("q"), Some(&Value::Int(3)));
+    }
+
+    #[test]
+    fn duplicate_keys_are_rejected_with_their_line() {
+        let e = parse("a: 1\nb: 2\na: 3\n").unwrap_err();
+        assert_eq!(e.mark, Mark { line: 3, col: 1 });
+        assert!(e.message.contains("duplicate key 'a'"), "{}", e.message);
+        assert!(e.message.contains("line 1"), "{}", e.message);
+    }
+
+    #[test]
+    fn tabs_in_indentation_are_rejected() {
+        let e = parse("a:\n\tb: 1\n").unwrap_err();
+        assert_eq!(e.mark.line, 2);
+        assert!(e.message.contains("tab"));
+        // A tab inside a value or a block scalar is fine.
+        assert!(parse("a: \"x\ty\"\nb: |\n  x\n  \ty\n").is_ok());
+    }
+
+    #[test]
+    fn alias_bombs_are_bounded() {
+        let mut doc = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..12 {
+            let p = i - 1;
+            doc.push_str(&format!(
+                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+            ));
+        }
+        assert!(parse(&doc).is_err());
+    }
+
+    #[test]
+    fn deep_nesting_is_rejected() {
+        let doc = "[".repeat(5000);
+        assert!(parse(&doc).is_err());
+    }
+
+    #[test]
+    fn empty_stream_has_no_document() {
+        assert_eq!(parse("").unwrap(), None);
+        assert_eq!(parse("# only a comment\n").unwrap(), None);
+    }
+
+    #[test]
+    fn emitted_strings_that_look_like_other_types_are_quoted() {
+        let v = Value::Map(vec![
+            (Value::Str("a".into()), Value::Str("1".into())),
+            (Value::Str("b".into()), Value::Str("yes".into())),
+            (Value::Str("c".into()), Value::Str("hello world".into())),
+            (Value::Str("d".into()), Value::Str("x: y".into())),
+            (Value::Str("e".into()), Value::Int(3)),
+        ]);
+        let text = emit(&v);
+        assert_eq!(
+            text,
+            "a: \"1\"\nb: \"yes\"\nc: hello world\nd: \"x: y\"\ne: 3\n"
+        );
+        assert_eq!(parse(&text).unwrap().unwrap().to_value(), v);
+    }
+}
