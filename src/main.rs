@@ -5,9 +5,9 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use cf_zero_downtime::cli::{Cli, Command};
 use cf_zero_downtime::plugin::entry;
+use clap::Parser;
 
 fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();

@@ -57,7 +57,9 @@ impl CliConnection {
     }
 
     async fn bool_call(&self, method: &str, arg: &str) -> Result<bool, Error> {
-        let v = self.call(method, &Type::String, &Value::string(arg)).await?;
+        let v = self
+            .call(method, &Type::String, &Value::string(arg))
+            .await?;
         v.as_bool().ok_or_else(|| unexpected(method, "a bool", &v))
     }
 
@@ -99,7 +101,9 @@ impl CliConnection {
     /// # Errors
     /// RPC failure, or the CLI's refresh error as [`Error::Remote`].
     pub async fn access_token(&self) -> Result<SecretString, Error> {
-        self.string_call("AccessToken").await.map(SecretString::from)
+        self.string_call("AccessToken")
+            .await
+            .map(SecretString::from)
     }
 
     /// `IsLoggedIn`.
@@ -178,11 +182,7 @@ fn unexpected(method: &str, want: &str, got: &Value) -> Error {
 
 /// Reads `{<embedded>: {Guid, Name}}` (Go embeds `OrganizationFields` / `SpaceFields`, which
 /// gob sends as a field of that name).
-fn embedded_name_guid(
-    method: &str,
-    v: &Value,
-    embedded: &str,
-) -> Result<Option<NamedGuid>, Error> {
+fn embedded_name_guid(method: &str, v: &Value, embedded: &str) -> Result<Option<NamedGuid>, Error> {
     if !matches!(v, Value::Struct(_)) {
         return Err(unexpected(method, "a struct", v));
     }

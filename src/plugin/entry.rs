@@ -11,10 +11,12 @@ use std::ffi::{OsStr, OsString};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 use super::connection::CliConnection;
-use super::metadata::{COMMAND_ALIAS, COMMAND_NAME, MIN_CLI_VERSION, plugin_metadata};
+use super::metadata::{
+    COMMAND_ALIAS, COMMAND_NAME, MIN_CLI_VERSION, plugin_metadata, usage_and_options,
+};
 use super::rpc_token::RpcTokenProvider;
 use super::{Error, error_chain, push, standalone};
 use crate::cf::{Target, TokenProvider};
@@ -61,7 +63,11 @@ pub fn parse_invocation(args: &[OsString]) -> Result<(u16, Invocation), Error> {
             name: name.to_string(),
             args: args[2..].to_vec(),
         },
-        None => return Err(Error::UnknownCommand(command.to_string_lossy().into_owned())),
+        None => {
+            return Err(Error::UnknownCommand(
+                command.to_string_lossy().into_owned(),
+            ));
+        }
     };
     Ok((port, invocation))
 }
@@ -88,6 +94,7 @@ pub fn run_plugin(args: &[OsString]) -> ExitCode {
             let argv = std::iter::once(OsString::from("cf zero-downtime-push")).chain(args);
             let push_args = match PluginPush::try_parse_from(argv) {
                 Ok(p) => p.args,
+                Err(e) if e.use_stderr() => return usage_error(&e),
                 Err(e) => return clap_exit(&e),
             };
             block_on(async {
@@ -196,6 +203,15 @@ fn fail(err: &Error) -> ExitCode {
     ExitCode::FAILURE
 }
 
+/// Prints a usage error of the plugin command with the usage text cf shows for it.
+fn usage_error(e: &clap::Error) -> ExitCode {
+    let (usage, _) = usage_and_options(&PluginPush::command());
+    eprintln!("{}", e.render().to_string().trim_end());
+    eprintln!("\nUSAGE:\n   {usage}\n\nSee 'cf help {COMMAND_NAME}' for all options.");
+    eprintln!("FAILED");
+    ExitCode::FAILURE
+}
+
 /// Prints a clap outcome: help to stdout with exit 0, a usage error to stderr with exit 1.
 pub fn clap_exit(e: &clap::Error) -> ExitCode {
     // Printing can only fail if stdout/stderr are closed; there is nothing left to tell then.
@@ -222,7 +238,9 @@ mod tests {
             (4242, Invocation::SendMetadata)
         );
         assert_eq!(
-            parse_invocation(&os(&["1", "CLI-MESSAGE-UNINSTALL"])).expect("ok").1,
+            parse_invocation(&os(&["1", "CLI-MESSAGE-UNINSTALL"]))
+                .expect("ok")
+                .1,
             Invocation::Uninstall
         );
         assert_eq!(
@@ -239,9 +257,15 @@ mod tests {
     #[test]
     fn bad_ports_and_missing_commands_are_errors() {
         for bad in ["0", "65536", "99999999999999999999", ""] {
-            assert!(matches!(parse_invocation(&os(&[bad, "SendMetadata"])), Err(Error::BadPort(_))));
+            assert!(matches!(
+                parse_invocation(&os(&[bad, "SendMetadata"])),
+                Err(Error::BadPort(_))
+            ));
         }
-        assert!(matches!(parse_invocation(&os(&["80"])), Err(Error::MissingCommand)));
+        assert!(matches!(
+            parse_invocation(&os(&["80"])),
+            Err(Error::MissingCommand)
+        ));
         assert!(looks_like_port(OsStr::new("123")));
         assert!(!looks_like_port(OsStr::new("push")));
         assert!(!looks_like_port(OsStr::new("")));

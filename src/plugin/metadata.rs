@@ -91,7 +91,11 @@ impl VersionType {
     fn go_type() -> Type {
         Type::structure(
             "VersionType",
-            &[("Major", Type::Int), ("Minor", Type::Int), ("Build", Type::Int)],
+            &[
+                ("Major", Type::Int),
+                ("Minor", Type::Int),
+                ("Build", Type::Int),
+            ],
         )
     }
 
@@ -225,15 +229,20 @@ pub fn usage_and_options(cmd: &clap::Command) -> (String, BTreeMap<String, Strin
             .get_value_names()
             .and_then(|names| names.first())
             .map(|n| n.to_string());
-        let possible: Vec<String> = arg
-            .get_possible_values()
-            .iter()
-            .filter(|p| !p.is_hide_set())
-            .map(|p| p.get_name().to_string())
-            .collect();
+        let takes_values = arg.get_action().takes_values();
+        // Boolean switches report true/false as possible values; they take none.
+        let possible: Vec<String> = if takes_values {
+            arg.get_possible_values()
+                .iter()
+                .filter(|p| !p.is_hide_set())
+                .map(|p| p.get_name().to_string())
+                .collect()
+        } else {
+            Vec::new()
+        };
         let value = if !possible.is_empty() {
             Some(possible.join("|"))
-        } else if arg.get_action().takes_values() {
+        } else if takes_values {
             Some(value_name.clone().unwrap_or_else(|| id.to_uppercase()))
         } else {
             None
@@ -274,7 +283,7 @@ pub fn usage_and_options(cmd: &clap::Command) -> (String, BTreeMap<String, Strin
             .iter()
             .map(|d| d.to_string_lossy().into_owned())
             .collect();
-        if !defaults.is_empty() && arg.get_action().takes_values() {
+        if !defaults.is_empty() && takes_values {
             text.push_str(&format!(" [default: {}]", defaults.join(",")));
         }
         options.insert(key, text);
@@ -352,7 +361,10 @@ mod tests {
         assert_eq!(m.version, crate_version());
         assert!(m.library_version.major <= 1);
         let cmd = &m.commands[0];
-        assert_eq!((cmd.name.as_str(), cmd.alias.as_str()), ("zero-downtime-push", "zdp"));
+        assert_eq!(
+            (cmd.name.as_str(), cmd.alias.as_str()),
+            ("zero-downtime-push", "zdp")
+        );
         let clap_cmd = PluginPush::command();
         for arg in clap_cmd.get_arguments() {
             let Some(long) = arg.get_long() else { continue };
@@ -360,12 +372,17 @@ mod tests {
                 continue;
             }
             assert!(
-                cmd.usage_details.options.keys().any(|k| k == long || k.starts_with(&format!("{long}, "))),
+                cmd.usage_details
+                    .options
+                    .keys()
+                    .any(|k| k == long || k.starts_with(&format!("{long}, "))),
                 "--{long} missing from the options"
             );
             assert!(
                 cmd.usage_details.usage.contains(&format!("--{long}"))
-                    || arg.get_short().is_some_and(|s| cmd.usage_details.usage.contains(&format!("-{s} "))),
+                    || arg
+                        .get_short()
+                        .is_some_and(|s| cmd.usage_details.usage.contains(&format!("-{s} "))),
                 "--{long} missing from the usage"
             );
         }
@@ -373,7 +390,18 @@ mod tests {
         assert!(opts.contains_key("manifest, -f"));
         assert!(opts["strategy"].contains("blue-green, rolling, canary"));
         assert!(opts["drain"].contains("[default: 10s]"));
-        assert!(cmd.usage_details.usage.starts_with("cf zero-downtime-push [APP_NAME] [-f MANIFEST_PATH]"));
-        assert!(cmd.usage_details.usage.lines().all(|l| l.len() <= USAGE_WIDTH));
+        assert_eq!(opts["dry-run"], "Print the plan and change nothing");
+        assert!(cmd.usage_details.usage.contains("[--dry-run]"));
+        assert!(
+            cmd.usage_details
+                .usage
+                .starts_with("cf zero-downtime-push [APP_NAME] [-f MANIFEST_PATH]")
+        );
+        assert!(
+            cmd.usage_details
+                .usage
+                .lines()
+                .all(|l| l.len() <= USAGE_WIDTH)
+        );
     }
 }

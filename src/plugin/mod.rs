@@ -82,7 +82,9 @@ pub enum Error {
         source: serde_json::Error,
     },
     /// The config file was written by a cf CLI generation this plugin does not read.
-    #[error("{path} has ConfigVersion {found}, expected 3 (cf v7) or 4 (cf v8); run 'cf login' with cf v7 or v8")]
+    #[error(
+        "{path} has ConfigVersion {found}, expected 3 (cf v7) or 4 (cf v8); run 'cf login' with cf v7 or v8"
+    )]
     ConfigVersion {
         /// The file.
         path: PathBuf,

@@ -271,13 +271,12 @@ impl RpcClient {
     /// Connection, timeout, malformed reply, or the server's error string ([`Error::Remote`]).
     pub async fn call(&self, method: &str, arg_type: &Type, arg: &Value) -> Result<Value, Error> {
         let mut codec = ClientCodec::new();
-        let request =
-            codec
-                .encode_request(0, method, arg_type, arg)
-                .map_err(|source| Error::Encode {
-                    method: method.to_string(),
-                    source,
-                })?;
+        let request = codec
+            .encode_request(0, method, arg_type, arg)
+            .map_err(|source| Error::Encode {
+                method: method.to_string(),
+                source,
+            })?;
         let mut stream = self.connect().await?;
         let exchange = async {
             stream
@@ -403,7 +402,12 @@ mod tests {
         // already carried the Request definition.
         let mut codec = ClientCodec::new();
         let _ = codec
-            .encode_request(0, "CliRpcCmd.DisableTerminalOutput", &Type::Bool, &Value::Bool(true))
+            .encode_request(
+                0,
+                "CliRpcCmd.DisableTerminalOutput",
+                &Type::Bool,
+                &Value::Bool(true),
+            )
             .expect("encodes");
         let got = codec
             .encode_request(
@@ -427,13 +431,22 @@ mod tests {
         );
         let mut buf = BytesMut::from(&raw[..]);
         let mut codec = ClientCodec::new();
-        let r0 = codec.decode_response(&mut buf).expect("ok").expect("complete");
+        let r0 = codec
+            .decode_response(&mut buf)
+            .expect("ok")
+            .expect("complete");
         assert_eq!(r0.service_method, "CliRpcCmd.DisableTerminalOutput");
         assert_eq!(r0.result, Ok(Value::Bool(true)));
-        let r1 = codec.decode_response(&mut buf).expect("ok").expect("complete");
+        let r1 = codec
+            .decode_response(&mut buf)
+            .expect("ok")
+            .expect("complete");
         assert_eq!(r1.seq, 1);
         assert_eq!(r1.result, Err("Command failed".to_string()));
-        let r2 = codec.decode_response(&mut buf).expect("ok").expect("complete");
+        let r2 = codec
+            .decode_response(&mut buf)
+            .expect("ok")
+            .expect("complete");
         assert_eq!(r2.seq, 2);
         assert_eq!(
             r2.result.expect("ok").as_list().map(<[Value]>::len),

@@ -109,10 +109,11 @@ pub fn load(path: &Path) -> Result<StandaloneLogin, Error> {
             });
         }
     };
-    let config: ConfigJson = serde_json::from_slice(&bytes).map_err(|source| Error::ConfigParse {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let config: ConfigJson =
+        serde_json::from_slice(&bytes).map_err(|source| Error::ConfigParse {
+            path: path.to_path_buf(),
+            source,
+        })?;
     if !matches!(config.config_version, 3 | 4) {
         return Err(Error::ConfigVersion {
             path: path.to_path_buf(),
@@ -130,7 +131,10 @@ pub fn load(path: &Path) -> Result<StandaloneLogin, Error> {
         .organization_fields
         .to_named()
         .ok_or(Error::NoOrgTargeted)?;
-    let space = config.space_fields.to_named().ok_or(Error::NoSpaceTargeted)?;
+    let space = config
+        .space_fields
+        .to_named()
+        .ok_or(Error::NoSpaceTargeted)?;
     let claims = jwt_claims(&config.access_token);
     let user = claims.as_ref().and_then(|c| {
         c.get("user_name")
@@ -257,17 +261,13 @@ impl ConfigTokenProvider {
             }
             form.finish()
         };
-        let response = request
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| {
-                AuthError::Failed(format!(
-                    "refreshing the token at {} failed: {}",
-                    self.token_url,
-                    super::error_chain(&e.without_url())
-                ))
-            })?;
+        let response = request.body(body).send().await.map_err(|e| {
+            AuthError::Failed(format!(
+                "refreshing the token at {} failed: {}",
+                self.token_url,
+                super::error_chain(&e.without_url())
+            ))
+        })?;
         let status = response.status();
         let body = response.bytes().await.map_err(|e| {
             AuthError::Failed(format!(
@@ -385,7 +385,10 @@ fn save_tokens(path: &Path, access: &SecretString, refresh: &SecretString) -> st
     let bytes = std::fs::read(path)?;
     let mut json: serde_json::Value = serde_json::from_slice(&bytes)?;
     let obj = json.as_object_mut().ok_or_else(|| {
-        std::io::Error::new(std::io::ErrorKind::InvalidData, "config is not a JSON object")
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "config is not a JSON object",
+        )
     })?;
     obj.insert(
         "AccessToken".into(),
@@ -423,8 +426,14 @@ mod tests {
     #[test]
     fn expiry_follows_the_one_minute_margin() {
         let now = 1_000_000;
-        assert!(!expires_soon(&jwt(&format!(r#"{{"exp":{}}}"#, now + 600)), now));
-        assert!(expires_soon(&jwt(&format!(r#"{{"exp":{}}}"#, now + 30)), now));
+        assert!(!expires_soon(
+            &jwt(&format!(r#"{{"exp":{}}}"#, now + 600)),
+            now
+        ));
+        assert!(expires_soon(
+            &jwt(&format!(r#"{{"exp":{}}}"#, now + 30)),
+            now
+        ));
         assert!(expires_soon(&jwt(r#"{"user_name":"x"}"#), now));
         assert!(expires_soon("bearer not-a-jwt", now));
         assert!(expires_soon("", now));

@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use bytes::{Buf, BytesMut};
 
-use super::value::Value;
-use super::wire::{peek_uint, Reader};
 use super::Error;
+use super::value::Value;
+use super::wire::{Reader, peek_uint};
 
 /// Bounds that keep a hostile or broken peer from making the decoder allocate or recurse
 /// without limit.

@@ -3,9 +3,9 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use super::Error;
 use super::value::{DefKind, Type, TypeDef, Value};
 use super::wire::{put_bytes, put_float, put_int, put_uint};
-use super::Error;
 
 /// First type id Go allocates for user types.
 const FIRST_USER_ID: i64 = 65;
@@ -288,8 +288,7 @@ fn omitted(ty: &Type, v: &Value) -> bool {
         Value::String(s) => s.is_empty(),
         // Empty slices are omitted; arrays are always sent.
         Value::List(items) => {
-            items.is_empty()
-                && !matches!(ty, Type::Def(d) if matches!(d.kind, DefKind::Array(..)))
+            items.is_empty() && !matches!(ty, Type::Def(d) if matches!(d.kind, DefKind::Array(..)))
         }
         // A non-nil map is sent even when empty; structs are always sent.
         Value::Map(_) | Value::Struct(_) | Value::Interface { .. } | Value::Encoded(_) => false,
@@ -302,7 +301,10 @@ fn write_message(out: &mut Vec<u8>, body: &[u8]) {
 }
 
 fn mismatch(ty: &Type, v: &Value) -> Error {
-    Error::Encode(format!("a {} value does not fit type {ty:?}", v.kind_name()))
+    Error::Encode(format!(
+        "a {} value does not fit type {ty:?}",
+        v.kind_name()
+    ))
 }
 
 fn too_long(len: u64) -> Error {

@@ -65,7 +65,11 @@ fn captured_streams() -> Vec<(String, String, Vec<u8>)> {
 fn version_type() -> Type {
     Type::structure(
         "VersionType",
-        &[("Major", Type::Int), ("Minor", Type::Int), ("Build", Type::Int)],
+        &[
+            ("Major", Type::Int),
+            ("Minor", Type::Int),
+            ("Build", Type::Int),
+        ],
     )
 }
 
@@ -94,7 +98,10 @@ fn composite_values_are_byte_exact() {
         encode_one(&strings, &list(&[])),
         standalone("[]string{} (empty, non-nil)")
     );
-    assert_eq!(encode_one(&strings, &list(&[""])), standalone("[]string{\"\"}"));
+    assert_eq!(
+        encode_one(&strings, &list(&[""])),
+        standalone("[]string{\"\"}")
+    );
     assert_eq!(
         encode_one(&strings, &list(&["apps"])),
         standalone("[]string{\"apps\"}")
@@ -136,30 +143,27 @@ fn interfaces_and_time_are_byte_exact_modulo_ids() {
     let a = encode_after(
         4,
         &m,
-        &Value::Map(vec![(Value::string("A"), iface("string", Value::string("b")))]),
+        &Value::Map(vec![(
+            Value::string("A"),
+            iface("string", Value::string("b")),
+        )]),
     );
-    assert_eq!(
-        a,
-        standalone("map[string]interface{}{\"A\":\"b\"}")
-    );
+    assert_eq!(a, standalone("map[string]interface{}{\"A\":\"b\"}"));
     let n = encode_after(
         4,
         &m,
-        &Value::Map(vec![(Value::string("N"), iface("float64", Value::Float(1.5)))]),
+        &Value::Map(vec![(
+            Value::string("N"),
+            iface("float64", Value::Float(1.5)),
+        )]),
     );
-    assert_eq!(
-        n,
-        standalone("map[string]interface{}{\"N\":1.5}")
-    );
+    assert_eq!(n, standalone("map[string]interface{}{\"N\":1.5}"));
     let time = encode_after(
         5,
         &Type::gob_encoder("Time"),
         &Value::Encoded(unhex("010000000ed5b03cac00000000ffff")),
     );
-    assert_eq!(
-        time,
-        standalone("time.Time 2020-01-14T22:50:20Z")
-    );
+    assert_eq!(time, standalone("time.Time 2020-01-14T22:50:20Z"));
 }
 
 #[test]
@@ -190,11 +194,12 @@ fn a_value_that_does_not_fit_its_type_is_an_error_and_writes_nothing() {
         enc.encode(&version_type(), &Value::Int(1), &mut out),
         Err(Error::Encode(_))
     ));
-    assert!(enc
-        .encode(&Type::String, &Value::Bool(true), &mut out)
-        .is_err());
-    assert!(enc
-        .encode(
+    assert!(
+        enc.encode(&Type::String, &Value::Bool(true), &mut out)
+            .is_err()
+    );
+    assert!(
+        enc.encode(
             &Type::Interface,
             &Value::Interface {
                 name: "main.Point".into(),
@@ -202,7 +207,8 @@ fn a_value_that_does_not_fit_its_type_is_an_error_and_writes_nothing() {
             },
             &mut out
         )
-        .is_err());
+        .is_err()
+    );
     assert!(out.is_empty());
 }
 
@@ -253,7 +259,10 @@ fn captured_get_app_reply_decodes_to_the_go_values() {
         app.field("Stack").and_then(|s| s.str_field("Name")),
         Some("cflinuxfs4")
     );
-    let instances = app.field("Instances").and_then(Value::as_list).expect("list");
+    let instances = app
+        .field("Instances")
+        .and_then(Value::as_list)
+        .expect("list");
     assert_eq!(instances.len(), 1);
     assert_eq!(instances[0].field("CpuUsage"), Some(&Value::Float(0.5)));
     assert_eq!(instances[0].field("MemUsage"), Some(&Value::Int(15935488)));

@@ -120,7 +120,10 @@ impl<'a> Reader<'a> {
         let n = self.read_uint()?;
         if n > self.remaining() as u64 {
             return Err(Error::Invalid {
-                detail: format!("{what} length {n} exceeds the {} bytes left", self.remaining()),
+                detail: format!(
+                    "{what} length {n} exceeds the {} bytes left",
+                    self.remaining()
+                ),
                 offset,
             });
         }
@@ -170,7 +173,10 @@ mod tests {
         assert_eq!(uint(128), [0xff, 0x80]);
         assert_eq!(uint(256), [0xfe, 0x01, 0x00]);
         assert_eq!(uint(1 << 32), [0xfb, 1, 0, 0, 0, 0]);
-        assert_eq!(uint(u64::MAX), [0xf8, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+        assert_eq!(
+            uint(u64::MAX),
+            [0xf8, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]
+        );
     }
 
     #[test]
