@@ -456,6 +456,31 @@ mod tests {
     }
 
     #[test]
+    fn responses_decode_the_same_when_bytes_trickle_in() {
+        // Scenario "metadata", cf -> plugin: Response definition, header, bool.
+        let raw = unhex(
+            "3aff8103010108526573706f6e736501ff82000103010d536572766963654d6574686f64010c00010353657101060001054572726f72010c00000020ff82011b436c69527063436d642e536574506c7567696e4d657461646174610003020001",
+        );
+        let mut codec = ClientCodec::new();
+        let mut buf = BytesMut::new();
+        let mut got = Vec::new();
+        for b in raw {
+            buf.extend_from_slice(&[b]);
+            if let Some(r) = codec.decode_response(&mut buf).expect("ok") {
+                got.push(r);
+            }
+        }
+        assert_eq!(
+            got,
+            vec![Response {
+                service_method: "CliRpcCmd.SetPluginMetadata".into(),
+                seq: 0,
+                result: Ok(Value::Bool(true)),
+            }]
+        );
+    }
+
+    #[test]
     fn a_header_that_is_not_a_response_is_an_error() {
         // A bare string where the Response struct belongs.
         let mut buf = BytesMut::from(&unhex("080c0005362e372e30")[..]);

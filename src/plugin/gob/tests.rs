@@ -388,3 +388,115 @@ fn absurd_lengths_are_rejected_before_allocating() {
     let mut buf = BytesMut::from(&unhex("0cff83020102ff8400010c0000 09ff8400fb0100000000")[..]);
     assert!(Decoder::new().decode(&mut buf).is_err());
 }
+
+/// `plugin_models.GetAppModel` as the cf CLI's encoder names it.
+fn get_app_model_type() -> Type {
+    let time = Type::gob_encoder("Time");
+    let guid_name =
+        |name: &str| Type::structure(name, &[("Guid", Type::String), ("Name", Type::String)]);
+    let instance = Type::structure(
+        "GetApp_AppInstanceFields",
+        &[
+            ("State", Type::String),
+            ("Details", Type::String),
+            ("Since", time.clone()),
+            ("CpuUsage", Type::Float),
+            ("DiskQuota", Type::Int),
+            ("DiskUsage", Type::Int),
+            ("MemQuota", Type::Int),
+            ("MemUsage", Type::Int),
+        ],
+    );
+    let route = Type::structure(
+        "GetApp_RouteSummary",
+        &[
+            ("Guid", Type::String),
+            ("Host", Type::String),
+            ("Domain", guid_name("GetApp_DomainFields")),
+            ("Path", Type::String),
+            ("Port", Type::Int),
+        ],
+    );
+    Type::structure(
+        "GetAppModel",
+        &[
+            ("Guid", Type::String),
+            ("Name", Type::String),
+            ("BuildpackUrl", Type::String),
+            ("Command", Type::String),
+            ("DetectedStartCommand", Type::String),
+            ("DiskQuota", Type::Int),
+            (
+                "EnvironmentVars",
+                Type::map("map[string]interface {}", Type::String, Type::Interface),
+            ),
+            ("InstanceCount", Type::Int),
+            ("Memory", Type::Int),
+            ("RunningInstances", Type::Int),
+            ("HealthCheckTimeout", Type::Int),
+            ("State", Type::String),
+            ("SpaceGuid", Type::String),
+            ("PackageUpdatedAt", time),
+            ("PackageState", Type::String),
+            ("StagingFailedReason", Type::String),
+            (
+                "Stack",
+                Type::structure(
+                    "GetApp_Stack",
+                    &[
+                        ("Guid", Type::String),
+                        ("Name", Type::String),
+                        ("Description", Type::String),
+                    ],
+                ),
+            ),
+            (
+                "Instances",
+                Type::slice("[]plugin_models.GetApp_AppInstanceFields", instance),
+            ),
+            (
+                "Routes",
+                Type::slice("[]plugin_models.GetApp_RouteSummary", route),
+            ),
+            (
+                "Services",
+                Type::slice(
+                    "[]plugin_models.GetApp_ServiceSummary",
+                    guid_name("GetApp_ServiceSummary"),
+                ),
+            ),
+        ],
+    )
+}
+
+#[test]
+fn the_richest_cf_reply_re_encodes_to_gos_value_bytes() {
+    // GetApp reply: int64, float64, *struct, []struct, map[string]interface{}, time.Time.
+    let (_, _, raw) = captured_streams()
+        .into_iter()
+        .find(|(s, d, _)| s == "getapp" && d.starts_with("cf -> plugin"))
+        .expect("stream");
+    let go_values = decode_all(&raw);
+    let response_type = Type::structure(
+        "Response",
+        &[
+            ("ServiceMethod", Type::String),
+            ("Seq", Type::Uint),
+            ("Error", Type::String),
+        ],
+    );
+    let mut enc = Encoder::new();
+    let mut ours = Vec::new();
+    enc.encode(&response_type, &go_values[0].value, &mut ours)
+        .expect("header");
+    enc.encode(&get_app_model_type(), &go_values[1].value, &mut ours)
+        .expect("GetAppModel");
+    // Same ids as Go's process, so the value message (the last 239 + 3 bytes) is identical;
+    // only the time.Time definition differs (Go sends it nameless with an unrelated id).
+    let tail = 3 + 0xef;
+    assert_eq!(
+        hex::encode(&ours[ours.len() - tail..]),
+        hex::encode(&raw[raw.len() - tail..])
+    );
+    assert_eq!(decode_all(&ours), go_values);
+}
