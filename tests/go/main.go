@@ -17,6 +17,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/rpc"
 	"os"
@@ -427,7 +428,29 @@ func (c *CliRpcCmd) AccessToken(a string, r *string) error {
 
 func (c *CliRpcCmd) GetApp(name string, r *GetAppModel) error {
 	c.record("GetApp", name)
-	r.Name = name
+	if name == "missing" {
+		return errors.New("App missing not found")
+	}
+	updated := time.Date(2020, 1, 14, 22, 50, 20, 0, time.UTC)
+	since := time.Date(2020, 1, 14, 14, 51, 28, 0, time.FixedZone("", -8*3600))
+	*r = GetAppModel{
+		Guid:             "app-guid",
+		Name:             name,
+		DiskQuota:        1024,
+		EnvironmentVars:  map[string]interface{}{"GREETING": "hi", "RATIO": 1.5, "ON": true},
+		InstanceCount:    2,
+		Memory:           32,
+		State:            "started",
+		PackageUpdatedAt: &updated,
+		Stack:            &GetApp_Stack{Guid: "stack-guid", Name: "cflinuxfs4"},
+		Instances: []GetApp_AppInstanceFields{
+			{State: "running", Since: since, CpuUsage: 0.5, MemUsage: 15935488},
+			{State: "starting"},
+		},
+		Routes: []GetApp_RouteSummary{
+			{Guid: "route-guid", Host: "my-app", Domain: GetApp_DomainFields{Guid: "dom-guid", Name: "example.com"}, Port: 8080},
+		},
+	}
 	return nil
 }
 
@@ -468,6 +491,12 @@ func (c *CliRpcCmd) GetOrg(a string, r *GetOrg_Model) error {
 
 func (c *CliRpcCmd) GetSpace(a string, r *GetSpace_Model) error {
 	c.record("GetSpace", a)
+	r.Guid, r.Name = "space-guid", a
+	r.Organization = GetSpace_Orgs{Guid: "org-guid", Name: "my-org"}
+	r.SecurityGroups = []GetSpace_SecurityGroup{{
+		Name:  "public",
+		Rules: []map[string]interface{}{{"protocol": "all", "destination": "0.0.0.0-9.255.255.255"}},
+	}}
 	return nil
 }
 
@@ -510,7 +539,12 @@ func main() {
 	flag.StringVar(&cfg.apiVersion, "api-version", "3.228.0", "ApiVersion answer")
 	timeout := flag.Duration("timeout", 30*time.Second, "kill the plugin after this long")
 	runs := flag.Int("runs", 1, "run the plugin this many times (fresh server each) and report the mean time")
+	serve := flag.Bool("serve", false, "only serve: print the port, serve until stdin is closed")
 	flag.Parse()
+	if *serve {
+		serveOnly(cfg)
+		return
+	}
 	if flag.NArg() < 1 {
 		fail("usage: fakecf [flags] <plugin-binary> <args after the port...>")
 	}
@@ -529,6 +563,30 @@ func main() {
 		fail("encoding the report: %v", err)
 	}
 	fmt.Println(string(out))
+}
+
+// serveOnly lets a test drive the server directly (it is the plugin-side client).
+func serveOnly(cfg config) {
+	srv := rpc.NewServer()
+	if err := srv.Register(&CliRpcCmd{cfg: cfg}); err != nil {
+		fail("register: %v", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fail("listen: %v", err)
+	}
+	fmt.Println(ln.Addr().(*net.TCPAddr).Port)
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go srv.ServeConn(conn)
+		}
+	}()
+	// Serve until the test closes our stdin (or dies).
+	_, _ = io.Copy(io.Discard, os.Stdin)
 }
 
 func runOnce(cfg config, timeout time.Duration, bin string, args []string) (report, time.Duration) {

@@ -12,7 +12,7 @@ use base64::Engine as _;
 use cf_zero_downtime::cf::{AuthError, TokenProvider};
 use cf_zero_downtime::plugin::gob::{Type, Value};
 use cf_zero_downtime::plugin::rpc::{self, RpcClient};
-use cf_zero_downtime::plugin::{Error, standalone};
+use cf_zero_downtime::plugin::{CliConnection, Error, standalone};
 use secrecy::ExposeSecret;
 use serde_json::{Value as Json, json};
 use wiremock::matchers::{body_string_contains, header, method, path};
@@ -347,6 +347,153 @@ fn send_metadata_round_trip_time() {
         "SendMetadata round trip (process start to exit, mean of {}): {} ms",
         report["runs"], report["elapsed_ms"]
     );
+}
+
+/// The fake cf CLI serving on its own; killed when dropped.
+struct GoServer(std::process::Child, u16);
+
+impl Drop for GoServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn go_server(flags: &[&str]) -> Option<GoServer> {
+    use std::io::BufRead as _;
+    let mut child = Command::new(fakecf()?)
+        .arg("-serve")
+        .args(flags)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start fakecf -serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("port line");
+    let port = line.trim().parse().expect("port");
+    Some(GoServer(child, port))
+}
+
+#[tokio::test]
+async fn every_typed_call_works_against_go() {
+    let Some(server) = go_server(&["-ssl-disabled", "-api-version=3.201.0"]) else {
+        return;
+    };
+    let conn = CliConnection::new(server.1);
+    assert!(conn.is_min_cli_version("7.0.0").await.expect("rpc"));
+    assert_eq!(
+        conn.api_endpoint().await.expect("rpc"),
+        "https://api.example.com"
+    );
+    assert!(conn.has_api_endpoint().await.expect("rpc"));
+    assert!(conn.is_logged_in().await.expect("rpc"));
+    assert!(conn.is_ssl_disabled().await.expect("rpc"));
+    assert_eq!(conn.username().await.expect("rpc"), "admin");
+    assert_eq!(conn.api_version().await.expect("rpc"), "3.201.0");
+    assert!(
+        conn.access_token()
+            .await
+            .expect("rpc")
+            .expose_secret()
+            .starts_with("bearer ")
+    );
+    let org = conn.get_current_org().await.expect("rpc").expect("org");
+    assert_eq!(
+        (org.name.as_str(), org.guid.as_str()),
+        ("my-org", "org-guid-1")
+    );
+    let space = conn.get_current_space().await.expect("rpc").expect("space");
+    assert_eq!(
+        (space.name.as_str(), space.guid.as_str()),
+        ("dev", "space-guid-1")
+    );
+    // The generic call, with a []string argument and a method not typed here.
+    let email = conn
+        .call("UserEmail", &Type::String, &Value::string(""))
+        .await
+        .expect("rpc");
+    assert_eq!(email.as_str(), Some("user@example.com"));
+    let users = conn
+        .call(
+            "CliRpcCmd.GetOrgUsers",
+            &Type::slice("", Type::String),
+            &Value::List(vec![Value::string("my-org")]),
+        )
+        .await
+        .expect("rpc");
+    assert_eq!(users.as_list().map(<[Value]>::len), Some(0));
+}
+
+#[tokio::test]
+async fn rich_go_replies_decode() {
+    let Some(server) = go_server(&[]) else {
+        return;
+    };
+    let conn = CliConnection::new(server.1);
+    // GetApp: int64, float64, *struct, []struct, map[string]interface{}, time.Time.
+    let app = conn
+        .call("GetApp", &Type::String, &Value::string("web"))
+        .await
+        .expect("rpc");
+    assert_eq!(app.str_field("Name"), Some("web"));
+    assert_eq!(app.field("InstanceCount"), Some(&Value::Int(2)));
+    let env = match app.field("EnvironmentVars") {
+        Some(Value::Map(entries)) => entries.clone(),
+        other => panic!("env: {other:?}"),
+    };
+    assert_eq!(env.len(), 3);
+    assert!(env.contains(&(
+        Value::string("RATIO"),
+        Value::Interface {
+            name: "float64".into(),
+            value: Box::new(Value::Float(1.5))
+        }
+    )));
+    let instances = app
+        .field("Instances")
+        .and_then(Value::as_list)
+        .expect("list");
+    assert_eq!(instances.len(), 2);
+    assert!(matches!(instances[0].field("Since"), Some(Value::Encoded(b)) if b.len() == 15));
+    assert_eq!(instances[1].field("Since"), None);
+    // GetSpace: an embedded struct and []map[string]interface{}.
+    let space = conn
+        .call("GetSpace", &Type::String, &Value::string("dev"))
+        .await
+        .expect("rpc");
+    assert_eq!(
+        space
+            .field("GetSpaces_Model")
+            .and_then(|m| m.str_field("Name")),
+        Some("dev")
+    );
+    let groups = space
+        .field("SecurityGroups")
+        .and_then(Value::as_list)
+        .expect("groups");
+    let rules = groups[0]
+        .field("Rules")
+        .and_then(Value::as_list)
+        .expect("rules");
+    assert!(matches!(&rules[0], Value::Map(m) if m.len() == 2));
+    // An error reply from Go.
+    let err = conn
+        .call("GetApp", &Type::String, &Value::string("missing"))
+        .await
+        .expect_err("error reply");
+    assert!(
+        matches!(&err, rpc::Error::Remote { message, .. } if message == "App missing not found"),
+        "{err}"
+    );
+    // An unknown method, as a real cf answers IsSkipSSLValidation.
+    let err = conn
+        .call("IsSkipSSLValidation", &Type::String, &Value::string(""))
+        .await
+        .expect_err("unknown method");
+    assert!(err.to_string().contains("can't find method"), "{err}");
 }
 
 // ---------------------------------------------------------------------------------------
