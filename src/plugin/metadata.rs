@@ -405,3 +405,62 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use bytes::BytesMut;
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::plugin::gob::{Decoder, Encoder};
+
+    fn version() -> impl Strategy<Value = VersionType> {
+        (any::<i64>(), any::<i64>(), any::<i64>()).prop_map(|(major, minor, build)| VersionType {
+            major,
+            minor,
+            build,
+        })
+    }
+
+    fn command() -> impl Strategy<Value = PluginCommand> {
+        (
+            ".{0,12}",
+            ".{0,4}",
+            ".{0,40}",
+            ".{0,60}",
+            proptest::collection::btree_map(".{1,10}", ".{0,20}", 0..5),
+        )
+            .prop_map(|(name, alias, help_text, usage, options)| PluginCommand {
+                name,
+                alias,
+                help_text,
+                usage_details: Usage { usage, options },
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn metadata_survives_encode_decode_encode(
+            name in ".{0,20}",
+            v in version(),
+            lib in version(),
+            min in version(),
+            commands in proptest::collection::vec(command(), 0..4),
+        ) {
+            let m = PluginMetadata { name, version: v, library_version: lib, min_cli_version: min, commands };
+            let mut first = Vec::new();
+            Encoder::new().encode(&PluginMetadata::go_type(), &m.to_value(), &mut first).expect("encodes");
+            let mut buf = BytesMut::from(&first[..]);
+            let decoded = Decoder::new().decode(&mut buf).expect("decodes").expect("complete");
+            prop_assert!(buf.is_empty());
+            let mut second = Vec::new();
+            Encoder::new().encode(&PluginMetadata::go_type(), &decoded.value, &mut second).expect("re-encodes");
+            prop_assert_eq!(&first, &second);
+            prop_assert_eq!(decoded.value.str_field("Name"), Some(m.name.as_str()));
+            let major = decoded.value.field("Version").and_then(|v| v.field("Major")).and_then(Value::as_int).unwrap_or(0);
+            prop_assert_eq!(major, m.version.major);
+            let n = decoded.value.field("Commands").and_then(Value::as_list).map_or(0, <[Value]>::len);
+            prop_assert_eq!(n, m.commands.len());
+        }
+    }
+}
