@@ -31,6 +31,10 @@ impl Default for Limits {
     }
 }
 
+/// Most messages one value may be spread over (each inline interface type definition ends
+/// one); bounds the retries of [`Decoder::decode`].
+const MAX_JOINED_MESSAGES: usize = 64;
+
 /// A type definition received on the stream.
 #[derive(Debug, Clone)]
 enum WireKind {
@@ -55,6 +59,8 @@ pub struct Decoded {
 #[derive(Debug, Default)]
 pub struct Decoder {
     types: HashMap<i64, Arc<WireKind>>,
+    /// Ids defined while decoding the current value message (undone if it must be retried).
+    pending: Vec<i64>,
     consumed: u64,
     limits: Limits,
 }
@@ -88,55 +94,120 @@ impl Decoder {
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Decoded>, Error> {
         loop {
             let start = self.consumed;
-            let Some((len, width)) = peek_uint(buf, start)? else {
+            let Some((len, width)) = self.peek_message(buf, 0, start)? else {
                 return Ok(None);
             };
-            if len > self.limits.max_message as u64 {
+            let mut r = Reader::new(&buf[width..width + len], start + width as u64);
+            let id_offset = r.offset();
+            let id = r.read_int()?;
+            if id == 0 {
+                return Err(bad_id(id, id_offset));
+            }
+            if id > 0 {
+                return self.decode_value_message(buf, start);
+            }
+            let id = id.checked_neg().ok_or_else(|| bad_id(id, id_offset))?;
+            self.define(id, id_offset, &mut r)?;
+            if !r.is_empty() {
+                return Err(Error::Invalid {
+                    detail: "extra data after a type definition".into(),
+                    offset: r.offset(),
+                });
+            }
+            self.pending.clear();
+            buf.advance(width + len);
+            self.consumed += (width + len) as u64;
+        }
+    }
+
+    /// The (length, prefix width) of the complete message at `buf[at..]`, or `None` until
+    /// it has fully arrived.
+    fn peek_message(
+        &self,
+        buf: &[u8],
+        at: usize,
+        offset: u64,
+    ) -> Result<Option<(usize, usize)>, Error> {
+        let Some((len, width)) = peek_uint(&buf[at..], offset)? else {
+            return Ok(None);
+        };
+        if len > self.limits.max_message as u64 {
+            return Err(Error::MessageTooLarge {
+                len,
+                limit: self.limits.max_message,
+                offset,
+            });
+        }
+        // Bounded by max_message just above.
+        let len = len as usize;
+        if len == 0 {
+            return Err(Error::Invalid {
+                detail: "empty message".into(),
+                offset,
+            });
+        }
+        if buf.len() - at < width + len {
+            return Ok(None);
+        }
+        Ok(Some((len, width)))
+    }
+
+    /// Decodes the value message at the front of `buf`. Go's encoder may end a message
+    /// right after a type definition sent inside an interface value and continue the value
+    /// in the next message; then the following messages are joined and decoding is retried
+    /// (definitions made by the failed attempt are forgotten). Nothing is consumed until the
+    /// whole value has been decoded.
+    fn decode_value_message(
+        &mut self,
+        buf: &mut BytesMut,
+        start: u64,
+    ) -> Result<Option<Decoded>, Error> {
+        let mut joined: Vec<u8> = Vec::new();
+        let mut boundaries = Vec::new();
+        let mut used = 0usize;
+        loop {
+            let Some((len, width)) = self.peek_message(buf, used, start + used as u64)? else {
+                return Ok(None);
+            };
+            if joined.len() + len > self.limits.max_message {
                 return Err(Error::MessageTooLarge {
-                    len,
+                    len: (joined.len() + len) as u64,
                     limit: self.limits.max_message,
                     offset: start,
                 });
             }
-            // Bounded by max_message just above.
-            let len = len as usize;
-            if len == 0 {
+            if boundaries.len() >= MAX_JOINED_MESSAGES {
                 return Err(Error::Invalid {
-                    detail: "empty message".into(),
+                    detail: format!("value spread over more than {MAX_JOINED_MESSAGES} messages"),
                     offset: start,
                 });
             }
-            if buf.len() < width + len {
-                return Ok(None);
-            }
-            buf.advance(width);
-            let msg = buf.split_to(len);
-            self.consumed += (width + len) as u64;
-            let mut r = Reader::new(&msg, start + width as u64);
-            let id_offset = r.offset();
+            joined.extend_from_slice(&buf[used + width..used + width + len]);
+            used += width + len;
+            boundaries.push(joined.len());
+
+            let mut r = Reader::new(&joined, start).top_level(&boundaries);
             let id = r.read_int()?;
-            if id < 0 {
-                let id = id.checked_neg().ok_or_else(|| bad_id(id, id_offset))?;
-                self.define(id, id_offset, &mut r)?;
-                if !r.is_empty() {
-                    return Err(Error::Invalid {
-                        detail: "extra data after a type definition".into(),
-                        offset: r.offset(),
-                    });
+            match self.decode_top(id, &mut r, 0) {
+                Ok(value) => {
+                    if !r.is_empty() {
+                        return Err(Error::Invalid {
+                            detail: "extra data after a value".into(),
+                            offset: r.offset(),
+                        });
+                    }
+                    self.pending.clear();
+                    buf.advance(used);
+                    self.consumed += used as u64;
+                    return Ok(Some(Decoded { type_id: id, value }));
                 }
-                continue;
+                Err(_) if r.wants_next_message() => {
+                    for id in self.pending.drain(..) {
+                        self.types.remove(&id);
+                    }
+                }
+                Err(e) => return Err(e),
             }
-            if id == 0 {
-                return Err(bad_id(id, id_offset));
-            }
-            let value = self.decode_top(id, &mut r, 0)?;
-            if !r.is_empty() {
-                return Err(Error::Invalid {
-                    detail: "extra data after a value".into(),
-                    offset: r.offset(),
-                });
-            }
-            return Ok(Some(Decoded { type_id: id, value }));
         }
     }
 
@@ -181,6 +252,7 @@ impl Decoder {
             offset,
         })?;
         self.types.insert(id, Arc::new(kind));
+        self.pending.push(id);
         Ok(())
     }
 
@@ -285,18 +357,29 @@ impl Decoder {
             });
         }
         let name = String::from_utf8_lossy(name).into_owned();
-        let id_offset = r.offset();
-        let id = r.read_int()?;
-        if id < 0 {
-            // Go defines a non-builtin concrete type inside the value and may continue it in
-            // the next message; the cf CLI only puts builtin types in interfaces.
-            return Err(Error::Invalid {
-                detail: format!(
-                    "interface value of type '{name}' carries an inline type definition (not supported)"
-                ),
-                offset: id_offset,
-            });
-        }
+        // The concrete type id, possibly preceded by definitions of the concrete type (Go's
+        // decodeTypeSequence): the first is not length-prefixed, later ones are; when the
+        // message ends after a definition the value continues in the next message.
+        let id = loop {
+            if r.is_empty() {
+                r.request_next_message();
+                return Err(Error::Truncated {
+                    what: "interface value",
+                    offset: r.offset(),
+                });
+            }
+            let id_offset = r.offset();
+            let id = r.read_int()?;
+            if id >= 0 {
+                break id;
+            }
+            let def = id.checked_neg().ok_or_else(|| bad_id(id, id_offset))?;
+            self.define(def, id_offset, r)?;
+            if !r.is_empty() && !r.at_boundary() {
+                // The length prefix of the next definition; Go ignores it too.
+                r.read_uint()?;
+            }
+        };
         let n = r.read_len("interface value")?;
         let mut sub = r.sub(n);
         let value = self.decode_top(id, &mut sub, depth + 1)?;

@@ -66,11 +66,45 @@ pub(crate) struct Reader<'a> {
     pos: usize,
     /// Stream offset of `buf[0]`, for error messages.
     base: u64,
+    /// For a top-level value spread over joined messages: where each message ends.
+    boundaries: &'a [usize],
+    top: bool,
+    wants_next: bool,
 }
 
 impl<'a> Reader<'a> {
     pub(crate) fn new(buf: &'a [u8], base: u64) -> Self {
-        Self { buf, pos: 0, base }
+        Self {
+            buf,
+            pos: 0,
+            base,
+            boundaries: &[],
+            top: false,
+            wants_next: false,
+        }
+    }
+
+    /// Marks this reader as reading a whole value message (possibly several joined ones
+    /// ending at `boundaries`), which may ask for the next message.
+    pub(crate) fn top_level(mut self, boundaries: &'a [usize]) -> Self {
+        self.boundaries = boundaries;
+        self.top = true;
+        self
+    }
+
+    /// Whether the read position is where one joined message ends and the next begins.
+    pub(crate) fn at_boundary(&self) -> bool {
+        self.boundaries.contains(&self.pos)
+    }
+
+    /// Records that the value continues in a message not yet joined (only a top-level
+    /// reader can ask; inside a length-delimited part the data is simply truncated).
+    pub(crate) fn request_next_message(&mut self) {
+        self.wants_next = self.top;
+    }
+
+    pub(crate) fn wants_next_message(&self) -> bool {
+        self.wants_next
     }
 
     /// Stream offset of the next byte.
