@@ -2,6 +2,8 @@
 //!
 //! Depends on: clap. Must not: read files or call the API.
 
+pub mod app;
 pub mod args;
 
+pub use app::{Cli, Command, PluginPush};
 pub use args::{OldApp, OutputFormat, PushArgs, Strategy};

@@ -1,3 +1,4 @@
 //! One integration-test binary (compiles once); one module per layer.
 mod cf_client;
 mod manifest;
+mod plugin;

@@ -1,0 +1,273 @@
+//! How the binary runs as a cf CLI plugin: `<bin> <port> SendMetadata`,
+//! `<bin> <port> CLI-MESSAGE-UNINSTALL`, `<bin> <port> zero-downtime-push ARGS`
+//! (see plugin-rpc spec §1 and the Go library's `plugin_shim.go`), and the standalone
+//! `push`. Every input is checked before anything is done: arguments first, then the whole
+//! target (CLI version, endpoint, login, org, space, token).
+//!
+//! Depends on: `connection`, `metadata`, `rpc_token`, `standalone`, `push`, `cli`. This is
+//! the only module of the layer that prints (errors, before the deploy engine takes over).
+
+use std::ffi::{OsStr, OsString};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{CommandFactory, Parser};
+
+use super::connection::CliConnection;
+use super::metadata::{
+    COMMAND_ALIAS, COMMAND_NAME, MIN_CLI_VERSION, plugin_metadata, usage_and_options,
+};
+use super::rpc_token::RpcTokenProvider;
+use super::{Error, error_chain, push, standalone};
+use crate::cf::{Target, TokenProvider};
+use crate::cli::{PluginPush, PushArgs};
+
+/// What cf asked the plugin to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Invocation {
+    /// `cf install-plugin`: send the metadata and exit.
+    SendMetadata,
+    /// `cf uninstall-plugin`: clean up and exit 0.
+    Uninstall,
+    /// A plugin command with its arguments (cf has already replaced an alias by the name).
+    Command {
+        /// The command name.
+        name: String,
+        /// The user's arguments.
+        args: Vec<OsString>,
+    },
+}
+
+/// Whether the first argument means plugin mode: cf always passes the RPC port there.
+pub fn looks_like_port(arg: &OsStr) -> bool {
+    arg.to_str()
+        .is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Splits `<port> <command> [args...]` (argv without the program name).
+///
+/// # Errors
+/// A port that is not 1..=65535, or no command.
+pub fn parse_invocation(args: &[OsString]) -> Result<(u16, Invocation), Error> {
+    let port_arg = args.first().map(|a| a.to_string_lossy().into_owned());
+    let port = port_arg
+        .as_deref()
+        .and_then(|p| p.parse::<u16>().ok())
+        .filter(|p| *p != 0)
+        .ok_or_else(|| Error::BadPort(port_arg.unwrap_or_default()))?;
+    let command = args.get(1).ok_or(Error::MissingCommand)?;
+    let invocation = match command.to_str() {
+        Some("SendMetadata") if args.len() == 2 => Invocation::SendMetadata,
+        Some("CLI-MESSAGE-UNINSTALL") => Invocation::Uninstall,
+        Some(name) => Invocation::Command {
+            name: name.to_string(),
+            args: args[2..].to_vec(),
+        },
+        None => {
+            return Err(Error::UnknownCommand(
+                command.to_string_lossy().into_owned(),
+            ));
+        }
+    };
+    Ok((port, invocation))
+}
+
+/// Runs plugin mode; `args` is argv without the program name (`<port> <command> ...`).
+pub fn run_plugin(args: &[OsString]) -> ExitCode {
+    let (port, invocation) = match parse_invocation(args) {
+        Ok(x) => x,
+        Err(e) => return fail(&e),
+    };
+    match invocation {
+        // Nothing to clean up: the plugin keeps no state outside the cf CLI's own files.
+        Invocation::Uninstall => ExitCode::SUCCESS,
+        Invocation::SendMetadata => block_on(async {
+            match send_metadata(&CliConnection::new(port)).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(&e),
+            }
+        }),
+        Invocation::Command { name, args } => {
+            if name != COMMAND_NAME && name != COMMAND_ALIAS {
+                return fail(&Error::UnknownCommand(name));
+            }
+            let argv = std::iter::once(OsString::from("cf zero-downtime-push")).chain(args);
+            let push_args = match PluginPush::try_parse_from(argv) {
+                Ok(p) => p.args,
+                Err(e) if e.use_stderr() => return usage_error(&e),
+                Err(e) => return clap_exit(&e),
+            };
+            block_on(async {
+                let conn = CliConnection::new(port);
+                match gather_plugin_target(&conn).await {
+                    Ok(target) => {
+                        let token: Arc<dyn TokenProvider> = Arc::new(RpcTokenProvider::new(conn));
+                        push::run_push(target, token, push_args).await
+                    }
+                    Err(e) => fail(&e),
+                }
+            })
+        }
+    }
+}
+
+/// Runs `cf-zero-downtime push ARGS` with the cf CLI's saved login.
+pub fn run_standalone(args: PushArgs) -> ExitCode {
+    block_on(async {
+        let login = match standalone::config_path().and_then(|p| standalone::load(&p)) {
+            Ok(login) => login,
+            Err(e) => return fail(&e),
+        };
+        // Like the plugin path, have a usable token before anything else.
+        if let Err(e) = login.token.token().await {
+            return fail(&Error::Auth(e));
+        }
+        let token: Arc<dyn TokenProvider> = login.token;
+        push::run_push(login.target, token, args).await
+    })
+}
+
+/// Answers `SendMetadata`: `SetPluginMetadata` must return true.
+///
+/// # Errors
+/// RPC failure or a `false` answer.
+pub async fn send_metadata(conn: &CliConnection) -> Result<(), Error> {
+    if conn.set_plugin_metadata(&plugin_metadata()).await? {
+        Ok(())
+    } else {
+        Err(Error::MetadataRejected)
+    }
+}
+
+/// Gathers everything a push needs from the cf CLI, in the order the cf CLI itself checks
+/// (version, API endpoint, login, org, space), and proves a token can be had.
+///
+/// # Errors
+/// The cf-CLI-worded [`Error`] for what is missing, or the RPC failure.
+pub async fn gather_plugin_target(conn: &CliConnection) -> Result<Target, Error> {
+    let min = MIN_CLI_VERSION.to_string();
+    if !conn.is_min_cli_version(&min).await? {
+        return Err(Error::CliTooOld { min });
+    }
+    if !conn.has_api_endpoint().await? {
+        return Err(Error::NoApiEndpoint);
+    }
+    if !conn.is_logged_in().await? {
+        return Err(Error::NotLoggedIn);
+    }
+    let org = conn.get_current_org().await?.ok_or(Error::NoOrgTargeted)?;
+    let space = conn
+        .get_current_space()
+        .await?
+        .ok_or(Error::NoSpaceTargeted)?;
+    let api_endpoint = conn.api_endpoint().await?.trim_end_matches('/').to_string();
+    if api_endpoint.is_empty() {
+        return Err(Error::NoApiEndpoint);
+    }
+    let skip_ssl_validation = conn.is_ssl_disabled().await?;
+    let user = conn.username().await?;
+    RpcTokenProvider::new(conn.clone()).token().await?;
+    Ok(Target {
+        api_endpoint,
+        skip_ssl_validation,
+        org: Some(org),
+        space: Some(space),
+        user: (!user.is_empty()).then_some(user),
+    })
+}
+
+fn block_on<F: std::future::Future<Output = ExitCode>>(f: F) -> ExitCode {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(f),
+        Err(e) => {
+            eprintln!("cf-zero-downtime: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints an error as the cf CLI does (message, then FAILED) and returns exit code 1.
+fn fail(err: &Error) -> ExitCode {
+    match err {
+        Error::CliTooOld { .. }
+        | Error::NoApiEndpoint
+        | Error::NotLoggedIn
+        | Error::NoOrgTargeted
+        | Error::NoSpaceTargeted => eprintln!("{err}"),
+        other => eprintln!("cf-zero-downtime: {}", error_chain(other)),
+    }
+    eprintln!("FAILED");
+    ExitCode::FAILURE
+}
+
+/// Prints a usage error of the plugin command with the usage text cf shows for it.
+fn usage_error(e: &clap::Error) -> ExitCode {
+    let (usage, _) = usage_and_options(&PluginPush::command());
+    eprintln!("{}", e.render().to_string().trim_end());
+    eprintln!("\nUSAGE:\n   {usage}\n\nSee 'cf help {COMMAND_NAME}' for all options.");
+    eprintln!("FAILED");
+    ExitCode::FAILURE
+}
+
+/// Prints a clap outcome: help to stdout with exit 0, a usage error to stderr with exit 1.
+pub fn clap_exit(e: &clap::Error) -> ExitCode {
+    // Printing can only fail if stdout/stderr are closed; there is nothing left to tell then.
+    let _ = e.print();
+    if e.use_stderr() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(args: &[&str]) -> Vec<OsString> {
+        args.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn invocations_are_recognised_as_cf_sends_them() {
+        assert_eq!(
+            parse_invocation(&os(&["4242", "SendMetadata"])).expect("ok"),
+            (4242, Invocation::SendMetadata)
+        );
+        assert_eq!(
+            parse_invocation(&os(&["1", "CLI-MESSAGE-UNINSTALL"]))
+                .expect("ok")
+                .1,
+            Invocation::Uninstall
+        );
+        assert_eq!(
+            parse_invocation(&os(&["1", "zero-downtime-push", "app", "-f", "m.yml"]))
+                .expect("ok")
+                .1,
+            Invocation::Command {
+                name: "zero-downtime-push".into(),
+                args: os(&["app", "-f", "m.yml"])
+            }
+        );
+    }
+
+    #[test]
+    fn bad_ports_and_missing_commands_are_errors() {
+        for bad in ["0", "65536", "99999999999999999999", ""] {
+            assert!(matches!(
+                parse_invocation(&os(&[bad, "SendMetadata"])),
+                Err(Error::BadPort(_))
+            ));
+        }
+        assert!(matches!(
+            parse_invocation(&os(&["80"])),
+            Err(Error::MissingCommand)
+        ));
+        assert!(looks_like_port(OsStr::new("123")));
+        assert!(!looks_like_port(OsStr::new("push")));
+        assert!(!looks_like_port(OsStr::new("")));
+    }
+}

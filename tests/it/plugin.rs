@@ -1,0 +1,862 @@
+//! The plugin binary as the cf CLI runs it: against Go's own net/rpc + gob (tests/go, a fake
+//! cf CLI), against broken peers, and in standalone mode with a cf config file and a fake UAA.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use cf_zero_downtime::cf::{AuthError, TokenProvider};
+use cf_zero_downtime::plugin::gob::{Type, Value};
+use cf_zero_downtime::plugin::rpc::{self, RpcClient};
+use cf_zero_downtime::plugin::{CliConnection, Error, standalone};
+use secrecy::ExposeSecret;
+use serde_json::{Value as Json, json};
+use wiremock::matchers::{body_string_contains, header, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const BIN: &str = env!("CARGO_BIN_EXE_cf-zero-downtime");
+
+/// Runs the plugin binary with a watchdog: a hang fails the test instead of blocking it.
+fn run_bin(args: &[&str], env: &[(&str, &Path)]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("start the plugin binary");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the plugin binary hung: {args:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("collect output")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+// ---------------------------------------------------------------------------------------
+// Go interop: tests/go is a fake cf CLI built from Go's net/rpc.
+// ---------------------------------------------------------------------------------------
+
+/// Builds tests/go once. `None` (test skipped) when `go` is missing, unless CI=true.
+fn fakecf() -> Option<&'static Path> {
+    static BUILT: OnceLock<Option<PathBuf>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fakecf");
+            let exe = dir.join(if cfg!(windows) {
+                "fakecf.exe"
+            } else {
+                "fakecf"
+            });
+            let mut cmd = Command::new("go");
+            cmd.args(["build", "-o"])
+                .arg(&exe)
+                .arg(".")
+                .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/go"))
+                .env("GOFLAGS", "-mod=mod")
+                .env("GO111MODULE", "on");
+            if std::env::var_os("GOCACHE").is_none() && std::env::var_os("HOME").is_none() {
+                cmd.env("GOCACHE", dir.join("gocache"));
+            }
+            match cmd.output() {
+                Ok(out) if out.status.success() => Some(exe),
+                Ok(out) => panic!("go build of tests/go failed: {}", stderr(&out)),
+                Err(e) => {
+                    if std::env::var("CI").is_ok_and(|v| v == "true") {
+                        panic!("CI=true but the Go toolchain is missing ({e}); install golang-go");
+                    }
+                    eprintln!("skipping Go interop test: `go` not found ({e})");
+                    None
+                }
+            }
+        })
+        .as_deref()
+}
+
+/// Runs the plugin under the fake cf CLI and returns its JSON report.
+fn under_fake_cf(flags: &[&str], plugin_args: &[&str]) -> Option<Json> {
+    let fakecf = fakecf()?;
+    let out = Command::new(fakecf)
+        .args(flags)
+        .arg("-timeout=20s")
+        .arg(BIN)
+        .args(plugin_args)
+        .output()
+        .expect("run fakecf");
+    assert!(out.status.success(), "fakecf failed: {}", stderr(&out));
+    let report: Json = serde_json::from_slice(&out.stdout).expect("fakecf report is JSON");
+    assert_eq!(report["timed_out"], false, "plugin hung: {report}");
+    Some(report)
+}
+
+fn methods(report: &Json) -> Vec<String> {
+    report["calls"]
+        .as_array()
+        .expect("calls")
+        .iter()
+        .map(|c| c["method"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// V2-backed calls and the legacy command runner, which the plugin must never use.
+const FORBIDDEN: &[&str] = &[
+    "CallCoreCommand",
+    "GetOutputAndReset",
+    "DisableTerminalOutput",
+    "GetApp",
+    "GetApps",
+    "GetOrgs",
+    "GetSpaces",
+    "GetServices",
+    "GetOrgUsers",
+    "GetSpaceUsers",
+    "GetOrg",
+    "GetSpace",
+    "GetService",
+];
+
+#[test]
+fn send_metadata_is_decoded_by_go_as_a_valid_plugin() {
+    let Some(report) = under_fake_cf(&[], &["SendMetadata"]) else {
+        return;
+    };
+    assert_eq!(report["exit_code"], 0, "{report}");
+    assert_eq!(methods(&report), ["SetPluginMetadata"]);
+    assert_eq!(report["stdout"], "");
+    let m = &report["metadata"];
+    assert_eq!(m["Name"], "zero-downtime");
+    let version = format!(
+        "{}.{}.{}",
+        m["Version"]["Major"], m["Version"]["Minor"], m["Version"]["Build"]
+    );
+    assert_eq!(version, env!("CARGO_PKG_VERSION"));
+    assert!(m["LibraryVersion"]["Major"].as_i64().expect("int") <= 1);
+    assert_eq!(m["MinCliVersion"]["Major"], 7);
+    let cmds = m["Commands"].as_array().expect("commands");
+    assert_eq!(cmds.len(), 1);
+    assert_eq!(cmds[0]["Name"], "zero-downtime-push");
+    assert_eq!(cmds[0]["Alias"], "zdp");
+    assert!(!cmds[0]["HelpText"].as_str().unwrap_or_default().is_empty());
+    let usage = cmds[0]["UsageDetails"]["Usage"].as_str().expect("usage");
+    assert!(
+        usage.starts_with("cf zero-downtime-push [APP_NAME]"),
+        "{usage}"
+    );
+    let options = cmds[0]["UsageDetails"]["Options"]
+        .as_object()
+        .expect("options");
+    // Every flag of DESIGN.md section 2.
+    for flag in [
+        "manifest, -f",
+        "path, -p",
+        "var",
+        "vars-file",
+        "docker-image, -o",
+        "docker-username",
+        "stack, -s",
+        "strategy",
+        "smoke-test",
+        "smoke-test-path",
+        "old-app",
+        "drain",
+        "timeout",
+        "max-in-flight",
+        "instance-steps",
+        "keep-scale",
+        "temp-route-suffix",
+        "dry-run",
+        "output",
+    ] {
+        assert!(
+            options.contains_key(flag),
+            "option {flag} missing: {options:?}"
+        );
+        let long = flag.split(',').next().unwrap_or(flag);
+        assert!(
+            usage.contains(&format!("--{long}")) || flag.contains(", -"),
+            "--{long} missing from usage"
+        );
+    }
+}
+
+#[test]
+fn push_gathers_the_whole_target_from_go_before_anything_else() {
+    let Some(report) = under_fake_cf(
+        &["-user=alice"],
+        &[
+            "zero-downtime-push",
+            "myapp",
+            "-f",
+            "manifest.yml",
+            "--strategy",
+            "rolling",
+        ],
+    ) else {
+        return;
+    };
+    let calls = methods(&report);
+    for needed in [
+        "IsMinCliVersion",
+        "HasAPIEndpoint",
+        "IsLoggedIn",
+        "GetCurrentOrg",
+        "GetCurrentSpace",
+        "ApiEndpoint",
+        "IsSSLDisabled",
+        "Username",
+        "AccessToken",
+    ] {
+        assert!(
+            calls.iter().any(|c| c == needed),
+            "{needed} not called: {calls:?}"
+        );
+    }
+    for forbidden in FORBIDDEN {
+        assert!(
+            !calls.iter().any(|c| c == forbidden),
+            "{forbidden} was called"
+        );
+    }
+    let min = report["calls"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["method"] == "IsMinCliVersion"))
+        .map(|c| c["arg"].clone());
+    assert_eq!(min, Some(json!("7.0.0")));
+    // The hand-over to the deploy engine knows endpoint, org, space and user. (Until the
+    // engine is wired in, run_push stops there and exits 1.)
+    let err = report["stderr"].as_str().unwrap_or_default();
+    assert!(err.contains("https://api.example.com"), "{err}");
+    assert!(err.contains("org my-org"), "{err}");
+    assert!(err.contains("space dev"), "{err}");
+    assert!(err.contains("alice"), "{err}");
+    assert!(!err.contains("eyJ"), "token leaked: {err}");
+    assert_eq!(report["exit_code"], 1);
+}
+
+#[test]
+fn uninstall_exits_zero() {
+    let Some(report) = under_fake_cf(&[], &["CLI-MESSAGE-UNINSTALL"]) else {
+        return;
+    };
+    assert_eq!(report["exit_code"], 0, "{report}");
+    assert_eq!(report["stderr"], "");
+}
+
+fn expect_cf_failure(flags: &[&str], message: &str) -> Option<Vec<String>> {
+    let report = under_fake_cf(flags, &["zero-downtime-push", "myapp"])?;
+    assert_eq!(report["exit_code"], 1, "{report}");
+    let err = report["stderr"].as_str().unwrap_or_default();
+    assert!(err.contains(message), "expected '{message}' in: {err}");
+    assert!(err.contains("FAILED"), "{err}");
+    let calls = methods(&report);
+    assert!(
+        !calls.iter().any(|c| c == "AccessToken"),
+        "went on after the failed check: {calls:?}"
+    );
+    Some(calls)
+}
+
+#[test]
+fn not_logged_in_gives_the_cf_message() {
+    expect_cf_failure(
+        &["-logged-in=false"],
+        "Not logged in. Use 'cf login' or 'cf login --sso' to log in.",
+    );
+}
+
+#[test]
+fn no_space_targeted_gives_the_cf_message() {
+    expect_cf_failure(
+        &["-space=", "-space-guid="],
+        "No space targeted, use 'cf target -s SPACE' to target a space.",
+    );
+}
+
+#[test]
+fn no_org_targeted_gives_the_cf_message() {
+    expect_cf_failure(
+        &["-org=", "-org-guid="],
+        "No org targeted, use 'cf target -o ORG' to target an org.",
+    );
+}
+
+#[test]
+fn no_api_endpoint_gives_the_cf_message() {
+    expect_cf_failure(&["-api="], "No API endpoint set.");
+}
+
+#[test]
+fn a_cli_older_than_the_minimum_is_refused() {
+    if let Some(calls) = expect_cf_failure(
+        &["-min-ok=false"],
+        "Minimum CLI version 7.0.0 is required to run this plugin command",
+    ) {
+        assert_eq!(calls, ["IsMinCliVersion"]);
+    }
+}
+
+#[test]
+fn a_token_error_from_cf_is_reported() {
+    let Some(report) = under_fake_cf(
+        &["-token-error=refresh token expired"],
+        &["zero-downtime-push", "myapp"],
+    ) else {
+        return;
+    };
+    assert_eq!(report["exit_code"], 1);
+    let err = report["stderr"].as_str().unwrap_or_default();
+    assert!(err.contains("refresh token expired"), "{err}");
+}
+
+#[test]
+fn bad_arguments_print_usage_and_touch_nothing() {
+    let Some(report) = under_fake_cf(&[], &["zero-downtime-push", "--strategy", "sideways"]) else {
+        return;
+    };
+    assert_eq!(report["exit_code"], 1);
+    let err = report["stderr"].as_str().unwrap_or_default();
+    assert!(err.contains("sideways"), "{err}");
+    assert!(
+        err.contains("USAGE:\n   cf zero-downtime-push [APP_NAME]"),
+        "{err}"
+    );
+    assert_eq!(methods(&report), Vec::<String>::new());
+}
+
+#[test]
+fn send_metadata_round_trip_time() {
+    let Some(report) = under_fake_cf(&["-runs=10"], &["SendMetadata"]) else {
+        return;
+    };
+    assert_eq!(report["exit_code"], 0);
+    // Reported, not asserted: tests do not check wall-clock time.
+    eprintln!(
+        "SendMetadata round trip (process start to exit, mean of {}): {} ms",
+        report["runs"], report["elapsed_ms"]
+    );
+}
+
+/// The fake cf CLI serving on its own; killed when dropped.
+struct GoServer(std::process::Child, u16);
+
+impl Drop for GoServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn go_server(flags: &[&str]) -> Option<GoServer> {
+    use std::io::BufRead as _;
+    let mut child = Command::new(fakecf()?)
+        .arg("-serve")
+        .args(flags)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start fakecf -serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("port line");
+    let port = line.trim().parse().expect("port");
+    Some(GoServer(child, port))
+}
+
+#[tokio::test]
+async fn every_typed_call_works_against_go() {
+    let Some(server) = go_server(&["-ssl-disabled", "-api-version=3.201.0"]) else {
+        return;
+    };
+    let conn = CliConnection::new(server.1);
+    assert!(conn.is_min_cli_version("7.0.0").await.expect("rpc"));
+    assert_eq!(
+        conn.api_endpoint().await.expect("rpc"),
+        "https://api.example.com"
+    );
+    assert!(conn.has_api_endpoint().await.expect("rpc"));
+    assert!(conn.is_logged_in().await.expect("rpc"));
+    assert!(conn.is_ssl_disabled().await.expect("rpc"));
+    assert_eq!(conn.username().await.expect("rpc"), "admin");
+    assert_eq!(conn.api_version().await.expect("rpc"), "3.201.0");
+    assert!(
+        conn.access_token()
+            .await
+            .expect("rpc")
+            .expose_secret()
+            .starts_with("bearer ")
+    );
+    let org = conn.get_current_org().await.expect("rpc").expect("org");
+    assert_eq!(
+        (org.name.as_str(), org.guid.as_str()),
+        ("my-org", "org-guid-1")
+    );
+    let space = conn.get_current_space().await.expect("rpc").expect("space");
+    assert_eq!(
+        (space.name.as_str(), space.guid.as_str()),
+        ("dev", "space-guid-1")
+    );
+    // The generic call, with a []string argument and a method not typed here.
+    let email = conn
+        .call("UserEmail", &Type::String, &Value::string(""))
+        .await
+        .expect("rpc");
+    assert_eq!(email.as_str(), Some("user@example.com"));
+    let users = conn
+        .call(
+            "CliRpcCmd.GetOrgUsers",
+            &Type::slice("", Type::String),
+            &Value::List(vec![Value::string("my-org")]),
+        )
+        .await
+        .expect("rpc");
+    assert_eq!(users.as_list().map(<[Value]>::len), Some(0));
+}
+
+#[tokio::test]
+async fn rich_go_replies_decode() {
+    let Some(server) = go_server(&[]) else {
+        return;
+    };
+    let conn = CliConnection::new(server.1);
+    // GetApp: int64, float64, *struct, []struct, map[string]interface{}, time.Time.
+    let app = conn
+        .call("GetApp", &Type::String, &Value::string("web"))
+        .await
+        .expect("rpc");
+    assert_eq!(app.str_field("Name"), Some("web"));
+    assert_eq!(app.field("InstanceCount"), Some(&Value::Int(2)));
+    let env = match app.field("EnvironmentVars") {
+        Some(Value::Map(entries)) => entries.clone(),
+        other => panic!("env: {other:?}"),
+    };
+    assert_eq!(env.len(), 3);
+    assert!(env.contains(&(
+        Value::string("RATIO"),
+        Value::Interface {
+            name: "float64".into(),
+            value: Box::new(Value::Float(1.5))
+        }
+    )));
+    let instances = app
+        .field("Instances")
+        .and_then(Value::as_list)
+        .expect("list");
+    assert_eq!(instances.len(), 2);
+    assert!(matches!(instances[0].field("Since"), Some(Value::Encoded(b)) if b.len() == 15));
+    assert_eq!(instances[1].field("Since"), None);
+    // GetSpace: an embedded struct and []map[string]interface{}.
+    let space = conn
+        .call("GetSpace", &Type::String, &Value::string("dev"))
+        .await
+        .expect("rpc");
+    assert_eq!(
+        space
+            .field("GetSpaces_Model")
+            .and_then(|m| m.str_field("Name")),
+        Some("dev")
+    );
+    let groups = space
+        .field("SecurityGroups")
+        .and_then(Value::as_list)
+        .expect("groups");
+    let rules = groups[0]
+        .field("Rules")
+        .and_then(Value::as_list)
+        .expect("rules");
+    assert!(matches!(&rules[0], Value::Map(m) if m.len() == 2));
+    // An error reply from Go.
+    let err = conn
+        .call("GetApp", &Type::String, &Value::string("missing"))
+        .await
+        .expect_err("error reply");
+    assert!(
+        matches!(&err, rpc::Error::Remote { message, .. } if message == "App missing not found"),
+        "{err}"
+    );
+    // An unknown method, as a real cf answers IsSkipSSLValidation.
+    let err = conn
+        .call("IsSkipSSLValidation", &Type::String, &Value::string(""))
+        .await
+        .expect_err("unknown method");
+    assert!(err.to_string().contains("can't find method"), "{err}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Broken peers.
+// ---------------------------------------------------------------------------------------
+
+/// A peer that reads the request, answers with `reply`, then closes.
+fn peer(reply: Vec<u8>) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().take(5) {
+            let Ok(mut conn) = conn else { return };
+            let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf);
+            let _ = conn.write_all(&reply);
+            let _ = conn.shutdown(std::net::Shutdown::Both);
+        }
+    });
+    port
+}
+
+/// The first bytes of a valid reply (the Response type definition, cut short).
+const RESPONSE_DEF: &str = "3aff8103010108526573706f6e736501ff82000103010d536572766963654d6574686f64010c00010353657101060001054572726f72010c000000";
+
+#[test]
+fn nothing_listening_is_a_clear_error() {
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let out = run_bin(&[&port.to_string(), "SendMetadata"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("could not connect"), "{err}");
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+}
+
+#[test]
+fn a_peer_closing_mid_reply_is_a_clear_error() {
+    let full = hex::decode(RESPONSE_DEF).expect("hex");
+    let port = peer(full[..30].to_vec());
+    let out = run_bin(&[&port.to_string(), "zero-downtime-push", "app"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("closed the connection after 30 bytes"),
+        "{err}"
+    );
+    assert!(err.contains("CliRpcCmd.IsMinCliVersion"), "{err}");
+}
+
+#[test]
+fn a_peer_sending_garbage_is_a_clear_error() {
+    let port = peer(b"\xfe\x00\x05HTTP/1.1 400 Bad Request\r\n\r\n".to_vec());
+    let out = run_bin(&[&port.to_string(), "SendMetadata"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("malformed reply to CliRpcCmd.SetPluginMetadata"),
+        "{err}"
+    );
+    assert!(err.contains("gob:"), "{err}");
+}
+
+#[test]
+fn a_peer_answering_with_the_wrong_type_is_a_clear_error() {
+    // A valid Response for the method followed by a string where a bool belongs.
+    let mut reply = hex::decode(RESPONSE_DEF).expect("hex");
+    reply.extend(
+        hex::decode("20ff82011b436c69527063436d642e536574506c7567696e4d6574616461746100")
+            .expect("hex"),
+    );
+    reply.extend(hex::decode("080c0005362e372e30").expect("hex"));
+    let port = peer(reply);
+    let out = run_bin(&[&port.to_string(), "SendMetadata"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("expected a bool"), "{}", stderr(&out));
+}
+
+#[test]
+fn bad_ports_are_rejected() {
+    for bad in ["0", "70000", "123456789012345678901234567890"] {
+        let out = run_bin(&[bad, "SendMetadata"], &[]);
+        assert_eq!(out.status.code(), Some(1), "{bad}");
+        assert!(
+            stderr(&out).contains("invalid RPC port"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    let out = run_bin(&["4000"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("missing the command"));
+}
+
+#[tokio::test]
+async fn a_silent_peer_times_out() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let holder = tokio::spawn(async move {
+        // Accept and hold the connection open without answering.
+        let conn = listener.accept().await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        drop(conn);
+    });
+    let client = RpcClient::new(port).with_timeout(Duration::from_millis(200));
+    let err = client
+        .call("CliRpcCmd.Username", &Type::String, &Value::string(""))
+        .await
+        .expect_err("times out");
+    assert!(matches!(err, rpc::Error::Timeout { .. }), "{err}");
+    holder.abort();
+}
+
+// ---------------------------------------------------------------------------------------
+// Standalone mode: the cf CLI's config.json and the UAA refresh grant.
+// ---------------------------------------------------------------------------------------
+
+fn jwt(claims: &Json) -> String {
+    let enc = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    format!(
+        "{}.{}.c2ln",
+        enc(r#"{"alg":"RS256"}"#),
+        enc(&claims.to_string())
+    )
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Writes `$CF_HOME/.cf/config.json` as cf v8 does; returns the temp CF_HOME and the file.
+fn cf_home(config: &Json) -> (tempfile::TempDir, PathBuf) {
+    let home = tempfile::tempdir().expect("tempdir");
+    let dir = home.path().join(".cf");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let file = dir.join("config.json");
+    std::fs::write(&file, serde_json::to_vec_pretty(config).expect("json")).expect("write");
+    (home, file)
+}
+
+fn config(auth: &str, access: &str, refresh: &str) -> Json {
+    json!({
+        "ConfigVersion": 4,
+        "Target": "https://api.example.com/",
+        "APIVersion": "3.228.0",
+        "AuthorizationEndpoint": auth,
+        "UaaEndpoint": auth,
+        "AccessToken": access,
+        "RefreshToken": refresh,
+        "SSLDisabled": true,
+        "UAAGrantType": "",
+        "UAAOAuthClient": "cf",
+        "UAAOAuthClientSecret": "",
+        "OrganizationFields": {"GUID": "org-guid", "Name": "my-org"},
+        "SpaceFields": {"GUID": "space-guid", "Name": "dev", "AllowSSH": true},
+        "PluginRepos": [{"Name": "CF-Community", "URL": "https://plugins.cloudfoundry.org"}]
+    })
+}
+
+#[tokio::test]
+async fn a_valid_config_gives_the_target_and_its_token_without_refreshing() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(500))
+        .expect(0)
+        .mount(&server)
+        .await;
+    let access = format!(
+        "bearer {}",
+        jwt(&json!({"exp": now() + 3600, "user_name": "alice"}))
+    );
+    let (_home, file) = cf_home(&config(&server.uri(), &access, "refresh-1"));
+    let login = standalone::load(&file).expect("loads");
+    assert_eq!(login.target.api_endpoint, "https://api.example.com");
+    assert!(login.target.skip_ssl_validation);
+    assert_eq!(
+        login.target.org.as_ref().map(|o| o.guid.as_str()),
+        Some("org-guid")
+    );
+    assert_eq!(
+        login.target.space.as_ref().map(|s| s.name.as_str()),
+        Some("dev")
+    );
+    assert_eq!(login.target.user.as_deref(), Some("alice"));
+    let token = login.token.token().await.expect("token");
+    assert_eq!(token.expose_secret(), access);
+}
+
+#[tokio::test]
+async fn an_expiring_token_is_refreshed_through_uaa_and_saved_back() {
+    let server = MockServer::start().await;
+    let new_access = jwt(&json!({"exp": now() + 3600, "user_name": "alice"}));
+    Mock::given(method("POST"))
+        .and(path("/oauth/token"))
+        .and(header("authorization", "Basic Y2Y6"))
+        .and(header("content-type", "application/x-www-form-urlencoded"))
+        .and(body_string_contains("grant_type=refresh_token"))
+        .and(body_string_contains("refresh_token=refresh-1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "access_token": new_access,
+            "token_type": "bearer",
+            "refresh_token": "refresh-2",
+            "expires_in": 3599
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let old = format!(
+        "bearer {}",
+        jwt(&json!({"exp": now() + 10, "user_name": "alice"}))
+    );
+    let (_home, file) = cf_home(&config(&server.uri(), &old, "refresh-1"));
+    let login = standalone::load(&file).expect("loads");
+    let token = login.token.token().await.expect("refreshed");
+    assert_eq!(token.expose_secret(), format!("bearer {new_access}"));
+    // A second call uses the fresh token (the mock allows only one refresh).
+    let again = login.token.token().await.expect("cached");
+    assert_eq!(again.expose_secret(), token.expose_secret());
+
+    let saved: Json = serde_json::from_slice(&std::fs::read(&file).expect("read")).expect("json");
+    assert_eq!(saved["AccessToken"], format!("bearer {new_access}"));
+    assert_eq!(saved["RefreshToken"], "refresh-2");
+    assert_eq!(saved["PluginRepos"][0]["Name"], "CF-Community");
+    assert_eq!(saved["SpaceFields"]["AllowSSH"], true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&file).expect("stat").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}
+
+#[tokio::test]
+async fn a_rejected_refresh_token_means_not_logged_in() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/oauth/token"))
+        .respond_with(ResponseTemplate::new(401).set_body_json(json!({
+            "error": "invalid_token",
+            "error_description": "Invalid refresh token (expired)"
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let (_home, file) = cf_home(&config(&server.uri(), "bearer garbage", "refresh-1"));
+    let login = standalone::load(&file).expect("loads");
+    let err = login.token.token().await.expect_err("not logged in");
+    assert!(matches!(err, AuthError::NotLoggedIn), "{err}");
+}
+
+#[tokio::test]
+async fn client_credentials_logins_refresh_with_the_client_secret() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/oauth/token"))
+        .and(body_string_contains("client_id=deployer"))
+        .and(body_string_contains("client_secret=s3cret"))
+        .and(body_string_contains("grant_type=client_credentials"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "access_token": "new-client-token",
+            "token_type": "bearer",
+            "expires_in": 3599
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let mut cfg = config(&server.uri(), "bearer expired.not.jwt", "");
+    cfg["UAAGrantType"] = json!("client_credentials");
+    cfg["UAAOAuthClient"] = json!("deployer");
+    cfg["UAAOAuthClientSecret"] = json!("s3cret");
+    let (_home, file) = cf_home(&cfg);
+    let login = standalone::load(&file).expect("loads");
+    let token = login.token.refresh().await.expect("refreshed");
+    assert_eq!(token.expose_secret(), "bearer new-client-token");
+    let requests = server.received_requests().await.unwrap_or_default();
+    assert!(requests[0].headers.get("authorization").is_none());
+}
+
+#[test]
+fn missing_login_org_or_space_give_the_cf_messages() {
+    let (_h, file) = cf_home(&config("https://login.example.com", "", ""));
+    assert!(matches!(standalone::load(&file), Err(Error::NotLoggedIn)));
+
+    let mut no_space = config("https://login.example.com", "bearer x", "r");
+    no_space["SpaceFields"] = json!({"GUID": "", "Name": ""});
+    let (_h2, file) = cf_home(&no_space);
+    assert!(matches!(
+        standalone::load(&file),
+        Err(Error::NoSpaceTargeted)
+    ));
+
+    let mut no_org = config("https://login.example.com", "bearer x", "r");
+    no_org["OrganizationFields"] = json!({"GUID": "", "Name": ""});
+    let (_h3, file) = cf_home(&no_org);
+    assert!(matches!(standalone::load(&file), Err(Error::NoOrgTargeted)));
+
+    let mut old = config("https://login.example.com", "bearer x", "r");
+    old["ConfigVersion"] = json!(2);
+    let (_h4, file) = cf_home(&old);
+    assert!(matches!(
+        standalone::load(&file),
+        Err(Error::ConfigVersion { found: 2, .. })
+    ));
+
+    let (_h5, file) = cf_home(&json!("not an object"));
+    assert!(matches!(
+        standalone::load(&file),
+        Err(Error::ConfigParse { .. })
+    ));
+
+    let empty = tempfile::tempdir().expect("tempdir");
+    let missing = empty.path().join(".cf/config.json");
+    assert!(matches!(
+        standalone::load(&missing),
+        Err(Error::NoApiEndpoint)
+    ));
+}
+
+#[test]
+fn standalone_push_reports_not_logged_in_like_cf() {
+    let (home, _file) = cf_home(&config("https://login.example.com", "", ""));
+    let out = run_bin(&["push", "myapp"], &[("CF_HOME", home.path())]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("Not logged in. Use 'cf login' or 'cf login --sso' to log in."),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn standalone_push_reaches_the_deploy_hand_over() {
+    let access = format!(
+        "bearer {}",
+        jwt(&json!({"exp": now() + 3600, "user_name": "alice"}))
+    );
+    let (home, _file) = cf_home(&config("https://login.example.com", &access, "r"));
+    let out = run_bin(&["push", "myapp", "--dry-run"], &[("CF_HOME", home.path())]);
+    let err = stderr(&out);
+    assert!(
+        err.contains("https://api.example.com (org my-org, space dev, as alice)"),
+        "{err}"
+    );
+    assert!(!err.contains("eyJ"), "token leaked: {err}");
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn the_standalone_cli_has_version_and_help() {
+    let out = run_bin(&["--version"], &[]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
+    let out = run_bin(&["--help"], &[]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("push"));
+    let out = run_bin(&["push", "--strategy", "nope"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+}
