@@ -147,10 +147,11 @@ fn read_cfignore(
 
 /// Relative (no leading `/`, no drive letter) and without `..` components.
 fn is_safe_name(name: &str) -> bool {
-    !name.is_empty()
-        && !name.starts_with('/')
-        && !name.split('/').any(|part| part == "..")
-        && !(name.len() >= 2 && name.as_bytes()[1] == b':')
+    let drive_letter = name.as_bytes().get(1) == Some(&b':');
+    !(name.is_empty()
+        || name.starts_with('/')
+        || drive_letter
+        || name.split('/').any(|part| part == ".."))
 }
 
 #[cfg(test)]
