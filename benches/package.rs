@@ -4,7 +4,8 @@
 //!
 //! Run: `cargo bench --bench package`. Sizes: `PACKAGE_BENCH_FILES` (default 10000),
 //! `PACKAGE_BENCH_MB` (default 200), `PACKAGE_BENCH_RSS_MB` (default 1024; 0 skips the RSS run),
-//! `PACKAGE_BENCH_DIR` (where trees are generated; default the system temp dir).
+//! `PACKAGE_BENCH_DIR` (where trees are generated; default the system temp dir),
+//! `PACKAGE_BENCH_KEEP` (set: keep the generated trees).
 //!
 //! Each packaging run happens in a child process (this binary with `--package-child <dir>`) so
 //! its peak RSS (`VmHWM`) covers packaging only.
@@ -23,7 +24,10 @@ use sha1::{Digest, Sha1};
 const MB: u64 = 1024 * 1024;
 
 fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 // ------------------------------------------------------------------ tree generation
@@ -91,12 +95,21 @@ fn generate(root: &Path, files: u64, total: u64, large: u64, large_size: u64, se
         let u = rng.unit();
         let size = ((3.0 * avg as f64) * u * u) as u64;
         let text = rng.next() % 10 < 7;
-        let name = if text { format!("f{i}.js") } else { format!("f{i}.png") };
+        let name = if text {
+            format!("f{i}.js")
+        } else {
+            format!("f{i}.png")
+        };
         write_content(&dir.join(name), size, text, &mut rng);
         bytes += size;
     }
     for i in 0..large {
-        write_content(&root.join(format!("large{i}.bin")), large_size, i % 2 == 0, &mut rng);
+        write_content(
+            &root.join(format!("large{i}.bin")),
+            large_size,
+            i % 2 == 0,
+            &mut rng,
+        );
         bytes += large_size;
     }
     bytes
@@ -119,6 +132,8 @@ impl std::error::Error for NoError {}
 #[derive(Default)]
 struct CachingApi {
     known: Mutex<HashSet<(String, u64)>>,
+    /// Hash the received files into `known` (off for timing runs: it is the server's work).
+    remember: bool,
 }
 
 impl BitsApi for CachingApi {
@@ -153,9 +168,12 @@ impl BitsApi for CachingApi {
             sent += n as u64;
             progress(sent, total);
         }
+        if !self.remember {
+            return Ok(());
+        }
         // Cache the files it received.
-        let mut archive = zip::ZipArchive::new(File::open(path).map_err(|_| NoError)?)
-            .map_err(|_| NoError)?;
+        let mut archive =
+            zip::ZipArchive::new(File::open(path).map_err(|_| NoError)?).map_err(|_| NoError)?;
         let mut known = self.known.lock().map_err(|_| NoError)?;
         for i in 0..archive.len() {
             let mut entry = archive.by_index(i).map_err(|_| NoError)?;
@@ -197,6 +215,20 @@ fn vm_hwm_kb() -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU time (user + system) in ms from `/proc/<pid>/stat`: this process's own (`children =
+/// false`) or that of its waited-for children. Assumes the usual 100 clock ticks per second.
+fn cpu_ms_from_stat(stat: &str, children: bool) -> u64 {
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return 0;
+    };
+    let fields: Vec<u64> = rest
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    let (a, b) = if children { (13, 14) } else { (11, 12) };
+    (fields.get(a).copied().unwrap_or(0) + fields.get(b).copied().unwrap_or(0)) * 10
+}
+
 // ------------------------------------------------------------------ child: one packaging run
 
 /// Scans and zips `dir` (first push against an empty cache), prints timings and peak RSS.
@@ -211,8 +243,12 @@ fn package_child(dir: &Path) {
         .block_on(push_bits(&api, "bench", &s, Arc::new(|_, _| {})))
         .expect("push_bits");
     let push_ms = t1.elapsed().as_millis();
+    let cpu_ms = cpu_ms_from_stat(
+        &std::fs::read_to_string("/proc/self/stat").unwrap_or_default(),
+        false,
+    );
     println!(
-        "scan_ms={scan_ms} push_ms={push_ms} zip_bytes={} files={} vmhwm_kb={}",
+        "scan_ms={scan_ms} push_ms={push_ms} cpu_ms={cpu_ms} zip_bytes={} files={} vmhwm_kb={}",
         summary.zip_bytes,
         summary.files,
         vm_hwm_kb()
@@ -223,6 +259,7 @@ fn package_child(dir: &Path) {
 struct ChildRun {
     scan_ms: u64,
     push_ms: u64,
+    cpu_ms: u64,
     zip_bytes: u64,
     files: u64,
     vmhwm_kb: u64,
@@ -236,15 +273,22 @@ fn run_child(dir: &Path, threads: Option<usize>) -> ChildRun {
         cmd.env("RAYON_NUM_THREADS", n.to_string());
     }
     let out = cmd.output().expect("run child");
-    assert!(out.status.success(), "child failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "child failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     let mut run = ChildRun::default();
     for kv in text.split_whitespace() {
-        let Some((k, v)) = kv.split_once('=') else { continue };
+        let Some((k, v)) = kv.split_once('=') else {
+            continue;
+        };
         let v: u64 = v.parse().unwrap_or(0);
         match k {
             "scan_ms" => run.scan_ms = v,
             "push_ms" => run.push_ms = v,
+            "cpu_ms" => run.cpu_ms = v,
             "zip_bytes" => run.zip_bytes = v,
             "files" => run.files = v,
             "vmhwm_kb" => run.vmhwm_kb = v,
@@ -259,7 +303,9 @@ fn run_child(dir: &Path, threads: Option<usize>) -> ChildRun {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(pos) = args.iter().position(|a| a == "--package-child") {
-        let dir = args.get(pos + 1).expect("--package-child needs a directory");
+        let dir = args
+            .get(pos + 1)
+            .expect("--package-child needs a directory");
         package_child(Path::new(dir));
         return;
     }
@@ -274,57 +320,97 @@ fn main() {
         .prefix("cf-zdt-bench-")
         .tempdir_in(&base)
         .expect("bench temp dir");
-    println!("# package bench ({} cores)", std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let work_path = work.path().to_path_buf();
+    if std::env::var_os("PACKAGE_BENCH_KEEP").is_some() {
+        println!("keeping {}", work.keep().display());
+    }
+    let work_dir = work_path.as_path();
+    println!(
+        "# package bench ({} cores)",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
+        println!("load average at start: {}", load.trim());
+    }
 
     // 1. Scan + zip of FILES files / MB megabytes vs `zip -q -r`.
-    let tree = work.path().join("tree");
+    let tree = work_dir.join("tree");
     let t = Instant::now();
     let bytes = generate(&tree, files, mb * MB, 0, 0, 42);
-    println!("generated {files} files, {:.1} MB in {:.1}s", bytes as f64 / MB as f64, t.elapsed().as_secs_f64());
+    println!(
+        "generated {files} files, {:.1} MB in {:.1}s",
+        bytes as f64 / MB as f64,
+        t.elapsed().as_secs_f64()
+    );
 
     let ours = run_child(&tree, None);
     let single = run_child(&tree, Some(1));
-    let zip_out = work.path().join("info-zip.zip");
+    let zip_out = work_dir.join("info-zip.zip");
+    // Through a shell so its children's CPU time can be read from its /proc stat.
     let t = Instant::now();
-    let status = Command::new("zip")
-        .args(["-q", "-r"])
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("zip -q -r \"$1\" . && cat /proc/$$/stat")
+        .arg("sh")
         .arg(&zip_out)
-        .arg(".")
         .current_dir(&tree)
-        .status();
+        .output();
     let zip_ms = t.elapsed().as_millis();
+    let status = out.as_ref().map(|o| o.status);
+    let zip_cpu_ms = out
+        .as_ref()
+        .map(|o| cpu_ms_from_stat(&String::from_utf8_lossy(&o.stdout), true))
+        .unwrap_or(0);
     let zip_size = std::fs::metadata(&zip_out).map(|m| m.len()).unwrap_or(0);
     let zip_ok = status.map(|s| s.success()).unwrap_or(false);
     let _ = std::fs::remove_file(&zip_out);
 
     println!();
-    println!("| run ({files} files, {mb} MB) | scan ms | zip ms | total ms | zip MB | peak RSS MB |");
-    println!("|---|---:|---:|---:|---:|---:|");
-    for (name, r) in [("ours, rayon default threads", &ours), ("ours, RAYON_NUM_THREADS=1", &single)] {
+    println!(
+        "| run ({files} files, {mb} MB) | scan ms | zip ms | total ms (wall) | CPU ms | zip MB | peak RSS MB |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for (name, r) in [
+        ("ours, rayon default threads", &ours),
+        ("ours, RAYON_NUM_THREADS=1", &single),
+    ] {
         println!(
-            "| {name} | {} | {} | {} | {:.1} | {:.1} |",
+            "| {name} | {} | {} | {} | {} | {:.1} | {:.1} |",
             r.scan_ms,
             r.push_ms,
             r.scan_ms + r.push_ms,
+            r.cpu_ms,
             r.zip_bytes as f64 / MB as f64,
             r.vmhwm_kb as f64 / 1024.0
         );
     }
     if zip_ok {
-        println!("| `zip -q -r` | - | - | {zip_ms} | {:.1} | - |", zip_size as f64 / MB as f64);
+        println!(
+            "| `zip -q -r` | - | - | {zip_ms} | {zip_cpu_ms} | {:.1} | - |",
+            zip_size as f64 / MB as f64
+        );
     } else {
         println!("| `zip -q -r` | not available | | | | |");
     }
 
     // 2. Second push of the unchanged tree against a caching fake.
     let rt = runtime();
-    let api = CachingApi::default();
+    let api = CachingApi {
+        remember: true,
+        ..CachingApi::default()
+    };
     let s = scan(&AppSource::Directory(tree.clone())).expect("scan");
-    let first = rt.block_on(push_bits(&api, "p1", &s, Arc::new(|_, _| {}))).expect("first push");
+    let first = rt
+        .block_on(push_bits(&api, "p1", &s, Arc::new(|_, _| {})))
+        .expect("first push");
     let s = scan(&AppSource::Directory(tree.clone())).expect("rescan");
-    let second = rt.block_on(push_bits(&api, "p2", &s, Arc::new(|_, _| {}))).expect("second push");
+    let second = rt
+        .block_on(push_bits(&api, "p2", &s, Arc::new(|_, _| {})))
+        .expect("second push");
     println!();
-    println!("| push | matched files | zipped files | zipped file bytes | zip entries | uploaded bytes |");
+    println!(
+        "| push | matched files | zipped files | zipped file bytes | zip entries | uploaded bytes |"
+    );
     println!("|---|---:|---:|---:|---:|---:|");
     for (name, r) in [("first", first), ("second (unchanged)", second)] {
         println!(
@@ -337,7 +423,7 @@ fn main() {
 
     // 3. Peak RSS while packaging a large tree.
     if rss_mb > 0 {
-        let big = work.path().join("big");
+        let big = work_dir.join("big");
         let large = 4;
         let large_size = (rss_mb * MB / 16).max(MB);
         let small_files = (rss_mb * 3).max(100);
@@ -353,14 +439,17 @@ fn main() {
         );
         let r = run_child(&big, None);
         println!();
-        println!("| large tree | files | MB | scan ms | zip ms | zip MB | peak RSS (VmHWM) MB |");
-        println!("|---|---:|---:|---:|---:|---:|---:|");
         println!(
-            "| {rss_mb} MB | {} | {:.0} | {} | {} | {:.1} | {:.1} |",
+            "| large tree | files | MB | scan ms | zip ms | CPU ms | zip MB | peak RSS (VmHWM) MB |"
+        );
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+        println!(
+            "| {rss_mb} MB | {} | {:.0} | {} | {} | {} | {:.1} | {:.1} |",
             r.files,
             bytes as f64 / MB as f64,
             r.scan_ms,
             r.push_ms,
+            r.cpu_ms,
             r.zip_bytes as f64 / MB as f64,
             r.vmhwm_kb as f64 / 1024.0
         );
