@@ -150,7 +150,7 @@ pub enum Error {
 }
 
 impl Error {
-    /// Wraps an I/O error with the path it concerns, mapping "not found" of the app root to [`Error::NotFound`].
+    /// Wraps an I/O error with the path it concerns.
     pub(crate) fn read(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Read {
             path: path.into(),

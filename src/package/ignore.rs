@@ -390,6 +390,35 @@ mod tests {
         }
     }
 
+    /// Why `ignore::gitignore` is not used: on these lines real gitignore and the cf CLI disagree
+    /// (and on the plain ones they agree).
+    #[test]
+    fn differences_from_real_gitignore() {
+        use ::ignore::gitignore::GitignoreBuilder;
+        // (line, path, is_dir, cf CLI ignores, gitignore ignores)
+        let cases = [
+            ("file?.txt", "file1.txt", false, false, true),
+            ("node_modules/", "node_modules", true, false, true),
+            ("foo/bar", "x/foo/bar", false, true, false),
+            ("docs/*", "x/docs/a", false, true, false),
+            ("abc/**", "abc", true, true, false),
+            ("a+b", "a+b", false, false, true),
+            ("*.log", "a/b.log", false, true, true),
+            ("/build", "src/build", true, false, false),
+            ("node_modules/", "node_modules/x.js", false, true, true),
+        ];
+        for (line, path, is_dir, cf, git) in cases {
+            let mut builder = GitignoreBuilder::new("");
+            assert!(builder.add_line(None, line).is_ok());
+            let gitignore = builder.build().unwrap_or_else(|_| panic!("{line}"));
+            let git_says = gitignore
+                .matched_path_or_any_parents(path, is_dir)
+                .is_ignore();
+            let cf_says = CfIgnore::from_lines([line]).is_ignored(path);
+            assert_eq!((cf_says, git_says), (cf, git), "{line} vs {path}");
+        }
+    }
+
     #[test]
     fn negations_are_reported() {
         assert!(!CfIgnore::for_directory(Some("*.log"), &[]).has_negations());

@@ -1,5 +1,6 @@
 //! The `package` layer end to end on real temporary trees and archives, against a fake `BitsApi`
 //! that records every call (and can remember uploaded SHA-1s like Cloud Controller's cache).
+#![cfg(unix)]
 
 use std::collections::HashSet;
 use std::io::{Cursor, Read, Write};
