@@ -11,9 +11,11 @@
 //! Parallelism and memory: entries are cut into batches of at most [`BATCH_BYTES`] of input; the
 //! small files of a batch are read and deflated in parallel on the rayon pool into memory
 //! ([`zip::write::ZipFileBuilder`]), while a writer thread appends the previous batch to the file
-//! verbatim. Files above [`SMALL_FILE_MAX`] are streamed by the writer thread itself. At most three
-//! batches exist at once (being compressed, queued, being written), so memory stays bounded by a
-//! few tens of MB whatever the app size.
+//! verbatim. Files above [`SMALL_FILE_MAX`] are deflated by a rayon worker into a one-entry spool
+//! zip on disk, which the writer copies over raw (so large files also compress in parallel; for
+//! archive sources, whose entries come from one reader, the writer streams large entries itself).
+//! At most three batches exist at once (being compressed, queued, being written), so memory stays
+//! bounded by a few tens of MB whatever the app size.
 //!
 //! Depends on: `zip`, `rayon`, `sha1`, `tempfile`. Blocking: run through `spawn_blocking`.
 
@@ -132,7 +134,9 @@ struct Stats {
 enum Ready {
     /// A small file, already deflated in memory.
     Prepared(usize, PreparedZipFile),
-    /// A directory, symlink or large file the writer handles itself.
+    /// A large file, already deflated into a one-entry spool zip on disk; copied raw.
+    Spooled(usize, NamedTempFile),
+    /// A directory, symlink or (archive sources) large file the writer handles itself.
     Direct(usize),
 }
 
@@ -140,23 +144,15 @@ fn is_small_file(e: &FileEntry) -> bool {
     e.kind == EntryKind::File && e.size <= SMALL_FILE_MAX
 }
 
-/// Cuts items into consecutive batches bounded by bytes and entry count; a large file is a batch
-/// of its own so the writer streams it while the next batch compresses.
+/// Cuts items into consecutive batches bounded by bytes and entry count. A large file counts as
+/// [`SMALL_FILE_MAX`] bytes: it is compressed to a spool file on disk, not into memory, so several
+/// can compress in parallel.
 fn batches(items: &[Item]) -> Vec<std::ops::Range<usize>> {
     let mut out = Vec::new();
     let mut start = 0;
     let mut bytes = 0u64;
     for (i, item) in items.iter().enumerate() {
-        if item.entry.kind == EntryKind::File && !is_small_file(&item.entry) {
-            if start < i {
-                out.push(start..i);
-            }
-            out.push(i..i + 1);
-            start = i + 1;
-            bytes = 0;
-            continue;
-        }
-        bytes += item.entry.size;
+        bytes += item.entry.size.min(SMALL_FILE_MAX);
         if bytes >= BATCH_BYTES || i + 1 - start >= BATCH_ENTRIES {
             out.push(start..i + 1);
             start = i + 1;
@@ -211,8 +207,11 @@ fn prepare_batch(
             .into_par_iter()
             .map(|i| {
                 let entry = &items[i].entry;
-                if !is_small_file(entry) {
+                if entry.kind != EntryKind::File {
                     return Ok(Ready::Direct(i));
+                }
+                if !is_small_file(entry) {
+                    return spool_file(root, i, entry);
                 }
                 let path = root.join(&entry.path);
                 let mut file = File::open(&path).map_err(|e| Error::read(&path, e))?;
@@ -268,7 +267,35 @@ fn prepare_batch(
     }
 }
 
-/// Appends entries in order to the zip file; streams large files itself.
+/// Deflates a large file into a one-entry temporary zip, so it can compress on a rayon worker
+/// without holding its output in memory; the writer copies the entry over raw.
+fn spool_file(root: &Path, index: usize, entry: &FileEntry) -> Result<Ready, Error> {
+    let spool = tempfile::Builder::new()
+        .prefix("cf-zero-downtime-spool-")
+        .suffix(".zip")
+        .tempfile()
+        .map_err(|source| Error::TempFile { source })?;
+    let out = spool
+        .as_file()
+        .try_clone()
+        .map_err(|source| Error::TempFile { source })?;
+    let mut zip = ZipWriter::new(BufWriter::with_capacity(COPY_BUFFER, out));
+    let path = root.join(&entry.path);
+    let mut file = File::open(&path).map_err(|e| Error::read(&path, e))?;
+    let mtime = file.metadata().ok().and_then(|m| m.modified().ok());
+    let options = file_options(entry.mode, mtime.and_then(dos_time))
+        .large_file(entry.size >= zip::ZIP64_BYTES_THR);
+    zip.start_file(entry.path.as_str(), options)
+        .map_err(|e| zip_error(entry, e))?;
+    copy_checked(&mut file, &mut zip, entry, &path)?;
+    let mut writer = zip.finish().map_err(|e| zip_error(entry, e))?;
+    writer
+        .flush()
+        .map_err(|source| Error::TempFile { source })?;
+    Ok(Ready::Spooled(index, spool))
+}
+
+/// Appends entries in order to the zip file; streams large archive entries itself.
 fn write_entries(
     source: &Source,
     items: &[Item],
@@ -281,13 +308,23 @@ fn write_entries(
     for batch in rx {
         for ready in batch {
             let index = match &ready {
-                Ready::Prepared(i, _) | Ready::Direct(i) => *i,
+                Ready::Prepared(i, _) | Ready::Spooled(i, _) | Ready::Direct(i) => *i,
             };
             let entry = &items[index].entry;
             match ready {
                 Ready::Prepared(_, prepared) => {
                     zip.add_prepared_file(prepared)
                         .map_err(|e| zip_error(entry, e))?;
+                    stats.files += 1;
+                    stats.file_bytes += entry.size;
+                }
+                Ready::Spooled(_, spool) => {
+                    let file =
+                        File::open(spool.path()).map_err(|source| Error::TempFile { source })?;
+                    let mut spooled = ZipArchive::new(BufReader::with_capacity(COPY_BUFFER, file))
+                        .map_err(|e| zip_error(entry, e))?;
+                    let raw = spooled.by_index_raw(0).map_err(|e| zip_error(entry, e))?;
+                    zip.raw_copy_file(raw).map_err(|e| zip_error(entry, e))?;
                     stats.files += 1;
                     stats.file_bytes += entry.size;
                 }
@@ -483,9 +520,10 @@ mod tests {
     }
 
     #[test]
-    fn large_files_get_their_own_batch() {
-        let items = vec![file(10), file(SMALL_FILE_MAX + 1), file(10), file(10)];
-        assert_eq!(batches(&items), vec![0..1, 1..2, 2..4]);
+    fn large_files_count_as_small_ones_in_batches() {
+        let items: Vec<Item> = (0..8).map(|_| file(100 * SMALL_FILE_MAX)).collect();
+        let per_batch = usize::try_from(BATCH_BYTES / SMALL_FILE_MAX).unwrap_or(1);
+        assert_eq!(batches(&items)[0].len(), per_batch);
     }
 
     #[test]

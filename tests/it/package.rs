@@ -423,6 +423,7 @@ async fn large_files_are_streamed_and_checked() {
     let names: Vec<&str> = entries.iter().map(|e| e.0.as_str()).collect();
     assert_eq!(names, ["a-small.txt", "b-big.bin", "c-small.txt"]);
     assert_eq!(entries[1].4, big);
+    assert_eq!(entries[1].1 & 0o7777, 0o644);
     assert_eq!(summary.zipped_file_bytes, big.len() as u64 + 6);
 }
 
