@@ -12,6 +12,7 @@ use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
+use rayon::prelude::*;
 use zip::ZipArchive;
 
 use super::ignore::CfIgnore;
@@ -99,12 +100,11 @@ pub(crate) fn scan_archive(path: &Path) -> Result<Scan, Error> {
                 kind: EntryKind::Symlink { target },
             }
         } else {
-            let (sha1, size) =
-                hash_reader(&mut file).map_err(|e| entry_error(path, &name, e.into()))?;
+            // Hashed below, in parallel.
             FileEntry {
                 path: name,
-                sha1,
-                size,
+                sha1: String::new(),
+                size: file.size(),
                 mode: ARCHIVE_FILE_MODE,
                 kind: EntryKind::File,
             }
@@ -115,12 +115,47 @@ pub(crate) fn scan_archive(path: &Path) -> Result<Scan, Error> {
     if entries.len() < 2 {
         return Err(Error::EmptyArchive { path: path.into() });
     }
+    hash_files(path, &mut entries, &indices)?;
     Ok(Scan {
         source: AppSource::Archive(path.into()),
         entries,
         root: PathBuf::new(),
         archive_index: indices,
     })
+}
+
+/// SHA-1 and size of the decompressed content of every file entry, computed in parallel: each
+/// rayon task opens its own reader on the archive and hashes a contiguous run of entries.
+fn hash_files(path: &Path, entries: &mut [FileEntry], indices: &[usize]) -> Result<(), Error> {
+    let files: Vec<usize> = (0..entries.len())
+        .filter(|&k| entries[k].is_file())
+        .collect();
+    let per_task = files
+        .len()
+        .div_ceil(rayon::current_num_threads().saturating_mul(4))
+        .max(1);
+    let hashed: Vec<Vec<(usize, String, u64)>> = files
+        .par_chunks(per_task)
+        .map(|run| {
+            let mut zip = open(path)?;
+            run.iter()
+                .map(|&k| {
+                    let name = &entries[k].path;
+                    let mut file = zip
+                        .by_index(indices[k])
+                        .map_err(|e| entry_error(path, name, e))?;
+                    let (sha1, size) =
+                        hash_reader(&mut file).map_err(|e| entry_error(path, name, e.into()))?;
+                    Ok((k, sha1, size))
+                })
+                .collect::<Result<Vec<_>, Error>>()
+        })
+        .collect::<Result<_, Error>>()?;
+    for (k, sha1, size) in hashed.into_iter().flatten() {
+        entries[k].sha1 = sha1;
+        entries[k].size = size;
+    }
+    Ok(())
 }
 
 /// The content of the first entry whose name ends in `.cfignore`, in any directory (cf CLI rule).

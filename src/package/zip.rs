@@ -244,7 +244,10 @@ fn prepare_batch(
                     .map_err(|e| archive_entry_error(path, &item.entry, e))?;
                 let mtime = file.last_modified();
                 let mut data = Vec::with_capacity(usize::try_from(item.entry.size).unwrap_or(0));
-                file.read_to_end(&mut data)
+                // One byte more than scanned is enough for the check to see a changed entry.
+                (&mut file)
+                    .take(item.entry.size + 1)
+                    .read_to_end(&mut data)
                     .map_err(|e| archive_entry_error(path, &item.entry, e.into()))?;
                 loaded.push((i, Some((data, mtime))));
             }
