@@ -9,9 +9,8 @@
 //!    unknown files) into a temporary file, compressing entries in parallel, then call
 //!    [`BitsApi::upload`] with the matched resources and the zip (none when everything matched).
 //!
-//! Depends on: `ignore`'s sibling crates `walkdir`, `regex`, plus `sha1`, `rayon`, `zip`, `tempfile`,
-//! `tokio` (`spawn_blocking`). Must not: speak HTTP; the integrator implements [`BitsApi`] for the
-//! Cloud Controller client.
+//! Depends on: `walkdir`, `regex`, `sha1`, `rayon`, `zip`, `tempfile`, `tokio` (`spawn_blocking`).
+//! Must not: speak HTTP; the integrator implements [`BitsApi`] for the Cloud Controller client.
 
 mod archive;
 mod error;

@@ -667,6 +667,44 @@ async fn archive_entries_are_the_app_files() {
     assert_eq!(summary.zipped_file_bytes, 0);
 }
 
+#[tokio::test]
+async fn archive_symlinks_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.zip");
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+    let options = SimpleFileOptions::default();
+    zip.start_file("bin/app", options).unwrap();
+    zip.write_all(b"binary").unwrap();
+    zip.add_symlink("current", "bin/app", options).unwrap();
+    zip.finish().unwrap();
+
+    let s = scan(&AppSource::Archive(path)).unwrap();
+    assert_eq!(
+        s.entries[1].kind,
+        EntryKind::Symlink {
+            target: "bin/app".into()
+        }
+    );
+    let api = FakeBits::default();
+    push_bits(&api, "p", &s, no_progress()).await.unwrap();
+    let entries = read_zip(api.uploads()[0].zip.as_deref().unwrap());
+    assert_eq!(entries[1].0, "current");
+    assert!(entries[1].3);
+    assert_eq!(entries[1].4, b"bin/app");
+}
+
+/// The integrator spawns pushes on tokio: the future must be `Send`.
+#[test]
+fn push_bits_future_is_send() {
+    fn assert_send<T: Send>(_: &T) {}
+    let app = TempApp::new();
+    app.file("a.txt", b"a");
+    let s = scan(&app.source()).unwrap();
+    let api = FakeBits::default();
+    let future = push_bits(&api, "p", &s, no_progress());
+    assert_send(&future);
+}
+
 #[test]
 fn archive_with_a_prefix_is_read() {
     let dir = tempfile::tempdir().unwrap();
