@@ -65,6 +65,10 @@ fn scan_directory(dir: &Path, options: &ScanOptions) -> Result<Scan, Error> {
             Error::read(dir, e)
         }
     })?;
+    if !root.is_dir() {
+        // The cf CLI reads any non-directory app path as a zip archive.
+        return archive::scan_archive(dir);
+    }
     let cfignore_path = root.join(".cfignore");
     let cfignore = match std::fs::read(&cfignore_path) {
         Ok(bytes) => Some(String::from_utf8_lossy(&bytes).into_owned()),

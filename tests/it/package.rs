@@ -730,6 +730,11 @@ fn empty_and_invalid_archives_are_clear_errors() {
     std::fs::write(&text, "not a zip").unwrap();
     let err = scan(&AppSource::from_path(&text).unwrap()).unwrap_err();
     assert_matches!(err, Error::InvalidArchive { .. });
+    // A file given as a directory is still read as an archive, as the cf CLI does.
+    assert_matches!(
+        scan(&AppSource::Directory(text)),
+        Err(Error::InvalidArchive { .. })
+    );
 }
 
 #[test]
