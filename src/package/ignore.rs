@@ -31,8 +31,13 @@ pub const DEFAULT_IGNORE_LINES: &[&str] = &[
 /// A compiled ignore list.
 #[derive(Debug, Clone)]
 pub struct CfIgnore {
-    set: RegexSet,
+    /// One regex per kept line, in order.
+    patterns: Vec<Regex>,
+    /// Whether each pattern is a `!` rule.
     negated: Vec<bool>,
+    /// All patterns in one automaton (one pass per path); `None` if too big for the regex
+    /// crate's size limit, in which case the patterns are tried one by one.
+    set: Option<RegexSet>,
 }
 
 impl CfIgnore {
@@ -43,26 +48,23 @@ impl CfIgnore {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let mut sources = Vec::new();
+        let mut patterns = Vec::new();
         let mut negated = Vec::new();
         for line in lines {
             if let Some((source, negate)) = pattern_from_line(line.as_ref()) {
-                // go-gitignore drops a line whose regex does not compile; check each one alone so a
-                // bad line cannot spoil the whole set.
-                if Regex::new(&source).is_ok() {
-                    sources.push(source);
+                // go-gitignore drops a line whose regex does not compile.
+                if let Ok(regex) = Regex::new(&source) {
+                    patterns.push(regex);
                     negated.push(negate);
                 }
             }
         }
-        let set = RegexSet::new(&sources).unwrap_or_else(|_| {
-            // Every source compiled on its own above, so the set compiles too; fall back to an
-            // empty set rather than panic should the regex crate ever disagree.
-            sources.clear();
-            negated.clear();
-            RegexSet::empty()
-        });
-        CfIgnore { set, negated }
+        let set = RegexSet::new(patterns.iter().map(Regex::as_str)).ok();
+        CfIgnore {
+            patterns,
+            negated,
+            set,
+        }
     }
 
     /// The matcher for a directory push: the `.cfignore` lines (if any) **followed by** the
@@ -89,13 +91,19 @@ impl CfIgnore {
     /// Whether `path` (relative, `/` separators) is ignored.
     pub fn is_ignored(&self, path: &str) -> bool {
         let mut ignored = false;
-        // SetMatches iterates in pattern order, which is what last-match-wins needs.
-        for index in self.set.matches(path).iter() {
+        let mut apply = |index: usize| {
             if !self.negated[index] {
                 ignored = true;
             } else if ignored {
                 ignored = false;
             }
+        };
+        match &self.set {
+            // SetMatches iterates in pattern order, which is what the rules need.
+            Some(set) => set.matches(path).iter().for_each(&mut apply),
+            None => (0..self.patterns.len())
+                .filter(|&i| self.patterns[i].is_match(path))
+                .for_each(&mut apply),
         }
         ignored
     }
@@ -416,6 +424,24 @@ mod tests {
                 .is_ignore();
             let cf_says = CfIgnore::from_lines([line]).is_ignored(path);
             assert_eq!((cf_says, git_says), (cf, git), "{line} vs {path}");
+        }
+    }
+
+    #[test]
+    fn many_lines_still_match_in_order() {
+        let mut lines: Vec<String> = (0..2000).map(|i| format!("dir{i}/*.tmp")).collect();
+        lines.push("*.log".into());
+        lines.push("!keep.log".into());
+        let with_set = CfIgnore::from_lines(&lines);
+        let one_by_one = CfIgnore {
+            set: None,
+            ..with_set.clone()
+        };
+        for ig in [with_set, one_by_one] {
+            assert!(ig.is_ignored("dir1999/a.tmp"));
+            assert!(ig.is_ignored("a.log"));
+            assert!(!ig.is_ignored("keep.log"));
+            assert!(!ig.is_ignored("dir1/a.txt"));
         }
     }
 
