@@ -1,4 +1,5 @@
 //! One integration-test binary (compiles once); one module per layer.
 mod cf_client;
 mod manifest;
+mod package;
 mod plugin;
