@@ -61,17 +61,11 @@ impl Outcome {
     pub fn last_line(&self) -> String {
         match self {
             Outcome::Deployed => "deployed".into(),
-            Outcome::DeployedWithLeftovers { leftovers, .. } => format!(
-                "deployed with leftovers, to clean up run: {}",
-                leftovers.join("; ")
-            ),
+            Outcome::DeployedWithLeftovers { leftovers, .. } => format!("deployed with leftovers: {}", leftovers.join("; ")),
             Outcome::DryRun => "dry run: nothing was changed".into(),
             Outcome::NothingChanged { .. } => "nothing was changed".into(),
             Outcome::RolledBack { .. } => "rolled back, the old version is serving".into(),
-            Outcome::RollbackIncomplete { manual_steps, .. } => format!(
-                "ROLLBACK INCOMPLETE, manual action needed: {}",
-                manual_steps.join("; ")
-            ),
+            Outcome::RollbackIncomplete { manual_steps, .. } => format!("ROLLBACK INCOMPLETE: {}", manual_steps.join("; ")),
         }
     }
 
@@ -118,8 +112,10 @@ pub enum Event {
     },
     /// The plan (always sent; the whole output of a dry run).
     Plan {
-        /// Human-readable lines.
-        lines: Vec<String>,
+        /// One line per app.
+        apps: Vec<String>,
+        /// One line per step.
+        steps: Vec<String>,
         /// Whether this is a dry run.
         dry_run: bool,
     },

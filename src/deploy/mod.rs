@@ -97,7 +97,8 @@ async fn run_inner<A: CfApi>(
         }
     };
     reporter.report(Event::Plan {
-        lines: plan.lines(),
+        apps: plan.summary_lines(),
+        steps: plan.step_lines(),
         dry_run: req.dry_run,
     });
     for message in &plan.warnings {

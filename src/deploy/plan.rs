@@ -124,27 +124,34 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// The plan as text lines (dry run).
-    pub fn lines(&self) -> Vec<String> {
+    /// One line per app: how it is deployed, candidate, temp route, routes.
+    pub fn summary_lines(&self) -> Vec<String> {
+        self.apps
+            .iter()
+            .map(|a| {
+                let mut l = format!("{}: {}", a.name, a.kind);
+                if let Some(c) = &a.candidate {
+                    l.push_str(&format!(", candidate {c}"));
+                }
+                if let Some(t) = &a.temp_route {
+                    l.push_str(&format!(", temporary route {t}"));
+                }
+                if !a.routes.is_empty() {
+                    l.push_str(&format!(", routes {}", a.routes.join(", ")));
+                }
+                l
+            })
+            .collect()
+    }
+
+    /// One numbered line per step, with a marker at the commit point.
+    pub fn step_lines(&self) -> Vec<String> {
         let mut out = Vec::new();
-        for a in &self.apps {
-            let mut l = format!("app {}: {}", a.name, a.kind);
-            if let Some(c) = &a.candidate {
-                l.push_str(&format!(", candidate {c}"));
-            }
-            if let Some(t) = &a.temp_route {
-                l.push_str(&format!(", temporary route {t}"));
-            }
-            if !a.routes.is_empty() {
-                l.push_str(&format!(", routes {}", a.routes.join(", ")));
-            }
-            out.push(l);
-        }
         for (i, s) in self.steps.iter().enumerate() {
             if i == self.commit && self.commit < self.steps.len() {
                 out.push("-- the old version stops serving here; no rollback after this point --".into());
             }
-            out.push(format!("{:>3}. {}", i + 1, s.describe()));
+            out.push(format!("{:>2}. {}", i + 1, s.describe()));
         }
         out
     }

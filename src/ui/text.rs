@@ -1,0 +1,250 @@
+//! The text renderer: the cf CLI's voice ("Pushing app myapp to org o / space s as alice..."),
+//! one line per step. On a terminal, an indicatif progress bar for the upload and spinners
+//! with elapsed time for waits (drawn on stderr); otherwise plain lines only, deterministic for
+//! a given event sequence (golden-tested).
+//!
+//! Depends on: deploy::event, indicatif. Must not: decide anything.
+
+use std::io::Write;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::deploy::event::{Event, Outcome, Reporter};
+use crate::deploy::step::fmt_duration;
+
+/// Renders events as cf-CLI-like text to `W`.
+pub struct TextReporter<W: Write + Send> {
+    out: W,
+    terminal: bool,
+    bar: Option<ProgressBar>,
+    spinner: Option<ProgressBar>,
+    last_detail: Option<String>,
+    upload_done: bool,
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+impl<W: Write + Send> TextReporter<W> {
+    /// A renderer writing plain lines to `out` (no progress bars, no spinners).
+    pub fn plain(out: W) -> Self {
+        TextReporter {
+            out,
+            terminal: false,
+            bar: None,
+            spinner: None,
+            last_detail: None,
+            upload_done: false,
+        }
+    }
+
+    /// A renderer for a terminal: lines to `out`, progress bar and spinners on stderr.
+    pub fn terminal(out: W) -> Self {
+        TextReporter {
+            terminal: true,
+            ..TextReporter::plain(out)
+        }
+    }
+
+    /// The writer (tests read the rendered output from it).
+    pub fn into_inner(self) -> W {
+        self.out
+    }
+
+    fn clear_progress(&mut self) {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
+        if let Some(s) = self.spinner.take() {
+            s.finish_and_clear();
+        }
+        self.last_detail = None;
+    }
+
+    fn line(&mut self, s: &str) {
+        // Output errors (a closed pipe) must not abort the deploy: the outcome is still returned.
+        let _ignored = writeln!(self.out, "{s}");
+        let _flushed = self.out.flush();
+    }
+
+    fn progress(&mut self, sent: u64, total: Option<u64>) {
+        if !self.terminal {
+            if let Some(t) = total
+                && sent >= t
+                && !self.upload_done
+            {
+                self.upload_done = true;
+                self.line(&format!("   uploaded {}", human_bytes(t)));
+            }
+            return;
+        }
+        let bar = self.bar.get_or_insert_with(|| {
+            let b = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr());
+            let style = ProgressStyle::with_template(
+                "   {bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} {elapsed}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+            b.set_style(style);
+            b
+        });
+        if let Some(t) = total {
+            bar.set_length(t);
+        }
+        bar.set_position(sent);
+    }
+
+    fn waiting(&mut self, detail: &str, elapsed: Duration) {
+        if !self.terminal {
+            if self.last_detail.as_deref() != Some(detail) {
+                self.last_detail = Some(detail.to_string());
+                self.line(&format!("   {detail}"));
+            }
+            return;
+        }
+        let sp = self.spinner.get_or_insert_with(|| {
+            let s = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+            let style = ProgressStyle::with_template("   {spinner} {msg} ({elapsed})")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner());
+            s.set_style(style);
+            s.enable_steady_tick(Duration::from_millis(120));
+            s
+        });
+        let _ = elapsed;
+        sp.set_message(detail.to_string());
+    }
+
+    fn finished(&mut self, outcome: &Outcome, elapsed: Duration) {
+        self.clear_progress();
+        match outcome {
+            Outcome::Deployed => {
+                self.line(&format!("Deploy took {}.", fmt_duration(elapsed)));
+            }
+            Outcome::DryRun => {}
+            _ => {
+                if let Some(e) = outcome.error() {
+                    self.line("");
+                    for l in e.lines() {
+                        self.line(l);
+                    }
+                }
+                match outcome {
+                    Outcome::RollbackIncomplete { manual_steps, .. } => {
+                        self.line("Finish the rollback by hand:");
+                        for m in manual_steps {
+                            self.line(&format!("   {m}"));
+                        }
+                    }
+                    Outcome::DeployedWithLeftovers { leftovers, .. } => {
+                        self.line("The new version is serving. Clean up by hand, or run the deploy again:");
+                        for m in leftovers {
+                            self.line(&format!("   {m}"));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let last = outcome.last_line();
+        self.line(&last);
+    }
+}
+
+impl<W: Write + Send> Reporter for TextReporter<W> {
+    fn report(&mut self, event: Event) {
+        match event {
+            Event::Started {
+                org,
+                space,
+                user,
+                apps,
+                ..
+            } => {
+                let what = if apps.len() == 1 {
+                    format!("app {}", apps[0])
+                } else {
+                    format!("apps {}", apps.join(", "))
+                };
+                let who = user.map(|u| format!(" as {u}")).unwrap_or_default();
+                self.line(&format!(
+                    "Pushing {what} to org {org} / space {space}{who}..."
+                ));
+            }
+            Event::Plan {
+                apps,
+                steps,
+                dry_run,
+            } => {
+                for a in &apps {
+                    self.line(&format!("   {a}"));
+                }
+                if dry_run {
+                    self.line("");
+                    self.line("Plan (dry run, nothing will be changed):");
+                    for s in &steps {
+                        self.line(&format!("   {s}"));
+                    }
+                }
+                self.line("");
+            }
+            Event::Warning { message, .. } => {
+                let l = format!("Warning: {message}");
+                self.line(&l);
+            }
+            Event::StepStarted { description, .. } => {
+                self.clear_progress();
+                self.line(&format!("{description}..."));
+            }
+            Event::StepFinished { warnings, .. } => {
+                self.clear_progress();
+                for w in warnings {
+                    self.line(&format!("Warning: {w}"));
+                }
+            }
+            Event::StepFailed {
+                error, warnings, ..
+            } => {
+                self.clear_progress();
+                for w in warnings {
+                    self.line(&format!("Warning: {w}"));
+                }
+                self.line(&format!("FAILED: {error}"));
+            }
+            Event::UploadProgress { sent, total, .. } => self.progress(sent, total),
+            Event::Waiting {
+                detail, elapsed, ..
+            } => self.waiting(&detail, elapsed),
+            Event::RollbackStarted { .. } => {
+                self.clear_progress();
+                self.line("");
+                self.line("Rolling back...");
+            }
+            Event::UndoStarted { .. } => {}
+            Event::UndoFinished { description, .. } => {
+                self.line(&format!("   {description}: OK"));
+            }
+            Event::UndoFailed {
+                description,
+                error,
+                ..
+            } => {
+                self.line(&format!("   {description}: FAILED: {error}"));
+            }
+            Event::Finished {
+                outcome, elapsed, ..
+            } => self.finished(&outcome, elapsed),
+        }
+    }
+}
