@@ -718,3 +718,470 @@ fn push_bits_steps<B>(steps: &mut Vec<Step>, spec: &AppSpec<B>) {
     steps.push(Step::SetDroplet { app: app.clone() });
     steps.push(Step::Start { app });
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::deploy::api::{App, AppSource, AppState, Domain, NetworkPolicy, Process, Route};
+    use crate::deploy::observe::{ObservedApp, ProcessState, RouteState};
+    use crate::deploy::request::ProbeConfig;
+
+    fn req() -> DeployRequest {
+        DeployRequest {
+            org: "o".into(),
+            space: "s".into(),
+            space_guid: "sg".into(),
+            user: None,
+            strategy: Strategy::BlueGreen,
+            smoke_test: None,
+            smoke_test_path: None,
+            old_app: OldApp::Delete,
+            drain: Duration::from_secs(5),
+            timeout: Duration::from_secs(60),
+            smoke_timeout: Duration::from_secs(60),
+            poll_interval: Duration::from_secs(1),
+            keep_scale: false,
+            temp_route_suffix: "-temp".into(),
+            dry_run: false,
+            output: crate::cli::OutputFormat::Text,
+            probe: ProbeConfig::default(),
+        }
+    }
+
+    fn spec(name: &str, routes: &[&str]) -> AppSpec<()> {
+        AppSpec {
+            name: name.into(),
+            routes: RouteSpec::Routes(routes.iter().map(|s| s.to_string()).collect()),
+            instances: BTreeMap::new(),
+            source: AppSource::Bits(()),
+            render: Arc::new(|_| Ok(String::new())),
+        }
+    }
+
+    fn app(guid: &str, name: &str) -> App {
+        App {
+            guid: guid.into(),
+            name: name.into(),
+            state: AppState::Started,
+            labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
+        }
+    }
+
+    fn ours(guid: &str, name: &str, role: &str, of: &str) -> App {
+        let mut a = app(guid, name);
+        a.labels.insert(ROLE_LABEL.into(), role.into());
+        a.annotations.insert(APP_ANNOTATION.into(), of.into());
+        a
+    }
+
+    fn route_state(guid: &str, host: &str, apps: &[&str]) -> RouteState {
+        RouteState {
+            route: Route {
+                guid: guid.into(),
+                host: host.into(),
+                path: String::new(),
+                port: None,
+                domain_guid: "d1".into(),
+                url: format!("{host}.example.com"),
+            },
+            destinations: apps
+                .iter()
+                .map(|a| Destination {
+                    guid: format!("dest-{guid}-{a}"),
+                    app_guid: a.to_string(),
+                    process_type: "web".into(),
+                    port: None,
+                    protocol: None,
+                })
+                .collect(),
+        }
+    }
+
+    fn existing(a: App, routes: Vec<RouteState>) -> ExistingApp {
+        ExistingApp {
+            app: a,
+            routes,
+            processes: vec![ProcessState {
+                process: Process {
+                    guid: "p".into(),
+                    process_type: "web".into(),
+                    instances: 4,
+                },
+                stats: Vec::new(),
+            }],
+            ssh_enabled: false,
+            policies: Vec::new(),
+        }
+    }
+
+    fn observed(apps: Vec<ObservedApp>) -> Observed {
+        let d = Domain {
+            guid: "d1".into(),
+            name: "example.com".into(),
+            internal: false,
+        };
+        let mut routes = BTreeMap::new();
+        for a in &apps {
+            for e in a.live.iter().chain(a.leftover_candidates.iter()) {
+                for r in &e.routes {
+                    routes.insert(r.route.url.clone(), r.clone());
+                }
+            }
+        }
+        Observed {
+            domains: vec![d.clone()],
+            default_domain: Some(d),
+            routes,
+            apps,
+        }
+    }
+
+    fn oapp(name: &str, live: Option<ExistingApp>) -> ObservedApp {
+        ObservedApp {
+            name: name.into(),
+            live,
+            leftover_candidates: Vec::new(),
+            venerables: Vec::new(),
+            foreign_names: Vec::new(),
+        }
+    }
+
+    fn kinds(p: &Plan) -> Vec<&'static str> {
+        p.steps.iter().map(Step::kind).collect()
+    }
+
+    #[test]
+    fn plan_for_new_app_is_a_plain_push_without_swap() {
+        let obs = observed(vec![oapp("web", None)]);
+        let p = plan(&obs, &req(), &[spec("web", &["web.example.com"])]).unwrap();
+        assert_eq!(
+            kinds(&p),
+            vec![
+                "create_route",
+                "apply_manifest",
+                "create_package",
+                "upload_bits",
+                "stage",
+                "set_droplet",
+                "start",
+                "wait_healthy"
+            ]
+        );
+        assert_eq!(p.commit, p.steps.len());
+        let Step::ApplyManifest { render, .. } = &p.steps[1] else {
+            panic!("not apply")
+        };
+        assert_eq!(render.name, "web");
+        assert_eq!(render.routes, vec!["web.example.com".to_string()]);
+        assert!(render.labels.is_empty());
+        assert_eq!(p.apps[0].kind, AppPlanKind::FirstDeploy);
+    }
+
+    #[test]
+    fn plan_for_live_app_swaps_and_commits_after_the_last_unmap() {
+        let live = existing(app("A", "web"), vec![route_state("r1", "web", &["A"])]);
+        let obs = observed(vec![oapp("web", Some(live))]);
+        let mut r = req();
+        r.smoke_test_path = Some("/health".into());
+        let p = plan(&obs, &r, &[spec("web", &["web.example.com"])]).unwrap();
+        assert_eq!(
+            kinds(&p),
+            vec![
+                "create_route",
+                "apply_manifest",
+                "set_ssh",
+                "create_package",
+                "upload_bits",
+                "stage",
+                "set_droplet",
+                "start",
+                "wait_healthy",
+                "smoke_test",
+                "map_route",
+                "unmap_route",
+                "drain",
+                "stop_app",
+                "delete_app",
+                "delete_route",
+                "rename_app",
+                "update_metadata"
+            ]
+        );
+        assert_eq!(p.steps[p.commit].kind(), "drain");
+        let Step::CreateRoute { route, .. } = &p.steps[0] else {
+            panic!("not create_route")
+        };
+        assert_eq!(route.url(), "web-temp.example.com");
+        let Step::ApplyManifest { render, .. } = &p.steps[1] else {
+            panic!("not apply")
+        };
+        assert_eq!(render.name, "web-candidate");
+        assert_eq!(render.routes, vec!["web-temp.example.com".to_string()]);
+        assert_eq!(render.labels.get(ROLE_LABEL).map(String::as_str), Some("candidate"));
+        assert_eq!(render.annotations.get(APP_ANNOTATION).map(String::as_str), Some("web"));
+        assert!(render.instances.is_empty());
+        let Step::SmokeTest { route, .. } = &p.steps[9] else {
+            panic!("not smoke")
+        };
+        assert_eq!(route, "web-temp.example.com");
+        assert!(p.step_lines().iter().any(|l| l.contains("no rollback after this point")));
+    }
+
+    #[test]
+    fn plan_keeps_scale_copies_metadata_policies_and_extra_routes() {
+        let mut a = app("A", "web");
+        a.labels.insert("team".into(), "x".into());
+        a.annotations.insert("note".into(), "y".into());
+        let mut live = existing(
+            a,
+            vec![
+                route_state("r1", "web", &["A"]),
+                route_state("r2", "extra", &["A", "Other"]),
+            ],
+        );
+        live.ssh_enabled = true;
+        live.policies = vec![
+            NetworkPolicy {
+                source_app: "A".into(),
+                destination_app: "B".into(),
+                protocol: "tcp".into(),
+                start_port: 8080,
+                end_port: 8080,
+            },
+            NetworkPolicy {
+                source_app: "C".into(),
+                destination_app: "A".into(),
+                protocol: "tcp".into(),
+                start_port: 9000,
+                end_port: 9001,
+            },
+        ];
+        let obs = observed(vec![oapp("web", Some(live))]);
+        let mut r = req();
+        r.keep_scale = true;
+        let p = plan(&obs, &r, &[spec("web", &["web.example.com"])]).unwrap();
+        let Step::ApplyManifest { render, .. } = &p.steps[1] else {
+            panic!("not apply")
+        };
+        assert_eq!(render.instances.get("web"), Some(&4));
+        assert!(p.steps.contains(&Step::SetSsh {
+            app: "web".into(),
+            enabled: true
+        }));
+        let meta = p
+            .steps
+            .iter()
+            .find_map(|s| match s {
+                Step::CopyMetadata { update, .. } => Some(update.clone()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(meta.labels.get("team"), Some(&Some("x".to_string())));
+        assert_eq!(meta.annotations.get("note"), Some(&Some("y".to_string())));
+        let pol = p
+            .steps
+            .iter()
+            .find_map(|s| match s {
+                Step::CopyNetworkPolicies { policies, .. } => Some(policies.clone()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(pol[0].source, PolicyEnd::Candidate);
+        assert_eq!(pol[0].destination, PolicyEnd::App("B".into()));
+        assert_eq!(pol[1].source, PolicyEnd::App("C".into()));
+        assert_eq!(pol[1].destination, PolicyEnd::Candidate);
+        // The extra route is mapped too, with a warning; only A's destination is removed.
+        assert!(p.warnings.iter().any(|w| w.contains("extra.example.com")));
+        let unmaps: Vec<String> = p
+            .steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::UnmapRoute { destination, route, .. } => {
+                    Some(format!("{}:{}", route.address.url(), destination.app_guid))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(unmaps, vec!["web.example.com:A", "extra.example.com:A"]);
+    }
+
+    #[test]
+    fn plan_for_multi_app_switches_no_route_before_every_candidate_is_verified() {
+        let a = existing(app("A", "web"), vec![route_state("r1", "web", &["A"])]);
+        let b = existing(app("B", "api"), vec![route_state("r2", "api", &["B"])]);
+        let obs = observed(vec![oapp("web", Some(a)), oapp("api", Some(b))]);
+        let mut r = req();
+        r.smoke_test = Some("true".into());
+        let p = plan(
+            &obs,
+            &r,
+            &[spec("web", &["web.example.com"]), spec("api", &["api.example.com"])],
+        )
+        .unwrap();
+        let pos = |k: &str| -> Vec<usize> {
+            p.steps
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.kind() == k)
+                .map(|(i, _)| i)
+                .collect()
+        };
+        let last_smoke = *pos("smoke_test").last().unwrap();
+        let first_map = pos("map_route")[0];
+        let last_map = *pos("map_route").last().unwrap();
+        let first_unmap = pos("unmap_route")[0];
+        assert_eq!(pos("smoke_test").len(), 2);
+        assert!(last_smoke < first_map);
+        assert!(last_map < first_unmap);
+        assert_eq!(p.commit, pos("unmap_route").last().unwrap() + 1);
+        assert_eq!(pos("drain").len(), 1);
+    }
+
+    #[test]
+    fn plan_deletes_idle_leftovers_and_retires_serving_ones() {
+        let live = existing(app("A", "web"), vec![route_state("r1", "web", &["A", "L2"])]);
+        let mut o = oapp("web", Some(live));
+        o.leftover_candidates = vec![
+            existing(
+                ours("L1", "web-candidate-x", ROLE_CANDIDATE, "web"),
+                vec![route_state("t", "web-temp", &["L1"])],
+            ),
+            existing(
+                ours("L2guid0000", "web-candidate", ROLE_CANDIDATE, "web"),
+                vec![route_state("r1", "web", &["A", "L2guid0000"])],
+            ),
+        ];
+        // The temp route exists and only our leftover is mapped to it.
+        let mut obs = observed(vec![o]);
+        obs.routes.insert("web-temp.example.com".into(), route_state("t", "web-temp", &["L1"]));
+        let p = plan(&obs, &req(), &[spec("web", &["web.example.com"])]).unwrap();
+        assert_eq!(
+            p.steps[0],
+            Step::DeleteLeftover {
+                app: "web".into(),
+                guid: "L1".into(),
+                name: "web-candidate-x".into()
+            }
+        );
+        assert!(matches!(&p.steps[1], Step::RenameApp { to, .. } if to == "web-leftover-L2guid00"));
+        // No temp route creation: it exists.
+        assert_eq!(p.steps[2].kind(), "apply_manifest");
+        let unmapped: Vec<&str> = p
+            .steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::UnmapRoute { destination, .. } => Some(destination.app_guid.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(unmapped, vec!["A", "L2guid0000"]);
+        assert!(p.steps[p.commit..].contains(&Step::DeleteApp {
+            app: "web".into(),
+            guid: "L2guid0000".into(),
+            name: "web-leftover-L2guid00".into()
+        }));
+    }
+
+    #[test]
+    fn plan_refuses_a_foreign_app_with_a_name_it_needs() {
+        let live = existing(app("A", "web"), vec![]);
+        let mut o = oapp("web", Some(live));
+        o.foreign_names = vec![app("X", "web-venerable")];
+        let obs = observed(vec![o.clone()]);
+        // Not needed with --old-app delete.
+        assert!(plan(&obs, &req(), &[spec("web", &["web.example.com"])]).is_ok());
+        let mut r = req();
+        r.old_app = OldApp::Stop;
+        assert!(matches!(
+            plan(&obs, &r, &[spec("web", &["web.example.com"])]),
+            Err(PlanError::NameClash { name, .. }) if name == "web-venerable"
+        ));
+        o.foreign_names = vec![app("Y", "web-candidate")];
+        let obs = observed(vec![o]);
+        let e = plan(&obs, &req(), &[spec("web", &["web.example.com"])]).unwrap_err();
+        assert!(e.to_string().contains("never touched"), "{e}");
+    }
+
+    #[test]
+    fn plan_with_old_app_stop_replaces_our_venerable_and_labels_the_old_app() {
+        let live = existing(app("A", "web"), vec![route_state("r1", "web", &["A"])]);
+        let mut o = oapp("web", Some(live));
+        o.venerables = vec![ours("V", "web-venerable", ROLE_VENERABLE, "web")];
+        let obs = observed(vec![o]);
+        let mut r = req();
+        r.old_app = OldApp::Stop;
+        let p = plan(&obs, &r, &[spec("web", &["web.example.com"])]).unwrap();
+        let tail: Vec<&str> = kinds(&p)[p.commit..].to_vec();
+        assert_eq!(
+            tail,
+            vec![
+                "drain",
+                "stop_app",
+                "delete_app",
+                "rename_app",
+                "update_metadata",
+                "delete_route",
+                "rename_app",
+                "update_metadata"
+            ]
+        );
+        assert!(p.steps.contains(&Step::DeleteApp {
+            app: "web".into(),
+            guid: "V".into(),
+            name: "web-venerable".into()
+        }));
+    }
+
+    #[test]
+    fn plan_errors_are_clear() {
+        let obs = observed(vec![oapp("web", None)]);
+        assert!(matches!(
+            plan(&obs, &req(), &[spec("web", &["web.nowhere.org"])]),
+            Err(PlanError::UnknownDomain { .. })
+        ));
+        assert_eq!(plan::<()>(&obs, &req(), &[]), Err(PlanError::NoApps));
+        let mut r = req();
+        r.strategy = Strategy::Rolling;
+        assert!(matches!(
+            plan(&obs, &r, &[spec("web", &["web.example.com"])]),
+            Err(PlanError::UnsupportedStrategy(_))
+        ));
+        let mut s = spec("web", &[]);
+        s.routes = RouteSpec::NoRoute;
+        let mut r = req();
+        r.smoke_test_path = Some("/".into());
+        assert_eq!(
+            plan(&obs, &r, &[s]),
+            Err(PlanError::NoRouteForSmokeTest("web".into()))
+        );
+        let two = [spec("web", &[]), spec("web", &[])];
+        assert_eq!(
+            plan(&observed(vec![oapp("web", None)]), &req(), &two),
+            Err(PlanError::DuplicateApp("web".into()))
+        );
+    }
+
+    #[test]
+    fn plan_refuses_a_temp_route_used_by_another_app() {
+        let live = existing(app("A", "web"), vec![route_state("r1", "web", &["A"])]);
+        let mut obs = observed(vec![oapp("web", Some(live))]);
+        obs.routes.insert("web-temp.example.com".into(), route_state("t", "web-temp", &["Z"]));
+        assert!(matches!(
+            plan(&obs, &req(), &[spec("web", &["web.example.com"])]),
+            Err(PlanError::TempRouteInUse { guid, .. }) if guid == "Z"
+        ));
+    }
+
+    #[test]
+    fn default_route_uses_the_default_domain_and_the_app_name() {
+        let obs = observed(vec![oapp("My App", None)]);
+        let mut s = spec("My App", &[]);
+        s.routes = RouteSpec::Default;
+        let p = plan(&obs, &req(), &[s]).unwrap();
+        assert_eq!(p.apps[0].routes, vec!["my-app.example.com".to_string()]);
+    }
+}

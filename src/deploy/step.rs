@@ -683,3 +683,180 @@ impl Ledger {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(host: &str) -> RouteAddress {
+        RouteAddress {
+            host: host.into(),
+            domain: "example.com".into(),
+            domain_guid: "d".into(),
+            path: String::new(),
+            port: None,
+        }
+    }
+
+    fn route(guid: &str) -> Route {
+        Route {
+            guid: guid.into(),
+            host: "h".into(),
+            path: String::new(),
+            port: None,
+            domain_guid: "d".into(),
+            url: "h.example.com".into(),
+        }
+    }
+
+    #[test]
+    fn undo_for_table() {
+        let app = || "web".to_string();
+        let dest = Destination {
+            guid: "dg".into(),
+            app_guid: "A".into(),
+            process_type: "web".into(),
+            port: Some(8080),
+            protocol: Some("http2".into()),
+        };
+        let policy = NetworkPolicy {
+            source_app: "C".into(),
+            destination_app: "X".into(),
+            protocol: "tcp".into(),
+            start_port: 1,
+            end_port: 2,
+        };
+        let cases: Vec<(Step, StepOutput, Option<Undo>)> = vec![
+            (
+                Step::CreateRoute { app: app(), route: addr("h") },
+                StepOutput::Route(route("R")),
+                Some(Undo::DeleteRoute { guid: "R".into(), address: addr("h") }),
+            ),
+            (
+                Step::ApplyManifest { app: app(), render: RenderRequest::default() },
+                StepOutput::App { guid: "C".into(), name: "web-candidate".into() },
+                Some(Undo::DeleteApp { guid: "C".into(), name: "web-candidate".into() }),
+            ),
+            (
+                Step::CopyNetworkPolicies { app: app(), policies: vec![] },
+                StepOutput::Policies(vec![policy.clone()]),
+                Some(Undo::DeleteNetworkPolicies(vec![policy])),
+            ),
+            (
+                Step::MapRoute {
+                    app: app(),
+                    route: RouteRef { address: addr("h"), guid: Some("R".into()) },
+                    process_type: "web".into(),
+                    port: None,
+                    protocol: None,
+                },
+                StepOutput::Mapped {
+                    route_guid: "R".into(),
+                    destination_guid: "D".into(),
+                    app_name: "web-candidate".into(),
+                },
+                Some(Undo::RemoveDestination {
+                    route_guid: "R".into(),
+                    destination_guid: "D".into(),
+                    address: addr("h"),
+                    app_name: "web-candidate".into(),
+                }),
+            ),
+            (
+                Step::UnmapRoute {
+                    app: app(),
+                    route: RouteRef { address: addr("h"), guid: Some("R".into()) },
+                    from_name: "web".into(),
+                    destination: dest,
+                },
+                StepOutput::Unmapped { route_guid: "R".into() },
+                Some(Undo::AddDestination {
+                    route_guid: "R".into(),
+                    address: addr("h"),
+                    app_name: "web".into(),
+                    destination: NewDestination {
+                        app_guid: "A".into(),
+                        process_type: "web".into(),
+                        port: Some(8080),
+                        protocol: Some("http2".into()),
+                    },
+                }),
+            ),
+            (
+                Step::RenameApp {
+                    app: app(),
+                    target: AppRef::Existing { guid: "L".into(), name: "web-candidate".into() },
+                    from: "web-candidate".into(),
+                    to: "web-leftover-1".into(),
+                },
+                StepOutput::Renamed { guid: "L".into() },
+                Some(Undo::RenameApp {
+                    guid: "L".into(),
+                    from: "web-leftover-1".into(),
+                    to: "web-candidate".into(),
+                }),
+            ),
+            // Steps inside the new app are undone by deleting it.
+            (Step::Start { app: app() }, StepOutput::None, None),
+            (Step::Stage { app: app() }, StepOutput::Droplet("D".into()), None),
+            (Step::SetSsh { app: app(), enabled: true }, StepOutput::None, None),
+            (Step::CreatePackage { app: app() }, StepOutput::Package("P".into()), None),
+            (Step::WaitHealthy { app: app() }, StepOutput::None, None),
+            (Step::Drain { duration: Duration::from_secs(1) }, StepOutput::None, None),
+            // A step without the output it records has nothing to undo.
+            (Step::ApplyManifest { app: app(), render: RenderRequest::default() }, StepOutput::None, None),
+        ];
+        for (step, out, want) in cases {
+            assert_eq!(undo_for(&step, &out), want, "{step:?}");
+        }
+    }
+
+    #[test]
+    fn ledger_undos_run_in_reverse_order() {
+        let mut l = Ledger::default();
+        l.push(Step::CreateRoute { app: "web".into(), route: addr("t") }, StepOutput::Route(route("R")));
+        l.push(
+            Step::ApplyManifest { app: "web".into(), render: RenderRequest::default() },
+            StepOutput::App { guid: "C".into(), name: "c".into() },
+        );
+        l.push(Step::Start { app: "web".into() }, StepOutput::None);
+        let d: Vec<String> = l.undos().iter().map(Undo::describe).collect();
+        assert_eq!(d, vec!["delete app c", "delete route t.example.com"]);
+        assert_eq!(l.new_app("web"), Some(("C", "c")));
+        assert_eq!(l.created_route(&addr("t")), Some("R"));
+    }
+
+    #[test]
+    fn manual_commands_are_cf_commands() {
+        let u = Undo::DeleteRoute { guid: "R".into(), address: addr("h") };
+        assert_eq!(u.manual_command(), "cf delete-route example.com --hostname h -f");
+        let u = Undo::AddDestination {
+            route_guid: "R".into(),
+            address: addr("h"),
+            app_name: "web".into(),
+            destination: NewDestination {
+                app_guid: "A".into(),
+                process_type: "web".into(),
+                port: None,
+                protocol: None,
+            },
+        };
+        assert_eq!(u.manual_command(), "cf map-route web example.com --hostname h");
+        let s = Step::UpdateMetadata {
+            app: "web".into(),
+            target: AppRef::New { app: "web".into() },
+            name: "web".into(),
+            update: MetadataUpdate {
+                labels: [("zero-downtime.cf/role".to_string(), None)].into(),
+                annotations: Default::default(),
+            },
+        };
+        assert_eq!(
+            s.manual_command().as_deref(),
+            Some("cf unset-label app web zero-downtime.cf/role")
+        );
+        assert_eq!(fmt_duration(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(fmt_duration(Duration::from_secs(90)), "1m30s");
+        assert_eq!(fmt_duration(Duration::from_millis(20)), "20ms");
+    }
+}
