@@ -267,6 +267,14 @@ impl<A: CfApi> Exec<'_, A> {
                         }),
                     }
                 };
+                // Updates sent just before the upload finished.
+                while let Ok(p) = rx.try_recv() {
+                    reporter.report(Event::UploadProgress {
+                        app: app.clone(),
+                        sent: p.sent,
+                        total: p.total,
+                    });
+                }
                 r.map_err(err)?;
                 Ok(StepOutput::None)
             }
