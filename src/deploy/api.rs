@@ -367,10 +367,8 @@ pub trait CfApi: Sync {
         progress: ProgressSink,
     ) -> impl Future<Output = ApiResult<()>> + Send;
     /// Starts staging (`POST /v3/builds`). Mutating.
-    fn create_build(
-        &self,
-        package_guid: &str,
-    ) -> impl Future<Output = ApiResult<BuildGuid>> + Send;
+    fn create_build(&self, package_guid: &str)
+    -> impl Future<Output = ApiResult<BuildGuid>> + Send;
     /// The build's state (`GET /v3/builds/:guid`).
     fn get_build(&self, build_guid: &str) -> impl Future<Output = ApiResult<BuildState>> + Send;
     /// Sets the app's current droplet (`PATCH /v3/apps/:guid/relationships/current_droplet`). Mutating.
@@ -384,11 +382,7 @@ pub trait CfApi: Sync {
     /// Stops the app (`POST /v3/apps/:guid/actions/stop`). Mutating.
     fn stop_app(&self, app_guid: &str) -> impl Future<Output = ApiResult<()>> + Send;
     /// Renames the app (`PATCH /v3/apps/:guid`). Mutating.
-    fn rename_app(
-        &self,
-        app_guid: &str,
-        name: &str,
-    ) -> impl Future<Output = ApiResult<()>> + Send;
+    fn rename_app(&self, app_guid: &str, name: &str) -> impl Future<Output = ApiResult<()>> + Send;
     /// Deletes the app and waits (bounded) for the job (`DELETE /v3/apps/:guid`). Mutating.
     fn delete_app(&self, app_guid: &str) -> impl Future<Output = ApiResult<()>> + Send;
     /// Sets or removes labels/annotations (`PATCH /v3/apps/:guid` metadata). Mutating.
@@ -424,7 +418,8 @@ pub trait CfApi: Sync {
     -> impl Future<Output = ApiResult<Vec<Route>>> + Send;
     /// A route by its parts, `None` when it does not exist
     /// (`GET /v3/routes?domain_guids=..&hosts=..&paths=..&ports=..`).
-    fn find_route(&self, route: &NewRoute) -> impl Future<Output = ApiResult<Option<Route>>> + Send;
+    fn find_route(&self, route: &NewRoute)
+    -> impl Future<Output = ApiResult<Option<Route>>> + Send;
     /// Creates a route in the space (`POST /v3/routes`). Mutating.
     fn create_route(
         &self,

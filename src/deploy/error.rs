@@ -21,7 +21,7 @@ pub enum Error {
         step: String,
         /// The API error.
         #[source]
-        source: ApiError,
+        source: Box<ApiError>,
     },
     /// Reading the current state failed (nothing was changed).
     #[error("reading the current state of space '{space}' failed")]
@@ -30,7 +30,7 @@ pub enum Error {
         space: String,
         /// The API error.
         #[source]
-        source: ApiError,
+        source: Box<ApiError>,
     },
     /// No plan could be made.
     #[error(transparent)]
@@ -125,9 +125,9 @@ impl Error {
             Error::Crashed { name, .. } | Error::HealthTimeout { name, .. } => {
                 Some(format!("TIP: run 'cf logs {name} --recent'"))
             }
-            Error::StagingFailed { app, .. } => {
-                Some(format!("TIP: run 'cf logs {app}-candidate --recent' (or 'cf logs {app} --recent' on a first deploy) during the next push"))
-            }
+            Error::StagingFailed { app, .. } => Some(format!(
+                "TIP: run 'cf logs {app}-candidate --recent' (or 'cf logs {app} --recent' on a first deploy) during the next push"
+            )),
             _ => None,
         }
     }

@@ -61,11 +61,15 @@ impl Outcome {
     pub fn last_line(&self) -> String {
         match self {
             Outcome::Deployed => "deployed".into(),
-            Outcome::DeployedWithLeftovers { leftovers, .. } => format!("deployed with leftovers: {}", leftovers.join("; ")),
+            Outcome::DeployedWithLeftovers { leftovers, .. } => {
+                format!("deployed with leftovers: {}", leftovers.join("; "))
+            }
             Outcome::DryRun => "dry run: nothing was changed".into(),
             Outcome::NothingChanged { .. } => "nothing was changed".into(),
             Outcome::RolledBack { .. } => "rolled back, the old version is serving".into(),
-            Outcome::RollbackIncomplete { manual_steps, .. } => format!("ROLLBACK INCOMPLETE: {}", manual_steps.join("; ")),
+            Outcome::RollbackIncomplete { manual_steps, .. } => {
+                format!("ROLLBACK INCOMPLETE: {}", manual_steps.join("; "))
+            }
         }
     }
 

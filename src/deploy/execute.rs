@@ -59,7 +59,7 @@ impl<A: CfApi> Exec<'_, A> {
         Error::Api {
             app: step.app().to_string(),
             step: step.describe().to_lowercase(),
-            source: e,
+            source: Box::new(e),
         }
     }
 
@@ -168,8 +168,8 @@ impl<A: CfApi> Exec<'_, A> {
                 })?;
                 let applied = api.apply_manifest(space, &yaml).await;
                 let names = [render.name.clone()];
-                let is_candidate = render.labels.get(ROLE_LABEL).map(String::as_str)
-                    == Some(ROLE_CANDIDATE);
+                let is_candidate =
+                    render.labels.get(ROLE_LABEL).map(String::as_str) == Some(ROLE_CANDIDATE);
                 let found = api.find_apps_by_name(space, &names).await;
                 let app = match &found {
                     Ok(apps) => apps
@@ -410,7 +410,10 @@ impl<A: CfApi> Exec<'_, A> {
                     app: String::new(),
                     what: "drain".into(),
                     elapsed: Duration::ZERO,
-                    detail: format!("both versions serve for {}", super::step::fmt_duration(*duration)),
+                    detail: format!(
+                        "both versions serve for {}",
+                        super::step::fmt_duration(*duration)
+                    ),
                 });
                 self.pause(*duration).await?;
                 Ok(StepOutput::None)
@@ -510,7 +513,10 @@ impl<A: CfApi> Exec<'_, A> {
                 route_guid,
                 destination,
                 ..
-            } => api.add_destination(route_guid, destination).await.map(|_| ()),
+            } => api
+                .add_destination(route_guid, destination)
+                .await
+                .map(|_| ()),
             Undo::DeleteNetworkPolicies(p) => api.delete_network_policies(p).await,
             Undo::RenameApp { guid, to, .. } => api.rename_app(guid, to).await,
         };

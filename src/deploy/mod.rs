@@ -79,7 +79,7 @@ async fn run_inner<A: CfApi>(
         () = cancel.cancelled() => Err(Error::Cancelled),
         r = observe::observe(api, req, apps) => r.map_err(|source| Error::Observe {
             space: req.space.clone(),
-            source,
+            source: Box::new(source),
         }),
     };
     for message in api.take_warnings() {
@@ -87,13 +87,25 @@ async fn run_inner<A: CfApi>(
     }
     let observed = match observed {
         Ok(o) => o,
-        Err(e) => return (Outcome::NothingChanged { error: error_chain(&e) }, Vec::new()),
+        Err(e) => {
+            return (
+                Outcome::NothingChanged {
+                    error: error_chain(&e),
+                },
+                Vec::new(),
+            );
+        }
     };
     let plan = match plan::plan(&observed, req, apps) {
         Ok(p) => p,
         Err(e) => {
             let e = Error::from(e);
-            return (Outcome::NothingChanged { error: error_chain(&e) }, Vec::new());
+            return (
+                Outcome::NothingChanged {
+                    error: error_chain(&e),
+                },
+                Vec::new(),
+            );
         }
     };
     reporter.report(Event::Plan {

@@ -129,7 +129,10 @@ async fn existing<A: CfApi>(api: &A, app: App) -> Result<ExistingApp, ApiError> 
 }
 
 /// The route strings the flow needs for an app: its production routes, or the default route.
-pub(crate) fn production_route_strings<B>(spec: &AppSpec<B>, default: Option<&Domain>) -> Vec<String> {
+pub(crate) fn production_route_strings<B>(
+    spec: &AppSpec<B>,
+    default: Option<&Domain>,
+) -> Vec<String> {
     match &spec.routes {
         RouteSpec::Routes(r) => r.clone(),
         RouteSpec::Default => default

@@ -149,7 +149,9 @@ impl Plan {
         let mut out = Vec::new();
         for (i, s) in self.steps.iter().enumerate() {
             if i == self.commit && self.commit < self.steps.len() {
-                out.push("-- the old version stops serving here; no rollback after this point --".into());
+                out.push(
+                    "-- the old version stops serving here; no rollback after this point --".into(),
+                );
             }
             out.push(format!("{:>2}. {}", i + 1, s.describe()));
         }
@@ -159,7 +161,11 @@ impl Plan {
 
 /// The temp route string for an app: `<host><suffix>.<domain>` of the first production route
 /// (app-derived host and default domain when there is none, or it is an apex or TCP route).
-pub fn temp_route_string<B>(spec: &AppSpec<B>, req: &DeployRequest, obs: &Observed) -> Option<String> {
+pub fn temp_route_string<B>(
+    spec: &AppSpec<B>,
+    req: &DeployRequest,
+    obs: &Observed,
+) -> Option<String> {
     let first = production_route_strings(spec, obs.default_domain.as_ref())
         .into_iter()
         .find_map(|r| resolve_route(&r, &obs.domains))
@@ -167,7 +173,10 @@ pub fn temp_route_string<B>(spec: &AppSpec<B>, req: &DeployRequest, obs: &Observ
     let (host, domain) = match first {
         Some(a) if !a.host.is_empty() && a.host != "*" => (a.host, a.domain),
         Some(a) => (hostname_for(&spec.name), a.domain),
-        None => (hostname_for(&spec.name), obs.default_domain.as_ref()?.name.clone()),
+        None => (
+            hostname_for(&spec.name),
+            obs.default_domain.as_ref()?.name.clone(),
+        ),
     };
     Some(format!("{host}{}.{domain}", req.temp_route_suffix))
 }
@@ -186,9 +195,15 @@ struct Move {
 ///
 /// # Errors
 /// See [`PlanError`]; nothing has been changed when it fails.
-pub fn plan<B>(obs: &Observed, req: &DeployRequest, apps: &[AppSpec<B>]) -> Result<Plan, PlanError> {
+pub fn plan<B>(
+    obs: &Observed,
+    req: &DeployRequest,
+    apps: &[AppSpec<B>],
+) -> Result<Plan, PlanError> {
     if req.strategy != Strategy::BlueGreen {
-        return Err(PlanError::UnsupportedStrategy(format!("{:?}", req.strategy).to_lowercase()));
+        return Err(PlanError::UnsupportedStrategy(
+            format!("{:?}", req.strategy).to_lowercase(),
+        ));
     }
     if apps.is_empty() {
         return Err(PlanError::NoApps);
@@ -335,7 +350,9 @@ pub fn plan<B>(obs: &Observed, req: &DeployRequest, apps: &[AppSpec<B>]) -> Resu
         let wants_temp = spec.routes != RouteSpec::NoRoute || req.has_smoke_test();
         let mut temp_ref = None;
         if wants_temp {
-            let t = temp.clone().ok_or_else(|| PlanError::NoDefaultDomain(name.clone()))?;
+            let t = temp
+                .clone()
+                .ok_or_else(|| PlanError::NoDefaultDomain(name.clone()))?;
             let addr = resolve_route(&t, &obs.domains)
                 .ok_or_else(|| PlanError::NoDefaultDomain(name.clone()))?;
             match obs.routes.get(&addr.url()) {
@@ -921,14 +938,24 @@ mod tests {
         };
         assert_eq!(render.name, "web-candidate");
         assert_eq!(render.routes, vec!["web-temp.example.com".to_string()]);
-        assert_eq!(render.labels.get(ROLE_LABEL).map(String::as_str), Some("candidate"));
-        assert_eq!(render.annotations.get(APP_ANNOTATION).map(String::as_str), Some("web"));
+        assert_eq!(
+            render.labels.get(ROLE_LABEL).map(String::as_str),
+            Some("candidate")
+        );
+        assert_eq!(
+            render.annotations.get(APP_ANNOTATION).map(String::as_str),
+            Some("web")
+        );
         assert!(render.instances.is_empty());
         let Step::SmokeTest { route, .. } = &p.steps[9] else {
             panic!("not smoke")
         };
         assert_eq!(route, "web-temp.example.com");
-        assert!(p.step_lines().iter().any(|l| l.contains("no rollback after this point")));
+        assert!(
+            p.step_lines()
+                .iter()
+                .any(|l| l.contains("no rollback after this point"))
+        );
     }
 
     #[test]
@@ -1000,9 +1027,9 @@ mod tests {
             .steps
             .iter()
             .filter_map(|s| match s {
-                Step::UnmapRoute { destination, route, .. } => {
-                    Some(format!("{}:{}", route.address.url(), destination.app_guid))
-                }
+                Step::UnmapRoute {
+                    destination, route, ..
+                } => Some(format!("{}:{}", route.address.url(), destination.app_guid)),
                 _ => None,
             })
             .collect();
@@ -1019,7 +1046,10 @@ mod tests {
         let p = plan(
             &obs,
             &r,
-            &[spec("web", &["web.example.com"]), spec("api", &["api.example.com"])],
+            &[
+                spec("web", &["web.example.com"]),
+                spec("api", &["api.example.com"]),
+            ],
         )
         .unwrap();
         let pos = |k: &str| -> Vec<usize> {
@@ -1043,7 +1073,10 @@ mod tests {
 
     #[test]
     fn plan_deletes_idle_leftovers_and_retires_serving_ones() {
-        let live = existing(app("A", "web"), vec![route_state("r1", "web", &["A", "L2"])]);
+        let live = existing(
+            app("A", "web"),
+            vec![route_state("r1", "web", &["A", "L2"])],
+        );
         let mut o = oapp("web", Some(live));
         o.leftover_candidates = vec![
             existing(
@@ -1057,7 +1090,10 @@ mod tests {
         ];
         // The temp route exists and only our leftover is mapped to it.
         let mut obs = observed(vec![o]);
-        obs.routes.insert("web-temp.example.com".into(), route_state("t", "web-temp", &["L1"]));
+        obs.routes.insert(
+            "web-temp.example.com".into(),
+            route_state("t", "web-temp", &["L1"]),
+        );
         let p = plan(&obs, &req(), &[spec("web", &["web.example.com"])]).unwrap();
         assert_eq!(
             p.steps[0],
@@ -1169,7 +1205,10 @@ mod tests {
     fn plan_refuses_a_temp_route_used_by_another_app() {
         let live = existing(app("A", "web"), vec![route_state("r1", "web", &["A"])]);
         let mut obs = observed(vec![oapp("web", Some(live))]);
-        obs.routes.insert("web-temp.example.com".into(), route_state("t", "web-temp", &["Z"]));
+        obs.routes.insert(
+            "web-temp.example.com".into(),
+            route_state("t", "web-temp", &["Z"]),
+        );
         assert!(matches!(
             plan(&obs, &req(), &[spec("web", &["web.example.com"])]),
             Err(PlanError::TempRouteInUse { guid, .. }) if guid == "Z"

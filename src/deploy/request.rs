@@ -186,7 +186,11 @@ impl DeployRequest {
     pub fn from_args(args: &PushArgs, target: &Target) -> Result<DeployRequest, RequestError> {
         let space = target.space.as_ref().ok_or(RequestError::NoSpace)?;
         let suffix = &args.temp_route_suffix;
-        if suffix.is_empty() || !suffix.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        if suffix.is_empty()
+            || !suffix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-')
+        {
             return Err(RequestError::BadSuffix(suffix.clone()));
         }
         if let Some(p) = &args.smoke_test_path
@@ -195,7 +199,11 @@ impl DeployRequest {
             return Err(RequestError::BadSmokePath(p.clone()));
         }
         Ok(DeployRequest {
-            org: target.org.as_ref().map(|o| o.name.clone()).unwrap_or_default(),
+            org: target
+                .org
+                .as_ref()
+                .map(|o| o.name.clone())
+                .unwrap_or_default(),
             space: space.name.clone(),
             space_guid: space.guid.clone(),
             user: target.user.clone(),

@@ -199,9 +199,14 @@ mod tests {
         .await
         .unwrap();
         // `test X` with the URL appended: `test http://a.b` (true). A mismatch fails:
-        let e = run_command("echo boom >&2; false", "http://a.b", Duration::from_secs(10), &c)
-            .await
-            .unwrap_err();
+        let e = run_command(
+            "echo boom >&2; false",
+            "http://a.b",
+            Duration::from_secs(10),
+            &c,
+        )
+        .await
+        .unwrap_err();
         assert!(e.to_string().contains("status 1: boom"), "{e}");
     }
 

@@ -11,8 +11,8 @@
 use std::time::Duration;
 
 use super::api::{
-    AppGuid, Destination, DropletGuid, MetadataUpdate, NetworkPolicy, NewDestination,
-    PackageGuid, Route, RouteGuid,
+    AppGuid, Destination, DropletGuid, MetadataUpdate, NetworkPolicy, NewDestination, PackageGuid,
+    Route, RouteGuid,
 };
 use super::request::RenderRequest;
 use super::route::RouteAddress;
@@ -414,7 +414,9 @@ impl Undo {
     pub fn manual_command(&self) -> String {
         match self {
             Undo::DeleteApp { name, .. } => format!("cf delete {name} -f"),
-            Undo::DeleteRoute { address, .. } => format!("cf delete-route {} -f", address.cf_flags()),
+            Undo::DeleteRoute { address, .. } => {
+                format!("cf delete-route {} -f", address.cf_flags())
+            }
             Undo::RemoveDestination {
                 address, app_name, ..
             } => format!("cf unmap-route {app_name} {}", address.cf_flags()),
@@ -556,10 +558,9 @@ impl Step {
                 Some(format!("cf delete {name} -f"))
             }
             Step::RenameApp { from, to, .. } => Some(format!("cf rename {from} {to}")),
-            Step::DeleteRoute { route, .. } => Some(format!(
-                "cf delete-route {} -f",
-                route.address.cf_flags()
-            )),
+            Step::DeleteRoute { route, .. } => {
+                Some(format!("cf delete-route {} -f", route.address.cf_flags()))
+            }
             Step::UpdateMetadata { name, update, .. } => {
                 let set: Vec<String> = update
                     .labels
@@ -581,10 +582,9 @@ impl Step {
                 }
                 (!cmds.is_empty()).then(|| cmds.join(" && "))
             }
-            Step::MapRoute { app, route, .. } => Some(format!(
-                "cf map-route {app} {}",
-                route.address.cf_flags()
-            )),
+            Step::MapRoute { app, route, .. } => {
+                Some(format!("cf map-route {app} {}", route.address.cf_flags()))
+            }
             Step::UnmapRoute {
                 route, from_name, ..
             } => Some(format!(
@@ -728,24 +728,45 @@ mod tests {
         };
         let cases: Vec<(Step, StepOutput, Option<Undo>)> = vec![
             (
-                Step::CreateRoute { app: app(), route: addr("h") },
+                Step::CreateRoute {
+                    app: app(),
+                    route: addr("h"),
+                },
                 StepOutput::Route(route("R")),
-                Some(Undo::DeleteRoute { guid: "R".into(), address: addr("h") }),
+                Some(Undo::DeleteRoute {
+                    guid: "R".into(),
+                    address: addr("h"),
+                }),
             ),
             (
-                Step::ApplyManifest { app: app(), render: RenderRequest::default() },
-                StepOutput::App { guid: "C".into(), name: "web-candidate".into() },
-                Some(Undo::DeleteApp { guid: "C".into(), name: "web-candidate".into() }),
+                Step::ApplyManifest {
+                    app: app(),
+                    render: RenderRequest::default(),
+                },
+                StepOutput::App {
+                    guid: "C".into(),
+                    name: "web-candidate".into(),
+                },
+                Some(Undo::DeleteApp {
+                    guid: "C".into(),
+                    name: "web-candidate".into(),
+                }),
             ),
             (
-                Step::CopyNetworkPolicies { app: app(), policies: vec![] },
+                Step::CopyNetworkPolicies {
+                    app: app(),
+                    policies: vec![],
+                },
                 StepOutput::Policies(vec![policy.clone()]),
                 Some(Undo::DeleteNetworkPolicies(vec![policy])),
             ),
             (
                 Step::MapRoute {
                     app: app(),
-                    route: RouteRef { address: addr("h"), guid: Some("R".into()) },
+                    route: RouteRef {
+                        address: addr("h"),
+                        guid: Some("R".into()),
+                    },
                     process_type: "web".into(),
                     port: None,
                     protocol: None,
@@ -765,11 +786,16 @@ mod tests {
             (
                 Step::UnmapRoute {
                     app: app(),
-                    route: RouteRef { address: addr("h"), guid: Some("R".into()) },
+                    route: RouteRef {
+                        address: addr("h"),
+                        guid: Some("R".into()),
+                    },
                     from_name: "web".into(),
                     destination: dest,
                 },
-                StepOutput::Unmapped { route_guid: "R".into() },
+                StepOutput::Unmapped {
+                    route_guid: "R".into(),
+                },
                 Some(Undo::AddDestination {
                     route_guid: "R".into(),
                     address: addr("h"),
@@ -785,7 +811,10 @@ mod tests {
             (
                 Step::RenameApp {
                     app: app(),
-                    target: AppRef::Existing { guid: "L".into(), name: "web-candidate".into() },
+                    target: AppRef::Existing {
+                        guid: "L".into(),
+                        name: "web-candidate".into(),
+                    },
                     from: "web-candidate".into(),
                     to: "web-leftover-1".into(),
                 },
@@ -798,13 +827,41 @@ mod tests {
             ),
             // Steps inside the new app are undone by deleting it.
             (Step::Start { app: app() }, StepOutput::None, None),
-            (Step::Stage { app: app() }, StepOutput::Droplet("D".into()), None),
-            (Step::SetSsh { app: app(), enabled: true }, StepOutput::None, None),
-            (Step::CreatePackage { app: app() }, StepOutput::Package("P".into()), None),
+            (
+                Step::Stage { app: app() },
+                StepOutput::Droplet("D".into()),
+                None,
+            ),
+            (
+                Step::SetSsh {
+                    app: app(),
+                    enabled: true,
+                },
+                StepOutput::None,
+                None,
+            ),
+            (
+                Step::CreatePackage { app: app() },
+                StepOutput::Package("P".into()),
+                None,
+            ),
             (Step::WaitHealthy { app: app() }, StepOutput::None, None),
-            (Step::Drain { duration: Duration::from_secs(1) }, StepOutput::None, None),
+            (
+                Step::Drain {
+                    duration: Duration::from_secs(1),
+                },
+                StepOutput::None,
+                None,
+            ),
             // A step without the output it records has nothing to undo.
-            (Step::ApplyManifest { app: app(), render: RenderRequest::default() }, StepOutput::None, None),
+            (
+                Step::ApplyManifest {
+                    app: app(),
+                    render: RenderRequest::default(),
+                },
+                StepOutput::None,
+                None,
+            ),
         ];
         for (step, out, want) in cases {
             assert_eq!(undo_for(&step, &out), want, "{step:?}");
@@ -814,10 +871,22 @@ mod tests {
     #[test]
     fn ledger_undos_run_in_reverse_order() {
         let mut l = Ledger::default();
-        l.push(Step::CreateRoute { app: "web".into(), route: addr("t") }, StepOutput::Route(route("R")));
         l.push(
-            Step::ApplyManifest { app: "web".into(), render: RenderRequest::default() },
-            StepOutput::App { guid: "C".into(), name: "c".into() },
+            Step::CreateRoute {
+                app: "web".into(),
+                route: addr("t"),
+            },
+            StepOutput::Route(route("R")),
+        );
+        l.push(
+            Step::ApplyManifest {
+                app: "web".into(),
+                render: RenderRequest::default(),
+            },
+            StepOutput::App {
+                guid: "C".into(),
+                name: "c".into(),
+            },
         );
         l.push(Step::Start { app: "web".into() }, StepOutput::None);
         let d: Vec<String> = l.undos().iter().map(Undo::describe).collect();
@@ -828,8 +897,14 @@ mod tests {
 
     #[test]
     fn manual_commands_are_cf_commands() {
-        let u = Undo::DeleteRoute { guid: "R".into(), address: addr("h") };
-        assert_eq!(u.manual_command(), "cf delete-route example.com --hostname h -f");
+        let u = Undo::DeleteRoute {
+            guid: "R".into(),
+            address: addr("h"),
+        };
+        assert_eq!(
+            u.manual_command(),
+            "cf delete-route example.com --hostname h -f"
+        );
         let u = Undo::AddDestination {
             route_guid: "R".into(),
             address: addr("h"),
@@ -841,7 +916,10 @@ mod tests {
                 protocol: None,
             },
         };
-        assert_eq!(u.manual_command(), "cf map-route web example.com --hostname h");
+        assert_eq!(
+            u.manual_command(),
+            "cf map-route web example.com --hostname h"
+        );
         let s = Step::UpdateMetadata {
             app: "web".into(),
             target: AppRef::New { app: "web".into() },

@@ -236,9 +236,7 @@ impl<W: Write + Send> Reporter for TextReporter<W> {
                 self.line(&format!("   {description}: OK"));
             }
             Event::UndoFailed {
-                description,
-                error,
-                ..
+                description, error, ..
             } => {
                 self.line(&format!("   {description}: FAILED: {error}"));
             }

@@ -9,11 +9,13 @@ use std::time::Duration;
 use cf_zero_downtime::cli::{OldApp, OutputFormat, Strategy};
 use cf_zero_downtime::deploy::api::{
     ApiError, ApiResult, App, AppSource, AppState, BuildState, CfApi, Destination, Domain,
-    InstanceState, InstanceStat, MetadataUpdate, NetworkPolicy, NewDestination, NewRoute,
-    Process, ProgressSink, Route,
+    InstanceStat, InstanceState, MetadataUpdate, NetworkPolicy, NewDestination, NewRoute, Process,
+    ProgressSink, Route,
 };
 use cf_zero_downtime::deploy::event::{Event, Outcome, Reporter};
-use cf_zero_downtime::deploy::request::{AppSpec, DeployRequest, ProbeConfig, RenderRequest, RouteSpec};
+use cf_zero_downtime::deploy::request::{
+    AppSpec, DeployRequest, ProbeConfig, RenderRequest, RouteSpec,
+};
 use cf_zero_downtime::deploy::route::resolve_route;
 use cf_zero_downtime::deploy::run;
 use cf_zero_downtime::ui::{JsonReporter, TextReporter};
@@ -78,8 +80,12 @@ struct FakeCf {
 }
 
 fn err500(method: &str) -> ApiError {
-    ApiError::new(500, "CF-ServerError", format!("injected failure in {method}"))
-        .with_request_id("req-1")
+    ApiError::new(
+        500,
+        "CF-ServerError",
+        format!("injected failure in {method}"),
+    )
+    .with_request_id("req-1")
 }
 
 impl FakeCf {
@@ -193,7 +199,13 @@ impl FakeCf {
 
     fn route_guid(&self, url: &str) -> String {
         let s = self.lock();
-        s.routes.values().find(|(r, _)| r.url == url).unwrap().0.guid.clone()
+        s.routes
+            .values()
+            .find(|(r, _)| r.url == url)
+            .unwrap()
+            .0
+            .guid
+            .clone()
     }
 
     fn app_named(&self, name: &str) -> Option<FApp> {
@@ -284,10 +296,13 @@ type AppSnap = (
     Option<String>,
 );
 
+/// A destination without its GUID: app, process type, port, protocol.
+type DestSnap = (String, String, Option<u32>, Option<String>);
+
 #[derive(Debug, PartialEq, Eq)]
 struct Snapshot {
     apps: BTreeMap<String, AppSnap>,
-    routes: BTreeMap<String, BTreeSet<(String, String, Option<u32>, Option<String>)>>,
+    routes: BTreeMap<String, BTreeSet<DestSnap>>,
     policies: BTreeSet<NetworkPolicy>,
 }
 
@@ -339,9 +354,12 @@ impl CfApi for FakeCf {
 
     async fn apply_manifest(&self, _space: &str, yaml: &str) -> ApiResult<()> {
         let after = self.enter("apply_manifest", "")?;
-        let doc: serde_yaml_ng::Value =
-            serde_yaml_ng::from_str(yaml).map_err(|e| ApiError::new(422, "CF-UnprocessableEntity", e.to_string()))?;
-        let apps = doc["applications"].as_sequence().cloned().unwrap_or_default();
+        let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(yaml)
+            .map_err(|e| ApiError::new(422, "CF-UnprocessableEntity", e.to_string()))?;
+        let apps = doc["applications"]
+            .as_sequence()
+            .cloned()
+            .unwrap_or_default();
         for a in apps {
             let name = a["name"].as_str().unwrap_or_default().to_string();
             let mut s = self.lock();
@@ -374,8 +392,15 @@ impl CfApi for FakeCf {
             for (kind, map) in [("labels", 0), ("annotations", 1)] {
                 if let Some(m) = a["metadata"][kind].as_mapping() {
                     for (k, v) in m {
-                        let (k, v) = (k.as_str().unwrap_or_default(), v.as_str().unwrap_or_default());
-                        let target = if map == 0 { &mut fa.app.labels } else { &mut fa.app.annotations };
+                        let (k, v) = (
+                            k.as_str().unwrap_or_default(),
+                            v.as_str().unwrap_or_default(),
+                        );
+                        let target = if map == 0 {
+                            &mut fa.app.labels
+                        } else {
+                            &mut fa.app.annotations
+                        };
                         target.insert(k.into(), v.into());
                     }
                 }
@@ -392,7 +417,11 @@ impl CfApi for FakeCf {
                     return Err(ApiError::new(422, "CF-UnprocessableEntity", "no domain"));
                 };
                 let url = addr.url();
-                let existing = s.routes.values().find(|(x, _)| x.url == url).map(|(x, _)| x.guid.clone());
+                let existing = s
+                    .routes
+                    .values()
+                    .find(|(x, _)| x.url == url)
+                    .map(|(x, _)| x.guid.clone());
                 let rg = match existing {
                     Some(g) => g,
                     None => {
@@ -428,7 +457,11 @@ impl CfApi for FakeCf {
             }
         }
         self.lock().warnings.push("manifest applied".into());
-        if after { Err(err500("apply_manifest")) } else { Ok(()) }
+        if after {
+            Err(err500("apply_manifest"))
+        } else {
+            Ok(())
+        }
     }
 
     async fn create_package(&self, app: &str, _source: &AppSource<()>) -> ApiResult<String> {
@@ -436,14 +469,27 @@ impl CfApi for FakeCf {
         let mut s = self.lock();
         let g = Self::id(&mut s, "pkg");
         s.packages.insert(g.clone(), app.into());
-        if after { Err(err500("create_package")) } else { Ok(g) }
+        if after {
+            Err(err500("create_package"))
+        } else {
+            Ok(g)
+        }
     }
 
-    async fn upload_bits(&self, package: &str, _bits: &(), progress: ProgressSink) -> ApiResult<()> {
+    async fn upload_bits(
+        &self,
+        package: &str,
+        _bits: &(),
+        progress: ProgressSink,
+    ) -> ApiResult<()> {
         let after = self.enter("upload_bits", package)?;
         progress.report(512, Some(1024));
         progress.report(1024, Some(1024));
-        if after { Err(err500("upload_bits")) } else { Ok(()) }
+        if after {
+            Err(err500("upload_bits"))
+        } else {
+            Ok(())
+        }
     }
 
     async fn create_build(&self, package: &str) -> ApiResult<String> {
@@ -451,7 +497,11 @@ impl CfApi for FakeCf {
         let mut s = self.lock();
         let g = Self::id(&mut s, "build");
         s.builds.insert(g.clone(), (package.into(), 2));
-        if after { Err(err500("create_build")) } else { Ok(g) }
+        if after {
+            Err(err500("create_build"))
+        } else {
+            Ok(g)
+        }
     }
 
     async fn get_build(&self, build: &str) -> ApiResult<BuildState> {
@@ -465,11 +515,17 @@ impl CfApi for FakeCf {
         }
         let pkg = pkg.clone();
         let app = s.packages.get(&pkg).cloned().unwrap_or_default();
-        let name = s.apps.get(&app).map(|a| a.app.name.clone()).unwrap_or_default();
+        let name = s
+            .apps
+            .get(&app)
+            .map(|a| a.app.name.clone())
+            .unwrap_or_default();
         if let Some(f) = fail_for
             && name.starts_with(&f)
         {
-            return Ok(BuildState::Failed("NoAppDetectedError - no buildpack detected".into()));
+            return Ok(BuildState::Failed(
+                "NoAppDetectedError - no buildpack detected".into(),
+            ));
         }
         Ok(BuildState::Staged(format!("droplet-{build}")))
     }
@@ -478,7 +534,11 @@ impl CfApi for FakeCf {
         let after = self.enter("set_current_droplet", app)?;
         let mut s = self.lock();
         s.apps.get_mut(app).ok_or_else(|| not_found("app"))?.droplet = Some(droplet.into());
-        if after { Err(err500("set_current_droplet")) } else { Ok(()) }
+        if after {
+            Err(err500("set_current_droplet"))
+        } else {
+            Ok(())
+        }
     }
 
     async fn start_app(&self, app: &str) -> ApiResult<()> {
@@ -488,24 +548,51 @@ impl CfApi for FakeCf {
         let a = s.apps.get_mut(app).ok_or_else(|| not_found("app"))?;
         a.app.state = AppState::Started;
         a.starting_polls = polls;
-        if after { Err(err500("start_app")) } else { Ok(()) }
+        if after {
+            Err(err500("start_app"))
+        } else {
+            Ok(())
+        }
     }
 
     async fn stop_app(&self, app: &str) -> ApiResult<()> {
         let after = self.enter("stop_app", app)?;
         let mut s = self.lock();
-        s.apps.get_mut(app).ok_or_else(|| not_found("app"))?.app.state = AppState::Stopped;
-        if after { Err(err500("stop_app")) } else { Ok(()) }
+        s.apps
+            .get_mut(app)
+            .ok_or_else(|| not_found("app"))?
+            .app
+            .state = AppState::Stopped;
+        if after {
+            Err(err500("stop_app"))
+        } else {
+            Ok(())
+        }
     }
 
     async fn rename_app(&self, app: &str, name: &str) -> ApiResult<()> {
         let after = self.enter("rename_app", &format!("{app} {name}"))?;
         let mut s = self.lock();
-        if s.apps.values().any(|a| a.app.name == name && a.app.guid != app) {
-            return Err(ApiError::new(422, "CF-UniquenessError", "The app name is taken"));
+        if s.apps
+            .values()
+            .any(|a| a.app.name == name && a.app.guid != app)
+        {
+            return Err(ApiError::new(
+                422,
+                "CF-UniquenessError",
+                "The app name is taken",
+            ));
         }
-        s.apps.get_mut(app).ok_or_else(|| not_found("app"))?.app.name = name.into();
-        if after { Err(err500("rename_app")) } else { Ok(()) }
+        s.apps
+            .get_mut(app)
+            .ok_or_else(|| not_found("app"))?
+            .app
+            .name = name.into();
+        if after {
+            Err(err500("rename_app"))
+        } else {
+            Ok(())
+        }
     }
 
     async fn delete_app(&self, app: &str) -> ApiResult<()> {
@@ -515,7 +602,11 @@ impl CfApi for FakeCf {
         for (_, d) in s.routes.values_mut() {
             d.retain(|d| d.app_guid != app);
         }
-        if after { Err(err500("delete_app")) } else { Ok(()) }
+        if after {
+            Err(err500("delete_app"))
+        } else {
+            Ok(())
+        }
     }
 
     async fn update_metadata(&self, app: &str, update: &MetadataUpdate) -> ApiResult<()> {
@@ -534,18 +625,34 @@ impl CfApi for FakeCf {
                 None => a.app.annotations.remove(k),
             };
         }
-        if after { Err(err500("update_metadata")) } else { Ok(()) }
+        if after {
+            Err(err500("update_metadata"))
+        } else {
+            Ok(())
+        }
     }
 
     async fn get_ssh_enabled(&self, app: &str) -> ApiResult<bool> {
         self.enter("get_ssh_enabled", app)?;
-        self.lock().apps.get(app).map(|a| a.ssh).ok_or_else(|| not_found("app"))
+        self.lock()
+            .apps
+            .get(app)
+            .map(|a| a.ssh)
+            .ok_or_else(|| not_found("app"))
     }
 
     async fn set_ssh_enabled(&self, app: &str, enabled: bool) -> ApiResult<()> {
         let after = self.enter("set_ssh_enabled", app)?;
-        self.lock().apps.get_mut(app).ok_or_else(|| not_found("app"))?.ssh = enabled;
-        if after { Err(err500("set_ssh_enabled")) } else { Ok(()) }
+        self.lock()
+            .apps
+            .get_mut(app)
+            .ok_or_else(|| not_found("app"))?
+            .ssh = enabled;
+        if after {
+            Err(err500("set_ssh_enabled"))
+        } else {
+            Ok(())
+        }
     }
 
     async fn list_processes(&self, app: &str) -> ApiResult<Vec<Process>> {
@@ -568,7 +675,12 @@ impl CfApi for FakeCf {
         let mut s = self.lock();
         let crash = s.crash_new_apps;
         let a = s.apps.get_mut(app).ok_or_else(|| not_found("process"))?;
-        let n = a.processes.iter().find(|(x, _)| x == t).map(|(_, n)| *n).unwrap_or(0);
+        let n = a
+            .processes
+            .iter()
+            .find(|(x, _)| x == t)
+            .map(|(_, n)| *n)
+            .unwrap_or(0);
         let is_new = app.starts_with("app-");
         let state = if a.app.state == AppState::Stopped {
             InstanceState::Down
@@ -585,7 +697,8 @@ impl CfApi for FakeCf {
                 index,
                 state,
                 routable: Some(state == InstanceState::Running),
-                details: (state == InstanceState::Crashed).then(|| "exit status 1 (out of memory)".to_string()),
+                details: (state == InstanceState::Crashed)
+                    .then(|| "exit status 1 (out of memory)".to_string()),
             })
             .collect())
     }
@@ -615,7 +728,10 @@ impl CfApi for FakeCf {
         self.enter("find_route", &route.host)?;
         let s = self.lock();
         let url = Self::url_of(&s, route);
-        Ok(s.routes.values().find(|(r, _)| r.url == url).map(|(r, _)| r.clone()))
+        Ok(s.routes
+            .values()
+            .find(|(r, _)| r.url == url)
+            .map(|(r, _)| r.clone()))
     }
 
     async fn create_route(&self, _space: &str, route: &NewRoute) -> ApiResult<Route> {
@@ -635,13 +751,24 @@ impl CfApi for FakeCf {
             url,
         };
         s.routes.insert(g, (r.clone(), Vec::new()));
-        if after { Err(err500("create_route")) } else { Ok(r) }
+        if after {
+            Err(err500("create_route"))
+        } else {
+            Ok(r)
+        }
     }
 
     async fn delete_route(&self, route: &str) -> ApiResult<()> {
         let after = self.enter("delete_route", route)?;
-        self.lock().routes.remove(route).ok_or_else(|| not_found("route"))?;
-        if after { Err(err500("delete_route")) } else { Ok(()) }
+        self.lock()
+            .routes
+            .remove(route)
+            .ok_or_else(|| not_found("route"))?;
+        if after {
+            Err(err500("delete_route"))
+        } else {
+            Ok(())
+        }
     }
 
     async fn list_destinations(&self, route: &str) -> ApiResult<Vec<Destination>> {
@@ -676,7 +803,11 @@ impl CfApi for FakeCf {
                 x
             }
         };
-        if after { Err(err500("add_destination")) } else { Ok(out) }
+        if after {
+            Err(err500("add_destination"))
+        } else {
+            Ok(out)
+        }
     }
 
     async fn remove_destination(&self, route: &str, destination: &str) -> ApiResult<()> {
@@ -688,7 +819,11 @@ impl CfApi for FakeCf {
         if dests.len() == before {
             return Err(not_found("destination"));
         }
-        if after { Err(err500("remove_destination")) } else { Ok(()) }
+        if after {
+            Err(err500("remove_destination"))
+        } else {
+            Ok(())
+        }
     }
 
     async fn list_network_policies(&self, apps: &[String]) -> ApiResult<Vec<NetworkPolicy>> {
@@ -705,7 +840,11 @@ impl CfApi for FakeCf {
     async fn create_network_policies(&self, p: &[NetworkPolicy]) -> ApiResult<()> {
         let after = self.enter("create_network_policies", &p.len().to_string())?;
         self.lock().policies.extend(p.iter().cloned());
-        if after { Err(err500("create_network_policies")) } else { Ok(()) }
+        if after {
+            Err(err500("create_network_policies"))
+        } else {
+            Ok(())
+        }
     }
 
     async fn delete_network_policies(&self, p: &[NetworkPolicy]) -> ApiResult<()> {
@@ -714,7 +853,11 @@ impl CfApi for FakeCf {
         for x in p {
             s.policies.remove(x);
         }
-        if after { Err(err500("delete_network_policies")) } else { Ok(()) }
+        if after {
+            Err(err500("delete_network_policies"))
+        } else {
+            Ok(())
+        }
     }
 
     fn take_warnings(&self) -> Vec<String> {
@@ -765,7 +908,11 @@ fn render(r: &RenderRequest) -> Result<String, String> {
     if r.no_route {
         app["no-route"] = true.into();
     } else {
-        app["routes"] = r.routes.iter().map(|u| serde_json::json!({"route": u})).collect();
+        app["routes"] = r
+            .routes
+            .iter()
+            .map(|u| serde_json::json!({"route": u}))
+            .collect();
     }
     if let Some(n) = r.instances.get("web") {
         app["instances"] = (*n).into();
@@ -834,8 +981,15 @@ fn assert_swapped(cf: &FakeCf) -> String {
     assert_ne!(web.app.guid, "A");
     assert_eq!(web.app.state, AppState::Started);
     assert!(web.droplet.is_some());
-    assert_eq!(cf.route_apps("web.example.com"), Some(BTreeSet::from([web.app.guid.clone()])));
-    assert_eq!(cf.route_apps("web-temp.example.com"), None, "temp route left");
+    assert_eq!(
+        cf.route_apps("web.example.com"),
+        Some(BTreeSet::from([web.app.guid.clone()]))
+    );
+    assert_eq!(
+        cf.route_apps("web-temp.example.com"),
+        None,
+        "temp route left"
+    );
     assert!(cf.app_named("web-candidate").is_none());
     assert!(!web.app.labels.contains_key("zero-downtime.cf/role"));
     web.app.guid
@@ -849,14 +1003,23 @@ async fn swap_replaces_the_live_app_and_carries_its_state_over() {
     let (outcome, events) = deploy(&cf, &req(), &[spec("web")]).await;
     assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
     let g = assert_swapped(&cf);
-    assert!(cf.lock().apps.get("A").is_none(), "old app deleted");
+    assert!(!cf.lock().apps.contains_key("A"), "old app deleted");
     let web = cf.app_named("web").unwrap();
     assert!(!web.ssh, "SSH setting carried over");
     assert_eq!(web.app.labels.get("team").map(String::as_str), Some("blue"));
-    assert_eq!(web.app.annotations.get("owner").map(String::as_str), Some("ops"));
+    assert_eq!(
+        web.app.annotations.get("owner").map(String::as_str),
+        Some("ops")
+    );
     let pol = cf.lock().policies.clone();
-    assert!(pol.iter().any(|p| p.source_app == g && p.destination_app == "B"));
-    assert!(pol.iter().any(|p| p.source_app == "B" && p.destination_app == g));
+    assert!(
+        pol.iter()
+            .any(|p| p.source_app == g && p.destination_app == "B")
+    );
+    assert!(
+        pol.iter()
+            .any(|p| p.source_app == "B" && p.destination_app == g)
+    );
 
     // Order: map the new app before unmapping the old, stop the old only after both.
     let calls = cf.mutating_calls();
@@ -866,11 +1029,29 @@ async fn swap_replaces_the_live_app_and_carries_its_state_over() {
     let stop = index_of(&calls, "stop_app A");
     let rename = index_of(&calls, &format!("rename_app {g} web"));
     assert!(map < unmap && unmap < stop && stop < rename, "{calls:#?}");
-    assert!(events.iter().any(|e| matches!(e, Event::UploadProgress { sent: 1024, .. })));
-    assert!(events.iter().any(|e| matches!(e, Event::Waiting { what, .. } if what == "drain")));
-    assert!(matches!(events.last(), Some(Event::Finished { outcome: Outcome::Deployed, .. })));
-    assert!(events.iter().any(|e| matches!(e, Event::StepFinished { kind, warnings, .. }
-        if kind == "apply_manifest" && warnings == &vec!["manifest applied".to_string()])));
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::UploadProgress { sent: 1024, .. }))
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Waiting { what, .. } if what == "drain"))
+    );
+    assert!(matches!(
+        events.last(),
+        Some(Event::Finished {
+            outcome: Outcome::Deployed,
+            ..
+        })
+    ));
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::StepFinished { kind, warnings, .. }
+        if kind == "apply_manifest" && warnings == &vec!["manifest applied".to_string()]))
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -880,9 +1061,20 @@ async fn first_deploy_is_a_plain_push_without_candidate() {
     assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
     let web = cf.app_named("web").unwrap();
     assert_eq!(web.app.state, AppState::Started);
-    assert_eq!(cf.route_apps("web.example.com"), Some(BTreeSet::from([web.app.guid])));
-    assert!(!cf.mutating_calls().iter().any(|c| c.contains("candidate") || c.contains("temp")));
-    assert!(!cf.mutating_calls().iter().any(|c| c.starts_with("delete_") || c.starts_with("stop_")));
+    assert_eq!(
+        cf.route_apps("web.example.com"),
+        Some(BTreeSet::from([web.app.guid]))
+    );
+    assert!(
+        !cf.mutating_calls()
+            .iter()
+            .any(|c| c.contains("candidate") || c.contains("temp"))
+    );
+    assert!(
+        !cf.mutating_calls()
+            .iter()
+            .any(|c| c.starts_with("delete_") || c.starts_with("stop_"))
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -896,10 +1088,19 @@ async fn dry_run_changes_nothing() {
     assert_eq!(outcome.exit_code(), 0);
     assert!(cf.mutating_calls().is_empty());
     assert_eq!(cf.snapshot(), before);
-    let Some(Event::Plan { steps, dry_run: true, .. }) = events.iter().find(|e| matches!(e, Event::Plan { .. })) else {
+    let Some(Event::Plan {
+        steps,
+        dry_run: true,
+        ..
+    }) = events.iter().find(|e| matches!(e, Event::Plan { .. }))
+    else {
         panic!("no plan event")
     };
-    assert!(steps.iter().any(|s| s.contains("Mapping route web.example.com")));
+    assert!(
+        steps
+            .iter()
+            .any(|s| s.contains("Mapping route web.example.com"))
+    );
 }
 
 /// Every mutating call of a happy swap fails once, before or after its effect: before the
@@ -932,11 +1133,17 @@ async fn a_failure_at_every_mutating_call_rolls_back_or_names_leftovers() {
                     assert!(error.contains("injected failure"), "{ctx}");
                     assert_eq!(cf.snapshot(), before, "{ctx}\n{events:#?}");
                 }
-                Outcome::DeployedWithLeftovers { leftovers: l, error } => {
+                Outcome::DeployedWithLeftovers {
+                    leftovers: l,
+                    error,
+                } => {
                     leftovers += 1;
                     assert!(!l.is_empty(), "{ctx}");
                     assert!(error.contains("injected failure"), "{ctx}");
-                    let new = cf.app_named("web-candidate").or_else(|| cf.app_named("web")).unwrap();
+                    let new = cf
+                        .app_named("web-candidate")
+                        .or_else(|| cf.app_named("web"))
+                        .unwrap();
                     assert_ne!(new.app.guid, "A", "{ctx}");
                     assert_eq!(
                         cf.route_apps("web.example.com"),
@@ -946,7 +1153,10 @@ async fn a_failure_at_every_mutating_call_rolls_back_or_names_leftovers() {
                 }
                 other => panic!("unexpected outcome {other:?} for {ctx}"),
             }
-            assert_eq!(outcome.exit_code() == 0, matches!(outcome, Outcome::DeployedWithLeftovers { .. }));
+            assert_eq!(
+                outcome.exit_code() == 0,
+                matches!(outcome, Outcome::DeployedWithLeftovers { .. })
+            );
         }
     }
     assert!(rolled_back >= 20, "{rolled_back}");
@@ -967,7 +1177,10 @@ async fn undos_run_in_reverse_order() {
             "delete route web-temp.example.com"
         ]
     );
-    assert_eq!(outcome.last_line(), "rolled back, the old version is serving");
+    assert_eq!(
+        outcome.last_line(),
+        "rolled back, the old version is serving"
+    );
 
     // A failure while unmapping maps the old app back too.
     let cf = world();
@@ -981,7 +1194,10 @@ async fn undos_run_in_reverse_order() {
     cf.fail("remove_destination", 1, When::Before);
     let (outcome, events) = deploy(&cf, &req(), &[spec("web")]).await;
     assert!(matches!(outcome, Outcome::RolledBack { .. }), "{outcome:?}");
-    assert_eq!(undo_descriptions(&events)[0], "map route web.example.com back to web");
+    assert_eq!(
+        undo_descriptions(&events)[0],
+        "map route web.example.com back to web"
+    );
     assert_eq!(cf.snapshot(), before);
 }
 
@@ -994,14 +1210,25 @@ async fn a_failing_undo_ends_in_rollback_incomplete_with_manual_steps() {
     let Outcome::RollbackIncomplete { manual_steps, .. } = &outcome else {
         panic!("{outcome:?}")
     };
-    assert_eq!(manual_steps, &vec!["cf delete web-candidate -f".to_string()]);
-    assert_eq!(outcome.last_line(), "ROLLBACK INCOMPLETE: cf delete web-candidate -f");
+    assert_eq!(
+        manual_steps,
+        &vec!["cf delete web-candidate -f".to_string()]
+    );
+    assert_eq!(
+        outcome.last_line(),
+        "ROLLBACK INCOMPLETE: cf delete web-candidate -f"
+    );
     assert_eq!(outcome.exit_code(), 1);
     // The remaining undos still ran.
     assert_eq!(cf.route_apps("web-temp.example.com"), None);
-    assert!(events.iter().any(|e| matches!(e, Event::UndoFailed { manual, .. } if manual == "cf delete web-candidate -f")));
+    assert!(events.iter().any(
+        |e| matches!(e, Event::UndoFailed { manual, .. } if manual == "cf delete web-candidate -f")
+    ));
     // The live app was never touched.
-    assert_eq!(cf.route_apps("web.example.com"), Some(BTreeSet::from(["A".to_string()])));
+    assert_eq!(
+        cf.route_apps("web.example.com"),
+        Some(BTreeSet::from(["A".to_string()]))
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -1020,7 +1247,7 @@ async fn a_failure_after_the_switch_names_the_exact_leftovers() {
             "cf unset-label app web zero-downtime.cf/role".to_string(),
         ]
     );
-    assert!(cf.lock().apps.get("A").is_none());
+    assert!(!cf.lock().apps.contains_key("A"));
 }
 
 #[tokio::test(start_paused = true)]
@@ -1029,16 +1256,29 @@ async fn staging_failure_and_crashes_roll_back_with_the_reason() {
     let before = cf.snapshot();
     cf.lock().staging_fails_for = Some("web".into());
     let (outcome, _) = deploy(&cf, &req(), &[spec("web")]).await;
-    let Outcome::RolledBack { error } = &outcome else { panic!("{outcome:?}") };
-    assert!(error.contains("staging app 'web' failed: NoAppDetectedError"), "{error}");
+    let Outcome::RolledBack { error } = &outcome else {
+        panic!("{outcome:?}")
+    };
+    assert!(
+        error.contains("staging app 'web' failed: NoAppDetectedError"),
+        "{error}"
+    );
     assert_eq!(cf.snapshot(), before);
 
     let cf = world();
     cf.lock().crash_new_apps = true;
     let (outcome, _) = deploy(&cf, &req(), &[spec("web")]).await;
-    let Outcome::RolledBack { error } = &outcome else { panic!("{outcome:?}") };
-    assert!(error.contains("instance 0 of process 'web' crashed: exit status 1 (out of memory)"), "{error}");
-    assert!(error.contains("TIP: run 'cf logs web-candidate --recent'"), "{error}");
+    let Outcome::RolledBack { error } = &outcome else {
+        panic!("{outcome:?}")
+    };
+    assert!(
+        error.contains("instance 0 of process 'web' crashed: exit status 1 (out of memory)"),
+        "{error}"
+    );
+    assert!(
+        error.contains("TIP: run 'cf logs web-candidate --recent'"),
+        "{error}"
+    );
     assert_eq!(cf.snapshot(), before);
 }
 
@@ -1048,15 +1288,22 @@ async fn instances_that_stall_time_out_and_slow_ones_do_not() {
     cf.lock().starting_polls = 10_000;
     let before = cf.snapshot();
     let (outcome, _) = deploy(&cf, &req(), &[spec("web")]).await;
-    let Outcome::RolledBack { error } = &outcome else { panic!("{outcome:?}") };
-    assert!(error.contains("0 of 2 instances running, no progress for 1m"), "{error}");
+    let Outcome::RolledBack { error } = &outcome else {
+        panic!("{outcome:?}")
+    };
+    assert!(
+        error.contains("0 of 2 instances running, no progress for 1m"),
+        "{error}"
+    );
     assert_eq!(cf.snapshot(), before);
 
     let cf = world();
     cf.lock().starting_polls = 5;
     let (outcome, events) = deploy(&cf, &req(), &[spec("web")]).await;
     assert_eq!(outcome, Outcome::Deployed);
-    assert!(events.iter().any(|e| matches!(e, Event::Waiting { detail, .. } if detail == "0 of 2 instances running")));
+    assert!(events.iter().any(
+        |e| matches!(e, Event::Waiting { detail, .. } if detail == "0 of 2 instances running")
+    ));
 }
 
 /// A reporter that cancels the deploy when a step of the given kind starts.
@@ -1092,7 +1339,11 @@ async fn an_interrupt_at_each_phase_rolls_back_before_the_switch() {
     for (i, kind) in kinds.iter().enumerate() {
         // Waits stop at once; a mutating step runs to its end and the next boundary stops.
         let waits = ["stage", "wait_healthy", "smoke_test", "drain"];
-        let stops_at = if waits.contains(&kind.as_str()) { i } else { i + 1 };
+        let stops_at = if waits.contains(&kind.as_str()) {
+            i
+        } else {
+            i + 1
+        };
         let cf = world();
         let before = cf.snapshot();
         let token = CancellationToken::new();
@@ -1105,14 +1356,25 @@ async fn an_interrupt_at_each_phase_rolls_back_before_the_switch() {
         if stops_at >= kinds.len() {
             assert_eq!(outcome, Outcome::Deployed, "{kind}");
         } else if stops_at < commit {
-            assert!(matches!(&outcome, Outcome::RolledBack { error } if error.starts_with("interrupted")), "{kind}: {outcome:?}");
+            assert!(
+                matches!(&outcome, Outcome::RolledBack { error } if error.starts_with("interrupted")),
+                "{kind}: {outcome:?}"
+            );
             assert_eq!(cf.snapshot(), before, "{kind}");
         } else {
-            assert!(matches!(outcome, Outcome::DeployedWithLeftovers { .. }), "{kind}: {outcome:?}");
-            assert_ne!(cf.route_apps("web.example.com"), Some(BTreeSet::from(["A".to_string()])));
+            assert!(
+                matches!(outcome, Outcome::DeployedWithLeftovers { .. }),
+                "{kind}: {outcome:?}"
+            );
+            assert_ne!(
+                cf.route_apps("web.example.com"),
+                Some(BTreeSet::from(["A".to_string()]))
+            );
         }
         if kind == "drain" {
-            let Outcome::DeployedWithLeftovers { leftovers, .. } = &outcome else { unreachable!() };
+            let Outcome::DeployedWithLeftovers { leftovers, .. } = &outcome else {
+                unreachable!()
+            };
             assert_eq!(
                 leftovers,
                 &vec![
@@ -1134,7 +1396,10 @@ async fn an_interrupt_before_the_first_step_changes_nothing() {
     token.cancel();
     let mut events: Vec<Event> = Vec::new();
     let outcome = run(&cf, &req(), &[spec("web")], &mut events, &token).await;
-    assert!(matches!(outcome, Outcome::NothingChanged { .. }), "{outcome:?}");
+    assert!(
+        matches!(outcome, Outcome::NothingChanged { .. }),
+        "{outcome:?}"
+    );
     assert_eq!(outcome.last_line(), "nothing was changed");
     assert!(cf.mutating_calls().is_empty());
 }
@@ -1178,41 +1443,67 @@ async fn leftovers_of_a_killed_run_are_cleaned_up_and_foreign_names_refused() {
     let cf = world();
     cf.add_app("L", "web-candidate", 1);
     cf.with_app("L", |a| {
-        a.app.labels.insert("zero-downtime.cf/role".into(), "candidate".into());
-        a.app.annotations.insert("zero-downtime.cf/app".into(), "web".into());
+        a.app
+            .labels
+            .insert("zero-downtime.cf/role".into(), "candidate".into());
+        a.app
+            .annotations
+            .insert("zero-downtime.cf/app".into(), "web".into());
     });
     cf.add_route("web-temp", &["L"]);
     let (outcome, events) = deploy(&cf, &req(), &[spec("web")]).await;
     assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
-    assert!(cf.lock().apps.get("L").is_none());
+    assert!(!cf.lock().apps.contains_key("L"));
     assert_swapped(&cf);
 
     // A killed run after the switch: the candidate serves production next to the live app.
     let cf = world();
     cf.add_app("L", "web-candidate", 1);
     cf.with_app("L", |a| {
-        a.app.labels.insert("zero-downtime.cf/role".into(), "candidate".into());
-        a.app.annotations.insert("zero-downtime.cf/app".into(), "web".into());
+        a.app
+            .labels
+            .insert("zero-downtime.cf/role".into(), "candidate".into());
+        a.app
+            .annotations
+            .insert("zero-downtime.cf/app".into(), "web".into());
     });
-    let web_route = cf.lock().routes.values().find(|(r, _)| r.url == "web.example.com").unwrap().0.guid.clone();
-    cf.lock().routes.get_mut(&web_route).unwrap().1.push(Destination {
-        guid: "dest-L".into(),
-        app_guid: "L".into(),
-        process_type: "web".into(),
-        port: None,
-        protocol: None,
-    });
+    let web_route = cf
+        .lock()
+        .routes
+        .values()
+        .find(|(r, _)| r.url == "web.example.com")
+        .unwrap()
+        .0
+        .guid
+        .clone();
+    cf.lock()
+        .routes
+        .get_mut(&web_route)
+        .unwrap()
+        .1
+        .push(Destination {
+            guid: "dest-L".into(),
+            app_guid: "L".into(),
+            process_type: "web".into(),
+            port: None,
+            protocol: None,
+        });
     let (outcome, events) = deploy(&cf, &req(), &[spec("web")]).await;
     assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
-    assert!(cf.lock().apps.get("L").is_none());
+    assert!(!cf.lock().apps.contains_key("L"));
     assert_swapped(&cf);
 
     // An app of the user's with the candidate name: clear error, nothing touched.
     let cf = world();
     cf.add_app("U", "web-candidate", 1);
     let (outcome, _) = deploy(&cf, &req(), &[spec("web")]).await;
-    let Outcome::NothingChanged { error } = &outcome else { panic!("{outcome:?}") };
-    assert!(error.contains("'web-candidate'") && error.contains("not created by cf-zero-downtime"), "{error}");
+    let Outcome::NothingChanged { error } = &outcome else {
+        panic!("{outcome:?}")
+    };
+    assert!(
+        error.contains("'web-candidate'") && error.contains("not created by cf-zero-downtime"),
+        "{error}"
+    );
     assert!(cf.mutating_calls().is_empty());
 }
 
@@ -1229,13 +1520,22 @@ async fn old_app_stop_keeps_a_labelled_venerable() {
     let v = cf.app_named("web-venerable").unwrap();
     assert_eq!(v.app.guid, "A");
     assert_eq!(v.app.state, AppState::Stopped);
-    assert_eq!(v.app.labels.get("zero-downtime.cf/role").map(String::as_str), Some("venerable"));
-    assert_eq!(cf.app_named("web").unwrap().processes, vec![("web".to_string(), 5)]);
+    assert_eq!(
+        v.app
+            .labels
+            .get("zero-downtime.cf/role")
+            .map(String::as_str),
+        Some("venerable")
+    );
+    assert_eq!(
+        cf.app_named("web").unwrap().processes,
+        vec![("web".to_string(), 5)]
+    );
 
     // The next deploy replaces that venerable with the new old version.
     let (outcome, _) = deploy(&cf, &r, &[spec("web")]).await;
     assert_eq!(outcome, Outcome::Deployed);
-    assert!(cf.lock().apps.get("A").is_none());
+    assert!(!cf.lock().apps.contains_key("A"));
     assert_ne!(cf.app_named("web-venerable").unwrap().app.guid, "A");
 }
 
@@ -1253,8 +1553,13 @@ async fn smoke_test_command_gates_the_switch() {
     let cf = world();
     let before = cf.snapshot();
     let (outcome, _) = deploy(&cf, &r, &[spec("web")]).await;
-    let Outcome::RolledBack { error } = &outcome else { panic!("{outcome:?}") };
-    assert!(error.contains("smoke test of app 'web' failed: command"), "{error}");
+    let Outcome::RolledBack { error } = &outcome else {
+        panic!("{outcome:?}")
+    };
+    assert!(
+        error.contains("smoke test of app 'web' failed: command"),
+        "{error}"
+    );
     assert!(error.contains("status 3: unhealthy"), "{error}");
     assert!(!cf.calls().iter().any(|c| c.starts_with("add_destination")));
     assert_eq!(cf.snapshot(), before);
@@ -1264,18 +1569,37 @@ async fn smoke_test_command_gates_the_switch() {
 async fn json_output_is_one_object_per_line_ending_with_the_outcome() {
     let cf = world();
     let mut rep = JsonReporter::new(Vec::new());
-    let outcome = run(&cf, &req(), &[spec("web")], &mut rep, &CancellationToken::new()).await;
+    let outcome = run(
+        &cf,
+        &req(),
+        &[spec("web")],
+        &mut rep,
+        &CancellationToken::new(),
+    )
+    .await;
     assert_eq!(outcome, Outcome::Deployed);
     let out = String::from_utf8(rep.into_inner()).unwrap();
-    let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines[0]["event"], "started");
     assert_eq!(lines[0]["org"], "o");
     let last = lines.last().unwrap();
     assert_eq!(last["event"], "finished");
     assert_eq!(last["outcome"]["result"], "deployed");
-    assert!(last["elapsed_ms"].as_u64().unwrap() >= 10_000, "the drain is included");
-    assert!(last["steps"].as_array().unwrap().iter().any(|s| s["kind"] == "drain" && s["elapsed_ms"] == 10_000));
-    assert!(lines.iter().any(|l| l["event"] == "step_failed") == false);
+    assert!(
+        last["elapsed_ms"].as_u64().unwrap() >= 10_000,
+        "the drain is included"
+    );
+    assert!(
+        last["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["kind"] == "drain" && s["elapsed_ms"] == 10_000)
+    );
+    assert!(!lines.iter().any(|l| l["event"] == "step_failed"));
     assert!(!out.contains("bearer"));
 }
 
@@ -1284,10 +1608,28 @@ async fn text_output_ends_with_the_outcome_line() {
     let cf = world();
     cf.fail("add_destination", 1, When::Before);
     let mut rep = TextReporter::plain(Vec::new());
-    run(&cf, &req(), &[spec("web")], &mut rep, &CancellationToken::new()).await;
+    run(
+        &cf,
+        &req(),
+        &[spec("web")],
+        &mut rep,
+        &CancellationToken::new(),
+    )
+    .await;
     let out = String::from_utf8(rep.into_inner()).unwrap();
-    assert!(out.starts_with("Pushing app web to org o / space s as alice...\n"), "{out}");
-    assert!(out.contains("FAILED: mapping route web.example.com to the new web (app web): 500 CF-ServerError"), "{out}");
+    assert!(
+        out.starts_with("Pushing app web to org o / space s as alice...\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "FAILED: mapping route web.example.com to the new web (app web): 500 CF-ServerError"
+        ),
+        "{out}"
+    );
     assert!(out.contains("[request id req-1]"), "{out}");
-    assert_eq!(out.lines().last(), Some("rolled back, the old version is serving"));
+    assert_eq!(
+        out.lines().last(),
+        Some("rolled back, the old version is serving")
+    );
 }
