@@ -246,3 +246,242 @@ impl<W: Write + Send> Reporter for TextReporter<W> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deploy::event::StepTime;
+
+    fn started(i: usize, description: &str) -> Event {
+        Event::StepStarted {
+            index: i,
+            total: 9,
+            kind: "k".into(),
+            app: "web".into(),
+            description: description.into(),
+        }
+    }
+
+    fn finished(i: usize, warnings: &[&str]) -> Event {
+        Event::StepFinished {
+            index: i,
+            kind: "k".into(),
+            app: "web".into(),
+            elapsed: Duration::from_millis(300),
+            warnings: warnings.iter().map(|w| w.to_string()).collect(),
+        }
+    }
+
+    fn waiting(detail: &str, secs: u64) -> Event {
+        Event::Waiting {
+            app: "web".into(),
+            what: "instances".into(),
+            elapsed: Duration::from_secs(secs),
+            detail: detail.into(),
+        }
+    }
+
+    fn render(events: Vec<Event>) -> String {
+        let mut r = TextReporter::plain(Vec::new());
+        for e in events {
+            r.report(e);
+        }
+        String::from_utf8(r.into_inner()).unwrap()
+    }
+
+    const SUMMARY: &str = "web: blue-green swap, candidate web-candidate, temporary route web-temp.example.com, routes web.example.com";
+    const EXTRA: &str = "route extra.example.com is mapped to app web but not in the manifest; the new version gets it too";
+    const CRASH: &str = "app 'web-candidate': instance 1 of process 'web' crashed: exit status 1";
+
+    fn head() -> Vec<Event> {
+        vec![
+            Event::Started {
+                org: "o".into(),
+                space: "s".into(),
+                user: Some("alice".into()),
+                apps: vec!["web".into()],
+                strategy: "bluegreen".into(),
+            },
+            Event::Plan {
+                apps: vec![SUMMARY.into()],
+                steps: vec![" 1. Creating route web-temp.example.com".into()],
+                dry_run: false,
+            },
+            Event::Warning {
+                app: None,
+                message: EXTRA.into(),
+            },
+            started(0, "Creating route web-temp.example.com"),
+            finished(0, &[]),
+            started(
+                1,
+                "Applying manifest for app web-candidate with route web-temp.example.com",
+            ),
+            finished(1, &["buildpack is deprecated"]),
+            started(2, "Uploading files for web"),
+            Event::UploadProgress {
+                app: "web".into(),
+                sent: 512,
+                total: Some(2048),
+            },
+            Event::UploadProgress {
+                app: "web".into(),
+                sent: 2048,
+                total: Some(2048),
+            },
+            finished(2, &[]),
+            started(3, "Waiting for all instances of web to run"),
+            waiting("0 of 2 instances running", 1),
+            waiting("0 of 2 instances running", 2),
+            waiting("1 of 2 instances running", 3),
+        ]
+    }
+
+    const GOLDEN_ROLLBACK_INCOMPLETE: &[&str] = &[
+        "Pushing app web to org o / space s as alice...",
+        "   web: blue-green swap, candidate web-candidate, temporary route web-temp.example.com, routes web.example.com",
+        "",
+        "Warning: route extra.example.com is mapped to app web but not in the manifest; the new version gets it too",
+        "Creating route web-temp.example.com...",
+        "Applying manifest for app web-candidate with route web-temp.example.com...",
+        "Warning: buildpack is deprecated",
+        "Uploading files for web...",
+        "   uploaded 2.0 KiB",
+        "Waiting for all instances of web to run...",
+        "   0 of 2 instances running",
+        "   1 of 2 instances running",
+        "FAILED: app 'web-candidate': instance 1 of process 'web' crashed: exit status 1",
+        "",
+        "Rolling back...",
+        "   delete app web-candidate: FAILED: 500 CF-ServerError: boom",
+        "   delete route web-temp.example.com: OK",
+        "",
+        "app 'web-candidate': instance 1 of process 'web' crashed: exit status 1",
+        "TIP: run 'cf logs web-candidate --recent'",
+        "Finish the rollback by hand:",
+        "   cf delete web-candidate -f",
+        "ROLLBACK INCOMPLETE: cf delete web-candidate -f",
+    ];
+
+    #[test]
+    fn golden_rollback_incomplete() {
+        let mut events = head();
+        events.extend([
+            Event::StepFailed {
+                index: 3,
+                kind: "wait_healthy".into(),
+                app: "web".into(),
+                elapsed: Duration::from_secs(4),
+                error: CRASH.into(),
+                warnings: vec![],
+            },
+            Event::RollbackStarted {
+                reason: "crashed".into(),
+            },
+            Event::UndoStarted {
+                description: "delete app web-candidate".into(),
+            },
+            Event::UndoFailed {
+                description: "delete app web-candidate".into(),
+                elapsed: Duration::from_millis(20),
+                error: "500 CF-ServerError: boom".into(),
+                manual: "cf delete web-candidate -f".into(),
+            },
+            Event::UndoStarted {
+                description: "delete route web-temp.example.com".into(),
+            },
+            Event::UndoFinished {
+                description: "delete route web-temp.example.com".into(),
+                elapsed: Duration::from_millis(20),
+            },
+            Event::Finished {
+                outcome: Outcome::RollbackIncomplete {
+                    error: format!("{CRASH}\nTIP: run 'cf logs web-candidate --recent'"),
+                    manual_steps: vec!["cf delete web-candidate -f".into()],
+                },
+                elapsed: Duration::from_secs(9),
+                steps: vec![],
+            },
+        ]);
+        let out = render(events);
+        let got: Vec<&str> = out.lines().collect();
+        assert_eq!(got, GOLDEN_ROLLBACK_INCOMPLETE);
+    }
+
+    #[test]
+    fn golden_deployed_and_dry_run() {
+        let mut events = head();
+        events.extend([
+            finished(3, &[]),
+            Event::Finished {
+                outcome: Outcome::Deployed,
+                elapsed: Duration::from_millis(12_300),
+                steps: vec![StepTime {
+                    kind: "drain".into(),
+                    app: String::new(),
+                    elapsed: Duration::from_secs(10),
+                }],
+            },
+        ]);
+        let out = render(events);
+        assert!(
+            out.ends_with("   1 of 2 instances running\nDeploy took 12.3s.\ndeployed\n"),
+            "{out}"
+        );
+
+        let out = render(vec![
+            Event::Plan {
+                apps: vec!["web: first deploy, routes web.example.com".into()],
+                steps: vec![" 1. Applying manifest for app web".into()],
+                dry_run: true,
+            },
+            Event::Finished {
+                outcome: Outcome::DryRun,
+                elapsed: Duration::ZERO,
+                steps: vec![],
+            },
+        ]);
+        let got: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            got,
+            [
+                "   web: first deploy, routes web.example.com",
+                "",
+                "Plan (dry run, nothing will be changed):",
+                "    1. Applying manifest for app web",
+                "",
+                "dry run: nothing was changed",
+            ]
+        );
+    }
+
+    #[test]
+    fn last_line_of_each_outcome() {
+        let cases = [
+            (
+                Outcome::NothingChanged { error: "x".into() },
+                "nothing was changed",
+            ),
+            (
+                Outcome::RolledBack { error: "x".into() },
+                "rolled back, the old version is serving",
+            ),
+            (
+                Outcome::DeployedWithLeftovers {
+                    error: "x".into(),
+                    leftovers: vec!["cf stop web".into()],
+                },
+                "deployed with leftovers: cf stop web",
+            ),
+        ];
+        for (o, want) in cases {
+            let out = render(vec![Event::Finished {
+                outcome: o,
+                elapsed: Duration::ZERO,
+                steps: vec![],
+            }]);
+            assert_eq!(out.lines().last(), Some(want));
+            assert!(out.contains("\nx\n"), "the error is shown: {out}");
+        }
+    }
+}
