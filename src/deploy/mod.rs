@@ -17,6 +17,31 @@
 //! Then [`run`] does everything and returns the [`event::Outcome`]; its `exit_code()` is the
 //! process exit code.
 //!
+//! # Decisions (where DESIGN.md is silent)
+//!
+//! - Names: the candidate is `<app>-candidate`, a kept old version `<app>-venerable`. Ours are
+//!   marked with the label `zero-downtime.cf/role=candidate|venerable` and the annotation
+//!   `zero-downtime.cf/app=<app>` (annotations accept any app name, label values do not). An app
+//!   with one of those names that is not marked for this very app is never touched: the plan
+//!   fails with a name-clash error before any change.
+//! - Leftovers: a marked candidate that serves nothing but the temp route is deleted first
+//!   (that deletion is not undone: it was garbage). A marked candidate that serves production
+//!   routes is treated like the live app: its routes move to the new candidate and it is
+//!   deleted after the switch (renamed out of the way first if it holds the candidate name).
+//! - Commit point: the last unmap from the old app(s). Unmaps are undone (the old destination
+//!   is re-added with its process, port and protocol), so a failure while unmapping app N of a
+//!   multi-app deploy still restores every app. After the commit point nothing is undone: the
+//!   outcome is `DeployedWithLeftovers` with the `cf` commands of the steps not done; its exit
+//!   code is 0 because the new version is serving.
+//! - Cancellation after the commit point stops at the next step boundary (or inside the drain)
+//!   and reports the leftovers; the old app then still runs unrouted.
+//! - Routes the live app serves that the manifest lacks are mapped to the new version too, with
+//!   a warning (never silently dropped). A `no-route` app gets no temporary route unless a
+//!   smoke test asks for one.
+//! - A first deploy (no live app) is a plain push under the app's own name: production routes
+//!   that do not exist are created by us first (so a rollback deletes exactly those), then
+//!   apply_manifest maps them; a smoke test runs on the first production route.
+//!
 //! Depends on: cli (flags), cf::target, tokio, tokio-util, reqwest (smoke probe).
 //! Must not: print, exit, or use `cf`/`manifest`/`package` directly.
 

@@ -200,9 +200,14 @@ pub async fn observe<A: CfApi>(
                 venerables.push(a.clone());
             }
         }
+        // Ours only when labelled for this very app; anything else with our names is foreign.
         let foreign_names = by_name
             .iter()
-            .filter(|a| a.name != spec.name && !ours.iter().any(|o| o.guid == a.guid))
+            .filter(|a| {
+                a.name != spec.name
+                    && !is_ours(a, ROLE_CANDIDATE, &spec.name)
+                    && !is_ours(a, ROLE_VENERABLE, &spec.name)
+            })
             .cloned()
             .collect();
 

@@ -106,7 +106,7 @@ impl<W: Write + Send> TextReporter<W> {
         bar.set_position(sent);
     }
 
-    fn waiting(&mut self, detail: &str, elapsed: Duration) {
+    fn waiting(&mut self, detail: &str) {
         if !self.terminal {
             if self.last_detail.as_deref() != Some(detail) {
                 self.last_detail = Some(detail.to_string());
@@ -122,7 +122,6 @@ impl<W: Write + Send> TextReporter<W> {
             s.enable_steady_tick(Duration::from_millis(120));
             s
         });
-        let _ = elapsed;
         sp.set_message(detail.to_string());
     }
 
@@ -223,9 +222,8 @@ impl<W: Write + Send> Reporter for TextReporter<W> {
                 self.line(&format!("FAILED: {error}"));
             }
             Event::UploadProgress { sent, total, .. } => self.progress(sent, total),
-            Event::Waiting {
-                detail, elapsed, ..
-            } => self.waiting(&detail, elapsed),
+            // The spinner shows its own elapsed time; plain output prints changes only.
+            Event::Waiting { detail, .. } => self.waiting(&detail),
             Event::RollbackStarted { .. } => {
                 self.clear_progress();
                 self.line("");

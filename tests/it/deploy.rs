@@ -1505,6 +1505,26 @@ async fn leftovers_of_a_killed_run_are_cleaned_up_and_foreign_names_refused() {
         "{error}"
     );
     assert!(cf.mutating_calls().is_empty());
+
+    // Ours, but labelled for another app: just as foreign.
+    let cf = world();
+    cf.add_app("V", "web-venerable", 1);
+    cf.with_app("V", |a| {
+        a.app
+            .labels
+            .insert("zero-downtime.cf/role".into(), "venerable".into());
+        a.app
+            .annotations
+            .insert("zero-downtime.cf/app".into(), "other".into());
+    });
+    let mut r = req();
+    r.old_app = OldApp::Keep;
+    let (outcome, _) = deploy(&cf, &r, &[spec("web")]).await;
+    assert!(
+        matches!(&outcome, Outcome::NothingChanged { error } if error.contains("'web-venerable'")),
+        "{outcome:?}"
+    );
+    assert!(cf.mutating_calls().is_empty());
 }
 
 #[tokio::test(start_paused = true)]
@@ -1632,4 +1652,75 @@ async fn text_output_ends_with_the_outcome_line() {
         out.lines().last(),
         Some("rolled back, the old version is serving")
     );
+}
+
+#[tokio::test]
+async fn built_in_probe_checks_the_candidate_on_the_temp_route() {
+    use wiremock::matchers::{header, method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/health"))
+        .and(header("host", "web-temp.example.com"))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let mut r = req();
+    r.poll_interval = Duration::from_millis(1);
+    r.drain = Duration::from_millis(1);
+    r.smoke_test_path = Some("/health".into());
+    r.probe = ProbeConfig {
+        scheme: "http".into(),
+        connect_to: Some(*server.address()),
+        retry_interval: Duration::from_millis(1),
+        attempts: 2,
+        ..ProbeConfig::default()
+    };
+    let cf = world();
+    let (outcome, events) = deploy(&cf, &r, &[spec("web")]).await;
+    assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
+
+    // A candidate that answers 503 is rolled back before any route switches.
+    let bad = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(503))
+        .expect(2)
+        .mount(&bad)
+        .await;
+    r.probe.connect_to = Some(*bad.address());
+    let cf = world();
+    let before = cf.snapshot();
+    let (outcome, _) = deploy(&cf, &r, &[spec("web")]).await;
+    let Outcome::RolledBack { error } = &outcome else {
+        panic!("{outcome:?}")
+    };
+    assert!(
+        error.contains(
+            "GET http://web-temp.example.com/health did not answer 2xx after 2 attempts: status 503"
+        ),
+        "{error}"
+    );
+    assert_eq!(cf.snapshot(), before);
+}
+
+#[tokio::test(start_paused = true)]
+async fn terminal_mode_keeps_progress_off_the_line_output() {
+    let cf = world();
+    let mut rep = TextReporter::terminal(Vec::new());
+    let outcome = run(
+        &cf,
+        &req(),
+        &[spec("web")],
+        &mut rep,
+        &CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(outcome, Outcome::Deployed);
+    let out = String::from_utf8(rep.into_inner()).unwrap();
+    assert!(
+        !out.contains("uploaded") && !out.contains("instances running"),
+        "{out}"
+    );
+    assert_eq!(out.lines().last(), Some("deployed"));
 }
