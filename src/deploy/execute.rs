@@ -183,9 +183,32 @@ impl<A: CfApi> Exec<'_, A> {
                         .map(|a| StepOutput::App {
                             guid: a.guid.clone(),
                             name: a.name.clone(),
+                            server_routes: Vec::new(),
                         }),
                     Err(_) => None,
                 };
+                // With random-route the server creates the route: record it so a rollback
+                // deletes it with the app.
+                let mut app = app;
+                let mut listing = Ok(());
+                if render.random_route
+                    && let Some(StepOutput::App {
+                        guid,
+                        server_routes,
+                        ..
+                    }) = &mut app
+                {
+                    match api.list_app_routes(guid).await {
+                        Ok(r) => *server_routes = r,
+                        Err(e) => listing = Err(e),
+                    }
+                }
+                if let (Ok(()), Err(e)) = (&applied, listing) {
+                    return Err(Failure {
+                        error: Self::api_err(step, e),
+                        partial: app,
+                    });
+                }
                 match (applied, found, app) {
                     (Ok(()), _, Some(out)) => Ok(out),
                     (Ok(()), Err(e), None) => Err(err(e)),
@@ -502,7 +525,14 @@ impl<A: CfApi> Exec<'_, A> {
     async fn undo(&self, u: &Undo) -> Result<(), ApiError> {
         let api = self.api;
         let r = match u {
-            Undo::DeleteApp { guid, .. } => api.delete_app(guid).await,
+            Undo::DeleteApp { guid, routes, .. } => {
+                let mut r = ok_if_not_found(api.delete_app(guid).await);
+                for route in routes {
+                    let d = ok_if_not_found(api.delete_route(&route.guid).await);
+                    r = r.and(d);
+                }
+                r
+            }
             Undo::DeleteRoute { guid, .. } => api.delete_route(guid).await,
             Undo::RemoveDestination {
                 route_guid,

@@ -240,6 +240,8 @@ pub enum StepOutput {
         guid: AppGuid,
         /// Name.
         name: String,
+        /// Routes the server created for it (`random-route`), deleted with it on rollback.
+        server_routes: Vec<Route>,
     },
     /// A route was created.
     Route(Route),
@@ -273,12 +275,14 @@ pub enum StepOutput {
 /// The compensation of a completed step.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Undo {
-    /// Delete an app created by the run.
+    /// Delete an app created by the run, then the routes the server created for it.
     DeleteApp {
         /// GUID.
         guid: AppGuid,
         /// Name.
         name: String,
+        /// Routes created by the server along with the app.
+        routes: Vec<Route>,
     },
     /// Delete a route created by the run.
     DeleteRoute {
@@ -332,9 +336,17 @@ pub fn undo_for(step: &Step, out: &StepOutput) -> Option<Undo> {
             guid: r.guid.clone(),
             address: route.clone(),
         }),
-        (Step::ApplyManifest { .. }, StepOutput::App { guid, name }) => Some(Undo::DeleteApp {
+        (
+            Step::ApplyManifest { .. },
+            StepOutput::App {
+                guid,
+                name,
+                server_routes,
+            },
+        ) => Some(Undo::DeleteApp {
             guid: guid.clone(),
             name: name.clone(),
+            routes: server_routes.clone(),
         }),
         (Step::CopyNetworkPolicies { .. }, StepOutput::Policies(p)) if !p.is_empty() => {
             Some(Undo::DeleteNetworkPolicies(p.clone()))
@@ -397,7 +409,13 @@ impl Undo {
     /// What the undo does, for messages.
     pub fn describe(&self) -> String {
         match self {
-            Undo::DeleteApp { name, .. } => format!("delete app {name}"),
+            Undo::DeleteApp { name, routes, .. } if routes.is_empty() => {
+                format!("delete app {name}")
+            }
+            Undo::DeleteApp { name, routes, .. } => {
+                let urls: Vec<&str> = routes.iter().map(|r| r.url.as_str()).collect();
+                format!("delete app {name} and its route {}", urls.join(", "))
+            }
             Undo::DeleteRoute { address, .. } => format!("delete route {address}"),
             Undo::RemoveDestination {
                 address, app_name, ..
@@ -413,7 +431,10 @@ impl Undo {
     /// The `cf` command that does the same by hand.
     pub fn manual_command(&self) -> String {
         match self {
-            Undo::DeleteApp { name, .. } => format!("cf delete {name} -f"),
+            Undo::DeleteApp { name, routes, .. } if routes.is_empty() => {
+                format!("cf delete {name} -f")
+            }
+            Undo::DeleteApp { name, .. } => format!("cf delete {name} -f -r"),
             Undo::DeleteRoute { address, .. } => {
                 format!("cf delete-route {} -f", address.cf_flags())
             }
@@ -648,7 +669,9 @@ impl Ledger {
     /// The app created by `ApplyManifest` for manifest app `app`: (GUID, name).
     pub fn new_app(&self, app: &str) -> Option<(&str, &str)> {
         self.entries.iter().find_map(|(s, o)| match (s, o) {
-            (Step::ApplyManifest { app: a, .. }, StepOutput::App { guid, name }) if a == app => {
+            (Step::ApplyManifest { app: a, .. }, StepOutput::App { guid, name, .. })
+                if a == app =>
+            {
                 Some((guid.as_str(), name.as_str()))
             }
             _ => None,
@@ -746,10 +769,12 @@ mod tests {
                 StepOutput::App {
                     guid: "C".into(),
                     name: "web-candidate".into(),
+                    server_routes: vec![route("RR")],
                 },
                 Some(Undo::DeleteApp {
                     guid: "C".into(),
                     name: "web-candidate".into(),
+                    routes: vec![route("RR")],
                 }),
             ),
             (
@@ -886,6 +911,7 @@ mod tests {
             StepOutput::App {
                 guid: "C".into(),
                 name: "c".into(),
+                server_routes: vec![],
             },
         );
         l.push(Step::Start { app: "web".into() }, StepOutput::None);

@@ -405,13 +405,20 @@ impl CfApi for FakeCf {
                     }
                 }
             }
-            let routes: Vec<String> = a["routes"]
+            let mut routes: Vec<String> = a["routes"]
                 .as_sequence()
                 .cloned()
                 .unwrap_or_default()
                 .iter()
                 .filter_map(|r| r["route"].as_str().map(str::to_string))
                 .collect();
+            let mapped = s
+                .routes
+                .values()
+                .any(|(_, d)| d.iter().any(|d| d.app_guid == guid));
+            if a["random-route"].as_bool() == Some(true) && !mapped {
+                routes.push(format!("{name}-rnd.example.com"));
+            }
             for r in routes {
                 let Some(addr) = resolve_route(&r, &domains) else {
                     return Err(ApiError::new(422, "CF-UnprocessableEntity", "no domain"));
@@ -905,7 +912,9 @@ fn render(r: &RenderRequest) -> Result<String, String> {
         "name": r.name,
         "metadata": {"labels": r.labels, "annotations": r.annotations},
     });
-    if r.no_route {
+    if r.random_route {
+        app["random-route"] = true.into();
+    } else if r.no_route {
         app["no-route"] = true.into();
     } else {
         app["routes"] = r
@@ -1723,4 +1732,25 @@ async fn terminal_mode_keeps_progress_off_the_line_output() {
         "{out}"
     );
     assert_eq!(out.lines().last(), Some("deployed"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_first_deploy_with_random_route_leaves_no_route_behind() {
+    let mut sp = spec("web");
+    sp.routes = RouteSpec::Random;
+    let cf = FakeCf::new();
+    let (outcome, _) = deploy(&cf, &req(), std::slice::from_ref(&sp)).await;
+    assert_eq!(outcome, Outcome::Deployed);
+    assert!(cf.route_apps("web-rnd.example.com").is_some());
+
+    let cf = FakeCf::new();
+    let before = cf.snapshot();
+    cf.fail("start_app", 1, When::Before);
+    let (outcome, events) = deploy(&cf, &req(), &[sp]).await;
+    assert!(matches!(outcome, Outcome::RolledBack { .. }), "{outcome:?}");
+    assert_eq!(
+        undo_descriptions(&events),
+        vec!["delete app web and its route web-rnd.example.com"]
+    );
+    assert_eq!(cf.snapshot(), before);
 }
