@@ -119,16 +119,16 @@ pub enum Error {
 }
 
 impl Error {
-    /// A hint to print on its own line, if one helps.
+    /// A hint to print on its own line, if one helps. A rollback deletes the failed app and
+    /// its recent logs with it, so the hint points at the next attempt.
     pub fn hint(&self) -> Option<String> {
-        match self {
-            Error::Crashed { name, .. } | Error::HealthTimeout { name, .. } => {
-                Some(format!("TIP: run 'cf logs {name} --recent'"))
-            }
-            Error::StagingFailed { app, .. } => Some(format!(
-                "TIP: run 'cf logs {app}-candidate --recent' (or 'cf logs {app} --recent' on a first deploy) during the next push"
-            )),
-            _ => None,
-        }
+        let name = match self {
+            Error::Crashed { name, .. } | Error::HealthTimeout { name, .. } => name.clone(),
+            Error::StagingFailed { app, .. } => format!("{app}-candidate"),
+            _ => return None,
+        };
+        Some(format!(
+            "TIP: the failed app is deleted by the rollback; watch 'cf logs {name}' in another terminal during the next push"
+        ))
     }
 }

@@ -66,6 +66,14 @@ pub use request::{AppSpec, DeployRequest, RenderRequest, RouteSpec};
 
 use event::error_chain;
 
+/// The strategy's flag value (`blue-green`, `rolling`, `canary`).
+pub fn strategy_name(s: crate::cli::Strategy) -> String {
+    use clap::ValueEnum;
+    s.to_possible_value()
+        .map(|v| v.get_name().to_string())
+        .unwrap_or_else(|| format!("{s:?}"))
+}
+
 /// Observes, plans and (unless `--dry-run`) executes a blue-green deploy of `apps`.
 /// Reports every event to `reporter`, ending with [`Event::Finished`], and returns the outcome.
 /// Never panics; every failure ends in an [`Outcome`].
@@ -82,7 +90,7 @@ pub async fn run<A: CfApi>(
         space: req.space.clone(),
         user: req.user.clone(),
         apps: apps.iter().map(|a| a.name.clone()).collect(),
-        strategy: format!("{:?}", req.strategy).to_lowercase(),
+        strategy: strategy_name(req.strategy),
     });
     let (outcome, steps) = run_inner(api, req, apps, reporter, cancel).await;
     reporter.report(Event::Finished {

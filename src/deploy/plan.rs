@@ -201,9 +201,9 @@ pub fn plan<B>(
     apps: &[AppSpec<B>],
 ) -> Result<Plan, PlanError> {
     if req.strategy != Strategy::BlueGreen {
-        return Err(PlanError::UnsupportedStrategy(
-            format!("{:?}", req.strategy).to_lowercase(),
-        ));
+        return Err(PlanError::UnsupportedStrategy(super::strategy_name(
+            req.strategy,
+        )));
     }
     if apps.is_empty() {
         return Err(PlanError::NoApps);

@@ -180,6 +180,7 @@ impl<W: Write + Send> Reporter for TextReporter<W> {
                 self.line(&format!(
                     "Pushing {what} to org {org} / space {space}{who}..."
                 ));
+                self.line("Getting app info...");
             }
             Event::Plan {
                 apps,
@@ -298,7 +299,7 @@ mod tests {
                 space: "s".into(),
                 user: Some("alice".into()),
                 apps: vec!["web".into()],
-                strategy: "bluegreen".into(),
+                strategy: "blue-green".into(),
             },
             Event::Plan {
                 apps: vec![SUMMARY.into()],
@@ -337,6 +338,7 @@ mod tests {
 
     const GOLDEN_ROLLBACK_INCOMPLETE: &[&str] = &[
         "Pushing app web to org o / space s as alice...",
+        "Getting app info...",
         "   web: blue-green swap, candidate web-candidate, temporary route web-temp.example.com, routes web.example.com",
         "",
         "Warning: route extra.example.com is mapped to app web but not in the manifest; the new version gets it too",
@@ -355,7 +357,7 @@ mod tests {
         "   delete route web-temp.example.com: OK",
         "",
         "app 'web-candidate': instance 1 of process 'web' crashed: exit status 1",
-        "TIP: run 'cf logs web-candidate --recent'",
+        "TIP: the failed app is deleted by the rollback; watch 'cf logs web-candidate' in another terminal during the next push",
         "Finish the rollback by hand:",
         "   cf delete web-candidate -f",
         "ROLLBACK INCOMPLETE: cf delete web-candidate -f",
@@ -394,7 +396,7 @@ mod tests {
             },
             Event::Finished {
                 outcome: Outcome::RollbackIncomplete {
-                    error: format!("{CRASH}\nTIP: run 'cf logs web-candidate --recent'"),
+                    error: format!("{CRASH}\nTIP: the failed app is deleted by the rollback; watch 'cf logs web-candidate' in another terminal during the next push"),
                     manual_steps: vec!["cf delete web-candidate -f".into()],
                 },
                 elapsed: Duration::from_secs(9),

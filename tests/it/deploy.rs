@@ -1285,7 +1285,7 @@ async fn staging_failure_and_crashes_roll_back_with_the_reason() {
         "{error}"
     );
     assert!(
-        error.contains("TIP: run 'cf logs web-candidate --recent'"),
+        error.contains("TIP: the failed app is deleted by the rollback; watch 'cf logs web-candidate' in another terminal during the next push"),
         "{error}"
     );
     assert_eq!(cf.snapshot(), before);
@@ -1614,6 +1614,7 @@ async fn json_output_is_one_object_per_line_ending_with_the_outcome() {
         .collect();
     assert_eq!(lines[0]["event"], "started");
     assert_eq!(lines[0]["org"], "o");
+    assert_eq!(lines[0]["strategy"], "blue-green");
     let last = lines.last().unwrap();
     assert_eq!(last["event"], "finished");
     assert_eq!(last["outcome"]["result"], "deployed");
@@ -1647,7 +1648,7 @@ async fn text_output_ends_with_the_outcome_line() {
     .await;
     let out = String::from_utf8(rep.into_inner()).unwrap();
     assert!(
-        out.starts_with("Pushing app web to org o / space s as alice...\n"),
+        out.starts_with("Pushing app web to org o / space s as alice...\nGetting app info...\n"),
         "{out}"
     );
     assert!(
