@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::api::{
     ApiError, AppSource, BuildState, CfApi, InstanceState, NetworkPolicy, NewDestination,
-    ProgressSink,
+    ProgressSink, UploadProgress,
 };
 use super::error::Error;
 use super::event::{Event, Outcome, Reporter, StepTime, error_chain};
@@ -280,23 +280,16 @@ impl<A: CfApi> Exec<'_, A> {
                 let upload = api.upload_bits(package, bits, sink);
                 tokio::pin!(upload);
                 // The upload is mutating: it is always awaited to its end, never cancelled.
+                let mut throttle = ProgressThrottle::default();
                 let r = loop {
                     tokio::select! {
                         r = &mut upload => break r,
-                        Some(p) = rx.recv() => reporter.report(Event::UploadProgress {
-                            app: app.clone(),
-                            sent: p.sent,
-                            total: p.total,
-                        }),
+                        Some(p) = rx.recv() => throttle.forward(app, p, reporter),
                     }
                 };
                 // Updates sent just before the upload finished.
                 while let Ok(p) = rx.try_recv() {
-                    reporter.report(Event::UploadProgress {
-                        app: app.clone(),
-                        sent: p.sent,
-                        total: p.total,
-                    });
+                    throttle.forward(app, p, reporter);
                 }
                 r.map_err(err)?;
                 Ok(StepOutput::None)
@@ -554,6 +547,29 @@ impl<A: CfApi> Exec<'_, A> {
     }
 }
 
+/// Forwards upload progress at most once per percent (or per MiB when the total is unknown),
+/// and always the last update, so a chatty uploader does not flood JSON output.
+#[derive(Default)]
+struct ProgressThrottle {
+    last: Option<u64>,
+}
+
+impl ProgressThrottle {
+    fn forward(&mut self, app: &str, p: UploadProgress, reporter: &mut dyn Reporter) {
+        let step = p.total.map_or(1 << 20, |t| (t / 100).max(1));
+        let done = p.total.is_some_and(|t| p.sent >= t);
+        let due = self.last.is_none_or(|l| p.sent >= l.saturating_add(step));
+        if done || due {
+            self.last = Some(p.sent);
+            reporter.report(Event::UploadProgress {
+                app: app.to_string(),
+                sent: p.sent,
+                total: p.total,
+            });
+        }
+    }
+}
+
 fn warn_all(reporter: &mut dyn Reporter, app: Option<&str>, warnings: Vec<String>) {
     for message in warnings {
         reporter.report(Event::Warning {
@@ -703,5 +719,35 @@ pub async fn execute<A: CfApi>(
             },
             times,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upload_progress_is_throttled_to_one_event_per_percent() {
+        let mut events: Vec<Event> = Vec::new();
+        let mut t = ProgressThrottle::default();
+        for sent in (0..=10_000u64).step_by(10) {
+            t.forward(
+                "web",
+                UploadProgress {
+                    sent,
+                    total: Some(10_000),
+                },
+                &mut events,
+            );
+        }
+        assert_eq!(events.len(), 101);
+        assert_eq!(
+            events.last(),
+            Some(&Event::UploadProgress {
+                app: "web".into(),
+                sent: 10_000,
+                total: Some(10_000)
+            })
+        );
     }
 }

@@ -1755,3 +1755,24 @@ async fn a_failed_first_deploy_with_random_route_leaves_no_route_behind() {
     );
     assert_eq!(cf.snapshot(), before);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_new_app_next_to_a_swapped_one_is_removed_when_the_swap_fails() {
+    let cf = world();
+    let (outcome, events) = deploy(&cf, &req(), &[spec("web"), spec("fresh")]).await;
+    assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
+    assert_swapped(&cf);
+    assert!(cf.app_named("fresh").is_some());
+    assert!(cf.route_apps("fresh.example.com").is_some());
+
+    let cf = world();
+    let before = cf.snapshot();
+    cf.fail("add_destination", 1, When::Before);
+    let (outcome, _) = deploy(&cf, &req(), &[spec("web"), spec("fresh")]).await;
+    assert!(matches!(outcome, Outcome::RolledBack { .. }), "{outcome:?}");
+    assert_eq!(
+        cf.snapshot(),
+        before,
+        "the new app and its route are gone too"
+    );
+}
