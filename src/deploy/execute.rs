@@ -323,7 +323,7 @@ impl<A: CfApi> Exec<'_, A> {
                         app: app.clone(),
                         what: "staging".into(),
                         elapsed: start.elapsed(),
-                        detail: "staging".into(),
+                        detail: format!("staging build {build}"),
                     });
                     self.pause(self.req.poll_interval).await?;
                 }

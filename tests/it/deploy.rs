@@ -1776,3 +1776,16 @@ async fn a_new_app_next_to_a_swapped_one_is_removed_when_the_swap_fails() {
         "the new app and its route are gone too"
     );
 }
+
+/// The deploy future can run on a multi-threaded runtime (plugin and standalone entry points).
+#[test]
+fn the_deploy_future_is_send() {
+    fn assert_send<T: Send>(_: &T) {}
+    let cf = world();
+    let r = req();
+    let apps = [spec("web")];
+    let mut events: Vec<Event> = Vec::new();
+    let token = CancellationToken::new();
+    let fut = run(&cf, &r, &apps, &mut events, &token);
+    assert_send(&fut);
+}
