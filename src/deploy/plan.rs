@@ -590,22 +590,16 @@ pub fn plan<B>(
                         name: v.name.clone(),
                     });
                 }
-                finish.push(Step::RenameApp {
+                // Label first, then rename: an interrupted run leaves either a labelled app
+                // still called <app> (treated as the live app) or a labelled venerable, never
+                // an unlabelled `<app>-venerable` that the next run would have to refuse.
+                finish.push(Step::UpdateMetadata {
                     app: name.clone(),
                     target: AppRef::Existing {
                         guid: g.clone(),
                         name: n.clone(),
                     },
-                    from: n,
-                    to: ven.clone(),
-                });
-                finish.push(Step::UpdateMetadata {
-                    app: name.clone(),
-                    target: AppRef::Existing {
-                        guid: g,
-                        name: ven.clone(),
-                    },
-                    name: ven.clone(),
+                    name: n.clone(),
                     update: MetadataUpdate {
                         labels: BTreeMap::from([(
                             ROLE_LABEL.to_string(),
@@ -616,6 +610,15 @@ pub fn plan<B>(
                             Some(name.clone()),
                         )]),
                     },
+                });
+                finish.push(Step::RenameApp {
+                    app: name.clone(),
+                    target: AppRef::Existing {
+                        guid: g,
+                        name: n.clone(),
+                    },
+                    from: n,
+                    to: ven.clone(),
                 });
             }
         }
@@ -1158,8 +1161,8 @@ mod tests {
                 "drain",
                 "stop_app",
                 "delete_app",
-                "rename_app",
                 "update_metadata",
+                "rename_app",
                 "delete_route",
                 "rename_app",
                 "update_metadata"

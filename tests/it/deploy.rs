@@ -1789,3 +1789,55 @@ fn the_deploy_future_is_send() {
     let fut = run(&cf, &r, &apps, &mut events, &token);
     assert_send(&fut);
 }
+
+/// A run killed after deleting the old app but before the rename: the labelled candidate is
+/// the only app serving production. The next deploy treats it as the live app.
+#[tokio::test(start_paused = true)]
+async fn a_serving_candidate_without_live_app_is_replaced_like_a_live_app() {
+    let cf = FakeCf::new();
+    cf.add_app("L", "web-candidate", 2);
+    cf.with_app("L", |a| {
+        a.app
+            .labels
+            .insert("zero-downtime.cf/role".into(), "candidate".into());
+        a.app.labels.insert("team".into(), "blue".into());
+        a.app
+            .annotations
+            .insert("zero-downtime.cf/app".into(), "web".into());
+    });
+    cf.add_route("web", &["L"]);
+    let (outcome, events) = deploy(&cf, &req(), &[spec("web")]).await;
+    assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
+    assert!(!cf.lock().apps.contains_key("L"));
+    let g = assert_swapped(&cf);
+    let web = cf.app_named("web").unwrap();
+    assert_eq!(web.app.labels.get("team").map(String::as_str), Some("blue"));
+    // It gave up the candidate name first, and served until the new version did.
+    let calls = cf.mutating_calls();
+    let r = cf.route_guid("web.example.com");
+    assert!(index_of(&calls, "rename_app L web-leftover-L") < index_of(&calls, "apply_manifest"));
+    assert!(
+        index_of(&calls, &format!("add_destination {r} {g}"))
+            < index_of(&calls, &format!("remove_destination {r} dest-{r}-L"))
+    );
+}
+
+/// A run killed between labelling the old app as venerable and renaming it.
+#[tokio::test(start_paused = true)]
+async fn a_live_app_already_labelled_venerable_is_still_the_live_app() {
+    let cf = world();
+    cf.with_app("A", |a| {
+        a.app
+            .labels
+            .insert("zero-downtime.cf/role".into(), "venerable".into());
+        a.app
+            .annotations
+            .insert("zero-downtime.cf/app".into(), "web".into());
+    });
+    let mut r = req();
+    r.old_app = OldApp::Stop;
+    let (outcome, events) = deploy(&cf, &r, &[spec("web")]).await;
+    assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
+    assert_swapped(&cf);
+    assert_eq!(cf.app_named("web-venerable").unwrap().app.guid, "A");
+}
