@@ -1,1 +1,159 @@
-//! The `deploy` layer (see the crate docs for the layout).
+//! The `deploy` layer: observe (reads only) → plan (pure) → execute (steps with undo), with
+//! progress reported as [`event::Event`]s. This module implements the blue-green strategy of
+//! DESIGN.md section 2.
+//!
+//! # Seams (what the integrator provides)
+//!
+//! - [`api::CfApi`]: implemented for the real Cloud Controller client (and the package layer
+//!   for [`api::CfApi::upload_bits`], with [`api::CfApi::Bits`] the scanned app directory or
+//!   archive); `cf::Error` is mapped into [`api::ApiError`].
+//! - [`request::AppSpec`]: one per manifest app, its `render` wired to the manifest layer
+//!   (render the app's entry with [`request::RenderRequest`]'s overrides: name, routes or
+//!   `no-route`, extra labels/annotations, instance counts).
+//! - [`request::DeployRequest::from_args`]: from `PushArgs` and the `Target`.
+//! - An [`event::Reporter`]: one of the `ui` renderers.
+//! - A `CancellationToken` cancelled on Ctrl-C / SIGTERM.
+//!
+//! Then [`run`] does everything and returns the [`event::Outcome`]; its `exit_code()` is the
+//! process exit code.
+//!
+//! # Decisions (where DESIGN.md is silent)
+//!
+//! - Names: the candidate is `<app>-candidate`, a kept old version `<app>-venerable`. Ours are
+//!   marked with the label `zero-downtime.cf/role=candidate|venerable` and the annotation
+//!   `zero-downtime.cf/app=<app>` (annotations accept any app name, label values do not). An app
+//!   with one of those names that is not marked for this very app is never touched: the plan
+//!   fails with a name-clash error before any change.
+//! - Leftovers: a marked candidate that serves nothing but the temp route is deleted first
+//!   (that deletion is not undone: it was garbage). A marked candidate that serves production
+//!   routes is treated like the live app: its routes move to the new candidate and it is
+//!   deleted after the switch (renamed out of the way first if it holds the candidate name).
+//! - Commit point: the last unmap from the old app(s). Unmaps are undone (the old destination
+//!   is re-added with its process, port and protocol), so a failure while unmapping app N of a
+//!   multi-app deploy still restores every app. After the commit point nothing is undone: the
+//!   outcome is `DeployedWithLeftovers` with the `cf` commands of the steps not done; its exit
+//!   code is 0 because the new version is serving.
+//! - Cancellation after the commit point stops at the next step boundary (or inside the drain)
+//!   and reports the leftovers; the old app then still runs unrouted.
+//! - Routes the live app serves that the manifest lacks are mapped to the new version too, with
+//!   a warning (never silently dropped). A `no-route` app gets no temporary route unless a
+//!   smoke test asks for one.
+//! - A first deploy (no live app) is a plain push under the app's own name: production routes
+//!   that do not exist are created by us first (so a rollback deletes exactly those), then
+//!   apply_manifest maps them; a smoke test runs on the first production route.
+//!
+//! Depends on: cli (flags), cf::target, tokio, tokio-util, reqwest (smoke probe).
+//! Must not: print, exit, or use `cf`/`manifest`/`package` directly.
+
+pub mod api;
+pub mod error;
+pub mod event;
+pub mod execute;
+pub mod observe;
+pub mod plan;
+pub mod request;
+pub mod route;
+pub mod smoke;
+pub mod step;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+pub use api::{ApiError, CfApi};
+pub use error::Error;
+pub use event::{Event, Outcome, Reporter};
+pub use request::{AppSpec, DeployRequest, RenderRequest, RouteSpec};
+
+use event::error_chain;
+
+/// The strategy's flag value (`blue-green`, `rolling`, `canary`).
+pub fn strategy_name(s: crate::cli::Strategy) -> String {
+    use clap::ValueEnum;
+    s.to_possible_value()
+        .map(|v| v.get_name().to_string())
+        .unwrap_or_else(|| format!("{s:?}"))
+}
+
+/// Observes, plans and (unless `--dry-run`) executes a blue-green deploy of `apps`.
+/// Reports every event to `reporter`, ending with [`Event::Finished`], and returns the outcome.
+/// Never panics; every failure ends in an [`Outcome`].
+pub async fn run<A: CfApi>(
+    api: &A,
+    req: &DeployRequest,
+    apps: &[AppSpec<A::Bits>],
+    reporter: &mut dyn Reporter,
+    cancel: &CancellationToken,
+) -> Outcome {
+    let started = Instant::now();
+    reporter.report(Event::Started {
+        org: req.org.clone(),
+        space: req.space.clone(),
+        user: req.user.clone(),
+        apps: apps.iter().map(|a| a.name.clone()).collect(),
+        strategy: strategy_name(req.strategy),
+    });
+    let (outcome, steps) = run_inner(api, req, apps, reporter, cancel).await;
+    reporter.report(Event::Finished {
+        outcome: outcome.clone(),
+        elapsed: started.elapsed(),
+        steps,
+    });
+    outcome
+}
+
+async fn run_inner<A: CfApi>(
+    api: &A,
+    req: &DeployRequest,
+    apps: &[AppSpec<A::Bits>],
+    reporter: &mut dyn Reporter,
+    cancel: &CancellationToken,
+) -> (Outcome, Vec<event::StepTime>) {
+    let observed = tokio::select! {
+        () = cancel.cancelled() => Err(Error::Cancelled),
+        r = observe::observe(api, req, apps) => r.map_err(|source| Error::Observe {
+            space: req.space.clone(),
+            source: Box::new(source),
+        }),
+    };
+    for message in api.take_warnings() {
+        reporter.report(Event::Warning { app: None, message });
+    }
+    let observed = match observed {
+        Ok(o) => o,
+        Err(e) => {
+            return (
+                Outcome::NothingChanged {
+                    error: error_chain(&e),
+                },
+                Vec::new(),
+            );
+        }
+    };
+    let plan = match plan::plan(&observed, req, apps) {
+        Ok(p) => p,
+        Err(e) => {
+            let e = Error::from(e);
+            return (
+                Outcome::NothingChanged {
+                    error: error_chain(&e),
+                },
+                Vec::new(),
+            );
+        }
+    };
+    reporter.report(Event::Plan {
+        apps: plan.summary_lines(),
+        steps: plan.step_lines(),
+        dry_run: req.dry_run,
+    });
+    for message in &plan.warnings {
+        reporter.report(Event::Warning {
+            app: None,
+            message: message.clone(),
+        });
+    }
+    if req.dry_run {
+        return (Outcome::DryRun, Vec::new());
+    }
+    execute::execute(api, &plan, req, apps, reporter, cancel).await
+}

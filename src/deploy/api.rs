@@ -1,0 +1,467 @@
+//! The narrow Cloud Controller interface the deploy layer needs, defined by its consumer.
+//!
+//! [`CfApi`] lists exactly the operations the blue-green flow performs, in Cloud Controller
+//! vocabulary. The integrator implements it for the real `cf::Client` (plus the `package`
+//! layer for uploads) and maps `cf::Error` into [`ApiError`]; tests implement it with an
+//! in-memory fake. Types here are plain data mirroring the v3 resources, reduced to the
+//! fields the deploy layer reads.
+//!
+//! Depends on: tokio (progress channel), thiserror. Must not: know about HTTP, manifests or printing.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+
+use tokio::sync::mpsc;
+
+/// An app GUID.
+pub type AppGuid = String;
+/// A route GUID.
+pub type RouteGuid = String;
+/// A package GUID.
+pub type PackageGuid = String;
+/// A build GUID.
+pub type BuildGuid = String;
+/// A droplet GUID.
+pub type DropletGuid = String;
+/// A process GUID.
+pub type ProcessGuid = String;
+
+/// A Cloud Controller error, as the adapter reports it. Branch on [`ApiError::title`] or
+/// [`ApiError::status`], never on [`ApiError::detail`] (display only).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ApiError {
+    /// HTTP status, `None` for transport errors and timeouts.
+    pub status: Option<u16>,
+    /// CF error code (e.g. 10010), when the body had one.
+    pub code: Option<i64>,
+    /// CF error title (e.g. `CF-ResourceNotFound`), or a short kind for non-CC errors.
+    pub title: String,
+    /// Human-readable detail.
+    pub detail: String,
+    /// `X-Vcap-Request-Id` of the failed request.
+    pub request_id: Option<String>,
+}
+
+impl ApiError {
+    /// An error with a status, title and detail.
+    pub fn new(status: u16, title: impl Into<String>, detail: impl Into<String>) -> Self {
+        ApiError {
+            status: Some(status),
+            code: None,
+            title: title.into(),
+            detail: detail.into(),
+            request_id: None,
+        }
+    }
+
+    /// A `404 CF-ResourceNotFound` error.
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        let mut e = ApiError::new(404, "CF-ResourceNotFound", detail);
+        e.code = Some(10010);
+        e
+    }
+
+    /// A transport or timeout error (no HTTP status).
+    pub fn transport(detail: impl Into<String>) -> Self {
+        ApiError {
+            title: "transport".into(),
+            detail: detail.into(),
+            ..ApiError::default()
+        }
+    }
+
+    /// Sets the request id.
+    #[must_use]
+    pub fn with_request_id(mut self, id: impl Into<String>) -> Self {
+        self.request_id = Some(id.into());
+        self
+    }
+
+    /// Whether the resource does not exist (any `404`, or a `*NotFound` title).
+    pub fn is_not_found(&self) -> bool {
+        self.status == Some(404) || self.title.ends_with("NotFound")
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.status {
+            Some(s) => write!(f, "{s} {}", self.title)?,
+            None => write!(f, "{}", self.title)?,
+        }
+        if let Some(c) = self.code {
+            write!(f, " (code {c})")?;
+        }
+        if !self.detail.is_empty() {
+            write!(f, ": {}", self.detail)?;
+        }
+        if let Some(id) = &self.request_id {
+            write!(f, " [request id {id}]")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+/// The state of an app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppState {
+    /// Desired state STARTED.
+    Started,
+    /// Desired state STOPPED.
+    Stopped,
+}
+
+/// An app (the fields the deploy layer reads).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct App {
+    /// The app's GUID.
+    pub guid: AppGuid,
+    /// The app's name.
+    pub name: String,
+    /// Desired state.
+    pub state: AppState,
+    /// `metadata.labels`.
+    pub labels: BTreeMap<String, String>,
+    /// `metadata.annotations`.
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// A change to an app's metadata: `Some` sets a key, `None` removes it (CC PATCH semantics).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MetadataUpdate {
+    /// Labels to set or remove.
+    pub labels: BTreeMap<String, Option<String>>,
+    /// Annotations to set or remove.
+    pub annotations: BTreeMap<String, Option<String>>,
+}
+
+/// A domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Domain {
+    /// The domain's GUID.
+    pub guid: String,
+    /// The domain's name, e.g. `apps.example.com`.
+    pub name: String,
+    /// Whether it is an internal domain (`apps.internal`).
+    pub internal: bool,
+}
+
+/// A route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// The route's GUID.
+    pub guid: RouteGuid,
+    /// Host part (may be empty).
+    pub host: String,
+    /// Path (empty or starting with `/`).
+    pub path: String,
+    /// Port of a TCP route.
+    pub port: Option<u16>,
+    /// The domain's GUID.
+    pub domain_guid: String,
+    /// The CC `url` field: `host.domain[:port]/path`.
+    pub url: String,
+}
+
+/// A route to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRoute {
+    /// Domain GUID.
+    pub domain_guid: String,
+    /// Host part (may be empty).
+    pub host: String,
+    /// Path (empty or starting with `/`).
+    pub path: String,
+    /// Port of a TCP route.
+    pub port: Option<u16>,
+}
+
+/// A route destination (a mapping of a route to an app's process).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Destination {
+    /// The destination's GUID.
+    pub guid: String,
+    /// The app it points to.
+    pub app_guid: AppGuid,
+    /// The process type (`web` by default).
+    pub process_type: String,
+    /// The app port, when not the default.
+    pub port: Option<u32>,
+    /// `http1`, `http2` or `tcp`, when set.
+    pub protocol: Option<String>,
+}
+
+/// A destination to add to a route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDestination {
+    /// The app to route to.
+    pub app_guid: AppGuid,
+    /// The process type (`web` by default).
+    pub process_type: String,
+    /// The app port, when not the default.
+    pub port: Option<u32>,
+    /// `http1`, `http2` or `tcp`, when set.
+    pub protocol: Option<String>,
+}
+
+/// A process of an app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Process {
+    /// The process GUID.
+    pub guid: ProcessGuid,
+    /// The process type (`web`, `worker`, ...).
+    pub process_type: String,
+    /// Desired instance count.
+    pub instances: u32,
+}
+
+/// The state of one process instance (`/v3/processes/:guid/stats`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstanceState {
+    /// Running.
+    Running,
+    /// Starting.
+    Starting,
+    /// Crashed.
+    Crashed,
+    /// Down (not placed, or the app is stopped).
+    Down,
+    /// Stopping.
+    Stopping,
+    /// A state this version does not know.
+    Unknown,
+}
+
+/// One instance's stats.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceStat {
+    /// Instance index.
+    pub index: u32,
+    /// Its state.
+    pub state: InstanceState,
+    /// Readiness result (`None` when the platform does not report it).
+    pub routable: Option<bool>,
+    /// Placement error or crash detail, when reported.
+    pub details: Option<String>,
+}
+
+/// The state of a build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuildState {
+    /// Still staging.
+    Staging,
+    /// Staged; holds the droplet GUID.
+    Staged(DropletGuid),
+    /// Failed; holds the staging error.
+    Failed(String),
+}
+
+/// A container-to-container network policy (networking API).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct NetworkPolicy {
+    /// Source app GUID.
+    pub source_app: AppGuid,
+    /// Destination app GUID.
+    pub destination_app: AppGuid,
+    /// `tcp` or `udp`.
+    pub protocol: String,
+    /// First port.
+    pub start_port: u16,
+    /// Last port.
+    pub end_port: u16,
+}
+
+/// Where an app's code comes from. `B` is the integrator's opaque bits handle (for example
+/// a scanned app directory); the deploy layer only passes it back to [`CfApi::upload_bits`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppSource<B> {
+    /// A bits package built from local files.
+    Bits(B),
+    /// A docker image. The password is the adapter's business (`CF_DOCKER_PASSWORD`).
+    Docker {
+        /// The image reference.
+        image: String,
+        /// Registry user name.
+        username: Option<String>,
+    },
+}
+
+/// Upload progress, sent by [`CfApi::upload_bits`] while it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UploadProgress {
+    /// Bytes sent so far.
+    pub sent: u64,
+    /// Total bytes to send, when known.
+    pub total: Option<u64>,
+}
+
+/// Where an upload reports progress. Sending never blocks and never fails (a closed
+/// receiver just drops the update).
+#[derive(Debug, Clone)]
+pub struct ProgressSink {
+    tx: mpsc::UnboundedSender<UploadProgress>,
+}
+
+impl ProgressSink {
+    /// A sink and the receiver the executor reads.
+    pub fn channel() -> (ProgressSink, mpsc::UnboundedReceiver<UploadProgress>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (ProgressSink { tx }, rx)
+    }
+
+    /// Reports bytes sent so far.
+    pub fn report(&self, sent: u64, total: Option<u64>) {
+        // A dropped receiver only means nobody renders progress any more.
+        let _ignored = self.tx.send(UploadProgress { sent, total });
+    }
+}
+
+/// Result of a [`CfApi`] call.
+pub type ApiResult<T> = Result<T, ApiError>;
+
+/// The Cloud Controller operations blue-green needs. Implementations must be cheap to call
+/// concurrently through `&self` (interior mutability for the warnings buffer) and bound every
+/// wait they do internally (jobs, package processing).
+///
+/// "Mutating" methods are never cancelled by the executor once started.
+pub trait CfApi: Sync {
+    /// The opaque bits handle of an app (see [`AppSource`]).
+    type Bits: Send + Sync;
+
+    /// Apps in the space with any of these names (`GET /v3/apps?names=..&space_guids=..`).
+    fn find_apps_by_name(
+        &self,
+        space_guid: &str,
+        names: &[String],
+    ) -> impl Future<Output = ApiResult<Vec<App>>> + Send;
+    /// Apps in the space matching a label selector (`GET /v3/apps?label_selector=..`).
+    fn find_apps_by_label(
+        &self,
+        space_guid: &str,
+        selector: &str,
+    ) -> impl Future<Output = ApiResult<Vec<App>>> + Send;
+    /// One app (`GET /v3/apps/:guid`).
+    fn get_app(&self, guid: &str) -> impl Future<Output = ApiResult<App>> + Send;
+    /// Applies a manifest to the space and waits (bounded) for its job to complete
+    /// (`POST /v3/spaces/:guid/actions/apply_manifest`). Mutating.
+    fn apply_manifest(
+        &self,
+        space_guid: &str,
+        yaml: &str,
+    ) -> impl Future<Output = ApiResult<()>> + Send;
+    /// Creates a bits or docker package for the app (`POST /v3/packages`). Mutating.
+    fn create_package(
+        &self,
+        app_guid: &str,
+        source: &AppSource<Self::Bits>,
+    ) -> impl Future<Output = ApiResult<PackageGuid>> + Send;
+    /// Resource-matches, zips and uploads the bits, then waits (bounded) until the package is
+    /// READY (`POST /v3/resource_matches`, `POST /v3/packages/:guid/upload`). Mutating.
+    fn upload_bits(
+        &self,
+        package_guid: &str,
+        bits: &Self::Bits,
+        progress: ProgressSink,
+    ) -> impl Future<Output = ApiResult<()>> + Send;
+    /// Starts staging (`POST /v3/builds`). Mutating.
+    fn create_build(&self, package_guid: &str)
+    -> impl Future<Output = ApiResult<BuildGuid>> + Send;
+    /// The build's state (`GET /v3/builds/:guid`).
+    fn get_build(&self, build_guid: &str) -> impl Future<Output = ApiResult<BuildState>> + Send;
+    /// Sets the app's current droplet (`PATCH /v3/apps/:guid/relationships/current_droplet`). Mutating.
+    fn set_current_droplet(
+        &self,
+        app_guid: &str,
+        droplet_guid: &str,
+    ) -> impl Future<Output = ApiResult<()>> + Send;
+    /// Starts the app (`POST /v3/apps/:guid/actions/start`). Mutating.
+    fn start_app(&self, app_guid: &str) -> impl Future<Output = ApiResult<()>> + Send;
+    /// Stops the app (`POST /v3/apps/:guid/actions/stop`). Mutating.
+    fn stop_app(&self, app_guid: &str) -> impl Future<Output = ApiResult<()>> + Send;
+    /// Renames the app (`PATCH /v3/apps/:guid`). Mutating.
+    fn rename_app(&self, app_guid: &str, name: &str) -> impl Future<Output = ApiResult<()>> + Send;
+    /// Deletes the app and waits (bounded) for the job (`DELETE /v3/apps/:guid`). Mutating.
+    fn delete_app(&self, app_guid: &str) -> impl Future<Output = ApiResult<()>> + Send;
+    /// Sets or removes labels/annotations (`PATCH /v3/apps/:guid` metadata). Mutating.
+    fn update_metadata(
+        &self,
+        app_guid: &str,
+        update: &MetadataUpdate,
+    ) -> impl Future<Output = ApiResult<()>> + Send;
+    /// Whether SSH is enabled for the app (`GET /v3/apps/:guid/features/ssh`).
+    fn get_ssh_enabled(&self, app_guid: &str) -> impl Future<Output = ApiResult<bool>> + Send;
+    /// Enables or disables SSH (`PATCH /v3/apps/:guid/features/ssh`). Mutating.
+    fn set_ssh_enabled(
+        &self,
+        app_guid: &str,
+        enabled: bool,
+    ) -> impl Future<Output = ApiResult<()>> + Send;
+    /// The app's processes (`GET /v3/apps/:guid/processes`).
+    fn list_processes(
+        &self,
+        app_guid: &str,
+    ) -> impl Future<Output = ApiResult<Vec<Process>>> + Send;
+    /// Per-instance stats of a process (`GET /v3/processes/:guid/stats`).
+    fn process_stats(
+        &self,
+        process_guid: &str,
+    ) -> impl Future<Output = ApiResult<Vec<InstanceStat>>> + Send;
+    /// A domain by name, `None` when it does not exist (`GET /v3/domains?names=..`).
+    fn find_domain(&self, name: &str) -> impl Future<Output = ApiResult<Option<Domain>>> + Send;
+    /// The org's default domain (`GET /v3/organizations/:guid/domains/default`).
+    fn default_domain(&self) -> impl Future<Output = ApiResult<Option<Domain>>> + Send;
+    /// Routes mapped to the app (`GET /v3/apps/:guid/routes`).
+    fn list_app_routes(&self, app_guid: &str)
+    -> impl Future<Output = ApiResult<Vec<Route>>> + Send;
+    /// A route by its parts, `None` when it does not exist
+    /// (`GET /v3/routes?domain_guids=..&hosts=..&paths=..&ports=..`).
+    fn find_route(&self, route: &NewRoute)
+    -> impl Future<Output = ApiResult<Option<Route>>> + Send;
+    /// Creates a route in the space (`POST /v3/routes`). Mutating.
+    fn create_route(
+        &self,
+        space_guid: &str,
+        route: &NewRoute,
+    ) -> impl Future<Output = ApiResult<Route>> + Send;
+    /// Deletes a route and waits (bounded) for the job (`DELETE /v3/routes/:guid`). Mutating.
+    fn delete_route(&self, route_guid: &str) -> impl Future<Output = ApiResult<()>> + Send;
+    /// The route's destinations (`GET /v3/routes/:guid/destinations`).
+    fn list_destinations(
+        &self,
+        route_guid: &str,
+    ) -> impl Future<Output = ApiResult<Vec<Destination>>> + Send;
+    /// Adds one destination, keeping the others (`POST /v3/routes/:guid/destinations`);
+    /// returns the destination for that app and process. Mutating.
+    fn add_destination(
+        &self,
+        route_guid: &str,
+        destination: &NewDestination,
+    ) -> impl Future<Output = ApiResult<Destination>> + Send;
+    /// Removes one destination (`DELETE /v3/routes/:guid/destinations/:dguid`). Mutating.
+    fn remove_destination(
+        &self,
+        route_guid: &str,
+        destination_guid: &str,
+    ) -> impl Future<Output = ApiResult<()>> + Send;
+    /// Policies whose source or destination is one of these apps
+    /// (`GET /networking/v1/external/policies?id=..`).
+    fn list_network_policies(
+        &self,
+        app_guids: &[String],
+    ) -> impl Future<Output = ApiResult<Vec<NetworkPolicy>>> + Send;
+    /// Creates policies (`POST /networking/v1/external/policies`). Mutating.
+    fn create_network_policies(
+        &self,
+        policies: &[NetworkPolicy],
+    ) -> impl Future<Output = ApiResult<()>> + Send;
+    /// Deletes policies (`POST /networking/v1/external/policies/delete`). Mutating.
+    fn delete_network_policies(
+        &self,
+        policies: &[NetworkPolicy],
+    ) -> impl Future<Output = ApiResult<()>> + Send;
+    /// Warnings collected since the last call (`X-Cf-Warnings`, job warnings), drained.
+    fn take_warnings(&self) -> Vec<String>;
+}

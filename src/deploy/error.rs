@@ -1,0 +1,134 @@
+//! The deploy layer's error: what failed, for which app, in which step, and why.
+//!
+//! Depends on: deploy::api (ApiError), deploy::plan (PlanError), deploy::smoke. Must not: print.
+
+use std::time::Duration;
+
+use super::api::ApiError;
+use super::plan::PlanError;
+use super::smoke::SmokeError;
+use super::step::fmt_duration;
+
+/// Why a deploy step (or the preflight) failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// A Cloud Controller call failed during a step.
+    #[error("{step} (app {app})")]
+    Api {
+        /// Manifest app.
+        app: String,
+        /// The step's description.
+        step: String,
+        /// The API error.
+        #[source]
+        source: Box<ApiError>,
+    },
+    /// Reading the current state failed (nothing was changed).
+    #[error("reading the current state of space '{space}' failed")]
+    Observe {
+        /// Space name.
+        space: String,
+        /// The API error.
+        #[source]
+        source: Box<ApiError>,
+    },
+    /// No plan could be made.
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    /// The manifest layer could not render the candidate's manifest.
+    #[error("rendering the manifest for app '{app}' failed: {message}")]
+    Render {
+        /// Manifest app.
+        app: String,
+        /// Why.
+        message: String,
+    },
+    /// Apply succeeded but the app is not there.
+    #[error("app '{name}' was not found after applying its manifest")]
+    AppMissing {
+        /// The app name.
+        name: String,
+    },
+    /// Staging failed.
+    #[error("staging app '{app}' failed: {reason}")]
+    StagingFailed {
+        /// Manifest app.
+        app: String,
+        /// The build's error.
+        reason: String,
+    },
+    /// Staging did not finish in time.
+    #[error("staging app '{app}' did not finish within {}", fmt_duration(*.timeout))]
+    StagingTimeout {
+        /// Manifest app.
+        app: String,
+        /// The bound.
+        timeout: Duration,
+    },
+    /// An instance crashed.
+    #[error("app '{name}': instance {index} of process '{process_type}' crashed: {reason}")]
+    Crashed {
+        /// The crashed app's name.
+        name: String,
+        /// Process type.
+        process_type: String,
+        /// Instance index.
+        index: u32,
+        /// The reported reason.
+        reason: String,
+    },
+    /// Instances made no progress.
+    #[error(
+        "app '{name}': {running} of {total} instances running, no progress for {}{details}",
+        fmt_duration(*.timeout)
+    )]
+    HealthTimeout {
+        /// App name.
+        name: String,
+        /// Running instances.
+        running: u32,
+        /// Desired instances.
+        total: u32,
+        /// The stall bound.
+        timeout: Duration,
+        /// Placement details (prefixed with `: `), if any.
+        details: String,
+    },
+    /// A smoke test failed.
+    #[error("smoke test of app '{app}' failed")]
+    Smoke {
+        /// Manifest app.
+        app: String,
+        /// Why.
+        #[source]
+        source: SmokeError,
+    },
+    /// Ctrl-C / SIGTERM.
+    #[error("interrupted")]
+    Cancelled,
+    /// A step needs an output no earlier step produced (a plan defect).
+    #[error("step '{step}' of app '{app}' needs {what}, which no earlier step produced")]
+    Missing {
+        /// Manifest app.
+        app: String,
+        /// Step.
+        step: String,
+        /// What is missing.
+        what: String,
+    },
+}
+
+impl Error {
+    /// A hint to print on its own line, if one helps. A rollback deletes the failed app and
+    /// its recent logs with it, so the hint points at the next attempt.
+    pub fn hint(&self) -> Option<String> {
+        let name = match self {
+            Error::Crashed { name, .. } | Error::HealthTimeout { name, .. } => name.clone(),
+            Error::StagingFailed { app, .. } => format!("{app}-candidate"),
+            _ => return None,
+        };
+        Some(format!(
+            "TIP: the failed app is deleted by the rollback; watch 'cf logs {name}' in another terminal during the next push"
+        ))
+    }
+}

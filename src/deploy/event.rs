@@ -1,0 +1,264 @@
+//! What a deploy reports while it runs: [`Event`]s sent to a [`Reporter`], ending with
+//! [`Event::Finished`] carrying the [`Outcome`]. The `ui` layer renders them; nothing here prints.
+//!
+//! Events serialize to one JSON object each (`"event": "step_started"`, durations as
+//! `*_ms` integers), which is the `--output json` format.
+//!
+//! Depends on: serde. Must not: print.
+
+use std::time::Duration;
+
+use serde::{Serialize, Serializer};
+
+fn ms<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// How a deploy ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Outcome {
+    /// The new version serves under the app's name; nothing left over.
+    Deployed,
+    /// The new version serves, but a step after the switch failed or was interrupted.
+    DeployedWithLeftovers {
+        /// What failed.
+        error: String,
+        /// `cf` commands that finish the clean-up.
+        leftovers: Vec<String>,
+    },
+    /// `--dry-run`: the plan was printed.
+    DryRun,
+    /// Failed before anything was changed.
+    NothingChanged {
+        /// What failed.
+        error: String,
+    },
+    /// Failed or interrupted; every change was undone and the old version serves.
+    RolledBack {
+        /// What failed.
+        error: String,
+    },
+    /// Failed, and some undo failed too.
+    RollbackIncomplete {
+        /// What failed.
+        error: String,
+        /// `cf` commands that finish the rollback.
+        manual_steps: Vec<String>,
+    },
+}
+
+impl Outcome {
+    /// The process exit code: 0 when the new version is deployed (or for a dry run), else 1.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Outcome::Deployed | Outcome::DeployedWithLeftovers { .. } | Outcome::DryRun => 0,
+            _ => 1,
+        }
+    }
+
+    /// The last line of the text output.
+    pub fn last_line(&self) -> String {
+        match self {
+            Outcome::Deployed => "deployed".into(),
+            Outcome::DeployedWithLeftovers { leftovers, .. } => {
+                format!("deployed with leftovers: {}", leftovers.join("; "))
+            }
+            Outcome::DryRun => "dry run: nothing was changed".into(),
+            Outcome::NothingChanged { .. } => "nothing was changed".into(),
+            Outcome::RolledBack { .. } => "rolled back, the old version is serving".into(),
+            Outcome::RollbackIncomplete { manual_steps, .. } => {
+                format!("ROLLBACK INCOMPLETE: {}", manual_steps.join("; "))
+            }
+        }
+    }
+
+    /// The error that ended the deploy, if any.
+    pub fn error(&self) -> Option<&str> {
+        match self {
+            Outcome::Deployed | Outcome::DryRun => None,
+            Outcome::DeployedWithLeftovers { error, .. }
+            | Outcome::NothingChanged { error }
+            | Outcome::RolledBack { error }
+            | Outcome::RollbackIncomplete { error, .. } => Some(error),
+        }
+    }
+}
+
+/// Time spent in one step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StepTime {
+    /// Step kind.
+    pub kind: String,
+    /// Manifest app.
+    pub app: String,
+    /// Duration.
+    #[serde(rename = "elapsed_ms", serialize_with = "ms")]
+    pub elapsed: Duration,
+}
+
+/// A progress event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// The deploy starts (before any API call).
+    Started {
+        /// Org name.
+        org: String,
+        /// Space name.
+        space: String,
+        /// User name.
+        user: Option<String>,
+        /// Apps, in manifest order.
+        apps: Vec<String>,
+        /// Strategy.
+        strategy: String,
+    },
+    /// The plan (always sent; the whole output of a dry run).
+    Plan {
+        /// One line per app.
+        apps: Vec<String>,
+        /// One line per step.
+        steps: Vec<String>,
+        /// Whether this is a dry run.
+        dry_run: bool,
+    },
+    /// A warning (plan warnings and CC warnings outside steps).
+    Warning {
+        /// Manifest app, if any.
+        app: Option<String>,
+        /// Text.
+        message: String,
+    },
+    /// A step starts.
+    StepStarted {
+        /// Index in the plan (0-based).
+        index: usize,
+        /// Number of steps.
+        total: usize,
+        /// Step kind.
+        kind: String,
+        /// Manifest app.
+        app: String,
+        /// Description.
+        description: String,
+    },
+    /// A step finished.
+    StepFinished {
+        /// Index.
+        index: usize,
+        /// Step kind.
+        kind: String,
+        /// Manifest app.
+        app: String,
+        /// Duration.
+        #[serde(rename = "elapsed_ms", serialize_with = "ms")]
+        elapsed: Duration,
+        /// CC warnings collected during the step.
+        warnings: Vec<String>,
+    },
+    /// A step failed.
+    StepFailed {
+        /// Index.
+        index: usize,
+        /// Step kind.
+        kind: String,
+        /// Manifest app.
+        app: String,
+        /// Duration.
+        #[serde(rename = "elapsed_ms", serialize_with = "ms")]
+        elapsed: Duration,
+        /// The error, with its causes.
+        error: String,
+        /// CC warnings collected during the step.
+        warnings: Vec<String>,
+    },
+    /// Upload progress.
+    UploadProgress {
+        /// Manifest app.
+        app: String,
+        /// Bytes sent.
+        sent: u64,
+        /// Total bytes, if known.
+        total: Option<u64>,
+    },
+    /// A wait is in progress.
+    Waiting {
+        /// Manifest app (empty for the drain).
+        app: String,
+        /// What is waited for: `staging`, `instances`, `smoke_test`, `drain`.
+        what: String,
+        /// Time waited so far.
+        #[serde(rename = "elapsed_ms", serialize_with = "ms")]
+        elapsed: Duration,
+        /// Progress detail, e.g. `2 of 4 instances running`.
+        detail: String,
+    },
+    /// Rollback starts.
+    RollbackStarted {
+        /// Why.
+        reason: String,
+    },
+    /// An undo starts.
+    UndoStarted {
+        /// What it does.
+        description: String,
+    },
+    /// An undo finished.
+    UndoFinished {
+        /// What it did.
+        description: String,
+        /// Duration.
+        #[serde(rename = "elapsed_ms", serialize_with = "ms")]
+        elapsed: Duration,
+    },
+    /// An undo failed.
+    UndoFailed {
+        /// What it tried.
+        description: String,
+        /// Duration.
+        #[serde(rename = "elapsed_ms", serialize_with = "ms")]
+        elapsed: Duration,
+        /// The error.
+        error: String,
+        /// The `cf` command to do it by hand.
+        manual: String,
+    },
+    /// The deploy ended. Always the last event.
+    Finished {
+        /// The outcome.
+        outcome: Outcome,
+        /// Total duration.
+        #[serde(rename = "elapsed_ms", serialize_with = "ms")]
+        elapsed: Duration,
+        /// Per-step durations, in order.
+        steps: Vec<StepTime>,
+    },
+}
+
+/// Receives events. `ui` implements it; tests collect into a `Vec<Event>`.
+pub trait Reporter: Send {
+    /// Handles one event.
+    fn report(&mut self, event: Event);
+}
+
+impl Reporter for Vec<Event> {
+    fn report(&mut self, event: Event) {
+        self.push(event);
+    }
+}
+
+/// An error and its causes, joined with `": "`.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let m = c.to_string();
+        if !s.ends_with(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        cur = c.source();
+    }
+    s
+}

@@ -1,0 +1,753 @@
+//! Execute: runs a [`Plan`]'s steps against a [`CfApi`], records outputs in a [`Ledger`],
+//! reports [`Event`]s, and on failure or cancellation before the commit point runs the undos
+//! in reverse order (not-found counts as success; a failed undo is recorded and the rest still
+//! run). After the commit point a failure stops the run and names the leftovers.
+//!
+//! Cancellation is checked between steps and inside every wait (`select!`); a mutating request
+//! that has started is always awaited to its end.
+//!
+//! Depends on: deploy::{api, step, plan, event, smoke, error}. Must not: print.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::api::{
+    ApiError, AppSource, BuildState, CfApi, InstanceState, NetworkPolicy, NewDestination,
+    ProgressSink, UploadProgress,
+};
+use super::error::Error;
+use super::event::{Event, Outcome, Reporter, StepTime, error_chain};
+use super::observe::{ROLE_CANDIDATE, ROLE_LABEL};
+use super::plan::Plan;
+use super::request::{AppSpec, DeployRequest};
+use super::smoke;
+use super::step::{AppRef, Ledger, PolicyEnd, RouteRef, Step, StepOutput, Undo};
+
+/// A failed step: the error and whatever it did create before failing (to undo it).
+struct Failure {
+    error: Error,
+    partial: Option<StepOutput>,
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Self {
+        Failure {
+            error,
+            partial: None,
+        }
+    }
+}
+
+struct Exec<'a, A: CfApi> {
+    api: &'a A,
+    req: &'a DeployRequest,
+    apps: &'a [AppSpec<A::Bits>],
+    cancel: &'a CancellationToken,
+}
+
+fn ok_if_not_found(r: Result<(), ApiError>) -> Result<(), ApiError> {
+    match r {
+        Err(e) if e.is_not_found() => Ok(()),
+        r => r,
+    }
+}
+
+impl<A: CfApi> Exec<'_, A> {
+    fn api_err(step: &Step, e: ApiError) -> Error {
+        Error::Api {
+            app: step.app().to_string(),
+            step: step.describe().to_lowercase(),
+            source: Box::new(e),
+        }
+    }
+
+    fn missing(step: &Step, what: &str) -> Error {
+        Error::Missing {
+            app: step.app().to_string(),
+            step: step.kind().to_string(),
+            what: what.to_string(),
+        }
+    }
+
+    fn spec(&self, step: &Step) -> Result<&AppSpec<A::Bits>, Error> {
+        self.apps
+            .iter()
+            .find(|a| a.name == step.app())
+            .ok_or_else(|| Self::missing(step, "the app's spec"))
+    }
+
+    fn new_app<'l>(ledger: &'l Ledger, step: &Step) -> Result<(&'l str, &'l str), Error> {
+        ledger
+            .new_app(step.app())
+            .ok_or_else(|| Self::missing(step, "the new app"))
+    }
+
+    fn app_ref(ledger: &Ledger, step: &Step, r: &AppRef) -> Result<String, Error> {
+        match r {
+            AppRef::Existing { guid, .. } => Ok(guid.clone()),
+            AppRef::New { .. } => Ok(Self::new_app(ledger, step)?.0.to_string()),
+        }
+    }
+
+    fn route_guid(ledger: &Ledger, step: &Step, r: &RouteRef) -> Result<String, Error> {
+        match &r.guid {
+            Some(g) => Ok(g.clone()),
+            None => ledger
+                .created_route(&r.address)
+                .map(str::to_string)
+                .ok_or_else(|| Self::missing(step, "the route it maps")),
+        }
+    }
+
+    /// Sleeps, unless cancelled first.
+    async fn pause(&self, d: Duration) -> Result<(), Error> {
+        tokio::select! {
+            () = self.cancel.cancelled() => Err(Error::Cancelled),
+            () = tokio::time::sleep(d) => Ok(()),
+        }
+    }
+
+    /// A read inside a wait: abandoned (it changes nothing) when cancelled.
+    async fn read<T>(
+        &self,
+        f: impl std::future::Future<Output = Result<T, ApiError>>,
+        step: &Step,
+    ) -> Result<T, Error> {
+        tokio::select! {
+            () = self.cancel.cancelled() => Err(Error::Cancelled),
+            r = f => r.map_err(|e| Self::api_err(step, e)),
+        }
+    }
+
+    async fn run_step(
+        &self,
+        step: &Step,
+        ledger: &Ledger,
+        reporter: &mut dyn Reporter,
+    ) -> Result<StepOutput, Failure> {
+        let api = self.api;
+        let space = &self.req.space_guid;
+        let err = |e: ApiError| Failure::from(Self::api_err(step, e));
+        match step {
+            Step::DeleteLeftover { guid, .. } | Step::DeleteApp { guid, .. } => {
+                ok_if_not_found(api.delete_app(guid).await).map_err(err)?;
+                Ok(StepOutput::None)
+            }
+            Step::StopApp { guid, .. } => {
+                ok_if_not_found(api.stop_app(guid).await).map_err(err)?;
+                Ok(StepOutput::None)
+            }
+            Step::RenameApp { target, to, .. } => {
+                let guid = Self::app_ref(ledger, step, target)?;
+                api.rename_app(&guid, to).await.map_err(err)?;
+                Ok(StepOutput::Renamed { guid })
+            }
+            Step::CreateRoute { route, .. } => {
+                match api.create_route(space, &route.new_route()).await {
+                    Ok(r) => Ok(StepOutput::Route(r)),
+                    Err(e) => {
+                        // The request may have created it before failing: record it for undo.
+                        let partial = match api.find_route(&route.new_route()).await {
+                            Ok(Some(r)) => Some(StepOutput::Route(r)),
+                            _ => None,
+                        };
+                        Err(Failure {
+                            error: Self::api_err(step, e),
+                            partial,
+                        })
+                    }
+                }
+            }
+            Step::ApplyManifest { render, .. } => {
+                let spec = self.spec(step)?;
+                let yaml = (spec.render)(render).map_err(|message| Error::Render {
+                    app: step.app().to_string(),
+                    message,
+                })?;
+                let applied = api.apply_manifest(space, &yaml).await;
+                let names = [render.name.clone()];
+                let is_candidate =
+                    render.labels.get(ROLE_LABEL).map(String::as_str) == Some(ROLE_CANDIDATE);
+                let found = api.find_apps_by_name(space, &names).await;
+                let app = match &found {
+                    Ok(apps) => apps
+                        .iter()
+                        .find(|a| {
+                            a.name == render.name
+                                && (!is_candidate
+                                    || a.labels.get(ROLE_LABEL).map(String::as_str)
+                                        == Some(ROLE_CANDIDATE))
+                        })
+                        .map(|a| StepOutput::App {
+                            guid: a.guid.clone(),
+                            name: a.name.clone(),
+                            server_routes: Vec::new(),
+                        }),
+                    Err(_) => None,
+                };
+                // With random-route the server creates the route: record it so a rollback
+                // deletes it with the app.
+                let mut app = app;
+                let mut listing = Ok(());
+                if render.random_route
+                    && let Some(StepOutput::App {
+                        guid,
+                        server_routes,
+                        ..
+                    }) = &mut app
+                {
+                    match api.list_app_routes(guid).await {
+                        Ok(r) => *server_routes = r,
+                        Err(e) => listing = Err(e),
+                    }
+                }
+                if let (Ok(()), Err(e)) = (&applied, listing) {
+                    return Err(Failure {
+                        error: Self::api_err(step, e),
+                        partial: app,
+                    });
+                }
+                match (applied, found, app) {
+                    (Ok(()), _, Some(out)) => Ok(out),
+                    (Ok(()), Err(e), None) => Err(err(e)),
+                    (Ok(()), Ok(_), None) => Err(Error::AppMissing {
+                        name: render.name.clone(),
+                    }
+                    .into()),
+                    (Err(e), _, partial) => Err(Failure {
+                        error: Self::api_err(step, e),
+                        partial,
+                    }),
+                }
+            }
+            Step::SetSsh { enabled, .. } => {
+                let (guid, _) = Self::new_app(ledger, step)?;
+                api.set_ssh_enabled(guid, *enabled).await.map_err(err)?;
+                Ok(StepOutput::None)
+            }
+            Step::CopyMetadata { update, .. } => {
+                let (guid, _) = Self::new_app(ledger, step)?;
+                api.update_metadata(guid, update).await.map_err(err)?;
+                Ok(StepOutput::None)
+            }
+            Step::UpdateMetadata { target, update, .. } => {
+                let guid = Self::app_ref(ledger, step, target)?;
+                api.update_metadata(&guid, update).await.map_err(err)?;
+                Ok(StepOutput::None)
+            }
+            Step::CopyNetworkPolicies { policies, .. } => {
+                let (guid, _) = Self::new_app(ledger, step)?;
+                let end = |e: &PolicyEnd| match e {
+                    PolicyEnd::Candidate => guid.to_string(),
+                    PolicyEnd::App(g) => g.clone(),
+                };
+                let ps: Vec<NetworkPolicy> = policies
+                    .iter()
+                    .map(|p| NetworkPolicy {
+                        source_app: end(&p.source),
+                        destination_app: end(&p.destination),
+                        protocol: p.protocol.clone(),
+                        start_port: p.start_port,
+                        end_port: p.end_port,
+                    })
+                    .collect();
+                match api.create_network_policies(&ps).await {
+                    Ok(()) => Ok(StepOutput::Policies(ps)),
+                    Err(e) => Err(Failure {
+                        error: Self::api_err(step, e),
+                        // Creation is not known to be atomic: deleting absent policies is harmless.
+                        partial: Some(StepOutput::Policies(ps)),
+                    }),
+                }
+            }
+            Step::CreatePackage { .. } => {
+                let spec = self.spec(step)?;
+                let (guid, _) = Self::new_app(ledger, step)?;
+                let p = api.create_package(guid, &spec.source).await.map_err(err)?;
+                Ok(StepOutput::Package(p))
+            }
+            Step::UploadBits { app } => {
+                let spec = self.spec(step)?;
+                let AppSource::Bits(bits) = &spec.source else {
+                    return Err(Self::missing(step, "a bits source").into());
+                };
+                let package = ledger
+                    .package(app)
+                    .ok_or_else(|| Self::missing(step, "the package"))?;
+                let (sink, mut rx) = ProgressSink::channel();
+                let upload = api.upload_bits(package, bits, sink);
+                tokio::pin!(upload);
+                // The upload is mutating: it is always awaited to its end, never cancelled.
+                let mut throttle = ProgressThrottle::default();
+                let r = loop {
+                    tokio::select! {
+                        r = &mut upload => break r,
+                        Some(p) = rx.recv() => throttle.forward(app, p, reporter),
+                    }
+                };
+                // Updates sent just before the upload finished.
+                while let Ok(p) = rx.try_recv() {
+                    throttle.forward(app, p, reporter);
+                }
+                r.map_err(err)?;
+                Ok(StepOutput::None)
+            }
+            Step::Stage { app } => {
+                let package = ledger
+                    .package(app)
+                    .ok_or_else(|| Self::missing(step, "the package"))?;
+                let build = api.create_build(package).await.map_err(err)?;
+                let start = Instant::now();
+                loop {
+                    match self.read(api.get_build(&build), step).await? {
+                        BuildState::Staged(d) => return Ok(StepOutput::Droplet(d)),
+                        BuildState::Failed(reason) => {
+                            return Err(Error::StagingFailed {
+                                app: app.clone(),
+                                reason,
+                            }
+                            .into());
+                        }
+                        BuildState::Staging => {}
+                    }
+                    if start.elapsed() >= self.req.timeout {
+                        return Err(Error::StagingTimeout {
+                            app: app.clone(),
+                            timeout: self.req.timeout,
+                        }
+                        .into());
+                    }
+                    reporter.report(Event::Waiting {
+                        app: app.clone(),
+                        what: "staging".into(),
+                        elapsed: start.elapsed(),
+                        detail: format!("staging build {build}"),
+                    });
+                    self.pause(self.req.poll_interval).await?;
+                }
+            }
+            Step::SetDroplet { app } => {
+                let (guid, _) = Self::new_app(ledger, step)?;
+                let droplet = ledger
+                    .droplet(app)
+                    .ok_or_else(|| Self::missing(step, "the droplet"))?;
+                api.set_current_droplet(guid, droplet).await.map_err(err)?;
+                Ok(StepOutput::None)
+            }
+            Step::Start { .. } => {
+                let (guid, _) = Self::new_app(ledger, step)?;
+                api.start_app(guid).await.map_err(err)?;
+                Ok(StepOutput::None)
+            }
+            Step::WaitHealthy { app } => {
+                let (guid, name) = Self::new_app(ledger, step)?;
+                self.wait_healthy(step, app, guid, name, reporter).await?;
+                Ok(StepOutput::None)
+            }
+            Step::SmokeTest { app, route } => {
+                let base = smoke::route_url(&self.req.probe, route);
+                let smoke_err = |source| Error::Smoke {
+                    app: app.clone(),
+                    source,
+                };
+                let to_err = |e: smoke::SmokeError| match e {
+                    smoke::SmokeError::Cancelled => Error::Cancelled,
+                    e => smoke_err(e),
+                };
+                if let Some(path) = &self.req.smoke_test_path {
+                    reporter.report(Event::Waiting {
+                        app: app.clone(),
+                        what: "smoke_test".into(),
+                        elapsed: Duration::ZERO,
+                        detail: format!("GET {base}{path}"),
+                    });
+                    smoke::probe(&self.req.probe, &format!("{base}{path}"), self.cancel)
+                        .await
+                        .map_err(to_err)?;
+                }
+                if let Some(cmd) = &self.req.smoke_test {
+                    reporter.report(Event::Waiting {
+                        app: app.clone(),
+                        what: "smoke_test".into(),
+                        elapsed: Duration::ZERO,
+                        detail: format!("running {cmd} {base}"),
+                    });
+                    smoke::run_command(cmd, &base, self.req.smoke_timeout, self.cancel)
+                        .await
+                        .map_err(to_err)?;
+                }
+                Ok(StepOutput::None)
+            }
+            Step::MapRoute {
+                route,
+                process_type,
+                port,
+                protocol,
+                ..
+            } => {
+                let (guid, name) = Self::new_app(ledger, step)?;
+                let route_guid = Self::route_guid(ledger, step, route)?;
+                let d = api
+                    .add_destination(
+                        &route_guid,
+                        &NewDestination {
+                            app_guid: guid.to_string(),
+                            process_type: process_type.clone(),
+                            port: *port,
+                            protocol: protocol.clone(),
+                        },
+                    )
+                    .await
+                    .map_err(err)?;
+                Ok(StepOutput::Mapped {
+                    route_guid,
+                    destination_guid: d.guid,
+                    app_name: name.to_string(),
+                })
+            }
+            Step::UnmapRoute {
+                route, destination, ..
+            } => {
+                let route_guid = Self::route_guid(ledger, step, route)?;
+                match ok_if_not_found(api.remove_destination(&route_guid, &destination.guid).await)
+                {
+                    Ok(()) => Ok(StepOutput::Unmapped { route_guid }),
+                    Err(e) => Err(Failure {
+                        error: Self::api_err(step, e),
+                        // It may be gone anyway; re-mapping is idempotent.
+                        partial: Some(StepOutput::Unmapped { route_guid }),
+                    }),
+                }
+            }
+            Step::Drain { duration } => {
+                reporter.report(Event::Waiting {
+                    app: String::new(),
+                    what: "drain".into(),
+                    elapsed: Duration::ZERO,
+                    detail: format!(
+                        "both versions serve for {}",
+                        super::step::fmt_duration(*duration)
+                    ),
+                });
+                self.pause(*duration).await?;
+                Ok(StepOutput::None)
+            }
+            Step::DeleteRoute { route, .. } => {
+                let route_guid = Self::route_guid(ledger, step, route)?;
+                ok_if_not_found(api.delete_route(&route_guid).await).map_err(err)?;
+                Ok(StepOutput::None)
+            }
+        }
+    }
+
+    async fn wait_healthy(
+        &self,
+        step: &Step,
+        app: &str,
+        guid: &str,
+        name: &str,
+        reporter: &mut dyn Reporter,
+    ) -> Result<(), Error> {
+        let start = Instant::now();
+        let mut last_progress = Instant::now();
+        let mut best: Option<u32> = None;
+        loop {
+            let processes = self.read(self.api.list_processes(guid), step).await?;
+            let (mut running, mut total) = (0u32, 0u32);
+            let mut details = Vec::new();
+            for p in &processes {
+                total += p.instances;
+                let stats = self.read(self.api.process_stats(&p.guid), step).await?;
+                for s in &stats {
+                    match s.state {
+                        InstanceState::Crashed => {
+                            return Err(Error::Crashed {
+                                name: name.to_string(),
+                                process_type: p.process_type.clone(),
+                                index: s.index,
+                                reason: s
+                                    .details
+                                    .clone()
+                                    .unwrap_or_else(|| "the instance exited".into()),
+                            });
+                        }
+                        InstanceState::Running if s.routable != Some(false) => running += 1,
+                        _ => {
+                            if let Some(d) = &s.details
+                                && !details.contains(d)
+                            {
+                                details.push(d.clone());
+                            }
+                        }
+                    }
+                }
+            }
+            let running = running.min(total);
+            if running == total {
+                return Ok(());
+            }
+            if best.is_none_or(|b| running > b) {
+                best = Some(running);
+                last_progress = Instant::now();
+            }
+            if last_progress.elapsed() >= self.req.timeout {
+                return Err(Error::HealthTimeout {
+                    name: name.to_string(),
+                    running,
+                    total,
+                    timeout: self.req.timeout,
+                    details: if details.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", details.join("; "))
+                    },
+                });
+            }
+            reporter.report(Event::Waiting {
+                app: app.to_string(),
+                what: "instances".into(),
+                elapsed: start.elapsed(),
+                detail: format!("{running} of {total} instances running"),
+            });
+            self.pause(self.req.poll_interval).await?;
+        }
+    }
+
+    async fn undo(&self, u: &Undo) -> Result<(), ApiError> {
+        let api = self.api;
+        let r = match u {
+            Undo::DeleteApp { guid, routes, .. } => {
+                let mut r = ok_if_not_found(api.delete_app(guid).await);
+                for route in routes {
+                    let d = ok_if_not_found(api.delete_route(&route.guid).await);
+                    r = r.and(d);
+                }
+                r
+            }
+            Undo::DeleteRoute { guid, .. } => api.delete_route(guid).await,
+            Undo::RemoveDestination {
+                route_guid,
+                destination_guid,
+                ..
+            } => api.remove_destination(route_guid, destination_guid).await,
+            Undo::AddDestination {
+                route_guid,
+                destination,
+                ..
+            } => api
+                .add_destination(route_guid, destination)
+                .await
+                .map(|_| ()),
+            Undo::DeleteNetworkPolicies(p) => api.delete_network_policies(p).await,
+            Undo::RenameApp { guid, to, .. } => api.rename_app(guid, to).await,
+        };
+        ok_if_not_found(r)
+    }
+}
+
+/// Forwards upload progress at most once per percent (or per MiB when the total is unknown),
+/// and always the last update, so a chatty uploader does not flood JSON output.
+#[derive(Default)]
+struct ProgressThrottle {
+    last: Option<u64>,
+}
+
+impl ProgressThrottle {
+    fn forward(&mut self, app: &str, p: UploadProgress, reporter: &mut dyn Reporter) {
+        let step = p.total.map_or(1 << 20, |t| (t / 100).max(1));
+        let done = p.total.is_some_and(|t| p.sent >= t);
+        let due = self.last.is_none_or(|l| p.sent >= l.saturating_add(step));
+        if done || due {
+            self.last = Some(p.sent);
+            reporter.report(Event::UploadProgress {
+                app: app.to_string(),
+                sent: p.sent,
+                total: p.total,
+            });
+        }
+    }
+}
+
+fn warn_all(reporter: &mut dyn Reporter, app: Option<&str>, warnings: Vec<String>) {
+    for message in warnings {
+        reporter.report(Event::Warning {
+            app: app.map(str::to_string),
+            message,
+        });
+    }
+}
+
+/// Runs the plan and returns the outcome with per-step durations. [`Event::Finished`] is not
+/// sent here but by [`super::run`], which knows the total duration.
+pub async fn execute<A: CfApi>(
+    api: &A,
+    plan: &Plan,
+    req: &DeployRequest,
+    apps: &[AppSpec<A::Bits>],
+    reporter: &mut dyn Reporter,
+    cancel: &CancellationToken,
+) -> (Outcome, Vec<StepTime>) {
+    let exec = Exec {
+        api,
+        req,
+        apps,
+        cancel,
+    };
+    let mut ledger = Ledger::default();
+    let mut times = Vec::new();
+    let total = plan.steps.len();
+    let mut failure: Option<(usize, Error)> = None;
+    let mut attempted_mutation = false;
+
+    for (index, step) in plan.steps.iter().enumerate() {
+        if cancel.is_cancelled() {
+            failure = Some((index, Error::Cancelled));
+            break;
+        }
+        reporter.report(Event::StepStarted {
+            index,
+            total,
+            kind: step.kind().into(),
+            app: step.app().into(),
+            description: step.describe(),
+        });
+        attempted_mutation |= step.is_mutating();
+        let started = Instant::now();
+        let result = exec.run_step(step, &ledger, reporter).await;
+        let elapsed = started.elapsed();
+        let warnings = api.take_warnings();
+        times.push(StepTime {
+            kind: step.kind().into(),
+            app: step.app().into(),
+            elapsed,
+        });
+        match result {
+            Ok(out) => {
+                reporter.report(Event::StepFinished {
+                    index,
+                    kind: step.kind().into(),
+                    app: step.app().into(),
+                    elapsed,
+                    warnings,
+                });
+                ledger.push(step.clone(), out);
+            }
+            Err(f) => {
+                reporter.report(Event::StepFailed {
+                    index,
+                    kind: step.kind().into(),
+                    app: step.app().into(),
+                    elapsed,
+                    error: error_chain(&f.error),
+                    warnings,
+                });
+                if let Some(p) = f.partial {
+                    ledger.push(step.clone(), p);
+                }
+                failure = Some((index, f.error));
+                break;
+            }
+        }
+    }
+
+    let Some((index, error)) = failure else {
+        return (Outcome::Deployed, times);
+    };
+    let mut message = error_chain(&error);
+    if let Some(h) = error.hint() {
+        message.push('\n');
+        message.push_str(&h);
+    }
+
+    if index >= plan.commit {
+        // After the switch: the new version serves; name what is left to do.
+        let leftovers = plan.steps[index..]
+            .iter()
+            .filter_map(Step::manual_command)
+            .collect();
+        return (
+            Outcome::DeployedWithLeftovers {
+                error: message,
+                leftovers,
+            },
+            times,
+        );
+    }
+    if !attempted_mutation {
+        return (Outcome::NothingChanged { error: message }, times);
+    }
+
+    reporter.report(Event::RollbackStarted {
+        reason: message.clone(),
+    });
+    let mut manual_steps = Vec::new();
+    for u in ledger.undos() {
+        let description = u.describe();
+        reporter.report(Event::UndoStarted {
+            description: description.clone(),
+        });
+        let started = Instant::now();
+        let r = exec.undo(&u).await;
+        let elapsed = started.elapsed();
+        warn_all(reporter, None, api.take_warnings());
+        match r {
+            Ok(()) => reporter.report(Event::UndoFinished {
+                description,
+                elapsed,
+            }),
+            Err(e) => {
+                let manual = u.manual_command();
+                reporter.report(Event::UndoFailed {
+                    description,
+                    elapsed,
+                    error: e.to_string(),
+                    manual: manual.clone(),
+                });
+                manual_steps.push(manual);
+            }
+        }
+    }
+    if manual_steps.is_empty() {
+        (Outcome::RolledBack { error: message }, times)
+    } else {
+        (
+            Outcome::RollbackIncomplete {
+                error: message,
+                manual_steps,
+            },
+            times,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upload_progress_is_throttled_to_one_event_per_percent() {
+        let mut events: Vec<Event> = Vec::new();
+        let mut t = ProgressThrottle::default();
+        for sent in (0..=10_000u64).step_by(10) {
+            t.forward(
+                "web",
+                UploadProgress {
+                    sent,
+                    total: Some(10_000),
+                },
+                &mut events,
+            );
+        }
+        assert_eq!(events.len(), 101);
+        assert_eq!(
+            events.last(),
+            Some(&Event::UploadProgress {
+                app: "web".into(),
+                sent: 10_000,
+                total: Some(10_000)
+            })
+        );
+    }
+}

@@ -1,0 +1,248 @@
+//! Observe: reads only. Gathers everything [`super::plan::plan`] decides on into an
+//! [`Observed`] snapshot: the live app of each manifest app, its routes, destinations,
+//! processes, SSH flag, metadata and network policies; our leftovers of earlier runs (found by
+//! the [`ROLE_LABEL`] label and the [`APP_ANNOTATION`] annotation, never by name alone); apps
+//! that merely carry a name we need; the domains and the routes the flow will touch.
+//!
+//! Depends on: deploy::api, deploy::route. Must not: mutate anything.
+
+use std::collections::BTreeMap;
+
+use super::api::{
+    ApiError, App, CfApi, Destination, Domain, InstanceStat, NetworkPolicy, Process, Route,
+};
+use super::request::{AppSpec, DeployRequest, RouteSpec};
+use super::route::{candidate_domains, hostname_for, resolve_route};
+
+/// The label marking apps this tool created; values [`ROLE_CANDIDATE`] or [`ROLE_VENERABLE`].
+pub const ROLE_LABEL: &str = "zero-downtime.cf/role";
+/// Role of a candidate (the new version before it takes the app's name).
+pub const ROLE_CANDIDATE: &str = "candidate";
+/// Role of a retired old version kept by `--old-app stop|keep`.
+pub const ROLE_VENERABLE: &str = "venerable";
+/// The annotation naming the app a candidate or venerable belongs to (annotations take any
+/// app name; label values are restricted).
+pub const APP_ANNOTATION: &str = "zero-downtime.cf/app";
+
+/// The candidate's name for an app.
+pub fn candidate_name(app: &str) -> String {
+    format!("{app}-candidate")
+}
+
+/// The retired old version's name for an app.
+pub fn venerable_name(app: &str) -> String {
+    format!("{app}-venerable")
+}
+
+/// A route and its destinations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteState {
+    /// The route.
+    pub route: Route,
+    /// Its destinations.
+    pub destinations: Vec<Destination>,
+}
+
+/// A process and its instances.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessState {
+    /// The process.
+    pub process: Process,
+    /// Its instances' stats.
+    pub stats: Vec<InstanceStat>,
+}
+
+/// An existing app with what a swap must carry over or move.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExistingApp {
+    /// The app.
+    pub app: App,
+    /// Routes mapped to it, with all their destinations.
+    pub routes: Vec<RouteState>,
+    /// Its processes.
+    pub processes: Vec<ProcessState>,
+    /// SSH enabled.
+    pub ssh_enabled: bool,
+    /// Network policies where it is source or destination.
+    pub policies: Vec<NetworkPolicy>,
+}
+
+/// Everything observed about one manifest app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObservedApp {
+    /// The manifest app's name.
+    pub name: String,
+    /// The app currently carrying the name, if any.
+    pub live: Option<ExistingApp>,
+    /// Our candidates left by earlier runs (role label + app annotation), with their routes.
+    pub leftover_candidates: Vec<ExistingApp>,
+    /// Our venerable apps (kept old versions).
+    pub venerables: Vec<App>,
+    /// Apps not created by us that carry a name the flow needs (candidate or venerable name).
+    pub foreign_names: Vec<App>,
+}
+
+/// The snapshot [`super::plan::plan`] decides on.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Observed {
+    /// Domains found, by name.
+    pub domains: Vec<Domain>,
+    /// The org's default domain.
+    pub default_domain: Option<Domain>,
+    /// Routes looked up, by `url`, with destinations (production routes and temp routes).
+    pub routes: BTreeMap<String, RouteState>,
+    /// Per manifest app, in manifest order.
+    pub apps: Vec<ObservedApp>,
+}
+
+/// Whether an app carries our role label with this role and belongs to `name`.
+pub fn is_ours(app: &App, role: &str, name: &str) -> bool {
+    app.labels.get(ROLE_LABEL).map(String::as_str) == Some(role)
+        && app.annotations.get(APP_ANNOTATION).map(String::as_str) == Some(name)
+}
+
+async fn existing<A: CfApi>(api: &A, app: App) -> Result<ExistingApp, ApiError> {
+    let mut routes = Vec::new();
+    for route in api.list_app_routes(&app.guid).await? {
+        let destinations = api.list_destinations(&route.guid).await?;
+        routes.push(RouteState {
+            route,
+            destinations,
+        });
+    }
+    let mut processes = Vec::new();
+    for process in api.list_processes(&app.guid).await? {
+        let stats = api.process_stats(&process.guid).await?;
+        processes.push(ProcessState { process, stats });
+    }
+    let ssh_enabled = api.get_ssh_enabled(&app.guid).await?;
+    let policies = api
+        .list_network_policies(std::slice::from_ref(&app.guid))
+        .await?;
+    Ok(ExistingApp {
+        app,
+        routes,
+        processes,
+        ssh_enabled,
+        policies,
+    })
+}
+
+/// The route strings the flow needs for an app: its production routes, or the default route.
+pub(crate) fn production_route_strings<B>(
+    spec: &AppSpec<B>,
+    default: Option<&Domain>,
+) -> Vec<String> {
+    match &spec.routes {
+        RouteSpec::Routes(r) => r.clone(),
+        RouteSpec::Default => default
+            .map(|d| vec![format!("{}.{}", hostname_for(&spec.name), d.name)])
+            .unwrap_or_default(),
+        RouteSpec::Random | RouteSpec::NoRoute => Vec::new(),
+    }
+}
+
+/// Reads the state the plan needs. Reads only: no mutating call is made.
+///
+/// # Errors
+/// The first failed read.
+pub async fn observe<A: CfApi>(
+    api: &A,
+    req: &DeployRequest,
+    apps: &[AppSpec<A::Bits>],
+) -> Result<Observed, ApiError> {
+    let mut observed = Observed {
+        default_domain: api.default_domain().await?,
+        ..Observed::default()
+    };
+    let ours = api.find_apps_by_label(&req.space_guid, ROLE_LABEL).await?;
+
+    // Domains: every candidate name of every production route.
+    let mut wanted: Vec<String> = Vec::new();
+    for spec in apps {
+        for r in production_route_strings(spec, observed.default_domain.as_ref()) {
+            for d in candidate_domains(&r) {
+                if !wanted.contains(&d) {
+                    wanted.push(d);
+                }
+            }
+        }
+    }
+    if let Some(d) = &observed.default_domain {
+        observed.domains.push(d.clone());
+    }
+    for name in wanted {
+        if observed.domains.iter().any(|d| d.name == name) {
+            continue;
+        }
+        if let Some(d) = api.find_domain(&name).await? {
+            observed.domains.push(d);
+        }
+    }
+
+    for spec in apps {
+        let names = vec![
+            spec.name.clone(),
+            candidate_name(&spec.name),
+            venerable_name(&spec.name),
+        ];
+        let by_name = api.find_apps_by_name(&req.space_guid, &names).await?;
+        let live = match by_name.iter().find(|a| a.name == spec.name) {
+            Some(a) => Some(existing(api, a.clone()).await?),
+            None => None,
+        };
+        let mut leftover_candidates = Vec::new();
+        let mut venerables = Vec::new();
+        for a in ours.iter().filter(|a| a.name != spec.name) {
+            if is_ours(a, ROLE_CANDIDATE, &spec.name) {
+                leftover_candidates.push(existing(api, a.clone()).await?);
+            } else if is_ours(a, ROLE_VENERABLE, &spec.name) {
+                venerables.push(a.clone());
+            }
+        }
+        // Ours only when labelled for this very app; anything else with our names is foreign.
+        let foreign_names = by_name
+            .iter()
+            .filter(|a| {
+                a.name != spec.name
+                    && !is_ours(a, ROLE_CANDIDATE, &spec.name)
+                    && !is_ours(a, ROLE_VENERABLE, &spec.name)
+            })
+            .cloned()
+            .collect();
+
+        // Production routes and the temp route: existence and destinations.
+        let mut route_strings = production_route_strings(spec, observed.default_domain.as_ref());
+        if let Some(t) = super::plan::temp_route_string(spec, req, &observed) {
+            route_strings.push(t);
+        }
+        for r in route_strings {
+            let Some(addr) = resolve_route(&r, &observed.domains) else {
+                continue;
+            };
+            let url = addr.url();
+            if observed.routes.contains_key(&url) {
+                continue;
+            }
+            if let Some(route) = api.find_route(&addr.new_route()).await? {
+                let destinations = api.list_destinations(&route.guid).await?;
+                observed.routes.insert(
+                    url,
+                    RouteState {
+                        route,
+                        destinations,
+                    },
+                );
+            }
+        }
+
+        observed.apps.push(ObservedApp {
+            name: spec.name.clone(),
+            live,
+            leftover_candidates,
+            venerables,
+            foreign_names,
+        });
+    }
+    Ok(observed)
+}

@@ -1,0 +1,1229 @@
+//! Plan: the pure decision. `plan(&Observed, &DeployRequest, &[AppSpec])` turns the snapshot
+//! into a linear list of [`Step`]s and the index after which nothing is undone any more.
+//!
+//! The order implements DESIGN.md section 2: for every app the candidate is prepared (leftover
+//! clean-up, temp route, apply_manifest, carry-over of SSH/metadata/network policies, package,
+//! bits, staging, start); then every candidate is waited for and smoke-tested; only then are
+//! production routes mapped to every candidate and unmapped from every old app. That last unmap
+//! is the commit point: a failure before it rolls everything back, a failure after it leaves the
+//! new version serving with named leftovers. Then drain, stop/retire the old apps, delete the
+//! temp routes and rename the candidates.
+//!
+//! Depends on: deploy::observe (data), deploy::step, deploy::route. Must not: do I/O.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use crate::cli::{OldApp, Strategy};
+
+use super::api::{Destination, MetadataUpdate};
+use super::observe::{
+    APP_ANNOTATION, ExistingApp, Observed, ROLE_CANDIDATE, ROLE_LABEL, ROLE_VENERABLE,
+    candidate_name, production_route_strings, venerable_name,
+};
+use super::request::{AppSpec, DeployRequest, RenderRequest, RouteSpec};
+use super::route::{RouteAddress, hostname_for, resolve_route};
+use super::step::{AppRef, PolicyEnd, PolicyTemplate, RouteRef, Step, fmt_duration};
+
+/// Why no plan could be made. Nothing has been changed when one of these is returned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    /// Only blue-green is implemented by this layer.
+    #[error("strategy {0} is not supported by the blue-green deployer")]
+    UnsupportedStrategy(String),
+    /// Nothing to deploy.
+    #[error("no app to deploy: the manifest has no applications")]
+    NoApps,
+    /// The same app twice.
+    #[error("app '{0}' appears more than once in the manifest")]
+    DuplicateApp(String),
+    /// A route's domain does not exist.
+    #[error("app '{app}': route '{route}' does not match any domain visible to this org")]
+    UnknownDomain {
+        /// App.
+        app: String,
+        /// Route string.
+        route: String,
+    },
+    /// The default route is needed but the org has no default domain.
+    #[error("app '{0}': no default domain to build the route from; add 'routes:' to the manifest")]
+    NoDefaultDomain(String),
+    /// An app of the user's carries a name the flow needs.
+    #[error(
+        "app '{app}': an app named '{name}' (guid {guid}) already exists and was not created by cf-zero-downtime; rename or delete it, it is never touched automatically"
+    )]
+    NameClash {
+        /// Manifest app.
+        app: String,
+        /// The clashing name.
+        name: String,
+        /// Its GUID.
+        guid: String,
+    },
+    /// The temporary route is mapped to an app that is not ours.
+    #[error(
+        "app '{app}': the temporary route {route} is mapped to another app (guid {guid}); choose another --temp-route-suffix"
+    )]
+    TempRouteInUse {
+        /// Manifest app.
+        app: String,
+        /// The route.
+        route: String,
+        /// The app it is mapped to.
+        guid: String,
+    },
+    /// A smoke test needs a route.
+    #[error("app '{0}': a smoke test needs a route, but the app has none")]
+    NoRouteForSmokeTest(String),
+}
+
+/// How one app is deployed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppPlanKind {
+    /// No live app: a plain push with the app's name and routes.
+    FirstDeploy,
+    /// Candidate, switch, retire.
+    Swap,
+}
+
+impl fmt::Display for AppPlanKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AppPlanKind::FirstDeploy => "first deploy",
+            AppPlanKind::Swap => "blue-green swap",
+        })
+    }
+}
+
+/// The summary of one app's plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppPlan {
+    /// Manifest app.
+    pub name: String,
+    /// First deploy or swap.
+    pub kind: AppPlanKind,
+    /// The candidate's name (swap).
+    pub candidate: Option<String>,
+    /// The temporary route (swap).
+    pub temp_route: Option<String>,
+    /// Production routes the new version will serve.
+    pub routes: Vec<String>,
+}
+
+/// A plan: steps, the commit point, per-app summaries and warnings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// The steps, in order.
+    pub steps: Vec<Step>,
+    /// Steps before this index are undone on failure; from it on, failures leave leftovers.
+    pub commit: usize,
+    /// Per app.
+    pub apps: Vec<AppPlan>,
+    /// Warnings to show before executing.
+    pub warnings: Vec<String>,
+}
+
+impl Plan {
+    /// One line per app: how it is deployed, candidate, temp route, routes.
+    pub fn summary_lines(&self) -> Vec<String> {
+        self.apps
+            .iter()
+            .map(|a| {
+                let mut l = format!("{}: {}", a.name, a.kind);
+                if let Some(c) = &a.candidate {
+                    l.push_str(&format!(", candidate {c}"));
+                }
+                if let Some(t) = &a.temp_route {
+                    l.push_str(&format!(", temporary route {t}"));
+                }
+                if !a.routes.is_empty() {
+                    l.push_str(&format!(", routes {}", a.routes.join(", ")));
+                }
+                l
+            })
+            .collect()
+    }
+
+    /// One numbered line per step, with a marker at the commit point.
+    pub fn step_lines(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (i, s) in self.steps.iter().enumerate() {
+            if i == self.commit && self.commit < self.steps.len() {
+                out.push(
+                    "-- the old version stops serving here; no rollback after this point --".into(),
+                );
+            }
+            out.push(format!("{:>2}. {}", i + 1, s.describe()));
+        }
+        out
+    }
+}
+
+/// The temp route string for an app: `<host><suffix>.<domain>` of the first production route
+/// (app-derived host and default domain when there is none, or it is an apex or TCP route).
+pub fn temp_route_string<B>(
+    spec: &AppSpec<B>,
+    req: &DeployRequest,
+    obs: &Observed,
+) -> Option<String> {
+    let first = production_route_strings(spec, obs.default_domain.as_ref())
+        .into_iter()
+        .find_map(|r| resolve_route(&r, &obs.domains))
+        .filter(|a| a.port.is_none());
+    let (host, domain) = match first {
+        Some(a) if !a.host.is_empty() && a.host != "*" => (a.host, a.domain),
+        Some(a) => (hostname_for(&spec.name), a.domain),
+        None => (
+            hostname_for(&spec.name),
+            obs.default_domain.as_ref()?.name.clone(),
+        ),
+    };
+    Some(format!("{host}{}.{domain}", req.temp_route_suffix))
+}
+
+fn our_keys(k: &str) -> bool {
+    k == ROLE_LABEL || k == APP_ANNOTATION
+}
+
+/// The route and destination template of one route the new version takes over.
+struct Move {
+    route: RouteRef,
+    from: Vec<(String, Destination)>,
+}
+
+/// Decides what to do. Pure.
+///
+/// # Errors
+/// See [`PlanError`]; nothing has been changed when it fails.
+pub fn plan<B>(
+    obs: &Observed,
+    req: &DeployRequest,
+    apps: &[AppSpec<B>],
+) -> Result<Plan, PlanError> {
+    if req.strategy != Strategy::BlueGreen {
+        return Err(PlanError::UnsupportedStrategy(super::strategy_name(
+            req.strategy,
+        )));
+    }
+    if apps.is_empty() {
+        return Err(PlanError::NoApps);
+    }
+    let mut seen = BTreeSet::new();
+    for a in apps {
+        if !seen.insert(a.name.as_str()) {
+            return Err(PlanError::DuplicateApp(a.name.clone()));
+        }
+    }
+
+    let mut prepare = Vec::new();
+    let mut verify = Vec::new();
+    let mut map = Vec::new();
+    let mut unmap = Vec::new();
+    let mut finish = Vec::new();
+    let mut summaries = Vec::new();
+    let mut warnings = Vec::new();
+    let mut any_swap = false;
+
+    for spec in apps {
+        let name = spec.name.clone();
+        let Some(oa) = obs.apps.iter().find(|o| o.name == spec.name) else {
+            // Observe always records every app; a missing one is a caller error treated as new.
+            return Err(PlanError::NoApps);
+        };
+
+        // Production routes, resolved.
+        if spec.routes == RouteSpec::Default && obs.default_domain.is_none() {
+            return Err(PlanError::NoDefaultDomain(name));
+        }
+        let mut production: Vec<RouteAddress> = Vec::new();
+        for r in production_route_strings(spec, obs.default_domain.as_ref()) {
+            let a = resolve_route(&r, &obs.domains).ok_or_else(|| PlanError::UnknownDomain {
+                app: name.clone(),
+                route: r.clone(),
+            })?;
+            if !production.contains(&a) {
+                production.push(a);
+            }
+        }
+
+        // Names we need must not belong to someone else.
+        let cand = candidate_name(&name);
+        let ven = venerable_name(&name);
+        for f in &oa.foreign_names {
+            if f.name == cand || (f.name == ven && req.old_app != OldApp::Delete) {
+                return Err(PlanError::NameClash {
+                    app: name.clone(),
+                    name: f.name.clone(),
+                    guid: f.guid.clone(),
+                });
+            }
+        }
+
+        let temp = temp_route_string(spec, req, obs);
+        let temp_url = temp
+            .as_deref()
+            .and_then(|t| resolve_route(t, &obs.domains))
+            .map(|a| a.url());
+        let serves = |e: &ExistingApp| {
+            e.routes
+                .iter()
+                .any(|r| Some(&r.route.url) != temp_url.as_ref())
+        };
+        let (serving, idle): (Vec<&ExistingApp>, Vec<&ExistingApp>) =
+            oa.leftover_candidates.iter().partition(|e| serves(e));
+        for e in &idle {
+            prepare.push(Step::DeleteLeftover {
+                app: name.clone(),
+                guid: e.app.guid.clone(),
+                name: e.app.name.clone(),
+            });
+        }
+
+        let mut retirees: Vec<&ExistingApp> = Vec::new();
+        if let Some(l) = &oa.live {
+            retirees.push(l);
+        }
+        retirees.extend(serving.iter().copied());
+
+        if retirees.is_empty() {
+            // First deploy: a plain push with the app's own name and routes.
+            for a in &production {
+                if !obs.routes.contains_key(&a.url()) {
+                    prepare.push(Step::CreateRoute {
+                        app: name.clone(),
+                        route: a.clone(),
+                    });
+                }
+            }
+            let render = RenderRequest {
+                name: name.clone(),
+                routes: production.iter().map(RouteAddress::url).collect(),
+                no_route: spec.routes == RouteSpec::NoRoute,
+                random_route: spec.routes == RouteSpec::Random,
+                ..RenderRequest::default()
+            };
+            prepare.push(Step::ApplyManifest {
+                app: name.clone(),
+                render,
+            });
+            push_bits_steps(&mut prepare, spec);
+            verify.push(Step::WaitHealthy { app: name.clone() });
+            if req.has_smoke_test() {
+                let r = production
+                    .first()
+                    .ok_or_else(|| PlanError::NoRouteForSmokeTest(name.clone()))?;
+                verify.push(Step::SmokeTest {
+                    app: name.clone(),
+                    route: r.url(),
+                });
+            }
+            summaries.push(AppPlan {
+                name: name.clone(),
+                kind: AppPlanKind::FirstDeploy,
+                candidate: None,
+                temp_route: None,
+                routes: production.iter().map(RouteAddress::url).collect(),
+            });
+            continue;
+        }
+
+        any_swap = true;
+        let primary = retirees[0];
+
+        // A serving leftover that holds the candidate name gives it up first (undone on rollback).
+        for e in &serving {
+            if e.app.name == cand {
+                let short: String = e.app.guid.chars().take(8).collect();
+                prepare.push(Step::RenameApp {
+                    app: name.clone(),
+                    target: AppRef::Existing {
+                        guid: e.app.guid.clone(),
+                        name: e.app.name.clone(),
+                    },
+                    from: e.app.name.clone(),
+                    to: format!("{name}-leftover-{short}"),
+                });
+            }
+        }
+
+        // Temp route: needed unless the app has no routes and no smoke test asks for one.
+        let wants_temp = spec.routes != RouteSpec::NoRoute || req.has_smoke_test();
+        let mut temp_ref = None;
+        if wants_temp {
+            let t = temp
+                .clone()
+                .ok_or_else(|| PlanError::NoDefaultDomain(name.clone()))?;
+            let addr = resolve_route(&t, &obs.domains)
+                .ok_or_else(|| PlanError::NoDefaultDomain(name.clone()))?;
+            match obs.routes.get(&addr.url()) {
+                Some(existing) => {
+                    let ours: BTreeSet<&str> = oa
+                        .leftover_candidates
+                        .iter()
+                        .map(|e| e.app.guid.as_str())
+                        .collect();
+                    if let Some(d) = existing
+                        .destinations
+                        .iter()
+                        .find(|d| !ours.contains(d.app_guid.as_str()))
+                    {
+                        return Err(PlanError::TempRouteInUse {
+                            app: name.clone(),
+                            route: addr.url(),
+                            guid: d.app_guid.clone(),
+                        });
+                    }
+                    temp_ref = Some(RouteRef {
+                        address: addr,
+                        guid: Some(existing.route.guid.clone()),
+                    });
+                }
+                None => {
+                    prepare.push(Step::CreateRoute {
+                        app: name.clone(),
+                        route: addr.clone(),
+                    });
+                    temp_ref = Some(RouteRef {
+                        address: addr,
+                        guid: None,
+                    });
+                }
+            }
+        }
+
+        let mut instances = BTreeMap::new();
+        if req.keep_scale {
+            for p in &primary.processes {
+                instances.insert(p.process.process_type.clone(), p.process.instances);
+            }
+        }
+        let render = RenderRequest {
+            name: cand.clone(),
+            routes: temp_ref.iter().map(|t| t.address.url()).collect(),
+            no_route: temp_ref.is_none(),
+            random_route: false,
+            labels: BTreeMap::from([(ROLE_LABEL.to_string(), ROLE_CANDIDATE.to_string())]),
+            annotations: BTreeMap::from([(APP_ANNOTATION.to_string(), name.clone())]),
+            instances,
+        };
+        prepare.push(Step::ApplyManifest {
+            app: name.clone(),
+            render,
+        });
+
+        // Carry over what a new GUID loses.
+        prepare.push(Step::SetSsh {
+            app: name.clone(),
+            enabled: primary.ssh_enabled,
+        });
+        let update = MetadataUpdate {
+            labels: primary
+                .app
+                .labels
+                .iter()
+                .filter(|(k, _)| !our_keys(k))
+                .map(|(k, v)| (k.clone(), Some(v.clone())))
+                .collect(),
+            annotations: primary
+                .app
+                .annotations
+                .iter()
+                .filter(|(k, _)| !our_keys(k))
+                .map(|(k, v)| (k.clone(), Some(v.clone())))
+                .collect(),
+        };
+        if !update.labels.is_empty() || !update.annotations.is_empty() {
+            prepare.push(Step::CopyMetadata {
+                app: name.clone(),
+                update,
+            });
+        }
+        let old = &primary.app.guid;
+        let end = |g: &str| {
+            if g == old {
+                PolicyEnd::Candidate
+            } else {
+                PolicyEnd::App(g.to_string())
+            }
+        };
+        let policies: Vec<PolicyTemplate> = primary
+            .policies
+            .iter()
+            .filter(|p| &p.source_app == old || &p.destination_app == old)
+            .map(|p| PolicyTemplate {
+                source: end(&p.source_app),
+                destination: end(&p.destination_app),
+                protocol: p.protocol.clone(),
+                start_port: p.start_port,
+                end_port: p.end_port,
+            })
+            .collect();
+        if !policies.is_empty() {
+            prepare.push(Step::CopyNetworkPolicies {
+                app: name.clone(),
+                policies,
+            });
+        }
+        push_bits_steps(&mut prepare, spec);
+
+        verify.push(Step::WaitHealthy { app: name.clone() });
+        if req.has_smoke_test() {
+            let t = temp_ref
+                .as_ref()
+                .ok_or_else(|| PlanError::NoRouteForSmokeTest(name.clone()))?;
+            verify.push(Step::SmokeTest {
+                app: name.clone(),
+                route: t.address.url(),
+            });
+        }
+
+        // Routes the new version takes over: the manifest's plus those the old apps serve.
+        let retiree_guids: BTreeSet<&str> = retirees.iter().map(|e| e.app.guid.as_str()).collect();
+        let mut moves: Vec<Move> = Vec::new();
+        for a in &production {
+            let existing = obs.routes.get(&a.url());
+            moves.push(Move {
+                route: RouteRef {
+                    address: a.clone(),
+                    guid: existing.map(|r| r.route.guid.clone()),
+                },
+                from: Vec::new(),
+            });
+        }
+        for e in &retirees {
+            for rs in &e.routes {
+                if Some(&rs.route.url) == temp_url.as_ref() {
+                    continue;
+                }
+                let idx = match moves.iter().position(|m| {
+                    m.route.guid.as_deref() == Some(rs.route.guid.as_str())
+                        || m.route.address.url() == rs.route.url
+                }) {
+                    Some(i) => i,
+                    None => {
+                        if spec.routes != RouteSpec::Random {
+                            warnings.push(format!(
+                                "route {} is mapped to app {} but not in the manifest; the new version gets it too",
+                                rs.route.url, e.app.name
+                            ));
+                        }
+                        let address = address_of(&rs.route, obs);
+                        moves.push(Move {
+                            route: RouteRef {
+                                address,
+                                guid: Some(rs.route.guid.clone()),
+                            },
+                            from: Vec::new(),
+                        });
+                        moves.len() - 1
+                    }
+                };
+                let m = &mut moves[idx];
+                m.route.guid = Some(rs.route.guid.clone());
+                for d in &rs.destinations {
+                    if retiree_guids.contains(d.app_guid.as_str())
+                        && d.app_guid == e.app.guid
+                        && !m.from.iter().any(|(_, x)| x.guid == d.guid)
+                    {
+                        m.from.push((e.app.name.clone(), d.clone()));
+                    }
+                }
+            }
+        }
+        for m in &moves {
+            if m.route.guid.is_none() {
+                map.push(Step::CreateRoute {
+                    app: name.clone(),
+                    route: m.route.address.clone(),
+                });
+            }
+            let mut process_types: Vec<(String, Option<u32>, Option<String>)> = Vec::new();
+            for (_, d) in &m.from {
+                let t = (d.process_type.clone(), d.port, d.protocol.clone());
+                if !process_types.contains(&t) {
+                    process_types.push(t);
+                }
+            }
+            if process_types.is_empty() {
+                process_types.push(("web".into(), None, None));
+            }
+            for (process_type, port, protocol) in process_types {
+                map.push(Step::MapRoute {
+                    app: name.clone(),
+                    route: m.route.clone(),
+                    process_type,
+                    port,
+                    protocol,
+                });
+            }
+            for (from_name, d) in &m.from {
+                unmap.push(Step::UnmapRoute {
+                    app: name.clone(),
+                    route: m.route.clone(),
+                    from_name: from_name.clone(),
+                    destination: d.clone(),
+                });
+            }
+        }
+
+        // Retire.
+        if let Some(live) = &oa.live {
+            let (g, n) = (live.app.guid.clone(), live.app.name.clone());
+            if req.old_app != OldApp::Keep {
+                finish.push(Step::StopApp {
+                    app: name.clone(),
+                    guid: g.clone(),
+                    name: n.clone(),
+                });
+            }
+            if req.old_app == OldApp::Delete {
+                finish.push(Step::DeleteApp {
+                    app: name.clone(),
+                    guid: g,
+                    name: n,
+                });
+            } else {
+                for v in oa.venerables.iter().filter(|v| v.name == ven) {
+                    finish.push(Step::DeleteApp {
+                        app: name.clone(),
+                        guid: v.guid.clone(),
+                        name: v.name.clone(),
+                    });
+                }
+                // Label first, then rename: an interrupted run leaves either a labelled app
+                // still called <app> (treated as the live app) or a labelled venerable, never
+                // an unlabelled `<app>-venerable` that the next run would have to refuse.
+                finish.push(Step::UpdateMetadata {
+                    app: name.clone(),
+                    target: AppRef::Existing {
+                        guid: g.clone(),
+                        name: n.clone(),
+                    },
+                    name: n.clone(),
+                    update: MetadataUpdate {
+                        labels: BTreeMap::from([(
+                            ROLE_LABEL.to_string(),
+                            Some(ROLE_VENERABLE.to_string()),
+                        )]),
+                        annotations: BTreeMap::from([(
+                            APP_ANNOTATION.to_string(),
+                            Some(name.clone()),
+                        )]),
+                    },
+                });
+                finish.push(Step::RenameApp {
+                    app: name.clone(),
+                    target: AppRef::Existing {
+                        guid: g,
+                        name: n.clone(),
+                    },
+                    from: n,
+                    to: ven.clone(),
+                });
+            }
+        }
+        for e in &serving {
+            let leftover_name = finish_name(&prepare, &e.app.guid).unwrap_or(e.app.name.clone());
+            finish.push(Step::StopApp {
+                app: name.clone(),
+                guid: e.app.guid.clone(),
+                name: leftover_name.clone(),
+            });
+            finish.push(Step::DeleteApp {
+                app: name.clone(),
+                guid: e.app.guid.clone(),
+                name: leftover_name,
+            });
+        }
+        if let Some(t) = &temp_ref {
+            finish.push(Step::DeleteRoute {
+                app: name.clone(),
+                route: t.clone(),
+            });
+        }
+        finish.push(Step::RenameApp {
+            app: name.clone(),
+            target: AppRef::New { app: name.clone() },
+            from: cand.clone(),
+            to: name.clone(),
+        });
+        finish.push(Step::UpdateMetadata {
+            app: name.clone(),
+            target: AppRef::New { app: name.clone() },
+            name: name.clone(),
+            update: MetadataUpdate {
+                labels: BTreeMap::from([(ROLE_LABEL.to_string(), None)]),
+                annotations: BTreeMap::new(),
+            },
+        });
+        summaries.push(AppPlan {
+            name: name.clone(),
+            kind: AppPlanKind::Swap,
+            candidate: Some(cand),
+            temp_route: temp_ref.map(|t| t.address.url()),
+            routes: moves.iter().map(|m| m.route.address.url()).collect(),
+        });
+    }
+
+    let mut steps = prepare;
+    steps.extend(verify);
+    steps.extend(map);
+    steps.extend(unmap);
+    let commit = steps.len();
+    if any_swap && !req.drain.is_zero() {
+        steps.push(Step::Drain {
+            duration: req.drain,
+        });
+    }
+    steps.extend(finish);
+    if any_swap && req.drain.is_zero() {
+        warnings.push(format!(
+            "--drain is {}: the old version stops before routers may have seen the switch",
+            fmt_duration(req.drain)
+        ));
+    }
+    Ok(Plan {
+        steps,
+        commit,
+        apps: summaries,
+        warnings,
+    })
+}
+
+fn finish_name(prepare: &[Step], guid: &str) -> Option<String> {
+    prepare.iter().find_map(|s| match s {
+        Step::RenameApp {
+            target: AppRef::Existing { guid: g, .. },
+            to,
+            ..
+        } if g == guid => Some(to.clone()),
+        _ => None,
+    })
+}
+
+fn address_of(route: &super::api::Route, obs: &Observed) -> RouteAddress {
+    let domain = obs
+        .domains
+        .iter()
+        .find(|d| d.guid == route.domain_guid)
+        .map(|d| d.name.clone())
+        .unwrap_or_else(|| {
+            // Derive the domain from the url when the domain was not looked up.
+            let base = route.url.split('/').next().unwrap_or_default();
+            let base = base.split(':').next().unwrap_or_default();
+            if route.host.is_empty() {
+                base.to_string()
+            } else {
+                base.strip_prefix(&format!("{}.", route.host))
+                    .unwrap_or(base)
+                    .to_string()
+            }
+        });
+    RouteAddress {
+        host: route.host.clone(),
+        domain,
+        domain_guid: route.domain_guid.clone(),
+        path: route.path.clone(),
+        port: route.port,
+    }
+}
+
+fn push_bits_steps<B>(steps: &mut Vec<Step>, spec: &AppSpec<B>) {
+    let app = spec.name.clone();
+    steps.push(Step::CreatePackage { app: app.clone() });
+    if spec.is_bits() {
+        steps.push(Step::UploadBits { app: app.clone() });
+    }
+    steps.push(Step::Stage { app: app.clone() });
+    steps.push(Step::SetDroplet { app: app.clone() });
+    steps.push(Step::Start { app });
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::deploy::api::{App, AppSource, AppState, Domain, NetworkPolicy, Process, Route};
+    use crate::deploy::observe::{ObservedApp, ProcessState, RouteState};
+    use crate::deploy::request::ProbeConfig;
+
+    fn req() -> DeployRequest {
+        DeployRequest {
+            org: "o".into(),
+            space: "s".into(),
+            space_guid: "sg".into(),
+            user: None,
+            strategy: Strategy::BlueGreen,
+            smoke_test: None,
+            smoke_test_path: None,
+            old_app: OldApp::Delete,
+            drain: Duration::from_secs(5),
+            timeout: Duration::from_secs(60),
+            smoke_timeout: Duration::from_secs(60),
+            poll_interval: Duration::from_secs(1),
+            keep_scale: false,
+            temp_route_suffix: "-temp".into(),
+            dry_run: false,
+            output: crate::cli::OutputFormat::Text,
+            probe: ProbeConfig::default(),
+        }
+    }
+
+    fn spec(name: &str, routes: &[&str]) -> AppSpec<()> {
+        AppSpec {
+            name: name.into(),
+            routes: RouteSpec::Routes(routes.iter().map(|s| s.to_string()).collect()),
+            instances: BTreeMap::new(),
+            source: AppSource::Bits(()),
+            render: Arc::new(|_| Ok(String::new())),
+        }
+    }
+
+    fn app(guid: &str, name: &str) -> App {
+        App {
+            guid: guid.into(),
+            name: name.into(),
+            state: AppState::Started,
+            labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
+        }
+    }
+
+    fn ours(guid: &str, name: &str, role: &str, of: &str) -> App {
+        let mut a = app(guid, name);
+        a.labels.insert(ROLE_LABEL.into(), role.into());
+        a.annotations.insert(APP_ANNOTATION.into(), of.into());
+        a
+    }
+
+    fn route_state(guid: &str, host: &str, apps: &[&str]) -> RouteState {
+        RouteState {
+            route: Route {
+                guid: guid.into(),
+                host: host.into(),
+                path: String::new(),
+                port: None,
+                domain_guid: "d1".into(),
+                url: format!("{host}.example.com"),
+            },
+            destinations: apps
+                .iter()
+                .map(|a| Destination {
+                    guid: format!("dest-{guid}-{a}"),
+                    app_guid: a.to_string(),
+                    process_type: "web".into(),
+                    port: None,
+                    protocol: None,
+                })
+                .collect(),
+        }
+    }
+
+    fn existing(a: App, routes: Vec<RouteState>) -> ExistingApp {
+        ExistingApp {
+            app: a,
+            routes,
+            processes: vec![ProcessState {
+                process: Process {
+                    guid: "p".into(),
+                    process_type: "web".into(),
+                    instances: 4,
+                },
+                stats: Vec::new(),
+            }],
+            ssh_enabled: false,
+            policies: Vec::new(),
+        }
+    }
+
+    fn observed(apps: Vec<ObservedApp>) -> Observed {
+        let d = Domain {
+            guid: "d1".into(),
+            name: "example.com".into(),
+            internal: false,
+        };
+        let mut routes = BTreeMap::new();
+        for a in &apps {
+            for e in a.live.iter().chain(a.leftover_candidates.iter()) {
+                for r in &e.routes {
+                    routes.insert(r.route.url.clone(), r.clone());
+                }
+            }
+        }
+        Observed {
+            domains: vec![d.clone()],
+            default_domain: Some(d),
+            routes,
+            apps,
+        }
+    }
+
+    fn oapp(name: &str, live: Option<ExistingApp>) -> ObservedApp {
+        ObservedApp {
+            name: name.into(),
+            live,
+            leftover_candidates: Vec::new(),
+            venerables: Vec::new(),
+            foreign_names: Vec::new(),
+        }
+    }
+
+    fn kinds(p: &Plan) -> Vec<&'static str> {
+        p.steps.iter().map(Step::kind).collect()
+    }
+
+    #[test]
+    fn plan_for_new_app_is_a_plain_push_without_swap() {
+        let obs = observed(vec![oapp("web", None)]);
+        let p = plan(&obs, &req(), &[spec("web", &["web.example.com"])]).unwrap();
+        assert_eq!(
+            kinds(&p),
+            vec![
+                "create_route",
+                "apply_manifest",
+                "create_package",
+                "upload_bits",
+                "stage",
+                "set_droplet",
+                "start",
+                "wait_healthy"
+            ]
+        );
+        assert_eq!(p.commit, p.steps.len());
+        let Step::ApplyManifest { render, .. } = &p.steps[1] else {
+            panic!("not apply")
+        };
+        assert_eq!(render.name, "web");
+        assert_eq!(render.routes, vec!["web.example.com".to_string()]);
+        assert!(render.labels.is_empty());
+        assert_eq!(p.apps[0].kind, AppPlanKind::FirstDeploy);
+    }
+
+    #[test]
+    fn plan_for_live_app_swaps_and_commits_after_the_last_unmap() {
+        let live = existing(app("A", "web"), vec![route_state("r1", "web", &["A"])]);
+        let obs = observed(vec![oapp("web", Some(live))]);
+        let mut r = req();
+        r.smoke_test_path = Some("/health".into());
+        let p = plan(&obs, &r, &[spec("web", &["web.example.com"])]).unwrap();
+        assert_eq!(
+            kinds(&p),
+            vec![
+                "create_route",
+                "apply_manifest",
+                "set_ssh",
+                "create_package",
+                "upload_bits",
+                "stage",
+                "set_droplet",
+                "start",
+                "wait_healthy",
+                "smoke_test",
+                "map_route",
+                "unmap_route",
+                "drain",
+                "stop_app",
+                "delete_app",
+                "delete_route",
+                "rename_app",
+                "update_metadata"
+            ]
+        );
+        assert_eq!(p.steps[p.commit].kind(), "drain");
+        let Step::CreateRoute { route, .. } = &p.steps[0] else {
+            panic!("not create_route")
+        };
+        assert_eq!(route.url(), "web-temp.example.com");
+        let Step::ApplyManifest { render, .. } = &p.steps[1] else {
+            panic!("not apply")
+        };
+        assert_eq!(render.name, "web-candidate");
+        assert_eq!(render.routes, vec!["web-temp.example.com".to_string()]);
+        assert_eq!(
+            render.labels.get(ROLE_LABEL).map(String::as_str),
+            Some("candidate")
+        );
+        assert_eq!(
+            render.annotations.get(APP_ANNOTATION).map(String::as_str),
+            Some("web")
+        );
+        assert!(render.instances.is_empty());
+        let Step::SmokeTest { route, .. } = &p.steps[9] else {
+            panic!("not smoke")
+        };
+        assert_eq!(route, "web-temp.example.com");
+        assert!(
+            p.step_lines()
+                .iter()
+                .any(|l| l.contains("no rollback after this point"))
+        );
+    }
+
+    #[test]
+    fn plan_keeps_scale_copies_metadata_policies_and_extra_routes() {
+        let mut a = app("A", "web");
+        a.labels.insert("team".into(), "x".into());
+        a.annotations.insert("note".into(), "y".into());
+        let mut live = existing(
+            a,
+            vec![
+                route_state("r1", "web", &["A"]),
+                route_state("r2", "extra", &["A", "Other"]),
+            ],
+        );
+        live.ssh_enabled = true;
+        live.policies = vec![
+            NetworkPolicy {
+                source_app: "A".into(),
+                destination_app: "B".into(),
+                protocol: "tcp".into(),
+                start_port: 8080,
+                end_port: 8080,
+            },
+            NetworkPolicy {
+                source_app: "C".into(),
+                destination_app: "A".into(),
+                protocol: "tcp".into(),
+                start_port: 9000,
+                end_port: 9001,
+            },
+        ];
+        let obs = observed(vec![oapp("web", Some(live))]);
+        let mut r = req();
+        r.keep_scale = true;
+        let p = plan(&obs, &r, &[spec("web", &["web.example.com"])]).unwrap();
+        let Step::ApplyManifest { render, .. } = &p.steps[1] else {
+            panic!("not apply")
+        };
+        assert_eq!(render.instances.get("web"), Some(&4));
+        assert!(p.steps.contains(&Step::SetSsh {
+            app: "web".into(),
+            enabled: true
+        }));
+        let meta = p
+            .steps
+            .iter()
+            .find_map(|s| match s {
+                Step::CopyMetadata { update, .. } => Some(update.clone()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(meta.labels.get("team"), Some(&Some("x".to_string())));
+        assert_eq!(meta.annotations.get("note"), Some(&Some("y".to_string())));
+        let pol = p
+            .steps
+            .iter()
+            .find_map(|s| match s {
+                Step::CopyNetworkPolicies { policies, .. } => Some(policies.clone()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(pol[0].source, PolicyEnd::Candidate);
+        assert_eq!(pol[0].destination, PolicyEnd::App("B".into()));
+        assert_eq!(pol[1].source, PolicyEnd::App("C".into()));
+        assert_eq!(pol[1].destination, PolicyEnd::Candidate);
+        // The extra route is mapped too, with a warning; only A's destination is removed.
+        assert!(p.warnings.iter().any(|w| w.contains("extra.example.com")));
+        let unmaps: Vec<String> = p
+            .steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::UnmapRoute {
+                    destination, route, ..
+                } => Some(format!("{}:{}", route.address.url(), destination.app_guid)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(unmaps, vec!["web.example.com:A", "extra.example.com:A"]);
+    }
+
+    #[test]
+    fn plan_for_multi_app_switches_no_route_before_every_candidate_is_verified() {
+        let a = existing(app("A", "web"), vec![route_state("r1", "web", &["A"])]);
+        let b = existing(app("B", "api"), vec![route_state("r2", "api", &["B"])]);
+        let obs = observed(vec![oapp("web", Some(a)), oapp("api", Some(b))]);
+        let mut r = req();
+        r.smoke_test = Some("true".into());
+        let p = plan(
+            &obs,
+            &r,
+            &[
+                spec("web", &["web.example.com"]),
+                spec("api", &["api.example.com"]),
+            ],
+        )
+        .unwrap();
+        let pos = |k: &str| -> Vec<usize> {
+            p.steps
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.kind() == k)
+                .map(|(i, _)| i)
+                .collect()
+        };
+        let last_smoke = *pos("smoke_test").last().unwrap();
+        let first_map = pos("map_route")[0];
+        let last_map = *pos("map_route").last().unwrap();
+        let first_unmap = pos("unmap_route")[0];
+        assert_eq!(pos("smoke_test").len(), 2);
+        assert!(last_smoke < first_map);
+        assert!(last_map < first_unmap);
+        assert_eq!(p.commit, pos("unmap_route").last().unwrap() + 1);
+        assert_eq!(pos("drain").len(), 1);
+    }
+
+    #[test]
+    fn plan_deletes_idle_leftovers_and_retires_serving_ones() {
+        let live = existing(
+            app("A", "web"),
+            vec![route_state("r1", "web", &["A", "L2"])],
+        );
+        let mut o = oapp("web", Some(live));
+        o.leftover_candidates = vec![
+            existing(
+                ours("L1", "web-candidate-x", ROLE_CANDIDATE, "web"),
+                vec![route_state("t", "web-temp", &["L1"])],
+            ),
+            existing(
+                ours("L2guid0000", "web-candidate", ROLE_CANDIDATE, "web"),
+                vec![route_state("r1", "web", &["A", "L2guid0000"])],
+            ),
+        ];
+        // The temp route exists and only our leftover is mapped to it.
+        let mut obs = observed(vec![o]);
+        obs.routes.insert(
+            "web-temp.example.com".into(),
+            route_state("t", "web-temp", &["L1"]),
+        );
+        let p = plan(&obs, &req(), &[spec("web", &["web.example.com"])]).unwrap();
+        assert_eq!(
+            p.steps[0],
+            Step::DeleteLeftover {
+                app: "web".into(),
+                guid: "L1".into(),
+                name: "web-candidate-x".into()
+            }
+        );
+        assert!(matches!(&p.steps[1], Step::RenameApp { to, .. } if to == "web-leftover-L2guid00"));
+        // No temp route creation: it exists.
+        assert_eq!(p.steps[2].kind(), "apply_manifest");
+        let unmapped: Vec<&str> = p
+            .steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::UnmapRoute { destination, .. } => Some(destination.app_guid.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(unmapped, vec!["A", "L2guid0000"]);
+        assert!(p.steps[p.commit..].contains(&Step::DeleteApp {
+            app: "web".into(),
+            guid: "L2guid0000".into(),
+            name: "web-leftover-L2guid00".into()
+        }));
+    }
+
+    #[test]
+    fn plan_refuses_a_foreign_app_with_a_name_it_needs() {
+        let live = existing(app("A", "web"), vec![]);
+        let mut o = oapp("web", Some(live));
+        o.foreign_names = vec![app("X", "web-venerable")];
+        let obs = observed(vec![o.clone()]);
+        // Not needed with --old-app delete.
+        assert!(plan(&obs, &req(), &[spec("web", &["web.example.com"])]).is_ok());
+        let mut r = req();
+        r.old_app = OldApp::Stop;
+        assert!(matches!(
+            plan(&obs, &r, &[spec("web", &["web.example.com"])]),
+            Err(PlanError::NameClash { name, .. }) if name == "web-venerable"
+        ));
+        o.foreign_names = vec![app("Y", "web-candidate")];
+        let obs = observed(vec![o]);
+        let e = plan(&obs, &req(), &[spec("web", &["web.example.com"])]).unwrap_err();
+        assert!(e.to_string().contains("never touched"), "{e}");
+    }
+
+    #[test]
+    fn plan_with_old_app_stop_replaces_our_venerable_and_labels_the_old_app() {
+        let live = existing(app("A", "web"), vec![route_state("r1", "web", &["A"])]);
+        let mut o = oapp("web", Some(live));
+        o.venerables = vec![ours("V", "web-venerable", ROLE_VENERABLE, "web")];
+        let obs = observed(vec![o]);
+        let mut r = req();
+        r.old_app = OldApp::Stop;
+        let p = plan(&obs, &r, &[spec("web", &["web.example.com"])]).unwrap();
+        let tail: Vec<&str> = kinds(&p)[p.commit..].to_vec();
+        assert_eq!(
+            tail,
+            vec![
+                "drain",
+                "stop_app",
+                "delete_app",
+                "update_metadata",
+                "rename_app",
+                "delete_route",
+                "rename_app",
+                "update_metadata"
+            ]
+        );
+        assert!(p.steps.contains(&Step::DeleteApp {
+            app: "web".into(),
+            guid: "V".into(),
+            name: "web-venerable".into()
+        }));
+    }
+
+    #[test]
+    fn plan_errors_are_clear() {
+        let obs = observed(vec![oapp("web", None)]);
+        assert!(matches!(
+            plan(&obs, &req(), &[spec("web", &["web.nowhere.org"])]),
+            Err(PlanError::UnknownDomain { .. })
+        ));
+        assert_eq!(plan::<()>(&obs, &req(), &[]), Err(PlanError::NoApps));
+        let mut r = req();
+        r.strategy = Strategy::Rolling;
+        assert!(matches!(
+            plan(&obs, &r, &[spec("web", &["web.example.com"])]),
+            Err(PlanError::UnsupportedStrategy(_))
+        ));
+        let mut s = spec("web", &[]);
+        s.routes = RouteSpec::NoRoute;
+        let mut r = req();
+        r.smoke_test_path = Some("/".into());
+        assert_eq!(
+            plan(&obs, &r, &[s]),
+            Err(PlanError::NoRouteForSmokeTest("web".into()))
+        );
+        let two = [spec("web", &[]), spec("web", &[])];
+        assert_eq!(
+            plan(&observed(vec![oapp("web", None)]), &req(), &two),
+            Err(PlanError::DuplicateApp("web".into()))
+        );
+    }
+
+    #[test]
+    fn plan_refuses_a_temp_route_used_by_another_app() {
+        let live = existing(app("A", "web"), vec![route_state("r1", "web", &["A"])]);
+        let mut obs = observed(vec![oapp("web", Some(live))]);
+        obs.routes.insert(
+            "web-temp.example.com".into(),
+            route_state("t", "web-temp", &["Z"]),
+        );
+        assert!(matches!(
+            plan(&obs, &req(), &[spec("web", &["web.example.com"])]),
+            Err(PlanError::TempRouteInUse { guid, .. }) if guid == "Z"
+        ));
+    }
+
+    #[test]
+    fn default_route_uses_the_default_domain_and_the_app_name() {
+        let obs = observed(vec![oapp("My App", None)]);
+        let mut s = spec("My App", &[]);
+        s.routes = RouteSpec::Default;
+        let p = plan(&obs, &req(), &[s]).unwrap();
+        assert_eq!(p.apps[0].routes, vec!["my-app.example.com".to_string()]);
+    }
+}

@@ -1,0 +1,296 @@
+//! The deploy layer's inputs: [`DeployRequest`] (flags and target, validated) and
+//! [`AppSpec`] (one app of the manifest, reduced to what the flow decides on), plus the
+//! [`RenderRequest`] the flow hands back to the manifest layer to produce YAML.
+//!
+//! The integrator builds one [`AppSpec`] per manifest app: `routes` from `routes:` (or the
+//! `no-route`/`random-route`/`default-route` keys), `instances` per process type, `source`
+//! from `docker:`/`path`, and `render` wired to the manifest layer's renderer.
+//!
+//! Depends on: cli::args (flags), cf::target (org/space/user). Must not: read files or call the API.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::cf::Target;
+use crate::cli::{OldApp, OutputFormat, PushArgs, Strategy};
+
+use super::api::AppSource;
+
+/// Which routes the manifest asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteSpec {
+    /// Explicit `routes:` entries (`host.domain[:port][/path]`).
+    Routes(Vec<String>),
+    /// No `routes:`: the default route `<app>.<default domain>` (cf push's `default-route`).
+    Default,
+    /// `random-route: true`: the server picks a host on first push; a swap keeps the live routes.
+    Random,
+    /// `no-route: true`.
+    NoRoute,
+}
+
+/// What the flow asks the manifest layer to render for one app: the app's manifest entry,
+/// with these fields overridden. Everything else (env, services, buildpacks, processes,
+/// sidecars, health checks, metadata) stays as the user wrote it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RenderRequest {
+    /// The name to render (the candidate name during a swap).
+    pub name: String,
+    /// Routes to render (`routes:` replaced); empty with `no_route` means `no-route: true`.
+    pub routes: Vec<String>,
+    /// Render `no-route: true` (and no `routes:`).
+    pub no_route: bool,
+    /// Keep `random-route: true` (first deploy only).
+    pub random_route: bool,
+    /// Labels to add to `metadata.labels`.
+    pub labels: BTreeMap<String, String>,
+    /// Annotations to add to `metadata.annotations`.
+    pub annotations: BTreeMap<String, String>,
+    /// Instance counts to override, by process type (`--keep-scale`).
+    pub instances: BTreeMap<String, u32>,
+}
+
+/// Renders the manifest YAML (a full manifest document with one app) for a [`RenderRequest`].
+pub type Renderer = Arc<dyn Fn(&RenderRequest) -> Result<String, String> + Send + Sync>;
+
+/// One app to deploy. `B` is the integrator's bits handle.
+#[derive(Clone)]
+pub struct AppSpec<B> {
+    /// The app's name.
+    pub name: String,
+    /// Production routes.
+    pub routes: RouteSpec,
+    /// Instance counts by process type, as the manifest says (informational).
+    pub instances: BTreeMap<String, u32>,
+    /// Where the code comes from.
+    pub source: AppSource<B>,
+    /// Produces the manifest YAML for the candidate or first push.
+    pub render: Renderer,
+}
+
+impl<B> fmt::Debug for AppSpec<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AppSpec")
+            .field("name", &self.name)
+            .field("routes", &self.routes)
+            .field("instances", &self.instances)
+            .field(
+                "source",
+                &match &self.source {
+                    AppSource::Bits(_) => "bits".to_string(),
+                    AppSource::Docker { image, .. } => format!("docker {image}"),
+                },
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B> AppSpec<B> {
+    /// Whether the code is a bits package (needs an upload).
+    pub fn is_bits(&self) -> bool {
+        matches!(self.source, AppSource::Bits(_))
+    }
+}
+
+/// How the built-in smoke probe reaches the candidate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeConfig {
+    /// `https` (default) or `http`.
+    pub scheme: String,
+    /// Connect here instead of resolving the route's host (a local router, the simulator).
+    pub connect_to: Option<SocketAddr>,
+    /// Skip TLS verification (only when the cf target says so).
+    pub skip_tls_verify: bool,
+    /// Timeout of one probe request.
+    pub request_timeout: Duration,
+    /// Pause between probe attempts.
+    pub retry_interval: Duration,
+    /// Attempts before the probe fails (at least 1).
+    pub attempts: u32,
+}
+
+impl Default for ProbeConfig {
+    fn default() -> Self {
+        ProbeConfig {
+            scheme: "https".into(),
+            connect_to: None,
+            skip_tls_verify: false,
+            request_timeout: Duration::from_secs(10),
+            retry_interval: Duration::from_secs(2),
+            attempts: 5,
+        }
+    }
+}
+
+/// A validated deploy request: the flags that matter to the flow and the target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeployRequest {
+    /// Target org name (messages only).
+    pub org: String,
+    /// Target space name (messages only).
+    pub space: String,
+    /// Target space GUID.
+    pub space_guid: String,
+    /// The user (messages only).
+    pub user: Option<String>,
+    /// Strategy (only blue-green is implemented by this layer).
+    pub strategy: Strategy,
+    /// `--smoke-test CMD`.
+    pub smoke_test: Option<String>,
+    /// `--smoke-test-path PATH`.
+    pub smoke_test_path: Option<String>,
+    /// `--old-app`.
+    pub old_app: OldApp,
+    /// `--drain`.
+    pub drain: Duration,
+    /// `--timeout`: stall timeout of staging and of the health wait.
+    pub timeout: Duration,
+    /// Bound of the `--smoke-test` command.
+    pub smoke_timeout: Duration,
+    /// Poll interval of staging and health waits.
+    pub poll_interval: Duration,
+    /// `--keep-scale`.
+    pub keep_scale: bool,
+    /// `--temp-route-suffix`.
+    pub temp_route_suffix: String,
+    /// `--dry-run`.
+    pub dry_run: bool,
+    /// `--output`.
+    pub output: OutputFormat,
+    /// The built-in probe's connection settings.
+    pub probe: ProbeConfig,
+}
+
+/// Why a request could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// No space is targeted.
+    #[error("no space targeted: use 'cf target -s SPACE'")]
+    NoSpace,
+    /// The temp route suffix would make an invalid host.
+    #[error("--temp-route-suffix '{0}' is not valid in a host name (letters, digits and '-' only)")]
+    BadSuffix(String),
+    /// The smoke-test path does not start with `/`.
+    #[error("--smoke-test-path '{0}' must start with '/'")]
+    BadSmokePath(String),
+}
+
+impl DeployRequest {
+    /// Builds a request from the push flags and the target.
+    ///
+    /// # Errors
+    /// No targeted space, an invalid temp-route suffix or smoke-test path.
+    pub fn from_args(args: &PushArgs, target: &Target) -> Result<DeployRequest, RequestError> {
+        let space = target.space.as_ref().ok_or(RequestError::NoSpace)?;
+        let suffix = &args.temp_route_suffix;
+        if suffix.is_empty()
+            || !suffix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-')
+        {
+            return Err(RequestError::BadSuffix(suffix.clone()));
+        }
+        if let Some(p) = &args.smoke_test_path
+            && !p.starts_with('/')
+        {
+            return Err(RequestError::BadSmokePath(p.clone()));
+        }
+        Ok(DeployRequest {
+            org: target
+                .org
+                .as_ref()
+                .map(|o| o.name.clone())
+                .unwrap_or_default(),
+            space: space.name.clone(),
+            space_guid: space.guid.clone(),
+            user: target.user.clone(),
+            strategy: args.strategy,
+            smoke_test: args.smoke_test.clone(),
+            smoke_test_path: args.smoke_test_path.clone(),
+            old_app: args.old_app,
+            drain: args.drain,
+            timeout: args.timeout,
+            smoke_timeout: args.timeout,
+            poll_interval: Duration::from_secs(1),
+            keep_scale: args.keep_scale,
+            temp_route_suffix: suffix.clone(),
+            dry_run: args.dry_run,
+            output: args.output,
+            probe: ProbeConfig {
+                skip_tls_verify: target.skip_ssl_validation,
+                ..ProbeConfig::default()
+            },
+        })
+    }
+
+    /// Whether any smoke test is configured.
+    pub fn has_smoke_test(&self) -> bool {
+        self.smoke_test.is_some() || self.smoke_test_path.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cf::NamedGuid;
+
+    fn target() -> Target {
+        Target {
+            api_endpoint: "https://api.example.com".into(),
+            skip_ssl_validation: true,
+            org: Some(NamedGuid {
+                name: "o".into(),
+                guid: "og".into(),
+            }),
+            space: Some(NamedGuid {
+                name: "s".into(),
+                guid: "sg".into(),
+            }),
+            user: Some("alice".into()),
+        }
+    }
+
+    #[test]
+    fn request_takes_flags_and_target() {
+        let args = PushArgs {
+            temp_route_suffix: "-temp".into(),
+            drain: Duration::from_secs(3),
+            smoke_test_path: Some("/health".into()),
+            ..PushArgs::default()
+        };
+        let r = DeployRequest::from_args(&args, &target()).unwrap();
+        assert_eq!(r.space_guid, "sg");
+        assert_eq!(r.org, "o");
+        assert_eq!(r.drain, Duration::from_secs(3));
+        assert!(r.probe.skip_tls_verify);
+        assert!(r.has_smoke_test());
+    }
+
+    #[test]
+    fn request_rejects_bad_inputs() {
+        let mut args = PushArgs {
+            temp_route_suffix: "-temp".into(),
+            ..PushArgs::default()
+        };
+        let mut t = target();
+        t.space = None;
+        assert_eq!(
+            DeployRequest::from_args(&args, &t),
+            Err(RequestError::NoSpace)
+        );
+        args.temp_route_suffix = ".x".into();
+        assert!(matches!(
+            DeployRequest::from_args(&args, &target()),
+            Err(RequestError::BadSuffix(_))
+        ));
+        args.temp_route_suffix = "-t".into();
+        args.smoke_test_path = Some("health".into());
+        assert!(matches!(
+            DeployRequest::from_args(&args, &target()),
+            Err(RequestError::BadSmokePath(_))
+        ));
+    }
+}

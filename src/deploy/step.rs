@@ -1,0 +1,966 @@
+//! Steps as data, their recorded outputs, and the undo each one needs.
+//!
+//! A [`Step`] names what to do; GUIDs that only exist once an earlier step ran (the
+//! candidate, a created route, the package, the droplet) are looked up in the [`Ledger`] of
+//! recorded outputs, never passed around in mutable state. [`undo_for`] is pure and
+//! table-tested; [`Undo::manual_command`] and [`Step::manual_command`] give the `cf` commands a
+//! user runs when an undo fails or a late step did not run.
+//!
+//! Depends on: deploy::api (data), deploy::route, deploy::request (RenderRequest). Must not: do I/O.
+
+use std::time::Duration;
+
+use super::api::{
+    AppGuid, Destination, DropletGuid, MetadataUpdate, NetworkPolicy, NewDestination, PackageGuid,
+    Route, RouteGuid,
+};
+use super::request::RenderRequest;
+use super::route::RouteAddress;
+
+/// An app a step acts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppRef {
+    /// The app created by this run's `ApplyManifest` for manifest app `app`.
+    New {
+        /// The manifest app's name.
+        app: String,
+    },
+    /// An app that existed before the run.
+    Existing {
+        /// Its GUID.
+        guid: AppGuid,
+        /// Its name when observed.
+        name: String,
+    },
+}
+
+/// A route a step acts on: existing (GUID known) or created by this run (looked up by address).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteRef {
+    /// Where the route is.
+    pub address: RouteAddress,
+    /// Its GUID if it existed before the run.
+    pub guid: Option<RouteGuid>,
+}
+
+/// One end of a network policy to copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicyEnd {
+    /// The candidate of this app.
+    Candidate,
+    /// Another app, by GUID.
+    App(AppGuid),
+}
+
+/// A network policy of the live app, re-targeted at the candidate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyTemplate {
+    /// Source.
+    pub source: PolicyEnd,
+    /// Destination.
+    pub destination: PolicyEnd,
+    /// Protocol.
+    pub protocol: String,
+    /// First port.
+    pub start_port: u16,
+    /// Last port.
+    pub end_port: u16,
+}
+
+/// One step of a plan. `app` is always the manifest app the step belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Delete a leftover candidate of an earlier run that serves nothing.
+    DeleteLeftover {
+        /// Manifest app.
+        app: String,
+        /// The leftover's GUID.
+        guid: AppGuid,
+        /// The leftover's name.
+        name: String,
+    },
+    /// Rename an app.
+    RenameApp {
+        /// Manifest app.
+        app: String,
+        /// Which app.
+        target: AppRef,
+        /// Its name before.
+        from: String,
+        /// Its new name.
+        to: String,
+    },
+    /// Create a route.
+    CreateRoute {
+        /// Manifest app.
+        app: String,
+        /// The route.
+        route: RouteAddress,
+    },
+    /// Apply the rendered manifest (creates the candidate, or the app on a first deploy).
+    ApplyManifest {
+        /// Manifest app.
+        app: String,
+        /// What to render.
+        render: RenderRequest,
+    },
+    /// Set the new app's SSH flag to the live app's.
+    SetSsh {
+        /// Manifest app.
+        app: String,
+        /// Enabled.
+        enabled: bool,
+    },
+    /// Copy the live app's labels and annotations to the new app.
+    CopyMetadata {
+        /// Manifest app.
+        app: String,
+        /// What to set.
+        update: MetadataUpdate,
+    },
+    /// Recreate the live app's network policies for the new app.
+    CopyNetworkPolicies {
+        /// Manifest app.
+        app: String,
+        /// The policies.
+        policies: Vec<PolicyTemplate>,
+    },
+    /// Create the package (bits or docker).
+    CreatePackage {
+        /// Manifest app.
+        app: String,
+    },
+    /// Upload the bits.
+    UploadBits {
+        /// Manifest app.
+        app: String,
+    },
+    /// Create a build and wait until it is staged.
+    Stage {
+        /// Manifest app.
+        app: String,
+    },
+    /// Set the staged droplet as current.
+    SetDroplet {
+        /// Manifest app.
+        app: String,
+    },
+    /// Start the new app.
+    Start {
+        /// Manifest app.
+        app: String,
+    },
+    /// Wait until all instances of every process run.
+    WaitHealthy {
+        /// Manifest app.
+        app: String,
+    },
+    /// Smoke-test the new app at this route.
+    SmokeTest {
+        /// Manifest app.
+        app: String,
+        /// The route (`host.domain/path`).
+        route: String,
+    },
+    /// Map a production route to the new app.
+    MapRoute {
+        /// Manifest app.
+        app: String,
+        /// The route.
+        route: RouteRef,
+        /// Process type, port and protocol (copied from the old destination).
+        process_type: String,
+        /// Port.
+        port: Option<u32>,
+        /// Protocol.
+        protocol: Option<String>,
+    },
+    /// Unmap a production route from an old app.
+    UnmapRoute {
+        /// Manifest app.
+        app: String,
+        /// The route (existing).
+        route: RouteRef,
+        /// The old app's name.
+        from_name: String,
+        /// The destination removed.
+        destination: Destination,
+    },
+    /// Wait for router propagation and in-flight requests.
+    Drain {
+        /// How long.
+        duration: Duration,
+    },
+    /// Stop an old app.
+    StopApp {
+        /// Manifest app.
+        app: String,
+        /// GUID.
+        guid: AppGuid,
+        /// Name.
+        name: String,
+    },
+    /// Delete an old app.
+    DeleteApp {
+        /// Manifest app.
+        app: String,
+        /// GUID.
+        guid: AppGuid,
+        /// Name.
+        name: String,
+    },
+    /// Set or remove labels/annotations.
+    UpdateMetadata {
+        /// Manifest app.
+        app: String,
+        /// Which app.
+        target: AppRef,
+        /// Its name at that point (messages).
+        name: String,
+        /// The change.
+        update: MetadataUpdate,
+    },
+    /// Delete a route.
+    DeleteRoute {
+        /// Manifest app.
+        app: String,
+        /// The route.
+        route: RouteRef,
+    },
+}
+
+/// A step's recorded output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepOutput {
+    /// Nothing to record.
+    None,
+    /// An app was created.
+    App {
+        /// GUID.
+        guid: AppGuid,
+        /// Name.
+        name: String,
+        /// Routes the server created for it (`random-route`), deleted with it on rollback.
+        server_routes: Vec<Route>,
+    },
+    /// A route was created.
+    Route(Route),
+    /// A package was created.
+    Package(PackageGuid),
+    /// A droplet was staged.
+    Droplet(DropletGuid),
+    /// Network policies were created.
+    Policies(Vec<NetworkPolicy>),
+    /// A destination was added.
+    Mapped {
+        /// Route GUID.
+        route_guid: RouteGuid,
+        /// The new destination's GUID.
+        destination_guid: String,
+        /// The app's name (messages).
+        app_name: String,
+    },
+    /// A destination was removed.
+    Unmapped {
+        /// Route GUID.
+        route_guid: RouteGuid,
+    },
+    /// An app was renamed.
+    Renamed {
+        /// Its GUID.
+        guid: AppGuid,
+    },
+}
+
+/// The compensation of a completed step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Undo {
+    /// Delete an app created by the run, then the routes the server created for it.
+    DeleteApp {
+        /// GUID.
+        guid: AppGuid,
+        /// Name.
+        name: String,
+        /// Routes created by the server along with the app.
+        routes: Vec<Route>,
+    },
+    /// Delete a route created by the run.
+    DeleteRoute {
+        /// GUID.
+        guid: RouteGuid,
+        /// Address.
+        address: RouteAddress,
+    },
+    /// Remove a destination added by the run.
+    RemoveDestination {
+        /// Route GUID.
+        route_guid: RouteGuid,
+        /// Destination GUID.
+        destination_guid: String,
+        /// Address.
+        address: RouteAddress,
+        /// App name.
+        app_name: String,
+    },
+    /// Re-add a destination removed by the run.
+    AddDestination {
+        /// Route GUID.
+        route_guid: RouteGuid,
+        /// Address.
+        address: RouteAddress,
+        /// App name.
+        app_name: String,
+        /// The destination to restore.
+        destination: NewDestination,
+    },
+    /// Delete network policies created by the run.
+    DeleteNetworkPolicies(Vec<NetworkPolicy>),
+    /// Rename an app back.
+    RenameApp {
+        /// GUID.
+        guid: AppGuid,
+        /// Current name.
+        from: String,
+        /// Original name.
+        to: String,
+    },
+}
+
+/// The compensation for a completed step, if it needs one. Pure.
+///
+/// Steps inside an app created by the run (package, build, droplet, start, SSH, metadata)
+/// need none: deleting the app undoes them.
+pub fn undo_for(step: &Step, out: &StepOutput) -> Option<Undo> {
+    match (step, out) {
+        (Step::CreateRoute { route, .. }, StepOutput::Route(r)) => Some(Undo::DeleteRoute {
+            guid: r.guid.clone(),
+            address: route.clone(),
+        }),
+        (
+            Step::ApplyManifest { .. },
+            StepOutput::App {
+                guid,
+                name,
+                server_routes,
+            },
+        ) => Some(Undo::DeleteApp {
+            guid: guid.clone(),
+            name: name.clone(),
+            routes: server_routes.clone(),
+        }),
+        (Step::CopyNetworkPolicies { .. }, StepOutput::Policies(p)) if !p.is_empty() => {
+            Some(Undo::DeleteNetworkPolicies(p.clone()))
+        }
+        (
+            Step::MapRoute { route, .. },
+            StepOutput::Mapped {
+                route_guid,
+                destination_guid,
+                app_name,
+            },
+        ) => Some(Undo::RemoveDestination {
+            route_guid: route_guid.clone(),
+            destination_guid: destination_guid.clone(),
+            address: route.address.clone(),
+            app_name: app_name.clone(),
+        }),
+        (
+            Step::UnmapRoute {
+                route,
+                from_name,
+                destination,
+                ..
+            },
+            StepOutput::Unmapped { route_guid },
+        ) => Some(Undo::AddDestination {
+            route_guid: route_guid.clone(),
+            address: route.address.clone(),
+            app_name: from_name.clone(),
+            destination: NewDestination {
+                app_guid: destination.app_guid.clone(),
+                process_type: destination.process_type.clone(),
+                port: destination.port,
+                protocol: destination.protocol.clone(),
+            },
+        }),
+        (Step::RenameApp { from, to, .. }, StepOutput::Renamed { guid }) => Some(Undo::RenameApp {
+            guid: guid.clone(),
+            from: to.clone(),
+            to: from.clone(),
+        }),
+        _ => None,
+    }
+}
+
+fn policies_json(p: &[NetworkPolicy]) -> String {
+    let items: Vec<String> = p
+        .iter()
+        .map(|p| {
+            format!(
+                r#"{{"source":{{"id":"{}"}},"destination":{{"id":"{}","protocol":"{}","ports":{{"start":{},"end":{}}}}}}}"#,
+                p.source_app, p.destination_app, p.protocol, p.start_port, p.end_port
+            )
+        })
+        .collect();
+    format!(r#"{{"policies":[{}]}}"#, items.join(","))
+}
+
+impl Undo {
+    /// What the undo does, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Undo::DeleteApp { name, routes, .. } if routes.is_empty() => {
+                format!("delete app {name}")
+            }
+            Undo::DeleteApp { name, routes, .. } => {
+                let urls: Vec<&str> = routes.iter().map(|r| r.url.as_str()).collect();
+                format!("delete app {name} and its route {}", urls.join(", "))
+            }
+            Undo::DeleteRoute { address, .. } => format!("delete route {address}"),
+            Undo::RemoveDestination {
+                address, app_name, ..
+            } => format!("unmap route {address} from {app_name}"),
+            Undo::AddDestination {
+                address, app_name, ..
+            } => format!("map route {address} back to {app_name}"),
+            Undo::DeleteNetworkPolicies(p) => format!("delete {} network policies", p.len()),
+            Undo::RenameApp { from, to, .. } => format!("rename app {from} back to {to}"),
+        }
+    }
+
+    /// The `cf` command that does the same by hand.
+    pub fn manual_command(&self) -> String {
+        match self {
+            Undo::DeleteApp { name, routes, .. } if routes.is_empty() => {
+                format!("cf delete {name} -f")
+            }
+            Undo::DeleteApp { name, .. } => format!("cf delete {name} -f -r"),
+            Undo::DeleteRoute { address, .. } => {
+                format!("cf delete-route {} -f", address.cf_flags())
+            }
+            Undo::RemoveDestination {
+                address, app_name, ..
+            } => format!("cf unmap-route {app_name} {}", address.cf_flags()),
+            Undo::AddDestination {
+                address, app_name, ..
+            } => format!("cf map-route {app_name} {}", address.cf_flags()),
+            Undo::DeleteNetworkPolicies(p) => format!(
+                "cf curl -X POST /networking/v1/external/policies/delete -d '{}'",
+                policies_json(p)
+            ),
+            Undo::RenameApp { from, to, .. } => format!("cf rename {from} {to}"),
+        }
+    }
+}
+
+impl Step {
+    /// The manifest app the step belongs to (empty for [`Step::Drain`]).
+    pub fn app(&self) -> &str {
+        match self {
+            Step::Drain { .. } => "",
+            Step::DeleteLeftover { app, .. }
+            | Step::RenameApp { app, .. }
+            | Step::CreateRoute { app, .. }
+            | Step::ApplyManifest { app, .. }
+            | Step::SetSsh { app, .. }
+            | Step::CopyMetadata { app, .. }
+            | Step::CopyNetworkPolicies { app, .. }
+            | Step::CreatePackage { app }
+            | Step::UploadBits { app }
+            | Step::Stage { app }
+            | Step::SetDroplet { app }
+            | Step::Start { app }
+            | Step::WaitHealthy { app }
+            | Step::SmokeTest { app, .. }
+            | Step::MapRoute { app, .. }
+            | Step::UnmapRoute { app, .. }
+            | Step::StopApp { app, .. }
+            | Step::DeleteApp { app, .. }
+            | Step::UpdateMetadata { app, .. }
+            | Step::DeleteRoute { app, .. } => app,
+        }
+    }
+
+    /// A short machine name for the step kind (JSON output, fault injection in tests).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Step::DeleteLeftover { .. } => "delete_leftover",
+            Step::RenameApp { .. } => "rename_app",
+            Step::CreateRoute { .. } => "create_route",
+            Step::ApplyManifest { .. } => "apply_manifest",
+            Step::SetSsh { .. } => "set_ssh",
+            Step::CopyMetadata { .. } => "copy_metadata",
+            Step::CopyNetworkPolicies { .. } => "copy_network_policies",
+            Step::CreatePackage { .. } => "create_package",
+            Step::UploadBits { .. } => "upload_bits",
+            Step::Stage { .. } => "stage",
+            Step::SetDroplet { .. } => "set_droplet",
+            Step::Start { .. } => "start",
+            Step::WaitHealthy { .. } => "wait_healthy",
+            Step::SmokeTest { .. } => "smoke_test",
+            Step::MapRoute { .. } => "map_route",
+            Step::UnmapRoute { .. } => "unmap_route",
+            Step::Drain { .. } => "drain",
+            Step::StopApp { .. } => "stop_app",
+            Step::DeleteApp { .. } => "delete_app",
+            Step::UpdateMetadata { .. } => "update_metadata",
+            Step::DeleteRoute { .. } => "delete_route",
+        }
+    }
+
+    /// Whether the step changes anything on the platform.
+    pub fn is_mutating(&self) -> bool {
+        !matches!(
+            self,
+            Step::WaitHealthy { .. } | Step::SmokeTest { .. } | Step::Drain { .. }
+        )
+    }
+
+    /// What the step does, in the cf CLI's voice.
+    pub fn describe(&self) -> String {
+        match self {
+            Step::DeleteLeftover { name, .. } => {
+                format!("Deleting leftover app {name} of an interrupted run")
+            }
+            Step::RenameApp { from, to, .. } => format!("Renaming app {from} to {to}"),
+            Step::CreateRoute { route, .. } => format!("Creating route {route}"),
+            Step::ApplyManifest { render, .. } => {
+                if render.routes.is_empty() {
+                    format!("Applying manifest for app {}", render.name)
+                } else {
+                    format!(
+                        "Applying manifest for app {} with route {}",
+                        render.name,
+                        render.routes.join(", ")
+                    )
+                }
+            }
+            Step::SetSsh { app, enabled } => format!(
+                "{} SSH for the new {app} (as on the live app)",
+                if *enabled { "Enabling" } else { "Disabling" }
+            ),
+            Step::CopyMetadata { app, update } => format!(
+                "Copying {} labels and {} annotations of the live {app}",
+                update.labels.len(),
+                update.annotations.len()
+            ),
+            Step::CopyNetworkPolicies { app, policies } => format!(
+                "Copying {} network policies of the live {app}",
+                policies.len()
+            ),
+            Step::CreatePackage { app } => format!("Creating package for {app}"),
+            Step::UploadBits { app } => format!("Uploading files for {app}"),
+            Step::Stage { app } => format!("Staging {app}"),
+            Step::SetDroplet { app } => format!("Setting droplet of {app}"),
+            Step::Start { app } => format!("Starting {app}"),
+            Step::WaitHealthy { app } => format!("Waiting for all instances of {app} to run"),
+            Step::SmokeTest { app, route } => format!("Smoke-testing {app} at {route}"),
+            Step::MapRoute { app, route, .. } => {
+                format!("Mapping route {} to the new {app}", route.address)
+            }
+            Step::UnmapRoute {
+                route, from_name, ..
+            } => format!("Unmapping route {} from {from_name}", route.address),
+            Step::Drain { duration } => {
+                format!("Draining the old version for {}", fmt_duration(*duration))
+            }
+            Step::StopApp { name, .. } => format!("Stopping app {name}"),
+            Step::DeleteApp { name, .. } => format!("Deleting app {name}"),
+            Step::UpdateMetadata { name, .. } => format!("Updating labels of app {name}"),
+            Step::DeleteRoute { route, .. } => format!("Deleting route {}", route.address),
+        }
+    }
+
+    /// The `cf` command that does this step by hand (for steps left undone after the switch).
+    pub fn manual_command(&self) -> Option<String> {
+        match self {
+            Step::StopApp { name, .. } => Some(format!("cf stop {name}")),
+            Step::DeleteApp { name, .. } | Step::DeleteLeftover { name, .. } => {
+                Some(format!("cf delete {name} -f"))
+            }
+            Step::RenameApp { from, to, .. } => Some(format!("cf rename {from} {to}")),
+            Step::DeleteRoute { route, .. } => {
+                Some(format!("cf delete-route {} -f", route.address.cf_flags()))
+            }
+            Step::UpdateMetadata { name, update, .. } => {
+                let set: Vec<String> = update
+                    .labels
+                    .iter()
+                    .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}")))
+                    .collect();
+                let unset: Vec<&str> = update
+                    .labels
+                    .iter()
+                    .filter(|(_, v)| v.is_none())
+                    .map(|(k, _)| k.as_str())
+                    .collect();
+                let mut cmds = Vec::new();
+                if !set.is_empty() {
+                    cmds.push(format!("cf set-label app {name} {}", set.join(" ")));
+                }
+                if !unset.is_empty() {
+                    cmds.push(format!("cf unset-label app {name} {}", unset.join(" ")));
+                }
+                (!cmds.is_empty()).then(|| cmds.join(" && "))
+            }
+            Step::MapRoute { app, route, .. } => {
+                Some(format!("cf map-route {app} {}", route.address.cf_flags()))
+            }
+            Step::UnmapRoute {
+                route, from_name, ..
+            } => Some(format!(
+                "cf unmap-route {from_name} {}",
+                route.address.cf_flags()
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// Formats a duration as the UI does: `250ms`, `3s`, `1m30s`.
+pub fn fmt_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let s = d.as_secs();
+    if s < 60 {
+        let tenths = (ms % 1000) / 100;
+        return if tenths == 0 {
+            format!("{s}s")
+        } else {
+            format!("{s}.{tenths}s")
+        };
+    }
+    let (m, s) = (s / 60, s % 60);
+    if s == 0 {
+        format!("{m}m")
+    } else {
+        format!("{m}m{s}s")
+    }
+}
+
+/// The outputs of completed steps, in order: the only way data passes between steps.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ledger {
+    entries: Vec<(Step, StepOutput)>,
+}
+
+impl Ledger {
+    /// Records a step's output.
+    pub fn push(&mut self, step: Step, out: StepOutput) {
+        self.entries.push((step, out));
+    }
+
+    /// All entries, in order.
+    pub fn entries(&self) -> &[(Step, StepOutput)] {
+        &self.entries
+    }
+
+    /// The undos of everything recorded, in reverse order.
+    pub fn undos(&self) -> Vec<Undo> {
+        self.entries
+            .iter()
+            .rev()
+            .filter_map(|(s, o)| undo_for(s, o))
+            .collect()
+    }
+
+    /// The app created by `ApplyManifest` for manifest app `app`: (GUID, name).
+    pub fn new_app(&self, app: &str) -> Option<(&str, &str)> {
+        self.entries.iter().find_map(|(s, o)| match (s, o) {
+            (Step::ApplyManifest { app: a, .. }, StepOutput::App { guid, name, .. })
+                if a == app =>
+            {
+                Some((guid.as_str(), name.as_str()))
+            }
+            _ => None,
+        })
+    }
+
+    /// The GUID of a route created by the run at this address.
+    pub fn created_route(&self, address: &RouteAddress) -> Option<&str> {
+        self.entries.iter().find_map(|(s, o)| match (s, o) {
+            (Step::CreateRoute { route, .. }, StepOutput::Route(r)) if route == address => {
+                Some(r.guid.as_str())
+            }
+            _ => None,
+        })
+    }
+
+    /// The package created for manifest app `app`.
+    pub fn package(&self, app: &str) -> Option<&str> {
+        self.entries.iter().find_map(|(s, o)| match (s, o) {
+            (Step::CreatePackage { app: a }, StepOutput::Package(g)) if a == app => {
+                Some(g.as_str())
+            }
+            _ => None,
+        })
+    }
+
+    /// The droplet staged for manifest app `app`.
+    pub fn droplet(&self, app: &str) -> Option<&str> {
+        self.entries.iter().find_map(|(s, o)| match (s, o) {
+            (Step::Stage { app: a }, StepOutput::Droplet(g)) if a == app => Some(g.as_str()),
+            _ => None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(host: &str) -> RouteAddress {
+        RouteAddress {
+            host: host.into(),
+            domain: "example.com".into(),
+            domain_guid: "d".into(),
+            path: String::new(),
+            port: None,
+        }
+    }
+
+    fn route(guid: &str) -> Route {
+        Route {
+            guid: guid.into(),
+            host: "h".into(),
+            path: String::new(),
+            port: None,
+            domain_guid: "d".into(),
+            url: "h.example.com".into(),
+        }
+    }
+
+    #[test]
+    fn undo_for_table() {
+        let app = || "web".to_string();
+        let dest = Destination {
+            guid: "dg".into(),
+            app_guid: "A".into(),
+            process_type: "web".into(),
+            port: Some(8080),
+            protocol: Some("http2".into()),
+        };
+        let policy = NetworkPolicy {
+            source_app: "C".into(),
+            destination_app: "X".into(),
+            protocol: "tcp".into(),
+            start_port: 1,
+            end_port: 2,
+        };
+        let cases: Vec<(Step, StepOutput, Option<Undo>)> = vec![
+            (
+                Step::CreateRoute {
+                    app: app(),
+                    route: addr("h"),
+                },
+                StepOutput::Route(route("R")),
+                Some(Undo::DeleteRoute {
+                    guid: "R".into(),
+                    address: addr("h"),
+                }),
+            ),
+            (
+                Step::ApplyManifest {
+                    app: app(),
+                    render: RenderRequest::default(),
+                },
+                StepOutput::App {
+                    guid: "C".into(),
+                    name: "web-candidate".into(),
+                    server_routes: vec![route("RR")],
+                },
+                Some(Undo::DeleteApp {
+                    guid: "C".into(),
+                    name: "web-candidate".into(),
+                    routes: vec![route("RR")],
+                }),
+            ),
+            (
+                Step::CopyNetworkPolicies {
+                    app: app(),
+                    policies: vec![],
+                },
+                StepOutput::Policies(vec![policy.clone()]),
+                Some(Undo::DeleteNetworkPolicies(vec![policy])),
+            ),
+            (
+                Step::MapRoute {
+                    app: app(),
+                    route: RouteRef {
+                        address: addr("h"),
+                        guid: Some("R".into()),
+                    },
+                    process_type: "web".into(),
+                    port: None,
+                    protocol: None,
+                },
+                StepOutput::Mapped {
+                    route_guid: "R".into(),
+                    destination_guid: "D".into(),
+                    app_name: "web-candidate".into(),
+                },
+                Some(Undo::RemoveDestination {
+                    route_guid: "R".into(),
+                    destination_guid: "D".into(),
+                    address: addr("h"),
+                    app_name: "web-candidate".into(),
+                }),
+            ),
+            (
+                Step::UnmapRoute {
+                    app: app(),
+                    route: RouteRef {
+                        address: addr("h"),
+                        guid: Some("R".into()),
+                    },
+                    from_name: "web".into(),
+                    destination: dest,
+                },
+                StepOutput::Unmapped {
+                    route_guid: "R".into(),
+                },
+                Some(Undo::AddDestination {
+                    route_guid: "R".into(),
+                    address: addr("h"),
+                    app_name: "web".into(),
+                    destination: NewDestination {
+                        app_guid: "A".into(),
+                        process_type: "web".into(),
+                        port: Some(8080),
+                        protocol: Some("http2".into()),
+                    },
+                }),
+            ),
+            (
+                Step::RenameApp {
+                    app: app(),
+                    target: AppRef::Existing {
+                        guid: "L".into(),
+                        name: "web-candidate".into(),
+                    },
+                    from: "web-candidate".into(),
+                    to: "web-leftover-1".into(),
+                },
+                StepOutput::Renamed { guid: "L".into() },
+                Some(Undo::RenameApp {
+                    guid: "L".into(),
+                    from: "web-leftover-1".into(),
+                    to: "web-candidate".into(),
+                }),
+            ),
+            // Steps inside the new app are undone by deleting it.
+            (Step::Start { app: app() }, StepOutput::None, None),
+            (
+                Step::Stage { app: app() },
+                StepOutput::Droplet("D".into()),
+                None,
+            ),
+            (
+                Step::SetSsh {
+                    app: app(),
+                    enabled: true,
+                },
+                StepOutput::None,
+                None,
+            ),
+            (
+                Step::CreatePackage { app: app() },
+                StepOutput::Package("P".into()),
+                None,
+            ),
+            (Step::WaitHealthy { app: app() }, StepOutput::None, None),
+            (
+                Step::Drain {
+                    duration: Duration::from_secs(1),
+                },
+                StepOutput::None,
+                None,
+            ),
+            // A step without the output it records has nothing to undo.
+            (
+                Step::ApplyManifest {
+                    app: app(),
+                    render: RenderRequest::default(),
+                },
+                StepOutput::None,
+                None,
+            ),
+        ];
+        for (step, out, want) in cases {
+            assert_eq!(undo_for(&step, &out), want, "{step:?}");
+        }
+    }
+
+    #[test]
+    fn ledger_undos_run_in_reverse_order() {
+        let mut l = Ledger::default();
+        l.push(
+            Step::CreateRoute {
+                app: "web".into(),
+                route: addr("t"),
+            },
+            StepOutput::Route(route("R")),
+        );
+        l.push(
+            Step::ApplyManifest {
+                app: "web".into(),
+                render: RenderRequest::default(),
+            },
+            StepOutput::App {
+                guid: "C".into(),
+                name: "c".into(),
+                server_routes: vec![],
+            },
+        );
+        l.push(Step::Start { app: "web".into() }, StepOutput::None);
+        let d: Vec<String> = l.undos().iter().map(Undo::describe).collect();
+        assert_eq!(d, vec!["delete app c", "delete route t.example.com"]);
+        assert_eq!(l.new_app("web"), Some(("C", "c")));
+        assert_eq!(l.created_route(&addr("t")), Some("R"));
+    }
+
+    #[test]
+    fn manual_commands_are_cf_commands() {
+        let u = Undo::DeleteRoute {
+            guid: "R".into(),
+            address: addr("h"),
+        };
+        assert_eq!(
+            u.manual_command(),
+            "cf delete-route example.com --hostname h -f"
+        );
+        let u = Undo::AddDestination {
+            route_guid: "R".into(),
+            address: addr("h"),
+            app_name: "web".into(),
+            destination: NewDestination {
+                app_guid: "A".into(),
+                process_type: "web".into(),
+                port: None,
+                protocol: None,
+            },
+        };
+        assert_eq!(
+            u.manual_command(),
+            "cf map-route web example.com --hostname h"
+        );
+        let s = Step::UpdateMetadata {
+            app: "web".into(),
+            target: AppRef::New { app: "web".into() },
+            name: "web".into(),
+            update: MetadataUpdate {
+                labels: [("zero-downtime.cf/role".to_string(), None)].into(),
+                annotations: Default::default(),
+            },
+        };
+        assert_eq!(
+            s.manual_command().as_deref(),
+            Some("cf unset-label app web zero-downtime.cf/role")
+        );
+        assert_eq!(fmt_duration(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(fmt_duration(Duration::from_secs(90)), "1m30s");
+        assert_eq!(fmt_duration(Duration::from_millis(20)), "20ms");
+    }
+}

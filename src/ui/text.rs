@@ -1,0 +1,487 @@
+//! The text renderer: the cf CLI's voice ("Pushing app myapp to org o / space s as alice..."),
+//! one line per step. On a terminal, an indicatif progress bar for the upload and spinners
+//! with elapsed time for waits (drawn on stderr); otherwise plain lines only, deterministic for
+//! a given event sequence (golden-tested).
+//!
+//! Depends on: deploy::event, indicatif. Must not: decide anything.
+
+use std::io::Write;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::deploy::event::{Event, Outcome, Reporter};
+use crate::deploy::step::fmt_duration;
+
+/// Renders events as cf-CLI-like text to `W`.
+pub struct TextReporter<W: Write + Send> {
+    out: W,
+    terminal: bool,
+    bar: Option<ProgressBar>,
+    spinner: Option<ProgressBar>,
+    last_detail: Option<String>,
+    upload_done: bool,
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+impl<W: Write + Send> TextReporter<W> {
+    /// A renderer writing plain lines to `out` (no progress bars, no spinners).
+    pub fn plain(out: W) -> Self {
+        TextReporter {
+            out,
+            terminal: false,
+            bar: None,
+            spinner: None,
+            last_detail: None,
+            upload_done: false,
+        }
+    }
+
+    /// A renderer for a terminal: lines to `out`, progress bar and spinners on stderr.
+    pub fn terminal(out: W) -> Self {
+        TextReporter {
+            terminal: true,
+            ..TextReporter::plain(out)
+        }
+    }
+
+    /// The writer (tests read the rendered output from it).
+    pub fn into_inner(self) -> W {
+        self.out
+    }
+
+    fn clear_progress(&mut self) {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
+        if let Some(s) = self.spinner.take() {
+            s.finish_and_clear();
+        }
+        self.last_detail = None;
+    }
+
+    fn line(&mut self, s: &str) {
+        // Output errors (a closed pipe) must not abort the deploy: the outcome is still returned.
+        let _ignored = writeln!(self.out, "{s}");
+        let _flushed = self.out.flush();
+    }
+
+    fn progress(&mut self, sent: u64, total: Option<u64>) {
+        if !self.terminal {
+            if let Some(t) = total
+                && sent >= t
+                && !self.upload_done
+            {
+                self.upload_done = true;
+                self.line(&format!("   uploaded {}", human_bytes(t)));
+            }
+            return;
+        }
+        let bar = self.bar.get_or_insert_with(|| {
+            let b = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr());
+            let style = ProgressStyle::with_template(
+                "   {bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} {elapsed}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+            b.set_style(style);
+            b
+        });
+        if let Some(t) = total {
+            bar.set_length(t);
+        }
+        bar.set_position(sent);
+    }
+
+    fn waiting(&mut self, detail: &str) {
+        if !self.terminal {
+            if self.last_detail.as_deref() != Some(detail) {
+                self.last_detail = Some(detail.to_string());
+                self.line(&format!("   {detail}"));
+            }
+            return;
+        }
+        let sp = self.spinner.get_or_insert_with(|| {
+            let s = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+            let style = ProgressStyle::with_template("   {spinner} {msg} ({elapsed})")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner());
+            s.set_style(style);
+            s.enable_steady_tick(Duration::from_millis(120));
+            s
+        });
+        sp.set_message(detail.to_string());
+    }
+
+    fn finished(&mut self, outcome: &Outcome, elapsed: Duration) {
+        self.clear_progress();
+        match outcome {
+            Outcome::Deployed => {
+                self.line(&format!("Deploy took {}.", fmt_duration(elapsed)));
+            }
+            Outcome::DryRun => {}
+            _ => {
+                if let Some(e) = outcome.error() {
+                    self.line("");
+                    for l in e.lines() {
+                        self.line(l);
+                    }
+                }
+                match outcome {
+                    Outcome::RollbackIncomplete { manual_steps, .. } => {
+                        self.line("Finish the rollback by hand:");
+                        for m in manual_steps {
+                            self.line(&format!("   {m}"));
+                        }
+                    }
+                    Outcome::DeployedWithLeftovers { leftovers, .. } => {
+                        self.line("The new version is serving. Clean up by hand, or run the deploy again:");
+                        for m in leftovers {
+                            self.line(&format!("   {m}"));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let last = outcome.last_line();
+        self.line(&last);
+    }
+}
+
+impl<W: Write + Send> Reporter for TextReporter<W> {
+    fn report(&mut self, event: Event) {
+        match event {
+            Event::Started {
+                org,
+                space,
+                user,
+                apps,
+                ..
+            } => {
+                let what = if apps.len() == 1 {
+                    format!("app {}", apps[0])
+                } else {
+                    format!("apps {}", apps.join(", "))
+                };
+                let who = user.map(|u| format!(" as {u}")).unwrap_or_default();
+                self.line(&format!(
+                    "Pushing {what} to org {org} / space {space}{who}..."
+                ));
+                self.line("Getting app info...");
+            }
+            Event::Plan {
+                apps,
+                steps,
+                dry_run,
+            } => {
+                for a in &apps {
+                    self.line(&format!("   {a}"));
+                }
+                if dry_run {
+                    self.line("");
+                    self.line("Plan (dry run, nothing will be changed):");
+                    for s in &steps {
+                        self.line(&format!("   {s}"));
+                    }
+                }
+                self.line("");
+            }
+            Event::Warning { message, .. } => {
+                let l = format!("Warning: {message}");
+                self.line(&l);
+            }
+            Event::StepStarted { description, .. } => {
+                self.clear_progress();
+                self.line(&format!("{description}..."));
+            }
+            Event::StepFinished { warnings, .. } => {
+                self.clear_progress();
+                for w in warnings {
+                    self.line(&format!("Warning: {w}"));
+                }
+            }
+            Event::StepFailed {
+                error, warnings, ..
+            } => {
+                self.clear_progress();
+                for w in warnings {
+                    self.line(&format!("Warning: {w}"));
+                }
+                self.line(&format!("FAILED: {error}"));
+            }
+            Event::UploadProgress { sent, total, .. } => self.progress(sent, total),
+            // The spinner shows its own elapsed time; plain output prints changes only.
+            Event::Waiting { detail, .. } => self.waiting(&detail),
+            Event::RollbackStarted { .. } => {
+                self.clear_progress();
+                self.line("");
+                self.line("Rolling back...");
+            }
+            Event::UndoStarted { .. } => {}
+            Event::UndoFinished { description, .. } => {
+                self.line(&format!("   {description}: OK"));
+            }
+            Event::UndoFailed {
+                description, error, ..
+            } => {
+                self.line(&format!("   {description}: FAILED: {error}"));
+            }
+            Event::Finished {
+                outcome, elapsed, ..
+            } => self.finished(&outcome, elapsed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deploy::event::StepTime;
+
+    fn started(i: usize, description: &str) -> Event {
+        Event::StepStarted {
+            index: i,
+            total: 9,
+            kind: "k".into(),
+            app: "web".into(),
+            description: description.into(),
+        }
+    }
+
+    fn finished(i: usize, warnings: &[&str]) -> Event {
+        Event::StepFinished {
+            index: i,
+            kind: "k".into(),
+            app: "web".into(),
+            elapsed: Duration::from_millis(300),
+            warnings: warnings.iter().map(|w| w.to_string()).collect(),
+        }
+    }
+
+    fn waiting(detail: &str, secs: u64) -> Event {
+        Event::Waiting {
+            app: "web".into(),
+            what: "instances".into(),
+            elapsed: Duration::from_secs(secs),
+            detail: detail.into(),
+        }
+    }
+
+    fn render(events: Vec<Event>) -> String {
+        let mut r = TextReporter::plain(Vec::new());
+        for e in events {
+            r.report(e);
+        }
+        String::from_utf8(r.into_inner()).unwrap()
+    }
+
+    const SUMMARY: &str = "web: blue-green swap, candidate web-candidate, temporary route web-temp.example.com, routes web.example.com";
+    const EXTRA: &str = "route extra.example.com is mapped to app web but not in the manifest; the new version gets it too";
+    const CRASH: &str = "app 'web-candidate': instance 1 of process 'web' crashed: exit status 1";
+
+    fn head() -> Vec<Event> {
+        vec![
+            Event::Started {
+                org: "o".into(),
+                space: "s".into(),
+                user: Some("alice".into()),
+                apps: vec!["web".into()],
+                strategy: "blue-green".into(),
+            },
+            Event::Plan {
+                apps: vec![SUMMARY.into()],
+                steps: vec![" 1. Creating route web-temp.example.com".into()],
+                dry_run: false,
+            },
+            Event::Warning {
+                app: None,
+                message: EXTRA.into(),
+            },
+            started(0, "Creating route web-temp.example.com"),
+            finished(0, &[]),
+            started(
+                1,
+                "Applying manifest for app web-candidate with route web-temp.example.com",
+            ),
+            finished(1, &["buildpack is deprecated"]),
+            started(2, "Uploading files for web"),
+            Event::UploadProgress {
+                app: "web".into(),
+                sent: 512,
+                total: Some(2048),
+            },
+            Event::UploadProgress {
+                app: "web".into(),
+                sent: 2048,
+                total: Some(2048),
+            },
+            finished(2, &[]),
+            started(3, "Waiting for all instances of web to run"),
+            waiting("0 of 2 instances running", 1),
+            waiting("0 of 2 instances running", 2),
+            waiting("1 of 2 instances running", 3),
+        ]
+    }
+
+    const GOLDEN_ROLLBACK_INCOMPLETE: &[&str] = &[
+        "Pushing app web to org o / space s as alice...",
+        "Getting app info...",
+        "   web: blue-green swap, candidate web-candidate, temporary route web-temp.example.com, routes web.example.com",
+        "",
+        "Warning: route extra.example.com is mapped to app web but not in the manifest; the new version gets it too",
+        "Creating route web-temp.example.com...",
+        "Applying manifest for app web-candidate with route web-temp.example.com...",
+        "Warning: buildpack is deprecated",
+        "Uploading files for web...",
+        "   uploaded 2.0 KiB",
+        "Waiting for all instances of web to run...",
+        "   0 of 2 instances running",
+        "   1 of 2 instances running",
+        "FAILED: app 'web-candidate': instance 1 of process 'web' crashed: exit status 1",
+        "",
+        "Rolling back...",
+        "   delete app web-candidate: FAILED: 500 CF-ServerError: boom",
+        "   delete route web-temp.example.com: OK",
+        "",
+        "app 'web-candidate': instance 1 of process 'web' crashed: exit status 1",
+        "TIP: the failed app is deleted by the rollback; watch 'cf logs web-candidate' in another terminal during the next push",
+        "Finish the rollback by hand:",
+        "   cf delete web-candidate -f",
+        "ROLLBACK INCOMPLETE: cf delete web-candidate -f",
+    ];
+
+    #[test]
+    fn golden_rollback_incomplete() {
+        let mut events = head();
+        events.extend([
+            Event::StepFailed {
+                index: 3,
+                kind: "wait_healthy".into(),
+                app: "web".into(),
+                elapsed: Duration::from_secs(4),
+                error: CRASH.into(),
+                warnings: vec![],
+            },
+            Event::RollbackStarted {
+                reason: "crashed".into(),
+            },
+            Event::UndoStarted {
+                description: "delete app web-candidate".into(),
+            },
+            Event::UndoFailed {
+                description: "delete app web-candidate".into(),
+                elapsed: Duration::from_millis(20),
+                error: "500 CF-ServerError: boom".into(),
+                manual: "cf delete web-candidate -f".into(),
+            },
+            Event::UndoStarted {
+                description: "delete route web-temp.example.com".into(),
+            },
+            Event::UndoFinished {
+                description: "delete route web-temp.example.com".into(),
+                elapsed: Duration::from_millis(20),
+            },
+            Event::Finished {
+                outcome: Outcome::RollbackIncomplete {
+                    error: format!("{CRASH}\nTIP: the failed app is deleted by the rollback; watch 'cf logs web-candidate' in another terminal during the next push"),
+                    manual_steps: vec!["cf delete web-candidate -f".into()],
+                },
+                elapsed: Duration::from_secs(9),
+                steps: vec![],
+            },
+        ]);
+        let out = render(events);
+        let got: Vec<&str> = out.lines().collect();
+        assert_eq!(got, GOLDEN_ROLLBACK_INCOMPLETE);
+    }
+
+    #[test]
+    fn golden_deployed_and_dry_run() {
+        let mut events = head();
+        events.extend([
+            finished(3, &[]),
+            Event::Finished {
+                outcome: Outcome::Deployed,
+                elapsed: Duration::from_millis(12_300),
+                steps: vec![StepTime {
+                    kind: "drain".into(),
+                    app: String::new(),
+                    elapsed: Duration::from_secs(10),
+                }],
+            },
+        ]);
+        let out = render(events);
+        assert!(
+            out.ends_with("   1 of 2 instances running\nDeploy took 12.3s.\ndeployed\n"),
+            "{out}"
+        );
+
+        let out = render(vec![
+            Event::Plan {
+                apps: vec!["web: first deploy, routes web.example.com".into()],
+                steps: vec![" 1. Applying manifest for app web".into()],
+                dry_run: true,
+            },
+            Event::Finished {
+                outcome: Outcome::DryRun,
+                elapsed: Duration::ZERO,
+                steps: vec![],
+            },
+        ]);
+        let got: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            got,
+            [
+                "   web: first deploy, routes web.example.com",
+                "",
+                "Plan (dry run, nothing will be changed):",
+                "    1. Applying manifest for app web",
+                "",
+                "dry run: nothing was changed",
+            ]
+        );
+    }
+
+    #[test]
+    fn last_line_of_each_outcome() {
+        let cases = [
+            (
+                Outcome::NothingChanged { error: "x".into() },
+                "nothing was changed",
+            ),
+            (
+                Outcome::RolledBack { error: "x".into() },
+                "rolled back, the old version is serving",
+            ),
+            (
+                Outcome::DeployedWithLeftovers {
+                    error: "x".into(),
+                    leftovers: vec!["cf stop web".into()],
+                },
+                "deployed with leftovers: cf stop web",
+            ),
+        ];
+        for (o, want) in cases {
+            let out = render(vec![Event::Finished {
+                outcome: o,
+                elapsed: Duration::ZERO,
+                steps: vec![],
+            }]);
+            assert_eq!(out.lines().last(), Some(want));
+            assert!(out.contains("\nx\n"), "the error is shown: {out}");
+        }
+    }
+}

@@ -1,0 +1,1843 @@
+//! Executor tests of the blue-green deploy against `FakeCf`, an in-memory Cloud Controller
+//! implementing `CfApi` with fault injection (fail the Nth call of a method, before or after its
+//! effect), failing staging, crashing or slow instances.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cf_zero_downtime::cli::{OldApp, OutputFormat, Strategy};
+use cf_zero_downtime::deploy::api::{
+    ApiError, ApiResult, App, AppSource, AppState, BuildState, CfApi, Destination, Domain,
+    InstanceStat, InstanceState, MetadataUpdate, NetworkPolicy, NewDestination, NewRoute, Process,
+    ProgressSink, Route,
+};
+use cf_zero_downtime::deploy::event::{Event, Outcome, Reporter};
+use cf_zero_downtime::deploy::request::{
+    AppSpec, DeployRequest, ProbeConfig, RenderRequest, RouteSpec,
+};
+use cf_zero_downtime::deploy::route::resolve_route;
+use cf_zero_downtime::deploy::run;
+use cf_zero_downtime::ui::{JsonReporter, TextReporter};
+use tokio_util::sync::CancellationToken;
+
+const MUTATING: &[&str] = &[
+    "apply_manifest",
+    "create_package",
+    "upload_bits",
+    "create_build",
+    "set_current_droplet",
+    "start_app",
+    "stop_app",
+    "rename_app",
+    "delete_app",
+    "update_metadata",
+    "set_ssh_enabled",
+    "create_route",
+    "delete_route",
+    "add_destination",
+    "remove_destination",
+    "create_network_policies",
+    "delete_network_policies",
+];
+
+#[derive(Debug, Clone)]
+struct FApp {
+    app: App,
+    ssh: bool,
+    droplet: Option<String>,
+    processes: Vec<(String, u32)>,
+    starting_polls: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum When {
+    Before,
+    After,
+}
+
+#[derive(Default)]
+struct State {
+    next: u64,
+    apps: BTreeMap<String, FApp>,
+    routes: BTreeMap<String, (Route, Vec<Destination>)>,
+    domains: Vec<Domain>,
+    policies: BTreeSet<NetworkPolicy>,
+    packages: BTreeMap<String, String>,
+    builds: BTreeMap<String, (String, u32)>,
+    calls: Vec<String>,
+    counts: BTreeMap<String, u32>,
+    faults: BTreeMap<(String, u32), When>,
+    staging_fails_for: Option<String>,
+    crash_new_apps: bool,
+    starting_polls: u32,
+    warnings: Vec<String>,
+}
+
+/// The in-memory Cloud Controller.
+struct FakeCf {
+    s: Mutex<State>,
+}
+
+fn err500(method: &str) -> ApiError {
+    ApiError::new(
+        500,
+        "CF-ServerError",
+        format!("injected failure in {method}"),
+    )
+    .with_request_id("req-1")
+}
+
+impl FakeCf {
+    fn new() -> Self {
+        let s = State {
+            domains: vec![Domain {
+                guid: "d1".into(),
+                name: "example.com".into(),
+                internal: false,
+            }],
+            ..State::default()
+        };
+        FakeCf { s: Mutex::new(s) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.s.lock().unwrap()
+    }
+
+    /// Fails the `n`th call (1-based) of `method`, before or after its effect.
+    fn fail(&self, method: &str, n: u32, when: When) -> &Self {
+        self.lock().faults.insert((method.to_string(), n), when);
+        self
+    }
+
+    fn calls(&self) -> Vec<String> {
+        self.lock().calls.clone()
+    }
+
+    fn mutating_calls(&self) -> Vec<String> {
+        self.calls()
+            .into_iter()
+            .filter(|c| MUTATING.contains(&c.split(' ').next().unwrap_or_default()))
+            .collect()
+    }
+
+    /// Records the call; `Err` for a fault injected before the effect, `Ok(true)` for one after.
+    fn enter(&self, method: &str, arg: &str) -> Result<bool, ApiError> {
+        let mut s = self.lock();
+        s.calls.push(format!("{method} {arg}"));
+        let n = {
+            let c = s.counts.entry(method.to_string()).or_insert(0);
+            *c += 1;
+            *c
+        };
+        match s.faults.remove(&(method.to_string(), n)) {
+            Some(When::Before) => Err(err500(method)),
+            Some(When::After) => Ok(true),
+            None => Ok(false),
+        }
+    }
+
+    fn id(s: &mut State, prefix: &str) -> String {
+        s.next += 1;
+        format!("{prefix}-{}", s.next)
+    }
+
+    fn add_app(&self, guid: &str, name: &str, instances: u32) {
+        let mut s = self.lock();
+        s.apps.insert(
+            guid.into(),
+            FApp {
+                app: App {
+                    guid: guid.into(),
+                    name: name.into(),
+                    state: AppState::Started,
+                    labels: BTreeMap::new(),
+                    annotations: BTreeMap::new(),
+                },
+                ssh: true,
+                droplet: Some(format!("droplet-{guid}")),
+                processes: vec![("web".into(), instances)],
+                starting_polls: 0,
+            },
+        );
+    }
+
+    fn with_app<R>(&self, guid: &str, f: impl FnOnce(&mut FApp) -> R) -> R {
+        f(self.lock().apps.get_mut(guid).unwrap())
+    }
+
+    fn add_route(&self, host: &str, apps: &[&str]) -> String {
+        let mut s = self.lock();
+        let guid = Self::id(&mut s, "route");
+        let dests = apps
+            .iter()
+            .map(|a| Destination {
+                guid: format!("dest-{guid}-{a}"),
+                app_guid: a.to_string(),
+                process_type: "web".into(),
+                port: Some(8080),
+                protocol: Some("http1".into()),
+            })
+            .collect();
+        s.routes.insert(
+            guid.clone(),
+            (
+                Route {
+                    guid: guid.clone(),
+                    host: host.into(),
+                    path: String::new(),
+                    port: None,
+                    domain_guid: "d1".into(),
+                    url: format!("{host}.example.com"),
+                },
+                dests,
+            ),
+        );
+        guid
+    }
+
+    fn route_guid(&self, url: &str) -> String {
+        let s = self.lock();
+        s.routes
+            .values()
+            .find(|(r, _)| r.url == url)
+            .unwrap()
+            .0
+            .guid
+            .clone()
+    }
+
+    fn app_named(&self, name: &str) -> Option<FApp> {
+        self.lock()
+            .apps
+            .values()
+            .find(|a| a.app.name == name)
+            .cloned()
+    }
+
+    fn route_apps(&self, url: &str) -> Option<BTreeSet<String>> {
+        self.lock()
+            .routes
+            .values()
+            .find(|(r, _)| r.url == url)
+            .map(|(_, d)| d.iter().map(|d| d.app_guid.clone()).collect())
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        let s = self.lock();
+        Snapshot {
+            apps: s
+                .apps
+                .values()
+                .map(|a| {
+                    (
+                        a.app.name.clone(),
+                        (
+                            a.app.guid.clone(),
+                            a.app.state,
+                            a.app.labels.clone(),
+                            a.app.annotations.clone(),
+                            a.ssh,
+                            a.droplet.clone(),
+                        ),
+                    )
+                })
+                .collect(),
+            routes: s
+                .routes
+                .values()
+                .map(|(r, d)| {
+                    (
+                        r.url.clone(),
+                        d.iter()
+                            .map(|d| {
+                                (
+                                    d.app_guid.clone(),
+                                    d.process_type.clone(),
+                                    d.port,
+                                    d.protocol.clone(),
+                                )
+                            })
+                            .collect(),
+                    )
+                })
+                .collect(),
+            policies: s.policies.clone(),
+        }
+    }
+
+    fn url_of(s: &State, nr: &NewRoute) -> String {
+        let domain = s
+            .domains
+            .iter()
+            .find(|d| d.guid == nr.domain_guid)
+            .map(|d| d.name.clone())
+            .unwrap_or_default();
+        let mut u = if nr.host.is_empty() {
+            domain
+        } else {
+            format!("{}.{domain}", nr.host)
+        };
+        if let Some(p) = nr.port {
+            u.push_str(&format!(":{p}"));
+        }
+        u.push_str(&nr.path);
+        u
+    }
+}
+
+type AppSnap = (
+    String,
+    AppState,
+    BTreeMap<String, String>,
+    BTreeMap<String, String>,
+    bool,
+    Option<String>,
+);
+
+/// A destination without its GUID: app, process type, port, protocol.
+type DestSnap = (String, String, Option<u32>, Option<String>);
+
+#[derive(Debug, PartialEq, Eq)]
+struct Snapshot {
+    apps: BTreeMap<String, AppSnap>,
+    routes: BTreeMap<String, BTreeSet<DestSnap>>,
+    policies: BTreeSet<NetworkPolicy>,
+}
+
+fn not_found(what: &str) -> ApiError {
+    ApiError::not_found(format!("{what} not found"))
+}
+
+impl CfApi for FakeCf {
+    type Bits = ();
+
+    async fn find_apps_by_name(&self, _space: &str, names: &[String]) -> ApiResult<Vec<App>> {
+        self.enter("find_apps_by_name", &names.join(","))?;
+        Ok(self
+            .lock()
+            .apps
+            .values()
+            .filter(|a| names.contains(&a.app.name))
+            .map(|a| a.app.clone())
+            .collect())
+    }
+
+    async fn find_apps_by_label(&self, _space: &str, selector: &str) -> ApiResult<Vec<App>> {
+        self.enter("find_apps_by_label", selector)?;
+        let (k, v) = match selector.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (selector, None),
+        };
+        Ok(self
+            .lock()
+            .apps
+            .values()
+            .filter(|a| match (a.app.labels.get(k), v) {
+                (Some(x), Some(v)) => x == v,
+                (Some(_), None) => true,
+                _ => false,
+            })
+            .map(|a| a.app.clone())
+            .collect())
+    }
+
+    async fn get_app(&self, guid: &str) -> ApiResult<App> {
+        self.enter("get_app", guid)?;
+        self.lock()
+            .apps
+            .get(guid)
+            .map(|a| a.app.clone())
+            .ok_or_else(|| not_found("app"))
+    }
+
+    async fn apply_manifest(&self, _space: &str, yaml: &str) -> ApiResult<()> {
+        let after = self.enter("apply_manifest", "")?;
+        let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(yaml)
+            .map_err(|e| ApiError::new(422, "CF-UnprocessableEntity", e.to_string()))?;
+        let apps = doc["applications"]
+            .as_sequence()
+            .cloned()
+            .unwrap_or_default();
+        for a in apps {
+            let name = a["name"].as_str().unwrap_or_default().to_string();
+            let mut s = self.lock();
+            let guid = match s.apps.values().find(|x| x.app.name == name) {
+                Some(x) => x.app.guid.clone(),
+                None => {
+                    let g = Self::id(&mut s, "app");
+                    let inst = a["instances"].as_u64().unwrap_or(2) as u32;
+                    s.apps.insert(
+                        g.clone(),
+                        FApp {
+                            app: App {
+                                guid: g.clone(),
+                                name: name.clone(),
+                                state: AppState::Stopped,
+                                labels: BTreeMap::new(),
+                                annotations: BTreeMap::new(),
+                            },
+                            ssh: true,
+                            droplet: None,
+                            processes: vec![("web".into(), inst)],
+                            starting_polls: 0,
+                        },
+                    );
+                    g
+                }
+            };
+            let domains = s.domains.clone();
+            let fa = s.apps.get_mut(&guid).unwrap();
+            for (kind, map) in [("labels", 0), ("annotations", 1)] {
+                if let Some(m) = a["metadata"][kind].as_mapping() {
+                    for (k, v) in m {
+                        let (k, v) = (
+                            k.as_str().unwrap_or_default(),
+                            v.as_str().unwrap_or_default(),
+                        );
+                        let target = if map == 0 {
+                            &mut fa.app.labels
+                        } else {
+                            &mut fa.app.annotations
+                        };
+                        target.insert(k.into(), v.into());
+                    }
+                }
+            }
+            let mut routes: Vec<String> = a["routes"]
+                .as_sequence()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|r| r["route"].as_str().map(str::to_string))
+                .collect();
+            let mapped = s
+                .routes
+                .values()
+                .any(|(_, d)| d.iter().any(|d| d.app_guid == guid));
+            if a["random-route"].as_bool() == Some(true) && !mapped {
+                routes.push(format!("{name}-rnd.example.com"));
+            }
+            for r in routes {
+                let Some(addr) = resolve_route(&r, &domains) else {
+                    return Err(ApiError::new(422, "CF-UnprocessableEntity", "no domain"));
+                };
+                let url = addr.url();
+                let existing = s
+                    .routes
+                    .values()
+                    .find(|(x, _)| x.url == url)
+                    .map(|(x, _)| x.guid.clone());
+                let rg = match existing {
+                    Some(g) => g,
+                    None => {
+                        let g = Self::id(&mut s, "route");
+                        s.routes.insert(
+                            g.clone(),
+                            (
+                                Route {
+                                    guid: g.clone(),
+                                    host: addr.host.clone(),
+                                    path: addr.path.clone(),
+                                    port: addr.port,
+                                    domain_guid: addr.domain_guid.clone(),
+                                    url,
+                                },
+                                Vec::new(),
+                            ),
+                        );
+                        g
+                    }
+                };
+                let dg = Self::id(&mut s, "dest");
+                let dests = &mut s.routes.get_mut(&rg).unwrap().1;
+                if !dests.iter().any(|d| d.app_guid == guid) {
+                    dests.push(Destination {
+                        guid: dg,
+                        app_guid: guid.clone(),
+                        process_type: "web".into(),
+                        port: None,
+                        protocol: None,
+                    });
+                }
+            }
+        }
+        self.lock().warnings.push("manifest applied".into());
+        if after {
+            Err(err500("apply_manifest"))
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn create_package(&self, app: &str, _source: &AppSource<()>) -> ApiResult<String> {
+        let after = self.enter("create_package", app)?;
+        let mut s = self.lock();
+        let g = Self::id(&mut s, "pkg");
+        s.packages.insert(g.clone(), app.into());
+        if after {
+            Err(err500("create_package"))
+        } else {
+            Ok(g)
+        }
+    }
+
+    async fn upload_bits(
+        &self,
+        package: &str,
+        _bits: &(),
+        progress: ProgressSink,
+    ) -> ApiResult<()> {
+        let after = self.enter("upload_bits", package)?;
+        progress.report(512, Some(1024));
+        progress.report(1024, Some(1024));
+        if after {
+            Err(err500("upload_bits"))
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn create_build(&self, package: &str) -> ApiResult<String> {
+        let after = self.enter("create_build", package)?;
+        let mut s = self.lock();
+        let g = Self::id(&mut s, "build");
+        s.builds.insert(g.clone(), (package.into(), 2));
+        if after {
+            Err(err500("create_build"))
+        } else {
+            Ok(g)
+        }
+    }
+
+    async fn get_build(&self, build: &str) -> ApiResult<BuildState> {
+        self.enter("get_build", build)?;
+        let mut s = self.lock();
+        let fail_for = s.staging_fails_for.clone();
+        let (pkg, left) = s.builds.get_mut(build).ok_or_else(|| not_found("build"))?;
+        if *left > 0 {
+            *left -= 1;
+            return Ok(BuildState::Staging);
+        }
+        let pkg = pkg.clone();
+        let app = s.packages.get(&pkg).cloned().unwrap_or_default();
+        let name = s
+            .apps
+            .get(&app)
+            .map(|a| a.app.name.clone())
+            .unwrap_or_default();
+        if let Some(f) = fail_for
+            && name.starts_with(&f)
+        {
+            return Ok(BuildState::Failed(
+                "NoAppDetectedError - no buildpack detected".into(),
+            ));
+        }
+        Ok(BuildState::Staged(format!("droplet-{build}")))
+    }
+
+    async fn set_current_droplet(&self, app: &str, droplet: &str) -> ApiResult<()> {
+        let after = self.enter("set_current_droplet", app)?;
+        let mut s = self.lock();
+        s.apps.get_mut(app).ok_or_else(|| not_found("app"))?.droplet = Some(droplet.into());
+        if after {
+            Err(err500("set_current_droplet"))
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn start_app(&self, app: &str) -> ApiResult<()> {
+        let after = self.enter("start_app", app)?;
+        let mut s = self.lock();
+        let polls = s.starting_polls;
+        let a = s.apps.get_mut(app).ok_or_else(|| not_found("app"))?;
+        a.app.state = AppState::Started;
+        a.starting_polls = polls;
+        if after {
+            Err(err500("start_app"))
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn stop_app(&self, app: &str) -> ApiResult<()> {
+        let after = self.enter("stop_app", app)?;
+        let mut s = self.lock();
+        s.apps
+            .get_mut(app)
+            .ok_or_else(|| not_found("app"))?
+            .app
+            .state = AppState::Stopped;
+        if after {
+            Err(err500("stop_app"))
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn rename_app(&self, app: &str, name: &str) -> ApiResult<()> {
+        let after = self.enter("rename_app", &format!("{app} {name}"))?;
+        let mut s = self.lock();
+        if s.apps
+            .values()
+            .any(|a| a.app.name == name && a.app.guid != app)
+        {
+            return Err(ApiError::new(
+                422,
+                "CF-UniquenessError",
+                "The app name is taken",
+            ));
+        }
+        s.apps
+            .get_mut(app)
+            .ok_or_else(|| not_found("app"))?
+            .app
+            .name = name.into();
+        if after {
+            Err(err500("rename_app"))
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn delete_app(&self, app: &str) -> ApiResult<()> {
+        let after = self.enter("delete_app", app)?;
+        let mut s = self.lock();
+        s.apps.remove(app).ok_or_else(|| not_found("app"))?;
+        for (_, d) in s.routes.values_mut() {
+            d.retain(|d| d.app_guid != app);
+        }
+        if after {
+            Err(err500("delete_app"))
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn update_metadata(&self, app: &str, update: &MetadataUpdate) -> ApiResult<()> {
+        let after = self.enter("update_metadata", app)?;
+        let mut s = self.lock();
+        let a = s.apps.get_mut(app).ok_or_else(|| not_found("app"))?;
+        for (k, v) in &update.labels {
+            match v {
+                Some(v) => a.app.labels.insert(k.clone(), v.clone()),
+                None => a.app.labels.remove(k),
+            };
+        }
+        for (k, v) in &update.annotations {
+            match v {
+                Some(v) => a.app.annotations.insert(k.clone(), v.clone()),
+                None => a.app.annotations.remove(k),
+            };
+        }
+        if after {
+            Err(err500("update_metadata"))
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn get_ssh_enabled(&self, app: &str) -> ApiResult<bool> {
+        self.enter("get_ssh_enabled", app)?;
+        self.lock()
+            .apps
+            .get(app)
+            .map(|a| a.ssh)
+            .ok_or_else(|| not_found("app"))
+    }
+
+    async fn set_ssh_enabled(&self, app: &str, enabled: bool) -> ApiResult<()> {
+        let after = self.enter("set_ssh_enabled", app)?;
+        self.lock()
+            .apps
+            .get_mut(app)
+            .ok_or_else(|| not_found("app"))?
+            .ssh = enabled;
+        if after {
+            Err(err500("set_ssh_enabled"))
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn list_processes(&self, app: &str) -> ApiResult<Vec<Process>> {
+        self.enter("list_processes", app)?;
+        let s = self.lock();
+        let a = s.apps.get(app).ok_or_else(|| not_found("app"))?;
+        Ok(a.processes
+            .iter()
+            .map(|(t, n)| Process {
+                guid: format!("{app}/{t}"),
+                process_type: t.clone(),
+                instances: *n,
+            })
+            .collect())
+    }
+
+    async fn process_stats(&self, process: &str) -> ApiResult<Vec<InstanceStat>> {
+        self.enter("process_stats", process)?;
+        let (app, t) = process.split_once('/').unwrap_or_default();
+        let mut s = self.lock();
+        let crash = s.crash_new_apps;
+        let a = s.apps.get_mut(app).ok_or_else(|| not_found("process"))?;
+        let n = a
+            .processes
+            .iter()
+            .find(|(x, _)| x == t)
+            .map(|(_, n)| *n)
+            .unwrap_or(0);
+        let is_new = app.starts_with("app-");
+        let state = if a.app.state == AppState::Stopped {
+            InstanceState::Down
+        } else if crash && is_new {
+            InstanceState::Crashed
+        } else if a.starting_polls > 0 {
+            a.starting_polls -= 1;
+            InstanceState::Starting
+        } else {
+            InstanceState::Running
+        };
+        Ok((0..n)
+            .map(|index| InstanceStat {
+                index,
+                state,
+                routable: Some(state == InstanceState::Running),
+                details: (state == InstanceState::Crashed)
+                    .then(|| "exit status 1 (out of memory)".to_string()),
+            })
+            .collect())
+    }
+
+    async fn find_domain(&self, name: &str) -> ApiResult<Option<Domain>> {
+        self.enter("find_domain", name)?;
+        Ok(self.lock().domains.iter().find(|d| d.name == name).cloned())
+    }
+
+    async fn default_domain(&self) -> ApiResult<Option<Domain>> {
+        self.enter("default_domain", "")?;
+        Ok(self.lock().domains.first().cloned())
+    }
+
+    async fn list_app_routes(&self, app: &str) -> ApiResult<Vec<Route>> {
+        self.enter("list_app_routes", app)?;
+        Ok(self
+            .lock()
+            .routes
+            .values()
+            .filter(|(_, d)| d.iter().any(|d| d.app_guid == app))
+            .map(|(r, _)| r.clone())
+            .collect())
+    }
+
+    async fn find_route(&self, route: &NewRoute) -> ApiResult<Option<Route>> {
+        self.enter("find_route", &route.host)?;
+        let s = self.lock();
+        let url = Self::url_of(&s, route);
+        Ok(s.routes
+            .values()
+            .find(|(r, _)| r.url == url)
+            .map(|(r, _)| r.clone()))
+    }
+
+    async fn create_route(&self, _space: &str, route: &NewRoute) -> ApiResult<Route> {
+        let after = self.enter("create_route", &route.host)?;
+        let mut s = self.lock();
+        let url = Self::url_of(&s, route);
+        if s.routes.values().any(|(r, _)| r.url == url) {
+            return Err(ApiError::new(422, "CF-RouteNotAvailable", "route exists"));
+        }
+        let g = Self::id(&mut s, "route");
+        let r = Route {
+            guid: g.clone(),
+            host: route.host.clone(),
+            path: route.path.clone(),
+            port: route.port,
+            domain_guid: route.domain_guid.clone(),
+            url,
+        };
+        s.routes.insert(g, (r.clone(), Vec::new()));
+        if after {
+            Err(err500("create_route"))
+        } else {
+            Ok(r)
+        }
+    }
+
+    async fn delete_route(&self, route: &str) -> ApiResult<()> {
+        let after = self.enter("delete_route", route)?;
+        self.lock()
+            .routes
+            .remove(route)
+            .ok_or_else(|| not_found("route"))?;
+        if after {
+            Err(err500("delete_route"))
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn list_destinations(&self, route: &str) -> ApiResult<Vec<Destination>> {
+        self.enter("list_destinations", route)?;
+        self.lock()
+            .routes
+            .get(route)
+            .map(|(_, d)| d.clone())
+            .ok_or_else(|| not_found("route"))
+    }
+
+    async fn add_destination(&self, route: &str, d: &NewDestination) -> ApiResult<Destination> {
+        let after = self.enter("add_destination", &format!("{route} {}", d.app_guid))?;
+        let mut s = self.lock();
+        let g = Self::id(&mut s, "dest");
+        let dests = &mut s.routes.get_mut(route).ok_or_else(|| not_found("route"))?.1;
+        let existing = dests
+            .iter()
+            .find(|x| x.app_guid == d.app_guid && x.process_type == d.process_type)
+            .cloned();
+        let out = match existing {
+            Some(x) => x,
+            None => {
+                let x = Destination {
+                    guid: g,
+                    app_guid: d.app_guid.clone(),
+                    process_type: d.process_type.clone(),
+                    port: d.port,
+                    protocol: d.protocol.clone(),
+                };
+                dests.push(x.clone());
+                x
+            }
+        };
+        if after {
+            Err(err500("add_destination"))
+        } else {
+            Ok(out)
+        }
+    }
+
+    async fn remove_destination(&self, route: &str, destination: &str) -> ApiResult<()> {
+        let after = self.enter("remove_destination", &format!("{route} {destination}"))?;
+        let mut s = self.lock();
+        let dests = &mut s.routes.get_mut(route).ok_or_else(|| not_found("route"))?.1;
+        let before = dests.len();
+        dests.retain(|d| d.guid != destination);
+        if dests.len() == before {
+            return Err(not_found("destination"));
+        }
+        if after {
+            Err(err500("remove_destination"))
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn list_network_policies(&self, apps: &[String]) -> ApiResult<Vec<NetworkPolicy>> {
+        self.enter("list_network_policies", &apps.join(","))?;
+        Ok(self
+            .lock()
+            .policies
+            .iter()
+            .filter(|p| apps.contains(&p.source_app) || apps.contains(&p.destination_app))
+            .cloned()
+            .collect())
+    }
+
+    async fn create_network_policies(&self, p: &[NetworkPolicy]) -> ApiResult<()> {
+        let after = self.enter("create_network_policies", &p.len().to_string())?;
+        self.lock().policies.extend(p.iter().cloned());
+        if after {
+            Err(err500("create_network_policies"))
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn delete_network_policies(&self, p: &[NetworkPolicy]) -> ApiResult<()> {
+        let after = self.enter("delete_network_policies", &p.len().to_string())?;
+        let mut s = self.lock();
+        for x in p {
+            s.policies.remove(x);
+        }
+        if after {
+            Err(err500("delete_network_policies"))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn take_warnings(&self) -> Vec<String> {
+        std::mem::take(&mut self.lock().warnings)
+    }
+}
+
+// ---- fixtures -------------------------------------------------------------------------------
+
+/// The world before a swap: live `web` (guid A, 2 instances, SSH off, labelled), its route,
+/// an unrelated `backend` (B) with network policies in both directions.
+fn world() -> FakeCf {
+    let cf = FakeCf::new();
+    cf.add_app("A", "web", 2);
+    cf.with_app("A", |a| {
+        a.ssh = false;
+        a.app.labels.insert("team".into(), "blue".into());
+        a.app.annotations.insert("owner".into(), "ops".into());
+    });
+    cf.add_app("B", "backend", 1);
+    cf.add_route("web", &["A"]);
+    cf.add_route("backend", &["B"]);
+    {
+        let mut s = cf.lock();
+        s.policies.insert(NetworkPolicy {
+            source_app: "A".into(),
+            destination_app: "B".into(),
+            protocol: "tcp".into(),
+            start_port: 8080,
+            end_port: 8080,
+        });
+        s.policies.insert(NetworkPolicy {
+            source_app: "B".into(),
+            destination_app: "A".into(),
+            protocol: "tcp".into(),
+            start_port: 9000,
+            end_port: 9000,
+        });
+    }
+    cf
+}
+
+fn render(r: &RenderRequest) -> Result<String, String> {
+    let mut app = serde_json::json!({
+        "name": r.name,
+        "metadata": {"labels": r.labels, "annotations": r.annotations},
+    });
+    if r.random_route {
+        app["random-route"] = true.into();
+    } else if r.no_route {
+        app["no-route"] = true.into();
+    } else {
+        app["routes"] = r
+            .routes
+            .iter()
+            .map(|u| serde_json::json!({"route": u}))
+            .collect();
+    }
+    if let Some(n) = r.instances.get("web") {
+        app["instances"] = (*n).into();
+    }
+    serde_yaml_ng::to_string(&serde_json::json!({"applications": [app]})).map_err(|e| e.to_string())
+}
+
+fn spec(name: &str) -> AppSpec<()> {
+    AppSpec {
+        name: name.into(),
+        routes: RouteSpec::Routes(vec![format!("{name}.example.com")]),
+        instances: BTreeMap::from([("web".to_string(), 2)]),
+        source: AppSource::Bits(()),
+        render: Arc::new(render),
+    }
+}
+
+fn req() -> DeployRequest {
+    DeployRequest {
+        org: "o".into(),
+        space: "s".into(),
+        space_guid: "sg".into(),
+        user: Some("alice".into()),
+        strategy: Strategy::BlueGreen,
+        smoke_test: None,
+        smoke_test_path: None,
+        old_app: OldApp::Delete,
+        drain: Duration::from_secs(10),
+        timeout: Duration::from_secs(60),
+        smoke_timeout: Duration::from_secs(30),
+        poll_interval: Duration::from_secs(1),
+        keep_scale: false,
+        temp_route_suffix: "-temp".into(),
+        dry_run: false,
+        output: OutputFormat::Text,
+        probe: ProbeConfig::default(),
+    }
+}
+
+async fn deploy(cf: &FakeCf, req: &DeployRequest, apps: &[AppSpec<()>]) -> (Outcome, Vec<Event>) {
+    let mut events: Vec<Event> = Vec::new();
+    let outcome = run(cf, req, apps, &mut events, &CancellationToken::new()).await;
+    (outcome, events)
+}
+
+fn undo_descriptions(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::UndoStarted { description } => Some(description.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn index_of(calls: &[String], prefix: &str) -> usize {
+    calls
+        .iter()
+        .position(|c| c.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no call {prefix} in {calls:#?}"))
+}
+
+/// Asserts the swap finished: `web` is the new app, serving its route; nothing left over.
+fn assert_swapped(cf: &FakeCf) -> String {
+    let web = cf.app_named("web").expect("an app named web");
+    assert_ne!(web.app.guid, "A");
+    assert_eq!(web.app.state, AppState::Started);
+    assert!(web.droplet.is_some());
+    assert_eq!(
+        cf.route_apps("web.example.com"),
+        Some(BTreeSet::from([web.app.guid.clone()]))
+    );
+    assert_eq!(
+        cf.route_apps("web-temp.example.com"),
+        None,
+        "temp route left"
+    );
+    assert!(cf.app_named("web-candidate").is_none());
+    assert!(!web.app.labels.contains_key("zero-downtime.cf/role"));
+    web.app.guid
+}
+
+// ---- tests ----------------------------------------------------------------------------------
+
+#[tokio::test(start_paused = true)]
+async fn swap_replaces_the_live_app_and_carries_its_state_over() {
+    let cf = world();
+    let (outcome, events) = deploy(&cf, &req(), &[spec("web")]).await;
+    assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
+    let g = assert_swapped(&cf);
+    assert!(!cf.lock().apps.contains_key("A"), "old app deleted");
+    let web = cf.app_named("web").unwrap();
+    assert!(!web.ssh, "SSH setting carried over");
+    assert_eq!(web.app.labels.get("team").map(String::as_str), Some("blue"));
+    assert_eq!(
+        web.app.annotations.get("owner").map(String::as_str),
+        Some("ops")
+    );
+    let pol = cf.lock().policies.clone();
+    assert!(
+        pol.iter()
+            .any(|p| p.source_app == g && p.destination_app == "B")
+    );
+    assert!(
+        pol.iter()
+            .any(|p| p.source_app == "B" && p.destination_app == g)
+    );
+
+    // Order: map the new app before unmapping the old, stop the old only after both.
+    let calls = cf.mutating_calls();
+    let r = cf.route_guid("web.example.com");
+    let map = index_of(&calls, &format!("add_destination {r} {g}"));
+    let unmap = index_of(&calls, &format!("remove_destination {r} dest-{r}-A"));
+    let stop = index_of(&calls, "stop_app A");
+    let rename = index_of(&calls, &format!("rename_app {g} web"));
+    assert!(map < unmap && unmap < stop && stop < rename, "{calls:#?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::UploadProgress { sent: 1024, .. }))
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Waiting { what, .. } if what == "drain"))
+    );
+    assert!(matches!(
+        events.last(),
+        Some(Event::Finished {
+            outcome: Outcome::Deployed,
+            ..
+        })
+    ));
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::StepFinished { kind, warnings, .. }
+        if kind == "apply_manifest" && warnings == &vec!["manifest applied".to_string()]))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn first_deploy_is_a_plain_push_without_candidate() {
+    let cf = FakeCf::new();
+    let (outcome, events) = deploy(&cf, &req(), &[spec("web")]).await;
+    assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
+    let web = cf.app_named("web").unwrap();
+    assert_eq!(web.app.state, AppState::Started);
+    assert_eq!(
+        cf.route_apps("web.example.com"),
+        Some(BTreeSet::from([web.app.guid]))
+    );
+    assert!(
+        !cf.mutating_calls()
+            .iter()
+            .any(|c| c.contains("candidate") || c.contains("temp"))
+    );
+    assert!(
+        !cf.mutating_calls()
+            .iter()
+            .any(|c| c.starts_with("delete_") || c.starts_with("stop_"))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn dry_run_changes_nothing() {
+    let cf = world();
+    let before = cf.snapshot();
+    let mut r = req();
+    r.dry_run = true;
+    let (outcome, events) = deploy(&cf, &r, &[spec("web")]).await;
+    assert_eq!(outcome, Outcome::DryRun);
+    assert_eq!(outcome.exit_code(), 0);
+    assert!(cf.mutating_calls().is_empty());
+    assert_eq!(cf.snapshot(), before);
+    let Some(Event::Plan {
+        steps,
+        dry_run: true,
+        ..
+    }) = events.iter().find(|e| matches!(e, Event::Plan { .. }))
+    else {
+        panic!("no plan event")
+    };
+    assert!(
+        steps
+            .iter()
+            .any(|s| s.contains("Mapping route web.example.com"))
+    );
+}
+
+/// Every mutating call of a happy swap fails once, before or after its effect: before the
+/// switch the start state comes back exactly; after it the new version serves and the
+/// leftovers are named.
+#[tokio::test(start_paused = true)]
+async fn a_failure_at_every_mutating_call_rolls_back_or_names_leftovers() {
+    let happy = world();
+    let (o, _) = deploy(&happy, &req(), &[spec("web")]).await;
+    assert_eq!(o, Outcome::Deployed);
+    let mut seen: BTreeMap<String, u32> = BTreeMap::new();
+    let mut cases = Vec::new();
+    for c in happy.mutating_calls() {
+        let m = c.split(' ').next().unwrap_or_default().to_string();
+        let n = seen.entry(m.clone()).or_insert(0);
+        *n += 1;
+        cases.push((m, *n));
+    }
+    let (mut rolled_back, mut leftovers) = (0, 0);
+    for (method, n) in cases {
+        for when in [When::Before, When::After] {
+            let cf = world();
+            let before = cf.snapshot();
+            cf.fail(&method, n, when);
+            let (outcome, events) = deploy(&cf, &req(), &[spec("web")]).await;
+            let ctx = format!("{method} #{n} {when:?}: {outcome:?}");
+            match &outcome {
+                Outcome::RolledBack { error } => {
+                    rolled_back += 1;
+                    assert!(error.contains("injected failure"), "{ctx}");
+                    assert_eq!(cf.snapshot(), before, "{ctx}\n{events:#?}");
+                }
+                Outcome::DeployedWithLeftovers {
+                    leftovers: l,
+                    error,
+                } => {
+                    leftovers += 1;
+                    assert!(!l.is_empty(), "{ctx}");
+                    assert!(error.contains("injected failure"), "{ctx}");
+                    let new = cf
+                        .app_named("web-candidate")
+                        .or_else(|| cf.app_named("web"))
+                        .unwrap();
+                    assert_ne!(new.app.guid, "A", "{ctx}");
+                    assert_eq!(
+                        cf.route_apps("web.example.com"),
+                        Some(BTreeSet::from([new.app.guid.clone()])),
+                        "{ctx}"
+                    );
+                }
+                other => panic!("unexpected outcome {other:?} for {ctx}"),
+            }
+            assert_eq!(
+                outcome.exit_code() == 0,
+                matches!(outcome, Outcome::DeployedWithLeftovers { .. })
+            );
+        }
+    }
+    assert!(rolled_back >= 20, "{rolled_back}");
+    assert!(leftovers >= 8, "{leftovers}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn undos_run_in_reverse_order() {
+    let cf = world();
+    cf.fail("add_destination", 1, When::Before);
+    let (outcome, events) = deploy(&cf, &req(), &[spec("web")]).await;
+    assert!(matches!(outcome, Outcome::RolledBack { .. }), "{outcome:?}");
+    assert_eq!(
+        undo_descriptions(&events),
+        vec![
+            "delete 2 network policies",
+            "delete app web-candidate",
+            "delete route web-temp.example.com"
+        ]
+    );
+    assert_eq!(
+        outcome.last_line(),
+        "rolled back, the old version is serving"
+    );
+
+    // A failure while unmapping maps the old app back too.
+    let cf = world();
+    let before = cf.snapshot();
+    cf.fail("stop_app", 1, When::Before);
+    let mut r = req();
+    r.drain = Duration::ZERO;
+    let (outcome, _) = deploy(&cf, &r, &[spec("web")]).await;
+    assert!(matches!(outcome, Outcome::DeployedWithLeftovers { .. }));
+    let cf = world();
+    cf.fail("remove_destination", 1, When::Before);
+    let (outcome, events) = deploy(&cf, &req(), &[spec("web")]).await;
+    assert!(matches!(outcome, Outcome::RolledBack { .. }), "{outcome:?}");
+    assert_eq!(
+        undo_descriptions(&events)[0],
+        "map route web.example.com back to web"
+    );
+    assert_eq!(cf.snapshot(), before);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_undo_ends_in_rollback_incomplete_with_manual_steps() {
+    let cf = world();
+    cf.fail("add_destination", 1, When::Before);
+    cf.fail("delete_app", 1, When::Before);
+    let (outcome, events) = deploy(&cf, &req(), &[spec("web")]).await;
+    let Outcome::RollbackIncomplete { manual_steps, .. } = &outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(
+        manual_steps,
+        &vec!["cf delete web-candidate -f".to_string()]
+    );
+    assert_eq!(
+        outcome.last_line(),
+        "ROLLBACK INCOMPLETE: cf delete web-candidate -f"
+    );
+    assert_eq!(outcome.exit_code(), 1);
+    // The remaining undos still ran.
+    assert_eq!(cf.route_apps("web-temp.example.com"), None);
+    assert!(events.iter().any(
+        |e| matches!(e, Event::UndoFailed { manual, .. } if manual == "cf delete web-candidate -f")
+    ));
+    // The live app was never touched.
+    assert_eq!(
+        cf.route_apps("web.example.com"),
+        Some(BTreeSet::from(["A".to_string()]))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failure_after_the_switch_names_the_exact_leftovers() {
+    let cf = world();
+    cf.fail("delete_route", 1, When::Before);
+    let (outcome, _) = deploy(&cf, &req(), &[spec("web")]).await;
+    let Outcome::DeployedWithLeftovers { leftovers, .. } = &outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(
+        leftovers,
+        &vec![
+            "cf delete-route example.com --hostname web-temp -f".to_string(),
+            "cf rename web-candidate web".to_string(),
+            "cf unset-label app web zero-downtime.cf/role".to_string(),
+        ]
+    );
+    assert!(!cf.lock().apps.contains_key("A"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn staging_failure_and_crashes_roll_back_with_the_reason() {
+    let cf = world();
+    let before = cf.snapshot();
+    cf.lock().staging_fails_for = Some("web".into());
+    let (outcome, _) = deploy(&cf, &req(), &[spec("web")]).await;
+    let Outcome::RolledBack { error } = &outcome else {
+        panic!("{outcome:?}")
+    };
+    assert!(
+        error.contains("staging app 'web' failed: NoAppDetectedError"),
+        "{error}"
+    );
+    assert_eq!(cf.snapshot(), before);
+
+    let cf = world();
+    cf.lock().crash_new_apps = true;
+    let (outcome, _) = deploy(&cf, &req(), &[spec("web")]).await;
+    let Outcome::RolledBack { error } = &outcome else {
+        panic!("{outcome:?}")
+    };
+    assert!(
+        error.contains("instance 0 of process 'web' crashed: exit status 1 (out of memory)"),
+        "{error}"
+    );
+    assert!(
+        error.contains("TIP: the failed app is deleted by the rollback; watch 'cf logs web-candidate' in another terminal during the next push"),
+        "{error}"
+    );
+    assert_eq!(cf.snapshot(), before);
+}
+
+#[tokio::test(start_paused = true)]
+async fn instances_that_stall_time_out_and_slow_ones_do_not() {
+    let cf = world();
+    cf.lock().starting_polls = 10_000;
+    let before = cf.snapshot();
+    let (outcome, _) = deploy(&cf, &req(), &[spec("web")]).await;
+    let Outcome::RolledBack { error } = &outcome else {
+        panic!("{outcome:?}")
+    };
+    assert!(
+        error.contains("0 of 2 instances running, no progress for 1m"),
+        "{error}"
+    );
+    assert_eq!(cf.snapshot(), before);
+
+    let cf = world();
+    cf.lock().starting_polls = 5;
+    let (outcome, events) = deploy(&cf, &req(), &[spec("web")]).await;
+    assert_eq!(outcome, Outcome::Deployed);
+    assert!(events.iter().any(
+        |e| matches!(e, Event::Waiting { detail, .. } if detail == "0 of 2 instances running")
+    ));
+}
+
+/// A reporter that cancels the deploy when a step of the given kind starts.
+struct CancelAt {
+    kind: String,
+    token: CancellationToken,
+    events: Vec<Event>,
+}
+
+impl Reporter for CancelAt {
+    fn report(&mut self, event: Event) {
+        if let Event::StepStarted { kind, .. } = &event
+            && *kind == self.kind
+        {
+            self.token.cancel();
+        }
+        self.events.push(event);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_interrupt_at_each_phase_rolls_back_before_the_switch() {
+    let happy = world();
+    let (_, events) = deploy(&happy, &req(), &[spec("web")]).await;
+    let kinds: Vec<String> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::StepStarted { kind, .. } => Some(kind.clone()),
+            _ => None,
+        })
+        .collect();
+    let commit = kinds.iter().position(|k| k == "drain").unwrap();
+    for (i, kind) in kinds.iter().enumerate() {
+        // Waits stop at once; a mutating step runs to its end and the next boundary stops.
+        let waits = ["stage", "wait_healthy", "smoke_test", "drain"];
+        let stops_at = if waits.contains(&kind.as_str()) {
+            i
+        } else {
+            i + 1
+        };
+        let cf = world();
+        let before = cf.snapshot();
+        let token = CancellationToken::new();
+        let mut rep = CancelAt {
+            kind: kind.clone(),
+            token: token.clone(),
+            events: Vec::new(),
+        };
+        let outcome = run(&cf, &req(), &[spec("web")], &mut rep, &token).await;
+        if stops_at >= kinds.len() {
+            assert_eq!(outcome, Outcome::Deployed, "{kind}");
+        } else if stops_at < commit {
+            assert!(
+                matches!(&outcome, Outcome::RolledBack { error } if error.starts_with("interrupted")),
+                "{kind}: {outcome:?}"
+            );
+            assert_eq!(cf.snapshot(), before, "{kind}");
+        } else {
+            assert!(
+                matches!(outcome, Outcome::DeployedWithLeftovers { .. }),
+                "{kind}: {outcome:?}"
+            );
+            assert_ne!(
+                cf.route_apps("web.example.com"),
+                Some(BTreeSet::from(["A".to_string()]))
+            );
+        }
+        if kind == "drain" {
+            let Outcome::DeployedWithLeftovers { leftovers, .. } = &outcome else {
+                unreachable!()
+            };
+            assert_eq!(
+                leftovers,
+                &vec![
+                    "cf stop web".to_string(),
+                    "cf delete web -f".to_string(),
+                    "cf delete-route example.com --hostname web-temp -f".to_string(),
+                    "cf rename web-candidate web".to_string(),
+                    "cf unset-label app web zero-downtime.cf/role".to_string(),
+                ]
+            );
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_interrupt_before_the_first_step_changes_nothing() {
+    let cf = world();
+    let token = CancellationToken::new();
+    token.cancel();
+    let mut events: Vec<Event> = Vec::new();
+    let outcome = run(&cf, &req(), &[spec("web")], &mut events, &token).await;
+    assert!(
+        matches!(outcome, Outcome::NothingChanged { .. }),
+        "{outcome:?}"
+    );
+    assert_eq!(outcome.last_line(), "nothing was changed");
+    assert!(cf.mutating_calls().is_empty());
+}
+
+fn two_apps() -> FakeCf {
+    let cf = world();
+    cf.add_app("C", "api", 1);
+    cf.add_route("api", &["C"]);
+    cf
+}
+
+#[tokio::test(start_paused = true)]
+async fn multi_app_deploys_all_or_nothing() {
+    let cf = two_apps();
+    let (outcome, events) = deploy(&cf, &req(), &[spec("web"), spec("api")]).await;
+    assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
+    assert_swapped(&cf);
+    assert_ne!(cf.app_named("api").unwrap().app.guid, "C");
+
+    // The second app fails staging: no route ever switched, both candidates removed.
+    let cf = two_apps();
+    let before = cf.snapshot();
+    cf.lock().staging_fails_for = Some("api".into());
+    let (outcome, _) = deploy(&cf, &req(), &[spec("web"), spec("api")]).await;
+    assert!(matches!(outcome, Outcome::RolledBack { .. }), "{outcome:?}");
+    assert!(!cf.calls().iter().any(|c| c.starts_with("add_destination")));
+    assert_eq!(cf.snapshot(), before);
+
+    // The second app's unmap fails: the first app's switch is reverted too.
+    let cf = two_apps();
+    let before = cf.snapshot();
+    cf.fail("remove_destination", 2, When::Before);
+    let (outcome, _) = deploy(&cf, &req(), &[spec("web"), spec("api")]).await;
+    assert!(matches!(outcome, Outcome::RolledBack { .. }), "{outcome:?}");
+    assert_eq!(cf.snapshot(), before);
+}
+
+#[tokio::test(start_paused = true)]
+async fn leftovers_of_a_killed_run_are_cleaned_up_and_foreign_names_refused() {
+    // A killed run left a candidate on the temp route.
+    let cf = world();
+    cf.add_app("L", "web-candidate", 1);
+    cf.with_app("L", |a| {
+        a.app
+            .labels
+            .insert("zero-downtime.cf/role".into(), "candidate".into());
+        a.app
+            .annotations
+            .insert("zero-downtime.cf/app".into(), "web".into());
+    });
+    cf.add_route("web-temp", &["L"]);
+    let (outcome, events) = deploy(&cf, &req(), &[spec("web")]).await;
+    assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
+    assert!(!cf.lock().apps.contains_key("L"));
+    assert_swapped(&cf);
+
+    // A killed run after the switch: the candidate serves production next to the live app.
+    let cf = world();
+    cf.add_app("L", "web-candidate", 1);
+    cf.with_app("L", |a| {
+        a.app
+            .labels
+            .insert("zero-downtime.cf/role".into(), "candidate".into());
+        a.app
+            .annotations
+            .insert("zero-downtime.cf/app".into(), "web".into());
+    });
+    let web_route = cf
+        .lock()
+        .routes
+        .values()
+        .find(|(r, _)| r.url == "web.example.com")
+        .unwrap()
+        .0
+        .guid
+        .clone();
+    cf.lock()
+        .routes
+        .get_mut(&web_route)
+        .unwrap()
+        .1
+        .push(Destination {
+            guid: "dest-L".into(),
+            app_guid: "L".into(),
+            process_type: "web".into(),
+            port: None,
+            protocol: None,
+        });
+    let (outcome, events) = deploy(&cf, &req(), &[spec("web")]).await;
+    assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
+    assert!(!cf.lock().apps.contains_key("L"));
+    assert_swapped(&cf);
+
+    // An app of the user's with the candidate name: clear error, nothing touched.
+    let cf = world();
+    cf.add_app("U", "web-candidate", 1);
+    let (outcome, _) = deploy(&cf, &req(), &[spec("web")]).await;
+    let Outcome::NothingChanged { error } = &outcome else {
+        panic!("{outcome:?}")
+    };
+    assert!(
+        error.contains("'web-candidate'") && error.contains("not created by cf-zero-downtime"),
+        "{error}"
+    );
+    assert!(cf.mutating_calls().is_empty());
+
+    // Ours, but labelled for another app: just as foreign.
+    let cf = world();
+    cf.add_app("V", "web-venerable", 1);
+    cf.with_app("V", |a| {
+        a.app
+            .labels
+            .insert("zero-downtime.cf/role".into(), "venerable".into());
+        a.app
+            .annotations
+            .insert("zero-downtime.cf/app".into(), "other".into());
+    });
+    let mut r = req();
+    r.old_app = OldApp::Keep;
+    let (outcome, _) = deploy(&cf, &r, &[spec("web")]).await;
+    assert!(
+        matches!(&outcome, Outcome::NothingChanged { error } if error.contains("'web-venerable'")),
+        "{outcome:?}"
+    );
+    assert!(cf.mutating_calls().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn old_app_stop_keeps_a_labelled_venerable() {
+    let cf = world();
+    let mut r = req();
+    r.old_app = OldApp::Stop;
+    r.keep_scale = true;
+    cf.with_app("A", |a| a.processes = vec![("web".into(), 5)]);
+    let (outcome, _) = deploy(&cf, &r, &[spec("web")]).await;
+    assert_eq!(outcome, Outcome::Deployed);
+    assert_swapped(&cf);
+    let v = cf.app_named("web-venerable").unwrap();
+    assert_eq!(v.app.guid, "A");
+    assert_eq!(v.app.state, AppState::Stopped);
+    assert_eq!(
+        v.app
+            .labels
+            .get("zero-downtime.cf/role")
+            .map(String::as_str),
+        Some("venerable")
+    );
+    assert_eq!(
+        cf.app_named("web").unwrap().processes,
+        vec![("web".to_string(), 5)]
+    );
+
+    // The next deploy replaces that venerable with the new old version.
+    let (outcome, _) = deploy(&cf, &r, &[spec("web")]).await;
+    assert_eq!(outcome, Outcome::Deployed);
+    assert!(!cf.lock().apps.contains_key("A"));
+    assert_ne!(cf.app_named("web-venerable").unwrap().app.guid, "A");
+}
+
+#[tokio::test]
+async fn smoke_test_command_gates_the_switch() {
+    let mut r = req();
+    r.poll_interval = Duration::from_millis(1);
+    r.drain = Duration::from_millis(1);
+    r.smoke_test = Some("test \"$CF_ZDT_URL\" = https://web-temp.example.com && test".into());
+    let cf = world();
+    let (outcome, events) = deploy(&cf, &r, &[spec("web")]).await;
+    assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
+
+    r.smoke_test = Some("echo unhealthy >&2; exit 3".into());
+    let cf = world();
+    let before = cf.snapshot();
+    let (outcome, _) = deploy(&cf, &r, &[spec("web")]).await;
+    let Outcome::RolledBack { error } = &outcome else {
+        panic!("{outcome:?}")
+    };
+    assert!(
+        error.contains("smoke test of app 'web' failed: command"),
+        "{error}"
+    );
+    assert!(error.contains("status 3: unhealthy"), "{error}");
+    assert!(!cf.calls().iter().any(|c| c.starts_with("add_destination")));
+    assert_eq!(cf.snapshot(), before);
+}
+
+#[tokio::test(start_paused = true)]
+async fn json_output_is_one_object_per_line_ending_with_the_outcome() {
+    let cf = world();
+    let mut rep = JsonReporter::new(Vec::new());
+    let outcome = run(
+        &cf,
+        &req(),
+        &[spec("web")],
+        &mut rep,
+        &CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(outcome, Outcome::Deployed);
+    let out = String::from_utf8(rep.into_inner()).unwrap();
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["event"], "started");
+    assert_eq!(lines[0]["org"], "o");
+    assert_eq!(lines[0]["strategy"], "blue-green");
+    let last = lines.last().unwrap();
+    assert_eq!(last["event"], "finished");
+    assert_eq!(last["outcome"]["result"], "deployed");
+    assert!(
+        last["elapsed_ms"].as_u64().unwrap() >= 10_000,
+        "the drain is included"
+    );
+    assert!(
+        last["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["kind"] == "drain" && s["elapsed_ms"] == 10_000)
+    );
+    assert!(!lines.iter().any(|l| l["event"] == "step_failed"));
+    assert!(!out.contains("bearer"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn text_output_ends_with_the_outcome_line() {
+    let cf = world();
+    cf.fail("add_destination", 1, When::Before);
+    let mut rep = TextReporter::plain(Vec::new());
+    run(
+        &cf,
+        &req(),
+        &[spec("web")],
+        &mut rep,
+        &CancellationToken::new(),
+    )
+    .await;
+    let out = String::from_utf8(rep.into_inner()).unwrap();
+    assert!(
+        out.starts_with("Pushing app web to org o / space s as alice...\nGetting app info...\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "FAILED: mapping route web.example.com to the new web (app web): 500 CF-ServerError"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("[request id req-1]"), "{out}");
+    assert_eq!(
+        out.lines().last(),
+        Some("rolled back, the old version is serving")
+    );
+}
+
+#[tokio::test]
+async fn built_in_probe_checks_the_candidate_on_the_temp_route() {
+    use wiremock::matchers::{header, method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/health"))
+        .and(header("host", "web-temp.example.com"))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let mut r = req();
+    r.poll_interval = Duration::from_millis(1);
+    r.drain = Duration::from_millis(1);
+    r.smoke_test_path = Some("/health".into());
+    r.probe = ProbeConfig {
+        scheme: "http".into(),
+        connect_to: Some(*server.address()),
+        retry_interval: Duration::from_millis(1),
+        attempts: 2,
+        ..ProbeConfig::default()
+    };
+    let cf = world();
+    let (outcome, events) = deploy(&cf, &r, &[spec("web")]).await;
+    assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
+
+    // A candidate that answers 503 is rolled back before any route switches.
+    let bad = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(503))
+        .expect(2)
+        .mount(&bad)
+        .await;
+    r.probe.connect_to = Some(*bad.address());
+    let cf = world();
+    let before = cf.snapshot();
+    let (outcome, _) = deploy(&cf, &r, &[spec("web")]).await;
+    let Outcome::RolledBack { error } = &outcome else {
+        panic!("{outcome:?}")
+    };
+    assert!(
+        error.contains(
+            "GET http://web-temp.example.com/health did not answer 2xx after 2 attempts: status 503"
+        ),
+        "{error}"
+    );
+    assert_eq!(cf.snapshot(), before);
+}
+
+#[tokio::test(start_paused = true)]
+async fn terminal_mode_keeps_progress_off_the_line_output() {
+    let cf = world();
+    let mut rep = TextReporter::terminal(Vec::new());
+    let outcome = run(
+        &cf,
+        &req(),
+        &[spec("web")],
+        &mut rep,
+        &CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(outcome, Outcome::Deployed);
+    let out = String::from_utf8(rep.into_inner()).unwrap();
+    assert!(
+        !out.contains("uploaded") && !out.contains("instances running"),
+        "{out}"
+    );
+    assert_eq!(out.lines().last(), Some("deployed"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_first_deploy_with_random_route_leaves_no_route_behind() {
+    let mut sp = spec("web");
+    sp.routes = RouteSpec::Random;
+    let cf = FakeCf::new();
+    let (outcome, _) = deploy(&cf, &req(), std::slice::from_ref(&sp)).await;
+    assert_eq!(outcome, Outcome::Deployed);
+    assert!(cf.route_apps("web-rnd.example.com").is_some());
+
+    let cf = FakeCf::new();
+    let before = cf.snapshot();
+    cf.fail("start_app", 1, When::Before);
+    let (outcome, events) = deploy(&cf, &req(), &[sp]).await;
+    assert!(matches!(outcome, Outcome::RolledBack { .. }), "{outcome:?}");
+    assert_eq!(
+        undo_descriptions(&events),
+        vec!["delete app web and its route web-rnd.example.com"]
+    );
+    assert_eq!(cf.snapshot(), before);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_app_next_to_a_swapped_one_is_removed_when_the_swap_fails() {
+    let cf = world();
+    let (outcome, events) = deploy(&cf, &req(), &[spec("web"), spec("fresh")]).await;
+    assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
+    assert_swapped(&cf);
+    assert!(cf.app_named("fresh").is_some());
+    assert!(cf.route_apps("fresh.example.com").is_some());
+
+    let cf = world();
+    let before = cf.snapshot();
+    cf.fail("add_destination", 1, When::Before);
+    let (outcome, _) = deploy(&cf, &req(), &[spec("web"), spec("fresh")]).await;
+    assert!(matches!(outcome, Outcome::RolledBack { .. }), "{outcome:?}");
+    assert_eq!(
+        cf.snapshot(),
+        before,
+        "the new app and its route are gone too"
+    );
+}
+
+/// The deploy future can run on a multi-threaded runtime (plugin and standalone entry points).
+#[test]
+fn the_deploy_future_is_send() {
+    fn assert_send<T: Send>(_: &T) {}
+    let cf = world();
+    let r = req();
+    let apps = [spec("web")];
+    let mut events: Vec<Event> = Vec::new();
+    let token = CancellationToken::new();
+    let fut = run(&cf, &r, &apps, &mut events, &token);
+    assert_send(&fut);
+}
+
+/// A run killed after deleting the old app but before the rename: the labelled candidate is
+/// the only app serving production. The next deploy treats it as the live app.
+#[tokio::test(start_paused = true)]
+async fn a_serving_candidate_without_live_app_is_replaced_like_a_live_app() {
+    let cf = FakeCf::new();
+    cf.add_app("L", "web-candidate", 2);
+    cf.with_app("L", |a| {
+        a.app
+            .labels
+            .insert("zero-downtime.cf/role".into(), "candidate".into());
+        a.app.labels.insert("team".into(), "blue".into());
+        a.app
+            .annotations
+            .insert("zero-downtime.cf/app".into(), "web".into());
+    });
+    cf.add_route("web", &["L"]);
+    let (outcome, events) = deploy(&cf, &req(), &[spec("web")]).await;
+    assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
+    assert!(!cf.lock().apps.contains_key("L"));
+    let g = assert_swapped(&cf);
+    let web = cf.app_named("web").unwrap();
+    assert_eq!(web.app.labels.get("team").map(String::as_str), Some("blue"));
+    // It gave up the candidate name first, and served until the new version did.
+    let calls = cf.mutating_calls();
+    let r = cf.route_guid("web.example.com");
+    assert!(index_of(&calls, "rename_app L web-leftover-L") < index_of(&calls, "apply_manifest"));
+    assert!(
+        index_of(&calls, &format!("add_destination {r} {g}"))
+            < index_of(&calls, &format!("remove_destination {r} dest-{r}-L"))
+    );
+}
+
+/// A run killed between labelling the old app as venerable and renaming it.
+#[tokio::test(start_paused = true)]
+async fn a_live_app_already_labelled_venerable_is_still_the_live_app() {
+    let cf = world();
+    cf.with_app("A", |a| {
+        a.app
+            .labels
+            .insert("zero-downtime.cf/role".into(), "venerable".into());
+        a.app
+            .annotations
+            .insert("zero-downtime.cf/app".into(), "web".into());
+    });
+    let mut r = req();
+    r.old_app = OldApp::Stop;
+    let (outcome, events) = deploy(&cf, &r, &[spec("web")]).await;
+    assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
+    assert_swapped(&cf);
+    assert_eq!(cf.app_named("web-venerable").unwrap().app.guid, "A");
+}
