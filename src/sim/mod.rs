@@ -533,6 +533,17 @@ impl SimHandle {
         self.shared.router.published_summary()
     }
 
+    /// Changes the router's route-propagation delay from now on (changes already queued
+    /// become visible `delay` after they happened).
+    pub fn set_route_propagation(&self, delay: Duration) {
+        self.shared.router.set_delay(delay);
+    }
+
+    /// Routing-table changes that are not yet visible to the router.
+    pub fn pending_route_changes(&self) -> usize {
+        self.shared.router.pending_len()
+    }
+
     /// Creates a user-provided service instance in the seeded space; returns its GUID.
     pub fn create_user_provided_service(&self, name: &str, credentials: Value) -> String {
         let mut st = self.shared.lock();

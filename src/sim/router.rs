@@ -130,6 +130,7 @@ fn path_prefix(route_path: &str, path: &str) -> bool {
 }
 
 struct Inner {
+    delay: Duration,
     published: Arc<Routes>,
     last: Arc<Routes>,
     pending: VecDeque<(Instant, Arc<Routes>)>,
@@ -138,15 +139,14 @@ struct Inner {
 
 /// The router's table with its propagation delay.
 pub(crate) struct Table {
-    delay: Duration,
     inner: Mutex<Inner>,
 }
 
 impl Table {
     pub fn new(delay: Duration) -> Table {
         Table {
-            delay,
             inner: Mutex::new(Inner {
+                delay,
                 published: Arc::default(),
                 last: Arc::default(),
                 pending: VecDeque::new(),
@@ -159,12 +159,18 @@ impl Table {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Changes the propagation delay (it applies to changes still pending too).
+    pub fn set_delay(&self, delay: Duration) {
+        self.lock().delay = delay;
+    }
+
     fn promote(&self, inner: &mut Inner) {
         let now = Instant::now();
+        let delay = inner.delay;
         while inner
             .pending
             .front()
-            .is_some_and(|(t, _)| *t + self.delay <= now)
+            .is_some_and(|(t, _)| *t + delay <= now)
         {
             if let Some((_, table)) = inner.pending.pop_front() {
                 inner.published = table;
@@ -185,9 +191,20 @@ impl Table {
 
     /// The table in use now.
     pub fn published(&self) -> Arc<Routes> {
+        self.promote_now()
+    }
+
+    fn promote_now(&self) -> Arc<Routes> {
         let mut inner = self.lock();
         self.promote(&mut inner);
         inner.published.clone()
+    }
+
+    /// How many table changes are still propagating.
+    pub fn pending_len(&self) -> usize {
+        let mut inner = self.lock();
+        self.promote(&mut inner);
+        inner.pending.len()
     }
 
     fn next_start(&self, key: &str) -> usize {
@@ -211,12 +228,12 @@ impl Table {
             .pending
             .iter()
             .map(|(t, r)| {
-                json!({"visible_in_ms": (*t + self.delay).saturating_duration_since(Instant::now()).as_millis() as u64,
+                json!({"visible_in_ms": (*t + inner.delay).saturating_duration_since(Instant::now()).as_millis() as u64,
                        "routes": summary_json(r)})
             })
             .collect();
         json!({"published": summary_json(&published), "pending": pending,
-               "propagation_ms": self.delay.as_millis() as u64})
+               "propagation_ms": inner.delay.as_millis() as u64})
     }
 }
 

@@ -1,1 +1,2 @@
 //! One integration-test binary (compiles once); one module per layer.
+mod sim;
