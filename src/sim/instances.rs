@@ -296,7 +296,7 @@ impl Server {
                 join.abort();
             }
             Server::Process { mut child, .. } => {
-                signal_group(&child, "KILL").await;
+                signal_group(&child, "KILL");
                 // The child may already be gone; kill() errors then, which is fine.
                 let _ = child.kill().await;
             }
@@ -317,12 +317,12 @@ impl Server {
                 }
             }
             Server::Process { mut child, .. } => {
-                signal_group(&child, "TERM").await;
+                signal_group(&child, "TERM");
                 if tokio::time::timeout(kill_grace, child.wait())
                     .await
                     .is_err()
                 {
-                    signal_group(&child, "KILL").await;
+                    signal_group(&child, "KILL");
                     // Already-exited children make kill() fail; nothing is left to do then.
                     let _ = child.kill().await;
                 }
@@ -331,21 +331,26 @@ impl Server {
     }
 }
 
-/// Sends a signal to the child's process group with `kill(1)`.
-async fn signal_group(child: &tokio::process::Child, sig: &str) {
+/// Sends a signal to the child's process group (the child leads its own group).
+fn signal_group(child: &tokio::process::Child, sig: &str) {
     #[cfg(unix)]
-    if let Some(pid) = child.id() {
-        let status = tokio::process::Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(format!("-{pid}"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status();
-        if tokio::time::timeout(Duration::from_secs(2), status)
-            .await
-            .is_err()
-        {
-            tracing::warn!("kill -{sig} -{pid} did not finish");
+    if let Some(pid) = child
+        .id()
+        .and_then(|p| i32::try_from(p).ok())
+        .filter(|p| *p > 1)
+    {
+        let signal = if sig == "TERM" {
+            libc::SIGTERM
+        } else {
+            libc::SIGKILL
+        };
+        // SAFETY: kill(2) has no memory-safety preconditions. The target is the negative of
+        // a pid > 1 of a child this process spawned with `process_group(0)` and has not
+        // reaped yet (`id()` is `Some`), so it names exactly that child's process group and
+        // never "every process" (-1) or our own group (0).
+        let rc = unsafe { libc::kill(-pid, signal) };
+        if rc != 0 {
+            tracing::debug!("signal {sig} to process group {pid} failed");
         }
     }
     #[cfg(not(unix))]
@@ -493,7 +498,9 @@ async fn run(shared: Arc<Shared>, spec: Spec) {
 
 /// Runs one health check against the instance.
 async fn check(shared: &Shared, h: &HealthCheck, port: u16) -> bool {
-    let limit = Duration::from_secs(h.invocation_timeout.unwrap_or(1).max(1));
+    // CC's default invocation timeout is 1 s; the simulator allows 5 s so that a busy test
+    // machine does not crash healthy instances.
+    let limit = Duration::from_secs(h.invocation_timeout.unwrap_or(5).max(1));
     match h.kind.as_str() {
         "port" => matches!(
             tokio::time::timeout(limit, tokio::net::TcpStream::connect(("127.0.0.1", port))).await,

@@ -706,7 +706,7 @@ async fn sim_router_round_robin_404_502_instance_header_and_propagation() {
     let (app, _) = push(
         &api,
         &sim,
-        "applications:\n- name: rr\n  instances: 3\n  health-check-type: http\n  health-check-http-endpoint: /health\n",
+        "applications:\n- name: rr\n  default-route: true\n  instances: 3\n  health-check-type: http\n  health-check-http-endpoint: /health\n",
         "rr",
         &[("index.html", b"rr")],
     )
@@ -728,8 +728,8 @@ async fn sim_router_round_robin_404_502_instance_header_and_propagation() {
     )
     .await;
     let mut per_backend: HashMap<String, usize> = HashMap::new();
-    for (status, body, backend, _) in &results {
-        assert_eq!(*status, StatusCode::OK);
+    for (status, body, backend, err) in &results {
+        assert_eq!(*status, StatusCode::OK, "{body} {err}");
         assert_eq!(body, "rr");
         *per_backend.entry(backend.clone()).or_default() += 1;
     }
@@ -1040,7 +1040,7 @@ async fn load(
 async fn sim_rolling_deployment_loses_no_request() {
     let sim = Sim::start(config()).await.unwrap();
     let api = Api::new(&sim);
-    let yaml = "applications:\n- name: roll\n  instances: 3\n";
+    let yaml = "applications:\n- name: roll\n  instances: 3\n  default-route: true\n";
     let (app, v1) = push(&api, &sim, yaml, "roll", &[("index.html", b"v1")]).await;
     poll(|| async {
         (through_router(&sim, "roll.example.com", "/", None).await.1 == "v1").then_some(())
@@ -1119,7 +1119,7 @@ async fn sim_canary_pause_continue_cancel_and_supersede() {
     let (app, v1) = push(
         &api,
         &sim,
-        "applications:\n- name: can\n  instances: 4\n",
+        "applications:\n- name: can\n  instances: 4\n  default-route: true\n",
         "can",
         &[("index.html", b"v1")],
     )
@@ -1277,7 +1277,7 @@ async fn sim_process_lifecycle_runs_commands_and_restarts_crashes() {
         let (_, _) = push(
             &api,
             &sim,
-            "applications:\n- name: py\n  env: {GREETING: hello}\n",
+            "applications:\n- name: py\n  default-route: true\n  env: {GREETING: hello}\n",
             "py",
             &[
                 ("Procfile", b"web: python3 server.py\n"),
