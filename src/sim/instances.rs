@@ -420,10 +420,8 @@ async fn finish(shared: &Shared, server: Server) {
         () = shared.cancel.cancelled() => { server.kill().await; return; }
         () = tokio::time::sleep(linger) => {}
     }
-    tokio::select! {
-        () = shared.cancel.cancelled() => {}
-        () = server.stop(shared.config.kill_grace) => return,
-    }
+    // Bounded: static servers get 5 s for in-flight requests, processes `kill_grace`.
+    server.stop(shared.config.kill_grace).await;
 }
 
 async fn run(shared: Arc<Shared>, spec: Spec) {
