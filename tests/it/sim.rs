@@ -1294,3 +1294,124 @@ async fn sim_process_lifecycle_runs_commands_and_restarts_crashes() {
     }
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn sim_answers_every_call_the_cf_cli_makes_after_a_push() {
+    let sim = Sim::start(config()).await.unwrap();
+    let api = Api::new(&sim);
+    let yaml = "applications:\n- name: sum\n  default-route: true\n";
+    let (app, _) = push(&api, &sim, yaml, "sum", &[("index.html", b"s")]).await;
+    let space = sim.space_guid();
+    let web = api.ok(&format!("/v3/apps/{app}/processes/web")).await;
+    let pg = web["guid"].as_str().unwrap().to_string();
+    for path in [
+        format!("/v3/processes/{pg}"),
+        format!("/v3/processes/{pg}/sidecars"),
+        format!("/v3/apps/{app}/routes"),
+        format!("/v3/apps/{app}/droplets/current"),
+        format!("/v3/apps?order_by=name&space_guids={space}"),
+        format!("/v3/processes?app_guids={app}"),
+        format!("/v3/routes?app_guids={app}"),
+        format!("/v3/routes?space_guids={space}"),
+        format!("/v3/spaces?guids={space}"),
+        format!("/v3/apps?guids={app}"),
+        format!(
+            "/v3/deployments?app_guids={app}&status_values=ACTIVE&order_by=-created_at&per_page=1&page=1"
+        ),
+        "/api/v1/info".to_string(),
+        format!("/api/v1/read/{app}?descending=true&limit=1000&start_time=0"),
+        format!("/v3/apps/{app}/features"),
+        format!("/v3/apps/{app}/ssh_enabled"),
+        format!("/v3/apps/{app}/env"),
+        "/v3/info".to_string(),
+    ] {
+        api.ok(&path).await;
+    }
+    let list = api.ok(&format!("/v3/processes?app_guids={app}")).await;
+    assert_eq!(list["resources"][0]["command"], Value::Null);
+    let (s, v) = api.get("/v3/unknown-thing").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(v["errors"][0]["detail"], "Unknown request");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn sim_unmap_then_stop_loses_no_request() {
+    // The blue-green switch: both versions on the route, unmap the old one, stop it at once.
+    let sim = Sim::start(SimConfig {
+        route_propagation: Duration::from_millis(50),
+        ..config()
+    })
+    .await
+    .unwrap();
+    let api = Api::new(&sim);
+    let (blue, _) = push(
+        &api,
+        &sim,
+        "applications:\n- name: bg\n  instances: 2\n  default-route: true\n",
+        "bg",
+        &[("index.html", b"blue")],
+    )
+    .await;
+    let (green, _) = push(
+        &api,
+        &sim,
+        "applications:\n- name: bg-green\n  instances: 2\n  routes:\n  - route: bg.example.com\n",
+        "bg-green",
+        &[("index.html", b"green")],
+    )
+    .await;
+    poll(|| async {
+        let t = sim.router_table();
+        t.iter()
+            .any(|(u, b)| u == "bg.example.com" && b.len() == 4)
+            .then_some(())
+    })
+    .await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let loader = tokio::spawn(load(
+        format!("{}/", sim.router_url()),
+        "bg.example.com".into(),
+        stop.clone(),
+    ));
+    // Some traffic reaches both versions first.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let routes = api.ok(&format!("/v3/apps/{blue}/routes")).await;
+    let rg = routes["resources"][0]["guid"].as_str().unwrap().to_string();
+    let dests = api
+        .ok(&format!("/v3/routes/{rg}/destinations?app_guids={blue}"))
+        .await;
+    let dg = dests["destinations"][0]["guid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (s, _, _) = api
+        .send(
+            api.http
+                .delete(api.url(&format!("/v3/routes/{rg}/destinations/{dg}"))),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _, v) = api
+        .post(&format!("/v3/apps/{blue}/actions/stop"), json!({}))
+        .await;
+    assert_eq!((s, v["state"].as_str()), (StatusCode::OK, Some("STOPPED")));
+    poll(|| async {
+        let t = sim.router_table();
+        t.iter()
+            .any(|(u, b)| u == "bg.example.com" && b.len() == 2)
+            .then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (ok, failures, bodies) = loader.await.unwrap();
+    assert!(failures.is_empty(), "failed requests: {failures:?}");
+    assert!(
+        ok > 0 && bodies.contains_key("blue") && bodies.contains_key("green"),
+        "{bodies:?}"
+    );
+    let dests = api.ok(&format!("/v3/routes/{rg}/destinations")).await;
+    assert_eq!(dests["destinations"][0]["app"]["guid"], green.as_str());
+    sim.shutdown().await;
+}
