@@ -81,6 +81,7 @@ impl SimArgs {
             start_delay: Duration::from_millis(self.start_ms),
             route_propagation: Duration::from_millis(self.propagation_ms),
             health_check_interval: Duration::from_millis(self.health_check_ms.max(1)),
+            liveness_interval: Duration::from_millis(self.health_check_ms.max(1) * 5),
             stop_grace: Duration::from_millis(self.stop_grace_ms),
             kill_grace: Duration::from_secs(10),
             tick: Duration::from_millis(50),
@@ -139,4 +140,37 @@ pub async fn run(args: SimArgs) -> ExitCode {
     println!("Stopping the simulator...");
     sim.shutdown().await;
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        sim: SimArgs,
+    }
+
+    #[test]
+    fn flags_map_to_the_config() {
+        let w = Wrapper::parse_from([
+            "sim",
+            "--api-port",
+            "9000",
+            "--router-port",
+            "9001",
+            "--propagation-ms",
+            "5",
+            "--admin",
+            "--static-only",
+        ]);
+        let c = w.sim.config();
+        assert_eq!((c.api_port, c.router_port), (9000, 9001));
+        assert_eq!(c.route_propagation, Duration::from_millis(5));
+        assert!(c.admin_api);
+        assert!(!c.run_commands);
+        assert_eq!(c.app_domain, "example.com");
+    }
 }

@@ -476,8 +476,9 @@ async fn run(shared: Arc<Shared>, spec: Spec) {
         i.routable = ready;
         i.since = unix_now();
     });
+    let liveness = shared.config.liveness_interval;
     loop {
-        match wait(&spec, Some(&mut server), interval).await {
+        match wait(&spec, Some(&mut server), liveness).await {
             Wait::Elapsed => {}
             Wait::Stopped => return finish(&shared, server).await,
             Wait::Exited(reason) => return mark_crashed(&shared, &spec, &reason),
@@ -508,7 +509,7 @@ async fn check(shared: &Shared, h: &HealthCheck, port: u16) -> bool {
             let endpoint = h.endpoint.clone().unwrap_or_else(|| "/".to_string());
             let url = format!("http://127.0.0.1:{port}{endpoint}");
             matches!(
-                shared.http.get(url).timeout(limit).send().await,
+                shared.health_http.get(url).timeout(limit).send().await,
                 Ok(r) if r.status() == StatusCode::OK
             )
         }

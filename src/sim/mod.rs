@@ -136,8 +136,10 @@ pub struct SimConfig {
     pub start_delay: Duration,
     /// Time before routing-table changes become visible to the router.
     pub route_propagation: Duration,
-    /// Interval between health checks (start-up and liveness).
+    /// Interval between start-up health checks.
     pub health_check_interval: Duration,
+    /// Interval between liveness (and readiness) checks of RUNNING instances.
+    pub liveness_interval: Duration,
     /// How long a stopped instance keeps serving after the route-propagation delay.
     pub stop_grace: Duration,
     /// Process lifecycle: time between SIGTERM and SIGKILL.
@@ -176,6 +178,7 @@ impl Default for SimConfig {
             start_delay: Duration::from_millis(20),
             route_propagation: Duration::from_millis(20),
             health_check_interval: Duration::from_millis(10),
+            liveness_interval: Duration::from_millis(100),
             stop_grace: Duration::from_millis(100),
             kill_grace: Duration::from_millis(500),
             crash_backoff: Duration::from_millis(50),
@@ -204,6 +207,8 @@ pub(crate) struct Shared {
     pub secret: String,
     pub work_dir: tempfile::TempDir,
     pub http: reqwest::Client,
+    /// Keep-alive client for http health checks (fewer sockets than one per check).
+    pub health_http: reqwest::Client,
 }
 
 impl Shared {
@@ -317,6 +322,13 @@ impl Sim {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(Error::Http)?;
+        let health_http = reqwest::Client::builder()
+            .no_proxy()
+            .connect_timeout(Duration::from_secs(2))
+            .pool_idle_timeout(Duration::from_secs(5))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(Error::Http)?;
         let mut st = State::default();
         let (org_guid, space_guid) = seed(&mut st, &config);
         let shared = Arc::new(Shared {
@@ -331,6 +343,7 @@ impl Sim {
             secret: format!("{:016x}{:016x}", util::random_u64(), util::random_u64()),
             work_dir,
             http,
+            health_http,
             config,
         });
         let app = api::routes(&shared);

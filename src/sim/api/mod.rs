@@ -583,11 +583,34 @@ mod tests {
         assert!(q.accepts("guids", "x"));
     }
 
-    #[test]
-    fn pagination_links_are_absolute_and_keep_filters() {
+    #[tokio::test]
+    async fn pagination_links_are_absolute_and_keep_filters() {
         let items: Vec<Value> = (0..5).map(|i| json!({"i": i})).collect();
         let q = Q::parse(Some("names=x&per_page=2&page=2"));
         let resp = paginate("http://h", "/v3/apps", &q, items).unwrap();
         assert_eq!(resp.status(), StatusCode::OK);
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["resources"], json!([{"i": 2}, {"i": 3}]));
+        assert_eq!(v["pagination"]["total_pages"], 3);
+        assert_eq!(
+            v["pagination"]["next"]["href"],
+            "http://h/v3/apps?names=x&page=3&per_page=2"
+        );
+        assert_eq!(
+            v["pagination"]["previous"]["href"],
+            "http://h/v3/apps?names=x&page=1&per_page=2"
+        );
+        assert!(
+            paginate(
+                "http://h",
+                "/v3/apps",
+                &Q::parse(Some("per_page=5001")),
+                vec![]
+            )
+            .is_err()
+        );
     }
 }
