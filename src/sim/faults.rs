@@ -84,6 +84,14 @@ pub enum FaultSpec {
         /// App name.
         app: String,
     },
+    /// Jobs of this operation (`space.apply_manifest`, `app.delete`, `route.delete`) created
+    /// from now on end FAILED with this detail (`CF-UnprocessableEntity`).
+    FailJobs {
+        /// The job operation.
+        operation: String,
+        /// The error detail.
+        detail: String,
+    },
     /// Every API response carries this warning in `X-Cf-Warnings`.
     Warning {
         /// Warning text.
@@ -106,6 +114,7 @@ pub(crate) struct Faults {
     pub slow_staging: HashMap<String, Duration>,
     pub slow_start: HashMap<String, Duration>,
     pub unhealthy: HashSet<String>,
+    pub failing_jobs: HashMap<String, String>,
     pub warnings: Vec<String>,
 }
 
@@ -148,6 +157,9 @@ impl Faults {
             }
             FaultSpec::Unhealthy { app } => {
                 self.unhealthy.insert(app.to_lowercase());
+            }
+            FaultSpec::FailJobs { operation, detail } => {
+                self.failing_jobs.insert(operation, detail);
             }
             FaultSpec::Warning { text } => self.warnings.push(text),
         }
@@ -219,6 +231,14 @@ impl FaultInjector {
     pub fn unhealthy(&self, app: &str) {
         self.apply(FaultSpec::Unhealthy {
             app: app.to_string(),
+        });
+    }
+
+    /// Jobs of `operation` (e.g. `space.apply_manifest`) end FAILED with `detail`.
+    pub fn fail_jobs(&self, operation: &str, detail: &str) {
+        self.apply(FaultSpec::FailJobs {
+            operation: operation.to_string(),
+            detail: detail.to_string(),
         });
     }
 

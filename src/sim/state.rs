@@ -500,6 +500,14 @@ impl State {
         outcome: JobOutcome,
         resource: Option<(String, String)>,
     ) -> String {
+        let outcome = match self.faults.failing_jobs.get(operation) {
+            Some(detail) => JobOutcome::Failed(vec![(
+                10008,
+                "CF-UnprocessableEntity".to_string(),
+                detail.clone(),
+            )]),
+            None => outcome,
+        };
         let meta = self.meta();
         let guid = meta.guid.clone();
         self.jobs.push(Job {

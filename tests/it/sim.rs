@@ -566,6 +566,32 @@ async fn sim_faults_fail_calls_staging_and_starts() {
             .then_some(())
     })
     .await;
+    // A failing job, and a 429 with Retry-After.
+    sim.faults().fail_jobs("space.apply_manifest", "boom");
+    let job = api
+        .apply_manifest(&sim.space_guid(), "applications:\n- name: j\n")
+        .await;
+    assert_eq!(job["state"], "FAILED");
+    assert_eq!(job["errors"][0]["detail"], "boom");
+    sim.faults().clear();
+    sim.faults()
+        .apply(cf_zero_downtime::sim::FaultSpec::FailCalls(
+            cf_zero_downtime::sim::FailRule {
+                method: "*".into(),
+                path: "/v3/apps".into(),
+                nth: 1,
+                times: 2,
+                status: 429,
+                retry_after: Some(2),
+            },
+        ));
+    for _ in 0..2 {
+        let (s, h, v) = api.send(api.http.get(api.url("/v3/apps"))).await;
+        assert_eq!(s, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(h["retry-after"], "2");
+        assert_eq!(v["errors"][0]["code"], 10013);
+    }
+    assert_eq!(api.get("/v3/apps").await.0, StatusCode::OK);
     // Starting without a droplet is refused with CC's message.
     api.apply_manifest(&sim.space_guid(), "applications:\n- name: empty\n")
         .await;
