@@ -14,47 +14,82 @@
 //! ```
 //!
 //! # What is modelled
-//! * Discovery (`/`, `/v3`, `/v3/info`), UAA (`/login`, `/oauth/token` with the `password`,
-//!   `refresh_token` and `client_credentials` grants; JWT-shaped tokens with `exp`,
-//!   `user_name`, `user_id`, `scope`, signed with a per-simulator key), log-cache stubs
-//!   (`/api/v1/info`, `/api/v1/read/:guid` answer with no envelopes).
-//! * Orgs, spaces, domains (shared `example.com` as the default domain, internal
-//!   `apps.internal`, TCP `tcp.example.com`), apps (create, list with CC's filters, get, update,
-//!   delete as a job, start/stop/restart, env vars, features, current droplet), apply_manifest
-//!   (apps, processes, scale, health checks, env, routes incl. default/random/no-route, services,
-//!   metadata, features), manifest_diff (validation only; the diff is empty), jobs, packages
-//!   (bits with multipart upload and a resource cache of every file's SHA1; docker), resource
-//!   matches, builds, droplets, processes (scale, update, stats), routes and destinations,
-//!   user-provided service instances and credential bindings (`VCAP_SERVICES`), metadata labels
-//!   with label selectors, networking v1 policies, and rolling/canary deployments performed on
-//!   real instances (max_in_flight, canary steps and pause, continue, cancel, superseding).
-//! * CC protocol conventions: JSON shapes, pagination with absolute `next.href`, CC error bodies
-//!   and codes, `X-Vcap-Request-Id`, `X-Cf-Warnings`, 401 for missing/invalid/expired tokens.
-//! * Router: reverse proxy by Host header and longest path prefix to RUNNING instances of the
-//!   routes' destination apps, round robin, `X-Cf-Process-Instance`, 404 `unknown_route`, 502
-//!   `endpoint_failure`, retry on another instance when a connection cannot be made, and a
-//!   route-propagation delay (routing-table changes become visible only after it).
-//! * Instances: a static-file lifecycle (serves the droplet's files, `/` = `index.html`, and
-//!   `/health`) and, when the process has a command (manifest `command` or Procfile `web:`), a
-//!   process lifecycle (`sh -c` in the extracted droplet with `PORT`, env vars,
-//!   `VCAP_APPLICATION`, `VCAP_SERVICES`). Health checks `port`/`http`/`process` decide RUNNING;
-//!   a crash (or a failed liveness check) makes an instance CRASHED and it is restarted after a
-//!   back-off; a stopped instance keeps serving for the route-propagation delay plus a grace
-//!   period, then ends (process lifecycle: SIGTERM, grace, SIGKILL).
-//! * Fault injection and introspection ([`FaultInjector`], the `/_sim/` admin API).
+//! * Discovery (`/`, `/v3`, `/v3/info`; `links.login`/`links.uaa`/`links.log_cache` point at the
+//!   API server itself), UAA (`GET /login`, `POST /oauth/token` with the `password`,
+//!   `refresh_token` and `client_credentials` grants; JWT-shaped tokens with `exp`, `iat`,
+//!   `user_name`, `user_id`, `origin`, `client_id`, `scope`, signed with a per-simulator key),
+//!   log-cache stubs (`/api/v1/info`, `/api/v1/read/:guid` answer with no envelopes), the seeded
+//!   org and space, domains (shared `example.com` — the default domain —, internal
+//!   `apps.internal`, TCP `tcp.example.com`).
+//! * Apps: create, list (`names` case-insensitive and comma-split then percent-decoded,
+//!   `guids`, `space_guids`, `organization_guids`, `label_selector`, `order_by`, pages), get,
+//!   update (name unique per space, case-insensitive; metadata; lifecycle data), delete (job),
+//!   start/stop/restart (422 without a droplet), environment variables (merge, `null` deletes),
+//!   `/env` with `VCAP_SERVICES`/`VCAP_APPLICATION`, features, current droplet.
+//! * `apply_manifest` (apps created synchronously, the rest applied with a job that stays
+//!   PROCESSING for `job_polls` GETs): processes and `processes:` entries, scale, memory/disk/
+//!   log rate, command, liveness/readiness health checks, buildpacks/stack, routes (CC's
+//!   host/domain candidate algorithm, find-or-create, `no-route`, `random-route`,
+//!   `default-route` when the app has no route), env merge, services by name (missing → job
+//!   FAILED), metadata, features; validation errors are 422 with one entry per problem.
+//!   `manifest_diff` validates the same way and answers `{"diff": []}`.
+//! * Packages (bits: AWAITING_UPLOAD → multipart upload of `resources` + optional `bits` zip →
+//!   PROCESSING_UPLOAD → READY after `package_polls` GETs; a second upload is
+//!   `CF-PackageBitsAlreadyUploaded`; docker packages are READY at once), resource matches
+//!   (every file the simulator has seen is in its SHA1 cache; `mode` is echoed), builds
+//!   (STAGING → STAGED after `staging_delay`, or FAILED by fault), droplets (the package's
+//!   files; `process_types` from a `Procfile`), processes (get, list, update, scale, stats with
+//!   per-instance STARTING/RUNNING/CRASHED/DOWN and `routable`, no `pagination`; sidecars are
+//!   always empty; killing one instance), routes (filters incl. empty `hosts=`/`paths=`,
+//!   create with CC's validations and messages, update, delete as a job, delete unmapped),
+//!   destinations (list, insert, replace, update protocol, delete → 204), user-provided service
+//!   instances and app credential bindings, metadata labels and label selectors, networking v1
+//!   policies (list/create/delete), and deployments (see `deployments.rs`): rolling and canary
+//!   performed on the instances, `max_in_flight`, canary steps and PAUSED, continue, cancel,
+//!   superseding.
+//! * Protocol: CC JSON shapes, pagination (`per_page` 1..5000, absolute `first`/`last`/`next`/
+//!   `previous` keeping the other query parameters), CC error bodies with CC codes and titles
+//!   (`CF-ResourceNotFound` 10010, `CF-UnprocessableEntity` 10008, `CF-UniquenessError` 10016,
+//!   `CF-BadQueryParameter` 10005, `CF-InvalidAuthToken` 1000, `CF-NotAuthenticated` 10002,
+//!   `CF-NotFound` 10000 "Unknown request", ...), `X-Vcap-Request-Id` on every response,
+//!   `X-Cf-Warnings` (by fault), 401 for missing, forged or expired tokens.
+//! * Router: reverse proxy by Host header and longest path prefix to RUNNING, routable
+//!   instances of the routes' destination processes (both `web` processes during a
+//!   deployment), round robin per route, `X-Cf-Process-Instance: <process-guid>[:<index>]`,
+//!   404 `unknown_route`, 502 `endpoint_failure` (after up to three backends when connections
+//!   fail), and a route-propagation delay: routing-table changes (mapping, unmapping,
+//!   instances starting, crashing or stopping) become visible only after it.
+//! * Instances: static-file lifecycle by default (serves the droplet's files, `/` is
+//!   `index.html`, `/health` and the health-check endpoints answer 200); process lifecycle when
+//!   the process has a command (manifest `command` or Procfile `web:`) and `run_commands` is
+//!   set (`sh -c` in the extracted droplet with `PORT`, the app's env vars, `VCAP_APPLICATION`,
+//!   `VCAP_SERVICES`, in its own process group). Health checks `port`/`http`/`process` decide
+//!   RUNNING, readiness decides `routable`; an exit or a failed liveness check is CRASHED and the
+//!   instance is restarted after an exponential back-off. A stopped instance keeps serving for
+//!   the route-propagation delay plus `stop_grace`, then ends (SIGTERM, `kill_grace`, SIGKILL to
+//!   its process group). Everything is killed when the simulator stops.
+//! * Fault injection and introspection: [`FaultInjector`] (`SimHandle::faults`) and, with
+//!   `SimConfig::admin_api`, the admin API: `GET /_sim/state`, `GET|DELETE /_sim/calls`,
+//!   `GET /_sim/router`, `POST /_sim/faults` (a JSON [`FaultSpec`] with a `kind` tag),
+//!   `DELETE /_sim/faults`. The admin API needs no token and is absent when disabled.
 //!
 //! # What differs from Cloud Foundry
 //! * Time is wall-clock based with small configurable delays (staging, start, propagation);
-//!   jobs and packages advance per poll (PROCESSING/PROCESSING_UPLOAD for one GET).
-//! * One user (admin, all permissions); no roles, quotas, rate limits, isolation segments,
-//!   tasks, sidecars (always empty), revisions (always `null`), service brokers (managed
-//!   services are not offered; user-provided instances only), route services, TLS.
+//!   jobs and packages advance per poll. Health-check invocations time out after 5 s unless the
+//!   process sets `invocation_timeout` (CC's default is 1 s).
+//! * One user (admin, every permission); no roles, quotas, rate limits (429 only by fault),
+//!   isolation segments, tasks, sidecars, revisions (`revision` is always `null`), service
+//!   brokers (user-provided service instances only), route services, TCP routing, TLS.
 //! * Staging runs no buildpack: the droplet holds the package files; `process_types.web` comes
 //!   from a `Procfile` or is empty. Docker droplets serve a placeholder page.
-//! * The manifest diff is always empty; `GET /v3/apps/:guid/manifest` is not offered.
-//! * Routes without any RUNNING instance are absent from the routing table (404), like a
-//!   gorouter whose route-emitter registered no endpoint.
+//! * `manifest_diff` always returns an empty diff; `GET /v3/apps/:guid/manifest`, droplet
+//!   upload/copy and package download are not offered.
+//! * Routes without a RUNNING instance are absent from the routing table (404), like a
+//!   gorouter whose route emitter registered no endpoint. Router responses carry the
+//!   simulator-specific `X-Sim-Backend: <process-guid>:<index>` header.
 //! * Instance stats report loopback addresses and zero usage.
+//! * The token signature is HMAC-SHA1 under a random key although the header says `HS256`;
+//!   only the simulator verifies it.
 //!
 //! Depends on: axum, hyper, reqwest, tokio, zip, sha1. Must not: use other layers of the crate.
 
