@@ -6,7 +6,8 @@
 //! health-check endpoints when no file has that path, answer 200, or 500 under the `unhealthy`
 //! fault) or the process lifecycle (`sh -c <command>` in the extracted droplet with `PORT`,
 //! the app's env vars, `VCAP_APPLICATION` and `VCAP_SERVICES`, in its own process group).
-//! After the start delay, health checks (`port`, `http`, `process`) decide RUNNING; readiness
+//! A droplet with a `.sim-crash` file crashes on every start (a simulator convention, so that
+//! a "bad version" can be pushed like any other). After the start delay, health checks (`port`, `http`, `process`) decide RUNNING; readiness
 //! decides `routable`. A process that exits, an instance whose liveness check fails, or the
 //! crash-on-start fault make it CRASHED; it is restarted after an exponential back-off. A
 //! stopped instance leaves the model at once (so the routing table drops it) but keeps
@@ -249,7 +250,9 @@ fn new_instance(
         env,
         health: p.health.clone(),
         readiness: p.readiness.clone(),
-        crash_on_start: st.faults.crash_on_start.contains(&name),
+        // Convention of the simulator: a `.sim-crash` file in the droplet crashes every start.
+        crash_on_start: st.faults.crash_on_start.contains(&name)
+            || droplet.files.contains_key(".sim-crash"),
         extra_start: st.faults.slow_start.get(&name).copied().unwrap_or_default(),
     })
 }

@@ -72,6 +72,8 @@
 //!   `SimConfig::admin_api`, the admin API: `GET /_sim/state`, `GET|DELETE /_sim/calls`,
 //!   `GET /_sim/router`, `POST /_sim/faults` (a JSON [`FaultSpec`] with a `kind` tag),
 //!   `DELETE /_sim/faults`. The admin API needs no token and is absent when disabled.
+//!   Conventions for pushing a bad version: bits with a `.sim-fail-staging` file fail staging,
+//!   a droplet with a `.sim-crash` file crashes on every start.
 //!
 //! # What differs from Cloud Foundry
 //! * Time is wall-clock based with small configurable delays (staging, start, propagation);

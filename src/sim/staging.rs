@@ -1,6 +1,7 @@
 //! Staging: a build stays STAGING for the configured delay (plus any injected slowness), then
 //! becomes STAGED with a droplet holding the package's files (`process_types` from a
-//! `Procfile`, else `{"web": ""}`), or FAILED when a staging fault is set for the app.
+//! `Procfile`, else `{"web": ""}`), or FAILED when a staging fault is set for the app or the
+//! bits contain a `.sim-fail-staging` file (its text, if any, is the error).
 //!
 //! Depends on: `state`, `faults`. Must not: hold the state lock across the delay.
 
@@ -66,6 +67,20 @@ pub(crate) async fn stage(shared: Arc<Shared>, build_guid: String) {
         .iter()
         .find(|p| p.meta.guid == b.package_guid)
         .cloned();
+    // Convention of the simulator: a `.sim-fail-staging` file in the bits fails staging.
+    let failure = failure.or_else(|| {
+        pkg.as_ref()
+            .and_then(|p| p.files.as_ref())
+            .and_then(|f| f.get(".sim-fail-staging"))
+            .map(|f| {
+                let text = String::from_utf8_lossy(&f.data).trim().to_string();
+                if text.is_empty() {
+                    "StagingError - Staging error: staging failed".to_string()
+                } else {
+                    text
+                }
+            })
+    });
     let outcome = match (failure, pkg) {
         (Some(msg), _) => Err(msg),
         (None, None) => Err("StagingError - Staging error: package was deleted".to_string()),

@@ -118,6 +118,16 @@ impl Api {
     /// resource_matches → package → upload (only unmatched files) → READY → build → STAGED.
     /// Returns (droplet guid, number of files uploaded).
     async fn stage(&self, app: &str, files: &[(&str, &[u8])]) -> (String, usize) {
+        let (build, uploaded) = self.build(app, files).await;
+        assert_eq!(build["state"], "STAGED", "{build}");
+        let droplet = build["droplet"]["guid"].as_str().unwrap().to_string();
+        let d = self.ok(&format!("/v3/droplets/{droplet}")).await;
+        assert_eq!(d["state"], "STAGED");
+        (droplet, uploaded)
+    }
+
+    /// Uploads and stages; returns the finished build and the number of files uploaded.
+    async fn build(&self, app: &str, files: &[(&str, &[u8])]) -> (Value, usize) {
         let resources: Vec<Value> = files
             .iter()
             .map(|(p, data)| {
@@ -187,11 +197,7 @@ impl Api {
             (v["state"] != "STAGING").then_some(v)
         })
         .await;
-        assert_eq!(build["state"], "STAGED", "{build}");
-        let droplet = build["droplet"]["guid"].as_str().unwrap().to_string();
-        let d = self.ok(&format!("/v3/droplets/{droplet}")).await;
-        assert_eq!(d["state"], "STAGED");
-        (droplet, unmatched.len())
+        (build, unmatched.len())
     }
 
     /// Sets the droplet, restarts, and waits until every web instance is RUNNING.
@@ -592,6 +598,40 @@ async fn sim_faults_fail_calls_staging_and_starts() {
         assert_eq!(v["errors"][0]["code"], 10013);
     }
     assert_eq!(api.get("/v3/apps").await.0, StatusCode::OK);
+    // Marker files: a bad version fails staging or crashes on start.
+    api.apply_manifest(&sim.space_guid(), "applications:\n- name: marks\n")
+        .await;
+    let marks = api.app_guid(&sim.space_guid(), "marks").await;
+    let (d, _) = api
+        .stage(&marks, &[("index.html", b"m"), (".sim-crash", b"")])
+        .await;
+    api.patch(
+        &format!("/v3/apps/{marks}/relationships/current_droplet"),
+        json!({"data": {"guid": d}}),
+    )
+    .await;
+    api.post(&format!("/v3/apps/{marks}/actions/start"), json!({}))
+        .await;
+    let mp = api.ok(&format!("/v3/apps/{marks}/processes/web")).await["guid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    poll(|| async {
+        let stats = api.ok(&format!("/v3/processes/{mp}/stats")).await;
+        (stats["resources"][0]["state"] == "CRASHED").then_some(())
+    })
+    .await;
+    let (b, _) = api
+        .build(
+            &marks,
+            &[
+                ("index.html", b"m"),
+                (".sim-fail-staging", b"NoAppDetectedError - nope"),
+            ],
+        )
+        .await;
+    assert_eq!(b["state"], "FAILED");
+    assert_eq!(b["error"], "NoAppDetectedError - nope");
     // Starting without a droplet is refused with CC's message.
     api.apply_manifest(&sim.space_guid(), "applications:\n- name: empty\n")
         .await;
