@@ -410,6 +410,9 @@ async fn forward(
     if let Ok(v) = HeaderValue::from_str(request_id) {
         headers.insert("x-vcap-request-id", v);
     }
+    // One connection per request (the router keeps no pool, so a stopped instance never
+    // leaves a stale connection behind); the instance closes it after answering.
+    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
     headers.insert("x-forwarded-for", HeaderValue::from_static("127.0.0.1"));
     if let Ok(v) = HeaderValue::from_str(host) {

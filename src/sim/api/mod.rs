@@ -418,6 +418,9 @@ fn is_public(path: &str) -> bool {
     ) || path.starts_with("/_sim")
 }
 
+/// How many API calls the call log keeps.
+const MAX_CALLS: usize = 20_000;
+
 async fn middleware(AxState(s): AxState<Arc<Shared>>, req: Request, next: Next) -> Response {
     let path = req.uri().path().to_string();
     if path.starts_with("/_sim") {
@@ -510,14 +513,21 @@ async fn middleware(AxState(s): AxState<Arc<Shared>>, req: Request, next: Next) 
         }
     }
     let status = resp.status().as_u16();
-    s.lock().calls.push(CallRecord {
-        method,
-        path,
-        query,
-        status,
-        body: logged_body,
-        request_id,
-    });
+    {
+        let mut st = s.lock();
+        if st.calls.len() >= MAX_CALLS {
+            // Bounded memory for long-running simulators: forget the oldest tenth.
+            st.calls.drain(..MAX_CALLS / 10);
+        }
+        st.calls.push(CallRecord {
+            method,
+            path,
+            query,
+            status,
+            body: logged_body,
+            request_id,
+        });
+    }
     resp
 }
 
