@@ -1393,6 +1393,11 @@ async fn sim_answers_every_call_the_cf_cli_makes_after_a_push() {
     ] {
         api.ok(&path).await;
     }
+    let inc = api
+        .ok(&format!("/v3/apps?guids={app}&include=space.organization"))
+        .await;
+    assert_eq!(inc["included"]["spaces"][0]["guid"], space.as_str());
+    assert_eq!(inc["included"]["organizations"][0]["name"], "org");
     let list = api.ok(&format!("/v3/processes?app_guids={app}")).await;
     assert_eq!(list["resources"][0]["command"], Value::Null);
     let (s, v) = api.get("/v3/unknown-thing").await;

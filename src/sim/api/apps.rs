@@ -91,7 +91,8 @@ pub(super) fn find_app<'a>(st: &'a State, guid: &str) -> Result<&'a App, ApiErro
 async fn list_apps(AxState(s): AxState<Arc<Shared>>, RawQuery(raw): RawQuery) -> ApiResult {
     let q = Q::parse(raw.as_deref());
     let mut items = Vec::new();
-    {
+    let mut space_guids: Vec<String> = Vec::new();
+    let (spaces, orgs) = {
         let st = s.lock();
         for a in &st.apps {
             let org = st.space(&a.space_guid).map(|sp| sp.org_guid.as_str());
@@ -104,11 +105,26 @@ async fn list_apps(AxState(s): AxState<Arc<Shared>>, RawQuery(raw): RawQuery) ->
                 && selector_matches(q.get("label_selector"), &a.meta.labels)?
             {
                 items.push(present_app(&s.base_url, a));
+                if !space_guids.contains(&a.space_guid) {
+                    space_guids.push(a.space_guid.clone());
+                }
             }
         }
-    }
+        super::root::spaces_and_orgs(&s, &st, &space_guids)
+    };
     order(&mut items, &q)?;
-    paginate(&s.base_url, "/v3/apps", &q, items)
+    let mut resp = paginate(&s.base_url, "/v3/apps", &q, items)?;
+    let include: Vec<String> = q.list("include").unwrap_or_default();
+    if include
+        .iter()
+        .any(|i| i == "space" || i == "space.organization")
+    {
+        resp = super::root::with_included(resp, "spaces", spaces).await;
+    }
+    if include.iter().any(|i| i == "space.organization") {
+        resp = super::root::with_included(resp, "organizations", orgs).await;
+    }
+    Ok(resp)
 }
 
 async fn get_app(AxState(s): AxState<Arc<Shared>>, Path(guid): Path<String>) -> ApiResult {

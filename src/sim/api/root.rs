@@ -190,7 +190,7 @@ async fn list_spaces(AxState(s): AxState<Arc<Shared>>, RawQuery(raw): RawQuery) 
     Ok(resp)
 }
 
-/// Adds `included.<key>` to a JSON list response.
+/// Adds `included.<key>` to a JSON list response (keeps keys added before).
 pub(super) async fn with_included(
     resp: axum::response::Response,
     key: &str,
@@ -202,8 +202,31 @@ pub(super) async fn with_included(
         return parts.status.into_response();
     };
     let mut v: Value = serde_json::from_slice(&bytes).unwrap_or_default();
-    v["included"] = json!({ key: items });
+    if !v["included"].is_object() {
+        v["included"] = json!({});
+    }
+    v["included"][key] = json!(items);
     (parts.status, axum::Json(v)).into_response()
+}
+
+/// The presented spaces and orgs of `space_guids` (for `include=space,space.organization`).
+pub(super) fn spaces_and_orgs(
+    s: &Shared,
+    st: &State,
+    space_guids: &[String],
+) -> (Vec<Value>, Vec<Value>) {
+    let spaces: Vec<&crate::sim::state::Space> = st
+        .spaces
+        .iter()
+        .filter(|sp| space_guids.contains(&sp.meta.guid))
+        .collect();
+    let orgs = st
+        .orgs
+        .iter()
+        .filter(|o| spaces.iter().any(|sp| sp.org_guid == o.meta.guid))
+        .map(|o| present_org(s, o))
+        .collect();
+    (spaces.iter().map(|sp| present_space(s, sp)).collect(), orgs)
 }
 
 async fn get_space(AxState(s): AxState<Arc<Shared>>, Path(guid): Path<String>) -> ApiResult {
