@@ -355,6 +355,11 @@ pub(crate) fn order(items: &mut [Value], q: &Q) -> Result<(), ApiError> {
             "Order by can only be: 'created_at', 'updated_at', 'name', 'state', got '{field}'"
         )));
     }
+    // Items come in creation order and timestamps have second precision: ties keep creation
+    // order, newest first when descending (so `-created_at&per_page=1` is the newest).
+    if desc {
+        items.reverse();
+    }
     items.sort_by(|a, b| {
         let x = a[field].as_str().unwrap_or("");
         let y = b[field].as_str().unwrap_or("");
@@ -622,5 +627,18 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn descending_order_puts_the_newest_of_a_second_first() {
+        let mut items = vec![
+            json!({"n": 1, "created_at": "2024-01-01T00:00:00Z"}),
+            json!({"n": 2, "created_at": "2024-01-01T00:00:00Z"}),
+            json!({"n": 3, "created_at": "2023-01-01T00:00:00Z"}),
+        ];
+        order(&mut items, &Q::parse(Some("order_by=-created_at"))).unwrap();
+        let ns: Vec<i64> = items.iter().map(|v| v["n"].as_i64().unwrap()).collect();
+        assert_eq!(ns, vec![2, 1, 3]);
+        assert!(order(&mut items, &Q::parse(Some("order_by=bogus"))).is_err());
     }
 }
