@@ -387,7 +387,7 @@ fn mark_crashed(shared: &Shared, spec: &Spec, reason: &str) {
         i.routable = false;
         i.port = None;
         i.since = unix_now();
-        i.restart_at = Some(Instant::now() + base * factor);
+        i.restart_at = Instant::now().checked_add(base.saturating_mul(factor));
     });
 }
 
@@ -418,7 +418,11 @@ async fn finish(shared: &Shared, server: Server) {
         server.kill().await;
         return;
     }
-    let linger = shared.config.route_propagation + shared.config.stop_grace + shared.config.tick;
+    let linger = shared
+        .config
+        .route_propagation
+        .saturating_add(shared.config.stop_grace)
+        .saturating_add(shared.config.tick);
     tokio::select! {
         () = shared.cancel.cancelled() => { server.kill().await; return; }
         () = tokio::time::sleep(linger) => {}
@@ -428,7 +432,7 @@ async fn finish(shared: &Shared, server: Server) {
 }
 
 async fn run(shared: Arc<Shared>, spec: Spec) {
-    let start_wait = shared.config.start_delay + spec.extra_start;
+    let start_wait = shared.config.start_delay.saturating_add(spec.extra_start);
     if spec.crash_on_start {
         if let Wait::Elapsed = wait(&spec, None, start_wait).await {
             mark_crashed(&shared, &spec, "crash on start (injected)");
@@ -452,18 +456,21 @@ async fn run(shared: Arc<Shared>, spec: Spec) {
         Wait::Stopped => return finish(&shared, server).await,
         Wait::Exited(reason) => return mark_crashed(&shared, &spec, &reason),
     }
-    let interval = shared.config.health_check_interval;
+    let interval = shared
+        .config
+        .health_check_interval
+        .max(Duration::from_millis(1));
     let timeout = spec
         .health
         .timeout
         .map(Duration::from_secs)
         .unwrap_or(shared.config.health_check_timeout);
-    let deadline = Instant::now() + timeout;
+    let deadline = Instant::now().checked_add(timeout);
     loop {
         if check(&shared, &spec.health, port).await {
             break;
         }
-        if Instant::now() >= deadline {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
             server.kill().await;
             return mark_crashed(&shared, &spec, "health check never passed");
         }
@@ -479,7 +486,10 @@ async fn run(shared: Arc<Shared>, spec: Spec) {
         i.routable = ready;
         i.since = unix_now();
     });
-    let liveness = shared.config.liveness_interval;
+    let liveness = shared
+        .config
+        .liveness_interval
+        .max(Duration::from_millis(1));
     loop {
         match wait(&spec, Some(&mut server), liveness).await {
             Wait::Elapsed => {}

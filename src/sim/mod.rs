@@ -401,7 +401,8 @@ impl Sim {
 }
 
 async fn reconcile_loop(shared: Arc<Shared>) {
-    let mut tick = tokio::time::interval(shared.config.tick);
+    // `interval` panics on a zero period.
+    let mut tick = tokio::time::interval(shared.config.tick.max(Duration::from_millis(1)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {

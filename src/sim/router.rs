@@ -170,7 +170,7 @@ impl Table {
         while inner
             .pending
             .front()
-            .is_some_and(|(t, _)| *t + delay <= now)
+            .is_some_and(|(t, _)| t.checked_add(delay).is_some_and(|due| due <= now))
         {
             if let Some((_, table)) = inner.pending.pop_front() {
                 inner.published = table;
@@ -228,7 +228,7 @@ impl Table {
             .pending
             .iter()
             .map(|(t, r)| {
-                json!({"visible_in_ms": (*t + inner.delay).saturating_duration_since(Instant::now()).as_millis() as u64,
+                json!({"visible_in_ms": t.checked_add(inner.delay).map(|due| due.saturating_duration_since(Instant::now()).as_millis() as u64),
                        "routes": summary_json(r)})
             })
             .collect();

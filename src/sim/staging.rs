@@ -37,12 +37,13 @@ pub(crate) async fn stage(shared: Arc<Shared>, build_guid: String) {
             .app(&b.app_guid)
             .map(|a| a.name.to_lowercase())
             .unwrap_or_default();
-        shared.config.staging_delay
-            + st.faults
+        shared.config.staging_delay.saturating_add(
+            st.faults
                 .slow_staging
                 .get(&name)
                 .copied()
-                .unwrap_or_default()
+                .unwrap_or_default(),
+        )
     };
     tokio::select! {
         () = shared.cancel.cancelled() => return,

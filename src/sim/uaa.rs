@@ -87,7 +87,11 @@ fn user_id(name: &str) -> String {
 pub(crate) fn issue_access(shared: &Shared, ttl: Duration) -> String {
     sign(
         shared,
-        &user_claims(shared, unix_now() + ttl.as_secs().max(1), false),
+        &user_claims(
+            shared,
+            unix_now().saturating_add(ttl.as_secs().max(1)),
+            false,
+        ),
     )
 }
 
@@ -101,7 +105,10 @@ pub(crate) fn issue_expired(shared: &Shared) -> String {
 
 /// A refresh token living 30 days.
 pub(crate) fn issue_refresh(shared: &Shared) -> String {
-    sign(shared, &user_claims(shared, unix_now() + 30 * 86_400, true))
+    sign(
+        shared,
+        &user_claims(shared, unix_now().saturating_add(30 * 86_400), true),
+    )
 }
 
 /// Why a token was refused.
