@@ -50,7 +50,7 @@ fn original_count(target: u32, canary: u32, weight: Option<u32>) -> u32 {
     if weight == Some(100) {
         0
     } else {
-        (target + 1).saturating_sub(canary).min(target)
+        target.saturating_add(1).saturating_sub(canary).min(target)
     }
 }
 
@@ -264,8 +264,7 @@ fn scale_others(st: &mut State, app: &str, new: &str, total: u32) {
     let mut current: u32 = others
         .iter()
         .filter_map(|g| st.process(g))
-        .map(|p| p.instances)
-        .sum();
+        .fold(0u32, |acc, p| acc.saturating_add(p.instances));
     for g in others {
         if current <= total {
             break;
@@ -336,7 +335,7 @@ fn step(st: &mut State, guid: &str) {
                     .retain(|p| !(p.app_guid == app && p.kind == "web" && p.meta.guid != new));
                 set_state(st, guid, DeployState::Deployed);
             } else if let Some(p) = st.process_mut(&new) {
-                p.instances = (have + d.max_in_flight).min(d.target);
+                p.instances = have.saturating_add(d.max_in_flight).min(d.target);
             }
         }
         DeployState::Canceling => {

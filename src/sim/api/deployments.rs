@@ -128,9 +128,16 @@ fn parse_new(v: &Value) -> Result<NewDeployment, ApiError> {
     let max_in_flight = opt_u64(&options, "max_in_flight", "Max in flight")?.unwrap_or(1);
     let web_instances = match options.get("web_instances") {
         None | Some(Value::Null) => None,
-        Some(x) => Some(x.as_u64().ok_or_else(|| {
-            ApiError::unprocessable("Web instances must be an integer greater than or equal to 0")
-        })?),
+        Some(x) => Some(
+            x.as_u64()
+                .filter(|n| *n <= u64::from(super::processes::MAX_INSTANCES))
+                .ok_or_else(|| {
+                    ApiError::unprocessable(format!(
+                        "Web instances must be an integer between 0 and {}",
+                        super::processes::MAX_INSTANCES
+                    ))
+                })?,
+        ),
     };
     let memory = opt_u64(&options, "memory_in_mb", "Memory in mb")?;
     let disk = opt_u64(&options, "disk_in_mb", "Disk in mb")?;

@@ -271,6 +271,9 @@ async fn update_process(
     ok(present_process(&s.base_url, &st, p, false))
 }
 
+/// Instances per process the simulator accepts (each one is a real server on loopback).
+pub(crate) const MAX_INSTANCES: u32 = 200;
+
 /// Applies a scale body (`instances`, `memory_in_mb`, `disk_in_mb`, log rate).
 pub(crate) fn apply_scale(p: &mut Process, v: &Value) -> Result<(), ApiError> {
     if let Some(i) = v.get("instances").filter(|i| !i.is_null()) {
@@ -280,6 +283,11 @@ pub(crate) fn apply_scale(p: &mut Process, v: &Value) -> Result<(), ApiError> {
             .ok_or_else(|| {
                 ApiError::unprocessable("Instances must be greater than or equal to 0")
             })?;
+        if n > MAX_INSTANCES {
+            return Err(ApiError::unprocessable(format!(
+                "Instances must be less than or equal to {MAX_INSTANCES} (a limit of the simulator)"
+            )));
+        }
         p.instances = n;
     }
     if let Some(m) = v.get("memory_in_mb").filter(|i| !i.is_null()) {
@@ -372,8 +380,8 @@ pub(crate) fn stats(st: &State, p: &Process) -> Vec<Value> {
                 "instance_internal_ip": if up { "127.0.0.1" } else { "" },
                 "instance_ports": port.filter(|_| up).map(|port| json!([{"external": port, "internal": 8080,
                     "external_tls_proxy_port": null, "internal_tls_proxy_port": null}])),
-                "uptime": uptime, "mem_quota": p.memory_mb * 1024 * 1024,
-                "disk_quota": p.disk_mb * 1024 * 1024, "fds_quota": 16384,
+                "uptime": uptime, "mem_quota": p.memory_mb.saturating_mul(1024 * 1024),
+                "disk_quota": p.disk_mb.saturating_mul(1024 * 1024), "fds_quota": 16384,
                 "isolation_segment": null, "log_rate_limit": if p.log_rate < 0 { Value::Null } else { json!(p.log_rate) },
                 "details": details,
             })
