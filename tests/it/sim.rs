@@ -1486,3 +1486,75 @@ async fn sim_unmap_then_stop_loses_no_request() {
     assert_eq!(dests["destinations"][0]["app"]["guid"], green.as_str());
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn sim_malformed_requests_get_client_errors_not_crashes() {
+    let sim = Sim::start(config()).await.unwrap();
+    let api = Api::new(&sim);
+    api.apply_manifest(&sim.space_guid(), "applications:\n- name: x\n")
+        .await;
+    let app = api.app_guid(&sim.space_guid(), "x").await;
+    let pg = api.ok(&format!("/v3/apps/{app}/processes/web")).await["guid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let space = sim.space_guid();
+    let endpoints = [
+        ("POST", "/v3/apps".to_string()),
+        ("PATCH", format!("/v3/apps/{app}")),
+        ("PATCH", format!("/v3/apps/{app}/environment_variables")),
+        (
+            "PATCH",
+            format!("/v3/apps/{app}/relationships/current_droplet"),
+        ),
+        ("PATCH", format!("/v3/apps/{app}/features/ssh")),
+        ("POST", "/v3/packages".to_string()),
+        ("POST", "/v3/builds".to_string()),
+        ("POST", "/v3/resource_matches".to_string()),
+        ("POST", "/v3/routes".to_string()),
+        ("POST", "/v3/deployments".to_string()),
+        ("PATCH", format!("/v3/processes/{pg}")),
+        ("POST", format!("/v3/processes/{pg}/actions/scale")),
+        ("POST", "/v3/service_instances".to_string()),
+        ("POST", "/v3/service_credential_bindings".to_string()),
+        ("POST", "/networking/v1/external/policies".to_string()),
+        ("POST", format!("/v3/spaces/{space}/actions/apply_manifest")),
+        ("POST", format!("/v3/spaces/{space}/manifest_diff")),
+    ];
+    let bodies: [&[u8]; 8] = [
+        b"",
+        b"null",
+        b"[]",
+        b"{\"x\":1}",
+        b"\xff\xfe garbage",
+        b"{\"instances\": 99999999999, \"memory_in_mb\": -1, \"name\": 5}",
+        b"{\"options\": {\"max_in_flight\": 0, \"canary\": {\"steps\": [{\"instance_weight\": 500}]}}}",
+        b"{\"health_check\": {\"type\": \"nope\", \"data\": {\"timeout\": 0}}, \"command\": 3}",
+    ];
+    for (method, path) in &endpoints {
+        for body in bodies {
+            for ct in [
+                "application/json",
+                "application/x-yaml",
+                "multipart/form-data; boundary=x",
+            ] {
+                let rb = api
+                    .http
+                    .request(method.parse().unwrap(), api.url(path))
+                    .header("Content-Type", ct)
+                    .body(body.to_vec());
+                let (s, _, v) = api.send(rb).await;
+                assert!(
+                    s.is_client_error() || s.is_success(),
+                    "{method} {path} {ct} {:?}: {s} {v}",
+                    String::from_utf8_lossy(body)
+                );
+            }
+        }
+    }
+    let upload = format!("/v3/packages/{}/upload", "no-such-package");
+    let (s, _, _) = api.send(api.http.post(api.url(&upload)).body("x")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    api.ok("/v3/apps").await;
+    sim.shutdown().await;
+}
