@@ -423,6 +423,28 @@ fn is_public(path: &str) -> bool {
     ) || path.starts_with("/_sim")
 }
 
+/// Replaces secrets in a logged JSON body (docker passwords, credentials, tokens).
+fn redact(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            for (k, val) in map.iter_mut() {
+                let key = k.to_ascii_lowercase();
+                if key.contains("password")
+                    || key.contains("secret")
+                    || key.contains("token")
+                    || key == "credentials"
+                {
+                    *val = json!("[REDACTED]");
+                } else {
+                    redact(val);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(redact),
+        _ => {}
+    }
+}
+
 /// How many API calls the call log keeps.
 const MAX_CALLS: usize = 20_000;
 
@@ -461,6 +483,18 @@ async fn middleware(AxState(s): AxState<Arc<Shared>>, req: Request, next: Next) 
         format!("<multipart body, {} bytes>", bytes.len())
     } else if path == "/oauth/token" {
         "<credentials>".to_string()
+    } else if let Ok(mut v) = serde_json::from_slice::<Value>(&bytes) {
+        redact(&mut v);
+        let text = v.to_string();
+        if text.len() > 4096 {
+            let mut cut = 4096;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            format!("{}... <{} bytes>", &text[..cut], text.len())
+        } else {
+            text
+        }
     } else if bytes.len() > 4096 {
         format!(
             "{}... <{} bytes>",
@@ -627,6 +661,17 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn logged_bodies_hide_secrets() {
+        let mut v = json!({"type": "docker", "data": {"image": "i", "password": "hunter2"},
+                           "credentials": {"uri": "x"}, "list": [{"client_secret": "s"}]});
+        redact(&mut v);
+        assert!(!v.to_string().contains("hunter2"));
+        assert_eq!(v["credentials"], "[REDACTED]");
+        assert_eq!(v["list"][0]["client_secret"], "[REDACTED]");
+        assert_eq!(v["data"]["image"], "i");
     }
 
     #[test]
