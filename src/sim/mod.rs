@@ -84,8 +84,9 @@
 //!   brokers (user-provided service instances only), route services, TCP routing, TLS.
 //! * Staging runs no buildpack: the droplet holds the package files; `process_types.web` comes
 //!   from a `Procfile` or is empty. Docker droplets serve a placeholder page.
-//! * `manifest_diff` always returns an empty diff; `GET /v3/apps/:guid/manifest`, droplet
-//!   upload/copy and package download are not offered.
+//! * `manifest_diff` always returns an empty diff; `GET /v3/apps/:guid/manifest` renders the
+//!   main keys only (no sidecars, no readiness timings); droplet upload/copy and package
+//!   download are not offered.
 //! * Routes without a RUNNING instance are absent from the routing table (404), like a
 //!   gorouter whose route emitter registered no endpoint. Router responses carry the
 //!   simulator-specific `X-Sim-Backend: <process-guid>:<index>` header.

@@ -1398,6 +1398,23 @@ async fn sim_answers_every_call_the_cf_cli_makes_after_a_push() {
         .await;
     assert_eq!(inc["included"]["spaces"][0]["guid"], space.as_str());
     assert_eq!(inc["included"]["organizations"][0]["name"], "org");
+    let resp = api
+        .http
+        .get(api.url(&format!("/v3/apps/{app}/manifest")))
+        .header("Authorization", &api.token)
+        .header("Accept", "application/x-yaml")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let yaml = resp.text().await.unwrap();
+    let m: Value = serde_yaml_ng::from_str(&yaml).unwrap();
+    assert_eq!(m["applications"][0]["name"], "sum");
+    assert_eq!(
+        m["applications"][0]["routes"][0]["route"],
+        "sum.example.com"
+    );
+    assert_eq!(m["applications"][0]["processes"][0]["type"], "web");
     let list = api.ok(&format!("/v3/processes?app_guids={app}")).await;
     assert_eq!(list["resources"][0]["command"], Value::Null);
     let (s, v) = api.get("/v3/unknown-thing").await;

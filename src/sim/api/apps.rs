@@ -49,6 +49,7 @@ pub(super) fn routes() -> Router<Arc<Shared>> {
         )
         .route("/v3/apps/{guid}/droplets", get(app_droplets))
         .route("/v3/apps/{guid}/packages", get(app_packages))
+        .route("/v3/apps/{guid}/manifest", get(app_manifest))
 }
 
 /// The CC app object.
@@ -544,4 +545,136 @@ async fn app_packages(
     };
     order(&mut items, &q)?;
     paginate(&s.base_url, &format!("/v3/apps/{guid}/packages"), &q, items)
+}
+
+/// The app as a manifest (`GET /v3/apps/:guid/manifest`), YAML like CC's `AppManifestPresenter`.
+fn manifest_of(st: &State, app: &App) -> Value {
+    let mut entry = serde_json::Map::new();
+    entry.insert("name".into(), json!(app.name));
+    if app.lifecycle == "docker" {
+        let image = app
+            .droplet_guid
+            .as_deref()
+            .and_then(|d| st.droplet(d))
+            .and_then(|d| d.image.clone());
+        entry.insert("docker".into(), json!({ "image": image }));
+    } else {
+        if !app.buildpacks.is_empty() {
+            entry.insert("buildpacks".into(), json!(app.buildpacks));
+        }
+        entry.insert("stack".into(), json!(app.stack));
+    }
+    entry.insert("features".into(), json!(app.features));
+    let services: Vec<Value> = st
+        .bindings
+        .iter()
+        .filter(|b| b.app_guid == app.meta.guid)
+        .filter_map(|b| {
+            let si = st
+                .service_instances
+                .iter()
+                .find(|i| i.meta.guid == b.instance_guid)?;
+            Some(match &b.name {
+                Some(n) => json!({"name": si.name, "binding_name": n}),
+                None => json!(si.name),
+            })
+        })
+        .collect();
+    if !services.is_empty() {
+        entry.insert("services".into(), json!(services));
+    }
+    let routes: Vec<Value> = st
+        .routes
+        .iter()
+        .filter_map(|r| {
+            let d = r
+                .destinations
+                .iter()
+                .find(|d| d.app_guid == app.meta.guid)?;
+            Some(json!({"route": st.route_url(r), "protocol": d.protocol}))
+        })
+        .collect();
+    if routes.is_empty() {
+        entry.insert("no-route".into(), json!(true));
+    } else {
+        entry.insert("routes".into(), json!(routes));
+    }
+    if !app.env.is_empty() {
+        entry.insert("env".into(), json!(app.env));
+    }
+    if !app.meta.labels.is_empty() || !app.meta.annotations.is_empty() {
+        entry.insert("metadata".into(), metadata(&app.meta));
+    }
+    let mut processes = Vec::new();
+    let mut kinds: Vec<&str> = Vec::new();
+    for p in st.app_processes(&app.meta.guid) {
+        if kinds.contains(&p.kind.as_str()) {
+            continue;
+        }
+        kinds.push(&p.kind);
+        let Some(p) = st.newest_process(&app.meta.guid, &p.kind) else {
+            continue;
+        };
+        let mut m = serde_json::Map::new();
+        m.insert("type".into(), json!(p.kind));
+        m.insert("instances".into(), json!(p.instances));
+        m.insert("memory".into(), json!(format!("{}M", p.memory_mb)));
+        m.insert("disk_quota".into(), json!(format!("{}M", p.disk_mb)));
+        m.insert(
+            "log-rate-limit-per-second".into(),
+            json!(if p.log_rate < 0 {
+                "-1".to_string()
+            } else {
+                format!("{}B", p.log_rate)
+            }),
+        );
+        if let Some(c) = &p.command {
+            m.insert("command".into(), json!(c));
+        }
+        m.insert("health-check-type".into(), json!(p.health.kind));
+        if let Some(e) = &p.health.endpoint {
+            m.insert("health-check-http-endpoint".into(), json!(e));
+        }
+        if let Some(t) = p.health.timeout {
+            m.insert("timeout".into(), json!(t));
+        }
+        if let Some(t) = p.health.invocation_timeout {
+            m.insert("health-check-invocation-timeout".into(), json!(t));
+        }
+        if let Some(t) = p.health.interval {
+            m.insert("health-check-interval".into(), json!(t));
+        }
+        m.insert(
+            "readiness-health-check-type".into(),
+            json!(p.readiness.kind),
+        );
+        if let Some(e) = &p.readiness.endpoint {
+            m.insert("readiness-health-check-http-endpoint".into(), json!(e));
+        }
+        processes.push(Value::Object(m));
+    }
+    entry.insert("processes".into(), json!(processes));
+    json!({"applications": [Value::Object(entry)]})
+}
+
+async fn app_manifest(AxState(s): AxState<Arc<Shared>>, Path(guid): Path<String>) -> ApiResult {
+    use axum::response::IntoResponse;
+    let manifest = {
+        let st = s.lock();
+        manifest_of(&st, find_app(&st, &guid)?)
+    };
+    let yaml = serde_yaml_ng::to_string(&manifest).map_err(|e| {
+        ApiError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            10001,
+            "UnknownError",
+            format!("manifest could not be rendered: {e}"),
+        )
+    })?;
+    Ok((
+        axum::http::StatusCode::OK,
+        [(axum::http::header::CONTENT_TYPE, "application/x-yaml")],
+        format!("---\n{yaml}"),
+    )
+        .into_response())
 }
