@@ -8,7 +8,8 @@
 //! the app's env vars, `VCAP_APPLICATION` and `VCAP_SERVICES`, in its own process group).
 //! A droplet with a `.sim-crash` file crashes on every start (a simulator convention, so that
 //! a "bad version" can be pushed like any other). After the start delay, health checks (`port`, `http`, `process`) decide RUNNING; readiness
-//! decides `routable`. A process that exits, an instance whose liveness check fails, or the
+//! decides `routable`. A process that exits, an instance whose liveness check fails three
+//! times in a row, or the
 //! crash-on-start fault make it CRASHED; it is restarted after an exponential back-off. A
 //! stopped instance leaves the model at once (so the routing table drops it) but keeps
 //! serving for the route-propagation delay plus `stop_grace`, then ends (SIGTERM, `kill_grace`,
@@ -490,23 +491,35 @@ async fn run(shared: Arc<Shared>, spec: Spec) {
         .config
         .liveness_interval
         .max(Duration::from_millis(1));
+    let mut failures = 0;
     loop {
         match wait(&spec, Some(&mut server), liveness).await {
             Wait::Elapsed => {}
             Wait::Stopped => return finish(&shared, server).await,
             Wait::Exited(reason) => return mark_crashed(&shared, &spec, &reason),
         }
-        if !check(&shared, &spec.health, port).await {
+        if check(&shared, &spec.health, port).await {
+            failures = 0;
+        } else {
             if spec.cancel.is_cancelled() {
                 return finish(&shared, server).await;
             }
-            server.kill().await;
-            return mark_crashed(&shared, &spec, "liveness check failed");
+            // Three failures in a row, so that one stale keep-alive connection of the
+            // health-check client cannot crash a healthy instance.
+            failures += 1;
+            if failures >= LIVENESS_FAILURES {
+                server.kill().await;
+                return mark_crashed(&shared, &spec, "liveness check failed");
+            }
+            continue;
         }
         let ready = check(&shared, &spec.readiness, port).await;
         update(&shared, &spec.guid, |i| i.routable = ready);
     }
 }
+
+/// Consecutive failed liveness checks that crash an instance.
+const LIVENESS_FAILURES: u32 = 3;
 
 /// Runs one health check against the instance.
 async fn check(shared: &Shared, h: &HealthCheck, port: u16) -> bool {
