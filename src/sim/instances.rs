@@ -7,13 +7,14 @@
 //! fault) or the process lifecycle (`sh -c <command>` in the extracted droplet with `PORT`,
 //! the app's env vars, `VCAP_APPLICATION` and `VCAP_SERVICES`, in its own process group).
 //! A droplet with a `.sim-crash` file crashes on every start (a simulator convention, so that
-//! a "bad version" can be pushed like any other). After the start delay, health checks (`port`, `http`, `process`) decide RUNNING; readiness
-//! decides `routable`. A process that exits, an instance whose liveness check fails three
-//! times in a row, or the
-//! crash-on-start fault make it CRASHED; it is restarted after an exponential back-off. A
-//! stopped instance leaves the model at once (so the routing table drops it) but keeps
-//! serving for the route-propagation delay plus `stop_grace`, then ends (SIGTERM, `kill_grace`,
-//! SIGKILL for processes). When the simulator stops, everything is killed at once.
+//! a "bad version" can be pushed like any other).
+//!
+//! After the start delay, health checks (`port`, `http`, `process`) decide RUNNING and
+//! readiness decides `routable`. A process that exits, three failed liveness checks in a row,
+//! or the crash-on-start fault make an instance CRASHED; it is restarted after an exponential
+//! back-off. A stopped instance leaves the model at once (so the routing table drops it) but
+//! keeps serving for the route-propagation delay plus `stop_grace`, then ends (SIGTERM,
+//! `kill_grace`, SIGKILL for processes). When the simulator stops, everything is killed at once.
 //!
 //! Depends on: `state`, `api::processes` (effective command). Must not: hold the state lock
 //! across an `.await`.
