@@ -92,6 +92,14 @@ pub enum FaultSpec {
         /// The error detail.
         detail: String,
     },
+    /// Instances of the app cannot be placed: they stay STARTING with this `details` text
+    /// (CC shows e.g. `insufficient resources: memory`) until the fault is cleared.
+    PlacementError {
+        /// App name.
+        app: String,
+        /// The `details` of the instances' stats.
+        details: String,
+    },
     /// Every API response carries this warning in `X-Cf-Warnings`.
     Warning {
         /// Warning text.
@@ -115,6 +123,7 @@ pub(crate) struct Faults {
     pub slow_start: HashMap<String, Duration>,
     pub unhealthy: HashSet<String>,
     pub failing_jobs: HashMap<String, String>,
+    pub placement: HashMap<String, String>,
     pub warnings: Vec<String>,
 }
 
@@ -160,6 +169,9 @@ impl Faults {
             }
             FaultSpec::FailJobs { operation, detail } => {
                 self.failing_jobs.insert(operation, detail);
+            }
+            FaultSpec::PlacementError { app, details } => {
+                self.placement.insert(app.to_lowercase(), details);
             }
             FaultSpec::Warning { text } => self.warnings.push(text),
         }
@@ -239,6 +251,14 @@ impl FaultInjector {
         self.apply(FaultSpec::FailJobs {
             operation: operation.to_string(),
             detail: detail.to_string(),
+        });
+    }
+
+    /// Instances of `app` cannot be placed and stay STARTING with `details`.
+    pub fn placement_error(&self, app: &str, details: &str) {
+        self.apply(FaultSpec::PlacementError {
+            app: app.to_string(),
+            details: details.to_string(),
         });
     }
 

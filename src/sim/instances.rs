@@ -139,6 +139,19 @@ pub(crate) fn reconcile(shared: &Arc<Shared>) {
         stop_matching(&mut st, |i| {
             desired.get(&i.process_guid).is_none_or(|d| i.index >= *d)
         });
+        // Unplaced instances are retried once their app's placement fault is gone.
+        let blocked: Vec<String> = st
+            .apps
+            .iter()
+            .filter(|a| st.faults.placement.contains_key(&a.name.to_lowercase()))
+            .map(|a| a.meta.guid.clone())
+            .collect();
+        stop_matching(&mut st, |i| {
+            i.port.is_none()
+                && i.state == InstState::Starting
+                && i.details.is_some()
+                && !blocked.contains(&i.app_guid)
+        });
         let now = Instant::now();
         let mut crash_counts: HashMap<(String, u32), u32> = HashMap::new();
         stop_matching(&mut st, |i| {
@@ -225,6 +238,8 @@ fn new_instance(
     let guid = new_guid();
     env.push(("CF_INSTANCE_GUID".to_string(), guid.clone()));
     let cancel = shared.cancel.child_token();
+    let unplaced = st.faults.placement.get(&name).cloned();
+    let placed = unplaced.is_none();
     st.instances.push(Instance {
         guid: guid.clone(),
         process_guid: pguid.to_string(),
@@ -234,11 +249,14 @@ fn new_instance(
         routable: false,
         port: None,
         since: unix_now(),
-        details: None,
+        details: unplaced,
         crash_count,
         restart_at: None,
         cancel: cancel.clone(),
     });
+    if !placed {
+        return None;
+    }
     Some(Spec {
         guid,
         process_guid: pguid.to_string(),

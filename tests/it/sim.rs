@@ -598,6 +598,40 @@ async fn sim_faults_fail_calls_staging_and_starts() {
         assert_eq!(v["errors"][0]["code"], 10013);
     }
     assert_eq!(api.get("/v3/apps").await.0, StatusCode::OK);
+    // Placement errors keep instances STARTING with details until cleared.
+    sim.faults()
+        .placement_error("placed", "insufficient resources: memory");
+    let (placed, _) = {
+        api.apply_manifest(&sim.space_guid(), "applications:\n- name: placed\n")
+            .await;
+        let g = api.app_guid(&sim.space_guid(), "placed").await;
+        let (d, _) = api.stage(&g, &[("index.html", b"p")]).await;
+        (g, d)
+    };
+    let d = api.ok(&format!("/v3/apps/{placed}/droplets")).await["resources"][0]["guid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    api.patch(
+        &format!("/v3/apps/{placed}/relationships/current_droplet"),
+        json!({"data": {"guid": d}}),
+    )
+    .await;
+    api.post(&format!("/v3/apps/{placed}/actions/start"), json!({}))
+        .await;
+    let pp = api.ok(&format!("/v3/apps/{placed}/processes/web")).await["guid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    poll(|| async {
+        let stats = api.ok(&format!("/v3/processes/{pp}/stats")).await;
+        (stats["resources"][0]["details"] == "insufficient resources: memory").then_some(())
+    })
+    .await;
+    let stats = api.ok(&format!("/v3/processes/{pp}/stats")).await;
+    assert_eq!(stats["resources"][0]["state"], "STARTING");
+    sim.faults().clear();
+    api.wait_running(&placed).await;
     // Marker files: a bad version fails staging or crashes on start.
     api.apply_manifest(&sim.space_guid(), "applications:\n- name: marks\n")
         .await;
