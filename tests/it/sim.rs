@@ -390,7 +390,18 @@ async fn sim_cf_push_sequence_serves_the_app_through_the_router() {
         .await;
     assert_eq!(s, StatusCode::CREATED);
     assert_eq!(diff["diff"], json!([]));
-    let files: &[(&str, &[u8])] = &[("index.html", b"<h1>v1</h1>"), ("css/site.css", b"body{}")];
+    // A 3 MiB file of pseudo-random bytes: bigger than axum's default body limit.
+    let mut big = Vec::with_capacity(3 << 20);
+    let mut x: u32 = 12345;
+    while big.len() < 3 << 20 {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+        big.push((x >> 16) as u8);
+    }
+    let files: &[(&str, &[u8])] = &[
+        ("index.html", b"<h1>v1</h1>"),
+        ("css/site.css", b"body{}"),
+        ("big.bin", &big),
+    ];
     let (app, droplet) = push(&api, &sim, yaml, "web", files).await;
     let procs = api.ok(&format!("/v3/apps/{app}/processes")).await;
     let web = &procs["resources"][0];
@@ -416,6 +427,17 @@ async fn sim_cf_push_sequence_serves_the_app_through_the_router() {
     assert_eq!(body, "<h1>v1</h1>");
     let (status, body, _, _) = through_router(&sim, "web.example.com", "/css/site.css", None).await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "body{}"));
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let got = http
+        .get(format!("{}/big.bin", sim.router_url()))
+        .header("Host", "web.example.com")
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert!(got[..] == big[..], "the big file comes back intact");
     // A second push of the same files uploads nothing (all matched) and still works.
     let (droplet2, uploaded) = api.stage(&app, files).await;
     assert_eq!(uploaded, 0);

@@ -596,6 +596,8 @@ pub(crate) fn routes(shared: &Arc<Shared>) -> Router {
         r = r.merge(super::faults::admin_routes());
     }
     r.fallback(unknown)
+        // Package uploads are large; the middleware already bounds bodies at 1 GiB.
+        .layer(axum::extract::DefaultBodyLimit::max(1 << 30))
         .layer(middleware::from_fn_with_state(shared.clone(), middleware))
         .with_state(shared.clone())
 }
