@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use super::{Sim, SimConfig};
 
-/// Arguments of `cf-zero-downtime sim`.
-#[derive(Debug, Clone, clap::Args)]
+/// Arguments of `cf-zero-downtime sim`. `Debug` hides the password.
+#[derive(Clone, clap::Args)]
 pub struct SimArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1")]
@@ -63,6 +63,18 @@ pub struct SimArgs {
     /// Enable the fault-injection and introspection API under /_sim/.
     #[arg(long)]
     pub admin: bool,
+}
+
+impl std::fmt::Debug for SimArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut shown = self.clone();
+        shown.password = "***".to_string();
+        f.debug_struct("SimArgs")
+            .field("config", &shown.config())
+            .field("static_only", &self.static_only)
+            .field("admin", &self.admin)
+            .finish()
+    }
 }
 
 impl SimArgs {
@@ -172,5 +184,9 @@ mod tests {
         assert!(c.admin_api);
         assert!(!c.run_commands);
         assert_eq!(c.app_domain, "example.com");
+        let w = Wrapper::parse_from(["sim", "--password", "s3cret"]);
+        assert_eq!(w.sim.config().password, "s3cret");
+        assert!(!format!("{:?}", w.sim).contains("s3cret"));
+        assert!(!format!("{:?}", w.sim.config()).contains("s3cret"));
     }
 }

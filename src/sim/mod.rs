@@ -147,8 +147,9 @@ pub enum Error {
     Http(#[source] reqwest::Error),
 }
 
-/// Knobs of the simulator. `Default` gives small delays suited to tests.
-#[derive(Debug, Clone)]
+/// Knobs of the simulator. `Default` gives small delays suited to tests. `Debug` hides the
+/// password.
+#[derive(Clone)]
 pub struct SimConfig {
     /// Address to bind both servers to (default 127.0.0.1).
     pub bind: IpAddr,
@@ -198,6 +199,37 @@ pub struct SimConfig {
     pub run_commands: bool,
     /// Mount the `/_sim/` admin API (fault injection, state dump, call log).
     pub admin_api: bool,
+}
+
+impl std::fmt::Debug for SimConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimConfig")
+            .field("bind", &self.bind)
+            .field("api_port", &self.api_port)
+            .field("router_port", &self.router_port)
+            .field("app_domain", &self.app_domain)
+            .field("org", &self.org)
+            .field("space", &self.space)
+            .field("username", &self.username)
+            .field("password", &"***")
+            .field("api_version", &self.api_version)
+            .field("staging_delay", &self.staging_delay)
+            .field("start_delay", &self.start_delay)
+            .field("route_propagation", &self.route_propagation)
+            .field("health_check_interval", &self.health_check_interval)
+            .field("liveness_interval", &self.liveness_interval)
+            .field("stop_grace", &self.stop_grace)
+            .field("kill_grace", &self.kill_grace)
+            .field("crash_backoff", &self.crash_backoff)
+            .field("health_check_timeout", &self.health_check_timeout)
+            .field("tick", &self.tick)
+            .field("token_ttl", &self.token_ttl)
+            .field("job_polls", &self.job_polls)
+            .field("package_polls", &self.package_polls)
+            .field("run_commands", &self.run_commands)
+            .field("admin_api", &self.admin_api)
+            .finish()
+    }
 }
 
 impl Default for SimConfig {
