@@ -106,11 +106,7 @@ pub struct PushArgs {
     pub max_in_flight: Option<u32>,
 
     /// Canary steps as percentages of instances, e.g. 10,50,100.
-    #[arg(
-        long = "instance-steps",
-        value_name = "PERCENTAGES",
-        value_delimiter = ','
-    )]
+    #[arg(long = "instance-steps", value_name = "PERCENTAGES", value_delimiter = ',')]
     pub instance_steps: Vec<u32>,
 
     /// Keep the live app's instance counts instead of the manifest's.
@@ -118,11 +114,7 @@ pub struct PushArgs {
     pub keep_scale: bool,
 
     /// Host suffix of the temporary route that the candidate is smoke-tested on.
-    #[arg(
-        long = "temp-route-suffix",
-        value_name = "SUFFIX",
-        default_value = "-temp"
-    )]
+    #[arg(long = "temp-route-suffix", value_name = "SUFFIX", default_value = "-temp")]
     pub temp_route_suffix: String,
 
     /// Print the plan and change nothing.
@@ -161,11 +153,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "ms" => Duration::from_millis(n),
         "m" => Duration::from_secs(n.saturating_mul(60)),
         "h" => Duration::from_secs(n.saturating_mul(3600)),
-        _ => {
-            return Err(format!(
-                "'{s}' has an unknown unit '{unit}' (use ms, s, m or h)"
-            ));
-        }
+        _ => return Err(format!("'{s}' has an unknown unit '{unit}' (use ms, s, m or h)")),
     };
     Ok(d)
 }
