@@ -1631,3 +1631,75 @@ async fn sim_malformed_requests_get_client_errors_not_crashes() {
     api.ok("/v3/apps").await;
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sim_crashing_rolling_deployment_is_canceled_and_the_old_version_keeps_serving() {
+    let sim = Sim::start(config()).await.unwrap();
+    let api = Api::new(&sim);
+    let yaml = "applications:\n- name: bad\n  instances: 2\n  default-route: true\n";
+    let (app, v1) = push(&api, &sim, yaml, "bad", &[("index.html", b"v1")]).await;
+    poll(|| async {
+        (through_router(&sim, "bad.example.com", "/", None).await.1 == "v1").then_some(())
+    })
+    .await;
+    let (v2, _) = api
+        .stage(&app, &[("index.html", b"v2"), (".sim-crash", b"")])
+        .await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let loader = tokio::spawn(load(
+        format!("{}/", sim.router_url()),
+        "bad.example.com".into(),
+        stop.clone(),
+    ));
+    let (s, _, dep) = api
+        .post(
+            "/v3/deployments",
+            json!({"droplet": {"guid": v2}, "strategy": "rolling",
+                   "relationships": {"app": {"data": {"guid": app}}}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{dep}");
+    let dg = dep["guid"].as_str().unwrap().to_string();
+    let new_pg = dep["new_processes"][0]["guid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The new instance crashes; the deployment does not progress.
+    poll(|| async {
+        let stats = api.ok(&format!("/v3/processes/{new_pg}/stats")).await;
+        (stats["resources"][0]["state"] == "CRASHED").then_some(())
+    })
+    .await;
+    let d = api.ok(&format!("/v3/deployments/{dg}")).await;
+    assert_eq!(d["status"]["reason"], "DEPLOYING");
+    let (s, _, _) = api
+        .post(&format!("/v3/deployments/{dg}/actions/cancel"), json!({}))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let done = poll(|| async {
+        let d = api.ok(&format!("/v3/deployments/{dg}")).await;
+        (d["status"]["value"] == "FINALIZED").then_some(d)
+    })
+    .await;
+    assert_eq!(done["status"]["reason"], "CANCELED");
+    assert!(done["links"].get("cancel").is_none());
+    let current = api.ok(&format!("/v3/apps/{app}/droplets/current")).await;
+    assert_eq!(current["guid"], v1.as_str());
+    let procs = api.ok(&format!("/v3/apps/{app}/processes")).await;
+    let webs: Vec<&Value> = procs["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["type"] == "web")
+        .collect();
+    assert_eq!(webs.len(), 1);
+    assert_ne!(webs[0]["guid"], new_pg.as_str());
+    assert_eq!(webs[0]["instances"], 2);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (ok, failures, bodies) = loader.await.unwrap();
+    assert!(failures.is_empty(), "failed requests: {failures:?}");
+    assert!(ok > 0, "{bodies:?}");
+    assert_eq!(bodies.keys().collect::<Vec<_>>(), vec!["v1"]);
+    sim.shutdown().await;
+}
