@@ -1,0 +1,192 @@
+//! `cf-zero-downtime sim`: runs the simulator in the foreground and prints how to point the
+//! cf CLI at it, until Ctrl-C.
+//!
+//! Depends on: clap, the simulator. Must not: print secrets (the password is shown only when
+//! it is the well-known default).
+
+use std::net::IpAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use super::{Sim, SimConfig};
+
+/// Arguments of `cf-zero-downtime sim`. `Debug` hides the password.
+#[derive(Clone, clap::Args)]
+pub struct SimArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind: IpAddr,
+    /// Port of the API (and login) server; 0 picks a free port.
+    #[arg(long, default_value_t = 0)]
+    pub api_port: u16,
+    /// Port of the router; 0 picks a free port.
+    #[arg(long, default_value_t = 0)]
+    pub router_port: u16,
+    /// Route-propagation delay of the router, in milliseconds.
+    #[arg(long, default_value_t = 500)]
+    pub propagation_ms: u64,
+    /// How long a build stays STAGING, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub staging_ms: u64,
+    /// How long an instance takes before its first health check, in milliseconds.
+    #[arg(long, default_value_t = 500)]
+    pub start_ms: u64,
+    /// Interval between health checks, in milliseconds.
+    #[arg(long, default_value_t = 200)]
+    pub health_check_ms: u64,
+    /// How long a stopped instance keeps serving after the propagation delay, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub stop_grace_ms: u64,
+    /// The shared app domain.
+    #[arg(long, default_value = "example.com")]
+    pub domain: String,
+    /// Name of the seeded org.
+    #[arg(long, default_value = "org")]
+    pub org: String,
+    /// Name of the seeded space.
+    #[arg(long, default_value = "space")]
+    pub space: String,
+    /// User name accepted by the login server.
+    #[arg(long, default_value = "admin")]
+    pub user: String,
+    /// Password accepted by the login server.
+    #[arg(
+        long,
+        env = "CF_ZDT_SIM_PASSWORD",
+        default_value = "admin",
+        hide_env_values = true
+    )]
+    pub password: String,
+    /// Serve every app as static files, never running manifest commands.
+    #[arg(long)]
+    pub static_only: bool,
+    /// Enable the fault-injection and introspection API under /_sim/.
+    #[arg(long)]
+    pub admin: bool,
+}
+
+impl std::fmt::Debug for SimArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut shown = self.clone();
+        shown.password = "***".to_string();
+        f.debug_struct("SimArgs")
+            .field("config", &shown.config())
+            .field("static_only", &self.static_only)
+            .field("admin", &self.admin)
+            .finish()
+    }
+}
+
+impl SimArgs {
+    /// The simulator configuration these arguments describe.
+    pub fn config(&self) -> SimConfig {
+        SimConfig {
+            bind: self.bind,
+            api_port: self.api_port,
+            router_port: self.router_port,
+            app_domain: self.domain.clone(),
+            org: self.org.clone(),
+            space: self.space.clone(),
+            username: self.user.clone(),
+            password: self.password.clone(),
+            staging_delay: Duration::from_millis(self.staging_ms),
+            start_delay: Duration::from_millis(self.start_ms),
+            route_propagation: Duration::from_millis(self.propagation_ms),
+            health_check_interval: Duration::from_millis(self.health_check_ms.max(1)),
+            liveness_interval: Duration::from_millis(self.health_check_ms.max(1) * 5),
+            stop_grace: Duration::from_millis(self.stop_grace_ms),
+            kill_grace: Duration::from_secs(10),
+            tick: Duration::from_millis(50),
+            run_commands: !self.static_only,
+            admin_api: self.admin,
+            ..SimConfig::default()
+        }
+    }
+}
+
+/// Runs the simulator until Ctrl-C. Exit code 0 after a clean stop, 1 when it cannot start.
+pub async fn run(args: SimArgs) -> ExitCode {
+    let sim = match Sim::start(args.config()).await {
+        Ok(sim) => sim,
+        Err(e) => {
+            let mut msg = format!("cf-zero-downtime sim: {e}");
+            let mut src = std::error::Error::source(&e);
+            while let Some(s) = src {
+                msg.push_str(&format!(": {s}"));
+                src = s.source();
+            }
+            eprintln!("{msg}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let api = sim.api_url();
+    let router = sim.router_addr();
+    let password = if args.password == "admin" {
+        "admin".to_string()
+    } else {
+        "<your --password>".to_string()
+    };
+    println!("Cloud Foundry simulator running.");
+    println!("  API + login: {api}");
+    println!(
+        "  Router:      http://{router}  (routes on *.{}, chosen by the Host header)",
+        args.domain
+    );
+    if let Some(admin) = sim.admin_url() {
+        println!(
+            "  Admin API:   {admin}/state, {admin}/calls, {admin}/router, POST {admin}/faults"
+        );
+    }
+    println!();
+    println!("Point the cf CLI at it:");
+    println!("  cf api {api} --skip-ssl-validation");
+    println!("  cf auth {} {password}", args.user);
+    println!("  cf target -o {} -s {}", args.org, args.space);
+    println!("  cf push myapp -p ./my-site");
+    println!("  curl -H 'Host: myapp.{}' http://{router}/", args.domain);
+    println!();
+    println!("Press Ctrl-C to stop.");
+    if let Err(e) = tokio::signal::ctrl_c().await {
+        eprintln!("cf-zero-downtime sim: cannot wait for Ctrl-C: {e}");
+    }
+    println!("Stopping the simulator...");
+    sim.shutdown().await;
+    ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        sim: SimArgs,
+    }
+
+    #[test]
+    fn flags_map_to_the_config() {
+        let w = Wrapper::parse_from([
+            "sim",
+            "--api-port",
+            "9000",
+            "--router-port",
+            "9001",
+            "--propagation-ms",
+            "5",
+            "--admin",
+            "--static-only",
+        ]);
+        let c = w.sim.config();
+        assert_eq!((c.api_port, c.router_port), (9000, 9001));
+        assert_eq!(c.route_propagation, Duration::from_millis(5));
+        assert!(c.admin_api);
+        assert!(!c.run_commands);
+        assert_eq!(c.app_domain, "example.com");
+        let w = Wrapper::parse_from(["sim", "--password", "s3cret"]);
+        assert_eq!(w.sim.config().password, "s3cret");
+        assert!(!format!("{:?}", w.sim).contains("s3cret"));
+        assert!(!format!("{:?}", w.sim.config()).contains("s3cret"));
+    }
+}

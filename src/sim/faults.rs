@@ -1,0 +1,361 @@
+//! Fault injection and introspection: the rules that make API calls fail, staging fail,
+//! instances crash or turn unhealthy, and the small admin HTTP API (`/_sim/...` on the API
+//! port, only when `SimConfig::admin_api` is set) that exposes the same switches plus a state
+//! dump and the API call log. Tests use the Rust side ([`FaultInjector`]) through
+//! `SimHandle::faults()`.
+//!
+//! Depends on: `state`, `mod.rs` (`Shared`). Must not: be reachable when the admin API is off.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State as AxState;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::{Deserialize, Serialize};
+
+use super::Shared;
+use super::util::path_matches;
+
+/// Make the `nth` (1-based) and the following `times - 1` calls matching `method` and
+/// `path` fail with `status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailRule {
+    /// HTTP method (`POST`), or `*` for any.
+    pub method: String,
+    /// Path pattern: `:name` or `*` segments match any one segment, a trailing `**` the rest
+    /// (`/v3/builds`, `/v3/apps/:guid/actions/restart`).
+    pub path: String,
+    /// The first matching call that fails (1 = the next one).
+    pub nth: u32,
+    /// How many calls fail, from the `nth` on (default 1).
+    #[serde(default = "one")]
+    pub times: u32,
+    /// Status to answer with (a CC error body matching the status is sent).
+    pub status: u16,
+    /// `Retry-After` seconds (for 429s).
+    #[serde(default)]
+    pub retry_after: Option<u64>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// A fault, as the admin API accepts it (`POST /_sim/faults`, JSON with a `kind` tag).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FaultSpec {
+    /// Fail API calls.
+    FailCalls(FailRule),
+    /// Every build of the app (by name, case-insensitive) fails with this error.
+    FailStaging {
+        /// App name.
+        app: String,
+        /// `build.error`; default `StagingError - Staging error: staging failed`.
+        #[serde(default)]
+        message: Option<String>,
+    },
+    /// Every instance of the app crashes while starting.
+    CrashOnStart {
+        /// App name.
+        app: String,
+    },
+    /// Staging of the app takes this much longer.
+    SlowStaging {
+        /// App name.
+        app: String,
+        /// Extra milliseconds.
+        ms: u64,
+    },
+    /// Instances of the app take this much longer to start.
+    SlowStart {
+        /// App name.
+        app: String,
+        /// Extra milliseconds.
+        ms: u64,
+    },
+    /// The app's static-file instances answer `/health` with 500 (http health checks fail).
+    Unhealthy {
+        /// App name.
+        app: String,
+    },
+    /// Jobs of this operation (`space.apply_manifest`, `app.delete`, `route.delete`) created
+    /// from now on end FAILED with this detail (`CF-UnprocessableEntity`).
+    FailJobs {
+        /// The job operation.
+        operation: String,
+        /// The error detail.
+        detail: String,
+    },
+    /// Instances of the app cannot be placed: they stay STARTING with this `details` text
+    /// (CC shows e.g. `insufficient resources: memory`) until the fault is cleared.
+    PlacementError {
+        /// App name.
+        app: String,
+        /// The `details` of the instances' stats.
+        details: String,
+    },
+    /// Every API response carries this warning in `X-Cf-Warnings`.
+    Warning {
+        /// Warning text.
+        text: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct ActiveRule {
+    pub rule: FailRule,
+    pub seen: u32,
+}
+
+/// Fault switches kept in the state.
+#[derive(Debug, Default)]
+pub(crate) struct Faults {
+    pub rules: Vec<ActiveRule>,
+    pub staging: HashMap<String, String>,
+    pub crash_on_start: HashSet<String>,
+    pub slow_staging: HashMap<String, Duration>,
+    pub slow_start: HashMap<String, Duration>,
+    pub unhealthy: HashSet<String>,
+    pub failing_jobs: HashMap<String, String>,
+    pub placement: HashMap<String, String>,
+    pub warnings: Vec<String>,
+}
+
+impl Faults {
+    /// Counts a call and returns `(status, retry_after)` when a rule makes it fail.
+    pub fn check_call(&mut self, method: &str, path: &str) -> Option<(u16, Option<u64>)> {
+        let mut hit = None;
+        for r in &mut self.rules {
+            let m = r.rule.method == "*" || r.rule.method.eq_ignore_ascii_case(method);
+            if !m || !path_matches(&r.rule.path, path) {
+                continue;
+            }
+            r.seen += 1;
+            let nth = r.rule.nth.max(1);
+            if hit.is_none() && r.seen >= nth && r.seen < nth + r.rule.times.max(1) {
+                hit = Some((r.rule.status, r.rule.retry_after));
+            }
+        }
+        hit
+    }
+
+    pub fn apply(&mut self, spec: FaultSpec) {
+        match spec {
+            FaultSpec::FailCalls(rule) => self.rules.push(ActiveRule { rule, seen: 0 }),
+            FaultSpec::FailStaging { app, message } => {
+                let msg = message
+                    .unwrap_or_else(|| "StagingError - Staging error: staging failed".to_string());
+                self.staging.insert(app.to_lowercase(), msg);
+            }
+            FaultSpec::CrashOnStart { app } => {
+                self.crash_on_start.insert(app.to_lowercase());
+            }
+            FaultSpec::SlowStaging { app, ms } => {
+                self.slow_staging
+                    .insert(app.to_lowercase(), Duration::from_millis(ms));
+            }
+            FaultSpec::SlowStart { app, ms } => {
+                self.slow_start
+                    .insert(app.to_lowercase(), Duration::from_millis(ms));
+            }
+            FaultSpec::Unhealthy { app } => {
+                self.unhealthy.insert(app.to_lowercase());
+            }
+            FaultSpec::FailJobs { operation, detail } => {
+                self.failing_jobs.insert(operation, detail);
+            }
+            FaultSpec::PlacementError { app, details } => {
+                self.placement.insert(app.to_lowercase(), details);
+            }
+            FaultSpec::Warning { text } => self.warnings.push(text),
+        }
+    }
+}
+
+/// The Rust fault-injection API (`SimHandle::faults()`).
+#[derive(Clone)]
+pub struct FaultInjector {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for FaultInjector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FaultInjector")
+    }
+}
+
+impl FaultInjector {
+    /// Applies any fault.
+    pub fn apply(&self, spec: FaultSpec) {
+        self.shared.lock().faults.apply(spec);
+    }
+
+    /// The `nth` (1-based, counted from now) call to `method` + `path` pattern fails with `status`.
+    pub fn fail_nth(&self, method: &str, path: &str, nth: u32, status: u16) {
+        self.apply(FaultSpec::FailCalls(FailRule {
+            method: method.to_string(),
+            path: path.to_string(),
+            nth,
+            times: 1,
+            status,
+            retry_after: None,
+        }));
+    }
+
+    /// Every build of `app` fails with `message` (default: a CC staging error).
+    pub fn fail_staging(&self, app: &str, message: Option<&str>) {
+        self.apply(FaultSpec::FailStaging {
+            app: app.to_string(),
+            message: message.map(str::to_string),
+        });
+    }
+
+    /// Every instance of `app` crashes while starting.
+    pub fn crash_on_start(&self, app: &str) {
+        self.apply(FaultSpec::CrashOnStart {
+            app: app.to_string(),
+        });
+    }
+
+    /// Staging of `app` takes `extra` longer.
+    pub fn slow_staging(&self, app: &str, extra: Duration) {
+        self.apply(FaultSpec::SlowStaging {
+            app: app.to_string(),
+            ms: u64::try_from(extra.as_millis()).unwrap_or(u64::MAX),
+        });
+    }
+
+    /// Instances of `app` take `extra` longer to start.
+    pub fn slow_start(&self, app: &str, extra: Duration) {
+        self.apply(FaultSpec::SlowStart {
+            app: app.to_string(),
+            ms: u64::try_from(extra.as_millis()).unwrap_or(u64::MAX),
+        });
+    }
+
+    /// Static-file instances of `app` answer `/health` with 500.
+    pub fn unhealthy(&self, app: &str) {
+        self.apply(FaultSpec::Unhealthy {
+            app: app.to_string(),
+        });
+    }
+
+    /// Jobs of `operation` (e.g. `space.apply_manifest`) end FAILED with `detail`.
+    pub fn fail_jobs(&self, operation: &str, detail: &str) {
+        self.apply(FaultSpec::FailJobs {
+            operation: operation.to_string(),
+            detail: detail.to_string(),
+        });
+    }
+
+    /// Instances of `app` cannot be placed and stay STARTING with `details`.
+    pub fn placement_error(&self, app: &str, details: &str) {
+        self.apply(FaultSpec::PlacementError {
+            app: app.to_string(),
+            details: details.to_string(),
+        });
+    }
+
+    /// Every API response carries `text` in `X-Cf-Warnings`.
+    pub fn warning(&self, text: &str) {
+        self.apply(FaultSpec::Warning {
+            text: text.to_string(),
+        });
+    }
+
+    /// Removes every fault.
+    pub fn clear(&self) {
+        self.shared.lock().faults = Faults::default();
+    }
+}
+
+/// The admin routes (`/_sim/...`), mounted only when the admin API is enabled.
+pub(crate) fn admin_routes() -> Router<Arc<Shared>> {
+    Router::new()
+        .route("/_sim/state", get(state_dump))
+        .route("/_sim/calls", get(calls).delete(clear_calls))
+        .route("/_sim/router", get(router_table))
+        .route(
+            "/_sim/faults",
+            axum::routing::post(add_fault).delete(clear_faults),
+        )
+}
+
+async fn state_dump(AxState(s): AxState<Arc<Shared>>) -> Json<serde_json::Value> {
+    Json(s.state_dump())
+}
+
+async fn calls(AxState(s): AxState<Arc<Shared>>) -> Json<serde_json::Value> {
+    Json(serde_json::to_value(s.lock().calls.clone()).unwrap_or_default())
+}
+
+async fn clear_calls(AxState(s): AxState<Arc<Shared>>) -> StatusCode {
+    s.lock().calls.clear();
+    StatusCode::NO_CONTENT
+}
+
+async fn router_table(AxState(s): AxState<Arc<Shared>>) -> Json<serde_json::Value> {
+    Json(s.router.dump())
+}
+
+async fn add_fault(AxState(s): AxState<Arc<Shared>>, body: axum::body::Bytes) -> Response {
+    match serde_json::from_slice::<FaultSpec>(&body) {
+        Ok(spec) => {
+            s.lock().faults.apply(spec);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => (
+            StatusCode::BAD_REQUEST,
+            Json(serde_json::json!({"error": format!("invalid fault: {e}")})),
+        )
+            .into_response(),
+    }
+}
+
+async fn clear_faults(AxState(s): AxState<Arc<Shared>>) -> StatusCode {
+    s.lock().faults = Faults::default();
+    StatusCode::NO_CONTENT
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nth_call_fails_once() {
+        let mut f = Faults::default();
+        f.apply(FaultSpec::FailCalls(FailRule {
+            method: "POST".into(),
+            path: "/v3/builds".into(),
+            nth: 2,
+            times: 1,
+            status: 500,
+            retry_after: None,
+        }));
+        assert_eq!(f.check_call("POST", "/v3/builds"), None);
+        assert_eq!(f.check_call("GET", "/v3/builds"), None);
+        assert_eq!(f.check_call("POST", "/v3/builds"), Some((500, None)));
+        assert_eq!(f.check_call("POST", "/v3/builds"), None);
+    }
+
+    #[test]
+    fn fault_specs_parse_from_json() {
+        let spec: FaultSpec =
+            serde_json::from_str(r#"{"kind":"crash_on_start","app":"web"}"#).unwrap();
+        assert_eq!(spec, FaultSpec::CrashOnStart { app: "web".into() });
+        let spec: FaultSpec = serde_json::from_str(
+            r#"{"kind":"fail_calls","method":"GET","path":"/v3/apps","nth":1,"status":503}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            spec,
+            FaultSpec::FailCalls(FailRule { times: 1, .. })
+        ));
+    }
+}

@@ -1,0 +1,743 @@
+//! App instances: the reconcile step that makes actual instances match the desired ones, and
+//! the task that runs one instance.
+//!
+//! An instance is a real HTTP server on a loopback port: either the static-file lifecycle
+//! (an axum server over the droplet's files; `/` is `index.html`; `/health`, and the process's
+//! health-check endpoints when no file has that path, answer 200, or 500 under the `unhealthy`
+//! fault) or the process lifecycle (`sh -c <command>` in the extracted droplet with `PORT`,
+//! the app's env vars, `VCAP_APPLICATION` and `VCAP_SERVICES`, in its own process group).
+//! A droplet with a `.sim-crash` file crashes on every start (a simulator convention, so that
+//! a "bad version" can be pushed like any other).
+//!
+//! After the start delay, health checks (`port`, `http`, `process`) decide RUNNING and
+//! readiness decides `routable`. A process that exits, three failed liveness checks in a row,
+//! or the crash-on-start fault make an instance CRASHED; it is restarted after an exponential
+//! back-off. A stopped instance leaves the model at once (so the routing table drops it) but
+//! keeps serving for the route-propagation delay plus `stop_grace`, then ends (SIGTERM,
+//! `kill_grace`, SIGKILL for processes). When the simulator stops, everything is killed at once.
+//!
+//! Depends on: `state`, `api::processes` (effective command). Must not: hold the state lock
+//! across an `.await`.
+
+use std::collections::HashMap;
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{Request, State as AxState};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use super::Shared;
+use super::state::{App, Files, HealthCheck, InstState, Instance, State};
+use super::util::{new_guid, unix_now};
+
+/// Removes the matching instances from the model and tells their tasks to stop.
+pub(crate) fn stop_matching(st: &mut State, mut pred: impl FnMut(&Instance) -> bool) {
+    st.instances.retain(|i| {
+        if pred(i) {
+            i.cancel.cancel();
+            false
+        } else {
+            true
+        }
+    });
+}
+
+/// Stops every instance of an app.
+pub(crate) fn stop_app_instances(st: &mut State, app_guid: &str) {
+    stop_matching(st, |i| i.app_guid == app_guid);
+}
+
+/// `VCAP_SERVICES` for an app (user-provided bindings).
+pub(crate) fn vcap_services(st: &State, app_guid: &str) -> Value {
+    let list: Vec<Value> = st
+        .bindings
+        .iter()
+        .filter(|b| b.app_guid == app_guid)
+        .filter_map(|b| {
+            let si = st
+                .service_instances
+                .iter()
+                .find(|i| i.meta.guid == b.instance_guid)?;
+            Some(json!({
+                "label": "user-provided", "name": b.name.clone().unwrap_or_else(|| si.name.clone()),
+                "instance_name": si.name, "instance_guid": si.meta.guid, "binding_guid": b.meta.guid,
+                "binding_name": b.name, "credentials": si.credentials, "syslog_drain_url": null,
+                "volume_mounts": [], "tags": si.tags,
+            }))
+        })
+        .collect();
+    if list.is_empty() {
+        json!({})
+    } else {
+        json!({ "user-provided": list })
+    }
+}
+
+/// `VCAP_APPLICATION` for an app instance.
+pub(crate) fn vcap_application(shared: &Shared, st: &State, app: &App, index: u32) -> Value {
+    let uris: Vec<String> = st
+        .routes
+        .iter()
+        .filter(|r| r.destinations.iter().any(|d| d.app_guid == app.meta.guid))
+        .map(|r| st.route_url(r))
+        .collect();
+    let space = st.space(&app.space_guid);
+    let org = space.and_then(|s| st.orgs.iter().find(|o| o.meta.guid == s.org_guid));
+    let process = st.newest_process(&app.meta.guid, "web");
+    json!({
+        "application_id": app.meta.guid, "application_name": app.name,
+        "application_uris": uris, "uris": uris, "application_version": app.droplet_guid,
+        "version": app.droplet_guid, "cf_api": shared.base_url, "host": "0.0.0.0",
+        "instance_index": index, "name": app.name,
+        "limits": {"mem": process.map(|p| p.memory_mb), "disk": process.map(|p| p.disk_mb), "fds": 16384},
+        "organization_id": org.map(|o| o.meta.guid.clone()), "organization_name": org.map(|o| o.name.clone()),
+        "space_id": app.space_guid, "space_name": space.map(|s| s.name.clone()),
+        "process_id": process.map(|p| p.meta.guid.clone()), "process_type": "web",
+    })
+}
+
+/// Everything an instance task needs, snapshotted from the model.
+struct Spec {
+    guid: String,
+    process_guid: String,
+    app_guid: String,
+    index: u32,
+    cancel: CancellationToken,
+    droplet_guid: String,
+    files: Arc<Files>,
+    image: Option<String>,
+    command: Option<String>,
+    env: Vec<(String, String)>,
+    health: HealthCheck,
+    readiness: HealthCheck,
+    crash_on_start: bool,
+    extra_start: Duration,
+}
+
+/// Makes actual instances match the desired ones: stops surplus instances, restarts crashed
+/// ones whose back-off has passed, and starts missing ones.
+pub(crate) fn reconcile(shared: &Arc<Shared>) {
+    let mut specs = Vec::new();
+    {
+        let mut st = shared.lock();
+        let desired: HashMap<String, u32> = st
+            .processes
+            .iter()
+            .map(|p| {
+                let runs = st
+                    .app(&p.app_guid)
+                    .is_some_and(|a| a.started && a.droplet_guid.is_some());
+                (p.meta.guid.clone(), if runs { p.instances } else { 0 })
+            })
+            .collect();
+        stop_matching(&mut st, |i| {
+            desired.get(&i.process_guid).is_none_or(|d| i.index >= *d)
+        });
+        // Unplaced instances are retried once their app's placement fault is gone.
+        let blocked: Vec<String> = st
+            .apps
+            .iter()
+            .filter(|a| st.faults.placement.contains_key(&a.name.to_lowercase()))
+            .map(|a| a.meta.guid.clone())
+            .collect();
+        stop_matching(&mut st, |i| {
+            i.port.is_none()
+                && i.state == InstState::Starting
+                && i.details.is_some()
+                && !blocked.contains(&i.app_guid)
+        });
+        let now = Instant::now();
+        let mut crash_counts: HashMap<(String, u32), u32> = HashMap::new();
+        stop_matching(&mut st, |i| {
+            let due = i.state == InstState::Crashed && i.restart_at.is_some_and(|t| t <= now);
+            if due {
+                crash_counts.insert((i.process_guid.clone(), i.index), i.crash_count);
+            }
+            due
+        });
+        let pguids: Vec<(String, u32)> = desired.into_iter().collect();
+        for (pguid, want) in pguids {
+            for index in 0..want {
+                if st
+                    .instances
+                    .iter()
+                    .any(|i| i.process_guid == pguid && i.index == index)
+                {
+                    continue;
+                }
+                let crash_count = crash_counts
+                    .get(&(pguid.clone(), index))
+                    .copied()
+                    .unwrap_or(0);
+                if let Some(spec) = new_instance(shared, &mut st, &pguid, index, crash_count) {
+                    specs.push(spec);
+                }
+            }
+        }
+    }
+    for spec in specs {
+        shared.tasks.spawn(run(shared.clone(), spec));
+    }
+}
+
+fn new_instance(
+    shared: &Shared,
+    st: &mut State,
+    pguid: &str,
+    index: u32,
+    crash_count: u32,
+) -> Option<Spec> {
+    let p = st.process(pguid)?.clone();
+    let app = st.app(&p.app_guid)?.clone();
+    let droplet_guid = p
+        .droplet_guid
+        .clone()
+        .or_else(|| app.droplet_guid.clone())?;
+    let droplet = st.droplet(&droplet_guid)?.clone();
+    let name = app.name.to_lowercase();
+    let command = if shared.config.run_commands && droplet.lifecycle != "docker" {
+        let own = p.command.clone().filter(|c| !c.is_empty());
+        own.or_else(|| {
+            droplet
+                .process_types
+                .get(&p.kind)
+                .filter(|c| !c.is_empty())
+                .cloned()
+        })
+    } else {
+        None
+    };
+    let mut env: Vec<(String, String)> = app
+        .env
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| v.to_string()),
+            )
+        })
+        .collect();
+    env.push((
+        "VCAP_APPLICATION".to_string(),
+        vcap_application(shared, st, &app, index).to_string(),
+    ));
+    env.push((
+        "VCAP_SERVICES".to_string(),
+        vcap_services(st, &app.meta.guid).to_string(),
+    ));
+    env.push(("CF_INSTANCE_INDEX".to_string(), index.to_string()));
+    env.push(("MEMORY_LIMIT".to_string(), format!("{}m", p.memory_mb)));
+    let guid = new_guid();
+    env.push(("CF_INSTANCE_GUID".to_string(), guid.clone()));
+    let cancel = shared.cancel.child_token();
+    let unplaced = st.faults.placement.get(&name).cloned();
+    let placed = unplaced.is_none();
+    st.instances.push(Instance {
+        guid: guid.clone(),
+        process_guid: pguid.to_string(),
+        app_guid: app.meta.guid.clone(),
+        index,
+        state: InstState::Starting,
+        routable: false,
+        port: None,
+        since: unix_now(),
+        details: unplaced,
+        crash_count,
+        restart_at: None,
+        cancel: cancel.clone(),
+    });
+    if !placed {
+        return None;
+    }
+    Some(Spec {
+        guid,
+        process_guid: pguid.to_string(),
+        app_guid: app.meta.guid.clone(),
+        index,
+        cancel,
+        droplet_guid,
+        files: droplet.files.clone(),
+        image: droplet.image.clone(),
+        command,
+        env,
+        health: p.health.clone(),
+        readiness: p.readiness.clone(),
+        // Convention of the simulator: a `.sim-crash` file in the droplet crashes every start.
+        crash_on_start: st.faults.crash_on_start.contains(&name)
+            || droplet.files.contains_key(".sim-crash"),
+        extra_start: st.faults.slow_start.get(&name).copied().unwrap_or_default(),
+    })
+}
+
+/// A running server of one instance.
+enum Server {
+    Static {
+        port: u16,
+        stop: CancellationToken,
+        join: tokio::task::JoinHandle<()>,
+    },
+    Process {
+        port: u16,
+        child: tokio::process::Child,
+    },
+}
+
+impl Server {
+    fn port(&self) -> u16 {
+        match self {
+            Server::Static { port, .. } | Server::Process { port, .. } => *port,
+        }
+    }
+
+    /// Resolves when the server ended by itself (a process exited); never for static servers.
+    async fn exited(&mut self) -> String {
+        match self {
+            Server::Static { .. } => std::future::pending().await,
+            Server::Process { child, .. } => match child.wait().await {
+                Ok(status) => format!(
+                    "APP/PROC/WEB: Exited with status {}",
+                    status.code().unwrap_or(-1)
+                ),
+                Err(e) => format!("APP/PROC/WEB: wait failed: {e}"),
+            },
+        }
+    }
+
+    /// Ends the server now.
+    async fn kill(self) {
+        match self {
+            Server::Static { stop, join, .. } => {
+                stop.cancel();
+                join.abort();
+            }
+            Server::Process { mut child, .. } => {
+                signal_group(&child, "KILL");
+                // The child may already be gone; kill() errors then, which is fine.
+                let _ = child.kill().await;
+            }
+        }
+    }
+
+    /// Ends the server gracefully: in-flight requests finish, or the process gets SIGTERM and
+    /// `kill_grace` before SIGKILL.
+    async fn stop(self, kill_grace: Duration) {
+        match self {
+            Server::Static { stop, mut join, .. } => {
+                stop.cancel();
+                if tokio::time::timeout(Duration::from_secs(5), &mut join)
+                    .await
+                    .is_err()
+                {
+                    join.abort();
+                }
+            }
+            Server::Process { mut child, .. } => {
+                signal_group(&child, "TERM");
+                if tokio::time::timeout(kill_grace, child.wait())
+                    .await
+                    .is_err()
+                {
+                    signal_group(&child, "KILL");
+                    // Already-exited children make kill() fail; nothing is left to do then.
+                    let _ = child.kill().await;
+                }
+            }
+        }
+    }
+}
+
+/// Sends a signal to the child's process group (the child leads its own group).
+fn signal_group(child: &tokio::process::Child, sig: &str) {
+    #[cfg(unix)]
+    if let Some(pid) = child
+        .id()
+        .and_then(|p| i32::try_from(p).ok())
+        .filter(|p| *p > 1)
+    {
+        let signal = if sig == "TERM" {
+            libc::SIGTERM
+        } else {
+            libc::SIGKILL
+        };
+        // SAFETY: kill(2) has no memory-safety preconditions. The target is the negative of
+        // a pid > 1 of a child this process spawned with `process_group(0)` and has not
+        // reaped yet (`id()` is `Some`), so it names exactly that child's process group and
+        // never "every process" (-1) or our own group (0).
+        let rc = unsafe { libc::kill(-pid, signal) };
+        if rc != 0 {
+            tracing::debug!("signal {sig} to process group {pid} failed");
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (child, sig);
+    }
+}
+
+fn update(shared: &Shared, guid: &str, f: impl FnOnce(&mut Instance)) -> bool {
+    let mut st = shared.lock();
+    match st.instances.iter_mut().find(|i| i.guid == guid) {
+        Some(i) => {
+            f(i);
+            true
+        }
+        None => false,
+    }
+}
+
+fn mark_crashed(shared: &Shared, spec: &Spec, reason: &str) {
+    let base = shared.config.crash_backoff;
+    tracing::debug!(
+        "instance {}:{} crashed: {reason}",
+        spec.process_guid,
+        spec.index
+    );
+    update(shared, &spec.guid, |i| {
+        i.crash_count += 1;
+        let factor = 1u32 << i.crash_count.saturating_sub(1).min(5);
+        i.state = InstState::Crashed;
+        i.routable = false;
+        i.port = None;
+        i.since = unix_now();
+        i.restart_at = Instant::now().checked_add(base.saturating_mul(factor));
+    });
+}
+
+enum Wait {
+    Elapsed,
+    Stopped,
+    Exited(String),
+}
+
+async fn wait(spec: &Spec, server: Option<&mut Server>, d: Duration) -> Wait {
+    match server {
+        Some(server) => tokio::select! {
+            () = spec.cancel.cancelled() => Wait::Stopped,
+            reason = server.exited() => Wait::Exited(reason),
+            () = tokio::time::sleep(d) => Wait::Elapsed,
+        },
+        None => tokio::select! {
+            () = spec.cancel.cancelled() => Wait::Stopped,
+            () = tokio::time::sleep(d) => Wait::Elapsed,
+        },
+    }
+}
+
+/// Stops after a stop request: serve on through propagation + grace unless the whole
+/// simulator is going down.
+async fn finish(shared: &Shared, server: Server) {
+    if shared.cancel.is_cancelled() {
+        server.kill().await;
+        return;
+    }
+    let linger = shared
+        .config
+        .route_propagation
+        .saturating_add(shared.config.stop_grace)
+        .saturating_add(shared.config.tick);
+    tokio::select! {
+        () = shared.cancel.cancelled() => { server.kill().await; return; }
+        () = tokio::time::sleep(linger) => {}
+    }
+    // Bounded: static servers get 5 s for in-flight requests, processes `kill_grace`.
+    server.stop(shared.config.kill_grace).await;
+}
+
+async fn run(shared: Arc<Shared>, spec: Spec) {
+    let start_wait = shared.config.start_delay.saturating_add(spec.extra_start);
+    if spec.crash_on_start {
+        if let Wait::Elapsed = wait(&spec, None, start_wait).await {
+            mark_crashed(&shared, &spec, "crash on start (injected)");
+        }
+        return;
+    }
+    let mut server = match start_server(&shared, &spec).await {
+        Ok(s) => s,
+        Err(e) => {
+            mark_crashed(&shared, &spec, &e);
+            return;
+        }
+    };
+    let port = server.port();
+    if !update(&shared, &spec.guid, |i| i.port = Some(port)) {
+        server.kill().await;
+        return;
+    }
+    match wait(&spec, Some(&mut server), start_wait).await {
+        Wait::Elapsed => {}
+        Wait::Stopped => return finish(&shared, server).await,
+        Wait::Exited(reason) => return mark_crashed(&shared, &spec, &reason),
+    }
+    let interval = shared
+        .config
+        .health_check_interval
+        .max(Duration::from_millis(1));
+    let timeout = spec
+        .health
+        .timeout
+        .map(Duration::from_secs)
+        .unwrap_or(shared.config.health_check_timeout);
+    let deadline = Instant::now().checked_add(timeout);
+    loop {
+        if check(&shared, &spec.health, port).await {
+            break;
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            server.kill().await;
+            return mark_crashed(&shared, &spec, "health check never passed");
+        }
+        match wait(&spec, Some(&mut server), interval).await {
+            Wait::Elapsed => {}
+            Wait::Stopped => return finish(&shared, server).await,
+            Wait::Exited(reason) => return mark_crashed(&shared, &spec, &reason),
+        }
+    }
+    let ready = check(&shared, &spec.readiness, port).await;
+    update(&shared, &spec.guid, |i| {
+        i.state = InstState::Running;
+        i.routable = ready;
+        i.since = unix_now();
+    });
+    let liveness = shared
+        .config
+        .liveness_interval
+        .max(Duration::from_millis(1));
+    let mut failures = 0;
+    loop {
+        match wait(&spec, Some(&mut server), liveness).await {
+            Wait::Elapsed => {}
+            Wait::Stopped => return finish(&shared, server).await,
+            Wait::Exited(reason) => return mark_crashed(&shared, &spec, &reason),
+        }
+        if check(&shared, &spec.health, port).await {
+            failures = 0;
+        } else {
+            if spec.cancel.is_cancelled() {
+                return finish(&shared, server).await;
+            }
+            // Three failures in a row, so that one stale keep-alive connection of the
+            // health-check client cannot crash a healthy instance.
+            failures += 1;
+            if failures >= LIVENESS_FAILURES {
+                server.kill().await;
+                return mark_crashed(&shared, &spec, "liveness check failed");
+            }
+            continue;
+        }
+        let ready = check(&shared, &spec.readiness, port).await;
+        update(&shared, &spec.guid, |i| i.routable = ready);
+    }
+}
+
+/// Consecutive failed liveness checks that crash an instance.
+const LIVENESS_FAILURES: u32 = 3;
+
+/// Runs one health check against the instance.
+async fn check(shared: &Shared, h: &HealthCheck, port: u16) -> bool {
+    // CC's default invocation timeout is 1 s; the simulator allows 5 s so that a busy test
+    // machine does not crash healthy instances.
+    let limit = Duration::from_secs(h.invocation_timeout.unwrap_or(5).max(1));
+    match h.kind.as_str() {
+        "port" => matches!(
+            tokio::time::timeout(limit, tokio::net::TcpStream::connect(("127.0.0.1", port))).await,
+            Ok(Ok(_))
+        ),
+        "http" => {
+            let endpoint = h.endpoint.clone().unwrap_or_else(|| "/".to_string());
+            let url = format!("http://127.0.0.1:{port}{endpoint}");
+            matches!(
+                shared.health_http.get(url).timeout(limit).send().await,
+                Ok(r) if r.status() == StatusCode::OK
+            )
+        }
+        _ => true,
+    }
+}
+
+async fn start_server(shared: &Arc<Shared>, spec: &Spec) -> Result<Server, String> {
+    match &spec.command {
+        None => start_static(shared, spec).await,
+        Some(cmd) => start_process(shared, spec, cmd).await,
+    }
+}
+
+#[derive(Clone)]
+struct StaticApp {
+    shared: Arc<Shared>,
+    app_guid: String,
+    files: Arc<Files>,
+    image: Option<String>,
+    health_paths: Vec<String>,
+}
+
+async fn start_static(shared: &Arc<Shared>, spec: &Spec) -> Result<Server, String> {
+    let listener = TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .map_err(|e| format!("cannot listen: {e}"))?;
+    let port = listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the instance address: {e}"))?
+        .port();
+    let mut health_paths = vec!["/health".to_string()];
+    for h in [&spec.health, &spec.readiness] {
+        if let Some(e) = &h.endpoint {
+            health_paths.push(e.clone());
+        }
+    }
+    let app = StaticApp {
+        shared: shared.clone(),
+        app_guid: spec.app_guid.clone(),
+        files: spec.files.clone(),
+        image: spec.image.clone(),
+        health_paths,
+    };
+    let router = Router::new().fallback(serve_file).with_state(app);
+    let stop = CancellationToken::new();
+    let stopped = stop.clone();
+    let join = shared.tasks.spawn(async move {
+        let server = axum::serve(listener, router)
+            .with_graceful_shutdown(async move { stopped.cancelled().await });
+        if let Err(e) = server.await {
+            tracing::debug!("instance server ended: {e}");
+        }
+    });
+    Ok(Server::Static { port, stop, join })
+}
+
+fn content_type(path: &str) -> &'static str {
+    match path.rsplit('.').next().unwrap_or("") {
+        "html" | "htm" => "text/html; charset=utf-8",
+        "css" => "text/css",
+        "js" => "application/javascript",
+        "json" => "application/json",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "txt" => "text/plain; charset=utf-8",
+        _ => "application/octet-stream",
+    }
+}
+
+async fn serve_file(AxState(app): AxState<StaticApp>, req: Request) -> Response {
+    let path = req.uri().path().to_string();
+    let rel = path.trim_start_matches('/');
+    let rel = if rel.is_empty() || rel.ends_with('/') {
+        format!("{rel}index.html")
+    } else {
+        rel.to_string()
+    };
+    let unhealthy = {
+        let st = app.shared.lock();
+        st.app(&app.app_guid)
+            .is_some_and(|a| st.faults.unhealthy.contains(&a.name.to_lowercase()))
+    };
+    let is_health = app.health_paths.contains(&path);
+    if is_health && unhealthy {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "unhealthy\n").into_response();
+    }
+    if let Some(f) = app.files.get(&rel) {
+        return (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, content_type(&rel))],
+            f.data.clone(),
+        )
+            .into_response();
+    }
+    if is_health {
+        return (StatusCode::OK, "ok\n").into_response();
+    }
+    if let Some(image) = &app.image
+        && path == "/"
+    {
+        return (StatusCode::OK, format!("docker image {image}\n")).into_response();
+    }
+    (StatusCode::NOT_FOUND, "not found\n").into_response()
+}
+
+/// Extracts a droplet once into the work directory; returns its folder.
+async fn extract(shared: &Shared, spec: &Spec) -> Result<PathBuf, String> {
+    let dir = shared.work_dir.path().join(&spec.droplet_guid);
+    if dir.exists() {
+        return Ok(dir);
+    }
+    let tmp = shared
+        .work_dir
+        .path()
+        .join(format!("{}.tmp-{}", spec.droplet_guid, new_guid()));
+    let files = spec.files.clone();
+    let target = dir.clone();
+    tokio::task::spawn_blocking(move || write_tree(&tmp, &files, &target))
+        .await
+        .map_err(|e| format!("droplet extraction failed: {e}"))??;
+    Ok(dir)
+}
+
+fn write_tree(tmp: &FsPath, files: &Files, target: &FsPath) -> Result<(), String> {
+    std::fs::create_dir_all(tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+    for (rel, f) in files {
+        let path = tmp.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        }
+        std::fs::write(&path, &f.data)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(f.mode | 0o600))
+                .map_err(|e| format!("cannot chmod {}: {e}", path.display()))?;
+        }
+    }
+    // Another instance may have won the race; its copy is identical.
+    if std::fs::rename(tmp, target).is_err() && !target.exists() {
+        return Err(format!("cannot move the droplet to {}", target.display()));
+    }
+    if tmp.exists() {
+        // Best effort: a leftover temp copy only wastes space in the work dir.
+        let _ = std::fs::remove_dir_all(tmp);
+    }
+    Ok(())
+}
+
+async fn start_process(shared: &Arc<Shared>, spec: &Spec, cmd: &str) -> Result<Server, String> {
+    let dir = extract(shared, spec).await?;
+    let port = {
+        let l = std::net::TcpListener::bind(("127.0.0.1", 0))
+            .map_err(|e| format!("cannot find a free port: {e}"))?;
+        l.local_addr()
+            .map_err(|e| format!("cannot find a free port: {e}"))?
+            .port()
+    };
+    let mut command = tokio::process::Command::new("sh");
+    command
+        .arg("-c")
+        .arg(cmd)
+        .current_dir(&dir)
+        .env("PORT", port.to_string())
+        .env("VCAP_APP_PORT", port.to_string())
+        .env("VCAP_APP_HOST", "127.0.0.1")
+        .env("CF_INSTANCE_PORT", port.to_string())
+        .env("CF_INSTANCE_ADDR", format!("127.0.0.1:{port}"))
+        .env("CF_INSTANCE_IP", "127.0.0.1")
+        .env("HOME", &dir)
+        .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true);
+    #[cfg(unix)]
+    command.process_group(0);
+    let child = command
+        .spawn()
+        .map_err(|e| format!("cannot start '{cmd}': {e}"))?;
+    Ok(Server::Process { port, child })
+}

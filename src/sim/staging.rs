@@ -1,0 +1,142 @@
+//! Staging: a build stays STAGING for the configured delay (plus any injected slowness), then
+//! becomes STAGED with a droplet holding the package's files (`process_types` from a
+//! `Procfile`, else `{"web": ""}`), or FAILED when a staging fault is set for the app or the
+//! bits contain a `.sim-fail-staging` file (its text, if any, is the error).
+//!
+//! Depends on: `state`, `faults`. Must not: hold the state lock across the delay.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::Shared;
+use super::state::{Droplet, Files};
+
+/// Parses a Procfile (`type: command` lines).
+pub(crate) fn procfile_types(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|l| {
+            let l = l.trim();
+            if l.starts_with('#') {
+                return None;
+            }
+            let (k, v) = l.split_once(':')?;
+            let k = k.trim();
+            (!k.is_empty() && !k.contains(' ')).then(|| (k.to_string(), v.trim().to_string()))
+        })
+        .collect()
+}
+
+/// Runs one build to its end.
+pub(crate) async fn stage(shared: Arc<Shared>, build_guid: String) {
+    let delay = {
+        let st = shared.lock();
+        let Some(b) = st.builds.iter().find(|b| b.meta.guid == build_guid) else {
+            return;
+        };
+        let name = st
+            .app(&b.app_guid)
+            .map(|a| a.name.to_lowercase())
+            .unwrap_or_default();
+        shared.config.staging_delay.saturating_add(
+            st.faults
+                .slow_staging
+                .get(&name)
+                .copied()
+                .unwrap_or_default(),
+        )
+    };
+    tokio::select! {
+        () = shared.cancel.cancelled() => return,
+        () = tokio::time::sleep(delay) => {}
+    }
+    let mut st = shared.lock();
+    let Some(b) = st
+        .builds
+        .iter()
+        .find(|b| b.meta.guid == build_guid)
+        .cloned()
+    else {
+        return;
+    };
+    let app_name = st
+        .app(&b.app_guid)
+        .map(|a| a.name.to_lowercase())
+        .unwrap_or_default();
+    let failure = st.faults.staging.get(&app_name).cloned();
+    let pkg = st
+        .packages
+        .iter()
+        .find(|p| p.meta.guid == b.package_guid)
+        .cloned();
+    // Convention of the simulator: a `.sim-fail-staging` file in the bits fails staging.
+    let failure = failure.or_else(|| {
+        pkg.as_ref()
+            .and_then(|p| p.files.as_ref())
+            .and_then(|f| f.get(".sim-fail-staging"))
+            .map(|f| {
+                let text = String::from_utf8_lossy(&f.data).trim().to_string();
+                if text.is_empty() {
+                    "StagingError - Staging error: staging failed".to_string()
+                } else {
+                    text
+                }
+            })
+    });
+    let outcome = match (failure, pkg) {
+        (Some(msg), _) => Err(msg),
+        (None, None) => Err("StagingError - Staging error: package was deleted".to_string()),
+        (None, Some(pkg)) => {
+            let files: Arc<Files> = pkg.files.clone().unwrap_or_default();
+            let mut types = files
+                .get("Procfile")
+                .map(|f| procfile_types(&String::from_utf8_lossy(&f.data)))
+                .unwrap_or_default();
+            types.entry("web".to_string()).or_default();
+            let meta = st.meta();
+            let guid = meta.guid.clone();
+            st.droplets.push(Droplet {
+                meta,
+                app_guid: b.app_guid.clone(),
+                package_guid: Some(pkg.meta.guid.clone()),
+                state: "STAGED".to_string(),
+                process_types: types,
+                files,
+                image: pkg.image.clone(),
+                lifecycle: b.lifecycle.clone(),
+                buildpacks: if b.buildpacks.is_empty() && b.lifecycle != "docker" {
+                    vec!["staticfile_buildpack".to_string()]
+                } else {
+                    b.buildpacks.clone()
+                },
+                stack: b.stack.clone(),
+            });
+            Ok(guid)
+        }
+    };
+    if let Some(b) = st.builds.iter_mut().find(|b| b.meta.guid == build_guid) {
+        match outcome {
+            Ok(droplet) => {
+                b.state = "STAGED".to_string();
+                b.droplet_guid = Some(droplet);
+            }
+            Err(msg) => {
+                b.state = "FAILED".to_string();
+                b.error = Some(msg);
+            }
+        }
+        b.meta.touch();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn procfile_lines_become_process_types() {
+        let t = procfile_types("web: python -m http.server $PORT\n# c\nworker: ./w --x=1:2\n");
+        assert_eq!(t["web"], "python -m http.server $PORT");
+        assert_eq!(t["worker"], "./w --x=1:2");
+        assert_eq!(t.len(), 2);
+    }
+}
