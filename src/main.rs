@@ -20,6 +20,22 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Push(args) => entry::run_standalone(args),
-        // The integrator dispatches `sim` and `demo` here.
+        Command::Demo(args) => cf_zero_downtime::demo::run(args),
+        Command::Sim(args) => run_sim(args),
+    }
+}
+
+/// Runs the simulator in the foreground until Ctrl-C.
+fn run_sim(args: cf_zero_downtime::sim::cli::SimArgs) -> ExitCode {
+    match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(cf_zero_downtime::sim::cli::run(args)),
+        Err(e) => {
+            eprintln!("cf-zero-downtime: could not start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
     }
 }

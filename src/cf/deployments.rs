@@ -302,10 +302,11 @@ pub struct Deployment {
     #[serde(default)]
     pub options: Option<DeploymentOptions>,
     /// The droplet being deployed.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::relationships::nullable_guid_ref")]
     pub droplet: Option<GuidRef<DropletGuid>>,
-    /// The droplet before the deployment (restored on cancel).
-    #[serde(default)]
+    /// The droplet before the deployment (restored on cancel); CC sends `{"guid": null}`
+    /// when the app had none.
+    #[serde(default, deserialize_with = "super::relationships::nullable_guid_ref")]
     pub previous_droplet: Option<GuidRef<DropletGuid>>,
     /// Processes created by the deployment.
     #[serde(default)]

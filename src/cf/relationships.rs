@@ -50,3 +50,41 @@ impl<G> Default for ToOne<G> {
         Self { data: None }
     }
 }
+
+/// Reads `{"guid": "..."}`, `{"guid": null}` or `null` as an optional reference. CC sends
+/// `"previous_droplet": {"guid": null}` for a deployment of an app that had no droplet.
+pub fn nullable_guid_ref<'de, D, G>(d: D) -> Result<Option<GuidRef<G>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    G: Deserialize<'de>,
+{
+    #[derive(Deserialize)]
+    struct Raw<G> {
+        guid: Option<G>,
+    }
+    let raw: Option<Raw<G>> = Option::deserialize(d)?;
+    Ok(raw.and_then(|r| r.guid).map(GuidRef::new))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Deserialize)]
+    struct Holder {
+        #[serde(default, deserialize_with = "nullable_guid_ref")]
+        r: Option<GuidRef<String>>,
+    }
+
+    #[test]
+    fn null_guid_reads_as_none() {
+        let h: Holder = serde_json::from_str(r#"{"r": {"guid": null}}"#).unwrap();
+        assert!(h.r.is_none());
+        let h: Holder = serde_json::from_str(r#"{"r": null}"#).unwrap();
+        assert!(h.r.is_none());
+        let h: Holder = serde_json::from_str(r#"{}"#).unwrap();
+        assert!(h.r.is_none());
+        let h: Holder = serde_json::from_str(r#"{"r": {"guid": "g"}}"#).unwrap();
+        assert_eq!(h.r.unwrap().guid, "g");
+    }
+}

@@ -24,8 +24,10 @@ pub struct Cli {
 pub enum Command {
     /// Push an app without downtime, using the cf CLI's saved login (~/.cf/config.json).
     Push(PushArgs),
-    // The `sim` and `demo` subcommands (local Cloud Foundry simulator) belong here; main.rs
-    // dispatches each variant.
+    /// Run the whole flow on the built-in Cloud Foundry simulator under load and print a report.
+    Demo(crate::demo::DemoArgs),
+    /// Run the local Cloud Foundry simulator (API, login, router) in the foreground.
+    Sim(crate::sim::cli::SimArgs),
 }
 
 /// The arguments cf passes to `cf zero-downtime-push` (cf replaces the alias `zdp` with the
@@ -34,7 +36,7 @@ pub enum Command {
 #[command(
     name = "zero-downtime-push",
     bin_name = "cf zero-downtime-push",
-    about = "Push a new version of an app without downtime (blue-green, rolling or canary)",
+    about = "Push a new version of an app without downtime (blue-green: candidate app, smoke test, route switch)",
     disable_version_flag = true
 )]
 pub struct PluginPush {

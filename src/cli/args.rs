@@ -14,9 +14,9 @@ pub enum Strategy {
     /// Temporary candidate app, smoke test, route switch, retire the old app.
     #[default]
     BlueGreen,
-    /// Cloud Controller rolling deployment (keeps the app GUID).
+    /// Cloud Controller rolling deployment (keeps the app GUID; not available yet).
     Rolling,
-    /// Cloud Controller canary deployment with an automatic smoke-test gate.
+    /// Cloud Controller canary deployment with a smoke-test gate (not available yet).
     Canary,
 }
 

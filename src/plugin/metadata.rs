@@ -19,7 +19,7 @@ pub const COMMAND_NAME: &str = "zero-downtime-push";
 pub const COMMAND_ALIAS: &str = "zdp";
 /// One-line help shown by `cf help -a` and `cf plugins`.
 pub const HELP_TEXT: &str =
-    "Push a new version of an app without downtime (blue-green, rolling or canary)";
+    "Push a new version of an app without downtime: candidate app, smoke test, route switch";
 /// The oldest cf CLI the plugin runs under (checked with `IsMinCliVersion` before a push).
 pub const MIN_CLI_VERSION: VersionType = VersionType {
     major: 7,

@@ -1,0 +1,630 @@
+//! End-to-end: the blue-green push against the in-process simulator, under steady load
+//! through its router. Every test asserts zero failed requests and the exact final state.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cf_zero_downtime::cf::{AppQuery, Client, ClientConfig, RouteQuery, SpaceGuid};
+use cf_zero_downtime::cli::{OldApp, PushArgs};
+use cf_zero_downtime::demo::{self, load};
+use cf_zero_downtime::deploy::push::push;
+use cf_zero_downtime::deploy::{Event, Outcome, Reporter};
+use cf_zero_downtime::sim::{Sim, SimConfig, SimHandle};
+use tokio_util::sync::CancellationToken;
+
+/// A simulator and a scratch folder for app versions.
+struct World {
+    sim: SimHandle,
+    dir: tempfile::TempDir,
+}
+
+async fn world(cfg: SimConfig) -> World {
+    World {
+        sim: Sim::start(cfg).await.expect("simulator starts"),
+        dir: tempfile::tempdir().expect("temp dir"),
+    }
+}
+
+fn fast() -> SimConfig {
+    SimConfig {
+        route_propagation: Duration::from_millis(50),
+        stop_grace: Duration::from_millis(200),
+        ..SimConfig::default()
+    }
+}
+
+fn manifest_for(apps: &[(&str, u32)], domain: &str) -> String {
+    let mut m = String::from("---\napplications:\n");
+    for (name, instances) in apps {
+        m.push_str(&format!(
+            "- name: {name}\n  instances: {instances}\n  memory: 64M\n  path: {name}\n  \
+             health-check-type: http\n  health-check-http-endpoint: /health\n  routes:\n  \
+             - route: {name}.{domain}\n"
+        ));
+    }
+    m
+}
+
+impl World {
+    /// Writes version `version` of `apps` (each in its own folder) and returns the manifest.
+    fn version(&self, version: &str, apps: &[(&str, u32)], markers: &[(&str, &str)]) -> PathBuf {
+        let root = self.dir.path().join(version);
+        for (name, _) in apps {
+            let d = root.join(name);
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("index.html"), format!("{version}\n")).unwrap();
+            std::fs::write(d.join("health"), "ok\n").unwrap();
+        }
+        for (app, marker) in markers {
+            std::fs::write(root.join(app).join(marker), "x").unwrap();
+        }
+        let manifest = root.join("manifest.yml");
+        std::fs::write(&manifest, manifest_for(apps, &self.sim.app_domain())).unwrap();
+        manifest
+    }
+
+    fn args(&self, manifest: &Path) -> PushArgs {
+        PushArgs {
+            manifest: Some(manifest.to_path_buf()),
+            smoke_test_path: Some("/".into()),
+            drain: Duration::from_millis(300),
+            timeout: Duration::from_secs(20),
+            temp_route_suffix: "-temp".into(),
+            ..PushArgs::default()
+        }
+    }
+
+    async fn push_with(
+        &self,
+        args: PushArgs,
+        reporter: &mut dyn Reporter,
+        cancel: &CancellationToken,
+    ) -> Outcome {
+        let cwd = args
+            .manifest
+            .as_ref()
+            .and_then(|m| m.parent())
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| self.dir.path().to_path_buf());
+        let opts = demo::sim_push_options(&self.sim, args, cwd);
+        push(opts, reporter, cancel).await
+    }
+
+    async fn push(&self, args: PushArgs) -> (Outcome, Vec<Event>) {
+        let mut events = Vec::new();
+        let outcome = self
+            .push_with(args, &mut events, &CancellationToken::new())
+            .await;
+        (outcome, events)
+    }
+
+    fn client(&self) -> Client {
+        let (target, token) = demo::sim_target(&self.sim);
+        Client::new(ClientConfig::for_target(&target, token)).unwrap()
+    }
+
+    /// Apps (name → guid, state) and routes (url → app names) of the space.
+    async fn state(&self) -> State {
+        let c = self.client();
+        let space = SpaceGuid::new(self.sim.space_guid());
+        let apps = c
+            .list_apps(&AppQuery {
+                space_guids: vec![space.clone()],
+                ..AppQuery::default()
+            })
+            .await
+            .unwrap();
+        let names: BTreeMap<String, String> = apps
+            .iter()
+            .map(|a| (a.guid.as_str().to_string(), a.name.clone()))
+            .collect();
+        let routes = c
+            .list_routes(&RouteQuery {
+                space_guids: vec![space],
+                ..RouteQuery::default()
+            })
+            .await
+            .unwrap();
+        State {
+            apps: apps
+                .iter()
+                .map(|a| {
+                    (
+                        a.name.clone(),
+                        (a.guid.as_str().to_string(), format!("{:?}", a.state)),
+                    )
+                })
+                .collect(),
+            routes: routes
+                .iter()
+                .map(|r| {
+                    let mut to: Vec<String> = r
+                        .destinations
+                        .iter()
+                        .map(|d| {
+                            names
+                                .get(d.app.guid.as_str())
+                                .cloned()
+                                .unwrap_or_else(|| d.app.guid.to_string())
+                        })
+                        .collect();
+                    to.sort();
+                    (r.url.clone(), to)
+                })
+                .collect(),
+        }
+    }
+
+    /// What the router answers for `app`'s route (several requests, all must agree).
+    async fn serving(&self, app: &str) -> String {
+        let client = reqwest::Client::new();
+        let mut seen = Vec::new();
+        for _ in 0..8 {
+            let body = client
+                .get(format!("{}/", self.sim.router_url()))
+                .header("Host", format!("{app}.{}", self.sim.app_domain()))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            seen.push(body.trim().to_string());
+        }
+        seen.dedup();
+        assert_eq!(seen.len(), 1, "instances disagree on the version: {seen:?}");
+        seen.remove(0)
+    }
+
+    fn load(&self, app: &str) -> load::LoadHandle {
+        let mut cfg = load::LoadConfig::new(
+            self.sim.router_addr(),
+            format!("{app}.{}", self.sim.app_domain()),
+        );
+        cfg.concurrency = 2;
+        cfg.pause = Duration::from_millis(5);
+        cfg.max_requests = 50_000;
+        load::start(cfg).unwrap()
+    }
+
+    /// Lets the router settle (propagation) before the next look.
+    async fn settle(&self) {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct State {
+    apps: BTreeMap<String, (String, String)>,
+    routes: BTreeMap<String, Vec<String>>,
+}
+
+impl State {
+    fn app_names(&self) -> Vec<&str> {
+        self.apps.keys().map(String::as_str).collect()
+    }
+}
+
+fn assert_no_failures(r: &load::LoadReport) {
+    assert!(r.total > 0, "the load sent no request");
+    assert_eq!(r.failed, 0, "failed requests: {:?}", r.failures);
+}
+
+/// The exact state after a successful deploy of `apps` (old apps deleted).
+fn assert_deployed_state(s: &State, apps: &[&str], domain: &str) {
+    assert_eq!(s.app_names(), apps.to_vec(), "{s:?}");
+    let mut expected = BTreeMap::new();
+    for a in apps {
+        expected.insert(format!("{a}.{domain}"), vec![a.to_string()]);
+    }
+    assert_eq!(s.routes, expected, "routes: {s:?}");
+    for (name, (_, state)) in &s.apps {
+        assert_eq!(state, "Started", "{name}");
+    }
+}
+
+async fn first_deploy(w: &World, apps: &[(&str, u32)]) -> State {
+    let m = w.version("v1", apps, &[]);
+    let (outcome, events) = w.push(w.args(&m)).await;
+    assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
+    w.settle().await;
+    w.state().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_deploy_is_a_plain_push() {
+    let w = world(fast()).await;
+    let s = first_deploy(&w, &[("web", 2)]).await;
+    assert_deployed_state(&s, &["web"], &w.sim.app_domain());
+    assert_eq!(w.serving("web").await, "v1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn happy_path_swaps_under_load_without_a_failed_request() {
+    let w = world(fast()).await;
+    let before = first_deploy(&w, &[("web", 4)]).await;
+    let load = w.load("web");
+    let m = w.version("v2", &[("web", 4)], &[]);
+    let (outcome, events) = w.push(w.args(&m)).await;
+    assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
+    w.settle().await;
+    let report = load.stop().await;
+    assert_no_failures(&report);
+    assert!(report.served.contains_key("v1") && report.served.contains_key("v2"));
+    let after = w.state().await;
+    assert_deployed_state(&after, &["web"], &w.sim.app_domain());
+    assert_ne!(after.apps["web"].0, before.apps["web"].0, "a new app serves");
+    assert_eq!(w.serving("web").await, "v2");
+    // The last answers all come from v2.
+    let last = report.timeline.last().unwrap();
+    assert!(!last.served.contains_key("v1"), "{last:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_second_route_propagation_loses_no_request() {
+    let w = world(SimConfig {
+        route_propagation: Duration::from_secs(1),
+        stop_grace: Duration::from_millis(200),
+        ..SimConfig::default()
+    })
+    .await;
+    first_deploy(&w, &[("web", 2)]).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let load = w.load("web");
+    let m = w.version("v2", &[("web", 2)], &[]);
+    let mut args = w.args(&m);
+    args.drain = Duration::from_millis(1500);
+    let (outcome, events) = w.push(args).await;
+    assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let report = load.stop().await;
+    assert_no_failures(&report);
+    assert_deployed_state(&w.state().await, &["web"], &w.sim.app_domain());
+    assert_eq!(w.serving("web").await, "v2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_app_manifest_deploys_every_app() {
+    let w = world(fast()).await;
+    let apps = [("front", 2), ("back", 2)];
+    first_deploy(&w, &apps).await;
+    let (lf, lb) = (w.load("front"), w.load("back"));
+    let m = w.version("v2", &apps, &[]);
+    let (outcome, events) = w.push(w.args(&m)).await;
+    assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
+    w.settle().await;
+    assert_no_failures(&lf.stop().await);
+    assert_no_failures(&lb.stop().await);
+    assert_deployed_state(&w.state().await, &["back", "front"], &w.sim.app_domain());
+    assert_eq!(w.serving("front").await, "v2");
+    assert_eq!(w.serving("back").await, "v2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_app_failure_rolls_every_app_back() {
+    let w = world(fast()).await;
+    let apps = [("front", 1), ("back", 1)];
+    let before = first_deploy(&w, &apps).await;
+    let (lf, lb) = (w.load("front"), w.load("back"));
+    // `back` v2 crashes on start: `front` must not switch either.
+    let m = w.version("v2", &apps, &[("back", ".sim-crash")]);
+    let (outcome, events) = w.push(w.args(&m)).await;
+    assert!(
+        matches!(outcome, Outcome::RolledBack { .. }),
+        "{outcome:?} {events:#?}"
+    );
+    w.settle().await;
+    assert_no_failures(&lf.stop().await);
+    assert_no_failures(&lb.stop().await);
+    assert_eq!(w.state().await, before);
+    assert_eq!(w.serving("front").await, "v1");
+    assert_eq!(w.serving("back").await, "v1");
+}
+
+/// A v2 deploy that fails in the way `markers`/`args` say must roll back to exactly `before`.
+async fn expect_rollback(w: &World, before: &State, args: PushArgs) {
+    let load = w.load("web");
+    let (outcome, events) = w.push(args).await;
+    assert!(
+        matches!(outcome, Outcome::RolledBack { .. }),
+        "{outcome:?} {events:#?}"
+    );
+    w.settle().await;
+    assert_no_failures(&load.stop().await);
+    assert_eq!(&w.state().await, before);
+    assert_eq!(w.serving("web").await, "v1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_staging_rolls_back() {
+    let w = world(fast()).await;
+    let before = first_deploy(&w, &[("web", 2)]).await;
+    let m = w.version("v2", &[("web", 2)], &[("web", ".sim-fail-staging")]);
+    expect_rollback(&w, &before, w.args(&m)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crashing_instances_roll_back() {
+    let w = world(fast()).await;
+    let before = first_deploy(&w, &[("web", 2)]).await;
+    let m = w.version("v2", &[("web", 2)], &[("web", ".sim-crash")]);
+    expect_rollback(&w, &before, w.args(&m)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_smoke_tests_roll_back() {
+    let w = world(fast()).await;
+    let before = first_deploy(&w, &[("web", 2)]).await;
+    let m = w.version("v2", &[("web", 2)], &[]);
+    let mut args = w.args(&m);
+    args.smoke_test_path = Some("/no-such-page".into());
+    expect_rollback(&w, &before, args).await;
+    let mut args = w.args(&m);
+    args.smoke_test = Some("test \"$CF_ZDT_URL\" = never".into());
+    expect_rollback(&w, &before, args).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_changes_nothing() {
+    let w = world(fast()).await;
+    let before = first_deploy(&w, &[("web", 2)]).await;
+    w.sim.clear_call_log();
+    let m = w.version("v2", &[("web", 2)], &[]);
+    let mut args = w.args(&m);
+    args.dry_run = true;
+    let (outcome, events) = w.push(args).await;
+    assert_eq!(outcome, Outcome::DryRun, "{events:#?}");
+    let mutating: Vec<_> = w
+        .sim
+        .call_log()
+        .into_iter()
+        .filter(|c| c.method != "GET")
+        .collect();
+    assert!(mutating.is_empty(), "{mutating:?}");
+    assert_eq!(w.state().await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_app_stop_and_keep_leave_an_unrouted_venerable() {
+    for (mode, state) in [(OldApp::Stop, "Stopped"), (OldApp::Keep, "Started")] {
+        let w = world(fast()).await;
+        let before = first_deploy(&w, &[("web", 1)]).await;
+        let m = w.version("v2", &[("web", 1)], &[]);
+        let mut args = w.args(&m);
+        args.old_app = mode;
+        let (outcome, events) = w.push(args).await;
+        assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
+        let after = w.state().await;
+        assert_eq!(after.app_names(), vec!["web", "web-venerable"]);
+        assert_eq!(after.apps["web-venerable"].0, before.apps["web"].0);
+        assert_eq!(after.apps["web-venerable"].1, state);
+        assert_eq!(
+            after.routes,
+            BTreeMap::from([(
+                format!("web.{}", w.sim.app_domain()),
+                vec!["web".to_string()]
+            )])
+        );
+        // The next deploy replaces the venerable app and leaves the same shape.
+        let m = w.version("v3", &[("web", 1)], &[]);
+        let mut args = w.args(&m);
+        args.old_app = mode;
+        let (outcome, events) = w.push(args).await;
+        assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
+        assert_eq!(w.state().await.app_names(), vec!["web", "web-venerable"]);
+        assert_eq!(w.serving("web").await, "v3");
+    }
+}
+
+/// The mutating calls of a normal v2 deploy, as (method, path pattern, occurrence).
+async fn mutating_calls_of_a_deploy() -> Vec<(String, String, u32)> {
+    let w = world(fast()).await;
+    first_deploy(&w, &[("web", 2)]).await;
+    w.sim.clear_call_log();
+    let m = w.version("v2", &[("web", 2)], &[]);
+    let (outcome, _) = w.push(w.args(&m)).await;
+    assert_eq!(outcome, Outcome::Deployed);
+    let mut seen: BTreeMap<(String, String), u32> = BTreeMap::new();
+    w.sim
+        .call_log()
+        .into_iter()
+        .filter(|c| c.method != "GET" && c.path.starts_with("/v3/"))
+        .map(|c| {
+            let pattern = c
+                .path
+                .split('/')
+                .map(|seg| if looks_like_guid(seg) { "*" } else { seg })
+                .collect::<Vec<_>>()
+                .join("/");
+            let n = seen.entry((c.method.clone(), pattern.clone())).or_default();
+            *n += 1;
+            (c.method, pattern, *n)
+        })
+        .collect()
+}
+
+fn looks_like_guid(seg: &str) -> bool {
+    seg.len() >= 32 && seg.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_error_at_every_mutating_call_rolls_back_or_leaves_the_new_version_serving() {
+    let calls = mutating_calls_of_a_deploy().await;
+    assert!(calls.len() >= 8, "{calls:?}");
+    let mut rolled_back = 0;
+    for (method, pattern, nth) in &calls {
+        let w = world(fast()).await;
+        let before = first_deploy(&w, &[("web", 2)]).await;
+        w.sim.faults().fail_nth(method, pattern, *nth, 500);
+        let load = w.load("web");
+        let m = w.version("v2", &[("web", 2)], &[]);
+        let (outcome, events) = w.push(w.args(&m)).await;
+        w.settle().await;
+        assert_no_failures(&load.stop().await);
+        let ctx = format!("{method} {pattern} #{nth}: {outcome:?}");
+        match &outcome {
+            Outcome::RolledBack { .. } => {
+                rolled_back += 1;
+                assert_eq!(w.state().await, before, "{ctx}");
+                assert_eq!(w.serving("web").await, "v1", "{ctx}");
+            }
+            Outcome::DeployedWithLeftovers { leftovers, .. } => {
+                assert!(!leftovers.is_empty(), "{ctx}");
+                assert_eq!(w.serving("web").await, "v2", "{ctx}");
+                // The next run cleans the leftovers and ends in the exact deployed state.
+                w.sim.faults().clear();
+                let m = w.version("v3", &[("web", 2)], &[]);
+                let (outcome, events) = w.push(w.args(&m)).await;
+                assert_eq!(outcome, Outcome::Deployed, "{ctx} then {events:#?}");
+                w.settle().await;
+                assert_deployed_state(&w.state().await, &["web"], &w.sim.app_domain());
+                assert_eq!(w.serving("web").await, "v3", "{ctx}");
+            }
+            other => panic!("{ctx}: unexpected outcome {other:?} {events:#?}"),
+        }
+        w.sim.shutdown().await;
+    }
+    assert!(rolled_back >= 5, "most calls come before the switch");
+}
+
+/// Cancels the token when the `nth` step starts.
+struct CancelAt {
+    step: usize,
+    cancel: CancellationToken,
+    events: Arc<Mutex<Vec<Event>>>,
+}
+
+impl Reporter for CancelAt {
+    fn report(&mut self, event: Event) {
+        if let Event::StepStarted { index, .. } = &event
+            && *index == self.step
+        {
+            self.cancel.cancel();
+        }
+        self.events.lock().unwrap().push(event);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupt_at_every_step_ends_safely() {
+    // The steps of a normal v2 deploy.
+    let w = world(fast()).await;
+    first_deploy(&w, &[("web", 2)]).await;
+    let m = w.version("v2", &[("web", 2)], &[]);
+    let (_, events) = w.push(w.args(&m)).await;
+    let steps: Vec<String> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::StepStarted { kind, .. } => Some(kind.clone()),
+            _ => None,
+        })
+        .collect();
+    w.sim.shutdown().await;
+    assert!(steps.len() >= 8, "{steps:?}");
+
+    let mut rolled_back = 0;
+    for (i, kind) in steps.iter().enumerate() {
+        let w = world(fast()).await;
+        let before = first_deploy(&w, &[("web", 2)]).await;
+        let load = w.load("web");
+        let m = w.version("v2", &[("web", 2)], &[]);
+        let cancel = CancellationToken::new();
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let mut rep = CancelAt {
+            step: i,
+            cancel: cancel.clone(),
+            events: events.clone(),
+        };
+        let outcome = w.push_with(w.args(&m), &mut rep, &cancel).await;
+        w.settle().await;
+        assert_no_failures(&load.stop().await);
+        let ctx = format!("interrupt at step {i} ({kind}): {outcome:?}");
+        match &outcome {
+            Outcome::RolledBack { .. } => {
+                rolled_back += 1;
+                assert_eq!(w.state().await, before, "{ctx}");
+                assert_eq!(w.serving("web").await, "v1", "{ctx}");
+            }
+            Outcome::Deployed | Outcome::DeployedWithLeftovers { .. } => {
+                assert_eq!(w.serving("web").await, "v2", "{ctx}");
+                let m = w.version("v3", &[("web", 2)], &[]);
+                let (outcome, _) = w.push(w.args(&m)).await;
+                assert_eq!(outcome, Outcome::Deployed, "{ctx}");
+                assert_deployed_state(&w.state().await, &["web"], &w.sim.app_domain());
+            }
+            other => panic!("{ctx}: {other:?} {:#?}", events.lock().unwrap()),
+        }
+        w.sim.shutdown().await;
+    }
+    assert!(rolled_back >= 5, "most steps come before the switch");
+}
+
+/// Forwards events to a channel so the test can kill the push at a chosen point.
+struct Tap(tokio::sync::mpsc::UnboundedSender<Event>);
+
+impl Reporter for Tap {
+    fn report(&mut self, event: Event) {
+        let _ = self.0.send(event);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leftovers_of_a_killed_run_are_cleaned_by_the_next_one() {
+    // Killed (future dropped, no undo) after these steps finished.
+    for kill_after in ["wait_healthy", "map_route"] {
+        let w = world(fast()).await;
+        first_deploy(&w, &[("web", 2)]).await;
+        let load = w.load("web");
+        let m = w.version("v2", &[("web", 2)], &[]);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut tap = Tap(tx);
+        let cancel = CancellationToken::new();
+        {
+            let run = w.push_with(w.args(&m), &mut tap, &cancel);
+            tokio::pin!(run);
+            loop {
+                tokio::select! {
+                    outcome = &mut run => panic!("the push ended before the kill: {outcome:?}"),
+                    Some(ev) = rx.recv() => {
+                        if matches!(&ev, Event::StepFinished { kind, .. } if kind == kill_after) {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        let mid = w.state().await;
+        assert!(
+            mid.apps.contains_key("web-candidate"),
+            "a candidate is left: {mid:?}"
+        );
+        let m = w.version("v3", &[("web", 2)], &[]);
+        let (outcome, events) = w.push(w.args(&m)).await;
+        assert_eq!(outcome, Outcome::Deployed, "after {kill_after}: {events:#?}");
+        w.settle().await;
+        assert_no_failures(&load.stop().await);
+        assert_deployed_state(&w.state().await, &["web"], &w.sim.app_domain());
+        assert_eq!(w.serving("web").await, "v3");
+        w.sim.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unrelated_app_with_the_candidate_name_is_never_touched() {
+    let w = world(fast()).await;
+    first_deploy(&w, &[("web", 1)]).await;
+    // The user's own app that merely has the candidate's name.
+    let m = w.version("mine", &[("web-candidate", 1)], &[]);
+    let (outcome, _) = w.push(w.args(&m)).await;
+    assert_eq!(outcome, Outcome::Deployed);
+    let before = w.state().await;
+    let m = w.version("v2", &[("web", 1)], &[]);
+    let (outcome, events) = w.push(w.args(&m)).await;
+    assert!(
+        matches!(&outcome, Outcome::NothingChanged { error } if error.contains("web-candidate")),
+        "{outcome:?} {events:#?}"
+    );
+    assert_eq!(w.state().await, before);
+}
