@@ -24,7 +24,7 @@ use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use super::client::{json_body, join_filter};
+use super::client::{join_filter, json_body};
 use super::guid::AppGuid;
 use super::{Client, Error};
 

@@ -61,7 +61,11 @@ impl CfBackend {
     /// A backend for `space_guid` (and `org_guid`, for the default domain; `None` means no
     /// default domain), polling every [`DEFAULT_POLL_INTERVAL`] for at most
     /// [`DEFAULT_WAIT_TIMEOUT`], without a docker password.
-    pub fn new(client: cf::Client, space_guid: impl Into<String>, org_guid: Option<String>) -> Self {
+    pub fn new(
+        client: cf::Client,
+        space_guid: impl Into<String>,
+        org_guid: Option<String>,
+    ) -> Self {
         CfBackend {
             client,
             space_guid: space_guid.into(),
@@ -261,10 +265,7 @@ fn destination(d: cf::Destination) -> Destination {
     Destination {
         guid: d.guid.to_string(),
         app_guid: d.app.guid.to_string(),
-        process_type: d
-            .app
-            .process
-            .map_or_else(|| "web".to_string(), |p| p.type_),
+        process_type: d.app.process.map_or_else(|| "web".to_string(), |p| p.type_),
         port: d.port.map(u32::from),
         protocol: d.protocol,
     }
@@ -429,9 +430,7 @@ impl CfApi for CfBackend {
                 app_guid(app_guid_),
                 image.clone(),
                 username.clone(),
-                username
-                    .as_ref()
-                    .and_then(|_| self.docker_password.clone()),
+                username.as_ref().and_then(|_| self.docker_password.clone()),
             ),
         };
         Ok(self.client.create_package(&new).await?.guid.to_string())

@@ -270,6 +270,7 @@ async fn prepare(
 ) -> Result<Prepared, (Preflight, Vec<String>)> {
     let mut warnings = Vec::new();
     let r = tokio::select! {
+        biased;
         () = cancel.cancelled() => Err(Preflight::Cancelled),
         r = prepare_inner(opts, names, &mut warnings) => r,
     };
@@ -328,7 +329,10 @@ async fn prepare_inner(
         request.space_guid.clone(),
         opts.target.org.as_ref().map(|o| o.guid.clone()),
     )
-    .with_poll(opts.poll_interval, request.timeout.max(Duration::from_secs(60)))
+    .with_poll(
+        opts.poll_interval,
+        request.timeout.max(Duration::from_secs(60)),
+    )
     .with_docker_password(opts.docker_password.clone());
     Ok(Prepared {
         backend,

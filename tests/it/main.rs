@@ -4,3 +4,4 @@ mod deploy;
 mod manifest;
 mod package;
 mod plugin;
+mod push;
