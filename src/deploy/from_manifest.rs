@@ -7,7 +7,7 @@
 //!
 //! Depends on: manifest (model, renderer), deploy::request. Must not: read files or call the API.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use crate::manifest::{AppManifest, RenderOverrides};
@@ -68,11 +68,21 @@ pub fn overrides(req: &RenderRequest) -> RenderOverrides {
     }
 }
 
-/// A renderer for `app`: renders its manifest entry with the request's overrides.
+/// A renderer for `app`: renders its manifest entry with the request's overrides. When the
+/// requested routes are exactly the manifest's, its `routes:` entries are kept as written (with
+/// their `protocol` and `options`).
 pub fn renderer(app: &AppManifest) -> Renderer {
     let app = app.clone();
+    let own: BTreeSet<String> = app.routes.iter().map(|r| r.route.clone()).collect();
     Arc::new(move |req: &RenderRequest| {
-        app.render(&overrides(req))
+        let mut ov = overrides(req);
+        if let Some(routes) = &ov.routes
+            && !routes.is_empty()
+            && routes.iter().cloned().collect::<BTreeSet<_>>() == own
+        {
+            ov.routes = None;
+        }
+        app.render(&ov)
             .map_err(|e| format!("cannot render the manifest of app '{}': {e}", app.name))
     })
 }
@@ -120,6 +130,30 @@ mod tests {
         );
         a.no_route = true;
         assert_eq!(route_spec(&a), RouteSpec::NoRoute);
+    }
+
+    #[test]
+    fn the_manifests_own_routes_keep_their_protocol() {
+        let mut a = app();
+        let mut r = ManifestRoute::new("web.example.com");
+        r.protocol = Some("http2".into());
+        a.routes = vec![r];
+        let render = renderer(&a);
+        let own = render(&RenderRequest {
+            name: "web".into(),
+            routes: vec!["web.example.com".into()],
+            ..RenderRequest::default()
+        })
+        .unwrap();
+        assert!(own.contains("protocol: http2"), "{own}");
+        let temp = render(&RenderRequest {
+            name: "web-candidate".into(),
+            routes: vec!["web-temp.example.com".into()],
+            ..RenderRequest::default()
+        })
+        .unwrap();
+        assert!(temp.contains("route: web-temp.example.com"), "{temp}");
+        assert!(!temp.contains("route: web.example.com"), "{temp}");
     }
 
     #[test]
