@@ -17,13 +17,14 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Depends on: the client core, discovery. Must not: delete policies.
+//! Depends on: the client core, discovery. Must not: delete policies other than those it is given
+//! (the deploy layer's rollback deletes exactly the policies it created).
 
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use super::client::join_filter;
+use super::client::{join_filter, json_body};
 use super::guid::AppGuid;
 use super::{Client, Error};
 
@@ -129,6 +130,21 @@ impl Client {
         let _: serde_json::Value = self
             .send_json(Method::POST, self.policies_url()?, &body)
             .await?;
+        Ok(())
+    }
+
+    /// `POST <networking>/policies/delete {"policies": [...]}`. Does nothing for an empty list.
+    pub async fn delete_network_policies(&self, policies: &[NetworkPolicy]) -> Result<(), Error> {
+        if policies.is_empty() {
+            return Ok(());
+        }
+        let base = self.policies_url()?;
+        let url = Url::parse(&format!("{}/delete", base.as_str().trim_end_matches('/')))
+            .map_err(|e| Error::Config(format!("networking url '{base}/delete': {e}")))?;
+        let body = Policies {
+            policies: policies.to_vec(),
+        };
+        self.send(Method::POST, url, json_body(&body)?).await?;
         Ok(())
     }
 }

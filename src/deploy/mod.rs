@@ -43,14 +43,19 @@
 //!   apply_manifest maps them; a smoke test runs on the first production route.
 //!
 //! Depends on: cli (flags), cf::target, tokio, tokio-util, reqwest (smoke probe).
-//! Must not: print, exit, or use `cf`/`manifest`/`package` directly.
+//! Must not: print, exit, or use `cf`/`manifest`/`package` directly — except the integration
+//! modules [`adapter`] (the real [`CfApi`]), [`from_manifest`] (manifest app → [`AppSpec`]) and
+//! [`push`] (flags → preflight → [`run`]), which wire those layers in.
 
+pub mod adapter;
 pub mod api;
 pub mod error;
 pub mod event;
 pub mod execute;
+pub mod from_manifest;
 pub mod observe;
 pub mod plan;
+pub mod push;
 pub mod request;
 pub mod route;
 pub mod smoke;

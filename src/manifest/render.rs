@@ -28,6 +28,8 @@ pub struct RenderOverrides {
     pub process_instances: BTreeMap<String, u32>,
     /// Labels merged into `metadata.labels` (they win over the manifest's).
     pub extra_labels: BTreeMap<String, String>,
+    /// Annotations merged into `metadata.annotations` (they win over the manifest's).
+    pub extra_annotations: BTreeMap<String, String>,
 }
 
 fn s(text: &str) -> Value {
@@ -210,13 +212,17 @@ impl AppManifest {
         for (k, v) in &ov.extra_labels {
             labels.insert(k.clone(), Some(v.clone()));
         }
-        if !labels.is_empty() || !self.annotations.is_empty() || !self.metadata_extra.is_empty() {
+        let mut annotations = self.annotations.clone();
+        for (k, v) in &ov.extra_annotations {
+            annotations.insert(k.clone(), Some(v.clone()));
+        }
+        if !labels.is_empty() || !annotations.is_empty() || !self.metadata_extra.is_empty() {
             let mut m = Vec::new();
             if !labels.is_empty() {
                 m.push((s("labels"), labels_value(&labels)));
             }
-            if !self.annotations.is_empty() {
-                m.push((s("annotations"), labels_value(&self.annotations)));
+            if !annotations.is_empty() {
+                m.push((s("annotations"), labels_value(&annotations)));
             }
             m.extend(self.metadata_extra.iter().cloned());
             e.push((s("metadata"), Value::Map(m)));

@@ -1,7 +1,9 @@
 //! One integration-test binary (compiles once); one module per layer.
 mod cf_client;
 mod deploy;
+mod e2e;
 mod manifest;
 mod package;
 mod plugin;
+mod push;
 mod sim;

@@ -857,6 +857,10 @@ fn render_applies_strategy_overrides() {
             "cf-zero-downtime/role".to_string(),
             "candidate".to_string(),
         )]),
+        extra_annotations: BTreeMap::from([(
+            "cf-zero-downtime/app".to_string(),
+            "shop".to_string(),
+        )]),
     };
     let text = app.render(&ov).unwrap();
     let back = manifest::parse_str(&text, Path::new("rendered.yml"), &opts(&[], &[])).unwrap();
@@ -873,6 +877,10 @@ fn render_applies_strategy_overrides() {
         Some("candidate")
     );
     assert_eq!(r.labels["team"].as_deref(), Some("payments"));
+    assert_eq!(
+        r.annotations["cf-zero-downtime/app"].as_deref(),
+        Some("shop")
+    );
     assert!(!text.contains("path:"), "path is never rendered:\n{text}");
     assert_eq!(r.extra("sidecars"), app.extra("sidecars"));
 

@@ -194,13 +194,15 @@ fn send_metadata_is_decoded_by_go_as_a_valid_plugin() {
 
 #[test]
 fn push_gathers_the_whole_target_from_go_before_anything_else() {
+    // An endpoint nothing listens on: the push must stop before contacting it anyway.
+    let closed = closed_port();
     let Some(report) = under_fake_cf(
-        &["-user=alice"],
+        &["-user=alice", &format!("-api=http://127.0.0.1:{closed}")],
         &[
             "zero-downtime-push",
             "myapp",
             "-f",
-            "manifest.yml",
+            "no-such-manifest.yml",
             "--strategy",
             "rolling",
         ],
@@ -235,15 +237,30 @@ fn push_gathers_the_whole_target_from_go_before_anything_else() {
         .and_then(|c| c.iter().find(|c| c["method"] == "IsMinCliVersion"))
         .map(|c| c["arg"].clone());
     assert_eq!(min, Some(json!("7.0.0")));
-    // The hand-over to the deploy engine knows endpoint, org, space and user. (Until the
-    // engine is wired in, run_push stops there and exits 1.)
+    // The deploy engine got org, space and user, and stopped at the missing manifest with
+    // nothing changed (the manifest is read before any API request).
+    let out = report["stdout"].as_str().unwrap_or_default();
     let err = report["stderr"].as_str().unwrap_or_default();
-    assert!(err.contains("https://api.example.com"), "{err}");
-    assert!(err.contains("org my-org"), "{err}");
-    assert!(err.contains("space dev"), "{err}");
-    assert!(err.contains("alice"), "{err}");
-    assert!(!err.contains("eyJ"), "token leaked: {err}");
+    assert!(
+        out.contains("Pushing app myapp to org my-org / space dev as alice..."),
+        "{out}"
+    );
+    assert!(out.contains("cannot read manifest"), "{out}");
+    assert!(out.contains("no-such-manifest.yml"), "{out}");
+    assert!(out.trim_end().ends_with("nothing was changed"), "{out}");
+    assert!(
+        !out.contains("eyJ") && !err.contains("eyJ"),
+        "token leaked: {out}{err}"
+    );
     assert_eq!(report["exit_code"], 1);
+}
+
+/// A local port nothing listens on (bound, then released).
+fn closed_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind a local port")
+        .port()
 }
 
 #[test]
@@ -838,14 +855,36 @@ fn standalone_push_reaches_the_deploy_hand_over() {
         "bearer {}",
         jwt(&json!({"exp": now() + 3600, "user_name": "alice"}))
     );
-    let (home, _file) = cf_home(&config("https://login.example.com", &access, "r"));
-    let out = run_bin(&["push", "myapp", "--dry-run"], &[("CF_HOME", home.path())]);
+    // The config targets an endpoint nothing listens on.
+    let api = format!("http://127.0.0.1:{}", closed_port());
+    let mut cfg = config("https://login.example.com", &access, "r");
+    cfg["Target"] = json!(api);
+    let (home, _file) = cf_home(&cfg);
+    let app = tempfile::tempdir().expect("tempdir");
+    std::fs::write(app.path().join("index.js"), "ok").expect("write app");
+    let app_path = app.path().to_str().expect("utf-8 temp path");
+    let out = run_bin(
+        &["push", "myapp", "-p", app_path, "--dry-run"],
+        &[("CF_HOME", home.path())],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let err = stderr(&out);
     assert!(
-        err.contains("https://api.example.com (org my-org, space dev, as alice)"),
-        "{err}"
+        stdout.contains("Pushing app myapp to org my-org / space dev as alice..."),
+        "{stdout}"
     );
-    assert!(!err.contains("eyJ"), "token leaked: {err}");
+    assert!(
+        stdout.contains(&format!("cannot reach the cloud controller at {api}")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.trim_end().ends_with("nothing was changed"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("eyJ") && !err.contains("eyJ"),
+        "token leaked"
+    );
     assert_eq!(out.status.code(), Some(1));
 }
 

@@ -1,0 +1,720 @@
+//! The real Cloud Controller behind the deploy layer: [`CfBackend`] implements
+//! [`CfApi`] over `cf::Client`, and `package::BitsApi` so `package::push_bits` uploads through it.
+//!
+//! Every internal wait (jobs of `apply_manifest` and deletes, package processing) polls with the
+//! backend's own [`PollOptions`] (1 s by default; the simulator wants ~50 ms) and is bounded by
+//! its timeout. `cf::Error` becomes [`ApiError`] with the HTTP status, the first CF error's code
+//! and title, every detail, and the request id; transport failures and request timeouts become
+//! [`ApiError::transport`]. The docker password (`CF_DOCKER_PASSWORD`) is held as a secret and
+//! only ever sent in the package body.
+//!
+//! Depends on: cf (client), package (bits), deploy::api. Must not: print or decide anything.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+use crate::cf::{self, PollOptions};
+use crate::package;
+
+use super::api::{
+    ApiError, ApiResult, App, AppSource, AppState, BuildState, CfApi, Destination, Domain,
+    InstanceStat, InstanceState, MetadataUpdate, NetworkPolicy, NewDestination, NewRoute, Process,
+    ProgressSink, Route,
+};
+use super::event::error_chain;
+
+/// Default pause between polls of jobs and packages (real Cloud Controller).
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// Default bound of one internal wait (a job, a package becoming READY).
+pub const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+
+/// The deploy layer's view of a real Cloud Controller: a `cf::Client` plus the targeted space
+/// and org. Cheap to share by reference; the client's warning buffer is internal.
+pub struct CfBackend {
+    client: cf::Client,
+    space_guid: String,
+    org_guid: Option<String>,
+    poll: PollOptions,
+    docker_password: Option<SecretString>,
+}
+
+impl std::fmt::Debug for CfBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CfBackend")
+            .field("api", &self.client.api_endpoint().as_str())
+            .field("space_guid", &self.space_guid)
+            .field("org_guid", &self.org_guid)
+            .field("poll", &self.poll)
+            .field(
+                "docker_password",
+                &self.docker_password.as_ref().map(|_| "<hidden>"),
+            )
+            .finish()
+    }
+}
+
+impl CfBackend {
+    /// A backend for `space_guid` (and `org_guid`, for the default domain; `None` means no
+    /// default domain), polling every [`DEFAULT_POLL_INTERVAL`] for at most
+    /// [`DEFAULT_WAIT_TIMEOUT`], without a docker password.
+    pub fn new(
+        client: cf::Client,
+        space_guid: impl Into<String>,
+        org_guid: Option<String>,
+    ) -> Self {
+        CfBackend {
+            client,
+            space_guid: space_guid.into(),
+            org_guid,
+            poll: PollOptions::new(DEFAULT_POLL_INTERVAL, DEFAULT_WAIT_TIMEOUT),
+            docker_password: None,
+        }
+    }
+
+    /// The same, with another poll interval and bound for internal waits.
+    #[must_use]
+    pub fn with_poll(mut self, interval: Duration, timeout: Duration) -> Self {
+        self.poll = PollOptions::new(interval, timeout);
+        self
+    }
+
+    /// The same, with the registry password for docker packages (`CF_DOCKER_PASSWORD`).
+    #[must_use]
+    pub fn with_docker_password(mut self, password: Option<SecretString>) -> Self {
+        self.docker_password = password;
+        self
+    }
+
+    /// The space this backend deploys to.
+    pub fn space_guid(&self) -> &str {
+        &self.space_guid
+    }
+
+    /// The client.
+    pub fn client(&self) -> &cf::Client {
+        &self.client
+    }
+}
+
+// ---- error mapping ----
+
+impl From<cf::Error> for ApiError {
+    fn from(e: cf::Error) -> Self {
+        api_error(&e)
+    }
+}
+
+/// Maps a client error onto the deploy layer's [`ApiError`].
+pub fn api_error(e: &cf::Error) -> ApiError {
+    match e {
+        cf::Error::Api(a) => {
+            let first = a.errors.first();
+            let mut details: Vec<String> = a
+                .errors
+                .iter()
+                .map(|c| c.detail.trim().to_string())
+                .filter(|d| !d.is_empty())
+                .collect();
+            if details.is_empty()
+                && let Some(body) = a.body.as_deref().map(str::trim).filter(|b| !b.is_empty())
+            {
+                details.push(body.to_string());
+            }
+            let detail = if details.is_empty() {
+                a.endpoint.clone()
+            } else {
+                format!("{}: {}", a.endpoint, details.join("; "))
+            };
+            ApiError {
+                status: Some(a.status),
+                code: first.map(|c| c.code).filter(|c| *c != 0),
+                title: first
+                    .map(|c| c.title.clone())
+                    .filter(|t| !t.is_empty())
+                    .unwrap_or_else(|| "HTTP error".to_string()),
+                detail,
+                request_id: a.request_id.clone(),
+            }
+        }
+        cf::Error::Http { .. } | cf::Error::Timeout { .. } => ApiError::transport(error_chain(e)),
+        cf::Error::Auth(_) => ApiError {
+            title: "authentication".into(),
+            detail: format!("{}; log in again with 'cf login'", error_chain(e)),
+            ..ApiError::default()
+        },
+        cf::Error::JobFailed { errors, .. } => {
+            let first = errors.first();
+            ApiError {
+                status: None,
+                code: first.map(|c| c.code).filter(|c| *c != 0),
+                title: first
+                    .map(|c| c.title.clone())
+                    .filter(|t| !t.is_empty())
+                    .unwrap_or_else(|| "job failed".to_string()),
+                detail: e.to_string(),
+                request_id: None,
+            }
+        }
+        cf::Error::Decode { request_id, .. } => ApiError {
+            title: "unexpected response".into(),
+            detail: error_chain(e),
+            request_id: request_id.clone(),
+            ..ApiError::default()
+        },
+        cf::Error::PollTimeout { .. } => ApiError {
+            title: "timeout".into(),
+            detail: e.to_string(),
+            ..ApiError::default()
+        },
+        cf::Error::PackageFailed { .. } => ApiError {
+            title: "package failed".into(),
+            detail: e.to_string(),
+            ..ApiError::default()
+        },
+        cf::Error::StagingFailed { .. } => ApiError {
+            title: "staging failed".into(),
+            detail: e.to_string(),
+            ..ApiError::default()
+        },
+        _ => ApiError {
+            title: "client".into(),
+            detail: error_chain(e),
+            ..ApiError::default()
+        },
+    }
+}
+
+/// Maps a `package` error (scan, zip, or an API error boxed by [`package::push_bits`]) onto
+/// [`ApiError`], keeping the status and request id of an API failure.
+pub fn bits_error(e: &package::Error) -> ApiError {
+    let (what, source) = match e {
+        package::Error::ResourceMatch {
+            chunk,
+            chunks,
+            source,
+        } => (
+            format!("resource match (chunk {chunk} of {chunks})"),
+            Some(source),
+        ),
+        package::Error::Upload {
+            package_guid,
+            source,
+        } => (format!("upload of package {package_guid}"), Some(source)),
+        _ => (String::new(), None),
+    };
+    if let Some(api) = source.and_then(|s| s.downcast_ref::<ApiError>()) {
+        let mut mapped = api.clone();
+        mapped.detail = if mapped.detail.is_empty() {
+            what
+        } else {
+            format!("{what}: {}", mapped.detail)
+        };
+        return mapped;
+    }
+    ApiError {
+        title: "app bits".into(),
+        detail: error_chain(e),
+        ..ApiError::default()
+    }
+}
+
+// ---- resource mapping ----
+
+fn app(a: cf::App) -> App {
+    App {
+        guid: a.guid.to_string(),
+        name: a.name,
+        state: match a.state {
+            cf::AppState::Started => AppState::Started,
+            _ => AppState::Stopped,
+        },
+        labels: a.metadata.labels,
+        annotations: a.metadata.annotations,
+    }
+}
+
+fn route(r: cf::Route) -> Route {
+    Route {
+        guid: r.guid.to_string(),
+        domain_guid: r
+            .relationships
+            .domain
+            .guid()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+        host: r.host,
+        path: r.path,
+        port: r.port,
+        url: r.url,
+    }
+}
+
+fn domain(d: cf::Domain) -> Domain {
+    Domain {
+        guid: d.guid.to_string(),
+        name: d.name,
+        internal: d.internal,
+    }
+}
+
+fn destination(d: cf::Destination) -> Destination {
+    Destination {
+        guid: d.guid.to_string(),
+        app_guid: d.app.guid.to_string(),
+        process_type: d.app.process.map_or_else(|| "web".to_string(), |p| p.type_),
+        port: d.port.map(u32::from),
+        protocol: d.protocol,
+    }
+}
+
+fn instance(s: cf::InstanceStats) -> InstanceStat {
+    InstanceStat {
+        index: s.index,
+        state: match s.state {
+            cf::InstanceState::Running => InstanceState::Running,
+            cf::InstanceState::Starting => InstanceState::Starting,
+            cf::InstanceState::Crashed => InstanceState::Crashed,
+            cf::InstanceState::Down => InstanceState::Down,
+            cf::InstanceState::Stopping => InstanceState::Stopping,
+            cf::InstanceState::Unknown => InstanceState::Unknown,
+        },
+        routable: s.routable,
+        details: s.details,
+    }
+}
+
+fn policy_from_cf(p: cf::NetworkPolicy) -> NetworkPolicy {
+    NetworkPolicy {
+        source_app: p.source.id,
+        destination_app: p.destination.id,
+        protocol: p.destination.protocol,
+        start_port: p.destination.ports.start,
+        end_port: p.destination.ports.end,
+    }
+}
+
+fn policy_to_cf(p: &NetworkPolicy) -> cf::NetworkPolicy {
+    cf::NetworkPolicy {
+        source: cf::PolicySource {
+            id: p.source_app.clone(),
+        },
+        destination: cf::PolicyDestination {
+            id: p.destination_app.clone(),
+            protocol: p.protocol.clone(),
+            ports: cf::PortRange {
+                start: p.start_port,
+                end: p.end_port,
+            },
+        },
+    }
+}
+
+fn resource_to_cf(r: &package::Resource) -> cf::Resource {
+    cf::Resource::new(r.path.clone(), r.sha1.clone(), r.size, r.mode)
+}
+
+fn resource_from_cf(r: cf::Resource) -> package::Resource {
+    package::Resource {
+        mode: r.mode_bits().unwrap_or(0o644),
+        sha1: r.checksum.value,
+        size: r.size_in_bytes,
+        path: r.path,
+    }
+}
+
+fn metadata_update(u: &MetadataUpdate) -> cf::MetadataUpdate {
+    cf::MetadataUpdate {
+        labels: u.labels.clone(),
+        annotations: u.annotations.clone(),
+    }
+}
+
+fn app_guid(guid: &str) -> cf::AppGuid {
+    cf::AppGuid::new(guid)
+}
+
+// ---- the package layer's seam ----
+
+impl package::BitsApi for CfBackend {
+    type Error = ApiError;
+
+    async fn match_resources(
+        &self,
+        candidates: Vec<package::Resource>,
+    ) -> Result<Vec<package::Resource>, ApiError> {
+        let asked: Vec<cf::Resource> = candidates.iter().map(resource_to_cf).collect();
+        let found = self.client.match_resources(&asked).await?;
+        Ok(found.into_iter().map(resource_from_cf).collect())
+    }
+
+    async fn upload(
+        &self,
+        package_guid: &str,
+        matched: Vec<package::Resource>,
+        zip: Option<&Path>,
+        progress: package::ProgressFn,
+    ) -> Result<(), ApiError> {
+        let resources: Vec<cf::Resource> = matched.iter().map(resource_to_cf).collect();
+        let report = Arc::clone(&progress);
+        self.client
+            .upload_package_bits(
+                &cf::PackageGuid::new(package_guid),
+                &resources,
+                zip,
+                move |sent, total| report(sent, total),
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+// ---- the deploy layer's seam ----
+
+impl CfApi for CfBackend {
+    type Bits = package::Scan;
+
+    async fn find_apps_by_name(&self, space_guid: &str, names: &[String]) -> ApiResult<Vec<App>> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let q = cf::AppQuery::default()
+            .names(names.iter().cloned())
+            .space_guids([cf::SpaceGuid::new(space_guid)]);
+        Ok(self
+            .client
+            .list_apps(&q)
+            .await?
+            .into_iter()
+            .map(app)
+            .collect())
+    }
+
+    async fn find_apps_by_label(&self, space_guid: &str, selector: &str) -> ApiResult<Vec<App>> {
+        let q = cf::AppQuery::default()
+            .label_selector(selector)
+            .space_guids([cf::SpaceGuid::new(space_guid)]);
+        Ok(self
+            .client
+            .list_apps(&q)
+            .await?
+            .into_iter()
+            .map(app)
+            .collect())
+    }
+
+    async fn get_app(&self, guid: &str) -> ApiResult<App> {
+        Ok(app(self.client.get_app(&app_guid(guid)).await?))
+    }
+
+    async fn apply_manifest(&self, space_guid: &str, yaml: &str) -> ApiResult<()> {
+        let job = self
+            .client
+            .apply_manifest(&cf::SpaceGuid::new(space_guid), yaml)
+            .await?;
+        self.client.wait_for_job(&job, self.poll).await?;
+        Ok(())
+    }
+
+    async fn create_package(
+        &self,
+        app_guid_: &str,
+        source: &AppSource<package::Scan>,
+    ) -> ApiResult<String> {
+        let new = match source {
+            AppSource::Bits(_) => cf::NewPackage::bits(app_guid(app_guid_)),
+            AppSource::Docker { image, username } => cf::NewPackage::docker(
+                app_guid(app_guid_),
+                image.clone(),
+                username.clone(),
+                username.as_ref().and_then(|_| self.docker_password.clone()),
+            ),
+        };
+        Ok(self.client.create_package(&new).await?.guid.to_string())
+    }
+
+    async fn upload_bits(
+        &self,
+        package_guid: &str,
+        bits: &package::Scan,
+        progress: ProgressSink,
+    ) -> ApiResult<()> {
+        let report: package::ProgressFn =
+            Arc::new(move |sent, total| progress.report(sent, Some(total)));
+        package::push_bits(self, package_guid, bits, report)
+            .await
+            .map_err(|e| bits_error(&e))?;
+        self.client
+            .wait_for_package_ready(&cf::PackageGuid::new(package_guid), self.poll)
+            .await?;
+        Ok(())
+    }
+
+    async fn create_build(&self, package_guid: &str) -> ApiResult<String> {
+        let build = self
+            .client
+            .create_build(&cf::PackageGuid::new(package_guid))
+            .await?;
+        Ok(build.guid.to_string())
+    }
+
+    async fn get_build(&self, build_guid: &str) -> ApiResult<BuildState> {
+        let b = self
+            .client
+            .get_build(&cf::BuildGuid::new(build_guid))
+            .await?;
+        Ok(match b.state {
+            cf::BuildState::Staged => match b.droplet_guid() {
+                Some(d) => BuildState::Staged(d.to_string()),
+                None => {
+                    return Err(ApiError {
+                        title: "unexpected response".into(),
+                        detail: format!("build {build_guid} is STAGED but names no droplet"),
+                        ..ApiError::default()
+                    });
+                }
+            },
+            cf::BuildState::Failed => BuildState::Failed(
+                b.error
+                    .unwrap_or_else(|| "no error given by cloud controller".to_string()),
+            ),
+            cf::BuildState::Staging | cf::BuildState::Unknown => BuildState::Staging,
+        })
+    }
+
+    async fn set_current_droplet(&self, app: &str, droplet_guid: &str) -> ApiResult<()> {
+        self.client
+            .set_current_droplet(&app_guid(app), &cf::DropletGuid::new(droplet_guid))
+            .await?;
+        Ok(())
+    }
+
+    async fn start_app(&self, app: &str) -> ApiResult<()> {
+        self.client.start_app(&app_guid(app)).await?;
+        Ok(())
+    }
+
+    async fn stop_app(&self, app: &str) -> ApiResult<()> {
+        self.client.stop_app(&app_guid(app)).await?;
+        Ok(())
+    }
+
+    async fn rename_app(&self, app: &str, name: &str) -> ApiResult<()> {
+        self.client.rename_app(&app_guid(app), name).await?;
+        Ok(())
+    }
+
+    async fn delete_app(&self, app: &str) -> ApiResult<()> {
+        let job = self.client.delete_app(&app_guid(app)).await?;
+        self.client.wait_for_job(&job, self.poll).await?;
+        Ok(())
+    }
+
+    async fn update_metadata(&self, app: &str, update: &MetadataUpdate) -> ApiResult<()> {
+        self.client
+            .update_app_metadata(&app_guid(app), &metadata_update(update))
+            .await?;
+        Ok(())
+    }
+
+    async fn get_ssh_enabled(&self, app: &str) -> ApiResult<bool> {
+        Ok(self
+            .client
+            .get_app_feature(&app_guid(app), "ssh")
+            .await?
+            .enabled)
+    }
+
+    async fn set_ssh_enabled(&self, app: &str, enabled: bool) -> ApiResult<()> {
+        self.client
+            .update_app_feature(&app_guid(app), "ssh", enabled)
+            .await?;
+        Ok(())
+    }
+
+    async fn list_processes(&self, app: &str) -> ApiResult<Vec<Process>> {
+        Ok(self
+            .client
+            .list_app_processes(&app_guid(app))
+            .await?
+            .into_iter()
+            .map(|p| Process {
+                guid: p.guid.to_string(),
+                process_type: p.type_,
+                instances: p.instances,
+            })
+            .collect())
+    }
+
+    async fn process_stats(&self, process_guid: &str) -> ApiResult<Vec<InstanceStat>> {
+        Ok(self
+            .client
+            .get_process_stats(&cf::ProcessGuid::new(process_guid))
+            .await?
+            .into_iter()
+            .map(instance)
+            .collect())
+    }
+
+    async fn find_domain(&self, name: &str) -> ApiResult<Option<Domain>> {
+        Ok(self.client.find_domain(name).await?.map(domain))
+    }
+
+    async fn default_domain(&self) -> ApiResult<Option<Domain>> {
+        let Some(org) = &self.org_guid else {
+            return Ok(None);
+        };
+        match self
+            .client
+            .get_default_domain(&cf::OrganizationGuid::new(org.as_str()))
+            .await
+        {
+            Ok(d) => Ok(Some(domain(d))),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn list_app_routes(&self, app: &str) -> ApiResult<Vec<Route>> {
+        Ok(self
+            .client
+            .list_app_routes(&app_guid(app))
+            .await?
+            .into_iter()
+            .map(route)
+            .collect())
+    }
+
+    async fn find_route(&self, r: &NewRoute) -> ApiResult<Option<Route>> {
+        Ok(self
+            .client
+            .find_route(
+                &cf::DomainGuid::new(r.domain_guid.as_str()),
+                &r.host,
+                &r.path,
+                r.port,
+            )
+            .await?
+            .map(route))
+    }
+
+    async fn create_route(&self, space_guid: &str, r: &NewRoute) -> ApiResult<Route> {
+        let space = cf::SpaceGuid::new(space_guid);
+        let dom = cf::DomainGuid::new(r.domain_guid.as_str());
+        let new = match r.port {
+            Some(port) => cf::NewRoute::tcp(space, dom, Some(port)),
+            None => cf::NewRoute::http(space, dom, r.host.clone(), r.path.clone()),
+        };
+        Ok(route(self.client.create_route(&new).await?))
+    }
+
+    async fn delete_route(&self, route_guid: &str) -> ApiResult<()> {
+        let job = self
+            .client
+            .delete_route(&cf::RouteGuid::new(route_guid))
+            .await?;
+        self.client.wait_for_job(&job, self.poll).await?;
+        Ok(())
+    }
+
+    async fn list_destinations(&self, route_guid: &str) -> ApiResult<Vec<Destination>> {
+        Ok(self
+            .client
+            .list_route_destinations(&cf::RouteGuid::new(route_guid))
+            .await?
+            .into_iter()
+            .map(destination)
+            .collect())
+    }
+
+    async fn add_destination(
+        &self,
+        route_guid: &str,
+        d: &NewDestination,
+    ) -> ApiResult<Destination> {
+        let mut new = cf::NewDestination::app(app_guid(&d.app_guid)).process(&d.process_type);
+        if let Some(p) = &d.protocol {
+            new = new.protocol(p.clone());
+        }
+        if let Some(port) = d.port {
+            new.port = Some(u16::try_from(port).map_err(|_| ApiError {
+                title: "invalid destination".into(),
+                detail: format!("app port {port} is out of range"),
+                ..ApiError::default()
+            })?);
+        }
+        let all = self
+            .client
+            .insert_route_destinations(&cf::RouteGuid::new(route_guid), &[new])
+            .await?;
+        let mut ours: Vec<Destination> = all
+            .into_iter()
+            .map(destination)
+            .filter(|x| x.app_guid == d.app_guid && x.process_type == d.process_type)
+            .collect();
+        // Prefer the destination on the requested port when the app has several.
+        let exact = ours
+            .iter()
+            .position(|x| d.port.is_none() || x.port == d.port);
+        match exact {
+            Some(i) => Ok(ours.swap_remove(i)),
+            None => Err(ApiError {
+                title: "unexpected response".into(),
+                detail: format!(
+                    "POST /v3/routes/{route_guid}/destinations: the answer lacks the destination of app {} (process {})",
+                    d.app_guid, d.process_type
+                ),
+                ..ApiError::default()
+            }),
+        }
+    }
+
+    async fn remove_destination(&self, route_guid: &str, destination_guid: &str) -> ApiResult<()> {
+        self.client
+            .remove_route_destination(
+                &cf::RouteGuid::new(route_guid),
+                &cf::DestinationGuid::new(destination_guid),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn list_network_policies(&self, app_guids: &[String]) -> ApiResult<Vec<NetworkPolicy>> {
+        if app_guids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let guids: Vec<cf::AppGuid> = app_guids.iter().map(|g| app_guid(g)).collect();
+        let wanted: BTreeMap<&str, ()> = app_guids.iter().map(|g| (g.as_str(), ())).collect();
+        Ok(self
+            .client
+            .list_network_policies(&guids)
+            .await?
+            .into_iter()
+            .map(policy_from_cf)
+            // The filter is the server's; keep only what concerns these apps in any case.
+            .filter(|p| {
+                wanted.contains_key(p.source_app.as_str())
+                    || wanted.contains_key(p.destination_app.as_str())
+            })
+            .collect())
+    }
+
+    async fn create_network_policies(&self, policies: &[NetworkPolicy]) -> ApiResult<()> {
+        let p: Vec<cf::NetworkPolicy> = policies.iter().map(policy_to_cf).collect();
+        self.client.create_network_policies(&p).await?;
+        Ok(())
+    }
+
+    async fn delete_network_policies(&self, policies: &[NetworkPolicy]) -> ApiResult<()> {
+        let p: Vec<cf::NetworkPolicy> = policies.iter().map(policy_to_cf).collect();
+        self.client.delete_network_policies(&p).await?;
+        Ok(())
+    }
+
+    fn take_warnings(&self) -> Vec<String> {
+        self.client.take_warnings()
+    }
+}

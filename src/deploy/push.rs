@@ -1,0 +1,343 @@
+//! `zero-downtime-push` from flags to outcome: the preflight (manifest, flags, app bits, client,
+//! API discovery), then [`super::run`] on a [`CfBackend`].
+//!
+//! Every preflight failure ends the same way: an [`Event::Started`] naming the target (when the
+//! app names are known), an [`Event::Finished`] with [`Outcome::NothingChanged`] and the error
+//! (manifest errors carry their `file:line:column`). Manifest, flag and app-bits errors are
+//! found before any request is made; the first request is the API discovery.
+//!
+//! Depends on: cf (client), cli (flags), manifest, package (scan), deploy. Must not: print.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::cf;
+use crate::cli::PushArgs;
+use crate::manifest::{self, AppBits, AppManifest, FlagOverrides, LoadOptions, Manifest};
+use crate::package;
+
+use super::adapter::CfBackend;
+use super::api::AppSource;
+use super::event::{Event, Outcome, Reporter, error_chain};
+use super::request::{AppSpec, DeployRequest, ProbeConfig, RequestError};
+
+/// The environment variable holding the docker registry password (as in the cf CLI).
+pub const DOCKER_PASSWORD_ENV: &str = "CF_DOCKER_PASSWORD";
+
+/// Everything a push needs besides the reporter and the cancellation token.
+pub struct PushOptions {
+    /// The cf target (endpoint, org, space, user).
+    pub target: cf::Target,
+    /// Where access tokens come from.
+    pub token: Arc<dyn cf::TokenProvider>,
+    /// The command-line flags.
+    pub args: PushArgs,
+    /// The working directory (base of `-f`, `-p` and of apps without `path`).
+    pub cwd: PathBuf,
+    /// Poll interval of the deploy's waits and of the backend's job/package waits (1 s).
+    pub poll_interval: Duration,
+    /// Overrides the smoke probe's connection settings (e.g. the simulator's router).
+    pub probe: Option<ProbeConfig>,
+    /// The docker registry password; [`PushOptions::new`] reads `CF_DOCKER_PASSWORD`.
+    pub docker_password: Option<SecretString>,
+}
+
+impl std::fmt::Debug for PushOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PushOptions")
+            .field("target", &self.target)
+            .field("args", &self.args)
+            .field("cwd", &self.cwd)
+            .field("poll_interval", &self.poll_interval)
+            .field("probe", &self.probe)
+            .field(
+                "docker_password",
+                &self.docker_password.as_ref().map(|_| "<hidden>"),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl PushOptions {
+    /// Options with a 1 s poll interval, the default probe, and the docker password from
+    /// `CF_DOCKER_PASSWORD` (when set and not empty).
+    pub fn new(
+        target: cf::Target,
+        token: Arc<dyn cf::TokenProvider>,
+        args: PushArgs,
+        cwd: PathBuf,
+    ) -> Self {
+        let docker_password = std::env::var(DOCKER_PASSWORD_ENV)
+            .ok()
+            .filter(|p| !p.is_empty())
+            .map(SecretString::from);
+        PushOptions {
+            target,
+            token,
+            args,
+            cwd,
+            poll_interval: Duration::from_secs(1),
+            probe: None,
+            docker_password,
+        }
+    }
+}
+
+/// Why a push stopped before changing anything.
+#[derive(Debug, thiserror::Error)]
+enum Preflight {
+    #[error(transparent)]
+    Manifest(#[from] manifest::Error),
+    #[error(
+        "no app name given and no manifest.yml in '{}': name the app or use -f",
+        cwd.display()
+    )]
+    NoManifest { cwd: PathBuf },
+    #[error("app '{app}' has neither a path nor a docker image")]
+    NoSource { app: String },
+    #[error("app '{app}': cannot read the app bits")]
+    Bits {
+        app: String,
+        #[source]
+        source: package::Error,
+    },
+    #[error("app '{app}': reading the app bits stopped unexpectedly")]
+    ScanTask { app: String },
+    #[error(
+        "app '{app}': environment variable {DOCKER_PASSWORD_ENV} not set (needed with a docker username)"
+    )]
+    DockerPassword { app: String },
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    #[error("CF_TRACE: cannot open the trace file")]
+    Trace(#[source] std::io::Error),
+    #[error("cannot reach the cloud controller at {endpoint}")]
+    Discovery {
+        endpoint: String,
+        #[source]
+        source: cf::Error,
+    },
+    #[error("cannot set up the cloud controller client")]
+    Client(#[source] cf::Error),
+    #[error("interrupted before anything was changed")]
+    Cancelled,
+}
+
+struct Prepared {
+    backend: CfBackend,
+    request: DeployRequest,
+    apps: Vec<AppSpec<package::Scan>>,
+    warnings: Vec<String>,
+}
+
+/// Runs a zero-downtime push: preflight, then the blue-green deploy. Reports every event to
+/// `reporter`, always ending with [`Event::Finished`], and returns the outcome.
+pub async fn push(
+    opts: PushOptions,
+    reporter: &mut dyn Reporter,
+    cancel: &CancellationToken,
+) -> Outcome {
+    let started = Instant::now();
+    let mut names: Vec<String> = opts.args.app_name.iter().cloned().collect();
+    match prepare(&opts, &mut names, cancel).await {
+        Ok(p) => {
+            let mut r = WarnAfterStart {
+                inner: reporter,
+                pending: p.warnings,
+            };
+            super::run(&p.backend, &p.request, &p.apps, &mut r, cancel).await
+        }
+        Err((e, warnings)) => {
+            if !names.is_empty() {
+                reporter.report(Event::Started {
+                    org: opts
+                        .target
+                        .org
+                        .as_ref()
+                        .map(|o| o.name.clone())
+                        .unwrap_or_default(),
+                    space: opts
+                        .target
+                        .space
+                        .as_ref()
+                        .map(|s| s.name.clone())
+                        .unwrap_or_default(),
+                    user: opts.target.user.clone(),
+                    apps: names,
+                    strategy: super::strategy_name(opts.args.strategy),
+                });
+            }
+            for message in warnings {
+                reporter.report(Event::Warning { app: None, message });
+            }
+            let outcome = Outcome::NothingChanged {
+                error: error_chain(&e),
+            };
+            reporter.report(Event::Finished {
+                outcome: outcome.clone(),
+                elapsed: started.elapsed(),
+                steps: Vec::new(),
+            });
+            outcome
+        }
+    }
+}
+
+/// Forwards events, sending the manifest warnings right after [`Event::Started`].
+struct WarnAfterStart<'a> {
+    inner: &'a mut dyn Reporter,
+    pending: Vec<String>,
+}
+
+impl Reporter for WarnAfterStart<'_> {
+    fn report(&mut self, event: Event) {
+        let started = matches!(event, Event::Started { .. });
+        self.inner.report(event);
+        if started {
+            for message in std::mem::take(&mut self.pending) {
+                self.inner.report(Event::Warning { app: None, message });
+            }
+        }
+    }
+}
+
+/// Loads the manifest the way `cf push` picks it.
+fn load_manifest(args: &PushArgs, cwd: &Path) -> Result<Manifest, Preflight> {
+    let load = LoadOptions {
+        vars_files: args.vars_files.iter().map(|f| cwd.join(f)).collect(),
+        vars: args.vars.clone(),
+        cwd: cwd.to_path_buf(),
+    };
+    let mut m = match (&args.manifest, manifest::locate(cwd), &args.app_name) {
+        (Some(file), _, _) => manifest::load(&cwd.join(file), &load)?,
+        (None, Some(found), _) => manifest::load(&found, &load)?,
+        (None, None, Some(name)) => manifest::without_file(name, &load),
+        (None, None, None) => {
+            return Err(Preflight::NoManifest {
+                cwd: cwd.to_path_buf(),
+            });
+        }
+    };
+    let flags = FlagOverrides {
+        path: args.path.clone(),
+        docker_image: args.docker_image.clone(),
+        docker_username: args.docker_username.clone(),
+        stack: args.stack.clone(),
+    };
+    m.apply_flags(args.app_name.as_deref(), &flags)?;
+    Ok(m)
+}
+
+/// The CF_TRACE file, when CF_TRACE names one (it is left out of the app bits).
+fn trace_file() -> Option<PathBuf> {
+    let v = std::env::var("CF_TRACE").ok()?;
+    let t = v.trim();
+    if t.is_empty() || t.eq_ignore_ascii_case("true") || t.eq_ignore_ascii_case("false") {
+        None
+    } else {
+        Some(PathBuf::from(t))
+    }
+}
+
+async fn scan(app: &AppManifest, bits: &AppBits) -> Result<package::Scan, Preflight> {
+    let source = match bits {
+        AppBits::Directory(p) => package::AppSource::Directory(p.clone()),
+        AppBits::Archive(p) => package::AppSource::Archive(p.clone()),
+    };
+    let options = package::ScanOptions {
+        trace_file: trace_file(),
+    };
+    tokio::task::spawn_blocking(move || package::scan_with(&source, &options))
+        .await
+        .map_err(|_| Preflight::ScanTask {
+            app: app.name.clone(),
+        })?
+        .map_err(|source| Preflight::Bits {
+            app: app.name.clone(),
+            source,
+        })
+}
+
+async fn prepare(
+    opts: &PushOptions,
+    names: &mut Vec<String>,
+    cancel: &CancellationToken,
+) -> Result<Prepared, (Preflight, Vec<String>)> {
+    let mut warnings = Vec::new();
+    let r = tokio::select! {
+        biased;
+        () = cancel.cancelled() => Err(Preflight::Cancelled),
+        r = prepare_inner(opts, names, &mut warnings) => r,
+    };
+    r.map_err(|e| (e, std::mem::take(&mut warnings)))
+}
+
+async fn prepare_inner(
+    opts: &PushOptions,
+    names: &mut Vec<String>,
+    warnings: &mut Vec<String>,
+) -> Result<Prepared, Preflight> {
+    let args = &opts.args;
+    let m = load_manifest(args, &opts.cwd)?;
+    warnings.extend(m.warnings.iter().cloned());
+    let selected = m.select(args.app_name.as_deref())?;
+    *names = selected.iter().map(|a| a.name.clone()).collect();
+    let mut request = DeployRequest::from_args(args, &opts.target)?;
+    request.poll_interval = opts.poll_interval;
+    if let Some(probe) = &opts.probe {
+        request.probe = probe.clone();
+    }
+
+    let mut apps = Vec::with_capacity(selected.len());
+    for app in selected {
+        let source = if let Some(docker) = super::from_manifest::docker_source(app) {
+            if app.docker.as_ref().is_some_and(|d| d.username.is_some())
+                && opts.docker_password.is_none()
+            {
+                return Err(Preflight::DockerPassword {
+                    app: app.name.clone(),
+                });
+            }
+            docker
+        } else if let Some(bits) = &app.bits {
+            AppSource::Bits(scan(app, bits).await?)
+        } else {
+            return Err(Preflight::NoSource {
+                app: app.name.clone(),
+            });
+        };
+        apps.push(super::from_manifest::app_spec(app, source));
+    }
+
+    let mut config = cf::ClientConfig::for_target(&opts.target, Arc::clone(&opts.token));
+    config.trace = cf::Trace::from_env().map_err(Preflight::Trace)?;
+    let client = cf::Client::new(config).map_err(Preflight::Client)?;
+    client
+        .discover()
+        .await
+        .map_err(|source| Preflight::Discovery {
+            endpoint: opts.target.api_endpoint.clone(),
+            source,
+        })?;
+    let backend = CfBackend::new(
+        client,
+        request.space_guid.clone(),
+        opts.target.org.as_ref().map(|o| o.guid.clone()),
+    )
+    .with_poll(
+        opts.poll_interval,
+        request.timeout.max(Duration::from_secs(60)),
+    )
+    .with_docker_password(opts.docker_password.clone());
+    Ok(Prepared {
+        backend,
+        request,
+        apps,
+        warnings: std::mem::take(warnings),
+    })
+}

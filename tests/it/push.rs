@@ -1,0 +1,792 @@
+//! The wiring of issue 7 against wiremock: the `CfBackend` adapter's mappings (errors with
+//! request ids, job and package waits, resource matching in chunks and the multipart upload
+//! through `package::push_bits`), and `deploy::push`'s preflight (manifest and flag errors stop
+//! with no request; discovery failures stop with nothing changed; a dry run plans from reads).
+
+use std::io::Read as _;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cf_zero_downtime::cf::{self, Client, ClientConfig, NamedGuid, RetryPolicy, StaticToken};
+use cf_zero_downtime::cli::PushArgs;
+use cf_zero_downtime::deploy::adapter::CfBackend;
+use cf_zero_downtime::deploy::api::{
+    AppSource, BuildState, CfApi, NetworkPolicy, NewDestination, ProgressSink,
+};
+use cf_zero_downtime::deploy::push::{PushOptions, push};
+use cf_zero_downtime::deploy::{Event, Outcome};
+use cf_zero_downtime::package;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use wiremock::matchers::{any, body_json, method, path, query_param};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+const TOKEN: &str = "bearer secret-token-123";
+
+fn fixture(name: &str, server: &MockServer) -> Value {
+    let path = format!("{}/tests/fixtures/cc/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&text.replace("BASE_URL", &server.uri())).unwrap()
+}
+
+fn ok_json(v: Value) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(v)
+}
+
+fn token() -> Arc<dyn cf::TokenProvider> {
+    Arc::new(StaticToken(SecretString::from(TOKEN)))
+}
+
+fn backend(server: &MockServer) -> CfBackend {
+    let mut c = ClientConfig::new(server.uri(), token());
+    c.retry = RetryPolicy::never();
+    c.request_timeout = Duration::from_secs(10);
+    let client = Client::new(c).unwrap();
+    CfBackend::new(client, "space-1", Some("org-1".into()))
+        .with_poll(Duration::from_millis(5), Duration::from_secs(5))
+}
+
+async fn requests(server: &MockServer) -> Vec<Request> {
+    server.received_requests().await.unwrap()
+}
+
+fn target(endpoint: &str) -> cf::Target {
+    cf::Target {
+        api_endpoint: endpoint.to_string(),
+        skip_ssl_validation: false,
+        org: Some(NamedGuid {
+            name: "my-org".into(),
+            guid: "org-1".into(),
+        }),
+        space: Some(NamedGuid {
+            name: "dev".into(),
+            guid: "space-1".into(),
+        }),
+        user: Some("alice".into()),
+    }
+}
+
+fn args() -> PushArgs {
+    PushArgs {
+        temp_route_suffix: "-temp".into(),
+        drain: Duration::from_secs(0),
+        timeout: Duration::from_secs(30),
+        ..PushArgs::default()
+    }
+}
+
+async fn run_push(endpoint: &str, args: PushArgs, cwd: &Path) -> (Outcome, Vec<Event>) {
+    let mut opts = PushOptions::new(target(endpoint), token(), args, cwd.to_path_buf());
+    opts.poll_interval = Duration::from_millis(5);
+    let mut events: Vec<Event> = Vec::new();
+    let outcome = push(opts, &mut events, &CancellationToken::new()).await;
+    (outcome, events)
+}
+
+fn nothing_changed(outcome: &Outcome) -> &str {
+    match outcome {
+        Outcome::NothingChanged { error } => error,
+        other => panic!("expected nothing changed, got {other:?}"),
+    }
+}
+
+/// A server that fails the test if any request reaches it.
+async fn untouchable() -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(500))
+        .expect(0)
+        .mount(&server)
+        .await;
+    server
+}
+
+// ---------------------------------------------------------------- adapter: errors
+
+#[tokio::test]
+async fn cc_errors_keep_status_code_title_details_and_request_id() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v3/apps/app-1"))
+        .respond_with(
+            ResponseTemplate::new(422)
+                .insert_header("X-Vcap-Request-Id", "req-42")
+                .set_body_json(fixture("errors/unprocessable_two.json", &server)),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v3/apps/gone"))
+        .respond_with(
+            ResponseTemplate::new(404).set_body_json(fixture("errors/not_found_app.json", &server)),
+        )
+        .mount(&server)
+        .await;
+    let b = backend(&server);
+    let e = b.get_app("app-1").await.unwrap_err();
+    assert_eq!(e.status, Some(422));
+    assert_eq!(e.code, Some(10008));
+    assert_eq!(e.title, "CF-UnprocessableEntity");
+    assert!(e.detail.contains("GET /v3/apps/app-1"), "{}", e.detail);
+    assert!(
+        e.detail.contains("Memory must use a supported unit"),
+        "{}",
+        e.detail
+    );
+    assert!(
+        e.detail.contains("App with the name 'x' already exists."),
+        "{}",
+        e.detail
+    );
+    assert_eq!(e.request_id.as_deref(), Some("req-42"));
+    assert!(e.to_string().contains("[request id req-42]"), "{e}");
+    assert!(!e.is_not_found());
+
+    let gone = b.get_app("gone").await.unwrap_err();
+    assert!(gone.is_not_found(), "{gone:?}");
+}
+
+#[tokio::test]
+async fn transport_failures_and_bad_tokens_are_named() {
+    // A port nobody listens on: bind, note the port, close.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut c = ClientConfig::new(format!("http://127.0.0.1:{port}"), token());
+    c.retry = RetryPolicy::never();
+    c.connect_timeout = Duration::from_secs(2);
+    let b = CfBackend::new(Client::new(c).unwrap(), "space-1", None);
+    let e = b.get_app("app-1").await.unwrap_err();
+    assert_eq!(e.status, None);
+    assert_eq!(e.title, "transport");
+    assert!(e.detail.contains("GET /v3/apps/app-1"), "{}", e.detail);
+    assert!(!e.to_string().contains("secret-token"), "{e}");
+    // No org: no default domain, and no request for it.
+    assert_eq!(b.default_domain().await, Ok(None));
+}
+
+// ---------------------------------------------------------------- adapter: waits
+
+#[tokio::test]
+async fn apply_manifest_waits_for_its_job_and_collects_job_warnings() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v3/spaces/space-1/actions/apply_manifest"))
+        .respond_with(
+            ResponseTemplate::new(202)
+                .insert_header("Location", format!("{}/v3/jobs/job-1", server.uri())),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v3/jobs/job-1"))
+        .respond_with(ok_json(fixture("jobs/processing.json", &server)))
+        .up_to_n_times(2)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v3/jobs/job-1"))
+        .respond_with(ok_json(fixture("jobs/complete.json", &server)))
+        .mount(&server)
+        .await;
+    let b = backend(&server);
+    b.apply_manifest("space-1", "applications:\n- name: web\n")
+        .await
+        .unwrap();
+    let reqs = requests(&server).await;
+    assert_eq!(reqs[0].body, b"applications:\n- name: web\n");
+    let polls = reqs
+        .iter()
+        .filter(|r| r.url.path() == "/v3/jobs/job-1")
+        .count();
+    assert_eq!(polls, 3, "polled until COMPLETE");
+    assert_eq!(b.take_warnings(), vec!["memory quota close to limit"]);
+}
+
+#[tokio::test]
+async fn a_failed_job_keeps_the_cc_title() {
+    let server = MockServer::start().await;
+    Mock::given(method("DELETE"))
+        .and(path("/v3/routes/route-1"))
+        .respond_with(
+            ResponseTemplate::new(202)
+                .insert_header("Location", format!("{}/v3/jobs/job-1", server.uri())),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v3/jobs/job-1"))
+        .respond_with(ok_json(fixture("jobs/failed.json", &server)))
+        .mount(&server)
+        .await;
+    let e = backend(&server).delete_route("route-1").await.unwrap_err();
+    assert_eq!(e.title, "CF-UnprocessableEntity");
+    assert_eq!(e.code, Some(10008));
+    assert!(e.detail.contains("Routes cannot be mapped"), "{}", e.detail);
+}
+
+#[tokio::test]
+async fn job_waits_are_bounded() {
+    let server = MockServer::start().await;
+    Mock::given(method("DELETE"))
+        .and(path("/v3/apps/app-1"))
+        .respond_with(
+            ResponseTemplate::new(202)
+                .insert_header("Location", format!("{}/v3/jobs/job-1", server.uri())),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v3/jobs/job-1"))
+        .respond_with(ok_json(fixture("jobs/processing.json", &server)))
+        .mount(&server)
+        .await;
+    let b = backend(&server).with_poll(Duration::from_millis(5), Duration::from_millis(60));
+    let e = b.delete_app("app-1").await.unwrap_err();
+    assert_eq!(e.title, "timeout", "{e:?}");
+    assert!(e.detail.contains("job-1"), "{}", e.detail);
+}
+
+// ---------------------------------------------------------------- adapter: bits
+
+fn multipart_parts(req: &Request) -> Vec<(String, Vec<u8>)> {
+    let ct = req.headers.get("content-type").unwrap().to_str().unwrap();
+    let boundary = ct.split("boundary=").nth(1).unwrap().trim_matches('"');
+    let delim = format!("--{boundary}");
+    let body = &req.body;
+    let find = |from: usize, needle: &[u8]| {
+        body[from..]
+            .windows(needle.len())
+            .position(|w| w == needle)
+            .map(|p| p + from)
+    };
+    let mut parts = Vec::new();
+    let mut pos = 0;
+    while let Some(start) = find(pos, delim.as_bytes()) {
+        let after = start + delim.len();
+        if body[after..].starts_with(b"--") {
+            break;
+        }
+        let head_end = find(after, b"\r\n\r\n").unwrap();
+        let head = String::from_utf8_lossy(&body[after..head_end]).into_owned();
+        let next = find(head_end, delim.as_bytes()).unwrap();
+        let name = head
+            .split("name=\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .unwrap()
+            .to_string();
+        parts.push((name, body[head_end + 4..next - 2].to_vec()));
+        pos = next;
+    }
+    parts
+}
+
+fn sha1_hex(data: &[u8]) -> String {
+    use sha1::{Digest, Sha1};
+    Sha1::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[tokio::test]
+async fn upload_bits_matches_in_chunks_uploads_the_rest_and_waits_for_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = package::MATCH_CHUNK_SIZE + 1;
+    for i in 0..files {
+        std::fs::write(dir.path().join(format!("f{i:05}.txt")), format!("file {i}")).unwrap();
+    }
+    let scan = package::scan(&package::AppSource::Directory(dir.path().to_path_buf())).unwrap();
+
+    let server = MockServer::start().await;
+    // The server already has f00000.txt.
+    let known = "file 0";
+    Mock::given(method("POST"))
+        .and(path("/v3/resource_matches"))
+        .respond_with(ok_json(json!({"resources": [{
+            "checksum": {"value": sha1_hex(known.as_bytes())},
+            "size_in_bytes": known.len(),
+            "path": "f00000.txt",
+            "mode": "644"
+        }]})))
+        .expect(2)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v3/packages/pkg-1/upload"))
+        .respond_with(ok_json(fixture("packages/processing_upload.json", &server)))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v3/packages/pkg-1"))
+        .respond_with(ok_json(fixture("packages/processing_upload.json", &server)))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v3/packages/pkg-1"))
+        .respond_with(ok_json(fixture("packages/ready.json", &server)))
+        .mount(&server)
+        .await;
+
+    let b = backend(&server);
+    let (sink, mut rx) = ProgressSink::channel();
+    b.upload_bits("pkg-1", &scan, sink).await.unwrap();
+
+    let reqs = requests(&server).await;
+    let matches: Vec<Value> = reqs
+        .iter()
+        .filter(|r| r.url.path() == "/v3/resource_matches")
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect();
+    let sizes: Vec<usize> = matches
+        .iter()
+        .map(|m| m["resources"].as_array().unwrap().len())
+        .collect();
+    assert_eq!(sizes, vec![package::MATCH_CHUNK_SIZE, 1]);
+    let first = &matches[0]["resources"][0];
+    assert_eq!(first["path"], "f00000.txt");
+    assert_eq!(first["checksum"]["value"], sha1_hex(b"file 0"));
+    assert_eq!(first["size_in_bytes"], 6);
+
+    let upload = reqs
+        .iter()
+        .find(|r| r.url.path() == "/v3/packages/pkg-1/upload")
+        .unwrap();
+    let parts = multipart_parts(upload);
+    let names: Vec<&str> = parts.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["resources", "bits"]);
+    let resources: Value = serde_json::from_slice(&parts[0].1).unwrap();
+    assert_eq!(
+        resources,
+        json!([{
+            "checksum": {"value": sha1_hex(b"file 0")},
+            "size_in_bytes": 6,
+            "path": "f00000.txt",
+            "mode": "644"
+        }])
+    );
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(parts[1].1.clone())).unwrap();
+    assert_eq!(
+        zip.len(),
+        files - 1,
+        "every unmatched file, not the matched one"
+    );
+    assert!(zip.by_name("f00000.txt").is_err());
+    let mut content = String::new();
+    zip.by_name("f00001.txt")
+        .unwrap()
+        .read_to_string(&mut content)
+        .unwrap();
+    assert_eq!(content, "file 1");
+
+    let polls = reqs
+        .iter()
+        .filter(|r| r.url.path() == "/v3/packages/pkg-1")
+        .count();
+    assert_eq!(polls, 2, "waited for READY");
+    let mut last = None;
+    while let Ok(p) = rx.try_recv() {
+        last = Some(p);
+    }
+    let last = last.expect("upload progress reported");
+    assert_eq!(Some(last.sent), last.total);
+    assert_eq!(last.sent, parts[1].1.len() as u64);
+}
+
+#[tokio::test]
+async fn a_failed_upload_keeps_the_cc_error_and_names_the_package() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("app.js"), "x").unwrap();
+    let scan = package::scan(&package::AppSource::Directory(dir.path().to_path_buf())).unwrap();
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v3/resource_matches"))
+        .respond_with(ok_json(json!({"resources": []})))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v3/packages/pkg-1/upload"))
+        .respond_with(
+            ResponseTemplate::new(422)
+                .insert_header("X-Vcap-Request-Id", "up-1")
+                .set_body_json(fixture("errors/unprocessable_two.json", &server)),
+        )
+        .mount(&server)
+        .await;
+    let (sink, _rx) = ProgressSink::channel();
+    let e = backend(&server)
+        .upload_bits("pkg-1", &scan, sink)
+        .await
+        .unwrap_err();
+    assert_eq!(e.status, Some(422));
+    assert_eq!(e.request_id.as_deref(), Some("up-1"));
+    assert!(
+        e.detail.starts_with("upload of package pkg-1"),
+        "{}",
+        e.detail
+    );
+}
+
+#[tokio::test]
+async fn docker_packages_send_the_password_only_in_the_body() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v3/packages"))
+        .and(body_json(json!({
+            "type": "docker",
+            "relationships": {"app": {"data": {"guid": "app-1"}}},
+            "data": {"image": "registry/image:latest", "username": "bob", "password": "s3cret-pw"}
+        })))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_json(fixture("packages/docker_ready.json", &server)),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    let b = backend(&server).with_docker_password(Some(SecretString::from("s3cret-pw")));
+    assert!(!format!("{b:?}").contains("s3cret-pw"));
+    let source: AppSource<package::Scan> = AppSource::Docker {
+        image: "registry/image:latest".into(),
+        username: Some("bob".into()),
+    };
+    let guid = b.create_package("app-1", &source).await.unwrap();
+    assert!(!guid.is_empty());
+}
+
+// ---------------------------------------------------------------- adapter: routes, builds, policies
+
+#[tokio::test]
+async fn add_destination_returns_the_apps_destination_and_builds_map_states() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v3/routes/route-1/destinations"))
+        .and(body_json(json!({"destinations": [
+            {"app": {"guid": "app-2", "process": {"type": "web"}}, "protocol": "http1"}
+        ]})))
+        .respond_with(ok_json(json!({"destinations": [
+            {"guid": "d-1", "app": {"guid": "app-1", "process": {"type": "web"}}, "port": 8080, "protocol": "http1"},
+            {"guid": "d-2", "app": {"guid": "app-2", "process": {"type": "web"}}, "port": 8080, "protocol": "http1"}
+        ]})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v3/builds/b-1"))
+        .respond_with(ok_json(fixture("builds/failed.json", &server)))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v3/builds/b-2"))
+        .respond_with(ok_json(fixture("builds/staged.json", &server)))
+        .mount(&server)
+        .await;
+    let b = backend(&server);
+    let d = b
+        .add_destination(
+            "route-1",
+            &NewDestination {
+                app_guid: "app-2".into(),
+                process_type: "web".into(),
+                port: None,
+                protocol: Some("http1".into()),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(d.guid, "d-2");
+    assert_eq!(d.port, Some(8080));
+    assert!(matches!(b.get_build("b-1").await.unwrap(), BuildState::Failed(e) if !e.is_empty()));
+    assert!(matches!(b.get_build("b-2").await.unwrap(), BuildState::Staged(d) if !d.is_empty()));
+}
+
+#[tokio::test]
+async fn network_policies_are_listed_created_and_deleted_on_the_networking_api() {
+    let server = MockServer::start().await;
+    let wire = json!({"policies": [{
+        "source": {"id": "app-1"},
+        "destination": {"id": "app-9", "protocol": "tcp", "ports": {"start": 8080, "end": 8081}}
+    }]});
+    Mock::given(method("GET"))
+        .and(path("/networking/v1/external/policies"))
+        .and(query_param("id", "app-1"))
+        .respond_with(ok_json(wire.clone()))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/networking/v1/external/policies"))
+        .and(body_json(wire.clone()))
+        .respond_with(ok_json(json!({})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/networking/v1/external/policies/delete"))
+        .and(body_json(wire.clone()))
+        .respond_with(ok_json(json!({})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let b = backend(&server);
+    let listed = b.list_network_policies(&["app-1".into()]).await.unwrap();
+    assert_eq!(
+        listed,
+        vec![NetworkPolicy {
+            source_app: "app-1".into(),
+            destination_app: "app-9".into(),
+            protocol: "tcp".into(),
+            start_port: 8080,
+            end_port: 8081,
+        }]
+    );
+    b.create_network_policies(&listed).await.unwrap();
+    b.delete_network_policies(&listed).await.unwrap();
+    // Empty lists make no request (the expectations above count exactly one each).
+    b.delete_network_policies(&[]).await.unwrap();
+}
+
+// ---------------------------------------------------------------- push: preflight
+
+#[tokio::test]
+async fn a_broken_manifest_stops_with_its_file_and_line_and_no_request() {
+    let server = untouchable().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("manifest.yml"),
+        "applications:\n- name: web\n  instances: many\n",
+    )
+    .unwrap();
+    let (outcome, events) = run_push(&server.uri(), args(), dir.path()).await;
+    let error = nothing_changed(&outcome);
+    assert!(error.contains("manifest.yml:3:"), "{error}");
+    assert!(error.contains("instances"), "{error}");
+    assert!(requests(&server).await.is_empty());
+    // The app names are not known (the manifest did not load): only the outcome is reported.
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert!(matches!(events.last(), Some(Event::Finished { outcome: o, .. }) if *o == outcome));
+    assert_eq!(outcome.exit_code(), 1);
+}
+
+#[tokio::test]
+async fn missing_vars_bad_flags_and_bad_paths_stop_before_any_request() {
+    let server = untouchable().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("manifest.yml"),
+        "applications:\n- name: web\n  instances: ((count))\n",
+    )
+    .unwrap();
+    let (o, _) = run_push(&server.uri(), args(), dir.path()).await;
+    assert!(nothing_changed(&o).contains("count"), "{o:?}");
+
+    std::fs::write(
+        dir.path().join("manifest.yml"),
+        "applications:\n- name: web\n",
+    )
+    .unwrap();
+    let bad_flags = PushArgs {
+        path: Some("app".into()),
+        docker_image: Some("nginx".into()),
+        ..args()
+    };
+    let (o, _) = run_push(&server.uri(), bad_flags, dir.path()).await;
+    assert!(nothing_changed(&o).contains("--docker-image"), "{o:?}");
+
+    let missing_path = PushArgs {
+        path: Some("no-such-dir".into()),
+        ..args()
+    };
+    let (o, _) = run_push(&server.uri(), missing_path, dir.path()).await;
+    assert!(nothing_changed(&o).contains("no-such-dir"), "{o:?}");
+
+    // A dangling symlink in the app directory is found by the scan, before any request.
+    #[cfg(unix)]
+    {
+        let app = dir.path().join("app");
+        std::fs::create_dir(&app).unwrap();
+        std::fs::write(app.join("index.js"), "x").unwrap();
+        std::os::unix::fs::symlink(app.join("nowhere"), app.join("link")).unwrap();
+        let dangling = PushArgs {
+            path: Some("app".into()),
+            ..args()
+        };
+        let (o, _) = run_push(&server.uri(), dangling, dir.path()).await;
+        let e = nothing_changed(&o);
+        assert!(e.contains("app 'web'") && e.contains("link"), "{e}");
+    }
+
+    let no_manifest = tempfile::tempdir().unwrap();
+    let (o, _) = run_push(&server.uri(), args(), no_manifest.path()).await;
+    assert!(nothing_changed(&o).contains("no app name given"), "{o:?}");
+
+    let docker_user = PushArgs {
+        app_name: Some("web".into()),
+        docker_image: Some("registry/image".into()),
+        docker_username: Some("bob".into()),
+        ..args()
+    };
+    let mut opts = PushOptions::new(
+        target(&server.uri()),
+        token(),
+        docker_user,
+        no_manifest.path().to_path_buf(),
+    );
+    opts.docker_password = None;
+    let mut events: Vec<Event> = Vec::new();
+    let o = push(opts, &mut events, &CancellationToken::new()).await;
+    assert!(nothing_changed(&o).contains("CF_DOCKER_PASSWORD"), "{o:?}");
+
+    let mut no_space = target(&server.uri());
+    no_space.space = None;
+    let opts = PushOptions::new(
+        no_space,
+        token(),
+        PushArgs {
+            app_name: Some("web".into()),
+            ..args()
+        },
+        dir.path().to_path_buf(),
+    );
+    let o = push(opts, &mut Vec::new(), &CancellationToken::new()).await;
+    assert!(nothing_changed(&o).contains("no space targeted"), "{o:?}");
+    // `untouchable` verifies on drop that it saw no request.
+}
+
+#[tokio::test]
+async fn an_unreachable_api_stops_with_nothing_changed() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/"))
+        .respond_with(ResponseTemplate::new(503).set_body_string("down for maintenance"))
+        // GETs are retried by the client's policy; nothing but the discovery is asked.
+        .expect(1..)
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("index.js"), "x").unwrap();
+    let a = PushArgs {
+        app_name: Some("web".into()),
+        ..args()
+    };
+    let (o, events) = run_push(&server.uri(), a, dir.path()).await;
+    let e = nothing_changed(&o);
+    assert!(e.contains("cannot reach the cloud controller at"), "{e}");
+    assert!(e.contains("503"), "{e}");
+    assert!(!e.contains("secret-token"), "{e}");
+    assert!(requests(&server).await.iter().all(|r| r.url.path() == "/"));
+    match events.first() {
+        Some(Event::Started {
+            org,
+            space,
+            user,
+            apps,
+            ..
+        }) => {
+            assert_eq!((org.as_str(), space.as_str()), ("my-org", "dev"));
+            assert_eq!(user.as_deref(), Some("alice"));
+            assert_eq!(apps, &["web".to_string()]);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_cancelled_push_changes_nothing() {
+    let server = untouchable().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("index.js"), "x").unwrap();
+    let cancel = CancellationToken::new();
+    cancel.cancel();
+    let opts = PushOptions::new(
+        target(&server.uri()),
+        token(),
+        PushArgs {
+            app_name: Some("web".into()),
+            ..args()
+        },
+        dir.path().to_path_buf(),
+    );
+    let o = push(opts, &mut Vec::new(), &cancel).await;
+    assert!(nothing_changed(&o).contains("interrupted"), "{o:?}");
+}
+
+// ---------------------------------------------------------------- push: a dry run from reads
+
+/// A first deploy planned against wiremock: the preflight, the adapter's reads and the plan
+/// work together, and a dry run sends nothing but GETs.
+#[tokio::test]
+async fn a_dry_run_plans_a_first_deploy_with_reads_only() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/"))
+        .respond_with(ok_json(fixture("root/get.json", &server)))
+        .mount(&server)
+        .await;
+    let empty = fixture("apps/list_empty.json", &server);
+    for p in ["/v3/apps", "/v3/routes"] {
+        Mock::given(method("GET"))
+            .and(path(p))
+            .respond_with(ok_json(empty.clone()))
+            .mount(&server)
+            .await;
+    }
+    Mock::given(method("GET"))
+        .and(path("/v3/organizations/org-1/domains/default"))
+        .respond_with(ok_json(fixture("domains/default.json", &server)))
+        .mount(&server)
+        .await;
+    let mut domains = fixture("apps/list_empty.json", &server);
+    domains["resources"] = json!([fixture("domains/default.json", &server)]);
+    domains["pagination"]["total_results"] = json!(1);
+    Mock::given(method("GET"))
+        .and(path("/v3/domains"))
+        .respond_with(ok_json(domains))
+        .mount(&server)
+        .await;
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("index.js"), "x").unwrap();
+    std::fs::write(
+        dir.path().join("manifest.yml"),
+        "applications:\n- name: web\n  instances: 2\n  routes:\n  - route: web.example.com\n  unknown-key: 1\n",
+    )
+    .unwrap();
+    let a = PushArgs {
+        dry_run: true,
+        ..args()
+    };
+    let (o, events) = run_push(&server.uri(), a, dir.path()).await;
+    assert_eq!(o, Outcome::DryRun, "{events:#?}");
+    let reqs = requests(&server).await;
+    assert!(
+        reqs.iter().all(|r| r.method.as_str() == "GET"),
+        "{:?}",
+        reqs.iter()
+            .map(|r| format!("{} {}", r.method, r.url))
+            .collect::<Vec<_>>()
+    );
+    let plan = events
+        .iter()
+        .find_map(|e| match e {
+            Event::Plan { apps, steps, .. } => Some((apps.clone(), steps.clone())),
+            _ => None,
+        })
+        .expect("a plan");
+    assert!(plan.0.iter().any(|l| l.contains("web")), "{plan:?}");
+    assert!(!plan.1.is_empty(), "{plan:?}");
+    // Manifest warnings come right after Started.
+    assert!(matches!(events.first(), Some(Event::Started { .. })));
+    assert!(
+        matches!(&events[1], Event::Warning { message, .. } if message.contains("unknown-key")),
+        "{events:#?}"
+    );
+}
