@@ -149,7 +149,12 @@ pub fn sim_config(args: &DemoArgs) -> SimConfig {
 }
 
 /// The demo app: a static site whose index names its version, and a manifest.
-pub fn write_app(dir: &Path, version: &str, instances: u32, domain: &str) -> Result<PathBuf, Error> {
+pub fn write_app(
+    dir: &Path,
+    version: &str,
+    instances: u32,
+    domain: &str,
+) -> Result<PathBuf, Error> {
     let write = |p: PathBuf, text: String| {
         std::fs::write(&p, text).map_err(|source| Error::Write { path: p, source })
     };
@@ -186,7 +191,10 @@ pub fn sim_target(sim: &SimHandle) -> (Target, Arc<StaticToken>) {
         }),
         user: Some(sim.admin().username),
     };
-    (target, Arc::new(StaticToken(SecretString::from(sim.token()))))
+    (
+        target,
+        Arc::new(StaticToken(SecretString::from(sim.token()))),
+    )
 }
 
 /// Push options for the simulator: fast polls and the smoke probe through its router.

@@ -255,7 +255,10 @@ async fn happy_path_swaps_under_load_without_a_failed_request() {
     assert!(report.served.contains_key("v1") && report.served.contains_key("v2"));
     let after = w.state().await;
     assert_deployed_state(&after, &["web"], &w.sim.app_domain());
-    assert_ne!(after.apps["web"].0, before.apps["web"].0, "a new app serves");
+    assert_ne!(
+        after.apps["web"].0, before.apps["web"].0,
+        "a new app serves"
+    );
     assert_eq!(w.serving("web").await, "v2");
     // The last answers all come from v2.
     let last = report.timeline.last().unwrap();
@@ -602,7 +605,11 @@ async fn leftovers_of_a_killed_run_are_cleaned_by_the_next_one() {
         );
         let m = w.version("v3", &[("web", 2)], &[]);
         let (outcome, events) = w.push(w.args(&m)).await;
-        assert_eq!(outcome, Outcome::Deployed, "after {kill_after}: {events:#?}");
+        assert_eq!(
+            outcome,
+            Outcome::Deployed,
+            "after {kill_after}: {events:#?}"
+        );
         w.settle().await;
         assert_no_failures(&load.stop().await);
         assert_deployed_state(&w.state().await, &["web"], &w.sim.app_domain());
@@ -627,4 +634,66 @@ async fn an_unrelated_app_with_the_candidate_name_is_never_touched() {
         "{outcome:?} {events:#?}"
     );
     assert_eq!(w.state().await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plugin_run_by_go_net_rpc_as_cf_runs_it_deploys_to_the_simulator() {
+    let w = world(fast()).await;
+    first_deploy(&w, &[("web", 2)]).await;
+    let load = w.load("web");
+    let m = w.version("v2", &[("web", 2)], &[]);
+    let token = w.sim.token();
+    let flags = vec![
+        format!("-api={}", w.sim.api_url()),
+        format!("-token={token}"),
+        format!("-org={}", w.sim.org_name()),
+        format!("-org-guid={}", w.sim.org_guid()),
+        format!("-space={}", w.sim.space_name()),
+        format!("-space-guid={}", w.sim.space_guid()),
+        "-user=admin".to_string(),
+    ];
+    let manifest = m.display().to_string();
+    // Exactly as cf runs a plugin command: `<bin> <port> zero-downtime-push ARGS`.
+    let report = tokio::task::spawn_blocking(move || {
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        crate::plugin::under_fake_cf_for(
+            &flags,
+            &[
+                "zero-downtime-push",
+                "web",
+                "-f",
+                &manifest,
+                "--drain",
+                "300ms",
+            ],
+            "120s",
+        )
+    })
+    .await
+    .unwrap();
+    let Some(report) = report else {
+        return; // no Go toolchain outside CI: skipped with a message by the helper
+    };
+    let stdout = report["stdout"].as_str().unwrap_or_default().to_string();
+    assert_eq!(report["exit_code"], 0, "{report}");
+    assert!(stdout.trim_end().ends_with("deployed"), "{stdout}");
+    assert!(
+        !stdout.contains(token.trim_start_matches("bearer ")),
+        "token leaked"
+    );
+    let methods = crate::plugin::methods(&report);
+    assert!(
+        methods.iter().any(|m| m.ends_with("AccessToken")),
+        "{methods:?}"
+    );
+    for m in &methods {
+        assert!(
+            !crate::plugin::FORBIDDEN.iter().any(|f| m.ends_with(f)),
+            "forbidden call {m}"
+        );
+    }
+    w.settle().await;
+    assert_no_failures(&load.stop().await);
+    assert_deployed_state(&w.state().await, &["web"], &w.sim.app_domain());
+    assert_eq!(w.serving("web").await, "v2");
 }

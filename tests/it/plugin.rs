@@ -88,10 +88,19 @@ fn fakecf() -> Option<&'static Path> {
 
 /// Runs the plugin under the fake cf CLI and returns its JSON report.
 fn under_fake_cf(flags: &[&str], plugin_args: &[&str]) -> Option<Json> {
+    under_fake_cf_for(flags, plugin_args, "20s")
+}
+
+/// As [`under_fake_cf`], killing the plugin after `timeout` (a Go duration).
+pub(crate) fn under_fake_cf_for(
+    flags: &[&str],
+    plugin_args: &[&str],
+    timeout: &str,
+) -> Option<Json> {
     let fakecf = fakecf()?;
     let out = Command::new(fakecf)
         .args(flags)
-        .arg("-timeout=20s")
+        .arg(format!("-timeout={timeout}"))
         .arg(BIN)
         .args(plugin_args)
         .output()
@@ -102,7 +111,7 @@ fn under_fake_cf(flags: &[&str], plugin_args: &[&str]) -> Option<Json> {
     Some(report)
 }
 
-fn methods(report: &Json) -> Vec<String> {
+pub(crate) fn methods(report: &Json) -> Vec<String> {
     report["calls"]
         .as_array()
         .expect("calls")
@@ -112,7 +121,7 @@ fn methods(report: &Json) -> Vec<String> {
 }
 
 /// V2-backed calls and the legacy command runner, which the plugin must never use.
-const FORBIDDEN: &[&str] = &[
+pub(crate) const FORBIDDEN: &[&str] = &[
     "CallCoreCommand",
     "GetOutputAndReset",
     "DisableTerminalOutput",
