@@ -643,7 +643,7 @@ async fn the_plugin_run_by_go_net_rpc_as_cf_runs_it_deploys_to_the_simulator() {
     let load = w.load("web");
     let m = w.version("v2", &[("web", 2)], &[]);
     let token = w.sim.token();
-    let flags = vec![
+    let flags = [
         format!("-api={}", w.sim.api_url()),
         format!("-token={token}"),
         format!("-org={}", w.sim.org_name()),
