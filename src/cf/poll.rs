@@ -19,12 +19,25 @@ pub struct PollOptions {
     pub interval: Duration,
     /// Give up after this long.
     pub timeout: Duration,
+    /// The first pause; each later one doubles, up to `interval`. Most jobs finish within a
+    /// fraction of a second, so starting short saves most of an interval per wait.
+    pub initial: Duration,
 }
 
 impl PollOptions {
-    /// Options with the given interval and timeout.
+    /// Options with the given interval and timeout (every pause is `interval`).
     pub const fn new(interval: Duration, timeout: Duration) -> Self {
-        Self { interval, timeout }
+        Self {
+            interval,
+            timeout,
+            initial: interval,
+        }
+    }
+
+    /// The same options with the first pause `initial`, doubling up to `interval`.
+    pub fn starting_at(mut self, initial: Duration) -> Self {
+        self.initial = initial.min(self.interval);
+        self
     }
 }
 
@@ -55,6 +68,7 @@ where
     Fut: Future<Output = Result<Option<T>, Error>>,
 {
     let deadline = Instant::now() + opts.timeout;
+    let mut pause = opts.initial.min(opts.interval);
     loop {
         if let Some(v) = check().await? {
             return Ok(v);
@@ -66,7 +80,8 @@ where
                 timeout: opts.timeout,
             });
         }
-        tokio::time::sleep(opts.interval.min(deadline - now)).await;
+        tokio::time::sleep(pause.min(deadline - now)).await;
+        pause = pause.saturating_mul(2).min(opts.interval);
     }
 }
 
@@ -74,6 +89,23 @@ where
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[tokio::test(start_paused = true)]
+    async fn pauses_start_short_and_double_up_to_the_interval() {
+        let start = Instant::now();
+        let seen = std::sync::Mutex::new(Vec::new());
+        let opts = PollOptions::new(Duration::from_secs(1), Duration::from_secs(60))
+            .starting_at(Duration::from_millis(100));
+        let v = poll_until(opts, "thing", || async {
+            let mut s = seen.lock().unwrap();
+            s.push(start.elapsed());
+            Ok((s.len() == 6).then_some(()))
+        })
+        .await;
+        assert!(v.is_ok());
+        let ms: Vec<u128> = seen.lock().unwrap().iter().map(|d| d.as_millis()).collect();
+        assert_eq!(ms, vec![0, 100, 300, 700, 1500, 2500]);
+    }
 
     #[tokio::test(start_paused = true)]
     async fn returns_once_the_check_is_done() {

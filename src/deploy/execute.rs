@@ -103,6 +103,7 @@ impl<A: CfApi> Exec<'_, A> {
 
     /// Sleeps, unless cancelled first.
     async fn pause(&self, d: Duration) -> Result<(), Error> {
+        // Cancellation wins over the pause: a wait never outlives Ctrl-C.
         tokio::select! {
             () = self.cancel.cancelled() => Err(Error::Cancelled),
             () = tokio::time::sleep(d) => Ok(()),
@@ -300,6 +301,7 @@ impl<A: CfApi> Exec<'_, A> {
                     .ok_or_else(|| Self::missing(step, "the package"))?;
                 let build = api.create_build(package).await.map_err(err)?;
                 let start = Instant::now();
+                let mut pause = Backoff::new(self.req.poll_interval);
                 loop {
                     match self.read(api.get_build(&build), step).await? {
                         BuildState::Staged(d) => return Ok(StepOutput::Droplet(d)),
@@ -325,7 +327,7 @@ impl<A: CfApi> Exec<'_, A> {
                         elapsed: start.elapsed(),
                         detail: format!("staging build {build}"),
                     });
-                    self.pause(self.req.poll_interval).await?;
+                    self.pause(pause.next()).await?;
                 }
             }
             Step::SetDroplet { app } => {
@@ -451,6 +453,7 @@ impl<A: CfApi> Exec<'_, A> {
         reporter: &mut dyn Reporter,
     ) -> Result<(), Error> {
         let start = Instant::now();
+        let mut pause = Backoff::new(self.req.poll_interval);
         let mut last_progress = Instant::now();
         let mut best: Option<u32> = None;
         loop {
@@ -511,7 +514,7 @@ impl<A: CfApi> Exec<'_, A> {
                 elapsed: start.elapsed(),
                 detail: format!("{running} of {total} instances running"),
             });
-            self.pause(self.req.poll_interval).await?;
+            self.pause(pause.next()).await?;
         }
     }
 
@@ -749,5 +752,41 @@ mod tests {
                 total: Some(10_000)
             })
         );
+    }
+}
+
+/// Pauses of a wait: 100 ms first, doubling up to the poll interval. Staging and instance
+/// start often finish well within one interval; polling sooner at first saves most of it.
+struct Backoff {
+    next: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    fn new(max: Duration) -> Self {
+        Backoff {
+            next: super::adapter::FIRST_POLL.min(max),
+            max,
+        }
+    }
+
+    fn next(&mut self) -> Duration {
+        let d = self.next;
+        self.next = self.next.saturating_mul(2).min(self.max);
+        d
+    }
+}
+
+#[cfg(test)]
+mod backoff_tests {
+    use super::*;
+
+    #[test]
+    fn pauses_double_up_to_the_interval() {
+        let mut b = Backoff::new(Duration::from_secs(1));
+        let ms: Vec<u128> = (0..6).map(|_| b.next().as_millis()).collect();
+        assert_eq!(ms, vec![100, 200, 400, 800, 1000, 1000]);
+        let mut b = Backoff::new(Duration::from_millis(50));
+        assert_eq!(b.next(), Duration::from_millis(50));
     }
 }
