@@ -178,7 +178,7 @@ impl World {
         seen.remove(0)
     }
 
-    fn load(&self, app: &str) -> load::LoadHandle {
+    async fn load(&self, app: &str) -> load::LoadHandle {
         let mut cfg = load::LoadConfig::new(
             self.sim.router_addr(),
             format!("{app}.{}", self.sim.app_domain()),
@@ -186,7 +186,15 @@ impl World {
         cfg.concurrency = 2;
         cfg.pause = Duration::from_millis(5);
         cfg.max_requests = 50_000;
-        load::start(cfg).unwrap()
+        let handle = load::start(cfg).unwrap();
+        // On a loaded machine the workers may start late: wait for the first answer.
+        for _ in 0..300 {
+            if handle.snapshot().await.total > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        handle
     }
 
     /// Lets the router settle (propagation) before the next look.
@@ -245,7 +253,7 @@ async fn first_deploy_is_a_plain_push() {
 async fn happy_path_swaps_under_load_without_a_failed_request() {
     let w = world(fast()).await;
     let before = first_deploy(&w, &[("web", 4)]).await;
-    let load = w.load("web");
+    let load = w.load("web").await;
     let m = w.version("v2", &[("web", 4)], &[]);
     let (outcome, events) = w.push(w.args(&m)).await;
     assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
@@ -275,7 +283,7 @@ async fn one_second_route_propagation_loses_no_request() {
     .await;
     first_deploy(&w, &[("web", 2)]).await;
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    let load = w.load("web");
+    let load = w.load("web").await;
     let m = w.version("v2", &[("web", 2)], &[]);
     let mut args = w.args(&m);
     args.drain = Duration::from_millis(1500);
@@ -293,7 +301,7 @@ async fn multi_app_manifest_deploys_every_app() {
     let w = world(fast()).await;
     let apps = [("front", 2), ("back", 2)];
     first_deploy(&w, &apps).await;
-    let (lf, lb) = (w.load("front"), w.load("back"));
+    let (lf, lb) = (w.load("front").await, w.load("back").await);
     let m = w.version("v2", &apps, &[]);
     let (outcome, events) = w.push(w.args(&m)).await;
     assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
@@ -310,7 +318,7 @@ async fn multi_app_failure_rolls_every_app_back() {
     let w = world(fast()).await;
     let apps = [("front", 1), ("back", 1)];
     let before = first_deploy(&w, &apps).await;
-    let (lf, lb) = (w.load("front"), w.load("back"));
+    let (lf, lb) = (w.load("front").await, w.load("back").await);
     // `back` v2 crashes on start: `front` must not switch either.
     let m = w.version("v2", &apps, &[("back", ".sim-crash")]);
     let (outcome, events) = w.push(w.args(&m)).await;
@@ -328,7 +336,7 @@ async fn multi_app_failure_rolls_every_app_back() {
 
 /// A v2 deploy that fails in the way `markers`/`args` say must roll back to exactly `before`.
 async fn expect_rollback(w: &World, before: &State, args: PushArgs) {
-    let load = w.load("web");
+    let load = w.load("web").await;
     let (outcome, events) = w.push(args).await;
     assert!(
         matches!(outcome, Outcome::RolledBack { .. }),
@@ -461,7 +469,7 @@ async fn an_api_error_at_every_mutating_call_rolls_back_or_leaves_the_new_versio
         let w = world(fast()).await;
         let before = first_deploy(&w, &[("web", 2)]).await;
         w.sim.faults().fail_nth(method, pattern, *nth, 500);
-        let load = w.load("web");
+        let load = w.load("web").await;
         let m = w.version("v2", &[("web", 2)], &[]);
         let (outcome, events) = w.push(w.args(&m)).await;
         w.settle().await;
@@ -531,7 +539,7 @@ async fn an_interrupt_at_every_step_ends_safely() {
     for (i, kind) in steps.iter().enumerate() {
         let w = world(fast()).await;
         let before = first_deploy(&w, &[("web", 2)]).await;
-        let load = w.load("web");
+        let load = w.load("web").await;
         let m = w.version("v2", &[("web", 2)], &[]);
         let cancel = CancellationToken::new();
         let events = Arc::new(Mutex::new(Vec::new()));
@@ -579,7 +587,7 @@ async fn leftovers_of_a_killed_run_are_cleaned_by_the_next_one() {
     for kill_after in ["wait_healthy", "map_route"] {
         let w = world(fast()).await;
         first_deploy(&w, &[("web", 2)]).await;
-        let load = w.load("web");
+        let load = w.load("web").await;
         let m = w.version("v2", &[("web", 2)], &[]);
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let mut tap = Tap(tx);
@@ -640,7 +648,7 @@ async fn an_unrelated_app_with_the_candidate_name_is_never_touched() {
 async fn the_plugin_run_by_go_net_rpc_as_cf_runs_it_deploys_to_the_simulator() {
     let w = world(fast()).await;
     first_deploy(&w, &[("web", 2)]).await;
-    let load = w.load("web");
+    let load = w.load("web").await;
     let m = w.version("v2", &[("web", 2)], &[]);
     let token = w.sim.token();
     let flags = [

@@ -1126,10 +1126,26 @@ async fn sim_manifest_routes_services_labels_pagination_and_errors() {
 }
 
 /// Requests through the router until `stop` is set; returns (ok count, failures, bodies seen).
+/// Spawns [`load`] and returns once its first request has been answered, so a loaded
+/// machine cannot start the load only after the test has finished its work.
+async fn spawn_load(
+    sim_router: String,
+    host: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<(usize, Vec<String>, HashMap<String, usize>)> {
+    let started = std::sync::Arc::new(tokio::sync::Notify::new());
+    let handle = tokio::spawn(load(sim_router, host, stop, started.clone()));
+    tokio::time::timeout(Duration::from_secs(30), started.notified())
+        .await
+        .expect("the load answered its first request");
+    handle
+}
+
 async fn load(
     sim_router: String,
     host: String,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    started: std::sync::Arc<tokio::sync::Notify>,
 ) -> (usize, Vec<String>, HashMap<String, usize>) {
     let http = reqwest::Client::builder()
         .no_proxy()
@@ -1154,6 +1170,9 @@ async fn load(
             Ok(r) => failures.push(format!("status {}", r.status())),
             Err(e) => failures.push(e.to_string()),
         }
+        if ok + failures.len() == 1 {
+            started.notify_one();
+        }
     }
     (ok, failures, bodies)
 }
@@ -1170,11 +1189,12 @@ async fn sim_rolling_deployment_loses_no_request() {
     .await;
     let (v2, _) = api.stage(&app, &[("index.html", b"v2")]).await;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let loader = tokio::spawn(load(
+    let loader = spawn_load(
         format!("{}/", sim.router_url()),
         "roll.example.com".into(),
         stop.clone(),
-    ));
+    )
+    .await;
     let (s, _, dep) = api
         .post("/v3/deployments", json!({"droplet": {"guid": v2}, "strategy": "rolling", "options": {"max_in_flight": 1, "web_instances": null, "memory_in_mb": null, "disk_in_mb": null, "log_rate_limit_in_bytes_per_second": null}, "relationships": {"app": {"data": {"guid": app}}}}))
         .await;
@@ -1513,11 +1533,12 @@ async fn sim_unmap_then_stop_loses_no_request() {
     })
     .await;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let loader = tokio::spawn(load(
+    let loader = spawn_load(
         format!("{}/", sim.router_url()),
         "bg.example.com".into(),
         stop.clone(),
-    ));
+    )
+    .await;
     // Some traffic reaches both versions first.
     tokio::time::sleep(Duration::from_millis(100)).await;
     let routes = api.ok(&format!("/v3/apps/{blue}/routes")).await;
@@ -1646,11 +1667,12 @@ async fn sim_crashing_rolling_deployment_is_canceled_and_the_old_version_keeps_s
         .stage(&app, &[("index.html", b"v2"), (".sim-crash", b"")])
         .await;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let loader = tokio::spawn(load(
+    let loader = spawn_load(
         format!("{}/", sim.router_url()),
         "bad.example.com".into(),
         stop.clone(),
-    ));
+    )
+    .await;
     let (s, _, dep) = api
         .post(
             "/v3/deployments",
