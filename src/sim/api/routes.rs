@@ -453,20 +453,7 @@ async fn insert_destinations(
     Path(guid): Path<String>,
     body: Bytes,
 ) -> ApiResult {
-    let v = parse_json(&body)?;
-    let mut st = s.lock();
-    if st.route(&guid).is_none() {
-        return Err(ApiError::not_found("Route"));
-    }
-    let before = st.routes.clone();
-    if let Err(e) = add_destinations(&mut st, &guid, &v) {
-        st.routes = before;
-        return Err(e);
-    }
-    let r = st
-        .route(&guid)
-        .ok_or_else(|| ApiError::not_found("Route"))?;
-    ok(destinations_body(&s.base_url, r))
+    set_destinations(&s, &guid, &body, false)
 }
 
 async fn replace_destinations(
@@ -474,22 +461,26 @@ async fn replace_destinations(
     Path(guid): Path<String>,
     body: Bytes,
 ) -> ApiResult {
-    let v = parse_json(&body)?;
+    set_destinations(&s, &guid, &body, true)
+}
+
+/// Adds the body's destinations to a route (after removing its old ones when `replace`), all or
+/// none: on an error the routes are as they were. Answers all destinations of the route.
+fn set_destinations(s: &Shared, guid: &str, body: &Bytes, replace: bool) -> ApiResult {
+    let v = parse_json(body)?;
     let mut st = s.lock();
-    if st.route(&guid).is_none() {
+    if st.route(guid).is_none() {
         return Err(ApiError::not_found("Route"));
     }
     let before = st.routes.clone();
-    if let Some(r) = st.routes.iter_mut().find(|r| r.meta.guid == guid) {
+    if replace && let Some(r) = st.routes.iter_mut().find(|r| r.meta.guid == guid) {
         r.destinations.clear();
     }
-    if let Err(e) = add_destinations(&mut st, &guid, &v) {
+    if let Err(e) = add_destinations(&mut st, guid, &v) {
         st.routes = before;
         return Err(e);
     }
-    let r = st
-        .route(&guid)
-        .ok_or_else(|| ApiError::not_found("Route"))?;
+    let r = st.route(guid).ok_or_else(|| ApiError::not_found("Route"))?;
     ok(destinations_body(&s.base_url, r))
 }
 
