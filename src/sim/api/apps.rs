@@ -514,18 +514,13 @@ async fn app_droplets(
     Path(guid): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult {
-    let q = Q::parse(raw.as_deref());
-    let mut items: Vec<Value> = {
-        let st = s.lock();
-        find_app(&st, &guid)?;
+    app_owned_page(&s, &guid, raw.as_deref(), "droplets", |st, q| {
         st.droplets
             .iter()
             .filter(|d| d.app_guid == guid && q.accepts("states", &d.state))
             .map(|d| present_droplet(&s.base_url, d))
             .collect()
-    };
-    order(&mut items, &q)?;
-    paginate(&s.base_url, &format!("/v3/apps/{guid}/droplets"), &q, items)
+    })
 }
 
 async fn app_packages(
@@ -533,18 +528,32 @@ async fn app_packages(
     Path(guid): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult {
-    let q = Q::parse(raw.as_deref());
-    let mut items: Vec<Value> = {
-        let st = s.lock();
-        find_app(&st, &guid)?;
+    app_owned_page(&s, &guid, raw.as_deref(), "packages", |st, q| {
         st.packages
             .iter()
             .filter(|p| p.app_guid == guid && q.accepts("states", &p.state))
             .map(|p| present_package(&s.base_url, p))
             .collect()
+    })
+}
+
+/// One page of `/v3/apps/:guid/{what}`: the items `select` presents for the query, in the
+/// query's order; CC's 404 when there is no such app.
+fn app_owned_page(
+    s: &Shared,
+    guid: &str,
+    raw: Option<&str>,
+    what: &str,
+    select: impl FnOnce(&State, &Q) -> Vec<Value>,
+) -> ApiResult {
+    let q = Q::parse(raw);
+    let mut items = {
+        let st = s.lock();
+        find_app(&st, guid)?;
+        select(&st, &q)
     };
     order(&mut items, &q)?;
-    paginate(&s.base_url, &format!("/v3/apps/{guid}/packages"), &q, items)
+    paginate(&s.base_url, &format!("/v3/apps/{guid}/{what}"), &q, items)
 }
 
 /// The app as a manifest (`GET /v3/apps/:guid/manifest`), YAML like CC's `AppManifestPresenter`.
