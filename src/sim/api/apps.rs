@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use super::bits::{present_droplet, present_package};
 use super::{
     ApiError, ApiResult, Q, accepted_job, created, href, merge_metadata, metadata, ok, order,
-    paginate, parse_json, selector_matches,
+    paginate, parse_json, required_name, selector_matches,
 };
 use crate::sim::Shared;
 use crate::sim::instances;
@@ -151,10 +151,7 @@ fn check_env(env: &serde_json::Map<String, Value>) -> Result<(), ApiError> {
 
 async fn create_app(AxState(s): AxState<Arc<Shared>>, body: Bytes) -> ApiResult {
     let v = parse_json(&body)?;
-    let name = v["name"]
-        .as_str()
-        .filter(|n| !n.is_empty())
-        .ok_or_else(|| ApiError::unprocessable("Name can't be blank"))?;
+    let name = required_name(&v)?;
     let space = v["relationships"]["space"]["data"]["guid"]
         .as_str()
         .ok_or_else(|| ApiError::unprocessable("Relationships Space must be provided"))?;

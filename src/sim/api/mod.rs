@@ -196,6 +196,14 @@ pub(crate) fn parse_json(body: &Bytes) -> Result<Value, ApiError> {
     }
 }
 
+/// The body's `name`, which must be a non-empty string (CC's `Name can't be blank` otherwise).
+pub(crate) fn required_name(v: &Value) -> Result<&str, ApiError> {
+    v["name"]
+        .as_str()
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| ApiError::unprocessable("Name can't be blank"))
+}
+
 /// `{"href": url}`.
 pub(crate) fn href(url: String) -> Value {
     json!({ "href": url })

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use super::{
     ApiError, ApiResult, Q, created, href, merge_metadata, metadata, ok, paginate, parse_json,
-    selector_matches,
+    required_name, selector_matches,
 };
 use crate::sim::Shared;
 use crate::sim::state::{Binding, ServiceInstance, State};
@@ -101,10 +101,7 @@ async fn create_instance(AxState(s): AxState<Arc<Shared>>, body: Bytes) -> ApiRe
             "The simulator offers user-provided service instances only",
         ));
     }
-    let name = v["name"]
-        .as_str()
-        .filter(|n| !n.is_empty())
-        .ok_or_else(|| ApiError::unprocessable("Name can't be blank"))?;
+    let name = required_name(&v)?;
     let space = v["relationships"]["space"]["data"]["guid"]
         .as_str()
         .unwrap_or("");
