@@ -102,15 +102,7 @@ impl ZipJob {
 
     /// Writes the zip to a new temporary file.
     pub(crate) fn run(self) -> Result<BuiltZip, Error> {
-        let file = tempfile::Builder::new()
-            .prefix("cf-zero-downtime-")
-            .suffix(".zip")
-            .tempfile()
-            .map_err(|source| Error::TempFile { source })?;
-        let out = file
-            .as_file()
-            .try_clone()
-            .map_err(|source| Error::TempFile { source })?;
+        let (file, out) = temp_zip("cf-zero-downtime-")?;
         let stats = write_zip(&self.source, &self.items, out)?;
         Ok(BuiltZip {
             file,
@@ -270,18 +262,24 @@ fn prepare_batch(
     }
 }
 
-/// Deflates a large file into a one-entry temporary zip, so it can compress on a rayon worker
-/// without holding its output in memory; the writer copies the entry over raw.
-fn spool_file(root: &Path, index: usize, entry: &FileEntry) -> Result<Ready, Error> {
-    let spool = tempfile::Builder::new()
-        .prefix("cf-zero-downtime-spool-")
+/// A new temporary `.zip` file named with `prefix`, and a second handle to write it through.
+fn temp_zip(prefix: &str) -> Result<(NamedTempFile, File), Error> {
+    let file = tempfile::Builder::new()
+        .prefix(prefix)
         .suffix(".zip")
         .tempfile()
         .map_err(|source| Error::TempFile { source })?;
-    let out = spool
+    let out = file
         .as_file()
         .try_clone()
         .map_err(|source| Error::TempFile { source })?;
+    Ok((file, out))
+}
+
+/// Deflates a large file into a one-entry temporary zip, so it can compress on a rayon worker
+/// without holding its output in memory; the writer copies the entry over raw.
+fn spool_file(root: &Path, index: usize, entry: &FileEntry) -> Result<Ready, Error> {
+    let (spool, out) = temp_zip("cf-zero-downtime-spool-")?;
     let mut zip = ZipWriter::new(BufWriter::with_capacity(COPY_BUFFER, out));
     let path = root.join(&entry.path);
     let mut file = File::open(&path).map_err(|e| Error::read(&path, e))?;
