@@ -262,32 +262,30 @@ async fn create_binding(AxState(s): AxState<Arc<Shared>>, body: Bytes) -> ApiRes
     created(present_binding(&s.base_url, b))
 }
 
-async fn get_binding(AxState(s): AxState<Arc<Shared>>, Path(guid): Path<String>) -> ApiResult {
-    let st = s.lock();
-    let b = st
-        .bindings
+/// Finds a credential binding or answers CC's 404.
+fn find_binding<'a>(st: &'a State, guid: &str) -> Result<&'a Binding, ApiError> {
+    st.bindings
         .iter()
         .find(|b| b.meta.guid == guid)
-        .ok_or_else(|| ApiError::not_found("Service credential binding"))?;
+        .ok_or_else(|| ApiError::not_found("Service credential binding"))
+}
+
+async fn get_binding(AxState(s): AxState<Arc<Shared>>, Path(guid): Path<String>) -> ApiResult {
+    let st = s.lock();
+    let b = find_binding(&st, &guid)?;
     ok(present_binding(&s.base_url, b))
 }
 
 async fn delete_binding(AxState(s): AxState<Arc<Shared>>, Path(guid): Path<String>) -> ApiResult {
     let mut st = s.lock();
-    if !st.bindings.iter().any(|b| b.meta.guid == guid) {
-        return Err(ApiError::not_found("Service credential binding"));
-    }
+    find_binding(&st, &guid)?;
     st.bindings.retain(|b| b.meta.guid != guid);
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn binding_details(AxState(s): AxState<Arc<Shared>>, Path(guid): Path<String>) -> ApiResult {
     let st = s.lock();
-    let b = st
-        .bindings
-        .iter()
-        .find(|b| b.meta.guid == guid)
-        .ok_or_else(|| ApiError::not_found("Service credential binding"))?;
+    let b = find_binding(&st, &guid)?;
     let creds = st
         .service_instances
         .iter()
