@@ -406,6 +406,24 @@ impl State {
             .collect()
     }
 
+    /// An app's credential bindings, each with its service instance (a binding whose instance
+    /// is gone is left out).
+    pub fn app_bindings<'a>(
+        &'a self,
+        app_guid: &'a str,
+    ) -> impl Iterator<Item = (&'a Binding, &'a ServiceInstance)> + 'a {
+        self.bindings
+            .iter()
+            .filter(move |b| b.app_guid == app_guid)
+            .filter_map(|b| {
+                let si = self
+                    .service_instances
+                    .iter()
+                    .find(|i| i.meta.guid == b.instance_guid)?;
+                Some((b, si))
+            })
+    }
+
     /// The newest process of a type (during a deployment an app has two `web` processes).
     pub fn newest_process(&self, app_guid: &str, kind: &str) -> Option<&Process> {
         self.processes

@@ -572,18 +572,10 @@ fn manifest_of(st: &State, app: &App) -> Value {
     }
     entry.insert("features".into(), json!(app.features));
     let services: Vec<Value> = st
-        .bindings
-        .iter()
-        .filter(|b| b.app_guid == app.meta.guid)
-        .filter_map(|b| {
-            let si = st
-                .service_instances
-                .iter()
-                .find(|i| i.meta.guid == b.instance_guid)?;
-            Some(match &b.name {
-                Some(n) => json!({"name": si.name, "binding_name": n}),
-                None => json!(si.name),
-            })
+        .app_bindings(&app.meta.guid)
+        .map(|(b, si)| match &b.name {
+            Some(n) => json!({"name": si.name, "binding_name": n}),
+            None => json!(si.name),
         })
         .collect();
     if !services.is_empty() {
