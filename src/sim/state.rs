@@ -398,6 +398,10 @@ impl State {
         self.routes.iter().find(|r| r.meta.guid == guid)
     }
 
+    pub fn service_instance(&self, guid: &str) -> Option<&ServiceInstance> {
+        self.service_instances.iter().find(|i| i.meta.guid == guid)
+    }
+
     /// Processes of an app, oldest first.
     pub fn app_processes(&self, app_guid: &str) -> Vec<&Process> {
         self.processes
@@ -415,13 +419,7 @@ impl State {
         self.bindings
             .iter()
             .filter(move |b| b.app_guid == app_guid)
-            .filter_map(|b| {
-                let si = self
-                    .service_instances
-                    .iter()
-                    .find(|i| i.meta.guid == b.instance_guid)?;
-                Some((b, si))
-            })
+            .filter_map(|b| Some((b, self.service_instance(&b.instance_guid)?)))
     }
 
     /// The newest process of a type (during a deployment an app has two `web` processes).

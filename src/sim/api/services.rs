@@ -87,9 +87,7 @@ async fn list_instances(AxState(s): AxState<Arc<Shared>>, RawQuery(raw): RawQuer
 async fn get_instance(AxState(s): AxState<Arc<Shared>>, Path(guid): Path<String>) -> ApiResult {
     let st = s.lock();
     let si = st
-        .service_instances
-        .iter()
-        .find(|i| i.meta.guid == guid)
+        .service_instance(&guid)
         .ok_or_else(|| ApiError::not_found("Service instance"))?;
     ok(present_instance(&s.base_url, si))
 }
@@ -180,9 +178,7 @@ async fn list_bindings(AxState(s): AxState<Arc<Shared>>, RawQuery(raw): RawQuery
         let st = s.lock();
         for b in &st.bindings {
             let si_name = st
-                .service_instances
-                .iter()
-                .find(|i| i.meta.guid == b.instance_guid)
+                .service_instance(&b.instance_guid)
                 .map(|i| i.name.as_str())
                 .unwrap_or("");
             let app_name = st.app(&b.app_guid).map(|a| a.name.as_str()).unwrap_or("");
@@ -287,9 +283,7 @@ async fn binding_details(AxState(s): AxState<Arc<Shared>>, Path(guid): Path<Stri
     let st = s.lock();
     let b = find_binding(&st, &guid)?;
     let creds = st
-        .service_instances
-        .iter()
-        .find(|i| i.meta.guid == b.instance_guid)
+        .service_instance(&b.instance_guid)
         .map(|i| i.credentials.clone())
         .unwrap_or(json!({}));
     ok(json!({"credentials": creds, "syslog_drain_url": null, "volume_mounts": []}))
