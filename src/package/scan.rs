@@ -58,13 +58,7 @@ pub fn scan_with(source: &AppSource, options: &ScanOptions) -> Result<Scan, Erro
 }
 
 fn scan_directory(dir: &Path, options: &ScanOptions) -> Result<Scan, Error> {
-    let root = std::fs::canonicalize(dir).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            Error::NotFound { path: dir.into() }
-        } else {
-            Error::read(dir, e)
-        }
-    })?;
+    let root = std::fs::canonicalize(dir).map_err(|e| Error::missing_or_read(dir, e))?;
     if !root.is_dir() {
         // The cf CLI reads any non-directory app path as a zip archive.
         return archive::scan_archive(dir);
@@ -96,10 +90,7 @@ fn scan_directory(dir: &Path, options: &ScanOptions) -> Result<Scan, Error> {
                 .path()
                 .map(Path::to_path_buf)
                 .unwrap_or_else(|| root.clone());
-            let source = e
-                .into_io_error()
-                .unwrap_or_else(|| std::io::Error::other("file system loop"));
-            Error::read(path, source)
+            walk_io(&path, e)
         })?;
         let full = dent.path();
         let rel = full
