@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 
 use super::bits::{present_droplet, present_package};
 use super::{
-    ApiError, ApiResult, Q, accepted_job, created, href, merge_metadata, metadata, ok, order,
-    paginate, parse_json, required_name, selector_matches,
+    ApiError, ApiResult, Q, accepted_job, check_space, created, href, merge_metadata, metadata, ok,
+    order, paginate, parse_json, required_name, selector_matches,
 };
 use crate::sim::Shared;
 use crate::sim::instances;
@@ -165,11 +165,7 @@ async fn create_app(AxState(s): AxState<Arc<Shared>>, body: Bytes) -> ApiResult 
         check_env(env)?;
     }
     let mut st = s.lock();
-    if st.space(space).is_none() {
-        return Err(ApiError::unprocessable(
-            "Invalid space. Ensure that the space exists and you have access to it.",
-        ));
-    }
+    check_space(&st, space)?;
     if st.find_app(space, name).is_some() {
         return Err(ApiError::uniqueness(format!(
             "App with the name '{name}' already exists."
@@ -306,12 +302,7 @@ async fn app_action(
         }
         "clear_buildpack_cache" => {}
         _ => {
-            return Err(ApiError::new(
-                axum::http::StatusCode::NOT_FOUND,
-                10000,
-                "CF-NotFound",
-                "Unknown request",
-            ));
+            return Err(ApiError::unknown_request());
         }
     }
     ok(present_app(&s.base_url, find_app(&st, &guid)?))

@@ -244,12 +244,7 @@ async fn deployment_action(
         "continue" => engine::continue_deployment(&mut st, &guid)?,
         "cancel" => engine::cancel(&mut st, &guid)?,
         _ => {
-            return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                10000,
-                "CF-NotFound",
-                "Unknown request",
-            ));
+            return Err(ApiError::unknown_request());
         }
     }
     Ok(StatusCode::OK.into_response())

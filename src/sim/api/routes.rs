@@ -15,8 +15,8 @@ use serde_json::{Value, json};
 use super::apps::find_app;
 use super::root::present_domain;
 use super::{
-    ApiError, ApiResult, Q, accepted_job, created, href, merge_metadata, metadata, ok, paginate,
-    parse_json, selector_matches,
+    ApiError, ApiResult, Q, accepted_job, check_space, created, href, merge_metadata, metadata, ok,
+    paginate, parse_json, selector_matches,
 };
 use crate::sim::Shared;
 use crate::sim::state::{Destination, JobOutcome, Route, State};
@@ -176,11 +176,7 @@ pub(crate) fn create_route(
             "Invalid domain. Ensure that the domain exists and you have access to it.",
         )
     })?;
-    if st.space(space_guid).is_none() {
-        return Err(ApiError::unprocessable(
-            "Invalid space. Ensure that the space exists and you have access to it.",
-        ));
-    }
+    check_space(st, space_guid)?;
     let d = &domain.name;
     if domain.tcp {
         if !host.is_empty() {

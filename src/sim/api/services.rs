@@ -14,8 +14,8 @@ use axum::routing::get;
 use serde_json::{Value, json};
 
 use super::{
-    ApiError, ApiResult, Q, created, href, merge_metadata, metadata, ok, paginate, parse_json,
-    required_name, selector_matches,
+    ApiError, ApiResult, Q, check_space, created, href, merge_metadata, metadata, ok, paginate,
+    parse_json, required_name, selector_matches,
 };
 use crate::sim::Shared;
 use crate::sim::state::{Binding, ServiceInstance, State};
@@ -104,11 +104,7 @@ async fn create_instance(AxState(s): AxState<Arc<Shared>>, body: Bytes) -> ApiRe
         .as_str()
         .unwrap_or("");
     let mut st = s.lock();
-    if st.space(space).is_none() {
-        return Err(ApiError::unprocessable(
-            "Invalid space. Ensure that the space exists and you have access to it.",
-        ));
-    }
+    check_space(&st, space)?;
     if st
         .service_instances
         .iter()
