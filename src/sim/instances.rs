@@ -16,7 +16,7 @@
 //! keeps serving for the route-propagation delay plus `stop_grace`, then ends (SIGTERM,
 //! `kill_grace`, SIGKILL for processes). When the simulator stops, everything is killed at once.
 //!
-//! Depends on: `state`, `api::processes` (effective command). Must not: hold the state lock
+//! Depends on: `state` (including a process's effective command). Must not: hold the state lock
 //! across an `.await`.
 
 use std::collections::HashMap;
@@ -196,14 +196,7 @@ fn new_instance(
     let droplet = st.droplet(&droplet_guid)?.clone();
     let name = app.name.to_lowercase();
     let command = if shared.config.run_commands && droplet.lifecycle != "docker" {
-        let own = p.command.clone().filter(|c| !c.is_empty());
-        own.or_else(|| {
-            droplet
-                .process_types
-                .get(&p.kind)
-                .filter(|c| !c.is_empty())
-                .cloned()
-        })
+        st.effective_command(&p)
     } else {
         None
     };

@@ -422,6 +422,23 @@ impl State {
             .filter_map(|b| Some((b, self.service_instance(&b.instance_guid)?)))
     }
 
+    /// The command a process runs: its own, else its droplet's (or else its app's current
+    /// droplet's) command for the process type.
+    pub fn effective_command(&self, p: &Process) -> Option<String> {
+        if let Some(c) = p.command.as_ref().filter(|c| !c.is_empty()) {
+            return Some(c.clone());
+        }
+        let droplet = p
+            .droplet_guid
+            .clone()
+            .or_else(|| self.app(&p.app_guid).and_then(|a| a.droplet_guid.clone()))?;
+        self.droplet(&droplet)?
+            .process_types
+            .get(&p.kind)
+            .filter(|c| !c.is_empty())
+            .cloned()
+    }
+
     /// The newest process of a type (during a deployment an app has two `web` processes).
     pub fn newest_process(&self, app_guid: &str, kind: &str) -> Option<&Process> {
         self.processes
