@@ -322,12 +322,8 @@ impl Client {
         route: &RouteGuid,
         destinations: &[NewDestination],
     ) -> Result<Vec<Destination>, Error> {
-        let url = self.url(&format!("/v3/routes/{route}/destinations"))?;
-        let body = Destinations {
-            destinations: destinations.to_vec(),
-        };
-        let out: Destinations<Destination> = self.send_json(Method::POST, url, &body).await?;
-        Ok(out.destinations)
+        self.send_destinations(Method::POST, route, destinations)
+            .await
     }
 
     /// `PATCH /v3/routes/:guid/destinations` (replaces all: destinations not listed are removed)
@@ -337,11 +333,23 @@ impl Client {
         route: &RouteGuid,
         destinations: &[NewDestination],
     ) -> Result<Vec<Destination>, Error> {
+        self.send_destinations(Method::PATCH, route, destinations)
+            .await
+    }
+
+    /// Sends `destinations` to `/v3/routes/:guid/destinations` with `method` (POST adds, PATCH
+    /// replaces) → all destinations of the route.
+    async fn send_destinations(
+        &self,
+        method: Method,
+        route: &RouteGuid,
+        destinations: &[NewDestination],
+    ) -> Result<Vec<Destination>, Error> {
         let url = self.url(&format!("/v3/routes/{route}/destinations"))?;
         let body = Destinations {
             destinations: destinations.to_vec(),
         };
-        let out: Destinations<Destination> = self.send_json(Method::PATCH, url, &body).await?;
+        let out: Destinations<Destination> = self.send_json(method, url, &body).await?;
         Ok(out.destinations)
     }
 

@@ -299,6 +299,18 @@ pub(crate) struct Parsed {
 
 const LEGACY_ROUTE_KEYS: [&str; 5] = ["host", "hosts", "domain", "domains", "no-hostname"];
 
+/// Health-check keys of an app or a process that the model does not keep: each is checked by
+/// [`Reader::check_extra`] and then passed on in `extra`.
+const CHECKED_EXTRA_KEYS: [&str; 7] = [
+    "readiness-health-check-type",
+    "readiness-health-check-http-endpoint",
+    "timeout",
+    "health-check-invocation-timeout",
+    "health-check-interval",
+    "readiness-health-check-invocation-timeout",
+    "readiness-health-check-interval",
+];
+
 /// App-level keys that may appear at the top level in cf CLI v6 manifests ("global attributes").
 const GLOBAL_APP_KEYS: [&str; 21] = [
     "buildpack",
@@ -559,20 +571,8 @@ impl<'a> Reader<'a> {
                 "health-check-http-endpoint" => {
                     app.health_check_http_endpoint = self.opt_endpoint(&v, &key)?;
                 }
-                "readiness-health-check-type" => {
-                    self.opt_health_check_type(&v, &key)?;
-                    app.extra.push((k.to_value(), v.to_value()));
-                }
-                "readiness-health-check-http-endpoint" => {
-                    self.opt_endpoint(&v, &key)?;
-                    app.extra.push((k.to_value(), v.to_value()));
-                }
-                "timeout"
-                | "health-check-invocation-timeout"
-                | "health-check-interval"
-                | "readiness-health-check-invocation-timeout"
-                | "readiness-health-check-interval" => {
-                    self.opt_positive(&v, &key)?;
+                n if CHECKED_EXTRA_KEYS.contains(&n) => {
+                    self.check_extra(n, &v, &key)?;
                     app.extra.push((k.to_value(), v.to_value()));
                 }
                 "sidecars" => {
@@ -786,6 +786,23 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// Checks the value of one of [`CHECKED_EXTRA_KEYS`] (normalized `norm`): a health-check
+    /// type, an endpoint, or else a positive number of seconds.
+    fn check_extra(&mut self, norm: &str, v: &Node, key: &str) -> Result<(), Error> {
+        match norm {
+            "readiness-health-check-type" => {
+                self.opt_health_check_type(v, key)?;
+            }
+            "readiness-health-check-http-endpoint" => {
+                self.opt_endpoint(v, key)?;
+            }
+            _ => {
+                self.opt_positive(v, key)?;
+            }
+        }
+        Ok(())
+    }
+
     fn opt_endpoint(&self, v: &Node, key: &str) -> Result<Option<String>, Error> {
         let e = self.opt_string(v, key)?;
         if let Some(p) = &e
@@ -982,11 +999,8 @@ impl<'a> Reader<'a> {
             match item.kind {
                 Kind::Map(entries) => {
                     let mut spec = ServiceSpec {
-                        name: String::new(),
-                        binding_name: None,
-                        parameters: None,
                         short: false,
-                        extra: Vec::new(),
+                        ..ServiceSpec::new("")
                     };
                     for (k, v) in entries {
                         match self.key_text(&k, key)?.as_str() {
@@ -1019,13 +1033,7 @@ impl<'a> Reader<'a> {
                 _ => {
                     let node = Node::new(item.kind, mark);
                     let name = self.string(&node, key)?;
-                    out.push(ServiceSpec {
-                        name,
-                        binding_name: None,
-                        parameters: None,
-                        short: true,
-                        extra: Vec::new(),
-                    });
+                    out.push(ServiceSpec::new(name));
                 }
             }
         }
@@ -1037,16 +1045,7 @@ impl<'a> Reader<'a> {
         for item in self.list_items(v, key)? {
             let mark = item.mark;
             let entries = self.map_entries(item, key)?;
-            let mut p = ProcessSpec {
-                kind: String::new(),
-                instances: None,
-                memory: None,
-                disk_quota: None,
-                command: None,
-                health_check_type: None,
-                health_check_http_endpoint: None,
-                extra: Vec::new(),
-            };
+            let mut p = ProcessSpec::new("");
             let mut seen: Vec<String> = Vec::new();
             for (k, v) in entries {
                 let name = self.key_text(&k, key)?;
@@ -1074,20 +1073,8 @@ impl<'a> Reader<'a> {
                     "health-check-http-endpoint" => {
                         p.health_check_http_endpoint = self.opt_endpoint(&v, &full)?
                     }
-                    "readiness-health-check-type" => {
-                        self.opt_health_check_type(&v, &full)?;
-                        p.extra.push((k.to_value(), v.to_value()));
-                    }
-                    "readiness-health-check-http-endpoint" => {
-                        self.opt_endpoint(&v, &full)?;
-                        p.extra.push((k.to_value(), v.to_value()));
-                    }
-                    "timeout"
-                    | "health-check-invocation-timeout"
-                    | "health-check-interval"
-                    | "readiness-health-check-invocation-timeout"
-                    | "readiness-health-check-interval" => {
-                        self.opt_positive(&v, &full)?;
+                    n if CHECKED_EXTRA_KEYS.contains(&n) => {
+                        self.check_extra(n, &v, &full)?;
                         p.extra.push((k.to_value(), v.to_value()));
                     }
                     "log-rate-limit-per-second" => {

@@ -27,13 +27,7 @@ const MAX_LINK_TARGET: u64 = 4096;
 
 /// Opens an archive for reading.
 pub(crate) fn open(path: &Path) -> Result<ZipArchive<BufReader<File>>, Error> {
-    let file = File::open(path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            Error::NotFound { path: path.into() }
-        } else {
-            Error::read(path, e)
-        }
-    })?;
+    let file = File::open(path).map_err(|e| Error::missing_or_read(path, e))?;
     ZipArchive::new(BufReader::new(file)).map_err(|source| Error::InvalidArchive {
         path: path.into(),
         source,

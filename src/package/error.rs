@@ -157,4 +157,13 @@ impl Error {
             source,
         }
     }
+
+    /// [`Error::NotFound`] when `source` says the path does not exist, else [`Error::read`].
+    pub(crate) fn missing_or_read(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            Error::NotFound { path: path.into() }
+        } else {
+            Error::read(path, source)
+        }
+    }
 }

@@ -50,8 +50,7 @@ impl AppSource {
         match std::fs::metadata(&path) {
             Ok(meta) if meta.is_dir() => Ok(AppSource::Directory(path)),
             Ok(_) => Ok(AppSource::Archive(path)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::NotFound { path }),
-            Err(e) => Err(Error::read(path, e)),
+            Err(e) => Err(Error::missing_or_read(path, e)),
         }
     }
 

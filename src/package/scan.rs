@@ -58,13 +58,7 @@ pub fn scan_with(source: &AppSource, options: &ScanOptions) -> Result<Scan, Erro
 }
 
 fn scan_directory(dir: &Path, options: &ScanOptions) -> Result<Scan, Error> {
-    let root = std::fs::canonicalize(dir).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            Error::NotFound { path: dir.into() }
-        } else {
-            Error::read(dir, e)
-        }
-    })?;
+    let root = std::fs::canonicalize(dir).map_err(|e| Error::missing_or_read(dir, e))?;
     if !root.is_dir() {
         // The cf CLI reads any non-directory app path as a zip archive.
         return archive::scan_archive(dir);
@@ -96,10 +90,7 @@ fn scan_directory(dir: &Path, options: &ScanOptions) -> Result<Scan, Error> {
                 .path()
                 .map(Path::to_path_buf)
                 .unwrap_or_else(|| root.clone());
-            let source = e
-                .into_io_error()
-                .unwrap_or_else(|| std::io::Error::other("file system loop"));
-            Error::read(path, source)
+            walk_io(&path, e)
         })?;
         let full = dent.path();
         let rel = full
@@ -187,6 +178,17 @@ pub(crate) fn hash_file(path: &Path) -> Result<(String, u64), Error> {
 
 /// Lowercase hex SHA-1 and byte count of everything `reader` yields.
 pub(crate) fn hash_reader(reader: &mut impl Read) -> std::io::Result<(String, u64)> {
+    hash_through(reader, |e| e, |_, _| Ok(()))
+}
+
+/// Reads `reader` to its end, handing each chunk and the byte count so far to `sink` (which may
+/// stop the read with an error); lowercase hex SHA-1 and byte count of everything read. A read
+/// error is turned into `E` by `read_error`.
+pub(crate) fn hash_through<E>(
+    reader: &mut impl Read,
+    read_error: impl Fn(std::io::Error) -> E,
+    mut sink: impl FnMut(&[u8], u64) -> Result<(), E>,
+) -> Result<(String, u64), E> {
     let mut hasher = Sha1::new();
     let mut buf = vec![0u8; HASH_BUFFER];
     let mut size = 0u64;
@@ -195,10 +197,11 @@ pub(crate) fn hash_reader(reader: &mut impl Read) -> std::io::Result<(String, u6
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+            Err(e) => return Err(read_error(e)),
         };
         hasher.update(&buf[..n]);
         size += n as u64;
+        sink(&buf[..n], size)?;
     }
     Ok((hex::encode(hasher.finalize()), size))
 }

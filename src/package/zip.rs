@@ -26,12 +26,12 @@ use std::sync::mpsc::{Receiver, sync_channel};
 use std::time::SystemTime;
 
 use rayon::prelude::*;
-use sha1::{Digest, Sha1};
 use tempfile::NamedTempFile;
 use zip::write::{PreparedZipFile, SimpleFileOptions, ZipFileBuilder};
 use zip::{CompressionMethod, DateTime, System, ZipArchive, ZipWriter};
 
 use super::archive;
+use super::scan::hash_through;
 use super::{AppSource, EntryKind, Error, FileEntry, Scan};
 
 /// Files up to this size are compressed in memory on the rayon pool; larger ones are streamed.
@@ -40,7 +40,7 @@ const SMALL_FILE_MAX: u64 = 2 * 1024 * 1024;
 const BATCH_BYTES: u64 = 8 * 1024 * 1024;
 /// Entries per batch (bounds per-entry overhead for trees of tiny files).
 const BATCH_ENTRIES: usize = 1024;
-/// Copy buffer size.
+/// Buffer size for reading and writing zip files.
 const COPY_BUFFER: usize = 64 * 1024;
 
 /// Where entry content is read from.
@@ -102,15 +102,7 @@ impl ZipJob {
 
     /// Writes the zip to a new temporary file.
     pub(crate) fn run(self) -> Result<BuiltZip, Error> {
-        let file = tempfile::Builder::new()
-            .prefix("cf-zero-downtime-")
-            .suffix(".zip")
-            .tempfile()
-            .map_err(|source| Error::TempFile { source })?;
-        let out = file
-            .as_file()
-            .try_clone()
-            .map_err(|source| Error::TempFile { source })?;
+        let (file, out) = temp_zip("cf-zero-downtime-")?;
         let stats = write_zip(&self.source, &self.items, out)?;
         Ok(BuiltZip {
             file,
@@ -270,18 +262,24 @@ fn prepare_batch(
     }
 }
 
-/// Deflates a large file into a one-entry temporary zip, so it can compress on a rayon worker
-/// without holding its output in memory; the writer copies the entry over raw.
-fn spool_file(root: &Path, index: usize, entry: &FileEntry) -> Result<Ready, Error> {
-    let spool = tempfile::Builder::new()
-        .prefix("cf-zero-downtime-spool-")
+/// A new temporary `.zip` file named with `prefix`, and a second handle to write it through.
+fn temp_zip(prefix: &str) -> Result<(NamedTempFile, File), Error> {
+    let file = tempfile::Builder::new()
+        .prefix(prefix)
         .suffix(".zip")
         .tempfile()
         .map_err(|source| Error::TempFile { source })?;
-    let out = spool
+    let out = file
         .as_file()
         .try_clone()
         .map_err(|source| Error::TempFile { source })?;
+    Ok((file, out))
+}
+
+/// Deflates a large file into a one-entry temporary zip, so it can compress on a rayon worker
+/// without holding its output in memory; the writer copies the entry over raw.
+fn spool_file(root: &Path, index: usize, entry: &FileEntry) -> Result<Ready, Error> {
+    let (spool, out) = temp_zip("cf-zero-downtime-spool-")?;
     let mut zip = ZipWriter::new(BufWriter::with_capacity(COPY_BUFFER, out));
     let path = root.join(&entry.path);
     let mut file = File::open(&path).map_err(|e| Error::read(&path, e))?;
@@ -409,28 +407,21 @@ fn copy_checked(
     entry: &FileEntry,
     read_path: &Path,
 ) -> Result<(), Error> {
-    let mut hasher = Sha1::new();
-    let mut buf = vec![0u8; COPY_BUFFER];
-    let mut size = 0u64;
-    loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Error::read(read_path, e)),
-        };
-        hasher.update(&buf[..n]);
-        size += n as u64;
-        if size > entry.size {
-            return Err(Error::FileChanged {
-                path: entry.path.clone(),
-            });
-        }
-        writer
-            .write_all(&buf[..n])
-            .map_err(|e| zip_error(entry, e.into()))?;
-    }
-    if size != entry.size || hex::encode(hasher.finalize()) != entry.sha1 {
+    let (sha1, size) = hash_through(
+        reader,
+        |e| Error::read(read_path, e),
+        |chunk, size| {
+            if size > entry.size {
+                return Err(Error::FileChanged {
+                    path: entry.path.clone(),
+                });
+            }
+            writer
+                .write_all(chunk)
+                .map_err(|e| zip_error(entry, e.into()))
+        },
+    )?;
+    if size != entry.size || sha1 != entry.sha1 {
         return Err(Error::FileChanged {
             path: entry.path.clone(),
         });

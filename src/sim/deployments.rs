@@ -193,13 +193,20 @@ pub(crate) fn create(st: &mut State, new: NewDeployment) -> Result<String, ApiEr
     Ok(guid)
 }
 
-/// `POST .../actions/continue`.
-pub(crate) fn continue_deployment(st: &mut State, guid: &str) -> Result<(), ApiError> {
-    let d = st
-        .deployments
+/// Finds a deployment to change it, or answers CC's 404 (`Deployment not found`).
+pub(crate) fn find_deployment_mut<'a>(
+    st: &'a mut State,
+    guid: &str,
+) -> Result<&'a mut Deployment, ApiError> {
+    st.deployments
         .iter_mut()
         .find(|d| d.meta.guid == guid)
-        .ok_or_else(|| ApiError::not_found("Deployment"))?;
+        .ok_or_else(|| ApiError::not_found("Deployment"))
+}
+
+/// `POST .../actions/continue`.
+pub(crate) fn continue_deployment(st: &mut State, guid: &str) -> Result<(), ApiError> {
+    let d = find_deployment_mut(st, guid)?;
     if d.state != DeployState::Paused {
         let (v, r) = d.state.status();
         return Err(ApiError::unprocessable(format!(
@@ -214,11 +221,7 @@ pub(crate) fn continue_deployment(st: &mut State, guid: &str) -> Result<(), ApiE
 
 /// `POST .../actions/cancel`.
 pub(crate) fn cancel(st: &mut State, guid: &str) -> Result<(), ApiError> {
-    let d = st
-        .deployments
-        .iter_mut()
-        .find(|d| d.meta.guid == guid)
-        .ok_or_else(|| ApiError::not_found("Deployment"))?;
+    let d = find_deployment_mut(st, guid)?;
     if !d.state.is_active() {
         let (v, r) = d.state.status();
         return Err(ApiError::unprocessable(format!(

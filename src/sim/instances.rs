@@ -16,7 +16,7 @@
 //! keeps serving for the route-propagation delay plus `stop_grace`, then ends (SIGTERM,
 //! `kill_grace`, SIGKILL for processes). When the simulator stops, everything is killed at once.
 //!
-//! Depends on: `state`, `api::processes` (effective command). Must not: hold the state lock
+//! Depends on: `state` (including a process's effective command). Must not: hold the state lock
 //! across an `.await`.
 
 use std::collections::HashMap;
@@ -56,20 +56,14 @@ pub(crate) fn stop_app_instances(st: &mut State, app_guid: &str) {
 /// `VCAP_SERVICES` for an app (user-provided bindings).
 pub(crate) fn vcap_services(st: &State, app_guid: &str) -> Value {
     let list: Vec<Value> = st
-        .bindings
-        .iter()
-        .filter(|b| b.app_guid == app_guid)
-        .filter_map(|b| {
-            let si = st
-                .service_instances
-                .iter()
-                .find(|i| i.meta.guid == b.instance_guid)?;
-            Some(json!({
+        .app_bindings(app_guid)
+        .map(|(b, si)| {
+            json!({
                 "label": "user-provided", "name": b.name.clone().unwrap_or_else(|| si.name.clone()),
                 "instance_name": si.name, "instance_guid": si.meta.guid, "binding_guid": b.meta.guid,
                 "binding_name": b.name, "credentials": si.credentials, "syslog_drain_url": null,
                 "volume_mounts": [], "tags": si.tags,
-            }))
+            })
         })
         .collect();
     if list.is_empty() {
@@ -202,14 +196,7 @@ fn new_instance(
     let droplet = st.droplet(&droplet_guid)?.clone();
     let name = app.name.to_lowercase();
     let command = if shared.config.run_commands && droplet.lifecycle != "docker" {
-        let own = p.command.clone().filter(|c| !c.is_empty());
-        own.or_else(|| {
-            droplet
-                .process_types
-                .get(&p.kind)
-                .filter(|c| !c.is_empty())
-                .cloned()
-        })
+        st.effective_command(&p)
     } else {
         None
     };

@@ -290,6 +290,15 @@ const HOP_BY_HOP: &[&str] = &[
     "upgrade",
 ];
 
+/// `X-CF-Process-Instance`: `PROCESS_GUID` or `PROCESS_GUID:INDEX`; `None` when malformed.
+fn parse_process_instance(h: &HeaderValue) -> Option<(&str, Option<u32>)> {
+    let text = h.to_str().ok().map(str::trim).filter(|t| !t.is_empty())?;
+    match text.split_once(':') {
+        Some((g, i)) => Some((g, Some(i.parse::<u32>().ok()?))),
+        None => Some((text, None)),
+    }
+}
+
 fn copy_headers(from: &HeaderMap, to: &mut HeaderMap) {
     for (k, v) in from {
         if !HOP_BY_HOP.contains(&k.as_str()) {
@@ -320,25 +329,12 @@ async fn proxy(AxState(shared): AxState<Arc<Shared>>, req: Request) -> Response 
     };
     let mut candidates: Vec<Backend> = entry.backends.clone();
     if let Some(h) = req.headers().get("x-cf-process-instance") {
-        let Some(text) = h.to_str().ok().map(str::trim).filter(|t| !t.is_empty()) else {
+        let Some((guid, index)) = parse_process_instance(h) else {
             return router_error(
                 StatusCode::BAD_REQUEST,
                 "invalid_cf_process_instance_header",
                 "400 Bad Request: Invalid X-CF-Process-Instance Header\n".to_string(),
             );
-        };
-        let (guid, index) = match text.split_once(':') {
-            Some((g, i)) => match i.parse::<u32>() {
-                Ok(i) => (g, Some(i)),
-                Err(_) => {
-                    return router_error(
-                        StatusCode::BAD_REQUEST,
-                        "invalid_cf_process_instance_header",
-                        "400 Bad Request: Invalid X-CF-Process-Instance Header\n".to_string(),
-                    );
-                }
-            },
-            None => (text, None),
         };
         candidates.retain(|b| b.process_guid == guid && index.is_none_or(|i| b.index == i));
         if candidates.is_empty() {

@@ -398,12 +398,45 @@ impl State {
         self.routes.iter().find(|r| r.meta.guid == guid)
     }
 
+    pub fn service_instance(&self, guid: &str) -> Option<&ServiceInstance> {
+        self.service_instances.iter().find(|i| i.meta.guid == guid)
+    }
+
     /// Processes of an app, oldest first.
     pub fn app_processes(&self, app_guid: &str) -> Vec<&Process> {
         self.processes
             .iter()
             .filter(|p| p.app_guid == app_guid)
             .collect()
+    }
+
+    /// An app's credential bindings, each with its service instance (a binding whose instance
+    /// is gone is left out).
+    pub fn app_bindings<'a>(
+        &'a self,
+        app_guid: &'a str,
+    ) -> impl Iterator<Item = (&'a Binding, &'a ServiceInstance)> + 'a {
+        self.bindings
+            .iter()
+            .filter(move |b| b.app_guid == app_guid)
+            .filter_map(|b| Some((b, self.service_instance(&b.instance_guid)?)))
+    }
+
+    /// The command a process runs: its own, else its droplet's (or else its app's current
+    /// droplet's) command for the process type.
+    pub fn effective_command(&self, p: &Process) -> Option<String> {
+        if let Some(c) = p.command.as_ref().filter(|c| !c.is_empty()) {
+            return Some(c.clone());
+        }
+        let droplet = p
+            .droplet_guid
+            .clone()
+            .or_else(|| self.app(&p.app_guid).and_then(|a| a.droplet_guid.clone()))?;
+        self.droplet(&droplet)?
+            .process_types
+            .get(&p.kind)
+            .filter(|c| !c.is_empty())
+            .cloned()
     }
 
     /// The newest process of a type (during a deployment an app has two `web` processes).

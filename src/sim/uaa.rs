@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use sha1::{Digest, Sha1};
 
 use super::Shared;
-use super::util::{new_guid, unix_now};
+use super::util::{new_guid, unix_now, uuid_text};
 
 const SCOPES: &[&str] = &[
     "cloud_controller.read",
@@ -72,15 +72,11 @@ fn user_claims(shared: &Shared, exp: u64, refresh: bool) -> Value {
 }
 
 fn user_id(name: &str) -> String {
-    let h = hex::encode(Sha1::digest(name.as_bytes()));
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    let digest = Sha1::digest(name.as_bytes());
+    let mut bytes = [0u8; 16];
+    // A SHA-1 digest has 20 bytes; its first 16 make the id.
+    bytes.copy_from_slice(&digest[..16]);
+    uuid_text(&bytes)
 }
 
 /// A signed access token (without the `bearer ` prefix) living `ttl`.

@@ -31,6 +31,11 @@ pub(crate) fn new_guid() -> String {
     bytes[8..].copy_from_slice(&b.to_be_bytes());
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    uuid_text(&bytes)
+}
+
+/// 16 bytes in the usual lowercase UUID text form (8-4-4-4-12 hex digits).
+pub(crate) fn uuid_text(bytes: &[u8; 16]) -> String {
     let h = hex::encode(bytes);
     format!(
         "{}-{}-{}-{}-{}",

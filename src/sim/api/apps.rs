@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 
 use super::bits::{present_droplet, present_package};
 use super::{
-    ApiError, ApiResult, Q, accepted_job, created, href, merge_metadata, metadata, ok, order,
-    paginate, parse_json, selector_matches,
+    ApiError, ApiResult, Q, accepted_job, check_space, created, href, merge_metadata, metadata, ok,
+    order, paginate, parse_json, required_name, selector_matches,
 };
 use crate::sim::Shared;
 use crate::sim::instances;
@@ -151,10 +151,7 @@ fn check_env(env: &serde_json::Map<String, Value>) -> Result<(), ApiError> {
 
 async fn create_app(AxState(s): AxState<Arc<Shared>>, body: Bytes) -> ApiResult {
     let v = parse_json(&body)?;
-    let name = v["name"]
-        .as_str()
-        .filter(|n| !n.is_empty())
-        .ok_or_else(|| ApiError::unprocessable("Name can't be blank"))?;
+    let name = required_name(&v)?;
     let space = v["relationships"]["space"]["data"]["guid"]
         .as_str()
         .ok_or_else(|| ApiError::unprocessable("Relationships Space must be provided"))?;
@@ -168,11 +165,7 @@ async fn create_app(AxState(s): AxState<Arc<Shared>>, body: Bytes) -> ApiResult 
         check_env(env)?;
     }
     let mut st = s.lock();
-    if st.space(space).is_none() {
-        return Err(ApiError::unprocessable(
-            "Invalid space. Ensure that the space exists and you have access to it.",
-        ));
-    }
+    check_space(&st, space)?;
     if st.find_app(space, name).is_some() {
         return Err(ApiError::uniqueness(format!(
             "App with the name '{name}' already exists."
@@ -309,12 +302,7 @@ async fn app_action(
         }
         "clear_buildpack_cache" => {}
         _ => {
-            return Err(ApiError::new(
-                axum::http::StatusCode::NOT_FOUND,
-                10000,
-                "CF-NotFound",
-                "Unknown request",
-            ));
+            return Err(ApiError::unknown_request());
         }
     }
     ok(present_app(&s.base_url, find_app(&st, &guid)?))
@@ -514,18 +502,13 @@ async fn app_droplets(
     Path(guid): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult {
-    let q = Q::parse(raw.as_deref());
-    let mut items: Vec<Value> = {
-        let st = s.lock();
-        find_app(&st, &guid)?;
+    app_owned_page(&s, &guid, raw.as_deref(), "droplets", |st, q| {
         st.droplets
             .iter()
             .filter(|d| d.app_guid == guid && q.accepts("states", &d.state))
             .map(|d| present_droplet(&s.base_url, d))
             .collect()
-    };
-    order(&mut items, &q)?;
-    paginate(&s.base_url, &format!("/v3/apps/{guid}/droplets"), &q, items)
+    })
 }
 
 async fn app_packages(
@@ -533,18 +516,32 @@ async fn app_packages(
     Path(guid): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult {
-    let q = Q::parse(raw.as_deref());
-    let mut items: Vec<Value> = {
-        let st = s.lock();
-        find_app(&st, &guid)?;
+    app_owned_page(&s, &guid, raw.as_deref(), "packages", |st, q| {
         st.packages
             .iter()
             .filter(|p| p.app_guid == guid && q.accepts("states", &p.state))
             .map(|p| present_package(&s.base_url, p))
             .collect()
+    })
+}
+
+/// One page of `/v3/apps/:guid/{what}`: the items `select` presents for the query, in the
+/// query's order; CC's 404 when there is no such app.
+fn app_owned_page(
+    s: &Shared,
+    guid: &str,
+    raw: Option<&str>,
+    what: &str,
+    select: impl FnOnce(&State, &Q) -> Vec<Value>,
+) -> ApiResult {
+    let q = Q::parse(raw);
+    let mut items = {
+        let st = s.lock();
+        find_app(&st, guid)?;
+        select(&st, &q)
     };
     order(&mut items, &q)?;
-    paginate(&s.base_url, &format!("/v3/apps/{guid}/packages"), &q, items)
+    paginate(&s.base_url, &format!("/v3/apps/{guid}/{what}"), &q, items)
 }
 
 /// The app as a manifest (`GET /v3/apps/:guid/manifest`), YAML like CC's `AppManifestPresenter`.
@@ -566,18 +563,10 @@ fn manifest_of(st: &State, app: &App) -> Value {
     }
     entry.insert("features".into(), json!(app.features));
     let services: Vec<Value> = st
-        .bindings
-        .iter()
-        .filter(|b| b.app_guid == app.meta.guid)
-        .filter_map(|b| {
-            let si = st
-                .service_instances
-                .iter()
-                .find(|i| i.meta.guid == b.instance_guid)?;
-            Some(match &b.name {
-                Some(n) => json!({"name": si.name, "binding_name": n}),
-                None => json!(si.name),
-            })
+        .app_bindings(&app.meta.guid)
+        .map(|(b, si)| match &b.name {
+            Some(n) => json!({"name": si.name, "binding_name": n}),
+            None => json!(si.name),
         })
         .collect();
     if !services.is_empty() {

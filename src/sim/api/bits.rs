@@ -18,7 +18,7 @@ use super::{
     ApiError, ApiResult, Q, created, href, merge_metadata, metadata, ok, order, paginate,
     parse_json, selector_matches,
 };
-use crate::sim::state::{Build, Droplet, FileEntry, Files, Package};
+use crate::sim::state::{Build, Droplet, FileEntry, Files, Package, State};
 use crate::sim::{Shared, staging};
 
 pub(super) fn routes() -> Router<Arc<Shared>> {
@@ -55,6 +55,22 @@ pub(crate) fn present_package(base: &str, p: &Package) -> Value {
             "app": href(format!("{base}/v3/apps/{}", p.app_guid)),
         },
     })
+}
+
+/// Finds a package or answers CC's 404 (`Package not found`).
+fn find_package<'a>(st: &'a State, guid: &str) -> Result<&'a Package, ApiError> {
+    st.packages
+        .iter()
+        .find(|p| p.meta.guid == guid)
+        .ok_or_else(|| ApiError::not_found("Package"))
+}
+
+/// [`find_package`], to change the package.
+fn find_package_mut<'a>(st: &'a mut State, guid: &str) -> Result<&'a mut Package, ApiError> {
+    st.packages
+        .iter_mut()
+        .find(|p| p.meta.guid == guid)
+        .ok_or_else(|| ApiError::not_found("Package"))
 }
 
 /// The CC build object.
@@ -237,11 +253,7 @@ async fn create_package(AxState(s): AxState<Arc<Shared>>, body: Bytes) -> ApiRes
 async fn get_package(AxState(s): AxState<Arc<Shared>>, Path(guid): Path<String>) -> ApiResult {
     let polls_needed = s.config.package_polls;
     let mut st = s.lock();
-    let p = st
-        .packages
-        .iter_mut()
-        .find(|p| p.meta.guid == guid)
-        .ok_or_else(|| ApiError::not_found("Package"))?;
+    let p = find_package_mut(&mut st, &guid)?;
     if p.state == "PROCESSING_UPLOAD" {
         p.polls += 1;
         if p.polls >= polls_needed {
@@ -331,11 +343,7 @@ async fn upload_package(
 ) -> ApiResult {
     {
         let st = s.lock();
-        let p = st
-            .packages
-            .iter()
-            .find(|p| p.meta.guid == guid)
-            .ok_or_else(|| ApiError::not_found("Package"))?;
+        let p = find_package(&st, &guid)?;
         if p.kind != "bits" {
             return Err(ApiError::unprocessable("Package type must be bits."));
         }
@@ -401,11 +409,7 @@ async fn upload_package(
         st.blobs.insert(sha, data.clone());
         files.insert(path, FileEntry { data, mode });
     }
-    let p = st
-        .packages
-        .iter_mut()
-        .find(|p| p.meta.guid == guid)
-        .ok_or_else(|| ApiError::not_found("Package"))?;
+    let p = find_package_mut(&mut st, &guid)?;
     p.files = Some(Arc::new(files));
     p.state = if missing {
         "FAILED"
@@ -425,9 +429,7 @@ async fn package_droplets(
     let q = Q::parse(raw.as_deref());
     let items: Vec<Value> = {
         let st = s.lock();
-        if !st.packages.iter().any(|p| p.meta.guid == guid) {
-            return Err(ApiError::not_found("Package"));
-        }
+        find_package(&st, &guid)?;
         st.droplets
             .iter()
             .filter(|d| d.package_guid.as_deref() == Some(&guid) && q.accepts("states", &d.state))

@@ -199,11 +199,7 @@ async fn create_deployment(AxState(s): AxState<Arc<Shared>>, body: Bytes) -> Api
     let new = parse_new(&v)?;
     let mut st = s.lock();
     let guid = engine::create(&mut st, new)?;
-    let d = st
-        .deployments
-        .iter_mut()
-        .find(|d| d.meta.guid == guid)
-        .ok_or_else(|| ApiError::not_found("Deployment"))?;
+    let d = engine::find_deployment_mut(&mut st, &guid)?;
     merge_metadata(&mut d.meta, &v);
     created(present_deployment(&s.base_url, d))
 }
@@ -248,12 +244,7 @@ async fn deployment_action(
         "continue" => engine::continue_deployment(&mut st, &guid)?,
         "cancel" => engine::cancel(&mut st, &guid)?,
         _ => {
-            return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                10000,
-                "CF-NotFound",
-                "Unknown request",
-            ));
+            return Err(ApiError::unknown_request());
         }
     }
     Ok(StatusCode::OK.into_response())

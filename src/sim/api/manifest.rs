@@ -228,42 +228,49 @@ fn apply_process_settings(st: &mut State, pguid: &str, s: &Value) -> Result<(), 
         Some(Value::Null) => p.command = None,
         _ => {}
     }
-    let mut hc = json!({"data": {}});
-    if let Some(t) = s.get("health-check-type") {
-        hc["type"] = t.clone();
-    }
-    for (key, field) in [
-        ("health-check-http-endpoint", "endpoint"),
-        ("timeout", "timeout"),
-        ("health-check-invocation-timeout", "invocation_timeout"),
-        ("health-check-interval", "interval"),
-    ] {
-        if let Some(v) = s.get(key) {
-            hc["data"][field] = v.clone();
-        }
-    }
+    let hc = check_body(
+        s,
+        "health-check-type",
+        &[
+            ("health-check-http-endpoint", "endpoint"),
+            ("timeout", "timeout"),
+            ("health-check-invocation-timeout", "invocation_timeout"),
+            ("health-check-interval", "interval"),
+        ],
+    );
     apply_check(&mut p.health, &hc, true)?;
     if p.health.kind != "http" {
         p.health.endpoint = None;
     }
-    let mut rc = json!({"data": {}});
-    if let Some(t) = s.get("readiness-health-check-type") {
-        rc["type"] = t.clone();
-    }
-    for (key, field) in [
-        ("readiness-health-check-http-endpoint", "endpoint"),
-        (
-            "readiness-health-check-invocation-timeout",
-            "invocation_timeout",
-        ),
-        ("readiness-health-check-interval", "interval"),
-    ] {
-        if let Some(v) = s.get(key) {
-            rc["data"][field] = v.clone();
-        }
-    }
+    let rc = check_body(
+        s,
+        "readiness-health-check-type",
+        &[
+            ("readiness-health-check-http-endpoint", "endpoint"),
+            (
+                "readiness-health-check-invocation-timeout",
+                "invocation_timeout",
+            ),
+            ("readiness-health-check-interval", "interval"),
+        ],
+    );
     apply_check(&mut p.readiness, &rc, false)?;
     Ok(())
+}
+
+/// A process's health check in API form (`{"type": .., "data": {..}}`) from manifest keys:
+/// `type_key` gives the type, each `(key, field)` of `fields` one field of `data`.
+fn check_body(s: &Value, type_key: &str, fields: &[(&str, &str)]) -> Value {
+    let mut check = json!({"data": {}});
+    if let Some(t) = s.get(type_key) {
+        check["type"] = t.clone();
+    }
+    for (key, field) in fields {
+        if let Some(v) = s.get(*key) {
+            check["data"][*field] = v.clone();
+        }
+    }
+    check
 }
 
 /// Splits a manifest route string into (host part, path, port).

@@ -25,7 +25,7 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use super::Shared;
-use super::state::CallRecord;
+use super::state::{CallRecord, State};
 use super::uaa::{self, TokenError};
 use super::util::new_guid;
 
@@ -95,6 +95,16 @@ impl ApiError {
             10005,
             "CF-BadQueryParameter",
             format!("The query parameter is invalid: {}", detail.into()),
+        )
+    }
+
+    /// 404 CF-NotFound `Unknown request` (no such endpoint or action).
+    pub fn unknown_request() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            10000,
+            "CF-NotFound",
+            "Unknown request",
         )
     }
 
@@ -194,6 +204,24 @@ pub(crate) fn parse_json(body: &Bytes) -> Result<Value, ApiError> {
     } else {
         Err(ApiError::parse_error())
     }
+}
+
+/// The body's `name`, which must be a non-empty string (CC's `Name can't be blank` otherwise).
+pub(crate) fn required_name(v: &Value) -> Result<&str, ApiError> {
+    v["name"]
+        .as_str()
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| ApiError::unprocessable("Name can't be blank"))
+}
+
+/// The space a new resource goes in must exist (CC's 422 `Invalid space` otherwise).
+pub(crate) fn check_space(st: &State, guid: &str) -> Result<(), ApiError> {
+    if st.space(guid).is_none() {
+        return Err(ApiError::unprocessable(
+            "Invalid space. Ensure that the space exists and you have access to it.",
+        ));
+    }
+    Ok(())
 }
 
 /// `{"href": url}`.
@@ -571,12 +599,7 @@ async fn middleware(AxState(s): AxState<Arc<Shared>>, req: Request, next: Next) 
 }
 
 async fn unknown() -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        10000,
-        "CF-NotFound",
-        "Unknown request",
-    )
+    ApiError::unknown_request()
 }
 
 /// The whole API router.

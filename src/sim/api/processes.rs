@@ -59,22 +59,6 @@ fn present_check(h: &HealthCheck, liveness: bool) -> Value {
     json!({"type": h.kind, "data": data})
 }
 
-/// The command a process runs: its own, else the droplet's process type.
-pub(crate) fn effective_command(st: &State, p: &Process) -> Option<String> {
-    if let Some(c) = p.command.as_ref().filter(|c| !c.is_empty()) {
-        return Some(c.clone());
-    }
-    let droplet = p
-        .droplet_guid
-        .clone()
-        .or_else(|| st.app(&p.app_guid).and_then(|a| a.droplet_guid.clone()))?;
-    st.droplet(&droplet)?
-        .process_types
-        .get(&p.kind)
-        .filter(|c| !c.is_empty())
-        .cloned()
-}
-
 /// The CC process object. In lists CC hides the command.
 pub(crate) fn present_process(base: &str, st: &State, p: &Process, in_list: bool) -> Value {
     let g = &p.meta.guid;
@@ -82,7 +66,7 @@ pub(crate) fn present_process(base: &str, st: &State, p: &Process, in_list: bool
         .app(&p.app_guid)
         .map(|a| a.space_guid.clone())
         .unwrap_or_default();
-    let command = effective_command(st, p).map(|c| {
+    let command = st.effective_command(p).map(|c| {
         if in_list {
             "[PRIVATE DATA HIDDEN IN LISTS]".to_string()
         } else {

@@ -15,8 +15,8 @@ use serde_json::{Value, json};
 use super::apps::find_app;
 use super::root::present_domain;
 use super::{
-    ApiError, ApiResult, Q, accepted_job, created, href, merge_metadata, metadata, ok, paginate,
-    parse_json, selector_matches,
+    ApiError, ApiResult, Q, accepted_job, check_space, created, href, merge_metadata, metadata, ok,
+    paginate, parse_json, selector_matches,
 };
 use crate::sim::Shared;
 use crate::sim::state::{Destination, JobOutcome, Route, State};
@@ -75,6 +75,19 @@ pub(crate) fn present_route(base: &str, st: &State, r: &Route) -> Value {
                   "domain": href(format!("{base}/v3/domains/{}", r.domain_guid)),
                   "destinations": href(format!("{base}/v3/routes/{g}/destinations"))},
     })
+}
+
+/// Finds a route or answers CC's 404 (`Route not found`).
+fn find_route<'a>(st: &'a State, guid: &str) -> Result<&'a Route, ApiError> {
+    st.route(guid).ok_or_else(|| ApiError::not_found("Route"))
+}
+
+/// [`find_route`], to change the route.
+fn find_route_mut<'a>(st: &'a mut State, guid: &str) -> Result<&'a mut Route, ApiError> {
+    st.routes
+        .iter_mut()
+        .find(|r| r.meta.guid == guid)
+        .ok_or_else(|| ApiError::not_found("Route"))
 }
 
 fn route_filter(st: &State, q: &Q, r: &Route) -> Result<bool, ApiError> {
@@ -163,11 +176,7 @@ pub(crate) fn create_route(
             "Invalid domain. Ensure that the domain exists and you have access to it.",
         )
     })?;
-    if st.space(space_guid).is_none() {
-        return Err(ApiError::unprocessable(
-            "Invalid space. Ensure that the space exists and you have access to it.",
-        ));
-    }
+    check_space(st, space_guid)?;
     let d = &domain.name;
     if domain.tcp {
         if !host.is_empty() {
@@ -266,11 +275,7 @@ pub(crate) fn map_route(
     port: Option<u16>,
 ) -> Result<(), ApiError> {
     let app_space = find_app(st, app_guid)?.space_guid.clone();
-    let route = st
-        .routes
-        .iter_mut()
-        .find(|r| r.meta.guid == route_guid)
-        .ok_or_else(|| ApiError::not_found("Route"))?;
+    let route = find_route_mut(st, route_guid)?;
     if route.space_guid != app_space {
         return Err(ApiError::unprocessable(
             "Routes cannot be mapped to destinations in different spaces",
@@ -323,26 +328,18 @@ async fn create_route_handler(AxState(s): AxState<Arc<Shared>>, body: Bytes) -> 
     let port = v["port"].as_u64().and_then(|p| u16::try_from(p).ok());
     let mut st = s.lock();
     let guid = create_route(&mut st, &space, &domain, &host, &path, port)?;
-    let r = st
-        .routes
-        .iter_mut()
-        .find(|r| r.meta.guid == guid)
-        .ok_or_else(|| ApiError::not_found("Route"))?;
+    let r = find_route_mut(&mut st, &guid)?;
     merge_metadata(&mut r.meta, &v);
     if let Some(lb) = v["options"]["loadbalancing"].as_str() {
         r.loadbalancing = Some(lb.to_string());
     }
-    let r = st
-        .route(&guid)
-        .ok_or_else(|| ApiError::not_found("Route"))?;
+    let r = find_route(&st, &guid)?;
     created(present_route(&s.base_url, &st, r))
 }
 
 async fn get_route(AxState(s): AxState<Arc<Shared>>, Path(guid): Path<String>) -> ApiResult {
     let st = s.lock();
-    let r = st
-        .route(&guid)
-        .ok_or_else(|| ApiError::not_found("Route"))?;
+    let r = find_route(&st, &guid)?;
     ok(present_route(&s.base_url, &st, r))
 }
 
@@ -353,28 +350,20 @@ async fn update_route(
 ) -> ApiResult {
     let v = parse_json(&body)?;
     let mut st = s.lock();
-    let r = st
-        .routes
-        .iter_mut()
-        .find(|r| r.meta.guid == guid)
-        .ok_or_else(|| ApiError::not_found("Route"))?;
+    let r = find_route_mut(&mut st, &guid)?;
     merge_metadata(&mut r.meta, &v);
     if let Some(lb) = v["options"]["loadbalancing"].as_str() {
         r.loadbalancing = Some(lb.to_string());
     }
     r.meta.touch();
-    let r = st
-        .route(&guid)
-        .ok_or_else(|| ApiError::not_found("Route"))?;
+    let r = find_route(&st, &guid)?;
     ok(present_route(&s.base_url, &st, r))
 }
 
 async fn delete_route(AxState(s): AxState<Arc<Shared>>, Path(guid): Path<String>) -> ApiResult {
     let job = {
         let mut st = s.lock();
-        if st.route(&guid).is_none() {
-            return Err(ApiError::not_found("Route"));
-        }
+        find_route(&st, &guid)?;
         st.routes.retain(|r| r.meta.guid != guid);
         st.create_job("route.delete", JobOutcome::Complete, None)
     };
@@ -419,9 +408,7 @@ async fn list_destinations(
 ) -> ApiResult {
     let q = Q::parse(raw.as_deref());
     let st = s.lock();
-    let r = st
-        .route(&guid)
-        .ok_or_else(|| ApiError::not_found("Route"))?;
+    let r = find_route(&st, &guid)?;
     let mut r = r.clone();
     r.destinations
         .retain(|d| q.accepts("app_guids", &d.app_guid) && q.accepts("guids", &d.guid));
@@ -453,20 +440,7 @@ async fn insert_destinations(
     Path(guid): Path<String>,
     body: Bytes,
 ) -> ApiResult {
-    let v = parse_json(&body)?;
-    let mut st = s.lock();
-    if st.route(&guid).is_none() {
-        return Err(ApiError::not_found("Route"));
-    }
-    let before = st.routes.clone();
-    if let Err(e) = add_destinations(&mut st, &guid, &v) {
-        st.routes = before;
-        return Err(e);
-    }
-    let r = st
-        .route(&guid)
-        .ok_or_else(|| ApiError::not_found("Route"))?;
-    ok(destinations_body(&s.base_url, r))
+    set_destinations(&s, &guid, &body, false)
 }
 
 async fn replace_destinations(
@@ -474,22 +448,24 @@ async fn replace_destinations(
     Path(guid): Path<String>,
     body: Bytes,
 ) -> ApiResult {
-    let v = parse_json(&body)?;
+    set_destinations(&s, &guid, &body, true)
+}
+
+/// Adds the body's destinations to a route (after removing its old ones when `replace`), all or
+/// none: on an error the routes are as they were. Answers all destinations of the route.
+fn set_destinations(s: &Shared, guid: &str, body: &Bytes, replace: bool) -> ApiResult {
+    let v = parse_json(body)?;
     let mut st = s.lock();
-    if st.route(&guid).is_none() {
-        return Err(ApiError::not_found("Route"));
-    }
+    find_route(&st, guid)?;
     let before = st.routes.clone();
-    if let Some(r) = st.routes.iter_mut().find(|r| r.meta.guid == guid) {
-        r.destinations.clear();
+    if replace {
+        find_route_mut(&mut st, guid)?.destinations.clear();
     }
-    if let Err(e) = add_destinations(&mut st, &guid, &v) {
+    if let Err(e) = add_destinations(&mut st, guid, &v) {
         st.routes = before;
         return Err(e);
     }
-    let r = st
-        .route(&guid)
-        .ok_or_else(|| ApiError::not_found("Route"))?;
+    let r = find_route(&st, guid)?;
     ok(destinations_body(&s.base_url, r))
 }
 
@@ -498,11 +474,7 @@ async fn delete_destination(
     Path((guid, dguid)): Path<(String, String)>,
 ) -> ApiResult {
     let mut st = s.lock();
-    let r = st
-        .routes
-        .iter_mut()
-        .find(|r| r.meta.guid == guid)
-        .ok_or_else(|| ApiError::not_found("Route"))?;
+    let r = find_route_mut(&mut st, &guid)?;
     let before = r.destinations.len();
     r.destinations.retain(|d| d.guid != dguid);
     if r.destinations.len() == before {
@@ -521,11 +493,7 @@ async fn update_destination(
 ) -> ApiResult {
     let v = parse_json(&body)?;
     let mut st = s.lock();
-    let r = st
-        .routes
-        .iter_mut()
-        .find(|r| r.meta.guid == guid)
-        .ok_or_else(|| ApiError::not_found("Route"))?;
+    let r = find_route_mut(&mut st, &guid)?;
     let d = r
         .destinations
         .iter_mut()

@@ -14,8 +14,8 @@ use axum::routing::get;
 use serde_json::{Value, json};
 
 use super::{
-    ApiError, ApiResult, Q, created, href, merge_metadata, metadata, ok, paginate, parse_json,
-    selector_matches,
+    ApiError, ApiResult, Q, check_space, created, href, merge_metadata, metadata, ok, paginate,
+    parse_json, required_name, selector_matches,
 };
 use crate::sim::Shared;
 use crate::sim::state::{Binding, ServiceInstance, State};
@@ -87,9 +87,7 @@ async fn list_instances(AxState(s): AxState<Arc<Shared>>, RawQuery(raw): RawQuer
 async fn get_instance(AxState(s): AxState<Arc<Shared>>, Path(guid): Path<String>) -> ApiResult {
     let st = s.lock();
     let si = st
-        .service_instances
-        .iter()
-        .find(|i| i.meta.guid == guid)
+        .service_instance(&guid)
         .ok_or_else(|| ApiError::not_found("Service instance"))?;
     ok(present_instance(&s.base_url, si))
 }
@@ -101,19 +99,12 @@ async fn create_instance(AxState(s): AxState<Arc<Shared>>, body: Bytes) -> ApiRe
             "The simulator offers user-provided service instances only",
         ));
     }
-    let name = v["name"]
-        .as_str()
-        .filter(|n| !n.is_empty())
-        .ok_or_else(|| ApiError::unprocessable("Name can't be blank"))?;
+    let name = required_name(&v)?;
     let space = v["relationships"]["space"]["data"]["guid"]
         .as_str()
         .unwrap_or("");
     let mut st = s.lock();
-    if st.space(space).is_none() {
-        return Err(ApiError::unprocessable(
-            "Invalid space. Ensure that the space exists and you have access to it.",
-        ));
-    }
+    check_space(&st, space)?;
     if st
         .service_instances
         .iter()
@@ -183,9 +174,7 @@ async fn list_bindings(AxState(s): AxState<Arc<Shared>>, RawQuery(raw): RawQuery
         let st = s.lock();
         for b in &st.bindings {
             let si_name = st
-                .service_instances
-                .iter()
-                .find(|i| i.meta.guid == b.instance_guid)
+                .service_instance(&b.instance_guid)
                 .map(|i| i.name.as_str())
                 .unwrap_or("");
             let app_name = st.app(&b.app_guid).map(|a| a.name.as_str()).unwrap_or("");
@@ -265,36 +254,32 @@ async fn create_binding(AxState(s): AxState<Arc<Shared>>, body: Bytes) -> ApiRes
     created(present_binding(&s.base_url, b))
 }
 
-async fn get_binding(AxState(s): AxState<Arc<Shared>>, Path(guid): Path<String>) -> ApiResult {
-    let st = s.lock();
-    let b = st
-        .bindings
+/// Finds a credential binding or answers CC's 404.
+fn find_binding<'a>(st: &'a State, guid: &str) -> Result<&'a Binding, ApiError> {
+    st.bindings
         .iter()
         .find(|b| b.meta.guid == guid)
-        .ok_or_else(|| ApiError::not_found("Service credential binding"))?;
+        .ok_or_else(|| ApiError::not_found("Service credential binding"))
+}
+
+async fn get_binding(AxState(s): AxState<Arc<Shared>>, Path(guid): Path<String>) -> ApiResult {
+    let st = s.lock();
+    let b = find_binding(&st, &guid)?;
     ok(present_binding(&s.base_url, b))
 }
 
 async fn delete_binding(AxState(s): AxState<Arc<Shared>>, Path(guid): Path<String>) -> ApiResult {
     let mut st = s.lock();
-    if !st.bindings.iter().any(|b| b.meta.guid == guid) {
-        return Err(ApiError::not_found("Service credential binding"));
-    }
+    find_binding(&st, &guid)?;
     st.bindings.retain(|b| b.meta.guid != guid);
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn binding_details(AxState(s): AxState<Arc<Shared>>, Path(guid): Path<String>) -> ApiResult {
     let st = s.lock();
-    let b = st
-        .bindings
-        .iter()
-        .find(|b| b.meta.guid == guid)
-        .ok_or_else(|| ApiError::not_found("Service credential binding"))?;
+    let b = find_binding(&st, &guid)?;
     let creds = st
-        .service_instances
-        .iter()
-        .find(|i| i.meta.guid == b.instance_guid)
+        .service_instance(&b.instance_guid)
         .map(|i| i.credentials.clone())
         .unwrap_or(json!({}));
     ok(json!({"credentials": creds, "syslog_drain_url": null, "volume_mounts": []}))
