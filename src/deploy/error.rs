@@ -94,6 +94,27 @@ pub enum Error {
         /// Placement details (prefixed with `: `), if any.
         details: String,
     },
+    /// A rolling or canary deployment ended without deploying (canceled or superseded by
+    /// someone else, or a state this version does not know).
+    #[error("the deployment of app '{app}' ended {state}{reason}")]
+    DeploymentEnded {
+        /// Manifest app.
+        app: String,
+        /// The deployment's state.
+        state: String,
+        /// The updater's error (prefixed with `: `), if any.
+        reason: String,
+    },
+    /// A rolling or canary deployment made no progress.
+    #[error("the deployment of app '{app}' made no progress for {} ({detail})", fmt_duration(*.timeout))]
+    DeploymentStalled {
+        /// Manifest app.
+        app: String,
+        /// The stall bound.
+        timeout: Duration,
+        /// Where it stood.
+        detail: String,
+    },
     /// A smoke test failed.
     #[error("smoke test of app '{app}' failed")]
     Smoke {

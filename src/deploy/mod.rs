@@ -57,6 +57,7 @@ pub mod observe;
 pub mod plan;
 pub mod push;
 pub mod request;
+pub mod rolling;
 pub mod route;
 pub mod smoke;
 pub mod step;
@@ -134,6 +135,9 @@ async fn run_inner<A: CfApi>(
             );
         }
     };
+    if rolling::deployment_strategy(req.strategy).is_some() {
+        return run_rolling(api, req, apps, &observed, reporter, cancel).await;
+    }
     let plan = match plan::plan(&observed, req, apps) {
         Ok(p) => p,
         Err(e) => {
@@ -161,4 +165,43 @@ async fn run_inner<A: CfApi>(
         return (Outcome::DryRun, Vec::new());
     }
     execute::execute(api, &plan, req, apps, reporter, cancel).await
+}
+
+/// Rolling or canary: per-app plans, shown as one, executed one app after the other.
+async fn run_rolling<A: CfApi>(
+    api: &A,
+    req: &DeployRequest,
+    apps: &[AppSpec<A::Bits>],
+    observed: &observe::Observed,
+    reporter: &mut dyn Reporter,
+    cancel: &CancellationToken,
+) -> (Outcome, Vec<event::StepTime>) {
+    let plans = match rolling::plan(observed, req, apps) {
+        Ok(p) => p,
+        Err(e) => {
+            let e = Error::from(e);
+            return (
+                Outcome::NothingChanged {
+                    error: error_chain(&e),
+                },
+                Vec::new(),
+            );
+        }
+    };
+    let shown = rolling::combined(&plans);
+    reporter.report(Event::Plan {
+        apps: shown.summary_lines(),
+        steps: shown.step_lines(),
+        dry_run: req.dry_run,
+    });
+    for message in &shown.warnings {
+        reporter.report(Event::Warning {
+            app: None,
+            message: message.clone(),
+        });
+    }
+    if req.dry_run {
+        return (Outcome::DryRun, Vec::new());
+    }
+    rolling::execute(api, &plans, req, apps, reporter, cancel).await
 }

@@ -84,6 +84,10 @@ pub enum AppPlanKind {
     FirstDeploy,
     /// Candidate, switch, retire.
     Swap,
+    /// The live app is updated in place by a Cloud Controller rolling deployment.
+    Rolling,
+    /// The live app is updated in place by a Cloud Controller canary deployment.
+    Canary,
 }
 
 impl fmt::Display for AppPlanKind {
@@ -91,6 +95,8 @@ impl fmt::Display for AppPlanKind {
         f.write_str(match self {
             AppPlanKind::FirstDeploy => "first deploy",
             AppPlanKind::Swap => "blue-green swap",
+            AppPlanKind::Rolling => "rolling deployment (same app GUID)",
+            AppPlanKind::Canary => "canary deployment (same app GUID)",
         })
     }
 }
@@ -756,6 +762,8 @@ mod tests {
             space_guid: "sg".into(),
             user: None,
             strategy: Strategy::BlueGreen,
+            max_in_flight: None,
+            instance_steps: Vec::new(),
             smoke_test: None,
             smoke_test_path: None,
             old_app: OldApp::Delete,

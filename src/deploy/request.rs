@@ -136,8 +136,12 @@ pub struct DeployRequest {
     pub space_guid: String,
     /// The user (messages only).
     pub user: Option<String>,
-    /// Strategy (only blue-green is implemented by this layer).
+    /// Strategy.
     pub strategy: Strategy,
+    /// `--max-in-flight` (rolling and canary deployments).
+    pub max_in_flight: Option<u32>,
+    /// `--instance-steps` (canary weights in percent).
+    pub instance_steps: Vec<u32>,
     /// `--smoke-test CMD`.
     pub smoke_test: Option<String>,
     /// `--smoke-test-path PATH`.
@@ -208,6 +212,8 @@ impl DeployRequest {
             space_guid: space.guid.clone(),
             user: target.user.clone(),
             strategy: args.strategy,
+            max_in_flight: args.max_in_flight,
+            instance_steps: args.instance_steps.clone(),
             smoke_test: args.smoke_test.clone(),
             smoke_test_path: args.smoke_test_path.clone(),
             old_app: args.old_app,

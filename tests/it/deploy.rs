@@ -946,6 +946,8 @@ fn req() -> DeployRequest {
         space_guid: "sg".into(),
         user: Some("alice".into()),
         strategy: Strategy::BlueGreen,
+        max_in_flight: None,
+        instance_steps: Vec::new(),
         smoke_test: None,
         smoke_test_path: None,
         old_app: OldApp::Delete,
