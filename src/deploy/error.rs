@@ -140,6 +140,18 @@ pub enum Error {
 }
 
 impl Error {
+    /// The hint of a failed rolling or canary deployment: the app is kept, so are its logs.
+    pub fn deployment_hint(&self) -> Option<String> {
+        let name = match self {
+            Error::Crashed { name, .. } => name,
+            Error::DeploymentStalled { app, .. } | Error::DeploymentEnded { app, .. } => app,
+            _ => return None,
+        };
+        Some(format!(
+            "TIP: the app keeps its GUID and its logs: 'cf logs {name} --recent' shows why the new instances failed"
+        ))
+    }
+
     /// A hint to print on its own line, if one helps. A rollback deletes the failed app and
     /// its recent logs with it, so the hint points at the next attempt.
     pub fn hint(&self) -> Option<String> {

@@ -519,7 +519,8 @@ impl<A: CfApi> Exec<'_, A> {
         let start = Instant::now();
         let mut pause = Backoff::new(self.req.poll_interval);
         let mut last_progress = Instant::now();
-        let mut last_key: Option<(String, Option<(u32, u32)>, u32)> = None;
+        // Progress: the state, the canary step and the running new instances.
+        let mut last_key: Option<Progress> = None;
         let mut continued: Option<Option<(u32, u32)>> = None;
         let mut dep = first;
         loop {
@@ -588,7 +589,11 @@ impl<A: CfApi> Exec<'_, A> {
                 ),
                 None => format!("{}, {running} of {total} new instances running", dep.state),
             };
-            let key = (dep.state.to_string(), dep.canary_step, running);
+            let key = Progress {
+                state: dep.state.clone(),
+                canary_step: dep.canary_step,
+                running,
+            };
             if last_key.as_ref() != Some(&key) {
                 last_key = Some(key);
                 last_progress = Instant::now();
@@ -848,6 +853,14 @@ impl<A: CfApi> Exec<'_, A> {
     }
 }
 
+/// What counts as progress of a deployment: any change resets the stall timer.
+#[derive(Debug, PartialEq, Eq)]
+struct Progress {
+    state: DeploymentState,
+    canary_step: Option<(u32, u32)>,
+    running: u32,
+}
+
 /// Forwards upload progress at most once per percent (or per MiB when the total is unknown),
 /// and always the last update, so a chatty uploader does not flood JSON output.
 #[derive(Default)]
@@ -957,7 +970,13 @@ pub async fn execute<A: CfApi>(
         return (Outcome::Deployed, times);
     };
     let mut message = error_chain(&error);
-    if let Some(h) = error.hint() {
+    let in_place = plan.steps.iter().any(|s| matches!(s, Step::Deploy { .. }));
+    let hint = if in_place {
+        error.deployment_hint()
+    } else {
+        error.hint()
+    };
+    if let Some(h) = hint {
         message.push('\n');
         message.push_str(&h);
     }

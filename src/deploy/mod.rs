@@ -1,6 +1,7 @@
 //! The `deploy` layer: observe (reads only) → plan (pure) → execute (steps with undo), with
-//! progress reported as [`event::Event`]s. This module implements the blue-green strategy of
-//! DESIGN.md section 2.
+//! progress reported as [`event::Event`]s. This module implements the strategies of DESIGN.md
+//! section 2: blue-green ([`plan`]) and rolling/canary ([`rolling`], same app GUID, a Cloud
+//! Controller deployment watched by our monitor).
 //!
 //! # Seams (what the integrator provides)
 //!
@@ -80,7 +81,8 @@ pub fn strategy_name(s: crate::cli::Strategy) -> String {
         .unwrap_or_else(|| format!("{s:?}"))
 }
 
-/// Observes, plans and (unless `--dry-run`) executes a blue-green deploy of `apps`.
+/// Observes, plans and (unless `--dry-run`) executes a deploy of `apps` with the request's
+/// strategy (blue-green, or rolling/canary through [`rolling`]).
 /// Reports every event to `reporter`, ending with [`Event::Finished`], and returns the outcome.
 /// Never panics; every failure ends in an [`Outcome`].
 pub async fn run<A: CfApi>(

@@ -28,8 +28,9 @@ use super::step::{AppRef, PolicyEnd, PolicyTemplate, RouteRef, Step, fmt_duratio
 /// Why no plan could be made. Nothing has been changed when one of these is returned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
-    /// Only blue-green is implemented by this layer.
-    #[error("strategy {0} is not supported by the blue-green deployer")]
+    /// A strategy given to the planner of another strategy (blue-green: [`plan`]; rolling and
+    /// canary: `rolling::plan`).
+    #[error("strategy {0} is not planned by this planner")]
     UnsupportedStrategy(String),
     /// Nothing to deploy.
     #[error("no app to deploy: the manifest has no applications")]

@@ -1,5 +1,6 @@
 //! `zero-downtime-push` from flags to outcome: the preflight (manifest, flags, app bits, client,
-//! API discovery), then [`super::run`] on a [`CfBackend`].
+//! API discovery, the Cloud Controller version check of rolling/canary), then [`super::run`] on a
+//! [`CfBackend`].
 //!
 //! Every preflight failure ends the same way: an [`Event::Started`] naming the target (when the
 //! app names are known), an [`Event::Finished`] with [`Outcome::NothingChanged`] and the error
@@ -131,7 +132,7 @@ enum Preflight {
         strategy: String,
         endpoint: String,
         #[source]
-        source: cf::Error,
+        source: Box<cf::Error>,
     },
     #[error("interrupted before anything was changed")]
     Cancelled,
@@ -144,7 +145,7 @@ struct Prepared {
     warnings: Vec<String>,
 }
 
-/// Runs a zero-downtime push: preflight, then the blue-green deploy. Reports every event to
+/// Runs a zero-downtime push: preflight, then the deploy with the chosen strategy. Reports every event to
 /// `reporter`, always ending with [`Event::Finished`], and returns the outcome.
 pub async fn push(
     opts: PushOptions,
@@ -391,7 +392,7 @@ async fn prepare_inner(
             .map_err(|source| Preflight::Version {
                 strategy: super::strategy_name(args.strategy),
                 endpoint: opts.target.api_endpoint.clone(),
-                source,
+                source: Box::new(source),
             })?;
     }
     let backend = CfBackend::new(

@@ -2178,6 +2178,7 @@ async fn rolling_crash_cancels_at_once_and_restores_env_vars() {
         panic!("{outcome:?} {events:#?}");
     };
     assert!(error.contains("crashed"), "{error}");
+    assert!(error.contains("TIP: the app keeps its GUID"), "{error}");
     assert_eq!(deployment_states(&cf), vec![DeploymentState::Canceled]);
     assert_eq!(
         env_of(&cf, "A"),
