@@ -2407,3 +2407,35 @@ async fn rolling_multi_app_failure_of_the_second_app_leaves_the_first_deployed()
         Some("v2")
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn canary_smoke_test_without_a_route_is_refused_before_any_change() {
+    let cf = rolling_world();
+    let mut r = rolling_req(Strategy::Canary);
+    r.smoke_test_path = Some("/health".into());
+    let spec = AppSpec {
+        routes: RouteSpec::NoRoute,
+        ..rolling_spec("web")
+    };
+    let (outcome, events) = deploy(&cf, &r, &[spec]).await;
+    let Outcome::NothingChanged { error } = &outcome else {
+        panic!("{outcome:?} {events:#?}");
+    };
+    assert!(error.contains("a smoke test needs a route"), "{error}");
+    assert!(cf.mutating_calls().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn rolling_with_a_smoke_test_warns_that_it_is_skipped() {
+    let cf = rolling_world();
+    let mut r = rolling_req(Strategy::Rolling);
+    r.smoke_test_path = Some("/health".into());
+    let (outcome, events) = deploy(&cf, &r, &[rolling_spec("web")]).await;
+    assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Warning { message, .. }
+        if message.contains("the smoke test is skipped (use --strategy canary)")))
+    );
+}

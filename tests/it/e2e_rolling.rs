@@ -335,3 +335,79 @@ async fn canary_on_an_old_cloud_controller_is_refused_before_any_change() {
         "no mutating call"
     );
 }
+
+/// Collects the events; cancels the token (Ctrl-C) at the first wait for the deployment.
+struct InterruptAtDeployment {
+    events: Vec<Event>,
+    token: CancellationToken,
+}
+
+impl cf_zero_downtime::deploy::Reporter for InterruptAtDeployment {
+    fn report(&mut self, event: Event) {
+        if matches!(&event, Event::Waiting { what, .. } if what == "deployment") {
+            self.token.cancel();
+        }
+        self.events.push(event);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_interrupted_is_canceled_with_v1_serving_and_env_restored() {
+    let w = world(fast()).await;
+    let before = w.first_deploy(2, Strategy::Rolling).await;
+    let load = w.load().await;
+    let m = w.version("v2", 2, &[]);
+    let args = w.args(&m, Strategy::Rolling);
+    let cwd = m.parent().unwrap().to_path_buf();
+    let token = CancellationToken::new();
+    let mut r = InterruptAtDeployment {
+        events: Vec::new(),
+        token: token.clone(),
+    };
+    let outcome = push(demo::sim_push_options(&w.sim, args, cwd), &mut r, &token).await;
+    assert_eq!(
+        outcome,
+        Outcome::RolledBack {
+            error: "interrupted".into()
+        },
+        "{:#?}",
+        r.events
+    );
+    let calls = deployment_calls(&w);
+    assert!(
+        calls.last().is_some_and(|c| c.ends_with("/actions/cancel")),
+        "{calls:?}"
+    );
+    w.settle().await;
+    assert_no_failures(&load.stop().await);
+    assert_eq!(w.state().await, before, "same app, routes and env vars");
+    assert_eq!(w.serving().await, "v1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deployment_flags_that_do_not_fit_the_strategy_stop_before_any_request() {
+    let w = world(fast()).await;
+    let m = w.version("v1", 1, &[]);
+    let mut args = w.args(&m, Strategy::BlueGreen);
+    args.max_in_flight = Some(2);
+    let (outcome, _) = w.push(args).await;
+    assert_eq!(
+        outcome.error(),
+        Some("--max-in-flight applies to --strategy rolling or canary only")
+    );
+    let mut args = w.args(&m, Strategy::Rolling);
+    args.instance_steps = vec![50];
+    let (outcome, _) = w.push(args).await;
+    assert_eq!(
+        outcome.error(),
+        Some("--instance-steps applies to --strategy canary only")
+    );
+    let mut args = w.args(&m, Strategy::Canary);
+    args.instance_steps = vec![50, 20];
+    let (outcome, _) = w.push(args).await;
+    assert!(
+        matches!(&outcome, Outcome::NothingChanged { error } if error.contains("ascending")),
+        "{outcome:?}"
+    );
+    assert!(w.sim.call_log().is_empty(), "{:?}", w.sim.call_log());
+}
