@@ -265,9 +265,13 @@ mod tests {
             temp_route_suffix: "-temp".into(),
             drain: Duration::from_secs(3),
             smoke_test_path: Some("/health".into()),
+            max_in_flight: Some(3),
+            instance_steps: vec![10, 50],
             ..PushArgs::default()
         };
         let r = DeployRequest::from_args(&args, &target()).unwrap();
+        assert_eq!(r.max_in_flight, Some(3));
+        assert_eq!(r.instance_steps, vec![10, 50]);
         assert_eq!(r.space_guid, "sg");
         assert_eq!(r.org, "o");
         assert_eq!(r.drain, Duration::from_secs(3));

@@ -212,6 +212,17 @@ fn assert_no_failures(r: &load::LoadReport) {
     assert_eq!(r.failed, 0, "failed requests: {:?}", r.failures);
 }
 
+/// The body of the `POST /v3/deployments` request.
+fn deployment_body(w: &World) -> serde_json::Value {
+    let call = w
+        .sim
+        .call_log()
+        .into_iter()
+        .find(|c| c.method == "POST" && c.path == "/v3/deployments")
+        .expect("a deployment was created");
+    serde_json::from_str(&call.body).unwrap()
+}
+
 fn deployment_calls(w: &World) -> Vec<String> {
     w.sim
         .call_log()
@@ -241,6 +252,9 @@ async fn rolling_under_load_keeps_the_app_guid_and_loses_no_request() {
     assert_eq!(after.env["web"]["GREETING"], "v2");
     assert_eq!(w.serving().await, "v2");
     assert_eq!(deployment_calls(&w), vec!["/v3/deployments".to_string()]);
+    let body = deployment_body(&w);
+    assert_eq!(body["strategy"], "rolling");
+    assert_eq!(body["options"]["max_in_flight"], 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -273,8 +287,15 @@ async fn canary_with_a_passing_smoke_test_is_deployed() {
     let m = w.version("v2", 2, &["canary-check"]);
     let mut args = w.args(&m, Strategy::Canary);
     args.smoke_test_path = Some("/canary-check".into());
+    args.instance_steps = vec![50];
     let (outcome, events) = w.push(args).await;
     assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
+    let body = deployment_body(&w);
+    assert_eq!(body["strategy"], "canary");
+    assert_eq!(
+        body["options"]["canary"],
+        serde_json::json!({"steps": [{"instance_weight": 50}]})
+    );
     w.settle().await;
     assert_no_failures(&load.stop().await);
     let after = w.state().await;
