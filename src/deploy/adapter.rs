@@ -25,7 +25,7 @@ use super::api::{
     InstanceStat, InstanceState, MetadataUpdate, NetworkPolicy, NewDestination, NewRoute, Process,
     ProgressSink, Route,
 };
-use super::api::{Deployment, DeploymentState, DeploymentStrategy, NewDeployment};
+use super::api::{Deployment, DeploymentState, DeploymentStrategy, NewDeployment, ServiceBinding};
 use super::event::error_chain;
 
 /// Default pause between polls of jobs and packages (real Cloud Controller).
@@ -800,6 +800,33 @@ impl CfApi for CfBackend {
         self.client
             .update_app_environment_variables(&app_guid(app), vars)
             .await?;
+        Ok(())
+    }
+
+    async fn list_service_bindings(&self, app: &str) -> ApiResult<Vec<ServiceBinding>> {
+        Ok(self
+            .client
+            .list_app_service_credential_bindings(&app_guid(app))
+            .await?
+            .into_iter()
+            .map(|b| ServiceBinding {
+                service_instance_guid: b
+                    .service_instance_guid()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+                guid: b.guid.to_string(),
+            })
+            .collect())
+    }
+
+    async fn delete_service_binding(&self, guid: &str) -> ApiResult<()> {
+        let job = self
+            .client
+            .delete_service_credential_binding(&cf::ServiceCredentialBindingGuid::new(guid))
+            .await?;
+        if let Some(job) = job {
+            self.client.wait_for_job(&job, self.poll).await?;
+        }
         Ok(())
     }
 

@@ -388,6 +388,15 @@ impl fmt::Display for DeploymentState {
     }
 }
 
+/// An app's service credential binding (`GET /v3/service_credential_bindings?type=app`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceBinding {
+    /// The binding's GUID.
+    pub guid: String,
+    /// The bound service instance's GUID.
+    pub service_instance_guid: String,
+}
+
 /// A deployment (the fields the deploy layer reads).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Deployment {
@@ -571,6 +580,14 @@ pub trait CfApi: Sync {
         app_guid: &str,
         vars: &BTreeMap<String, Option<String>>,
     ) -> impl Future<Output = ApiResult<()>> + Send;
+    /// The app's service bindings (`GET /v3/service_credential_bindings?type=app&app_guids=..`).
+    fn list_service_bindings(
+        &self,
+        app_guid: &str,
+    ) -> impl Future<Output = ApiResult<Vec<ServiceBinding>>> + Send;
+    /// Deletes a service binding and waits (bounded) for its job, if any
+    /// (`DELETE /v3/service_credential_bindings/:guid`). Mutating.
+    fn delete_service_binding(&self, guid: &str) -> impl Future<Output = ApiResult<()>> + Send;
     /// Warnings collected since the last call (`X-Cf-Warnings`, job warnings), drained.
     fn take_warnings(&self) -> Vec<String>;
 }

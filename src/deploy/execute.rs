@@ -445,10 +445,17 @@ impl<A: CfApi> Exec<'_, A> {
             }
             Step::SnapshotEnv { app, guid } => {
                 let vars = self.read(api.get_env_vars(guid), step).await?;
+                let bindings = self
+                    .read(api.list_service_bindings(guid), step)
+                    .await?
+                    .into_iter()
+                    .map(|b| b.guid)
+                    .collect();
                 Ok(StepOutput::Env {
                     guid: guid.clone(),
                     name: app.clone(),
                     vars,
+                    bindings,
                 })
             }
             Step::UpdateApp { guid, render, .. } => {
@@ -832,7 +839,23 @@ impl<A: CfApi> Exec<'_, A> {
             Undo::DeleteNetworkPolicies(p) => api.delete_network_policies(p).await,
             Undo::RenameApp { guid, to, .. } => api.rename_app(guid, to).await,
             Undo::CancelDeployment { guid, .. } => self.cancel_deployment(guid).await,
-            Undo::RestoreEnv { guid, vars, .. } => {
+            Undo::RestoreEnv {
+                guid,
+                vars,
+                bindings,
+                ..
+            } => {
+                // Bindings first; a failure there does not keep the variables from being restored.
+                let unbound = match api.list_service_bindings(guid).await {
+                    Ok(now) => {
+                        let mut r = Ok(());
+                        for b in now.iter().filter(|b| !bindings.contains(&b.guid)) {
+                            r = r.and(ok_if_not_found(api.delete_service_binding(&b.guid).await));
+                        }
+                        r
+                    }
+                    Err(e) => Err(e),
+                };
                 let now = api.get_env_vars(guid).await?;
                 let mut patch: BTreeMap<String, Option<String>> = vars
                     .iter()
@@ -842,11 +865,12 @@ impl<A: CfApi> Exec<'_, A> {
                 for k in now.keys().filter(|k| !vars.contains_key(*k)) {
                     patch.insert(k.clone(), None);
                 }
-                if patch.is_empty() {
+                let env = if patch.is_empty() {
                     Ok(())
                 } else {
                     api.update_env_vars(guid, &patch).await
-                }
+                };
+                unbound.and(env)
             }
         };
         ok_if_not_found(r)

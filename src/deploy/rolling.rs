@@ -3,8 +3,9 @@
 //! monitor.
 //!
 //! Per app with a live app, the plan is:
-//! 1. record the live app's environment variables ([`Step::SnapshotEnv`]; the undo restores
-//!    them, removing variables the run added);
+//! 1. record the live app's environment variables and service bindings ([`Step::SnapshotEnv`];
+//!    the undo restores the variables, removing those the run added, and deletes the bindings
+//!    the run added);
 //! 2. `apply_manifest` for the app itself with its production routes ([`Step::UpdateApp`]);
 //! 3. package, upload, stage (the blue-green steps);
 //! 4. [`Step::Deploy`]: `POST /v3/deployments` (`rolling` with `--max-in-flight`, or `canary`
@@ -22,8 +23,8 @@
 //! not undone) and the outcome is [`Outcome::PartlyDeployed`] naming them (or
 //! `RollbackIncomplete` when app N's own rollback failed), exit code 1.
 //!
-//! Not restored on rollback: service bindings, routes and scale that `apply_manifest` added or
-//! changed on the live app (the Cloud Controller's own cancel does not revert them either).
+//! Not restored on rollback: routes and scale that `apply_manifest` added or changed on the live
+//! app (the Cloud Controller's own cancel does not revert them either).
 //! Leftover blue-green candidates of an interrupted earlier run are left alone, with a warning.
 //!
 //! Depends on: deploy::{plan, execute, step, observe, event}. Must not: print.

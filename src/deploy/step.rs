@@ -305,7 +305,7 @@ pub enum StepOutput {
         /// The app's name.
         app_name: String,
     },
-    /// The environment variables of an app before the run changed them.
+    /// The environment variables and service bindings of an app before the run changed them.
     Env {
         /// The app's GUID.
         guid: AppGuid,
@@ -313,6 +313,8 @@ pub enum StepOutput {
         name: String,
         /// The variables.
         vars: BTreeMap<String, String>,
+        /// The GUIDs of its service bindings.
+        bindings: Vec<String>,
     },
 }
 
@@ -377,7 +379,7 @@ pub enum Undo {
         app_name: String,
     },
     /// Put an app's environment variables back as they were (variables added by the run are
-    /// removed).
+    /// removed) and delete the service bindings the run added.
     RestoreEnv {
         /// GUID.
         guid: AppGuid,
@@ -385,6 +387,8 @@ pub enum Undo {
         name: String,
         /// The variables before the run.
         vars: BTreeMap<String, String>,
+        /// The service bindings before the run (GUIDs).
+        bindings: Vec<String>,
     },
 }
 
@@ -456,13 +460,20 @@ pub fn undo_for(step: &Step, out: &StepOutput) -> Option<Undo> {
                 app_name: app_name.clone(),
             })
         }
-        (Step::SnapshotEnv { .. }, StepOutput::Env { guid, name, vars }) => {
-            Some(Undo::RestoreEnv {
-                guid: guid.clone(),
-                name: name.clone(),
-                vars: vars.clone(),
-            })
-        }
+        (
+            Step::SnapshotEnv { .. },
+            StepOutput::Env {
+                guid,
+                name,
+                vars,
+                bindings,
+            },
+        ) => Some(Undo::RestoreEnv {
+            guid: guid.clone(),
+            name: name.clone(),
+            vars: vars.clone(),
+            bindings: bindings.clone(),
+        }),
         _ => None,
     }
 }
@@ -501,7 +512,7 @@ impl Undo {
             Undo::DeleteNetworkPolicies(p) => format!("delete {} network policies", p.len()),
             Undo::RenameApp { from, to, .. } => format!("rename app {from} back to {to}"),
             Undo::RestoreEnv { name, .. } => {
-                format!("restore the environment variables of app {name}")
+                format!("restore the environment variables and service bindings of app {name}")
             }
             Undo::CancelDeployment { app_name, .. } => {
                 format!("cancel the deployment of app {app_name} (the old version serves again)")
@@ -535,7 +546,7 @@ impl Undo {
                 // `cf curl` replaces nothing: set every old value; added variables stay.
                 let body = serde_json::json!({ "var": vars }).to_string();
                 format!(
-                    "cf curl -X PATCH /v3/apps/{guid}/environment_variables -d '{}' (and cf unset-env for variables added since)",
+                    "cf curl -X PATCH /v3/apps/{guid}/environment_variables -d '{}' (and cf unset-env for variables added since, cf unbind-service for services bound since)",
                     body.replace('\'', "'\\''")
                 )
             }
@@ -668,7 +679,9 @@ impl Step {
             Step::UpdateMetadata { name, .. } => format!("Updating labels of app {name}"),
             Step::DeleteRoute { route, .. } => format!("Deleting route {}", route.address),
             Step::SnapshotEnv { app, .. } => {
-                format!("Recording the environment variables of {app} (restored on rollback)")
+                format!(
+                    "Recording the environment variables and service bindings of {app} (restored on rollback)"
+                )
             }
             Step::UpdateApp { render, .. } => {
                 if render.routes.is_empty() {

@@ -11,6 +11,7 @@ use cf_zero_downtime::deploy::api::{
     ApiError, ApiResult, App, AppSource, AppState, BuildState, CfApi, Deployment, DeploymentState,
     DeploymentStrategy, Destination, Domain, InstanceStat, InstanceState, MetadataUpdate,
     NetworkPolicy, NewDeployment, NewDestination, NewRoute, Process, ProgressSink, Route,
+    ServiceBinding,
 };
 use cf_zero_downtime::deploy::event::{Event, Outcome, Reporter};
 use cf_zero_downtime::deploy::request::{
@@ -43,6 +44,7 @@ const MUTATING: &[&str] = &[
     "continue_deployment",
     "cancel_deployment",
     "update_env_vars",
+    "delete_service_binding",
 ];
 
 /// How the new instances of a deployment behave in the fake.
@@ -106,6 +108,8 @@ struct State {
     env: BTreeMap<String, BTreeMap<String, String>>,
     deployments: BTreeMap<String, FDep>,
     new_instances: BTreeMap<String, NewInstances>,
+    /// Service bindings: guid → (app guid, service instance name).
+    bindings: BTreeMap<String, (String, String)>,
 }
 
 /// The in-memory Cloud Controller.
@@ -431,6 +435,17 @@ impl CfApi for FakeCf {
                     g
                 }
             };
+            for svc in a["services"].as_sequence().cloned().unwrap_or_default() {
+                let svc = svc
+                    .as_str()
+                    .or_else(|| svc["name"].as_str())
+                    .unwrap_or_default()
+                    .to_string();
+                if !s.bindings.values().any(|(a, i)| a == &guid && i == &svc) {
+                    let b = Self::id(&mut s, "binding");
+                    s.bindings.insert(b, (guid.clone(), svc));
+                }
+            }
             if let Some(m) = a["env"].as_mapping() {
                 let env = s.env.entry(guid.clone()).or_default();
                 for (k, v) in m {
@@ -1049,6 +1064,33 @@ impl CfApi for FakeCf {
         }
         if after {
             Err(err500("cancel_deployment"))
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn list_service_bindings(&self, app: &str) -> ApiResult<Vec<ServiceBinding>> {
+        self.enter("list_service_bindings", app)?;
+        Ok(self
+            .lock()
+            .bindings
+            .iter()
+            .filter(|(_, (a, _))| a == app)
+            .map(|(g, (_, i))| ServiceBinding {
+                guid: g.clone(),
+                service_instance_guid: i.clone(),
+            })
+            .collect())
+    }
+
+    async fn delete_service_binding(&self, guid: &str) -> ApiResult<()> {
+        let after = self.enter("delete_service_binding", guid)?;
+        self.lock()
+            .bindings
+            .remove(guid)
+            .ok_or_else(|| not_found("service binding"))?;
+        if after {
+            Err(err500("delete_service_binding"))
         } else {
             Ok(())
         }
@@ -2072,6 +2114,7 @@ fn render_with_env(r: &RenderRequest) -> Result<String, String> {
     let mut doc: serde_yaml_ng::Value =
         serde_yaml_ng::from_str(&yaml).map_err(|e| e.to_string())?;
     doc["applications"][0]["env"] = serde_yaml_ng::from_str("{GREETING: v2, ADDED: yes}").unwrap();
+    doc["applications"][0]["services"] = serde_yaml_ng::from_str("[old-db, new-db]").unwrap();
     serde_yaml_ng::to_string(&doc).map_err(|e| e.to_string())
 }
 
@@ -2099,7 +2142,20 @@ fn rolling_world() -> FakeCf {
         "A".into(),
         BTreeMap::from([("GREETING".to_string(), "v1".to_string())]),
     );
+    cf.lock()
+        .bindings
+        .insert("binding-0".into(), ("A".into(), "old-db".into()));
     cf
+}
+
+/// The service instances bound to `app`.
+fn services_of(cf: &FakeCf, app: &str) -> Vec<String> {
+    cf.lock()
+        .bindings
+        .values()
+        .filter(|(a, _)| a == app)
+        .map(|(_, i)| i.clone())
+        .collect()
 }
 
 fn env_of(cf: &FakeCf, app: &str) -> BTreeMap<String, String> {
@@ -2149,6 +2205,10 @@ async fn rolling_keeps_the_app_guid_and_deploys_the_new_droplet() {
         env_of(&cf, "A").get("GREETING").map(String::as_str),
         Some("v2")
     );
+    assert_eq!(
+        services_of(&cf, "A"),
+        vec!["old-db".to_string(), "new-db".to_string()]
+    );
     let calls = cf.mutating_calls();
     assert!(
         calls.iter().all(|c| !c.starts_with("delete_")
@@ -2185,6 +2245,11 @@ async fn rolling_crash_cancels_at_once_and_restores_env_vars() {
         BTreeMap::from([("GREETING".to_string(), "v1".to_string())]),
         "env restored, added variable removed"
     );
+    assert_eq!(
+        services_of(&cf, "A"),
+        vec!["old-db".to_string()],
+        "new binding removed"
+    );
     let web = cf.app_named("web").unwrap();
     assert_eq!(web.app.guid, "A");
     assert_eq!(web.droplet, droplet_before, "old droplet current again");
@@ -2199,7 +2264,7 @@ async fn rolling_crash_cancels_at_once_and_restores_env_vars() {
         undo_descriptions(&events),
         vec![
             "cancel the deployment of app web (the old version serves again)".to_string(),
-            "restore the environment variables of app web".to_string(),
+            "restore the environment variables and service bindings of app web".to_string(),
         ]
     );
 }
@@ -2364,7 +2429,7 @@ async fn rolling_dry_run_shows_the_plan_and_changes_nothing() {
         &vec!["web: canary deployment (same app GUID), routes web.example.com".to_string()]
     );
     assert!(
-        steps[0].contains("Recording the environment variables of web"),
+        steps[0].contains("Recording the environment variables and service bindings of web"),
         "{steps:#?}"
     );
     assert!(

@@ -42,12 +42,24 @@ struct State {
     apps: BTreeMap<String, String>,
     routes: BTreeMap<String, Vec<String>>,
     env: BTreeMap<String, BTreeMap<String, String>>,
+    bindings: BTreeMap<String, Vec<String>>,
 }
 
 impl World {
     /// Writes `version` of app `web` (with `instances`, env `GREETING=<version>` and the extra
     /// files `extra`) and returns its manifest.
     fn version(&self, version: &str, instances: u32, extra: &[&str]) -> PathBuf {
+        self.version_with_services(version, instances, extra, &[])
+    }
+
+    /// [`World::version`] whose manifest also binds `services`.
+    fn version_with_services(
+        &self,
+        version: &str,
+        instances: u32,
+        extra: &[&str],
+        services: &[&str],
+    ) -> PathBuf {
         let root = self.dir.path().join(version);
         let d = root.join("web");
         std::fs::create_dir_all(&d).unwrap();
@@ -57,16 +69,19 @@ impl World {
             std::fs::write(d.join(f), "x\n").unwrap();
         }
         let manifest = root.join("manifest.yml");
-        std::fs::write(
-            &manifest,
-            format!(
-                "---\napplications:\n- name: web\n  instances: {instances}\n  memory: 64M\n  \
-                 path: web\n  health-check-type: http\n  health-check-http-endpoint: /health\n  \
-                 env:\n    GREETING: {version}\n  routes:\n  - route: web.{}\n",
-                self.sim.app_domain()
-            ),
-        )
-        .unwrap();
+        let mut text = format!(
+            "---\napplications:\n- name: web\n  instances: {instances}\n  memory: 64M\n  \
+             path: web\n  health-check-type: http\n  health-check-http-endpoint: /health\n  \
+             env:\n    GREETING: {version}\n  routes:\n  - route: web.{}\n",
+            self.sim.app_domain()
+        );
+        if !services.is_empty() {
+            text.push_str("  services:\n");
+            for svc in services {
+                text.push_str(&format!("  - {svc}\n"));
+            }
+        }
+        std::fs::write(&manifest, text).unwrap();
         manifest
     }
 
@@ -121,12 +136,20 @@ impl World {
             .await
             .unwrap();
         let mut env = BTreeMap::new();
+        let mut bindings = BTreeMap::new();
         for a in &apps {
-            let vars = c
-                .get_app_environment_variables(&AppGuid::new(a.guid.as_str()))
-                .await
-                .unwrap();
+            let guid = AppGuid::new(a.guid.as_str());
+            let vars = c.get_app_environment_variables(&guid).await.unwrap();
             env.insert(a.name.clone(), vars);
+            let mut bound: Vec<String> = c
+                .list_app_service_credential_bindings(&guid)
+                .await
+                .unwrap()
+                .iter()
+                .filter_map(|b| b.service_instance_guid().map(ToString::to_string))
+                .collect();
+            bound.sort();
+            bindings.insert(a.name.clone(), bound);
         }
         State {
             apps: apps
@@ -147,6 +170,7 @@ impl World {
                 })
                 .collect(),
             env,
+            bindings,
         }
     }
 
@@ -260,9 +284,14 @@ async fn rolling_under_load_keeps_the_app_guid_and_loses_no_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rolling_crash_is_canceled_early_with_v1_serving_and_env_restored() {
     let w = world(fast()).await;
+    let db = w
+        .sim
+        .create_user_provided_service("db", serde_json::json!({"uri": "x"}));
     let before = w.first_deploy(2, Strategy::Rolling).await;
+    assert!(before.bindings["web"].is_empty());
     let load = w.load().await;
-    let m = w.version("v2", 2, &[".sim-crash"]);
+    // v2 also binds a service: the rollback unbinds it.
+    let m = w.version_with_services("v2", 2, &[".sim-crash"], &["db"]);
     let (outcome, events) = w.push(w.args(&m, Strategy::Rolling)).await;
     let Outcome::RolledBack { error } = &outcome else {
         panic!("{outcome:?} {events:#?}");
@@ -271,8 +300,22 @@ async fn rolling_crash_is_canceled_early_with_v1_serving_and_env_restored() {
     assert!(error.contains("crashed"), "{error}");
     w.settle().await;
     assert_no_failures(&load.stop().await);
-    assert_eq!(w.state().await, before, "same app, routes and env vars");
+    assert_eq!(
+        w.state().await,
+        before,
+        "same app, routes, env vars and bindings"
+    );
     assert_eq!(w.serving().await, "v1");
+    let unbind = w
+        .sim
+        .call_log()
+        .into_iter()
+        .filter(|c| c.method == "DELETE" && c.path.starts_with("/v3/service_credential_bindings/"))
+        .count();
+    assert_eq!(
+        unbind, 1,
+        "the binding to {db} made by v2's manifest is removed"
+    );
     let calls = deployment_calls(&w);
     assert_eq!(calls.len(), 2, "{calls:?}");
     assert!(calls[1].ends_with("/actions/cancel"), "{calls:?}");
