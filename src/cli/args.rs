@@ -14,9 +14,9 @@ pub enum Strategy {
     /// Temporary candidate app, smoke test, route switch, retire the old app.
     #[default]
     BlueGreen,
-    /// Cloud Controller rolling deployment (keeps the app GUID; not available yet).
+    /// Cloud Controller rolling deployment: keeps the app GUID; a crash or stall cancels it.
     Rolling,
-    /// Cloud Controller canary deployment with a smoke-test gate (not available yet).
+    /// Cloud Controller canary deployment: smoke test on the canary, then continue or cancel.
     Canary,
 }
 
@@ -101,11 +101,11 @@ pub struct PushArgs {
     #[arg(long = "timeout", value_name = "DURATION", value_parser = parse_duration, default_value = "5m")]
     pub timeout: Duration,
 
-    /// Instances replaced at once by a rolling or canary deployment.
+    /// Instances replaced at once by a rolling or canary deployment (not with blue-green).
     #[arg(long = "max-in-flight", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_in_flight: Option<u32>,
 
-    /// Canary steps as percentages of instances, e.g. 10,50,100.
+    /// Canary steps as percentages of instances, e.g. 10,50,100 (--strategy canary).
     #[arg(
         long = "instance-steps",
         value_name = "PERCENTAGES",

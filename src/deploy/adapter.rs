@@ -25,6 +25,7 @@ use super::api::{
     InstanceStat, InstanceState, MetadataUpdate, NetworkPolicy, NewDestination, NewRoute, Process,
     ProgressSink, Route,
 };
+use super::api::{Deployment, DeploymentState, DeploymentStrategy, NewDeployment, ServiceBinding};
 use super::event::error_chain;
 
 /// Default pause between polls of jobs and packages (real Cloud Controller).
@@ -286,6 +287,31 @@ fn instance(s: cf::InstanceStats) -> InstanceStat {
         },
         routable: s.routable,
         details: s.details,
+    }
+}
+
+fn deployment(d: cf::Deployment) -> Deployment {
+    use cf::{DeploymentReason as R, DeploymentStatusValue as V};
+    let state = match (d.status.value, d.status.reason) {
+        (V::Active, R::Deploying | R::Prepaused) => DeploymentState::Deploying,
+        (V::Active, R::Paused) => DeploymentState::Paused,
+        (V::Active, R::Canceling) => DeploymentState::Canceling,
+        (V::Finalized, R::Deployed) => DeploymentState::Deployed,
+        (V::Finalized, R::Canceled) => DeploymentState::Canceled,
+        (V::Finalized, R::Superseded) => DeploymentState::Superseded,
+        (v, r) => DeploymentState::Other(format!("{v:?}/{r:?}").to_uppercase()),
+    };
+    let error = d.error().map(str::to_string);
+    Deployment {
+        guid: d.guid.to_string(),
+        state,
+        new_processes: d
+            .new_processes
+            .into_iter()
+            .map(|p| p.guid.to_string())
+            .collect(),
+        canary_step: d.status.canary.map(|c| (c.steps.current, c.steps.total)),
+        error,
     }
 }
 
@@ -713,6 +739,94 @@ impl CfApi for CfBackend {
     async fn delete_network_policies(&self, policies: &[NetworkPolicy]) -> ApiResult<()> {
         let p: Vec<cf::NetworkPolicy> = policies.iter().map(policy_to_cf).collect();
         self.client.delete_network_policies(&p).await?;
+        Ok(())
+    }
+
+    async fn create_deployment(&self, new: &NewDeployment) -> ApiResult<Deployment> {
+        let app = app_guid(&new.app_guid);
+        let droplet = Some(cf::DropletGuid::new(&new.droplet_guid));
+        let base = match new.strategy {
+            DeploymentStrategy::Rolling => cf::NewDeployment::rolling(app, droplet),
+            DeploymentStrategy::Canary => cf::NewDeployment::canary(app, droplet),
+        };
+        let mut options = cf::DeploymentOptions {
+            max_in_flight: new.max_in_flight,
+            ..cf::DeploymentOptions::default()
+        };
+        if new.strategy == DeploymentStrategy::Canary && !new.canary_steps.is_empty() {
+            options = options.canary_steps(new.canary_steps.iter().copied());
+        }
+        let d = self
+            .client
+            .create_deployment(&base.with_options(options))
+            .await?;
+        Ok(deployment(d))
+    }
+
+    async fn get_deployment(&self, guid: &str) -> ApiResult<Deployment> {
+        let d = self
+            .client
+            .get_deployment(&cf::DeploymentGuid::new(guid))
+            .await?;
+        Ok(deployment(d))
+    }
+
+    async fn continue_deployment(&self, guid: &str) -> ApiResult<()> {
+        self.client
+            .continue_deployment(&cf::DeploymentGuid::new(guid))
+            .await?;
+        Ok(())
+    }
+
+    async fn cancel_deployment(&self, guid: &str) -> ApiResult<()> {
+        self.client
+            .cancel_deployment(&cf::DeploymentGuid::new(guid))
+            .await?;
+        Ok(())
+    }
+
+    async fn get_env_vars(&self, app: &str) -> ApiResult<BTreeMap<String, String>> {
+        Ok(self
+            .client
+            .get_app_environment_variables(&app_guid(app))
+            .await?)
+    }
+
+    async fn update_env_vars(
+        &self,
+        app: &str,
+        vars: &BTreeMap<String, Option<String>>,
+    ) -> ApiResult<()> {
+        self.client
+            .update_app_environment_variables(&app_guid(app), vars)
+            .await?;
+        Ok(())
+    }
+
+    async fn list_service_bindings(&self, app: &str) -> ApiResult<Vec<ServiceBinding>> {
+        Ok(self
+            .client
+            .list_app_service_credential_bindings(&app_guid(app))
+            .await?
+            .into_iter()
+            .map(|b| ServiceBinding {
+                service_instance_guid: b
+                    .service_instance_guid()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+                guid: b.guid.to_string(),
+            })
+            .collect())
+    }
+
+    async fn delete_service_binding(&self, guid: &str) -> ApiResult<()> {
+        let job = self
+            .client
+            .delete_service_credential_binding(&cf::ServiceCredentialBindingGuid::new(guid))
+            .await?;
+        if let Some(job) = job {
+            self.client.wait_for_job(&job, self.poll).await?;
+        }
         Ok(())
     }
 

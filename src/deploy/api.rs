@@ -26,6 +26,8 @@ pub type BuildGuid = String;
 pub type DropletGuid = String;
 /// A process GUID.
 pub type ProcessGuid = String;
+/// A deployment GUID.
+pub type DeploymentGuid = String;
 
 /// A Cloud Controller error, as the adapter reports it. Branch on [`ApiError::title`] or
 /// [`ApiError::status`], never on [`ApiError::detail`] (display only).
@@ -319,10 +321,102 @@ impl ProgressSink {
     }
 }
 
+/// The strategy of a Cloud Controller deployment (`POST /v3/deployments`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeploymentStrategy {
+    /// `rolling`: instances are replaced `max_in_flight` at a time.
+    Rolling,
+    /// `canary`: pauses after each canary step until continued.
+    Canary,
+}
+
+/// A deployment to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDeployment {
+    /// The app.
+    pub app_guid: AppGuid,
+    /// The droplet to roll out.
+    pub droplet_guid: DropletGuid,
+    /// Rolling or canary.
+    pub strategy: DeploymentStrategy,
+    /// `options.max_in_flight` (server default 1 when `None`).
+    pub max_in_flight: Option<u32>,
+    /// `options.canary.steps` as instance weights in percent (canary only; empty: one step).
+    pub canary_steps: Vec<u32>,
+}
+
+/// Where a deployment is (`status.value` + `status.reason`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeploymentState {
+    /// ACTIVE/DEPLOYING (or PREPAUSED): rolling out.
+    Deploying,
+    /// ACTIVE/PAUSED: a canary step waits for `continue`.
+    Paused,
+    /// ACTIVE/CANCELING: a cancel is being carried out.
+    Canceling,
+    /// FINALIZED/DEPLOYED: success.
+    Deployed,
+    /// FINALIZED/CANCELED: the old version was restored.
+    Canceled,
+    /// FINALIZED/SUPERSEDED: another deployment of the app replaced it.
+    Superseded,
+    /// A status this version does not know (`value/reason`).
+    Other(String),
+}
+
+impl DeploymentState {
+    /// Whether the deployment is over (FINALIZED).
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self,
+            DeploymentState::Deployed | DeploymentState::Canceled | DeploymentState::Superseded
+        )
+    }
+}
+
+impl fmt::Display for DeploymentState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DeploymentState::Deploying => "ACTIVE/DEPLOYING",
+            DeploymentState::Paused => "ACTIVE/PAUSED",
+            DeploymentState::Canceling => "ACTIVE/CANCELING",
+            DeploymentState::Deployed => "FINALIZED/DEPLOYED",
+            DeploymentState::Canceled => "FINALIZED/CANCELED",
+            DeploymentState::Superseded => "FINALIZED/SUPERSEDED",
+            DeploymentState::Other(s) => s,
+        })
+    }
+}
+
+/// An app's service credential binding (`GET /v3/service_credential_bindings?type=app`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceBinding {
+    /// The binding's GUID.
+    pub guid: String,
+    /// The bound service instance's GUID.
+    pub service_instance_guid: String,
+}
+
+/// A deployment (the fields the deploy layer reads).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deployment {
+    /// Its GUID.
+    pub guid: DeploymentGuid,
+    /// Where it is.
+    pub state: DeploymentState,
+    /// The GUIDs of the processes it created (`new_processes`: the new `web` process).
+    pub new_processes: Vec<ProcessGuid>,
+    /// Canary progress: (current step, number of steps), canary only.
+    pub canary_step: Option<(u32, u32)>,
+    /// The error the deployment updater recorded, if any.
+    pub error: Option<String>,
+}
+
 /// Result of a [`CfApi`] call.
 pub type ApiResult<T> = Result<T, ApiError>;
 
-/// The Cloud Controller operations blue-green needs. Implementations must be cheap to call
+/// The Cloud Controller operations the strategies need (blue-green; rolling and canary add
+/// deployments and environment variables). Implementations must be cheap to call
 /// concurrently through `&self` (interior mutability for the warnings buffer) and bound every
 /// wait they do internally (jobs, package processing).
 ///
@@ -462,6 +556,38 @@ pub trait CfApi: Sync {
         &self,
         policies: &[NetworkPolicy],
     ) -> impl Future<Output = ApiResult<()>> + Send;
+    /// Creates a rolling or canary deployment (`POST /v3/deployments`). Mutating.
+    fn create_deployment(
+        &self,
+        new: &NewDeployment,
+    ) -> impl Future<Output = ApiResult<Deployment>> + Send;
+    /// A deployment (`GET /v3/deployments/:guid`).
+    fn get_deployment(&self, guid: &str) -> impl Future<Output = ApiResult<Deployment>> + Send;
+    /// Continues a PAUSED canary deployment (`POST /v3/deployments/:guid/actions/continue`).
+    /// Mutating.
+    fn continue_deployment(&self, guid: &str) -> impl Future<Output = ApiResult<()>> + Send;
+    /// Cancels a deployment (`POST /v3/deployments/:guid/actions/cancel`). Mutating.
+    fn cancel_deployment(&self, guid: &str) -> impl Future<Output = ApiResult<()>> + Send;
+    /// The app's user-set environment variables (`GET /v3/apps/:guid/environment_variables`).
+    fn get_env_vars(
+        &self,
+        app_guid: &str,
+    ) -> impl Future<Output = ApiResult<BTreeMap<String, String>>> + Send;
+    /// Sets (`Some`) or removes (`None`) environment variables, keeping the others
+    /// (`PATCH /v3/apps/:guid/environment_variables`). Mutating.
+    fn update_env_vars(
+        &self,
+        app_guid: &str,
+        vars: &BTreeMap<String, Option<String>>,
+    ) -> impl Future<Output = ApiResult<()>> + Send;
+    /// The app's service bindings (`GET /v3/service_credential_bindings?type=app&app_guids=..`).
+    fn list_service_bindings(
+        &self,
+        app_guid: &str,
+    ) -> impl Future<Output = ApiResult<Vec<ServiceBinding>>> + Send;
+    /// Deletes a service binding and waits (bounded) for its job, if any
+    /// (`DELETE /v3/service_credential_bindings/:guid`). Mutating.
+    fn delete_service_binding(&self, guid: &str) -> impl Future<Output = ApiResult<()>> + Send;
     /// Warnings collected since the last call (`X-Cf-Warnings`, job warnings), drained.
     fn take_warnings(&self) -> Vec<String>;
 }

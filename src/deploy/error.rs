@@ -94,6 +94,27 @@ pub enum Error {
         /// Placement details (prefixed with `: `), if any.
         details: String,
     },
+    /// A rolling or canary deployment ended without deploying (canceled or superseded by
+    /// someone else, or a state this version does not know).
+    #[error("the deployment of app '{app}' ended {state}{reason}")]
+    DeploymentEnded {
+        /// Manifest app.
+        app: String,
+        /// The deployment's state.
+        state: String,
+        /// The updater's error (prefixed with `: `), if any.
+        reason: String,
+    },
+    /// A rolling or canary deployment made no progress.
+    #[error("the deployment of app '{app}' made no progress for {} ({detail})", fmt_duration(*.timeout))]
+    DeploymentStalled {
+        /// Manifest app.
+        app: String,
+        /// The stall bound.
+        timeout: Duration,
+        /// Where it stood.
+        detail: String,
+    },
     /// A smoke test failed.
     #[error("smoke test of app '{app}' failed")]
     Smoke {
@@ -119,6 +140,18 @@ pub enum Error {
 }
 
 impl Error {
+    /// The hint of a failed rolling or canary deployment: the app is kept, so are its logs.
+    pub fn deployment_hint(&self) -> Option<String> {
+        let name = match self {
+            Error::Crashed { name, .. } => name,
+            Error::DeploymentStalled { app, .. } | Error::DeploymentEnded { app, .. } => app,
+            _ => return None,
+        };
+        Some(format!(
+            "TIP: the app keeps its GUID and its logs: 'cf logs {name} --recent' shows why the new instances failed"
+        ))
+    }
+
     /// A hint to print on its own line, if one helps. A rollback deletes the failed app and
     /// its recent logs with it, so the hint points at the next attempt.
     pub fn hint(&self) -> Option<String> {

@@ -39,6 +39,14 @@ pub enum Outcome {
         /// What failed.
         error: String,
     },
+    /// Rolling/canary multi-app: the apps in `deployed` run their new version; the next app
+    /// failed and was rolled back (or not changed); the apps after it were not touched.
+    PartlyDeployed {
+        /// What failed.
+        error: String,
+        /// Apps deployed by this run.
+        deployed: Vec<String>,
+    },
     /// Failed, and some undo failed too.
     RollbackIncomplete {
         /// What failed.
@@ -67,6 +75,10 @@ impl Outcome {
             Outcome::DryRun => "dry run: nothing was changed".into(),
             Outcome::NothingChanged { .. } => "nothing was changed".into(),
             Outcome::RolledBack { .. } => "rolled back, the old version is serving".into(),
+            Outcome::PartlyDeployed { deployed, .. } => format!(
+                "partly deployed: {} run the new version; the failed app was rolled back and serves its old version",
+                deployed.join(", ")
+            ),
             Outcome::RollbackIncomplete { manual_steps, .. } => {
                 format!("ROLLBACK INCOMPLETE: {}", manual_steps.join("; "))
             }
@@ -80,6 +92,7 @@ impl Outcome {
             Outcome::DeployedWithLeftovers { error, .. }
             | Outcome::NothingChanged { error }
             | Outcome::RolledBack { error }
+            | Outcome::PartlyDeployed { error, .. }
             | Outcome::RollbackIncomplete { error, .. } => Some(error),
         }
     }

@@ -13,9 +13,11 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use std::collections::BTreeMap;
+
 use super::api::{
-    ApiError, AppSource, BuildState, CfApi, InstanceState, NetworkPolicy, NewDestination,
-    ProgressSink, UploadProgress,
+    ApiError, AppSource, BuildState, CfApi, Deployment, DeploymentState, DeploymentStrategy,
+    InstanceState, NetworkPolicy, NewDeployment, NewDestination, ProgressSink, UploadProgress,
 };
 use super::error::Error;
 use super::event::{Event, Outcome, Reporter, StepTime, error_chain};
@@ -441,6 +443,297 @@ impl<A: CfApi> Exec<'_, A> {
                 ok_if_not_found(api.delete_route(&route_guid).await).map_err(err)?;
                 Ok(StepOutput::None)
             }
+            Step::SnapshotEnv { app, guid } => {
+                let vars = self.read(api.get_env_vars(guid), step).await?;
+                let bindings = self
+                    .read(api.list_service_bindings(guid), step)
+                    .await?
+                    .into_iter()
+                    .map(|b| b.guid)
+                    .collect();
+                Ok(StepOutput::Env {
+                    guid: guid.clone(),
+                    name: app.clone(),
+                    vars,
+                    bindings,
+                })
+            }
+            Step::UpdateApp { guid, render, .. } => {
+                let spec = self.spec(step)?;
+                let yaml = (spec.render)(render).map_err(|message| Error::Render {
+                    app: step.app().to_string(),
+                    message,
+                })?;
+                api.apply_manifest(space, &yaml).await.map_err(err)?;
+                Ok(StepOutput::App {
+                    guid: guid.clone(),
+                    name: render.name.clone(),
+                    server_routes: Vec::new(),
+                })
+            }
+            Step::Deploy {
+                app,
+                strategy,
+                smoke_route,
+            } => {
+                let (guid, name) = Self::new_app(ledger, step)?;
+                let droplet = ledger
+                    .droplet(app)
+                    .ok_or_else(|| Self::missing(step, "the droplet"))?;
+                let new = NewDeployment {
+                    app_guid: guid.to_string(),
+                    droplet_guid: droplet.to_string(),
+                    strategy: *strategy,
+                    max_in_flight: self.req.max_in_flight,
+                    canary_steps: match strategy {
+                        DeploymentStrategy::Canary => self.req.instance_steps.clone(),
+                        DeploymentStrategy::Rolling => Vec::new(),
+                    },
+                };
+                let d = api.create_deployment(&new).await.map_err(err)?;
+                let dguid = d.guid.clone();
+                match self
+                    .monitor(step, name, d, smoke_route.as_deref(), reporter)
+                    .await
+                {
+                    Ok(()) => Ok(StepOutput::None),
+                    Err(error) => Err(Failure {
+                        error,
+                        partial: Some(StepOutput::Deployment {
+                            guid: dguid,
+                            app_name: name.to_string(),
+                        }),
+                    }),
+                }
+            }
+        }
+    }
+
+    /// Watches a deployment until it is DEPLOYED. Any CRASHED instance of the new process, no
+    /// progress (state, canary step, running new instances) for `--timeout`, a failed canary
+    /// smoke test or an interrupt ends the watch with an error; the caller's rollback cancels
+    /// the deployment. At each canary pause the smoke test runs against the new process
+    /// (router header), then the deployment is continued.
+    async fn monitor(
+        &self,
+        step: &Step,
+        name: &str,
+        first: Deployment,
+        smoke_route: Option<&str>,
+        reporter: &mut dyn Reporter,
+    ) -> Result<(), Error> {
+        let app = step.app();
+        let start = Instant::now();
+        let mut pause = Backoff::new(self.req.poll_interval);
+        let mut last_progress = Instant::now();
+        // Progress: the state, the canary step and the running new instances.
+        let mut last_key: Option<Progress> = None;
+        let mut continued: Option<Option<(u32, u32)>> = None;
+        let mut dep = first;
+        loop {
+            if self.cancel.is_cancelled() {
+                return Err(Error::Cancelled);
+            }
+            match &dep.state {
+                DeploymentState::Deployed => return Ok(()),
+                DeploymentState::Paused if continued != Some(dep.canary_step) => {
+                    if let Some(route) = smoke_route {
+                        self.canary_smoke(app, route, &dep, reporter).await?;
+                    }
+                    // Mutating: awaited to its end.
+                    self.api
+                        .continue_deployment(&dep.guid)
+                        .await
+                        .map_err(|e| Self::api_err(step, e))?;
+                    continued = Some(dep.canary_step);
+                    last_progress = Instant::now();
+                    pause = Backoff::new(self.req.poll_interval);
+                    dep = self.read(self.api.get_deployment(&dep.guid), step).await?;
+                    continue;
+                }
+                DeploymentState::Deploying | DeploymentState::Paused => {}
+                DeploymentState::Canceling
+                | DeploymentState::Canceled
+                | DeploymentState::Superseded
+                | DeploymentState::Other(_) => {
+                    return Err(Error::DeploymentEnded {
+                        app: app.to_string(),
+                        state: dep.state.to_string(),
+                        reason: dep
+                            .error
+                            .as_ref()
+                            .map(|e| format!(": {e}"))
+                            .unwrap_or_default(),
+                    });
+                }
+            }
+            let (mut running, mut total) = (0u32, 0u32);
+            for p in &dep.new_processes {
+                let stats = self.read(self.api.process_stats(p), step).await?;
+                for s in &stats {
+                    total += 1;
+                    match s.state {
+                        InstanceState::Crashed => {
+                            return Err(Error::Crashed {
+                                name: name.to_string(),
+                                process_type: "web (new)".into(),
+                                index: s.index,
+                                reason: s
+                                    .details
+                                    .clone()
+                                    .unwrap_or_else(|| "the instance exited".into()),
+                            });
+                        }
+                        InstanceState::Running if s.routable != Some(false) => running += 1,
+                        _ => {}
+                    }
+                }
+            }
+            let detail = match dep.canary_step {
+                Some((c, t)) => format!(
+                    "{}, canary step {c} of {t}, {running} of {total} new instances running",
+                    dep.state
+                ),
+                None => format!("{}, {running} of {total} new instances running", dep.state),
+            };
+            let key = Progress {
+                state: dep.state.clone(),
+                canary_step: dep.canary_step,
+                running,
+            };
+            if last_key.as_ref() != Some(&key) {
+                last_key = Some(key);
+                last_progress = Instant::now();
+            }
+            if last_progress.elapsed() >= self.req.timeout {
+                return Err(Error::DeploymentStalled {
+                    app: app.to_string(),
+                    timeout: self.req.timeout,
+                    detail,
+                });
+            }
+            reporter.report(Event::Waiting {
+                app: app.to_string(),
+                what: "deployment".into(),
+                elapsed: start.elapsed(),
+                detail,
+            });
+            self.pause(pause.next()).await?;
+            dep = self.read(self.api.get_deployment(&dep.guid), step).await?;
+        }
+    }
+
+    /// The smoke test of a paused canary: through the production route, pinned to the new
+    /// process with `X-Cf-Process-Instance` (the command gets the header value in
+    /// `$CF_ZDT_PROCESS_INSTANCE`).
+    async fn canary_smoke(
+        &self,
+        app: &str,
+        route: &str,
+        dep: &Deployment,
+        reporter: &mut dyn Reporter,
+    ) -> Result<(), Error> {
+        let Some(process) = dep.new_processes.first() else {
+            return Err(Error::Missing {
+                app: app.to_string(),
+                step: "deploy".into(),
+                what: "the canary's new process".into(),
+            });
+        };
+        let base = smoke::route_url(&self.req.probe, route);
+        let to_err = |e: smoke::SmokeError| match e {
+            smoke::SmokeError::Cancelled => Error::Cancelled,
+            source => Error::Smoke {
+                app: app.to_string(),
+                source,
+            },
+        };
+        let step_text = dep
+            .canary_step
+            .map(|(c, t)| format!(" (canary step {c} of {t})"))
+            .unwrap_or_default();
+        if let Some(path) = &self.req.smoke_test_path {
+            reporter.report(Event::Waiting {
+                app: app.to_string(),
+                what: "smoke_test".into(),
+                elapsed: Duration::ZERO,
+                detail: format!(
+                    "GET {base}{path} with {}: {process}{step_text}",
+                    smoke::PROCESS_INSTANCE_HEADER
+                ),
+            });
+            smoke::probe_with_header(
+                &self.req.probe,
+                &format!("{base}{path}"),
+                Some((smoke::PROCESS_INSTANCE_HEADER, process)),
+                self.cancel,
+            )
+            .await
+            .map_err(to_err)?;
+        }
+        if let Some(cmd) = &self.req.smoke_test {
+            reporter.report(Event::Waiting {
+                app: app.to_string(),
+                what: "smoke_test".into(),
+                elapsed: Duration::ZERO,
+                detail: format!(
+                    "running {cmd} {base} (CF_ZDT_PROCESS_INSTANCE={process}){step_text}"
+                ),
+            });
+            smoke::run_command_with_env(
+                cmd,
+                &base,
+                &[("CF_ZDT_PROCESS_INSTANCE", process)],
+                self.req.smoke_timeout,
+                self.cancel,
+            )
+            .await
+            .map_err(to_err)?;
+        }
+        Ok(())
+    }
+
+    /// Cancels a deployment and waits (bounded by `--timeout`, not by Ctrl-C: this is a
+    /// rollback) until it is over.
+    async fn cancel_deployment(&self, guid: &str) -> Result<(), ApiError> {
+        let finished = |d: &Deployment| match d.state {
+            DeploymentState::Canceled | DeploymentState::Superseded => Some(Ok(())),
+            DeploymentState::Deployed => Some(Err(ApiError::new(
+                422,
+                "CF-UnprocessableEntity",
+                format!("deployment {guid} had already finished: the new version serves"),
+            ))),
+            _ => None,
+        };
+        if let Err(e) = self.api.cancel_deployment(guid).await {
+            // Not cancelable any more: fine when it is over already.
+            return match self
+                .api
+                .get_deployment(guid)
+                .await
+                .ok()
+                .as_ref()
+                .and_then(finished)
+            {
+                Some(r) => r,
+                None => Err(e),
+            };
+        }
+        let start = Instant::now();
+        let mut pause = Backoff::new(self.req.poll_interval);
+        loop {
+            let d = self.api.get_deployment(guid).await?;
+            if let Some(r) = finished(&d) {
+                return r;
+            }
+            if start.elapsed() >= self.req.timeout {
+                return Err(ApiError::transport(format!(
+                    "deployment {guid} was still {} {} after the cancel",
+                    d.state,
+                    super::step::fmt_duration(self.req.timeout)
+                )));
+            }
+            tokio::time::sleep(pause.next()).await;
         }
     }
 
@@ -545,9 +838,51 @@ impl<A: CfApi> Exec<'_, A> {
                 .map(|_| ()),
             Undo::DeleteNetworkPolicies(p) => api.delete_network_policies(p).await,
             Undo::RenameApp { guid, to, .. } => api.rename_app(guid, to).await,
+            Undo::CancelDeployment { guid, .. } => self.cancel_deployment(guid).await,
+            Undo::RestoreEnv {
+                guid,
+                vars,
+                bindings,
+                ..
+            } => {
+                // Bindings first; a failure there does not keep the variables from being restored.
+                let unbound = match api.list_service_bindings(guid).await {
+                    Ok(now) => {
+                        let mut r = Ok(());
+                        for b in now.iter().filter(|b| !bindings.contains(&b.guid)) {
+                            r = r.and(ok_if_not_found(api.delete_service_binding(&b.guid).await));
+                        }
+                        r
+                    }
+                    Err(e) => Err(e),
+                };
+                let now = api.get_env_vars(guid).await?;
+                let mut patch: BTreeMap<String, Option<String>> = vars
+                    .iter()
+                    .filter(|(k, v)| now.get(*k) != Some(*v))
+                    .map(|(k, v)| (k.clone(), Some(v.clone())))
+                    .collect();
+                for k in now.keys().filter(|k| !vars.contains_key(*k)) {
+                    patch.insert(k.clone(), None);
+                }
+                let env = if patch.is_empty() {
+                    Ok(())
+                } else {
+                    api.update_env_vars(guid, &patch).await
+                };
+                unbound.and(env)
+            }
         };
         ok_if_not_found(r)
     }
+}
+
+/// What counts as progress of a deployment: any change resets the stall timer.
+#[derive(Debug, PartialEq, Eq)]
+struct Progress {
+    state: DeploymentState,
+    canary_step: Option<(u32, u32)>,
+    running: u32,
 }
 
 /// Forwards upload progress at most once per percent (or per MiB when the total is unknown),
@@ -659,7 +994,13 @@ pub async fn execute<A: CfApi>(
         return (Outcome::Deployed, times);
     };
     let mut message = error_chain(&error);
-    if let Some(h) = error.hint() {
+    let in_place = plan.steps.iter().any(|s| matches!(s, Step::Deploy { .. }));
+    let hint = if in_place {
+        error.deployment_hint()
+    } else {
+        error.hint()
+    };
+    if let Some(h) = hint {
         message.push('\n');
         message.push_str(&h);
     }

@@ -1,6 +1,7 @@
 //! The `deploy` layer: observe (reads only) → plan (pure) → execute (steps with undo), with
-//! progress reported as [`event::Event`]s. This module implements the blue-green strategy of
-//! DESIGN.md section 2.
+//! progress reported as [`event::Event`]s. This module implements the strategies of DESIGN.md
+//! section 2: blue-green ([`plan`]) and rolling/canary ([`rolling`], same app GUID, a Cloud
+//! Controller deployment watched by our monitor).
 //!
 //! # Seams (what the integrator provides)
 //!
@@ -57,6 +58,7 @@ pub mod observe;
 pub mod plan;
 pub mod push;
 pub mod request;
+pub mod rolling;
 pub mod route;
 pub mod smoke;
 pub mod step;
@@ -79,7 +81,8 @@ pub fn strategy_name(s: crate::cli::Strategy) -> String {
         .unwrap_or_else(|| format!("{s:?}"))
 }
 
-/// Observes, plans and (unless `--dry-run`) executes a blue-green deploy of `apps`.
+/// Observes, plans and (unless `--dry-run`) executes a deploy of `apps` with the request's
+/// strategy (blue-green, or rolling/canary through [`rolling`]).
 /// Reports every event to `reporter`, ending with [`Event::Finished`], and returns the outcome.
 /// Never panics; every failure ends in an [`Outcome`].
 pub async fn run<A: CfApi>(
@@ -134,6 +137,9 @@ async fn run_inner<A: CfApi>(
             );
         }
     };
+    if rolling::deployment_strategy(req.strategy).is_some() {
+        return run_rolling(api, req, apps, &observed, reporter, cancel).await;
+    }
     let plan = match plan::plan(&observed, req, apps) {
         Ok(p) => p,
         Err(e) => {
@@ -161,4 +167,43 @@ async fn run_inner<A: CfApi>(
         return (Outcome::DryRun, Vec::new());
     }
     execute::execute(api, &plan, req, apps, reporter, cancel).await
+}
+
+/// Rolling or canary: per-app plans, shown as one, executed one app after the other.
+async fn run_rolling<A: CfApi>(
+    api: &A,
+    req: &DeployRequest,
+    apps: &[AppSpec<A::Bits>],
+    observed: &observe::Observed,
+    reporter: &mut dyn Reporter,
+    cancel: &CancellationToken,
+) -> (Outcome, Vec<event::StepTime>) {
+    let plans = match rolling::plan(observed, req, apps) {
+        Ok(p) => p,
+        Err(e) => {
+            let e = Error::from(e);
+            return (
+                Outcome::NothingChanged {
+                    error: error_chain(&e),
+                },
+                Vec::new(),
+            );
+        }
+    };
+    let shown = rolling::combined(&plans);
+    reporter.report(Event::Plan {
+        apps: shown.summary_lines(),
+        steps: shown.step_lines(),
+        dry_run: req.dry_run,
+    });
+    for message in &shown.warnings {
+        reporter.report(Event::Warning {
+            app: None,
+            message: message.clone(),
+        });
+    }
+    if req.dry_run {
+        return (Outcome::DryRun, Vec::new());
+    }
+    rolling::execute(api, &plans, req, apps, reporter, cancel).await
 }

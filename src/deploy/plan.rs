@@ -28,8 +28,9 @@ use super::step::{AppRef, PolicyEnd, PolicyTemplate, RouteRef, Step, fmt_duratio
 /// Why no plan could be made. Nothing has been changed when one of these is returned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
-    /// Only blue-green is implemented by this layer.
-    #[error("strategy {0} is not supported by the blue-green deployer")]
+    /// A strategy given to the planner of another strategy (blue-green: [`plan`]; rolling and
+    /// canary: `rolling::plan`).
+    #[error("strategy {0} is not planned by this planner")]
     UnsupportedStrategy(String),
     /// Nothing to deploy.
     #[error("no app to deploy: the manifest has no applications")]
@@ -84,6 +85,10 @@ pub enum AppPlanKind {
     FirstDeploy,
     /// Candidate, switch, retire.
     Swap,
+    /// The live app is updated in place by a Cloud Controller rolling deployment.
+    Rolling,
+    /// The live app is updated in place by a Cloud Controller canary deployment.
+    Canary,
 }
 
 impl fmt::Display for AppPlanKind {
@@ -91,6 +96,8 @@ impl fmt::Display for AppPlanKind {
         f.write_str(match self {
             AppPlanKind::FirstDeploy => "first deploy",
             AppPlanKind::Swap => "blue-green swap",
+            AppPlanKind::Rolling => "rolling deployment (same app GUID)",
+            AppPlanKind::Canary => "canary deployment (same app GUID)",
         })
     }
 }
@@ -756,6 +763,8 @@ mod tests {
             space_guid: "sg".into(),
             user: None,
             strategy: Strategy::BlueGreen,
+            max_in_flight: None,
+            instance_steps: Vec::new(),
             smoke_test: None,
             smoke_test_path: None,
             old_app: OldApp::Delete,

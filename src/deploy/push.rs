@@ -1,5 +1,6 @@
 //! `zero-downtime-push` from flags to outcome: the preflight (manifest, flags, app bits, client,
-//! API discovery), then [`super::run`] on a [`CfBackend`].
+//! API discovery, the Cloud Controller version check of rolling/canary), then [`super::run`] on a
+//! [`CfBackend`].
 //!
 //! Every preflight failure ends the same way: an [`Event::Started`] naming the target (when the
 //! app names are known), an [`Event::Finished`] with [`Outcome::NothingChanged`] and the error
@@ -124,6 +125,15 @@ enum Preflight {
     },
     #[error("cannot set up the cloud controller client")]
     Client(#[source] cf::Error),
+    #[error("{0}")]
+    Flags(String),
+    #[error("--strategy {strategy} cannot be used with the cloud controller at {endpoint}")]
+    Version {
+        strategy: String,
+        endpoint: String,
+        #[source]
+        source: Box<cf::Error>,
+    },
     #[error("interrupted before anything was changed")]
     Cancelled,
 }
@@ -135,7 +145,7 @@ struct Prepared {
     warnings: Vec<String>,
 }
 
-/// Runs a zero-downtime push: preflight, then the blue-green deploy. Reports every event to
+/// Runs a zero-downtime push: preflight, then the deploy with the chosen strategy. Reports every event to
 /// `reporter`, always ending with [`Event::Finished`], and returns the outcome.
 pub async fn push(
     opts: PushOptions,
@@ -204,6 +214,57 @@ impl Reporter for WarnAfterStart<'_> {
             }
         }
     }
+}
+
+/// Rejects deployment flags that do not fit the strategy (as `cf push` does).
+fn check_strategy_flags(args: &PushArgs) -> Result<(), Preflight> {
+    use crate::cli::Strategy;
+    if args.max_in_flight.is_some() && args.strategy == Strategy::BlueGreen {
+        return Err(Preflight::Flags(
+            "--max-in-flight applies to --strategy rolling or canary only".into(),
+        ));
+    }
+    if !args.instance_steps.is_empty() {
+        if args.strategy != Strategy::Canary {
+            return Err(Preflight::Flags(
+                "--instance-steps applies to --strategy canary only".into(),
+            ));
+        }
+        let ok = args.instance_steps.iter().all(|w| (1..=100).contains(w))
+            && args.instance_steps.windows(2).all(|p| p[0] < p[1]);
+        if !ok {
+            return Err(Preflight::Flags(format!(
+                "--instance-steps {}: each step is a percentage from 1 to 100, in ascending order",
+                args.instance_steps
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The Cloud Controller features the strategy and its flags need.
+fn required_features(args: &PushArgs) -> Vec<cf::Feature> {
+    use crate::cli::Strategy;
+    let mut f = Vec::new();
+    match args.strategy {
+        Strategy::BlueGreen => return f,
+        Strategy::Rolling => f.push(cf::Feature::DeploymentStrategy),
+        Strategy::Canary => {
+            f.push(cf::Feature::DeploymentStrategy);
+            f.push(cf::Feature::CanaryDeployments);
+        }
+    }
+    if args.max_in_flight.is_some() {
+        f.push(cf::Feature::MaxInFlight);
+    }
+    if !args.instance_steps.is_empty() {
+        f.push(cf::Feature::CanarySteps);
+    }
+    f
 }
 
 /// Loads the manifest the way `cf push` picks it.
@@ -287,6 +348,7 @@ async fn prepare_inner(
     warnings.extend(m.warnings.iter().cloned());
     let selected = m.select(args.app_name.as_deref())?;
     *names = selected.iter().map(|a| a.name.clone()).collect();
+    check_strategy_flags(args)?;
     let mut request = DeployRequest::from_args(args, &opts.target)?;
     request.poll_interval = opts.poll_interval;
     if let Some(probe) = &opts.probe {
@@ -324,6 +386,15 @@ async fn prepare_inner(
             endpoint: opts.target.api_endpoint.clone(),
             source,
         })?;
+    for feature in required_features(args) {
+        client
+            .require(feature)
+            .map_err(|source| Preflight::Version {
+                strategy: super::strategy_name(args.strategy),
+                endpoint: opts.target.api_endpoint.clone(),
+                source: Box::new(source),
+            })?;
+    }
     let backend = CfBackend::new(
         client,
         request.space_guid.clone(),

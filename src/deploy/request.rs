@@ -136,8 +136,12 @@ pub struct DeployRequest {
     pub space_guid: String,
     /// The user (messages only).
     pub user: Option<String>,
-    /// Strategy (only blue-green is implemented by this layer).
+    /// Strategy.
     pub strategy: Strategy,
+    /// `--max-in-flight` (rolling and canary deployments).
+    pub max_in_flight: Option<u32>,
+    /// `--instance-steps` (canary weights in percent).
+    pub instance_steps: Vec<u32>,
     /// `--smoke-test CMD`.
     pub smoke_test: Option<String>,
     /// `--smoke-test-path PATH`.
@@ -208,6 +212,8 @@ impl DeployRequest {
             space_guid: space.guid.clone(),
             user: target.user.clone(),
             strategy: args.strategy,
+            max_in_flight: args.max_in_flight,
+            instance_steps: args.instance_steps.clone(),
             smoke_test: args.smoke_test.clone(),
             smoke_test_path: args.smoke_test_path.clone(),
             old_app: args.old_app,
@@ -259,9 +265,13 @@ mod tests {
             temp_route_suffix: "-temp".into(),
             drain: Duration::from_secs(3),
             smoke_test_path: Some("/health".into()),
+            max_in_flight: Some(3),
+            instance_steps: vec![10, 50],
             ..PushArgs::default()
         };
         let r = DeployRequest::from_args(&args, &target()).unwrap();
+        assert_eq!(r.max_in_flight, Some(3));
+        assert_eq!(r.instance_steps, vec![10, 50]);
         assert_eq!(r.space_guid, "sg");
         assert_eq!(r.org, "o");
         assert_eq!(r.drain, Duration::from_secs(3));

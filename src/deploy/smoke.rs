@@ -63,6 +63,10 @@ pub fn route_url(cfg: &ProbeConfig, route: &str) -> String {
     format!("{}://{route}", cfg.scheme)
 }
 
+/// The router header that sends a request to one process (or one instance of it):
+/// `X-Cf-Process-Instance: <process-guid>[:<index>]`.
+pub const PROCESS_INSTANCE_HEADER: &str = "X-Cf-Process-Instance";
+
 /// GETs `url` until it answers 2xx, at most `cfg.attempts` times.
 ///
 /// # Errors
@@ -70,6 +74,20 @@ pub fn route_url(cfg: &ProbeConfig, route: &str) -> String {
 pub async fn probe(
     cfg: &ProbeConfig,
     url: &str,
+    cancel: &CancellationToken,
+) -> Result<(), SmokeError> {
+    probe_with_header(cfg, url, None, cancel).await
+}
+
+/// [`probe`] sending one extra request header, e.g. [`PROCESS_INSTANCE_HEADER`] to reach a
+/// canary process through the app's production route.
+///
+/// # Errors
+/// No 2xx answer in time, or cancellation.
+pub async fn probe_with_header(
+    cfg: &ProbeConfig,
+    url: &str,
+    header: Option<(&str, &str)>,
     cancel: &CancellationToken,
 ) -> Result<(), SmokeError> {
     let mut builder = reqwest::Client::builder()
@@ -97,7 +115,10 @@ pub async fn probe(
         }
         let res = tokio::select! {
             () = cancel.cancelled() => return Err(SmokeError::Cancelled),
-            r = client.get(url).send() => r,
+            r = match header {
+                Some((k, v)) => client.get(url).header(k, v),
+                None => client.get(url),
+            }.send() => r,
         };
         match res {
             Ok(r) if r.status().is_success() => return Ok(()),
@@ -139,10 +160,26 @@ pub async fn run_command(
     timeout: Duration,
     cancel: &CancellationToken,
 ) -> Result<(), SmokeError> {
+    run_command_with_env(command, url, &[], timeout, cancel).await
+}
+
+/// [`run_command`] with extra environment variables (e.g. `CF_ZDT_PROCESS_INSTANCE` for a
+/// canary).
+///
+/// # Errors
+/// Non-zero exit, timeout, spawn failure, or cancellation (the child is killed).
+pub async fn run_command_with_env(
+    command: &str,
+    url: &str,
+    env: &[(&str, &str)],
+    timeout: Duration,
+    cancel: &CancellationToken,
+) -> Result<(), SmokeError> {
     let child = tokio::process::Command::new("sh")
         .arg("-c")
         .arg(format!("{command} \"$CF_ZDT_URL\""))
         .env("CF_ZDT_URL", url)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -250,5 +287,35 @@ mod tests {
             .await
             .unwrap_err();
         assert!(e.to_string().contains("503"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn probe_sends_the_process_instance_header() {
+        use wiremock::matchers::{header, method, path};
+        use wiremock::{Mock, MockServer, ResponseTemplate};
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path("/h"))
+            .and(header("x-cf-process-instance", "pg-1"))
+            .respond_with(ResponseTemplate::new(200))
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(404))
+            .mount(&server)
+            .await;
+        let cfg = ProbeConfig {
+            scheme: "http".into(),
+            connect_to: Some(*server.address()),
+            retry_interval: Duration::from_millis(1),
+            attempts: 1,
+            ..ProbeConfig::default()
+        };
+        let c = CancellationToken::new();
+        let url = "http://app.example.com/h";
+        probe_with_header(&cfg, url, Some((PROCESS_INSTANCE_HEADER, "pg-1")), &c)
+            .await
+            .unwrap();
+        assert!(probe(&cfg, url, &c).await.is_err());
     }
 }

@@ -10,9 +10,11 @@
 
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
 use super::api::{
-    AppGuid, Destination, DropletGuid, MetadataUpdate, NetworkPolicy, NewDestination, PackageGuid,
-    Route, RouteGuid,
+    AppGuid, DeploymentStrategy, Destination, DropletGuid, MetadataUpdate, NetworkPolicy,
+    NewDestination, PackageGuid, Route, RouteGuid,
 };
 use super::request::RenderRequest;
 use super::route::RouteAddress;
@@ -227,6 +229,32 @@ pub enum Step {
         /// The route.
         route: RouteRef,
     },
+    /// Rolling/canary: record the live app's environment variables (undo restores them).
+    SnapshotEnv {
+        /// Manifest app.
+        app: String,
+        /// The live app's GUID.
+        guid: AppGuid,
+    },
+    /// Rolling/canary: apply the rendered manifest to the live app itself (same GUID).
+    UpdateApp {
+        /// Manifest app.
+        app: String,
+        /// The live app's GUID.
+        guid: AppGuid,
+        /// What to render.
+        render: RenderRequest,
+    },
+    /// Rolling/canary: create a Cloud Controller deployment of the staged droplet and watch
+    /// it to the end; a crash, a stall, a failed canary smoke test or an interrupt cancels it.
+    Deploy {
+        /// Manifest app.
+        app: String,
+        /// Rolling or canary.
+        strategy: DeploymentStrategy,
+        /// The production route a canary is smoke-tested on (with the process header).
+        smoke_route: Option<String>,
+    },
 }
 
 /// A step's recorded output.
@@ -269,6 +297,24 @@ pub enum StepOutput {
     Renamed {
         /// Its GUID.
         guid: AppGuid,
+    },
+    /// A deployment was created and did not finish (it is canceled on rollback).
+    Deployment {
+        /// Deployment GUID.
+        guid: String,
+        /// The app's name.
+        app_name: String,
+    },
+    /// The environment variables and service bindings of an app before the run changed them.
+    Env {
+        /// The app's GUID.
+        guid: AppGuid,
+        /// Its name (messages).
+        name: String,
+        /// The variables.
+        vars: BTreeMap<String, String>,
+        /// The GUIDs of its service bindings.
+        bindings: Vec<String>,
     },
 }
 
@@ -323,6 +369,26 @@ pub enum Undo {
         from: String,
         /// Original name.
         to: String,
+    },
+    /// Cancel a deployment created by the run and wait until it is over (the old process
+    /// serves again).
+    CancelDeployment {
+        /// Deployment GUID.
+        guid: String,
+        /// The app's name.
+        app_name: String,
+    },
+    /// Put an app's environment variables back as they were (variables added by the run are
+    /// removed) and delete the service bindings the run added.
+    RestoreEnv {
+        /// GUID.
+        guid: AppGuid,
+        /// Name.
+        name: String,
+        /// The variables before the run.
+        vars: BTreeMap<String, String>,
+        /// The service bindings before the run (GUIDs).
+        bindings: Vec<String>,
     },
 }
 
@@ -388,6 +454,26 @@ pub fn undo_for(step: &Step, out: &StepOutput) -> Option<Undo> {
             from: to.clone(),
             to: from.clone(),
         }),
+        (Step::Deploy { .. }, StepOutput::Deployment { guid, app_name }) => {
+            Some(Undo::CancelDeployment {
+                guid: guid.clone(),
+                app_name: app_name.clone(),
+            })
+        }
+        (
+            Step::SnapshotEnv { .. },
+            StepOutput::Env {
+                guid,
+                name,
+                vars,
+                bindings,
+            },
+        ) => Some(Undo::RestoreEnv {
+            guid: guid.clone(),
+            name: name.clone(),
+            vars: vars.clone(),
+            bindings: bindings.clone(),
+        }),
         _ => None,
     }
 }
@@ -425,6 +511,12 @@ impl Undo {
             } => format!("map route {address} back to {app_name}"),
             Undo::DeleteNetworkPolicies(p) => format!("delete {} network policies", p.len()),
             Undo::RenameApp { from, to, .. } => format!("rename app {from} back to {to}"),
+            Undo::RestoreEnv { name, .. } => {
+                format!("restore the environment variables and service bindings of app {name}")
+            }
+            Undo::CancelDeployment { app_name, .. } => {
+                format!("cancel the deployment of app {app_name} (the old version serves again)")
+            }
         }
     }
 
@@ -449,6 +541,15 @@ impl Undo {
                 policies_json(p)
             ),
             Undo::RenameApp { from, to, .. } => format!("cf rename {from} {to}"),
+            Undo::CancelDeployment { app_name, .. } => format!("cf cancel-deployment {app_name}"),
+            Undo::RestoreEnv { guid, vars, .. } => {
+                // `cf curl` replaces nothing: set every old value; added variables stay.
+                let body = serde_json::json!({ "var": vars }).to_string();
+                format!(
+                    "cf curl -X PATCH /v3/apps/{guid}/environment_variables -d '{}' (and cf unset-env for variables added since, cf unbind-service for services bound since)",
+                    body.replace('\'', "'\\''")
+                )
+            }
         }
     }
 }
@@ -477,7 +578,10 @@ impl Step {
             | Step::StopApp { app, .. }
             | Step::DeleteApp { app, .. }
             | Step::UpdateMetadata { app, .. }
-            | Step::DeleteRoute { app, .. } => app,
+            | Step::DeleteRoute { app, .. }
+            | Step::SnapshotEnv { app, .. }
+            | Step::UpdateApp { app, .. }
+            | Step::Deploy { app, .. } => app,
         }
     }
 
@@ -505,6 +609,9 @@ impl Step {
             Step::DeleteApp { .. } => "delete_app",
             Step::UpdateMetadata { .. } => "update_metadata",
             Step::DeleteRoute { .. } => "delete_route",
+            Step::SnapshotEnv { .. } => "snapshot_env",
+            Step::UpdateApp { .. } => "update_app",
+            Step::Deploy { .. } => "deploy",
         }
     }
 
@@ -512,7 +619,10 @@ impl Step {
     pub fn is_mutating(&self) -> bool {
         !matches!(
             self,
-            Step::WaitHealthy { .. } | Step::SmokeTest { .. } | Step::Drain { .. }
+            Step::WaitHealthy { .. }
+                | Step::SmokeTest { .. }
+                | Step::Drain { .. }
+                | Step::SnapshotEnv { .. }
         )
     }
 
@@ -568,6 +678,37 @@ impl Step {
             Step::DeleteApp { name, .. } => format!("Deleting app {name}"),
             Step::UpdateMetadata { name, .. } => format!("Updating labels of app {name}"),
             Step::DeleteRoute { route, .. } => format!("Deleting route {}", route.address),
+            Step::SnapshotEnv { app, .. } => {
+                format!(
+                    "Recording the environment variables and service bindings of {app} (restored on rollback)"
+                )
+            }
+            Step::UpdateApp { render, .. } => {
+                if render.routes.is_empty() {
+                    format!("Applying manifest to the live app {}", render.name)
+                } else {
+                    format!(
+                        "Applying manifest to the live app {} with route {}",
+                        render.name,
+                        render.routes.join(", ")
+                    )
+                }
+            }
+            Step::Deploy {
+                app,
+                strategy: DeploymentStrategy::Rolling,
+                ..
+            } => format!("Rolling deployment of {app} (canceled on a crash or stall)"),
+            Step::Deploy {
+                app,
+                strategy: DeploymentStrategy::Canary,
+                smoke_route,
+            } => match smoke_route {
+                Some(r) => format!(
+                    "Canary deployment of {app}: smoke-test the canary at {r} at every pause, then continue"
+                ),
+                None => format!("Canary deployment of {app}: continue at every pause"),
+            },
         }
     }
 
@@ -666,14 +807,14 @@ impl Ledger {
             .collect()
     }
 
-    /// The app created by `ApplyManifest` for manifest app `app`: (GUID, name).
+    /// The app created by `ApplyManifest` (or updated by `UpdateApp`) for manifest app
+    /// `app`: (GUID, name).
     pub fn new_app(&self, app: &str) -> Option<(&str, &str)> {
         self.entries.iter().find_map(|(s, o)| match (s, o) {
-            (Step::ApplyManifest { app: a, .. }, StepOutput::App { guid, name, .. })
-                if a == app =>
-            {
-                Some((guid.as_str(), name.as_str()))
-            }
+            (
+                Step::ApplyManifest { app: a, .. } | Step::UpdateApp { app: a, .. },
+                StepOutput::App { guid, name, .. },
+            ) if a == app => Some((guid.as_str(), name.as_str())),
             _ => None,
         })
     }

@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use cf_zero_downtime::cli::{OldApp, OutputFormat, Strategy};
 use cf_zero_downtime::deploy::api::{
-    ApiError, ApiResult, App, AppSource, AppState, BuildState, CfApi, Destination, Domain,
-    InstanceStat, InstanceState, MetadataUpdate, NetworkPolicy, NewDestination, NewRoute, Process,
-    ProgressSink, Route,
+    ApiError, ApiResult, App, AppSource, AppState, BuildState, CfApi, Deployment, DeploymentState,
+    DeploymentStrategy, Destination, Domain, InstanceStat, InstanceState, MetadataUpdate,
+    NetworkPolicy, NewDeployment, NewDestination, NewRoute, Process, ProgressSink, Route,
+    ServiceBinding,
 };
 use cf_zero_downtime::deploy::event::{Event, Outcome, Reporter};
 use cf_zero_downtime::deploy::request::{
@@ -39,7 +40,39 @@ const MUTATING: &[&str] = &[
     "remove_destination",
     "create_network_policies",
     "delete_network_policies",
+    "create_deployment",
+    "continue_deployment",
+    "cancel_deployment",
+    "update_env_vars",
+    "delete_service_binding",
 ];
+
+/// How the new instances of a deployment behave in the fake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum NewInstances {
+    /// RUNNING; the deployment advances.
+    #[default]
+    Healthy,
+    /// CRASHED.
+    Crash,
+    /// STARTING forever: the deployment never advances.
+    Stall,
+}
+
+/// A deployment in the fake: it advances one state per `get_deployment` after
+/// `polls` polls, pausing at every canary step.
+#[derive(Debug, Clone)]
+struct FDep {
+    app: String,
+    strategy: DeploymentStrategy,
+    state: DeploymentState,
+    previous: Option<String>,
+    steps: u32,
+    current: u32,
+    paused_for: u32,
+    done_steps: bool,
+    polls: u32,
+}
 
 #[derive(Debug, Clone)]
 struct FApp {
@@ -72,6 +105,11 @@ struct State {
     crash_new_apps: bool,
     starting_polls: u32,
     warnings: Vec<String>,
+    env: BTreeMap<String, BTreeMap<String, String>>,
+    deployments: BTreeMap<String, FDep>,
+    new_instances: BTreeMap<String, NewInstances>,
+    /// Service bindings: guid → (app guid, service instance name).
+    bindings: BTreeMap<String, (String, String)>,
 }
 
 /// The in-memory Cloud Controller.
@@ -267,6 +305,16 @@ impl FakeCf {
         }
     }
 
+    fn dep_view(guid: &str, d: &FDep) -> Deployment {
+        Deployment {
+            guid: guid.to_string(),
+            state: d.state.clone(),
+            new_processes: vec![format!("{guid}/new-web")],
+            canary_step: (d.strategy == DeploymentStrategy::Canary).then_some((d.current, d.steps)),
+            error: None,
+        }
+    }
+
     fn url_of(s: &State, nr: &NewRoute) -> String {
         let domain = s
             .domains
@@ -387,6 +435,26 @@ impl CfApi for FakeCf {
                     g
                 }
             };
+            for svc in a["services"].as_sequence().cloned().unwrap_or_default() {
+                let svc = svc
+                    .as_str()
+                    .or_else(|| svc["name"].as_str())
+                    .unwrap_or_default()
+                    .to_string();
+                if !s.bindings.values().any(|(a, i)| a == &guid && i == &svc) {
+                    let b = Self::id(&mut s, "binding");
+                    s.bindings.insert(b, (guid.clone(), svc));
+                }
+            }
+            if let Some(m) = a["env"].as_mapping() {
+                let env = s.env.entry(guid.clone()).or_default();
+                for (k, v) in m {
+                    env.insert(
+                        k.as_str().unwrap_or_default().to_string(),
+                        v.as_str().unwrap_or_default().to_string(),
+                    );
+                }
+            }
             let domains = s.domains.clone();
             let fa = s.apps.get_mut(&guid).unwrap();
             for (kind, map) in [("labels", 0), ("annotations", 1)] {
@@ -680,6 +748,21 @@ impl CfApi for FakeCf {
         self.enter("process_stats", process)?;
         let (app, t) = process.split_once('/').unwrap_or_default();
         let mut s = self.lock();
+        if let Some(dep) = s.deployments.get(app)
+            && t == "new-web"
+        {
+            let state = match s.new_instances.get(&dep.app).copied().unwrap_or_default() {
+                NewInstances::Healthy => InstanceState::Running,
+                NewInstances::Crash => InstanceState::Crashed,
+                NewInstances::Stall => InstanceState::Starting,
+            };
+            return Ok(vec![InstanceStat {
+                index: 0,
+                state,
+                routable: Some(state == InstanceState::Running),
+                details: (state == InstanceState::Crashed).then(|| "exit status 1".to_string()),
+            }]);
+        }
         let crash = s.crash_new_apps;
         let a = s.apps.get_mut(app).ok_or_else(|| not_found("process"))?;
         let n = a
@@ -867,6 +950,185 @@ impl CfApi for FakeCf {
         }
     }
 
+    async fn create_deployment(&self, new: &NewDeployment) -> ApiResult<Deployment> {
+        let after = self.enter("create_deployment", &new.app_guid)?;
+        let mut s = self.lock();
+        let g = Self::id(&mut s, "dep");
+        let a = s
+            .apps
+            .get_mut(&new.app_guid)
+            .ok_or_else(|| not_found("app"))?;
+        let previous = a.droplet.replace(new.droplet_guid.clone());
+        let d = FDep {
+            app: new.app_guid.clone(),
+            strategy: new.strategy,
+            state: DeploymentState::Deploying,
+            previous,
+            steps: u32::try_from(new.canary_steps.len()).unwrap().max(1),
+            current: 1,
+            paused_for: 0,
+            done_steps: false,
+            polls: 2,
+        };
+        s.deployments.insert(g.clone(), d);
+        let out = Self::dep_view(&g, &s.deployments[&g]);
+        if after {
+            Err(err500("create_deployment"))
+        } else {
+            Ok(out)
+        }
+    }
+
+    async fn get_deployment(&self, guid: &str) -> ApiResult<Deployment> {
+        self.enter("get_deployment", guid)?;
+        let mut s = self.lock();
+        let behaviour = {
+            let d = s
+                .deployments
+                .get(guid)
+                .ok_or_else(|| not_found("deployment"))?;
+            s.new_instances.get(&d.app).copied().unwrap_or_default()
+        };
+        let d = s
+            .deployments
+            .get_mut(guid)
+            .ok_or_else(|| not_found("deployment"))?;
+        match d.state {
+            DeploymentState::Deploying if behaviour == NewInstances::Healthy => {
+                if d.polls > 0 {
+                    d.polls -= 1;
+                } else if d.strategy == DeploymentStrategy::Canary
+                    && !d.done_steps
+                    && d.paused_for < d.current
+                {
+                    d.paused_for = d.current;
+                    d.state = DeploymentState::Paused;
+                } else {
+                    d.state = DeploymentState::Deployed;
+                }
+            }
+            DeploymentState::Canceling => {
+                d.state = DeploymentState::Canceled;
+            }
+            _ => {}
+        }
+        Ok(Self::dep_view(guid, d))
+    }
+
+    async fn continue_deployment(&self, guid: &str) -> ApiResult<()> {
+        let after = self.enter("continue_deployment", guid)?;
+        let mut s = self.lock();
+        let d = s
+            .deployments
+            .get_mut(guid)
+            .ok_or_else(|| not_found("deployment"))?;
+        if d.state != DeploymentState::Paused {
+            return Err(ApiError::new(
+                422,
+                "CF-UnprocessableEntity",
+                format!("Cannot continue a deployment with status: {}", d.state),
+            ));
+        }
+        if d.current < d.steps {
+            d.current += 1;
+        } else {
+            d.done_steps = true;
+        }
+        d.state = DeploymentState::Deploying;
+        d.polls = 1;
+        if after {
+            Err(err500("continue_deployment"))
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn cancel_deployment(&self, guid: &str) -> ApiResult<()> {
+        let after = self.enter("cancel_deployment", guid)?;
+        let mut s = self.lock();
+        let d = s
+            .deployments
+            .get_mut(guid)
+            .ok_or_else(|| not_found("deployment"))?;
+        if d.state.is_final() {
+            return Err(ApiError::new(
+                422,
+                "CF-UnprocessableEntity",
+                format!("Cannot cancel a deployment with status: {}", d.state),
+            ));
+        }
+        d.state = DeploymentState::Canceling;
+        let (app, previous) = (d.app.clone(), d.previous.clone());
+        if let Some(a) = s.apps.get_mut(&app) {
+            a.droplet = previous;
+        }
+        if after {
+            Err(err500("cancel_deployment"))
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn list_service_bindings(&self, app: &str) -> ApiResult<Vec<ServiceBinding>> {
+        self.enter("list_service_bindings", app)?;
+        Ok(self
+            .lock()
+            .bindings
+            .iter()
+            .filter(|(_, (a, _))| a == app)
+            .map(|(g, (_, i))| ServiceBinding {
+                guid: g.clone(),
+                service_instance_guid: i.clone(),
+            })
+            .collect())
+    }
+
+    async fn delete_service_binding(&self, guid: &str) -> ApiResult<()> {
+        let after = self.enter("delete_service_binding", guid)?;
+        self.lock()
+            .bindings
+            .remove(guid)
+            .ok_or_else(|| not_found("service binding"))?;
+        if after {
+            Err(err500("delete_service_binding"))
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn get_env_vars(&self, app: &str) -> ApiResult<BTreeMap<String, String>> {
+        self.enter("get_env_vars", app)?;
+        let s = self.lock();
+        if !s.apps.contains_key(app) {
+            return Err(not_found("app"));
+        }
+        Ok(s.env.get(app).cloned().unwrap_or_default())
+    }
+
+    async fn update_env_vars(
+        &self,
+        app: &str,
+        vars: &BTreeMap<String, Option<String>>,
+    ) -> ApiResult<()> {
+        let after = self.enter("update_env_vars", app)?;
+        let mut s = self.lock();
+        if !s.apps.contains_key(app) {
+            return Err(not_found("app"));
+        }
+        let env = s.env.entry(app.to_string()).or_default();
+        for (k, v) in vars {
+            match v {
+                Some(v) => env.insert(k.clone(), v.clone()),
+                None => env.remove(k),
+            };
+        }
+        if after {
+            Err(err500("update_env_vars"))
+        } else {
+            Ok(())
+        }
+    }
+
     fn take_warnings(&self) -> Vec<String> {
         std::mem::take(&mut self.lock().warnings)
     }
@@ -946,6 +1208,8 @@ fn req() -> DeployRequest {
         space_guid: "sg".into(),
         user: Some("alice".into()),
         strategy: Strategy::BlueGreen,
+        max_in_flight: None,
+        instance_steps: Vec::new(),
         smoke_test: None,
         smoke_test_path: None,
         old_app: OldApp::Delete,
@@ -1840,4 +2104,403 @@ async fn a_live_app_already_labelled_venerable_is_still_the_live_app() {
     assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
     assert_swapped(&cf);
     assert_eq!(cf.app_named("web-venerable").unwrap().app.guid, "A");
+}
+
+// ---- rolling and canary ---------------------------------------------------------------------
+
+/// Renders like [`render`], plus `env: {GREETING: v2}` (what a new version's manifest changes).
+fn render_with_env(r: &RenderRequest) -> Result<String, String> {
+    let yaml = render(r)?;
+    let mut doc: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&yaml).map_err(|e| e.to_string())?;
+    doc["applications"][0]["env"] = serde_yaml_ng::from_str("{GREETING: v2, ADDED: yes}").unwrap();
+    doc["applications"][0]["services"] = serde_yaml_ng::from_str("[old-db, new-db]").unwrap();
+    serde_yaml_ng::to_string(&doc).map_err(|e| e.to_string())
+}
+
+fn rolling_spec(name: &str) -> AppSpec<()> {
+    AppSpec {
+        render: Arc::new(render_with_env),
+        ..spec(name)
+    }
+}
+
+fn rolling_req(strategy: Strategy) -> DeployRequest {
+    DeployRequest {
+        strategy,
+        timeout: Duration::from_secs(5),
+        poll_interval: Duration::from_millis(20),
+        max_in_flight: Some(2),
+        ..req()
+    }
+}
+
+/// `web` (guid A) runs v1 with `GREETING=v1`.
+fn rolling_world() -> FakeCf {
+    let cf = world();
+    cf.lock().env.insert(
+        "A".into(),
+        BTreeMap::from([("GREETING".to_string(), "v1".to_string())]),
+    );
+    cf.lock()
+        .bindings
+        .insert("binding-0".into(), ("A".into(), "old-db".into()));
+    cf
+}
+
+/// The service instances bound to `app`.
+fn services_of(cf: &FakeCf, app: &str) -> Vec<String> {
+    cf.lock()
+        .bindings
+        .values()
+        .filter(|(a, _)| a == app)
+        .map(|(_, i)| i.clone())
+        .collect()
+}
+
+fn env_of(cf: &FakeCf, app: &str) -> BTreeMap<String, String> {
+    cf.lock().env.get(app).cloned().unwrap_or_default()
+}
+
+fn deployment_states(cf: &FakeCf) -> Vec<DeploymentState> {
+    cf.lock()
+        .deployments
+        .values()
+        .map(|d| d.state.clone())
+        .collect()
+}
+
+/// Collects events and cancels the token at the first event `when` matches.
+struct CancelWhen {
+    events: Vec<Event>,
+    token: CancellationToken,
+    when: fn(&Event) -> bool,
+}
+
+impl Reporter for CancelWhen {
+    fn report(&mut self, event: Event) {
+        if (self.when)(&event) {
+            self.token.cancel();
+        }
+        self.events.push(event);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn rolling_keeps_the_app_guid_and_deploys_the_new_droplet() {
+    let cf = rolling_world();
+    let (outcome, events) =
+        deploy(&cf, &rolling_req(Strategy::Rolling), &[rolling_spec("web")]).await;
+    assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
+    let web = cf.app_named("web").unwrap();
+    assert_eq!(web.app.guid, "A", "same app, same GUID");
+    assert!(
+        web.droplet
+            .as_deref()
+            .unwrap()
+            .starts_with("droplet-build-")
+    );
+    assert_eq!(deployment_states(&cf), vec![DeploymentState::Deployed]);
+    assert_eq!(
+        env_of(&cf, "A").get("GREETING").map(String::as_str),
+        Some("v2")
+    );
+    assert_eq!(
+        services_of(&cf, "A"),
+        vec!["old-db".to_string(), "new-db".to_string()]
+    );
+    let calls = cf.mutating_calls();
+    assert!(
+        calls.iter().all(|c| !c.starts_with("delete_")
+            && !c.starts_with("rename_")
+            && !c.starts_with("cancel_")
+            && !c.starts_with("set_current_droplet")
+            && !c.starts_with("start_app")),
+        "{calls:#?}"
+    );
+    // The env snapshot is read before the manifest changes it.
+    let all = cf.calls();
+    assert!(index_of(&all, "get_env_vars A") < index_of(&all, "apply_manifest"));
+    assert!(index_of(&all, "create_build") < index_of(&all, "create_deployment A"));
+    assert!(cf.app_named("web-candidate").is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn rolling_crash_cancels_at_once_and_restores_env_vars() {
+    let cf = rolling_world();
+    cf.lock()
+        .new_instances
+        .insert("A".into(), NewInstances::Crash);
+    let droplet_before = cf.app_named("web").unwrap().droplet;
+    let (outcome, events) =
+        deploy(&cf, &rolling_req(Strategy::Rolling), &[rolling_spec("web")]).await;
+    let Outcome::RolledBack { error } = &outcome else {
+        panic!("{outcome:?} {events:#?}");
+    };
+    assert!(error.contains("crashed"), "{error}");
+    assert!(error.contains("TIP: the app keeps its GUID"), "{error}");
+    assert_eq!(deployment_states(&cf), vec![DeploymentState::Canceled]);
+    assert_eq!(
+        env_of(&cf, "A"),
+        BTreeMap::from([("GREETING".to_string(), "v1".to_string())]),
+        "env restored, added variable removed"
+    );
+    assert_eq!(
+        services_of(&cf, "A"),
+        vec!["old-db".to_string()],
+        "new binding removed"
+    );
+    let web = cf.app_named("web").unwrap();
+    assert_eq!(web.app.guid, "A");
+    assert_eq!(web.droplet, droplet_before, "old droplet current again");
+    // Canceled on the first look at the crash: one stats read of the new process.
+    let stats = cf
+        .calls()
+        .iter()
+        .filter(|c| c.starts_with("process_stats dep-"))
+        .count();
+    assert_eq!(stats, 1);
+    assert_eq!(
+        undo_descriptions(&events),
+        vec![
+            "cancel the deployment of app web (the old version serves again)".to_string(),
+            "restore the environment variables and service bindings of app web".to_string(),
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn rolling_stall_cancels_after_the_timeout_without_progress() {
+    let cf = rolling_world();
+    cf.lock()
+        .new_instances
+        .insert("A".into(), NewInstances::Stall);
+    let (outcome, events) =
+        deploy(&cf, &rolling_req(Strategy::Rolling), &[rolling_spec("web")]).await;
+    let Outcome::RolledBack { error } = &outcome else {
+        panic!("{outcome:?} {events:#?}");
+    };
+    assert!(error.contains("made no progress for 5s"), "{error}");
+    assert!(error.contains("0 of 1 new instances running"), "{error}");
+    assert_eq!(deployment_states(&cf), vec![DeploymentState::Canceled]);
+    assert_eq!(
+        env_of(&cf, "A").get("GREETING").map(String::as_str),
+        Some("v1")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn rolling_interrupt_cancels_the_deployment_and_restores_env_vars() {
+    let cf = rolling_world();
+    cf.lock()
+        .new_instances
+        .insert("A".into(), NewInstances::Stall);
+    let token = CancellationToken::new();
+    let mut r = CancelWhen {
+        events: Vec::new(),
+        token: token.clone(),
+        when: |e| matches!(e, Event::Waiting { what, .. } if what == "deployment"),
+    };
+    let outcome = run(
+        &cf,
+        &rolling_req(Strategy::Rolling),
+        &[rolling_spec("web")],
+        &mut r,
+        &token,
+    )
+    .await;
+    assert_eq!(
+        outcome,
+        Outcome::RolledBack {
+            error: "interrupted".into()
+        },
+        "{:#?}",
+        r.events
+    );
+    assert_eq!(deployment_states(&cf), vec![DeploymentState::Canceled]);
+    assert_eq!(
+        env_of(&cf, "A").get("GREETING").map(String::as_str),
+        Some("v1")
+    );
+    assert!(!env_of(&cf, "A").contains_key("ADDED"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn rolling_failing_cancel_is_reported_with_the_manual_command() {
+    let cf = rolling_world();
+    cf.lock()
+        .new_instances
+        .insert("A".into(), NewInstances::Crash);
+    cf.fail("cancel_deployment", 1, When::Before);
+    let (outcome, events) =
+        deploy(&cf, &rolling_req(Strategy::Rolling), &[rolling_spec("web")]).await;
+    let Outcome::RollbackIncomplete { manual_steps, .. } = &outcome else {
+        panic!("{outcome:?} {events:#?}");
+    };
+    assert_eq!(manual_steps, &vec!["cf cancel-deployment web".to_string()]);
+    // The env snapshot is still restored.
+    assert_eq!(
+        env_of(&cf, "A").get("GREETING").map(String::as_str),
+        Some("v1")
+    );
+}
+
+#[tokio::test]
+async fn canary_runs_the_smoke_test_at_every_pause_then_continues() {
+    let cf = rolling_world();
+    let mut r = rolling_req(Strategy::Canary);
+    r.instance_steps = vec![50, 100];
+    // Passes only with the canary's process in the environment.
+    r.smoke_test = Some("test -n \"$CF_ZDT_PROCESS_INSTANCE\" && true".into());
+    let (outcome, events) = deploy(&cf, &r, &[rolling_spec("web")]).await;
+    assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
+    let continues = cf
+        .mutating_calls()
+        .iter()
+        .filter(|c| c.starts_with("continue_deployment"))
+        .count();
+    assert_eq!(continues, 2, "one continue per canary step");
+    let smokes = events
+        .iter()
+        .filter(|e| {
+            matches!(e, Event::Waiting { what, detail, .. }
+            if what == "smoke_test" && detail.contains("CF_ZDT_PROCESS_INSTANCE=dep-"))
+        })
+        .count();
+    assert_eq!(smokes, 2, "{events:#?}");
+    assert_eq!(deployment_states(&cf), vec![DeploymentState::Deployed]);
+    assert_eq!(cf.app_named("web").unwrap().app.guid, "A");
+}
+
+#[tokio::test]
+async fn canary_with_a_failing_smoke_test_is_canceled_and_env_restored() {
+    let cf = rolling_world();
+    let mut r = rolling_req(Strategy::Canary);
+    r.smoke_test = Some("false".into());
+    let (outcome, events) = deploy(&cf, &r, &[rolling_spec("web")]).await;
+    let Outcome::RolledBack { error } = &outcome else {
+        panic!("{outcome:?} {events:#?}");
+    };
+    assert!(error.contains("smoke test of app 'web' failed"), "{error}");
+    assert!(
+        !cf.mutating_calls()
+            .iter()
+            .any(|c| c.starts_with("continue_deployment"))
+    );
+    assert_eq!(deployment_states(&cf), vec![DeploymentState::Canceled]);
+    assert_eq!(
+        env_of(&cf, "A").get("GREETING").map(String::as_str),
+        Some("v1")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn rolling_first_deploy_is_a_plain_push() {
+    let cf = FakeCf::new();
+    let (outcome, events) =
+        deploy(&cf, &rolling_req(Strategy::Rolling), &[rolling_spec("web")]).await;
+    assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
+    let web = cf.app_named("web").unwrap();
+    assert_eq!(web.app.state, AppState::Started);
+    assert!(cf.lock().deployments.is_empty());
+    assert!(
+        cf.mutating_calls()
+            .iter()
+            .any(|c| c.starts_with("start_app"))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn rolling_dry_run_shows_the_plan_and_changes_nothing() {
+    let cf = rolling_world();
+    let mut r = rolling_req(Strategy::Canary);
+    r.dry_run = true;
+    r.smoke_test_path = Some("/health".into());
+    let (outcome, events) = deploy(&cf, &r, &[rolling_spec("web")]).await;
+    assert_eq!(outcome, Outcome::DryRun);
+    assert!(cf.mutating_calls().is_empty());
+    let Some(Event::Plan { apps, steps, .. }) =
+        events.iter().find(|e| matches!(e, Event::Plan { .. }))
+    else {
+        panic!("no plan: {events:#?}");
+    };
+    assert_eq!(
+        apps,
+        &vec!["web: canary deployment (same app GUID), routes web.example.com".to_string()]
+    );
+    assert!(
+        steps[0].contains("Recording the environment variables and service bindings of web"),
+        "{steps:#?}"
+    );
+    assert!(
+        steps.last().unwrap().contains(
+            "Canary deployment of web: smoke-test the canary at web.example.com at every pause"
+        ),
+        "{steps:#?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn rolling_multi_app_failure_of_the_second_app_leaves_the_first_deployed() {
+    let cf = rolling_world();
+    cf.add_route("api", &["B"]);
+    cf.lock()
+        .new_instances
+        .insert("B".into(), NewInstances::Crash);
+    let apps = [rolling_spec("web"), rolling_spec("backend")];
+    let (outcome, events) = deploy(&cf, &rolling_req(Strategy::Rolling), &apps).await;
+    let Outcome::PartlyDeployed { error, deployed } = &outcome else {
+        panic!("{outcome:?} {events:#?}");
+    };
+    assert_eq!(deployed, &vec!["web".to_string()]);
+    assert!(error.starts_with("app backend: "), "{error}");
+    assert!(
+        error.contains("stay deployed with their new version: web"),
+        "{error}"
+    );
+    assert_eq!(outcome.exit_code(), 1);
+    let states = deployment_states(&cf);
+    assert!(
+        states.contains(&DeploymentState::Deployed) && states.contains(&DeploymentState::Canceled)
+    );
+    assert!(
+        !env_of(&cf, "B").contains_key("ADDED"),
+        "backend's env restored"
+    );
+    assert_eq!(
+        env_of(&cf, "A").get("GREETING").map(String::as_str),
+        Some("v2")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn canary_smoke_test_without_a_route_is_refused_before_any_change() {
+    let cf = rolling_world();
+    let mut r = rolling_req(Strategy::Canary);
+    r.smoke_test_path = Some("/health".into());
+    let spec = AppSpec {
+        routes: RouteSpec::NoRoute,
+        ..rolling_spec("web")
+    };
+    let (outcome, events) = deploy(&cf, &r, &[spec]).await;
+    let Outcome::NothingChanged { error } = &outcome else {
+        panic!("{outcome:?} {events:#?}");
+    };
+    assert!(error.contains("a smoke test needs a route"), "{error}");
+    assert!(cf.mutating_calls().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn rolling_with_a_smoke_test_warns_that_it_is_skipped() {
+    let cf = rolling_world();
+    let mut r = rolling_req(Strategy::Rolling);
+    r.smoke_test_path = Some("/health".into());
+    let (outcome, events) = deploy(&cf, &r, &[rolling_spec("web")]).await;
+    assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Warning { message, .. }
+        if message.contains("the smoke test is skipped (use --strategy canary)")))
+    );
 }

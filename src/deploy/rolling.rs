@@ -1,0 +1,273 @@
+//! The rolling and canary strategies (DESIGN.md section 2): the app keeps its GUID and the
+//! Cloud Controller replaces its web instances through a deployment, watched by our own
+//! monitor.
+//!
+//! Per app with a live app, the plan is:
+//! 1. record the live app's environment variables and service bindings ([`Step::SnapshotEnv`];
+//!    the undo restores the variables, removing those the run added, and deletes the bindings
+//!    the run added);
+//! 2. `apply_manifest` for the app itself with its production routes ([`Step::UpdateApp`]);
+//! 3. package, upload, stage (the blue-green steps);
+//! 4. [`Step::Deploy`]: `POST /v3/deployments` (`rolling` with `--max-in-flight`, or `canary`
+//!    with `--instance-steps`), then the monitor of `execute`: any CRASHED instance of the new
+//!    process, no progress for `--timeout`, a failed canary smoke test or Ctrl-C cancels the
+//!    deployment (the old process serves again) and the snapshot is restored: the outcome is
+//!    `RolledBack`. At every canary pause the smoke test runs against the canary through the
+//!    app's first production route with `X-Cf-Process-Instance: <new-process-guid>`, then the
+//!    deployment is continued.
+//!
+//! An app that does not exist yet gets the blue-green first-deploy plan (a plain push).
+//!
+//! Multi-app manifests are deployed one app after the other, each with its own rollback. When
+//! app N fails, apps before it stay deployed with their new version (a finished deployment is
+//! not undone) and the outcome is [`Outcome::PartlyDeployed`] naming them (or
+//! `RollbackIncomplete` when app N's own rollback failed), exit code 1.
+//!
+//! Not restored on rollback: routes and scale that `apply_manifest` added or changed on the live
+//! app (the Cloud Controller's own cancel does not revert them either).
+//! Leftover blue-green candidates of an interrupted earlier run are left alone, with a warning.
+//!
+//! Depends on: deploy::{plan, execute, step, observe, event}. Must not: print.
+
+use std::collections::BTreeMap;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::Strategy;
+
+use super::api::{CfApi, DeploymentStrategy};
+use super::event::{Outcome, Reporter, StepTime};
+use super::observe::{Observed, production_route_strings};
+use super::plan::{AppPlan, AppPlanKind, Plan, PlanError};
+use super::request::{AppSpec, DeployRequest, RenderRequest, RouteSpec};
+use super::route::{RouteAddress, resolve_route};
+use super::step::Step;
+
+/// The deployment strategy of a rolling or canary request (`None` for blue-green).
+pub fn deployment_strategy(s: Strategy) -> Option<DeploymentStrategy> {
+    match s {
+        Strategy::BlueGreen => None,
+        Strategy::Rolling => Some(DeploymentStrategy::Rolling),
+        Strategy::Canary => Some(DeploymentStrategy::Canary),
+    }
+}
+
+/// One plan per app, in manifest order. Pure.
+///
+/// # Errors
+/// See [`PlanError`]; nothing has been changed when it fails.
+pub fn plan<B>(
+    obs: &Observed,
+    req: &DeployRequest,
+    apps: &[AppSpec<B>],
+) -> Result<Vec<Plan>, PlanError> {
+    let Some(strategy) = deployment_strategy(req.strategy) else {
+        return Err(PlanError::UnsupportedStrategy(super::strategy_name(
+            req.strategy,
+        )));
+    };
+    if apps.is_empty() {
+        return Err(PlanError::NoApps);
+    }
+    let mut plans = Vec::with_capacity(apps.len());
+    for (i, spec) in apps.iter().enumerate() {
+        if apps[..i].iter().any(|a| a.name == spec.name) {
+            return Err(PlanError::DuplicateApp(spec.name.clone()));
+        }
+        let Some(oa) = obs.apps.iter().find(|o| o.name == spec.name) else {
+            return Err(PlanError::NoApps);
+        };
+        let Some(live) = &oa.live else {
+            // First deploy: the blue-green plan is a plain push under the app's own name.
+            let bg = DeployRequest {
+                strategy: Strategy::BlueGreen,
+                ..req.clone()
+            };
+            plans.push(super::plan::plan(obs, &bg, std::slice::from_ref(spec))?);
+            continue;
+        };
+        let name = spec.name.clone();
+        if spec.routes == RouteSpec::Default && obs.default_domain.is_none() {
+            return Err(PlanError::NoDefaultDomain(name));
+        }
+        let mut production: Vec<RouteAddress> = Vec::new();
+        for r in production_route_strings(spec, obs.default_domain.as_ref()) {
+            let a = resolve_route(&r, &obs.domains).ok_or_else(|| PlanError::UnknownDomain {
+                app: name.clone(),
+                route: r.clone(),
+            })?;
+            if !production.contains(&a) {
+                production.push(a);
+            }
+        }
+        let smoke_route = if strategy == DeploymentStrategy::Canary && req.has_smoke_test() {
+            Some(
+                production
+                    .iter()
+                    .find(|a| a.port.is_none())
+                    .ok_or_else(|| PlanError::NoRouteForSmokeTest(name.clone()))?
+                    .url(),
+            )
+        } else {
+            None
+        };
+        let mut warnings = Vec::new();
+        if req.has_smoke_test() && strategy == DeploymentStrategy::Rolling {
+            warnings.push(format!(
+                "app {name}: a rolling deployment has no pause to smoke-test at; the smoke test is skipped (use --strategy canary)"
+            ));
+        }
+        for e in &oa.leftover_candidates {
+            warnings.push(format!(
+                "app {name}: {} (guid {}) is left over from an interrupted blue-green run; a rolling or canary deploy leaves it alone (a blue-green push cleans it up)",
+                e.app.name, e.app.guid
+            ));
+        }
+        let mut instances = BTreeMap::new();
+        if req.keep_scale {
+            for p in &live.processes {
+                instances.insert(p.process.process_type.clone(), p.process.instances);
+            }
+        }
+        let routes: Vec<String> = production.iter().map(RouteAddress::url).collect();
+        let guid = live.app.guid.clone();
+        let mut steps = vec![
+            Step::SnapshotEnv {
+                app: name.clone(),
+                guid: guid.clone(),
+            },
+            Step::UpdateApp {
+                app: name.clone(),
+                guid,
+                render: RenderRequest {
+                    name: name.clone(),
+                    routes: routes.clone(),
+                    no_route: spec.routes == RouteSpec::NoRoute,
+                    random_route: spec.routes == RouteSpec::Random,
+                    instances,
+                    ..RenderRequest::default()
+                },
+            },
+            Step::CreatePackage { app: name.clone() },
+        ];
+        if spec.is_bits() {
+            steps.push(Step::UploadBits { app: name.clone() });
+        }
+        steps.push(Step::Stage { app: name.clone() });
+        steps.push(Step::Deploy {
+            app: name.clone(),
+            strategy,
+            smoke_route,
+        });
+        let commit = steps.len();
+        plans.push(Plan {
+            steps,
+            commit,
+            apps: vec![AppPlan {
+                name,
+                kind: match strategy {
+                    DeploymentStrategy::Rolling => AppPlanKind::Rolling,
+                    DeploymentStrategy::Canary => AppPlanKind::Canary,
+                },
+                candidate: None,
+                temp_route: None,
+                routes,
+            }],
+            warnings,
+        });
+    }
+    Ok(plans)
+}
+
+/// The per-app plans as one, for display (steps numbered across apps).
+pub fn combined(plans: &[Plan]) -> Plan {
+    let mut all = Plan {
+        steps: Vec::new(),
+        commit: 0,
+        apps: Vec::new(),
+        warnings: Vec::new(),
+    };
+    for p in plans {
+        all.steps.extend(p.steps.iter().cloned());
+        all.apps.extend(p.apps.iter().cloned());
+        all.warnings.extend(p.warnings.iter().cloned());
+    }
+    all.commit = all.steps.len();
+    all
+}
+
+/// Runs the per-app plans one after the other; stops at the first app that does not deploy.
+pub async fn execute<A: CfApi>(
+    api: &A,
+    plans: &[Plan],
+    req: &DeployRequest,
+    apps: &[AppSpec<A::Bits>],
+    reporter: &mut dyn Reporter,
+    cancel: &CancellationToken,
+) -> (Outcome, Vec<StepTime>) {
+    let mut times = Vec::new();
+    let mut deployed: Vec<String> = Vec::new();
+    for p in plans {
+        let (outcome, t) = super::execute::execute(api, p, req, apps, reporter, cancel).await;
+        times.extend(t);
+        let failed: Vec<&str> = p.apps.iter().map(|a| a.name.as_str()).collect();
+        match outcome {
+            Outcome::Deployed => deployed.extend(failed.iter().map(|s| s.to_string())),
+            other => return (after_failure(other, &deployed, &failed.join(", ")), times),
+        }
+    }
+    (Outcome::Deployed, times)
+}
+
+/// The outcome when app `failed` ended with `outcome` after the apps in `deployed` were
+/// deployed by the same run.
+fn after_failure(outcome: Outcome, deployed: &[String], failed: &str) -> Outcome {
+    if deployed.is_empty() {
+        return outcome;
+    }
+    let note = format!(
+        "apps deployed before {failed} stay deployed with their new version: {}",
+        deployed.join(", ")
+    );
+    match outcome {
+        Outcome::NothingChanged { error } | Outcome::RolledBack { error } => {
+            Outcome::PartlyDeployed {
+                error: format!("app {failed}: {error}\n{note}"),
+                deployed: deployed.to_vec(),
+            }
+        }
+        Outcome::RollbackIncomplete {
+            error,
+            manual_steps,
+        } => Outcome::RollbackIncomplete {
+            error: format!("app {failed}: {error}\n{note}"),
+            manual_steps,
+        },
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_later_app_failing_names_the_apps_that_stay_deployed() {
+        let o = after_failure(
+            Outcome::RolledBack { error: "x".into() },
+            &["a".to_string()],
+            "b",
+        );
+        assert_eq!(
+            o,
+            Outcome::PartlyDeployed {
+                error: "app b: x\napps deployed before b stay deployed with their new version: a"
+                    .into(),
+                deployed: vec!["a".into()],
+            }
+        );
+        assert_eq!(o.exit_code(), 1);
+        let first = after_failure(Outcome::RolledBack { error: "x".into() }, &[], "a");
+        assert_eq!(first, Outcome::RolledBack { error: "x".into() });
+    }
+}
