@@ -21,7 +21,7 @@ use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
 use crate::cf::{NamedGuid, StaticToken, Target};
-use crate::cli::{OutputFormat, PushArgs};
+use crate::cli::{OutputFormat, PushArgs, Strategy};
 use crate::deploy::push::{PushOptions, push};
 use crate::deploy::request::ProbeConfig;
 use crate::deploy::{Event, Outcome, Reporter};
@@ -45,6 +45,9 @@ pub struct DemoArgs {
     /// Concurrent load workers.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub concurrency: u32,
+    /// Strategy of the v2 push.
+    #[arg(long, value_enum, default_value_t = Strategy::BlueGreen)]
+    pub strategy: Strategy,
     /// Show the deploy's JSON events instead of its text output.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
@@ -270,7 +273,9 @@ async fn demo_on(
     let v1 = work.path().join("v1");
     let manifest = write_app(&v1, "v1", args.instances, &domain)?;
     say("\n== Pushing v1 (first deploy)\n");
-    let first = deploy(sim, args, &manifest, &v1, cancel).await.0;
+    let first = deploy(sim, args, Strategy::BlueGreen, &manifest, &v1, cancel)
+        .await
+        .0;
     if first != Outcome::Deployed {
         return Ok(DemoReport {
             first: first.clone(),
@@ -292,12 +297,12 @@ async fn demo_on(
     let v2 = work.path().join("v2");
     let manifest = write_app(&v2, "v2", args.instances, &domain)?;
     say(&format!(
-        "\n== Zero-downtime push of v2 under load ({} workers)\n",
-        args.concurrency
+        "\n== Zero-downtime push of v2 under load ({} workers, strategy {:?})\n",
+        args.concurrency, args.strategy
     ));
     let t0 = handle.snapshot().await.elapsed;
     let started = Instant::now();
-    let (second, steps) = deploy(sim, args, &manifest, &v2, cancel).await;
+    let (second, steps) = deploy(sim, args, args.strategy, &manifest, &v2, cancel).await;
     let deploy_time = started.elapsed();
     let t1 = t0 + deploy_time;
     // Let the load see the settled state before stopping it.
@@ -316,13 +321,16 @@ async fn demo_on(
 async fn deploy(
     sim: &SimHandle,
     args: &DemoArgs,
+    strategy: Strategy,
     manifest: &Path,
     dir: &Path,
     cancel: &CancellationToken,
 ) -> (Outcome, Vec<(String, Duration)>) {
     let push_args = PushArgs {
         manifest: Some(manifest.to_path_buf()),
-        smoke_test_path: Some("/".into()),
+        // A rolling deployment has no pause to smoke-test in; canary and blue-green do.
+        smoke_test_path: (strategy != Strategy::Rolling).then(|| "/".to_string()),
+        strategy,
         drain: args.drain,
         timeout: Duration::from_secs(60),
         temp_route_suffix: "-temp".into(),

@@ -705,3 +705,43 @@ async fn the_plugin_run_by_go_net_rpc_as_cf_runs_it_deploys_to_the_simulator() {
     assert_deployed_state(&w.state().await, &["web"], &w.sim.app_domain());
     assert_eq!(w.serving("web").await, "v2");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_deploys_v2_under_load_without_a_failed_request() {
+    for strategy in [
+        cf_zero_downtime::cli::Strategy::BlueGreen,
+        cf_zero_downtime::cli::Strategy::Rolling,
+    ] {
+        let args = demo::DemoArgs {
+            instances: 2,
+            propagation_ms: 50,
+            staging_ms: 100,
+            drain: Duration::from_millis(300),
+            concurrency: 2,
+            strategy,
+            output: cf_zero_downtime::cli::OutputFormat::Json,
+        };
+        let report = demo::run_demo(&args, &CancellationToken::new(), |_| {})
+            .await
+            .expect("the demo runs");
+        assert_eq!(report.first, Outcome::Deployed);
+        assert_eq!(report.second, Outcome::Deployed, "{strategy:?}");
+        assert_no_failures(&report.load);
+        assert!(
+            report.load.served.contains_key("v1"),
+            "{:?}",
+            report.load.served
+        );
+        assert!(
+            report.load.served.contains_key("v2"),
+            "{:?}",
+            report.load.served
+        );
+        assert!(report.success());
+        let text = demo::render_report(&report);
+        assert!(
+            text.contains("demo passed: v2 deployed with 0 failed requests"),
+            "{text}"
+        );
+    }
+}
