@@ -6,34 +6,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cf_zero_downtime::cf::{AppQuery, Client, ClientConfig, RouteQuery, SpaceGuid};
 use cf_zero_downtime::cli::{OldApp, PushArgs};
-use cf_zero_downtime::demo::{self, load};
-use cf_zero_downtime::deploy::push::push;
+use cf_zero_downtime::demo;
 use cf_zero_downtime::deploy::{Event, Outcome, Reporter};
-use cf_zero_downtime::sim::{Sim, SimConfig, SimHandle};
+use cf_zero_downtime::sim::SimConfig;
 use tokio_util::sync::CancellationToken;
 
-/// A simulator and a scratch folder for app versions.
-struct World {
-    sim: SimHandle,
-    dir: tempfile::TempDir,
-}
-
-async fn world(cfg: SimConfig) -> World {
-    World {
-        sim: Sim::start(cfg).await.expect("simulator starts"),
-        dir: tempfile::tempdir().expect("temp dir"),
-    }
-}
-
-fn fast() -> SimConfig {
-    SimConfig {
-        route_propagation: Duration::from_millis(50),
-        stop_grace: Duration::from_millis(200),
-        ..SimConfig::default()
-    }
-}
+use crate::harness::{World, assert_no_failures, fast, push_args, world};
 
 fn manifest_for(apps: &[(&str, u32)], domain: &str) -> String {
     let mut m = String::from("---\napplications:\n");
@@ -47,15 +26,22 @@ fn manifest_for(apps: &[(&str, u32)], domain: &str) -> String {
     m
 }
 
-impl World {
+/// What this file needs of the shared [`World`] beyond the harness: multi-app versions,
+/// blue-green push arguments with a smoke test, and the state it compares.
+trait BlueGreenWorld {
     /// Writes version `version` of `apps` (each in its own folder) and returns the manifest.
+    fn version(&self, version: &str, apps: &[(&str, u32)], markers: &[(&str, &str)]) -> PathBuf;
+    /// Push arguments for `manifest`, smoke-testing `/`.
+    fn args(&self, manifest: &Path) -> PushArgs;
+    /// Apps (name → guid, state) and routes (url → app names) of the space.
+    async fn state(&self) -> State;
+}
+
+impl BlueGreenWorld for World {
     fn version(&self, version: &str, apps: &[(&str, u32)], markers: &[(&str, &str)]) -> PathBuf {
-        let root = self.dir.path().join(version);
+        let root = self.version_root(version);
         for (name, _) in apps {
-            let d = root.join(name);
-            std::fs::create_dir_all(&d).unwrap();
-            std::fs::write(d.join("index.html"), format!("{version}\n")).unwrap();
-            std::fs::write(d.join("health"), "ok\n").unwrap();
+            self.write_app(version, name);
         }
         for (app, marker) in markers {
             std::fs::write(root.join(app).join(marker), "x").unwrap();
@@ -67,68 +53,16 @@ impl World {
 
     fn args(&self, manifest: &Path) -> PushArgs {
         PushArgs {
-            manifest: Some(manifest.to_path_buf()),
             smoke_test_path: Some("/".into()),
-            drain: Duration::from_millis(300),
-            timeout: Duration::from_secs(20),
-            temp_route_suffix: "-temp".into(),
-            ..PushArgs::default()
+            ..push_args(manifest)
         }
     }
 
-    async fn push_with(
-        &self,
-        args: PushArgs,
-        reporter: &mut dyn Reporter,
-        cancel: &CancellationToken,
-    ) -> Outcome {
-        let cwd = args
-            .manifest
-            .as_ref()
-            .and_then(|m| m.parent())
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| self.dir.path().to_path_buf());
-        let opts = demo::sim_push_options(&self.sim, args, cwd);
-        push(opts, reporter, cancel).await
-    }
-
-    async fn push(&self, args: PushArgs) -> (Outcome, Vec<Event>) {
-        let mut events = Vec::new();
-        let outcome = self
-            .push_with(args, &mut events, &CancellationToken::new())
-            .await;
-        (outcome, events)
-    }
-
-    fn client(&self) -> Client {
-        let (target, token) = demo::sim_target(&self.sim);
-        Client::new(ClientConfig::for_target(&target, token)).unwrap()
-    }
-
-    /// Apps (name → guid, state) and routes (url → app names) of the space.
     async fn state(&self) -> State {
-        let c = self.client();
-        let space = SpaceGuid::new(self.sim.space_guid());
-        let apps = c
-            .list_apps(&AppQuery {
-                space_guids: vec![space.clone()],
-                ..AppQuery::default()
-            })
-            .await
-            .unwrap();
-        let names: BTreeMap<String, String> = apps
-            .iter()
-            .map(|a| (a.guid.as_str().to_string(), a.name.clone()))
-            .collect();
-        let routes = c
-            .list_routes(&RouteQuery {
-                space_guids: vec![space],
-                ..RouteQuery::default()
-            })
-            .await
-            .unwrap();
+        let listing = self.listing().await;
         State {
-            apps: apps
+            apps: listing
+                .apps
                 .iter()
                 .map(|a| {
                     (
@@ -137,69 +71,8 @@ impl World {
                     )
                 })
                 .collect(),
-            routes: routes
-                .iter()
-                .map(|r| {
-                    let mut to: Vec<String> = r
-                        .destinations
-                        .iter()
-                        .map(|d| {
-                            names
-                                .get(d.app.guid.as_str())
-                                .cloned()
-                                .unwrap_or_else(|| d.app.guid.to_string())
-                        })
-                        .collect();
-                    to.sort();
-                    (r.url.clone(), to)
-                })
-                .collect(),
+            routes: listing.route_table(ToString::to_string, false),
         }
-    }
-
-    /// What the router answers for `app`'s route (several requests, all must agree).
-    async fn serving(&self, app: &str) -> String {
-        let client = reqwest::Client::new();
-        let mut seen = Vec::new();
-        for _ in 0..8 {
-            let body = client
-                .get(format!("{}/", self.sim.router_url()))
-                .header("Host", format!("{app}.{}", self.sim.app_domain()))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            seen.push(body.trim().to_string());
-        }
-        seen.dedup();
-        assert_eq!(seen.len(), 1, "instances disagree on the version: {seen:?}");
-        seen.remove(0)
-    }
-
-    async fn load(&self, app: &str) -> load::LoadHandle {
-        let mut cfg = load::LoadConfig::new(
-            self.sim.router_addr(),
-            format!("{app}.{}", self.sim.app_domain()),
-        );
-        cfg.concurrency = 2;
-        cfg.pause = Duration::from_millis(5);
-        cfg.max_requests = 50_000;
-        let handle = load::start(cfg).unwrap();
-        // On a loaded machine the workers may start late: wait for the first answer.
-        for _ in 0..300 {
-            if handle.snapshot().await.total > 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        handle
-    }
-
-    /// Lets the router settle (propagation) before the next look.
-    async fn settle(&self) {
-        tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
 
@@ -213,11 +86,6 @@ impl State {
     fn app_names(&self) -> Vec<&str> {
         self.apps.keys().map(String::as_str).collect()
     }
-}
-
-fn assert_no_failures(r: &load::LoadReport) {
-    assert!(r.total > 0, "the load sent no request");
-    assert_eq!(r.failed, 0, "failed requests: {:?}", r.failures);
 }
 
 /// The exact state after a successful deploy of `apps` (old apps deleted).
@@ -235,9 +103,7 @@ fn assert_deployed_state(s: &State, apps: &[&str], domain: &str) {
 
 async fn first_deploy(w: &World, apps: &[(&str, u32)]) -> State {
     let m = w.version("v1", apps, &[]);
-    let (outcome, events) = w.push(w.args(&m)).await;
-    assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
-    w.settle().await;
+    w.push_deployed(w.args(&m)).await;
     w.state().await
 }
 

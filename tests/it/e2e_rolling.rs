@@ -5,36 +5,14 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use cf_zero_downtime::cf::{AppGuid, AppQuery, Client, ClientConfig, RouteQuery, SpaceGuid};
+use cf_zero_downtime::cf::AppGuid;
 use cf_zero_downtime::cli::{PushArgs, Strategy};
-use cf_zero_downtime::demo::{self, load};
-use cf_zero_downtime::deploy::push::push;
 use cf_zero_downtime::deploy::{Event, Outcome};
-use cf_zero_downtime::sim::{Sim, SimConfig, SimHandle};
+use cf_zero_downtime::sim::SimConfig;
 use tokio_util::sync::CancellationToken;
 
-/// A simulator and a scratch folder for app versions.
-struct World {
-    sim: SimHandle,
-    dir: tempfile::TempDir,
-}
-
-async fn world(cfg: SimConfig) -> World {
-    World {
-        sim: Sim::start(cfg).await.expect("simulator starts"),
-        dir: tempfile::tempdir().expect("temp dir"),
-    }
-}
-
-fn fast() -> SimConfig {
-    SimConfig {
-        route_propagation: Duration::from_millis(50),
-        stop_grace: Duration::from_millis(200),
-        ..SimConfig::default()
-    }
-}
+use crate::harness::{World, assert_no_failures, fast, push_args, world};
 
 /// Apps, route urls → app names, and each app's environment variables.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,14 +23,33 @@ struct State {
     bindings: BTreeMap<String, Vec<String>>,
 }
 
-impl World {
+/// What this file needs of the shared [`World`] beyond the harness: versions of the single app
+/// `web` with env vars and services, push arguments with a strategy, and the state it compares.
+trait RollingWorld {
     /// Writes `version` of app `web` (with `instances`, env `GREETING=<version>` and the extra
     /// files `extra`) and returns its manifest.
+    fn version(&self, version: &str, instances: u32, extra: &[&str]) -> PathBuf;
+    /// [`RollingWorld::version`] whose manifest also binds `services`.
+    fn version_with_services(
+        &self,
+        version: &str,
+        instances: u32,
+        extra: &[&str],
+        services: &[&str],
+    ) -> PathBuf;
+    /// Push arguments for `manifest` with `strategy`.
+    fn args(&self, manifest: &Path, strategy: Strategy) -> PushArgs;
+    /// Apps, routes, env vars and service bindings of the space.
+    async fn state(&self) -> State;
+    /// v1 of `web` pushed with `strategy` (a first deploy: a plain push).
+    async fn first_deploy(&self, instances: u32, strategy: Strategy) -> State;
+}
+
+impl RollingWorld for World {
     fn version(&self, version: &str, instances: u32, extra: &[&str]) -> PathBuf {
         self.version_with_services(version, instances, extra, &[])
     }
 
-    /// [`World::version`] whose manifest also binds `services`.
     fn version_with_services(
         &self,
         version: &str,
@@ -60,15 +57,11 @@ impl World {
         extra: &[&str],
         services: &[&str],
     ) -> PathBuf {
-        let root = self.dir.path().join(version);
-        let d = root.join("web");
-        std::fs::create_dir_all(&d).unwrap();
-        std::fs::write(d.join("index.html"), format!("{version}\n")).unwrap();
-        std::fs::write(d.join("health"), "ok\n").unwrap();
+        let d = self.write_app(version, "web");
         for f in extra {
             std::fs::write(d.join(f), "x\n").unwrap();
         }
-        let manifest = root.join("manifest.yml");
+        let manifest = self.version_root(version).join("manifest.yml");
         let mut text = format!(
             "---\napplications:\n- name: web\n  instances: {instances}\n  memory: 64M\n  \
              path: web\n  health-check-type: http\n  health-check-http-endpoint: /health\n  \
@@ -87,57 +80,17 @@ impl World {
 
     fn args(&self, manifest: &Path, strategy: Strategy) -> PushArgs {
         PushArgs {
-            manifest: Some(manifest.to_path_buf()),
             strategy,
-            drain: Duration::from_millis(300),
-            timeout: Duration::from_secs(20),
-            temp_route_suffix: "-temp".into(),
-            ..PushArgs::default()
+            ..push_args(manifest)
         }
     }
 
-    async fn push(&self, args: PushArgs) -> (Outcome, Vec<Event>) {
-        let cwd = args
-            .manifest
-            .as_ref()
-            .and_then(|m| m.parent())
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| self.dir.path().to_path_buf());
-        let opts = demo::sim_push_options(&self.sim, args, cwd);
-        let mut events = Vec::new();
-        let outcome = push(opts, &mut events, &CancellationToken::new()).await;
-        (outcome, events)
-    }
-
-    fn client(&self) -> Client {
-        let (target, token) = demo::sim_target(&self.sim);
-        Client::new(ClientConfig::for_target(&target, token)).unwrap()
-    }
-
     async fn state(&self) -> State {
+        let listing = self.listing().await;
         let c = self.client();
-        let space = SpaceGuid::new(self.sim.space_guid());
-        let apps = c
-            .list_apps(&AppQuery {
-                space_guids: vec![space.clone()],
-                ..AppQuery::default()
-            })
-            .await
-            .unwrap();
-        let names: BTreeMap<String, String> = apps
-            .iter()
-            .map(|a| (a.guid.as_str().to_string(), a.name.clone()))
-            .collect();
-        let routes = c
-            .list_routes(&RouteQuery {
-                space_guids: vec![space],
-                ..RouteQuery::default()
-            })
-            .await
-            .unwrap();
         let mut env = BTreeMap::new();
         let mut bindings = BTreeMap::new();
-        for a in &apps {
+        for a in &listing.apps {
             let guid = AppGuid::new(a.guid.as_str());
             let vars = c.get_app_environment_variables(&guid).await.unwrap();
             env.insert(a.name.clone(), vars);
@@ -152,88 +105,24 @@ impl World {
             bindings.insert(a.name.clone(), bound);
         }
         State {
-            apps: apps
+            apps: listing
+                .apps
                 .iter()
                 .map(|a| (a.name.clone(), a.guid.as_str().to_string()))
                 .collect(),
-            routes: routes
-                .iter()
-                .map(|r| {
-                    let mut to: Vec<String> = r
-                        .destinations
-                        .iter()
-                        .map(|d| names.get(d.app.guid.as_str()).cloned().unwrap_or_default())
-                        .collect();
-                    to.sort();
-                    to.dedup();
-                    (r.url.clone(), to)
-                })
-                .collect(),
+            routes: listing.route_table(|_| String::new(), true),
             env,
             bindings,
         }
     }
 
-    /// What the router answers for `web` (several requests, all must agree).
-    async fn serving(&self) -> String {
-        let client = reqwest::Client::new();
-        let mut seen = Vec::new();
-        for _ in 0..8 {
-            let body = client
-                .get(format!("{}/", self.sim.router_url()))
-                .header("Host", format!("web.{}", self.sim.app_domain()))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            seen.push(body.trim().to_string());
-        }
-        seen.dedup();
-        assert_eq!(seen.len(), 1, "instances disagree on the version: {seen:?}");
-        seen.remove(0)
-    }
-
-    async fn load(&self) -> load::LoadHandle {
-        let mut cfg = load::LoadConfig::new(
-            self.sim.router_addr(),
-            format!("web.{}", self.sim.app_domain()),
-        );
-        cfg.concurrency = 2;
-        cfg.pause = Duration::from_millis(5);
-        cfg.max_requests = 50_000;
-        let handle = load::start(cfg).unwrap();
-        // On a loaded machine the workers may start late: wait for the first answer.
-        for _ in 0..300 {
-            if handle.snapshot().await.total > 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        handle
-    }
-
-    /// Lets the router settle (propagation, old instances ending) before the next look.
-    async fn settle(&self) {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-
-    /// v1 of `web` pushed with `strategy` (a first deploy: a plain push).
     async fn first_deploy(&self, instances: u32, strategy: Strategy) -> State {
         let m = self.version("v1", instances, &["v1-only"]);
-        let (outcome, events) = self.push(self.args(&m, strategy)).await;
-        assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
-        self.settle().await;
+        self.push_deployed(self.args(&m, strategy)).await;
         let s = self.state().await;
         assert_eq!(s.env["web"]["GREETING"], "v1");
         s
     }
-}
-
-fn assert_no_failures(r: &load::LoadReport) {
-    assert!(r.total > 0, "the load sent no request");
-    assert_eq!(r.failed, 0, "failed requests: {:?}", r.failures);
 }
 
 /// The body of the `POST /v3/deployments` request.
@@ -260,7 +149,7 @@ fn deployment_calls(w: &World) -> Vec<String> {
 async fn rolling_under_load_keeps_the_app_guid_and_loses_no_request() {
     let w = world(fast()).await;
     let before = w.first_deploy(3, Strategy::Rolling).await;
-    let load = w.load().await;
+    let load = w.load("web").await;
     let m = w.version("v2", 3, &[]);
     let mut args = w.args(&m, Strategy::Rolling);
     args.max_in_flight = Some(1);
@@ -274,7 +163,7 @@ async fn rolling_under_load_keeps_the_app_guid_and_loses_no_request() {
     assert_eq!(after.apps, before.apps, "the same app (GUID) serves");
     assert_eq!(after.routes, before.routes);
     assert_eq!(after.env["web"]["GREETING"], "v2");
-    assert_eq!(w.serving().await, "v2");
+    assert_eq!(w.serving("web").await, "v2");
     assert_eq!(deployment_calls(&w), vec!["/v3/deployments".to_string()]);
     let body = deployment_body(&w);
     assert_eq!(body["strategy"], "rolling");
@@ -289,7 +178,7 @@ async fn rolling_crash_is_canceled_early_with_v1_serving_and_env_restored() {
         .create_user_provided_service("db", serde_json::json!({"uri": "x"}));
     let before = w.first_deploy(2, Strategy::Rolling).await;
     assert!(before.bindings["web"].is_empty());
-    let load = w.load().await;
+    let load = w.load("web").await;
     // v2 also binds a service: the rollback unbinds it.
     let m = w.version_with_services("v2", 2, &[".sim-crash"], &["db"]);
     let (outcome, events) = w.push(w.args(&m, Strategy::Rolling)).await;
@@ -305,7 +194,7 @@ async fn rolling_crash_is_canceled_early_with_v1_serving_and_env_restored() {
         before,
         "same app, routes, env vars and bindings"
     );
-    assert_eq!(w.serving().await, "v1");
+    assert_eq!(w.serving("web").await, "v1");
     let unbind = w
         .sim
         .call_log()
@@ -325,7 +214,7 @@ async fn rolling_crash_is_canceled_early_with_v1_serving_and_env_restored() {
 async fn canary_with_a_passing_smoke_test_is_deployed() {
     let w = world(fast()).await;
     let before = w.first_deploy(2, Strategy::Canary).await;
-    let load = w.load().await;
+    let load = w.load("web").await;
     // Only v2 has this page: the probe passes only on the canary itself.
     let m = w.version("v2", 2, &["canary-check"]);
     let mut args = w.args(&m, Strategy::Canary);
@@ -343,7 +232,7 @@ async fn canary_with_a_passing_smoke_test_is_deployed() {
     assert_no_failures(&load.stop().await);
     let after = w.state().await;
     assert_eq!(after.apps, before.apps);
-    assert_eq!(w.serving().await, "v2");
+    assert_eq!(w.serving("web").await, "v2");
     let calls = deployment_calls(&w);
     assert!(
         calls.iter().any(|c| c.ends_with("/actions/continue")),
@@ -355,7 +244,7 @@ async fn canary_with_a_passing_smoke_test_is_deployed() {
 async fn canary_with_a_failing_smoke_test_is_canceled_with_v1_serving() {
     let w = world(fast()).await;
     let before = w.first_deploy(2, Strategy::Canary).await;
-    let load = w.load().await;
+    let load = w.load("web").await;
     // Only v1 has this page: pinned to the canary (v2), the probe must fail.
     let m = w.version("v2", 2, &[]);
     let mut args = w.args(&m, Strategy::Canary);
@@ -368,7 +257,7 @@ async fn canary_with_a_failing_smoke_test_is_canceled_with_v1_serving() {
     w.settle().await;
     assert_no_failures(&load.stop().await);
     assert_eq!(w.state().await, before, "same app, routes and env vars");
-    assert_eq!(w.serving().await, "v1");
+    assert_eq!(w.serving("web").await, "v1");
     let calls = deployment_calls(&w);
     assert!(
         !calls.iter().any(|c| c.ends_with("/actions/continue")),
@@ -419,16 +308,15 @@ impl cf_zero_downtime::deploy::Reporter for InterruptAtDeployment {
 async fn rolling_interrupted_is_canceled_with_v1_serving_and_env_restored() {
     let w = world(fast()).await;
     let before = w.first_deploy(2, Strategy::Rolling).await;
-    let load = w.load().await;
+    let load = w.load("web").await;
     let m = w.version("v2", 2, &[]);
     let args = w.args(&m, Strategy::Rolling);
-    let cwd = m.parent().unwrap().to_path_buf();
     let token = CancellationToken::new();
     let mut r = InterruptAtDeployment {
         events: Vec::new(),
         token: token.clone(),
     };
-    let outcome = push(demo::sim_push_options(&w.sim, args, cwd), &mut r, &token).await;
+    let outcome = w.push_with(args, &mut r, &token).await;
     assert_eq!(
         outcome,
         Outcome::RolledBack {
@@ -445,7 +333,7 @@ async fn rolling_interrupted_is_canceled_with_v1_serving_and_env_restored() {
     w.settle().await;
     assert_no_failures(&load.stop().await);
     assert_eq!(w.state().await, before, "same app, routes and env vars");
-    assert_eq!(w.serving().await, "v1");
+    assert_eq!(w.serving("web").await, "v1");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
