@@ -72,6 +72,7 @@ pub use event::{Event, Outcome, Reporter};
 pub use request::{AppSpec, DeployRequest, RenderRequest, RouteSpec};
 
 use event::error_chain;
+use plan::Plan;
 
 /// The strategy's flag value (`blue-green`, `rolling`, `canary`).
 pub fn strategy_name(s: crate::cli::Strategy) -> String {
@@ -152,18 +153,7 @@ async fn run_inner<A: CfApi>(
             );
         }
     };
-    reporter.report(Event::Plan {
-        apps: plan.summary_lines(),
-        steps: plan.step_lines(),
-        dry_run: req.dry_run,
-    });
-    for message in &plan.warnings {
-        reporter.report(Event::Warning {
-            app: None,
-            message: message.clone(),
-        });
-    }
-    if req.dry_run {
+    if report_plan(&plan, req, reporter) {
         return (Outcome::DryRun, Vec::new());
     }
     execute::execute(api, &plan, req, apps, reporter, cancel).await
@@ -190,20 +180,24 @@ async fn run_rolling<A: CfApi>(
             );
         }
     };
-    let shown = rolling::combined(&plans);
+    if report_plan(&rolling::combined(&plans), req, reporter) {
+        return (Outcome::DryRun, Vec::new());
+    }
+    rolling::execute(api, &plans, req, apps, reporter, cancel).await
+}
+
+/// Reports the plan and its warnings; true for a dry run (nothing more to do).
+fn report_plan(plan: &Plan, req: &DeployRequest, reporter: &mut dyn Reporter) -> bool {
     reporter.report(Event::Plan {
-        apps: shown.summary_lines(),
-        steps: shown.step_lines(),
+        apps: plan.summary_lines(),
+        steps: plan.step_lines(),
         dry_run: req.dry_run,
     });
-    for message in &shown.warnings {
+    for message in &plan.warnings {
         reporter.report(Event::Warning {
             app: None,
             message: message.clone(),
         });
     }
-    if req.dry_run {
-        return (Outcome::DryRun, Vec::new());
-    }
-    rolling::execute(api, &plans, req, apps, reporter, cancel).await
+    req.dry_run
 }
