@@ -129,29 +129,14 @@ async fn run_inner<A: CfApi>(
     }
     let observed = match observed {
         Ok(o) => o,
-        Err(e) => {
-            return (
-                Outcome::NothingChanged {
-                    error: error_chain(&e),
-                },
-                Vec::new(),
-            );
-        }
+        Err(e) => return nothing_changed(&e),
     };
     if rolling::deployment_strategy(req.strategy).is_some() {
         return run_rolling(api, req, apps, &observed, reporter, cancel).await;
     }
     let plan = match plan::plan(&observed, req, apps) {
         Ok(p) => p,
-        Err(e) => {
-            let e = Error::from(e);
-            return (
-                Outcome::NothingChanged {
-                    error: error_chain(&e),
-                },
-                Vec::new(),
-            );
-        }
+        Err(e) => return nothing_changed(&Error::from(e)),
     };
     if report_plan(&plan, req, reporter) {
         return (Outcome::DryRun, Vec::new());
@@ -170,15 +155,7 @@ async fn run_rolling<A: CfApi>(
 ) -> (Outcome, Vec<event::StepTime>) {
     let plans = match rolling::plan(observed, req, apps) {
         Ok(p) => p,
-        Err(e) => {
-            let e = Error::from(e);
-            return (
-                Outcome::NothingChanged {
-                    error: error_chain(&e),
-                },
-                Vec::new(),
-            );
-        }
+        Err(e) => return nothing_changed(&Error::from(e)),
     };
     if report_plan(&rolling::combined(&plans), req, reporter) {
         return (Outcome::DryRun, Vec::new());
@@ -200,4 +177,14 @@ fn report_plan(plan: &Plan, req: &DeployRequest, reporter: &mut dyn Reporter) ->
         });
     }
     req.dry_run
+}
+
+/// The result of a deploy that stopped before its first change.
+fn nothing_changed(e: &Error) -> (Outcome, Vec<event::StepTime>) {
+    (
+        Outcome::NothingChanged {
+            error: error_chain(e),
+        },
+        Vec::new(),
+    )
 }

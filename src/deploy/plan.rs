@@ -238,20 +238,7 @@ pub fn plan<B>(
             return Err(PlanError::NoApps);
         };
 
-        // Production routes, resolved.
-        if spec.routes == RouteSpec::Default && obs.default_domain.is_none() {
-            return Err(PlanError::NoDefaultDomain(name));
-        }
-        let mut production: Vec<RouteAddress> = Vec::new();
-        for r in production_route_strings(spec, obs.default_domain.as_ref()) {
-            let a = resolve_route(&r, &obs.domains).ok_or_else(|| PlanError::UnknownDomain {
-                app: name.clone(),
-                route: r.clone(),
-            })?;
-            if !production.contains(&a) {
-                production.push(a);
-            }
-        }
+        let production = production_routes(obs, spec)?;
 
         // Names we need must not belong to someone else.
         let cand = candidate_name(&name);
@@ -744,6 +731,28 @@ fn push_bits_steps<B>(steps: &mut Vec<Step>, spec: &AppSpec<B>) {
     steps.push(Step::Stage { app: app.clone() });
     steps.push(Step::SetDroplet { app: app.clone() });
     steps.push(Step::Start { app });
+}
+
+/// The app's production routes (manifest routes, or the default route), resolved against the
+/// observed domains, without duplicates.
+pub(crate) fn production_routes<B>(
+    obs: &Observed,
+    spec: &AppSpec<B>,
+) -> Result<Vec<RouteAddress>, PlanError> {
+    if spec.routes == RouteSpec::Default && obs.default_domain.is_none() {
+        return Err(PlanError::NoDefaultDomain(spec.name.clone()));
+    }
+    let mut production: Vec<RouteAddress> = Vec::new();
+    for r in production_route_strings(spec, obs.default_domain.as_ref()) {
+        let a = resolve_route(&r, &obs.domains).ok_or_else(|| PlanError::UnknownDomain {
+            app: spec.name.clone(),
+            route: r.clone(),
+        })?;
+        if !production.contains(&a) {
+            production.push(a);
+        }
+    }
+    Ok(production)
 }
 
 #[cfg(test)]

@@ -37,10 +37,10 @@ use crate::cli::Strategy;
 
 use super::api::{CfApi, DeploymentStrategy};
 use super::event::{Outcome, Reporter, StepTime};
-use super::observe::{Observed, production_route_strings};
+use super::observe::Observed;
 use super::plan::{AppPlan, AppPlanKind, Plan, PlanError};
 use super::request::{AppSpec, DeployRequest, RenderRequest, RouteSpec};
-use super::route::{RouteAddress, resolve_route};
+use super::route::RouteAddress;
 use super::step::Step;
 
 /// The deployment strategy of a rolling or canary request (`None` for blue-green).
@@ -87,19 +87,7 @@ pub fn plan<B>(
             continue;
         };
         let name = spec.name.clone();
-        if spec.routes == RouteSpec::Default && obs.default_domain.is_none() {
-            return Err(PlanError::NoDefaultDomain(name));
-        }
-        let mut production: Vec<RouteAddress> = Vec::new();
-        for r in production_route_strings(spec, obs.default_domain.as_ref()) {
-            let a = resolve_route(&r, &obs.domains).ok_or_else(|| PlanError::UnknownDomain {
-                app: name.clone(),
-                route: r.clone(),
-            })?;
-            if !production.contains(&a) {
-                production.push(a);
-            }
-        }
+        let production = super::plan::production_routes(obs, spec)?;
         let smoke_route = if strategy == DeploymentStrategy::Canary && req.has_smoke_test() {
             Some(
                 production
