@@ -287,6 +287,9 @@ fn instance(s: cf::InstanceStats) -> InstanceStat {
         },
         routable: s.routable,
         details: s.details,
+        // MERGE-PENDING(client): the client's stats gain `instance_guid`.
+        instance_guid: None,
+        uptime: s.uptime,
     }
 }
 
@@ -828,6 +831,15 @@ impl CfApi for CfBackend {
             self.client.wait_for_job(&job, self.poll).await?;
         }
         Ok(())
+    }
+
+    async fn crash_events(
+        &self,
+        _app_guid: &str,
+        _since: std::time::SystemTime,
+    ) -> ApiResult<super::api::CrashEvents> {
+        // MERGE-PENDING(client): audit events and log-cache reads.
+        Ok(super::api::CrashEvents::default())
     }
 
     fn take_warnings(&self) -> Vec<String> {

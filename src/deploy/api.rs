@@ -84,7 +84,25 @@ impl ApiError {
     pub fn is_not_found(&self) -> bool {
         self.status == Some(404) || self.title.ends_with("NotFound")
     }
+
+    /// Whether an optional service said it is not there for this user: absent from the root
+    /// document (title `unavailable`), `403`, `404` or `501`. Such reads degrade to a warning.
+    pub fn is_unavailable(&self) -> bool {
+        self.title == UNAVAILABLE || matches!(self.status, Some(403 | 404 | 501))
+    }
+
+    /// An optional service the platform does not offer (not in the root document).
+    pub fn unavailable(detail: impl Into<String>) -> Self {
+        ApiError {
+            title: UNAVAILABLE.into(),
+            detail: detail.into(),
+            ..ApiError::default()
+        }
+    }
 }
+
+/// The title of [`ApiError::unavailable`].
+const UNAVAILABLE: &str = "unavailable";
 
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -248,6 +266,35 @@ pub struct InstanceStat {
     pub routable: Option<bool>,
     /// Placement error or crash detail, when reported.
     pub details: Option<String>,
+    /// Diego's instance GUID: a new one on every (re)start of the instance at this index, so a
+    /// change between two polls is a crash (or an evacuation) that polling did not see.
+    pub instance_guid: Option<String>,
+    /// Seconds since this instance started; going back between two polls is a restart.
+    pub uptime: Option<u64>,
+}
+
+/// A crash of an app instance, from the platform's records (audit events or log-cache), which
+/// keep it after Diego has restarted the instance.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CrashEvent {
+    /// The crashed process (the audit event's actor), when the record names it.
+    pub process_guid: Option<String>,
+    /// The crashed instance's GUID, when the record names it.
+    pub instance_guid: Option<String>,
+    /// Instance index, when the record names it.
+    pub index: Option<u32>,
+    /// Why, as the platform says it (`exit_description`, else `reason`).
+    pub reason: String,
+}
+
+/// Crash records of an app, and the sources that could not be read (each a one-line reason:
+/// the crash check then relies on the others and on instance stats).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CrashEvents {
+    /// Crashes recorded since the time asked for.
+    pub events: Vec<CrashEvent>,
+    /// Sources that are absent or forbidden (e.g. `audit events: 403 CF-NotAuthorized`).
+    pub unavailable: Vec<String>,
 }
 
 /// The state of a build.
@@ -588,6 +635,15 @@ pub trait CfApi: Sync {
     /// Deletes a service binding and waits (bounded) for its job, if any
     /// (`DELETE /v3/service_credential_bindings/:guid`). Mutating.
     fn delete_service_binding(&self, guid: &str) -> impl Future<Output = ApiResult<()>> + Send;
+    /// Crash records of the app's instances since `since` (audit events
+    /// `audit.app.process.crash` and log-cache's "App instance exited" lines, whichever the
+    /// platform offers). Read-only; an absent or forbidden source is listed in
+    /// [`CrashEvents::unavailable`], not an error.
+    fn crash_events(
+        &self,
+        app_guid: &str,
+        since: std::time::SystemTime,
+    ) -> impl Future<Output = ApiResult<CrashEvents>> + Send;
     /// Warnings collected since the last call (`X-Cf-Warnings`, job warnings), drained.
     fn take_warnings(&self) -> Vec<String>;
 }

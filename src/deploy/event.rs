@@ -57,10 +57,12 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// The process exit code: 0 when the new version is deployed (or for a dry run), else 1.
+    /// The process exit code: 0 only when the final state is exactly what a successful deploy
+    /// leaves (or for a dry run), else 1. A deploy whose retire did not finish serves the new
+    /// version but exits 1: a pipeline must notice the leftover.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Outcome::Deployed | Outcome::DeployedWithLeftovers { .. } | Outcome::DryRun => 0,
+            Outcome::Deployed | Outcome::DryRun => 0,
             _ => 1,
         }
     }
@@ -70,7 +72,10 @@ impl Outcome {
         match self {
             Outcome::Deployed => "deployed".into(),
             Outcome::DeployedWithLeftovers { leftovers, .. } => {
-                format!("deployed with leftovers: {}", leftovers.join("; "))
+                format!(
+                    "deployed with leftovers (the new version serves); to finish: {}",
+                    leftovers.join("; ")
+                )
             }
             Outcome::DryRun => "dry run: nothing was changed".into(),
             Outcome::NothingChanged { .. } => "nothing was changed".into(),

@@ -8,19 +8,21 @@
 //!
 //! Depends on: deploy::{api, step, plan, event, smoke, error}. Must not: print.
 
-use std::time::Duration;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-
-use std::collections::BTreeMap;
 
 use super::api::{
     ApiError, AppSource, BuildState, CfApi, Deployment, DeploymentState, DeploymentStrategy,
     InstanceState, NetworkPolicy, NewDeployment, NewDestination, ProgressSink, UploadProgress,
 };
+use super::crash::{Crash, CrashWatch, Scope};
 use super::error::Error;
 use super::event::{Event, Outcome, Reporter, StepTime, error_chain};
+use super::interrupt::Interrupt;
 use super::observe::{ROLE_CANDIDATE, ROLE_LABEL};
 use super::plan::Plan;
 use super::request::{AppSpec, DeployRequest};
@@ -46,7 +48,12 @@ struct Exec<'a, A: CfApi> {
     api: &'a A,
     req: &'a DeployRequest,
     apps: &'a [AppSpec<A::Bits>],
+    /// What ends a wait: the first interrupt before the switch, the second after it.
     cancel: &'a CancellationToken,
+    /// Crash records older than this belong to earlier runs.
+    since: SystemTime,
+    /// Warnings already given (an unavailable crash-record source is named once).
+    warned: &'a Mutex<BTreeSet<String>>,
 }
 
 fn ok_if_not_found(r: Result<(), ApiError>) -> Result<(), ApiError> {
@@ -282,10 +289,12 @@ impl<A: CfApi> Exec<'_, A> {
                 let (sink, mut rx) = ProgressSink::channel();
                 let upload = api.upload_bits(package, bits, sink);
                 tokio::pin!(upload);
-                // The upload is mutating: it is always awaited to its end, never cancelled.
+                // An interrupted upload is dropped: the package belongs to the new app, which the
+                // rollback deletes with everything in it.
                 let mut throttle = ProgressThrottle::default();
                 let r = loop {
                     tokio::select! {
+                        () = self.cancel.cancelled() => return Err(Error::Cancelled.into()),
                         r = &mut upload => break r,
                         Some(p) = rx.recv() => throttle.forward(app, p, reporter),
                     }
@@ -493,7 +502,7 @@ impl<A: CfApi> Exec<'_, A> {
                 let d = api.create_deployment(&new).await.map_err(err)?;
                 let dguid = d.guid.clone();
                 match self
-                    .monitor(step, name, d, smoke_route.as_deref(), reporter)
+                    .monitor(step, guid, name, d, smoke_route.as_deref(), reporter)
                     .await
                 {
                     Ok(()) => Ok(StepOutput::None),
@@ -517,6 +526,7 @@ impl<A: CfApi> Exec<'_, A> {
     async fn monitor(
         &self,
         step: &Step,
+        app_guid: &str,
         name: &str,
         first: Deployment,
         smoke_route: Option<&str>,
@@ -529,6 +539,7 @@ impl<A: CfApi> Exec<'_, A> {
         // Progress: the state, the canary step and the running new instances.
         let mut last_key: Option<Progress> = None;
         let mut continued: Option<Option<(u32, u32)>> = None;
+        let mut watch = CrashWatch::new(self.since);
         let mut dep = first;
         loop {
             if self.cancel.is_cancelled() {
@@ -568,26 +579,36 @@ impl<A: CfApi> Exec<'_, A> {
                 }
             }
             let (mut running, mut total) = (0u32, 0u32);
+            let mut crash: Option<Crash> = None;
             for p in &dep.new_processes {
                 let stats = self.read(self.api.process_stats(p), step).await?;
+                if crash.is_none() {
+                    crash = watch.check_stats(p, &stats);
+                }
                 for s in &stats {
                     total += 1;
-                    match s.state {
-                        InstanceState::Crashed => {
-                            return Err(Error::Crashed {
-                                name: name.to_string(),
-                                process_type: "web (new)".into(),
-                                index: s.index,
-                                reason: s
-                                    .details
-                                    .clone()
-                                    .unwrap_or_else(|| "the instance exited".into()),
-                            });
-                        }
-                        InstanceState::Running if s.routable != Some(false) => running += 1,
-                        _ => {}
+                    if s.state == InstanceState::Running && s.routable != Some(false) {
+                        running += 1;
                     }
                 }
+            }
+            if crash.is_none() {
+                crash = self
+                    .crash_records(
+                        &watch,
+                        app_guid,
+                        Scope::Processes(&dep.new_processes),
+                        reporter,
+                    )
+                    .await;
+            }
+            if let Some(c) = crash {
+                return Err(Error::Crashed {
+                    name: name.to_string(),
+                    process_type: "web (new)".into(),
+                    index: c.index.unwrap_or(0),
+                    reason: c.reason,
+                });
             }
             let detail = match dep.canary_step {
                 Some((c, t)) => format!(
@@ -737,6 +758,9 @@ impl<A: CfApi> Exec<'_, A> {
         }
     }
 
+    /// Waits until every instance of every process of the new app is running and routable.
+    /// The first crash of any instance fails the wait, whether polling saw `CRASHED` or only
+    /// its traces (see [`super::crash`]); no progress for `--timeout` fails it too.
     async fn wait_healthy(
         &self,
         step: &Step,
@@ -749,26 +773,26 @@ impl<A: CfApi> Exec<'_, A> {
         let mut pause = Backoff::new(self.req.poll_interval);
         let mut last_progress = Instant::now();
         let mut best: Option<u32> = None;
+        let mut watch = CrashWatch::new(self.since);
         loop {
             let processes = self.read(self.api.list_processes(guid), step).await?;
+            let type_of = |g: &Option<String>| {
+                processes
+                    .iter()
+                    .find(|p| Some(&p.guid) == g.as_ref())
+                    .map_or_else(|| "web".to_string(), |p| p.process_type.clone())
+            };
             let (mut running, mut total) = (0u32, 0u32);
             let mut details = Vec::new();
+            let mut crash: Option<Crash> = None;
             for p in &processes {
                 total += p.instances;
                 let stats = self.read(self.api.process_stats(&p.guid), step).await?;
+                if crash.is_none() {
+                    crash = watch.check_stats(&p.guid, &stats);
+                }
                 for s in &stats {
                     match s.state {
-                        InstanceState::Crashed => {
-                            return Err(Error::Crashed {
-                                name: name.to_string(),
-                                process_type: p.process_type.clone(),
-                                index: s.index,
-                                reason: s
-                                    .details
-                                    .clone()
-                                    .unwrap_or_else(|| "the instance exited".into()),
-                            });
-                        }
                         InstanceState::Running if s.routable != Some(false) => running += 1,
                         _ => {
                             if let Some(d) = &s.details
@@ -779,6 +803,19 @@ impl<A: CfApi> Exec<'_, A> {
                         }
                     }
                 }
+            }
+            if crash.is_none() {
+                crash = self
+                    .crash_records(&watch, guid, Scope::WholeApp, reporter)
+                    .await;
+            }
+            if let Some(c) = crash {
+                return Err(Error::Crashed {
+                    name: name.to_string(),
+                    process_type: type_of(&c.process_guid),
+                    index: c.index.unwrap_or(0),
+                    reason: c.reason,
+                });
             }
             let running = running.min(total);
             if running == total {
@@ -809,6 +846,37 @@ impl<A: CfApi> Exec<'_, A> {
             });
             self.pause(pause.next()).await?;
         }
+    }
+
+    /// The app's crash records that concern `scope` (abandoned when interrupted). An
+    /// unavailable source is named once in a warning.
+    async fn crash_records(
+        &self,
+        watch: &CrashWatch,
+        app_guid: &str,
+        scope: Scope<'_>,
+        reporter: &mut dyn Reporter,
+    ) -> Option<Crash> {
+        let (crash, unavailable) = tokio::select! {
+            () = self.cancel.cancelled() => return None,
+            r = watch.check_records(self.api, app_guid, scope) => r,
+        };
+        for gap in unavailable {
+            let first = self
+                .warned
+                .lock()
+                .map(|mut w| w.insert(gap.clone()))
+                .unwrap_or(false);
+            if first {
+                reporter.report(Event::Warning {
+                    app: None,
+                    message: format!(
+                        "{gap}; crashes between two polls are detected from instance GUIDs and uptime only"
+                    ),
+                });
+            }
+        }
+        crash
     }
 
     async fn undo(&self, u: &Undo) -> Result<(), ApiError> {
@@ -919,31 +987,63 @@ fn warn_all(reporter: &mut dyn Reporter, app: Option<&str>, warnings: Vec<String
 
 /// Runs the plan and returns the outcome with per-step durations. [`Event::Finished`] is not
 /// sent here but by [`super::run`], which knows the total duration.
+///
+/// Interrupts ([`Interrupt`]): a first one before the commit point rolls back; after it, the
+/// remaining steps still run (the new version serves; the retire is finished). A second one
+/// stops waiting at once, before or after the switch, and the outcome names what is left.
 pub async fn execute<A: CfApi>(
     api: &A,
     plan: &Plan,
     req: &DeployRequest,
     apps: &[AppSpec<A::Bits>],
     reporter: &mut dyn Reporter,
-    cancel: &CancellationToken,
+    interrupt: &Interrupt,
 ) -> (Outcome, Vec<StepTime>) {
-    let exec = Exec {
+    // Crash records are kept by the platform's clock: allow for a client clock ahead of it.
+    let since = SystemTime::now()
+        .checked_sub(CLOCK_SKEW)
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    let warned = Mutex::new(BTreeSet::new());
+    let before_switch = Exec {
         api,
         req,
         apps,
-        cancel,
+        cancel: interrupt.stop_token(),
+        since,
+        warned: &warned,
+    };
+    let after_switch = Exec {
+        cancel: interrupt.abandon_token(),
+        ..before_switch
     };
     let mut ledger = Ledger::default();
     let mut times = Vec::new();
     let total = plan.steps.len();
     let mut failure: Option<(usize, Error)> = None;
     let mut attempted_mutation = false;
+    let mut told_finishing = false;
 
     for (index, step) in plan.steps.iter().enumerate() {
-        if cancel.is_cancelled() {
+        let committed = index >= plan.commit;
+        if committed {
+            interrupt.mark_switched();
+        }
+        if interrupt.is_abandoned() || (!committed && interrupt.is_stopped()) {
             failure = Some((index, Error::Cancelled));
             break;
         }
+        if committed && interrupt.is_stopped() && !told_finishing {
+            told_finishing = true;
+            reporter.report(Event::Warning {
+                app: None,
+                message: "interrupted after the switch: the new version serves; finishing the switch (interrupt again to stop waiting)".into(),
+            });
+        }
+        let exec = if committed {
+            &after_switch
+        } else {
+            &before_switch
+        };
         reporter.report(Event::StepStarted {
             index,
             total,
@@ -953,7 +1053,32 @@ pub async fn execute<A: CfApi>(
         });
         attempted_mutation |= step.is_mutating();
         let started = Instant::now();
-        let result = exec.run_step(step, &ledger, reporter).await;
+        let mut attempt = 0;
+        let result = loop {
+            match exec.run_step(step, &ledger, reporter).await {
+                // After the switch every step is idempotent (rename, label, stop, delete) and
+                // giving up leaves the app half-retired: try again, beyond the client's own
+                // retries of one request, before naming leftovers.
+                Err(f)
+                    if committed
+                        && attempt < AFTER_SWITCH_RETRIES
+                        && matches!(f.error, Error::Api { .. }) =>
+                {
+                    attempt += 1;
+                    reporter.report(Event::Warning {
+                        app: Some(step.app().to_string()),
+                        message: format!(
+                            "{}; trying again ({attempt} of {AFTER_SWITCH_RETRIES})",
+                            error_chain(&f.error)
+                        ),
+                    });
+                    if exec.pause(AFTER_SWITCH_PAUSE * attempt).await.is_err() {
+                        break Err(f);
+                    }
+                }
+                r => break r,
+            }
+        };
         let elapsed = started.elapsed();
         let warnings = api.take_warnings();
         times.push(StepTime {
@@ -994,6 +1119,9 @@ pub async fn execute<A: CfApi>(
         return (Outcome::Deployed, times);
     };
     let mut message = error_chain(&error);
+    if interrupt.is_abandoned() {
+        message.push_str(" (interrupted twice: stopped waiting)");
+    }
     let in_place = plan.steps.iter().any(|s| matches!(s, Step::Deploy { .. }));
     let hint = if in_place {
         error.deployment_hint()
@@ -1029,11 +1157,21 @@ pub async fn execute<A: CfApi>(
     let mut manual_steps = Vec::new();
     for u in ledger.undos() {
         let description = u.describe();
+        if interrupt.is_abandoned() {
+            // Not even started: the user stopped waiting.
+            manual_steps.push(u.manual_command());
+            continue;
+        }
         reporter.report(Event::UndoStarted {
             description: description.clone(),
         });
         let started = Instant::now();
-        let r = exec.undo(&u).await;
+        let r = tokio::select! {
+            () = interrupt.abandon_token().cancelled() => Err(ApiError::transport(
+                "interrupted twice: stopped waiting (the request may or may not have taken effect)",
+            )),
+            r = after_switch.undo(&u) => r,
+        };
         let elapsed = started.elapsed();
         warn_all(reporter, None, api.take_warnings());
         match r {
@@ -1065,6 +1203,14 @@ pub async fn execute<A: CfApi>(
         )
     }
 }
+
+/// How often a failed step after the switch is tried again, and the pause before the first
+/// retry (doubled for the next).
+const AFTER_SWITCH_RETRIES: u32 = 2;
+const AFTER_SWITCH_PAUSE: Duration = Duration::from_secs(2);
+
+/// How far ahead of Cloud Controller's clock the client's may be for crash records to count.
+const CLOCK_SKEW: Duration = Duration::from_secs(300);
 
 #[cfg(test)]
 mod tests {

@@ -50,10 +50,12 @@
 
 pub mod adapter;
 pub mod api;
+mod crash;
 pub mod error;
 pub mod event;
 pub mod execute;
 pub mod from_manifest;
+pub mod interrupt;
 pub mod observe;
 pub mod plan;
 pub mod push;
@@ -64,11 +66,11 @@ pub mod smoke;
 pub mod step;
 
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 pub use api::{ApiError, CfApi};
 pub use error::Error;
 pub use event::{Event, Outcome, Reporter};
+pub use interrupt::Interrupt;
 pub use request::{AppSpec, DeployRequest, RenderRequest, RouteSpec};
 
 use event::error_chain;
@@ -91,8 +93,9 @@ pub async fn run<A: CfApi>(
     req: &DeployRequest,
     apps: &[AppSpec<A::Bits>],
     reporter: &mut dyn Reporter,
-    cancel: &CancellationToken,
+    interrupt: impl Into<Interrupt>,
 ) -> Outcome {
+    let interrupt = interrupt.into();
     let started = Instant::now();
     reporter.report(Event::Started {
         org: req.org.clone(),
@@ -101,7 +104,7 @@ pub async fn run<A: CfApi>(
         apps: apps.iter().map(|a| a.name.clone()).collect(),
         strategy: strategy_name(req.strategy),
     });
-    let (outcome, steps) = run_inner(api, req, apps, reporter, cancel).await;
+    let (outcome, steps) = run_inner(api, req, apps, reporter, &interrupt).await;
     reporter.report(Event::Finished {
         outcome: outcome.clone(),
         elapsed: started.elapsed(),
@@ -115,10 +118,10 @@ async fn run_inner<A: CfApi>(
     req: &DeployRequest,
     apps: &[AppSpec<A::Bits>],
     reporter: &mut dyn Reporter,
-    cancel: &CancellationToken,
+    interrupt: &Interrupt,
 ) -> (Outcome, Vec<event::StepTime>) {
     let observed = tokio::select! {
-        () = cancel.cancelled() => Err(Error::Cancelled),
+        () = interrupt.stop_token().cancelled() => Err(Error::Cancelled),
         r = observe::observe(api, req, apps) => r.map_err(|source| Error::Observe {
             space: req.space.clone(),
             source: Box::new(source),
@@ -131,8 +134,14 @@ async fn run_inner<A: CfApi>(
         Ok(o) => o,
         Err(e) => return nothing_changed(&e),
     };
+    for message in &observed.warnings {
+        reporter.report(Event::Warning {
+            app: None,
+            message: message.clone(),
+        });
+    }
     if rolling::deployment_strategy(req.strategy).is_some() {
-        return run_rolling(api, req, apps, &observed, reporter, cancel).await;
+        return run_rolling(api, req, apps, &observed, reporter, interrupt).await;
     }
     let plan = match plan::plan(&observed, req, apps) {
         Ok(p) => p,
@@ -141,7 +150,7 @@ async fn run_inner<A: CfApi>(
     if report_plan(&plan, req, reporter) {
         return (Outcome::DryRun, Vec::new());
     }
-    execute::execute(api, &plan, req, apps, reporter, cancel).await
+    execute::execute(api, &plan, req, apps, reporter, interrupt).await
 }
 
 /// Rolling or canary: per-app plans, shown as one, executed one app after the other.
@@ -151,7 +160,7 @@ async fn run_rolling<A: CfApi>(
     apps: &[AppSpec<A::Bits>],
     observed: &observe::Observed,
     reporter: &mut dyn Reporter,
-    cancel: &CancellationToken,
+    interrupt: &Interrupt,
 ) -> (Outcome, Vec<event::StepTime>) {
     let plans = match rolling::plan(observed, req, apps) {
         Ok(p) => p,
@@ -160,7 +169,7 @@ async fn run_rolling<A: CfApi>(
     if report_plan(&rolling::combined(&plans), req, reporter) {
         return (Outcome::DryRun, Vec::new());
     }
-    rolling::execute(api, &plans, req, apps, reporter, cancel).await
+    rolling::execute(api, &plans, req, apps, reporter, interrupt).await
 }
 
 /// Reports the plan and its warnings; true for a dry run (nothing more to do).

@@ -93,6 +93,9 @@ pub struct Observed {
     pub routes: BTreeMap<String, RouteState>,
     /// Per manifest app, in manifest order.
     pub apps: Vec<ObservedApp>,
+    /// Optional reads that failed because the service is absent or forbidden, each saying
+    /// what will not be carried over and why (the deploy goes on).
+    pub warnings: Vec<String>,
 }
 
 /// Whether an app carries our role label with this role and belongs to `name`.
@@ -101,7 +104,14 @@ pub fn is_ours(app: &App, role: &str, name: &str) -> bool {
         && app.annotations.get(APP_ANNOTATION).map(String::as_str) == Some(name)
 }
 
-async fn existing<A: CfApi>(api: &A, app: App) -> Result<ExistingApp, ApiError> {
+/// Reads an existing app's routes, processes, SSH flag and network policies. The policies are
+/// optional: a policy server that is absent, 404 or 403 (a space developer without
+/// `network.write`) adds a warning to `warnings` and an empty list.
+async fn existing<A: CfApi>(
+    api: &A,
+    app: App,
+    warnings: &mut Vec<String>,
+) -> Result<ExistingApp, ApiError> {
     let mut routes = Vec::new();
     for route in api.list_app_routes(&app.guid).await? {
         let destinations = api.list_destinations(&route.guid).await?;
@@ -116,9 +126,20 @@ async fn existing<A: CfApi>(api: &A, app: App) -> Result<ExistingApp, ApiError> 
         processes.push(ProcessState { process, stats });
     }
     let ssh_enabled = api.get_ssh_enabled(&app.guid).await?;
-    let policies = api
+    let policies = match api
         .list_network_policies(std::slice::from_ref(&app.guid))
-        .await?;
+        .await
+    {
+        Ok(p) => p,
+        Err(e) if e.is_unavailable() => {
+            warnings.push(format!(
+                "network policies of app '{}' cannot be read ({e}): they are not carried over to the new version; check them with 'cf network-policies' after the deploy",
+                app.name
+            ));
+            Vec::new()
+        }
+        Err(e) => return Err(e),
+    };
     Ok(ExistingApp {
         app,
         routes,
@@ -188,14 +209,14 @@ pub async fn observe<A: CfApi>(
         ];
         let by_name = api.find_apps_by_name(&req.space_guid, &names).await?;
         let live = match by_name.iter().find(|a| a.name == spec.name) {
-            Some(a) => Some(existing(api, a.clone()).await?),
+            Some(a) => Some(existing(api, a.clone(), &mut observed.warnings).await?),
             None => None,
         };
         let mut leftover_candidates = Vec::new();
         let mut venerables = Vec::new();
         for a in ours.iter().filter(|a| a.name != spec.name) {
             if is_ours(a, ROLE_CANDIDATE, &spec.name) {
-                leftover_candidates.push(existing(api, a.clone()).await?);
+                leftover_candidates.push(existing(api, a.clone(), &mut observed.warnings).await?);
             } else if is_ours(a, ROLE_VENERABLE, &spec.name) {
                 venerables.push(a.clone());
             }

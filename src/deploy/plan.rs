@@ -356,21 +356,44 @@ pub fn plan<B>(
                         .iter()
                         .map(|e| e.app.guid.as_str())
                         .collect();
-                    if let Some(d) = existing
-                        .destinations
-                        .iter()
-                        .find(|d| !ours.contains(d.app_guid.as_str()))
-                    {
+                    // A retire that did not finish can leave the temp route on the version
+                    // that now serves (it was the candidate): take it off before the new
+                    // candidate uses the route, or the smoke test would reach the live app.
+                    let live = oa.live.as_ref().map(|l| &l.app);
+                    if let Some(d) = existing.destinations.iter().find(|d| {
+                        !ours.contains(d.app_guid.as_str())
+                            && live.is_none_or(|l| l.guid != d.app_guid)
+                    }) {
                         return Err(PlanError::TempRouteInUse {
                             app: name.clone(),
                             route: addr.url(),
                             guid: d.app_guid.clone(),
                         });
                     }
-                    temp_ref = Some(RouteRef {
+                    let route = RouteRef {
                         address: addr,
                         guid: Some(existing.route.guid.clone()),
-                    });
+                    };
+                    if let Some(l) = live {
+                        for d in existing
+                            .destinations
+                            .iter()
+                            .filter(|d| d.app_guid == l.guid)
+                        {
+                            warnings.push(format!(
+                                "the temporary route {} is still mapped to app '{}' (left by an earlier deploy): it is unmapped first",
+                                route.address.url(),
+                                l.name
+                            ));
+                            prepare.push(Step::UnmapRoute {
+                                app: name.clone(),
+                                route: route.clone(),
+                                from_name: l.name.clone(),
+                                destination: d.clone(),
+                            });
+                        }
+                    }
+                    temp_ref = Some(route);
                 }
                 None => {
                     prepare.push(Step::CreateRoute {
@@ -560,80 +583,61 @@ pub fn plan<B>(
             }
         }
 
-        // Retire.
+        // Retire. The new version takes the app's name first: the old app is labelled and
+        // renamed out of the way, the candidate renamed to the app's name, and only then is
+        // anything stopped or deleted. A retire that fails part-way leaves at most a labelled
+        // venerable (which the next deploy removes), never a candidate-named app.
+        let mut retire_old: Vec<Step> = Vec::new();
         if let Some(live) = &oa.live {
             let (g, n) = (live.app.guid.clone(), live.app.name.clone());
-            if req.old_app != OldApp::Keep {
-                finish.push(Step::StopApp {
+            for v in oa.venerables.iter().filter(|v| v.name == ven) {
+                finish.push(Step::DeleteApp {
                     app: name.clone(),
+                    guid: v.guid.clone(),
+                    name: v.name.clone(),
+                });
+            }
+            // Label first, then rename: an interrupted run leaves either a labelled app
+            // still called <app> (treated as the live app) or a labelled venerable, never
+            // an unlabelled `<app>-venerable` that the next run would have to refuse.
+            finish.push(Step::UpdateMetadata {
+                app: name.clone(),
+                target: AppRef::Existing {
                     guid: g.clone(),
                     name: n.clone(),
+                },
+                name: n.clone(),
+                update: MetadataUpdate {
+                    labels: BTreeMap::from([(
+                        ROLE_LABEL.to_string(),
+                        Some(ROLE_VENERABLE.to_string()),
+                    )]),
+                    annotations: BTreeMap::from([(APP_ANNOTATION.to_string(), Some(name.clone()))]),
+                },
+            });
+            finish.push(Step::RenameApp {
+                app: name.clone(),
+                target: AppRef::Existing {
+                    guid: g.clone(),
+                    name: n.clone(),
+                },
+                from: n,
+                to: ven.clone(),
+            });
+            if req.old_app != OldApp::Keep {
+                retire_old.push(Step::StopApp {
+                    app: name.clone(),
+                    guid: g.clone(),
+                    name: ven.clone(),
                 });
             }
             if req.old_app == OldApp::Delete {
-                finish.push(Step::DeleteApp {
+                retire_old.push(Step::DeleteApp {
                     app: name.clone(),
                     guid: g,
-                    name: n,
-                });
-            } else {
-                for v in oa.venerables.iter().filter(|v| v.name == ven) {
-                    finish.push(Step::DeleteApp {
-                        app: name.clone(),
-                        guid: v.guid.clone(),
-                        name: v.name.clone(),
-                    });
-                }
-                // Label first, then rename: an interrupted run leaves either a labelled app
-                // still called <app> (treated as the live app) or a labelled venerable, never
-                // an unlabelled `<app>-venerable` that the next run would have to refuse.
-                finish.push(Step::UpdateMetadata {
-                    app: name.clone(),
-                    target: AppRef::Existing {
-                        guid: g.clone(),
-                        name: n.clone(),
-                    },
-                    name: n.clone(),
-                    update: MetadataUpdate {
-                        labels: BTreeMap::from([(
-                            ROLE_LABEL.to_string(),
-                            Some(ROLE_VENERABLE.to_string()),
-                        )]),
-                        annotations: BTreeMap::from([(
-                            APP_ANNOTATION.to_string(),
-                            Some(name.clone()),
-                        )]),
-                    },
-                });
-                finish.push(Step::RenameApp {
-                    app: name.clone(),
-                    target: AppRef::Existing {
-                        guid: g,
-                        name: n.clone(),
-                    },
-                    from: n,
-                    to: ven.clone(),
+                    name: ven.clone(),
                 });
             }
-        }
-        for e in &serving {
-            let leftover_name = finish_name(&prepare, &e.app.guid).unwrap_or(e.app.name.clone());
-            finish.push(Step::StopApp {
-                app: name.clone(),
-                guid: e.app.guid.clone(),
-                name: leftover_name.clone(),
-            });
-            finish.push(Step::DeleteApp {
-                app: name.clone(),
-                guid: e.app.guid.clone(),
-                name: leftover_name,
-            });
-        }
-        if let Some(t) = &temp_ref {
-            finish.push(Step::DeleteRoute {
-                app: name.clone(),
-                route: t.clone(),
-            });
         }
         finish.push(Step::RenameApp {
             app: name.clone(),
@@ -650,6 +654,26 @@ pub fn plan<B>(
                 annotations: BTreeMap::new(),
             },
         });
+        if let Some(t) = &temp_ref {
+            finish.push(Step::DeleteRoute {
+                app: name.clone(),
+                route: t.clone(),
+            });
+        }
+        finish.extend(retire_old);
+        for e in &serving {
+            let leftover_name = finish_name(&prepare, &e.app.guid).unwrap_or(e.app.name.clone());
+            finish.push(Step::StopApp {
+                app: name.clone(),
+                guid: e.app.guid.clone(),
+                name: leftover_name.clone(),
+            });
+            finish.push(Step::DeleteApp {
+                app: name.clone(),
+                guid: e.app.guid.clone(),
+                name: leftover_name,
+            });
+        }
         summaries.push(AppPlan {
             name: name.clone(),
             kind: AppPlanKind::Swap,
@@ -875,6 +899,7 @@ mod tests {
             default_domain: Some(d),
             routes,
             apps,
+            warnings: Vec::new(),
         }
     }
 
@@ -942,11 +967,13 @@ mod tests {
                 "map_route",
                 "unmap_route",
                 "drain",
-                "stop_app",
-                "delete_app",
-                "delete_route",
+                "update_metadata",
                 "rename_app",
-                "update_metadata"
+                "rename_app",
+                "update_metadata",
+                "delete_route",
+                "stop_app",
+                "delete_app"
             ]
         );
         assert_eq!(p.steps[p.commit].kind(), "drain");
@@ -1177,13 +1204,13 @@ mod tests {
             tail,
             vec![
                 "drain",
-                "stop_app",
                 "delete_app",
                 "update_metadata",
                 "rename_app",
-                "delete_route",
                 "rename_app",
-                "update_metadata"
+                "update_metadata",
+                "delete_route",
+                "stop_app"
             ]
         );
         assert!(p.steps.contains(&Step::DeleteApp {

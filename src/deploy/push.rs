@@ -150,8 +150,10 @@ struct Prepared {
 pub async fn push(
     opts: PushOptions,
     reporter: &mut dyn Reporter,
-    cancel: &CancellationToken,
+    interrupt: impl Into<super::Interrupt>,
 ) -> Outcome {
+    let interrupt = interrupt.into();
+    let cancel = interrupt.stop_token();
     let started = Instant::now();
     let mut names: Vec<String> = opts.args.app_name.iter().cloned().collect();
     match prepare(&opts, &mut names, cancel).await {
@@ -160,7 +162,7 @@ pub async fn push(
                 inner: reporter,
                 pending: p.warnings,
             };
-            super::run(&p.backend, &p.request, &p.apps, &mut r, cancel).await
+            super::run(&p.backend, &p.request, &p.apps, &mut r, &interrupt).await
         }
         Err((e, warnings)) => {
             if !names.is_empty() {

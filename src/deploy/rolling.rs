@@ -31,7 +31,7 @@
 
 use std::collections::BTreeMap;
 
-use tokio_util::sync::CancellationToken;
+use super::interrupt::Interrupt;
 
 use crate::cli::Strategy;
 
@@ -191,12 +191,12 @@ pub async fn execute<A: CfApi>(
     req: &DeployRequest,
     apps: &[AppSpec<A::Bits>],
     reporter: &mut dyn Reporter,
-    cancel: &CancellationToken,
+    interrupt: &Interrupt,
 ) -> (Outcome, Vec<StepTime>) {
     let mut times = Vec::new();
     let mut deployed: Vec<String> = Vec::new();
     for p in plans {
-        let (outcome, t) = super::execute::execute(api, p, req, apps, reporter, cancel).await;
+        let (outcome, t) = super::execute::execute(api, p, req, apps, reporter, interrupt).await;
         times.extend(t);
         let failed: Vec<&str> = p.apps.iter().map(|a| a.name.as_str()).collect();
         match outcome {

@@ -15,6 +15,22 @@ use crate::deploy::Reporter;
 pub use json::JsonReporter;
 pub use text::TextReporter;
 
+/// Says at once that an interrupt was received: the cf CLI dies on Ctrl-C and the prompt may
+/// already be back, so the user must learn that the plugin is still cleaning up. Written to
+/// stderr so that `--output json` stays one event per line.
+pub fn interrupted_notice(second: bool, switched: bool) {
+    let text = match (second, switched) {
+        (true, _) => "Interrupted again: no longer waiting; what is left to do is listed below.",
+        (false, false) => {
+            "Interrupted: rolling back, this takes a few seconds... (interrupt again to stop waiting)"
+        }
+        (false, true) => {
+            "Interrupted after the switch: the new version serves; finishing the switch, this takes a few seconds... (interrupt again to stop waiting)"
+        }
+    };
+    eprintln!("{text}");
+}
+
 /// The reporter for `--output`, writing to stdout; text mode draws progress only when stdout
 /// and stderr are terminals.
 pub fn stdout_reporter(format: OutputFormat) -> Box<dyn Reporter> {

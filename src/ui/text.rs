@@ -471,7 +471,7 @@ mod tests {
                     error: "x".into(),
                     leftovers: vec!["cf stop web".into()],
                 },
-                "deployed with leftovers: cf stop web",
+                "deployed with leftovers (the new version serves); to finish: cf stop web",
             ),
         ];
         for (o, want) in cases {

@@ -4,21 +4,21 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use cf_zero_downtime::cli::{OldApp, OutputFormat, Strategy};
 use cf_zero_downtime::deploy::api::{
-    ApiError, ApiResult, App, AppSource, AppState, BuildState, CfApi, Deployment, DeploymentState,
-    DeploymentStrategy, Destination, Domain, InstanceStat, InstanceState, MetadataUpdate,
-    NetworkPolicy, NewDeployment, NewDestination, NewRoute, Process, ProgressSink, Route,
-    ServiceBinding,
+    ApiError, ApiResult, App, AppSource, AppState, BuildState, CfApi, CrashEvent, CrashEvents,
+    Deployment, DeploymentState, DeploymentStrategy, Destination, Domain, InstanceStat,
+    InstanceState, MetadataUpdate, NetworkPolicy, NewDeployment, NewDestination, NewRoute, Process,
+    ProgressSink, Route, ServiceBinding,
 };
 use cf_zero_downtime::deploy::event::{Event, Outcome, Reporter};
 use cf_zero_downtime::deploy::request::{
     AppSpec, DeployRequest, ProbeConfig, RenderRequest, RouteSpec,
 };
 use cf_zero_downtime::deploy::route::resolve_route;
-use cf_zero_downtime::deploy::run;
+use cf_zero_downtime::deploy::{Interrupt, run};
 use cf_zero_downtime::ui::{JsonReporter, TextReporter};
 use tokio_util::sync::CancellationToken;
 
@@ -83,6 +83,19 @@ struct FApp {
     starting_polls: u32,
 }
 
+/// How a crashing new app shows to polling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum CrashShows {
+    /// The instance is CRASHED when polled.
+    #[default]
+    CrashedState,
+    /// Diego restarted it before the poll: STARTING, with a new instance GUID and uptime 0 at
+    /// every poll, and a crash record.
+    Restarted,
+    /// Only the platform's crash records show it (stats look like a slow start).
+    RecordsOnly,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum When {
     Before,
@@ -103,6 +116,14 @@ struct State {
     faults: BTreeMap<(String, u32), When>,
     staging_fails_for: Option<String>,
     crash_new_apps: bool,
+    /// How a crash of a new app shows (with `crash_new_apps`).
+    crash_shows: CrashShows,
+    /// Polls of stats so far (the fake's clock for instance GUIDs and uptime).
+    stat_polls: u32,
+    /// `crash_events` answers 403 (audit events and log-cache forbidden).
+    crash_records_forbidden: bool,
+    /// `list_network_policies` answers with this status (403, 404) instead of the policies.
+    policies_status: Option<u16>,
     starting_polls: u32,
     warnings: Vec<String>,
     env: BTreeMap<String, BTreeMap<String, String>>,
@@ -360,6 +381,36 @@ fn not_found(what: &str) -> ApiError {
 
 impl CfApi for FakeCf {
     type Bits = ();
+
+    async fn crash_events(&self, app: &str, _since: SystemTime) -> ApiResult<CrashEvents> {
+        self.enter("crash_events", app)?;
+        let s = self.lock();
+        if s.crash_records_forbidden {
+            return Err(ApiError::new(
+                403,
+                "CF-NotAuthorized",
+                "You are not authorized",
+            ));
+        }
+        let crashing = s.crash_new_apps
+            && s.crash_shows != CrashShows::CrashedState
+            && s.apps.get(app).is_some_and(|a| {
+                a.app.guid.starts_with("app-") && a.app.state != AppState::Stopped
+            });
+        Ok(CrashEvents {
+            events: if crashing {
+                vec![CrashEvent {
+                    process_guid: Some(format!("{app}/web")),
+                    instance_guid: None,
+                    index: Some(0),
+                    reason: "APP/PROC/WEB: Exited with status 137 (health check timed out)".into(),
+                }]
+            } else {
+                Vec::new()
+            },
+            unavailable: Vec::new(),
+        })
+    }
 
     async fn find_apps_by_name(&self, _space: &str, names: &[String]) -> ApiResult<Vec<App>> {
         self.enter("find_apps_by_name", &names.join(","))?;
@@ -761,9 +812,14 @@ impl CfApi for FakeCf {
                 state,
                 routable: Some(state == InstanceState::Running),
                 details: (state == InstanceState::Crashed).then(|| "exit status 1".to_string()),
+                instance_guid: Some(format!("{process}/0")),
+                uptime: Some(1),
             }]);
         }
+        s.stat_polls += 1;
+        let poll = s.stat_polls;
         let crash = s.crash_new_apps;
+        let shows = s.crash_shows;
         let a = s.apps.get_mut(app).ok_or_else(|| not_found("process"))?;
         let n = a
             .processes
@@ -772,10 +828,13 @@ impl CfApi for FakeCf {
             .map(|(_, n)| *n)
             .unwrap_or(0);
         let is_new = app.starts_with("app-");
+        let restarted = crash && is_new && shows == CrashShows::Restarted;
         let state = if a.app.state == AppState::Stopped {
             InstanceState::Down
-        } else if crash && is_new {
+        } else if crash && is_new && shows == CrashShows::CrashedState {
             InstanceState::Crashed
+        } else if crash && is_new {
+            InstanceState::Starting
         } else if a.starting_polls > 0 {
             a.starting_polls -= 1;
             InstanceState::Starting
@@ -789,6 +848,12 @@ impl CfApi for FakeCf {
                 routable: Some(state == InstanceState::Running),
                 details: (state == InstanceState::Crashed)
                     .then(|| "exit status 1 (out of memory)".to_string()),
+                instance_guid: Some(if restarted {
+                    format!("{process}/{index}/{poll}")
+                } else {
+                    format!("{process}/{index}")
+                }),
+                uptime: Some(if restarted { 0 } else { u64::from(poll) }),
             })
             .collect())
     }
@@ -918,6 +983,13 @@ impl CfApi for FakeCf {
 
     async fn list_network_policies(&self, apps: &[String]) -> ApiResult<Vec<NetworkPolicy>> {
         self.enter("list_network_policies", &apps.join(","))?;
+        if let Some(status) = self.lock().policies_status {
+            return Err(ApiError::new(
+                status,
+                "policy-server",
+                "token missing allowed scopes: [network.write]",
+            ));
+        }
         Ok(self
             .lock()
             .policies
@@ -1294,14 +1366,28 @@ async fn swap_replaces_the_live_app_and_carries_its_state_over() {
             .any(|p| p.source_app == "B" && p.destination_app == g)
     );
 
-    // Order: map the new app before unmapping the old, stop the old only after both.
+    // Order: map the new app before unmapping the old; then the new version takes the name
+    // (the old app moved out of the way first) before anything is stopped or deleted.
     let calls = cf.mutating_calls();
     let r = cf.route_guid("web.example.com");
     let map = index_of(&calls, &format!("add_destination {r} {g}"));
     let unmap = index_of(&calls, &format!("remove_destination {r} dest-{r}-A"));
-    let stop = index_of(&calls, "stop_app A");
+    let label_old = index_of(&calls, "update_metadata A");
+    let rename_old = index_of(&calls, "rename_app A web-venerable");
     let rename = index_of(&calls, &format!("rename_app {g} web"));
-    assert!(map < unmap && unmap < stop && stop < rename, "{calls:#?}");
+    let temp = index_of(&calls, "delete_route");
+    let stop = index_of(&calls, "stop_app A");
+    let delete = index_of(&calls, "delete_app A");
+    assert!(
+        map < unmap
+            && unmap < label_old
+            && label_old < rename_old
+            && rename_old < rename
+            && rename < temp
+            && temp < stop
+            && stop < delete,
+        "{calls:#?}"
+    );
     assert!(
         events
             .iter()
@@ -1392,7 +1478,9 @@ async fn a_failure_at_every_mutating_call_rolls_back_or_names_leftovers() {
         *n += 1;
         cases.push((m, *n));
     }
-    let (mut rolled_back, mut leftovers) = (0, 0);
+    // One failed call anywhere ends in exactly one of two clean states: rolled back (the world
+    // as before) or deployed (after the switch, steps are tried again).
+    let (mut rolled_back, mut deployed) = (0, 0);
     for (method, n) in cases {
         for when in [When::Before, When::After] {
             let cf = world();
@@ -1405,35 +1493,22 @@ async fn a_failure_at_every_mutating_call_rolls_back_or_names_leftovers() {
                     rolled_back += 1;
                     assert!(error.contains("injected failure"), "{ctx}");
                     assert_eq!(cf.snapshot(), before, "{ctx}\n{events:#?}");
+                    assert_eq!(outcome.exit_code(), 1, "{ctx}");
                 }
-                Outcome::DeployedWithLeftovers {
-                    leftovers: l,
-                    error,
-                } => {
-                    leftovers += 1;
-                    assert!(!l.is_empty(), "{ctx}");
-                    assert!(error.contains("injected failure"), "{ctx}");
-                    let new = cf
-                        .app_named("web-candidate")
-                        .or_else(|| cf.app_named("web"))
-                        .unwrap();
-                    assert_ne!(new.app.guid, "A", "{ctx}");
-                    assert_eq!(
-                        cf.route_apps("web.example.com"),
-                        Some(BTreeSet::from([new.app.guid.clone()])),
-                        "{ctx}"
-                    );
+                Outcome::Deployed => {
+                    deployed += 1;
+                    assert_swapped(&cf);
+                    assert!(!cf.lock().apps.contains_key("A"), "{ctx}");
+                    assert!(cf.app_named("web-candidate").is_none(), "{ctx}");
+                    assert_eq!(cf.route_apps("web-temp.example.com"), None, "{ctx}");
+                    assert_eq!(outcome.exit_code(), 0, "{ctx}");
                 }
                 other => panic!("unexpected outcome {other:?} for {ctx}"),
             }
-            assert_eq!(
-                outcome.exit_code() == 0,
-                matches!(outcome, Outcome::DeployedWithLeftovers { .. })
-            );
         }
     }
     assert!(rolled_back >= 20, "{rolled_back}");
-    assert!(leftovers >= 8, "{leftovers}");
+    assert!(deployed >= 8, "{deployed}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -1462,7 +1537,8 @@ async fn undos_run_in_reverse_order() {
     let mut r = req();
     r.drain = Duration::ZERO;
     let (outcome, _) = deploy(&cf, &r, &[spec("web")]).await;
-    assert!(matches!(outcome, Outcome::DeployedWithLeftovers { .. }));
+    // After the switch a failed step is tried again.
+    assert_eq!(outcome, Outcome::Deployed);
     let cf = world();
     cf.fail("remove_destination", 1, When::Before);
     let (outcome, events) = deploy(&cf, &req(), &[spec("web")]).await;
@@ -1506,9 +1582,13 @@ async fn a_failing_undo_ends_in_rollback_incomplete_with_manual_steps() {
 
 #[tokio::test(start_paused = true)]
 async fn a_failure_after_the_switch_names_the_exact_leftovers() {
+    // A step after the switch that keeps failing (first try and both retries): the new
+    // version already owns the name; what is left is named, and the exit status says so.
     let cf = world();
-    cf.fail("delete_route", 1, When::Before);
-    let (outcome, _) = deploy(&cf, &req(), &[spec("web")]).await;
+    for n in 1..=3 {
+        cf.fail("delete_route", n, When::Before);
+    }
+    let (outcome, events) = deploy(&cf, &req(), &[spec("web")]).await;
     let Outcome::DeployedWithLeftovers { leftovers, .. } = &outcome else {
         panic!("{outcome:?}")
     };
@@ -1516,10 +1596,34 @@ async fn a_failure_after_the_switch_names_the_exact_leftovers() {
         leftovers,
         &vec![
             "cf delete-route example.com --hostname web-temp -f".to_string(),
-            "cf rename web-candidate web".to_string(),
-            "cf unset-label app web zero-downtime.cf/role".to_string(),
+            "cf stop web-venerable".to_string(),
+            "cf delete web-venerable -f".to_string(),
         ]
     );
+    assert_eq!(outcome.exit_code(), 1);
+    assert!(outcome.last_line().contains("cf delete web-venerable -f"));
+    let web = cf.app_named("web").expect("the new version owns the name");
+    assert_ne!(web.app.guid, "A");
+    let old = cf
+        .app_named("web-venerable")
+        .expect("the old app, labelled");
+    assert_eq!(
+        old.app
+            .labels
+            .get("zero-downtime.cf/role")
+            .map(String::as_str),
+        Some("venerable")
+    );
+    let retries = events
+        .iter()
+        .filter(|e| matches!(e, Event::Warning { message, .. } if message.contains("trying again")))
+        .count();
+    assert_eq!(retries, 2);
+
+    // The next deploy removes the labelled venerable.
+    let (outcome, _) = deploy(&cf, &req(), &[spec("web")]).await;
+    assert_eq!(outcome, Outcome::Deployed);
+    assert!(cf.app_named("web-venerable").is_none());
     assert!(!cf.lock().apps.contains_key("A"));
 }
 
@@ -1626,39 +1730,159 @@ async fn an_interrupt_at_each_phase_rolls_back_before_the_switch() {
             events: Vec::new(),
         };
         let outcome = run(&cf, &req(), &[spec("web")], &mut rep, &token).await;
-        if stops_at >= kinds.len() {
+        if stops_at >= kinds.len() || stops_at >= commit {
+            // After the switch an interrupt finishes the retire (the drain included).
             assert_eq!(outcome, Outcome::Deployed, "{kind}");
-        } else if stops_at < commit {
+            assert_swapped(&cf);
+            assert!(!cf.lock().apps.contains_key("A"), "{kind}");
+            if stops_at >= commit && stops_at < kinds.len() {
+                assert!(
+                    rep.events.iter().any(|e| matches!(e, Event::Warning { message, .. } if message.starts_with("interrupted after the switch"))),
+                    "{kind}"
+                );
+            }
+        } else {
             assert!(
                 matches!(&outcome, Outcome::RolledBack { error } if error.starts_with("interrupted")),
                 "{kind}: {outcome:?}"
             );
             assert_eq!(cf.snapshot(), before, "{kind}");
-        } else {
-            assert!(
-                matches!(outcome, Outcome::DeployedWithLeftovers { .. }),
-                "{kind}: {outcome:?}"
-            );
-            assert_ne!(
-                cf.route_apps("web.example.com"),
-                Some(BTreeSet::from(["A".to_string()]))
-            );
         }
-        if kind == "drain" {
-            let Outcome::DeployedWithLeftovers { leftovers, .. } = &outcome else {
-                unreachable!()
-            };
-            assert_eq!(
-                leftovers,
-                &vec![
-                    "cf stop web".to_string(),
-                    "cf delete web -f".to_string(),
-                    "cf delete-route example.com --hostname web-temp -f".to_string(),
-                    "cf rename web-candidate web".to_string(),
-                    "cf unset-label app web zero-downtime.cf/role".to_string(),
-                ]
-            );
+    }
+}
+
+/// A reporter that interrupts twice (stop, then abandon) when a step of the given kind
+/// starts, or when the rollback reaches its first undo.
+struct AbandonAt {
+    kind: &'static str,
+    interrupt: Interrupt,
+    events: Vec<Event>,
+}
+
+impl Reporter for AbandonAt {
+    fn report(&mut self, event: Event) {
+        let hit = match &event {
+            Event::StepStarted { kind, .. } => kind == self.kind,
+            Event::UndoStarted { .. } => self.kind == "undo",
+            _ => false,
+        };
+        if hit {
+            self.interrupt.abandon();
         }
+        self.events.push(event);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_second_interrupt_stops_waiting_and_names_what_is_left() {
+    // During the drain: the new version serves; the retire is left, named, exit status 1.
+    let cf = world();
+    let mut rep = AbandonAt {
+        kind: "drain",
+        interrupt: Interrupt::new(),
+        events: Vec::new(),
+    };
+    let i = rep.interrupt.clone();
+    let outcome = run(&cf, &req(), &[spec("web")], &mut rep, &i).await;
+    let Outcome::DeployedWithLeftovers { leftovers, error } = &outcome else {
+        panic!("{outcome:?}")
+    };
+    assert!(error.contains("stopped waiting"), "{error}");
+    assert_eq!(
+        leftovers,
+        &vec![
+            "cf set-label app web zero-downtime.cf/role=venerable".to_string(),
+            "cf rename web web-venerable".to_string(),
+            "cf rename web-candidate web".to_string(),
+            "cf unset-label app web zero-downtime.cf/role".to_string(),
+            "cf delete-route example.com --hostname web-temp -f".to_string(),
+            "cf stop web-venerable".to_string(),
+            "cf delete web-venerable -f".to_string(),
+        ]
+    );
+    assert_eq!(outcome.exit_code(), 1);
+
+    // During the rollback: the undos left are listed for the user, none is run.
+    let cf = world();
+    cf.lock().crash_new_apps = true;
+    let mut rep = AbandonAt {
+        kind: "undo",
+        interrupt: Interrupt::new(),
+        events: Vec::new(),
+    };
+    let i = rep.interrupt.clone();
+    let outcome = run(&cf, &req(), &[spec("web")], &mut rep, &i).await;
+    let Outcome::RollbackIncomplete { manual_steps, .. } = &outcome else {
+        panic!("{outcome:?}")
+    };
+    assert!(
+        manual_steps
+            .iter()
+            .any(|m| m.starts_with("cf delete web-candidate -f")),
+        "{manual_steps:?}"
+    );
+    assert!(
+        manual_steps
+            .iter()
+            .any(|m| m.starts_with("cf delete-route example.com --hostname web-temp")),
+        "{manual_steps:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_crash_that_polling_never_sees_fails_within_one_poll() {
+    // Diego restarted the instance before each poll: STARTING with a new instance GUID.
+    for (shows, forbidden, expect) in [
+        (CrashShows::Restarted, false, "crashed"),
+        (CrashShows::Restarted, true, "restarted between two polls"),
+        (CrashShows::RecordsOnly, false, "health check timed out"),
+    ] {
+        let cf = world();
+        let before = cf.snapshot();
+        {
+            let mut s = cf.lock();
+            s.crash_new_apps = true;
+            s.crash_shows = shows;
+            s.crash_records_forbidden = forbidden;
+        }
+        let (outcome, events) = deploy(&cf, &req(), &[spec("web")]).await;
+        let ctx = format!("{shows:?} forbidden={forbidden}: {outcome:?}");
+        let Outcome::RolledBack { error } = &outcome else {
+            panic!("{ctx}")
+        };
+        assert!(error.contains(expect), "{ctx}");
+        assert!(error.contains("crashed"), "{ctx}");
+        assert_eq!(cf.snapshot(), before, "{ctx}");
+        // Refused within a poll or two of the first crash, not at --timeout.
+        let waits = events
+            .iter()
+            .filter(|e| matches!(e, Event::Waiting { what, .. } if what == "instances"))
+            .count();
+        assert!(waits <= 2, "{ctx}: {waits} waits");
+        let gaps = events
+            .iter()
+            .filter(|e| matches!(e, Event::Warning { message, .. } if message.starts_with("crash records")))
+            .count();
+        assert_eq!(gaps, usize::from(forbidden), "{ctx}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_policy_server_that_refuses_or_is_absent_degrades_to_a_warning() {
+    for status in [403, 404] {
+        let cf = world();
+        cf.lock().policies_status = Some(status);
+        let (outcome, events) = deploy(&cf, &req(), &[spec("web")]).await;
+        assert_eq!(outcome, Outcome::Deployed, "{status}: {events:#?}");
+        assert_swapped(&cf);
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, Event::Warning { message, .. }
+                if message.starts_with("network policies of app 'web' cannot be read")
+                    && message.contains("not carried over"))),
+            "{status}"
+        );
     }
 }
 
