@@ -166,8 +166,13 @@ pub async fn run_command(
 /// [`run_command`] with extra environment variables (e.g. `CF_ZDT_PROCESS_INSTANCE` for a
 /// canary).
 ///
+/// The command runs in a process group of its own: on timeout, on cancellation and after it
+/// exits, the whole group is killed, so nothing it started in the background outlives the
+/// smoke test. Its output is kept up to [`OUTPUT_CAP`] bytes per stream (the newest), and
+/// the last lines are part of the error.
+///
 /// # Errors
-/// Non-zero exit, timeout, spawn failure, or cancellation (the child is killed).
+/// Non-zero exit, timeout, spawn failure, or cancellation (the group is killed).
 pub async fn run_command_with_env(
     command: &str,
     url: &str,
@@ -175,41 +180,60 @@ pub async fn run_command_with_env(
     timeout: Duration,
     cancel: &CancellationToken,
 ) -> Result<(), SmokeError> {
-    let child = tokio::process::Command::new("sh")
-        .arg("-c")
+    let mut cmd = tokio::process::Command::new("sh");
+    cmd.arg("-c")
         .arg(format!("{command} \"$CF_ZDT_URL\""))
         .env("CF_ZDT_URL", url)
         .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| SmokeError::Spawn {
-            command: command.to_string(),
-            reason: e.to_string(),
-        })?;
-    let out = tokio::select! {
-        () = cancel.cancelled() => return Err(SmokeError::Cancelled),
-        r = tokio::time::timeout(timeout, child.wait_with_output()) => match r {
-            Err(_) => return Err(SmokeError::Timeout { command: command.to_string(), timeout }),
-            Ok(Err(e)) => return Err(SmokeError::Spawn { command: command.to_string(), reason: e.to_string() }),
-            Ok(Ok(o)) => o,
+        .kill_on_drop(true);
+    #[cfg(unix)]
+    cmd.process_group(0);
+    let mut child = cmd.spawn().map_err(|e| SmokeError::Spawn {
+        command: command.to_string(),
+        reason: e.to_string(),
+    })?;
+    let group = Group(child.id());
+    let stdout = tokio::spawn(read_tail(child.stdout.take()));
+    let stderr = tokio::spawn(read_tail(child.stderr.take()));
+    let status = tokio::select! {
+        () = cancel.cancelled() => Err(SmokeError::Cancelled),
+        r = tokio::time::timeout(timeout, child.wait()) => match r {
+            Err(_) => Err(SmokeError::Timeout { command: command.to_string(), timeout }),
+            Ok(Err(e)) => Err(SmokeError::Spawn { command: command.to_string(), reason: e.to_string() }),
+            Ok(Ok(status)) => Ok(status),
         },
     };
-    if out.status.success() {
+    // Whatever happened, nothing of the smoke test runs on (this also closes pipes that a
+    // background child kept open, so the readers below end).
+    group.kill();
+    let _ = child.kill().await;
+    let status = status?;
+    if status.success() {
         return Ok(());
     }
-    let mut text = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    let drained = Duration::from_secs(1);
+    let err = tokio::time::timeout(drained, stderr)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    let out = tokio::time::timeout(drained, stdout)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    let mut text = String::from_utf8_lossy(&err).trim().to_string();
     if text.is_empty() {
-        text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        text = String::from_utf8_lossy(&out).trim().to_string();
     }
     let tail: Vec<&str> = text.lines().rev().take(5).collect();
     let tail: Vec<&str> = tail.into_iter().rev().collect();
     Err(SmokeError::Command {
         command: command.to_string(),
-        status: out
-            .status
+        status: status
             .code()
             .map_or_else(|| "a signal".to_string(), |c| format!("status {c}")),
         output: if tail.is_empty() {
@@ -218,6 +242,50 @@ pub async fn run_command_with_env(
             format!(": {}", tail.join(" / "))
         },
     })
+}
+
+/// How much of each output stream of a smoke-test command is kept (the newest bytes).
+pub const OUTPUT_CAP: usize = 64 * 1024;
+
+/// Reads a stream to its end, keeping the last [`OUTPUT_CAP`] bytes.
+async fn read_tail<R: tokio::io::AsyncRead + Unpin>(stream: Option<R>) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let Some(mut stream) = stream else {
+        return Vec::new();
+    };
+    let mut kept: Vec<u8> = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return kept,
+            Ok(n) => {
+                kept.extend_from_slice(&buf[..n]);
+                if kept.len() > OUTPUT_CAP {
+                    let drop = kept.len() - OUTPUT_CAP;
+                    kept.drain(..drop);
+                }
+            }
+        }
+    }
+}
+
+/// The process group of a smoke-test command (its pid: it was made the group's leader).
+struct Group(Option<u32>);
+
+impl Group {
+    /// Kills every process of the group. A group that is already gone is fine.
+    fn kill(&self) {
+        #[cfg(unix)]
+        if let Some(pid) = self.0.and_then(|p| libc::pid_t::try_from(p).ok())
+            && pid > 0
+        {
+            // SAFETY: killpg only sends a signal; a stale or empty group yields ESRCH,
+            // which is ignored.
+            unsafe {
+                libc::killpg(pid, libc::SIGKILL);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -254,6 +322,57 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(e, SmokeError::Timeout { .. }));
+    }
+
+    #[cfg(target_os = "linux")]
+    fn alive(pid: &str) -> bool {
+        std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()))
+            .is_ok_and(|s| !s.contains(") Z "))
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn nothing_the_command_started_outlives_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = CancellationToken::new();
+        for (script, timeout) in [
+            // Exits at once, leaving a background child behind.
+            ("sleep 30 & echo $! > {pid}; exit 0; true", 10_000),
+            // Times out while the background child runs.
+            ("sleep 30 & echo $! > {pid}; sleep 30; true", 300),
+        ] {
+            let pid_file = dir.path().join("pid");
+            let cmd = script.replace("{pid}", &pid_file.display().to_string());
+            let _ = run_command(&cmd, "u", Duration::from_millis(timeout), &c).await;
+            let pid = std::fs::read_to_string(&pid_file).unwrap();
+            // The group was sent SIGKILL before run_command returned; give the kernel a
+            // moment to reap it (bounded).
+            let mut gone = false;
+            for _ in 0..50 {
+                if !alive(&pid) {
+                    gone = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            assert!(gone, "{script}: background sleep {pid} survived");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_chatty_failing_command_keeps_only_its_last_lines() {
+        let c = CancellationToken::new();
+        let e = run_command(
+            "i=0; while [ $i -lt 20000 ]; do echo line-$i; i=$((i+1)); done >&2; false",
+            "u",
+            Duration::from_secs(30),
+            &c,
+        )
+        .await
+        .unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("line-19999"), "{text}");
+        assert!(!text.contains("line-19994"), "{text}");
     }
 
     #[tokio::test]

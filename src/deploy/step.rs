@@ -542,12 +542,16 @@ impl Undo {
             ),
             Undo::RenameApp { from, to, .. } => format!("cf rename {from} {to}"),
             Undo::CancelDeployment { app_name, .. } => format!("cf cancel-deployment {app_name}"),
-            Undo::RestoreEnv { guid, vars, .. } => {
-                // `cf curl` replaces nothing: set every old value; added variables stay.
-                let body = serde_json::json!({ "var": vars }).to_string();
+            Undo::RestoreEnv { name, vars, .. } => {
+                // Names only: the values may be secrets and this line ends up in CI logs.
+                let names: Vec<&str> = vars.keys().map(String::as_str).collect();
                 format!(
-                    "cf curl -X PATCH /v3/apps/{guid}/environment_variables -d '{}' (and cf unset-env for variables added since, cf unbind-service for services bound since)",
-                    body.replace('\'', "'\\''")
+                    "restore the environment variables of app {name} to their values before the deploy (cf set-env {name} NAME VALUE for each of: {}; values not shown), cf unset-env for variables added since, cf unbind-service for services bound since",
+                    if names.is_empty() {
+                        "none".to_string()
+                    } else {
+                        names.join(", ")
+                    }
                 )
             }
         }
