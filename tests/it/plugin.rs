@@ -12,7 +12,8 @@ use base64::Engine as _;
 use cf_zero_downtime::cf::{AuthError, TokenProvider};
 use cf_zero_downtime::plugin::gob::{Type, Value};
 use cf_zero_downtime::plugin::rpc::{self, RpcClient};
-use cf_zero_downtime::plugin::{CliConnection, Error, standalone};
+use cf_zero_downtime::plugin::rpc_token::fetch_rpc_token;
+use cf_zero_downtime::plugin::{CliConnection, Error, TokenSource, standalone};
 use secrecy::ExposeSecret;
 use serde_json::{Value as Json, json};
 use wiremock::matchers::{body_string_contains, header, method, path};
@@ -51,7 +52,7 @@ fn stderr(out: &Output) -> String {
 // ---------------------------------------------------------------------------------------
 
 /// Builds tests/go once. `None` (test skipped) when `go` is missing, unless CI=true.
-fn fakecf() -> Option<&'static Path> {
+pub(crate) fn fakecf() -> Option<&'static Path> {
     static BUILT: OnceLock<Option<PathBuf>> = OnceLock::new();
     BUILT
         .get_or_init(|| {
@@ -907,4 +908,130 @@ fn the_standalone_cli_has_version_and_help() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("push"));
     let out = run_bin(&["push", "--strategy", "nope"], &[]);
     assert_eq!(out.status.code(), Some(1));
+}
+
+// ---------------------------------------------------------------------------------------
+// Ctrl-C under the real cf CLI ends cf and its RPC server: tokens must not depend on it.
+// ---------------------------------------------------------------------------------------
+
+fn token_answer(access: &str, refresh: &str) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({
+        "access_token": access,
+        "token_type": "bearer",
+        "refresh_token": refresh,
+        "expires_in": 3599
+    }))
+}
+
+#[tokio::test]
+async fn the_token_source_outlives_a_killed_go_cli() {
+    // cf hands out a token about to expire, so every request asks cf again while it lives.
+    let expiring = format!("bearer {}", jwt(&json!({"exp": now() + 30})));
+    let Some(server) = go_server(&[&format!("-token={expiring}")]) else {
+        return;
+    };
+    let uaa = MockServer::start().await;
+    let fresh = jwt(&json!({"exp": now() + 3600}));
+    Mock::given(method("POST"))
+        .and(path("/oauth/token"))
+        .and(body_string_contains("refresh_token=refresh-1"))
+        .respond_with(token_answer(&fresh, "refresh-2"))
+        .expect(1)
+        .mount(&uaa)
+        .await;
+    let (_home, file) = cf_home(&config(&uaa.uri(), &expiring, "refresh-1"));
+    let conn = CliConnection::new(server.1);
+    let first = fetch_rpc_token(&conn).await.expect("token from Go");
+    let mut source = TokenSource::from_rpc(conn, first);
+    source
+        .add_config_fallback(&file, "https://api.example.com")
+        .expect("config targets the same API");
+    // While the cf CLI lives, it is asked (nothing reaches the login server).
+    let t = source.token().await.expect("from the cf CLI");
+    assert_eq!(t.expose_secret(), expiring);
+    assert!(uaa.received_requests().await.unwrap_or_default().is_empty());
+
+    drop(server); // the cf CLI dies (Ctrl-C) and its RPC server with it
+
+    let t = source.token().await.expect("refreshed through config.json");
+    assert_eq!(t.expose_secret(), format!("bearer {fresh}"));
+    let saved: Json = serde_json::from_slice(&std::fs::read(&file).expect("read")).expect("json");
+    assert_eq!(saved["RefreshToken"], "refresh-2");
+    // Cached now: the login server is not asked again.
+    let again = source.token().await.expect("cached");
+    assert_eq!(again.expose_secret(), t.expose_secret());
+    assert!(source.take_warnings().is_empty());
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_under_a_cf_like_cli_ends_cf_but_not_the_plugin() {
+    use crate::harness::{CfLikeSetup, process_alive, start_cf_like};
+    use std::os::unix::process::ExitStatusExt as _;
+
+    let Some(fakecf) = fakecf() else {
+        return;
+    };
+    // A CF API that answers slowly, so the push is still running when Ctrl-C comes.
+    let api = MockServer::start().await;
+    Mock::given(wiremock::matchers::any())
+        .respond_with(ResponseTemplate::new(503).set_delay(Duration::from_secs(2)))
+        .mount(&api)
+        .await;
+    let uaa = MockServer::start().await;
+    let fresh = jwt(&json!({"exp": now() + 3600, "user_name": "alice"}));
+    Mock::given(method("POST"))
+        .and(path("/oauth/token"))
+        .respond_with(token_answer(&fresh, "refresh-2"))
+        .mount(&uaa)
+        .await;
+    let expiring = format!(
+        "bearer {}",
+        jwt(&json!({"exp": now() + 30, "user_name": "alice"}))
+    );
+    let app = tempfile::tempdir().expect("tempdir");
+    std::fs::write(app.path().join("index.js"), "ok").expect("write app");
+    let setup = CfLikeSetup {
+        peer_flags: vec![format!("-token={expiring}"), "-user=alice".into()],
+        plugin_args: vec![
+            "zero-downtime-push".into(),
+            "myapp".into(),
+            "-p".into(),
+            app.path().display().to_string(),
+        ],
+        api: &api.uri(),
+        uaa: &uaa.uri(),
+        access_token: &expiring,
+        refresh_token: "refresh-1",
+    };
+    let mut run = start_cf_like(fakecf, &setup);
+    let pid = run
+        .plugin_pid(Duration::from_secs(20))
+        .expect("the plugin started");
+    assert_ne!(pid, run.pgid());
+    // Wait (bounded) until the push talks to the API: the target is gathered by then.
+    let mut asked = false;
+    for _ in 0..500 {
+        if !api.received_requests().await.unwrap_or_default().is_empty() {
+            asked = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(asked, "the plugin never reached the API");
+
+    run.interrupt();
+    let status = run
+        .wait_peer(Duration::from_secs(10))
+        .expect("the fake cf CLI died at once");
+    assert_eq!(status.signal(), Some(libc::SIGINT), "{status:?}");
+    let out = run
+        .wait_plugin_exit(pid, Duration::from_secs(60))
+        .expect("the plugin ended by itself");
+    assert!(!process_alive(pid));
+    eprintln!("stdout: {}\nstderr: {}", out.stdout, out.stderr);
+    eprintln!(
+        "uaa: {}",
+        uaa.received_requests().await.unwrap_or_default().len()
+    );
 }
