@@ -1009,6 +1009,13 @@ async fn ctrl_c_under_a_cf_like_cli_ends_cf_but_not_the_plugin() {
         .plugin_pid(Duration::from_secs(20))
         .expect("the plugin started");
     assert_ne!(pid, run.pgid());
+    // SAFETY: getpgid(2) only reads the process table.
+    let plugin_group = unsafe { libc::getpgid(pid) };
+    assert_eq!(
+        plugin_group,
+        run.pgid(),
+        "the plugin runs in cf's process group"
+    );
     // Wait (bounded) until the push talks to the API: the target is gathered by then.
     let mut asked = false;
     for _ in 0..500 {
@@ -1029,9 +1036,20 @@ async fn ctrl_c_under_a_cf_like_cli_ends_cf_but_not_the_plugin() {
         .wait_plugin_exit(pid, Duration::from_secs(60))
         .expect("the plugin ended by itself");
     assert!(!process_alive(pid));
-    eprintln!("stdout: {}\nstderr: {}", out.stdout, out.stderr);
-    eprintln!(
-        "uaa: {}",
-        uaa.received_requests().await.unwrap_or_default().len()
+    // The plugin handled the interrupt itself and reported to the terminal cf had left.
+    assert!(
+        out.stdout
+            .contains("Pushing app myapp to org my-org / space dev as alice..."),
+        "{out:?}"
     );
+    assert!(
+        out.stdout.trim_end().ends_with("nothing was changed"),
+        "{out:?}"
+    );
+    assert!(!out.stdout.contains("eyJ") && !out.stderr.contains("eyJ"));
+    // No token was needed after the interrupt, so the saved login is untouched.
+    let saved: Json =
+        serde_json::from_slice(&std::fs::read(run.config_file()).expect("read")).expect("json");
+    assert_eq!(saved["RefreshToken"], "refresh-1");
+    assert!(uaa.received_requests().await.unwrap_or_default().is_empty());
 }
