@@ -13,6 +13,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{CommandFactory, Parser};
+use secrecy::SecretString;
 
 use super::connection::CliConnection;
 use super::metadata::{
@@ -22,7 +23,6 @@ use super::rpc_token::{TokenSource, fetch_rpc_token};
 use super::{Error, error_chain, push, standalone};
 use crate::cf::{Target, TokenProvider};
 use crate::cli::{PluginPush, PushArgs};
-use secrecy::SecretString;
 
 /// What cf asked the plugin to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
