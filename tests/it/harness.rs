@@ -380,6 +380,14 @@ impl CfLikeRun {
         assert_eq!(rc, 0, "kill(-{}, SIGINT) failed", self.pgid);
     }
 
+    /// The fake cf CLI alone dies (SIGKILL to its pid, not the group): the plugin is not
+    /// interrupted and goes on without the RPC server.
+    pub fn kill_cli(&self) {
+        // SAFETY: kill(2) has no memory effects.
+        let rc = unsafe { libc::kill(self.pgid, libc::SIGKILL) };
+        assert_eq!(rc, 0, "kill({}, SIGKILL) failed", self.pgid);
+    }
+
     /// Waits up to `bound` for the fake cf CLI to exit; `None` if it is still running.
     pub fn wait_peer(&mut self, bound: Duration) -> Option<std::process::ExitStatus> {
         let deadline = std::time::Instant::now() + bound;

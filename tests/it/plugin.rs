@@ -963,6 +963,8 @@ async fn the_token_source_outlives_a_killed_go_cli() {
     assert!(source.take_warnings().is_empty());
 }
 
+/// Ctrl-C as on a terminal (SIGINT to cf's process group): the cf-like CLI dies at once, the
+/// plugin handles the interrupt itself and its report still reaches cf's terminal.
 #[cfg(unix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_under_a_cf_like_cli_ends_cf_but_not_the_plugin() {
@@ -1052,4 +1054,136 @@ async fn ctrl_c_under_a_cf_like_cli_ends_cf_but_not_the_plugin() {
         serde_json::from_slice(&std::fs::read(run.config_file()).expect("read")).expect("json");
     assert_eq!(saved["RefreshToken"], "refresh-1");
     assert!(uaa.received_requests().await.unwrap_or_default().is_empty());
+}
+
+/// The real binary under a cf-like CLI that dies mid-push (killed alone, so the plugin is
+/// not interrupted): the plugin's next token comes from `$CF_HOME/.cf/config.json` and the
+/// login server, and is saved back.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plugin_refreshes_through_config_json_once_cf_is_gone() {
+    use crate::harness::{CfLikeSetup, start_cf_like};
+    use std::os::unix::process::ExitStatusExt as _;
+
+    let Some(fakecf) = fakecf() else {
+        return;
+    };
+    let api = MockServer::start().await;
+    let root = json!({"links": {"cloud_controller_v3": {
+        "href": format!("{}/v3", api.uri()),
+        "meta": {"version": "3.228.0"}
+    }}});
+    Mock::given(method("GET"))
+        .and(path("/"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(root))
+        .with_priority(1)
+        .mount(&api)
+        .await;
+    // Every authenticated request is answered slowly with "invalid token": the first one
+    // is in flight when cf dies, and its 401 makes the plugin refresh without cf.
+    Mock::given(wiremock::matchers::any())
+        .respond_with(
+            ResponseTemplate::new(401)
+                .set_body_json(json!({"errors": [{
+                    "code": 1000, "title": "CF-InvalidAuthToken", "detail": "Invalid Auth Token"
+                }]}))
+                .set_delay(Duration::from_secs(2)),
+        )
+        .with_priority(5)
+        .mount(&api)
+        .await;
+    let uaa = MockServer::start().await;
+    let fresh = jwt(&json!({"exp": now() + 3600, "user_name": "alice"}));
+    Mock::given(method("POST"))
+        .and(path("/oauth/token"))
+        .and(body_string_contains("refresh_token=refresh-1"))
+        .respond_with(token_answer(&fresh, "refresh-2"))
+        .mount(&uaa)
+        .await;
+    // The refreshed token is accepted (the push then fails on a 503, which is fine here).
+    let fresh_header = format!("bearer {fresh}");
+    Mock::given(header("authorization", fresh_header.as_str()))
+        .respond_with(ResponseTemplate::new(503))
+        .with_priority(2)
+        .mount(&api)
+        .await;
+    // cf's token expires within the refresh margin: each request asks for a new one.
+    let expiring = format!(
+        "bearer {}",
+        jwt(&json!({"exp": now() + 30, "user_name": "alice"}))
+    );
+    let app = tempfile::tempdir().expect("tempdir");
+    std::fs::write(app.path().join("index.js"), "ok").expect("write app");
+    let setup = CfLikeSetup {
+        peer_flags: vec![format!("-token={expiring}")],
+        plugin_args: vec![
+            "zero-downtime-push".into(),
+            "myapp".into(),
+            "-p".into(),
+            app.path().display().to_string(),
+            "--timeout".into(),
+            "20s".into(),
+        ],
+        api: &api.uri(),
+        uaa: &uaa.uri(),
+        access_token: &expiring,
+        refresh_token: "refresh-1",
+    };
+    let mut run = start_cf_like(fakecf, &setup);
+    let pid = run
+        .plugin_pid(Duration::from_secs(20))
+        .expect("the plugin started");
+    let mut asked = false;
+    for _ in 0..500 {
+        let requests = api.received_requests().await.unwrap_or_default();
+        if requests
+            .iter()
+            .any(|r| r.headers.contains_key("authorization"))
+        {
+            asked = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(asked, "the plugin never sent an authenticated request");
+    assert!(uaa.received_requests().await.unwrap_or_default().is_empty());
+
+    run.kill_cli();
+    let status = run.wait_peer(Duration::from_secs(10)).expect("cf died");
+    assert_eq!(status.signal(), Some(libc::SIGKILL));
+
+    // The plugin's next request needs a token: the cf CLI is gone, config.json is not.
+    let mut used = false;
+    for _ in 0..1000 {
+        let requests = api.received_requests().await.unwrap_or_default();
+        if requests.iter().any(|r| {
+            r.headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v == fresh_header)
+        }) {
+            used = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if !used {
+        let n = api.received_requests().await.unwrap_or_default().len();
+        let u = uaa.received_requests().await.unwrap_or_default().len();
+        let out = run.wait_plugin_exit(pid, Duration::from_secs(30));
+        panic!("no API request carried the refreshed token ({n} API, {u} UAA requests): {out:?}");
+    }
+    assert!(!uaa.received_requests().await.unwrap_or_default().is_empty());
+    let saved: Json =
+        serde_json::from_slice(&std::fs::read(run.config_file()).expect("read")).expect("json");
+    assert_eq!(saved["RefreshToken"], "refresh-2");
+    assert_eq!(saved["AccessToken"], fresh_header);
+
+    // Ctrl-C for the plugin alone now; it ends by itself.
+    // SAFETY: kill(2) has no memory effects.
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    let out = run
+        .wait_plugin_exit(pid, Duration::from_secs(60))
+        .expect("the plugin ended");
+    assert!(!out.stdout.contains("eyJ") && !out.stderr.contains("eyJ"));
 }
