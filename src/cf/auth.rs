@@ -1,10 +1,11 @@
 //! Where access tokens come from.
 //!
 //! A token is the full `Authorization` header value as the cf CLI stores it
-//! (`bearer eyJ...`). Two providers exist: the plugin RPC connection (`AccessToken`, which
-//! makes the cf CLI refresh it) and the cf CLI config file in standalone mode (refreshed
-//! through the login server's refresh grant). The client asks [`TokenProvider::token`] for
-//! every request and, after one `401 CF-InvalidAuthToken`, [`TokenProvider::refresh`] once.
+//! (`bearer eyJ...`). The real provider is `plugin::TokenSource` (one source for both modes:
+//! the cached token, the cf CLI over RPC while it lives, the cf CLI's config file and its
+//! login server); [`StaticToken`] serves tests and the simulator. The client asks
+//! [`TokenProvider::token`] for every request and, after one `401 CF-InvalidAuthToken`,
+//! [`TokenProvider::refresh`] once.
 
 use futures::future::BoxFuture;
 use secrecy::SecretString;
@@ -26,6 +27,12 @@ pub trait TokenProvider: Send + Sync + 'static {
     fn token(&self) -> BoxFuture<'_, Result<SecretString, AuthError>>;
     /// A fresh token, after the API rejected the current one.
     fn refresh(&self) -> BoxFuture<'_, Result<SecretString, AuthError>>;
+    /// Hands over (and forgets) what went wrong without failing, for the user to see: e.g.
+    /// a refreshed token that could not be saved to the cf CLI's config file. Never
+    /// contains a token. The default has none.
+    fn take_warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// A fixed token (tests, and the simulator's demo). `refresh` returns the same token.

@@ -5,19 +5,21 @@
 //! target (CLI version, endpoint, login, org, space, token).
 //!
 //! Depends on: `connection`, `metadata`, `rpc_token`, `standalone`, `push`, `cli`. This is
-//! the only module of the layer that prints (errors, before the deploy engine takes over).
+//! the only module of the layer that prints (errors, before the deploy engine takes over,
+//! and the token source's warnings after it).
 
 use std::ffi::{OsStr, OsString};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{CommandFactory, Parser};
+use secrecy::SecretString;
 
 use super::connection::CliConnection;
 use super::metadata::{
     COMMAND_ALIAS, COMMAND_NAME, MIN_CLI_VERSION, plugin_metadata, usage_and_options,
 };
-use super::rpc_token::RpcTokenProvider;
+use super::rpc_token::{TokenSource, fetch_rpc_token};
 use super::{Error, error_chain, push, standalone};
 use crate::cf::{Target, TokenProvider};
 use crate::cli::{PluginPush, PushArgs};
@@ -100,9 +102,12 @@ pub fn run_plugin(args: &[OsString]) -> ExitCode {
             block_on(async {
                 let conn = CliConnection::new(port);
                 match gather_plugin_target(&conn).await {
-                    Ok(target) => {
-                        let token: Arc<dyn TokenProvider> = Arc::new(RpcTokenProvider::new(conn));
-                        push::run_push(target, token, push_args).await
+                    Ok((target, first)) => {
+                        let source = Arc::new(plugin_token_source(conn, first, &target));
+                        let token: Arc<dyn TokenProvider> = source.clone();
+                        let code = push::run_push(target, token, push_args).await;
+                        print_warnings(&source);
+                        code
                     }
                     Err(e) => fail(&e),
                 }
@@ -122,9 +127,38 @@ pub fn run_standalone(args: PushArgs) -> ExitCode {
         if let Err(e) = login.token.token().await {
             return fail(&Error::Auth(e));
         }
-        let token: Arc<dyn TokenProvider> = login.token;
-        push::run_push(login.target, token, args).await
+        let source = login.token;
+        let token: Arc<dyn TokenProvider> = source.clone();
+        let code = push::run_push(login.target, token, args).await;
+        print_warnings(&source);
+        code
     })
+}
+
+/// The plugin-mode token source: the token gathered from the cf CLI, the cf CLI while it
+/// lives, then the cf CLI's own config file (`$CF_HOME/.cf/config.json`, inherited from
+/// cf) when it targets the same API. Without a usable config file, the source still works
+/// while the cf CLI lives and the gathered token is valid.
+pub fn plugin_token_source(
+    conn: CliConnection,
+    first: SecretString,
+    target: &Target,
+) -> TokenSource {
+    let mut source = TokenSource::from_rpc(conn, first);
+    let fallback = standalone::config_path()
+        .and_then(|path| source.add_config_fallback(&path, &target.api_endpoint));
+    if let Err(e) = fallback {
+        tracing::debug!("no config-file token fallback: {}", error_chain(&e));
+    }
+    source
+}
+
+/// Prints the warnings the token source recorded and nobody drained (e.g. a refreshed token
+/// that could not be saved), one `cf-zero-downtime: warning: ...` line each on stderr.
+fn print_warnings(source: &TokenSource) {
+    for w in source.take_warnings() {
+        eprintln!("cf-zero-downtime: warning: {w}");
+    }
 }
 
 /// Answers `SendMetadata`: `SetPluginMetadata` must return true.
@@ -140,11 +174,12 @@ pub async fn send_metadata(conn: &CliConnection) -> Result<(), Error> {
 }
 
 /// Gathers everything a push needs from the cf CLI, in the order the cf CLI itself checks
-/// (version, API endpoint, login, org, space), and proves a token can be had.
+/// (version, API endpoint, login, org, space), and a first token: all of it is in hand
+/// before the deploy starts, so a cf CLI that dies later (Ctrl-C) takes nothing needed.
 ///
 /// # Errors
 /// The cf-CLI-worded [`Error`] for what is missing, or the RPC failure.
-pub async fn gather_plugin_target(conn: &CliConnection) -> Result<Target, Error> {
+pub async fn gather_plugin_target(conn: &CliConnection) -> Result<(Target, SecretString), Error> {
     let min = MIN_CLI_VERSION.to_string();
     if !conn.is_min_cli_version(&min).await? {
         return Err(Error::CliTooOld { min });
@@ -166,14 +201,15 @@ pub async fn gather_plugin_target(conn: &CliConnection) -> Result<Target, Error>
     }
     let skip_ssl_validation = conn.is_ssl_disabled().await?;
     let user = conn.username().await?;
-    RpcTokenProvider::new(conn.clone()).token().await?;
-    Ok(Target {
+    let token = fetch_rpc_token(conn).await?;
+    let target = Target {
         api_endpoint,
         skip_ssl_validation,
         org: Some(org),
         space: Some(space),
         user: (!user.is_empty()).then_some(user),
-    })
+    };
+    Ok((target, token))
 }
 
 fn block_on<F: std::future::Future<Output = ExitCode>>(f: F) -> ExitCode {

@@ -7,7 +7,7 @@
 //! | [`connection`] | typed `CliRpcCmd` calls (`CliConnection`)                            |
 //! | [`metadata`]   | `PluginMetadata` for `SendMetadata`, generated from the clap flags   |
 //! | [`entry`]      | argv dispatch: `SendMetadata`, `CLI-MESSAGE-UNINSTALL`, the command  |
-//! | [`rpc_token`]  | a token provider asking the cf CLI (`AccessToken`)                   |
+//! | [`rpc_token`]  | `TokenSource`: the one token provider (cache, cf CLI, config.json)   |
 //! | [`standalone`] | the cf CLI's `config.json`, UAA refresh and save-back                |
 //! | [`push`]       | the hand-over to the deploy engine                                   |
 //!
@@ -25,8 +25,8 @@ pub mod standalone;
 pub use connection::CliConnection;
 pub use metadata::{PluginMetadata, plugin_metadata};
 pub use push::run_push;
-pub use rpc_token::RpcTokenProvider;
-pub use standalone::{ConfigTokenProvider, StandaloneLogin};
+pub use rpc_token::TokenSource;
+pub use standalone::StandaloneLogin;
 
 use std::path::PathBuf;
 
@@ -90,6 +90,14 @@ pub enum Error {
         path: PathBuf,
         /// The version found.
         found: i64,
+    },
+    /// The config file is for another API than the one the cf CLI targets.
+    #[error("{path} targets {found}, not the cf CLI's API endpoint")]
+    ConfigOtherTarget {
+        /// The file.
+        path: PathBuf,
+        /// The `Target` it holds.
+        found: String,
     },
     /// Building the HTTP client for UAA failed.
     #[error("cannot set up the HTTP client for the login server")]

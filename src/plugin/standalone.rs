@@ -1,30 +1,33 @@
-//! Standalone mode: the login the cf CLI (v7/v8) saved in `$CF_HOME/.cf/config.json`
-//! (else `~/.cf/config.json`), turned into a [`Target`] and a token provider that refreshes
-//! through the login server's `refresh_token` grant (or `client_credentials`) and saves the
-//! new tokens back into the file the way cf does (atomic replace, mode 0600).
+//! The cf CLI's (v7/v8) saved login in `$CF_HOME/.cf/config.json` (else `~/.cf/config.json`):
+//! in standalone mode it becomes a [`Target`] and a [`TokenSource`]; in both modes
+//! [`ConfigRefresher`] is how a token is refreshed without the cf CLI: re-read the file (a
+//! concurrent `cf` may have rotated the tokens), else the login server's `refresh_token`
+//! grant (or `client_credentials`) with bounded retries, saving the new tokens back the way
+//! cf does (atomic replace, mode 0600).
 //!
-//! Depends on: `cf` (Target, TokenProvider), reqwest (rustls), serde_json. Must not: print
-//! or log tokens.
+//! Depends on: `cf` (Target), `rpc_token` (TokenSource), reqwest (rustls), serde_json.
+//! Must not: print or log tokens; a failed save becomes a warning the [`TokenSource`] holds.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use futures::future::BoxFuture;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use super::Error;
-use crate::cf::{AuthError, NamedGuid, Target, TokenProvider};
+use super::rpc_token::TokenSource;
+use crate::cf::{AuthError, NamedGuid, Target};
 
 /// Refresh when the access token expires in less than this (the cf CLI's margin).
 const REFRESH_MARGIN_SECS: i64 = 60;
 
 /// The part of the cf CLI's `config.json` this plugin reads (key spellings are cf's).
-#[derive(Debug, Default, Deserialize)]
+/// Its `Debug` hides the tokens and the client secret.
+#[derive(Default, Deserialize)]
 #[serde(default)]
-struct ConfigJson {
+pub(crate) struct ConfigJson {
     #[serde(rename = "ConfigVersion")]
     config_version: i64,
     #[serde(rename = "Target")]
@@ -49,6 +52,28 @@ struct ConfigJson {
     space_fields: GuidName,
 }
 
+impl std::fmt::Debug for ConfigJson {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |s: &str| if s.is_empty() { "<empty>" } else { "<hidden>" };
+        f.debug_struct("ConfigJson")
+            .field("config_version", &self.config_version)
+            .field("target", &self.target)
+            .field("authorization_endpoint", &self.authorization_endpoint)
+            .field("access_token", &hidden(&self.access_token))
+            .field("refresh_token", &hidden(&self.refresh_token))
+            .field("ssl_disabled", &self.ssl_disabled)
+            .field("uaa_grant_type", &self.uaa_grant_type)
+            .field("uaa_oauth_client", &self.uaa_oauth_client)
+            .field(
+                "uaa_oauth_client_secret",
+                &hidden(&self.uaa_oauth_client_secret),
+            )
+            .field("organization_fields", &self.organization_fields)
+            .field("space_fields", &self.space_fields)
+            .finish()
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 struct GuidName {
@@ -67,13 +92,13 @@ impl GuidName {
     }
 }
 
-/// A loaded standalone login: the target and its token provider.
+/// A loaded standalone login: the target and its token source.
 #[derive(Debug)]
 pub struct StandaloneLogin {
     /// Endpoint, org, space, skip-SSL and user from the config file.
     pub target: Target,
     /// Tokens from the config file, refreshed and saved back when they expire.
-    pub token: Arc<ConfigTokenProvider>,
+    pub token: Arc<TokenSource>,
 }
 
 /// The config file path: `$CF_HOME/.cf/config.json`, else `$HOME/.cf/config.json`
@@ -90,17 +115,11 @@ pub fn config_path() -> Result<PathBuf, Error> {
     Ok(PathBuf::from(home).join(".cf").join("config.json"))
 }
 
-/// Reads the config file at `path` and checks that it describes a logged-in user with an
-/// org and a space targeted (the cf CLI's own checks, in its order).
-///
-/// # Errors
-/// Missing/unreadable/invalid file, unsupported `ConfigVersion`, then the cf-CLI-worded
-/// [`Error::NoApiEndpoint`], [`Error::NotLoggedIn`], [`Error::NoOrgTargeted`],
-/// [`Error::NoSpaceTargeted`].
-pub fn load(path: &Path) -> Result<StandaloneLogin, Error> {
+/// Reads and parses the config file, checking only its version. A missing file is
+/// [`Error::NoApiEndpoint`] (cf treats it as a fresh config).
+pub(crate) fn read_config(path: &Path) -> Result<ConfigJson, Error> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
-        // No file: cf itself treats this as a fresh config (no target, not logged in).
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Error::NoApiEndpoint),
         Err(source) => {
             return Err(Error::ConfigRead {
@@ -120,6 +139,18 @@ pub fn load(path: &Path) -> Result<StandaloneLogin, Error> {
             found: config.config_version,
         });
     }
+    Ok(config)
+}
+
+/// Reads the config file at `path` and checks that it describes a logged-in user with an
+/// org and a space targeted (the cf CLI's own checks, in its order).
+///
+/// # Errors
+/// Missing/unreadable/invalid file, unsupported `ConfigVersion`, then the cf-CLI-worded
+/// [`Error::NoApiEndpoint`], [`Error::NotLoggedIn`], [`Error::NoOrgTargeted`],
+/// [`Error::NoSpaceTargeted`].
+pub fn load(path: &Path) -> Result<StandaloneLogin, Error> {
+    let config = read_config(path)?;
     let api_endpoint = config.target.trim_end_matches('/').to_string();
     if api_endpoint.is_empty() {
         return Err(Error::NoApiEndpoint);
@@ -142,7 +173,12 @@ pub fn load(path: &Path) -> Result<StandaloneLogin, Error> {
             .and_then(|v| v.as_str())
             .map(str::to_string)
     });
-    let token = ConfigTokenProvider::new(path.to_path_buf(), &config)?;
+    let refresher = ConfigRefresher::new(path.to_path_buf(), &config)?;
+    let token = TokenSource::from_config(
+        refresher,
+        SecretString::from(config.access_token.clone()),
+        SecretString::from(config.refresh_token.clone()),
+    );
     Ok(StandaloneLogin {
         target: Target {
             api_endpoint,
@@ -155,31 +191,57 @@ pub fn load(path: &Path) -> Result<StandaloneLogin, Error> {
     })
 }
 
-/// The current and refresh tokens.
-struct Tokens {
-    access: SecretString,
-    refresh: SecretString,
+/// How often and how patiently a refresh at the login server is tried when the transport
+/// fails or the server answers 5xx (or 429).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RetryPolicy {
+    /// Attempts in all (at least 1).
+    pub(crate) attempts: u32,
+    /// The pause after the first failed attempt; doubled after each further one.
+    pub(crate) first_delay: Duration,
 }
 
-/// A [`TokenProvider`] over the cf CLI's config file: returns the saved token while it is
-/// valid for more than a minute, else refreshes it at `{AuthorizationEndpoint}/oauth/token`
-/// and writes the new tokens back to the file.
-pub struct ConfigTokenProvider {
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            attempts: 4,
+            first_delay: Duration::from_millis(250),
+        }
+    }
+}
+
+/// What a refresh through the config file produced.
+pub(crate) struct Refreshed {
+    /// The new access token (`bearer ...`).
+    pub(crate) access: SecretString,
+    /// The refresh token to use next time.
+    pub(crate) refresh: SecretString,
+    /// Something the user should hear about (the new token could not be saved).
+    pub(crate) warning: Option<String>,
+}
+
+/// Refreshes tokens the way the cf CLI does from its config file: re-read the file (a
+/// concurrent `cf` may have rotated the tokens), else ask the login server at
+/// `{AuthorizationEndpoint}/oauth/token` (`refresh_token` grant, or `client_credentials`)
+/// with bounded retries, then save the new tokens back.
+pub(crate) struct ConfigRefresher {
     path: PathBuf,
     token_url: String,
     client_id: String,
     client_secret: SecretString,
     client_credentials: bool,
     http: reqwest::Client,
-    tokens: tokio::sync::Mutex<Tokens>,
+    pub(crate) retry: RetryPolicy,
 }
 
-impl std::fmt::Debug for ConfigTokenProvider {
+impl std::fmt::Debug for ConfigRefresher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ConfigTokenProvider")
+        f.debug_struct("ConfigRefresher")
             .field("path", &self.path)
             .field("token_url", &self.token_url)
             .field("client_id", &self.client_id)
+            .field("client_credentials", &self.client_credentials)
+            .field("retry", &self.retry)
             .finish_non_exhaustive()
     }
 }
@@ -200,8 +262,14 @@ struct UaaError {
     error_description: String,
 }
 
-impl ConfigTokenProvider {
-    fn new(path: PathBuf, config: &ConfigJson) -> Result<Self, Error> {
+/// One failed attempt at the login server: worth another try or not.
+enum Attempt {
+    Retry(AuthError),
+    Final(AuthError),
+}
+
+impl ConfigRefresher {
+    pub(crate) fn new(path: PathBuf, config: &ConfigJson) -> Result<Self, Error> {
         let http = reqwest::Client::builder()
             .danger_accept_invalid_certs(config.ssl_disabled)
             .connect_timeout(Duration::from_secs(10))
@@ -223,19 +291,105 @@ impl ConfigTokenProvider {
             client_secret: SecretString::from(config.uaa_oauth_client_secret.clone()),
             client_credentials: config.uaa_grant_type == "client_credentials",
             http,
-            tokens: tokio::sync::Mutex::new(Tokens {
-                access: SecretString::from(config.access_token.clone()),
-                refresh: SecretString::from(config.refresh_token.clone()),
-            }),
+            retry: RetryPolicy::default(),
         })
     }
 
-    /// The config file this provider reads and updates.
-    pub fn path(&self) -> &Path {
+    /// The refresher for the config file at `path`, which must target `api_endpoint` (the
+    /// plugin-mode fallback: the file cf itself uses, checked to be for the same API).
+    /// Returns it with the file's refresh token.
+    pub(crate) fn for_endpoint(
+        path: &Path,
+        api_endpoint: &str,
+    ) -> Result<(Self, SecretString), Error> {
+        let config = read_config(path)?;
+        let target = config.target.trim_end_matches('/');
+        if target != api_endpoint.trim_end_matches('/') {
+            return Err(Error::ConfigOtherTarget {
+                path: path.to_path_buf(),
+                found: target.to_string(),
+            });
+        }
+        let refresh = SecretString::from(config.refresh_token.clone());
+        Ok((Self::new(path.to_path_buf(), &config)?, refresh))
+    }
+
+    /// The config file this refresher reads and updates.
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
-    async fn refresh_locked(&self, tokens: &mut Tokens) -> Result<SecretString, AuthError> {
+    /// A new access token. The file is read again first: if it now holds a valid access
+    /// token other than `rejected` (a concurrent `cf` refreshed it), that one is used;
+    /// otherwise the login server is asked with the file's current refresh token (or
+    /// `known_refresh` when the file has none or cannot be read), and the answer is saved.
+    pub(crate) async fn refresh(
+        &self,
+        rejected: Option<&SecretString>,
+        known_refresh: &SecretString,
+    ) -> Result<Refreshed, AuthError> {
+        let current = read_config(&self.path).ok();
+        let mut refresh_token = known_refresh.clone();
+        if let Some(file) = current {
+            let rejected = rejected.map(ExposeSecret::expose_secret);
+            if !file.access_token.is_empty()
+                && !expires_soon(&file.access_token, now_unix())
+                && rejected != Some(file.access_token.as_str())
+            {
+                return Ok(Refreshed {
+                    access: SecretString::from(file.access_token),
+                    refresh: if file.refresh_token.is_empty() {
+                        refresh_token
+                    } else {
+                        SecretString::from(file.refresh_token)
+                    },
+                    warning: None,
+                });
+            }
+            if !file.refresh_token.is_empty() {
+                refresh_token = SecretString::from(file.refresh_token);
+            }
+        }
+        let attempts = self.retry.attempts.max(1);
+        let mut delay = self.retry.first_delay;
+        let mut attempt = 1;
+        let (access, refresh) = loop {
+            match self.request(&refresh_token).await {
+                Ok(tokens) => break tokens,
+                Err(Attempt::Retry(e)) if attempt < attempts => {
+                    tracing::debug!("token refresh attempt {attempt} failed: {e}");
+                    tokio::time::sleep(delay).await;
+                    delay = delay.saturating_mul(2);
+                    attempt += 1;
+                }
+                Err(Attempt::Retry(AuthError::Failed(msg))) if attempts > 1 => {
+                    return Err(AuthError::Failed(format!("{msg} ({attempts} attempts)")));
+                }
+                Err(Attempt::Retry(e) | Attempt::Final(e)) => return Err(e),
+            }
+        };
+        let refresh = refresh.unwrap_or(refresh_token);
+        let warning = save_tokens(&self.path, &access, &refresh).err().map(|e| {
+            // The new token works for this run; only the next cf command will refresh again.
+            format!(
+                "could not save the refreshed access token to {}: {}",
+                self.path.display(),
+                super::error_chain(&e)
+            )
+        });
+        Ok(Refreshed {
+            access,
+            refresh,
+            warning,
+        })
+    }
+
+    /// One request to the login server: the new access token and, if it sent one, the new
+    /// refresh token.
+    async fn request(
+        &self,
+        refresh_token: &SecretString,
+    ) -> Result<(SecretString, Option<SecretString>), Attempt> {
         let mut request = self
             .http
             .post(&self.token_url)
@@ -251,102 +405,79 @@ impl ConfigTokenProvider {
                     .append_pair("client_secret", self.client_secret.expose_secret())
                     .append_pair("grant_type", "client_credentials");
             } else {
-                if tokens.refresh.expose_secret().is_empty() {
-                    return Err(AuthError::NotLoggedIn);
+                if refresh_token.expose_secret().is_empty() {
+                    return Err(Attempt::Final(AuthError::NotLoggedIn));
                 }
                 form.append_pair("grant_type", "refresh_token")
-                    .append_pair("refresh_token", tokens.refresh.expose_secret());
+                    .append_pair("refresh_token", refresh_token.expose_secret());
                 request =
                     request.basic_auth(&self.client_id, Some(self.client_secret.expose_secret()));
             }
             form.finish()
         };
         let response = request.body(body).send().await.map_err(|e| {
-            AuthError::Failed(format!(
+            Attempt::Retry(AuthError::Failed(format!(
                 "refreshing the token at {} failed: {}",
                 self.token_url,
                 super::error_chain(&e.without_url())
-            ))
+            )))
         })?;
         let status = response.status();
         let body = response.bytes().await.map_err(|e| {
-            AuthError::Failed(format!(
+            Attempt::Retry(AuthError::Failed(format!(
                 "reading the answer of {} failed: {}",
                 self.token_url,
                 super::error_chain(&e.without_url())
-            ))
+            )))
         })?;
         if !status.is_success() {
             let err: UaaError = serde_json::from_slice(&body).unwrap_or_default();
             // An expired or revoked refresh token: the user has to log in again.
             if matches!(err.error.as_str(), "invalid_token" | "invalid_grant") {
-                return Err(AuthError::NotLoggedIn);
+                return Err(Attempt::Final(AuthError::NotLoggedIn));
             }
             let what = [err.error, err.error_description]
                 .into_iter()
                 .filter(|s| !s.is_empty())
                 .collect::<Vec<_>>()
                 .join(": ");
-            return Err(AuthError::Failed(format!(
+            let failed = AuthError::Failed(format!(
                 "the login server at {} answered {status}{}{what}",
                 self.token_url,
                 if what.is_empty() { "" } else { ": " }
-            )));
+            ));
+            let transient = status.is_server_error() || status.as_u16() == 429;
+            return Err(if transient {
+                Attempt::Retry(failed)
+            } else {
+                Attempt::Final(failed)
+            });
         }
         let answer: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
-            AuthError::Failed(format!(
+            Attempt::Final(AuthError::Failed(format!(
                 "the login server at {} sent an unreadable token answer: {e}",
                 self.token_url
-            ))
+            )))
         })?;
         if answer.access_token.is_empty() {
-            return Err(AuthError::Failed(format!(
+            return Err(Attempt::Final(AuthError::Failed(format!(
                 "the login server at {} sent no access token",
                 self.token_url
-            )));
+            ))));
         }
         let token_type = if answer.token_type.is_empty() {
             "bearer"
         } else {
             answer.token_type.as_str()
         };
-        tokens.access = SecretString::from(format!("{token_type} {}", answer.access_token));
-        if !answer.refresh_token.is_empty() {
-            tokens.refresh = SecretString::from(answer.refresh_token);
-        }
-        if let Err(e) = save_tokens(&self.path, &tokens.access, &tokens.refresh) {
-            // The new token works for this run; only the next cf command will refresh again.
-            tracing::warn!(
-                "could not save the refreshed token to {}: {}",
-                self.path.display(),
-                super::error_chain(&e)
-            );
-        }
-        Ok(tokens.access.clone())
+        let access = SecretString::from(format!("{token_type} {}", answer.access_token));
+        let refresh =
+            (!answer.refresh_token.is_empty()).then(|| SecretString::from(answer.refresh_token));
+        Ok((access, refresh))
     }
 }
 
-impl TokenProvider for ConfigTokenProvider {
-    fn token(&self) -> BoxFuture<'_, Result<SecretString, AuthError>> {
-        Box::pin(async move {
-            let mut tokens = self.tokens.lock().await;
-            if expires_soon(tokens.access.expose_secret(), now_unix()) {
-                self.refresh_locked(&mut tokens).await
-            } else {
-                Ok(tokens.access.clone())
-            }
-        })
-    }
-
-    fn refresh(&self) -> BoxFuture<'_, Result<SecretString, AuthError>> {
-        Box::pin(async move {
-            let mut tokens = self.tokens.lock().await;
-            self.refresh_locked(&mut tokens).await
-        })
-    }
-}
-
-fn now_unix() -> i64 {
+pub(crate) fn now_unix() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
@@ -369,9 +500,17 @@ fn jwt_claims(token: &str) -> Option<serde_json::Map<String, serde_json::Value>>
     }
 }
 
+/// Whether the token is still accepted by its `exp` (no margin): what a failed refresh may
+/// fall back to.
+pub(crate) fn still_valid(token: &str, now: i64) -> bool {
+    jwt_claims(token)
+        .and_then(|c| c.get("exp").and_then(|e| e.as_f64()))
+        .is_some_and(|exp| (exp as i64) > now)
+}
+
 /// Whether the token must be refreshed: it cannot be parsed, has no `exp`, or expires
 /// within [`REFRESH_MARGIN_SECS`] (the cf v7+ HTTP client's rule).
-fn expires_soon(token: &str, now: i64) -> bool {
+pub(crate) fn expires_soon(token: &str, now: i64) -> bool {
     let exp = jwt_claims(token)
         .and_then(|c| c.get("exp").and_then(|e| e.as_f64()))
         .map(|e| e as i64);
@@ -456,10 +595,28 @@ mod tests {
             access_token: "bearer SECRET-ACCESS".into(),
             refresh_token: "SECRET-REFRESH".into(),
             uaa_oauth_client_secret: "SECRET-CLIENT".into(),
+            target: "https://api.example.com".into(),
             ..ConfigJson::default()
         };
-        let p = ConfigTokenProvider::new(PathBuf::from("/x/config.json"), &config).expect("builds");
-        let shown = format!("{p:?}");
+        let shown = format!("{config:?}");
         assert!(!shown.contains("SECRET"), "{shown}");
+        assert!(shown.contains("https://api.example.com"), "{shown}");
+        let r = ConfigRefresher::new(PathBuf::from("/x/config.json"), &config).expect("builds");
+        let source = TokenSource::from_config(
+            r,
+            SecretString::from(config.access_token.clone()),
+            SecretString::from(config.refresh_token.clone()),
+        );
+        let shown = format!("{source:?}");
+        assert!(!shown.contains("SECRET"), "{shown}");
+        assert!(shown.contains("/x/config.json"), "{shown}");
+    }
+
+    #[test]
+    fn a_token_is_still_valid_until_its_exp() {
+        let now = 1_000_000;
+        assert!(still_valid(&jwt(&format!(r#"{{"exp":{}}}"#, now + 5)), now));
+        assert!(!still_valid(&jwt(&format!(r#"{{"exp":{}}}"#, now)), now));
+        assert!(!still_valid("bearer not-a-jwt", now));
     }
 }

@@ -7,6 +7,13 @@
 // exit code, captured stdout/stderr, every RPC call received (decoded by Go's own gob
 // decoder) and the PluginMetadata if the plugin sent one.
 //
+// With -cf-like it behaves as the real cf CLI (7.x, plugin/rpc/run_plugin.go) instead: the
+// plugin runs with fakecf's own stdin/stdout/stderr, in fakecf's process group, and fakecf
+// installs no signal handler, so SIGINT (Ctrl-C on a terminal reaches the whole group) ends
+// fakecf and its RPC server at once while the plugin lives on. No report is printed; fakecf
+// exits 1 if the plugin failed (as cf does). -pid-file names a file that gets
+// "plugin-pid: N" once the plugin has started.
+//
 // Usage: fakecf [flags] <plugin-binary> <args after the port...>
 // Standard library only (Go >= 1.19).
 package main
@@ -540,6 +547,8 @@ func main() {
 	timeout := flag.Duration("timeout", 30*time.Second, "kill the plugin after this long")
 	runs := flag.Int("runs", 1, "run the plugin this many times (fresh server each) and report the mean time")
 	serve := flag.Bool("serve", false, "only serve: print the port, serve until stdin is closed")
+	cfLike := flag.Bool("cf-like", false, "run the plugin as cf 7 does: shared stdio and process group, no signal handling")
+	pidFile := flag.String("pid-file", "", "with -cf-like: write 'plugin-pid: N' to this file once the plugin runs")
 	flag.Parse()
 	if *serve {
 		serveOnly(cfg)
@@ -547,6 +556,9 @@ func main() {
 	}
 	if flag.NArg() < 1 {
 		fail("usage: fakecf [flags] <plugin-binary> <args after the port...>")
+	}
+	if *cfLike {
+		os.Exit(runCfLike(cfg, *pidFile, flag.Arg(0), flag.Args()[1:]))
 	}
 
 	var rep report
@@ -565,32 +577,8 @@ func main() {
 	fmt.Println(string(out))
 }
 
-// serveOnly lets a test drive the server directly (it is the plugin-side client).
-func serveOnly(cfg config) {
-	srv := rpc.NewServer()
-	if err := srv.Register(&CliRpcCmd{cfg: cfg}); err != nil {
-		fail("register: %v", err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		fail("listen: %v", err)
-	}
-	fmt.Println(ln.Addr().(*net.TCPAddr).Port)
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go srv.ServeConn(conn)
-		}
-	}()
-	// Serve until the test closes our stdin (or dies).
-	_, _ = io.Copy(io.Discard, os.Stdin)
-}
-
-func runOnce(cfg config, timeout time.Duration, bin string, args []string) (report, time.Duration) {
-	cmd := &CliRpcCmd{cfg: cfg}
+// listen starts the RPC server for cmd on 127.0.0.1:0 and returns the listener.
+func listen(cmd *CliRpcCmd) net.Listener {
 	srv := rpc.NewServer()
 	if err := srv.Register(cmd); err != nil {
 		fail("register: %v", err)
@@ -599,7 +587,6 @@ func runOnce(cfg config, timeout time.Duration, bin string, args []string) (repo
 	if err != nil {
 		fail("listen: %v", err)
 	}
-	defer ln.Close()
 	go func() {
 		for {
 			conn, err := ln.Accept()
@@ -609,6 +596,49 @@ func runOnce(cfg config, timeout time.Duration, bin string, args []string) (repo
 			go srv.ServeConn(conn)
 		}
 	}()
+	return ln
+}
+
+// runCfLike runs the plugin the way cf 7 does (cmd.Run with cf's own stdio; the child stays
+// in cf's process group; no signal.Notify anywhere, so SIGINT kills this process with the
+// Go runtime's default action). Returns the exit code cf would: 1 if the plugin failed.
+func runCfLike(cfg config, pidFile string, bin string, args []string) int {
+	ln := listen(&CliRpcCmd{cfg: cfg})
+	defer ln.Close()
+	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	plugin := exec.Command(bin, append([]string{port}, args...)...)
+	plugin.Stdin, plugin.Stdout, plugin.Stderr = os.Stdin, os.Stdout, os.Stderr
+	if err := plugin.Start(); err != nil {
+		fail("starting %s: %v", bin, err)
+	}
+	if pidFile != "" {
+		line := fmt.Sprintf("plugin-pid: %d\n", plugin.Process.Pid)
+		// Written aside and renamed, so a reader never sees half a line.
+		if err := os.WriteFile(pidFile+".tmp", []byte(line), 0o600); err != nil {
+			fail("writing %s: %v", pidFile, err)
+		}
+		if err := os.Rename(pidFile+".tmp", pidFile); err != nil {
+			fail("writing %s: %v", pidFile, err)
+		}
+	}
+	if err := plugin.Wait(); err != nil {
+		return 1
+	}
+	return 0
+}
+
+// serveOnly lets a test drive the server directly (it is the plugin-side client).
+func serveOnly(cfg config) {
+	ln := listen(&CliRpcCmd{cfg: cfg})
+	fmt.Println(ln.Addr().(*net.TCPAddr).Port)
+	// Serve until the test closes our stdin (or dies).
+	_, _ = io.Copy(io.Discard, os.Stdin)
+}
+
+func runOnce(cfg config, timeout time.Duration, bin string, args []string) (report, time.Duration) {
+	cmd := &CliRpcCmd{cfg: cfg}
+	ln := listen(cmd)
+	defer ln.Close()
 	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
 
 	var stdout, stderr bytes.Buffer
@@ -622,6 +652,7 @@ func runOnce(cfg config, timeout time.Duration, bin string, args []string) (repo
 	done := make(chan error, 1)
 	go func() { done <- plugin.Wait() }()
 	rep := report{}
+	var err error
 	select {
 	case err = <-done:
 	case <-time.After(timeout):

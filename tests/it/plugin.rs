@@ -12,7 +12,8 @@ use base64::Engine as _;
 use cf_zero_downtime::cf::{AuthError, TokenProvider};
 use cf_zero_downtime::plugin::gob::{Type, Value};
 use cf_zero_downtime::plugin::rpc::{self, RpcClient};
-use cf_zero_downtime::plugin::{CliConnection, Error, standalone};
+use cf_zero_downtime::plugin::rpc_token::fetch_rpc_token;
+use cf_zero_downtime::plugin::{CliConnection, Error, TokenSource, standalone};
 use secrecy::ExposeSecret;
 use serde_json::{Value as Json, json};
 use wiremock::matchers::{body_string_contains, header, method, path};
@@ -51,7 +52,7 @@ fn stderr(out: &Output) -> String {
 // ---------------------------------------------------------------------------------------
 
 /// Builds tests/go once. `None` (test skipped) when `go` is missing, unless CI=true.
-fn fakecf() -> Option<&'static Path> {
+pub(crate) fn fakecf() -> Option<&'static Path> {
     static BUILT: OnceLock<Option<PathBuf>> = OnceLock::new();
     BUILT
         .get_or_init(|| {
@@ -907,4 +908,282 @@ fn the_standalone_cli_has_version_and_help() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("push"));
     let out = run_bin(&["push", "--strategy", "nope"], &[]);
     assert_eq!(out.status.code(), Some(1));
+}
+
+// ---------------------------------------------------------------------------------------
+// Ctrl-C under the real cf CLI ends cf and its RPC server: tokens must not depend on it.
+// ---------------------------------------------------------------------------------------
+
+fn token_answer(access: &str, refresh: &str) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({
+        "access_token": access,
+        "token_type": "bearer",
+        "refresh_token": refresh,
+        "expires_in": 3599
+    }))
+}
+
+#[tokio::test]
+async fn the_token_source_outlives_a_killed_go_cli() {
+    // cf hands out a token about to expire, so every request asks cf again while it lives.
+    let expiring = format!("bearer {}", jwt(&json!({"exp": now() + 30})));
+    let Some(server) = go_server(&[&format!("-token={expiring}")]) else {
+        return;
+    };
+    let uaa = MockServer::start().await;
+    let fresh = jwt(&json!({"exp": now() + 3600}));
+    Mock::given(method("POST"))
+        .and(path("/oauth/token"))
+        .and(body_string_contains("refresh_token=refresh-1"))
+        .respond_with(token_answer(&fresh, "refresh-2"))
+        .expect(1)
+        .mount(&uaa)
+        .await;
+    let (_home, file) = cf_home(&config(&uaa.uri(), &expiring, "refresh-1"));
+    let conn = CliConnection::new(server.1);
+    let first = fetch_rpc_token(&conn).await.expect("token from Go");
+    let mut source = TokenSource::from_rpc(conn, first);
+    source
+        .add_config_fallback(&file, "https://api.example.com")
+        .expect("config targets the same API");
+    // While the cf CLI lives, it is asked (nothing reaches the login server).
+    let t = source.token().await.expect("from the cf CLI");
+    assert_eq!(t.expose_secret(), expiring);
+    assert!(uaa.received_requests().await.unwrap_or_default().is_empty());
+
+    drop(server); // the cf CLI dies (Ctrl-C) and its RPC server with it
+
+    let t = source.token().await.expect("refreshed through config.json");
+    assert_eq!(t.expose_secret(), format!("bearer {fresh}"));
+    let saved: Json = serde_json::from_slice(&std::fs::read(&file).expect("read")).expect("json");
+    assert_eq!(saved["RefreshToken"], "refresh-2");
+    // Cached now: the login server is not asked again.
+    let again = source.token().await.expect("cached");
+    assert_eq!(again.expose_secret(), t.expose_secret());
+    assert!(source.take_warnings().is_empty());
+}
+
+/// Ctrl-C as on a terminal (SIGINT to cf's process group): the cf-like CLI dies at once, the
+/// plugin handles the interrupt itself and its report still reaches cf's terminal.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_under_a_cf_like_cli_ends_cf_but_not_the_plugin() {
+    use crate::harness::{CfLikeSetup, process_alive, start_cf_like};
+    use std::os::unix::process::ExitStatusExt as _;
+
+    let Some(fakecf) = fakecf() else {
+        return;
+    };
+    // A CF API that answers slowly, so the push is still running when Ctrl-C comes.
+    let api = MockServer::start().await;
+    Mock::given(wiremock::matchers::any())
+        .respond_with(ResponseTemplate::new(503).set_delay(Duration::from_secs(2)))
+        .mount(&api)
+        .await;
+    let uaa = MockServer::start().await;
+    let fresh = jwt(&json!({"exp": now() + 3600, "user_name": "alice"}));
+    Mock::given(method("POST"))
+        .and(path("/oauth/token"))
+        .respond_with(token_answer(&fresh, "refresh-2"))
+        .mount(&uaa)
+        .await;
+    let expiring = format!(
+        "bearer {}",
+        jwt(&json!({"exp": now() + 30, "user_name": "alice"}))
+    );
+    let app = tempfile::tempdir().expect("tempdir");
+    std::fs::write(app.path().join("index.js"), "ok").expect("write app");
+    let setup = CfLikeSetup {
+        peer_flags: vec![format!("-token={expiring}"), "-user=alice".into()],
+        plugin_args: vec![
+            "zero-downtime-push".into(),
+            "myapp".into(),
+            "-p".into(),
+            app.path().display().to_string(),
+        ],
+        api: &api.uri(),
+        uaa: &uaa.uri(),
+        access_token: &expiring,
+        refresh_token: "refresh-1",
+    };
+    let mut run = start_cf_like(fakecf, &setup);
+    let pid = run
+        .plugin_pid(Duration::from_secs(20))
+        .expect("the plugin started");
+    assert_ne!(pid, run.pgid());
+    // SAFETY: getpgid(2) only reads the process table.
+    let plugin_group = unsafe { libc::getpgid(pid) };
+    assert_eq!(
+        plugin_group,
+        run.pgid(),
+        "the plugin runs in cf's process group"
+    );
+    // Wait (bounded) until the push talks to the API: the target is gathered by then.
+    let mut asked = false;
+    for _ in 0..500 {
+        if !api.received_requests().await.unwrap_or_default().is_empty() {
+            asked = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(asked, "the plugin never reached the API");
+
+    run.interrupt();
+    let status = run
+        .wait_peer(Duration::from_secs(10))
+        .expect("the fake cf CLI died at once");
+    assert_eq!(status.signal(), Some(libc::SIGINT), "{status:?}");
+    let out = run
+        .wait_plugin_exit(pid, Duration::from_secs(60))
+        .expect("the plugin ended by itself");
+    assert!(!process_alive(pid));
+    // The plugin handled the interrupt itself and reported to the terminal cf had left.
+    assert!(
+        out.stdout
+            .contains("Pushing app myapp to org my-org / space dev as alice..."),
+        "{out:?}"
+    );
+    assert!(
+        out.stdout.trim_end().ends_with("nothing was changed"),
+        "{out:?}"
+    );
+    assert!(!out.stdout.contains("eyJ") && !out.stderr.contains("eyJ"));
+    // No token was needed after the interrupt, so the saved login is untouched.
+    let saved: Json =
+        serde_json::from_slice(&std::fs::read(run.config_file()).expect("read")).expect("json");
+    assert_eq!(saved["RefreshToken"], "refresh-1");
+    assert!(uaa.received_requests().await.unwrap_or_default().is_empty());
+}
+
+/// The real binary under a cf-like CLI that dies mid-push (killed alone, so the plugin is
+/// not interrupted): the plugin's next token comes from `$CF_HOME/.cf/config.json` and the
+/// login server, and is saved back.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plugin_refreshes_through_config_json_once_cf_is_gone() {
+    use crate::harness::{CfLikeSetup, start_cf_like};
+    use std::os::unix::process::ExitStatusExt as _;
+
+    let Some(fakecf) = fakecf() else {
+        return;
+    };
+    let api = MockServer::start().await;
+    let root = json!({"links": {"cloud_controller_v3": {
+        "href": format!("{}/v3", api.uri()),
+        "meta": {"version": "3.228.0"}
+    }}});
+    Mock::given(method("GET"))
+        .and(path("/"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(root))
+        .with_priority(1)
+        .mount(&api)
+        .await;
+    // Every authenticated request is answered slowly with "invalid token": the first one
+    // is in flight when cf dies, and its 401 makes the plugin refresh without cf.
+    Mock::given(wiremock::matchers::any())
+        .respond_with(
+            ResponseTemplate::new(401)
+                .set_body_json(json!({"errors": [{
+                    "code": 1000, "title": "CF-InvalidAuthToken", "detail": "Invalid Auth Token"
+                }]}))
+                .set_delay(Duration::from_secs(2)),
+        )
+        .with_priority(5)
+        .mount(&api)
+        .await;
+    let uaa = MockServer::start().await;
+    let fresh = jwt(&json!({"exp": now() + 3600, "user_name": "alice"}));
+    Mock::given(method("POST"))
+        .and(path("/oauth/token"))
+        .and(body_string_contains("refresh_token=refresh-1"))
+        .respond_with(token_answer(&fresh, "refresh-2"))
+        .mount(&uaa)
+        .await;
+    // The refreshed token is accepted (the push then fails on a 503, which is fine here).
+    let fresh_header = format!("bearer {fresh}");
+    Mock::given(header("authorization", fresh_header.as_str()))
+        .respond_with(ResponseTemplate::new(503))
+        .with_priority(2)
+        .mount(&api)
+        .await;
+    // cf's token expires within the refresh margin: each request asks for a new one.
+    let expiring = format!(
+        "bearer {}",
+        jwt(&json!({"exp": now() + 30, "user_name": "alice"}))
+    );
+    let app = tempfile::tempdir().expect("tempdir");
+    std::fs::write(app.path().join("index.js"), "ok").expect("write app");
+    let setup = CfLikeSetup {
+        peer_flags: vec![format!("-token={expiring}")],
+        plugin_args: vec![
+            "zero-downtime-push".into(),
+            "myapp".into(),
+            "-p".into(),
+            app.path().display().to_string(),
+            "--timeout".into(),
+            "20s".into(),
+        ],
+        api: &api.uri(),
+        uaa: &uaa.uri(),
+        access_token: &expiring,
+        refresh_token: "refresh-1",
+    };
+    let mut run = start_cf_like(fakecf, &setup);
+    let pid = run
+        .plugin_pid(Duration::from_secs(20))
+        .expect("the plugin started");
+    let mut asked = false;
+    for _ in 0..500 {
+        let requests = api.received_requests().await.unwrap_or_default();
+        if requests
+            .iter()
+            .any(|r| r.headers.contains_key("authorization"))
+        {
+            asked = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(asked, "the plugin never sent an authenticated request");
+    assert!(uaa.received_requests().await.unwrap_or_default().is_empty());
+
+    run.kill_cli();
+    let status = run.wait_peer(Duration::from_secs(10)).expect("cf died");
+    assert_eq!(status.signal(), Some(libc::SIGKILL));
+
+    // The plugin's next request needs a token: the cf CLI is gone, config.json is not.
+    let mut used = false;
+    for _ in 0..1000 {
+        let requests = api.received_requests().await.unwrap_or_default();
+        if requests.iter().any(|r| {
+            r.headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v == fresh_header)
+        }) {
+            used = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if !used {
+        let n = api.received_requests().await.unwrap_or_default().len();
+        let u = uaa.received_requests().await.unwrap_or_default().len();
+        let out = run.wait_plugin_exit(pid, Duration::from_secs(30));
+        panic!("no API request carried the refreshed token ({n} API, {u} UAA requests): {out:?}");
+    }
+    assert!(!uaa.received_requests().await.unwrap_or_default().is_empty());
+    let saved: Json =
+        serde_json::from_slice(&std::fs::read(run.config_file()).expect("read")).expect("json");
+    assert_eq!(saved["RefreshToken"], "refresh-2");
+    assert_eq!(saved["AccessToken"], fresh_header);
+
+    // Ctrl-C for the plugin alone now; it ends by itself.
+    // SAFETY: kill(2) has no memory effects.
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    let out = run
+        .wait_plugin_exit(pid, Duration::from_secs(60))
+        .expect("the plugin ended");
+    assert!(!out.stdout.contains("eyJ") && !out.stderr.contains("eyJ"));
 }
