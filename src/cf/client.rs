@@ -827,7 +827,7 @@ impl Client {
             url.host_str().unwrap_or_default(),
         );
         for (name, value) in request.headers() {
-            let shown = if name == header::AUTHORIZATION || value.is_sensitive() {
+            let shown = if trace::is_private_header(name.as_str()) || value.is_sensitive() {
                 trace::REDACTED.to_owned()
             } else {
                 String::from_utf8_lossy(value.as_bytes()).into_owned()
@@ -837,9 +837,14 @@ impl Client {
         out.push('\n');
         match body {
             Body::Empty => {}
-            Body::Json(b) => out.push_str(&trace::redact_body(b)),
-            Body::Yaml(y) => out.push_str(y),
-            Body::Upload(_) => out.push_str("[MULTIPART/FORM-DATA CONTENT HIDDEN]"),
+            Body::Json(b) => out.push_str(&trace::render_body(Some("application/json"), b)),
+            Body::Yaml(y) => {
+                out.push_str(&trace::render_body(
+                    Some("application/x-yaml"),
+                    y.as_bytes(),
+                ));
+            }
+            Body::Upload(_) => out.push_str(trace::MULTIPART_HIDDEN),
         }
         out.push_str("\n\n");
         trace.write(&out);
@@ -852,14 +857,18 @@ impl Client {
         }
         let mut out = format!("RESPONSE: {}\nHTTP/1.1 {status}\n", trace::timestamp());
         for (name, value) in headers {
-            out.push_str(&format!(
-                "{}: {}\n",
-                canonical(name.as_str()),
-                String::from_utf8_lossy(value.as_bytes())
-            ));
+            let shown = if trace::is_private_header(name.as_str()) {
+                trace::REDACTED.to_owned()
+            } else {
+                String::from_utf8_lossy(value.as_bytes()).into_owned()
+            };
+            out.push_str(&format!("{}: {shown}\n", canonical(name.as_str())));
         }
         out.push('\n');
-        out.push_str(&trace::redact_body(body));
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        out.push_str(&trace::render_body(content_type, body));
         out.push_str("\n\n");
         trace.write(&out);
     }

@@ -505,6 +505,23 @@ mod tests {
         assert!(decode(serde_json::json!({})).unwrap().is_empty());
     }
 
+    #[tokio::test]
+    async fn the_token_is_not_sent_over_http_when_the_api_is_https() {
+        use super::super::{ClientConfig, StaticToken};
+        let token = std::sync::Arc::new(StaticToken(secrecy::SecretString::from("bearer t")));
+        let client = Client::new(ClientConfig::new("https://api.example.org", token)).unwrap();
+        let root: super::super::RootInfo = serde_json::from_value(serde_json::json!(
+            {"links": {"log_cache": {"href": "http://log-cache.example.org"}}}
+        ))
+        .unwrap();
+        client.store_root(root);
+        let err = client
+            .read_log_cache("app", LogCacheQuery::default())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("is not an https URL"), "{err}");
+    }
+
     #[test]
     fn query_parameters() {
         let mut url = Url::parse("https://lc/api/v1/read/x").unwrap();
