@@ -1002,6 +1002,47 @@ mod tests {
     }
 
     #[test]
+    fn jitter_stays_between_half_and_all_of_the_backoff() {
+        let p = RetryPolicy {
+            max_retries: 5,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(350),
+            max_retry_after: Duration::from_secs(10),
+        };
+        assert_eq!(p.jittered(1, None, 0.0), Duration::from_millis(100));
+        assert_eq!(p.jittered(1, None, 1.0), Duration::from_millis(200));
+        assert_eq!(p.jittered(1, None, 0.5), Duration::from_millis(150));
+        assert_eq!(p.jittered(1, None, f64::NAN), Duration::from_millis(100));
+        for _ in 0..100 {
+            let d = p.jittered(3, None, fastrand::f64());
+            assert!(d >= Duration::from_millis(175) && d <= Duration::from_millis(350));
+        }
+        // Retry-After is honoured exactly (capped), without jitter.
+        assert_eq!(
+            p.jittered(0, Some(Duration::from_secs(3)), 0.0),
+            Duration::from_secs(3)
+        );
+        assert_eq!(
+            p.jittered(0, Some(Duration::from_secs(99)), 0.9),
+            Duration::from_secs(10)
+        );
+    }
+
+    #[test]
+    fn idempotency_follows_the_method_and_retryable_statuses() {
+        assert_eq!(Idempotency::of(&Method::POST), Idempotency::NotIdempotent);
+        for m in [Method::GET, Method::PUT, Method::PATCH, Method::DELETE] {
+            assert_eq!(Idempotency::of(&m), Idempotency::Idempotent);
+        }
+        let s = |n| StatusCode::from_u16(n).unwrap();
+        assert!(is_retryable_status(s(429), false));
+        assert!(is_retryable_status(s(500), true));
+        assert!(!is_retryable_status(s(500), false));
+        assert!(!is_retryable_status(s(501), true));
+        assert!(!is_retryable_status(s(404), true));
+    }
+
+    #[test]
     fn retry_after_header_is_read_as_seconds() {
         let mut h = HeaderMap::new();
         h.insert(header::RETRY_AFTER, HeaderValue::from_static("7"));
