@@ -41,7 +41,7 @@ use super::guid::{AppGuid, DropletGuid, JobGuid, SpaceGuid};
 use super::metadata::Metadata;
 use super::page::Page;
 use super::relationships::ToOne;
-use super::{Client, Error};
+use super::{Client, Error, Idempotency};
 
 /// The desired state of an app.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -341,24 +341,36 @@ impl Client {
         self.send_for_job(Method::DELETE, url, Body::Empty).await
     }
 
-    async fn app_action(&self, guid: &AppGuid, action: &str) -> Result<App, Error> {
+    async fn app_action(
+        &self,
+        guid: &AppGuid,
+        action: &str,
+        idempotency: Idempotency,
+    ) -> Result<App, Error> {
         let url = self.url(&format!("/v3/apps/{guid}/actions/{action}"))?;
-        self.send(Method::POST, url, Body::Empty).await?.json()
+        self.send_as(Method::POST, url, Body::Empty, idempotency)
+            .await?
+            .json()
     }
 
-    /// `POST /v3/apps/:guid/actions/start`.
+    /// `POST /v3/apps/:guid/actions/start`. Idempotent (a move to `STARTED`): retried on
+    /// transient failures.
     pub async fn start_app(&self, guid: &AppGuid) -> Result<App, Error> {
-        self.app_action(guid, "start").await
+        self.app_action(guid, "start", Idempotency::Idempotent)
+            .await
     }
 
-    /// `POST /v3/apps/:guid/actions/stop`.
+    /// `POST /v3/apps/:guid/actions/stop`. Idempotent (a move to `STOPPED`): retried on
+    /// transient failures.
     pub async fn stop_app(&self, guid: &AppGuid) -> Result<App, Error> {
-        self.app_action(guid, "stop").await
+        self.app_action(guid, "stop", Idempotency::Idempotent).await
     }
 
-    /// `POST /v3/apps/:guid/actions/restart` (what `cf push` uses to start).
+    /// `POST /v3/apps/:guid/actions/restart` (what `cf push` uses to start). Not retried after
+    /// the server may have seen it: a second call restarts the instances again.
     pub async fn restart_app(&self, guid: &AppGuid) -> Result<App, Error> {
-        self.app_action(guid, "restart").await
+        self.app_action(guid, "restart", Idempotency::NotIdempotent)
+            .await
     }
 
     /// `GET /v3/apps/:guid/environment_variables` → the user-set variables.

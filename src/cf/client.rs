@@ -8,9 +8,22 @@
 //! - the token comes from the [`TokenProvider`] for every request; after one `401
 //!   CF-InvalidAuthToken` the provider is asked to `refresh()` once and the request is sent once
 //!   more;
-//! - only `GET` requests are retried: on connection errors, 502/503/504 and 429 (honouring a
-//!   numeric `Retry-After`), with capped exponential backoff. Mutating calls are never retried;
+//! - idempotent requests ([`Idempotency`]: `GET`, `HEAD`, `PUT`, `PATCH`, `DELETE`, and the
+//!   `POST`s a call site declares idempotent) are retried on connection errors, 5xx (except 501
+//!   and 505) and 429, honouring a numeric `Retry-After` (capped), else with capped, jittered
+//!   exponential backoff, at most [`RetryPolicy::max_retries`] times;
+//! - a non-idempotent `POST` (creating an app, route, package, build, deployment, binding, ...)
+//!   is sent again only when the server cannot have seen it: the connection could not be
+//!   established, or the answer was 429 (the rate limiter rejects before any work is done).
+//!   Any other failure is returned; [`Error::may_have_been_applied`] tells the caller to re-read
+//!   the state (e.g. find the route by host) before deciding what to do next;
+//! - a retried `DELETE` whose first attempt was applied but whose answer was lost gets 404:
+//!   that is returned as the error it is ([`Error::is_not_found`]); callers deleting treat it as
+//!   done;
 //! - every request has a connect timeout and a total timeout (uploads have their own, longer one);
+//! - every response body is capped ([`ClientConfig::max_response_bytes`]): a larger one fails
+//!   with [`Error::ResponseTooLarge`] as soon as the cap is passed (or at once when
+//!   `Content-Length` says so), without reading the rest;
 //! - `X-Cf-Warnings` of the final response (success or error) are collected; responses that are
 //!   retried (503, 429, ...) do not contribute warnings;
 //! - absolute URLs from the API (`pagination.next.href`) are followed only on the API's origin,
@@ -45,7 +58,47 @@ pub const PER_PAGE: u32 = 5000;
 /// Upper bound on pages followed by one list call (5000 × 1000 resources).
 const MAX_PAGES: usize = 1000;
 
-/// How failed `GET` requests are retried. Mutating requests are never retried.
+/// Default cap on one response body (64 MiB): far above any Cloud Controller JSON page
+/// (5000 resources), far below what would exhaust memory.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Whether sending a request twice has the same effect as sending it once, which decides
+/// whether a transient failure (5xx, lost connection) is retried.
+///
+/// [`Idempotency::of`] derives it from the method; call sites override it for `POST`s whose
+/// effect is idempotent. The per-endpoint decisions:
+///
+/// | request | idempotent | why |
+/// | --- | --- | --- |
+/// | `GET`, `HEAD`, `PUT`, `PATCH` (rename, metadata, env, destinations replace, droplet, process), `DELETE` | yes | HTTP semantics; every CC `PATCH` sets fields to given values |
+/// | `POST /v3/apps/:guid/actions/start`, `.../stop` | yes | state transitions to a target state |
+/// | `POST .../actions/scale` | yes | absolute instance count and limits |
+/// | `POST /v3/routes/:guid/destinations` | yes | adding an existing destination is a no-op in CC |
+/// | `POST /v3/spaces/:guid/manifest_diff`, `POST /v3/resource_matches` | yes | read-only |
+/// | `POST <networking>/policies`, `.../policies/delete` | yes | the policy server stores each policy once; deleting an absent one is a no-op |
+/// | `POST /v3/apps`, `/v3/routes`, `/v3/packages`, `/v3/builds`, `/v3/deployments`, `/v3/service_credential_bindings` | no | a second create makes a second resource or a uniqueness error |
+/// | `POST .../actions/restart`, `/v3/deployments/:guid/actions/continue`, `.../cancel` | no | a second call restarts again or advances another step |
+/// | `POST /v3/spaces/:guid/actions/apply_manifest`, `POST /v3/packages/:guid/upload` | no | long, stateful server-side work: re-read instead |
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Idempotency {
+    /// Sending it again after a transient failure is safe.
+    Idempotent,
+    /// Sent again only when the server cannot have seen it (connect failure, 429).
+    NotIdempotent,
+}
+
+impl Idempotency {
+    /// `POST` (and `CONNECT`) are not idempotent; every other method is.
+    pub fn of(method: &Method) -> Self {
+        if *method == Method::POST || *method == Method::CONNECT {
+            Idempotency::NotIdempotent
+        } else {
+            Idempotency::Idempotent
+        }
+    }
+}
+
+/// How failed requests are retried (see [`Idempotency`] for which ones).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// Retries after the first attempt (the cf CLI uses 2).
@@ -78,8 +131,9 @@ impl RetryPolicy {
         }
     }
 
-    /// The wait before retry number `retry` (0-based): `Retry-After` when the server sent one
-    /// (capped by `max_retry_after`), else `initial_backoff * 2^retry` capped by `max_backoff`.
+    /// The longest wait before retry number `retry` (0-based): `Retry-After` when the server
+    /// sent one (capped by `max_retry_after`), else `initial_backoff * 2^retry` capped by
+    /// `max_backoff`. The actual wait is [`RetryPolicy::jittered`].
     pub fn delay(&self, retry: u32, retry_after: Option<Duration>) -> Duration {
         match retry_after {
             Some(d) => d.min(self.max_retry_after),
@@ -88,6 +142,22 @@ impl RetryPolicy {
                 .saturating_mul(2u32.saturating_pow(retry.min(16)))
                 .min(self.max_backoff),
         }
+    }
+
+    /// The wait before retry number `retry` for a random `unit` in `[0, 1)`: a server-sent
+    /// `Retry-After` exactly (capped), else between half and all of [`RetryPolicy::delay`]
+    /// ("equal jitter"), so that clients failing together do not retry together.
+    pub fn jittered(&self, retry: u32, retry_after: Option<Duration>, unit: f64) -> Duration {
+        let ceiling = self.delay(retry, retry_after);
+        if retry_after.is_some() {
+            return ceiling;
+        }
+        let unit = if unit.is_finite() {
+            unit.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        ceiling.mul_f64(0.5 + 0.5 * unit)
     }
 }
 
@@ -107,15 +177,18 @@ pub struct ClientConfig {
     pub request_timeout: Duration,
     /// Total timeout of a package upload.
     pub upload_timeout: Duration,
-    /// Retry policy for `GET` requests.
+    /// Retry policy for idempotent requests (see [`Idempotency`]).
     pub retry: RetryPolicy,
+    /// Cap on one response body in bytes ([`DEFAULT_MAX_RESPONSE_BYTES`]); a larger one fails
+    /// with [`Error::ResponseTooLarge`].
+    pub max_response_bytes: u64,
     /// `CF_TRACE` output.
     pub trace: Trace,
 }
 
 impl ClientConfig {
     /// A configuration with the defaults: TLS verified, 10 s connect, 60 s per request, 30 min
-    /// per upload, 2 retries for GETs, tracing off.
+    /// per upload, 2 retries for idempotent requests, 64 MiB per response, tracing off.
     pub fn new(api_endpoint: impl Into<String>, token: Arc<dyn TokenProvider>) -> Self {
         Self {
             api_endpoint: api_endpoint.into(),
@@ -126,6 +199,7 @@ impl ClientConfig {
             request_timeout: Duration::from_secs(60),
             upload_timeout: Duration::from_secs(30 * 60),
             retry: RetryPolicy::default(),
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             trace: Trace::off(),
         }
     }
@@ -154,6 +228,7 @@ impl fmt::Debug for ClientConfig {
             .field("request_timeout", &self.request_timeout)
             .field("upload_timeout", &self.upload_timeout)
             .field("retry", &self.retry)
+            .field("max_response_bytes", &self.max_response_bytes)
             .field("trace", &self.trace)
             .finish()
     }
@@ -163,6 +238,8 @@ impl fmt::Debug for ClientConfig {
 pub(crate) struct Discovered {
     pub(crate) version: Option<ApiVersion>,
     pub(crate) root: RootInfo,
+    /// Whether `root` was read from `GET /` (false when only the version was set).
+    pub(crate) root_known: bool,
 }
 
 struct Inner {
@@ -170,6 +247,7 @@ struct Inner {
     base: Url,
     token: Arc<dyn TokenProvider>,
     retry: RetryPolicy,
+    max_response_bytes: u64,
     request_timeout: Duration,
     upload_timeout: Duration,
     trace: Trace,
@@ -337,6 +415,7 @@ impl Client {
                 base,
                 token: config.token,
                 retry: config.retry,
+                max_response_bytes: config.max_response_bytes,
                 request_timeout: config.request_timeout,
                 upload_timeout: config.upload_timeout,
                 trace: config.trace,
@@ -355,10 +434,11 @@ impl Client {
     /// Sets the API version without `GET /` (e.g. from the plugin RPC's `ApiVersion`).
     pub fn set_api_version(&self, version: ApiVersion) {
         if let Ok(mut d) = self.inner.discovered.write() {
-            let root = d.take().map(|d| d.root).unwrap_or_default();
+            let (root, root_known) = d.take().map(|d| (d.root, d.root_known)).unwrap_or_default();
             *d = Some(Discovered {
                 version: Some(version),
                 root,
+                root_known,
             });
         }
     }
@@ -368,6 +448,7 @@ impl Client {
             *d = Some(Discovered {
                 version: root.api_version(),
                 root,
+                root_known: true,
             });
         }
     }
@@ -431,9 +512,16 @@ impl Client {
         &self,
         url: Url,
     ) -> Result<T, Error> {
-        self.execute(Method::GET, url, Body::Empty, false, None)
-            .await?
-            .json()
+        self.execute(
+            Method::GET,
+            url,
+            Body::Empty,
+            false,
+            None,
+            Idempotency::Idempotent,
+        )
+        .await?
+        .json()
     }
 
     /// `get_json` with `CF-ResourceNotFound` mapped to `None` (kube's `get_opt`).
@@ -457,6 +545,19 @@ impl Client {
         self.send(method, url, json_body(body)?).await?.json()
     }
 
+    /// [`Client::send_json`] with the idempotency declared by the call site.
+    pub(crate) async fn send_json_as<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        url: Url,
+        body: &impl Serialize,
+        idempotency: Idempotency,
+    ) -> Result<T, Error> {
+        self.send_as(method, url, json_body(body)?, idempotency)
+            .await?
+            .json()
+    }
+
     /// A request whose answer is `202 Accepted` + a job `Location`.
     pub(crate) async fn send_for_job(
         &self,
@@ -473,25 +574,41 @@ impl Client {
         path: &str,
         query: &[(&str, String)],
     ) -> Result<Vec<T>, Error> {
+        let (all, complete) = self.list_pages(path, query, MAX_PAGES).await?;
+        if complete {
+            Ok(all)
+        } else {
+            Err(Error::Protocol {
+                endpoint: format!("GET {path}"),
+                what: format!("more than {MAX_PAGES} pages"),
+            })
+        }
+    }
+
+    /// The resources of at most `max_pages` pages of a list endpoint (per_page=5000 unless the
+    /// query sets it), and whether that was every page.
+    pub(crate) async fn list_pages<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        max_pages: usize,
+    ) -> Result<(Vec<T>, bool), Error> {
         let mut query = query.to_vec();
         if !query.iter().any(|(k, _)| *k == "per_page") {
             query.push(("per_page", PER_PAGE.to_string()));
         }
         let mut url = self.url_with(path, &query)?;
         let mut all = Vec::new();
-        for _ in 0..MAX_PAGES {
+        for _ in 0..max_pages {
             let page: Page<T> = self.get_json(url).await?;
             all.extend(page.resources);
             match page.pagination.and_then(|p| p.next).map(|n| n.href) {
                 // CC sends next.href as an absolute URL; follow it verbatim (same origin only).
                 Some(href) if !href.is_empty() => url = self.same_origin(&href)?,
-                _ => return Ok(all),
+                _ => return Ok((all, true)),
             }
         }
-        Err(Error::Protocol {
-            endpoint: format!("GET {path}"),
-            what: format!("more than {MAX_PAGES} pages"),
-        })
+        Ok((all, false))
     }
 
     /// The first resource of a one-result list query (`per_page=1`).
@@ -509,13 +626,29 @@ impl Client {
 
     // ---- the transport ----
 
+    /// Sends a request; its idempotency (what may be retried) follows from the method.
     pub(crate) async fn send(
         &self,
         method: Method,
         url: Url,
         body: Body<'_>,
     ) -> Result<Response, Error> {
-        self.execute(method, url, body, true, None).await
+        let idempotency = Idempotency::of(&method);
+        self.execute(method, url, body, true, None, idempotency)
+            .await
+    }
+
+    /// Sends a request whose idempotency the call site declares (e.g. a `POST` action that only
+    /// moves to a target state).
+    pub(crate) async fn send_as(
+        &self,
+        method: Method,
+        url: Url,
+        body: Body<'_>,
+        idempotency: Idempotency,
+    ) -> Result<Response, Error> {
+        self.execute(method, url, body, true, None, idempotency)
+            .await
     }
 
     /// A GET with another `Accept` header (YAML documents).
@@ -524,8 +657,15 @@ impl Client {
         url: Url,
         accept: &'static str,
     ) -> Result<Response, Error> {
-        self.execute(Method::GET, url, Body::Empty, true, Some(accept))
-            .await
+        self.execute(
+            Method::GET,
+            url,
+            Body::Empty,
+            true,
+            Some(accept),
+            Idempotency::Idempotent,
+        )
+        .await
     }
 
     async fn execute(
@@ -535,13 +675,16 @@ impl Client {
         body: Body<'_>,
         authenticated: bool,
         accept: Option<&'static str>,
+        idempotency: Idempotency,
     ) -> Result<Response, Error> {
         let endpoint = format!("{method} {}", url.path());
-        let retryable = method == Method::GET || method == Method::HEAD;
+        let idempotent = idempotency == Idempotency::Idempotent;
         let timeout = match body {
             Body::Upload(_) => self.inner.upload_timeout,
             _ => self.inner.request_timeout,
         };
+        let limit = self.inner.max_response_bytes;
+        let policy = &self.inner.retry;
         let mut token: Option<SecretString> = None;
         let mut refreshed = false;
         let mut retries = 0u32;
@@ -554,26 +697,26 @@ impl Client {
                 .await?;
             self.trace_request(&request, &body);
             tracing::debug!(target: "cf::http", %endpoint, "request");
-            let outcome = tokio::time::timeout(timeout, async {
-                let resp = self.inner.http.execute(request).await?;
-                let status = resp.status();
-                let headers = resp.headers().clone();
-                let bytes = resp.bytes().await?;
-                Ok::<_, reqwest::Error>((status, headers, bytes))
-            })
-            .await;
+            let outcome =
+                tokio::time::timeout(timeout, read_response(&self.inner.http, request, limit))
+                    .await;
             let (status, headers, bytes) = match outcome {
                 Err(_elapsed) => {
                     return Err(Error::Timeout { endpoint, timeout });
                 }
-                Ok(Err(e)) if e.is_timeout() => {
+                Ok(Err(ReadError::TooLarge)) => {
+                    return Err(Error::ResponseTooLarge { endpoint, limit });
+                }
+                Ok(Err(ReadError::Http(e))) if e.is_timeout() => {
                     return Err(Error::Timeout { endpoint, timeout });
                 }
-                Ok(Err(e)) => {
-                    // Any transport failure of an idempotent request (refused, reset, broken
-                    // body) may be retried; building errors cannot improve by retrying.
-                    if retryable && !e.is_builder() && retries < self.inner.retry.max_retries {
-                        let wait = self.inner.retry.delay(retries, None);
+                Ok(Err(ReadError::Http(e))) => {
+                    // A connection that could not be made never carried the request: any
+                    // request may be sent again. Once connected (reset, broken body), only
+                    // idempotent ones. Building errors cannot improve by retrying.
+                    let unsent = e.is_connect();
+                    if (idempotent || unsent) && !e.is_builder() && retries < policy.max_retries {
+                        let wait = policy.jittered(retries, None, fastrand::f64());
                         tracing::debug!(target: "cf::http", %endpoint, ?wait, "connection failed; retrying");
                         retries += 1;
                         tokio::time::sleep(wait).await;
@@ -597,11 +740,8 @@ impl Client {
                     continue;
                 }
             }
-            if retryable
-                && matches!(status.as_u16(), 429 | 502 | 503 | 504)
-                && retries < self.inner.retry.max_retries
-            {
-                let wait = self.inner.retry.delay(retries, retry_after(&headers));
+            if is_retryable_status(status, idempotent) && retries < policy.max_retries {
+                let wait = policy.jittered(retries, retry_after(&headers), fastrand::f64());
                 tracing::debug!(target: "cf::http", %endpoint, status = status.as_u16(), ?wait, "retrying");
                 retries += 1;
                 tokio::time::sleep(wait).await;
@@ -687,7 +827,7 @@ impl Client {
             url.host_str().unwrap_or_default(),
         );
         for (name, value) in request.headers() {
-            let shown = if name == header::AUTHORIZATION || value.is_sensitive() {
+            let shown = if trace::is_private_header(name.as_str()) || value.is_sensitive() {
                 trace::REDACTED.to_owned()
             } else {
                 String::from_utf8_lossy(value.as_bytes()).into_owned()
@@ -697,9 +837,14 @@ impl Client {
         out.push('\n');
         match body {
             Body::Empty => {}
-            Body::Json(b) => out.push_str(&trace::redact_body(b)),
-            Body::Yaml(y) => out.push_str(y),
-            Body::Upload(_) => out.push_str("[MULTIPART/FORM-DATA CONTENT HIDDEN]"),
+            Body::Json(b) => out.push_str(&trace::render_body(Some("application/json"), b)),
+            Body::Yaml(y) => {
+                out.push_str(&trace::render_body(
+                    Some("application/x-yaml"),
+                    y.as_bytes(),
+                ));
+            }
+            Body::Upload(_) => out.push_str(trace::MULTIPART_HIDDEN),
         }
         out.push_str("\n\n");
         trace.write(&out);
@@ -712,16 +857,61 @@ impl Client {
         }
         let mut out = format!("RESPONSE: {}\nHTTP/1.1 {status}\n", trace::timestamp());
         for (name, value) in headers {
-            out.push_str(&format!(
-                "{}: {}\n",
-                canonical(name.as_str()),
-                String::from_utf8_lossy(value.as_bytes())
-            ));
+            let shown = if trace::is_private_header(name.as_str()) {
+                trace::REDACTED.to_owned()
+            } else {
+                String::from_utf8_lossy(value.as_bytes()).into_owned()
+            };
+            out.push_str(&format!("{}: {shown}\n", canonical(name.as_str())));
         }
         out.push('\n');
-        out.push_str(&trace::redact_body(body));
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        out.push_str(&trace::render_body(content_type, body));
         out.push_str("\n\n");
         trace.write(&out);
+    }
+}
+
+/// Why a response could not be read.
+enum ReadError {
+    Http(reqwest::Error),
+    /// The body is larger than the cap.
+    TooLarge,
+}
+
+/// Sends `request` and reads the whole response, at most `limit` body bytes: a larger body is
+/// refused from its `Content-Length`, or as soon as the received bytes pass the cap.
+async fn read_response(
+    http: &reqwest::Client,
+    request: reqwest::Request,
+    limit: u64,
+) -> Result<(StatusCode, HeaderMap, Bytes), ReadError> {
+    let mut resp = http.execute(request).await.map_err(ReadError::Http)?;
+    if resp.content_length().is_some_and(|n| n > limit) {
+        return Err(ReadError::TooLarge);
+    }
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = resp.chunk().await.map_err(ReadError::Http)? {
+        if (body.len() as u64).saturating_add(chunk.len() as u64) > limit {
+            return Err(ReadError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((status, headers, body.freeze()))
+}
+
+/// Statuses worth another attempt: 429 always (the rate limiter rejected the request before any
+/// work), and for idempotent requests every 5xx except 501/505 (which will not change).
+fn is_retryable_status(status: StatusCode, idempotent: bool) -> bool {
+    match status.as_u16() {
+        429 => true,
+        501 | 505 => false,
+        500..=599 => idempotent,
+        _ => false,
     }
 }
 
@@ -809,6 +999,47 @@ mod tests {
             p.delay(0, Some(Duration::from_secs(3600))),
             p.max_retry_after
         );
+    }
+
+    #[test]
+    fn jitter_stays_between_half_and_all_of_the_backoff() {
+        let p = RetryPolicy {
+            max_retries: 5,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(350),
+            max_retry_after: Duration::from_secs(10),
+        };
+        assert_eq!(p.jittered(1, None, 0.0), Duration::from_millis(100));
+        assert_eq!(p.jittered(1, None, 1.0), Duration::from_millis(200));
+        assert_eq!(p.jittered(1, None, 0.5), Duration::from_millis(150));
+        assert_eq!(p.jittered(1, None, f64::NAN), Duration::from_millis(100));
+        for _ in 0..100 {
+            let d = p.jittered(3, None, fastrand::f64());
+            assert!(d >= Duration::from_millis(175) && d <= Duration::from_millis(350));
+        }
+        // Retry-After is honoured exactly (capped), without jitter.
+        assert_eq!(
+            p.jittered(0, Some(Duration::from_secs(3)), 0.0),
+            Duration::from_secs(3)
+        );
+        assert_eq!(
+            p.jittered(0, Some(Duration::from_secs(99)), 0.9),
+            Duration::from_secs(10)
+        );
+    }
+
+    #[test]
+    fn idempotency_follows_the_method_and_retryable_statuses() {
+        assert_eq!(Idempotency::of(&Method::POST), Idempotency::NotIdempotent);
+        for m in [Method::GET, Method::PUT, Method::PATCH, Method::DELETE] {
+            assert_eq!(Idempotency::of(&m), Idempotency::Idempotent);
+        }
+        let s = |n| StatusCode::from_u16(n).unwrap();
+        assert!(is_retryable_status(s(429), false));
+        assert!(is_retryable_status(s(500), true));
+        assert!(!is_retryable_status(s(500), false));
+        assert!(!is_retryable_status(s(501), true));
+        assert!(!is_retryable_status(s(404), true));
     }
 
     #[test]

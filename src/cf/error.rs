@@ -66,6 +66,17 @@ impl ApiError {
         self.has_title("CF-ResourceNotFound") || (self.status == 404 && self.errors.is_empty())
     }
 
+    /// `CF-NotAuthorized`, or a bare 403 (e.g. log-cache or the policy server refusing a space
+    /// developer).
+    pub fn is_forbidden(&self) -> bool {
+        self.status == 403 || self.has_title("CF-NotAuthorized")
+    }
+
+    /// A 5xx: the server failed, and may or may not have applied a mutating request.
+    pub fn is_server_error(&self) -> bool {
+        (500..600).contains(&self.status)
+    }
+
     /// `CF-InvalidAuthToken` (an expired or revoked token).
     pub fn is_invalid_auth_token(&self) -> bool {
         self.has_title("CF-InvalidAuthToken")
@@ -210,6 +221,28 @@ pub enum Error {
     /// A feature check was made before [`crate::cf::Client::discover`].
     #[error("the cloud controller API version is unknown: discover the target first")]
     VersionUnknown,
+    /// A response body was larger than [`crate::cf::ClientConfig::max_response_bytes`]; the rest
+    /// was not read.
+    #[error(
+        "{endpoint}: the response is larger than {limit} bytes (the client's response size cap)"
+    )]
+    ResponseTooLarge {
+        /// The request, e.g. `GET /v3/apps`.
+        endpoint: String,
+        /// The cap that was passed.
+        limit: u64,
+    },
+    /// An optional platform service (log-cache, the policy server) is not advertised by the
+    /// target's root document (`GET /`). Callers degrade: see [`Error::is_unavailable_optional`].
+    #[error(
+        "{service} is not available on this Cloud Foundry (no '{link}' link in its root document)"
+    )]
+    Unavailable {
+        /// The service, e.g. `log-cache`.
+        service: &'static str,
+        /// The root link that is missing, e.g. `log_cache`.
+        link: &'static str,
+    },
     /// A local file could not be read (package upload).
     #[error("could not read {path}")]
     Io {
@@ -233,6 +266,47 @@ impl Error {
     /// True for `CF-ResourceNotFound` (or a bare 404).
     pub fn is_not_found(&self) -> bool {
         self.api().is_some_and(ApiError::is_not_found)
+    }
+
+    /// True for a 403 / `CF-NotAuthorized`.
+    pub fn is_forbidden(&self) -> bool {
+        self.api().is_some_and(ApiError::is_forbidden)
+    }
+
+    /// True when an optional service (log-cache, audit events, the policy server) cannot be
+    /// used here, so the caller should degrade with a warning instead of failing: the service is
+    /// not advertised ([`Error::Unavailable`]), or it answered 403 (the user's role may not read
+    /// it) or 404 (not deployed, or an older API without the endpoint). Any other error (5xx,
+    /// transport, timeout) is not an absence and stays an error.
+    pub fn is_unavailable_optional(&self) -> bool {
+        matches!(self, Error::Unavailable { .. }) || self.is_forbidden() || self.is_not_found()
+    }
+
+    /// True when a failed request may still have been applied by the server, so a caller of a
+    /// non-idempotent call (a create) must re-read the state before retrying or giving up: the
+    /// connection broke after the request was sent, the request timed out, or the server
+    /// answered 5xx. False for errors that prove nothing was done (4xx, connect failures,
+    /// building the request, auth).
+    pub fn may_have_been_applied(&self) -> bool {
+        match self {
+            Error::Api(e) => e.is_server_error(),
+            Error::Http { source, .. } => !source.is_connect() && !source.is_builder(),
+            Error::Timeout { .. } | Error::ResponseTooLarge { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// True for failures that another attempt later may not meet: 5xx, 429, transport errors and
+    /// timeouts (what the client itself retries for idempotent requests).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Api(e) => {
+                e.is_rate_limited() || (e.is_server_error() && !matches!(e.status, 501 | 505))
+            }
+            Error::Http { source, .. } => !source.is_builder(),
+            Error::Timeout { .. } => true,
+            _ => false,
+        }
     }
 
     /// True when the API error (or a failed job) carries this title.

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use super::client::Body;
 use super::guid::{AppGuid, JobGuid, SpaceGuid};
-use super::{Client, Error};
+use super::{Client, Error, Idempotency};
 
 /// A diff operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -80,7 +80,10 @@ impl Client {
         yaml: &str,
     ) -> Result<ManifestDiff, Error> {
         let url = self.url(&format!("/v3/spaces/{space}/manifest_diff"))?;
-        self.send(Method::POST, url, Body::Yaml(yaml)).await?.json()
+        // Read-only: safe to resend after a transient failure.
+        self.send_as(Method::POST, url, Body::Yaml(yaml), Idempotency::Idempotent)
+            .await?
+            .json()
     }
 
     /// `GET /v3/apps/:guid/manifest` → the app's manifest as YAML text.

@@ -8,6 +8,10 @@
 //! actions are named by their verb (`restart_app`, `cancel_deployment`, `apply_manifest`).
 //! One file per resource holds its types and its calls.
 //!
+//! Optional platform services (audit events, log-cache, the network policy server) may be
+//! missing or refused: their errors answer [`Error::is_unavailable_optional`] so callers can
+//! degrade. Idempotent requests are retried on transient failures ([`Idempotency`]).
+//!
 //! Asynchronous operations return a [`JobGuid`]; [`Client::wait_for_job`] polls it with a bound
 //! ([`PollOptions`]) and turns `FAILED` into [`Error::JobFailed`]. Warnings (`X-Cf-Warnings` and
 //! job warnings) accumulate until [`Client::take_warnings`].
@@ -40,6 +44,7 @@ pub mod auth;
 pub mod target;
 
 pub mod apps;
+pub mod audit_events;
 pub mod builds;
 pub mod client;
 pub mod deployments;
@@ -49,6 +54,7 @@ pub mod droplets;
 pub mod error;
 pub mod guid;
 pub mod jobs;
+pub mod log_cache;
 pub mod manifests;
 pub mod metadata;
 pub mod network_policies;
@@ -70,9 +76,12 @@ pub use auth::{AuthError, TokenProvider};
 pub use target::{NamedGuid, Target};
 
 pub use apps::{App, AppFeature, AppQuery, AppState, AppUpdate, Lifecycle, LifecycleType, NewApp};
+pub use audit_events::{AuditEvent, AuditEventFilter, AuditEventParty, CrashDetails};
 pub use auth::StaticToken;
 pub use builds::{Build, BuildState};
-pub use client::{Client, ClientConfig, PER_PAGE, RetryPolicy};
+pub use client::{
+    Client, ClientConfig, DEFAULT_MAX_RESPONSE_BYTES, Idempotency, PER_PAGE, RetryPolicy,
+};
 pub use deployments::{
     CanaryStep, Deployment, DeploymentOptions, DeploymentReason, DeploymentStatus,
     DeploymentStatusValue, DeploymentStrategy, NewDeployment,
@@ -87,6 +96,10 @@ pub use guid::{
     ServiceCredentialBindingGuid, ServiceInstanceGuid, ServicePlanGuid, SpaceGuid,
 };
 pub use jobs::{Job, JobState};
+pub use log_cache::{
+    Counter, Envelope, EnvelopeKind, EnvelopeType, GaugeValue, LogCacheQuery, LogMessage,
+    LogStream, Timer,
+};
 pub use manifests::{DiffEntry, DiffOp, ManifestDiff};
 pub use metadata::{Metadata, MetadataUpdate};
 pub use network_policies::{NetworkPolicy, PolicyDestination, PolicySource, PortRange};

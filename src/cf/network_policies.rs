@@ -2,7 +2,11 @@
 //! policies over to a new app GUID in a blue-green deploy.
 //!
 //! The base URL is the root document's `links.network_policy_v1.href` when
-//! [`Client::discover`] has run and the link exists, else `<api>/networking/v1/external`.
+//! [`Client::discover`] has run and the link exists, and `<api>/networking/v1/external` when
+//! discovery has not run. When the root document was read and has no such link, every call
+//! fails with [`Error::Unavailable`]. That error, a 403 (a space developer may not read
+//! policies) and a 404 (no policy server behind the path) are all
+//! [`Error::is_unavailable_optional`]: callers degrade with a warning.
 //!
 //! The request and response shapes (`GET .../policies?id=<guids>` →
 //! `{"total_policies": n, "policies": [...]}`, `POST .../policies {"policies": [...]}`) are
@@ -26,7 +30,7 @@ use url::Url;
 
 use super::client::{join_filter, json_body};
 use super::guid::AppGuid;
-use super::{Client, Error};
+use super::{Client, Error, Idempotency};
 
 /// The source of a policy (an app GUID).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -90,18 +94,19 @@ struct Policies {
 
 impl Client {
     fn policies_url(&self) -> Result<Url, Error> {
-        let discovered = self
-            .discovered()
-            .and_then(|d| d.root.links.network_policy_v1.map(|l| l.href));
-        match discovered {
-            Some(base) => {
-                Url::parse(&format!("{}/policies", base.trim_end_matches('/'))).map_err(|e| {
-                    Error::Protocol {
-                        endpoint: "GET /".to_owned(),
-                        what: format!("network_policy_v1 link '{base}': {e}"),
-                    }
-                })
-            }
+        let discovered = self.discovered().filter(|d| d.root_known);
+        let link = discovered.map(|d| d.root.links.network_policy_v1.map(|l| l.href));
+        match link {
+            Some(Some(base)) => Url::parse(&format!("{}/policies", base.trim_end_matches('/')))
+                .map_err(|e| Error::Protocol {
+                    endpoint: "GET /".to_owned(),
+                    what: format!("network_policy_v1 link '{base}': {e}"),
+                }),
+            // The root document was read and has no policy server.
+            Some(None) => Err(Error::Unavailable {
+                service: "the network policy server",
+                link: "network_policy_v1",
+            }),
             None => self.url("/networking/v1/external/policies"),
         }
     }
@@ -127,8 +132,14 @@ impl Client {
         let body = Policies {
             policies: policies.to_vec(),
         };
+        // The policy server keeps one copy of a policy: creating it twice is creating it once.
         let _: serde_json::Value = self
-            .send_json(Method::POST, self.policies_url()?, &body)
+            .send_json_as(
+                Method::POST,
+                self.policies_url()?,
+                &body,
+                Idempotency::Idempotent,
+            )
             .await?;
         Ok(())
     }
@@ -144,7 +155,14 @@ impl Client {
         let body = Policies {
             policies: policies.to_vec(),
         };
-        self.send(Method::POST, url, json_body(&body)?).await?;
+        // Deleting an absent policy is a no-op: safe to resend.
+        self.send_as(
+            Method::POST,
+            url,
+            json_body(&body)?,
+            Idempotency::Idempotent,
+        )
+        .await?;
         Ok(())
     }
 }

@@ -34,7 +34,7 @@ use super::guid::{AppGuid, ProcessGuid, RevisionGuid};
 use super::metadata::Metadata;
 use super::page::Page;
 use super::relationships::ToOne;
-use super::{Client, Error};
+use super::{Client, Error, Idempotency};
 
 /// A health check type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -223,6 +223,14 @@ pub struct InstanceStats {
     pub type_: String,
     /// Instance index.
     pub index: u32,
+    /// The Diego actual LRP's instance GUID. A different GUID at the same index between two
+    /// polls means the instance was replaced (crashed and restarted, or evacuated), even when
+    /// both polls saw `RUNNING`. `None` for instances not placed (`DOWN`) and on old CCs.
+    ///
+    /// Stats carry no `since`: the start time is `uptime` seconds before the poll (the
+    /// `since` field belongs to the experimental `GET /v3/processes/:guid/process_instances`).
+    #[serde(default)]
+    pub instance_guid: Option<String>,
     /// Instance state.
     pub state: InstanceState,
     /// Readiness result (CC ≥ 3.151); `None` when not reported.
@@ -231,7 +239,8 @@ pub struct InstanceStats {
     /// Placement error, e.g. `insufficient resources: memory`.
     #[serde(default)]
     pub details: Option<String>,
-    /// Seconds since start.
+    /// Seconds since the instance started; a value lower than the previous poll's (plus the
+    /// time between polls) means a restart.
     #[serde(default)]
     pub uptime: Option<u64>,
     /// Memory quota, bytes.
@@ -274,7 +283,9 @@ impl Client {
         scale: &ProcessScale,
     ) -> Result<Process, Error> {
         let url = self.url(&format!("/v3/apps/{app}/processes/{type_}/actions/scale"))?;
-        self.send_json(Method::POST, url, scale).await
+        // Absolute values: scaling twice to the same numbers is scaling once.
+        self.send_json_as(Method::POST, url, scale, Idempotency::Idempotent)
+            .await
     }
 
     /// `GET /v3/processes/:guid`.
@@ -300,7 +311,9 @@ impl Client {
         scale: &ProcessScale,
     ) -> Result<Process, Error> {
         let url = self.url(&format!("/v3/processes/{guid}/actions/scale"))?;
-        self.send_json(Method::POST, url, scale).await
+        // Absolute values: scaling twice to the same numbers is scaling once.
+        self.send_json_as(Method::POST, url, scale, Idempotency::Idempotent)
+            .await
     }
 
     /// `GET /v3/processes/:guid/stats` (a single page: the response has no `pagination`).

@@ -18,7 +18,7 @@
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 
-use super::{Client, Error};
+use super::{Client, Error, Idempotency};
 
 /// `{"value": "<sha1 hex>"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -75,12 +75,14 @@ impl Client {
     ) -> Result<Vec<MatchedResource>, Error> {
         let url = self.url("/v3/resource_matches")?;
         let out: Resources<Resource> = self
-            .send_json(
+            .send_json_as(
                 Method::POST,
                 url,
                 &Resources {
                     resources: resources.to_vec(),
                 },
+                // Read-only: safe to resend.
+                Idempotency::Idempotent,
             )
             .await?;
         Ok(out.resources)

@@ -33,7 +33,7 @@ use super::client::{Body, join_filter};
 use super::guid::{AppGuid, DestinationGuid, DomainGuid, JobGuid, RouteGuid, SpaceGuid};
 use super::metadata::Metadata;
 use super::relationships::ToOne;
-use super::{Client, Error};
+use super::{Client, Error, Idempotency};
 
 /// The process a destination points at: `{"type": "web"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -349,7 +349,11 @@ impl Client {
         let body = Destinations {
             destinations: destinations.to_vec(),
         };
-        let out: Destinations<Destination> = self.send_json(method, url, &body).await?;
+        // POST adds (an existing destination is kept, not doubled) and PATCH replaces: both
+        // leave the same destinations when sent twice.
+        let out: Destinations<Destination> = self
+            .send_json_as(method, url, &body, Idempotency::Idempotent)
+            .await?;
         Ok(out.destinations)
     }
 

@@ -18,7 +18,9 @@ use cf_zero_downtime::cf::{
     RetryPolicy, RouteGuid, ServiceCredentialBindingGuid, ServiceInstanceGuid, SpaceGuid,
     TokenProvider, Trace,
 };
-use cf_zero_downtime::cf::{DiffOp, MetadataUpdate};
+use cf_zero_downtime::cf::{
+    AuditEventFilter, DiffOp, EnvelopeKind, EnvelopeType, LogCacheQuery, MetadataUpdate,
+};
 use futures::future::BoxFuture;
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -1120,6 +1122,8 @@ async fn processes_list_get_update_scale_and_stats() {
     assert_eq!(stats.len(), 3);
     assert_eq!(stats[0].state, InstanceState::Running);
     assert_eq!(stats[0].routable, Some(true));
+    assert_eq!(stats[0].instance_guid.as_deref(), Some("e49f"));
+    assert_eq!(stats[1].instance_guid, None);
     assert!(stats[0].is_serving());
     assert_eq!(stats[1].state, InstanceState::Down);
     assert_eq!(
@@ -1787,7 +1791,8 @@ async fn rate_limited_get_honours_retry_after() {
 }
 
 #[tokio::test]
-async fn rate_limited_post_is_reported_not_retried() {
+async fn rate_limited_post_is_retried_because_nothing_was_done() {
+    // The rate limiter rejects before any work: even a create may be sent again.
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .respond_with(
@@ -1795,15 +1800,17 @@ async fn rate_limited_post_is_reported_not_retried() {
                 .insert_header("Retry-After", "0")
                 .set_body_string(fixture("errors/rate_limited.json", &server).to_string()),
         )
-        .expect(1)
+        .expect(3)
         .mount(&server)
         .await;
     let err = client(&server)
-        .start_app(&AppGuid::new("a"))
+        .create_build(&PackageGuid::new("p"))
         .await
         .unwrap_err();
     assert!(err.api().unwrap().is_rate_limited());
     assert!(err.has_title("CF-RateLimitExceeded"));
+    assert!(err.is_transient());
+    assert!(!err.may_have_been_applied());
 }
 
 #[tokio::test]
@@ -2036,11 +2043,40 @@ async fn post_is_not_retried_after_a_dropped_connection() {
     cfg.retry = fast_retry();
     let err = Client::new(cfg)
         .unwrap()
-        .start_app(&AppGuid::new("app-1"))
+        .restart_app(&AppGuid::new("app-1"))
         .await
         .unwrap_err();
     assert_matches!(err, Error::Http { .. });
+    // The request may have reached the server: the caller must re-read, not resend.
+    assert!(err.may_have_been_applied());
     assert_eq!(accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn delete_is_retried_after_a_dropped_connection() {
+    let (url, accepted) = flaky_server(1).await;
+    let mut cfg = ClientConfig::new(url, CountingToken::new());
+    cfg.retry = fast_retry();
+    Client::new(cfg)
+        .unwrap()
+        .remove_route_destination(&RouteGuid::new("r"), &DestinationGuid::new("d"))
+        .await
+        .unwrap();
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn start_is_declared_idempotent_and_retried_after_a_dropped_connection() {
+    let (url, accepted) = flaky_server(1).await;
+    let mut cfg = ClientConfig::new(url, CountingToken::new());
+    cfg.retry = fast_retry();
+    let app = Client::new(cfg)
+        .unwrap()
+        .start_app(&AppGuid::new("app-1"))
+        .await
+        .unwrap();
+    assert_eq!(app.state, AppState::Started);
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
 }
 
 #[tokio::test(start_paused = true)]
@@ -2139,4 +2175,571 @@ async fn remaining_getters_and_lists() {
         c.create_app(&new).await.unwrap().guid,
         AppGuid::new("app-1")
     );
+}
+
+// ---------------------------------------------------------------- idempotent mutations
+
+#[tokio::test]
+async fn patch_and_delete_answered_500_then_success_are_retried_once() {
+    let server = MockServer::start().await;
+    Mock::given(method("PATCH"))
+        .and(path("/v3/apps/app-1"))
+        .respond_with(ResponseTemplate::new(500).set_body_string("boom"))
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("PATCH"))
+        .and(path("/v3/apps/app-1"))
+        .respond_with(ok_json(fixture("apps/get.json", &server)))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("DELETE"))
+        .and(path("/v3/routes/r/destinations/d"))
+        .respond_with(ResponseTemplate::new(500))
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("DELETE"))
+        .and(path("/v3/routes/r/destinations/d"))
+        .respond_with(ResponseTemplate::new(204))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let c = client(&server);
+    c.rename_app(&AppGuid::new("app-1"), "web-venerable")
+        .await
+        .unwrap();
+    c.remove_route_destination(&RouteGuid::new("r"), &DestinationGuid::new("d"))
+        .await
+        .unwrap();
+    assert_eq!(requests(&server).await.len(), 4);
+}
+
+#[tokio::test]
+async fn a_retried_delete_that_meets_404_reports_not_found() {
+    // The first DELETE was applied but its answer lost (502 from the router): the retry finds
+    // nothing, and the caller sees a recognisable not-found.
+    let server = MockServer::start().await;
+    Mock::given(method("DELETE"))
+        .and(path("/v3/apps/app-1"))
+        .respond_with(ResponseTemplate::new(502))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("DELETE"))
+        .and(path("/v3/apps/app-1"))
+        .respond_with(
+            ResponseTemplate::new(404).set_body_json(fixture("errors/not_found_app.json", &server)),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    let err = client(&server)
+        .delete_app(&AppGuid::new("app-1"))
+        .await
+        .unwrap_err();
+    assert!(err.is_not_found(), "{err}");
+    assert_eq!(requests(&server).await.len(), 2);
+}
+
+#[tokio::test]
+async fn rate_limited_patch_honours_retry_after_and_its_cap() {
+    let server = MockServer::start().await;
+    for retry_after in ["0", "3600"] {
+        Mock::given(method("PATCH"))
+            .respond_with(
+                ResponseTemplate::new(429)
+                    .insert_header("Retry-After", retry_after)
+                    .set_body_json(fixture("errors/rate_limited.json", &server)),
+            )
+            .up_to_n_times(1)
+            .mount(&server)
+            .await;
+    }
+    Mock::given(method("PATCH"))
+        .respond_with(ok_json(fixture("apps/get.json", &server)))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let mut cfg = config(&server, CountingToken::new());
+    // Were Retry-After ignored, the backoff alone would wait an hour: the bound below fails the
+    // test instead. Retry-After 3600 is cut to the 10 ms cap.
+    cfg.retry = RetryPolicy {
+        max_retries: 2,
+        initial_backoff: Duration::from_secs(3600),
+        max_backoff: Duration::from_secs(3600),
+        max_retry_after: Duration::from_millis(10),
+    };
+    let c = Client::new(cfg).unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        c.rename_app(&AppGuid::new("app-1"), "x"),
+    )
+    .await
+    .expect("Retry-After decides the wait, not the hour-long backoff")
+    .unwrap();
+    assert_eq!(requests(&server).await.len(), 3);
+}
+
+#[tokio::test]
+async fn a_create_answered_500_is_sent_once_and_flagged_for_a_re_read() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v3/routes"))
+        .respond_with(ResponseTemplate::new(500).set_body_string("maybe created"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let err = client(&server)
+        .create_route(&NewRoute::http(
+            SpaceGuid::new("s"),
+            DomainGuid::new("d"),
+            "web",
+            "",
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.api().unwrap().status, 500);
+    assert!(err.may_have_been_applied());
+    assert!(err.is_transient());
+}
+
+#[tokio::test]
+async fn idempotent_retries_are_bounded() {
+    let server = MockServer::start().await;
+    Mock::given(method("DELETE"))
+        .respond_with(ResponseTemplate::new(503).set_body_string("down"))
+        .expect(3) // first attempt + max_retries (2)
+        .mount(&server)
+        .await;
+    let err = client(&server)
+        .remove_route_destination(&RouteGuid::new("r"), &DestinationGuid::new("d"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.api().unwrap().status, 503);
+}
+
+#[tokio::test]
+async fn declared_idempotent_posts_are_retried_on_5xx() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v3/routes/r/destinations"))
+        .respond_with(ResponseTemplate::new(502))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v3/routes/r/destinations"))
+        .respond_with(ok_json(json!({"destinations": []})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v3/apps/app-1/actions/stop"))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v3/apps/app-1/actions/stop"))
+        .respond_with(ok_json(fixture("apps/get.json", &server)))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let c = client(&server);
+    c.insert_route_destinations(
+        &RouteGuid::new("r"),
+        &[NewDestination::app(AppGuid::new("a"))],
+    )
+    .await
+    .unwrap();
+    c.stop_app(&AppGuid::new("app-1")).await.unwrap();
+    assert_eq!(requests(&server).await.len(), 4);
+}
+
+#[tokio::test]
+async fn a_connect_failure_proves_nothing_was_applied() {
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut cfg = ClientConfig::new(format!("http://{addr}"), CountingToken::new());
+    cfg.retry = fast_retry();
+    let err = Client::new(cfg)
+        .unwrap()
+        .create_build(&PackageGuid::new("p"))
+        .await
+        .unwrap_err();
+    assert_matches!(err, Error::Http { .. });
+    assert!(!err.may_have_been_applied());
+    assert!(err.is_transient());
+}
+
+// ---------------------------------------------------------------- response size cap
+
+#[tokio::test]
+async fn a_body_over_the_cap_is_refused_naming_the_endpoint() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(vec![b' '; 4096], "application/json"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let mut cfg = config(&server, CountingToken::new());
+    cfg.max_response_bytes = 1024;
+    let err = Client::new(cfg)
+        .unwrap()
+        .get_app(&AppGuid::new("a"))
+        .await
+        .unwrap_err();
+    assert_matches!(err, Error::ResponseTooLarge { limit: 1024, .. });
+    assert!(
+        err.to_string()
+            .starts_with("GET /v3/apps/a: the response is larger than 1024 bytes")
+    );
+}
+
+#[tokio::test]
+async fn a_chunked_body_over_the_cap_is_refused_without_reading_the_rest() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A chunked answer with no Content-Length that never ends: reading it whole would hang
+    // until the request timeout. The cap must stop it first.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let Ok((mut sock, _)) = listener.accept().await else {
+            return;
+        };
+        let mut buf = vec![0u8; 8192];
+        let _ = sock.read(&mut buf).await;
+        let chunk = "x".repeat(2048);
+        let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+        let _ = sock
+            .write_all(format!("{head}{:x}\r\n{chunk}\r\n", chunk.len()).as_bytes())
+            .await;
+        // Hold the connection open (bounded by the test's end).
+        let _ = done_rx.await;
+    });
+    let mut cfg = ClientConfig::new(url, CountingToken::new());
+    cfg.max_response_bytes = 1024;
+    cfg.request_timeout = Duration::from_secs(60);
+    let err = Client::new(cfg)
+        .unwrap()
+        .get_app(&AppGuid::new("a"))
+        .await
+        .unwrap_err();
+    let _ = done_tx.send(());
+    assert_matches!(err, Error::ResponseTooLarge { limit: 1024, .. });
+}
+
+// ---------------------------------------------------------------- CF_TRACE
+
+#[tokio::test]
+async fn cf_trace_file_holds_no_planted_secret_and_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = MockServer::start().await;
+    Mock::given(method("PATCH"))
+        .and(path("/v3/apps/app-1/environment_variables"))
+        .respond_with(
+            ok_json(json!({"var": {"DB_PASSWORD": "planted-env-1", "PLAIN": "planted-env-2"}}))
+                .insert_header("Set-Cookie", "session=planted-cookie-3"),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v3/spaces/s/actions/apply_manifest"))
+        .respond_with(accepted_job(&server, "j1"))
+        .mount(&server)
+        .await;
+    // The shape of `GET /v3/apps/:guid/env`, served here with an app so the client reads it.
+    let mut app = fixture("apps/get.json", &server);
+    let env_doc = json!({
+        "staging_env_json": {"S": "planted-staging-4"},
+        "running_env_json": {"R": "planted-running-5"},
+        "environment_variables": {"E": "planted-env-6"},
+        "system_env_json": {"VCAP_SERVICES": {"db": [{"credentials": {"uri": "planted-vcap-7"}}]}},
+        "application_env_json": {"VCAP_APPLICATION": {"name": "planted-app-8"}}
+    });
+    for (k, v) in env_doc.as_object().unwrap() {
+        app[k] = v.clone();
+    }
+    Mock::given(method("GET"))
+        .and(path("/v3/apps/app-1"))
+        .respond_with(ok_json(app))
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("trace.log");
+    std::fs::write(&file, "").unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut cfg = config(&server, CountingToken::new());
+    // What CF_TRACE=<path> does (Trace::from_env reads the variable into from_value).
+    cfg.trace = Trace::from_value(Some(file.to_str().unwrap())).unwrap();
+    let c = Client::new(cfg).unwrap();
+    let vars = BTreeMap::from([("DB_PASSWORD".to_owned(), Some("planted-env-1".to_owned()))]);
+    c.update_app_environment_variables(&AppGuid::new("app-1"), &vars)
+        .await
+        .unwrap();
+    c.apply_manifest(
+        &SpaceGuid::new("s"),
+        "applications:\n- name: web\n  env:\n    TOKEN: planted-yaml-9\n",
+    )
+    .await
+    .unwrap();
+    c.get_app(&AppGuid::new("app-1")).await.unwrap();
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        text.contains("PATCH /v3/apps/app-1/environment_variables"),
+        "{text}"
+    );
+    assert!(
+        text.contains("[application/x-yaml Content Hidden]"),
+        "{text}"
+    );
+    assert!(text.contains("Set-Cookie: [PRIVATE DATA HIDDEN]"), "{text}");
+    assert!(text.contains("DB_PASSWORD"), "names stay visible: {text}");
+    for planted in ["planted", "old-token-abc"] {
+        assert!(
+            !text.contains(planted),
+            "{planted} leaked into the trace:\n{text}"
+        );
+    }
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+}
+
+// ---------------------------------------------------------------- audit events
+
+fn crash_event(guid: &str, index: u32) -> Value {
+    json!({
+        "guid": guid, "type": "audit.app.process.crash", "created_at": "2026-12-02T10:00:00Z",
+        "actor": {"guid": "proc-1", "type": "process", "name": "web"},
+        "target": {"guid": "app-1", "type": "app", "name": "web"},
+        "data": {"index": index, "reason": "CRASHED", "instance": format!("ig-{index}"),
+                 "exit_description": "APP/PROC/WEB: Exited with status 1"},
+        "space": {"guid": "s"}, "organization": {"guid": "o"}, "links": {}
+    })
+}
+
+#[tokio::test]
+async fn audit_events_are_filtered_paged_and_bounded() {
+    let server = MockServer::start().await;
+    let page = |n: u32, next: bool| {
+        let next = next
+            .then(|| json!({"href": format!("{}/v3/audit_events?page={}", server.uri(), n + 1)}));
+        ok_json(json!({
+            "pagination": {"total_results": 3, "total_pages": 3, "next": next},
+            "resources": [crash_event(&format!("e{n}"), n)]
+        }))
+    };
+    Mock::given(method("GET"))
+        .and(path("/v3/audit_events"))
+        .and(query_param("types", "audit.app.process.crash,app.crash"))
+        .and(query_param("target_guids", "app-1"))
+        .and(query_param("created_ats[gt]", "2026-12-02T09:59:59Z"))
+        .and(query_param("order_by", "-created_at"))
+        .respond_with(page(1, true))
+        .expect(2)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v3/audit_events"))
+        .and(query_param("page", "2"))
+        .respond_with(page(2, true))
+        .expect(2)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v3/audit_events"))
+        .and(query_param("page", "3"))
+        .respond_with(page(3, false))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let c = client(&server);
+    let filter =
+        AuditEventFilter::crashes_of(&AppGuid::new("app-1")).created_after_unix(1_796_205_599); // 2026-12-02T09:59:59Z
+    let all = c.list_audit_events(filter.clone()).await.unwrap();
+    assert_eq!(all.len(), 3);
+    let crash = all[1].crash().unwrap();
+    assert_eq!(crash.index, Some(2));
+    assert_eq!(crash.instance.as_deref(), Some("ig-2"));
+    assert_eq!(crash.reason.as_deref(), Some("CRASHED"));
+    assert_eq!(crash.process_guid.as_deref(), Some("proc-1"));
+    assert_eq!(all[0].target.guid, "app-1");
+    // Bounded: two pages at most, the newest ones.
+    let bounded = c
+        .list_audit_events(AuditEventFilter {
+            max_pages: 2,
+            ..filter
+        })
+        .await
+        .unwrap();
+    assert_eq!(bounded.len(), 2);
+}
+
+#[tokio::test]
+async fn audit_events_refused_for_the_role_are_an_optional_absence() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v3/audit_events"))
+        .respond_with(ResponseTemplate::new(403).set_body_json(json!({"errors": [
+            {"code": 10003, "title": "CF-NotAuthorized", "detail": "You are not authorized to perform the requested action"}
+        ]})))
+        .mount(&server)
+        .await;
+    let err = client(&server)
+        .list_audit_events(AuditEventFilter::default())
+        .await
+        .unwrap_err();
+    assert!(err.is_forbidden());
+    assert!(err.is_unavailable_optional());
+    assert!(!err.is_not_found());
+}
+
+// ---------------------------------------------------------------- log-cache
+
+async fn mount_root(server: &MockServer, links: Value) {
+    Mock::given(method("GET"))
+        .and(path("/"))
+        .respond_with(ok_json(json!({"links": links})))
+        .mount(server)
+        .await;
+}
+
+#[tokio::test]
+async fn log_cache_read_discovers_the_link_and_decodes_envelopes() {
+    let server = MockServer::start().await;
+    mount_root(
+        &server,
+        json!({"cloud_controller_v3": {"href": format!("{}/v3", server.uri()), "meta": {"version": "3.180.0"}},
+               "log_cache": {"href": format!("{}/lc", server.uri())}}),
+    )
+    .await;
+    Mock::given(method("GET"))
+        .and(path("/lc/api/v1/read/app-1"))
+        .and(header("authorization", TOKEN))
+        .and(query_param("start_time", "1700000000000000000"))
+        .and(query_param("limit", "100"))
+        .and(query_param("descending", "true"))
+        .respond_with(ok_json(json!({"envelopes": {"batch": [
+            {"timestamp": "1700000000000000002", "source_id": "app-1", "instance_id": "0",
+             "tags": {"source_type": "RTR"}, "log": {"payload": "R0VUIC8gMjAw", "type": "OUT"}},
+            {"timestamp": "1700000000000000001", "source_id": "app-1", "instance_id": "1",
+             "tags": {"status_code": "502"}, "timer": {"name": "http", "start": "5", "stop": "9"}}
+        ]}})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let c = client(&server);
+    let query = LogCacheQuery::recent(&[EnvelopeType::Log, EnvelopeType::Timer], 100)
+        .since_ns(1_700_000_000_000_000_000);
+    let out = c.read_log_cache("app-1", query).await.unwrap();
+    assert_eq!(out.len(), 2);
+    assert_matches!(&out[0].kind, EnvelopeKind::Log(l) if l.text() == "GET / 200");
+    assert_eq!(out[1].tags["status_code"], "502");
+    assert_matches!(&out[1].kind, EnvelopeKind::Timer(t) if t.name == "http" && t.stop - t.start == 4);
+    let types: Vec<String> = requests(&server)
+        .await
+        .iter()
+        .flat_map(|r| {
+            r.url
+                .query_pairs()
+                .filter(|(k, _)| k == "envelope_types")
+                .map(|(_, v)| v.into_owned())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(types, ["LOG", "TIMER"]);
+}
+
+#[tokio::test]
+async fn log_cache_absent_or_refused_is_an_optional_absence() {
+    let server = MockServer::start().await;
+    mount_root(
+        &server,
+        json!({"cloud_controller_v3": {"href": "x", "meta": {"version": "3.180.0"}}}),
+    )
+    .await;
+    let c = client(&server);
+    c.discover().await.unwrap();
+    let err = c
+        .read_log_cache("app-1", LogCacheQuery::default())
+        .await
+        .unwrap_err();
+    assert_matches!(
+        err,
+        Error::Unavailable {
+            link: "log_cache",
+            ..
+        }
+    );
+    assert!(err.is_unavailable_optional());
+    assert_eq!(requests(&server).await.len(), 1, "only GET /");
+
+    let server = MockServer::start().await;
+    mount_root(&server, json!({"log_cache": {"href": server.uri()}})).await;
+    Mock::given(method("GET"))
+        .and(path("/api/v1/read/app-1"))
+        .respond_with(ResponseTemplate::new(403).set_body_string("forbidden"))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v1/read/gone"))
+        .respond_with(ResponseTemplate::new(404))
+        .mount(&server)
+        .await;
+    let c = client(&server);
+    let err = c
+        .read_log_cache("app-1", LogCacheQuery::default())
+        .await
+        .unwrap_err();
+    assert!(err.is_forbidden() && err.is_unavailable_optional(), "{err}");
+    let err = c
+        .read_log_cache("gone", LogCacheQuery::default())
+        .await
+        .unwrap_err();
+    assert!(err.is_not_found() && err.is_unavailable_optional(), "{err}");
+}
+
+// ---------------------------------------------------------------- network policies, optional
+
+#[tokio::test]
+async fn network_policies_without_a_link_or_refused_are_an_optional_absence() {
+    let server = MockServer::start().await;
+    mount_root(
+        &server,
+        json!({"cloud_controller_v3": {"href": "x", "meta": {"version": "3.180.0"}}}),
+    )
+    .await;
+    let c = client(&server);
+    c.discover().await.unwrap();
+    let err = c.list_network_policies(&[]).await.unwrap_err();
+    assert_matches!(
+        err,
+        Error::Unavailable {
+            link: "network_policy_v1",
+            ..
+        }
+    );
+    assert!(err.is_unavailable_optional());
+
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/networking/v1/external/policies"))
+        .respond_with(
+            ResponseTemplate::new(403)
+                .set_body_json(json!({"error": "token missing allowed scopes"})),
+        )
+        .mount(&server)
+        .await;
+    let err = client(&server)
+        .list_network_policies(&[])
+        .await
+        .unwrap_err();
+    assert!(err.is_forbidden() && err.is_unavailable_optional(), "{err}");
 }
