@@ -144,6 +144,7 @@ pub fn api_error(e: &cf::Error) -> ApiError {
             }
         }
         cf::Error::Http { .. } | cf::Error::Timeout { .. } => ApiError::transport(error_chain(e)),
+        cf::Error::Unavailable { .. } => ApiError::unavailable(e.to_string()),
         cf::Error::Auth(_) => ApiError {
             title: "authentication".into(),
             detail: format!("{}; log in again with 'cf login'", error_chain(e)),
@@ -274,6 +275,49 @@ fn destination(d: cf::Destination) -> Destination {
     }
 }
 
+/// How many recent log lines are searched for crash lines per poll.
+const CRASH_LOG_LINES: u32 = 1000;
+
+/// Reads Cloud Controller's crash line in an app's logs:
+/// `App instance exited with guid <app> payload: {"instance"=>"<guid>", "index"=>0,
+/// "reason"=>"CRASHED", "exit_description"=>"...", ...}` (Ruby hash syntax).
+fn crash_from_log_line(line: &str) -> Option<super::api::CrashEvent> {
+    let payload = line.split_once("App instance exited with guid ")?.1;
+    let payload = payload.split_once("payload:")?.1;
+    let field = |key: &str| -> Option<String> {
+        let pat = format!("\"{key}\"=>");
+        let rest = payload.split_once(pat.as_str())?.1.trim_start();
+        if let Some(q) = rest.strip_prefix('"') {
+            // A quoted Ruby string: up to the next unescaped quote.
+            let mut out = String::new();
+            let mut chars = q.chars();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => out.extend(chars.next()),
+                    '"' => return Some(out),
+                    c => out.push(c),
+                }
+            }
+            None
+        } else {
+            let end = rest.find([',', '}']).unwrap_or(rest.len());
+            Some(rest[..end].trim().to_string())
+        }
+    };
+    let reason = field("reason").unwrap_or_default();
+    if !reason.is_empty() && reason != "CRASHED" {
+        return None;
+    }
+    Some(super::api::CrashEvent {
+        process_guid: None,
+        instance_guid: field("instance").filter(|s| !s.is_empty()),
+        index: field("index").and_then(|i| i.parse().ok()),
+        reason: field("exit_description")
+            .filter(|s| !s.is_empty())
+            .unwrap_or(reason),
+    })
+}
+
 fn instance(s: cf::InstanceStats) -> InstanceStat {
     InstanceStat {
         index: s.index,
@@ -287,8 +331,7 @@ fn instance(s: cf::InstanceStats) -> InstanceStat {
         },
         routable: s.routable,
         details: s.details,
-        // MERGE-PENDING(client): the client's stats gain `instance_guid`.
-        instance_guid: None,
+        instance_guid: s.instance_guid,
         uptime: s.uptime,
     }
 }
@@ -833,13 +876,68 @@ impl CfApi for CfBackend {
         Ok(())
     }
 
+    /// Audit events first (they name the crashed process); log-cache's "App instance exited"
+    /// lines too, for platforms or roles without audit events. Each source that is absent or
+    /// forbidden is named in `unavailable`; both failing otherwise is an error.
     async fn crash_events(
         &self,
-        _app_guid: &str,
-        _since: std::time::SystemTime,
+        app_guid: &str,
+        since: std::time::SystemTime,
     ) -> ApiResult<super::api::CrashEvents> {
-        // MERGE-PENDING(client): audit events and log-cache reads.
-        Ok(super::api::CrashEvents::default())
+        let since = since
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let guid = self::app_guid(app_guid);
+        let mut out = super::api::CrashEvents::default();
+        let secs = i64::try_from(since.as_secs()).unwrap_or(i64::MAX);
+        // CC compares created_at to the second: one second early catches the boundary.
+        let filter = cf::AuditEventFilter::crashes_of(&guid).created_after_unix(secs - 1);
+        let audit = self.client.list_audit_events(filter).await;
+        let mut errors = Vec::new();
+        match audit {
+            Ok(events) => out.events.extend(events.iter().filter_map(|e| {
+                let c = e.crash()?;
+                Some(super::api::CrashEvent {
+                    process_guid: c.process_guid,
+                    instance_guid: c.instance,
+                    index: c.index,
+                    reason: c.exit_description.or(c.reason).unwrap_or_default(),
+                })
+            })),
+            Err(e) if e.is_unavailable_optional() => {
+                out.unavailable
+                    .push(format!("audit events: {}", error_chain(&e)));
+            }
+            Err(e) => errors.push(e),
+        }
+        let ns = i64::try_from(since.as_nanos()).unwrap_or(i64::MAX);
+        let query =
+            cf::LogCacheQuery::recent(&[cf::EnvelopeType::Log], CRASH_LOG_LINES).since_ns(ns);
+        match self.client.read_log_cache(app_guid, query).await {
+            Ok(envelopes) => {
+                for env in &envelopes {
+                    if let cf::EnvelopeKind::Log(m) = &env.kind
+                        && let Some(c) = crash_from_log_line(&m.text())
+                        && !out.events.iter().any(|e| {
+                            e.instance_guid.is_some() && e.instance_guid == c.instance_guid
+                        })
+                    {
+                        out.events.push(c);
+                    }
+                }
+            }
+            Err(e) if e.is_unavailable_optional() => {
+                out.unavailable
+                    .push(format!("log-cache: {}", error_chain(&e)));
+            }
+            Err(e) => errors.push(e),
+        }
+        // Both sources failing for another reason is a failed read (the caller tries again at
+        // the next poll); one source is enough otherwise.
+        match errors.as_slice() {
+            [first, _] => Err(api_error(first)),
+            _ => Ok(out),
+        }
     }
 
     fn take_warnings(&self) -> Vec<String> {
