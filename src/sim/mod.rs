@@ -104,6 +104,7 @@ mod instances;
 mod router;
 mod staging;
 mod state;
+mod telemetry;
 mod uaa;
 mod util;
 
@@ -116,7 +117,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use faults::{FailRule, FaultInjector, FaultSpec};
+pub use faults::{FailRule, FaultInjector, FaultSpec, OptionalApi, Unavailable};
 pub use state::CallRecord;
 
 use state::State;
@@ -183,7 +184,12 @@ pub struct SimConfig {
     pub stop_grace: Duration,
     /// Process lifecycle: time between SIGTERM and SIGKILL.
     pub kill_grace: Duration,
-    /// Back-off before a crashed instance is restarted.
+    /// Crashes of an instance after which Diego restarts it at once (default 3, like Diego);
+    /// later crashes wait `crash_backoff`, doubling per crash up to 16 times it, showing
+    /// CRASHED meanwhile.
+    pub immediate_restarts: u32,
+    /// First back-off before a crashed instance is restarted, once its immediate restarts are
+    /// used up.
     pub crash_backoff: Duration,
     /// Start-up health-check timeout when the process sets none.
     pub health_check_timeout: Duration,
@@ -220,6 +226,7 @@ impl std::fmt::Debug for SimConfig {
             .field("liveness_interval", &self.liveness_interval)
             .field("stop_grace", &self.stop_grace)
             .field("kill_grace", &self.kill_grace)
+            .field("immediate_restarts", &self.immediate_restarts)
             .field("crash_backoff", &self.crash_backoff)
             .field("health_check_timeout", &self.health_check_timeout)
             .field("tick", &self.tick)
@@ -251,6 +258,7 @@ impl Default for SimConfig {
             liveness_interval: Duration::from_millis(100),
             stop_grace: Duration::from_millis(100),
             kill_grace: Duration::from_millis(500),
+            immediate_restarts: 3,
             crash_backoff: Duration::from_millis(50),
             health_check_timeout: Duration::from_secs(10),
             tick: Duration::from_millis(10),
