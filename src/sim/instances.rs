@@ -901,13 +901,59 @@ async fn start_process(shared: &Arc<Shared>, spec: &Spec, cmd: &str) -> Result<S
         .env("HOME", &dir)
         .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);
     #[cfg(unix)]
     command.process_group(0);
-    let child = command
+    let mut child = command
         .spawn()
         .map_err(|e| format!("cannot start '{cmd}': {e}"))?;
+    // The app's output goes to its log-cache buffer, line by line (`APP/PROC/WEB`). The
+    // readers end when the process (group) closes its pipes.
+    if let Some(out) = child.stdout.take() {
+        shared
+            .tasks
+            .spawn(pump_lines(shared.clone(), spec.app_guid.clone(), spec.index, out, "OUT"));
+    }
+    if let Some(err) = child.stderr.take() {
+        shared
+            .tasks
+            .spawn(pump_lines(shared.clone(), spec.app_guid.clone(), spec.index, err, "ERR"));
+    }
     Ok(Server::Process { port, child })
+}
+
+/// Copies an instance's output into its app's log-cache buffer, one envelope per line (lines
+/// longer than 64 KiB are cut), until the pipe closes or the simulator stops.
+async fn pump_lines(
+    shared: Arc<Shared>,
+    app_guid: String,
+    index: u32,
+    pipe: impl tokio::io::AsyncRead + Unpin,
+    stream: &'static str,
+) {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+    let mut reader = tokio::io::BufReader::new(pipe);
+    let mut buf = Vec::new();
+    let idx = index.to_string();
+    loop {
+        buf.clear();
+        let mut limited = (&mut reader).take(64 * 1024);
+        let read = tokio::select! {
+            () = shared.cancel.cancelled() => return,
+            r = limited.read_until(b'\n', &mut buf) => r,
+        };
+        match read {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {
+                let line = String::from_utf8_lossy(&buf);
+                let line = line.trim_end_matches(['\n', '\r']);
+                shared
+                    .lock()
+                    .logs
+                    .log(&app_guid, &idx, "APP/PROC/WEB", line, stream);
+            }
+        }
+    }
 }

@@ -161,6 +161,7 @@ impl LogStore {
     }
 
     /// Every envelope of a source, oldest first.
+    #[cfg(test)]
     pub fn all(&self, source_id: &str) -> Vec<&Envelope> {
         self.buffers
             .get(source_id)
