@@ -178,7 +178,9 @@ pub async fn run(args: SimArgs) -> ExitCode {
         println!(
             "  Admin API:   {admin}/state, {admin}/calls, {admin}/router, POST {admin}/faults"
         );
-        println!("               (send the admin's token: -H \"Authorization: $(cf oauth-token)\")");
+        println!(
+            "               (send the admin's token: -H \"Authorization: $(cf oauth-token)\")"
+        );
     }
     println!();
     println!("Point the cf CLI at it:");

@@ -11,8 +11,13 @@
 //!
 //! After the start delay, health checks (`port`, `http`, `process`) decide RUNNING and
 //! readiness decides `routable`. A process that exits, three failed liveness checks in a row,
-//! or the crash-on-start fault make an instance CRASHED; it is restarted after an exponential
-//! back-off. A stopped instance leaves the model at once (so the routing table drops it) but
+//! a start-up health check that never passes within the timeout (or the `NeverHealthy`
+//! fault's), the crash-on-start fault or `crash_instance` are a crash: the crash count grows,
+//! an `audit.app.process.crash` event and the API/CELL log lines are recorded, and like Diego
+//! the instance is replaced at once by a new one (new GUID, STARTING, in the same task) for
+//! its first `immediate_restarts` crashes; later crashes leave it CRASHED until a back-off
+//! (`crash_backoff`, doubling per crash up to 16 times) has passed, and the reconcile loop
+//! restarts it. A `stay_crashed` crash-on-start fault keeps it CRASHED until cleared. A stopped instance leaves the model at once (so the routing table drops it) but
 //! keeps serving for the route-propagation delay plus `stop_grace`, then ends (SIGTERM,
 //! `kill_grace`, SIGKILL for processes). When the simulator stops, everything is killed at once.
 //!
@@ -468,7 +473,10 @@ fn crashed(shared: &Shared, spec: &Spec, reason: &str, exit_status: i64) -> Opti
         &spec.app_guid,
         &idx,
         "CELL",
-        &format!("Cell {CELL_ID} destroying container for instance {}", spec.guid),
+        &format!(
+            "Cell {CELL_ID} destroying container for instance {}",
+            spec.guid
+        ),
         "OUT",
     );
     st.audit_app(
@@ -912,14 +920,22 @@ async fn start_process(shared: &Arc<Shared>, spec: &Spec, cmd: &str) -> Result<S
     // The app's output goes to its log-cache buffer, line by line (`APP/PROC/WEB`). The
     // readers end when the process (group) closes its pipes.
     if let Some(out) = child.stdout.take() {
-        shared
-            .tasks
-            .spawn(pump_lines(shared.clone(), spec.app_guid.clone(), spec.index, out, "OUT"));
+        shared.tasks.spawn(pump_lines(
+            shared.clone(),
+            spec.app_guid.clone(),
+            spec.index,
+            out,
+            "OUT",
+        ));
     }
     if let Some(err) = child.stderr.take() {
-        shared
-            .tasks
-            .spawn(pump_lines(shared.clone(), spec.app_guid.clone(), spec.index, err, "ERR"));
+        shared.tasks.spawn(pump_lines(
+            shared.clone(),
+            spec.app_guid.clone(),
+            spec.index,
+            err,
+            "ERR",
+        ));
     }
     Ok(Server::Process { port, child })
 }

@@ -371,14 +371,20 @@ fn record_access(shared: &Shared, access: &Access, backend: &Backend, status: u1
         ("source_type", "RTR"),
         ("status_code", &status.to_string()),
         ("method", &access.method),
-        ("uri", &format!("http://{}{}", access.host, access.path_and_query)),
+        (
+            "uri",
+            &format!("http://{}{}", access.host, access.path_and_query),
+        ),
         ("peer_type", "Client"),
         ("request_id", &access.request_id),
         ("user_agent", &access.user_agent),
         ("remote_address", &access.peer),
         ("forwarded", &access.forwarded_for),
         ("app_id", &backend.app_guid),
-        ("process_instance_id", &format!("{}:{}", backend.process_guid, backend.index)),
+        (
+            "process_instance_id",
+            &format!("{}:{}", backend.process_guid, backend.index),
+        ),
     ] {
         tags.insert(k.to_string(), v.to_string());
     }

@@ -548,9 +548,9 @@ impl State {
             .space(&space_guid)
             .map(|s| s.org_guid.clone())
             .unwrap_or_default();
-        let actor = actor.unwrap_or_else(|| {
-            serde_json::json!({"guid": "sim-user-admin", "type": "user", "name": "admin"})
-        });
+        let actor = actor.unwrap_or_else(
+            || serde_json::json!({"guid": "sim-user-admin", "type": "user", "name": "admin"}),
+        );
         let mut e = AuditEvent::new(kind, actor, target, data);
         e.space_guid = space_guid;
         e.org_guid = org_guid;

@@ -255,7 +255,12 @@ async fn delete_app(AxState(s): AxState<Arc<Shared>>, Path(guid): Path<String>) 
         let mut st = s.lock();
         find_app(&st, &guid)?;
         instances::stop_app_instances(&mut st, &guid);
-        st.audit_app("audit.app.delete-request", &guid, None, json!({"recursive": true}));
+        st.audit_app(
+            "audit.app.delete-request",
+            &guid,
+            None,
+            json!({"recursive": true}),
+        );
         st.delete_app(&guid);
         st.create_job("app.delete", JobOutcome::Complete, None)
     };

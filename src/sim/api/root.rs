@@ -15,8 +15,8 @@ use serde_json::{Value, json};
 
 use super::telemetry::unavailable;
 use super::{ApiError, ApiResult, Q, href, metadata, ok, paginate, parse_json};
-use crate::sim::faults::{OptionalApi, Unavailable};
 use crate::sim::Shared;
+use crate::sim::faults::{OptionalApi, Unavailable};
 use crate::sim::state::{Domain, JobOutcome, State};
 
 pub(super) fn routes() -> Router<Arc<Shared>> {
@@ -113,7 +113,6 @@ async fn info(AxState(s): AxState<Arc<Shared>>) -> ApiResult {
         "links": {"self": href(format!("{}/v3/info", s.base_url)), "support": null},
     }))
 }
-
 
 fn present_org(s: &Shared, o: &crate::sim::state::Org) -> Value {
     let b = &s.base_url;

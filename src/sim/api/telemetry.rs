@@ -194,7 +194,10 @@ async fn log_cache_read(
         if k == "envelope_types" {
             for t in v.split(',').filter(|t| !t.is_empty()) {
                 let t = t.to_ascii_uppercase();
-                if !matches!(t.as_str(), "LOG" | "TIMER" | "GAUGE" | "COUNTER" | "EVENT" | "ANY") {
+                if !matches!(
+                    t.as_str(),
+                    "LOG" | "TIMER" | "GAUGE" | "COUNTER" | "EVENT" | "ANY"
+                ) {
                     return log_cache_error(format!("unknown envelope type '{t}'"));
                 }
                 if t != "ANY" {
