@@ -235,4 +235,16 @@ mod tests {
         assert!(!format!("{:?}", w.sim).contains("s3cret"));
         assert!(!format!("{:?}", w.sim.config()).contains("s3cret"));
     }
+
+    #[cfg(unix)]
+    #[test]
+    fn generated_passwords_go_to_a_private_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let path = write_secret("p4ss").unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(mode & 0o077, 0, "{mode:o}");
+        assert_eq!(text, "p4ss\n");
+    }
 }

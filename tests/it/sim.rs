@@ -1778,13 +1778,11 @@ async fn sim_crash_restarts_at_once_with_a_new_guid_reset_uptime_and_an_audit_ev
     assert_eq!(s, StatusCode::OK, "{events}");
     assert!(events["pagination"]["total_results"].as_u64() >= Some(1));
     sim.faults().crash_instance("crasher", 0);
-    let mut states = Vec::new();
     let after = poll(|| async {
         let i = instance0(&api, &pg).await;
         (i["instance_guid"] != old_guid.as_str() && i["state"] == "RUNNING").then_some(i)
     })
     .await;
-    states.push(after["state"].clone());
     assert!(after["uptime"].as_u64() <= Some(1), "{after}");
     assert!(!after["instance_guid"].as_str().unwrap().is_empty());
     // The crash is recorded as CC records it.

@@ -161,28 +161,28 @@ async fn log_cache_read(
         return log_cache_refused(mode);
     }
     let q = Q::parse(raw.as_deref());
-    let int = |key: &str| -> Result<Option<i64>, Response> {
+    let int = |key: &str| -> Result<Option<i64>, String> {
         q.get(key)
             .filter(|v| !v.is_empty())
             .map(|v| {
                 v.parse::<i64>()
-                    .map_err(|_| log_cache_error(format!("{key} must be an integer, got '{v}'")))
+                    .map_err(|_| format!("{key} must be an integer, got '{v}'"))
             })
             .transpose()
     };
     let start_time = match int("start_time") {
         Ok(v) => v.unwrap_or(0),
-        Err(r) => return r,
+        Err(m) => return log_cache_error(m),
     };
     let end_time = match int("end_time") {
         Ok(v) => v.unwrap_or_else(|| now_ns().saturating_add(1)),
-        Err(r) => return r,
+        Err(m) => return log_cache_error(m),
     };
     let limit = match int("limit") {
         Ok(None) => 100,
         Ok(Some(n)) if (1..=1000).contains(&n) => usize::try_from(n).unwrap_or(100),
         Ok(Some(_)) => return log_cache_error("limit must be between 1 and 1000".to_string()),
-        Err(r) => return r,
+        Err(m) => return log_cache_error(m),
     };
     let descending = match q.get("descending") {
         None | Some("" | "false") => false,
