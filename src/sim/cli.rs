@@ -2,7 +2,7 @@
 //! cf CLI at it, until Ctrl-C.
 //!
 //! Depends on: clap, the simulator. Must not: print secrets (the password is shown only when
-//! it is the well-known default).
+//! it is the well-known default; a generated one goes to a private file).
 
 use std::net::IpAddr;
 use std::process::ExitCode;
@@ -49,14 +49,10 @@ pub struct SimArgs {
     /// User name accepted by the login server.
     #[arg(long, default_value = "admin")]
     pub user: String,
-    /// Password accepted by the login server.
-    #[arg(
-        long,
-        env = "CF_ZDT_SIM_PASSWORD",
-        default_value = "admin",
-        hide_env_values = true
-    )]
-    pub password: String,
+    /// Password accepted by the login server (default `admin` on a loopback address; on any
+    /// other address a random one, written to a file only the current user can read).
+    #[arg(long, env = "CF_ZDT_SIM_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
     /// Serve every app as static files, never running manifest commands.
     #[arg(long)]
     pub static_only: bool,
@@ -68,7 +64,7 @@ pub struct SimArgs {
 impl std::fmt::Debug for SimArgs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut shown = self.clone();
-        shown.password = "***".to_string();
+        shown.password = shown.password.map(|_| "***".to_string());
         f.debug_struct("SimArgs")
             .field("config", &shown.config())
             .field("static_only", &self.static_only)
@@ -88,7 +84,10 @@ impl SimArgs {
             org: self.org.clone(),
             space: self.space.clone(),
             username: self.user.clone(),
-            password: self.password.clone(),
+            password: self
+                .password
+                .clone()
+                .unwrap_or_else(|| DEFAULT_PASSWORD.to_string()),
             staging_delay: Duration::from_millis(self.staging_ms),
             start_delay: Duration::from_millis(self.start_ms),
             route_propagation: Duration::from_millis(self.propagation_ms),
@@ -104,8 +103,51 @@ impl SimArgs {
     }
 }
 
+/// The password on loopback addresses when none is given.
+const DEFAULT_PASSWORD: &str = "admin";
+
+/// Writes a generated password to a new file only the current user can read; returns its path.
+fn write_secret(password: &str) -> std::io::Result<std::path::PathBuf> {
+    use std::io::Write as _;
+    let mut file = tempfile::Builder::new()
+        .prefix("cf-zdt-sim-password-")
+        .tempfile()?;
+    // tempfile creates the file with mode 0600 on Unix.
+    writeln!(file, "{password}")?;
+    let (_, path) = file.keep().map_err(|e| e.error)?;
+    Ok(path)
+}
+
 /// Runs the simulator until Ctrl-C. Exit code 0 after a clean stop, 1 when it cannot start.
+///
+/// Bound to a non-loopback address, it warns that anyone who can reach the address can use
+/// it, and unless `--password` is given it generates a random password and writes it to a
+/// private temporary file (its path is printed, never the password).
 pub async fn run(args: SimArgs) -> ExitCode {
+    let mut args = args;
+    let exposed = !args.bind.is_loopback();
+    let mut secret_file = None;
+    if exposed {
+        eprintln!(
+            "warning: the simulator listens on {}, not a loopback address: anyone who can reach it can log in and run commands in pushed apps.",
+            args.bind
+        );
+        if args.password.is_none() {
+            let generated = format!(
+                "{:016x}{:016x}",
+                super::util::random_u64(),
+                super::util::random_u64()
+            );
+            match write_secret(&generated) {
+                Ok(path) => secret_file = Some(path),
+                Err(e) => {
+                    eprintln!("cf-zero-downtime sim: cannot write the generated password: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+            args.password = Some(generated);
+        }
+    }
     let sim = match Sim::start(args.config()).await {
         Ok(sim) => sim,
         Err(e) => {
@@ -121,10 +163,10 @@ pub async fn run(args: SimArgs) -> ExitCode {
     };
     let api = sim.api_url();
     let router = sim.router_addr();
-    let password = if args.password == "admin" {
-        "admin".to_string()
-    } else {
-        "<your --password>".to_string()
+    let password = match (&secret_file, args.password.as_deref()) {
+        (Some(path), _) => format!("\"$(cat {})\"", path.display()),
+        (None, None | Some(DEFAULT_PASSWORD)) => DEFAULT_PASSWORD.to_string(),
+        (None, Some(_)) => "<your --password>".to_string(),
     };
     println!("Cloud Foundry simulator running.");
     println!("  API + login: {api}");
@@ -135,6 +177,9 @@ pub async fn run(args: SimArgs) -> ExitCode {
     if let Some(admin) = sim.admin_url() {
         println!(
             "  Admin API:   {admin}/state, {admin}/calls, {admin}/router, POST {admin}/faults"
+        );
+        println!(
+            "               (send the admin's token: -H \"Authorization: $(cf oauth-token)\")"
         );
     }
     println!();
@@ -184,9 +229,22 @@ mod tests {
         assert!(c.admin_api);
         assert!(!c.run_commands);
         assert_eq!(c.app_domain, "example.com");
+        assert_eq!(c.password, "admin");
         let w = Wrapper::parse_from(["sim", "--password", "s3cret"]);
         assert_eq!(w.sim.config().password, "s3cret");
         assert!(!format!("{:?}", w.sim).contains("s3cret"));
         assert!(!format!("{:?}", w.sim.config()).contains("s3cret"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn generated_passwords_go_to_a_private_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let path = write_secret("p4ss").unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(mode & 0o077, 0, "{mode:o}");
+        assert_eq!(text, "p4ss\n");
     }
 }

@@ -1,12 +1,15 @@
 //! Fault injection and introspection: the rules that make API calls fail, staging fail,
 //! instances crash or turn unhealthy, and the small admin HTTP API (`/_sim/...` on the API
 //! port, only when `SimConfig::admin_api` is set) that exposes the same switches plus a state
-//! dump and the API call log. Tests use the Rust side ([`FaultInjector`]) through
+//! dump and the API call log. The admin API needs an admin access token from the
+//! simulator's UAA (`Authorization: bearer ...`, as `SimHandle::token()` gives). Tests use the Rust side ([`FaultInjector`]) through
 //! `SimHandle::faults()`.
 //!
 //! Depends on: `state`, `mod.rs` (`Shared`). Must not: be reachable when the admin API is off.
 
 use std::collections::{HashMap, HashSet};
+
+use super::state::State;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,6 +49,34 @@ fn one() -> u32 {
     1
 }
 
+fn five_hundred() -> u16 {
+    500
+}
+
+/// An API a foundation may lack or deny to a space developer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OptionalApi {
+    /// `GET /v3/audit_events`.
+    AuditEvents,
+    /// Log-cache (`/api/v1/...`, `links.log_cache`).
+    LogCache,
+    /// The network-policy server (`/networking/v1/external/...`, `links.network_policy_v1`).
+    NetworkPolicy,
+}
+
+/// How an optional API fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unavailable {
+    /// 403 with the real server's body.
+    Forbidden,
+    /// 404.
+    NotFound,
+    /// Not advertised by `GET /` (its link is missing or `null`) and 404.
+    Absent,
+}
+
 /// A fault, as the admin API accepts it (`POST /_sim/faults`, JSON with a `kind` tag).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -60,10 +91,63 @@ pub enum FaultSpec {
         #[serde(default)]
         message: Option<String>,
     },
-    /// Every instance of the app crashes while starting.
+    /// Every instance of the app crashes while starting. Like Diego, the instance is
+    /// restarted at once for its first `SimConfig::immediate_restarts` crashes, then after a
+    /// back-off during which it shows CRASHED.
     CrashOnStart {
         /// App name.
         app: String,
+        /// The old behaviour: a crashed instance stays CRASHED (and is not restarted) until
+        /// the fault is cleared.
+        #[serde(default)]
+        stay_crashed: bool,
+    },
+    /// The app's instances start but never pass their start-up health check; after
+    /// `health_check_timeout_ms` Diego kills and restarts them (a crash each time). Polling
+    /// stats shows STARTING (with a new `instance_guid` after each restart), not CRASHED,
+    /// while the restarts are immediate.
+    NeverHealthy {
+        /// App name.
+        app: String,
+        /// The health-check timeout used instead of the process's.
+        health_check_timeout_ms: u64,
+    },
+    /// One-shot: the app's instance `index` (of its newest `web` process) exits now, as a
+    /// process would (a crash: audit event, log lines, restart).
+    CrashInstance {
+        /// App name.
+        app: String,
+        /// Instance index.
+        index: u32,
+        /// `exit_description`; default `APP/PROC/WEB: Exited with status 1`.
+        #[serde(default)]
+        exit_description: Option<String>,
+    },
+    /// An optional API is unavailable: it answers 403 or 404, or is absent from `GET /`.
+    OptionalApiUnavailable {
+        /// Which API.
+        api: OptionalApi,
+        /// How it fails.
+        mode: Unavailable,
+    },
+    /// The app answers `percent` % of requests through the router with `status` (default
+    /// 500): deterministically, every request that makes the running share reach the next
+    /// whole percent fails.
+    Http5xxShare {
+        /// App name.
+        app: String,
+        /// Share of requests that fail, 0..=100.
+        percent: u8,
+        /// The 5xx status (default 500).
+        #[serde(default = "five_hundred")]
+        status: u16,
+    },
+    /// The app answers every request through the router `delay_ms` later.
+    SlowResponses {
+        /// App name.
+        app: String,
+        /// Extra milliseconds before the request reaches the app.
+        delay_ms: u64,
     },
     /// Staging of the app takes this much longer.
     SlowStaging {
@@ -118,7 +202,15 @@ pub(crate) struct ActiveRule {
 pub(crate) struct Faults {
     pub rules: Vec<ActiveRule>,
     pub staging: HashMap<String, String>,
-    pub crash_on_start: HashSet<String>,
+    /// App → stay CRASHED.
+    pub crash_on_start: HashMap<String, bool>,
+    pub never_healthy: HashMap<String, Duration>,
+    pub optional: HashMap<OptionalApi, Unavailable>,
+    /// App → (percent, status).
+    pub http_5xx: HashMap<String, (u8, u16)>,
+    /// Requests seen per app under `http_5xx`.
+    pub http_5xx_seen: HashMap<String, u64>,
+    pub slow_responses: HashMap<String, Duration>,
     pub slow_staging: HashMap<String, Duration>,
     pub slow_start: HashMap<String, Duration>,
     pub unhealthy: HashSet<String>,
@@ -128,6 +220,16 @@ pub(crate) struct Faults {
 }
 
 impl Faults {
+    /// Should this request to `app` (lowercase name) fail under `Http5xxShare`? Counts it.
+    pub fn http_failure(&mut self, app: &str) -> Option<u16> {
+        let (percent, status) = *self.http_5xx.get(app)?;
+        let n = self.http_5xx_seen.entry(app.to_string()).or_insert(0);
+        let before = *n * u64::from(percent) / 100;
+        *n += 1;
+        let after = *n * u64::from(percent) / 100;
+        (after > before).then_some(status)
+    }
+
     /// Counts a call and returns `(status, retry_after)` when a rule makes it fail.
     pub fn check_call(&mut self, method: &str, path: &str) -> Option<(u16, Option<u64>)> {
         let mut hit = None;
@@ -153,8 +255,39 @@ impl Faults {
                     .unwrap_or_else(|| "StagingError - Staging error: staging failed".to_string());
                 self.staging.insert(app.to_lowercase(), msg);
             }
-            FaultSpec::CrashOnStart { app } => {
-                self.crash_on_start.insert(app.to_lowercase());
+            FaultSpec::CrashOnStart { app, stay_crashed } => {
+                self.crash_on_start.insert(app.to_lowercase(), stay_crashed);
+            }
+            FaultSpec::NeverHealthy {
+                app,
+                health_check_timeout_ms,
+            } => {
+                self.never_healthy.insert(
+                    app.to_lowercase(),
+                    Duration::from_millis(health_check_timeout_ms),
+                );
+            }
+            // An action on the instances, handled by `apply_spec`.
+            FaultSpec::CrashInstance { .. } => {}
+            FaultSpec::OptionalApiUnavailable { api, mode } => {
+                self.optional.insert(api, mode);
+            }
+            FaultSpec::Http5xxShare {
+                app,
+                percent,
+                status,
+            } => {
+                let status = if (500..=599).contains(&status) {
+                    status
+                } else {
+                    500
+                };
+                self.http_5xx
+                    .insert(app.to_lowercase(), (percent.min(100), status));
+            }
+            FaultSpec::SlowResponses { app, delay_ms } => {
+                self.slow_responses
+                    .insert(app.to_lowercase(), Duration::from_millis(delay_ms));
             }
             FaultSpec::SlowStaging { app, ms } => {
                 self.slow_staging
@@ -178,6 +311,46 @@ impl Faults {
     }
 }
 
+/// Applies a fault to the model: one-shot actions act on the instances, the rest become
+/// switches in `st.faults`.
+pub(crate) fn apply_spec(st: &mut State, spec: FaultSpec) {
+    if let FaultSpec::CrashInstance {
+        app,
+        index,
+        exit_description,
+    } = &spec
+    {
+        let Some(app_guid) = st
+            .apps
+            .iter()
+            .find(|a| a.name.eq_ignore_ascii_case(app))
+            .map(|a| a.meta.guid.clone())
+        else {
+            return;
+        };
+        let Some(pguid) = st
+            .newest_process(&app_guid, "web")
+            .map(|p| p.meta.guid.clone())
+        else {
+            return;
+        };
+        if let Some(i) = st
+            .instances
+            .iter_mut()
+            .find(|i| i.process_guid == pguid && i.index == *index)
+        {
+            i.crash_reason = Some(
+                exit_description
+                    .clone()
+                    .unwrap_or_else(|| "APP/PROC/WEB: Exited with status 1".to_string()),
+            );
+            i.crash.cancel();
+        }
+        return;
+    }
+    st.faults.apply(spec);
+}
+
 /// The Rust fault-injection API (`SimHandle::faults()`).
 #[derive(Clone)]
 pub struct FaultInjector {
@@ -193,7 +366,7 @@ impl std::fmt::Debug for FaultInjector {
 impl FaultInjector {
     /// Applies any fault.
     pub fn apply(&self, spec: FaultSpec) {
-        self.shared.lock().faults.apply(spec);
+        apply_spec(&mut self.shared.lock(), spec);
     }
 
     /// The `nth` (1-based, counted from now) call to `method` + `path` pattern fails with `status`.
@@ -216,10 +389,60 @@ impl FaultInjector {
         });
     }
 
-    /// Every instance of `app` crashes while starting.
+    /// Every instance of `app` crashes while starting (and is restarted like Diego does).
     pub fn crash_on_start(&self, app: &str) {
         self.apply(FaultSpec::CrashOnStart {
             app: app.to_string(),
+            stay_crashed: false,
+        });
+    }
+
+    /// Every instance of `app` crashes while starting and stays CRASHED until the fault is
+    /// cleared (the simulator's old crash model).
+    pub fn crash_and_stay_crashed(&self, app: &str) {
+        self.apply(FaultSpec::CrashOnStart {
+            app: app.to_string(),
+            stay_crashed: true,
+        });
+    }
+
+    /// Instances of `app` never pass their start-up health check; each is killed and
+    /// restarted after `timeout`.
+    pub fn never_healthy(&self, app: &str, timeout: Duration) {
+        self.apply(FaultSpec::NeverHealthy {
+            app: app.to_string(),
+            health_check_timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+        });
+    }
+
+    /// Instance `index` of `app` crashes now (exits with `APP/PROC/WEB: Exited with status 1`).
+    pub fn crash_instance(&self, app: &str, index: u32) {
+        self.apply(FaultSpec::CrashInstance {
+            app: app.to_string(),
+            index,
+            exit_description: None,
+        });
+    }
+
+    /// An optional API (audit events, log-cache, network policies) fails with `mode`.
+    pub fn optional_api(&self, api: OptionalApi, mode: Unavailable) {
+        self.apply(FaultSpec::OptionalApiUnavailable { api, mode });
+    }
+
+    /// `app` answers `percent` % of routed requests with 500.
+    pub fn http_5xx_share(&self, app: &str, percent: u8) {
+        self.apply(FaultSpec::Http5xxShare {
+            app: app.to_string(),
+            percent,
+            status: 500,
+        });
+    }
+
+    /// `app` answers routed requests `delay` later.
+    pub fn slow_responses(&self, app: &str, delay: Duration) {
+        self.apply(FaultSpec::SlowResponses {
+            app: app.to_string(),
+            delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
         });
     }
 
@@ -307,7 +530,7 @@ async fn router_table(AxState(s): AxState<Arc<Shared>>) -> Json<serde_json::Valu
 async fn add_fault(AxState(s): AxState<Arc<Shared>>, body: axum::body::Bytes) -> Response {
     match serde_json::from_slice::<FaultSpec>(&body) {
         Ok(spec) => {
-            s.lock().faults.apply(spec);
+            apply_spec(&mut s.lock(), spec);
             StatusCode::NO_CONTENT.into_response()
         }
         Err(e) => (
@@ -345,10 +568,40 @@ mod tests {
     }
 
     #[test]
+    fn http_5xx_share_is_exact() {
+        let mut f = Faults::default();
+        f.apply(FaultSpec::Http5xxShare {
+            app: "A".into(),
+            percent: 25,
+            status: 503,
+        });
+        let failed = (0..100).filter(|_| f.http_failure("a").is_some()).count();
+        assert_eq!(failed, 25);
+        assert_eq!(f.http_failure("other"), None);
+    }
+
+    #[test]
     fn fault_specs_parse_from_json() {
         let spec: FaultSpec =
             serde_json::from_str(r#"{"kind":"crash_on_start","app":"web"}"#).unwrap();
-        assert_eq!(spec, FaultSpec::CrashOnStart { app: "web".into() });
+        assert_eq!(
+            spec,
+            FaultSpec::CrashOnStart {
+                app: "web".into(),
+                stay_crashed: false
+            }
+        );
+        let spec: FaultSpec = serde_json::from_str(
+            r#"{"kind":"optional_api_unavailable","api":"log_cache","mode":"absent"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            spec,
+            FaultSpec::OptionalApiUnavailable {
+                api: OptionalApi::LogCache,
+                mode: Unavailable::Absent
+            }
+        );
         let spec: FaultSpec = serde_json::from_str(
             r#"{"kind":"fail_calls","method":"GET","path":"/v3/apps","nth":1,"status":503}"#,
         )

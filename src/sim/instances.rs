@@ -11,8 +11,13 @@
 //!
 //! After the start delay, health checks (`port`, `http`, `process`) decide RUNNING and
 //! readiness decides `routable`. A process that exits, three failed liveness checks in a row,
-//! or the crash-on-start fault make an instance CRASHED; it is restarted after an exponential
-//! back-off. A stopped instance leaves the model at once (so the routing table drops it) but
+//! a start-up health check that never passes within the timeout (or the `NeverHealthy`
+//! fault's), the crash-on-start fault or `crash_instance` are a crash: the crash count grows,
+//! an `audit.app.process.crash` event and the API/CELL log lines are recorded, and like Diego
+//! the instance is replaced at once by a new one (new GUID, STARTING, in the same task) for
+//! its first `immediate_restarts` crashes; later crashes leave it CRASHED until a back-off
+//! (`crash_backoff`, doubling per crash up to 16 times) has passed, and the reconcile loop
+//! restarts it. A `stay_crashed` crash-on-start fault keeps it CRASHED until cleared. A stopped instance leaves the model at once (so the routing table drops it) but
 //! keeps serving for the route-propagation delay plus `stop_grace`, then ends (SIGTERM,
 //! `kill_grace`, SIGKILL for processes). When the simulator stops, everything is killed at once.
 //!
@@ -112,7 +117,14 @@ struct Spec {
     readiness: HealthCheck,
     crash_on_start: bool,
     extra_start: Duration,
+    /// Cancelled by `FaultInjector::crash_instance`.
+    crash: CancellationToken,
+    /// `NeverHealthy` fault: the health check always fails and times out after this.
+    never_healthy: Option<Duration>,
 }
+
+/// The `cell_id` the simulator's instances report.
+pub(crate) const CELL_ID: &str = "sim-cell-0";
 
 /// Makes actual instances match the desired ones: stops surplus instances, restarts crashed
 /// ones whose back-off has passed, and starts missing ones.
@@ -147,9 +159,20 @@ pub(crate) fn reconcile(shared: &Arc<Shared>) {
                 && !blocked.contains(&i.app_guid)
         });
         let now = Instant::now();
+        // Instances held CRASHED by a `stay_crashed` fault are restarted once it is gone.
+        let held: Vec<String> = st
+            .apps
+            .iter()
+            .filter(|a| st.faults.crash_on_start.get(&a.name.to_lowercase()) == Some(&true))
+            .map(|a| a.meta.guid.clone())
+            .collect();
         let mut crash_counts: HashMap<(String, u32), u32> = HashMap::new();
         stop_matching(&mut st, |i| {
-            let due = i.state == InstState::Crashed && i.restart_at.is_some_and(|t| t <= now);
+            let due = i.state == InstState::Crashed
+                && match i.restart_at {
+                    Some(t) => t <= now,
+                    None => !held.contains(&i.app_guid),
+                };
             if due {
                 crash_counts.insert((i.process_guid.clone(), i.index), i.crash_count);
             }
@@ -176,7 +199,7 @@ pub(crate) fn reconcile(shared: &Arc<Shared>) {
         }
     }
     for spec in specs {
-        shared.tasks.spawn(run(shared.clone(), spec));
+        shared.tasks.spawn(supervise(shared.clone(), spec));
     }
 }
 
@@ -225,6 +248,7 @@ fn new_instance(
     let guid = new_guid();
     env.push(("CF_INSTANCE_GUID".to_string(), guid.clone()));
     let cancel = shared.cancel.child_token();
+    let crash = CancellationToken::new();
     let unplaced = st.faults.placement.get(&name).cloned();
     let placed = unplaced.is_none();
     st.instances.push(Instance {
@@ -240,10 +264,27 @@ fn new_instance(
         crash_count,
         restart_at: None,
         cancel: cancel.clone(),
+        crash: crash.clone(),
+        crash_reason: None,
     });
     if !placed {
         return None;
     }
+    let idx = index.to_string();
+    st.logs.log(
+        &app.meta.guid,
+        &idx,
+        "CELL",
+        &format!("Cell {CELL_ID} creating container for instance {guid}"),
+        "OUT",
+    );
+    st.logs.log(
+        &app.meta.guid,
+        &idx,
+        "CELL",
+        &format!("Cell {CELL_ID} successfully created container for instance {guid}"),
+        "OUT",
+    );
     Some(Spec {
         guid,
         process_guid: pguid.to_string(),
@@ -258,9 +299,11 @@ fn new_instance(
         health: p.health.clone(),
         readiness: p.readiness.clone(),
         // Convention of the simulator: a `.sim-crash` file in the droplet crashes every start.
-        crash_on_start: st.faults.crash_on_start.contains(&name)
+        crash_on_start: st.faults.crash_on_start.contains_key(&name)
             || droplet.files.contains_key(".sim-crash"),
         extra_start: st.faults.slow_start.get(&name).copied().unwrap_or_default(),
+        crash,
+        never_healthy: st.faults.never_healthy.get(&name).copied(),
     })
 }
 
@@ -284,16 +327,20 @@ impl Server {
         }
     }
 
-    /// Resolves when the server ended by itself (a process exited); never for static servers.
-    async fn exited(&mut self) -> String {
+    /// Resolves when the server ended by itself (a process exited) with the exit description
+    /// and status; never for static servers.
+    async fn exited(&mut self) -> (String, i64) {
         match self {
             Server::Static { .. } => std::future::pending().await,
             Server::Process { child, .. } => match child.wait().await {
-                Ok(status) => format!(
-                    "APP/PROC/WEB: Exited with status {}",
-                    status.code().unwrap_or(-1)
-                ),
-                Err(e) => format!("APP/PROC/WEB: wait failed: {e}"),
+                Ok(status) => {
+                    let code = status.code().unwrap_or(-1);
+                    (
+                        format!("APP/PROC/WEB: Exited with status {code}"),
+                        i64::from(code),
+                    )
+                }
+                Err(e) => (format!("APP/PROC/WEB: wait failed: {e}"), -1),
             },
         }
     }
@@ -380,39 +427,117 @@ fn update(shared: &Shared, guid: &str, f: impl FnOnce(&mut Instance)) -> bool {
     }
 }
 
-fn mark_crashed(shared: &Shared, spec: &Spec, reason: &str) {
-    let base = shared.config.crash_backoff;
+/// Records a crash of the instance `spec` runs (crash count, `audit.app.process.crash`,
+/// the API and CELL log lines) and decides what Diego does next: restart at once (the first
+/// `immediate_restarts` crashes; the returned spec is the replacement, already in the model
+/// with a new GUID), CRASHED until a back-off passes (later crashes; the reconcile loop
+/// restarts it), or CRASHED for good while a `stay_crashed` fault holds.
+fn crashed(shared: &Shared, spec: &Spec, reason: &str, exit_status: i64) -> Option<Spec> {
     tracing::debug!(
         "instance {}:{} crashed: {reason}",
         spec.process_guid,
         spec.index
     );
-    update(shared, &spec.guid, |i| {
+    let mut st = shared.lock();
+    let pos = st.instances.iter().position(|i| i.guid == spec.guid)?;
+    let count = {
+        let i = &mut st.instances[pos];
         i.crash_count += 1;
-        let factor = 1u32 << i.crash_count.saturating_sub(1).min(5);
-        i.state = InstState::Crashed;
-        i.routable = false;
-        i.port = None;
-        i.since = unix_now();
-        i.restart_at = Instant::now().checked_add(base.saturating_mul(factor));
-    });
+        i.crash_count
+    };
+    let (kind, version, desired) = st
+        .process(&spec.process_guid)
+        .map(|p| (p.kind.clone(), p.version.clone(), p.instances))
+        .unwrap_or_default();
+    let (app_name, started) = st
+        .app(&spec.app_guid)
+        .map(|a| (a.name.to_lowercase(), a.started))
+        .unwrap_or_default();
+    let ns = super::telemetry::now_ns();
+    let idx = spec.index.to_string();
+    let payload = format!(
+        "{{\"instance\"=>\"{}\", \"index\"=>{}, \"cell_id\"=>\"{CELL_ID}\", \"reason\"=>\"CRASHED\", \"exit_description\"=>{:?}, \"crash_count\"=>{count}, \"crash_timestamp\"=>{ns}, \"version\"=>\"{version}\"}}",
+        spec.guid, spec.index, reason
+    );
+    st.logs.log(
+        &spec.app_guid,
+        &idx,
+        "API",
+        &format!(
+            "App instance exited with guid {} payload: {payload}",
+            spec.app_guid
+        ),
+        "OUT",
+    );
+    st.logs.log(
+        &spec.app_guid,
+        &idx,
+        "CELL",
+        &format!(
+            "Cell {CELL_ID} destroying container for instance {}",
+            spec.guid
+        ),
+        "OUT",
+    );
+    st.audit_app(
+        "audit.app.process.crash",
+        &spec.app_guid,
+        Some(json!({"guid": spec.process_guid, "type": "process", "name": kind})),
+        json!({"index": spec.index, "instance": spec.guid, "cell_id": CELL_ID,
+               "exit_description": reason, "reason": "CRASHED", "exit_status": exit_status,
+               "crash_count": count, "crash_timestamp": ns}),
+    );
+    let stay = st.faults.crash_on_start.get(&app_name) == Some(&true);
+    if !stay && count <= shared.config.immediate_restarts {
+        st.instances.remove(pos);
+        if !started || spec.index >= desired {
+            return None;
+        }
+        return new_instance(shared, &mut st, &spec.process_guid, spec.index, count);
+    }
+    let later = count.saturating_sub(shared.config.immediate_restarts.saturating_add(1));
+    let factor = 1u32 << later.min(4);
+    let restart_at = (!stay)
+        .then(|| Instant::now().checked_add(shared.config.crash_backoff.saturating_mul(factor)))
+        .flatten();
+    let i = &mut st.instances[pos];
+    i.state = InstState::Crashed;
+    i.routable = false;
+    i.port = None;
+    i.since = unix_now();
+    i.restart_at = restart_at;
+    None
+}
+
+/// Why a crash token fired: the reason `FaultInjector::crash_instance` left.
+fn injected_reason(shared: &Shared, spec: &Spec) -> String {
+    shared
+        .lock()
+        .instances
+        .iter()
+        .find(|i| i.guid == spec.guid)
+        .and_then(|i| i.crash_reason.clone())
+        .unwrap_or_else(|| "APP/PROC/WEB: Exited with status 1".to_string())
 }
 
 enum Wait {
     Elapsed,
     Stopped,
-    Exited(String),
+    Exited(String, i64),
+    Injected,
 }
 
 async fn wait(spec: &Spec, server: Option<&mut Server>, d: Duration) -> Wait {
     match server {
         Some(server) => tokio::select! {
             () = spec.cancel.cancelled() => Wait::Stopped,
-            reason = server.exited() => Wait::Exited(reason),
+            () = spec.crash.cancelled() => Wait::Injected,
+            (reason, code) = server.exited() => Wait::Exited(reason, code),
             () = tokio::time::sleep(d) => Wait::Elapsed,
         },
         None => tokio::select! {
             () = spec.cancel.cancelled() => Wait::Stopped,
+            () = spec.crash.cancelled() => Wait::Injected,
             () = tokio::time::sleep(d) => Wait::Elapsed,
         },
     }
@@ -420,7 +545,14 @@ async fn wait(spec: &Spec, server: Option<&mut Server>, d: Duration) -> Wait {
 
 /// Stops after a stop request: serve on through propagation + grace unless the whole
 /// simulator is going down.
-async fn finish(shared: &Shared, server: Server) {
+async fn finish(shared: &Shared, spec: &Spec, server: Server) {
+    shared.lock().logs.log(
+        &spec.app_guid,
+        &spec.index.to_string(),
+        "CELL",
+        &format!("Cell {CELL_ID} stopping instance {}", spec.guid),
+        "OUT",
+    );
     if shared.cancel.is_cancelled() {
         server.kill().await;
         return;
@@ -438,89 +570,148 @@ async fn finish(shared: &Shared, server: Server) {
     server.stop(shared.config.kill_grace).await;
 }
 
-async fn run(shared: Arc<Shared>, spec: Spec) {
+/// Runs an instance and, when Diego would restart it at once after a crash, its
+/// replacements, in one task.
+async fn supervise(shared: Arc<Shared>, spec: Spec) {
+    let mut spec = spec;
+    while let Some(next) = run(&shared, spec).await {
+        spec = next;
+    }
+}
+
+/// Kills the server, then records the crash.
+async fn crash_with(
+    shared: &Shared,
+    spec: &Spec,
+    server: Server,
+    reason: &str,
+    status: i64,
+) -> Option<Spec> {
+    server.kill().await;
+    crashed(shared, spec, reason, status)
+}
+
+/// Runs one instance until it stops (`None`) or crashes (`Some` replacement when it is
+/// restarted at once).
+async fn run(shared: &Arc<Shared>, spec: Spec) -> Option<Spec> {
     let start_wait = shared.config.start_delay.saturating_add(spec.extra_start);
     if spec.crash_on_start {
-        if let Wait::Elapsed = wait(&spec, None, start_wait).await {
-            mark_crashed(&shared, &spec, "crash on start (injected)");
-        }
-        return;
+        return match wait(&spec, None, start_wait).await {
+            Wait::Elapsed | Wait::Exited(..) => {
+                crashed(shared, &spec, "APP/PROC/WEB: Exited with status 1", 1)
+            }
+            Wait::Injected => crashed(shared, &spec, &injected_reason(shared, &spec), 1),
+            Wait::Stopped => None,
+        };
     }
-    let mut server = match start_server(&shared, &spec).await {
+    let mut server = match start_server(shared, &spec).await {
         Ok(s) => s,
-        Err(e) => {
-            mark_crashed(&shared, &spec, &e);
-            return;
-        }
+        Err(e) => return crashed(shared, &spec, &e, -1),
     };
     let port = server.port();
-    if !update(&shared, &spec.guid, |i| i.port = Some(port)) {
+    if !update(shared, &spec.guid, |i| i.port = Some(port)) {
         server.kill().await;
-        return;
+        return None;
     }
-    match wait(&spec, Some(&mut server), start_wait).await {
-        Wait::Elapsed => {}
-        Wait::Stopped => return finish(&shared, server).await,
-        Wait::Exited(reason) => return mark_crashed(&shared, &spec, &reason),
+    macro_rules! on_wait {
+        ($w:expr) => {
+            match $w {
+                Wait::Elapsed => {}
+                Wait::Stopped => {
+                    finish(shared, &spec, server).await;
+                    return None;
+                }
+                Wait::Exited(reason, code) => return crashed(shared, &spec, &reason, code),
+                Wait::Injected => {
+                    let reason = injected_reason(shared, &spec);
+                    return crash_with(shared, &spec, server, &reason, 1).await;
+                }
+            }
+        };
     }
+    on_wait!(wait(&spec, Some(&mut server), start_wait).await);
     let interval = shared
         .config
         .health_check_interval
         .max(Duration::from_millis(1));
-    let timeout = spec
-        .health
-        .timeout
-        .map(Duration::from_secs)
-        .unwrap_or(shared.config.health_check_timeout);
+    let timeout = spec.never_healthy.unwrap_or_else(|| {
+        spec.health
+            .timeout
+            .map(Duration::from_secs)
+            .unwrap_or(shared.config.health_check_timeout)
+    });
     let deadline = Instant::now().checked_add(timeout);
     loop {
-        if check(&shared, &spec.health, port).await {
+        if spec.never_healthy.is_none() && check(shared, &spec.health, port).await {
             break;
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
-            server.kill().await;
-            return mark_crashed(&shared, &spec, "health check never passed");
+            let reason = format!(
+                "Instance never healthy after {}: Failed to make {} health check to port {port}",
+                human(timeout),
+                spec.health.kind
+            );
+            return crash_with(shared, &spec, server, &reason, 0).await;
         }
-        match wait(&spec, Some(&mut server), interval).await {
-            Wait::Elapsed => {}
-            Wait::Stopped => return finish(&shared, server).await,
-            Wait::Exited(reason) => return mark_crashed(&shared, &spec, &reason),
+        on_wait!(wait(&spec, Some(&mut server), interval).await);
+    }
+    let ready = check(shared, &spec.readiness, port).await;
+    {
+        let mut st = shared.lock();
+        if let Some(i) = st.instances.iter_mut().find(|i| i.guid == spec.guid) {
+            i.state = InstState::Running;
+            i.routable = ready;
+            i.since = unix_now();
+            st.logs.log(
+                &spec.app_guid,
+                &spec.index.to_string(),
+                "CELL",
+                "Container became healthy",
+                "OUT",
+            );
         }
     }
-    let ready = check(&shared, &spec.readiness, port).await;
-    update(&shared, &spec.guid, |i| {
-        i.state = InstState::Running;
-        i.routable = ready;
-        i.since = unix_now();
-    });
     let liveness = shared
         .config
         .liveness_interval
         .max(Duration::from_millis(1));
     let mut failures = 0;
     loop {
-        match wait(&spec, Some(&mut server), liveness).await {
-            Wait::Elapsed => {}
-            Wait::Stopped => return finish(&shared, server).await,
-            Wait::Exited(reason) => return mark_crashed(&shared, &spec, &reason),
-        }
-        if check(&shared, &spec.health, port).await {
+        on_wait!(wait(&spec, Some(&mut server), liveness).await);
+        if check(shared, &spec.health, port).await {
             failures = 0;
         } else {
             if spec.cancel.is_cancelled() {
-                return finish(&shared, server).await;
+                finish(shared, &spec, server).await;
+                return None;
             }
             // Three failures in a row, so that one stale keep-alive connection of the
             // health-check client cannot crash a healthy instance.
             failures += 1;
             if failures >= LIVENESS_FAILURES {
-                server.kill().await;
-                return mark_crashed(&shared, &spec, "liveness check failed");
+                let reason = format!(
+                    "Instance became unhealthy: {} health check to port {port} failed",
+                    spec.health.kind
+                );
+                return crash_with(shared, &spec, server, &reason, 0).await;
             }
             continue;
         }
-        let ready = check(&shared, &spec.readiness, port).await;
-        update(&shared, &spec.guid, |i| i.routable = ready);
+        let ready = check(shared, &spec.readiness, port).await;
+        update(shared, &spec.guid, |i| i.routable = ready);
+    }
+}
+
+/// A duration as Go prints it in Diego's messages (`1m0s`, `1.5s`, `200ms`).
+fn human(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms < 60_000 {
+        let s = d.as_secs_f64();
+        format!("{s}s")
+    } else {
+        format!("{}m{}s", ms / 60_000, (ms % 60_000) / 1000)
     }
 }
 
@@ -718,13 +909,67 @@ async fn start_process(shared: &Arc<Shared>, spec: &Spec, cmd: &str) -> Result<S
         .env("HOME", &dir)
         .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);
     #[cfg(unix)]
     command.process_group(0);
-    let child = command
+    let mut child = command
         .spawn()
         .map_err(|e| format!("cannot start '{cmd}': {e}"))?;
+    // The app's output goes to its log-cache buffer, line by line (`APP/PROC/WEB`). The
+    // readers end when the process (group) closes its pipes.
+    if let Some(out) = child.stdout.take() {
+        shared.tasks.spawn(pump_lines(
+            shared.clone(),
+            spec.app_guid.clone(),
+            spec.index,
+            out,
+            "OUT",
+        ));
+    }
+    if let Some(err) = child.stderr.take() {
+        shared.tasks.spawn(pump_lines(
+            shared.clone(),
+            spec.app_guid.clone(),
+            spec.index,
+            err,
+            "ERR",
+        ));
+    }
     Ok(Server::Process { port, child })
+}
+
+/// Copies an instance's output into its app's log-cache buffer, one envelope per line (lines
+/// longer than 64 KiB are cut), until the pipe closes or the simulator stops.
+async fn pump_lines(
+    shared: Arc<Shared>,
+    app_guid: String,
+    index: u32,
+    pipe: impl tokio::io::AsyncRead + Unpin,
+    stream: &'static str,
+) {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+    let mut reader = tokio::io::BufReader::new(pipe);
+    let mut buf = Vec::new();
+    let idx = index.to_string();
+    loop {
+        buf.clear();
+        let mut limited = (&mut reader).take(64 * 1024);
+        let read = tokio::select! {
+            () = shared.cancel.cancelled() => return,
+            r = limited.read_until(b'\n', &mut buf) => r,
+        };
+        match read {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {
+                let line = String::from_utf8_lossy(&buf);
+                let line = line.trim_end_matches(['\n', '\r']);
+                shared
+                    .lock()
+                    .logs
+                    .log(&app_guid, &idx, "APP/PROC/WEB", line, stream);
+            }
+        }
+    }
 }

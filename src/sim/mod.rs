@@ -18,8 +18,7 @@
 //!   API server itself), UAA (`GET /login`, `POST /oauth/token` with the `password`,
 //!   `refresh_token` and `client_credentials` grants; JWT-shaped tokens with `exp`, `iat`,
 //!   `user_name`, `user_id`, `origin`, `client_id`, `scope`, signed with a per-simulator key),
-//!   log-cache stubs (`/api/v1/info`, `/api/v1/read/:guid` answer with no envelopes), the seeded
-//!   org and space, domains (shared `example.com` — the default domain —, internal
+//!   the seeded org and space, domains (shared `example.com` — the default domain —, internal
 //!   `apps.internal`, TCP `tcp.example.com`).
 //! * Apps: create, list (`names` case-insensitive and comma-split then percent-decoded,
 //!   `guids`, `space_guids`, `organization_guids`, `label_selector`, `order_by`, pages), get,
@@ -39,14 +38,31 @@
 //!   (every file the simulator has seen is in its SHA1 cache; `mode` is echoed), builds
 //!   (STAGING → STAGED after `staging_delay`, or FAILED by fault), droplets (the package's
 //!   files; `process_types` from a `Procfile`), processes (get, list, update, scale, stats with
-//!   per-instance STARTING/RUNNING/CRASHED/DOWN and `routable`, no `pagination`; sidecars are
-//!   always empty; killing one instance), routes (filters incl. empty `hosts=`/`paths=`,
+//!   per-instance `state` STARTING/RUNNING/CRASHED/DOWN, `routable`, `instance_guid` (new on
+//!   every (re)start), `uptime` (seconds since that start), `details`; no `pagination`;
+//!   sidecars are always empty; killing one instance), routes (filters incl. empty `hosts=`/`paths=`,
 //!   create with CC's validations and messages, update, delete as a job, delete unmapped),
 //!   destinations (list, insert, replace, update protocol, delete → 204), user-provided service
 //!   instances and app credential bindings, metadata labels and label selectors, networking v1
 //!   policies (list/create/delete), and deployments (see `deployments.rs`): rolling and canary
 //!   performed on the instances, `max_in_flight`, canary steps and PAUSED, continue, cancel,
 //!   superseding.
+//! * Audit events (`GET /v3/audit_events[/:guid]`, filters `types`, `target_guids`,
+//!   `space_guids`, `organization_guids`, `created_ats` and `created_ats[lt|lte|gt|gte]`,
+//!   `order_by`, pagination): `audit.app.process.crash` for every crash (actor = the process,
+//!   target = the app, `data` with `index`, `instance`, `cell_id`, `exit_description`,
+//!   `reason: CRASHED`, `exit_status`, `crash_count`, `crash_timestamp`), and
+//!   `audit.app.create`/`update`/`start`/`stop`/`restart`/`delete-request` from the apps API
+//!   (not from `apply_manifest`).
+//! * Log-cache (`links.log_cache` = the API server): `GET /api/v1/info`, `GET
+//!   /api/v1/read/:source_id` with `start_time`, `end_time`, `envelope_types`, `limit`,
+//!   `descending`, answering Loggregator v2 envelopes in log-cache's JSON form from a per-app
+//!   ring buffer of 5000 envelopes: staging lines (`STG`, the failure reason on failure), cell
+//!   lines (`CELL`: creating container, container became healthy, stopping, destroying), the
+//!   crash line (`API`: `App instance exited with guid <app> payload: {...}`), the output of
+//!   process-lifecycle instances (`APP/PROC/WEB`, `OUT`/`ERR`, one envelope per line), and per
+//!   routed request gorouter's `RTR` access line plus an `http` timer (tags `status_code`,
+//!   `method`, `uri`, `peer_type`, `request_id`, ...; `instance_id` = the index).
 //! * Protocol: CC JSON shapes, pagination (`per_page` 1..5000, absolute `first`/`last`/`next`/
 //!   `previous` keeping the other query parameters), CC error bodies with CC codes and titles
 //!   (`CF-ResourceNotFound` 10010, `CF-UnprocessableEntity` 10008, `CF-UniquenessError` 10016,
@@ -55,7 +71,9 @@
 //!   `X-Cf-Warnings` (by fault), 401 for missing, forged or expired tokens.
 //! * Router: reverse proxy by Host header and longest path prefix to RUNNING, routable
 //!   instances of the routes' destination processes (both `web` processes during a
-//!   deployment), round robin per route, `X-Cf-Process-Instance: <process-guid>[:<index>]`,
+//!   deployment), round robin per route, `X-Cf-App-Instance: <app-guid>:<index>` (400
+//!   `invalid_cf_app_instance_header` when malformed, 404 `unknown_route` when the route has
+//!   no such instance), `X-Cf-Process-Instance: <process-guid>[:<index>]`,
 //!   404 `unknown_route`, 502 `endpoint_failure` (after up to three backends when connections
 //!   fail), and a route-propagation delay: routing-table changes (mapping, unmapping,
 //!   instances starting, crashing or stopping) become visible only after it.
@@ -64,16 +82,31 @@
 //!   the process has a command (manifest `command` or Procfile `web:`) and `run_commands` is
 //!   set (`sh -c` in the extracted droplet with `PORT`, the app's env vars, `VCAP_APPLICATION`,
 //!   `VCAP_SERVICES`, in its own process group). Health checks `port`/`http`/`process` decide
-//!   RUNNING, readiness decides `routable`; an exit or a failed liveness check is CRASHED and the
-//!   instance is restarted after an exponential back-off. A stopped instance keeps serving for
+//!   RUNNING, readiness decides `routable`. Crashes follow Diego: an exit, three failed
+//!   liveness checks in a row, or a start-up health check that does not pass within the
+//!   health-check timeout is a crash (audit event, log lines); the first
+//!   `SimConfig::immediate_restarts` (3) crashes of an instance restart it at once with a new
+//!   instance GUID (stats never show CRASHED, only STARTING again), later ones leave it CRASHED
+//!   for `crash_backoff`, doubling per crash up to 16 times, then restart it. A stopped instance keeps serving for
 //!   the route-propagation delay plus `stop_grace`, then ends (SIGTERM, `kill_grace`, SIGKILL to
 //!   its process group). Everything is killed when the simulator stops.
 //! * Fault injection and introspection: [`FaultInjector`] (`SimHandle::faults`) and, with
 //!   `SimConfig::admin_api`, the admin API: `GET /_sim/state`, `GET|DELETE /_sim/calls`,
 //!   `GET /_sim/router`, `POST /_sim/faults` (a JSON [`FaultSpec`] with a `kind` tag),
-//!   `DELETE /_sim/faults`. The admin API needs no token and is absent when disabled.
+//!   `DELETE /_sim/faults`. The admin API needs the admin's access token from the simulator's
+//!   UAA (`Authorization: bearer ...`, e.g. `SimHandle::token()` or `cf oauth-token`) and is
+//!   absent when disabled. Faults: failing calls, staging, crashes on start (Diego model, or
+//!   `stay_crashed` for the old always-CRASHED model), never-healthy instances
+//!   (`NeverHealthy`: killed and restarted at the fault's health-check timeout), crashing one
+//!   instance now, slow staging/starts, unhealthy, failing jobs, placement errors, warnings,
+//!   optional APIs (audit events, log-cache, network policies) answering 403/404 or absent
+//!   from `/`, a share of 5xx answers and slow answers through the router.
 //!   Conventions for pushing a bad version: bits with a `.sim-fail-staging` file fail staging,
 //!   a droplet with a `.sim-crash` file crashes on every start.
+//! * Uploads: `resources[].path` values and zip entry names must be relative `/` paths without
+//!   `..` components, backslashes, drive letters or NUL (422 naming the path otherwise).
+//! * `cf-zero-downtime sim` on a non-loopback address warns, and without `--password` uses a
+//!   random password written to a private temporary file.
 //!
 //! # What differs from Cloud Foundry
 //! * Time is wall-clock based with small configurable delays (staging, start, propagation);
@@ -91,6 +124,13 @@
 //!   gorouter whose route emitter registered no endpoint. Router responses carry the
 //!   simulator-specific `X-Sim-Backend: <process-guid>:<index>` header.
 //! * Instance stats report loopback addresses and zero usage.
+//! * Diego resets an instance's crash count after it has run for 5 minutes; the simulator
+//!   never resets it. Back-offs are milliseconds, not Diego's 30 s .. 16 min.
+//! * Audit events carry second-precision timestamps (as CC) and the admin user as actor;
+//!   `apply_manifest`, routes and builds record none. Log-cache's 403 body is the
+//!   simulator's own; envelopes other than LOG and TIMER are never produced. RTR lines and
+//!   timers are written when the response headers arrive (the byte count is the
+//!   `Content-Length`, 0 when streamed).
 //! * The token signature is HMAC-SHA1 under a random key although the header says `HS256`;
 //!   only the simulator verifies it.
 //!
@@ -104,6 +144,7 @@ mod instances;
 mod router;
 mod staging;
 mod state;
+mod telemetry;
 mod uaa;
 mod util;
 
@@ -116,7 +157,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use faults::{FailRule, FaultInjector, FaultSpec};
+pub use faults::{FailRule, FaultInjector, FaultSpec, OptionalApi, Unavailable};
 pub use state::CallRecord;
 
 use state::State;
@@ -183,7 +224,12 @@ pub struct SimConfig {
     pub stop_grace: Duration,
     /// Process lifecycle: time between SIGTERM and SIGKILL.
     pub kill_grace: Duration,
-    /// Back-off before a crashed instance is restarted.
+    /// Crashes of an instance after which Diego restarts it at once (default 3, like Diego);
+    /// later crashes wait `crash_backoff`, doubling per crash up to 16 times it, showing
+    /// CRASHED meanwhile.
+    pub immediate_restarts: u32,
+    /// First back-off before a crashed instance is restarted, once its immediate restarts are
+    /// used up.
     pub crash_backoff: Duration,
     /// Start-up health-check timeout when the process sets none.
     pub health_check_timeout: Duration,
@@ -220,6 +266,7 @@ impl std::fmt::Debug for SimConfig {
             .field("liveness_interval", &self.liveness_interval)
             .field("stop_grace", &self.stop_grace)
             .field("kill_grace", &self.kill_grace)
+            .field("immediate_restarts", &self.immediate_restarts)
             .field("crash_backoff", &self.crash_backoff)
             .field("health_check_timeout", &self.health_check_timeout)
             .field("tick", &self.tick)
@@ -251,6 +298,7 @@ impl Default for SimConfig {
             liveness_interval: Duration::from_millis(100),
             stop_grace: Duration::from_millis(100),
             kill_grace: Duration::from_millis(500),
+            immediate_restarts: 3,
             crash_backoff: Duration::from_millis(50),
             health_check_timeout: Duration::from_secs(10),
             tick: Duration::from_millis(10),

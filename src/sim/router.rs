@@ -3,9 +3,17 @@
 //! matching path prefix) names, round robin. Like gorouter it answers 404 with
 //! `X-Cf-Routererror: unknown_route` when no route has a backend, 502 with
 //! `endpoint_failure` when no backend could take the request (after trying up to three on
-//! connection failures), honours `X-Cf-Process-Instance: <process-guid>[:<index>]`, and adds
+//! connection failures), honours `X-Cf-App-Instance: <app-guid>:<index>` (400
+//! `invalid_cf_app_instance_header` when malformed, 404 `unknown_route` when the route has no
+//! such instance) and `X-Cf-Process-Instance: <process-guid>[:<index>]`, and adds
 //! `X-Vcap-Request-Id` / `X-Forwarded-*` headers. Every response carries `X-Sim-Backend:
 //! <process-guid>:<index>` (simulator-specific) so tests can see who served.
+//!
+//! Every request that reaches an app (or fails at it: faults, 502) writes gorouter's `RTR`
+//! access-log line and an `http` timer envelope (tags `status_code`, `method`, `uri`,
+//! `peer_type: Client`, `request_id`, ...; `instance_id` = the instance index) into the app's
+//! log-cache buffer. The `SlowResponses` and `Http5xxShare` faults act here, as if the app
+//! answered late or with a 5xx.
 //!
 //! The routing table is recomputed from the model on every tick; a changed table becomes the
 //! one in use only after the route-propagation delay, as a real router is eventually
@@ -34,6 +42,7 @@ use super::util::new_guid;
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct Backend {
     pub process_guid: String,
+    pub app_guid: String,
     pub index: u32,
     pub port: u16,
 }
@@ -82,6 +91,7 @@ impl Routes {
                         if let Some(port) = i.port {
                             backends.push(Backend {
                                 process_guid: p.meta.guid.clone(),
+                                app_guid: p.app_guid.clone(),
                                 index: i.index,
                                 port,
                             });
@@ -265,8 +275,11 @@ fn summary_json(r: &Routes) -> Value {
 pub(crate) async fn serve(shared: Arc<Shared>, listener: TcpListener) {
     let cancel = shared.cancel.clone();
     let app = Router::new().fallback(proxy).with_state(shared);
-    let server =
-        axum::serve(listener, app).with_graceful_shutdown(async move { cancel.cancelled().await });
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { cancel.cancelled().await });
     if let Err(e) = server.await {
         tracing::warn!("simulator router ended: {e}");
     }
@@ -290,6 +303,16 @@ const HOP_BY_HOP: &[&str] = &[
     "upgrade",
 ];
 
+/// `X-CF-App-Instance`: `APP_GUID:INDEX`, both parts required; `None` when malformed.
+fn parse_app_instance(h: &HeaderValue) -> Option<(&str, u32)> {
+    let text = h.to_str().ok()?.trim();
+    let (g, i) = text.split_once(':')?;
+    if g.is_empty() || g.contains(':') {
+        return None;
+    }
+    Some((g, i.parse::<u32>().ok()?))
+}
+
 /// `X-CF-Process-Instance`: `PROCESS_GUID` or `PROCESS_GUID:INDEX`; `None` when malformed.
 fn parse_process_instance(h: &HeaderValue) -> Option<(&str, Option<u32>)> {
     let text = h.to_str().ok().map(str::trim).filter(|t| !t.is_empty())?;
@@ -307,7 +330,86 @@ fn copy_headers(from: &HeaderMap, to: &mut HeaderMap) {
     }
 }
 
-async fn proxy(AxState(shared): AxState<Arc<Shared>>, req: Request) -> Response {
+/// What the access log and the timer envelope need to know about a request.
+struct Access {
+    host: String,
+    method: String,
+    path_and_query: String,
+    user_agent: String,
+    referer: String,
+    peer: String,
+    forwarded_for: String,
+    request_id: String,
+    start_ns: i64,
+    started: Instant,
+}
+
+/// Writes gorouter's `RTR` access-log line and `http` timer envelope for a request served
+/// (or failed) by `backend` into its app's log-cache buffer.
+fn record_access(shared: &Shared, access: &Access, backend: &Backend, status: u16, bytes: u64) {
+    let stop_ns = super::telemetry::now_ns().max(access.start_ns);
+    let secs = access.started.elapsed().as_secs_f64();
+    let at = super::util::rfc3339_nanos(access.start_ns);
+    let dest = format!("127.0.0.1:{}", backend.port);
+    let line = format!(
+        "{host} - [{at}] \"{method} {pq} HTTP/1.1\" {status} 0 {bytes} \"{referer}\" \"{ua}\" \"{peer}\" \"{dest}\" x_forwarded_for:\"{xff}\" x_forwarded_proto:\"http\" vcap_request_id:\"{rid}\" response_time:{secs:.6} gorouter_time:0.000100 app_id:\"{app}\" app_index:\"{index}\" instance_id:\"{pg}:{index}\" x_cf_routererror:\"-\"",
+        host = access.host,
+        method = access.method,
+        pq = access.path_and_query,
+        referer = access.referer,
+        ua = access.user_agent,
+        peer = access.peer,
+        xff = access.forwarded_for,
+        rid = access.request_id,
+        app = backend.app_guid,
+        index = backend.index,
+        pg = backend.process_guid,
+    );
+    let index = backend.index.to_string();
+    let mut tags = std::collections::BTreeMap::new();
+    for (k, v) in [
+        ("source_type", "RTR"),
+        ("status_code", &status.to_string()),
+        ("method", &access.method),
+        (
+            "uri",
+            &format!("http://{}{}", access.host, access.path_and_query),
+        ),
+        ("peer_type", "Client"),
+        ("request_id", &access.request_id),
+        ("user_agent", &access.user_agent),
+        ("remote_address", &access.peer),
+        ("forwarded", &access.forwarded_for),
+        ("app_id", &backend.app_guid),
+        (
+            "process_instance_id",
+            &format!("{}:{}", backend.process_guid, backend.index),
+        ),
+    ] {
+        tags.insert(k.to_string(), v.to_string());
+    }
+    let mut st = shared.lock();
+    st.logs.log(&backend.app_guid, &index, "RTR", &line, "OUT");
+    st.logs.push(super::telemetry::Envelope {
+        timestamp: stop_ns,
+        source_id: backend.app_guid.clone(),
+        instance_id: index,
+        tags,
+        payload: super::telemetry::Payload::Timer {
+            name: "http".to_string(),
+            start: access.start_ns,
+            stop: stop_ns,
+        },
+    });
+}
+
+async fn proxy(
+    AxState(shared): AxState<Arc<Shared>>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    req: Request,
+) -> Response {
+    let started = Instant::now();
+    let start_ns = super::telemetry::now_ns();
     let host = req
         .headers()
         .get(header::HOST)
@@ -319,6 +421,20 @@ async fn proxy(AxState(shared): AxState<Arc<Shared>>, req: Request) -> Response 
         _ => host,
     };
     let path = req.uri().path().to_string();
+    // gorouter validates the app-instance header before it looks the route up.
+    let app_instance = match req.headers().get("x-cf-app-instance") {
+        None => None,
+        Some(h) => match parse_app_instance(h) {
+            Some((g, i)) => Some((g.to_string(), i)),
+            None => {
+                return router_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_cf_app_instance_header",
+                    "400 Bad Request: Invalid X-CF-App-Instance Header\n".to_string(),
+                );
+            }
+        },
+    };
     let table = shared.router.published();
     let Some(entry) = table.lookup(&host, &path) else {
         return router_error(
@@ -328,6 +444,18 @@ async fn proxy(AxState(shared): AxState<Arc<Shared>>, req: Request) -> Response 
         );
     };
     let mut candidates: Vec<Backend> = entry.backends.clone();
+    if let Some((guid, index)) = &app_instance {
+        candidates.retain(|b| &b.app_guid == guid && b.index == *index);
+        if candidates.is_empty() {
+            return router_error(
+                StatusCode::NOT_FOUND,
+                "unknown_route",
+                format!(
+                    "404 Not Found: Requested instance ('{index}') with guid ('{guid}') does not exist for route ('{host}')\n"
+                ),
+            );
+        }
+    }
     if let Some(h) = req.headers().get("x-cf-process-instance") {
         let Some((guid, index)) = parse_process_instance(h) else {
             return router_error(
@@ -353,6 +481,31 @@ async fn proxy(AxState(shared): AxState<Arc<Shared>>, req: Request) -> Response 
         .next_start(&format!("{}{}", entry.host, entry.path));
     let n = candidates.len();
     candidates.rotate_left(start % n);
+    let header_text = |headers: &HeaderMap, name: header::HeaderName| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty())
+            .unwrap_or("-")
+            .to_string()
+    };
+    let request_id = new_guid();
+    let access = Access {
+        host: host.clone(),
+        method: req.method().as_str().to_string(),
+        path_and_query: req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "/".to_string()),
+        user_agent: header_text(req.headers(), header::USER_AGENT),
+        referer: header_text(req.headers(), header::REFERER),
+        peer: peer.to_string(),
+        forwarded_for: header_text(req.headers(), HeaderName::from_static("x-forwarded-for")),
+        request_id: request_id.clone(),
+        start_ns,
+        started,
+    };
     let (parts, body) = req.into_parts();
     let Ok(body) = axum::body::to_bytes(body, 64 << 20).await else {
         return router_error(
@@ -365,10 +518,47 @@ async fn proxy(AxState(shared): AxState<Arc<Shared>>, req: Request) -> Response 
         parts.method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
     );
-    let request_id = new_guid();
     for backend in candidates.iter().take(3) {
+        // Faults act as the app would: late answers, or a share of 5xx answers.
+        let (delay, failure) = {
+            let mut st = shared.lock();
+            let name = st
+                .app(&backend.app_guid)
+                .map(|a| a.name.to_lowercase())
+                .unwrap_or_default();
+            let delay = st.faults.slow_responses.get(&name).copied();
+            (delay, st.faults.http_failure(&name))
+        };
+        if let Some(d) = delay {
+            tokio::select! {
+                () = shared.cancel.cancelled() => {}
+                () = tokio::time::sleep(d) => {}
+            }
+        }
+        if let Some(status) = failure {
+            let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let text = format!("{code}\n");
+            record_access(&shared, &access, backend, status, text.len() as u64);
+            let mut resp = (code, text).into_response();
+            if let Ok(v) =
+                HeaderValue::from_str(&format!("{}:{}", backend.process_guid, backend.index))
+            {
+                resp.headers_mut()
+                    .insert(HeaderName::from_static("x-sim-backend"), v);
+            }
+            return resp;
+        }
         match forward(&shared, &parts, body.clone(), backend, &host, &request_id).await {
-            Ok(resp) => return resp,
+            Ok(resp) => {
+                let bytes = resp
+                    .headers()
+                    .get(header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                record_access(&shared, &access, backend, resp.status().as_u16(), bytes);
+                return resp;
+            }
             Err(e) if e.is_connect() || idempotent => {
                 tracing::debug!(
                     "router: backend {}:{} failed: {e}",
@@ -378,6 +568,9 @@ async fn proxy(AxState(shared): AxState<Arc<Shared>>, req: Request) -> Response 
             }
             Err(_) => break,
         }
+    }
+    if let Some(b) = candidates.first() {
+        record_access(&shared, &access, b, 502, 0);
     }
     router_error(
         StatusCode::BAD_GATEWAY,
@@ -445,6 +638,7 @@ mod tests {
             path: path.into(),
             backends: vec![Backend {
                 process_guid: format!("{host}{path}"),
+                app_guid: "app".into(),
                 index: 0,
                 port: 1,
             }],

@@ -1,7 +1,8 @@
 //! Staging: a build stays STAGING for the configured delay (plus any injected slowness), then
 //! becomes STAGED with a droplet holding the package's files (`process_types` from a
 //! `Procfile`, else `{"web": ""}`), or FAILED when a staging fault is set for the app or the
-//! bits contain a `.sim-fail-staging` file (its text, if any, is the error).
+//! bits contain a `.sim-fail-staging` file (its text, if any, is the error). Staging writes a
+//! few `STG` lines into the app's log-cache buffer, and the failure reason on failure.
 //!
 //! Depends on: `state`, `faults`. Must not: hold the state lock across the delay.
 
@@ -29,7 +30,18 @@ pub(crate) fn procfile_types(text: &str) -> BTreeMap<String, String> {
 /// Runs one build to its end.
 pub(crate) async fn stage(shared: Arc<Shared>, build_guid: String) {
     let delay = {
-        let st = shared.lock();
+        let mut st = shared.lock();
+        let Some(b) = st.builds.iter().find(|b| b.meta.guid == build_guid) else {
+            return;
+        };
+        let app_guid = b.app_guid.clone();
+        for line in [
+            "Downloading app package...".to_string(),
+            format!("Staging app and tracing dependencies (build {build_guid})..."),
+            "-----> Simulator buildpack: the droplet is the package's files".to_string(),
+        ] {
+            st.logs.log(&app_guid, "0", "STG", &line, "OUT");
+        }
         let Some(b) = st.builds.iter().find(|b| b.meta.guid == build_guid) else {
             return;
         };
@@ -113,6 +125,20 @@ pub(crate) async fn stage(shared: Arc<Shared>, build_guid: String) {
             Ok(guid)
         }
     };
+    let lines: Vec<(String, &'static str)> = match &outcome {
+        Ok(_) => vec![
+            ("Exit status 0".to_string(), "OUT"),
+            ("Uploading droplet...".to_string(), "OUT"),
+            ("Uploaded droplet".to_string(), "OUT"),
+        ],
+        Err(msg) => vec![
+            (format!("Staging failed: {msg}"), "ERR"),
+            ("Exit status 223".to_string(), "ERR"),
+        ],
+    };
+    for (line, stream) in lines {
+        st.logs.log(&b.app_guid, "0", "STG", &line, stream);
+    }
     if let Some(b) = st.builds.iter_mut().find(|b| b.meta.guid == build_guid) {
         match outcome {
             Ok(droplet) => {

@@ -14,6 +14,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::faults::Faults;
+use super::telemetry::{AuditEvent, LogStore, MAX_AUDIT_EVENTS};
 use super::util::{new_guid, now_rfc3339};
 
 /// Fields every CC resource has.
@@ -305,8 +306,13 @@ pub(crate) struct Instance {
     pub since: u64,
     pub details: Option<String>,
     pub crash_count: u32,
+    /// When a CRASHED instance is restarted; `None` while a `stay_crashed` fault holds it.
     pub restart_at: Option<Instant>,
     pub cancel: CancellationToken,
+    /// Cancelled to make the instance crash now (`FaultInjector::crash_instance`); the
+    /// reason is in `crash_reason`.
+    pub crash: CancellationToken,
+    pub crash_reason: Option<String>,
 }
 
 /// One API request as the simulator saw it.
@@ -349,6 +355,10 @@ pub(crate) struct State {
     pub instances: Vec<Instance>,
     pub calls: Vec<CallRecord>,
     pub faults: Faults,
+    /// Log-cache's per-app envelope buffers.
+    pub logs: LogStore,
+    /// CC audit events, oldest first.
+    pub audit_events: Vec<AuditEvent>,
 }
 
 impl State {
@@ -524,6 +534,30 @@ impl State {
         for r in &mut self.routes {
             r.destinations.retain(|d| d.app_guid != guid);
         }
+    }
+
+    /// Records an audit event about an app (target `{guid, type: "app", name}`), filling in
+    /// the app's space and org. `actor` is `None` for the admin user.
+    pub fn audit_app(&mut self, kind: &str, app_guid: &str, actor: Option<Value>, data: Value) {
+        let Some(app) = self.app(app_guid) else {
+            return;
+        };
+        let space_guid = app.space_guid.clone();
+        let target = serde_json::json!({"guid": app.meta.guid, "type": "app", "name": app.name});
+        let org_guid = self
+            .space(&space_guid)
+            .map(|s| s.org_guid.clone())
+            .unwrap_or_default();
+        let actor = actor.unwrap_or_else(
+            || serde_json::json!({"guid": "sim-user-admin", "type": "user", "name": "admin"}),
+        );
+        let mut e = AuditEvent::new(kind, actor, target, data);
+        e.space_guid = space_guid;
+        e.org_guid = org_guid;
+        if self.audit_events.len() >= MAX_AUDIT_EVENTS {
+            self.audit_events.drain(..MAX_AUDIT_EVENTS / 10);
+        }
+        self.audit_events.push(e);
     }
 
     /// Creates a job that shows PROCESSING for `polls` GETs, then `outcome`.

@@ -22,7 +22,7 @@ use sha1::{Digest, Sha1};
 use super::Shared;
 use super::util::{new_guid, unix_now, uuid_text};
 
-const SCOPES: &[&str] = &[
+pub(crate) const SCOPES: &[&str] = &[
     "cloud_controller.read",
     "cloud_controller.write",
     "cloud_controller.admin",

@@ -83,6 +83,15 @@ pub(crate) fn rfc3339(secs: u64) -> String {
     )
 }
 
+/// `ns` nanoseconds since the epoch as `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ` (gorouter's access-log
+/// time).
+pub(crate) fn rfc3339_nanos(ns: i64) -> String {
+    let secs = u64::try_from(ns.div_euclid(1_000_000_000)).unwrap_or_default();
+    let frac = ns.rem_euclid(1_000_000_000);
+    let base = rfc3339(secs);
+    format!("{}.{frac:09}Z", base.trim_end_matches('Z'))
+}
+
 /// Parses a manifest memory/disk size (`256M`, `1G`, `512MB`) into megabytes.
 /// A unit is required, as in CC.
 pub(crate) fn parse_megabytes(text: &str) -> Option<u64> {

@@ -554,7 +554,7 @@ async fn sim_faults_fail_calls_staging_and_starts() {
     .await;
     assert_eq!(b["state"], "FAILED");
     assert!(b["error"].as_str().unwrap().starts_with("StagingError"));
-    // Crash on start: stage a second app and start it; every instance CRASHED, then restarts.
+    // Crash on start, the old model kept as an option: every instance stays CRASHED.
     api.apply_manifest(
         &sim.space_guid(),
         "applications:\n- name: crashy\n  instances: 2\n",
@@ -562,7 +562,7 @@ async fn sim_faults_fail_calls_staging_and_starts() {
     .await;
     let crashy = api.app_guid(&sim.space_guid(), "crashy").await;
     let (droplet, _) = api.stage(&crashy, &[("index.html", b"c")]).await;
-    sim.faults().crash_on_start("crashy");
+    sim.faults().crash_and_stay_crashed("crashy");
     api.patch(
         &format!("/v3/apps/{crashy}/relationships/current_droplet"),
         json!({"data": {"guid": droplet}}),
@@ -584,6 +584,8 @@ async fn sim_faults_fail_calls_staging_and_starts() {
             .then_some(())
     })
     .await;
+    // Crash on start: restarted at once (new instance GUID) for the first crashes.
+    sim.faults().crash_on_start("crashy");
     poll(|| async {
         let dump = sim.state_dump();
         dump["instances"]
@@ -705,6 +707,7 @@ async fn sim_faults_fail_calls_staging_and_starts() {
     let r = api
         .http
         .post(format!("{admin}/faults"))
+        .header("Authorization", sim.token())
         .json(&json!({"kind": "warning", "text": "sim, says hi"}))
         .send()
         .await
@@ -715,6 +718,7 @@ async fn sim_faults_fail_calls_staging_and_starts() {
     let dump: Value = api
         .http
         .get(format!("{admin}/state"))
+        .header("Authorization", sim.token())
         .send()
         .await
         .unwrap()
@@ -924,7 +928,8 @@ async fn sim_router_round_robin_404_502_instance_header_and_propagation() {
     );
     let (s, _, _, err) = through_router(&sim, "late.example.com", "/", None).await;
     assert_eq!((s, err.as_str()), (StatusCode::NOT_FOUND, "unknown_route"));
-    // 502: all instances die while the stale table still lists them.
+    // 502: all instances die (and are restarted, never healthy) while the stale table
+    // still lists them.
     sim.faults().unhealthy("rr");
     poll(|| async {
         let stats = api.ok(&format!("/v3/processes/{pg}/stats")).await;
@@ -932,7 +937,7 @@ async fn sim_router_round_robin_404_502_instance_header_and_propagation() {
             .as_array()
             .unwrap()
             .iter()
-            .all(|i| i["state"] == "CRASHED")
+            .all(|i| i["state"] != "RUNNING")
             .then_some(())
     })
     .await;
@@ -1723,5 +1728,546 @@ async fn sim_crashing_rolling_deployment_is_canceled_and_the_old_version_keeps_s
     assert!(failures.is_empty(), "failed requests: {failures:?}");
     assert!(ok > 0, "{bodies:?}");
     assert_eq!(bodies.keys().collect::<Vec<_>>(), vec!["v1"]);
+    sim.shutdown().await;
+}
+
+/// The envelopes log-cache returns for `app` with `query`.
+async fn envelopes(api: &Api, app: &str, query: &str) -> Vec<Value> {
+    let v = api.ok(&format!("/api/v1/read/{app}?{query}")).await;
+    v["envelopes"]["batch"].as_array().unwrap().clone()
+}
+
+/// The decoded payload of a log envelope.
+fn log_text(e: &Value) -> String {
+    use base64::Engine as _;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(e["log"]["payload"].as_str().unwrap_or(""))
+        .unwrap();
+    String::from_utf8(raw).unwrap()
+}
+
+/// The stats entry of instance 0 of the app's web process.
+async fn instance0(api: &Api, pg: &str) -> Value {
+    api.ok(&format!("/v3/processes/{pg}/stats")).await["resources"][0].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sim_crash_restarts_at_once_with_a_new_guid_reset_uptime_and_an_audit_event() {
+    let sim = Sim::start(config()).await.unwrap();
+    let api = Api::new(&sim);
+    let (app, _) = push(
+        &api,
+        &sim,
+        "applications:\n- name: crasher\n  default-route: true\n",
+        "crasher",
+        &[("index.html", b"c")],
+    )
+    .await;
+    let pg = api.ok(&format!("/v3/apps/{app}/processes/web")).await["guid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let before = poll(|| async {
+        let i = instance0(&api, &pg).await;
+        (i["state"] == "RUNNING" && i["uptime"].as_u64() >= Some(2)).then_some(i)
+    })
+    .await;
+    let old_guid = before["instance_guid"].as_str().unwrap().to_string();
+    assert!(!old_guid.is_empty());
+    let (s, events) = api.get("/v3/audit_events?types=audit.app.restart").await;
+    assert_eq!(s, StatusCode::OK, "{events}");
+    assert!(events["pagination"]["total_results"].as_u64() >= Some(1));
+    sim.faults().crash_instance("crasher", 0);
+    let after = poll(|| async {
+        let i = instance0(&api, &pg).await;
+        (i["instance_guid"] != old_guid.as_str() && i["state"] == "RUNNING").then_some(i)
+    })
+    .await;
+    assert!(after["uptime"].as_u64() <= Some(1), "{after}");
+    assert!(!after["instance_guid"].as_str().unwrap().is_empty());
+    // The crash is recorded as CC records it.
+    let v = api
+        .ok(&format!(
+            "/v3/audit_events?types=audit.app.process.crash&target_guids={app}&created_ats%5Bgte%5D=2000-01-01T00:00:00Z"
+        ))
+        .await;
+    assert_eq!(v["pagination"]["total_results"], 1, "{v}");
+    let e = &v["resources"][0];
+    assert_eq!(e["type"], "audit.app.process.crash");
+    assert_eq!(e["target"]["guid"], app.as_str());
+    assert_eq!(e["target"]["type"], "app");
+    assert_eq!(e["target"]["name"], "crasher");
+    assert_eq!(e["data"]["index"], 0);
+    assert_eq!(e["data"]["instance"], old_guid.as_str());
+    assert_eq!(e["data"]["reason"], "CRASHED");
+    assert_eq!(e["data"]["exit_status"], 1);
+    assert_eq!(
+        e["data"]["exit_description"],
+        "APP/PROC/WEB: Exited with status 1"
+    );
+    let eg = e["guid"].as_str().unwrap();
+    assert_eq!(api.ok(&format!("/v3/audit_events/{eg}")).await["guid"], eg);
+    // Time filters.
+    let v = api
+        .ok("/v3/audit_events?types=audit.app.process.crash&created_ats%5Bgt%5D=2999-01-01T00:00:00Z")
+        .await;
+    assert_eq!(v["pagination"]["total_results"], 0);
+    let (s, v) = api
+        .get("/v3/audit_events?created_ats%5Bgt%5D=yesterday")
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["errors"][0]["title"], "CF-BadQueryParameter");
+    // Pagination like the other lists.
+    let v = api.ok("/v3/audit_events?per_page=1").await;
+    assert_eq!(v["resources"].as_array().unwrap().len(), 1);
+    assert!(v["pagination"]["next"]["href"].is_string());
+    // The API line of the crash in log-cache.
+    let logs = envelopes(&api, &app, "envelope_types=LOG").await;
+    let line = logs
+        .iter()
+        .filter(|e| e["tags"]["source_type"] == "API")
+        .map(log_text)
+        .find(|l| l.starts_with(&format!("App instance exited with guid {app} payload: {{")))
+        .unwrap_or_else(|| panic!("no crash line in {logs:#?}"));
+    assert!(line.contains("\"reason\"=>\"CRASHED\""), "{line}");
+    assert!(line.contains(&old_guid), "{line}");
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sim_never_healthy_instances_are_restarted_without_showing_crashed() {
+    let sim = Sim::start(config()).await.unwrap();
+    let api = Api::new(&sim);
+    let (app, _) = push(
+        &api,
+        &sim,
+        "applications:\n- name: sick\n",
+        "sick",
+        &[("index.html", b"s")],
+    )
+    .await;
+    let pg = api.ok(&format!("/v3/apps/{app}/processes/web")).await["guid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    sim.faults()
+        .never_healthy("sick", Duration::from_millis(150));
+    let (s, _, _) = api
+        .post(&format!("/v3/apps/{app}/actions/restart"), json!({}))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let mut guids = std::collections::BTreeSet::new();
+    let mut polls = 0;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        polls += 1;
+        let i = instance0(&api, &pg).await;
+        assert_ne!(i["state"], "CRASHED", "{i}");
+        assert_ne!(i["state"], "RUNNING", "{i}");
+        if let Some(g) = i["instance_guid"].as_str().filter(|g| !g.is_empty()) {
+            guids.insert(g.to_string());
+        }
+        let v = api
+            .ok(&format!(
+                "/v3/audit_events?types=audit.app.process.crash&target_guids={app}"
+            ))
+            .await;
+        if v["pagination"]["total_results"].as_u64() >= Some(2) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no 2 crashes within {WAIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(polls >= 2);
+    assert!(guids.len() >= 2, "{guids:?}");
+    let v = api
+        .ok(&format!(
+            "/v3/audit_events?types=audit.app.process.crash&target_guids={app}"
+        ))
+        .await;
+    assert!(
+        v["resources"][0]["data"]["exit_description"]
+            .as_str()
+            .unwrap()
+            .starts_with("Instance never healthy after 150ms"),
+        "{v}"
+    );
+    // Once healthy again, the next start makes it RUNNING.
+    sim.faults().clear();
+    api.wait_running(&app).await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sim_log_cache_has_staging_cell_router_lines_and_timers_with_filters() {
+    let sim = Sim::start(config()).await.unwrap();
+    let api = Api::new(&sim);
+    let root: Value = api.ok("/").await;
+    assert_eq!(root["links"]["log_cache"]["href"], sim.api_url().as_str());
+    let (app, _) = push(
+        &api,
+        &sim,
+        "applications:\n- name: logs\n  default-route: true\n",
+        "logs",
+        &[("index.html", b"l")],
+    )
+    .await;
+    poll(|| async {
+        (through_router(&sim, "logs.example.com", "/", None).await.0 == StatusCode::OK)
+            .then_some(())
+    })
+    .await;
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let r = http
+        .get(format!("{}/index.html?x=1", sim.router_url()))
+        .header("Host", "logs.example.com")
+        .header("User-Agent", "sim-test-agent")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let logs = envelopes(&api, &app, "envelope_types=LOG&limit=1000").await;
+    let by_type = |t: &str| -> Vec<String> {
+        logs.iter()
+            .filter(|e| e["tags"]["source_type"] == t)
+            .map(log_text)
+            .collect()
+    };
+    assert!(
+        by_type("STG").iter().any(|l| l == "Uploading droplet..."),
+        "{logs:#?}"
+    );
+    assert!(
+        by_type("CELL")
+            .iter()
+            .any(|l| l == "Container became healthy")
+    );
+    let rtr = by_type("RTR");
+    let line = rtr
+        .iter()
+        .find(|l| l.contains("\"GET /index.html?x=1 HTTP/1.1\" 200"))
+        .unwrap_or_else(|| panic!("{rtr:#?}"));
+    assert!(line.starts_with("logs.example.com - ["), "{line}");
+    assert!(line.contains("\"sim-test-agent\""), "{line}");
+    assert!(line.contains(&format!("app_id:\"{app}\"")), "{line}");
+    assert!(line.contains("app_index:\"0\""), "{line}");
+    assert!(line.contains("vcap_request_id:\""), "{line}");
+    assert!(line.contains("response_time:"), "{line}");
+    for e in &logs {
+        assert_eq!(e["source_id"], app.as_str());
+        assert!(e["timestamp"].as_str().unwrap().parse::<i64>().is_ok());
+        assert!(e["log"]["type"] == "OUT" || e["log"]["type"] == "ERR");
+    }
+    let timers = envelopes(&api, &app, "envelope_types=TIMER").await;
+    let t = timers
+        .iter()
+        .find(|t| t["tags"]["uri"] == "http://logs.example.com/index.html?x=1")
+        .unwrap_or_else(|| panic!("{timers:#?}"));
+    assert_eq!(t["timer"]["name"], "http");
+    assert_eq!(t["tags"]["status_code"], "200");
+    assert_eq!(t["tags"]["method"], "GET");
+    assert_eq!(t["tags"]["peer_type"], "Client");
+    assert_eq!(t["instance_id"], "0");
+    let start: i64 = t["timer"]["start"].as_str().unwrap().parse().unwrap();
+    let stop: i64 = t["timer"]["stop"].as_str().unwrap().parse().unwrap();
+    assert!(start <= stop);
+    assert!(logs.iter().all(|e| e.get("timer").is_none()));
+    // Filters: newest first with a limit, a time window, both types.
+    let newest = envelopes(&api, &app, "descending=true&limit=1").await;
+    assert_eq!(newest.len(), 1);
+    let newest_ts: i64 = newest[0]["timestamp"].as_str().unwrap().parse().unwrap();
+    let all = envelopes(&api, &app, "limit=1000").await;
+    assert!(
+        all.iter()
+            .all(|e| { e["timestamp"].as_str().unwrap().parse::<i64>().unwrap() <= newest_ts })
+    );
+    assert_eq!(all.len(), logs.len() + timers.len());
+    assert!(
+        envelopes(&api, &app, &format!("start_time={}", newest_ts + 1))
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        envelopes(&api, &app, &format!("start_time={newest_ts}"))
+            .await
+            .len(),
+        1
+    );
+    assert_eq!(
+        envelopes(&api, &app, &format!("end_time={newest_ts}&limit=1000"))
+            .await
+            .len(),
+        all.len() - 1
+    );
+    let both = envelopes(
+        &api,
+        &app,
+        "envelope_types=LOG&envelope_types=TIMER&limit=1000",
+    )
+    .await;
+    assert_eq!(both.len(), all.len());
+    let (s, _) = api.get(&format!("/api/v1/read/{app}?limit=0")).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, _) = api
+        .get(&format!("/api/v1/read/{app}?start_time=soon"))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sim_router_app_instance_header_5xx_share_and_slow_responses() {
+    let sim = Sim::start(SimConfig {
+        route_propagation: Duration::ZERO,
+        ..config()
+    })
+    .await
+    .unwrap();
+    let api = Api::new(&sim);
+    let (app, _) = push(
+        &api,
+        &sim,
+        "applications:\n- name: ai\n  default-route: true\n  instances: 2\n",
+        "ai",
+        &[("index.html", b"ai")],
+    )
+    .await;
+    let pg = api.ok(&format!("/v3/apps/{app}/processes/web")).await["guid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    poll(|| async {
+        (sim.router_table()
+            .iter()
+            .any(|(u, b)| u == "ai.example.com" && b.len() == 2))
+        .then_some(())
+    })
+    .await;
+    for _ in 0..4 {
+        let (s, body, backend, _) = through_router(
+            &sim,
+            "ai.example.com",
+            "/",
+            Some(("X-Cf-App-Instance", &format!("{app}:1"))),
+        )
+        .await;
+        assert_eq!((s, body.as_str()), (StatusCode::OK, "ai"));
+        assert_eq!(backend, format!("{pg}:1"));
+    }
+    for bad in ["garbage", &format!("{app}:x"), &format!("{app}:"), ":0"] {
+        let (s, _, _, err) = through_router(
+            &sim,
+            "ai.example.com",
+            "/",
+            Some(("X-Cf-App-Instance", bad)),
+        )
+        .await;
+        assert_eq!(
+            (s, err.as_str()),
+            (StatusCode::BAD_REQUEST, "invalid_cf_app_instance_header"),
+            "{bad}"
+        );
+    }
+    for missing in [
+        format!("{app}:7"),
+        "0a0a0a0a-0000-4000-8000-000000000000:0".to_string(),
+    ] {
+        let (s, body, _, err) = through_router(
+            &sim,
+            "ai.example.com",
+            "/",
+            Some(("X-Cf-App-Instance", &missing)),
+        )
+        .await;
+        assert_eq!(
+            (s, err.as_str()),
+            (StatusCode::NOT_FOUND, "unknown_route"),
+            "{body}"
+        );
+    }
+    // Half of the requests fail with 500, counted exactly, and the timers say so.
+    sim.faults().http_5xx_share("ai", 50);
+    let mut statuses = Vec::new();
+    for _ in 0..10 {
+        statuses.push(
+            through_router(&sim, "ai.example.com", "/five", None)
+                .await
+                .0,
+        );
+    }
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == StatusCode::INTERNAL_SERVER_ERROR)
+            .count(),
+        5,
+        "{statuses:?}"
+    );
+    let timers = envelopes(&api, &app, "envelope_types=TIMER&limit=1000").await;
+    let five: Vec<&Value> = timers
+        .iter()
+        .filter(|t| t["tags"]["uri"] == "http://ai.example.com/five")
+        .collect();
+    assert_eq!(five.len(), 10);
+    assert_eq!(
+        five.iter()
+            .filter(|t| t["tags"]["status_code"] == "500")
+            .count(),
+        5
+    );
+    // Slow responses: still served; the timer covers the delay.
+    sim.faults().clear();
+    sim.faults()
+        .slow_responses("ai", Duration::from_millis(120));
+    let (s, _, _, _) = through_router(&sim, "ai.example.com", "/?slow=1", None).await;
+    assert_eq!(s, StatusCode::OK);
+    let timers = envelopes(&api, &app, "envelope_types=TIMER&limit=1000").await;
+    let t = timers
+        .iter()
+        .find(|t| t["tags"]["uri"] == "http://ai.example.com/?slow=1")
+        .unwrap();
+    let start: i64 = t["timer"]["start"].as_str().unwrap().parse().unwrap();
+    let stop: i64 = t["timer"]["stop"].as_str().unwrap().parse().unwrap();
+    assert!(stop - start >= 120_000_000, "{t}");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn sim_optional_apis_answer_403_404_or_are_absent_by_fault() {
+    use cf_zero_downtime::sim::{OptionalApi, Unavailable};
+    let sim = Sim::start(config()).await.unwrap();
+    let api = Api::new(&sim);
+    let policies = "/networking/v1/external/policies";
+    assert_eq!(api.get(policies).await.0, StatusCode::OK);
+    assert_eq!(api.get("/v3/audit_events").await.0, StatusCode::OK);
+    assert_eq!(api.get("/api/v1/read/x").await.0, StatusCode::OK);
+    // Network policies: 403 with the policy server's message, via the admin API.
+    let admin = sim.admin_url().unwrap();
+    let r = api
+        .http
+        .post(format!("{admin}/faults"))
+        .header("Authorization", sim.token())
+        .json(&json!({"kind": "optional_api_unavailable", "api": "network_policy", "mode": "forbidden"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let (s, v) = api.get(policies).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .ends_with("do not include allowed scopes [network.admin network.write]"),
+        "{v}"
+    );
+    let (s, _, _) = api.post(policies, json!({"policies": []})).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let f = sim.faults();
+    f.optional_api(OptionalApi::NetworkPolicy, Unavailable::NotFound);
+    assert_eq!(api.get(policies).await.0, StatusCode::NOT_FOUND);
+    assert!(api.ok("/").await["links"]["network_policy_v1"]["href"].is_string());
+    f.optional_api(OptionalApi::NetworkPolicy, Unavailable::Absent);
+    assert_eq!(api.get(policies).await.0, StatusCode::NOT_FOUND);
+    assert!(api.ok("/").await["links"]["network_policy_v1"].is_null());
+    // Audit events.
+    f.optional_api(OptionalApi::AuditEvents, Unavailable::Forbidden);
+    let (s, v) = api.get("/v3/audit_events").await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert_eq!(v["errors"][0]["title"], "CF-NotAuthorized");
+    f.optional_api(OptionalApi::AuditEvents, Unavailable::NotFound);
+    let (s, v) = api.get("/v3/audit_events").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(v["errors"][0]["title"], "CF-NotFound");
+    // Log-cache.
+    f.optional_api(OptionalApi::LogCache, Unavailable::Forbidden);
+    assert_eq!(api.get("/api/v1/read/x").await.0, StatusCode::FORBIDDEN);
+    f.optional_api(OptionalApi::LogCache, Unavailable::NotFound);
+    assert_eq!(api.get("/api/v1/read/x").await.0, StatusCode::NOT_FOUND);
+    assert!(api.ok("/").await["links"]["log_cache"]["href"].is_string());
+    f.optional_api(OptionalApi::LogCache, Unavailable::Absent);
+    assert_eq!(api.get("/api/v1/read/x").await.0, StatusCode::NOT_FOUND);
+    assert!(api.ok("/").await["links"]["log_cache"].is_null());
+    f.clear();
+    assert_eq!(api.get(policies).await.0, StatusCode::OK);
+    assert_eq!(api.get("/v3/audit_events").await.0, StatusCode::OK);
+    assert_eq!(api.get("/api/v1/read/x").await.0, StatusCode::OK);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn sim_admin_api_needs_the_admin_token_and_upload_paths_are_checked() {
+    let sim = Sim::start(config()).await.unwrap();
+    let api = Api::new(&sim);
+    let admin = sim.admin_url().unwrap();
+    let state = |auth: Option<String>| {
+        let mut rb = api.http.get(format!("{admin}/state"));
+        if let Some(a) = auth {
+            rb = rb.header("Authorization", a);
+        }
+        async move { rb.send().await.unwrap().status() }
+    };
+    assert_eq!(state(None).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        state(Some(sim.expired_token())).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        state(Some("bearer forged.token.here".into())).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(state(Some(sim.token())).await, StatusCode::OK);
+    let r = api
+        .http
+        .post(format!("{admin}/faults"))
+        .json(&json!({"kind": "warning", "text": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // Resource paths of an upload are checked like zip entries.
+    api.apply_manifest(&sim.space_guid(), "applications:\n- name: paths\n")
+        .await;
+    let app = api.app_guid(&sim.space_guid(), "paths").await;
+    for (path, why) in [
+        ("../evil", "'..'"),
+        ("a/../../evil", "'..'"),
+        ("/etc/passwd", "absolute"),
+        ("a\\..\\..\\evil", "backslash"),
+        ("C:/evil", "drive letter"),
+        ("", "empty"),
+    ] {
+        let (s, _, pkg) = api
+            .post(
+                "/v3/packages",
+                json!({"type": "bits", "relationships": {"app": {"data": {"guid": app}}}}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED);
+        let pkg = pkg["guid"].as_str().unwrap().to_string();
+        let resources = json!([{"path": path, "mode": "644", "size_in_bytes": 1,
+                                "checksum": {"value": "0000000000000000000000000000000000000000"}}]);
+        let form = reqwest::multipart::Form::new().text("resources", resources.to_string());
+        let (s, _, v) = api
+            .send(
+                api.http
+                    .post(api.url(&format!("/v3/packages/{pkg}/upload")))
+                    .multipart(form),
+            )
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{path}: {v}");
+        let detail = v["errors"][0]["detail"].as_str().unwrap();
+        assert!(
+            detail.contains(&format!("invalid path '{path}'")) && detail.contains(why),
+            "{detail}"
+        );
+        assert_eq!(
+            api.ok(&format!("/v3/packages/{pkg}")).await["state"],
+            "AWAITING_UPLOAD"
+        );
+    }
     sim.shutdown().await;
 }

@@ -190,7 +190,14 @@ async fn create_app(AxState(s): AxState<Arc<Shared>>, body: Bytes) -> ApiResult 
         }
     }
     merge_metadata(&mut app.meta, &v);
-    created(present_app(&s.base_url, app))
+    let body = present_app(&s.base_url, app);
+    st.audit_app(
+        "audit.app.create",
+        &guid,
+        None,
+        json!({"request": {"name": name}}),
+    );
+    created(body)
 }
 
 async fn update_app(
@@ -238,7 +245,9 @@ async fn update_app(
     }
     merge_metadata(&mut app.meta, &v);
     app.meta.touch();
-    ok(present_app(&s.base_url, app))
+    let body = present_app(&s.base_url, app);
+    st.audit_app("audit.app.update", &guid, None, json!({"request": v}));
+    ok(body)
 }
 
 async fn delete_app(AxState(s): AxState<Arc<Shared>>, Path(guid): Path<String>) -> ApiResult {
@@ -246,6 +255,12 @@ async fn delete_app(AxState(s): AxState<Arc<Shared>>, Path(guid): Path<String>) 
         let mut st = s.lock();
         find_app(&st, &guid)?;
         instances::stop_app_instances(&mut st, &guid);
+        st.audit_app(
+            "audit.app.delete-request",
+            &guid,
+            None,
+            json!({"recursive": true}),
+        );
         st.delete_app(&guid);
         st.create_job("app.delete", JobOutcome::Complete, None)
     };
@@ -304,6 +319,9 @@ async fn app_action(
         _ => {
             return Err(ApiError::unknown_request());
         }
+    }
+    if matches!(action.as_str(), "start" | "stop" | "restart") {
+        st.audit_app(&format!("audit.app.{action}"), &guid, None, json!({}));
     }
     ok(present_app(&s.base_url, find_app(&st, &guid)?))
 }

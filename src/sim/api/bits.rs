@@ -314,6 +314,31 @@ fn parse_multipart(content_type: &str, body: &Bytes) -> Option<Vec<Part>> {
     Some(parts)
 }
 
+/// Why a package path (a `resources[].path` or a zip entry name) is refused, if it is: paths
+/// are relative, `/`-separated, and stay inside the package.
+pub(crate) fn bad_path(path: &str) -> Option<&'static str> {
+    if path.is_empty() {
+        return Some("it is empty");
+    }
+    if path.contains('\0') {
+        return Some("it contains a NUL character");
+    }
+    if path.contains('\\') {
+        return Some("it contains a backslash");
+    }
+    if path.starts_with('/') {
+        return Some("it is absolute");
+    }
+    let b = path.as_bytes();
+    if b.len() >= 2 && b[0].is_ascii_alphabetic() && b[1] == b':' {
+        return Some("it starts with a drive letter");
+    }
+    if path.split('/').any(|c| c == "..") {
+        return Some("it has a '..' component");
+    }
+    None
+}
+
 /// Reads every file of a zip: `(path, data, mode)`.
 fn read_zip(bytes: &[u8]) -> Result<Vec<(String, Bytes, u32)>, String> {
     let mut zip = zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| e.to_string())?;
@@ -324,8 +349,8 @@ fn read_zip(bytes: &[u8]) -> Result<Vec<(String, Bytes, u32)>, String> {
             continue;
         }
         let name = f.name().map_err(|e| e.to_string())?.to_string();
-        if name.split('/').any(|c| c == "..") || name.starts_with('/') {
-            return Err(format!("invalid path in zip: {name}"));
+        if let Some(why) = bad_path(&name) {
+            return Err(format!("invalid path in zip: '{name}': {why}"));
         }
         let mode = f.unix_mode().map(|m| m & 0o777).unwrap_or(0o644);
         let mut data = Vec::new();
@@ -374,6 +399,17 @@ async fn upload_package(
             .map_err(|_| ApiError::unprocessable("Resources must be valid JSON."))?,
         None => Vec::new(),
     };
+    let refused: Vec<String> = resources
+        .iter()
+        .enumerate()
+        .filter_map(|(n, r)| {
+            let path = r["path"].as_str().or_else(|| r["fn"].as_str())?;
+            bad_path(path).map(|why| format!("Resource {n} has an invalid path '{path}': {why}"))
+        })
+        .collect();
+    if !refused.is_empty() {
+        return Err(ApiError::unprocessable_many(refused));
+    }
     let zipped = match bits_part {
         Some(p) => {
             let data = p.data.clone();

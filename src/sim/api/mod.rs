@@ -12,6 +12,7 @@ mod processes;
 mod root;
 mod routes;
 mod services;
+mod telemetry;
 
 use std::sync::Arc;
 
@@ -479,6 +480,19 @@ const MAX_CALLS: usize = 20_000;
 async fn middleware(AxState(s): AxState<Arc<Shared>>, req: Request, next: Next) -> Response {
     let path = req.uri().path().to_string();
     if path.starts_with("/_sim") {
+        // The admin API takes the admin's access token from the simulator's UAA.
+        let auth = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if uaa::verify(&s, auth, false).is_err() {
+            return (
+                StatusCode::UNAUTHORIZED,
+                axum::Json(json!({"error": "the admin API needs 'Authorization: bearer <admin access token>'"})),
+            )
+                .into_response();
+        }
         return next.run(req).await;
     }
     let request_id = new_guid();
@@ -614,6 +628,7 @@ pub(crate) fn routes(shared: &Arc<Shared>) -> Router {
         .merge(processes::routes())
         .merge(routes::routes())
         .merge(services::routes())
+        .merge(telemetry::routes())
         .merge(deployments::routes());
     if shared.config.admin_api {
         r = r.merge(super::faults::admin_routes());

@@ -1,5 +1,7 @@
-//! Discovery (`/`, `/v3`, `/v3/info`), log-cache stubs, organizations, spaces, domains, jobs
-//! and networking v1 policies.
+//! Discovery (`/`, `/v3`, `/v3/info`), organizations, spaces, domains, jobs and networking v1
+//! policies. The `OptionalApiUnavailable` fault drops `links.network_policy_v1` /
+//! `links.log_cache` from `/` (`absent`) and makes the policy endpoints answer 403 with the
+//! policy server's scope message (`forbidden`) or 404 (`not_found`, `absent`).
 //!
 //! Depends on: `api` helpers, `state`.
 
@@ -11,8 +13,10 @@ use axum::extract::{Path, RawQuery, State as AxState};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
+use super::telemetry::unavailable;
 use super::{ApiError, ApiResult, Q, href, metadata, ok, paginate, parse_json};
 use crate::sim::Shared;
+use crate::sim::faults::{OptionalApi, Unavailable};
 use crate::sim::state::{Domain, JobOutcome, State};
 
 pub(super) fn routes() -> Router<Arc<Shared>> {
@@ -21,8 +25,6 @@ pub(super) fn routes() -> Router<Arc<Shared>> {
         .route("/v3", get(v3))
         .route("/v3/", get(v3))
         .route("/v3/info", get(info))
-        .route("/api/v1/info", get(log_cache_info))
-        .route("/api/v1/read/{guid}", get(log_cache_read))
         .route("/v3/organizations", get(list_orgs))
         .route("/v3/organizations/{guid}", get(get_org))
         .route("/v3/organizations/{guid}/domains", get(org_domains))
@@ -48,19 +50,30 @@ pub(super) fn routes() -> Router<Arc<Shared>> {
 
 async fn root(AxState(s): AxState<Arc<Shared>>) -> ApiResult {
     let b = &s.base_url;
+    let absent = |api| unavailable(&s, api) == Some(Unavailable::Absent);
+    let policy = if absent(OptionalApi::NetworkPolicy) {
+        Value::Null
+    } else {
+        href(format!("{b}/networking/v1/external"))
+    };
+    let log_cache = if absent(OptionalApi::LogCache) {
+        Value::Null
+    } else {
+        href(b.clone())
+    };
     ok(json!({"links": {
         "self": href(b.clone()),
         "bits_service": null,
         "cloud_controller_v2": {"href": format!("{b}/v2"), "meta": {"version": "2.200.0"}},
         "cloud_controller_v3": {"href": format!("{b}/v3"), "meta": {"version": s.config.api_version}},
         "network_policy_v0": href(format!("{b}/networking/v0/external")),
-        "network_policy_v1": href(format!("{b}/networking/v1/external")),
+        "network_policy_v1": policy,
         "login": href(b.clone()),
         "uaa": href(b.clone()),
         "credhub": null,
         "routing": href(format!("{b}/routing")),
         "logging": null,
-        "log_cache": href(b.clone()),
+        "log_cache": log_cache,
         "log_stream": null,
         "app_ssh": null,
     }}))
@@ -99,14 +112,6 @@ async fn info(AxState(s): AxState<Arc<Shared>>) -> ApiResult {
         "rate_limits": {"enabled": false, "general_limit": null, "reset_interval_in_minutes": null},
         "links": {"self": href(format!("{}/v3/info", s.base_url)), "support": null},
     }))
-}
-
-async fn log_cache_info() -> ApiResult {
-    ok(json!({"version": "2.11.4", "vm_uptime": "0"}))
-}
-
-async fn log_cache_read() -> ApiResult {
-    ok(json!({"envelopes": {"batch": []}}))
 }
 
 fn present_org(s: &Shared, o: &crate::sim::state::Org) -> Value {
@@ -347,7 +352,39 @@ async fn feature_flag(Path(name): Path<String>) -> ApiResult {
     ok(json!({"name": name, "enabled": true, "updated_at": null, "custom_error_message": null}))
 }
 
+/// The policy server's answer when it denies the token's scopes (403) or is not deployed
+/// (404 from the router in front of it).
+fn policy_refused(s: &Shared) -> Option<ApiResult> {
+    use axum::response::IntoResponse;
+    let mode = unavailable(s, OptionalApi::NetworkPolicy)?;
+    Some(Ok(match mode {
+        Unavailable::Forbidden => (
+            axum::http::StatusCode::FORBIDDEN,
+            axum::Json(json!({"error": format!(
+                "provided scopes [{}] do not include allowed scopes [network.admin network.write]",
+                crate::sim::uaa::SCOPES.join(" ")
+            )})),
+        )
+            .into_response(),
+        Unavailable::NotFound | Unavailable::Absent => {
+            let host = s
+                .base_url
+                .trim_start_matches("http://")
+                .trim_start_matches("https://");
+            (
+                axum::http::StatusCode::NOT_FOUND,
+                [("x-cf-routererror", "unknown_route")],
+                format!("404 Not Found: Requested route ('{host}') does not exist.\n"),
+            )
+                .into_response()
+        }
+    }))
+}
+
 async fn list_policies(AxState(s): AxState<Arc<Shared>>, RawQuery(raw): RawQuery) -> ApiResult {
+    if let Some(r) = policy_refused(&s) {
+        return r;
+    }
     let q = Q::parse(raw.as_deref());
     let st = s.lock();
     let ids = q.list("id");
@@ -368,6 +405,9 @@ async fn list_policies(AxState(s): AxState<Arc<Shared>>, RawQuery(raw): RawQuery
 }
 
 async fn create_policies(AxState(s): AxState<Arc<Shared>>, body: Bytes) -> ApiResult {
+    if let Some(r) = policy_refused(&s) {
+        return r;
+    }
     let v = parse_json(&body)?;
     let list = v["policies"]
         .as_array()
@@ -387,6 +427,9 @@ async fn create_policies(AxState(s): AxState<Arc<Shared>>, body: Bytes) -> ApiRe
 }
 
 async fn delete_policies(AxState(s): AxState<Arc<Shared>>, body: Bytes) -> ApiResult {
+    if let Some(r) = policy_refused(&s) {
+        return r;
+    }
     let v = parse_json(&body)?;
     let list = v["policies"].as_array().cloned().unwrap_or_default();
     s.lock().policies.retain(|p| !list.contains(p));
