@@ -355,8 +355,7 @@ impl PushArgs {
                 .any(|b| b == "null" || b == "default")
         {
             return Err(
-                "incorrect usage: multiple buildpacks flags cannot have null/default option"
-                    .into(),
+                "incorrect usage: multiple buildpacks flags cannot have null/default option".into(),
             );
         }
         if let Some(e) = &self.endpoint

@@ -148,9 +148,7 @@ fn apply_scale_and_health(target: &mut AppManifest, flags: &FlagOverrides) -> Re
         .start_command
         .as_deref()
         .is_some_and(|c| c == "null" || c == "default");
-    let timeout = flags
-        .app_start_timeout
-        .map(|t| Value::Int(i128::from(t)));
+    let timeout = flags.app_start_timeout.map(|t| Value::Int(i128::from(t)));
     if let Some(web) = target.processes.iter_mut().find(|p| p.kind == "web") {
         if let Some(n) = flags.instances {
             web.instances = Some(n);
@@ -220,11 +218,7 @@ fn apply_scale_and_health(target: &mut AppManifest, flags: &FlagOverrides) -> Re
     }
     if let Some(e) = &flags.health_check_endpoint {
         target.health_check_http_endpoint = Some(e.clone());
-        if let Some(t) = target
-            .health_check_type
-            .as_deref()
-            .filter(|t| *t != "http")
-        {
+        if let Some(t) = target.health_check_type.as_deref().filter(|t| *t != "http") {
             return Err(mismatch(
                 "--endpoint",
                 &name,
@@ -605,7 +599,11 @@ impl Manifest {
         }
         if let Some(l) = &flags.lifecycle {
             if target.docker.is_some() && l != "docker" {
-                return Err(mismatch(&format!("--lifecycle {l}"), &target.name, "a docker image"));
+                return Err(mismatch(
+                    &format!("--lifecycle {l}"),
+                    &target.name,
+                    "a docker image",
+                ));
             }
             target.lifecycle = Some(l.clone());
         }
@@ -613,7 +611,8 @@ impl Manifest {
             if target.docker.is_some() {
                 return Err(mismatch("--buildpack, -b", &target.name, "a docker image"));
             }
-            let auto = matches!(flags.buildpacks.as_slice(), [one] if one == "null" || one == "default");
+            let auto =
+                matches!(flags.buildpacks.as_slice(), [one] if one == "null" || one == "default");
             target.buildpacks = Some(if auto {
                 Vec::new()
             } else {

@@ -432,17 +432,25 @@ mod tests {
             ),
             "{usage}"
         );
-        assert!(usage.contains("[-f MANIFEST_PATH | --no-manifest]"), "{usage}");
+        assert!(
+            usage.contains("[-f MANIFEST_PATH | --no-manifest]"),
+            "{usage}"
+        );
         // Grouped like `cf help push`: alternatives together, refused flags left out, the
         // deploy's own flags from a line of their own.
         assert!(usage.contains("[--no-route | --random-route]"), "{usage}");
         assert!(usage.contains("[-u process|port|http]"), "{usage}");
-        assert!(usage.contains("[--lifecycle buildpack|docker|cnb]"), "{usage}");
+        assert!(
+            usage.contains("[--lifecycle buildpack|docker|cnb]"),
+            "{usage}"
+        );
         for refused in ["--no-start", "--task", "--droplet", "--no-wait"] {
             assert!(!usage.contains(refused), "{usage}");
         }
         assert!(
-            usage.lines().any(|l| l.trim_start().starts_with("[--strategy ")),
+            usage
+                .lines()
+                .any(|l| l.trim_start().starts_with("[--strategy ")),
             "{usage}"
         );
         let cf_part = usage.split("[--strategy").next().unwrap_or_default();
@@ -458,9 +466,16 @@ mod tests {
             "-s STACK",
             "-p PATH",
         ] {
-            assert!(cf_part.contains(flag), "{flag} not among the cf push flags: {usage}");
+            assert!(
+                cf_part.contains(flag),
+                "{flag} not among the cf push flags: {usage}"
+            );
         }
-        assert!(opts["no-start"].starts_with("Refused: "), "{:?}", opts["no-start"]);
+        assert!(
+            opts["no-start"].starts_with("Refused: "),
+            "{:?}",
+            opts["no-start"]
+        );
         assert!(opts["task"].starts_with("Refused: "));
         assert!(opts["droplet"].starts_with("Refused: "));
         assert!(opts.contains_key("buildpack, -b"));
