@@ -345,6 +345,9 @@ impl PushArgs {
                     .into(),
             );
         }
+        if self.keep_scale && self.instances.is_some() {
+            return together("--keep-scale", "--instances, -i");
+        }
         if self.no_route && self.random_route {
             return together("--no-route", "--random-route");
         }
@@ -441,6 +444,60 @@ mod tests {
         assert!(parse_duration("5x").is_err());
         assert!(parse_duration("").is_err());
         assert!(parse_duration("s").is_err());
+    }
+
+    #[test]
+    fn cf_push_short_forms_parse_as_cf_push_does() {
+        use clap::Parser;
+        let parsed = crate::cli::PluginPush::try_parse_from([
+            "zero-downtime-push",
+            "myapp",
+            "-f",
+            "manifest.yml",
+            "-b",
+            "java_buildpack",
+            "-b",
+            "go_buildpack",
+            "-i",
+            "4",
+            "-m",
+            "1G",
+            "-k",
+            "2G",
+            "-l",
+            "-1",
+            "-c",
+            "./run",
+            "-u",
+            "http",
+            "--endpoint",
+            "/health",
+            "-t",
+            "120",
+            "--random-route",
+            "--lifecycle",
+            "cnb",
+            "--redact-env",
+        ])
+        .map(|p| p.args)
+        .unwrap();
+        assert_eq!(parsed.app_name.as_deref(), Some("myapp"));
+        assert_eq!(parsed.buildpacks, ["java_buildpack", "go_buildpack"]);
+        assert_eq!(parsed.instances, Some(4));
+        assert_eq!(parsed.memory.as_deref(), Some("1G"));
+        assert_eq!(parsed.disk.as_deref(), Some("2G"));
+        assert_eq!(parsed.log_rate_limit.as_deref(), Some("-1"));
+        assert_eq!(parsed.start_command.as_deref(), Some("./run"));
+        assert_eq!(parsed.health_check_type, Some(HealthCheckType::Http));
+        assert_eq!(parsed.endpoint.as_deref(), Some("/health"));
+        assert_eq!(parsed.app_start_timeout, Some(120));
+        assert!(parsed.random_route && parsed.redact_env);
+        assert_eq!(parsed.lifecycle, Some(Lifecycle::Cnb));
+        assert_eq!(parsed.validate(), Ok(()));
+        let t0 = crate::cli::PluginPush::try_parse_from(["zero-downtime-push", "-t", "0"]);
+        assert!(t0.is_err());
+        let bad_u = crate::cli::PluginPush::try_parse_from(["zero-downtime-push", "-u", "tcp"]);
+        assert!(bad_u.is_err());
     }
 
     #[test]

@@ -1233,6 +1233,9 @@ refused!(conflict_docker_image_and_stack, "--stack, -s, --docker-image, -o", {
 refused!(conflict_docker_username_without_image, "must be used together", {
     docker_username: Some("me".into())
 });
+refused!(conflict_keep_scale_and_instances, "--keep-scale, --instances, -i", {
+    keep_scale: true, instances: Some(2)
+});
 refused!(conflict_no_route_and_random_route, "--no-route, --random-route", {
     no_route: true, random_route: true
 });
