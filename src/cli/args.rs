@@ -87,20 +87,20 @@ impl HealthCheckType {
 }
 
 /// Help heading of the flags that `cf push` does not have.
-pub const DEPLOY_HEADING: &str = "Zero-downtime options";
+pub(crate) const DEPLOY_HEADING: &str = "Zero-downtime options";
 
 /// Flags that exclude each other, by argument id; the usage shows them as `[a | b]`.
-pub const ALTERNATIVES: [(&str, &str); 2] =
+pub(crate) const ALTERNATIVES: [(&str, &str); 2] =
     [("manifest", "no_manifest"), ("no_route", "random_route")];
 
 /// Flags of `cf push` that are parsed only to be refused with a reason (see
 /// [`PushArgs::validate`]); the usage line leaves them out, the options list keeps them.
-pub const REFUSED: [&str; 4] = ["no_start", "no_wait", "task", "droplet"];
+pub(crate) const REFUSED: [&str; 4] = ["no_start", "no_wait", "task", "droplet"];
 
 /// Arguments of a zero-downtime push.
 ///
 /// The `cf push` flags come first, in the order of `cf help push`, with the cf CLI's short
-/// forms and meanings; the flags of the deploy itself follow under [`DEPLOY_HEADING`].
+/// forms and meanings; the flags of the deploy itself follow under the heading "Zero-downtime options".
 #[derive(Debug, Clone, Args, Default)]
 pub struct PushArgs {
     /// App to push (default: every app in the manifest).

@@ -219,8 +219,8 @@ const USAGE_WIDTH: usize = 96;
 /// is a short form, so cf renders them as `--manifest, -f` like its own commands.
 ///
 /// The usage is grouped like `cf help push`: the `cf push` flags in their order, flags that
-/// exclude each other ([`ALTERNATIVES`]) as `[a | b]`, flags that are refused ([`REFUSED`])
-/// left out; then, from a new line, the flags under [`DEPLOY_HEADING`].
+/// exclude each other (`cli::args::ALTERNATIVES`) as `[a | b]`, flags that are refused (`cli::args::REFUSED`)
+/// left out; then, from a new line, the flags under the "Zero-downtime options" heading.
 pub fn usage_and_options(cmd: &clap::Command) -> (String, BTreeMap<String, String>) {
     let bin = cmd.get_bin_name().unwrap_or(cmd.get_name());
     // (argument id, usage token without brackets, repeatable, deploy flag)
