@@ -20,6 +20,8 @@ pub struct Cli {
 }
 
 /// Subcommands of the standalone binary.
+// One command line is parsed per run: the size of the push flags does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Push an app without downtime, using the cf CLI's saved login (~/.cf/config.json).

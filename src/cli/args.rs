@@ -42,20 +42,156 @@ pub enum OutputFormat {
     Json,
 }
 
+/// `--lifecycle`: how the app is staged and run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Lifecycle {
+    /// Classic buildpacks.
+    Buildpack,
+    /// A docker image.
+    Docker,
+    /// Cloud Native Buildpacks.
+    Cnb,
+}
+
+impl Lifecycle {
+    /// The manifest's spelling (`lifecycle:`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lifecycle::Buildpack => "buildpack",
+            Lifecycle::Docker => "docker",
+            Lifecycle::Cnb => "cnb",
+        }
+    }
+}
+
+/// `-u`/`--health-check-type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HealthCheckType {
+    /// The app's process is running.
+    Process,
+    /// The app accepts TCP connections on its port (Cloud Foundry's default).
+    Port,
+    /// The app answers `--endpoint` with a 200.
+    Http,
+}
+
+impl HealthCheckType {
+    /// The manifest's spelling (`health-check-type:`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealthCheckType::Process => "process",
+            HealthCheckType::Port => "port",
+            HealthCheckType::Http => "http",
+        }
+    }
+}
+
+/// Help heading of the flags that `cf push` does not have.
+pub(crate) const DEPLOY_HEADING: &str = "Zero-downtime options";
+
+/// Flags that exclude each other, by argument id; the usage shows them as `[a | b]`.
+pub(crate) const ALTERNATIVES: [(&str, &str); 2] =
+    [("manifest", "no_manifest"), ("no_route", "random_route")];
+
+/// Flags of `cf push` that are parsed only to be refused with a reason (see
+/// [`PushArgs::validate`]); the usage line leaves them out, the options list keeps them.
+pub(crate) const REFUSED: [&str; 4] = ["no_start", "no_wait", "task", "droplet"];
+
 /// Arguments of a zero-downtime push.
+///
+/// The `cf push` flags come first, in the order of `cf help push`, with the cf CLI's short
+/// forms and meanings; the flags of the deploy itself follow under the heading "Zero-downtime options".
 #[derive(Debug, Clone, Args, Default)]
 pub struct PushArgs {
     /// App to push (default: every app in the manifest).
     #[arg(value_name = "APP_NAME")]
     pub app_name: Option<String>,
 
+    /// Custom buildpack by name or Git URL (repeatable); 'default' or 'null' uses auto-detection.
+    #[arg(short = 'b', long = "buildpack", value_name = "BUILDPACK_NAME")]
+    pub buildpacks: Vec<String>,
+
+    /// Startup command; 'null' or 'default' resets it to the detected start command.
+    #[arg(short = 'c', long = "start-command", value_name = "COMMAND")]
+    pub start_command: Option<String>,
+
     /// Path to the manifest.
     #[arg(short = 'f', long = "manifest", value_name = "MANIFEST_PATH")]
     pub manifest: Option<PathBuf>,
 
+    /// Ignore the manifest file.
+    #[arg(long = "no-manifest")]
+    pub no_manifest: bool,
+
+    /// App lifecycle type to stage and run the app.
+    #[arg(long = "lifecycle", value_enum)]
+    pub lifecycle: Option<Lifecycle>,
+
+    /// Refused: a zero-downtime push must start the new version to health-check it and switch to it.
+    #[arg(long = "no-start")]
+    pub no_start: bool,
+
+    /// Refused: the deploy waits for every instance to decide between switching and rolling back.
+    #[arg(long = "no-wait")]
+    pub no_wait: bool,
+
+    /// Number of instances of the web process.
+    #[arg(short = 'i', long = "instances", value_name = "NUM_INSTANCES")]
+    pub instances: Option<u32>,
+
+    /// Disk limit of the web process (e.g. 256M, 1024M, 1G).
+    #[arg(short = 'k', long = "disk", value_name = "DISK")]
+    pub disk: Option<String>,
+
+    /// Memory limit of the web process (e.g. 256M, 1024M, 1G).
+    #[arg(short = 'm', long = "memory", value_name = "MEMORY")]
+    pub memory: Option<String>,
+
+    /// Log rate limit per second of the web process, in bytes (e.g. 128B, 4K, 1M); -1 is unlimited.
+    #[arg(
+        short = 'l',
+        long = "log-rate-limit",
+        value_name = "LOG_RATE_LIMIT",
+        allow_hyphen_values = true
+    )]
+    pub log_rate_limit: Option<String>,
+
     /// Path to the app directory or to a zip/jar/war archive.
     #[arg(short = 'p', long = "path", value_name = "PATH")]
     pub path: Option<PathBuf>,
+
+    /// Stack to use (a stack is a pre-built file system, including an operating system).
+    #[arg(short = 's', long = "stack", value_name = "STACK")]
+    pub stack: Option<String>,
+
+    /// Seconds allowed between starting an instance and its first healthy response.
+    #[arg(
+        short = 't',
+        long = "app-start-timeout",
+        value_name = "HEALTH_TIMEOUT",
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub app_start_timeout: Option<u32>,
+
+    /// Refused: a task app has no routes and no running instances to switch (use 'cf push --task').
+    #[arg(long = "task")]
+    pub task: bool,
+
+    /// Health check type of the web process; http needs --endpoint.
+    #[arg(short = 'u', long = "health-check-type", value_enum)]
+    pub health_check_type: Option<HealthCheckType>,
+
+    /// Path on the app for the http health check (e.g. /health); with --health-check-type http.
+    #[arg(long = "endpoint", value_name = "PATH")]
+    pub endpoint: Option<String>,
+
+    /// Do not map a route to this app (all its route mappings are removed).
+    #[arg(long = "no-route")]
+    pub no_route: bool,
+
+    /// Create a random route for this app on its first push (except when the manifest says no-route).
+    #[arg(long = "random-route")]
+    pub random_route: bool,
 
     /// Variable substitution for the manifest, KEY=VALUE (repeatable; wins over vars files).
     #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
@@ -73,65 +209,190 @@ pub struct PushArgs {
     #[arg(long = "docker-username", value_name = "USERNAME")]
     pub docker_username: Option<String>,
 
-    /// Stack to use (a stack is a pre-built file system, including an operating system).
-    #[arg(short = 's', long = "stack", value_name = "STACK")]
-    pub stack: Option<String>,
+    /// Refused: pushing a pre-staged droplet is not supported yet (push the app bits with -p).
+    #[arg(long = "droplet", value_name = "DROPLET_PATH")]
+    pub droplet: Option<PathBuf>,
+
+    /// Accepted for cf push compatibility: environment values are never printed anyway.
+    #[arg(long = "redact-env")]
+    pub redact_env: bool,
 
     /// Deployment strategy.
-    #[arg(long = "strategy", value_enum, default_value_t = Strategy::BlueGreen)]
+    #[arg(long = "strategy", value_enum, default_value_t = Strategy::BlueGreen, help_heading = DEPLOY_HEADING)]
     pub strategy: Strategy,
 
     /// Command to smoke-test the candidate; gets its URL as argument and in $CF_ZDT_URL.
-    #[arg(long = "smoke-test", value_name = "COMMAND")]
+    #[arg(long = "smoke-test", value_name = "COMMAND", help_heading = DEPLOY_HEADING)]
     pub smoke_test: Option<String>,
 
     /// Built-in smoke test: GET this path on the candidate and expect a 2xx answer.
-    #[arg(long = "smoke-test-path", value_name = "PATH")]
+    #[arg(long = "smoke-test-path", value_name = "PATH", help_heading = DEPLOY_HEADING)]
     pub smoke_test_path: Option<String>,
 
     /// What to do with the old app after the switch.
-    #[arg(long = "old-app", value_enum, default_value_t = OldApp::Delete)]
+    #[arg(long = "old-app", value_enum, default_value_t = OldApp::Delete, help_heading = DEPLOY_HEADING)]
     pub old_app: OldApp,
 
     /// Time both versions serve before the old one stops (router propagation + in-flight requests).
-    #[arg(long = "drain", value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
+    #[arg(long = "drain", value_name = "DURATION", value_parser = parse_duration, default_value = "10s", help_heading = DEPLOY_HEADING)]
     pub drain: Duration,
 
     /// Longest wait for staging or for instances to become healthy without progress.
-    #[arg(long = "timeout", value_name = "DURATION", value_parser = parse_duration, default_value = "5m")]
+    #[arg(long = "timeout", value_name = "DURATION", value_parser = parse_duration, default_value = "5m", help_heading = DEPLOY_HEADING)]
     pub timeout: Duration,
 
     /// Instances replaced at once by a rolling or canary deployment (not with blue-green).
-    #[arg(long = "max-in-flight", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long = "max-in-flight", value_name = "N", value_parser = clap::value_parser!(u32).range(1..), help_heading = DEPLOY_HEADING)]
     pub max_in_flight: Option<u32>,
 
     /// Canary steps as percentages of instances, e.g. 10,50,100 (--strategy canary).
     #[arg(
         long = "instance-steps",
         value_name = "PERCENTAGES",
-        value_delimiter = ','
+        value_delimiter = ',',
+        help_heading = DEPLOY_HEADING
     )]
     pub instance_steps: Vec<u32>,
 
     /// Keep the live app's instance counts instead of the manifest's.
-    #[arg(long = "keep-scale")]
+    #[arg(long = "keep-scale", help_heading = DEPLOY_HEADING)]
     pub keep_scale: bool,
 
     /// Host suffix of the temporary route that the candidate is smoke-tested on.
     #[arg(
         long = "temp-route-suffix",
         value_name = "SUFFIX",
-        default_value = "-temp"
+        default_value = "-temp",
+        help_heading = DEPLOY_HEADING
     )]
     pub temp_route_suffix: String,
 
     /// Print the plan and change nothing.
-    #[arg(long = "dry-run")]
+    #[arg(long = "dry-run", help_heading = DEPLOY_HEADING)]
     pub dry_run: bool,
 
     /// Output format.
-    #[arg(long = "output", value_enum, default_value_t = OutputFormat::Text)]
+    #[arg(long = "output", value_enum, default_value_t = OutputFormat::Text, help_heading = DEPLOY_HEADING)]
     pub output: OutputFormat,
+}
+
+impl PushArgs {
+    /// Checks the `cf push` flags among themselves, as `cf push` does before reading the
+    /// manifest, and refuses the flags a zero-downtime push cannot honour. Checks against the
+    /// manifest's content come later, when the flags are applied to it.
+    ///
+    /// # Errors
+    /// A message naming the flags and why (`incorrect usage: ...` for combinations).
+    pub fn validate(&self) -> Result<(), String> {
+        self.refusals()?;
+        let together = |a: &str, b: &str| {
+            Err(format!(
+                "incorrect usage: the following arguments cannot be used together: {a}, {b}"
+            ))
+        };
+        let lifecycle = self.lifecycle;
+        let has_bp = !self.buildpacks.is_empty();
+        let image = self.docker_image.is_some();
+        let user = self.docker_username.is_some();
+        match lifecycle {
+            Some(Lifecycle::Buildpack) if image => {
+                return together("--lifecycle buildpack", "--docker-image, -o");
+            }
+            Some(Lifecycle::Buildpack) if user => {
+                return together("--lifecycle buildpack", "--docker-username");
+            }
+            Some(Lifecycle::Docker) if has_bp => {
+                return together("--lifecycle docker", "--buildpack, -b");
+            }
+            Some(Lifecycle::Docker) if self.stack.is_some() => {
+                return together("--lifecycle docker", "--stack, -s");
+            }
+            Some(Lifecycle::Cnb) if image => {
+                return together("--lifecycle cnb", "--docker-image, -o");
+            }
+            Some(Lifecycle::Cnb) if user => {
+                return together("--lifecycle cnb", "--docker-username");
+            }
+            _ => {}
+        }
+        if user && !image {
+            return Err(
+                "incorrect usage: '--docker-image, -o' and '--docker-username' must be used together"
+                    .into(),
+            );
+        }
+        if image && has_bp {
+            return together("--buildpack, -b", "--docker-image, -o");
+        }
+        if image && self.path.is_some() {
+            return together("--docker-image, -o", "--path, -p");
+        }
+        if image && self.stack.is_some() {
+            return together("--stack, -s", "--docker-image, -o");
+        }
+        if self.no_manifest && self.manifest.is_some() {
+            return together("--no-manifest", "--manifest, -f");
+        }
+        if self.no_manifest && !self.vars_files.is_empty() {
+            return together("--no-manifest", "--vars-file");
+        }
+        if self.no_manifest && !self.vars.is_empty() {
+            return together("--no-manifest", "--var");
+        }
+        if self.health_check_type == Some(HealthCheckType::Http) && self.endpoint.is_none() {
+            return Err(
+                "incorrect usage: '--endpoint' and '--health-check-type=http, -u=http' must be used together"
+                    .into(),
+            );
+        }
+        if self.keep_scale && self.instances.is_some() {
+            return together("--keep-scale", "--instances, -i");
+        }
+        if self.no_route && self.random_route {
+            return together("--no-route", "--random-route");
+        }
+        if self.buildpacks.len() > 1
+            && self
+                .buildpacks
+                .iter()
+                .any(|b| b == "null" || b == "default")
+        {
+            return Err(
+                "incorrect usage: multiple buildpacks flags cannot have null/default option".into(),
+            );
+        }
+        if let Some(e) = &self.endpoint
+            && !e.starts_with('/')
+        {
+            return Err(format!(
+                "--endpoint '{e}' must be a path starting with '/' (e.g. /health)"
+            ));
+        }
+        if self.app_start_timeout == Some(0) {
+            return Err("--app-start-timeout, -t must be at least 1 (seconds)".into());
+        }
+        Ok(())
+    }
+
+    /// The `cf push` flags that have no sound meaning for a zero-downtime push.
+    fn refusals(&self) -> Result<(), String> {
+        if self.no_start {
+            return Err("--no-start is not supported: a zero-downtime push must start the new version to health-check it and switch traffic to it; to stage an app without starting it, use 'cf push --no-start'".into());
+        }
+        if self.task {
+            return Err("--task is not supported: a task app has no routes and no running instances, so there is nothing to switch without downtime; use 'cf push --task'".into());
+        }
+        if self.no_wait {
+            return Err("--no-wait is not supported: the deploy waits until every new instance is healthy to decide between switching and rolling back (bound the wait with --timeout)".into());
+        }
+        if self.droplet.is_some() {
+            return Err("--droplet is not supported yet: a zero-downtime push deploys app bits (-p, or the manifest's path) or a docker image (-o); to deploy a pre-staged droplet, use 'cf push --droplet'".into());
+        }
+        if self.instances == Some(0) {
+            return Err("--instances, -i 0 is not supported: a zero-downtime push needs at least one instance to health-check before switching; scale to zero with 'cf scale -i 0'".into());
+        }
+        Ok(())
+    }
 }
 
 /// Parses `KEY=VALUE` as the cf CLI's `--var` does (the value may contain `=`).
@@ -183,6 +444,60 @@ mod tests {
         assert!(parse_duration("5x").is_err());
         assert!(parse_duration("").is_err());
         assert!(parse_duration("s").is_err());
+    }
+
+    #[test]
+    fn cf_push_short_forms_parse_as_cf_push_does() {
+        use clap::Parser;
+        let parsed = crate::cli::PluginPush::try_parse_from([
+            "zero-downtime-push",
+            "myapp",
+            "-f",
+            "manifest.yml",
+            "-b",
+            "java_buildpack",
+            "-b",
+            "go_buildpack",
+            "-i",
+            "4",
+            "-m",
+            "1G",
+            "-k",
+            "2G",
+            "-l",
+            "-1",
+            "-c",
+            "./run",
+            "-u",
+            "http",
+            "--endpoint",
+            "/health",
+            "-t",
+            "120",
+            "--random-route",
+            "--lifecycle",
+            "cnb",
+            "--redact-env",
+        ])
+        .map(|p| p.args)
+        .unwrap();
+        assert_eq!(parsed.app_name.as_deref(), Some("myapp"));
+        assert_eq!(parsed.buildpacks, ["java_buildpack", "go_buildpack"]);
+        assert_eq!(parsed.instances, Some(4));
+        assert_eq!(parsed.memory.as_deref(), Some("1G"));
+        assert_eq!(parsed.disk.as_deref(), Some("2G"));
+        assert_eq!(parsed.log_rate_limit.as_deref(), Some("-1"));
+        assert_eq!(parsed.start_command.as_deref(), Some("./run"));
+        assert_eq!(parsed.health_check_type, Some(HealthCheckType::Http));
+        assert_eq!(parsed.endpoint.as_deref(), Some("/health"));
+        assert_eq!(parsed.app_start_timeout, Some(120));
+        assert!(parsed.random_route && parsed.redact_env);
+        assert_eq!(parsed.lifecycle, Some(Lifecycle::Cnb));
+        assert_eq!(parsed.validate(), Ok(()));
+        let t0 = crate::cli::PluginPush::try_parse_from(["zero-downtime-push", "-t", "0"]);
+        assert!(t0.is_err());
+        let bad_u = crate::cli::PluginPush::try_parse_from(["zero-downtime-push", "-u", "tcp"]);
+        assert!(bad_u.is_err());
     }
 
     #[test]

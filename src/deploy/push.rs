@@ -269,31 +269,60 @@ fn required_features(args: &PushArgs) -> Vec<cf::Feature> {
     f
 }
 
-/// Loads the manifest the way `cf push` picks it.
+/// Loads the manifest the way `cf push` picks it (none with `--no-manifest`), after checking the
+/// flags among themselves, and applies the `cf push` flags to it.
 fn load_manifest(args: &PushArgs, cwd: &Path) -> Result<Manifest, Preflight> {
+    args.validate().map_err(Preflight::Flags)?;
     let load = LoadOptions {
         vars_files: args.vars_files.iter().map(|f| cwd.join(f)).collect(),
         vars: args.vars.clone(),
         cwd: cwd.to_path_buf(),
     };
-    let mut m = match (&args.manifest, manifest::locate(cwd), &args.app_name) {
+    let found = if args.no_manifest {
+        None
+    } else {
+        manifest::locate(cwd)
+    };
+    let mut m = match (&args.manifest, found, &args.app_name) {
         (Some(file), _, _) => manifest::load(&cwd.join(file), &load)?,
         (None, Some(found), _) => manifest::load(&found, &load)?,
         (None, None, Some(name)) => manifest::without_file(name, &load),
+        (None, None, None) if args.no_manifest => {
+            return Err(Preflight::Flags(
+                "incorrect usage: --no-manifest needs the app name (cf zdp APP_NAME --no-manifest)"
+                    .into(),
+            ));
+        }
         (None, None, None) => {
             return Err(Preflight::NoManifest {
                 cwd: cwd.to_path_buf(),
             });
         }
     };
-    let flags = FlagOverrides {
+    m.apply_flags(args.app_name.as_deref(), &flag_overrides(args))?;
+    Ok(m)
+}
+
+/// The `cf push` flags that change the manifest sent to Cloud Controller.
+fn flag_overrides(args: &PushArgs) -> FlagOverrides {
+    FlagOverrides {
         path: args.path.clone(),
         docker_image: args.docker_image.clone(),
         docker_username: args.docker_username.clone(),
         stack: args.stack.clone(),
-    };
-    m.apply_flags(args.app_name.as_deref(), &flags)?;
-    Ok(m)
+        buildpacks: args.buildpacks.clone(),
+        start_command: args.start_command.clone(),
+        instances: args.instances,
+        memory: args.memory.clone(),
+        disk: args.disk.clone(),
+        log_rate_limit: args.log_rate_limit.clone(),
+        health_check_type: args.health_check_type.map(|t| t.as_str().to_string()),
+        health_check_endpoint: args.endpoint.clone(),
+        app_start_timeout: args.app_start_timeout,
+        no_route: args.no_route,
+        random_route: args.random_route,
+        lifecycle: args.lifecycle.map(|l| l.as_str().to_string()),
+    }
 }
 
 /// The CF_TRACE file, when CF_TRACE names one (it is left out of the app bits).

@@ -36,7 +36,9 @@ pub struct LoadOptions {
     pub cwd: PathBuf,
 }
 
-/// Flags of `cf push` that change the manifest, applied by [`Manifest::apply_flags`].
+/// Flags of `cf push` that change the manifest, applied by [`Manifest::apply_flags`] as the cf
+/// CLI applies them: to the app's `web` process entry when the manifest has one, else to the
+/// app's own keys. Values are as typed on the command line.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FlagOverrides {
     /// `-p`: the app's bits (relative to the working directory).
@@ -47,6 +49,30 @@ pub struct FlagOverrides {
     pub docker_username: Option<String>,
     /// `-s`/`--stack`.
     pub stack: Option<String>,
+    /// `-b`/`--buildpack`, in order; a single `null` or `default` means auto-detection.
+    pub buildpacks: Vec<String>,
+    /// `-c`/`--start-command`; `null` or `default` resets it to the detected command.
+    pub start_command: Option<String>,
+    /// `-i`/`--instances`.
+    pub instances: Option<u32>,
+    /// `-m`/`--memory`, with its unit.
+    pub memory: Option<String>,
+    /// `-k`/`--disk`, with its unit.
+    pub disk: Option<String>,
+    /// `-l`/`--log-rate-limit`: `-1`, `0` or a size.
+    pub log_rate_limit: Option<String>,
+    /// `-u`/`--health-check-type`: `port`, `process` or `http`.
+    pub health_check_type: Option<String>,
+    /// `--endpoint`: the http health check's path.
+    pub health_check_endpoint: Option<String>,
+    /// `-t`/`--app-start-timeout`, in seconds (the manifest's `timeout`).
+    pub app_start_timeout: Option<u32>,
+    /// `--no-route`.
+    pub no_route: bool,
+    /// `--random-route`.
+    pub random_route: bool,
+    /// `--lifecycle`: `buildpack`, `docker` or `cnb`.
+    pub lifecycle: Option<String>,
 }
 
 impl FlagOverrides {
@@ -55,7 +81,164 @@ impl FlagOverrides {
             || self.docker_image.is_some()
             || self.docker_username.is_some()
             || self.stack.is_some()
+            || !self.buildpacks.is_empty()
+            || self.start_command.is_some()
+            || self.instances.is_some()
+            || self.memory.is_some()
+            || self.disk.is_some()
+            || self.log_rate_limit.is_some()
+            || self.health_check_type.is_some()
+            || self.health_check_endpoint.is_some()
+            || self.app_start_timeout.is_some()
+            || self.no_route
+            || self.random_route
+            || self.lifecycle.is_some()
     }
+}
+
+/// Replaces kept key `key` (any `_`/`-` spelling) with `value`, or appends it.
+fn set_extra(extra: &mut Vec<(Value, Value)>, key: &str, value: Value) {
+    let norm = model::normalize(key);
+    extra.retain(|(k, _)| k.as_str().map(model::normalize).as_deref() != Some(norm.as_str()));
+    extra.push((Value::Str(key.to_string()), value));
+}
+
+/// Removes kept key `key` (any `_`/`-` spelling).
+fn remove_extra(extra: &mut Vec<(Value, Value)>, key: &str) {
+    let norm = model::normalize(key);
+    extra.retain(|(k, _)| k.as_str().map(model::normalize).as_deref() != Some(norm.as_str()));
+}
+
+/// `flag` refused for `app` because of what its manifest sets.
+fn mismatch(flag: &str, app: &str, what: &str) -> Error {
+    Error::Usage(format!(
+        "{flag} cannot be used with app '{app}' because its manifest sets {what}"
+    ))
+}
+
+/// Checks a `-m`/`-k` value.
+fn check_size(flag: &str, what: &str, value: &str) -> Result<(), Error> {
+    if model::is_size(value) {
+        Ok(())
+    } else {
+        Err(Error::Usage(format!(
+            "{flag} '{value}': {what} must use a supported unit: B, K, KB, M, MB, G, GB, T, or TB (e.g. 256M, 1G)"
+        )))
+    }
+}
+
+/// Applies the flags that change the app's own keys or its `web` process entry.
+fn apply_scale_and_health(target: &mut AppManifest, flags: &FlagOverrides) -> Result<(), Error> {
+    if let Some(m) = &flags.memory {
+        check_size("--memory, -m", "Memory", m)?;
+    }
+    if let Some(d) = &flags.disk {
+        check_size("--disk, -k", "Disk quota", d)?;
+    }
+    if let Some(l) = &flags.log_rate_limit {
+        let t = l.trim();
+        if !(t == "-1" || t == "0" || model::is_size(t)) {
+            return Err(Error::Usage(format!(
+                "--log-rate-limit, -l '{l}': must be -1 (unlimited) or use a supported unit: B, K, KB, M, MB, G, GB, T, or TB (e.g. 4K)"
+            )));
+        }
+    }
+    let name = target.name.clone();
+    let reset_command = flags
+        .start_command
+        .as_deref()
+        .is_some_and(|c| c == "null" || c == "default");
+    let timeout = flags.app_start_timeout.map(|t| Value::Int(i128::from(t)));
+    if let Some(web) = target.processes.iter_mut().find(|p| p.kind == "web") {
+        if let Some(n) = flags.instances {
+            web.instances = Some(n);
+        }
+        if let Some(c) = &flags.start_command {
+            remove_extra(&mut web.extra, "command");
+            if reset_command {
+                web.command = None;
+                web.extra.push((Value::Str("command".into()), Value::Null));
+            } else {
+                web.command = Some(c.clone());
+            }
+        }
+        if let Some(t) = &flags.health_check_type {
+            web.health_check_type = Some(t.clone());
+            if t != "http" {
+                web.health_check_http_endpoint = None;
+            }
+        }
+        if let Some(e) = &flags.health_check_endpoint {
+            web.health_check_http_endpoint = Some(e.clone());
+            if let Some(t) = web.health_check_type.as_deref().filter(|t| *t != "http") {
+                return Err(mismatch(
+                    "--endpoint",
+                    &name,
+                    &format!("health-check-type '{t}' (use -u http)"),
+                ));
+            }
+        }
+        if let Some(t) = timeout {
+            set_extra(&mut web.extra, "timeout", t);
+        }
+        if let Some(m) = &flags.memory {
+            web.memory = Some(m.clone());
+        }
+        if let Some(d) = &flags.disk {
+            web.disk_quota = Some(d.clone());
+        }
+        if let Some(l) = &flags.log_rate_limit {
+            set_extra(
+                &mut web.extra,
+                "log-rate-limit-per-second",
+                Value::Str(l.clone()),
+            );
+        }
+        return Ok(());
+    }
+    if let Some(n) = flags.instances {
+        target.instances = Some(n);
+    }
+    if let Some(c) = &flags.start_command {
+        remove_extra(&mut target.extra, "command");
+        if reset_command {
+            target.command = None;
+            target
+                .extra
+                .push((Value::Str("command".into()), Value::Null));
+        } else {
+            target.command = Some(c.clone());
+        }
+    }
+    if let Some(t) = &flags.health_check_type {
+        target.health_check_type = Some(t.clone());
+        if t != "http" {
+            target.health_check_http_endpoint = None;
+        }
+    }
+    if let Some(e) = &flags.health_check_endpoint {
+        target.health_check_http_endpoint = Some(e.clone());
+        if let Some(t) = target.health_check_type.as_deref().filter(|t| *t != "http") {
+            return Err(mismatch(
+                "--endpoint",
+                &name,
+                &format!("health-check-type '{t}' (use -u http)"),
+            ));
+        }
+    }
+    if let Some(t) = timeout {
+        set_extra(&mut target.extra, "timeout", t);
+    }
+    if let Some(m) = &flags.memory {
+        target.memory = Some(m.clone());
+    }
+    if let Some(d) = &flags.disk {
+        target.disk_quota = Some(d.clone());
+    }
+    if let Some(l) = &flags.log_rate_limit {
+        target.log_rate_limit_per_second = Some(l.clone());
+    }
+    Ok(())
 }
 
 /// A loaded manifest.
@@ -301,12 +484,16 @@ impl Manifest {
     /// Applies command-line flags as the cf CLI does: with a single-app manifest, `app` renames the app
     /// (or names it); with several apps, `app` picks the one the flags apply to, and flags without an
     /// app name are an error. `-p` replaces the app's path (relative to the working directory), `-o`
-    /// makes it a docker app.
+    /// makes it a docker app, `-b` replaces `buildpacks` (`null`/`default`: auto-detect), and
+    /// `-i`, `-m`, `-k`, `-l`, `-c`, `-u`, `--endpoint`, `-t` set the `web` process entry's keys
+    /// when the manifest has one, else the app's. `--no-route` and `--random-route` set the app's
+    /// route keys (the manifest's `no-route: true` still wins over `--random-route`).
     ///
     /// # Errors
     /// Flags with several apps and no name; the named app missing; `-o` with `-p`, with `path` or
-    /// buildpacks in the manifest; `-p` with a docker app; `--docker-username` without an image; a `-p`
-    /// path that does not exist.
+    /// buildpacks in the manifest; `-p`, `-b` or `--lifecycle buildpack|cnb` with a docker app;
+    /// `--docker-username` without an image; `--endpoint` with a non-http health check type in
+    /// the manifest; a size without a unit; a `-p` path that does not exist.
     pub fn apply_flags(&mut self, app: Option<&str>, flags: &FlagOverrides) -> Result<(), Error> {
         let index = match app {
             Some(name) if self.applications.len() == 1 => {
@@ -402,6 +589,36 @@ impl Manifest {
         }
         if let Some(stack) = &flags.stack {
             target.stack = Some(stack.clone());
+        }
+        apply_scale_and_health(target, flags)?;
+        if flags.no_route {
+            target.no_route = true;
+        }
+        if flags.random_route {
+            target.random_route = true;
+        }
+        if let Some(l) = &flags.lifecycle {
+            if target.docker.is_some() && l != "docker" {
+                return Err(mismatch(
+                    &format!("--lifecycle {l}"),
+                    &target.name,
+                    "a docker image",
+                ));
+            }
+            target.lifecycle = Some(l.clone());
+        }
+        if !flags.buildpacks.is_empty() {
+            if target.docker.is_some() {
+                return Err(mismatch("--buildpack, -b", &target.name, "a docker image"));
+            }
+            let auto =
+                matches!(flags.buildpacks.as_slice(), [one] if one == "null" || one == "default");
+            target.buildpacks = Some(if auto {
+                Vec::new()
+            } else {
+                flags.buildpacks.clone()
+            });
+            remove_extra(&mut target.extra, "buildpack");
         }
         Ok(())
     }

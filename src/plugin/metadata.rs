@@ -10,6 +10,7 @@ use clap::CommandFactory;
 
 use super::gob::{Type, Value};
 use crate::cli::PluginPush;
+use crate::cli::args::{ALTERNATIVES, DEPLOY_HEADING, REFUSED};
 
 /// The plugin's name as `cf plugins` shows it.
 pub const PLUGIN_NAME: &str = "zero-downtime";
@@ -216,9 +217,14 @@ const USAGE_WIDTH: usize = 96;
 /// The usage text and the options map of a clap command: every argument except the
 /// built-in help/version flags. Option keys are the long name, followed by `, -x` when there
 /// is a short form, so cf renders them as `--manifest, -f` like its own commands.
+///
+/// The usage is grouped like `cf help push`: the `cf push` flags in their order, flags that
+/// exclude each other (`cli::args::ALTERNATIVES`) as `[a | b]`, flags that are refused (`cli::args::REFUSED`)
+/// left out; then, from a new line, the flags under the "Zero-downtime options" heading.
 pub fn usage_and_options(cmd: &clap::Command) -> (String, BTreeMap<String, String>) {
     let bin = cmd.get_bin_name().unwrap_or(cmd.get_name());
-    let mut parts = Vec::new();
+    // (argument id, usage token without brackets, repeatable, deploy flag)
+    let mut tokens: Vec<(String, String, bool, bool)> = Vec::new();
     let mut options = BTreeMap::new();
     for arg in cmd.get_arguments() {
         let id = arg.get_id().as_str();
@@ -248,10 +254,11 @@ pub fn usage_and_options(cmd: &clap::Command) -> (String, BTreeMap<String, Strin
             None
         };
         let repeated = matches!(arg.get_action(), clap::ArgAction::Append);
+        let deploy = arg.get_help_heading() == Some(DEPLOY_HEADING);
         let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
         if arg.is_positional() {
             let name = value_name.unwrap_or_else(|| id.to_uppercase());
-            parts.push(format!("[{name}]"));
+            tokens.push((id.to_string(), name, false, deploy));
             continue;
         }
         let flag = match (arg.get_short(), arg.get_long()) {
@@ -259,14 +266,11 @@ pub fn usage_and_options(cmd: &clap::Command) -> (String, BTreeMap<String, Strin
             (None, Some(l)) => format!("--{l}"),
             (None, None) => continue,
         };
-        let mut part = match &value {
-            Some(v) => format!("[{flag} {v}]"),
-            None => format!("[{flag}]"),
+        let token = match &value {
+            Some(v) => format!("{flag} {v}"),
+            None => flag,
         };
-        if repeated {
-            part.push_str("...");
-        }
-        parts.push(part);
+        tokens.push((id.to_string(), token, repeated, deploy));
 
         let key = match (arg.get_long(), arg.get_short()) {
             (Some(l), Some(s)) => format!("{l}, -{s}"),
@@ -288,10 +292,32 @@ pub fn usage_and_options(cmd: &clap::Command) -> (String, BTreeMap<String, Strin
         }
         options.insert(key, text);
     }
+
+    // (usage part, starts the deploy group)
+    let mut parts: Vec<(String, bool)> = Vec::new();
+    let mut deploy_started = false;
+    for (id, token, repeated, deploy) in &tokens {
+        if REFUSED.contains(&id.as_str()) || ALTERNATIVES.iter().any(|(_, b)| b == id) {
+            continue;
+        }
+        let mut part = match ALTERNATIVES.iter().find(|(a, _)| a == id) {
+            Some((_, other)) => match tokens.iter().find(|t| &t.0 == other) {
+                Some(t) => format!("[{token} | {}]", t.1),
+                None => format!("[{token}]"),
+            },
+            None => format!("[{token}]"),
+        };
+        if *repeated {
+            part.push_str("...");
+        }
+        let starts_group = *deploy && !deploy_started;
+        deploy_started |= *deploy;
+        parts.push((part, starts_group));
+    }
     let mut usage = String::from(bin);
     let mut line_len = usage.len();
-    for part in parts {
-        if line_len + 1 + part.len() > USAGE_WIDTH {
+    for (part, starts_group) in parts {
+        if starts_group || line_len + 1 + part.len() > USAGE_WIDTH {
             usage.push_str("\n      ");
             line_len = 6;
         } else {
@@ -378,6 +404,13 @@ mod tests {
                     .any(|k| k == long || k.starts_with(&format!("{long}, "))),
                 "--{long} missing from the options"
             );
+            if REFUSED.contains(&arg.get_id().as_str()) {
+                assert!(
+                    !cmd.usage_details.usage.contains(&format!("--{long}")),
+                    "refused --{long} in the usage"
+                );
+                continue;
+            }
             assert!(
                 cmd.usage_details.usage.contains(&format!("--{long}"))
                     || arg
@@ -392,11 +425,63 @@ mod tests {
         assert!(opts["drain"].contains("[default: 10s]"));
         assert_eq!(opts["dry-run"], "Print the plan and change nothing");
         assert!(cmd.usage_details.usage.contains("[--dry-run]"));
+        let usage = &cmd.usage_details.usage;
         assert!(
-            cmd.usage_details
-                .usage
-                .starts_with("cf zero-downtime-push [APP_NAME] [-f MANIFEST_PATH]")
+            usage.starts_with(
+                "cf zero-downtime-push [APP_NAME] [-b BUILDPACK_NAME]... [-c COMMAND]"
+            ),
+            "{usage}"
         );
+        assert!(
+            usage.contains("[-f MANIFEST_PATH | --no-manifest]"),
+            "{usage}"
+        );
+        // Grouped like `cf help push`: alternatives together, refused flags left out, the
+        // deploy's own flags from a line of their own.
+        assert!(usage.contains("[--no-route | --random-route]"), "{usage}");
+        assert!(usage.contains("[-u process|port|http]"), "{usage}");
+        assert!(
+            usage.contains("[--lifecycle buildpack|docker|cnb]"),
+            "{usage}"
+        );
+        for refused in ["--no-start", "--task", "--droplet", "--no-wait"] {
+            assert!(!usage.contains(refused), "{usage}");
+        }
+        assert!(
+            usage
+                .lines()
+                .any(|l| l.trim_start().starts_with("[--strategy ")),
+            "{usage}"
+        );
+        let cf_part = usage.split("[--strategy").next().unwrap_or_default();
+        for flag in [
+            "-i NUM_INSTANCES",
+            "-k DISK",
+            "-m MEMORY",
+            "-l LOG_RATE_LIMIT",
+            "-t HEALTH_TIMEOUT",
+            "--endpoint PATH",
+            "-o IMAGE",
+            "--docker-username USERNAME",
+            "-s STACK",
+            "-p PATH",
+        ] {
+            assert!(
+                cf_part.contains(flag),
+                "{flag} not among the cf push flags: {usage}"
+            );
+        }
+        assert!(
+            opts["no-start"].starts_with("Refused: "),
+            "{:?}",
+            opts["no-start"]
+        );
+        assert!(opts["task"].starts_with("Refused: "));
+        assert!(opts["droplet"].starts_with("Refused: "));
+        assert!(opts.contains_key("buildpack, -b"));
+        assert!(opts.contains_key("start-command, -c"));
+        assert!(opts.contains_key("app-start-timeout, -t"));
+        assert!(opts["health-check-type, -u"].contains("(process, port, http)"));
         assert!(
             cmd.usage_details
                 .usage

@@ -1122,3 +1122,91 @@ fn a_directory_means_its_manifest_yml_or_yaml() {
     );
     assert!(manifest::locate(Path::new("tests/fixtures/vars")).is_none());
 }
+
+#[test]
+fn cf_push_flags_change_the_rendered_entry_like_cf_push() {
+    let mut m = load_text(
+        "applications:\n- name: web\n  memory: 256M\n  health-check-type: http\n  health-check-http-endpoint: /ready\n  buildpack: ruby_buildpack\n  command: old.sh\n",
+    )
+    .unwrap();
+    m.apply_flags(
+        None,
+        &FlagOverrides {
+            buildpacks: vec!["default".into()],
+            start_command: Some("null".into()),
+            instances: Some(3),
+            memory: Some("1G".into()),
+            disk: Some("2G".into()),
+            log_rate_limit: Some("4K".into()),
+            health_check_type: Some("port".into()),
+            app_start_timeout: Some(120),
+            random_route: true,
+            lifecycle: Some("cnb".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let app = &m.applications[0];
+    assert_eq!(app.buildpacks, Some(Vec::new()));
+    assert_eq!(app.extra("buildpack"), None);
+    assert_eq!(app.command, None);
+    assert_eq!(app.extra("command"), Some(&Value::Null));
+    assert_eq!(app.instances, Some(3));
+    assert_eq!(app.memory.as_deref(), Some("1G"));
+    assert_eq!(app.disk_quota.as_deref(), Some("2G"));
+    assert_eq!(app.log_rate_limit_per_second.as_deref(), Some("4K"));
+    assert_eq!(app.health_check_type.as_deref(), Some("port"));
+    assert_eq!(app.health_check_http_endpoint, None);
+    assert_eq!(app.extra("timeout"), Some(&Value::Int(120)));
+    assert!(app.random_route);
+    assert_eq!(app.lifecycle.as_deref(), Some("cnb"));
+    let yaml = app.render(&RenderOverrides::default()).unwrap();
+    assert!(yaml.contains("  buildpacks: []\n"), "{yaml}");
+    assert!(yaml.contains("  command: null\n"), "{yaml}");
+    assert!(yaml.contains("  random-route: true\n"), "{yaml}");
+    assert!(!yaml.contains("default-route"), "{yaml}");
+}
+
+#[test]
+fn cf_push_flags_refuse_what_the_manifest_contradicts() {
+    let refuse = |text: &str, flags: FlagOverrides, want: &str| {
+        let e = load_text(text)
+            .unwrap()
+            .apply_flags(None, &flags)
+            .unwrap_err();
+        assert!(matches!(e, Error::Usage(_)), "{e:?}");
+        assert!(e.to_string().contains(want), "{e}");
+    };
+    refuse(
+        "applications:\n- name: web\n  health-check-type: process\n",
+        FlagOverrides {
+            health_check_endpoint: Some("/health".into()),
+            ..Default::default()
+        },
+        "health-check-type 'process'",
+    );
+    refuse(
+        "applications:\n- name: web\n  docker: {image: nginx}\n",
+        FlagOverrides {
+            buildpacks: vec!["go_buildpack".into()],
+            ..Default::default()
+        },
+        "--buildpack, -b cannot be used with app 'web'",
+    );
+    refuse(
+        "applications:\n- name: web\n",
+        FlagOverrides {
+            memory: Some("512".into()),
+            ..Default::default()
+        },
+        "--memory, -m '512'",
+    );
+    refuse(
+        "applications:\n- name: web\n- name: api\n",
+        FlagOverrides {
+            no_route: true,
+            ..Default::default()
+        },
+        "cannot be applied when pushing multiple apps",
+    );
+}

@@ -790,3 +790,513 @@ async fn a_dry_run_plans_a_first_deploy_with_reads_only() {
         "{events:#?}"
     );
 }
+
+// ---------------------------------------------------------------- push: cf push flags
+
+/// A Cloud Controller with no apps and no routes that creates routes and answers every
+/// `apply_manifest` with a 422: a first deploy gets as far as sending its manifest and stops.
+async fn first_deploy_server() -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/"))
+        .respond_with(ok_json(fixture("root/get.json", &server)))
+        .mount(&server)
+        .await;
+    let empty = fixture("apps/list_empty.json", &server);
+    for p in ["/v3/apps", "/v3/routes"] {
+        Mock::given(method("GET"))
+            .and(path(p))
+            .respond_with(ok_json(empty.clone()))
+            .mount(&server)
+            .await;
+    }
+    Mock::given(method("GET"))
+        .and(path("/v3/organizations/org-1/domains/default"))
+        .respond_with(ok_json(fixture("domains/default.json", &server)))
+        .mount(&server)
+        .await;
+    let mut domains = fixture("apps/list_empty.json", &server);
+    domains["resources"] = json!([fixture("domains/default.json", &server)]);
+    domains["pagination"]["total_results"] = json!(1);
+    Mock::given(method("GET"))
+        .and(path("/v3/domains"))
+        .respond_with(ok_json(domains))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v3/routes"))
+        .respond_with(
+            ResponseTemplate::new(201).set_body_json(fixture("routes/created.json", &server)),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v3/spaces/space-1/actions/apply_manifest"))
+        .respond_with(
+            ResponseTemplate::new(422)
+                .set_body_json(fixture("errors/unprocessable_two.json", &server)),
+        )
+        .mount(&server)
+        .await;
+    server
+}
+
+/// The manifest YAML Cloud Controller receives when `args` push `manifest` (none: no file)
+/// from a folder with an `index.js`.
+async fn applied_manifest(manifest: Option<&str>, args: PushArgs) -> String {
+    let server = first_deploy_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("index.js"), "x").unwrap();
+    if let Some(text) = manifest {
+        std::fs::write(dir.path().join("manifest.yml"), text).unwrap();
+    }
+    let (o, events) = run_push(&server.uri(), args, dir.path()).await;
+    let reqs = requests(&server).await;
+    let applied: Vec<&Request> = reqs
+        .iter()
+        .filter(|r| r.url.path().ends_with("/actions/apply_manifest"))
+        .collect();
+    assert_eq!(
+        applied.len(),
+        1,
+        "{o:?} {events:#?} {:?}",
+        reqs.iter()
+            .map(|r| format!("{} {}", r.method, r.url))
+            .collect::<Vec<_>>()
+    );
+    let before: Vec<String> = reqs
+        .iter()
+        .take_while(|r| !r.url.path().ends_with("/actions/apply_manifest"))
+        .filter(|r| r.method.as_str() != "GET" && r.url.path() != "/v3/routes")
+        .map(|r| format!("{} {}", r.method, r.url))
+        .collect();
+    assert!(before.is_empty(), "writes before the manifest: {before:?}");
+    String::from_utf8(applied[0].body.clone()).unwrap()
+}
+
+const ONE_APP: &str = "applications:\n- name: web\n  memory: 256M\n  instances: 1\n";
+
+/// `applied_manifest` for a push of the one-app manifest with the flags of `args`.
+async fn one_app_with(args: PushArgs) -> String {
+    applied_manifest(Some(ONE_APP), args).await
+}
+
+/// Whether the push against `first_deploy_server` asked for a route to be created.
+async fn creates_a_route(manifest: &str, args: PushArgs) -> bool {
+    let server = first_deploy_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("index.js"), "x").unwrap();
+    std::fs::write(dir.path().join("manifest.yml"), manifest).unwrap();
+    let _ = run_push(&server.uri(), args, dir.path()).await;
+    requests(&server)
+        .await
+        .iter()
+        .any(|r| r.method.as_str() == "POST" && r.url.path() == "/v3/routes")
+}
+
+#[tokio::test]
+async fn flag_buildpack_replaces_the_buildpacks_in_order() {
+    let y = one_app_with(PushArgs {
+        buildpacks: vec!["java_buildpack".into(), "go_buildpack".into()],
+        ..args()
+    })
+    .await;
+    assert!(
+        y.contains("  buildpacks:\n  - java_buildpack\n  - go_buildpack\n"),
+        "{y}"
+    );
+    // The deprecated `buildpack` key of the manifest goes: the flags replace it.
+    let y = applied_manifest(
+        Some("applications:\n- name: web\n  buildpack: ruby_buildpack\n"),
+        PushArgs {
+            buildpacks: vec!["java_buildpack".into()],
+            ..args()
+        },
+    )
+    .await;
+    assert!(!y.contains("ruby_buildpack"), "{y}");
+    assert!(y.contains("- java_buildpack"), "{y}");
+}
+
+#[tokio::test]
+async fn flag_buildpack_null_or_default_means_auto_detection() {
+    for auto in ["null", "default"] {
+        let y = applied_manifest(
+            Some("applications:\n- name: web\n  buildpacks: [java_buildpack]\n"),
+            PushArgs {
+                buildpacks: vec![auto.into()],
+                ..args()
+            },
+        )
+        .await;
+        assert!(y.contains("  buildpacks: []\n"), "-b {auto}: {y}");
+        assert!(!y.contains("java_buildpack"), "-b {auto}: {y}");
+    }
+}
+
+#[tokio::test]
+async fn flag_start_command_sets_or_resets_the_command() {
+    let y = one_app_with(PushArgs {
+        start_command: Some("node server.js".into()),
+        ..args()
+    })
+    .await;
+    assert!(y.contains("  command: node server.js\n"), "{y}");
+    let y = applied_manifest(
+        Some("applications:\n- name: web\n  command: old.sh\n"),
+        PushArgs {
+            start_command: Some("null".into()),
+            ..args()
+        },
+    )
+    .await;
+    assert!(y.contains("  command: null\n"), "{y}");
+    assert!(!y.contains("old.sh"), "{y}");
+}
+
+#[tokio::test]
+async fn flag_instances_overrides_the_manifest() {
+    let y = one_app_with(PushArgs {
+        instances: Some(4),
+        ..args()
+    })
+    .await;
+    assert!(y.contains("  instances: 4\n"), "{y}");
+    assert!(!y.contains("instances: 1\n"), "{y}");
+}
+
+#[tokio::test]
+async fn flag_memory_overrides_the_manifest() {
+    let y = one_app_with(PushArgs {
+        memory: Some("1G".into()),
+        ..args()
+    })
+    .await;
+    assert!(
+        y.contains("  memory: \"1G\"\n") || y.contains("  memory: 1G\n"),
+        "{y}"
+    );
+    assert!(!y.contains("256M"), "{y}");
+}
+
+#[tokio::test]
+async fn flag_disk_sets_the_disk_quota() {
+    let y = one_app_with(PushArgs {
+        disk: Some("2G".into()),
+        ..args()
+    })
+    .await;
+    assert!(
+        y.contains("  disk_quota: \"2G\"\n") || y.contains("  disk_quota: 2G\n"),
+        "{y}"
+    );
+}
+
+#[tokio::test]
+async fn flag_log_rate_limit_sets_the_limit() {
+    let y = one_app_with(PushArgs {
+        log_rate_limit: Some("-1".into()),
+        ..args()
+    })
+    .await;
+    assert!(y.contains("  log-rate-limit-per-second: \"-1\"\n"), "{y}");
+}
+
+#[tokio::test]
+async fn flag_health_check_type_and_endpoint() {
+    use cf_zero_downtime::cli::HealthCheckType;
+    let y = one_app_with(PushArgs {
+        health_check_type: Some(HealthCheckType::Http),
+        endpoint: Some("/health".into()),
+        ..args()
+    })
+    .await;
+    assert!(y.contains("  health-check-type: http\n"), "{y}");
+    assert!(y.contains("  health-check-http-endpoint: /health\n"), "{y}");
+    // A non-http type drops the manifest's endpoint, as cf push does.
+    let y = applied_manifest(
+        Some("applications:\n- name: web\n  health-check-type: http\n  health-check-http-endpoint: /ready\n"),
+        PushArgs {
+            health_check_type: Some(HealthCheckType::Process),
+            ..args()
+        },
+    )
+    .await;
+    assert!(y.contains("  health-check-type: process\n"), "{y}");
+    assert!(!y.contains("/ready"), "{y}");
+    // --endpoint alone keeps the manifest's http type.
+    let y = applied_manifest(
+        Some("applications:\n- name: web\n  health-check-type: http\n  health-check-http-endpoint: /ready\n"),
+        PushArgs {
+            endpoint: Some("/live".into()),
+            ..args()
+        },
+    )
+    .await;
+    assert!(y.contains("  health-check-http-endpoint: /live\n"), "{y}");
+}
+
+#[tokio::test]
+async fn flag_app_start_timeout_sets_timeout() {
+    let y = applied_manifest(
+        Some("applications:\n- name: web\n  timeout: 60\n"),
+        PushArgs {
+            app_start_timeout: Some(180),
+            ..args()
+        },
+    )
+    .await;
+    assert!(y.contains("  timeout: 180\n"), "{y}");
+    assert!(!y.contains("timeout: 60"), "{y}");
+}
+
+#[tokio::test]
+async fn flag_no_route_renders_no_route_and_creates_none() {
+    let manifest = "applications:\n- name: web\n  routes:\n  - route: web.example.com\n";
+    let a = PushArgs {
+        no_route: true,
+        ..args()
+    };
+    let y = applied_manifest(Some(manifest), a.clone()).await;
+    assert!(y.contains("  no-route: true\n"), "{y}");
+    assert!(
+        !y.contains("routes:") && !y.contains("default-route"),
+        "{y}"
+    );
+    assert!(!creates_a_route(manifest, a).await);
+    assert!(creates_a_route(manifest, args()).await);
+}
+
+#[tokio::test]
+async fn flag_random_route_renders_random_route() {
+    let a = PushArgs {
+        random_route: true,
+        ..args()
+    };
+    let y = applied_manifest(Some("applications:\n- name: web\n"), a.clone()).await;
+    assert!(y.contains("  random-route: true\n"), "{y}");
+    assert!(!y.contains("default-route"), "{y}");
+    // Cloud Controller picks the random host: no route of ours is created.
+    assert!(!creates_a_route("applications:\n- name: web\n", a).await);
+    // The manifest's no-route still wins, as with cf push.
+    let y = applied_manifest(
+        Some("applications:\n- name: web\n  no-route: true\n"),
+        PushArgs {
+            random_route: true,
+            ..args()
+        },
+    )
+    .await;
+    assert!(
+        y.contains("no-route: true") && !y.contains("random-route"),
+        "{y}"
+    );
+}
+
+#[tokio::test]
+async fn flag_no_manifest_ignores_the_manifest_file() {
+    let y = applied_manifest(
+        Some("applications:\n- name: web\n  memory: 256M\n  env: {A: b}\n"),
+        PushArgs {
+            app_name: Some("api".into()),
+            no_manifest: true,
+            memory: Some("512M".into()),
+            ..args()
+        },
+    )
+    .await;
+    assert!(y.contains("- name: api\n"), "{y}");
+    assert!(!y.contains("256M") && !y.contains("env"), "{y}");
+    assert!(y.contains("512M"), "{y}");
+}
+
+#[tokio::test]
+async fn flag_lifecycle_sets_the_lifecycle() {
+    use cf_zero_downtime::cli::Lifecycle;
+    let y = one_app_with(PushArgs {
+        lifecycle: Some(Lifecycle::Cnb),
+        ..args()
+    })
+    .await;
+    assert!(y.contains("  lifecycle: cnb\n"), "{y}");
+}
+
+#[tokio::test]
+async fn scale_and_health_flags_go_to_the_web_process_entry() {
+    let y = applied_manifest(
+        Some("applications:\n- name: web\n  processes:\n  - type: web\n    instances: 1\n    memory: 256M\n  - type: worker\n    instances: 2\n"),
+        PushArgs {
+            instances: Some(3),
+            memory: Some("1G".into()),
+            start_command: Some("./web".into()),
+            app_start_timeout: Some(90),
+            ..args()
+        },
+    )
+    .await;
+    let web = y.split("- type: worker").next().unwrap_or_default();
+    let web = web.split("- type: web").nth(1).unwrap_or_default();
+    assert!(web.contains("instances: 3"), "{y}");
+    assert!(web.contains("1G") && !y.contains("256M"), "{y}");
+    assert!(web.contains("command: \"./web\""), "{y}");
+    assert!(web.contains("timeout: 90"), "{y}");
+    assert!(y.contains("- type: worker\n    instances: 2\n"), "{y}");
+}
+
+#[tokio::test]
+async fn flags_with_a_multi_app_manifest_need_the_app_name() {
+    let server = untouchable().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("manifest.yml"),
+        "applications:\n- name: web\n- name: worker\n",
+    )
+    .unwrap();
+    let (o, _) = run_push(
+        &server.uri(),
+        PushArgs {
+            instances: Some(4),
+            ..args()
+        },
+        dir.path(),
+    )
+    .await;
+    assert!(
+        nothing_changed(&o).contains("cannot be applied when pushing multiple apps"),
+        "{o:?}"
+    );
+    // With the app name, the flags apply to that app only.
+    let y = applied_manifest(
+        Some("applications:\n- name: web\n- name: worker\n"),
+        PushArgs {
+            app_name: Some("worker".into()),
+            instances: Some(4),
+            ..args()
+        },
+    )
+    .await;
+    assert!(y.contains("- name: worker\n  instances: 4\n"), "{y}");
+    assert!(!y.contains("name: web"), "{y}");
+}
+
+/// A push with `args` from a folder with a one-app manifest stops before any request with an
+/// error containing `want`.
+async fn refused_before_any_request(args: PushArgs, want: &str) {
+    let server = untouchable().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("index.js"), "x").unwrap();
+    std::fs::write(dir.path().join("manifest.yml"), ONE_APP).unwrap();
+    let (o, _) = run_push(&server.uri(), args, dir.path()).await;
+    let e = nothing_changed(&o);
+    assert!(e.contains(want), "want '{want}' in: {e}");
+    assert!(requests(&server).await.is_empty());
+}
+
+macro_rules! refused {
+    ($name:ident, $want:expr, { $($field:ident : $value:expr),* $(,)? }) => {
+        #[tokio::test]
+        async fn $name() {
+            refused_before_any_request(PushArgs { $($field: $value,)* ..args() }, $want).await;
+        }
+    };
+}
+
+// Flags without a sound meaning for a zero-downtime push.
+refused!(refuses_no_start, "--no-start is not supported", { no_start: true });
+refused!(refuses_task, "--task is not supported", { task: true });
+refused!(refuses_no_wait, "--no-wait is not supported", { no_wait: true });
+refused!(refuses_droplet, "--droplet is not supported", { droplet: Some("app.tgz".into()) });
+refused!(refuses_zero_instances, "at least one instance", { instances: Some(0) });
+
+// The cf CLI's combinations.
+refused!(conflict_no_manifest_and_manifest, "--no-manifest, --manifest, -f", {
+    no_manifest: true, manifest: Some("manifest.yml".into())
+});
+refused!(conflict_no_manifest_and_vars_file, "--no-manifest, --vars-file", {
+    no_manifest: true, vars_files: vec!["vars.yml".into()]
+});
+refused!(conflict_no_manifest_and_var, "--no-manifest, --var", {
+    no_manifest: true, vars: vec![("a".into(), "b".into())]
+});
+refused!(conflict_no_manifest_without_app_name, "--no-manifest needs the app name", {
+    no_manifest: true
+});
+refused!(conflict_docker_image_and_buildpack, "--buildpack, -b, --docker-image, -o", {
+    docker_image: Some("nginx".into()), buildpacks: vec!["go_buildpack".into()]
+});
+refused!(conflict_docker_image_and_path, "--docker-image, -o, --path, -p", {
+    docker_image: Some("nginx".into()), path: Some(".".into())
+});
+refused!(conflict_docker_image_and_stack, "--stack, -s, --docker-image, -o", {
+    docker_image: Some("nginx".into()), stack: Some("cflinuxfs4".into())
+});
+refused!(conflict_docker_username_without_image, "must be used together", {
+    docker_username: Some("me".into())
+});
+refused!(conflict_keep_scale_and_instances, "--keep-scale, --instances, -i", {
+    keep_scale: true, instances: Some(2)
+});
+refused!(conflict_no_route_and_random_route, "--no-route, --random-route", {
+    no_route: true, random_route: true
+});
+refused!(conflict_http_health_check_without_endpoint, "'--endpoint' and '--health-check-type=http, -u=http'", {
+    health_check_type: Some(cf_zero_downtime::cli::HealthCheckType::Http)
+});
+refused!(conflict_buildpack_null_with_others, "cannot have null/default", {
+    buildpacks: vec!["null".into(), "go_buildpack".into()]
+});
+refused!(conflict_lifecycle_docker_and_buildpack, "--lifecycle docker, --buildpack, -b", {
+    lifecycle: Some(cf_zero_downtime::cli::Lifecycle::Docker), buildpacks: vec!["go_buildpack".into()]
+});
+refused!(conflict_lifecycle_docker_and_stack, "--lifecycle docker, --stack, -s", {
+    lifecycle: Some(cf_zero_downtime::cli::Lifecycle::Docker), stack: Some("cflinuxfs4".into())
+});
+refused!(conflict_lifecycle_buildpack_and_docker_image, "--lifecycle buildpack, --docker-image, -o", {
+    lifecycle: Some(cf_zero_downtime::cli::Lifecycle::Buildpack), docker_image: Some("nginx".into())
+});
+refused!(conflict_lifecycle_cnb_and_docker_username, "--lifecycle cnb, --docker-username", {
+    lifecycle: Some(cf_zero_downtime::cli::Lifecycle::Cnb),
+    docker_username: Some("me".into())
+});
+refused!(conflict_memory_without_unit, "--memory, -m '1024'", { memory: Some("1024".into()) });
+refused!(conflict_disk_without_unit, "--disk, -k '2'", { disk: Some("2".into()) });
+refused!(conflict_bad_log_rate_limit, "--log-rate-limit, -l 'lots'", { log_rate_limit: Some("lots".into()) });
+refused!(conflict_endpoint_not_a_path, "--endpoint 'health'", { endpoint: Some("health".into()) });
+
+#[tokio::test]
+async fn conflicts_with_the_manifest_stop_before_any_request() {
+    let server = untouchable().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&str, PushArgs, &str); 3] = [
+        (
+            "applications:\n- name: web\n  docker: {image: nginx}\n",
+            PushArgs {
+                buildpacks: vec!["go_buildpack".into()],
+                ..args()
+            },
+            "--buildpack, -b cannot be used with app 'web' because its manifest sets a docker image",
+        ),
+        (
+            "applications:\n- name: web\n  health-check-type: port\n",
+            PushArgs {
+                endpoint: Some("/health".into()),
+                ..args()
+            },
+            "--endpoint cannot be used with app 'web' because its manifest sets health-check-type 'port'",
+        ),
+        (
+            "applications:\n- name: web\n  docker: {image: nginx}\n",
+            PushArgs {
+                lifecycle: Some(cf_zero_downtime::cli::Lifecycle::Buildpack),
+                ..args()
+            },
+            "--lifecycle buildpack cannot be used with app 'web' because its manifest sets a docker image",
+        ),
+    ];
+    for (manifest, a, want) in cases {
+        std::fs::write(dir.path().join("manifest.yml"), manifest).unwrap();
+        let (o, _) = run_push(&server.uri(), a, dir.path()).await;
+        assert!(nothing_changed(&o).contains(want), "{o:?}");
+    }
+    assert!(requests(&server).await.is_empty());
+}
