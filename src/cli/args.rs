@@ -229,6 +229,11 @@ pub struct PushArgs {
     #[arg(long = "smoke-test-path", value_name = "PATH", help_heading = DEPLOY_HEADING)]
     pub smoke_test_path: Option<String>,
 
+    /// Longest run of a `--smoke-test` command; then it and everything it started are killed
+    /// and the deploy rolls back.
+    #[arg(long = "smoke-test-timeout", value_name = "DURATION", value_parser = parse_duration, default_value = "1m", help_heading = DEPLOY_HEADING)]
+    pub smoke_test_timeout: Duration,
+
     /// What to do with the old app after the switch.
     #[arg(long = "old-app", value_enum, default_value_t = OldApp::Delete, help_heading = DEPLOY_HEADING)]
     pub old_app: OldApp,

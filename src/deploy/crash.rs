@@ -6,7 +6,8 @@
 //! lacking one still works:
 //!
 //! - the stats: `CRASHED` itself, an instance whose `instance_guid` changed at the same index, or
-//!   whose `uptime` went back, between two polls;
+//!   whose `uptime` went back while its state stayed the same, between two polls (uptime counts
+//!   from the last state change, so STARTING → RUNNING resets it without a crash);
 //! - the platform's records ([`CfApi::crash_events`]): `audit.app.process.crash` audit events
 //!   and log-cache's "App instance exited" lines, which survive the restart.
 //!
@@ -40,12 +41,15 @@ pub(crate) enum Scope<'a> {
     Processes(&'a [String]),
 }
 
+/// One instance at one poll: instance GUID, uptime and state.
+type Sample = (Option<String>, Option<u64>, InstanceState);
+
 /// Remembers each instance between polls of one wait.
 #[derive(Debug)]
 pub(crate) struct CrashWatch {
     since: SystemTime,
-    /// (process GUID, index) → (instance GUID, uptime) at the last poll.
-    seen: BTreeMap<(String, u32), (Option<String>, Option<u64>)>,
+    /// (process GUID, index) → what the last poll showed of that instance.
+    seen: BTreeMap<(String, u32), Sample>,
     /// Instance GUIDs seen among the watched processes (to attribute log-cache lines).
     instances: BTreeSet<String>,
 }
@@ -83,7 +87,7 @@ impl CrashWatch {
                 None
             } else {
                 let key = (process_guid.to_string(), s.index);
-                self.seen.insert(key, (guid.clone(), s.uptime))
+                self.seen.insert(key, (guid.clone(), s.uptime, s.state))
             };
             let at = |reason: String| {
                 Some(Crash {
@@ -99,7 +103,7 @@ impl CrashWatch {
                     .unwrap_or_else(|| "the instance exited".into()));
                 continue;
             }
-            let Some((old_guid, old_uptime)) = before else {
+            let Some((old_guid, old_uptime, old_state)) = before else {
                 continue;
             };
             match (&old_guid, &guid) {
@@ -112,9 +116,12 @@ impl CrashWatch {
                 }
                 _ => {}
             }
+            // Uptime counts from the instance's last state change (Diego's `since`), so it
+            // restarts at STARTING → RUNNING; within one state, going back is a restart.
             if let (Some(a), Some(b)) = (old_uptime, s.uptime)
                 && b < a
                 && old_guid == guid
+                && old_state == s.state
             {
                 crash = at(format!(
                     "the instance was restarted between two polls (uptime went from {a}s back to {b}s){}",
@@ -213,12 +220,13 @@ mod tests {
     #[test]
     fn uptime_going_back_is_a_crash_and_growing_uptime_is_not() {
         let mut w = CrashWatch::new(SystemTime::now());
-        w.check_stats("p", &[stat(1, InstanceState::Running, "a", 5)]);
-        assert_eq!(
-            w.check_stats("p", &[stat(1, InstanceState::Running, "a", 9)]),
-            None
-        );
-        let c = w.check_stats("p", &[stat(1, InstanceState::Starting, "a", 2)]);
+        w.check_stats("p", &[stat(1, InstanceState::Starting, "a", 5)]);
+        // A state change resets uptime: not a crash.
+        let up = w.check_stats("p", &[stat(1, InstanceState::Running, "a", 0)]);
+        assert_eq!(up, None);
+        let later = w.check_stats("p", &[stat(1, InstanceState::Running, "a", 9)]);
+        assert_eq!(later, None);
+        let c = w.check_stats("p", &[stat(1, InstanceState::Running, "a", 2)]);
         assert!(c.is_some_and(|c| c.reason.contains("9s back to 2s")));
     }
 

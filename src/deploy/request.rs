@@ -219,7 +219,7 @@ impl DeployRequest {
             old_app: args.old_app,
             drain: args.drain,
             timeout: args.timeout,
-            smoke_timeout: args.timeout,
+            smoke_timeout: args.smoke_test_timeout,
             poll_interval: Duration::from_secs(1),
             keep_scale: args.keep_scale,
             temp_route_suffix: suffix.clone(),

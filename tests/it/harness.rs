@@ -49,6 +49,7 @@ pub fn push_args(manifest: &Path) -> PushArgs {
         manifest: Some(manifest.to_path_buf()),
         drain: Duration::from_millis(300),
         timeout: Duration::from_secs(20),
+        smoke_test_timeout: Duration::from_secs(20),
         temp_route_suffix: "-temp".into(),
         ..PushArgs::default()
     }

@@ -1,0 +1,251 @@
+//! End-to-end: the promises that the platform tests hardest, on the simulator under load.
+//!
+//! - Ctrl-C under a cf CLI that dies at once (the Go peer in `-cf-like` mode, the plugin
+//!   binary in its process group): at every phase the plugin, left alone, ends in a clean
+//!   state, rolling back before the switch and finishing it after.
+//! - A new version that never turns healthy (Diego restarts it at once, CRASHED is never
+//!   seen) is refused at its first crash, long before `--timeout`.
+//! - Optional platform APIs that are forbidden, missing or absent do not stop a deploy.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use cf_zero_downtime::cli::{PushArgs, Strategy};
+use cf_zero_downtime::deploy::{Event, Outcome};
+use cf_zero_downtime::sim::{OptionalApi, SimConfig, Unavailable};
+
+use crate::harness::{World, assert_no_failures, fast, push_args, world};
+
+/// Writes version `version` of `web` with `instances` and returns the manifest.
+fn version(w: &World, version: &str, instances: u32) -> PathBuf {
+    w.write_app(version, "web");
+    let manifest = w.version_root(version).join("manifest.yml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "applications:\n- name: web\n  instances: {instances}\n  memory: 64M\n  path: web\n  \
+             health-check-type: http\n  health-check-http-endpoint: /health\n  routes:\n  \
+             - route: web.{}\n",
+            w.sim.app_domain()
+        ),
+    )
+    .unwrap();
+    manifest
+}
+
+/// Apps (sorted names) and route url → app names.
+async fn state(w: &World) -> (Vec<String>, Vec<(String, Vec<String>)>) {
+    let l = w.listing().await;
+    let mut apps: Vec<String> = l.apps.iter().map(|a| a.name.clone()).collect();
+    apps.sort();
+    let routes = l
+        .route_table(ToString::to_string, false)
+        .into_iter()
+        .collect();
+    (apps, routes)
+}
+
+fn deployed_state(w: &World) -> (Vec<String>, Vec<(String, Vec<String>)>) {
+    (
+        vec!["web".to_string()],
+        vec![(
+            format!("web.{}", w.sim.app_domain()),
+            vec!["web".to_string()],
+        )],
+    )
+}
+
+async fn first_deploy(w: &World) {
+    let m = version(w, "v1", 2);
+    w.push_deployed(push_args(&m)).await;
+}
+
+/// The phases of a swap, each recognised by the first API call of the phase.
+const PHASES: &[(&str, &str, &str)] = &[
+    ("candidate", "POST", "/actions/apply_manifest"),
+    ("staging", "POST", "/v3/builds"),
+    ("health", "POST", "/actions/start"),
+    ("drain", "DELETE", "/destinations/"),
+];
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_under_a_cf_cli_that_dies_ends_clean_at_every_phase() {
+    use crate::harness::{CfLikeSetup, start_cf_like};
+
+    let Some(fakecf) = crate::plugin::fakecf() else {
+        return;
+    };
+    for (phase, method, path_part) in PHASES {
+        let w = world(SimConfig {
+            staging_delay: Duration::from_millis(800),
+            start_delay: Duration::from_millis(400),
+            ..fast()
+        })
+        .await;
+        first_deploy(&w).await;
+        let before = state(&w).await;
+        let load = w.load("web").await;
+        let m = version(&w, "v2", 2);
+        w.sim.clear_call_log();
+        let api = w.sim.api_url();
+        let token = w.sim.token();
+        let refresh = w.sim.refresh_token();
+        let setup = CfLikeSetup {
+            peer_flags: vec![
+                format!("-api={api}"),
+                format!("-token={token}"),
+                format!("-org={}", w.sim.org_name()),
+                format!("-org-guid={}", w.sim.org_guid()),
+                format!("-space={}", w.sim.space_name()),
+                format!("-space-guid={}", w.sim.space_guid()),
+                "-user=admin".to_string(),
+                "-timeout=120s".to_string(),
+            ],
+            plugin_args: vec![
+                "zero-downtime-push".into(),
+                "web".into(),
+                "-f".into(),
+                m.display().to_string(),
+                "--drain".into(),
+                "3s".into(),
+            ],
+            api: &api,
+            uaa: &api,
+            access_token: &token,
+            refresh_token: &refresh,
+        };
+        let mut run = start_cf_like(fakecf, &setup);
+        let pid = run
+            .plugin_pid(Duration::from_secs(20))
+            .expect("the plugin started");
+        // Wait (bounded) for the phase's first call, then press Ctrl-C.
+        let start = Instant::now();
+        let reached = loop {
+            if w.sim
+                .call_log()
+                .iter()
+                .any(|c| c.method == *method && c.path.contains(path_part) && c.status < 300)
+            {
+                break true;
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                break false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        assert!(reached, "{phase}: the deploy never reached it");
+        run.interrupt();
+        run.wait_peer(Duration::from_secs(10))
+            .expect("the fake cf CLI died at once");
+        let out = run
+            .wait_plugin_exit(pid, Duration::from_secs(90))
+            .expect("the plugin ended by itself");
+        w.settle().await;
+        assert_no_failures(&load.stop().await);
+        let last = out.stdout.trim_end().lines().last().unwrap_or_default();
+        let ctx = format!("{phase}: {out:?}");
+        if *phase == "drain" {
+            assert!(out.stderr.contains("Interrupted after the switch"), "{ctx}");
+            assert_eq!(last, "deployed", "{ctx}");
+            assert_eq!(state(&w).await, deployed_state(&w), "{ctx}");
+            assert_eq!(w.serving("web").await, "v2", "{ctx}");
+        } else {
+            assert!(out.stderr.contains("Interrupted: rolling back"), "{ctx}");
+            assert_eq!(last, "rolled back, the old version is serving", "{ctx}");
+            assert_eq!(state(&w).await, before, "{ctx}");
+            assert_eq!(w.serving("web").await, "v1", "{ctx}");
+        }
+        assert!(
+            !out.stdout.contains(token.trim_start_matches("bearer ")),
+            "{ctx}"
+        );
+        w.sim.shutdown().await;
+    }
+}
+
+fn never_healthy_sim() -> SimConfig {
+    SimConfig {
+        // Diego's 60 s health-check timeout, scaled down; restarts are immediate.
+        health_check_timeout: Duration::from_millis(600),
+        ..fast()
+    }
+}
+
+/// Push arguments with a long `--timeout`: a refusal must come from the crash, not from it.
+fn patient(m: &Path, strategy: Strategy) -> PushArgs {
+    PushArgs {
+        timeout: Duration::from_secs(120),
+        strategy,
+        ..push_args(m)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_never_healthy_version_is_refused_at_its_first_crash() {
+    for strategy in [Strategy::BlueGreen, Strategy::Rolling] {
+        let w = world(never_healthy_sim()).await;
+        first_deploy(&w).await;
+        let before = state(&w).await;
+        let load = w.load("web").await;
+        let m = version(&w, "v2", 2);
+        let name = if strategy == Strategy::BlueGreen {
+            "web-candidate"
+        } else {
+            "web"
+        };
+        // Applies to instances started from now on: the v2 ones.
+        w.sim
+            .faults()
+            .never_healthy(name, Duration::from_millis(600));
+        let started = Instant::now();
+        let (outcome, events) = w.push(patient(&m, strategy)).await;
+        let took = started.elapsed();
+        w.settle().await;
+        assert_no_failures(&load.stop().await);
+        let ctx = format!("{strategy:?}: {outcome:?} after {took:?}");
+        let Outcome::RolledBack { error } = &outcome else {
+            panic!("{ctx} {events:#?}")
+        };
+        assert!(error.contains("crashed"), "{ctx}");
+        // Refused long before the 120 s --timeout: the first crash is enough.
+        assert!(took < Duration::from_secs(60), "{ctx}");
+        assert_eq!(w.serving("web").await, "v1", "{ctx}");
+        if strategy == Strategy::BlueGreen {
+            assert_eq!(state(&w).await, before, "{ctx}");
+        }
+        w.sim.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forbidden_or_missing_optional_apis_deploy_with_a_warning() {
+    for (api, mode) in [
+        (OptionalApi::NetworkPolicy, Unavailable::Forbidden),
+        (OptionalApi::NetworkPolicy, Unavailable::NotFound),
+        (OptionalApi::NetworkPolicy, Unavailable::Absent),
+        (OptionalApi::AuditEvents, Unavailable::Forbidden),
+        (OptionalApi::LogCache, Unavailable::Absent),
+    ] {
+        let w = world(fast()).await;
+        first_deploy(&w).await;
+        let load = w.load("web").await;
+        w.sim.faults().optional_api(api, mode);
+        let m = version(&w, "v2", 2);
+        let (outcome, events) = w.push(push_args(&m)).await;
+        w.settle().await;
+        assert_no_failures(&load.stop().await);
+        let ctx = format!("{api:?} {mode:?}: {outcome:?}");
+        assert_eq!(outcome, Outcome::Deployed, "{ctx} {events:#?}");
+        assert_eq!(state(&w).await, deployed_state(&w), "{ctx}");
+        assert_eq!(w.serving("web").await, "v2", "{ctx}");
+        if api == OptionalApi::NetworkPolicy {
+            assert!(
+                events.iter().any(|e| matches!(e, Event::Warning { message, .. }
+                    if message.contains("network policies") && message.contains("not carried over"))),
+                "{ctx}: {events:#?}"
+            );
+        }
+        w.sim.shutdown().await;
+    }
+}
