@@ -1166,7 +1166,7 @@ fn a_large_variable_referenced_thousands_of_times_is_a_clear_error() {
     // A `((big))` value: `    K<i>: ((big))` on line 4 + i.
     assert!(location.line >= 4, "{text}");
     let i = location.line - 4;
-    assert_eq!(location.col, 7 + i.to_string().len(), "{text}");
+    assert_eq!(location.col, 8 + i.to_string().len(), "{text}");
 }
 
 #[test]
