@@ -301,7 +301,9 @@ pub(crate) fn parse_with(text: &str, budget: &mut Budget) -> Result<Option<Node>
                 if !budget.take(*weight) {
                     return Err(SyntaxError::new(
                         mark,
-                        Budget::exceeded("once its aliases are expanded (an anchor is used too often)"),
+                        Budget::exceeded(
+                            "once its aliases are expanded (an anchor is used too often)",
+                        ),
                     ));
                 }
                 let mut node = target.clone();

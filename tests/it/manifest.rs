@@ -1173,11 +1173,15 @@ fn a_large_variable_referenced_thousands_of_times_is_a_clear_error() {
 fn a_variable_spliced_into_one_string_many_times_is_a_clear_error() {
     // A 64 KiB string spliced 2000 times into one value: 128 MiB.
     let value = "v".repeat(64 << 10);
-    let doc = format!("applications:\n- name: web\n  env:\n    K: x{}\n", "((s))".repeat(2000));
+    let doc = format!(
+        "applications:\n- name: web\n  env:\n    K: x{}\n",
+        "((s))".repeat(2000)
+    );
     let e = load_with_vars(&doc, &[("s", &value)]).unwrap_err();
     assert!(
-        e.to_string()
-            .starts_with("manifest.yml:4:8: manifest is not valid YAML: manifest expands to more than 64 MiB"),
+        e.to_string().starts_with(
+            "manifest.yml:4:8: manifest is not valid YAML: manifest expands to more than 64 MiB"
+        ),
         "{e}"
     );
 }
@@ -1186,7 +1190,9 @@ fn a_variable_spliced_into_one_string_many_times_is_a_clear_error() {
 fn modest_reuse_of_anchors_and_vars_stays_within_the_budget() {
     let mut doc = String::from("base: &base {memory: 64M, disk_quota: 128M}\napplications:\n");
     for i in 0..200 {
-        doc.push_str(&format!("- name: app{i}\n  <<: *base\n  env: {{A: ((a)), B: x-((a))}}\n"));
+        doc.push_str(&format!(
+            "- name: app{i}\n  <<: *base\n  env: {{A: ((a)), B: x-((a))}}\n"
+        ));
     }
     let m = load_with_vars(&doc, &[("a", &"y".repeat(1000))]).unwrap();
     assert_eq!(m.applications.len(), 200);
