@@ -8,4 +8,5 @@ mod manifest;
 mod package;
 mod plugin;
 mod push;
+mod release;
 mod sim;
