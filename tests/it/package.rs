@@ -755,16 +755,16 @@ fn archive_entries_escaping_the_root_are_rejected() {
 fn patch_declared_size(zip: &mut [u8], name: &str, size: u32) {
     let mut patched = 0;
     for at in 0..zip.len().saturating_sub(46) {
-        let (sig, name_len_at, name_at, size_at) = match zip[at..at + 4] {
-            [0x50, 0x4b, 0x03, 0x04] => ("local", at + 26, at + 30, at + 22),
-            [0x50, 0x4b, 0x01, 0x02] => ("central", at + 28, at + 46, at + 24),
+        // Local file header, central directory header: where the name length, name and size are.
+        let (name_len_at, name_at, size_at) = match zip[at..at + 4] {
+            [0x50, 0x4b, 0x03, 0x04] => (at + 26, at + 30, at + 22),
+            [0x50, 0x4b, 0x01, 0x02] => (at + 28, at + 46, at + 24),
             _ => continue,
         };
         let name_len = u16::from_le_bytes([zip[name_len_at], zip[name_len_at + 1]]) as usize;
         if zip.get(name_at..name_at + name_len) == Some(name.as_bytes()) {
             zip[size_at..size_at + 4].copy_from_slice(&size.to_le_bytes());
             patched += 1;
-            let _ = sig;
         }
     }
     assert_eq!(patched, 2, "local and central header of {name}");
