@@ -2,7 +2,7 @@
 //! panic, hang or allocate without bound, and decoding must not depend on how the bytes
 //! are split across reads.
 //!
-//! Run: `RUSTC_BOOTSTRAP=1 cargo fuzz run gob_decode fuzz/seeds/gob_decode -- -max_total_time=300`
+//! Run: `RUSTC_BOOTSTRAP=1 cargo fuzz run gob_decode fuzz/seeds/gob_decode -- -rss_limit_mb=512 -max_total_time=180`
 #![no_main]
 
 use bytes::BytesMut;

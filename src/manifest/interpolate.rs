@@ -7,7 +7,9 @@
 //! - a node that is exactly one `((name))` is replaced by the value with its YAML type;
 //! - inside a longer string only string and integer values are spliced;
 //! - `((a.b))` digs into mapping `a`;
-//! - every missing name is collected and reported at once, sorted.
+//! - every missing name is collected and reported at once, sorted;
+//! - what the values add to the document is taken from the manifest's [`Budget`] (shared with the
+//!   parse), so a large variable referenced thousands of times is an error, not an out-of-memory abort.
 //!
 //! Depends on: `yaml.rs`. Must not: read the manifest's keys.
 
@@ -16,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use super::error::{Error, Location};
 use super::value::Value;
-use super::yaml::{self, Kind, Mark, Node};
+use super::yaml::{self, Budget, Kind, Mark, NODE_BYTES, Node};
 
 /// Variable values by name.
 #[derive(Debug, Clone, Default)]
@@ -182,10 +184,43 @@ fn occurrences(s: &str) -> Vec<Occurrence> {
     out
 }
 
-/// Interpolates every string node of `root`. `file` is used in messages.
+/// What a value costs against the [`Budget`] once turned into nodes (as [`Node::weight`]).
+fn value_weight(value: &Value) -> usize {
+    NODE_BYTES.saturating_add(match value {
+        Value::Seq(items) => items
+            .iter()
+            .fold(0usize, |sum, v| sum.saturating_add(value_weight(v))),
+        Value::Map(entries) => entries.iter().fold(0usize, |sum, (k, v)| {
+            sum.saturating_add(value_weight(k))
+                .saturating_add(value_weight(v))
+        }),
+        Value::Float(text) | Value::Str(text) => text.len(),
+        Value::Null | Value::Bool(_) | Value::Int(_) => 0,
+    })
+}
+
+/// Interpolates every string node of `root` with a budget of its own. `file` is used in messages.
+#[cfg(test)]
 pub(crate) fn interpolate(root: Node, vars: &Vars, file: &Path) -> Result<Node, Error> {
+    interpolate_with(root, vars, file, &mut Budget::default())
+}
+
+/// Interpolates every string node of `root`, taking what the values add from `budget`. `file` is
+/// used in messages.
+pub(crate) fn interpolate_with(
+    root: Node,
+    vars: &Vars,
+    file: &Path,
+    budget: &mut Budget,
+) -> Result<Node, Error> {
     let mut missing = BTreeSet::new();
-    let node = walk(root, vars, file, &mut missing)?;
+    let mut ctx = Walk {
+        vars,
+        file,
+        missing: &mut missing,
+        budget,
+    };
+    let node = ctx.walk(root)?;
     if missing.is_empty() {
         Ok(node)
     } else {
@@ -196,88 +231,116 @@ pub(crate) fn interpolate(root: Node, vars: &Vars, file: &Path) -> Result<Node, 
     }
 }
 
-fn walk(
-    node: Node,
-    vars: &Vars,
-    file: &Path,
-    missing: &mut BTreeSet<String>,
-) -> Result<Node, Error> {
-    let mark = node.mark;
-    match node.kind {
-        Kind::Str(s) => substitute(&s, mark, vars, file, missing),
-        Kind::Seq(items) => {
-            let items = items
-                .into_iter()
-                .map(|n| walk(n, vars, file, missing))
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(Node::new(Kind::Seq(items), mark))
-        }
-        Kind::Map(entries) => {
-            let entries = entries
-                .into_iter()
-                .map(|(k, v)| Ok((walk(k, vars, file, missing)?, walk(v, vars, file, missing)?)))
-                .collect::<Result<Vec<_>, Error>>()?;
-            Ok(Node::new(Kind::Map(entries), mark))
-        }
-        other => Ok(Node::new(other, mark)),
-    }
+/// The state of one interpolation.
+struct Walk<'a> {
+    vars: &'a Vars,
+    file: &'a Path,
+    missing: &'a mut BTreeSet<String>,
+    budget: &'a mut Budget,
 }
 
-fn substitute(
-    s: &str,
-    mark: Mark,
-    vars: &Vars,
-    file: &Path,
-    missing: &mut BTreeSet<String>,
-) -> Result<Node, Error> {
-    let occ = occurrences(s);
-    if occ.is_empty() {
-        return Ok(Node::new(Kind::Str(s.to_string()), mark));
-    }
-    if occ.len() == 1 && occ[0].start == 0 && occ[0].end == s.len() {
-        return match vars.get(&occ[0].name) {
-            Some(v) => Ok(Node::from_value(v, mark)),
-            None => {
-                missing.insert(occ[0].name.clone());
-                Ok(Node::new(Kind::Str(s.to_string()), mark))
+impl Walk<'_> {
+    fn walk(&mut self, node: Node) -> Result<Node, Error> {
+        let mark = node.mark;
+        match node.kind {
+            Kind::Str(s) => self.substitute(s, mark),
+            Kind::Seq(items) => {
+                let items = items
+                    .into_iter()
+                    .map(|n| self.walk(n))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(Node::new(Kind::Seq(items), mark))
             }
-        };
-    }
-    let mut out = String::with_capacity(s.len());
-    let mut last = 0;
-    for o in &occ {
-        out.push_str(&s[last..o.start]);
-        last = o.end;
-        match vars.get(&o.name) {
-            Some(Value::Str(v)) => out.push_str(v),
-            Some(Value::Int(i)) => out.push_str(&i.to_string()),
-            Some(other) => {
-                let (type_name, value) = match other {
-                    Value::Null => ("null", "null".to_string()),
-                    Value::Bool(b) => ("bool", b.to_string()),
-                    Value::Float(f) => ("float64", f.clone()),
-                    Value::Seq(_) => ("list", "[...]".to_string()),
-                    _ => ("map", "{...}".to_string()),
-                };
-                return Err(Error::VarType {
-                    location: Location {
-                        file: file.to_path_buf(),
-                        line: mark.line,
-                        col: mark.col,
-                    },
-                    name: o.name.clone(),
-                    type_name: type_name.into(),
-                    value,
-                });
+            Kind::Map(entries) => {
+                let entries = entries
+                    .into_iter()
+                    .map(|(k, v)| Ok((self.walk(k)?, self.walk(v)?)))
+                    .collect::<Result<Vec<_>, Error>>()?;
+                Ok(Node::new(Kind::Map(entries), mark))
             }
-            None => {
-                missing.insert(o.name.clone());
-                out.push_str(&s[o.start..o.end]);
-            }
+            other => Ok(Node::new(other, mark)),
         }
     }
-    out.push_str(&s[last..]);
-    Ok(Node::new(Kind::Str(out), mark))
+
+    fn location(&self, mark: Mark) -> Location {
+        Location {
+            file: self.file.to_path_buf(),
+            line: mark.line,
+            col: mark.col,
+        }
+    }
+
+    /// Takes `bytes` from the budget for what a variable adds at `mark`.
+    fn charge(&mut self, bytes: usize, mark: Mark) -> Result<(), Error> {
+        if self.budget.take(bytes) {
+            Ok(())
+        } else {
+            Err(Error::Syntax {
+                location: self.location(mark),
+                message: Budget::exceeded(
+                    "once its ((vars)) are interpolated (a large variable is used too often)",
+                ),
+                key: None,
+            })
+        }
+    }
+
+    fn substitute(&mut self, s: String, mark: Mark) -> Result<Node, Error> {
+        let occ = occurrences(&s);
+        if occ.is_empty() {
+            return Ok(Node::new(Kind::Str(s), mark));
+        }
+        if occ.len() == 1 && occ[0].start == 0 && occ[0].end == s.len() {
+            return match self.vars.get(&occ[0].name) {
+                Some(v) => {
+                    self.charge(value_weight(v), mark)?;
+                    Ok(Node::from_value(v, mark))
+                }
+                None => {
+                    self.missing.insert(occ[0].name.clone());
+                    Ok(Node::new(Kind::Str(s), mark))
+                }
+            };
+        }
+        let mut out = String::with_capacity(s.len());
+        let mut last = 0;
+        for o in &occ {
+            out.push_str(&s[last..o.start]);
+            last = o.end;
+            match self.vars.get(&o.name) {
+                Some(Value::Str(v)) => {
+                    self.charge(v.len(), mark)?;
+                    out.push_str(v);
+                }
+                Some(Value::Int(i)) => {
+                    let text = i.to_string();
+                    self.charge(text.len(), mark)?;
+                    out.push_str(&text);
+                }
+                Some(other) => {
+                    let (type_name, value) = match other {
+                        Value::Null => ("null", "null".to_string()),
+                        Value::Bool(b) => ("bool", b.to_string()),
+                        Value::Float(f) => ("float64", f.clone()),
+                        Value::Seq(_) => ("list", "[...]".to_string()),
+                        _ => ("map", "{...}".to_string()),
+                    };
+                    return Err(Error::VarType {
+                        location: self.location(mark),
+                        name: o.name.clone(),
+                        type_name: type_name.into(),
+                        value,
+                    });
+                }
+                None => {
+                    self.missing.insert(o.name.clone());
+                    out.push_str(&s[o.start..o.end]);
+                }
+            }
+        }
+        out.push_str(&s[last..]);
+        Ok(Node::new(Kind::Str(out), mark))
+    }
 }
 
 #[cfg(test)]

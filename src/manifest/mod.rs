@@ -6,6 +6,11 @@
 //! rejected) → interpolate vars → typed model with validation → resolve `path` against the manifest's
 //! folder (no `path`: the working directory). The supported keys are listed in `docs/manifest.md`.
 //!
+//! Bounded input: one budget of 64 MiB covers what a manifest expands to after alias expansion and
+//! `((vars))` interpolation together (every node counts 64 bytes plus its text); going over it is a
+//! syntax error at the alias or string concerned, never an out-of-memory abort. Each vars file has a
+//! budget of its own. Duplicate keys are found with a hash set per mapping, in linear time.
+//!
 //! Depends on: saphyr-parser (YAML events with marks), thiserror. Must not: make API calls or print.
 
 mod error;
@@ -299,7 +304,9 @@ pub fn parse_str(text: &str, origin: &Path, opts: &LoadOptions) -> Result<Manife
 }
 
 fn parse_with_vars(text: &str, origin: &Path, vars: &Vars, cwd: &Path) -> Result<Manifest, Error> {
-    let root = yaml::parse(text).map_err(|e| Error::Syntax {
+    // One budget for the parse and the interpolation: what the whole document expands to.
+    let mut budget = yaml::Budget::default();
+    let root = yaml::parse_with(text, &mut budget).map_err(|e| Error::Syntax {
         location: Location {
             file: origin.to_path_buf(),
             line: e.mark.line,
@@ -309,7 +316,12 @@ fn parse_with_vars(text: &str, origin: &Path, vars: &Vars, cwd: &Path) -> Result
         key: e.key,
     })?;
     let root = match root {
-        Some(node) => Some(interpolate::interpolate(node, vars, origin)?),
+        Some(node) => Some(interpolate::interpolate_with(
+            node,
+            vars,
+            origin,
+            &mut budget,
+        )?),
         None => None,
     };
     let mut reader = Reader::new(origin);

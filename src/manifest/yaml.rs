@@ -11,7 +11,9 @@
 //!
 //! Depends on: saphyr-parser. Must not: know about manifests.
 
-use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 
 use saphyr_parser::{Event, Parser, ScalarStyle, Span};
 
@@ -19,8 +21,53 @@ use super::value::Value;
 
 /// Deepest nesting accepted; deeper documents are rejected instead of risking the stack.
 const MAX_DEPTH: usize = 200;
-/// Most nodes a document may expand to (aliases included); guards against "billion laughs".
-const MAX_NODES: usize = 250_000;
+/// Most bytes one manifest may expand to, counted over the whole document after alias expansion and
+/// `((vars))` interpolation: every node costs [`NODE_BYTES`] plus the bytes of its text. Guards
+/// against "billion laughs" (an anchor aliased thousands of times) and against a large variable
+/// referenced thousands of times; a real manifest is a few kilobytes.
+pub(crate) const MAX_EXPANDED_BYTES: usize = 64 << 20;
+/// What a node costs against [`MAX_EXPANDED_BYTES`] besides its text: roughly the memory of the node
+/// itself and of its slot in its parent.
+pub(crate) const NODE_BYTES: usize = 64;
+
+/// What is left of the [`MAX_EXPANDED_BYTES`] a document may expand to. One budget is shared by the
+/// parse of a manifest and the interpolation of its vars.
+#[derive(Debug, Clone)]
+pub(crate) struct Budget {
+    left: usize,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Budget::new(MAX_EXPANDED_BYTES)
+    }
+}
+
+impl Budget {
+    /// A budget of `bytes`.
+    pub fn new(bytes: usize) -> Budget {
+        Budget { left: bytes }
+    }
+
+    /// Takes `bytes` from the budget; false (and nothing taken) when not that many are left.
+    pub fn take(&mut self, bytes: usize) -> bool {
+        match self.left.checked_sub(bytes) {
+            Some(left) => {
+                self.left = left;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The message for a document that went over the budget while `doing`.
+    pub fn exceeded(doing: &str) -> String {
+        format!(
+            "manifest expands to more than {} MiB {doing}",
+            MAX_EXPANDED_BYTES >> 20
+        )
+    }
+}
 
 /// Where a node starts in its source: 1-based line and column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -133,17 +180,18 @@ impl Node {
         }
     }
 
-    fn count(&self) -> usize {
-        match &self.kind {
-            Kind::Seq(items) => 1 + items.iter().map(Node::count).sum::<usize>(),
-            Kind::Map(entries) => {
-                1 + entries
-                    .iter()
-                    .map(|(k, v)| k.count() + v.count())
-                    .sum::<usize>()
-            }
-            _ => 1,
-        }
+    /// What the node and everything under it cost against the [`Budget`].
+    pub fn weight(&self) -> usize {
+        NODE_BYTES.saturating_add(match &self.kind {
+            Kind::Seq(items) => items
+                .iter()
+                .fold(0usize, |sum, n| sum.saturating_add(n.weight())),
+            Kind::Map(entries) => entries.iter().fold(0usize, |sum, (k, v)| {
+                sum.saturating_add(k.weight()).saturating_add(v.weight())
+            }),
+            Kind::Float(text) | Kind::Str(text) => text.len(),
+            Kind::Null | Kind::Bool(_) | Kind::Int(_) => 0,
+        })
     }
 }
 
@@ -200,15 +248,20 @@ enum Frame {
     },
 }
 
-/// Parses the first YAML document of `text`. `Ok(None)` for a stream with no document (empty file,
-/// only comments).
+/// Parses the first YAML document of `text` with a budget of its own. `Ok(None)` for a stream with
+/// no document (empty file, only comments).
 pub(crate) fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
+    parse_with(text, &mut Budget::default())
+}
+
+/// As [`parse`], taking what the document expands to (aliases included) from `budget`.
+pub(crate) fn parse_with(text: &str, budget: &mut Budget) -> Result<Option<Node>, SyntaxError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     check_tabs(text)?;
     let mut parser = Parser::new_from_str(text);
     let mut stack: Vec<Frame> = Vec::new();
-    let mut anchors: HashMap<usize, Node> = HashMap::new();
-    let mut budget = MAX_NODES;
+    // Each anchored node with its weight, so an alias is charged without walking it first.
+    let mut anchors: HashMap<usize, (Node, usize)> = HashMap::new();
     let mut root: Option<Node> = None;
     let mut in_document = false;
     while let Some(next) = parser.next_event() {
@@ -242,23 +295,23 @@ pub(crate) fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
                 None
             }
             Event::Alias(id) => {
-                let Some(target) = anchors.get(&id) else {
+                let Some((target, weight)) = anchors.get(&id) else {
                     return Err(SyntaxError::new(mark, "alias refers to an unknown anchor"));
                 };
-                let n = target.count();
-                if n > budget {
+                if !budget.take(*weight) {
                     return Err(SyntaxError::new(
                         mark,
-                        "document expands to too many nodes (aliases nested too deeply)",
+                        Budget::exceeded(
+                            "once its aliases are expanded (an anchor is used too often)",
+                        ),
                     ));
                 }
-                budget -= n;
                 let mut node = target.clone();
                 node.mark = mark;
                 Some((node, 0, false))
             }
             Event::Scalar(text, style, anchor, tag) => {
-                take_budget(&mut budget, mark)?;
+                take_budget(budget, NODE_BYTES.saturating_add(text.len()), mark)?;
                 let tag = tag.map(|t| (t.handle.clone(), t.suffix.clone()));
                 let is_merge = style == ScalarStyle::Plain && tag.is_none() && text == "<<";
                 let tag_ref = tag.as_ref().map(|(h, s)| (h.as_str(), s.as_str()));
@@ -266,7 +319,7 @@ pub(crate) fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
                 Some((Node::new(kind, mark), anchor, is_merge))
             }
             Event::SequenceStart(anchor, _) => {
-                take_budget(&mut budget, mark)?;
+                take_budget(budget, NODE_BYTES, mark)?;
                 if stack.len() >= MAX_DEPTH {
                     return Err(SyntaxError::new(mark, "document is nested too deeply"));
                 }
@@ -278,7 +331,7 @@ pub(crate) fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
                 None
             }
             Event::MappingStart(anchor, _) => {
-                take_budget(&mut budget, mark)?;
+                take_budget(budget, NODE_BYTES, mark)?;
                 if stack.len() >= MAX_DEPTH {
                     return Err(SyntaxError::new(mark, "document is nested too deeply"));
                 }
@@ -317,7 +370,8 @@ pub(crate) fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
             continue;
         };
         if anchor != 0 {
-            anchors.insert(anchor, node.clone());
+            let weight = node.weight();
+            anchors.insert(anchor, (node.clone(), weight));
         }
         match stack.last_mut() {
             None => {
@@ -346,77 +400,169 @@ pub(crate) fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
     Ok(root)
 }
 
-fn take_budget(budget: &mut usize, mark: Mark) -> Result<(), SyntaxError> {
-    if *budget == 0 {
-        return Err(SyntaxError::new(mark, "document has too many nodes"));
+fn take_budget(budget: &mut Budget, bytes: usize, mark: Mark) -> Result<(), SyntaxError> {
+    if budget.take(bytes) {
+        Ok(())
+    } else {
+        Err(SyntaxError::new(mark, Budget::exceeded("(too many nodes)")))
     }
-    *budget -= 1;
-    Ok(())
 }
 
-/// Applies merge keys and rejects duplicate keys.
+/// A node as a hash key: equal when the values are equal, marks ignored (as [`Value`] compares).
+struct KeyRef<'a>(&'a Node);
+
+impl PartialEq for KeyRef<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        same_value(self.0, other.0)
+    }
+}
+
+impl Eq for KeyRef<'_> {}
+
+impl Hash for KeyRef<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        hash_value(self.0, state);
+    }
+}
+
+fn same_value(a: &Node, b: &Node) -> bool {
+    match (&a.kind, &b.kind) {
+        (Kind::Seq(x), Kind::Seq(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same_value(a, b))
+        }
+        (Kind::Map(x), Kind::Map(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .zip(y)
+                    .all(|((ak, av), (bk, bv))| same_value(ak, bk) && same_value(av, bv))
+        }
+        (Kind::Seq(_) | Kind::Map(_), _) | (_, Kind::Seq(_) | Kind::Map(_)) => false,
+        (x, y) => x == y,
+    }
+}
+
+fn hash_value<H: Hasher>(node: &Node, state: &mut H) {
+    std::mem::discriminant(&node.kind).hash(state);
+    match &node.kind {
+        Kind::Null => {}
+        Kind::Bool(b) => b.hash(state),
+        Kind::Int(i) => i.hash(state),
+        Kind::Float(s) | Kind::Str(s) => s.hash(state),
+        Kind::Seq(items) => {
+            items.len().hash(state);
+            for item in items {
+                hash_value(item, state);
+            }
+        }
+        Kind::Map(entries) => {
+            entries.len().hash(state);
+            for (k, v) in entries {
+                hash_value(k, state);
+                hash_value(v, state);
+            }
+        }
+    }
+}
+
+fn merge_error(mark: Mark) -> SyntaxError {
+    SyntaxError {
+        mark,
+        message: "merge key '<<' needs a mapping or a list of mappings".into(),
+        key: Some("<<".into()),
+    }
+}
+
+/// The mappings a `<<` value merges: `<<: map` or `<<: [map, map]`.
+fn merge_sources(value: &Node) -> Result<Vec<&[(Node, Node)]>, SyntaxError> {
+    let sources: Vec<&Node> = match &value.kind {
+        Kind::Map(_) => vec![value],
+        Kind::Seq(items) => items.iter().collect(),
+        _ => return Err(merge_error(value.mark)),
+    };
+    sources
+        .into_iter()
+        .map(|src| match &src.kind {
+            Kind::Map(entries) => Ok(entries.as_slice()),
+            _ => Err(merge_error(src.mark)),
+        })
+        .collect()
+}
+
+/// Applies merge keys and rejects duplicate keys, in time linear in the number of keys.
 fn finish_map(
     entries: Vec<(Node, Node)>,
     merges: &[usize],
 ) -> Result<Vec<(Node, Node)>, SyntaxError> {
+    let merge_at: HashSet<usize> = merges.iter().copied().collect();
     // Duplicates among explicit keys are errors.
-    let mut seen: Vec<(Value, Mark)> = Vec::with_capacity(entries.len());
+    let mut seen: HashMap<KeyRef<'_>, Mark> = HashMap::with_capacity(entries.len());
     for (i, (k, _)) in entries.iter().enumerate() {
-        if merges.contains(&i) {
+        if merge_at.contains(&i) {
             continue;
         }
-        let kv = k.to_value();
-        if let Some((_, first)) = seen.iter().find(|(v, _)| *v == kv) {
-            return Err(SyntaxError {
-                mark: k.mark,
-                message: format!(
-                    "duplicate key '{}' (first defined at line {})",
-                    k.describe(),
-                    first.line
-                ),
-                key: Some(k.describe()),
-            });
+        match seen.entry(KeyRef(k)) {
+            Entry::Occupied(first) => {
+                return Err(SyntaxError {
+                    mark: k.mark,
+                    message: format!(
+                        "duplicate key '{}' (first defined at line {})",
+                        k.describe(),
+                        first.get().line
+                    ),
+                    key: Some(k.describe()),
+                });
+            }
+            Entry::Vacant(slot) => {
+                slot.insert(k.mark);
+            }
         }
-        seen.push((kv, k.mark));
     }
     if merges.is_empty() {
         return Ok(entries);
     }
-    let explicit: Vec<Value> = seen.into_iter().map(|(v, _)| v).collect();
+    // Which merged entries are kept, per `<<` entry and source mapping: earlier maps in a list
+    // win, explicit keys always win.
+    let mut keep: HashMap<usize, Vec<Vec<bool>>> = HashMap::with_capacity(merges.len());
+    for &i in merges {
+        let Some((_, value)) = entries.get(i) else {
+            continue;
+        };
+        let mut masks = Vec::new();
+        for src in merge_sources(value)? {
+            let mask = src
+                .iter()
+                .map(|(mk, _)| match seen.entry(KeyRef(mk)) {
+                    Entry::Occupied(_) => false,
+                    Entry::Vacant(slot) => {
+                        slot.insert(mk.mark);
+                        true
+                    }
+                })
+                .collect();
+            masks.push(mask);
+        }
+        keep.insert(i, masks);
+    }
+    drop(seen);
     let mut out: Vec<(Node, Node)> = Vec::with_capacity(entries.len());
-    let mut merged_keys: Vec<Value> = Vec::new();
     for (i, (k, v)) in entries.into_iter().enumerate() {
-        if !merges.contains(&i) {
+        let Some(masks) = keep.remove(&i) else {
             out.push((k, v));
             continue;
-        }
-        // `<<: map` or `<<: [map, map]`; earlier maps in the list win, explicit keys always win.
-        let sources: Vec<Node> = match v.kind {
+        };
+        let sources = match v.kind {
             Kind::Map(_) => vec![v],
             Kind::Seq(items) => items,
-            _ => {
-                return Err(SyntaxError {
-                    mark: v.mark,
-                    message: "merge key '<<' needs a mapping or a list of mappings".into(),
-                    key: Some("<<".into()),
-                });
-            }
+            _ => Vec::new(),
         };
-        for src in sources {
-            let Kind::Map(src_entries) = src.kind else {
-                return Err(SyntaxError {
-                    mark: src.mark,
-                    message: "merge key '<<' needs a mapping or a list of mappings".into(),
-                    key: Some("<<".into()),
-                });
-            };
-            for (mk, mv) in src_entries {
-                let kv = mk.to_value();
-                if explicit.contains(&kv) || merged_keys.contains(&kv) {
-                    continue;
-                }
-                merged_keys.push(kv);
-                out.push((mk, mv));
+        for (src, mask) in sources.into_iter().zip(masks) {
+            if let Kind::Map(src_entries) = src.kind {
+                out.extend(
+                    src_entries
+                        .into_iter()
+                        .zip(mask)
+                        .filter_map(|(entry, kept)| kept.then_some(entry)),
+                );
             }
         }
     }

@@ -6,6 +6,11 @@
 //! `0755`, symlinks their stored mode; fewer than two entries is an empty archive. Entry names that
 //! are absolute or contain `..` are rejected (Cloud Controller would refuse them after upload).
 //!
+//! Bounded input ([`ArchiveLimits`]): the entry count, the sum of the declared sizes of the entries
+//! and the size of the `.cfignore` are capped before anything is decompressed, and every entry is
+//! read through a cap at its declared size: an entry that inflates to more (a zip bomb lying in
+//! its headers) or to less is an error as soon as it is seen, never a full read.
+//!
 //! Depends on: `zip`, `sha1`. Must not: do network I/O.
 
 use std::fs::File;
@@ -25,6 +30,50 @@ pub(crate) const ARCHIVE_FILE_MODE: u32 = 0o744;
 /// Longest symlink target read from an archive entry.
 const MAX_LINK_TARGET: u64 = 4096;
 
+/// Bounds on an archive given as the app path; over any of them the push stops with
+/// [`Error::ArchiveLimit`] before anything is uploaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArchiveLimits {
+    /// Most entries (files, directories, symlinks) in the archive.
+    pub max_entries: usize,
+    /// Most bytes all entries may declare once decompressed, together.
+    pub max_total_bytes: u64,
+    /// Largest `.cfignore` read from the archive.
+    pub max_cfignore_bytes: u64,
+}
+
+impl Default for ArchiveLimits {
+    /// 500,000 entries, 8 GiB decompressed (Cloud Controller's default package limit is 1 GiB
+    /// compressed; deflate rarely gains more than 8x on app files), a 1 MiB `.cfignore`.
+    fn default() -> Self {
+        Self {
+            max_entries: 500_000,
+            max_total_bytes: 8 << 30,
+            max_cfignore_bytes: 1 << 20,
+        }
+    }
+}
+
+fn limit_error(archive: &Path, detail: String) -> Error {
+    Error::ArchiveLimit {
+        archive: archive.into(),
+        detail,
+    }
+}
+
+/// A failed read of an entry: content that does not match the entry's header (more bytes than
+/// declared, a bad checksum) is reported against the declared size; anything else as it is.
+fn read_error(archive: &Path, entry: &str, declared: u64, e: std::io::Error) -> Error {
+    if e.kind() == std::io::ErrorKind::InvalidData {
+        limit_error(
+            archive,
+            format!("entry '{entry}' does not decompress to its declared {declared} bytes ({e})"),
+        )
+    } else {
+        entry_error(archive, entry, e.into())
+    }
+}
+
 /// Opens an archive for reading.
 pub(crate) fn open(path: &Path) -> Result<ZipArchive<BufReader<File>>, Error> {
     let file = File::open(path).map_err(|e| Error::missing_or_read(path, e))?;
@@ -42,13 +91,24 @@ fn entry_error(archive: &Path, entry: &str, source: zip::result::ZipError) -> Er
     }
 }
 
-pub(crate) fn scan_archive(path: &Path) -> Result<Scan, Error> {
+pub(crate) fn scan_archive(path: &Path, limits: &ArchiveLimits) -> Result<Scan, Error> {
     let mut zip = open(path)?;
-    let cfignore = read_cfignore(path, &mut zip)?;
+    if zip.len() > limits.max_entries {
+        return Err(limit_error(
+            path,
+            format!(
+                "it has {} entries, more than the limit of {}",
+                zip.len(),
+                limits.max_entries
+            ),
+        ));
+    }
+    let cfignore = read_cfignore(path, &mut zip, limits.max_cfignore_bytes)?;
     let ignore = CfIgnore::for_archive(cfignore.as_deref());
 
     let mut entries = Vec::new();
     let mut indices = Vec::new();
+    let mut declared_total = 0u64;
     for index in 0..zip.len() {
         let mut file = zip
             .by_index(index)
@@ -94,6 +154,16 @@ pub(crate) fn scan_archive(path: &Path) -> Result<Scan, Error> {
                 kind: EntryKind::Symlink { target },
             }
         } else {
+            declared_total = declared_total.saturating_add(file.size());
+            if declared_total > limits.max_total_bytes {
+                return Err(limit_error(
+                    path,
+                    format!(
+                        "its files declare more than {} bytes once decompressed (at entry '{name}')",
+                        limits.max_total_bytes
+                    ),
+                ));
+            }
             // Hashed below, in parallel.
             FileEntry {
                 path: name,
@@ -135,11 +205,27 @@ fn hash_files(path: &Path, entries: &mut [FileEntry], indices: &[usize]) -> Resu
             run.iter()
                 .map(|&k| {
                     let name = &entries[k].path;
-                    let mut file = zip
+                    let declared = entries[k].size;
+                    let file = zip
                         .by_index(indices[k])
                         .map_err(|e| entry_error(path, name, e))?;
-                    let (sha1, size) =
-                        hash_reader(&mut file).map_err(|e| entry_error(path, name, e.into()))?;
+                    // One byte past the declared size is enough to see a lying header (the zip
+                    // reader also stops there, with an InvalidData error).
+                    let (sha1, size) = hash_reader(&mut file.take(declared.saturating_add(1)))
+                        .map_err(|e| read_error(path, name, declared, e))?;
+                    if size != declared {
+                        return Err(limit_error(
+                            path,
+                            format!(
+                                "entry '{name}' declares {declared} bytes but decompresses to {}",
+                                if size > declared {
+                                    "more".to_string()
+                                } else {
+                                    size.to_string()
+                                }
+                            ),
+                        ));
+                    }
                     Ok((k, sha1, size))
                 })
                 .collect::<Result<Vec<_>, Error>>()
@@ -156,6 +242,7 @@ fn hash_files(path: &Path, entries: &mut [FileEntry], indices: &[usize]) -> Resu
 fn read_cfignore(
     path: &Path,
     zip: &mut ZipArchive<BufReader<File>>,
+    max_bytes: u64,
 ) -> Result<Option<String>, Error> {
     let found = (0..zip.len()).find(|&i| {
         zip.name_for_index(i)
@@ -165,12 +252,26 @@ fn read_cfignore(
     let Some(index) = found else {
         return Ok(None);
     };
-    let mut file = zip
+    let file = zip
         .by_index(index)
         .map_err(|e| entry_error(path, ".cfignore", e))?;
+    let declared = file.size();
+    if declared > max_bytes {
+        return Err(limit_error(
+            path,
+            format!(".cfignore declares {declared} bytes, more than the limit of {max_bytes}"),
+        ));
+    }
     let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)
-        .map_err(|e| entry_error(path, ".cfignore", e.into()))?;
+    file.take(max_bytes.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| read_error(path, ".cfignore", declared, e))?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(limit_error(
+            path,
+            format!(".cfignore decompresses to more than the limit of {max_bytes} bytes"),
+        ));
+    }
     Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
 }
 

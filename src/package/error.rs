@@ -58,6 +58,16 @@ pub enum Error {
         #[source]
         source: zip::result::ZipError,
     },
+    /// An archive is over one of the [`ArchiveLimits`](super::ArchiveLimits) (entry count, total
+    /// size, `.cfignore` size), or an entry holds more or fewer bytes than its header declares
+    /// (a zip bomb or a corrupt archive). Nothing was uploaded.
+    #[error("archive '{}' cannot be pushed: {detail}", archive.display())]
+    ArchiveLimit {
+        /// The archive.
+        archive: PathBuf,
+        /// Which bound was crossed, with the entry and the figures.
+        detail: String,
+    },
     /// An archive entry name is absolute or climbs out of the app root with `..`.
     #[error("archive '{}' has an unsafe entry name '{entry}' (absolute or containing '..')", archive.display())]
     UnsafeArchiveEntry {

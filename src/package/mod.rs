@@ -24,10 +24,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+pub use archive::ArchiveLimits;
 pub use error::{ApiError, Error};
 pub use ignore::{CfIgnore, DEFAULT_IGNORE_LINES};
 pub use matching::MATCH_CHUNK_SIZE;
-pub use scan::{ScanOptions, scan, scan_with};
+pub use scan::{ScanOptions, scan, scan_with, scan_with_limits};
 
 /// Where the app's files come from.
 #[derive(Debug, Clone, PartialEq, Eq)]

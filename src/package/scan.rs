@@ -17,6 +17,7 @@ use rayon::prelude::*;
 use sha1::{Digest, Sha1};
 use walkdir::WalkDir;
 
+use super::archive::ArchiveLimits;
 use super::ignore::CfIgnore;
 use super::{AppSource, EntryKind, Error, FileEntry, Scan, archive};
 
@@ -49,19 +50,37 @@ pub fn scan(source: &AppSource) -> Result<Scan, Error> {
 /// [`Error::UnsupportedFileType`], [`Error::NonUtf8Path`], [`Error::DanglingSymlink`],
 /// [`Error::SymlinkOutsideApp`], [`Error::NoAppFiles`], and for archives
 /// [`Error::InvalidArchive`], [`Error::ArchiveEntry`], [`Error::UnsafeArchiveEntry`],
-/// [`Error::EmptyArchive`].
+/// [`Error::EmptyArchive`], [`Error::ArchiveLimit`] (over the default [`ArchiveLimits`]).
 pub fn scan_with(source: &AppSource, options: &ScanOptions) -> Result<Scan, Error> {
+    scan_with_limits(source, options, &ArchiveLimits::default())
+}
+
+/// As [`scan_with`], with the given bounds for an archive source (a directory source is not
+/// affected).
+///
+/// # Errors
+/// As [`scan_with`], and [`Error::ArchiveLimit`] for an archive over `limits` or whose entries do
+/// not decompress to their declared sizes.
+pub fn scan_with_limits(
+    source: &AppSource,
+    options: &ScanOptions,
+    limits: &ArchiveLimits,
+) -> Result<Scan, Error> {
     match source {
-        AppSource::Directory(dir) => scan_directory(dir, options),
-        AppSource::Archive(path) => archive::scan_archive(path),
+        AppSource::Directory(dir) => scan_directory(dir, options, limits),
+        AppSource::Archive(path) => archive::scan_archive(path, limits),
     }
 }
 
-fn scan_directory(dir: &Path, options: &ScanOptions) -> Result<Scan, Error> {
+fn scan_directory(
+    dir: &Path,
+    options: &ScanOptions,
+    limits: &ArchiveLimits,
+) -> Result<Scan, Error> {
     let root = std::fs::canonicalize(dir).map_err(|e| Error::missing_or_read(dir, e))?;
     if !root.is_dir() {
         // The cf CLI reads any non-directory app path as a zip archive.
-        return archive::scan_archive(dir);
+        return archive::scan_archive(dir, limits);
     }
     let cfignore_path = root.join(".cfignore");
     let cfignore = match std::fs::read(&cfignore_path) {

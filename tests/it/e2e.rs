@@ -506,6 +506,7 @@ async fn an_unrelated_app_with_the_candidate_name_is_never_touched() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Go (apt-get install golang-go); run: cargo test --locked -- --include-ignored"]
 async fn the_plugin_run_by_go_net_rpc_as_cf_runs_it_deploys_to_the_simulator() {
     let w = world(fast()).await;
     first_deploy(&w, &[("web", 2)]).await;
@@ -541,7 +542,7 @@ async fn the_plugin_run_by_go_net_rpc_as_cf_runs_it_deploys_to_the_simulator() {
     .await
     .unwrap();
     let Some(report) = report else {
-        return; // no Go toolchain outside CI: skipped with a message by the helper
+        return; // not reached: the helper fails the test when Go is missing
     };
     let stdout = report["stdout"].as_str().unwrap_or_default().to_string();
     assert_eq!(report["exit_code"], 0, "{report}");

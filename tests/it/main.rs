@@ -9,4 +9,5 @@ mod manifest;
 mod package;
 mod plugin;
 mod push;
+mod release;
 mod sim;

@@ -1210,3 +1210,105 @@ fn cf_push_flags_refuse_what_the_manifest_contradicts() {
         "cannot be applied when pushing multiple apps",
     );
 }
+
+// Bounded input: what a manifest expands to (aliases and ((vars)) together) has one budget of
+// 64 MiB. Each input below used to abort the process ("memory allocation failed") or take seconds.
+
+fn load_with_vars(text: &str, vars: &[(&str, &str)]) -> Result<Manifest, Error> {
+    manifest::parse_str(text, Path::new("manifest.yml"), &opts(&[], vars))
+}
+
+#[test]
+fn an_anchor_aliased_thousands_of_times_is_a_clear_error() {
+    // 1 MiB anchored string, 4000 aliases: 4 GB once expanded.
+    let mut doc = format!("big: &big {}\nlist:\n", "x".repeat(1 << 20));
+    for _ in 0..4000 {
+        doc.push_str("- *big\n");
+    }
+    let e = err_text(&doc);
+    assert!(
+        e.starts_with("manifest.yml:")
+            && e.contains("manifest expands to more than 64 MiB once its aliases are expanded"),
+        "{e}"
+    );
+    // The alias that crossed the budget is named: line 3 holds the first alias.
+    let line: usize = e.split(':').nth(1).unwrap().parse().unwrap();
+    assert!((3..4003).contains(&line), "{e}");
+}
+
+#[test]
+fn a_large_variable_referenced_thousands_of_times_is_a_clear_error() {
+    // A 100k-element list referenced 3000 times: 300 million nodes once interpolated.
+    let list = format!("[{}]", vec!["1"; 100_000].join(","));
+    let mut doc = String::from("applications:\n- name: web\n  env:\n");
+    for i in 0..3000 {
+        doc.push_str(&format!("    K{i}: ((big))\n"));
+    }
+    let e = load_with_vars(&doc, &[("big", &list)]).unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains("manifest expands to more than 64 MiB once its ((vars)) are interpolated"),
+        "{text}"
+    );
+    let location = e.location().expect("the error has a location");
+    // A `((big))` value: `    K<i>: ((big))` on line 4 + i.
+    assert!(location.line >= 4, "{text}");
+    let i = location.line - 4;
+    assert_eq!(location.col, 8 + i.to_string().len(), "{text}");
+}
+
+#[test]
+fn a_variable_spliced_into_one_string_many_times_is_a_clear_error() {
+    // A 64 KiB string spliced 2000 times into one value: 128 MiB.
+    let value = "v".repeat(64 << 10);
+    let doc = format!(
+        "applications:\n- name: web\n  env:\n    K: x{}\n",
+        "((s))".repeat(2000)
+    );
+    let e = load_with_vars(&doc, &[("s", &value)]).unwrap_err();
+    assert!(
+        e.to_string().starts_with(
+            "manifest.yml:4:8: manifest is not valid YAML: manifest expands to more than 64 MiB"
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn modest_reuse_of_anchors_and_vars_stays_within_the_budget() {
+    let mut doc = String::from("base: &base {memory: 64M, disk_quota: 128M}\napplications:\n");
+    for i in 0..200 {
+        doc.push_str(&format!(
+            "- name: app{i}\n  <<: *base\n  env: {{A: ((a)), B: x-((a))}}\n"
+        ));
+    }
+    let m = load_with_vars(&doc, &[("a", &"y".repeat(1000))]).unwrap();
+    assert_eq!(m.applications.len(), 200);
+    assert_eq!(m.applications[199].memory.as_deref(), Some("64M"));
+}
+
+#[test]
+fn duplicate_keys_in_a_large_mapping_are_found() {
+    // 40k keys: the duplicate check used to compare every pair.
+    let mut doc = String::from("applications:\n- name: web\n  env:\n");
+    for i in 0..40_000 {
+        doc.push_str(&format!("    K{i}: v\n"));
+    }
+    doc.push_str("    K17: again\n");
+    let e = err_text(&doc);
+    assert!(
+        e.starts_with("manifest.yml:40004:5: manifest is not valid YAML: duplicate key 'K17' (first defined at line 21)"),
+        "{e}"
+    );
+    // Without the duplicate, the same mapping loads, merged into another as a whole.
+    let mut doc = String::from("big: &big\n");
+    for i in 0..40_000 {
+        doc.push_str(&format!("  K{i}: v\n"));
+    }
+    doc.push_str("applications:\n- name: web\n  env:\n    K5: mine\n    <<: *big\n");
+    let m = load_text(&doc).unwrap();
+    let env = &m.applications[0].env;
+    assert_eq!(env.len(), 40_000);
+    assert_eq!(env["K5"], Value::Str("mine".into()));
+    assert_eq!(env["K39999"], Value::Str("v".into()));
+}

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 
 use assert_matches::assert_matches;
 use cf_zero_downtime::package::{
-    AppSource, BitsApi, EntryKind, Error, ProgressFn, Resource, ScanOptions, push_bits, scan,
-    scan_with,
+    AppSource, ArchiveLimits, BitsApi, EntryKind, Error, ProgressFn, Resource, ScanOptions,
+    push_bits, scan, scan_with, scan_with_limits,
 };
 use sha1::{Digest, Sha1};
 use zip::write::SimpleFileOptions;
@@ -745,5 +745,151 @@ fn archive_entries_escaping_the_root_are_rejected() {
     assert_matches!(
         scan(&AppSource::Archive(evil)),
         Err(Error::UnsafeArchiveEntry { .. })
+    );
+}
+
+// ---------------------------------------------------------------- bounded archives
+
+/// Sets the uncompressed size of every entry named `name` in a zip (local and central headers)
+/// to `size`: a header that lies, as zip bombs do.
+fn patch_declared_size(zip: &mut [u8], name: &str, size: u32) {
+    let mut patched = 0;
+    for at in 0..zip.len().saturating_sub(46) {
+        // Local file header, central directory header: where the name length, name and size are.
+        let (name_len_at, name_at, size_at) = match zip[at..at + 4] {
+            [0x50, 0x4b, 0x03, 0x04] => (at + 26, at + 30, at + 22),
+            [0x50, 0x4b, 0x01, 0x02] => (at + 28, at + 46, at + 24),
+            _ => continue,
+        };
+        let name_len = u16::from_le_bytes([zip[name_len_at], zip[name_len_at + 1]]) as usize;
+        if zip.get(name_at..name_at + name_len) == Some(name.as_bytes()) {
+            zip[size_at..size_at + 4].copy_from_slice(&size.to_le_bytes());
+            patched += 1;
+        }
+    }
+    assert_eq!(patched, 2, "local and central header of {name}");
+}
+
+fn deflated_zip(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    let options = SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    for (name, data) in entries {
+        zip.start_file(*name, options).unwrap();
+        zip.write_all(data).unwrap();
+    }
+    zip.finish().unwrap().into_inner()
+}
+
+fn limit_detail(result: Result<cf_zero_downtime::package::Scan, Error>) -> String {
+    match result {
+        Err(e @ Error::ArchiveLimit { .. }) => e.to_string(),
+        other => panic!("expected an archive limit error, got {other:?}"),
+    }
+}
+
+#[test]
+fn an_entry_inflating_past_its_declared_size_is_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let bomb = dir.path().join("bomb.zip");
+    // 16 MiB of zeros deflate to a few KB; the headers claim 100 bytes.
+    let zeros = vec![0u8; 16 << 20];
+    let mut bytes = deflated_zip(&[("a.txt", b"a"), ("zeros.bin", &zeros)]);
+    patch_declared_size(&mut bytes, "zeros.bin", 100);
+    std::fs::write(&bomb, &bytes).unwrap();
+    let text = limit_detail(scan(&AppSource::Archive(bomb)));
+    assert!(
+        text.contains("bomb.zip' cannot be pushed: entry 'zeros.bin'")
+            && text.contains("declared 100 bytes"),
+        "{text}"
+    );
+}
+
+#[test]
+fn archives_over_the_entry_count_or_total_size_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let many = dir.path().join("many.zip");
+    let names: Vec<String> = (0..11).map(|i| format!("f{i}.txt")).collect();
+    let entries: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), &b"x"[..])).collect();
+    std::fs::write(&many, deflated_zip(&entries)).unwrap();
+    let limits = ArchiveLimits {
+        max_entries: 10,
+        ..ArchiveLimits::default()
+    };
+    let source = AppSource::Archive(many.clone());
+    let text = limit_detail(scan_with_limits(&source, &ScanOptions::default(), &limits));
+    assert!(
+        text.ends_with("it has 11 entries, more than the limit of 10"),
+        "{text}"
+    );
+    let limits = ArchiveLimits {
+        max_total_bytes: 10,
+        ..ArchiveLimits::default()
+    };
+    let text = limit_detail(scan_with_limits(&source, &ScanOptions::default(), &limits));
+    assert!(
+        text.ends_with(
+            "its files declare more than 10 bytes once decompressed (at entry 'f10.txt')"
+        ),
+        "{text}"
+    );
+    // At the limits, the archive is read.
+    let limits = ArchiveLimits {
+        max_entries: 11,
+        max_total_bytes: 11,
+        ..ArchiveLimits::default()
+    };
+    assert_eq!(
+        scan_with_limits(&source, &ScanOptions::default(), &limits)
+            .unwrap()
+            .entries
+            .len(),
+        11
+    );
+
+    // Declared sizes add up before anything is decompressed: 3 x 4 GiB - 1 > 8 GiB.
+    let huge = dir.path().join("huge.zip");
+    let mut bytes = deflated_zip(&[("a", b"a"), ("b", b"b"), ("c", b"c")]);
+    for name in ["a", "b", "c"] {
+        patch_declared_size(&mut bytes, name, u32::MAX);
+    }
+    std::fs::write(&huge, &bytes).unwrap();
+    let text = limit_detail(scan(&AppSource::Archive(huge)));
+    assert!(
+        text.contains("its files declare more than 8589934592 bytes"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_large_cfignore_in_an_archive_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.zip");
+    let big = "*.log\n".repeat(200_000);
+    std::fs::write(
+        &path,
+        deflated_zip(&[
+            ("a.txt", b"a"),
+            ("b.txt", b"b"),
+            (".cfignore", big.as_bytes()),
+        ]),
+    )
+    .unwrap();
+    let text = limit_detail(scan(&AppSource::Archive(path.clone())));
+    assert!(
+        text.ends_with(".cfignore declares 1200000 bytes, more than the limit of 1048576"),
+        "{text}"
+    );
+    // The same .cfignore lying about its size is stopped at the limit while it is read.
+    let mut bytes = deflated_zip(&[
+        ("a.txt", b"a"),
+        ("b.txt", b"b"),
+        (".cfignore", big.as_bytes()),
+    ]);
+    patch_declared_size(&mut bytes, ".cfignore", 10);
+    std::fs::write(&path, &bytes).unwrap();
+    let text = limit_detail(scan(&AppSource::Archive(path)));
+    assert!(
+        text.contains("entry '.cfignore' does not decompress to its declared 10 bytes"),
+        "{text}"
     );
 }

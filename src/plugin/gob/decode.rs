@@ -19,6 +19,12 @@ pub struct Limits {
     pub max_depth: usize,
     /// Most type definitions accepted on one stream.
     pub max_types: usize,
+    /// Most memory one decoded value may take, in bytes: every value counts the size of a
+    /// [`Value`] plus the bytes of its strings and byte strings (struct field names are shared
+    /// with the type table and not counted per value). A small message can describe a large
+    /// value (a slice of a million empty structs is a million bytes on the wire and tens of MB
+    /// decoded); this bounds what it can make the decoder allocate.
+    pub max_decoded: usize,
 }
 
 impl Default for Limits {
@@ -27,9 +33,14 @@ impl Default for Limits {
             max_message: 16 << 20,
             max_depth: 64,
             max_types: 4096,
+            max_decoded: 128 << 20,
         }
     }
 }
+
+/// What one decoded value costs against [`Limits::max_decoded`] besides its bytes: the
+/// [`Value`] itself plus a struct field's name handle.
+const VALUE_BYTES: usize = std::mem::size_of::<Value>() + std::mem::size_of::<Arc<str>>();
 
 /// Most messages one value may be spread over (each inline interface type definition ends
 /// one); bounds the retries of [`Decoder::decode`].
@@ -38,7 +49,8 @@ const MAX_JOINED_MESSAGES: usize = 64;
 /// A type definition received on the stream.
 #[derive(Debug, Clone)]
 enum WireKind {
-    Struct(Vec<(String, i64)>),
+    /// Field names and type ids; the names are shared by every decoded value of the type.
+    Struct(Vec<(Arc<str>, i64)>),
     Slice(i64),
     Array(i64, u64),
     Map(i64, i64),
@@ -63,6 +75,8 @@ pub struct Decoder {
     pending: Vec<i64>,
     consumed: u64,
     limits: Limits,
+    /// What the value being decoded may still take, in bytes (see [`Limits::max_decoded`]).
+    budget: usize,
 }
 
 impl Decoder {
@@ -187,6 +201,7 @@ impl Decoder {
             boundaries.push(joined.len());
 
             let mut r = Reader::new(&joined, start).top_level(&boundaries);
+            self.budget = self.limits.max_decoded;
             let id = r.read_int()?;
             match self.decode_top(id, &mut r, 0) {
                 Ok(value) => {
@@ -272,6 +287,20 @@ impl Decoder {
         self.decode_value(id, r, depth)
     }
 
+    /// Takes `bytes` from the budget of the value being decoded.
+    fn charge(&mut self, bytes: usize, offset: u64) -> Result<(), Error> {
+        match self.budget.checked_sub(bytes) {
+            Some(left) => {
+                self.budget = left;
+                Ok(())
+            }
+            None => Err(Error::DecodedTooLarge {
+                limit: self.limits.max_decoded,
+                offset,
+            }),
+        }
+    }
+
     fn decode_value(&mut self, id: i64, r: &mut Reader<'_>, depth: usize) -> Result<Value, Error> {
         if depth > self.limits.max_depth {
             return Err(Error::TooDeep {
@@ -280,13 +309,24 @@ impl Decoder {
             });
         }
         let offset = r.offset();
+        // Every value, whatever its kind, takes a `Value` (in its parent's list or field list).
+        self.charge(VALUE_BYTES, offset)?;
         Ok(match id {
             1 => Value::Bool(r.read_uint()? != 0),
             2 => Value::Int(r.read_int()?),
             3 => Value::Uint(r.read_uint()?),
             4 => Value::Float(r.read_float()?),
-            5 => Value::Bytes(r.read_bytes("[]byte")?.to_vec()),
-            6 => Value::String(r.read_string("string")?),
+            5 => {
+                let bytes = r.read_bytes("[]byte")?;
+                self.charge(bytes.len(), offset)?;
+                Value::Bytes(bytes.to_vec())
+            }
+            6 => {
+                let bytes = r.read_bytes("string")?;
+                self.charge(bytes.len(), offset)?;
+                // Go does not validate UTF-8 in strings; keep what can be kept.
+                Value::String(String::from_utf8_lossy(bytes).into_owned())
+            }
             7 => Value::Complex(r.read_float()?, r.read_float()?),
             8 => self.decode_interface(r, depth)?,
             _ => {
@@ -301,7 +341,8 @@ impl Decoder {
                         read_struct(r, fields.len(), |r, field| {
                             let (name, fid) = &fields[field];
                             let v = self.decode_value(*fid, r, depth + 1)?;
-                            out.push((name.clone(), v));
+                            // A reference count, not a copy of the name.
+                            out.push((Arc::clone(name), v));
                             Ok(())
                         })?;
                         Value::Struct(out)
@@ -338,7 +379,11 @@ impl Decoder {
                         }
                         Value::Map(entries)
                     }
-                    WireKind::GobEncoder => Value::Encoded(r.read_bytes("encoded value")?.to_vec()),
+                    WireKind::GobEncoder => {
+                        let bytes = r.read_bytes("encoded value")?;
+                        self.charge(bytes.len(), offset)?;
+                        Value::Encoded(bytes.to_vec())
+                    }
                 }
             }
         })
@@ -356,6 +401,7 @@ impl Decoder {
                 offset,
             });
         }
+        self.charge(name.len(), offset)?;
         let name = String::from_utf8_lossy(name).into_owned();
         // The concrete type id, possibly preceded by definitions of the concrete type (Go's
         // decodeTypeSequence): the first is not length-prefixed, later ones are; when the
@@ -532,7 +578,7 @@ fn read_struct_type(r: &mut Reader<'_>) -> Result<WireKind, Error> {
                 Ok(())
             })?;
             let id = id.ok_or_else(|| missing("a field type", r))?;
-            fields.push((name, id));
+            fields.push((Arc::from(name), id));
         }
         Ok(())
     })?;

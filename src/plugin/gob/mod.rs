@@ -6,8 +6,9 @@
 //! allocation and ordering so the output is byte-identical to Go's for the same types);
 //! [`Decoder`] builds its type table from the definitions found in the stream (ids are never
 //! assumed) and returns dynamic [`Value`]s. The decoder bounds message size, nesting depth,
-//! element counts and the number of type definitions, and reports garbage as an [`Error`]
-//! naming the stream offset; it never panics.
+//! element counts, the number of type definitions and the memory one decoded value takes
+//! (struct field names are shared with the type table, never copied per value), and reports
+//! garbage as an [`Error`] naming the stream offset; it never panics.
 //!
 //! Depends on: `bytes`, `thiserror`. Must not: do I/O.
 
@@ -62,6 +63,14 @@ pub enum Error {
         /// The limit.
         limit: usize,
         /// Stream offset where it was exceeded.
+        offset: u64,
+    },
+    /// A value decodes to more memory than the decoder accepts ([`Limits::max_decoded`]).
+    #[error("gob: value at byte {offset} decodes to more than {limit} bytes")]
+    DecodedTooLarge {
+        /// The limit.
+        limit: usize,
+        /// Stream offset of the item that crossed it.
         offset: u64,
     },
     /// Anything else that is not valid gob.

@@ -538,3 +538,89 @@ fn the_richest_cf_reply_re_encodes_to_gos_value_bytes() {
     );
     assert_eq!(decode_all(&ours), go_values);
 }
+
+/// A stream of `[]struct{<name> int}` with `n` elements, each `element` on the wire. Built from
+/// the encoder's output for one element (type definitions, then the value message), with the
+/// value message rewritten for `n` elements.
+fn slice_of_structs(name: &str, n: u64, element: &[u8]) -> Vec<u8> {
+    let ty = Type::slice("", Type::structure("", &[(name, Type::Int)]));
+    let one = Value::List(vec![Value::structure([(name, Value::Int(1))])]);
+    let mut out = Vec::new();
+    Encoder::new().encode(&ty, &one, &mut out).expect("encodes");
+    // Walk the messages to the last one: the value.
+    let mut at = 0;
+    let mut last = 0;
+    while at < out.len() {
+        let (len, width) = wire::peek_uint(&out[at..], 0).unwrap().unwrap();
+        last = at;
+        at += width + len as usize;
+    }
+    let (len, width) = wire::peek_uint(&out[last..], 0).unwrap().unwrap();
+    let body = &out[last + width..last + width + len as usize];
+    // The body ends with the slice length 1 and the element [delta 1, int 1, end].
+    assert!(body.ends_with(&[0x01, 0x01, 0x02, 0x00]), "{body:x?}");
+    let mut value = body[..body.len() - 4].to_vec();
+    wire::put_uint(&mut value, n);
+    for _ in 0..n {
+        value.extend_from_slice(element);
+    }
+    let mut stream = out[..last].to_vec();
+    wire::put_uint(&mut stream, value.len() as u64);
+    stream.extend_from_slice(&value);
+    stream
+}
+
+#[test]
+fn struct_field_names_are_shared_not_copied_per_value() {
+    // A 1 MB field name and 200k elements of 3 bytes: copying the name per element would ask
+    // for 200 GB.
+    let name = "N".repeat(1 << 20);
+    let stream = slice_of_structs(&name, 200_000, &[0x01, 0x02, 0x00]);
+    let values = decode_all(&stream);
+    let Value::List(items) = &values[0].value else {
+        panic!("not a list");
+    };
+    assert_eq!(items.len(), 200_000);
+    let name_of = |v: &Value| match v {
+        Value::Struct(fields) => std::sync::Arc::clone(&fields[0].0),
+        other => panic!("not a struct: {other:?}"),
+    };
+    let first = name_of(&items[0]);
+    assert_eq!(&*first, name.as_str());
+    assert!(
+        items
+            .iter()
+            .all(|v| std::sync::Arc::ptr_eq(&name_of(v), &first))
+    );
+    assert_eq!(items[199_999].field(&name), Some(&Value::Int(1)));
+}
+
+#[test]
+fn the_memory_of_one_decoded_value_is_bounded() {
+    // 3 MB on the wire: three million empty structs, each a `Value` once decoded.
+    let stream = slice_of_structs("A", 3_000_000, &[0x00]);
+    assert!(stream.len() < 3_100_000);
+    let mut buf = BytesMut::from(&stream[..]);
+    let err = Decoder::new().decode(&mut buf).unwrap_err();
+    assert!(
+        matches!(err, Error::DecodedTooLarge { limit, .. } if limit == 128 << 20),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("decodes to more than 134217728 bytes"),
+        "{err}"
+    );
+    // A lower limit stops the strings of a smaller value; the same stream fits a higher one.
+    let stream = slice_of_structs("A", 1000, &[0x01, 0x02, 0x00]);
+    let tight = Limits {
+        max_decoded: 10_000,
+        ..Limits::default()
+    };
+    let mut buf = BytesMut::from(&stream[..]);
+    assert!(matches!(
+        Decoder::with_limits(tight).decode(&mut buf),
+        Err(Error::DecodedTooLarge { limit: 10_000, .. })
+    ));
+    assert_eq!(decode_all(&stream).len(), 1);
+}

@@ -151,8 +151,9 @@ pub enum Value {
     List(Vec<Value>),
     /// Entries of a map, in wire order.
     Map(Vec<(Value, Value)>),
-    /// Fields present on the wire, by name, in field order.
-    Struct(Vec<(String, Value)>),
+    /// Fields present on the wire, by name, in field order. Names are shared with the decoder's
+    /// type table, not copied per value.
+    Struct(Vec<(Arc<str>, Value)>),
     /// A non-nil interface value: the concrete type's registered Go name and its value.
     Interface {
         /// The name the concrete type is registered under (`"string"`, `"float64"`, ...).
@@ -169,7 +170,7 @@ impl Value {
     pub fn structure<I, S>(fields: I) -> Value
     where
         I: IntoIterator<Item = (S, Value)>,
-        S: Into<String>,
+        S: Into<Arc<str>>,
     {
         Value::Struct(fields.into_iter().map(|(k, v)| (k.into(), v)).collect())
     }
@@ -182,7 +183,7 @@ impl Value {
     /// The named field of a struct value (`None` when absent on the wire or not a struct).
     pub fn field(&self, name: &str) -> Option<&Value> {
         match self {
-            Value::Struct(fields) => fields.iter().find(|(n, _)| n == name).map(|(_, v)| v),
+            Value::Struct(fields) => fields.iter().find(|(n, _)| &**n == name).map(|(_, v)| v),
             _ => None,
         }
     }
