@@ -70,6 +70,7 @@ const PHASES: &[(&str, &str, &str)] = &[
 
 #[cfg(unix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Go (apt-get install golang-go); run: cargo test --locked -- --include-ignored"]
 async fn ctrl_c_under_a_cf_cli_that_dies_ends_clean_at_every_phase() {
     use crate::harness::{CfLikeSetup, start_cf_like};
 

@@ -10,4 +10,5 @@ mod package;
 mod plugin;
 mod push;
 mod release;
+mod secrets;
 mod sim;

@@ -934,6 +934,7 @@ fn token_answer(access: &str, refresh: &str) -> ResponseTemplate {
     }))
 }
 
+#[ignore = "needs Go (apt-get install golang-go); run: cargo test --locked -- --include-ignored"]
 #[tokio::test]
 async fn the_token_source_outlives_a_killed_go_cli() {
     // cf hands out a token about to expire, so every request asks cf again while it lives.
@@ -977,6 +978,7 @@ async fn the_token_source_outlives_a_killed_go_cli() {
 /// Ctrl-C as on a terminal (SIGINT to cf's process group): the cf-like CLI dies at once, the
 /// plugin handles the interrupt itself and its report still reaches cf's terminal.
 #[cfg(unix)]
+#[ignore = "needs Go (apt-get install golang-go); run: cargo test --locked -- --include-ignored"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_under_a_cf_like_cli_ends_cf_but_not_the_plugin() {
     use crate::harness::{CfLikeSetup, process_alive, start_cf_like};
@@ -1071,6 +1073,7 @@ async fn ctrl_c_under_a_cf_like_cli_ends_cf_but_not_the_plugin() {
 /// not interrupted): the plugin's next token comes from `$CF_HOME/.cf/config.json` and the
 /// login server, and is saved back.
 #[cfg(unix)]
+#[ignore = "needs Go (apt-get install golang-go); run: cargo test --locked -- --include-ignored"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_plugin_refreshes_through_config_json_once_cf_is_gone() {
     use crate::harness::{CfLikeSetup, start_cf_like};
