@@ -356,6 +356,11 @@ async fn an_api_error_at_every_mutating_call_rolls_back_or_deploys_cleanly() {
         }
         w.sim.shutdown().await;
     }
+    eprintln!(
+        "single 500 at each of {} mutating calls: {rolled_back} rolled back, {} deployed cleanly",
+        calls.len(),
+        calls.len() - rolled_back
+    );
     assert!(rolled_back >= 5, "most calls come before the switch");
 }
 

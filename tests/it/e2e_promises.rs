@@ -137,11 +137,13 @@ async fn ctrl_c_under_a_cf_cli_that_dies_ends_clean_at_every_phase() {
         };
         assert!(reached, "{phase}: the deploy never reached it");
         run.interrupt();
+        let interrupted = Instant::now();
         run.wait_peer(Duration::from_secs(10))
             .expect("the fake cf CLI died at once");
         let out = run
             .wait_plugin_exit(pid, Duration::from_secs(90))
             .expect("the plugin ended by itself");
+        eprintln!("Ctrl-C at {phase}: the plugin ended {:?} later", interrupted.elapsed());
         w.settle().await;
         assert_no_failures(&load.stop().await);
         let last = out.stdout.trim_end().lines().last().unwrap_or_default();
@@ -205,6 +207,7 @@ async fn a_never_healthy_version_is_refused_at_its_first_crash() {
         w.settle().await;
         assert_no_failures(&load.stop().await);
         let ctx = format!("{strategy:?}: {outcome:?} after {took:?}");
+        eprintln!("never-healthy {strategy:?}: refused after {took:?} (health-check timeout 600 ms)");
         let Outcome::RolledBack { error } = &outcome else {
             panic!("{ctx} {events:#?}")
         };
