@@ -32,6 +32,26 @@ pub enum OldApp {
     Keep,
 }
 
+/// The scheme of the smoke test's requests to the temporary route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum SmokeScheme {
+    /// Through the router's TLS port, the route as SNI (the default).
+    #[default]
+    Https,
+    /// Plain HTTP (a local router, the simulator).
+    Http,
+}
+
+impl SmokeScheme {
+    /// The URL scheme.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SmokeScheme::Https => "https",
+            SmokeScheme::Http => "http",
+        }
+    }
+}
+
 /// How progress is printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
 pub enum OutputFormat {
@@ -233,6 +253,17 @@ pub struct PushArgs {
     /// and the deploy rolls back.
     #[arg(long = "smoke-test-timeout", value_name = "DURATION", value_parser = parse_duration, default_value = "1m", help_heading = DEPLOY_HEADING)]
     pub smoke_test_timeout: Duration,
+
+    /// Dial this router (HOST:PORT) for the smoke test instead of resolving the temporary route,
+    /// which stays the Host header and TLS server name (like curl's --connect-to). A
+    /// --smoke-test command gets it as $CF_ZDT_CONNECT_TO, ready for
+    /// `curl --connect-to "$CF_ZDT_CONNECT_TO" "$CF_ZDT_URL"`.
+    #[arg(long = "smoke-test-router", value_name = "HOST:PORT", help_heading = DEPLOY_HEADING)]
+    pub smoke_test_router: Option<String>,
+
+    /// Scheme of the smoke test's requests to the temporary route.
+    #[arg(long = "smoke-test-scheme", value_enum, default_value_t = SmokeScheme::Https, help_heading = DEPLOY_HEADING)]
+    pub smoke_test_scheme: SmokeScheme,
 
     /// What to do with the old app after the switch.
     #[arg(long = "old-app", value_enum, default_value_t = OldApp::Delete, help_heading = DEPLOY_HEADING)]

@@ -6,4 +6,4 @@ pub mod app;
 pub mod args;
 
 pub use app::{Cli, Command, PluginPush};
-pub use args::{HealthCheckType, Lifecycle, OldApp, OutputFormat, PushArgs, Strategy};
+pub use args::{HealthCheckType, Lifecycle, OldApp, OutputFormat, PushArgs, SmokeScheme, Strategy};

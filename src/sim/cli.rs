@@ -190,6 +190,11 @@ pub async fn run(args: SimArgs) -> ExitCode {
     println!("  cf push myapp -p ./my-site");
     println!("  curl -H 'Host: myapp.{}' http://{router}/", args.domain);
     println!();
+    println!("Smoke tests of a zero-downtime push reach the candidate through this router:");
+    println!(
+        "  cf zero-downtime-push myapp --smoke-test-path / --smoke-test-router {router} --smoke-test-scheme http"
+    );
+    println!();
     println!("Press Ctrl-C to stop.");
     if let Err(e) = tokio::signal::ctrl_c().await {
         eprintln!("cf-zero-downtime sim: cannot wait for Ctrl-C: {e}");

@@ -143,7 +143,10 @@ async fn ctrl_c_under_a_cf_cli_that_dies_ends_clean_at_every_phase() {
         let out = run
             .wait_plugin_exit(pid, Duration::from_secs(90))
             .expect("the plugin ended by itself");
-        eprintln!("Ctrl-C at {phase}: the plugin ended {:?} later", interrupted.elapsed());
+        eprintln!(
+            "Ctrl-C at {phase}: the plugin ended {:?} later",
+            interrupted.elapsed()
+        );
         w.settle().await;
         assert_no_failures(&load.stop().await);
         let last = out.stdout.trim_end().lines().last().unwrap_or_default();
@@ -207,7 +210,9 @@ async fn a_never_healthy_version_is_refused_at_its_first_crash() {
         w.settle().await;
         assert_no_failures(&load.stop().await);
         let ctx = format!("{strategy:?}: {outcome:?} after {took:?}");
-        eprintln!("never-healthy {strategy:?}: refused after {took:?} (health-check timeout 600 ms)");
+        eprintln!(
+            "never-healthy {strategy:?}: refused after {took:?} (health-check timeout 600 ms)"
+        );
         let Outcome::RolledBack { error } = &outcome else {
             panic!("{ctx} {events:#?}")
         };
