@@ -27,7 +27,7 @@ use super::observe::{ROLE_CANDIDATE, ROLE_LABEL};
 use super::plan::Plan;
 use super::request::{AppSpec, DeployRequest};
 use super::smoke;
-use super::step::{AppRef, Ledger, PolicyEnd, RouteRef, Step, StepOutput, Undo};
+use super::step::{Action, AppRef, Ledger, PolicyEnd, RouteRef, Step, StepOutput, Undo};
 
 /// A failed step: the error and whatever it did create before failing (to undo it).
 struct Failure {
@@ -66,7 +66,7 @@ fn ok_if_not_found(r: Result<(), ApiError>) -> Result<(), ApiError> {
 impl<A: CfApi> Exec<'_, A> {
     fn api_err(step: &Step, e: ApiError) -> Error {
         Error::Api {
-            app: step.app().to_string(),
+            app: step.app_label().to_string(),
             step: step.describe().to_lowercase(),
             source: Box::new(e),
         }
@@ -74,7 +74,7 @@ impl<A: CfApi> Exec<'_, A> {
 
     fn missing(step: &Step, what: &str) -> Error {
         Error::Missing {
-            app: step.app().to_string(),
+            app: step.app_label().to_string(),
             step: step.kind().to_string(),
             what: what.to_string(),
         }
@@ -83,13 +83,13 @@ impl<A: CfApi> Exec<'_, A> {
     fn spec(&self, step: &Step) -> Result<&AppSpec<A::Bits>, Error> {
         self.apps
             .iter()
-            .find(|a| a.name == step.app())
+            .find(|a| a.name == step.app_label())
             .ok_or_else(|| Self::missing(step, "the app's spec"))
     }
 
     fn new_app<'l>(ledger: &'l Ledger, step: &Step) -> Result<(&'l str, &'l str), Error> {
         ledger
-            .new_app(step.app())
+            .new_app(step.app_label())
             .ok_or_else(|| Self::missing(step, "the new app"))
     }
 
@@ -140,21 +140,23 @@ impl<A: CfApi> Exec<'_, A> {
         let api = self.api;
         let space = &self.req.space_guid;
         let err = |e: ApiError| Failure::from(Self::api_err(step, e));
-        match step {
-            Step::DeleteLeftover { guid, .. } | Step::DeleteApp { guid, .. } => {
+        let no_app = String::new();
+        let app = step.app.as_ref().unwrap_or(&no_app);
+        match &step.action {
+            Action::DeleteLeftover { guid, .. } | Action::DeleteApp { guid, .. } => {
                 ok_if_not_found(api.delete_app(guid).await).map_err(err)?;
                 Ok(StepOutput::None)
             }
-            Step::StopApp { guid, .. } => {
+            Action::StopApp { guid, .. } => {
                 ok_if_not_found(api.stop_app(guid).await).map_err(err)?;
                 Ok(StepOutput::None)
             }
-            Step::RenameApp { target, to, .. } => {
+            Action::RenameApp { target, to, .. } => {
                 let guid = Self::app_ref(ledger, step, target)?;
                 api.rename_app(&guid, to).await.map_err(err)?;
                 Ok(StepOutput::Renamed { guid })
             }
-            Step::CreateRoute { route, .. } => {
+            Action::CreateRoute { route, .. } => {
                 match api.create_route(space, &route.new_route()).await {
                     Ok(r) => Ok(StepOutput::Route(r)),
                     Err(e) => {
@@ -170,10 +172,10 @@ impl<A: CfApi> Exec<'_, A> {
                     }
                 }
             }
-            Step::ApplyManifest { render, .. } => {
+            Action::ApplyManifest { render, .. } => {
                 let spec = self.spec(step)?;
                 let yaml = (spec.render)(render).map_err(|message| Error::Render {
-                    app: step.app().to_string(),
+                    app: step.app_label().to_string(),
                     message,
                 })?;
                 let applied = api.apply_manifest(space, &yaml).await;
@@ -232,22 +234,22 @@ impl<A: CfApi> Exec<'_, A> {
                     }),
                 }
             }
-            Step::SetSsh { enabled, .. } => {
+            Action::SetSsh { enabled, .. } => {
                 let (guid, _) = Self::new_app(ledger, step)?;
                 api.set_ssh_enabled(guid, *enabled).await.map_err(err)?;
                 Ok(StepOutput::None)
             }
-            Step::CopyMetadata { update, .. } => {
+            Action::CopyMetadata { update, .. } => {
                 let (guid, _) = Self::new_app(ledger, step)?;
                 api.update_metadata(guid, update).await.map_err(err)?;
                 Ok(StepOutput::None)
             }
-            Step::UpdateMetadata { target, update, .. } => {
+            Action::UpdateMetadata { target, update, .. } => {
                 let guid = Self::app_ref(ledger, step, target)?;
                 api.update_metadata(&guid, update).await.map_err(err)?;
                 Ok(StepOutput::None)
             }
-            Step::CopyNetworkPolicies { policies, .. } => {
+            Action::CopyNetworkPolicies { policies, .. } => {
                 let (guid, _) = Self::new_app(ledger, step)?;
                 let end = |e: &PolicyEnd| match e {
                     PolicyEnd::Candidate => guid.to_string(),
@@ -272,13 +274,13 @@ impl<A: CfApi> Exec<'_, A> {
                     }),
                 }
             }
-            Step::CreatePackage { .. } => {
+            Action::CreatePackage => {
                 let spec = self.spec(step)?;
                 let (guid, _) = Self::new_app(ledger, step)?;
                 let p = api.create_package(guid, &spec.source).await.map_err(err)?;
                 Ok(StepOutput::Package(p))
             }
-            Step::UploadBits { app } => {
+            Action::UploadBits => {
                 let spec = self.spec(step)?;
                 let AppSource::Bits(bits) = &spec.source else {
                     return Err(Self::missing(step, "a bits source").into());
@@ -306,7 +308,7 @@ impl<A: CfApi> Exec<'_, A> {
                 r.map_err(err)?;
                 Ok(StepOutput::None)
             }
-            Step::Stage { app } => {
+            Action::Stage => {
                 let package = ledger
                     .package(app)
                     .ok_or_else(|| Self::missing(step, "the package"))?;
@@ -341,7 +343,7 @@ impl<A: CfApi> Exec<'_, A> {
                     self.pause(pause.next()).await?;
                 }
             }
-            Step::SetDroplet { app } => {
+            Action::SetDroplet => {
                 let (guid, _) = Self::new_app(ledger, step)?;
                 let droplet = ledger
                     .droplet(app)
@@ -349,17 +351,17 @@ impl<A: CfApi> Exec<'_, A> {
                 api.set_current_droplet(guid, droplet).await.map_err(err)?;
                 Ok(StepOutput::None)
             }
-            Step::Start { .. } => {
+            Action::Start => {
                 let (guid, _) = Self::new_app(ledger, step)?;
                 api.start_app(guid).await.map_err(err)?;
                 Ok(StepOutput::None)
             }
-            Step::WaitHealthy { app } => {
+            Action::WaitHealthy => {
                 let (guid, name) = Self::new_app(ledger, step)?;
                 self.wait_healthy(step, app, guid, name, reporter).await?;
                 Ok(StepOutput::None)
             }
-            Step::SmokeTest { app, route } => {
+            Action::SmokeTest { route } => {
                 let base = smoke::route_url(&self.req.probe, route);
                 let smoke_err = |source| Error::Smoke {
                     app: app.clone(),
@@ -393,7 +395,7 @@ impl<A: CfApi> Exec<'_, A> {
                 }
                 Ok(StepOutput::None)
             }
-            Step::MapRoute {
+            Action::MapRoute {
                 route,
                 process_type,
                 port,
@@ -420,7 +422,7 @@ impl<A: CfApi> Exec<'_, A> {
                     app_name: name.to_string(),
                 })
             }
-            Step::UnmapRoute {
+            Action::UnmapRoute {
                 route, destination, ..
             } => {
                 let route_guid = Self::route_guid(ledger, step, route)?;
@@ -434,7 +436,7 @@ impl<A: CfApi> Exec<'_, A> {
                     }),
                 }
             }
-            Step::Drain { duration } => {
+            Action::Drain { duration } => {
                 reporter.report(Event::Waiting {
                     app: String::new(),
                     what: "drain".into(),
@@ -447,12 +449,12 @@ impl<A: CfApi> Exec<'_, A> {
                 self.pause(*duration).await?;
                 Ok(StepOutput::None)
             }
-            Step::DeleteRoute { route, .. } => {
+            Action::DeleteRoute { route, .. } => {
                 let route_guid = Self::route_guid(ledger, step, route)?;
                 ok_if_not_found(api.delete_route(&route_guid).await).map_err(err)?;
                 Ok(StepOutput::None)
             }
-            Step::SnapshotEnv { app, guid } => {
+            Action::SnapshotEnv { guid } => {
                 let vars = self.read(api.get_env_vars(guid), step).await?;
                 let bindings = self
                     .read(api.list_service_bindings(guid), step)
@@ -467,10 +469,10 @@ impl<A: CfApi> Exec<'_, A> {
                     bindings,
                 })
             }
-            Step::UpdateApp { guid, render, .. } => {
+            Action::UpdateApp { guid, render, .. } => {
                 let spec = self.spec(step)?;
                 let yaml = (spec.render)(render).map_err(|message| Error::Render {
-                    app: step.app().to_string(),
+                    app: step.app_label().to_string(),
                     message,
                 })?;
                 api.apply_manifest(space, &yaml).await.map_err(err)?;
@@ -480,8 +482,7 @@ impl<A: CfApi> Exec<'_, A> {
                     server_routes: Vec::new(),
                 })
             }
-            Step::Deploy {
-                app,
+            Action::Deploy {
                 strategy,
                 smoke_route,
             } => {
@@ -532,7 +533,7 @@ impl<A: CfApi> Exec<'_, A> {
         smoke_route: Option<&str>,
         reporter: &mut dyn Reporter,
     ) -> Result<(), Error> {
-        let app = step.app();
+        let app = step.app_label();
         let start = Instant::now();
         let mut pause = Backoff::new(self.req.poll_interval);
         let mut last_progress = Instant::now();
@@ -1048,7 +1049,7 @@ pub async fn execute<A: CfApi>(
             index,
             total,
             kind: step.kind().into(),
-            app: step.app().into(),
+            app: step.app_label().into(),
             description: step.describe(),
         });
         attempted_mutation |= step.is_mutating();
@@ -1066,7 +1067,7 @@ pub async fn execute<A: CfApi>(
                 {
                     attempt += 1;
                     reporter.report(Event::Warning {
-                        app: Some(step.app().to_string()),
+                        app: Some(step.app_label().to_string()),
                         message: format!(
                             "{}; trying again ({attempt} of {AFTER_SWITCH_RETRIES})",
                             error_chain(&f.error)
@@ -1083,7 +1084,7 @@ pub async fn execute<A: CfApi>(
         let warnings = api.take_warnings();
         times.push(StepTime {
             kind: step.kind().into(),
-            app: step.app().into(),
+            app: step.app_label().into(),
             elapsed,
         });
         match result {
@@ -1091,7 +1092,7 @@ pub async fn execute<A: CfApi>(
                 reporter.report(Event::StepFinished {
                     index,
                     kind: step.kind().into(),
-                    app: step.app().into(),
+                    app: step.app_label().into(),
                     elapsed,
                     warnings,
                 });
@@ -1101,7 +1102,7 @@ pub async fn execute<A: CfApi>(
                 reporter.report(Event::StepFailed {
                     index,
                     kind: step.kind().into(),
-                    app: step.app().into(),
+                    app: step.app_label().into(),
                     elapsed,
                     error: error_chain(&f.error),
                     warnings,
@@ -1122,7 +1123,10 @@ pub async fn execute<A: CfApi>(
     if interrupt.is_abandoned() {
         message.push_str(" (interrupted twice: stopped waiting)");
     }
-    let in_place = plan.steps.iter().any(|s| matches!(s, Step::Deploy { .. }));
+    let in_place = plan
+        .steps
+        .iter()
+        .any(|s| matches!(s.action, Action::Deploy { .. }));
     let hint = if in_place {
         error.deployment_hint()
     } else {

@@ -23,7 +23,7 @@ use super::observe::{
 };
 use super::request::{AppSpec, DeployRequest, RenderRequest, RouteSpec};
 use super::route::{RouteAddress, hostname_for, resolve_route};
-use super::step::{AppRef, PolicyEnd, PolicyTemplate, RouteRef, Step, fmt_duration};
+use super::step::{Action, AppRef, PolicyEnd, PolicyTemplate, RouteRef, Step, fmt_duration};
 
 /// Why no plan could be made. Nothing has been changed when one of these is returned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -266,11 +266,13 @@ pub fn plan<B>(
         let (serving, idle): (Vec<&ExistingApp>, Vec<&ExistingApp>) =
             oa.leftover_candidates.iter().partition(|e| serves(e));
         for e in &idle {
-            prepare.push(Step::DeleteLeftover {
-                app: name.clone(),
-                guid: e.app.guid.clone(),
-                name: e.app.name.clone(),
-            });
+            prepare.push(Step::new(
+                name.clone(),
+                Action::DeleteLeftover {
+                    guid: e.app.guid.clone(),
+                    name: e.app.name.clone(),
+                },
+            ));
         }
 
         let mut retirees: Vec<&ExistingApp> = Vec::new();
@@ -283,10 +285,10 @@ pub fn plan<B>(
             // First deploy: a plain push with the app's own name and routes.
             for a in &production {
                 if !obs.routes.contains_key(&a.url()) {
-                    prepare.push(Step::CreateRoute {
-                        app: name.clone(),
-                        route: a.clone(),
-                    });
+                    prepare.push(Step::new(
+                        name.clone(),
+                        Action::CreateRoute { route: a.clone() },
+                    ));
                 }
             }
             let render = RenderRequest {
@@ -296,20 +298,17 @@ pub fn plan<B>(
                 random_route: spec.routes == RouteSpec::Random,
                 ..RenderRequest::default()
             };
-            prepare.push(Step::ApplyManifest {
-                app: name.clone(),
-                render,
-            });
+            prepare.push(Step::new(name.clone(), Action::ApplyManifest { render }));
             push_bits_steps(&mut prepare, spec);
-            verify.push(Step::WaitHealthy { app: name.clone() });
+            verify.push(Step::new(name.clone(), Action::WaitHealthy));
             if req.has_smoke_test() {
                 let r = production
                     .first()
                     .ok_or_else(|| PlanError::NoRouteForSmokeTest(name.clone()))?;
-                verify.push(Step::SmokeTest {
-                    app: name.clone(),
-                    route: r.url(),
-                });
+                verify.push(Step::new(
+                    name.clone(),
+                    Action::SmokeTest { route: r.url() },
+                ));
             }
             summaries.push(AppPlan {
                 name: name.clone(),
@@ -328,15 +327,17 @@ pub fn plan<B>(
         for e in &serving {
             if e.app.name == cand {
                 let short: String = e.app.guid.chars().take(8).collect();
-                prepare.push(Step::RenameApp {
-                    app: name.clone(),
-                    target: AppRef::Existing {
-                        guid: e.app.guid.clone(),
-                        name: e.app.name.clone(),
+                prepare.push(Step::new(
+                    name.clone(),
+                    Action::RenameApp {
+                        target: AppRef::Existing {
+                            guid: e.app.guid.clone(),
+                            name: e.app.name.clone(),
+                        },
+                        from: e.app.name.clone(),
+                        to: format!("{name}-leftover-{short}"),
                     },
-                    from: e.app.name.clone(),
-                    to: format!("{name}-leftover-{short}"),
-                });
+                ));
             }
         }
 
@@ -385,21 +386,25 @@ pub fn plan<B>(
                                 route.address.url(),
                                 l.name
                             ));
-                            prepare.push(Step::UnmapRoute {
-                                app: name.clone(),
-                                route: route.clone(),
-                                from_name: l.name.clone(),
-                                destination: d.clone(),
-                            });
+                            prepare.push(Step::new(
+                                name.clone(),
+                                Action::UnmapRoute {
+                                    route: route.clone(),
+                                    from_name: l.name.clone(),
+                                    destination: d.clone(),
+                                },
+                            ));
                         }
                     }
                     temp_ref = Some(route);
                 }
                 None => {
-                    prepare.push(Step::CreateRoute {
-                        app: name.clone(),
-                        route: addr.clone(),
-                    });
+                    prepare.push(Step::new(
+                        name.clone(),
+                        Action::CreateRoute {
+                            route: addr.clone(),
+                        },
+                    ));
                     temp_ref = Some(RouteRef {
                         address: addr,
                         guid: None,
@@ -423,16 +428,15 @@ pub fn plan<B>(
             annotations: BTreeMap::from([(APP_ANNOTATION.to_string(), name.clone())]),
             instances,
         };
-        prepare.push(Step::ApplyManifest {
-            app: name.clone(),
-            render,
-        });
+        prepare.push(Step::new(name.clone(), Action::ApplyManifest { render }));
 
         // Carry over what a new GUID loses.
-        prepare.push(Step::SetSsh {
-            app: name.clone(),
-            enabled: primary.ssh_enabled,
-        });
+        prepare.push(Step::new(
+            name.clone(),
+            Action::SetSsh {
+                enabled: primary.ssh_enabled,
+            },
+        ));
         let update = MetadataUpdate {
             labels: primary
                 .app
@@ -450,10 +454,7 @@ pub fn plan<B>(
                 .collect(),
         };
         if !update.labels.is_empty() || !update.annotations.is_empty() {
-            prepare.push(Step::CopyMetadata {
-                app: name.clone(),
-                update,
-            });
+            prepare.push(Step::new(name.clone(), Action::CopyMetadata { update }));
         }
         let old = &primary.app.guid;
         let end = |g: &str| {
@@ -476,22 +477,24 @@ pub fn plan<B>(
             })
             .collect();
         if !policies.is_empty() {
-            prepare.push(Step::CopyNetworkPolicies {
-                app: name.clone(),
-                policies,
-            });
+            prepare.push(Step::new(
+                name.clone(),
+                Action::CopyNetworkPolicies { policies },
+            ));
         }
         push_bits_steps(&mut prepare, spec);
 
-        verify.push(Step::WaitHealthy { app: name.clone() });
+        verify.push(Step::new(name.clone(), Action::WaitHealthy));
         if req.has_smoke_test() {
             let t = temp_ref
                 .as_ref()
                 .ok_or_else(|| PlanError::NoRouteForSmokeTest(name.clone()))?;
-            verify.push(Step::SmokeTest {
-                app: name.clone(),
-                route: t.address.url(),
-            });
+            verify.push(Step::new(
+                name.clone(),
+                Action::SmokeTest {
+                    route: t.address.url(),
+                },
+            ));
         }
 
         // Routes the new version takes over: the manifest's plus those the old apps serve.
@@ -549,10 +552,12 @@ pub fn plan<B>(
         }
         for m in &moves {
             if m.route.guid.is_none() {
-                map.push(Step::CreateRoute {
-                    app: name.clone(),
-                    route: m.route.address.clone(),
-                });
+                map.push(Step::new(
+                    name.clone(),
+                    Action::CreateRoute {
+                        route: m.route.address.clone(),
+                    },
+                ));
             }
             let mut process_types: Vec<(String, Option<u32>, Option<String>)> = Vec::new();
             for (_, d) in &m.from {
@@ -565,21 +570,25 @@ pub fn plan<B>(
                 process_types.push(("web".into(), None, None));
             }
             for (process_type, port, protocol) in process_types {
-                map.push(Step::MapRoute {
-                    app: name.clone(),
-                    route: m.route.clone(),
-                    process_type,
-                    port,
-                    protocol,
-                });
+                map.push(Step::new(
+                    name.clone(),
+                    Action::MapRoute {
+                        route: m.route.clone(),
+                        process_type,
+                        port,
+                        protocol,
+                    },
+                ));
             }
             for (from_name, d) in &m.from {
-                unmap.push(Step::UnmapRoute {
-                    app: name.clone(),
-                    route: m.route.clone(),
-                    from_name: from_name.clone(),
-                    destination: d.clone(),
-                });
+                unmap.push(Step::new(
+                    name.clone(),
+                    Action::UnmapRoute {
+                        route: m.route.clone(),
+                        from_name: from_name.clone(),
+                        destination: d.clone(),
+                    },
+                ));
             }
         }
 
@@ -591,88 +600,109 @@ pub fn plan<B>(
         if let Some(live) = &oa.live {
             let (g, n) = (live.app.guid.clone(), live.app.name.clone());
             for v in oa.venerables.iter().filter(|v| v.name == ven) {
-                finish.push(Step::DeleteApp {
-                    app: name.clone(),
-                    guid: v.guid.clone(),
-                    name: v.name.clone(),
-                });
+                finish.push(Step::new(
+                    name.clone(),
+                    Action::DeleteApp {
+                        guid: v.guid.clone(),
+                        name: v.name.clone(),
+                    },
+                ));
             }
             // Label first, then rename: an interrupted run leaves either a labelled app
             // still called <app> (treated as the live app) or a labelled venerable, never
             // an unlabelled `<app>-venerable` that the next run would have to refuse.
-            finish.push(Step::UpdateMetadata {
-                app: name.clone(),
-                target: AppRef::Existing {
-                    guid: g.clone(),
+            finish.push(Step::new(
+                name.clone(),
+                Action::UpdateMetadata {
+                    target: AppRef::Existing {
+                        guid: g.clone(),
+                        name: n.clone(),
+                    },
                     name: n.clone(),
+                    update: MetadataUpdate {
+                        labels: BTreeMap::from([(
+                            ROLE_LABEL.to_string(),
+                            Some(ROLE_VENERABLE.to_string()),
+                        )]),
+                        annotations: BTreeMap::from([(
+                            APP_ANNOTATION.to_string(),
+                            Some(name.clone()),
+                        )]),
+                    },
                 },
-                name: n.clone(),
-                update: MetadataUpdate {
-                    labels: BTreeMap::from([(
-                        ROLE_LABEL.to_string(),
-                        Some(ROLE_VENERABLE.to_string()),
-                    )]),
-                    annotations: BTreeMap::from([(APP_ANNOTATION.to_string(), Some(name.clone()))]),
+            ));
+            finish.push(Step::new(
+                name.clone(),
+                Action::RenameApp {
+                    target: AppRef::Existing {
+                        guid: g.clone(),
+                        name: n.clone(),
+                    },
+                    from: n,
+                    to: ven.clone(),
                 },
-            });
-            finish.push(Step::RenameApp {
-                app: name.clone(),
-                target: AppRef::Existing {
-                    guid: g.clone(),
-                    name: n.clone(),
-                },
-                from: n,
-                to: ven.clone(),
-            });
+            ));
             if req.old_app != OldApp::Keep {
-                retire_old.push(Step::StopApp {
-                    app: name.clone(),
-                    guid: g.clone(),
-                    name: ven.clone(),
-                });
+                retire_old.push(Step::new(
+                    name.clone(),
+                    Action::StopApp {
+                        guid: g.clone(),
+                        name: ven.clone(),
+                    },
+                ));
             }
             if req.old_app == OldApp::Delete {
-                retire_old.push(Step::DeleteApp {
-                    app: name.clone(),
-                    guid: g,
-                    name: ven.clone(),
-                });
+                retire_old.push(Step::new(
+                    name.clone(),
+                    Action::DeleteApp {
+                        guid: g,
+                        name: ven.clone(),
+                    },
+                ));
             }
         }
-        finish.push(Step::RenameApp {
-            app: name.clone(),
-            target: AppRef::New { app: name.clone() },
-            from: cand.clone(),
-            to: name.clone(),
-        });
-        finish.push(Step::UpdateMetadata {
-            app: name.clone(),
-            target: AppRef::New { app: name.clone() },
-            name: name.clone(),
-            update: MetadataUpdate {
-                labels: BTreeMap::from([(ROLE_LABEL.to_string(), None)]),
-                annotations: BTreeMap::new(),
+        finish.push(Step::new(
+            name.clone(),
+            Action::RenameApp {
+                target: AppRef::New { app: name.clone() },
+                from: cand.clone(),
+                to: name.clone(),
             },
-        });
+        ));
+        finish.push(Step::new(
+            name.clone(),
+            Action::UpdateMetadata {
+                target: AppRef::New { app: name.clone() },
+                name: name.clone(),
+                update: MetadataUpdate {
+                    labels: BTreeMap::from([(ROLE_LABEL.to_string(), None)]),
+                    annotations: BTreeMap::new(),
+                },
+            },
+        ));
         if let Some(t) = &temp_ref {
-            finish.push(Step::DeleteRoute {
-                app: name.clone(),
-                route: t.clone(),
-            });
+            finish.push(Step::new(
+                name.clone(),
+                Action::DeleteRoute { route: t.clone() },
+            ));
         }
         finish.extend(retire_old);
         for e in &serving {
             let leftover_name = finish_name(&prepare, &e.app.guid).unwrap_or(e.app.name.clone());
-            finish.push(Step::StopApp {
-                app: name.clone(),
-                guid: e.app.guid.clone(),
-                name: leftover_name.clone(),
-            });
-            finish.push(Step::DeleteApp {
-                app: name.clone(),
-                guid: e.app.guid.clone(),
-                name: leftover_name,
-            });
+            finish.push(Step::new(
+                name.clone(),
+                Action::StopApp {
+                    guid: e.app.guid.clone(),
+                    name: leftover_name.clone(),
+                },
+            ));
+            finish.push(Step::new(
+                name.clone(),
+                Action::DeleteApp {
+                    guid: e.app.guid.clone(),
+                    name: leftover_name,
+                },
+            ));
         }
         summaries.push(AppPlan {
             name: name.clone(),
@@ -689,9 +719,9 @@ pub fn plan<B>(
     steps.extend(unmap);
     let commit = steps.len();
     if any_swap && !req.drain.is_zero() {
-        steps.push(Step::Drain {
+        steps.push(Step::global(Action::Drain {
             duration: req.drain,
-        });
+        }));
     }
     steps.extend(finish);
     if any_swap && req.drain.is_zero() {
@@ -709,8 +739,8 @@ pub fn plan<B>(
 }
 
 fn finish_name(prepare: &[Step], guid: &str) -> Option<String> {
-    prepare.iter().find_map(|s| match s {
-        Step::RenameApp {
+    prepare.iter().find_map(|s| match &s.action {
+        Action::RenameApp {
             target: AppRef::Existing { guid: g, .. },
             to,
             ..
@@ -748,13 +778,13 @@ fn address_of(route: &super::api::Route, obs: &Observed) -> RouteAddress {
 
 fn push_bits_steps<B>(steps: &mut Vec<Step>, spec: &AppSpec<B>) {
     let app = spec.name.clone();
-    steps.push(Step::CreatePackage { app: app.clone() });
+    steps.push(Step::new(app.clone(), Action::CreatePackage));
     if spec.is_bits() {
-        steps.push(Step::UploadBits { app: app.clone() });
+        steps.push(Step::new(app.clone(), Action::UploadBits));
     }
-    steps.push(Step::Stage { app: app.clone() });
-    steps.push(Step::SetDroplet { app: app.clone() });
-    steps.push(Step::Start { app });
+    steps.push(Step::new(app.clone(), Action::Stage));
+    steps.push(Step::new(app.clone(), Action::SetDroplet));
+    steps.push(Step::new(app, Action::Start));
 }
 
 /// The app's production routes (manifest routes, or the default route), resolved against the
@@ -935,7 +965,7 @@ mod tests {
             ]
         );
         assert_eq!(p.commit, p.steps.len());
-        let Step::ApplyManifest { render, .. } = &p.steps[1] else {
+        let Action::ApplyManifest { render, .. } = &p.steps[1].action else {
             panic!("not apply")
         };
         assert_eq!(render.name, "web");
@@ -977,11 +1007,11 @@ mod tests {
             ]
         );
         assert_eq!(p.steps[p.commit].kind(), "drain");
-        let Step::CreateRoute { route, .. } = &p.steps[0] else {
+        let Action::CreateRoute { route, .. } = &p.steps[0].action else {
             panic!("not create_route")
         };
         assert_eq!(route.url(), "web-temp.example.com");
-        let Step::ApplyManifest { render, .. } = &p.steps[1] else {
+        let Action::ApplyManifest { render, .. } = &p.steps[1].action else {
             panic!("not apply")
         };
         assert_eq!(render.name, "web-candidate");
@@ -995,7 +1025,7 @@ mod tests {
             Some("web")
         );
         assert!(render.instances.is_empty());
-        let Step::SmokeTest { route, .. } = &p.steps[9] else {
+        let Action::SmokeTest { route, .. } = &p.steps[9].action else {
             panic!("not smoke")
         };
         assert_eq!(route, "web-temp.example.com");
@@ -1039,19 +1069,19 @@ mod tests {
         let mut r = req();
         r.keep_scale = true;
         let p = plan(&obs, &r, &[spec("web", &["web.example.com"])]).unwrap();
-        let Step::ApplyManifest { render, .. } = &p.steps[1] else {
+        let Action::ApplyManifest { render, .. } = &p.steps[1].action else {
             panic!("not apply")
         };
         assert_eq!(render.instances.get("web"), Some(&4));
-        assert!(p.steps.contains(&Step::SetSsh {
-            app: "web".into(),
-            enabled: true
-        }));
+        assert!(
+            p.steps
+                .contains(&Step::new("web", Action::SetSsh { enabled: true }))
+        );
         let meta = p
             .steps
             .iter()
-            .find_map(|s| match s {
-                Step::CopyMetadata { update, .. } => Some(update.clone()),
+            .find_map(|s| match &s.action {
+                Action::CopyMetadata { update, .. } => Some(update.clone()),
                 _ => None,
             })
             .unwrap();
@@ -1060,8 +1090,8 @@ mod tests {
         let pol = p
             .steps
             .iter()
-            .find_map(|s| match s {
-                Step::CopyNetworkPolicies { policies, .. } => Some(policies.clone()),
+            .find_map(|s| match &s.action {
+                Action::CopyNetworkPolicies { policies, .. } => Some(policies.clone()),
                 _ => None,
             })
             .unwrap();
@@ -1074,8 +1104,8 @@ mod tests {
         let unmaps: Vec<String> = p
             .steps
             .iter()
-            .filter_map(|s| match s {
-                Step::UnmapRoute {
+            .filter_map(|s| match &s.action {
+                Action::UnmapRoute {
                     destination, route, ..
                 } => Some(format!("{}:{}", route.address.url(), destination.app_guid)),
                 _ => None,
@@ -1145,29 +1175,35 @@ mod tests {
         let p = plan(&obs, &req(), &[spec("web", &["web.example.com"])]).unwrap();
         assert_eq!(
             p.steps[0],
-            Step::DeleteLeftover {
-                app: "web".into(),
-                guid: "L1".into(),
-                name: "web-candidate-x".into()
-            }
+            Step::new(
+                "web",
+                Action::DeleteLeftover {
+                    guid: "L1".into(),
+                    name: "web-candidate-x".into()
+                }
+            )
         );
-        assert!(matches!(&p.steps[1], Step::RenameApp { to, .. } if to == "web-leftover-L2guid00"));
+        assert!(
+            matches!(&p.steps[1].action, Action::RenameApp { to, .. } if to == "web-leftover-L2guid00")
+        );
         // No temp route creation: it exists.
         assert_eq!(p.steps[2].kind(), "apply_manifest");
         let unmapped: Vec<&str> = p
             .steps
             .iter()
-            .filter_map(|s| match s {
-                Step::UnmapRoute { destination, .. } => Some(destination.app_guid.as_str()),
+            .filter_map(|s| match &s.action {
+                Action::UnmapRoute { destination, .. } => Some(destination.app_guid.as_str()),
                 _ => None,
             })
             .collect();
         assert_eq!(unmapped, vec!["A", "L2guid0000"]);
-        assert!(p.steps[p.commit..].contains(&Step::DeleteApp {
-            app: "web".into(),
-            guid: "L2guid0000".into(),
-            name: "web-leftover-L2guid00".into()
-        }));
+        assert!(p.steps[p.commit..].contains(&Step::new(
+            "web",
+            Action::DeleteApp {
+                guid: "L2guid0000".into(),
+                name: "web-leftover-L2guid00".into()
+            }
+        )));
     }
 
     #[test]
@@ -1213,11 +1249,13 @@ mod tests {
                 "stop_app"
             ]
         );
-        assert!(p.steps.contains(&Step::DeleteApp {
-            app: "web".into(),
-            guid: "V".into(),
-            name: "web-venerable".into()
-        }));
+        assert!(p.steps.contains(&Step::new(
+            "web",
+            Action::DeleteApp {
+                guid: "V".into(),
+                name: "web-venerable".into()
+            }
+        )));
     }
 
     #[test]
