@@ -28,6 +28,7 @@ use super::plan::Plan;
 use super::request::{AppSpec, DeployRequest};
 use super::smoke;
 use super::step::{Action, AppRef, Ledger, PolicyEnd, RouteRef, Step, StepOutput, Undo};
+use super::wait::Wait;
 
 /// A failed step: the error and whatever it did create before failing (to undo it).
 struct Failure {
@@ -108,6 +109,12 @@ impl<A: CfApi> Exec<'_, A> {
                 .map(str::to_string)
                 .ok_or_else(|| Self::missing(step, "the route it maps")),
         }
+    }
+
+    /// A wait of a step: polls at the poll interval, stalls after `--timeout` without
+    /// progress, ends at the cancel token.
+    fn wait(&self) -> Wait<'_> {
+        Wait::new(self.req.poll_interval, self.req.timeout, Some(self.cancel))
     }
 
     /// Sleeps, unless cancelled first.
@@ -313,8 +320,7 @@ impl<A: CfApi> Exec<'_, A> {
                     .package(app)
                     .ok_or_else(|| Self::missing(step, "the package"))?;
                 let build = api.create_build(package).await.map_err(err)?;
-                let start = Instant::now();
-                let mut pause = Backoff::new(self.req.poll_interval);
+                let mut wait = self.wait();
                 loop {
                     match self.read(api.get_build(&build), step).await? {
                         BuildState::Staged(d) => return Ok(StepOutput::Droplet(d)),
@@ -327,20 +333,16 @@ impl<A: CfApi> Exec<'_, A> {
                         }
                         BuildState::Staging => {}
                     }
-                    if start.elapsed() >= self.req.timeout {
+                    if wait.stalled() {
                         return Err(Error::StagingTimeout {
                             app: app.clone(),
                             timeout: self.req.timeout,
                         }
                         .into());
                     }
-                    reporter.report(Event::Waiting {
-                        app: app.clone(),
-                        what: "staging".into(),
-                        elapsed: start.elapsed(),
-                        detail: format!("staging build {build}"),
-                    });
-                    self.pause(pause.next()).await?;
+                    let detail = format!("staging build {build}");
+                    wait.report_and_pause(reporter, app, "staging", detail)
+                        .await?;
                 }
             }
             Action::SetDroplet => {
@@ -534,9 +536,7 @@ impl<A: CfApi> Exec<'_, A> {
         reporter: &mut dyn Reporter,
     ) -> Result<(), Error> {
         let app = step.app_label();
-        let start = Instant::now();
-        let mut pause = Backoff::new(self.req.poll_interval);
-        let mut last_progress = Instant::now();
+        let mut wait = self.wait();
         // Progress: the state, the canary step and the running new instances.
         let mut last_key: Option<Progress> = None;
         let mut continued: Option<Option<(u32, u32)>> = None;
@@ -558,8 +558,7 @@ impl<A: CfApi> Exec<'_, A> {
                         .await
                         .map_err(|e| Self::api_err(step, e))?;
                     continued = Some(dep.canary_step);
-                    last_progress = Instant::now();
-                    pause = Backoff::new(self.req.poll_interval);
+                    wait.restart();
                     dep = self.read(self.api.get_deployment(&dep.guid), step).await?;
                     continue;
                 }
@@ -625,22 +624,17 @@ impl<A: CfApi> Exec<'_, A> {
             };
             if last_key.as_ref() != Some(&key) {
                 last_key = Some(key);
-                last_progress = Instant::now();
+                wait.progressed();
             }
-            if last_progress.elapsed() >= self.req.timeout {
+            if wait.stalled() {
                 return Err(Error::DeploymentStalled {
                     app: app.to_string(),
                     timeout: self.req.timeout,
                     detail,
                 });
             }
-            reporter.report(Event::Waiting {
-                app: app.to_string(),
-                what: "deployment".into(),
-                elapsed: start.elapsed(),
-                detail,
-            });
-            self.pause(pause.next()).await?;
+            wait.report_and_pause(reporter, app, "deployment", detail)
+                .await?;
             dep = self.read(self.api.get_deployment(&dep.guid), step).await?;
         }
     }
@@ -741,21 +735,22 @@ impl<A: CfApi> Exec<'_, A> {
                 None => Err(e),
             };
         }
-        let start = Instant::now();
-        let mut pause = Backoff::new(self.req.poll_interval);
+        // A rollback: not ended by Ctrl-C, bounded by the timeout.
+        let mut wait = Wait::new(self.req.poll_interval, self.req.timeout, None);
         loop {
             let d = self.api.get_deployment(guid).await?;
             if let Some(r) = finished(&d) {
                 return r;
             }
-            if start.elapsed() >= self.req.timeout {
+            if wait.stalled() {
                 return Err(ApiError::transport(format!(
                     "deployment {guid} was still {} {} after the cancel",
                     d.state,
                     super::step::fmt_duration(self.req.timeout)
                 )));
             }
-            tokio::time::sleep(pause.next()).await;
+            // Without a token the pause cannot be cancelled.
+            let _ = wait.pause().await;
         }
     }
 
@@ -770,9 +765,7 @@ impl<A: CfApi> Exec<'_, A> {
         name: &str,
         reporter: &mut dyn Reporter,
     ) -> Result<(), Error> {
-        let start = Instant::now();
-        let mut pause = Backoff::new(self.req.poll_interval);
-        let mut last_progress = Instant::now();
+        let mut wait = self.wait();
         let mut best: Option<u32> = None;
         let mut watch = CrashWatch::new(self.since);
         loop {
@@ -824,9 +817,9 @@ impl<A: CfApi> Exec<'_, A> {
             }
             if best.is_none_or(|b| running > b) {
                 best = Some(running);
-                last_progress = Instant::now();
+                wait.progressed();
             }
-            if last_progress.elapsed() >= self.req.timeout {
+            if wait.stalled() {
                 return Err(Error::HealthTimeout {
                     name: name.to_string(),
                     running,
@@ -839,13 +832,9 @@ impl<A: CfApi> Exec<'_, A> {
                     },
                 });
             }
-            reporter.report(Event::Waiting {
-                app: app.to_string(),
-                what: "instances".into(),
-                elapsed: start.elapsed(),
-                detail: format!("{running} of {total} instances running"),
-            });
-            self.pause(pause.next()).await?;
+            let detail = format!("{running} of {total} instances running");
+            wait.report_and_pause(reporter, app, "instances", detail)
+                .await?;
         }
     }
 
@@ -1243,41 +1232,5 @@ mod tests {
                 total: Some(10_000)
             })
         );
-    }
-}
-
-/// Pauses of a wait: 100 ms first, doubling up to the poll interval. Staging and instance
-/// start often finish well within one interval; polling sooner at first saves most of it.
-struct Backoff {
-    next: Duration,
-    max: Duration,
-}
-
-impl Backoff {
-    fn new(max: Duration) -> Self {
-        Backoff {
-            next: super::adapter::FIRST_POLL.min(max),
-            max,
-        }
-    }
-
-    fn next(&mut self) -> Duration {
-        let d = self.next;
-        self.next = self.next.saturating_mul(2).min(self.max);
-        d
-    }
-}
-
-#[cfg(test)]
-mod backoff_tests {
-    use super::*;
-
-    #[test]
-    fn pauses_double_up_to_the_interval() {
-        let mut b = Backoff::new(Duration::from_secs(1));
-        let ms: Vec<u128> = (0..6).map(|_| b.next().as_millis()).collect();
-        assert_eq!(ms, vec![100, 200, 400, 800, 1000, 1000]);
-        let mut b = Backoff::new(Duration::from_millis(50));
-        assert_eq!(b.next(), Duration::from_millis(50));
     }
 }

@@ -64,6 +64,7 @@ pub mod rolling;
 pub mod route;
 pub mod smoke;
 pub mod step;
+mod wait;
 
 use tokio::time::Instant;
 
