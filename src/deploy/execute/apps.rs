@@ -30,68 +30,7 @@ impl<A: CfApi> Exec<'_, A> {
                 api.rename_app(&guid, to).await.map_err(err)?;
                 Ok(StepOutput::Renamed { guid })
             }
-            Action::ApplyManifest { render, .. } => {
-                let spec = self.spec(step)?;
-                let yaml = (spec.render)(render).map_err(|message| Error::Render {
-                    app: step.app_label().to_string(),
-                    message,
-                })?;
-                let applied = api.apply_manifest(space, &yaml).await;
-                let names = [render.name.clone()];
-                let is_candidate =
-                    render.labels.get(ROLE_LABEL).map(String::as_str) == Some(ROLE_CANDIDATE);
-                let found = api.find_apps_by_name(space, &names).await;
-                let app = match &found {
-                    Ok(apps) => apps
-                        .iter()
-                        .find(|a| {
-                            a.name == render.name
-                                && (!is_candidate
-                                    || a.labels.get(ROLE_LABEL).map(String::as_str)
-                                        == Some(ROLE_CANDIDATE))
-                        })
-                        .map(|a| StepOutput::App {
-                            guid: a.guid.clone(),
-                            name: a.name.clone(),
-                            server_routes: Vec::new(),
-                        }),
-                    Err(_) => None,
-                };
-                // With random-route the server creates the route: record it so a rollback
-                // deletes it with the app.
-                let mut app = app;
-                let mut listing = Ok(());
-                if render.random_route
-                    && let Some(StepOutput::App {
-                        guid,
-                        server_routes,
-                        ..
-                    }) = &mut app
-                {
-                    match api.list_app_routes(guid).await {
-                        Ok(r) => *server_routes = r,
-                        Err(e) => listing = Err(e),
-                    }
-                }
-                if let (Ok(()), Err(e)) = (&applied, listing) {
-                    return Err(Failure {
-                        error: Self::api_err(step, e),
-                        partial: app,
-                    });
-                }
-                match (applied, found, app) {
-                    (Ok(()), _, Some(out)) => Ok(out),
-                    (Ok(()), Err(e), None) => Err(err(e)),
-                    (Ok(()), Ok(_), None) => Err(Error::AppMissing {
-                        name: render.name.clone(),
-                    }
-                    .into()),
-                    (Err(e), _, partial) => Err(Failure {
-                        error: Self::api_err(step, e),
-                        partial,
-                    }),
-                }
-            }
+            Action::ApplyManifest { render, .. } => self.apply_manifest(step, render).await,
             Action::SetSsh { enabled, .. } => {
                 let (guid, _) = Self::new_app(ledger, step)?;
                 api.set_ssh_enabled(guid, *enabled).await.map_err(err)?;
@@ -139,6 +78,77 @@ impl<A: CfApi> Exec<'_, A> {
                 })
             }
             _ => Err(Self::missing(step, "a handler for this step").into()),
+        }
+    }
+
+    /// Applies the rendered manifest and finds the app it created (with the routes the server
+    /// created for it under `random-route`), recording what exists even when a call failed.
+    async fn apply_manifest(
+        &self,
+        step: &Step,
+        render: &RenderRequest,
+    ) -> Result<StepOutput, Failure> {
+        let api = self.api;
+        let space = &self.req.space_guid;
+        let err = |e: ApiError| Failure::from(Self::api_err(step, e));
+        let spec = self.spec(step)?;
+        let yaml = (spec.render)(render).map_err(|message| Error::Render {
+            app: step.app_label().to_string(),
+            message,
+        })?;
+        let applied = api.apply_manifest(space, &yaml).await;
+        let names = [render.name.clone()];
+        let is_candidate =
+            render.labels.get(ROLE_LABEL).map(String::as_str) == Some(ROLE_CANDIDATE);
+        let found = api.find_apps_by_name(space, &names).await;
+        let app = match &found {
+            Ok(apps) => apps
+                .iter()
+                .find(|a| {
+                    a.name == render.name
+                        && (!is_candidate
+                            || a.labels.get(ROLE_LABEL).map(String::as_str) == Some(ROLE_CANDIDATE))
+                })
+                .map(|a| StepOutput::App {
+                    guid: a.guid.clone(),
+                    name: a.name.clone(),
+                    server_routes: Vec::new(),
+                }),
+            Err(_) => None,
+        };
+        // With random-route the server creates the route: record it so a rollback
+        // deletes it with the app.
+        let mut app = app;
+        let mut listing = Ok(());
+        if render.random_route
+            && let Some(StepOutput::App {
+                guid,
+                server_routes,
+                ..
+            }) = &mut app
+        {
+            match api.list_app_routes(guid).await {
+                Ok(r) => *server_routes = r,
+                Err(e) => listing = Err(e),
+            }
+        }
+        if let (Ok(()), Err(e)) = (&applied, listing) {
+            return Err(Failure {
+                error: Self::api_err(step, e),
+                partial: app,
+            });
+        }
+        match (applied, found, app) {
+            (Ok(()), _, Some(out)) => Ok(out),
+            (Ok(()), Err(e), None) => Err(err(e)),
+            (Ok(()), Ok(_), None) => Err(Error::AppMissing {
+                name: render.name.clone(),
+            }
+            .into()),
+            (Err(e), _, partial) => Err(Failure {
+                error: Self::api_err(step, e),
+                partial,
+            }),
         }
     }
 

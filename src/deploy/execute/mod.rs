@@ -25,6 +25,7 @@ use super::event::{Event, Outcome, Reporter, StepTime, error_chain};
 use super::interrupt::Interrupt;
 use super::observe::{ROLE_CANDIDATE, ROLE_LABEL};
 use super::plan::Plan;
+use super::request::RenderRequest;
 use super::request::{AppSpec, DeployRequest};
 use super::smoke;
 use super::step::{Action, AppRef, Ledger, PolicyEnd, RouteRef, Step, StepOutput, Undo};
@@ -142,6 +143,98 @@ impl<A: CfApi> Exec<'_, A> {
         tokio::select! {
             () = self.cancel.cancelled() => Err(Error::Cancelled),
             r = f => r.map_err(|e| Self::api_err(step, e)),
+        }
+    }
+
+    /// Runs step `index` of `total` between its started and finished/failed events, records
+    /// its output (or what it created before failing) in the ledger, and returns its time.
+    async fn run_reported(
+        &self,
+        step: &Step,
+        (index, total): (usize, usize),
+        ledger: &mut Ledger,
+        reporter: &mut dyn Reporter,
+        committed: bool,
+    ) -> (StepTime, Result<(), Error>) {
+        reporter.report(Event::StepStarted {
+            index,
+            total,
+            kind: step.kind().into(),
+            app: step.app_label().into(),
+            description: step.describe(),
+        });
+        let started = Instant::now();
+        let result = self
+            .run_step_with_retries(step, ledger, reporter, committed)
+            .await;
+        let elapsed = started.elapsed();
+        let warnings = self.api.take_warnings();
+        let time = StepTime {
+            kind: step.kind().into(),
+            app: step.app_label().into(),
+            elapsed,
+        };
+        match result {
+            Ok(out) => {
+                reporter.report(Event::StepFinished {
+                    index,
+                    kind: step.kind().into(),
+                    app: step.app_label().into(),
+                    elapsed,
+                    warnings,
+                });
+                ledger.push(step.clone(), out);
+                (time, Ok(()))
+            }
+            Err(f) => {
+                reporter.report(Event::StepFailed {
+                    index,
+                    kind: step.kind().into(),
+                    app: step.app_label().into(),
+                    elapsed,
+                    error: error_chain(&f.error),
+                    warnings,
+                });
+                if let Some(p) = f.partial {
+                    ledger.push(step.clone(), p);
+                }
+                (time, Err(f.error))
+            }
+        }
+    }
+
+    /// Runs a step; after the switch every step is idempotent (rename, label, stop, delete)
+    /// and giving up leaves the app half-retired: a failed request is tried again, beyond the
+    /// client's own retries of one request, before naming leftovers.
+    async fn run_step_with_retries(
+        &self,
+        step: &Step,
+        ledger: &Ledger,
+        reporter: &mut dyn Reporter,
+        committed: bool,
+    ) -> Result<StepOutput, Failure> {
+        let mut attempt = 0;
+        loop {
+            match self.run_step(step, ledger, reporter).await {
+                Err(f)
+                    if committed
+                        && attempt < AFTER_SWITCH_RETRIES
+                        && matches!(f.error, Error::Api { .. }) =>
+                {
+                    attempt += 1;
+                    reporter.report(Event::Warning {
+                        app: Some(step.app_label().to_string()),
+                        message: format!(
+                            "{}; trying again ({attempt} of {AFTER_SWITCH_RETRIES})",
+                            error_chain(&f.error)
+                        ),
+                    });
+                    if self.pause(AFTER_SWITCH_PAUSE * attempt).await.is_err() {
+                        return Err(f);
+                    }
+                }
+                r => return r,
+            }
         }
     }
 
@@ -344,98 +437,21 @@ pub async fn execute<A: CfApi>(
         } else {
             &before_switch
         };
-        reporter.report(Event::StepStarted {
-            index,
-            total,
-            kind: step.kind().into(),
-            app: step.app_label().into(),
-            description: step.describe(),
-        });
         attempted_mutation |= step.is_mutating();
-        let started = Instant::now();
-        let mut attempt = 0;
-        let result = loop {
-            match exec.run_step(step, &ledger, reporter).await {
-                // After the switch every step is idempotent (rename, label, stop, delete) and
-                // giving up leaves the app half-retired: try again, beyond the client's own
-                // retries of one request, before naming leftovers.
-                Err(f)
-                    if committed
-                        && attempt < AFTER_SWITCH_RETRIES
-                        && matches!(f.error, Error::Api { .. }) =>
-                {
-                    attempt += 1;
-                    reporter.report(Event::Warning {
-                        app: Some(step.app_label().to_string()),
-                        message: format!(
-                            "{}; trying again ({attempt} of {AFTER_SWITCH_RETRIES})",
-                            error_chain(&f.error)
-                        ),
-                    });
-                    if exec.pause(AFTER_SWITCH_PAUSE * attempt).await.is_err() {
-                        break Err(f);
-                    }
-                }
-                r => break r,
-            }
-        };
-        let elapsed = started.elapsed();
-        let warnings = api.take_warnings();
-        times.push(StepTime {
-            kind: step.kind().into(),
-            app: step.app_label().into(),
-            elapsed,
-        });
-        match result {
-            Ok(out) => {
-                reporter.report(Event::StepFinished {
-                    index,
-                    kind: step.kind().into(),
-                    app: step.app_label().into(),
-                    elapsed,
-                    warnings,
-                });
-                ledger.push(step.clone(), out);
-            }
-            Err(f) => {
-                reporter.report(Event::StepFailed {
-                    index,
-                    kind: step.kind().into(),
-                    app: step.app_label().into(),
-                    elapsed,
-                    error: error_chain(&f.error),
-                    warnings,
-                });
-                if let Some(p) = f.partial {
-                    ledger.push(step.clone(), p);
-                }
-                failure = Some((index, f.error));
-                break;
-            }
+        let (time, result) = exec
+            .run_reported(step, (index, total), &mut ledger, reporter, committed)
+            .await;
+        times.push(time);
+        if let Err(error) = result {
+            failure = Some((index, error));
+            break;
         }
     }
 
     let Some((index, error)) = failure else {
         return (Outcome::Deployed, times);
     };
-    let mut message = error_chain(&error);
-    if interrupt.is_abandoned() {
-        message.push_str(" (interrupted twice: stopped waiting)");
-    }
-    let in_place = plan
-        .steps
-        .iter()
-        .any(|s| matches!(s.action, Action::Deploy { .. }));
-    let hint = if in_place {
-        error.deployment_hint()
-    } else {
-        error.hint()
-    };
-    if let Some(h) = hint {
-        message.push('\n');
-        message.push_str(&h);
-    }
-
+    let message = failure_message(plan, &error, interrupt);
     if index >= plan.commit {
         // After the switch: the new version serves; name what is left to do.
         let leftovers = plan.steps[index..]
@@ -453,9 +469,53 @@ pub async fn execute<A: CfApi>(
     if !attempted_mutation {
         return (Outcome::NothingChanged { error: message }, times);
     }
+    let manual_steps = rollback(&after_switch, &ledger, &message, reporter, interrupt).await;
+    if manual_steps.is_empty() {
+        (Outcome::RolledBack { error: message }, times)
+    } else {
+        (
+            Outcome::RollbackIncomplete {
+                error: message,
+                manual_steps,
+            },
+            times,
+        )
+    }
+}
 
+/// The outcome's message: the error chain, what a second interrupt did, and a hint.
+fn failure_message(plan: &Plan, error: &Error, interrupt: &Interrupt) -> String {
+    let mut message = error_chain(error);
+    if interrupt.is_abandoned() {
+        message.push_str(" (interrupted twice: stopped waiting)");
+    }
+    let in_place = plan
+        .steps
+        .iter()
+        .any(|s| matches!(s.action, Action::Deploy { .. }));
+    let hint = if in_place {
+        error.deployment_hint()
+    } else {
+        error.hint()
+    };
+    if let Some(h) = hint {
+        message.push('\n');
+        message.push_str(&h);
+    }
+    message
+}
+
+/// Runs the undos of everything recorded, newest first, and returns the `cf` commands of
+/// those that failed (or were not started after a second interrupt).
+async fn rollback<A: CfApi>(
+    exec: &Exec<'_, A>,
+    ledger: &Ledger,
+    message: &str,
+    reporter: &mut dyn Reporter,
+    interrupt: &Interrupt,
+) -> Vec<String> {
     reporter.report(Event::RollbackStarted {
-        reason: message.clone(),
+        reason: message.to_string(),
     });
     let mut manual_steps = Vec::new();
     for u in ledger.undos() {
@@ -473,10 +533,10 @@ pub async fn execute<A: CfApi>(
             () = interrupt.abandon_token().cancelled() => Err(ApiError::transport(
                 "interrupted twice: stopped waiting (the request may or may not have taken effect)",
             )),
-            r = after_switch.undo(&u) => r,
+            r = exec.undo(&u) => r,
         };
         let elapsed = started.elapsed();
-        warn_all(reporter, None, api.take_warnings());
+        warn_all(reporter, None, exec.api.take_warnings());
         match r {
             Ok(()) => reporter.report(Event::UndoFinished {
                 description,
@@ -494,17 +554,7 @@ pub async fn execute<A: CfApi>(
             }
         }
     }
-    if manual_steps.is_empty() {
-        (Outcome::RolledBack { error: message }, times)
-    } else {
-        (
-            Outcome::RollbackIncomplete {
-                error: message,
-                manual_steps,
-            },
-            times,
-        )
-    }
+    manual_steps
 }
 
 /// How often a failed step after the switch is tried again, and the pause before the first
