@@ -666,17 +666,7 @@ impl Action {
             }
             Action::RenameApp { from, to, .. } => format!("Renaming app {from} to {to}"),
             Action::CreateRoute { route, .. } => format!("Creating route {route}"),
-            Action::ApplyManifest { render, .. } => {
-                if render.routes.is_empty() {
-                    format!("Applying manifest for app {}", render.name)
-                } else {
-                    format!(
-                        "Applying manifest for app {} with route {}",
-                        render.name,
-                        render.routes.join(", ")
-                    )
-                }
-            }
+            Action::ApplyManifest { render, .. } => applying("for app", render),
             Action::SetSsh { enabled } => format!(
                 "{} SSH for the new {app} (as on the live app)",
                 if *enabled { "Enabling" } else { "Disabling" }
@@ -715,17 +705,7 @@ impl Action {
                     "Recording the environment variables and service bindings of {app} (restored on rollback)"
                 )
             }
-            Action::UpdateApp { render, .. } => {
-                if render.routes.is_empty() {
-                    format!("Applying manifest to the live app {}", render.name)
-                } else {
-                    format!(
-                        "Applying manifest to the live app {} with route {}",
-                        render.name,
-                        render.routes.join(", ")
-                    )
-                }
-            }
+            Action::UpdateApp { render, .. } => applying("to the live app", render),
             Action::Deploy {
                 strategy: DeploymentStrategy::Rolling,
                 ..
@@ -789,6 +769,19 @@ impl Action {
     }
 }
 
+/// "Applying manifest {to} {name}[ with route {routes}]".
+fn applying(to: &str, render: &RenderRequest) -> String {
+    if render.routes.is_empty() {
+        format!("Applying manifest {to} {}", render.name)
+    } else {
+        format!(
+            "Applying manifest {to} {} with route {}",
+            render.name,
+            render.routes.join(", ")
+        )
+    }
+}
+
 /// Formats a duration as the UI does: `250ms`, `3s`, `1m30s`.
 pub fn fmt_duration(d: Duration) -> String {
     let ms = d.as_millis();
@@ -838,59 +831,52 @@ impl Ledger {
             .collect()
     }
 
+    /// The first recorded output of manifest app `app` that `pick` recognises.
+    fn find_for<'s, T>(
+        &'s self,
+        app: &str,
+        pick: impl Fn(&'s Action, &'s StepOutput) -> Option<T>,
+    ) -> Option<T> {
+        self.entries
+            .iter()
+            .filter(|(s, _)| s.app.as_deref() == Some(app))
+            .find_map(|(s, o)| pick(&s.action, o))
+    }
+
     /// The app created by `ApplyManifest` (or updated by `UpdateApp`) for manifest app
     /// `app`: (GUID, name).
     pub fn new_app(&self, app: &str) -> Option<(&str, &str)> {
-        self.entries.iter().find_map(|(s, o)| match (s, o) {
+        self.find_for(app, |a, o| match (a, o) {
             (
-                Step {
-                    app: Some(a),
-                    action: Action::ApplyManifest { .. } | Action::UpdateApp { .. },
-                },
+                Action::ApplyManifest { .. } | Action::UpdateApp { .. },
                 StepOutput::App { guid, name, .. },
-            ) if a == app => Some((guid.as_str(), name.as_str())),
+            ) => Some((guid.as_str(), name.as_str())),
             _ => None,
         })
     }
 
     /// The GUID of a route created by the run at this address.
     pub fn created_route(&self, address: &RouteAddress) -> Option<&str> {
-        self.entries.iter().find_map(|(s, o)| match (s, o) {
-            (
-                Step {
-                    action: Action::CreateRoute { route },
-                    ..
-                },
-                StepOutput::Route(r),
-            ) if route == address => Some(r.guid.as_str()),
+        self.entries.iter().find_map(|(s, o)| match (&s.action, o) {
+            (Action::CreateRoute { route }, StepOutput::Route(r)) if route == address => {
+                Some(r.guid.as_str())
+            }
             _ => None,
         })
     }
 
     /// The package created for manifest app `app`.
     pub fn package(&self, app: &str) -> Option<&str> {
-        self.entries.iter().find_map(|(s, o)| match (s, o) {
-            (
-                Step {
-                    app: Some(a),
-                    action: Action::CreatePackage,
-                },
-                StepOutput::Package(g),
-            ) if a == app => Some(g.as_str()),
+        self.find_for(app, |a, o| match (a, o) {
+            (Action::CreatePackage, StepOutput::Package(g)) => Some(g.as_str()),
             _ => None,
         })
     }
 
     /// The droplet staged for manifest app `app`.
     pub fn droplet(&self, app: &str) -> Option<&str> {
-        self.entries.iter().find_map(|(s, o)| match (s, o) {
-            (
-                Step {
-                    app: Some(a),
-                    action: Action::Stage,
-                },
-                StepOutput::Droplet(g),
-            ) if a == app => Some(g.as_str()),
+        self.find_for(app, |a, o| match (a, o) {
+            (Action::Stage, StepOutput::Droplet(g)) => Some(g.as_str()),
             _ => None,
         })
     }

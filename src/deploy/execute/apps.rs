@@ -13,9 +13,8 @@ impl<A: CfApi> Exec<'_, A> {
     ) -> Result<StepOutput, Failure> {
         let api = self.api;
         let space = &self.req.space_guid;
-        let err = |e: ApiError| Failure::from(Self::api_err(step, e));
-        let no_app = String::new();
-        let app = step.app.as_ref().unwrap_or(&no_app);
+        let err = Self::api_failure(step);
+        let app = step.app_label();
         match &step.action {
             Action::DeleteLeftover { guid, .. } | Action::DeleteApp { guid, .. } => {
                 ok_if_not_found(api.delete_app(guid).await).map_err(err)?;
@@ -90,7 +89,7 @@ impl<A: CfApi> Exec<'_, A> {
     ) -> Result<StepOutput, Failure> {
         let api = self.api;
         let space = &self.req.space_guid;
-        let err = |e: ApiError| Failure::from(Self::api_err(step, e));
+        let err = Self::api_failure(step);
         let spec = self.spec(step)?;
         let yaml = (spec.render)(render).map_err(|message| Error::Render {
             app: step.app_label().to_string(),

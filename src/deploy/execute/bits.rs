@@ -10,15 +10,17 @@ impl<A: CfApi> Exec<'_, A> {
         ledger: &Ledger,
         reporter: &mut dyn Reporter,
     ) -> Result<StepOutput, Failure> {
-        let api = self.api;
-        let err = |e: ApiError| Failure::from(Self::api_err(step, e));
-        let no_app = String::new();
-        let app = step.app.as_ref().unwrap_or(&no_app);
+        let err = Self::api_failure(step);
+        let app = step.app_label();
         match &step.action {
             Action::CreatePackage => {
                 let spec = self.spec(step)?;
                 let (guid, _) = Self::new_app(ledger, step)?;
-                let p = api.create_package(guid, &spec.source).await.map_err(err)?;
+                let p = self
+                    .api
+                    .create_package(guid, &spec.source)
+                    .await
+                    .map_err(err)?;
                 Ok(StepOutput::Package(p))
             }
             Action::UploadBits => {
@@ -30,7 +32,7 @@ impl<A: CfApi> Exec<'_, A> {
                     .package(app)
                     .ok_or_else(|| Self::missing(step, "the package"))?;
                 let (sink, mut rx) = ProgressSink::channel();
-                let upload = api.upload_bits(package, bits, sink);
+                let upload = self.api.upload_bits(package, bits, sink);
                 tokio::pin!(upload);
                 // An interrupted upload is dropped: the package belongs to the new app, which the
                 // rollback deletes with everything in it.
@@ -53,14 +55,14 @@ impl<A: CfApi> Exec<'_, A> {
                 let package = ledger
                     .package(app)
                     .ok_or_else(|| Self::missing(step, "the package"))?;
-                let build = api.create_build(package).await.map_err(err)?;
+                let build = self.api.create_build(package).await.map_err(err)?;
                 let mut wait = self.wait();
                 loop {
-                    match self.read(api.get_build(&build), step).await? {
+                    match self.read(self.api.get_build(&build), step).await? {
                         BuildState::Staged(d) => return Ok(StepOutput::Droplet(d)),
                         BuildState::Failed(reason) => {
                             return Err(Error::StagingFailed {
-                                app: app.clone(),
+                                app: app.to_string(),
                                 reason,
                             }
                             .into());
@@ -69,7 +71,7 @@ impl<A: CfApi> Exec<'_, A> {
                     }
                     if wait.stalled() {
                         return Err(Error::StagingTimeout {
-                            app: app.clone(),
+                            app: app.to_string(),
                             timeout: self.req.timeout,
                         }
                         .into());

@@ -11,10 +11,8 @@ impl<A: CfApi> Exec<'_, A> {
         ledger: &Ledger,
         reporter: &mut dyn Reporter,
     ) -> Result<StepOutput, Failure> {
-        let api = self.api;
-        let err = |e: ApiError| Failure::from(Self::api_err(step, e));
-        let no_app = String::new();
-        let app = step.app.as_ref().unwrap_or(&no_app);
+        let err = Self::api_failure(step);
+        let app = step.app_label();
         match &step.action {
             Action::Deploy {
                 strategy,
@@ -34,7 +32,7 @@ impl<A: CfApi> Exec<'_, A> {
                         DeploymentStrategy::Rolling => Vec::new(),
                     },
                 };
-                let d = api.create_deployment(&new).await.map_err(err)?;
+                let d = self.api.create_deployment(&new).await.map_err(err)?;
                 let dguid = d.guid.clone();
                 match self
                     .monitor(step, guid, name, d, smoke_route.as_deref(), reporter)

@@ -5,21 +5,19 @@ use super::*;
 impl<A: CfApi> Exec<'_, A> {
     /// Records the live app's environment variables and service bindings.
     pub(super) async fn env_step(&self, step: &Step) -> Result<StepOutput, Failure> {
-        let api = self.api;
-        let no_app = String::new();
-        let app = step.app.as_ref().unwrap_or(&no_app);
+        let app = step.app_label();
         match &step.action {
             Action::SnapshotEnv { guid } => {
-                let vars = self.read(api.get_env_vars(guid), step).await?;
+                let vars = self.read(self.api.get_env_vars(guid), step).await?;
                 let bindings = self
-                    .read(api.list_service_bindings(guid), step)
+                    .read(self.api.list_service_bindings(guid), step)
                     .await?
                     .into_iter()
                     .map(|b| b.guid)
                     .collect();
                 Ok(StepOutput::Env {
                     guid: guid.clone(),
-                    name: app.clone(),
+                    name: app.to_string(),
                     vars,
                     bindings,
                 })

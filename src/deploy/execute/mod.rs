@@ -81,6 +81,11 @@ impl<A: CfApi> Exec<'_, A> {
         }
     }
 
+    /// Maps a failed call of `step` into its failure (nothing created to undo).
+    fn api_failure(step: &Step) -> impl Fn(ApiError) -> Failure + '_ {
+        move |e| Failure::from(Self::api_err(step, e))
+    }
+
     fn missing(step: &Step, what: &str) -> Error {
         Error::Missing {
             app: step.app_label().to_string(),

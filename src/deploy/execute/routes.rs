@@ -11,16 +11,15 @@ impl<A: CfApi> Exec<'_, A> {
         ledger: &Ledger,
         reporter: &mut dyn Reporter,
     ) -> Result<StepOutput, Failure> {
-        let api = self.api;
         let space = &self.req.space_guid;
-        let err = |e: ApiError| Failure::from(Self::api_err(step, e));
+        let err = Self::api_failure(step);
         match &step.action {
             Action::CreateRoute { route, .. } => {
-                match api.create_route(space, &route.new_route()).await {
+                match self.api.create_route(space, &route.new_route()).await {
                     Ok(r) => Ok(StepOutput::Route(r)),
                     Err(e) => {
                         // The request may have created it before failing: record it for undo.
-                        let partial = match api.find_route(&route.new_route()).await {
+                        let partial = match self.api.find_route(&route.new_route()).await {
                             Ok(Some(r)) => Some(StepOutput::Route(r)),
                             _ => None,
                         };
@@ -47,7 +46,7 @@ impl<A: CfApi> Exec<'_, A> {
                         end_port: p.end_port,
                     })
                     .collect();
-                match api.create_network_policies(&ps).await {
+                match self.api.create_network_policies(&ps).await {
                     Ok(()) => Ok(StepOutput::Policies(ps)),
                     Err(e) => Err(Failure {
                         error: Self::api_err(step, e),
@@ -65,7 +64,8 @@ impl<A: CfApi> Exec<'_, A> {
             } => {
                 let (guid, name) = Self::new_app(ledger, step)?;
                 let route_guid = Self::route_guid(ledger, step, route)?;
-                let d = api
+                let d = self
+                    .api
                     .add_destination(
                         &route_guid,
                         &NewDestination {
@@ -87,8 +87,11 @@ impl<A: CfApi> Exec<'_, A> {
                 route, destination, ..
             } => {
                 let route_guid = Self::route_guid(ledger, step, route)?;
-                match ok_if_not_found(api.remove_destination(&route_guid, &destination.guid).await)
-                {
+                match ok_if_not_found(
+                    self.api
+                        .remove_destination(&route_guid, &destination.guid)
+                        .await,
+                ) {
                     Ok(()) => Ok(StepOutput::Unmapped { route_guid }),
                     Err(e) => Err(Failure {
                         error: Self::api_err(step, e),
@@ -112,7 +115,7 @@ impl<A: CfApi> Exec<'_, A> {
             }
             Action::DeleteRoute { route, .. } => {
                 let route_guid = Self::route_guid(ledger, step, route)?;
-                ok_if_not_found(api.delete_route(&route_guid).await).map_err(err)?;
+                ok_if_not_found(self.api.delete_route(&route_guid).await).map_err(err)?;
                 Ok(StepOutput::None)
             }
             _ => Err(Self::missing(step, "a handler for this step").into()),

@@ -9,13 +9,12 @@ impl<A: CfApi> Exec<'_, A> {
         step: &Step,
         reporter: &mut dyn Reporter,
     ) -> Result<StepOutput, Failure> {
-        let no_app = String::new();
-        let app = step.app.as_ref().unwrap_or(&no_app);
+        let app = step.app_label();
         match &step.action {
             Action::SmokeTest { route } => {
                 let base = smoke::route_url(&self.req.probe, route);
                 let smoke_err = |source| Error::Smoke {
-                    app: app.clone(),
+                    app: app.to_string(),
                     source,
                 };
                 let to_err = |e: smoke::SmokeError| match e {
@@ -24,7 +23,7 @@ impl<A: CfApi> Exec<'_, A> {
                 };
                 if let Some(path) = &self.req.smoke_test_path {
                     reporter.report(Event::Waiting {
-                        app: app.clone(),
+                        app: app.to_string(),
                         what: "smoke_test".into(),
                         elapsed: Duration::ZERO,
                         detail: format!("GET {base}{path}"),
@@ -35,7 +34,7 @@ impl<A: CfApi> Exec<'_, A> {
                 }
                 if let Some(cmd) = &self.req.smoke_test {
                     reporter.report(Event::Waiting {
-                        app: app.clone(),
+                        app: app.to_string(),
                         what: "smoke_test".into(),
                         elapsed: Duration::ZERO,
                         detail: format!("running {cmd} {base}"),
