@@ -187,56 +187,12 @@ impl<A: CfApi> Exec<'_, A> {
                 what: "the canary's new process".into(),
             });
         };
-        let base = smoke::route_url(&self.req.probe, route);
-        let to_err = |e: smoke::SmokeError| match e {
-            smoke::SmokeError::Cancelled => Error::Cancelled,
-            source => Error::Smoke {
-                app: app.to_string(),
-                source,
-            },
-        };
         let step_text = dep
             .canary_step
             .map(|(c, t)| format!(" (canary step {c} of {t})"))
             .unwrap_or_default();
-        if let Some(path) = &self.req.smoke_test_path {
-            reporter.report(Event::Waiting {
-                app: app.to_string(),
-                what: "smoke_test".into(),
-                elapsed: Duration::ZERO,
-                detail: format!(
-                    "GET {base}{path} with {}: {process}{step_text}",
-                    smoke::PROCESS_INSTANCE_HEADER
-                ),
-            });
-            smoke::probe_with_header(
-                &self.req.probe,
-                &format!("{base}{path}"),
-                Some((smoke::PROCESS_INSTANCE_HEADER, process)),
-                self.cancel,
-            )
-            .await
-            .map_err(to_err)?;
-        }
-        if let Some(cmd) = &self.req.smoke_test {
-            reporter.report(Event::Waiting {
-                app: app.to_string(),
-                what: "smoke_test".into(),
-                elapsed: Duration::ZERO,
-                detail: format!(
-                    "running {cmd} {base} (CF_ZDT_PROCESS_INSTANCE={process}){step_text}"
-                ),
-            });
-            smoke::run_command_with_env(
-                cmd,
-                &base,
-                &[("CF_ZDT_PROCESS_INSTANCE", process)],
-                self.req.smoke_timeout,
-                self.cancel,
-            )
-            .await
-            .map_err(to_err)?;
-        }
+        let pin = smoke_test::Pin { process, step_text };
+        self.smoke_test(app, route, Some(pin), reporter).await?;
         Ok(())
     }
 
