@@ -1,7 +1,8 @@
 //! The narrow Cloud Controller interface the deploy layer needs, defined by its consumer.
 //!
-//! [`CfApi`] lists exactly the operations the blue-green flow performs, in Cloud Controller
-//! vocabulary. The integrator implements it for the real `cf::Client` (plus the `package`
+//! [`CfApi`] lists the operations the strategies perform (blue-green; rolling and canary add
+//! deployments and environment variables), in Cloud Controller vocabulary;
+//! [`MUTATING_METHODS`] names those that change the platform. The integrator implements it for the real `cf::Client` (plus the `package`
 //! layer for uploads) and maps `cf::Error` into [`ApiError`]; tests implement it with an
 //! in-memory fake. Types here are plain data mirroring the v3 resources, reduced to the
 //! fields the deploy layer reads.

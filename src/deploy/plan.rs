@@ -263,7 +263,7 @@ fn plan_app<B>(
 ) -> Result<(), PlanError> {
     let name = spec.name.clone();
     let Some(oa) = obs.apps.iter().find(|o| o.name == spec.name) else {
-        // Observe always records every app; a missing one is a caller error treated as new.
+        // Observe always records every app; a missing one is a caller error.
         return Err(PlanError::NoApps);
     };
 

@@ -3,12 +3,12 @@
 //! monitor.
 //!
 //! Per app with a live app, the plan is:
-//! 1. record the live app's environment variables and service bindings ([`Action::SnapshotEnv`](super::step::Action::SnapshotEnv);
+//! 1. record the live app's environment variables and service bindings ([`Action::SnapshotEnv`];
 //!    the undo restores the variables, removing those the run added, and deletes the bindings
 //!    the run added);
-//! 2. `apply_manifest` for the app itself with its production routes ([`Action::UpdateApp`](super::step::Action::UpdateApp));
+//! 2. `apply_manifest` for the app itself with its production routes ([`Action::UpdateApp`]);
 //! 3. package, upload, stage (the blue-green steps);
-//! 4. [`Action::Deploy`](super::step::Action::Deploy): `POST /v3/deployments` (`rolling` with `--max-in-flight`, or `canary`
+//! 4. [`Action::Deploy`]: `POST /v3/deployments` (`rolling` with `--max-in-flight`, or `canary`
 //!    with `--instance-steps`), then the monitor of `execute`: any CRASHED instance of the new
 //!    process, no progress for `--timeout`, a failed canary smoke test or Ctrl-C cancels the
 //!    deployment (the old process serves again) and the snapshot is restored: the outcome is

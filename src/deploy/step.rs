@@ -80,7 +80,7 @@ pub struct Step {
 }
 
 /// What a step does. Adding a variant: give it a handler in `execute`, and the compiler
-/// asks for its kind, description, undo ([`Action::undo`]) and whether it mutates
+/// asks for its kind, description, undo ([`undo_for`]) and whether it mutates
 /// ([`Action::is_mutating`]) here.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
