@@ -953,7 +953,6 @@ mod tests {
             keep_scale: false,
             temp_route_suffix: "-temp".into(),
             dry_run: false,
-            output: crate::cli::OutputFormat::Text,
             probe: ProbeConfig::default(),
         }
     }

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use cf_zero_downtime::cli::{OldApp, OutputFormat, Strategy};
+use cf_zero_downtime::cli::{OldApp, Strategy};
 use cf_zero_downtime::deploy::api::{
     ApiError, ApiResult, App, AppSource, AppState, BuildState, CfApi, CrashEvent, CrashEvents,
     Deployment, DeploymentState, DeploymentStrategy, Destination, Domain, InstanceStat,
@@ -1267,7 +1267,6 @@ fn req() -> DeployRequest {
         keep_scale: false,
         temp_route_suffix: "-temp".into(),
         dry_run: false,
-        output: OutputFormat::Text,
         probe: ProbeConfig::default(),
     }
 }
