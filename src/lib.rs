@@ -15,6 +15,7 @@
 //! | [`deploy`]   | observe → plan → execute, strategies, events                            |
 //! | [`ui`]       | renders events as cf-CLI-like text or JSON lines; the only printer      |
 //! | [`sim`]      | the local Cloud Foundry simulator (API subset, router, instances)       |
+//! | [`demo`]     | `demo` command: the whole flow on the simulator, under load, a report   |
 #![warn(missing_docs)]
 
 pub mod cf;

@@ -30,8 +30,6 @@ use super::event::error_chain;
 
 /// Default pause between polls of jobs and packages (real Cloud Controller).
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
-/// First pause of every wait; later pauses double up to the poll interval.
-pub const FIRST_POLL: Duration = Duration::from_millis(100);
 /// Default bound of one internal wait (a job, a package becoming READY).
 pub const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 
@@ -81,7 +79,7 @@ impl CfBackend {
     /// The same, with another poll interval and bound for internal waits.
     #[must_use]
     pub fn with_poll(mut self, interval: Duration, timeout: Duration) -> Self {
-        self.poll = PollOptions::new(interval, timeout).starting_at(FIRST_POLL);
+        self.poll = PollOptions::new(interval, timeout).starting_at(super::wait::FIRST_POLL);
         self
     }
 

@@ -1,7 +1,8 @@
 //! The narrow Cloud Controller interface the deploy layer needs, defined by its consumer.
 //!
-//! [`CfApi`] lists exactly the operations the blue-green flow performs, in Cloud Controller
-//! vocabulary. The integrator implements it for the real `cf::Client` (plus the `package`
+//! [`CfApi`] lists the operations the strategies perform (blue-green; rolling and canary add
+//! deployments and environment variables), in Cloud Controller vocabulary;
+//! [`MUTATING_METHODS`] names those that change the platform. The integrator implements it for the real `cf::Client` (plus the `package`
 //! layer for uploads) and maps `cf::Error` into [`ApiError`]; tests implement it with an
 //! in-memory fake. Types here are plain data mirroring the v3 resources, reduced to the
 //! fields the deploy layer reads.
@@ -459,6 +460,33 @@ pub struct Deployment {
     pub error: Option<String>,
 }
 
+/// The [`CfApi`] methods that change the platform: the one list (fault-injection tests
+/// fail each of them in turn).
+pub const MUTATING_METHODS: &[&str] = &[
+    "apply_manifest",
+    "create_package",
+    "upload_bits",
+    "create_build",
+    "set_current_droplet",
+    "start_app",
+    "stop_app",
+    "rename_app",
+    "delete_app",
+    "update_metadata",
+    "set_ssh_enabled",
+    "create_route",
+    "delete_route",
+    "add_destination",
+    "remove_destination",
+    "create_network_policies",
+    "delete_network_policies",
+    "create_deployment",
+    "continue_deployment",
+    "cancel_deployment",
+    "update_env_vars",
+    "delete_service_binding",
+];
+
 /// Result of a [`CfApi`] call.
 pub type ApiResult<T> = Result<T, ApiError>;
 
@@ -467,7 +495,9 @@ pub type ApiResult<T> = Result<T, ApiError>;
 /// concurrently through `&self` (interior mutability for the warnings buffer) and bound every
 /// wait they do internally (jobs, package processing).
 ///
-/// "Mutating" methods are never cancelled by the executor once started.
+/// The methods named in [`MUTATING_METHODS`] change the platform; the executor never cancels
+/// one once started, except the upload (its package belongs to the new app, which the
+/// rollback deletes).
 pub trait CfApi: Sync {
     /// The opaque bits handle of an app (see [`AppSource`]).
     type Bits: Send + Sync;
@@ -487,46 +517,46 @@ pub trait CfApi: Sync {
     /// One app (`GET /v3/apps/:guid`).
     fn get_app(&self, guid: &str) -> impl Future<Output = ApiResult<App>> + Send;
     /// Applies a manifest to the space and waits (bounded) for its job to complete
-    /// (`POST /v3/spaces/:guid/actions/apply_manifest`). Mutating.
+    /// (`POST /v3/spaces/:guid/actions/apply_manifest`).
     fn apply_manifest(
         &self,
         space_guid: &str,
         yaml: &str,
     ) -> impl Future<Output = ApiResult<()>> + Send;
-    /// Creates a bits or docker package for the app (`POST /v3/packages`). Mutating.
+    /// Creates a bits or docker package for the app (`POST /v3/packages`).
     fn create_package(
         &self,
         app_guid: &str,
         source: &AppSource<Self::Bits>,
     ) -> impl Future<Output = ApiResult<PackageGuid>> + Send;
     /// Resource-matches, zips and uploads the bits, then waits (bounded) until the package is
-    /// READY (`POST /v3/resource_matches`, `POST /v3/packages/:guid/upload`). Mutating.
+    /// READY (`POST /v3/resource_matches`, `POST /v3/packages/:guid/upload`).
     fn upload_bits(
         &self,
         package_guid: &str,
         bits: &Self::Bits,
         progress: ProgressSink,
     ) -> impl Future<Output = ApiResult<()>> + Send;
-    /// Starts staging (`POST /v3/builds`). Mutating.
+    /// Starts staging (`POST /v3/builds`).
     fn create_build(&self, package_guid: &str)
     -> impl Future<Output = ApiResult<BuildGuid>> + Send;
     /// The build's state (`GET /v3/builds/:guid`).
     fn get_build(&self, build_guid: &str) -> impl Future<Output = ApiResult<BuildState>> + Send;
-    /// Sets the app's current droplet (`PATCH /v3/apps/:guid/relationships/current_droplet`). Mutating.
+    /// Sets the app's current droplet (`PATCH /v3/apps/:guid/relationships/current_droplet`).
     fn set_current_droplet(
         &self,
         app_guid: &str,
         droplet_guid: &str,
     ) -> impl Future<Output = ApiResult<()>> + Send;
-    /// Starts the app (`POST /v3/apps/:guid/actions/start`). Mutating.
+    /// Starts the app (`POST /v3/apps/:guid/actions/start`).
     fn start_app(&self, app_guid: &str) -> impl Future<Output = ApiResult<()>> + Send;
-    /// Stops the app (`POST /v3/apps/:guid/actions/stop`). Mutating.
+    /// Stops the app (`POST /v3/apps/:guid/actions/stop`).
     fn stop_app(&self, app_guid: &str) -> impl Future<Output = ApiResult<()>> + Send;
-    /// Renames the app (`PATCH /v3/apps/:guid`). Mutating.
+    /// Renames the app (`PATCH /v3/apps/:guid`).
     fn rename_app(&self, app_guid: &str, name: &str) -> impl Future<Output = ApiResult<()>> + Send;
-    /// Deletes the app and waits (bounded) for the job (`DELETE /v3/apps/:guid`). Mutating.
+    /// Deletes the app and waits (bounded) for the job (`DELETE /v3/apps/:guid`).
     fn delete_app(&self, app_guid: &str) -> impl Future<Output = ApiResult<()>> + Send;
-    /// Sets or removes labels/annotations (`PATCH /v3/apps/:guid` metadata). Mutating.
+    /// Sets or removes labels/annotations (`PATCH /v3/apps/:guid` metadata).
     fn update_metadata(
         &self,
         app_guid: &str,
@@ -534,7 +564,7 @@ pub trait CfApi: Sync {
     ) -> impl Future<Output = ApiResult<()>> + Send;
     /// Whether SSH is enabled for the app (`GET /v3/apps/:guid/features/ssh`).
     fn get_ssh_enabled(&self, app_guid: &str) -> impl Future<Output = ApiResult<bool>> + Send;
-    /// Enables or disables SSH (`PATCH /v3/apps/:guid/features/ssh`). Mutating.
+    /// Enables or disables SSH (`PATCH /v3/apps/:guid/features/ssh`).
     fn set_ssh_enabled(
         &self,
         app_guid: &str,
@@ -561,13 +591,13 @@ pub trait CfApi: Sync {
     /// (`GET /v3/routes?domain_guids=..&hosts=..&paths=..&ports=..`).
     fn find_route(&self, route: &NewRoute)
     -> impl Future<Output = ApiResult<Option<Route>>> + Send;
-    /// Creates a route in the space (`POST /v3/routes`). Mutating.
+    /// Creates a route in the space (`POST /v3/routes`).
     fn create_route(
         &self,
         space_guid: &str,
         route: &NewRoute,
     ) -> impl Future<Output = ApiResult<Route>> + Send;
-    /// Deletes a route and waits (bounded) for the job (`DELETE /v3/routes/:guid`). Mutating.
+    /// Deletes a route and waits (bounded) for the job (`DELETE /v3/routes/:guid`).
     fn delete_route(&self, route_guid: &str) -> impl Future<Output = ApiResult<()>> + Send;
     /// The route's destinations (`GET /v3/routes/:guid/destinations`).
     fn list_destinations(
@@ -575,13 +605,13 @@ pub trait CfApi: Sync {
         route_guid: &str,
     ) -> impl Future<Output = ApiResult<Vec<Destination>>> + Send;
     /// Adds one destination, keeping the others (`POST /v3/routes/:guid/destinations`);
-    /// returns the destination for that app and process. Mutating.
+    /// returns the destination for that app and process.
     fn add_destination(
         &self,
         route_guid: &str,
         destination: &NewDestination,
     ) -> impl Future<Output = ApiResult<Destination>> + Send;
-    /// Removes one destination (`DELETE /v3/routes/:guid/destinations/:dguid`). Mutating.
+    /// Removes one destination (`DELETE /v3/routes/:guid/destinations/:dguid`).
     fn remove_destination(
         &self,
         route_guid: &str,
@@ -593,17 +623,17 @@ pub trait CfApi: Sync {
         &self,
         app_guids: &[String],
     ) -> impl Future<Output = ApiResult<Vec<NetworkPolicy>>> + Send;
-    /// Creates policies (`POST /networking/v1/external/policies`). Mutating.
+    /// Creates policies (`POST /networking/v1/external/policies`).
     fn create_network_policies(
         &self,
         policies: &[NetworkPolicy],
     ) -> impl Future<Output = ApiResult<()>> + Send;
-    /// Deletes policies (`POST /networking/v1/external/policies/delete`). Mutating.
+    /// Deletes policies (`POST /networking/v1/external/policies/delete`).
     fn delete_network_policies(
         &self,
         policies: &[NetworkPolicy],
     ) -> impl Future<Output = ApiResult<()>> + Send;
-    /// Creates a rolling or canary deployment (`POST /v3/deployments`). Mutating.
+    /// Creates a rolling or canary deployment (`POST /v3/deployments`).
     fn create_deployment(
         &self,
         new: &NewDeployment,
@@ -611,9 +641,8 @@ pub trait CfApi: Sync {
     /// A deployment (`GET /v3/deployments/:guid`).
     fn get_deployment(&self, guid: &str) -> impl Future<Output = ApiResult<Deployment>> + Send;
     /// Continues a PAUSED canary deployment (`POST /v3/deployments/:guid/actions/continue`).
-    /// Mutating.
     fn continue_deployment(&self, guid: &str) -> impl Future<Output = ApiResult<()>> + Send;
-    /// Cancels a deployment (`POST /v3/deployments/:guid/actions/cancel`). Mutating.
+    /// Cancels a deployment (`POST /v3/deployments/:guid/actions/cancel`).
     fn cancel_deployment(&self, guid: &str) -> impl Future<Output = ApiResult<()>> + Send;
     /// The app's user-set environment variables (`GET /v3/apps/:guid/environment_variables`).
     fn get_env_vars(
@@ -621,7 +650,7 @@ pub trait CfApi: Sync {
         app_guid: &str,
     ) -> impl Future<Output = ApiResult<BTreeMap<String, String>>> + Send;
     /// Sets (`Some`) or removes (`None`) environment variables, keeping the others
-    /// (`PATCH /v3/apps/:guid/environment_variables`). Mutating.
+    /// (`PATCH /v3/apps/:guid/environment_variables`).
     fn update_env_vars(
         &self,
         app_guid: &str,
@@ -633,7 +662,7 @@ pub trait CfApi: Sync {
         app_guid: &str,
     ) -> impl Future<Output = ApiResult<Vec<ServiceBinding>>> + Send;
     /// Deletes a service binding and waits (bounded) for its job, if any
-    /// (`DELETE /v3/service_credential_bindings/:guid`). Mutating.
+    /// (`DELETE /v3/service_credential_bindings/:guid`).
     fn delete_service_binding(&self, guid: &str) -> impl Future<Output = ApiResult<()>> + Send;
     /// Crash records of the app's instances since `since` (audit events
     /// `audit.app.process.crash` and log-cache's "App instance exited" lines, whichever the

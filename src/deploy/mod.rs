@@ -43,7 +43,27 @@
 //!   that do not exist are created by us first (so a rollback deletes exactly those), then
 //!   apply_manifest maps them; a smoke test runs on the first production route.
 //!
-//! Depends on: cli (flags), cf::target, tokio, tokio-util, reqwest (smoke probe).
+//! # Layout
+//!
+//! | file | what lives there |
+//! |------|------------------|
+//! | [`api`] | the [`CfApi`] seam and its data; `MUTATING_METHODS` |
+//! | [`observe`] | reads the live state (reads only) |
+//! | [`plan`] | blue-green plan, one function per phase (first deploy, candidate, route moves, retire) |
+//! | [`rolling`] | rolling/canary plan and run |
+//! | [`step`] | `Step { app, action }`; per [`step::Action`]: kind, description, mutating, undo (exhaustive) |
+//! | [`execute`] | the step loop, retries after the switch, the undo engine, a dispatcher over `Action` |
+//! | `execute/{apps,routes,bits,env,deployment,smoke_test}.rs` | the step handlers |
+//! | `wait` | the one polling schedule of every wait (stall timer, cancellation, `Waiting` events) |
+//! | `crash`, [`interrupt`], [`smoke`] | crash detection, Ctrl-C phases, probe and command |
+//!
+//! Adding a step: a variant of [`step::Action`] (the compiler then asks for its kind,
+//! description, whether it mutates and its undo in `step.rs`, and for its dispatch in
+//! `execute/mod.rs`), its handler in one `execute/*.rs` file, and where the planner puts it;
+//! a new Cloud Controller call also needs the [`CfApi`] method, [`adapter`] and, when it
+//! mutates, an entry in `MUTATING_METHODS`.
+//!
+//! Depends on: cli (flags), cf::target, cf::PollOptions, tokio, tokio-util, reqwest (smoke probe).
 //! Must not: print, exit, or use `cf`/`manifest`/`package` directly — except the integration
 //! modules [`adapter`] (the real [`CfApi`]), [`from_manifest`] (manifest app → [`AppSpec`]) and
 //! [`push`] (flags → preflight → [`run`]), which wire those layers in.
@@ -64,6 +84,7 @@ pub mod rolling;
 pub mod route;
 pub mod smoke;
 pub mod step;
+mod wait;
 
 use tokio::time::Instant;
 

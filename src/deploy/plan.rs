@@ -18,12 +18,12 @@ use crate::cli::{OldApp, Strategy};
 
 use super::api::{Destination, MetadataUpdate};
 use super::observe::{
-    APP_ANNOTATION, ExistingApp, Observed, ROLE_CANDIDATE, ROLE_LABEL, ROLE_VENERABLE,
+    APP_ANNOTATION, ExistingApp, Observed, ObservedApp, ROLE_CANDIDATE, ROLE_LABEL, ROLE_VENERABLE,
     candidate_name, production_route_strings, venerable_name,
 };
 use super::request::{AppSpec, DeployRequest, RenderRequest, RouteSpec};
 use super::route::{RouteAddress, hostname_for, resolve_route};
-use super::step::{AppRef, PolicyEnd, PolicyTemplate, RouteRef, Step, fmt_duration};
+use super::step::{Action, AppRef, PolicyEnd, PolicyTemplate, RouteRef, Step, fmt_duration};
 
 /// Why no plan could be made. Nothing has been changed when one of these is returned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -198,6 +198,24 @@ struct Move {
     from: Vec<(String, Destination)>,
 }
 
+/// The steps of every phase, filled app by app; [`Phases::into_plan`] orders them.
+#[derive(Default)]
+struct Phases {
+    /// Leftover clean-up, temp route, candidate, carry-over, bits.
+    prepare: Vec<Step>,
+    /// Health wait and smoke test.
+    verify: Vec<Step>,
+    /// New destinations on the production routes.
+    map: Vec<Step>,
+    /// Old destinations removed (the last one is the commit point).
+    unmap: Vec<Step>,
+    /// The retire after the drain.
+    finish: Vec<Step>,
+    summaries: Vec<AppPlan>,
+    warnings: Vec<String>,
+    any_swap: bool,
+}
+
 /// Decides what to do. Pure.
 ///
 /// # Errors
@@ -207,6 +225,16 @@ pub fn plan<B>(
     req: &DeployRequest,
     apps: &[AppSpec<B>],
 ) -> Result<Plan, PlanError> {
+    check_request(req, apps)?;
+    let mut ph = Phases::default();
+    for spec in apps {
+        plan_app(&mut ph, obs, req, spec)?;
+    }
+    Ok(ph.into_plan(req))
+}
+
+/// The strategy is blue-green and the apps are named once each.
+fn check_request<B>(req: &DeployRequest, apps: &[AppSpec<B>]) -> Result<(), PlanError> {
     if req.strategy != Strategy::BlueGreen {
         return Err(PlanError::UnsupportedStrategy(super::strategy_name(
             req.strategy,
@@ -222,386 +250,479 @@ pub fn plan<B>(
         }
     }
 
-    let mut prepare = Vec::new();
-    let mut verify = Vec::new();
-    let mut map = Vec::new();
-    let mut unmap = Vec::new();
-    let mut finish = Vec::new();
-    let mut summaries = Vec::new();
-    let mut warnings = Vec::new();
-    let mut any_swap = false;
+    Ok(())
+}
 
-    for spec in apps {
-        let name = spec.name.clone();
-        let Some(oa) = obs.apps.iter().find(|o| o.name == spec.name) else {
-            // Observe always records every app; a missing one is a caller error treated as new.
-            return Err(PlanError::NoApps);
-        };
+/// The steps of one manifest app: a first deploy, or a candidate that takes over the routes
+/// of the live app (and of serving leftovers) and then retires them.
+fn plan_app<B>(
+    ph: &mut Phases,
+    obs: &Observed,
+    req: &DeployRequest,
+    spec: &AppSpec<B>,
+) -> Result<(), PlanError> {
+    let name = spec.name.clone();
+    let Some(oa) = obs.apps.iter().find(|o| o.name == spec.name) else {
+        // Observe always records every app; a missing one is a caller error.
+        return Err(PlanError::NoApps);
+    };
 
-        let production = production_routes(obs, spec)?;
+    let production = production_routes(obs, spec)?;
 
-        // Names we need must not belong to someone else.
-        let cand = candidate_name(&name);
-        let ven = venerable_name(&name);
-        for f in &oa.foreign_names {
-            if f.name == cand || (f.name == ven && req.old_app != OldApp::Delete) {
-                return Err(PlanError::NameClash {
-                    app: name.clone(),
-                    name: f.name.clone(),
-                    guid: f.guid.clone(),
-                });
-            }
-        }
-
-        let temp = temp_route_string(spec, req, obs);
-        let temp_url = temp
-            .as_deref()
-            .and_then(|t| resolve_route(t, &obs.domains))
-            .map(|a| a.url());
-        let serves = |e: &ExistingApp| {
-            e.routes
-                .iter()
-                .any(|r| Some(&r.route.url) != temp_url.as_ref())
-        };
-        let (serving, idle): (Vec<&ExistingApp>, Vec<&ExistingApp>) =
-            oa.leftover_candidates.iter().partition(|e| serves(e));
-        for e in &idle {
-            prepare.push(Step::DeleteLeftover {
+    // Names we need must not belong to someone else.
+    let cand = candidate_name(&name);
+    let ven = venerable_name(&name);
+    for f in &oa.foreign_names {
+        if f.name == cand || (f.name == ven && req.old_app != OldApp::Delete) {
+            return Err(PlanError::NameClash {
                 app: name.clone(),
+                name: f.name.clone(),
+                guid: f.guid.clone(),
+            });
+        }
+    }
+
+    let temp = temp_route_string(spec, req, obs);
+    let temp_url = temp
+        .as_deref()
+        .and_then(|t| resolve_route(t, &obs.domains))
+        .map(|a| a.url());
+    let serves = |e: &ExistingApp| {
+        e.routes
+            .iter()
+            .any(|r| Some(&r.route.url) != temp_url.as_ref())
+    };
+    let (serving, idle): (Vec<&ExistingApp>, Vec<&ExistingApp>) =
+        oa.leftover_candidates.iter().partition(|e| serves(e));
+    for e in &idle {
+        ph.prepare.push(Step::new(
+            name.clone(),
+            Action::DeleteLeftover {
                 guid: e.app.guid.clone(),
                 name: e.app.name.clone(),
-            });
-        }
+            },
+        ));
+    }
 
-        let mut retirees: Vec<&ExistingApp> = Vec::new();
-        if let Some(l) = &oa.live {
-            retirees.push(l);
-        }
-        retirees.extend(serving.iter().copied());
+    let mut retirees: Vec<&ExistingApp> = Vec::new();
+    if let Some(l) = &oa.live {
+        retirees.push(l);
+    }
+    retirees.extend(serving.iter().copied());
 
-        if retirees.is_empty() {
-            // First deploy: a plain push with the app's own name and routes.
-            for a in &production {
-                if !obs.routes.contains_key(&a.url()) {
-                    prepare.push(Step::CreateRoute {
-                        app: name.clone(),
-                        route: a.clone(),
-                    });
-                }
-            }
-            let render = RenderRequest {
-                name: name.clone(),
-                routes: production.iter().map(RouteAddress::url).collect(),
-                no_route: spec.routes == RouteSpec::NoRoute,
-                random_route: spec.routes == RouteSpec::Random,
-                ..RenderRequest::default()
-            };
-            prepare.push(Step::ApplyManifest {
-                app: name.clone(),
-                render,
-            });
-            push_bits_steps(&mut prepare, spec);
-            verify.push(Step::WaitHealthy { app: name.clone() });
-            if req.has_smoke_test() {
-                let r = production
-                    .first()
-                    .ok_or_else(|| PlanError::NoRouteForSmokeTest(name.clone()))?;
-                verify.push(Step::SmokeTest {
-                    app: name.clone(),
-                    route: r.url(),
-                });
-            }
-            summaries.push(AppPlan {
-                name: name.clone(),
-                kind: AppPlanKind::FirstDeploy,
-                candidate: None,
-                temp_route: None,
-                routes: production.iter().map(RouteAddress::url).collect(),
-            });
-            continue;
-        }
-
-        any_swap = true;
-        let primary = retirees[0];
-
-        // A serving leftover that holds the candidate name gives it up first (undone on rollback).
-        for e in &serving {
-            if e.app.name == cand {
-                let short: String = e.app.guid.chars().take(8).collect();
-                prepare.push(Step::RenameApp {
-                    app: name.clone(),
+    if retirees.is_empty() {
+        return first_deploy(ph, obs, req, spec, &production);
+    }
+    ph.any_swap = true;
+    let primary = retirees[0];
+    // A serving leftover that holds the candidate name gives it up first (undone on rollback).
+    for e in &serving {
+        if e.app.name == cand {
+            let short: String = e.app.guid.chars().take(8).collect();
+            ph.prepare.push(Step::new(
+                name.clone(),
+                Action::RenameApp {
                     target: AppRef::Existing {
                         guid: e.app.guid.clone(),
                         name: e.app.name.clone(),
                     },
                     from: e.app.name.clone(),
                     to: format!("{name}-leftover-{short}"),
-                });
-            }
+                },
+            ));
         }
+    }
 
-        // Temp route: needed unless the app has no routes and no smoke test asks for one.
-        let wants_temp = spec.routes != RouteSpec::NoRoute || req.has_smoke_test();
-        let mut temp_ref = None;
-        if wants_temp {
-            let t = temp
-                .clone()
-                .ok_or_else(|| PlanError::NoDefaultDomain(name.clone()))?;
-            let addr = resolve_route(&t, &obs.domains)
-                .ok_or_else(|| PlanError::NoDefaultDomain(name.clone()))?;
-            match obs.routes.get(&addr.url()) {
-                Some(existing) => {
-                    let ours: BTreeSet<&str> = oa
-                        .leftover_candidates
+    let temp_ref = temp_route(ph, obs, req, spec, oa, temp)?;
+    candidate(ph, req, spec, primary, temp_ref.as_ref())?;
+    let moves = route_moves(ph, obs, spec, &retirees, &production, temp_url.as_ref());
+    push_moves(ph, &name, &moves);
+    retire(ph, req, oa, &name, temp_ref.as_ref(), &serving);
+    ph.summaries.push(AppPlan {
+        name: name.clone(),
+        kind: AppPlanKind::Swap,
+        candidate: Some(cand),
+        temp_route: temp_ref.map(|t| t.address.url()),
+        routes: moves.iter().map(|m| m.route.address.url()).collect(),
+    });
+    Ok(())
+}
+
+/// A first deploy (no live app): a plain push with the app's own name and routes.
+fn first_deploy<B>(
+    ph: &mut Phases,
+    obs: &Observed,
+    req: &DeployRequest,
+    spec: &AppSpec<B>,
+    production: &[RouteAddress],
+) -> Result<(), PlanError> {
+    let name = spec.name.clone();
+    // First deploy: a plain push with the app's own name and routes.
+    for a in production {
+        if !obs.routes.contains_key(&a.url()) {
+            ph.prepare.push(Step::new(
+                name.clone(),
+                Action::CreateRoute { route: a.clone() },
+            ));
+        }
+    }
+    let render = RenderRequest {
+        name: name.clone(),
+        routes: production.iter().map(RouteAddress::url).collect(),
+        no_route: spec.routes == RouteSpec::NoRoute,
+        random_route: spec.routes == RouteSpec::Random,
+        ..RenderRequest::default()
+    };
+    ph.prepare
+        .push(Step::new(name.clone(), Action::ApplyManifest { render }));
+    push_bits_steps(&mut ph.prepare, spec);
+    ph.verify.push(Step::new(name.clone(), Action::WaitHealthy));
+    if req.has_smoke_test() {
+        let r = production
+            .first()
+            .ok_or_else(|| PlanError::NoRouteForSmokeTest(name.clone()))?;
+        ph.verify.push(Step::new(
+            name.clone(),
+            Action::SmokeTest { route: r.url() },
+        ));
+    }
+    ph.summaries.push(AppPlan {
+        name: name.clone(),
+        kind: AppPlanKind::FirstDeploy,
+        candidate: None,
+        temp_route: None,
+        routes: production.iter().map(RouteAddress::url).collect(),
+    });
+    Ok(())
+}
+
+/// The temporary route of the candidate: needed unless the app has no routes and no smoke
+/// test asks for one. An existing one is reused (unmapped from the live app first).
+fn temp_route<B>(
+    ph: &mut Phases,
+    obs: &Observed,
+    req: &DeployRequest,
+    spec: &AppSpec<B>,
+    oa: &ObservedApp,
+    temp: Option<String>,
+) -> Result<Option<RouteRef>, PlanError> {
+    let name = spec.name.clone();
+    let wants_temp = spec.routes != RouteSpec::NoRoute || req.has_smoke_test();
+    let mut temp_ref = None;
+    if wants_temp {
+        let t = temp
+            .clone()
+            .ok_or_else(|| PlanError::NoDefaultDomain(name.clone()))?;
+        let addr = resolve_route(&t, &obs.domains)
+            .ok_or_else(|| PlanError::NoDefaultDomain(name.clone()))?;
+        match obs.routes.get(&addr.url()) {
+            Some(existing) => {
+                let ours: BTreeSet<&str> = oa
+                    .leftover_candidates
+                    .iter()
+                    .map(|e| e.app.guid.as_str())
+                    .collect();
+                // A retire that did not finish can leave the temp route on the version
+                // that now serves (it was the candidate): take it off before the new
+                // candidate uses the route, or the smoke test would reach the live app.
+                let live = oa.live.as_ref().map(|l| &l.app);
+                if let Some(d) = existing.destinations.iter().find(|d| {
+                    !ours.contains(d.app_guid.as_str()) && live.is_none_or(|l| l.guid != d.app_guid)
+                }) {
+                    return Err(PlanError::TempRouteInUse {
+                        app: name.clone(),
+                        route: addr.url(),
+                        guid: d.app_guid.clone(),
+                    });
+                }
+                let route = RouteRef {
+                    address: addr,
+                    guid: Some(existing.route.guid.clone()),
+                };
+                if let Some(l) = live {
+                    for d in existing
+                        .destinations
                         .iter()
-                        .map(|e| e.app.guid.as_str())
-                        .collect();
-                    // A retire that did not finish can leave the temp route on the version
-                    // that now serves (it was the candidate): take it off before the new
-                    // candidate uses the route, or the smoke test would reach the live app.
-                    let live = oa.live.as_ref().map(|l| &l.app);
-                    if let Some(d) = existing.destinations.iter().find(|d| {
-                        !ours.contains(d.app_guid.as_str())
-                            && live.is_none_or(|l| l.guid != d.app_guid)
-                    }) {
-                        return Err(PlanError::TempRouteInUse {
-                            app: name.clone(),
-                            route: addr.url(),
-                            guid: d.app_guid.clone(),
-                        });
-                    }
-                    let route = RouteRef {
-                        address: addr,
-                        guid: Some(existing.route.guid.clone()),
-                    };
-                    if let Some(l) = live {
-                        for d in existing
-                            .destinations
-                            .iter()
-                            .filter(|d| d.app_guid == l.guid)
-                        {
-                            warnings.push(format!(
-                                "the temporary route {} is still mapped to app '{}' (left by an earlier deploy): it is unmapped first",
-                                route.address.url(),
-                                l.name
-                            ));
-                            prepare.push(Step::UnmapRoute {
-                                app: name.clone(),
+                        .filter(|d| d.app_guid == l.guid)
+                    {
+                        ph.warnings.push(format!(
+                            "the temporary route {} is still mapped to app '{}' (left by an earlier deploy): it is unmapped first",
+                            route.address.url(),
+                            l.name
+                        ));
+                        ph.prepare.push(Step::new(
+                            name.clone(),
+                            Action::UnmapRoute {
                                 route: route.clone(),
                                 from_name: l.name.clone(),
                                 destination: d.clone(),
-                            });
-                        }
-                    }
-                    temp_ref = Some(route);
-                }
-                None => {
-                    prepare.push(Step::CreateRoute {
-                        app: name.clone(),
-                        route: addr.clone(),
-                    });
-                    temp_ref = Some(RouteRef {
-                        address: addr,
-                        guid: None,
-                    });
-                }
-            }
-        }
-
-        let mut instances = BTreeMap::new();
-        if req.keep_scale {
-            for p in &primary.processes {
-                instances.insert(p.process.process_type.clone(), p.process.instances);
-            }
-        }
-        let render = RenderRequest {
-            name: cand.clone(),
-            routes: temp_ref.iter().map(|t| t.address.url()).collect(),
-            no_route: temp_ref.is_none(),
-            random_route: false,
-            labels: BTreeMap::from([(ROLE_LABEL.to_string(), ROLE_CANDIDATE.to_string())]),
-            annotations: BTreeMap::from([(APP_ANNOTATION.to_string(), name.clone())]),
-            instances,
-        };
-        prepare.push(Step::ApplyManifest {
-            app: name.clone(),
-            render,
-        });
-
-        // Carry over what a new GUID loses.
-        prepare.push(Step::SetSsh {
-            app: name.clone(),
-            enabled: primary.ssh_enabled,
-        });
-        let update = MetadataUpdate {
-            labels: primary
-                .app
-                .labels
-                .iter()
-                .filter(|(k, _)| !our_keys(k))
-                .map(|(k, v)| (k.clone(), Some(v.clone())))
-                .collect(),
-            annotations: primary
-                .app
-                .annotations
-                .iter()
-                .filter(|(k, _)| !our_keys(k))
-                .map(|(k, v)| (k.clone(), Some(v.clone())))
-                .collect(),
-        };
-        if !update.labels.is_empty() || !update.annotations.is_empty() {
-            prepare.push(Step::CopyMetadata {
-                app: name.clone(),
-                update,
-            });
-        }
-        let old = &primary.app.guid;
-        let end = |g: &str| {
-            if g == old {
-                PolicyEnd::Candidate
-            } else {
-                PolicyEnd::App(g.to_string())
-            }
-        };
-        let policies: Vec<PolicyTemplate> = primary
-            .policies
-            .iter()
-            .filter(|p| &p.source_app == old || &p.destination_app == old)
-            .map(|p| PolicyTemplate {
-                source: end(&p.source_app),
-                destination: end(&p.destination_app),
-                protocol: p.protocol.clone(),
-                start_port: p.start_port,
-                end_port: p.end_port,
-            })
-            .collect();
-        if !policies.is_empty() {
-            prepare.push(Step::CopyNetworkPolicies {
-                app: name.clone(),
-                policies,
-            });
-        }
-        push_bits_steps(&mut prepare, spec);
-
-        verify.push(Step::WaitHealthy { app: name.clone() });
-        if req.has_smoke_test() {
-            let t = temp_ref
-                .as_ref()
-                .ok_or_else(|| PlanError::NoRouteForSmokeTest(name.clone()))?;
-            verify.push(Step::SmokeTest {
-                app: name.clone(),
-                route: t.address.url(),
-            });
-        }
-
-        // Routes the new version takes over: the manifest's plus those the old apps serve.
-        let retiree_guids: BTreeSet<&str> = retirees.iter().map(|e| e.app.guid.as_str()).collect();
-        let mut moves: Vec<Move> = Vec::new();
-        for a in &production {
-            let existing = obs.routes.get(&a.url());
-            moves.push(Move {
-                route: RouteRef {
-                    address: a.clone(),
-                    guid: existing.map(|r| r.route.guid.clone()),
-                },
-                from: Vec::new(),
-            });
-        }
-        for e in &retirees {
-            for rs in &e.routes {
-                if Some(&rs.route.url) == temp_url.as_ref() {
-                    continue;
-                }
-                let idx = match moves.iter().position(|m| {
-                    m.route.guid.as_deref() == Some(rs.route.guid.as_str())
-                        || m.route.address.url() == rs.route.url
-                }) {
-                    Some(i) => i,
-                    None => {
-                        if spec.routes != RouteSpec::Random {
-                            warnings.push(format!(
-                                "route {} is mapped to app {} but not in the manifest; the new version gets it too",
-                                rs.route.url, e.app.name
-                            ));
-                        }
-                        let address = address_of(&rs.route, obs);
-                        moves.push(Move {
-                            route: RouteRef {
-                                address,
-                                guid: Some(rs.route.guid.clone()),
                             },
-                            from: Vec::new(),
-                        });
-                        moves.len() - 1
-                    }
-                };
-                let m = &mut moves[idx];
-                m.route.guid = Some(rs.route.guid.clone());
-                for d in &rs.destinations {
-                    if retiree_guids.contains(d.app_guid.as_str())
-                        && d.app_guid == e.app.guid
-                        && !m.from.iter().any(|(_, x)| x.guid == d.guid)
-                    {
-                        m.from.push((e.app.name.clone(), d.clone()));
+                        ));
                     }
                 }
+                temp_ref = Some(route);
             }
-        }
-        for m in &moves {
-            if m.route.guid.is_none() {
-                map.push(Step::CreateRoute {
-                    app: name.clone(),
-                    route: m.route.address.clone(),
+            None => {
+                ph.prepare.push(Step::new(
+                    name.clone(),
+                    Action::CreateRoute {
+                        route: addr.clone(),
+                    },
+                ));
+                temp_ref = Some(RouteRef {
+                    address: addr,
+                    guid: None,
                 });
             }
-            let mut process_types: Vec<(String, Option<u32>, Option<String>)> = Vec::new();
-            for (_, d) in &m.from {
-                let t = (d.process_type.clone(), d.port, d.protocol.clone());
-                if !process_types.contains(&t) {
-                    process_types.push(t);
+        }
+    }
+
+    Ok(temp_ref)
+}
+
+/// The candidate: the manifest applied under the candidate name, what a new GUID loses
+/// (SSH, metadata, network policies) carried over, bits, and its verification.
+fn candidate<B>(
+    ph: &mut Phases,
+    req: &DeployRequest,
+    spec: &AppSpec<B>,
+    primary: &ExistingApp,
+    temp_ref: Option<&RouteRef>,
+) -> Result<(), PlanError> {
+    let name = spec.name.clone();
+    let cand = candidate_name(&name);
+    let mut instances = BTreeMap::new();
+    if req.keep_scale {
+        for p in &primary.processes {
+            instances.insert(p.process.process_type.clone(), p.process.instances);
+        }
+    }
+    let render = RenderRequest {
+        name: cand.clone(),
+        routes: temp_ref.iter().map(|t| t.address.url()).collect(),
+        no_route: temp_ref.is_none(),
+        random_route: false,
+        labels: BTreeMap::from([(ROLE_LABEL.to_string(), ROLE_CANDIDATE.to_string())]),
+        annotations: BTreeMap::from([(APP_ANNOTATION.to_string(), name.clone())]),
+        instances,
+    };
+    ph.prepare
+        .push(Step::new(name.clone(), Action::ApplyManifest { render }));
+
+    // Carry over what a new GUID loses.
+    ph.prepare.push(Step::new(
+        name.clone(),
+        Action::SetSsh {
+            enabled: primary.ssh_enabled,
+        },
+    ));
+    let update = MetadataUpdate {
+        labels: primary
+            .app
+            .labels
+            .iter()
+            .filter(|(k, _)| !our_keys(k))
+            .map(|(k, v)| (k.clone(), Some(v.clone())))
+            .collect(),
+        annotations: primary
+            .app
+            .annotations
+            .iter()
+            .filter(|(k, _)| !our_keys(k))
+            .map(|(k, v)| (k.clone(), Some(v.clone())))
+            .collect(),
+    };
+    if !update.labels.is_empty() || !update.annotations.is_empty() {
+        ph.prepare
+            .push(Step::new(name.clone(), Action::CopyMetadata { update }));
+    }
+    let old = &primary.app.guid;
+    let end = |g: &str| {
+        if g == old {
+            PolicyEnd::Candidate
+        } else {
+            PolicyEnd::App(g.to_string())
+        }
+    };
+    let policies: Vec<PolicyTemplate> = primary
+        .policies
+        .iter()
+        .filter(|p| &p.source_app == old || &p.destination_app == old)
+        .map(|p| PolicyTemplate {
+            source: end(&p.source_app),
+            destination: end(&p.destination_app),
+            protocol: p.protocol.clone(),
+            start_port: p.start_port,
+            end_port: p.end_port,
+        })
+        .collect();
+    if !policies.is_empty() {
+        ph.prepare.push(Step::new(
+            name.clone(),
+            Action::CopyNetworkPolicies { policies },
+        ));
+    }
+    push_bits_steps(&mut ph.prepare, spec);
+
+    ph.verify.push(Step::new(name.clone(), Action::WaitHealthy));
+    if req.has_smoke_test() {
+        let t = temp_ref
+            .as_ref()
+            .ok_or_else(|| PlanError::NoRouteForSmokeTest(name.clone()))?;
+        ph.verify.push(Step::new(
+            name.clone(),
+            Action::SmokeTest {
+                route: t.address.url(),
+            },
+        ));
+    }
+
+    Ok(())
+}
+
+/// Routes the new version takes over: the manifest's plus those the old apps serve.
+fn route_moves<B>(
+    ph: &mut Phases,
+    obs: &Observed,
+    spec: &AppSpec<B>,
+    retirees: &[&ExistingApp],
+    production: &[RouteAddress],
+    temp_url: Option<&String>,
+) -> Vec<Move> {
+    let retiree_guids: BTreeSet<&str> = retirees.iter().map(|e| e.app.guid.as_str()).collect();
+    let mut moves: Vec<Move> = Vec::new();
+    for a in production {
+        let existing = obs.routes.get(&a.url());
+        moves.push(Move {
+            route: RouteRef {
+                address: a.clone(),
+                guid: existing.map(|r| r.route.guid.clone()),
+            },
+            from: Vec::new(),
+        });
+    }
+    for e in retirees {
+        for rs in &e.routes {
+            if Some(&rs.route.url) == temp_url {
+                continue;
+            }
+            let idx = match moves.iter().position(|m| {
+                m.route.guid.as_deref() == Some(rs.route.guid.as_str())
+                    || m.route.address.url() == rs.route.url
+            }) {
+                Some(i) => i,
+                None => {
+                    if spec.routes != RouteSpec::Random {
+                        ph.warnings.push(format!(
+                            "route {} is mapped to app {} but not in the manifest; the new version gets it too",
+                            rs.route.url, e.app.name
+                        ));
+                    }
+                    let address = address_of(&rs.route, obs);
+                    moves.push(Move {
+                        route: RouteRef {
+                            address,
+                            guid: Some(rs.route.guid.clone()),
+                        },
+                        from: Vec::new(),
+                    });
+                    moves.len() - 1
+                }
+            };
+            let m = &mut moves[idx];
+            m.route.guid = Some(rs.route.guid.clone());
+            for d in &rs.destinations {
+                if retiree_guids.contains(d.app_guid.as_str())
+                    && d.app_guid == e.app.guid
+                    && !m.from.iter().any(|(_, x)| x.guid == d.guid)
+                {
+                    m.from.push((e.app.name.clone(), d.clone()));
                 }
             }
-            if process_types.is_empty() {
-                process_types.push(("web".into(), None, None));
+        }
+    }
+    moves
+}
+
+/// Map steps (a created route first when it does not exist) and unmap steps of the moves.
+fn push_moves(ph: &mut Phases, name: &str, moves: &[Move]) {
+    for m in moves {
+        if m.route.guid.is_none() {
+            ph.map.push(Step::new(
+                name,
+                Action::CreateRoute {
+                    route: m.route.address.clone(),
+                },
+            ));
+        }
+        let mut process_types: Vec<(String, Option<u32>, Option<String>)> = Vec::new();
+        for (_, d) in &m.from {
+            let t = (d.process_type.clone(), d.port, d.protocol.clone());
+            if !process_types.contains(&t) {
+                process_types.push(t);
             }
-            for (process_type, port, protocol) in process_types {
-                map.push(Step::MapRoute {
-                    app: name.clone(),
+        }
+        if process_types.is_empty() {
+            process_types.push(("web".into(), None, None));
+        }
+        for (process_type, port, protocol) in process_types {
+            ph.map.push(Step::new(
+                name,
+                Action::MapRoute {
                     route: m.route.clone(),
                     process_type,
                     port,
                     protocol,
-                });
-            }
-            for (from_name, d) in &m.from {
-                unmap.push(Step::UnmapRoute {
-                    app: name.clone(),
+                },
+            ));
+        }
+        for (from_name, d) in &m.from {
+            ph.unmap.push(Step::new(
+                name,
+                Action::UnmapRoute {
                     route: m.route.clone(),
                     from_name: from_name.clone(),
                     destination: d.clone(),
-                });
-            }
+                },
+            ));
         }
+    }
+}
 
-        // Retire. The new version takes the app's name first: the old app is labelled and
-        // renamed out of the way, the candidate renamed to the app's name, and only then is
-        // anything stopped or deleted. A retire that fails part-way leaves at most a labelled
-        // venerable (which the next deploy removes), never a candidate-named app.
-        let mut retire_old: Vec<Step> = Vec::new();
-        if let Some(live) = &oa.live {
-            let (g, n) = (live.app.guid.clone(), live.app.name.clone());
-            for v in oa.venerables.iter().filter(|v| v.name == ven) {
-                finish.push(Step::DeleteApp {
-                    app: name.clone(),
+/// The retire: see the comment at its start.
+fn retire(
+    ph: &mut Phases,
+    req: &DeployRequest,
+    oa: &ObservedApp,
+    name: &str,
+    temp_ref: Option<&RouteRef>,
+    serving: &[&ExistingApp],
+) {
+    let name = name.to_string();
+    let cand = candidate_name(&name);
+    let ven = venerable_name(&name);
+    // Retire. The new version takes the app's name first: the old app is labelled and
+    // renamed out of the way, the candidate renamed to the app's name, and only then is
+    // anything stopped or deleted. A retire that fails part-way leaves at most a labelled
+    // venerable (which the next deploy removes), never a candidate-named app.
+    let mut retire_old: Vec<Step> = Vec::new();
+    if let Some(live) = &oa.live {
+        let (g, n) = (live.app.guid.clone(), live.app.name.clone());
+        for v in oa.venerables.iter().filter(|v| v.name == ven) {
+            ph.finish.push(Step::new(
+                name.clone(),
+                Action::DeleteApp {
                     guid: v.guid.clone(),
                     name: v.name.clone(),
-                });
-            }
-            // Label first, then rename: an interrupted run leaves either a labelled app
-            // still called <app> (treated as the live app) or a labelled venerable, never
-            // an unlabelled `<app>-venerable` that the next run would have to refuse.
-            finish.push(Step::UpdateMetadata {
-                app: name.clone(),
+                },
+            ));
+        }
+        // Label first, then rename: an interrupted run leaves either a labelled app
+        // still called <app> (treated as the live app) or a labelled venerable, never
+        // an unlabelled `<app>-venerable` that the next run would have to refuse.
+        ph.finish.push(Step::new(
+            name.clone(),
+            Action::UpdateMetadata {
                 target: AppRef::Existing {
                     guid: g.clone(),
                     name: n.clone(),
@@ -614,103 +735,127 @@ pub fn plan<B>(
                     )]),
                     annotations: BTreeMap::from([(APP_ANNOTATION.to_string(), Some(name.clone()))]),
                 },
-            });
-            finish.push(Step::RenameApp {
-                app: name.clone(),
+            },
+        ));
+        ph.finish.push(Step::new(
+            name.clone(),
+            Action::RenameApp {
                 target: AppRef::Existing {
                     guid: g.clone(),
                     name: n.clone(),
                 },
                 from: n,
                 to: ven.clone(),
-            });
-            if req.old_app != OldApp::Keep {
-                retire_old.push(Step::StopApp {
-                    app: name.clone(),
+            },
+        ));
+        if req.old_app != OldApp::Keep {
+            retire_old.push(Step::new(
+                name.clone(),
+                Action::StopApp {
                     guid: g.clone(),
                     name: ven.clone(),
-                });
-            }
-            if req.old_app == OldApp::Delete {
-                retire_old.push(Step::DeleteApp {
-                    app: name.clone(),
+                },
+            ));
+        }
+        if req.old_app == OldApp::Delete {
+            retire_old.push(Step::new(
+                name.clone(),
+                Action::DeleteApp {
                     guid: g,
                     name: ven.clone(),
-                });
-            }
+                },
+            ));
         }
-        finish.push(Step::RenameApp {
-            app: name.clone(),
+    }
+    ph.finish.push(Step::new(
+        name.clone(),
+        Action::RenameApp {
             target: AppRef::New { app: name.clone() },
             from: cand.clone(),
             to: name.clone(),
-        });
-        finish.push(Step::UpdateMetadata {
-            app: name.clone(),
+        },
+    ));
+    ph.finish.push(Step::new(
+        name.clone(),
+        Action::UpdateMetadata {
             target: AppRef::New { app: name.clone() },
             name: name.clone(),
             update: MetadataUpdate {
                 labels: BTreeMap::from([(ROLE_LABEL.to_string(), None)]),
                 annotations: BTreeMap::new(),
             },
-        });
-        if let Some(t) = &temp_ref {
-            finish.push(Step::DeleteRoute {
-                app: name.clone(),
-                route: t.clone(),
-            });
-        }
-        finish.extend(retire_old);
-        for e in &serving {
-            let leftover_name = finish_name(&prepare, &e.app.guid).unwrap_or(e.app.name.clone());
-            finish.push(Step::StopApp {
-                app: name.clone(),
-                guid: e.app.guid.clone(),
-                name: leftover_name.clone(),
-            });
-            finish.push(Step::DeleteApp {
-                app: name.clone(),
-                guid: e.app.guid.clone(),
-                name: leftover_name,
-            });
-        }
-        summaries.push(AppPlan {
-            name: name.clone(),
-            kind: AppPlanKind::Swap,
-            candidate: Some(cand),
-            temp_route: temp_ref.map(|t| t.address.url()),
-            routes: moves.iter().map(|m| m.route.address.url()).collect(),
-        });
-    }
-
-    let mut steps = prepare;
-    steps.extend(verify);
-    steps.extend(map);
-    steps.extend(unmap);
-    let commit = steps.len();
-    if any_swap && !req.drain.is_zero() {
-        steps.push(Step::Drain {
-            duration: req.drain,
-        });
-    }
-    steps.extend(finish);
-    if any_swap && req.drain.is_zero() {
-        warnings.push(format!(
-            "--drain is {}: the old version stops before routers may have seen the switch",
-            fmt_duration(req.drain)
+        },
+    ));
+    if let Some(t) = temp_ref {
+        ph.finish.push(Step::new(
+            name.clone(),
+            Action::DeleteRoute {
+                route: (*t).clone(),
+            },
         ));
     }
-    Ok(Plan {
-        steps,
-        commit,
-        apps: summaries,
-        warnings,
-    })
+    ph.finish.extend(retire_old);
+    for e in serving {
+        let leftover_name = finish_name(&ph.prepare, &e.app.guid).unwrap_or(e.app.name.clone());
+        ph.finish.push(Step::new(
+            name.clone(),
+            Action::StopApp {
+                guid: e.app.guid.clone(),
+                name: leftover_name.clone(),
+            },
+        ));
+        ph.finish.push(Step::new(
+            name.clone(),
+            Action::DeleteApp {
+                guid: e.app.guid.clone(),
+                name: leftover_name,
+            },
+        ));
+    }
+}
+
+impl Phases {
+    /// The plan: prepare, verify, map, unmap (the commit point), drain, finish.
+    fn into_plan(self, req: &DeployRequest) -> Plan {
+        let Phases {
+            prepare,
+            verify,
+            map,
+            unmap,
+            finish,
+            summaries,
+            mut warnings,
+            any_swap,
+        } = self;
+        let mut steps = prepare;
+        steps.extend(verify);
+        steps.extend(map);
+        steps.extend(unmap);
+        let commit = steps.len();
+        if any_swap && !req.drain.is_zero() {
+            steps.push(Step::global(Action::Drain {
+                duration: req.drain,
+            }));
+        }
+        steps.extend(finish);
+        if any_swap && req.drain.is_zero() {
+            warnings.push(format!(
+                "--drain is {}: the old version stops before routers may have seen the switch",
+                fmt_duration(req.drain)
+            ));
+        }
+        Plan {
+            steps,
+            commit,
+            apps: summaries,
+            warnings,
+        }
+    }
 }
 
 fn finish_name(prepare: &[Step], guid: &str) -> Option<String> {
-    prepare.iter().find_map(|s| match s {
-        Step::RenameApp {
+    prepare.iter().find_map(|s| match &s.action {
+        Action::RenameApp {
             target: AppRef::Existing { guid: g, .. },
             to,
             ..
@@ -748,13 +893,13 @@ fn address_of(route: &super::api::Route, obs: &Observed) -> RouteAddress {
 
 fn push_bits_steps<B>(steps: &mut Vec<Step>, spec: &AppSpec<B>) {
     let app = spec.name.clone();
-    steps.push(Step::CreatePackage { app: app.clone() });
+    steps.push(Step::new(app.clone(), Action::CreatePackage));
     if spec.is_bits() {
-        steps.push(Step::UploadBits { app: app.clone() });
+        steps.push(Step::new(app.clone(), Action::UploadBits));
     }
-    steps.push(Step::Stage { app: app.clone() });
-    steps.push(Step::SetDroplet { app: app.clone() });
-    steps.push(Step::Start { app });
+    steps.push(Step::new(app.clone(), Action::Stage));
+    steps.push(Step::new(app.clone(), Action::SetDroplet));
+    steps.push(Step::new(app, Action::Start));
 }
 
 /// The app's production routes (manifest routes, or the default route), resolved against the
@@ -808,7 +953,6 @@ mod tests {
             keep_scale: false,
             temp_route_suffix: "-temp".into(),
             dry_run: false,
-            output: crate::cli::OutputFormat::Text,
             probe: ProbeConfig::default(),
         }
     }
@@ -935,7 +1079,7 @@ mod tests {
             ]
         );
         assert_eq!(p.commit, p.steps.len());
-        let Step::ApplyManifest { render, .. } = &p.steps[1] else {
+        let Action::ApplyManifest { render, .. } = &p.steps[1].action else {
             panic!("not apply")
         };
         assert_eq!(render.name, "web");
@@ -977,11 +1121,11 @@ mod tests {
             ]
         );
         assert_eq!(p.steps[p.commit].kind(), "drain");
-        let Step::CreateRoute { route, .. } = &p.steps[0] else {
+        let Action::CreateRoute { route, .. } = &p.steps[0].action else {
             panic!("not create_route")
         };
         assert_eq!(route.url(), "web-temp.example.com");
-        let Step::ApplyManifest { render, .. } = &p.steps[1] else {
+        let Action::ApplyManifest { render, .. } = &p.steps[1].action else {
             panic!("not apply")
         };
         assert_eq!(render.name, "web-candidate");
@@ -995,7 +1139,7 @@ mod tests {
             Some("web")
         );
         assert!(render.instances.is_empty());
-        let Step::SmokeTest { route, .. } = &p.steps[9] else {
+        let Action::SmokeTest { route, .. } = &p.steps[9].action else {
             panic!("not smoke")
         };
         assert_eq!(route, "web-temp.example.com");
@@ -1039,19 +1183,19 @@ mod tests {
         let mut r = req();
         r.keep_scale = true;
         let p = plan(&obs, &r, &[spec("web", &["web.example.com"])]).unwrap();
-        let Step::ApplyManifest { render, .. } = &p.steps[1] else {
+        let Action::ApplyManifest { render, .. } = &p.steps[1].action else {
             panic!("not apply")
         };
         assert_eq!(render.instances.get("web"), Some(&4));
-        assert!(p.steps.contains(&Step::SetSsh {
-            app: "web".into(),
-            enabled: true
-        }));
+        assert!(
+            p.steps
+                .contains(&Step::new("web", Action::SetSsh { enabled: true }))
+        );
         let meta = p
             .steps
             .iter()
-            .find_map(|s| match s {
-                Step::CopyMetadata { update, .. } => Some(update.clone()),
+            .find_map(|s| match &s.action {
+                Action::CopyMetadata { update, .. } => Some(update.clone()),
                 _ => None,
             })
             .unwrap();
@@ -1060,8 +1204,8 @@ mod tests {
         let pol = p
             .steps
             .iter()
-            .find_map(|s| match s {
-                Step::CopyNetworkPolicies { policies, .. } => Some(policies.clone()),
+            .find_map(|s| match &s.action {
+                Action::CopyNetworkPolicies { policies, .. } => Some(policies.clone()),
                 _ => None,
             })
             .unwrap();
@@ -1074,8 +1218,8 @@ mod tests {
         let unmaps: Vec<String> = p
             .steps
             .iter()
-            .filter_map(|s| match s {
-                Step::UnmapRoute {
+            .filter_map(|s| match &s.action {
+                Action::UnmapRoute {
                     destination, route, ..
                 } => Some(format!("{}:{}", route.address.url(), destination.app_guid)),
                 _ => None,
@@ -1145,29 +1289,35 @@ mod tests {
         let p = plan(&obs, &req(), &[spec("web", &["web.example.com"])]).unwrap();
         assert_eq!(
             p.steps[0],
-            Step::DeleteLeftover {
-                app: "web".into(),
-                guid: "L1".into(),
-                name: "web-candidate-x".into()
-            }
+            Step::new(
+                "web",
+                Action::DeleteLeftover {
+                    guid: "L1".into(),
+                    name: "web-candidate-x".into()
+                }
+            )
         );
-        assert!(matches!(&p.steps[1], Step::RenameApp { to, .. } if to == "web-leftover-L2guid00"));
+        assert!(
+            matches!(&p.steps[1].action, Action::RenameApp { to, .. } if to == "web-leftover-L2guid00")
+        );
         // No temp route creation: it exists.
         assert_eq!(p.steps[2].kind(), "apply_manifest");
         let unmapped: Vec<&str> = p
             .steps
             .iter()
-            .filter_map(|s| match s {
-                Step::UnmapRoute { destination, .. } => Some(destination.app_guid.as_str()),
+            .filter_map(|s| match &s.action {
+                Action::UnmapRoute { destination, .. } => Some(destination.app_guid.as_str()),
                 _ => None,
             })
             .collect();
         assert_eq!(unmapped, vec!["A", "L2guid0000"]);
-        assert!(p.steps[p.commit..].contains(&Step::DeleteApp {
-            app: "web".into(),
-            guid: "L2guid0000".into(),
-            name: "web-leftover-L2guid00".into()
-        }));
+        assert!(p.steps[p.commit..].contains(&Step::new(
+            "web",
+            Action::DeleteApp {
+                guid: "L2guid0000".into(),
+                name: "web-leftover-L2guid00".into()
+            }
+        )));
     }
 
     #[test]
@@ -1213,11 +1363,13 @@ mod tests {
                 "stop_app"
             ]
         );
-        assert!(p.steps.contains(&Step::DeleteApp {
-            app: "web".into(),
-            guid: "V".into(),
-            name: "web-venerable".into()
-        }));
+        assert!(p.steps.contains(&Step::new(
+            "web",
+            Action::DeleteApp {
+                guid: "V".into(),
+                name: "web-venerable".into()
+            }
+        )));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cf::Target;
-use crate::cli::{OldApp, OutputFormat, PushArgs, Strategy};
+use crate::cli::{OldApp, PushArgs, Strategy};
 
 use super::api::AppSource;
 
@@ -162,8 +162,6 @@ pub struct DeployRequest {
     pub temp_route_suffix: String,
     /// `--dry-run`.
     pub dry_run: bool,
-    /// `--output`.
-    pub output: OutputFormat,
     /// The built-in probe's connection settings.
     pub probe: ProbeConfig,
 }
@@ -224,7 +222,6 @@ impl DeployRequest {
             keep_scale: args.keep_scale,
             temp_route_suffix: suffix.clone(),
             dry_run: args.dry_run,
-            output: args.output,
             probe: ProbeConfig {
                 skip_tls_verify: target.skip_ssl_validation,
                 ..ProbeConfig::default()

@@ -3,12 +3,12 @@
 //! monitor.
 //!
 //! Per app with a live app, the plan is:
-//! 1. record the live app's environment variables and service bindings ([`Step::SnapshotEnv`];
+//! 1. record the live app's environment variables and service bindings ([`Action::SnapshotEnv`];
 //!    the undo restores the variables, removing those the run added, and deletes the bindings
 //!    the run added);
-//! 2. `apply_manifest` for the app itself with its production routes ([`Step::UpdateApp`]);
+//! 2. `apply_manifest` for the app itself with its production routes ([`Action::UpdateApp`]);
 //! 3. package, upload, stage (the blue-green steps);
-//! 4. [`Step::Deploy`]: `POST /v3/deployments` (`rolling` with `--max-in-flight`, or `canary`
+//! 4. [`Action::Deploy`]: `POST /v3/deployments` (`rolling` with `--max-in-flight`, or `canary`
 //!    with `--instance-steps`), then the monitor of `execute`: any CRASHED instance of the new
 //!    process, no progress for `--timeout`, a failed canary smoke test or Ctrl-C cancels the
 //!    deployment (the old process serves again) and the snapshot is restored: the outcome is
@@ -41,7 +41,7 @@ use super::observe::Observed;
 use super::plan::{AppPlan, AppPlanKind, Plan, PlanError};
 use super::request::{AppSpec, DeployRequest, RenderRequest, RouteSpec};
 use super::route::RouteAddress;
-use super::step::Step;
+use super::step::{Action, Step};
 
 /// The deployment strategy of a rolling or canary request (`None` for blue-green).
 pub fn deployment_strategy(s: Strategy) -> Option<DeploymentStrategy> {
@@ -120,33 +120,34 @@ pub fn plan<B>(
         let routes: Vec<String> = production.iter().map(RouteAddress::url).collect();
         let guid = live.app.guid.clone();
         let mut steps = vec![
-            Step::SnapshotEnv {
-                app: name.clone(),
-                guid: guid.clone(),
-            },
-            Step::UpdateApp {
-                app: name.clone(),
-                guid,
-                render: RenderRequest {
-                    name: name.clone(),
-                    routes: routes.clone(),
-                    no_route: spec.routes == RouteSpec::NoRoute,
-                    random_route: spec.routes == RouteSpec::Random,
-                    instances,
-                    ..RenderRequest::default()
+            Step::new(name.clone(), Action::SnapshotEnv { guid: guid.clone() }),
+            Step::new(
+                name.clone(),
+                Action::UpdateApp {
+                    guid,
+                    render: RenderRequest {
+                        name: name.clone(),
+                        routes: routes.clone(),
+                        no_route: spec.routes == RouteSpec::NoRoute,
+                        random_route: spec.routes == RouteSpec::Random,
+                        instances,
+                        ..RenderRequest::default()
+                    },
                 },
-            },
-            Step::CreatePackage { app: name.clone() },
+            ),
+            Step::new(name.clone(), Action::CreatePackage),
         ];
         if spec.is_bits() {
-            steps.push(Step::UploadBits { app: name.clone() });
+            steps.push(Step::new(name.clone(), Action::UploadBits));
         }
-        steps.push(Step::Stage { app: name.clone() });
-        steps.push(Step::Deploy {
-            app: name.clone(),
-            strategy,
-            smoke_route,
-        });
+        steps.push(Step::new(name.clone(), Action::Stage));
+        steps.push(Step::new(
+            name.clone(),
+            Action::Deploy {
+                strategy,
+                smoke_route,
+            },
+        ));
         let commit = steps.len();
         plans.push(Plan {
             steps,

@@ -69,13 +69,23 @@ pub struct PolicyTemplate {
     pub end_port: u16,
 }
 
-/// One step of a plan. `app` is always the manifest app the step belongs to.
+/// One step of a plan: what to do ([`Action`]) for which manifest app.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Step {
+pub struct Step {
+    /// The manifest app the step belongs to; `None` for a step of the whole deploy
+    /// ([`Action::Drain`]).
+    pub app: Option<String>,
+    /// What the step does.
+    pub action: Action,
+}
+
+/// What a step does. Adding a variant: give it a handler in `execute`, and the compiler
+/// asks for its kind, description, undo ([`undo_for`]) and whether it mutates
+/// ([`Action::is_mutating`]) here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
     /// Delete a leftover candidate of an earlier run that serves nothing.
     DeleteLeftover {
-        /// Manifest app.
-        app: String,
         /// The leftover's GUID.
         guid: AppGuid,
         /// The leftover's name.
@@ -83,8 +93,6 @@ pub enum Step {
     },
     /// Rename an app.
     RenameApp {
-        /// Manifest app.
-        app: String,
         /// Which app.
         target: AppRef,
         /// Its name before.
@@ -94,80 +102,48 @@ pub enum Step {
     },
     /// Create a route.
     CreateRoute {
-        /// Manifest app.
-        app: String,
         /// The route.
         route: RouteAddress,
     },
     /// Apply the rendered manifest (creates the candidate, or the app on a first deploy).
     ApplyManifest {
-        /// Manifest app.
-        app: String,
         /// What to render.
         render: RenderRequest,
     },
     /// Set the new app's SSH flag to the live app's.
     SetSsh {
-        /// Manifest app.
-        app: String,
         /// Enabled.
         enabled: bool,
     },
     /// Copy the live app's labels and annotations to the new app.
     CopyMetadata {
-        /// Manifest app.
-        app: String,
         /// What to set.
         update: MetadataUpdate,
     },
     /// Recreate the live app's network policies for the new app.
     CopyNetworkPolicies {
-        /// Manifest app.
-        app: String,
         /// The policies.
         policies: Vec<PolicyTemplate>,
     },
     /// Create the package (bits or docker).
-    CreatePackage {
-        /// Manifest app.
-        app: String,
-    },
+    CreatePackage,
     /// Upload the bits.
-    UploadBits {
-        /// Manifest app.
-        app: String,
-    },
+    UploadBits,
     /// Create a build and wait until it is staged.
-    Stage {
-        /// Manifest app.
-        app: String,
-    },
+    Stage,
     /// Set the staged droplet as current.
-    SetDroplet {
-        /// Manifest app.
-        app: String,
-    },
+    SetDroplet,
     /// Start the new app.
-    Start {
-        /// Manifest app.
-        app: String,
-    },
+    Start,
     /// Wait until all instances of every process run.
-    WaitHealthy {
-        /// Manifest app.
-        app: String,
-    },
+    WaitHealthy,
     /// Smoke-test the new app at this route.
     SmokeTest {
-        /// Manifest app.
-        app: String,
         /// The route (`host.domain/path`).
         route: String,
     },
     /// Map a production route to the new app.
     MapRoute {
-        /// Manifest app.
-        app: String,
         /// The route.
         route: RouteRef,
         /// Process type, port and protocol (copied from the old destination).
@@ -179,8 +155,6 @@ pub enum Step {
     },
     /// Unmap a production route from an old app.
     UnmapRoute {
-        /// Manifest app.
-        app: String,
         /// The route (existing).
         route: RouteRef,
         /// The old app's name.
@@ -195,8 +169,6 @@ pub enum Step {
     },
     /// Stop an old app.
     StopApp {
-        /// Manifest app.
-        app: String,
         /// GUID.
         guid: AppGuid,
         /// Name.
@@ -204,8 +176,6 @@ pub enum Step {
     },
     /// Delete an old app.
     DeleteApp {
-        /// Manifest app.
-        app: String,
         /// GUID.
         guid: AppGuid,
         /// Name.
@@ -213,8 +183,6 @@ pub enum Step {
     },
     /// Set or remove labels/annotations.
     UpdateMetadata {
-        /// Manifest app.
-        app: String,
         /// Which app.
         target: AppRef,
         /// Its name at that point (messages).
@@ -224,22 +192,16 @@ pub enum Step {
     },
     /// Delete a route.
     DeleteRoute {
-        /// Manifest app.
-        app: String,
         /// The route.
         route: RouteRef,
     },
     /// Rolling/canary: record the live app's environment variables (undo restores them).
     SnapshotEnv {
-        /// Manifest app.
-        app: String,
         /// The live app's GUID.
         guid: AppGuid,
     },
     /// Rolling/canary: apply the rendered manifest to the live app itself (same GUID).
     UpdateApp {
-        /// Manifest app.
-        app: String,
         /// The live app's GUID.
         guid: AppGuid,
         /// What to render.
@@ -248,8 +210,6 @@ pub enum Step {
     /// Rolling/canary: create a Cloud Controller deployment of the staged droplet and watch
     /// it to the end; a crash, a stall, a failed canary smoke test or an interrupt cancels it.
     Deploy {
-        /// Manifest app.
-        app: String,
         /// Rolling or canary.
         strategy: DeploymentStrategy,
         /// The production route a canary is smoke-tested on (with the process header).
@@ -392,18 +352,19 @@ pub enum Undo {
     },
 }
 
-/// The compensation for a completed step, if it needs one. Pure.
+/// The compensation for a completed step, if it needs one. Pure, and exhaustive over
+/// [`Action`]: a new step kind does not compile until it says what undoes it.
 ///
 /// Steps inside an app created by the run (package, build, droplet, start, SSH, metadata)
 /// need none: deleting the app undoes them.
 pub fn undo_for(step: &Step, out: &StepOutput) -> Option<Undo> {
-    match (step, out) {
-        (Step::CreateRoute { route, .. }, StepOutput::Route(r)) => Some(Undo::DeleteRoute {
+    match (&step.action, out) {
+        (Action::CreateRoute { route }, StepOutput::Route(r)) => Some(Undo::DeleteRoute {
             guid: r.guid.clone(),
             address: route.clone(),
         }),
         (
-            Step::ApplyManifest { .. },
+            Action::ApplyManifest { .. },
             StepOutput::App {
                 guid,
                 name,
@@ -414,11 +375,11 @@ pub fn undo_for(step: &Step, out: &StepOutput) -> Option<Undo> {
             name: name.clone(),
             routes: server_routes.clone(),
         }),
-        (Step::CopyNetworkPolicies { .. }, StepOutput::Policies(p)) if !p.is_empty() => {
+        (Action::CopyNetworkPolicies { .. }, StepOutput::Policies(p)) if !p.is_empty() => {
             Some(Undo::DeleteNetworkPolicies(p.clone()))
         }
         (
-            Step::MapRoute { route, .. },
+            Action::MapRoute { route, .. },
             StepOutput::Mapped {
                 route_guid,
                 destination_guid,
@@ -431,11 +392,10 @@ pub fn undo_for(step: &Step, out: &StepOutput) -> Option<Undo> {
             app_name: app_name.clone(),
         }),
         (
-            Step::UnmapRoute {
+            Action::UnmapRoute {
                 route,
                 from_name,
                 destination,
-                ..
             },
             StepOutput::Unmapped { route_guid },
         ) => Some(Undo::AddDestination {
@@ -449,19 +409,21 @@ pub fn undo_for(step: &Step, out: &StepOutput) -> Option<Undo> {
                 protocol: destination.protocol.clone(),
             },
         }),
-        (Step::RenameApp { from, to, .. }, StepOutput::Renamed { guid }) => Some(Undo::RenameApp {
-            guid: guid.clone(),
-            from: to.clone(),
-            to: from.clone(),
-        }),
-        (Step::Deploy { .. }, StepOutput::Deployment { guid, app_name }) => {
+        (Action::RenameApp { from, to, .. }, StepOutput::Renamed { guid }) => {
+            Some(Undo::RenameApp {
+                guid: guid.clone(),
+                from: to.clone(),
+                to: from.clone(),
+            })
+        }
+        (Action::Deploy { .. }, StepOutput::Deployment { guid, app_name }) => {
             Some(Undo::CancelDeployment {
                 guid: guid.clone(),
                 app_name: app_name.clone(),
             })
         }
         (
-            Step::SnapshotEnv { .. },
+            Action::SnapshotEnv { .. },
             StepOutput::Env {
                 guid,
                 name,
@@ -474,7 +436,43 @@ pub fn undo_for(step: &Step, out: &StepOutput) -> Option<Undo> {
             vars: vars.clone(),
             bindings: bindings.clone(),
         }),
-        _ => None,
+        // Without the output it records on success (or with nothing created) there is
+        // nothing to undo.
+        (
+            Action::CreateRoute { .. }
+            | Action::ApplyManifest { .. }
+            | Action::CopyNetworkPolicies { .. }
+            | Action::MapRoute { .. }
+            | Action::UnmapRoute { .. }
+            | Action::RenameApp { .. }
+            | Action::Deploy { .. }
+            | Action::SnapshotEnv { .. },
+            _,
+        ) => None,
+        // Inside the app created (or updated in place) by the run: deleting it, or the
+        // canceled deployment and restored environment, undo these.
+        (
+            Action::SetSsh { .. }
+            | Action::CopyMetadata { .. }
+            | Action::CreatePackage
+            | Action::UploadBits
+            | Action::Stage
+            | Action::SetDroplet
+            | Action::Start
+            | Action::UpdateApp { .. },
+            _,
+        ) => None,
+        // Reads and waits change nothing.
+        (Action::WaitHealthy | Action::SmokeTest { .. } | Action::Drain { .. }, _) => None,
+        // Garbage of an earlier run, and the retire after the commit point: not undone.
+        (
+            Action::DeleteLeftover { .. }
+            | Action::StopApp { .. }
+            | Action::DeleteApp { .. }
+            | Action::UpdateMetadata { .. }
+            | Action::DeleteRoute { .. },
+            _,
+        ) => None,
     }
 }
 
@@ -559,152 +557,160 @@ impl Undo {
 }
 
 impl Step {
-    /// The manifest app the step belongs to (empty for [`Step::Drain`]).
-    pub fn app(&self) -> &str {
-        match self {
-            Step::Drain { .. } => "",
-            Step::DeleteLeftover { app, .. }
-            | Step::RenameApp { app, .. }
-            | Step::CreateRoute { app, .. }
-            | Step::ApplyManifest { app, .. }
-            | Step::SetSsh { app, .. }
-            | Step::CopyMetadata { app, .. }
-            | Step::CopyNetworkPolicies { app, .. }
-            | Step::CreatePackage { app }
-            | Step::UploadBits { app }
-            | Step::Stage { app }
-            | Step::SetDroplet { app }
-            | Step::Start { app }
-            | Step::WaitHealthy { app }
-            | Step::SmokeTest { app, .. }
-            | Step::MapRoute { app, .. }
-            | Step::UnmapRoute { app, .. }
-            | Step::StopApp { app, .. }
-            | Step::DeleteApp { app, .. }
-            | Step::UpdateMetadata { app, .. }
-            | Step::DeleteRoute { app, .. }
-            | Step::SnapshotEnv { app, .. }
-            | Step::UpdateApp { app, .. }
-            | Step::Deploy { app, .. } => app,
+    /// A step of manifest app `app`.
+    pub fn new(app: impl Into<String>, action: Action) -> Self {
+        Self {
+            app: Some(app.into()),
+            action,
         }
+    }
+
+    /// A step of the whole deploy (no one app).
+    pub fn global(action: Action) -> Self {
+        Self { app: None, action }
+    }
+
+    /// The manifest app for events and messages: empty for a step of the whole deploy.
+    pub fn app_label(&self) -> &str {
+        self.app.as_deref().unwrap_or_default()
     }
 
     /// A short machine name for the step kind (JSON output, fault injection in tests).
     pub fn kind(&self) -> &'static str {
-        match self {
-            Step::DeleteLeftover { .. } => "delete_leftover",
-            Step::RenameApp { .. } => "rename_app",
-            Step::CreateRoute { .. } => "create_route",
-            Step::ApplyManifest { .. } => "apply_manifest",
-            Step::SetSsh { .. } => "set_ssh",
-            Step::CopyMetadata { .. } => "copy_metadata",
-            Step::CopyNetworkPolicies { .. } => "copy_network_policies",
-            Step::CreatePackage { .. } => "create_package",
-            Step::UploadBits { .. } => "upload_bits",
-            Step::Stage { .. } => "stage",
-            Step::SetDroplet { .. } => "set_droplet",
-            Step::Start { .. } => "start",
-            Step::WaitHealthy { .. } => "wait_healthy",
-            Step::SmokeTest { .. } => "smoke_test",
-            Step::MapRoute { .. } => "map_route",
-            Step::UnmapRoute { .. } => "unmap_route",
-            Step::Drain { .. } => "drain",
-            Step::StopApp { .. } => "stop_app",
-            Step::DeleteApp { .. } => "delete_app",
-            Step::UpdateMetadata { .. } => "update_metadata",
-            Step::DeleteRoute { .. } => "delete_route",
-            Step::SnapshotEnv { .. } => "snapshot_env",
-            Step::UpdateApp { .. } => "update_app",
-            Step::Deploy { .. } => "deploy",
-        }
+        self.action.kind()
     }
 
     /// Whether the step changes anything on the platform.
     pub fn is_mutating(&self) -> bool {
-        !matches!(
-            self,
-            Step::WaitHealthy { .. }
-                | Step::SmokeTest { .. }
-                | Step::Drain { .. }
-                | Step::SnapshotEnv { .. }
-        )
+        self.action.is_mutating()
     }
 
     /// What the step does, in the cf CLI's voice.
     pub fn describe(&self) -> String {
+        self.action.describe(self.app_label())
+    }
+
+    /// The `cf` command that does this step by hand (for steps left undone after the switch).
+    pub fn manual_command(&self) -> Option<String> {
+        self.action.manual_command(self.app_label())
+    }
+}
+
+impl Action {
+    /// A short machine name for the step kind (JSON output, fault injection in tests).
+    pub fn kind(&self) -> &'static str {
         match self {
-            Step::DeleteLeftover { name, .. } => {
+            Action::DeleteLeftover { .. } => "delete_leftover",
+            Action::RenameApp { .. } => "rename_app",
+            Action::CreateRoute { .. } => "create_route",
+            Action::ApplyManifest { .. } => "apply_manifest",
+            Action::SetSsh { .. } => "set_ssh",
+            Action::CopyMetadata { .. } => "copy_metadata",
+            Action::CopyNetworkPolicies { .. } => "copy_network_policies",
+            Action::CreatePackage => "create_package",
+            Action::UploadBits => "upload_bits",
+            Action::Stage => "stage",
+            Action::SetDroplet => "set_droplet",
+            Action::Start => "start",
+            Action::WaitHealthy => "wait_healthy",
+            Action::SmokeTest { .. } => "smoke_test",
+            Action::MapRoute { .. } => "map_route",
+            Action::UnmapRoute { .. } => "unmap_route",
+            Action::Drain { .. } => "drain",
+            Action::StopApp { .. } => "stop_app",
+            Action::DeleteApp { .. } => "delete_app",
+            Action::UpdateMetadata { .. } => "update_metadata",
+            Action::DeleteRoute { .. } => "delete_route",
+            Action::SnapshotEnv { .. } => "snapshot_env",
+            Action::UpdateApp { .. } => "update_app",
+            Action::Deploy { .. } => "deploy",
+        }
+    }
+
+    /// Whether the step changes anything on the platform: the one list (the executor's
+    /// "nothing was attempted" and the tests read it). Exhaustive: a new action says.
+    pub fn is_mutating(&self) -> bool {
+        match self {
+            Action::WaitHealthy
+            | Action::SmokeTest { .. }
+            | Action::Drain { .. }
+            | Action::SnapshotEnv { .. } => false,
+            Action::DeleteLeftover { .. }
+            | Action::RenameApp { .. }
+            | Action::CreateRoute { .. }
+            | Action::ApplyManifest { .. }
+            | Action::SetSsh { .. }
+            | Action::CopyMetadata { .. }
+            | Action::CopyNetworkPolicies { .. }
+            | Action::CreatePackage
+            | Action::UploadBits
+            | Action::Stage
+            | Action::SetDroplet
+            | Action::Start
+            | Action::MapRoute { .. }
+            | Action::UnmapRoute { .. }
+            | Action::StopApp { .. }
+            | Action::DeleteApp { .. }
+            | Action::UpdateMetadata { .. }
+            | Action::DeleteRoute { .. }
+            | Action::UpdateApp { .. }
+            | Action::Deploy { .. } => true,
+        }
+    }
+
+    /// What the step of manifest app `app` does, in the cf CLI's voice.
+    pub fn describe(&self, app: &str) -> String {
+        match self {
+            Action::DeleteLeftover { name, .. } => {
                 format!("Deleting leftover app {name} of an interrupted run")
             }
-            Step::RenameApp { from, to, .. } => format!("Renaming app {from} to {to}"),
-            Step::CreateRoute { route, .. } => format!("Creating route {route}"),
-            Step::ApplyManifest { render, .. } => {
-                if render.routes.is_empty() {
-                    format!("Applying manifest for app {}", render.name)
-                } else {
-                    format!(
-                        "Applying manifest for app {} with route {}",
-                        render.name,
-                        render.routes.join(", ")
-                    )
-                }
-            }
-            Step::SetSsh { app, enabled } => format!(
+            Action::RenameApp { from, to, .. } => format!("Renaming app {from} to {to}"),
+            Action::CreateRoute { route, .. } => format!("Creating route {route}"),
+            Action::ApplyManifest { render, .. } => applying("for app", render),
+            Action::SetSsh { enabled } => format!(
                 "{} SSH for the new {app} (as on the live app)",
                 if *enabled { "Enabling" } else { "Disabling" }
             ),
-            Step::CopyMetadata { app, update } => format!(
+            Action::CopyMetadata { update } => format!(
                 "Copying {} labels and {} annotations of the live {app}",
                 update.labels.len(),
                 update.annotations.len()
             ),
-            Step::CopyNetworkPolicies { app, policies } => format!(
+            Action::CopyNetworkPolicies { policies } => format!(
                 "Copying {} network policies of the live {app}",
                 policies.len()
             ),
-            Step::CreatePackage { app } => format!("Creating package for {app}"),
-            Step::UploadBits { app } => format!("Uploading files for {app}"),
-            Step::Stage { app } => format!("Staging {app}"),
-            Step::SetDroplet { app } => format!("Setting droplet of {app}"),
-            Step::Start { app } => format!("Starting {app}"),
-            Step::WaitHealthy { app } => format!("Waiting for all instances of {app} to run"),
-            Step::SmokeTest { app, route } => format!("Smoke-testing {app} at {route}"),
-            Step::MapRoute { app, route, .. } => {
+            Action::CreatePackage => format!("Creating package for {app}"),
+            Action::UploadBits => format!("Uploading files for {app}"),
+            Action::Stage => format!("Staging {app}"),
+            Action::SetDroplet => format!("Setting droplet of {app}"),
+            Action::Start => format!("Starting {app}"),
+            Action::WaitHealthy => format!("Waiting for all instances of {app} to run"),
+            Action::SmokeTest { route } => format!("Smoke-testing {app} at {route}"),
+            Action::MapRoute { route, .. } => {
                 format!("Mapping route {} to the new {app}", route.address)
             }
-            Step::UnmapRoute {
+            Action::UnmapRoute {
                 route, from_name, ..
             } => format!("Unmapping route {} from {from_name}", route.address),
-            Step::Drain { duration } => {
+            Action::Drain { duration } => {
                 format!("Draining the old version for {}", fmt_duration(*duration))
             }
-            Step::StopApp { name, .. } => format!("Stopping app {name}"),
-            Step::DeleteApp { name, .. } => format!("Deleting app {name}"),
-            Step::UpdateMetadata { name, .. } => format!("Updating labels of app {name}"),
-            Step::DeleteRoute { route, .. } => format!("Deleting route {}", route.address),
-            Step::SnapshotEnv { app, .. } => {
+            Action::StopApp { name, .. } => format!("Stopping app {name}"),
+            Action::DeleteApp { name, .. } => format!("Deleting app {name}"),
+            Action::UpdateMetadata { name, .. } => format!("Updating labels of app {name}"),
+            Action::DeleteRoute { route, .. } => format!("Deleting route {}", route.address),
+            Action::SnapshotEnv { .. } => {
                 format!(
                     "Recording the environment variables and service bindings of {app} (restored on rollback)"
                 )
             }
-            Step::UpdateApp { render, .. } => {
-                if render.routes.is_empty() {
-                    format!("Applying manifest to the live app {}", render.name)
-                } else {
-                    format!(
-                        "Applying manifest to the live app {} with route {}",
-                        render.name,
-                        render.routes.join(", ")
-                    )
-                }
-            }
-            Step::Deploy {
-                app,
+            Action::UpdateApp { render, .. } => applying("to the live app", render),
+            Action::Deploy {
                 strategy: DeploymentStrategy::Rolling,
                 ..
             } => format!("Rolling deployment of {app} (canceled on a crash or stall)"),
-            Step::Deploy {
-                app,
+            Action::Deploy {
                 strategy: DeploymentStrategy::Canary,
                 smoke_route,
             } => match smoke_route {
@@ -716,18 +722,19 @@ impl Step {
         }
     }
 
-    /// The `cf` command that does this step by hand (for steps left undone after the switch).
-    pub fn manual_command(&self) -> Option<String> {
+    /// The `cf` command that does this step of manifest app `app` by hand (for steps left
+    /// undone after the switch).
+    pub fn manual_command(&self, app: &str) -> Option<String> {
         match self {
-            Step::StopApp { name, .. } => Some(format!("cf stop {name}")),
-            Step::DeleteApp { name, .. } | Step::DeleteLeftover { name, .. } => {
+            Action::StopApp { name, .. } => Some(format!("cf stop {name}")),
+            Action::DeleteApp { name, .. } | Action::DeleteLeftover { name, .. } => {
                 Some(format!("cf delete {name} -f"))
             }
-            Step::RenameApp { from, to, .. } => Some(format!("cf rename {from} {to}")),
-            Step::DeleteRoute { route, .. } => {
+            Action::RenameApp { from, to, .. } => Some(format!("cf rename {from} {to}")),
+            Action::DeleteRoute { route, .. } => {
                 Some(format!("cf delete-route {} -f", route.address.cf_flags()))
             }
-            Step::UpdateMetadata { name, update, .. } => {
+            Action::UpdateMetadata { name, update, .. } => {
                 let set: Vec<String> = update
                     .labels
                     .iter()
@@ -748,10 +755,10 @@ impl Step {
                 }
                 (!cmds.is_empty()).then(|| cmds.join(" && "))
             }
-            Step::MapRoute { app, route, .. } => {
+            Action::MapRoute { route, .. } => {
                 Some(format!("cf map-route {app} {}", route.address.cf_flags()))
             }
-            Step::UnmapRoute {
+            Action::UnmapRoute {
                 route, from_name, ..
             } => Some(format!(
                 "cf unmap-route {from_name} {}",
@@ -759,6 +766,19 @@ impl Step {
             )),
             _ => None,
         }
+    }
+}
+
+/// "Applying manifest {to} {name}[ with route {routes}]".
+fn applying(to: &str, render: &RenderRequest) -> String {
+    if render.routes.is_empty() {
+        format!("Applying manifest {to} {}", render.name)
+    } else {
+        format!(
+            "Applying manifest {to} {} with route {}",
+            render.name,
+            render.routes.join(", ")
+        )
     }
 }
 
@@ -811,22 +831,34 @@ impl Ledger {
             .collect()
     }
 
+    /// The first recorded output of manifest app `app` that `pick` recognises.
+    fn find_for<'s, T>(
+        &'s self,
+        app: &str,
+        pick: impl Fn(&'s Action, &'s StepOutput) -> Option<T>,
+    ) -> Option<T> {
+        self.entries
+            .iter()
+            .filter(|(s, _)| s.app.as_deref() == Some(app))
+            .find_map(|(s, o)| pick(&s.action, o))
+    }
+
     /// The app created by `ApplyManifest` (or updated by `UpdateApp`) for manifest app
     /// `app`: (GUID, name).
     pub fn new_app(&self, app: &str) -> Option<(&str, &str)> {
-        self.entries.iter().find_map(|(s, o)| match (s, o) {
+        self.find_for(app, |a, o| match (a, o) {
             (
-                Step::ApplyManifest { app: a, .. } | Step::UpdateApp { app: a, .. },
+                Action::ApplyManifest { .. } | Action::UpdateApp { .. },
                 StepOutput::App { guid, name, .. },
-            ) if a == app => Some((guid.as_str(), name.as_str())),
+            ) => Some((guid.as_str(), name.as_str())),
             _ => None,
         })
     }
 
     /// The GUID of a route created by the run at this address.
     pub fn created_route(&self, address: &RouteAddress) -> Option<&str> {
-        self.entries.iter().find_map(|(s, o)| match (s, o) {
-            (Step::CreateRoute { route, .. }, StepOutput::Route(r)) if route == address => {
+        self.entries.iter().find_map(|(s, o)| match (&s.action, o) {
+            (Action::CreateRoute { route }, StepOutput::Route(r)) if route == address => {
                 Some(r.guid.as_str())
             }
             _ => None,
@@ -835,18 +867,16 @@ impl Ledger {
 
     /// The package created for manifest app `app`.
     pub fn package(&self, app: &str) -> Option<&str> {
-        self.entries.iter().find_map(|(s, o)| match (s, o) {
-            (Step::CreatePackage { app: a }, StepOutput::Package(g)) if a == app => {
-                Some(g.as_str())
-            }
+        self.find_for(app, |a, o| match (a, o) {
+            (Action::CreatePackage, StepOutput::Package(g)) => Some(g.as_str()),
             _ => None,
         })
     }
 
     /// The droplet staged for manifest app `app`.
     pub fn droplet(&self, app: &str) -> Option<&str> {
-        self.entries.iter().find_map(|(s, o)| match (s, o) {
-            (Step::Stage { app: a }, StepOutput::Droplet(g)) if a == app => Some(g.as_str()),
+        self.find_for(app, |a, o| match (a, o) {
+            (Action::Stage, StepOutput::Droplet(g)) => Some(g.as_str()),
             _ => None,
         })
     }
@@ -896,10 +926,7 @@ mod tests {
         };
         let cases: Vec<(Step, StepOutput, Option<Undo>)> = vec![
             (
-                Step::CreateRoute {
-                    app: app(),
-                    route: addr("h"),
-                },
+                Step::new(app(), Action::CreateRoute { route: addr("h") }),
                 StepOutput::Route(route("R")),
                 Some(Undo::DeleteRoute {
                     guid: "R".into(),
@@ -907,10 +934,12 @@ mod tests {
                 }),
             ),
             (
-                Step::ApplyManifest {
-                    app: app(),
-                    render: RenderRequest::default(),
-                },
+                Step::new(
+                    app(),
+                    Action::ApplyManifest {
+                        render: RenderRequest::default(),
+                    },
+                ),
                 StepOutput::App {
                     guid: "C".into(),
                     name: "web-candidate".into(),
@@ -923,24 +952,23 @@ mod tests {
                 }),
             ),
             (
-                Step::CopyNetworkPolicies {
-                    app: app(),
-                    policies: vec![],
-                },
+                Step::new(app(), Action::CopyNetworkPolicies { policies: vec![] }),
                 StepOutput::Policies(vec![policy.clone()]),
                 Some(Undo::DeleteNetworkPolicies(vec![policy])),
             ),
             (
-                Step::MapRoute {
-                    app: app(),
-                    route: RouteRef {
-                        address: addr("h"),
-                        guid: Some("R".into()),
+                Step::new(
+                    app(),
+                    Action::MapRoute {
+                        route: RouteRef {
+                            address: addr("h"),
+                            guid: Some("R".into()),
+                        },
+                        process_type: "web".into(),
+                        port: None,
+                        protocol: None,
                     },
-                    process_type: "web".into(),
-                    port: None,
-                    protocol: None,
-                },
+                ),
                 StepOutput::Mapped {
                     route_guid: "R".into(),
                     destination_guid: "D".into(),
@@ -954,15 +982,17 @@ mod tests {
                 }),
             ),
             (
-                Step::UnmapRoute {
-                    app: app(),
-                    route: RouteRef {
-                        address: addr("h"),
-                        guid: Some("R".into()),
+                Step::new(
+                    app(),
+                    Action::UnmapRoute {
+                        route: RouteRef {
+                            address: addr("h"),
+                            guid: Some("R".into()),
+                        },
+                        from_name: "web".into(),
+                        destination: dest,
                     },
-                    from_name: "web".into(),
-                    destination: dest,
-                },
+                ),
                 StepOutput::Unmapped {
                     route_guid: "R".into(),
                 },
@@ -979,15 +1009,17 @@ mod tests {
                 }),
             ),
             (
-                Step::RenameApp {
-                    app: app(),
-                    target: AppRef::Existing {
-                        guid: "L".into(),
-                        name: "web-candidate".into(),
+                Step::new(
+                    app(),
+                    Action::RenameApp {
+                        target: AppRef::Existing {
+                            guid: "L".into(),
+                            name: "web-candidate".into(),
+                        },
+                        from: "web-candidate".into(),
+                        to: "web-leftover-1".into(),
                     },
-                    from: "web-candidate".into(),
-                    to: "web-leftover-1".into(),
-                },
+                ),
                 StepOutput::Renamed { guid: "L".into() },
                 Some(Undo::RenameApp {
                     guid: "L".into(),
@@ -996,39 +1028,42 @@ mod tests {
                 }),
             ),
             // Steps inside the new app are undone by deleting it.
-            (Step::Start { app: app() }, StepOutput::None, None),
+            (Step::new(app(), Action::Start), StepOutput::None, None),
             (
-                Step::Stage { app: app() },
+                Step::new(app(), Action::Stage),
                 StepOutput::Droplet("D".into()),
                 None,
             ),
             (
-                Step::SetSsh {
-                    app: app(),
-                    enabled: true,
-                },
+                Step::new(app(), Action::SetSsh { enabled: true }),
                 StepOutput::None,
                 None,
             ),
             (
-                Step::CreatePackage { app: app() },
+                Step::new(app(), Action::CreatePackage),
                 StepOutput::Package("P".into()),
                 None,
             ),
-            (Step::WaitHealthy { app: app() }, StepOutput::None, None),
             (
-                Step::Drain {
+                Step::new(app(), Action::WaitHealthy),
+                StepOutput::None,
+                None,
+            ),
+            (
+                Step::global(Action::Drain {
                     duration: Duration::from_secs(1),
-                },
+                }),
                 StepOutput::None,
                 None,
             ),
             // A step without the output it records has nothing to undo.
             (
-                Step::ApplyManifest {
-                    app: app(),
-                    render: RenderRequest::default(),
-                },
+                Step::new(
+                    app(),
+                    Action::ApplyManifest {
+                        render: RenderRequest::default(),
+                    },
+                ),
                 StepOutput::None,
                 None,
             ),
@@ -1042,24 +1077,23 @@ mod tests {
     fn ledger_undos_run_in_reverse_order() {
         let mut l = Ledger::default();
         l.push(
-            Step::CreateRoute {
-                app: "web".into(),
-                route: addr("t"),
-            },
+            Step::new("web", Action::CreateRoute { route: addr("t") }),
             StepOutput::Route(route("R")),
         );
         l.push(
-            Step::ApplyManifest {
-                app: "web".into(),
-                render: RenderRequest::default(),
-            },
+            Step::new(
+                "web",
+                Action::ApplyManifest {
+                    render: RenderRequest::default(),
+                },
+            ),
             StepOutput::App {
                 guid: "C".into(),
                 name: "c".into(),
                 server_routes: vec![],
             },
         );
-        l.push(Step::Start { app: "web".into() }, StepOutput::None);
+        l.push(Step::new("web", Action::Start), StepOutput::None);
         let d: Vec<String> = l.undos().iter().map(Undo::describe).collect();
         assert_eq!(d, vec!["delete app c", "delete route t.example.com"]);
         assert_eq!(l.new_app("web"), Some(("C", "c")));
@@ -1091,15 +1125,17 @@ mod tests {
             u.manual_command(),
             "cf map-route web example.com --hostname h"
         );
-        let s = Step::UpdateMetadata {
-            app: "web".into(),
-            target: AppRef::New { app: "web".into() },
-            name: "web".into(),
-            update: MetadataUpdate {
-                labels: [("zero-downtime.cf/role".to_string(), None)].into(),
-                annotations: Default::default(),
+        let s = Step::new(
+            "web",
+            Action::UpdateMetadata {
+                target: AppRef::New { app: "web".into() },
+                name: "web".into(),
+                update: MetadataUpdate {
+                    labels: [("zero-downtime.cf/role".to_string(), None)].into(),
+                    annotations: Default::default(),
+                },
             },
-        };
+        );
         assert_eq!(
             s.manual_command().as_deref(),
             Some("cf unset-label app web zero-downtime.cf/role")

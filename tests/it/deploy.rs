@@ -6,12 +6,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use cf_zero_downtime::cli::{OldApp, OutputFormat, Strategy};
+use cf_zero_downtime::cli::{OldApp, Strategy};
 use cf_zero_downtime::deploy::api::{
     ApiError, ApiResult, App, AppSource, AppState, BuildState, CfApi, CrashEvent, CrashEvents,
     Deployment, DeploymentState, DeploymentStrategy, Destination, Domain, InstanceStat,
-    InstanceState, MetadataUpdate, NetworkPolicy, NewDeployment, NewDestination, NewRoute, Process,
-    ProgressSink, Route, ServiceBinding,
+    InstanceState, MUTATING_METHODS, MetadataUpdate, NetworkPolicy, NewDeployment, NewDestination,
+    NewRoute, Process, ProgressSink, Route, ServiceBinding,
 };
 use cf_zero_downtime::deploy::event::{Event, Outcome, Reporter};
 use cf_zero_downtime::deploy::request::{
@@ -21,31 +21,6 @@ use cf_zero_downtime::deploy::route::resolve_route;
 use cf_zero_downtime::deploy::{Interrupt, run};
 use cf_zero_downtime::ui::{JsonReporter, TextReporter};
 use tokio_util::sync::CancellationToken;
-
-const MUTATING: &[&str] = &[
-    "apply_manifest",
-    "create_package",
-    "upload_bits",
-    "create_build",
-    "set_current_droplet",
-    "start_app",
-    "stop_app",
-    "rename_app",
-    "delete_app",
-    "update_metadata",
-    "set_ssh_enabled",
-    "create_route",
-    "delete_route",
-    "add_destination",
-    "remove_destination",
-    "create_network_policies",
-    "delete_network_policies",
-    "create_deployment",
-    "continue_deployment",
-    "cancel_deployment",
-    "update_env_vars",
-    "delete_service_binding",
-];
 
 /// How the new instances of a deployment behave in the fake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -177,7 +152,7 @@ impl FakeCf {
     fn mutating_calls(&self) -> Vec<String> {
         self.calls()
             .into_iter()
-            .filter(|c| MUTATING.contains(&c.split(' ').next().unwrap_or_default()))
+            .filter(|c| MUTATING_METHODS.contains(&c.split(' ').next().unwrap_or_default()))
             .collect()
     }
 
@@ -1292,7 +1267,6 @@ fn req() -> DeployRequest {
         keep_scale: false,
         temp_route_suffix: "-temp".into(),
         dry_run: false,
-        output: OutputFormat::Text,
         probe: ProbeConfig::default(),
     }
 }
@@ -1530,16 +1504,17 @@ async fn undos_run_in_reverse_order() {
         "rolled back, the old version is serving"
     );
 
-    // A failure while unmapping maps the old app back too.
+    // After the switch a failed step is tried again.
     let cf = world();
-    let before = cf.snapshot();
     cf.fail("stop_app", 1, When::Before);
     let mut r = req();
     r.drain = Duration::ZERO;
     let (outcome, _) = deploy(&cf, &r, &[spec("web")]).await;
-    // After the switch a failed step is tried again.
     assert_eq!(outcome, Outcome::Deployed);
+
+    // A failure while unmapping maps the old app back too: the world is as before.
     let cf = world();
+    let before = cf.snapshot();
     cf.fail("remove_destination", 1, When::Before);
     let (outcome, events) = deploy(&cf, &req(), &[spec("web")]).await;
     assert!(matches!(outcome, Outcome::RolledBack { .. }), "{outcome:?}");

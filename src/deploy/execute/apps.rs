@@ -1,0 +1,268 @@
+//! The app steps: apply the manifest (or update the live app), rename, label, SSH, droplet,
+//! start, the health wait with crash detection, stop and delete.
+
+use super::*;
+
+impl<A: CfApi> Exec<'_, A> {
+    /// Runs an app step (apply the manifest, rename, metadata, start, health wait, stop, delete).
+    pub(super) async fn app_step(
+        &self,
+        step: &Step,
+        ledger: &Ledger,
+        reporter: &mut dyn Reporter,
+    ) -> Result<StepOutput, Failure> {
+        let api = self.api;
+        let space = &self.req.space_guid;
+        let err = Self::api_failure(step);
+        let app = step.app_label();
+        match &step.action {
+            Action::DeleteLeftover { guid, .. } | Action::DeleteApp { guid, .. } => {
+                ok_if_not_found(api.delete_app(guid).await).map_err(err)?;
+                Ok(StepOutput::None)
+            }
+            Action::StopApp { guid, .. } => {
+                ok_if_not_found(api.stop_app(guid).await).map_err(err)?;
+                Ok(StepOutput::None)
+            }
+            Action::RenameApp { target, to, .. } => {
+                let guid = Self::app_ref(ledger, step, target)?;
+                api.rename_app(&guid, to).await.map_err(err)?;
+                Ok(StepOutput::Renamed { guid })
+            }
+            Action::ApplyManifest { render, .. } => self.apply_manifest(step, render).await,
+            Action::SetSsh { enabled, .. } => {
+                let (guid, _) = Self::new_app(ledger, step)?;
+                api.set_ssh_enabled(guid, *enabled).await.map_err(err)?;
+                Ok(StepOutput::None)
+            }
+            Action::CopyMetadata { update, .. } => {
+                let (guid, _) = Self::new_app(ledger, step)?;
+                api.update_metadata(guid, update).await.map_err(err)?;
+                Ok(StepOutput::None)
+            }
+            Action::UpdateMetadata { target, update, .. } => {
+                let guid = Self::app_ref(ledger, step, target)?;
+                api.update_metadata(&guid, update).await.map_err(err)?;
+                Ok(StepOutput::None)
+            }
+            Action::SetDroplet => {
+                let (guid, _) = Self::new_app(ledger, step)?;
+                let droplet = ledger
+                    .droplet(app)
+                    .ok_or_else(|| Self::missing(step, "the droplet"))?;
+                api.set_current_droplet(guid, droplet).await.map_err(err)?;
+                Ok(StepOutput::None)
+            }
+            Action::Start => {
+                let (guid, _) = Self::new_app(ledger, step)?;
+                api.start_app(guid).await.map_err(err)?;
+                Ok(StepOutput::None)
+            }
+            Action::WaitHealthy => {
+                let (guid, name) = Self::new_app(ledger, step)?;
+                self.wait_healthy(step, app, guid, name, reporter).await?;
+                Ok(StepOutput::None)
+            }
+            Action::UpdateApp { guid, render, .. } => {
+                let spec = self.spec(step)?;
+                let yaml = (spec.render)(render).map_err(|message| Error::Render {
+                    app: step.app_label().to_string(),
+                    message,
+                })?;
+                api.apply_manifest(space, &yaml).await.map_err(err)?;
+                Ok(StepOutput::App {
+                    guid: guid.clone(),
+                    name: render.name.clone(),
+                    server_routes: Vec::new(),
+                })
+            }
+            _ => Err(Self::missing(step, "a handler for this step").into()),
+        }
+    }
+
+    /// Applies the rendered manifest and finds the app it created (with the routes the server
+    /// created for it under `random-route`), recording what exists even when a call failed.
+    async fn apply_manifest(
+        &self,
+        step: &Step,
+        render: &RenderRequest,
+    ) -> Result<StepOutput, Failure> {
+        let api = self.api;
+        let space = &self.req.space_guid;
+        let err = Self::api_failure(step);
+        let spec = self.spec(step)?;
+        let yaml = (spec.render)(render).map_err(|message| Error::Render {
+            app: step.app_label().to_string(),
+            message,
+        })?;
+        let applied = api.apply_manifest(space, &yaml).await;
+        let names = [render.name.clone()];
+        let is_candidate =
+            render.labels.get(ROLE_LABEL).map(String::as_str) == Some(ROLE_CANDIDATE);
+        let found = api.find_apps_by_name(space, &names).await;
+        let app = match &found {
+            Ok(apps) => apps
+                .iter()
+                .find(|a| {
+                    a.name == render.name
+                        && (!is_candidate
+                            || a.labels.get(ROLE_LABEL).map(String::as_str) == Some(ROLE_CANDIDATE))
+                })
+                .map(|a| StepOutput::App {
+                    guid: a.guid.clone(),
+                    name: a.name.clone(),
+                    server_routes: Vec::new(),
+                }),
+            Err(_) => None,
+        };
+        // With random-route the server creates the route: record it so a rollback
+        // deletes it with the app.
+        let mut app = app;
+        let mut listing = Ok(());
+        if render.random_route
+            && let Some(StepOutput::App {
+                guid,
+                server_routes,
+                ..
+            }) = &mut app
+        {
+            match api.list_app_routes(guid).await {
+                Ok(r) => *server_routes = r,
+                Err(e) => listing = Err(e),
+            }
+        }
+        if let (Ok(()), Err(e)) = (&applied, listing) {
+            return Err(Failure {
+                error: Self::api_err(step, e),
+                partial: app,
+            });
+        }
+        match (applied, found, app) {
+            (Ok(()), _, Some(out)) => Ok(out),
+            (Ok(()), Err(e), None) => Err(err(e)),
+            (Ok(()), Ok(_), None) => Err(Error::AppMissing {
+                name: render.name.clone(),
+            }
+            .into()),
+            (Err(e), _, partial) => Err(Failure {
+                error: Self::api_err(step, e),
+                partial,
+            }),
+        }
+    }
+
+    /// Waits until every instance of every process of the new app is running and routable.
+    /// The first crash of any instance fails the wait, whether polling saw `CRASHED` or only
+    /// its traces (see [`super::crash`]); no progress for `--timeout` fails it too.
+    pub(super) async fn wait_healthy(
+        &self,
+        step: &Step,
+        app: &str,
+        guid: &str,
+        name: &str,
+        reporter: &mut dyn Reporter,
+    ) -> Result<(), Error> {
+        let mut wait = self.wait();
+        let mut best: Option<u32> = None;
+        let mut watch = CrashWatch::new(self.since);
+        loop {
+            let processes = self.read(self.api.list_processes(guid), step).await?;
+            let type_of = |g: &Option<String>| {
+                processes
+                    .iter()
+                    .find(|p| Some(&p.guid) == g.as_ref())
+                    .map_or_else(|| "web".to_string(), |p| p.process_type.clone())
+            };
+            let (mut running, mut total) = (0u32, 0u32);
+            let mut details = Vec::new();
+            let mut crash: Option<Crash> = None;
+            for p in &processes {
+                total += p.instances;
+                let stats = self.read(self.api.process_stats(&p.guid), step).await?;
+                if crash.is_none() {
+                    crash = watch.check_stats(&p.guid, &stats);
+                }
+                for s in &stats {
+                    match s.state {
+                        InstanceState::Running if s.routable != Some(false) => running += 1,
+                        _ => {
+                            if let Some(d) = &s.details
+                                && !details.contains(d)
+                            {
+                                details.push(d.clone());
+                            }
+                        }
+                    }
+                }
+            }
+            if crash.is_none() {
+                crash = self
+                    .crash_records(&watch, guid, Scope::WholeApp, reporter)
+                    .await;
+            }
+            if let Some(c) = crash {
+                return Err(Error::Crashed {
+                    name: name.to_string(),
+                    process_type: type_of(&c.process_guid),
+                    index: c.index.unwrap_or(0),
+                    reason: c.reason,
+                });
+            }
+            let running = running.min(total);
+            if running == total {
+                return Ok(());
+            }
+            if best.is_none_or(|b| running > b) {
+                best = Some(running);
+                wait.progressed();
+            }
+            if wait.stalled() {
+                return Err(Error::HealthTimeout {
+                    name: name.to_string(),
+                    running,
+                    total,
+                    timeout: self.req.timeout,
+                    details: if details.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", details.join("; "))
+                    },
+                });
+            }
+            let detail = format!("{running} of {total} instances running");
+            wait.report_and_pause(reporter, app, "instances", detail)
+                .await?;
+        }
+    }
+
+    /// The app's crash records that concern `scope` (abandoned when interrupted). An
+    /// unavailable source is named once in a warning.
+    pub(super) async fn crash_records(
+        &self,
+        watch: &CrashWatch,
+        app_guid: &str,
+        scope: Scope<'_>,
+        reporter: &mut dyn Reporter,
+    ) -> Option<Crash> {
+        let (crash, unavailable) = tokio::select! {
+            () = self.cancel.cancelled() => return None,
+            r = watch.check_records(self.api, app_guid, scope) => r,
+        };
+        for gap in unavailable {
+            let first = self
+                .warned
+                .lock()
+                .map(|mut w| w.insert(gap.clone()))
+                .unwrap_or(false);
+            if first {
+                reporter.report(Event::Warning {
+                    app: None,
+                    message: format!(
+                        "{gap}; crashes between two polls are detected from instance GUIDs and uptime only"
+                    ),
+                });
+            }
+        }
+        crash
+    }
+}

@@ -1,0 +1,87 @@
+//! The bits steps: create the package, upload it (progress throttled, cancellable), stage.
+
+use super::*;
+
+impl<A: CfApi> Exec<'_, A> {
+    /// Runs a package, upload or staging step.
+    pub(super) async fn bits_step(
+        &self,
+        step: &Step,
+        ledger: &Ledger,
+        reporter: &mut dyn Reporter,
+    ) -> Result<StepOutput, Failure> {
+        let err = Self::api_failure(step);
+        let app = step.app_label();
+        match &step.action {
+            Action::CreatePackage => {
+                let spec = self.spec(step)?;
+                let (guid, _) = Self::new_app(ledger, step)?;
+                let p = self
+                    .api
+                    .create_package(guid, &spec.source)
+                    .await
+                    .map_err(err)?;
+                Ok(StepOutput::Package(p))
+            }
+            Action::UploadBits => {
+                let spec = self.spec(step)?;
+                let AppSource::Bits(bits) = &spec.source else {
+                    return Err(Self::missing(step, "a bits source").into());
+                };
+                let package = ledger
+                    .package(app)
+                    .ok_or_else(|| Self::missing(step, "the package"))?;
+                let (sink, mut rx) = ProgressSink::channel();
+                let upload = self.api.upload_bits(package, bits, sink);
+                tokio::pin!(upload);
+                // An interrupted upload is dropped: the package belongs to the new app, which the
+                // rollback deletes with everything in it.
+                let mut throttle = ProgressThrottle::default();
+                let r = loop {
+                    tokio::select! {
+                        () = self.cancel.cancelled() => return Err(Error::Cancelled.into()),
+                        r = &mut upload => break r,
+                        Some(p) = rx.recv() => throttle.forward(app, p, reporter),
+                    }
+                };
+                // Updates sent just before the upload finished.
+                while let Ok(p) = rx.try_recv() {
+                    throttle.forward(app, p, reporter);
+                }
+                r.map_err(err)?;
+                Ok(StepOutput::None)
+            }
+            Action::Stage => {
+                let package = ledger
+                    .package(app)
+                    .ok_or_else(|| Self::missing(step, "the package"))?;
+                let build = self.api.create_build(package).await.map_err(err)?;
+                let mut wait = self.wait();
+                loop {
+                    match self.read(self.api.get_build(&build), step).await? {
+                        BuildState::Staged(d) => return Ok(StepOutput::Droplet(d)),
+                        BuildState::Failed(reason) => {
+                            return Err(Error::StagingFailed {
+                                app: app.to_string(),
+                                reason,
+                            }
+                            .into());
+                        }
+                        BuildState::Staging => {}
+                    }
+                    if wait.stalled() {
+                        return Err(Error::StagingTimeout {
+                            app: app.to_string(),
+                            timeout: self.req.timeout,
+                        }
+                        .into());
+                    }
+                    let detail = format!("staging build {build}");
+                    wait.report_and_pause(reporter, app, "staging", detail)
+                        .await?;
+                }
+            }
+            _ => Err(Self::missing(step, "a handler for this step").into()),
+        }
+    }
+}

@@ -1,0 +1,601 @@
+//! Execute: runs a [`Plan`]'s steps against a [`CfApi`], records outputs in a [`Ledger`],
+//! reports [`Event`]s, and on failure or cancellation before the commit point runs the undos
+//! in reverse order (not-found counts as success; a failed undo is recorded and the rest still
+//! run). After the commit point a failure stops the run and names the leftovers.
+//!
+//! Cancellation is checked between steps and inside every wait (`select!`); a mutating request
+//! that has started is always awaited to its end.
+//!
+//! Depends on: deploy::{api, step, plan, event, smoke, error}. Must not: print.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::api::{
+    ApiError, AppSource, BuildState, CfApi, Deployment, DeploymentState, DeploymentStrategy,
+    InstanceState, NetworkPolicy, NewDeployment, NewDestination, ProgressSink, UploadProgress,
+};
+use super::crash::{Crash, CrashWatch, Scope};
+use super::error::Error;
+use super::event::{Event, Outcome, Reporter, StepTime, error_chain};
+use super::interrupt::Interrupt;
+use super::observe::{ROLE_CANDIDATE, ROLE_LABEL};
+use super::plan::Plan;
+use super::request::RenderRequest;
+use super::request::{AppSpec, DeployRequest};
+use super::smoke;
+use super::step::{Action, AppRef, Ledger, PolicyEnd, RouteRef, Step, StepOutput, Undo};
+use super::wait::Wait;
+
+mod apps;
+mod bits;
+mod deployment;
+mod env;
+mod routes;
+mod smoke_test;
+
+/// A failed step: the error and whatever it did create before failing (to undo it).
+struct Failure {
+    error: Error,
+    partial: Option<StepOutput>,
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Self {
+        Failure {
+            error,
+            partial: None,
+        }
+    }
+}
+
+struct Exec<'a, A: CfApi> {
+    api: &'a A,
+    req: &'a DeployRequest,
+    apps: &'a [AppSpec<A::Bits>],
+    /// What ends a wait: the first interrupt before the switch, the second after it.
+    cancel: &'a CancellationToken,
+    /// Crash records older than this belong to earlier runs.
+    since: SystemTime,
+    /// Warnings already given (an unavailable crash-record source is named once).
+    warned: &'a Mutex<BTreeSet<String>>,
+}
+
+fn ok_if_not_found(r: Result<(), ApiError>) -> Result<(), ApiError> {
+    match r {
+        Err(e) if e.is_not_found() => Ok(()),
+        r => r,
+    }
+}
+
+impl<A: CfApi> Exec<'_, A> {
+    fn api_err(step: &Step, e: ApiError) -> Error {
+        Error::Api {
+            app: step.app_label().to_string(),
+            step: step.describe().to_lowercase(),
+            source: Box::new(e),
+        }
+    }
+
+    /// Maps a failed call of `step` into its failure (nothing created to undo).
+    fn api_failure(step: &Step) -> impl Fn(ApiError) -> Failure + '_ {
+        move |e| Failure::from(Self::api_err(step, e))
+    }
+
+    fn missing(step: &Step, what: &str) -> Error {
+        Error::Missing {
+            app: step.app_label().to_string(),
+            step: step.kind().to_string(),
+            what: what.to_string(),
+        }
+    }
+
+    fn spec(&self, step: &Step) -> Result<&AppSpec<A::Bits>, Error> {
+        self.apps
+            .iter()
+            .find(|a| a.name == step.app_label())
+            .ok_or_else(|| Self::missing(step, "the app's spec"))
+    }
+
+    fn new_app<'l>(ledger: &'l Ledger, step: &Step) -> Result<(&'l str, &'l str), Error> {
+        ledger
+            .new_app(step.app_label())
+            .ok_or_else(|| Self::missing(step, "the new app"))
+    }
+
+    fn app_ref(ledger: &Ledger, step: &Step, r: &AppRef) -> Result<String, Error> {
+        match r {
+            AppRef::Existing { guid, .. } => Ok(guid.clone()),
+            AppRef::New { .. } => Ok(Self::new_app(ledger, step)?.0.to_string()),
+        }
+    }
+
+    fn route_guid(ledger: &Ledger, step: &Step, r: &RouteRef) -> Result<String, Error> {
+        match &r.guid {
+            Some(g) => Ok(g.clone()),
+            None => ledger
+                .created_route(&r.address)
+                .map(str::to_string)
+                .ok_or_else(|| Self::missing(step, "the route it maps")),
+        }
+    }
+
+    /// A wait of a step: polls at the poll interval, stalls after `--timeout` without
+    /// progress, ends at the cancel token.
+    fn wait(&self) -> Wait<'_> {
+        Wait::new(self.req.poll_interval, self.req.timeout, Some(self.cancel))
+    }
+
+    /// Sleeps, unless cancelled first.
+    async fn pause(&self, d: Duration) -> Result<(), Error> {
+        // Cancellation wins over the pause: a wait never outlives Ctrl-C.
+        tokio::select! {
+            () = self.cancel.cancelled() => Err(Error::Cancelled),
+            () = tokio::time::sleep(d) => Ok(()),
+        }
+    }
+
+    /// A read inside a wait: abandoned (it changes nothing) when cancelled.
+    async fn read<T>(
+        &self,
+        f: impl std::future::Future<Output = Result<T, ApiError>>,
+        step: &Step,
+    ) -> Result<T, Error> {
+        tokio::select! {
+            () = self.cancel.cancelled() => Err(Error::Cancelled),
+            r = f => r.map_err(|e| Self::api_err(step, e)),
+        }
+    }
+
+    /// Runs step `index` of `total` between its started and finished/failed events, records
+    /// its output (or what it created before failing) in the ledger, and returns its time.
+    async fn run_reported(
+        &self,
+        step: &Step,
+        (index, total): (usize, usize),
+        ledger: &mut Ledger,
+        reporter: &mut dyn Reporter,
+        committed: bool,
+    ) -> (StepTime, Result<(), Error>) {
+        reporter.report(Event::StepStarted {
+            index,
+            total,
+            kind: step.kind().into(),
+            app: step.app_label().into(),
+            description: step.describe(),
+        });
+        let started = Instant::now();
+        let result = self
+            .run_step_with_retries(step, ledger, reporter, committed)
+            .await;
+        let elapsed = started.elapsed();
+        let warnings = self.api.take_warnings();
+        let time = StepTime {
+            kind: step.kind().into(),
+            app: step.app_label().into(),
+            elapsed,
+        };
+        match result {
+            Ok(out) => {
+                reporter.report(Event::StepFinished {
+                    index,
+                    kind: step.kind().into(),
+                    app: step.app_label().into(),
+                    elapsed,
+                    warnings,
+                });
+                ledger.push(step.clone(), out);
+                (time, Ok(()))
+            }
+            Err(f) => {
+                reporter.report(Event::StepFailed {
+                    index,
+                    kind: step.kind().into(),
+                    app: step.app_label().into(),
+                    elapsed,
+                    error: error_chain(&f.error),
+                    warnings,
+                });
+                if let Some(p) = f.partial {
+                    ledger.push(step.clone(), p);
+                }
+                (time, Err(f.error))
+            }
+        }
+    }
+
+    /// Runs a step; after the switch every step is idempotent (rename, label, stop, delete)
+    /// and giving up leaves the app half-retired: a failed request is tried again, beyond the
+    /// client's own retries of one request, before naming leftovers.
+    async fn run_step_with_retries(
+        &self,
+        step: &Step,
+        ledger: &Ledger,
+        reporter: &mut dyn Reporter,
+        committed: bool,
+    ) -> Result<StepOutput, Failure> {
+        let mut attempt = 0;
+        loop {
+            match self.run_step(step, ledger, reporter).await {
+                Err(f)
+                    if committed
+                        && attempt < AFTER_SWITCH_RETRIES
+                        && matches!(f.error, Error::Api { .. }) =>
+                {
+                    attempt += 1;
+                    reporter.report(Event::Warning {
+                        app: Some(step.app_label().to_string()),
+                        message: format!(
+                            "{}; trying again ({attempt} of {AFTER_SWITCH_RETRIES})",
+                            error_chain(&f.error)
+                        ),
+                    });
+                    if self.pause(AFTER_SWITCH_PAUSE * attempt).await.is_err() {
+                        return Err(f);
+                    }
+                }
+                r => return r,
+            }
+        }
+    }
+
+    async fn run_step(
+        &self,
+        step: &Step,
+        ledger: &Ledger,
+        reporter: &mut dyn Reporter,
+    ) -> Result<StepOutput, Failure> {
+        match &step.action {
+            Action::DeleteLeftover { .. }
+            | Action::DeleteApp { .. }
+            | Action::StopApp { .. }
+            | Action::RenameApp { .. }
+            | Action::ApplyManifest { .. }
+            | Action::SetSsh { .. }
+            | Action::CopyMetadata { .. }
+            | Action::UpdateMetadata { .. }
+            | Action::SetDroplet
+            | Action::Start
+            | Action::WaitHealthy
+            | Action::UpdateApp { .. } => self.app_step(step, ledger, reporter).await,
+            Action::CreateRoute { .. }
+            | Action::CopyNetworkPolicies { .. }
+            | Action::MapRoute { .. }
+            | Action::UnmapRoute { .. }
+            | Action::Drain { .. }
+            | Action::DeleteRoute { .. } => self.route_step(step, ledger, reporter).await,
+            Action::CreatePackage | Action::UploadBits | Action::Stage => {
+                self.bits_step(step, ledger, reporter).await
+            }
+            Action::SmokeTest { .. } => self.smoke_step(step, reporter).await,
+            Action::SnapshotEnv { .. } => self.env_step(step).await,
+            Action::Deploy { .. } => self.deployment_step(step, ledger, reporter).await,
+        }
+    }
+
+    async fn undo(&self, u: &Undo) -> Result<(), ApiError> {
+        let api = self.api;
+        let r = match u {
+            Undo::DeleteApp { guid, routes, .. } => {
+                let mut r = ok_if_not_found(api.delete_app(guid).await);
+                for route in routes {
+                    let d = ok_if_not_found(api.delete_route(&route.guid).await);
+                    r = r.and(d);
+                }
+                r
+            }
+            Undo::DeleteRoute { guid, .. } => api.delete_route(guid).await,
+            Undo::RemoveDestination {
+                route_guid,
+                destination_guid,
+                ..
+            } => api.remove_destination(route_guid, destination_guid).await,
+            Undo::AddDestination {
+                route_guid,
+                destination,
+                ..
+            } => api
+                .add_destination(route_guid, destination)
+                .await
+                .map(|_| ()),
+            Undo::DeleteNetworkPolicies(p) => api.delete_network_policies(p).await,
+            Undo::RenameApp { guid, to, .. } => api.rename_app(guid, to).await,
+            Undo::CancelDeployment { guid, .. } => self.cancel_deployment(guid).await,
+            Undo::RestoreEnv {
+                guid,
+                vars,
+                bindings,
+                ..
+            } => {
+                // Bindings first; a failure there does not keep the variables from being restored.
+                let unbound = match api.list_service_bindings(guid).await {
+                    Ok(now) => {
+                        let mut r = Ok(());
+                        for b in now.iter().filter(|b| !bindings.contains(&b.guid)) {
+                            r = r.and(ok_if_not_found(api.delete_service_binding(&b.guid).await));
+                        }
+                        r
+                    }
+                    Err(e) => Err(e),
+                };
+                let now = api.get_env_vars(guid).await?;
+                let mut patch: BTreeMap<String, Option<String>> = vars
+                    .iter()
+                    .filter(|(k, v)| now.get(*k) != Some(*v))
+                    .map(|(k, v)| (k.clone(), Some(v.clone())))
+                    .collect();
+                for k in now.keys().filter(|k| !vars.contains_key(*k)) {
+                    patch.insert(k.clone(), None);
+                }
+                let env = if patch.is_empty() {
+                    Ok(())
+                } else {
+                    api.update_env_vars(guid, &patch).await
+                };
+                unbound.and(env)
+            }
+        };
+        ok_if_not_found(r)
+    }
+}
+
+/// What counts as progress of a deployment: any change resets the stall timer.
+#[derive(Debug, PartialEq, Eq)]
+struct Progress {
+    state: DeploymentState,
+    canary_step: Option<(u32, u32)>,
+    running: u32,
+}
+
+/// Forwards upload progress at most once per percent (or per MiB when the total is unknown),
+/// and always the last update, so a chatty uploader does not flood JSON output.
+#[derive(Default)]
+struct ProgressThrottle {
+    last: Option<u64>,
+}
+
+impl ProgressThrottle {
+    fn forward(&mut self, app: &str, p: UploadProgress, reporter: &mut dyn Reporter) {
+        let step = p.total.map_or(1 << 20, |t| (t / 100).max(1));
+        let done = p.total.is_some_and(|t| p.sent >= t);
+        let due = self.last.is_none_or(|l| p.sent >= l.saturating_add(step));
+        if done || due {
+            self.last = Some(p.sent);
+            reporter.report(Event::UploadProgress {
+                app: app.to_string(),
+                sent: p.sent,
+                total: p.total,
+            });
+        }
+    }
+}
+
+fn warn_all(reporter: &mut dyn Reporter, app: Option<&str>, warnings: Vec<String>) {
+    for message in warnings {
+        reporter.report(Event::Warning {
+            app: app.map(str::to_string),
+            message,
+        });
+    }
+}
+
+/// Runs the plan and returns the outcome with per-step durations. [`Event::Finished`] is not
+/// sent here but by [`super::run`], which knows the total duration.
+///
+/// Interrupts ([`Interrupt`]): a first one before the commit point rolls back; after it, the
+/// remaining steps still run (the new version serves; the retire is finished). A second one
+/// stops waiting at once, before or after the switch, and the outcome names what is left.
+pub async fn execute<A: CfApi>(
+    api: &A,
+    plan: &Plan,
+    req: &DeployRequest,
+    apps: &[AppSpec<A::Bits>],
+    reporter: &mut dyn Reporter,
+    interrupt: &Interrupt,
+) -> (Outcome, Vec<StepTime>) {
+    // Crash records are kept by the platform's clock: allow for a client clock ahead of it.
+    let since = SystemTime::now()
+        .checked_sub(CLOCK_SKEW)
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    let warned = Mutex::new(BTreeSet::new());
+    let before_switch = Exec {
+        api,
+        req,
+        apps,
+        cancel: interrupt.stop_token(),
+        since,
+        warned: &warned,
+    };
+    let after_switch = Exec {
+        cancel: interrupt.abandon_token(),
+        ..before_switch
+    };
+    let mut ledger = Ledger::default();
+    let mut times = Vec::new();
+    let total = plan.steps.len();
+    let mut failure: Option<(usize, Error)> = None;
+    let mut attempted_mutation = false;
+    let mut told_finishing = false;
+
+    for (index, step) in plan.steps.iter().enumerate() {
+        let committed = index >= plan.commit;
+        if committed {
+            interrupt.mark_switched();
+        }
+        if interrupt.is_abandoned() || (!committed && interrupt.is_stopped()) {
+            failure = Some((index, Error::Cancelled));
+            break;
+        }
+        if committed && interrupt.is_stopped() && !told_finishing {
+            told_finishing = true;
+            reporter.report(Event::Warning {
+                app: None,
+                message: "interrupted after the switch: the new version serves; finishing the switch (interrupt again to stop waiting)".into(),
+            });
+        }
+        let exec = if committed {
+            &after_switch
+        } else {
+            &before_switch
+        };
+        attempted_mutation |= step.is_mutating();
+        let (time, result) = exec
+            .run_reported(step, (index, total), &mut ledger, reporter, committed)
+            .await;
+        times.push(time);
+        if let Err(error) = result {
+            failure = Some((index, error));
+            break;
+        }
+    }
+
+    let Some((index, error)) = failure else {
+        return (Outcome::Deployed, times);
+    };
+    let message = failure_message(plan, &error, interrupt);
+    if index >= plan.commit {
+        // After the switch: the new version serves; name what is left to do.
+        let leftovers = plan.steps[index..]
+            .iter()
+            .filter_map(Step::manual_command)
+            .collect();
+        return (
+            Outcome::DeployedWithLeftovers {
+                error: message,
+                leftovers,
+            },
+            times,
+        );
+    }
+    if !attempted_mutation {
+        return (Outcome::NothingChanged { error: message }, times);
+    }
+    let manual_steps = rollback(&after_switch, &ledger, &message, reporter, interrupt).await;
+    if manual_steps.is_empty() {
+        (Outcome::RolledBack { error: message }, times)
+    } else {
+        (
+            Outcome::RollbackIncomplete {
+                error: message,
+                manual_steps,
+            },
+            times,
+        )
+    }
+}
+
+/// The outcome's message: the error chain, what a second interrupt did, and a hint.
+fn failure_message(plan: &Plan, error: &Error, interrupt: &Interrupt) -> String {
+    let mut message = error_chain(error);
+    if interrupt.is_abandoned() {
+        message.push_str(" (interrupted twice: stopped waiting)");
+    }
+    let in_place = plan
+        .steps
+        .iter()
+        .any(|s| matches!(s.action, Action::Deploy { .. }));
+    let hint = if in_place {
+        error.deployment_hint()
+    } else {
+        error.hint()
+    };
+    if let Some(h) = hint {
+        message.push('\n');
+        message.push_str(&h);
+    }
+    message
+}
+
+/// Runs the undos of everything recorded, newest first, and returns the `cf` commands of
+/// those that failed (or were not started after a second interrupt).
+async fn rollback<A: CfApi>(
+    exec: &Exec<'_, A>,
+    ledger: &Ledger,
+    message: &str,
+    reporter: &mut dyn Reporter,
+    interrupt: &Interrupt,
+) -> Vec<String> {
+    reporter.report(Event::RollbackStarted {
+        reason: message.to_string(),
+    });
+    let mut manual_steps = Vec::new();
+    for u in ledger.undos() {
+        let description = u.describe();
+        if interrupt.is_abandoned() {
+            // Not even started: the user stopped waiting.
+            manual_steps.push(u.manual_command());
+            continue;
+        }
+        reporter.report(Event::UndoStarted {
+            description: description.clone(),
+        });
+        let started = Instant::now();
+        let r = tokio::select! {
+            () = interrupt.abandon_token().cancelled() => Err(ApiError::transport(
+                "interrupted twice: stopped waiting (the request may or may not have taken effect)",
+            )),
+            r = exec.undo(&u) => r,
+        };
+        let elapsed = started.elapsed();
+        warn_all(reporter, None, exec.api.take_warnings());
+        match r {
+            Ok(()) => reporter.report(Event::UndoFinished {
+                description,
+                elapsed,
+            }),
+            Err(e) => {
+                let manual = u.manual_command();
+                reporter.report(Event::UndoFailed {
+                    description,
+                    elapsed,
+                    error: e.to_string(),
+                    manual: manual.clone(),
+                });
+                manual_steps.push(manual);
+            }
+        }
+    }
+    manual_steps
+}
+
+/// How often a failed step after the switch is tried again, and the pause before the first
+/// retry (doubled for the next).
+const AFTER_SWITCH_RETRIES: u32 = 2;
+const AFTER_SWITCH_PAUSE: Duration = Duration::from_secs(2);
+
+/// How far ahead of Cloud Controller's clock the client's may be for crash records to count.
+const CLOCK_SKEW: Duration = Duration::from_secs(300);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upload_progress_is_throttled_to_one_event_per_percent() {
+        let mut events: Vec<Event> = Vec::new();
+        let mut t = ProgressThrottle::default();
+        for sent in (0..=10_000u64).step_by(10) {
+            t.forward(
+                "web",
+                UploadProgress {
+                    sent,
+                    total: Some(10_000),
+                },
+                &mut events,
+            );
+        }
+        assert_eq!(events.len(), 101);
+        assert_eq!(
+            events.last(),
+            Some(&Event::UploadProgress {
+                app: "web".into(),
+                sent: 10_000,
+                total: Some(10_000)
+            })
+        );
+    }
+}

@@ -1,0 +1,124 @@
+//! The route steps: create, map, unmap (the commit point is the last unmap), drain, delete;
+//! and the network policies of the new app.
+
+use super::*;
+
+impl<A: CfApi> Exec<'_, A> {
+    /// Runs a route or network-policy step, or the drain.
+    pub(super) async fn route_step(
+        &self,
+        step: &Step,
+        ledger: &Ledger,
+        reporter: &mut dyn Reporter,
+    ) -> Result<StepOutput, Failure> {
+        let space = &self.req.space_guid;
+        let err = Self::api_failure(step);
+        match &step.action {
+            Action::CreateRoute { route, .. } => {
+                match self.api.create_route(space, &route.new_route()).await {
+                    Ok(r) => Ok(StepOutput::Route(r)),
+                    Err(e) => {
+                        // The request may have created it before failing: record it for undo.
+                        let partial = match self.api.find_route(&route.new_route()).await {
+                            Ok(Some(r)) => Some(StepOutput::Route(r)),
+                            _ => None,
+                        };
+                        Err(Failure {
+                            error: Self::api_err(step, e),
+                            partial,
+                        })
+                    }
+                }
+            }
+            Action::CopyNetworkPolicies { policies, .. } => {
+                let (guid, _) = Self::new_app(ledger, step)?;
+                let end = |e: &PolicyEnd| match e {
+                    PolicyEnd::Candidate => guid.to_string(),
+                    PolicyEnd::App(g) => g.clone(),
+                };
+                let ps: Vec<NetworkPolicy> = policies
+                    .iter()
+                    .map(|p| NetworkPolicy {
+                        source_app: end(&p.source),
+                        destination_app: end(&p.destination),
+                        protocol: p.protocol.clone(),
+                        start_port: p.start_port,
+                        end_port: p.end_port,
+                    })
+                    .collect();
+                match self.api.create_network_policies(&ps).await {
+                    Ok(()) => Ok(StepOutput::Policies(ps)),
+                    Err(e) => Err(Failure {
+                        error: Self::api_err(step, e),
+                        // Creation is not known to be atomic: deleting absent policies is harmless.
+                        partial: Some(StepOutput::Policies(ps)),
+                    }),
+                }
+            }
+            Action::MapRoute {
+                route,
+                process_type,
+                port,
+                protocol,
+                ..
+            } => {
+                let (guid, name) = Self::new_app(ledger, step)?;
+                let route_guid = Self::route_guid(ledger, step, route)?;
+                let d = self
+                    .api
+                    .add_destination(
+                        &route_guid,
+                        &NewDestination {
+                            app_guid: guid.to_string(),
+                            process_type: process_type.clone(),
+                            port: *port,
+                            protocol: protocol.clone(),
+                        },
+                    )
+                    .await
+                    .map_err(err)?;
+                Ok(StepOutput::Mapped {
+                    route_guid,
+                    destination_guid: d.guid,
+                    app_name: name.to_string(),
+                })
+            }
+            Action::UnmapRoute {
+                route, destination, ..
+            } => {
+                let route_guid = Self::route_guid(ledger, step, route)?;
+                match ok_if_not_found(
+                    self.api
+                        .remove_destination(&route_guid, &destination.guid)
+                        .await,
+                ) {
+                    Ok(()) => Ok(StepOutput::Unmapped { route_guid }),
+                    Err(e) => Err(Failure {
+                        error: Self::api_err(step, e),
+                        // It may be gone anyway; re-mapping is idempotent.
+                        partial: Some(StepOutput::Unmapped { route_guid }),
+                    }),
+                }
+            }
+            Action::Drain { duration } => {
+                reporter.report(Event::Waiting {
+                    app: String::new(),
+                    what: "drain".into(),
+                    elapsed: Duration::ZERO,
+                    detail: format!(
+                        "both versions serve for {}",
+                        crate::deploy::step::fmt_duration(*duration)
+                    ),
+                });
+                self.pause(*duration).await?;
+                Ok(StepOutput::None)
+            }
+            Action::DeleteRoute { route, .. } => {
+                let route_guid = Self::route_guid(ledger, step, route)?;
+                ok_if_not_found(self.api.delete_route(&route_guid).await).map_err(err)?;
+                Ok(StepOutput::None)
+            }
+            _ => Err(Self::missing(step, "a handler for this step").into()),
+        }
+    }
+}
