@@ -178,6 +178,34 @@ pub enum RequestError {
     /// The smoke-test path does not start with `/`.
     #[error("--smoke-test-path '{0}' must start with '/'")]
     BadSmokePath(String),
+    /// `--smoke-test-router` is not a `HOST:PORT` that resolves.
+    #[error("--smoke-test-router '{value}': {reason}")]
+    BadSmokeRouter {
+        /// The flag's value.
+        value: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
+}
+
+/// Resolves `--smoke-test-router HOST:PORT` to the address the probe dials.
+fn smoke_router(value: &str) -> Result<SocketAddr, RequestError> {
+    use std::net::ToSocketAddrs as _;
+    let bad = |reason: String| RequestError::BadSmokeRouter {
+        value: value.to_string(),
+        reason,
+    };
+    if value
+        .rsplit_once(':')
+        .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+    {
+        return Err(bad("expected HOST:PORT, e.g. 127.0.0.1:8081".into()));
+    }
+    value
+        .to_socket_addrs()
+        .map_err(|e| bad(format!("cannot resolve it: {e}")))?
+        .next()
+        .ok_or_else(|| bad("it resolves to no address".into()))
 }
 
 impl DeployRequest {
@@ -223,6 +251,12 @@ impl DeployRequest {
             temp_route_suffix: suffix.clone(),
             dry_run: args.dry_run,
             probe: ProbeConfig {
+                scheme: args.smoke_test_scheme.as_str().to_string(),
+                connect_to: args
+                    .smoke_test_router
+                    .as_deref()
+                    .map(smoke_router)
+                    .transpose()?,
                 skip_tls_verify: target.skip_ssl_validation,
                 ..ProbeConfig::default()
             },
@@ -253,6 +287,50 @@ mod tests {
                 guid: "sg".into(),
             }),
             user: Some("alice".into()),
+        }
+    }
+
+    #[test]
+    fn smoke_test_router_and_scheme_reach_the_probe() {
+        let args = PushArgs {
+            temp_route_suffix: "-temp".into(),
+            smoke_test_router: Some("127.0.0.1:8081".into()),
+            smoke_test_scheme: crate::cli::SmokeScheme::Http,
+            ..PushArgs::default()
+        };
+        let r = DeployRequest::from_args(&args, &target()).unwrap();
+        assert_eq!(r.probe.scheme, "http");
+        assert_eq!(
+            r.probe.connect_to,
+            Some(SocketAddr::from(([127, 0, 0, 1], 8081)))
+        );
+        let r = DeployRequest::from_args(
+            &PushArgs {
+                temp_route_suffix: "-temp".into(),
+                ..PushArgs::default()
+            },
+            &target(),
+        )
+        .unwrap();
+        assert_eq!(
+            (r.probe.scheme.as_str(), r.probe.connect_to),
+            ("https", None)
+        );
+        for bad in ["router", "router:", ":80", "127.0.0.1:99999"] {
+            let e = DeployRequest::from_args(
+                &PushArgs {
+                    temp_route_suffix: "-temp".into(),
+                    smoke_test_router: Some(bad.into()),
+                    ..PushArgs::default()
+                },
+                &target(),
+            )
+            .unwrap_err();
+            assert!(
+                e.to_string()
+                    .starts_with(&format!("--smoke-test-router '{bad}'")),
+                "{e}"
+            );
         }
     }
 

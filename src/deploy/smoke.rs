@@ -63,6 +63,23 @@ pub fn route_url(cfg: &ProbeConfig, route: &str) -> String {
     format!("{}://{route}", cfg.scheme)
 }
 
+/// The variable that hands `--smoke-test-router` to a smoke-test command, in curl's
+/// `--connect-to` form: `curl --connect-to "$CF_ZDT_CONNECT_TO" "$CF_ZDT_URL"`.
+pub const CONNECT_TO_ENV: &str = "CF_ZDT_CONNECT_TO";
+
+/// `ROUTE_HOST:PORT:ROUTER_HOST:ROUTER_PORT` (curl's `--connect-to`) for `route` when the probe
+/// dials a router of its own; `None` otherwise.
+pub fn connect_to_env(cfg: &ProbeConfig, route: &str) -> Option<String> {
+    let router = cfg.connect_to?;
+    let host = route.split('/').next().unwrap_or(route);
+    let port = if cfg.scheme == "http" { 80 } else { 443 };
+    let router_host = match router.ip() {
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        std::net::IpAddr::V4(ip) => ip.to_string(),
+    };
+    Some(format!("{host}:{port}:{router_host}:{}", router.port()))
+}
+
 /// The router header that sends a request to one process (or one instance of it):
 /// `X-Cf-Process-Instance: <process-guid>[:<index>]`.
 pub const PROCESS_INSTANCE_HEADER: &str = "X-Cf-Process-Instance";
@@ -313,6 +330,25 @@ mod tests {
         .await
         .unwrap_err();
         assert!(e.to_string().contains("status 1: boom"), "{e}");
+    }
+
+    #[test]
+    fn the_connect_to_value_is_curls() {
+        let mut cfg = ProbeConfig {
+            connect_to: Some(([127, 0, 0, 1], 8081).into()),
+            ..ProbeConfig::default()
+        };
+        assert_eq!(
+            connect_to_env(&cfg, "web-temp.example.com").as_deref(),
+            Some("web-temp.example.com:443:127.0.0.1:8081")
+        );
+        cfg.scheme = "http".into();
+        assert_eq!(
+            connect_to_env(&cfg, "web-temp.example.com/api").as_deref(),
+            Some("web-temp.example.com:80:127.0.0.1:8081")
+        );
+        cfg.connect_to = None;
+        assert_eq!(connect_to_env(&cfg, "web-temp.example.com"), None);
     }
 
     #[tokio::test]

@@ -258,3 +258,35 @@ async fn forbidden_or_missing_optional_apis_deploy_with_a_warning() {
         w.sim.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smoke_tests_reach_the_candidate_through_the_router_given() {
+    let w = world(fast()).await;
+    first_deploy(&w).await;
+    let load = w.load("web").await;
+    let m = version(&w, "v2", 2);
+    let router = w.sim.router_addr().to_string();
+    let args = PushArgs {
+        smoke_test_path: Some("/".into()),
+        // curl dials the router too, with the route as Host: only $CF_ZDT_CONNECT_TO gets it there.
+        smoke_test: Some(r#"curl -sf --max-time 5 --connect-to "$CF_ZDT_CONNECT_TO""#.into()),
+        smoke_test_router: Some(router),
+        smoke_test_scheme: cf_zero_downtime::cli::SmokeScheme::Http,
+        ..push_args(&m)
+    };
+    // Without the harness's probe override: the flags alone must get the probe there.
+    let cwd = m.parent().unwrap().to_path_buf();
+    let mut opts = cf_zero_downtime::demo::sim_push_options(&w.sim, args, cwd);
+    opts.probe = None;
+    let mut events: Vec<Event> = Vec::new();
+    let outcome = cf_zero_downtime::deploy::push::push(
+        opts,
+        &mut events,
+        &tokio_util::sync::CancellationToken::new(),
+    )
+    .await;
+    w.settle().await;
+    assert_no_failures(&load.stop().await);
+    assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
+    assert_eq!(w.serving("web").await, "v2");
+}

@@ -76,11 +76,15 @@ impl<A: CfApi> Exec<'_, A> {
             .map_err(to_err)?;
         }
         if let Some(cmd) = &self.req.smoke_test {
-            let env: Vec<(&str, &str)> = pin
+            let connect_to = smoke::connect_to_env(&self.req.probe, route);
+            let mut env: Vec<(&str, &str)> = pin
                 .as_ref()
                 .map(|p| ("CF_ZDT_PROCESS_INSTANCE", p.process))
                 .into_iter()
                 .collect();
+            if let Some(c) = &connect_to {
+                env.push((smoke::CONNECT_TO_ENV, c));
+            }
             waiting(match &pin {
                 Some(p) => format!(
                     "running {cmd} {base} (CF_ZDT_PROCESS_INSTANCE={}){}",
