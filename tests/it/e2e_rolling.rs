@@ -309,6 +309,11 @@ async fn rolling_interrupted_is_canceled_with_v1_serving_and_env_restored() {
     let w = world(fast()).await;
     let before = w.first_deploy(2, Strategy::Rolling).await;
     let load = w.load("web").await;
+    // New instances take a while to start, so the deployment is still running when the
+    // interrupt's cancel arrives (without it, a fast machine could finish it first).
+    w.sim
+        .faults()
+        .slow_start("web", std::time::Duration::from_secs(3));
     let m = w.version("v2", 2, &[]);
     let args = w.args(&m, Strategy::Rolling);
     let token = CancellationToken::new();
