@@ -5,7 +5,7 @@
 //! 1. the cf CLI (`AccessToken`, plugin mode only), until a call shows that the CLI is gone:
 //!    cf has no signal handler while a plugin runs, so Ctrl-C ends cf and its RPC server
 //!    while the plugin lives on to roll back;
-//! 2. the cf CLI's `config.json` ([`ConfigRefresher`]): the file is re-read (a concurrent
+//! 2. the cf CLI's `config.json` (`ConfigRefresher`): the file is re-read (a concurrent
 //!    `cf` may have rotated the tokens), else the login server's refresh grant is used
 //!    (bounded retries) and the new tokens are saved back;
 //! 3. the cached token itself, when every refresh failed but its `exp` has not passed yet

@@ -1,6 +1,6 @@
 //! The cf CLI's (v7/v8) saved login in `$CF_HOME/.cf/config.json` (else `~/.cf/config.json`):
 //! in standalone mode it becomes a [`Target`] and a [`TokenSource`]; in both modes
-//! [`ConfigRefresher`] is how a token is refreshed without the cf CLI: re-read the file (a
+//! `ConfigRefresher` is how a token is refreshed without the cf CLI: re-read the file (a
 //! concurrent `cf` may have rotated the tokens), else the login server's `refresh_token`
 //! grant (or `client_credentials`) with bounded retries, saving the new tokens back the way
 //! cf does (atomic replace, mode 0600).
