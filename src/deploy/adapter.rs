@@ -41,6 +41,15 @@ pub struct CfBackend {
     org_guid: Option<String>,
     poll: PollOptions,
     docker_password: Option<SecretString>,
+    /// Crash-record sources found absent or forbidden: not asked again at every health poll.
+    gone: std::sync::Mutex<GoneSources>,
+}
+
+/// Which optional crash-record sources answered "not here for you" once already.
+#[derive(Debug, Default, Clone, Copy)]
+struct GoneSources {
+    audit_events: bool,
+    log_cache: bool,
 }
 
 impl std::fmt::Debug for CfBackend {
@@ -73,6 +82,7 @@ impl CfBackend {
             org_guid,
             poll: PollOptions::new(DEFAULT_POLL_INTERVAL, DEFAULT_WAIT_TIMEOUT),
             docker_password: None,
+            gone: std::sync::Mutex::new(GoneSources::default()),
         }
     }
 
@@ -890,8 +900,13 @@ impl CfApi for CfBackend {
         let secs = i64::try_from(since.as_secs()).unwrap_or(i64::MAX);
         // CC compares created_at to the second: one second early catches the boundary.
         let filter = cf::AuditEventFilter::crashes_of(&guid).created_after_unix(secs - 1);
-        let audit = self.client.list_audit_events(filter).await;
+        let gone = self.gone.lock().map(|g| *g).unwrap_or_default();
         let mut errors = Vec::new();
+        let audit = if gone.audit_events {
+            Ok(Vec::new())
+        } else {
+            self.client.list_audit_events(filter).await
+        };
         match audit {
             Ok(events) => out.events.extend(events.iter().filter_map(|e| {
                 let c = e.crash()?;
@@ -903,6 +918,9 @@ impl CfApi for CfBackend {
                 })
             })),
             Err(e) if e.is_unavailable_optional() => {
+                if let Ok(mut g) = self.gone.lock() {
+                    g.audit_events = true;
+                }
                 out.unavailable
                     .push(format!("audit events: {}", error_chain(&e)));
             }
@@ -911,7 +929,12 @@ impl CfApi for CfBackend {
         let ns = i64::try_from(since.as_nanos()).unwrap_or(i64::MAX);
         let query =
             cf::LogCacheQuery::recent(&[cf::EnvelopeType::Log], CRASH_LOG_LINES).since_ns(ns);
-        match self.client.read_log_cache(app_guid, query).await {
+        let logs = if gone.log_cache {
+            Ok(Vec::new())
+        } else {
+            self.client.read_log_cache(app_guid, query).await
+        };
+        match logs {
             Ok(envelopes) => {
                 for env in &envelopes {
                     if let cf::EnvelopeKind::Log(m) = &env.kind
@@ -925,6 +948,9 @@ impl CfApi for CfBackend {
                 }
             }
             Err(e) if e.is_unavailable_optional() => {
+                if let Ok(mut g) = self.gone.lock() {
+                    g.log_cache = true;
+                }
                 out.unavailable
                     .push(format!("log-cache: {}", error_chain(&e)));
             }
