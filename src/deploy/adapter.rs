@@ -964,6 +964,72 @@ impl CfApi for CfBackend {
         }
     }
 
+    async fn app_log(
+        &self,
+        app_guid: &str,
+        query: &super::api::LogQuery,
+    ) -> ApiResult<Vec<super::api::LogRecord>> {
+        use super::api::{LogEntry, LogRecord};
+        let mut types = Vec::new();
+        if query.lines {
+            types.push(cf::EnvelopeType::Log);
+        }
+        if query.requests {
+            types.push(cf::EnvelopeType::Timer);
+        }
+        if types.is_empty() || query.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let since = query
+            .since
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let mut q = cf::LogCacheQuery::recent(&types, query.limit.min(cf::log_cache::MAX_LOG_CACHE_LIMIT))
+            .since_ns(i64::try_from(since.as_nanos()).unwrap_or(i64::MAX));
+        q.descending = query.newest;
+        let mut envelopes = self
+            .client
+            .read_log_cache(app_guid, q)
+            .await
+            .map_err(|e| api_error(&e))?;
+        if query.newest {
+            envelopes.reverse();
+        }
+        let at = |ns: i64| {
+            std::time::UNIX_EPOCH + Duration::from_nanos(u64::try_from(ns).unwrap_or(0))
+        };
+        Ok(envelopes
+            .into_iter()
+            .filter_map(|env| {
+                let entry = match &env.kind {
+                    cf::EnvelopeKind::Log(m) if query.lines => LogEntry::Line {
+                        source_type: env.tags.get("source_type").cloned().unwrap_or_default(),
+                        stderr: m.stream == cf::LogStream::Err,
+                        text: m.text().trim_end_matches(['\r', '\n']).to_string(),
+                    },
+                    cf::EnvelopeKind::Timer(t) if query.requests && t.name == "http" => {
+                        LogEntry::Request {
+                            status: env
+                                .tags
+                                .get("status_code")
+                                .and_then(|s| s.parse().ok())
+                                .unwrap_or(0),
+                            duration: Duration::from_nanos(
+                                u64::try_from(t.stop.saturating_sub(t.start)).unwrap_or(0),
+                            ),
+                        }
+                    }
+                    _ => return None,
+                };
+                Some(LogRecord {
+                    at: at(env.timestamp),
+                    instance: env.instance_id.clone(),
+                    entry,
+                })
+            })
+            .collect())
+    }
+
     fn take_warnings(&self) -> Vec<String> {
         self.client.take_warnings()
     }

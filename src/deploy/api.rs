@@ -298,6 +298,54 @@ pub struct CrashEvents {
     pub unavailable: Vec<String>,
 }
 
+/// What to read from an app's log-cache (see [`CfApi::app_log`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogQuery {
+    /// Only records at or after this time.
+    pub since: std::time::SystemTime,
+    /// Log lines (`STG`, `CELL`, `API`, `APP/...`, `RTR`).
+    pub lines: bool,
+    /// gorouter's per-request `http` timers.
+    pub requests: bool,
+    /// At most this many records; log-cache caps one read at 1000.
+    pub limit: u32,
+    /// Keep the newest `limit` records after `since` (else the oldest); the answer is oldest
+    /// first either way.
+    pub newest: bool,
+}
+
+/// One record of an app's log-cache, oldest first in [`CfApi::app_log`]'s answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogRecord {
+    /// When it was emitted.
+    pub at: std::time::SystemTime,
+    /// The envelope's `instance_id` (the instance index for app and router records).
+    pub instance: String,
+    /// A line or a request.
+    pub entry: LogEntry,
+}
+
+/// The content of a [`LogRecord`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogEntry {
+    /// A log line as `cf logs` shows it.
+    Line {
+        /// `source_type` tag: `STG`, `CELL`, `API`, `APP/PROC/WEB`, `RTR`, ... (empty if none).
+        source_type: String,
+        /// Written to standard error.
+        stderr: bool,
+        /// The line (invalid UTF-8 replaced).
+        text: String,
+    },
+    /// One request gorouter sent to the app (its `http` timer envelope).
+    Request {
+        /// The app's HTTP status (`status_code` tag; 0 when the router got no answer).
+        status: u16,
+        /// How long the request took at the router.
+        duration: std::time::Duration,
+    },
+}
+
 /// The state of a build.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BuildState {
@@ -673,6 +721,14 @@ pub trait CfApi: Sync {
         app_guid: &str,
         since: std::time::SystemTime,
     ) -> impl Future<Output = ApiResult<CrashEvents>> + Send;
+    /// The app's recent log-cache records (lines and/or router requests) since
+    /// `query.since`, oldest first. Read-only. log-cache absent or forbidden is an error with
+    /// [`ApiError::is_unavailable`] true (callers say so once and go on).
+    fn app_log(
+        &self,
+        app_guid: &str,
+        query: &LogQuery,
+    ) -> impl Future<Output = ApiResult<Vec<LogRecord>>> + Send;
     /// Warnings collected since the last call (`X-Cf-Warnings`, job warnings), drained.
     fn take_warnings(&self) -> Vec<String>;
 }

@@ -1176,6 +1176,16 @@ impl CfApi for FakeCf {
         }
     }
 
+    async fn app_log(
+        &self,
+        app: &str,
+        _query: &cf_zero_downtime::deploy::api::LogQuery,
+    ) -> ApiResult<Vec<cf_zero_downtime::deploy::api::LogRecord>> {
+        self.enter("app_log", app)?;
+        // The fake has no log-cache: as on a platform that does not offer it.
+        Err(ApiError::unavailable("log-cache is not offered by the fake"))
+    }
+
     fn take_warnings(&self) -> Vec<String> {
         std::mem::take(&mut self.lock().warnings)
     }
