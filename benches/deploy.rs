@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use cf_zero_downtime::cli::PushArgs;
 use cf_zero_downtime::demo::{sim_push_options, write_app};
 use cf_zero_downtime::deploy::Outcome;
-use cf_zero_downtime::deploy::push::push;
 use cf_zero_downtime::sim::{Sim, SimConfig};
+use cf_zero_downtime::wiring::push::push;
 use tokio_util::sync::CancellationToken;
 
 struct Case {

@@ -13,6 +13,7 @@
 //! | [`cf`]       | Cloud Controller v3 client (knows nothing of deploys or manifests)      |
 //! | [`package`]  | app bits: `.cfignore`, scan + SHA1, resource matching, streaming zip    |
 //! | [`deploy`]   | observe → plan → execute, strategies, events                            |
+//! | [`wiring`]   | joins the layers: the real `CfApi`, manifest apps → `AppSpec`, push    |
 //! | [`ui`]       | renders events as cf-CLI-like text or JSON lines; the only printer      |
 //! | [`sim`]      | the local Cloud Foundry simulator (API subset, router, instances)       |
 //! | [`demo`]     | `demo` command: the whole flow on the simulator, under load, a report   |
@@ -27,3 +28,4 @@ pub mod package;
 pub mod plugin;
 pub mod sim;
 pub mod ui;
+pub mod wiring;

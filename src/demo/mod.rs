@@ -22,10 +22,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cf::{NamedGuid, StaticToken, Target};
 use crate::cli::{OutputFormat, PushArgs, Strategy};
-use crate::deploy::push::{PushOptions, push};
 use crate::deploy::request::ProbeConfig;
 use crate::deploy::{Event, Outcome, Reporter};
 use crate::sim::{Sim, SimConfig, SimHandle};
+use crate::wiring::push::{PushOptions, push};
 
 /// Flags of `cf-zero-downtime demo`.
 #[derive(Debug, Clone, Args)]

@@ -5,9 +5,9 @@
 //!
 //! # Seams (what the integrator provides)
 //!
-//! - [`api::CfApi`]: implemented for the real Cloud Controller client (and the package layer
-//!   for [`api::CfApi::upload_bits`], with [`api::CfApi::Bits`] the scanned app directory or
-//!   archive); `cf::Error` is mapped into [`api::ApiError`].
+//! - [`api::CfApi`]: implemented for the real Cloud Controller client in `wiring::adapter`
+//!   (and the package layer for [`api::CfApi::upload_bits`], with [`api::CfApi::Bits`] the
+//!   scanned app directory or archive); `cf::Error` is mapped into [`api::ApiError`].
 //! - [`request::AppSpec`]: one per manifest app, its `render` wired to the manifest layer
 //!   (render the app's entry with [`request::RenderRequest`]'s overrides: name, routes or
 //!   `no-route`, extra labels/annotations, instance counts).
@@ -60,31 +60,28 @@
 //! Adding a step: a variant of [`step::Action`] (the compiler then asks for its kind,
 //! description, whether it mutates and its undo in `step.rs`, and for its dispatch in
 //! `execute/mod.rs`), its handler in one `execute/*.rs` file, and where the planner puts it;
-//! a new Cloud Controller call also needs the [`CfApi`] method, [`adapter`] and, when it
-//! mutates, an entry in `MUTATING_METHODS`.
+//! a new Cloud Controller call also needs the [`CfApi`] method, its implementation in
+//! `wiring::adapter` and, when it mutates, an entry in `MUTATING_METHODS`.
 //!
-//! Depends on: cli (flags), cf::target, cf::PollOptions, tokio, tokio-util, reqwest (smoke probe).
-//! Must not: print, exit, or use `cf`/`manifest`/`package` directly — except the integration
-//! modules [`adapter`] (the real [`CfApi`]), [`from_manifest`] (manifest app → [`AppSpec`]) and
-//! [`push`] (flags → preflight → [`run`]), which wire those layers in.
+//! Depends on: cf::target (org/space of a request), cf::PollOptions, tokio, tokio-util,
+//! reqwest (smoke probe), cli (only where a request is built from flags).
+//! Must not: print, exit, or use `cf` (the client), `manifest` or `package`: the `wiring`
+//! module joins those layers to this one.
 
-pub mod adapter;
 pub mod api;
 mod crash;
 pub mod error;
 pub mod event;
 pub mod execute;
-pub mod from_manifest;
 pub mod interrupt;
 pub mod observe;
 pub mod plan;
-pub mod push;
 pub mod request;
 pub mod rolling;
 pub mod route;
 pub mod smoke;
 pub mod step;
-mod wait;
+pub(crate) mod wait;
 
 use tokio::time::Instant;
 
@@ -92,18 +89,10 @@ pub use api::{ApiError, CfApi};
 pub use error::Error;
 pub use event::{Event, Outcome, Reporter};
 pub use interrupt::Interrupt;
-pub use request::{AppSpec, DeployRequest, RenderRequest, RouteSpec};
+pub use request::{AppSpec, DeployRequest, OldApp, RenderRequest, RouteSpec, Strategy};
 
 use event::error_chain;
 use plan::Plan;
-
-/// The strategy's flag value (`blue-green`, `rolling`, `canary`).
-pub fn strategy_name(s: crate::cli::Strategy) -> String {
-    use clap::ValueEnum;
-    s.to_possible_value()
-        .map(|v| v.get_name().to_string())
-        .unwrap_or_else(|| format!("{s:?}"))
-}
 
 /// Observes, plans and (unless `--dry-run`) executes a deploy of `apps` with the request's
 /// strategy (blue-green, or rolling/canary through [`rolling`]).
@@ -123,7 +112,7 @@ pub async fn run<A: CfApi>(
         space: req.space.clone(),
         user: req.user.clone(),
         apps: apps.iter().map(|a| a.name.clone()).collect(),
-        strategy: strategy_name(req.strategy),
+        strategy: req.strategy.as_str().to_string(),
     });
     let (outcome, steps) = run_inner(api, req, apps, reporter, &interrupt).await;
     reporter.report(Event::Finished {

@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use crate::cli::{OldApp, Strategy};
+use super::request::{OldApp, Strategy};
 
 use super::api::{Destination, MetadataUpdate};
 use super::observe::{
@@ -236,9 +236,9 @@ pub fn plan<B>(
 /// The strategy is blue-green and the apps are named once each.
 fn check_request<B>(req: &DeployRequest, apps: &[AppSpec<B>]) -> Result<(), PlanError> {
     if req.strategy != Strategy::BlueGreen {
-        return Err(PlanError::UnsupportedStrategy(super::strategy_name(
-            req.strategy,
-        )));
+        return Err(PlanError::UnsupportedStrategy(
+            req.strategy.as_str().to_string(),
+        ));
     }
     if apps.is_empty() {
         return Err(PlanError::NoApps);

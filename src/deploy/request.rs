@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cf::Target;
-use crate::cli::{OldApp, PushArgs, Strategy};
+use crate::cli::{self, PushArgs};
 
 use super::api::AppSource;
 
@@ -92,6 +92,61 @@ impl<B> AppSpec<B> {
     /// Whether the code is a bits package (needs an upload).
     pub fn is_bits(&self) -> bool {
         matches!(self.source, AppSource::Bits(_))
+    }
+}
+
+/// How the new version replaces the live one (the deploy layer's own copy of `--strategy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Strategy {
+    /// A candidate app next to the live one, smoke test, route switch, retire the old app.
+    #[default]
+    BlueGreen,
+    /// A Cloud Controller rolling deployment (same app GUID), watched by our monitor.
+    Rolling,
+    /// A Cloud Controller canary deployment, smoke-tested at each pause.
+    Canary,
+}
+
+impl Strategy {
+    /// The flag value (`blue-green`, `rolling`, `canary`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::BlueGreen => "blue-green",
+            Strategy::Rolling => "rolling",
+            Strategy::Canary => "canary",
+        }
+    }
+}
+
+impl From<cli::Strategy> for Strategy {
+    fn from(s: cli::Strategy) -> Self {
+        match s {
+            cli::Strategy::BlueGreen => Strategy::BlueGreen,
+            cli::Strategy::Rolling => Strategy::Rolling,
+            cli::Strategy::Canary => Strategy::Canary,
+        }
+    }
+}
+
+/// What becomes of the old app once a blue-green switch is committed (`--old-app`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OldApp {
+    /// Deleted after the drain.
+    #[default]
+    Delete,
+    /// Stopped and kept as `<app>-venerable` (what `zero-downtime-rollback` brings back).
+    Stop,
+    /// Kept running, unrouted, as `<app>-venerable`.
+    Keep,
+}
+
+impl From<cli::OldApp> for OldApp {
+    fn from(o: cli::OldApp) -> Self {
+        match o {
+            cli::OldApp::Delete => OldApp::Delete,
+            cli::OldApp::Stop => OldApp::Stop,
+            cli::OldApp::Keep => OldApp::Keep,
+        }
     }
 }
 
@@ -237,12 +292,12 @@ impl DeployRequest {
             space: space.name.clone(),
             space_guid: space.guid.clone(),
             user: target.user.clone(),
-            strategy: args.strategy,
+            strategy: args.strategy.into(),
             max_in_flight: args.max_in_flight,
             instance_steps: args.instance_steps.clone(),
             smoke_test: args.smoke_test.clone(),
             smoke_test_path: args.smoke_test_path.clone(),
-            old_app: args.old_app,
+            old_app: args.old_app.into(),
             drain: args.drain,
             timeout: args.timeout,
             smoke_timeout: args.smoke_test_timeout,
@@ -295,7 +350,7 @@ mod tests {
         let args = PushArgs {
             temp_route_suffix: "-temp".into(),
             smoke_test_router: Some("127.0.0.1:8081".into()),
-            smoke_test_scheme: crate::cli::SmokeScheme::Http,
+            smoke_test_scheme: cli::SmokeScheme::Http,
             ..PushArgs::default()
         };
         let r = DeployRequest::from_args(&args, &target()).unwrap();

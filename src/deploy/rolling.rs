@@ -33,7 +33,7 @@ use std::collections::BTreeMap;
 
 use super::interrupt::Interrupt;
 
-use crate::cli::Strategy;
+use super::request::Strategy;
 
 use super::api::{CfApi, DeploymentStrategy};
 use super::event::{Outcome, Reporter, StepTime};
@@ -62,9 +62,9 @@ pub fn plan<B>(
     apps: &[AppSpec<B>],
 ) -> Result<Vec<Plan>, PlanError> {
     let Some(strategy) = deployment_strategy(req.strategy) else {
-        return Err(PlanError::UnsupportedStrategy(super::strategy_name(
-            req.strategy,
-        )));
+        return Err(PlanError::UnsupportedStrategy(
+            req.strategy.as_str().to_string(),
+        ));
     };
     if apps.is_empty() {
         return Err(PlanError::NoApps);

@@ -6,13 +6,13 @@
 //! the shell prompt may be back before the rollback is done: the first signal is acknowledged
 //! on stderr at once. The second one abandons the waits and the outcome lists what is left.
 //!
-//! Depends on: `cf`, `cli`, `deploy::push`, `ui`. Prints only through `ui`.
+//! Depends on: `cf`, `cli`, `wiring::push`, `ui`. Prints only through `ui`.
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use crate::deploy::Interrupt;
-use crate::deploy::push::{PushOptions, push};
+use crate::wiring::push::{PushOptions, push};
 use crate::{cf, cli, ui};
 
 /// Runs a zero-downtime push against `target` with tokens from `token`, once the target has

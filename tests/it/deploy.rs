@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use cf_zero_downtime::cli::{OldApp, Strategy};
 use cf_zero_downtime::deploy::api::{
     ApiError, ApiResult, App, AppSource, AppState, BuildState, CfApi, CrashEvent, CrashEvents,
     Deployment, DeploymentState, DeploymentStrategy, Destination, Domain, InstanceStat,
@@ -19,6 +18,7 @@ use cf_zero_downtime::deploy::request::{
 };
 use cf_zero_downtime::deploy::route::resolve_route;
 use cf_zero_downtime::deploy::{Interrupt, run};
+use cf_zero_downtime::deploy::{OldApp, Strategy};
 use cf_zero_downtime::ui::{JsonReporter, TextReporter};
 use tokio_util::sync::CancellationToken;
 
@@ -1183,7 +1183,9 @@ impl CfApi for FakeCf {
     ) -> ApiResult<Vec<cf_zero_downtime::deploy::api::LogRecord>> {
         self.enter("app_log", app)?;
         // The fake has no log-cache: as on a platform that does not offer it.
-        Err(ApiError::unavailable("log-cache is not offered by the fake"))
+        Err(ApiError::unavailable(
+            "log-cache is not offered by the fake",
+        ))
     }
 
     fn take_warnings(&self) -> Vec<String> {

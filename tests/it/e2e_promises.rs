@@ -279,7 +279,7 @@ async fn smoke_tests_reach_the_candidate_through_the_router_given() {
     let mut opts = cf_zero_downtime::demo::sim_push_options(&w.sim, args, cwd);
     opts.probe = None;
     let mut events: Vec<Event> = Vec::new();
-    let outcome = cf_zero_downtime::deploy::push::push(
+    let outcome = cf_zero_downtime::wiring::push::push(
         opts,
         &mut events,
         &tokio_util::sync::CancellationToken::new(),

@@ -12,9 +12,9 @@ use cf_zero_downtime::cf::{
 };
 use cf_zero_downtime::cli::PushArgs;
 use cf_zero_downtime::demo::{self, load};
-use cf_zero_downtime::deploy::push::push;
 use cf_zero_downtime::deploy::{Event, Outcome, Reporter};
 use cf_zero_downtime::sim::{Sim, SimConfig, SimHandle};
+use cf_zero_downtime::wiring::push::push;
 use tokio_util::sync::CancellationToken;
 
 /// A simulator and a scratch folder for app versions.

@@ -1,6 +1,6 @@
 //! The wiring of issue 7 against wiremock: the `CfBackend` adapter's mappings (errors with
 //! request ids, job and package waits, resource matching in chunks and the multipart upload
-//! through `package::push_bits`), and `deploy::push`'s preflight (manifest and flag errors stop
+//! through `package::push_bits`), and `wiring::push`'s preflight (manifest and flag errors stop
 //! with no request; discovery failures stop with nothing changed; a dry run plans from reads).
 
 use std::io::Read as _;
@@ -10,13 +10,13 @@ use std::time::Duration;
 
 use cf_zero_downtime::cf::{self, Client, ClientConfig, NamedGuid, RetryPolicy, StaticToken};
 use cf_zero_downtime::cli::PushArgs;
-use cf_zero_downtime::deploy::adapter::CfBackend;
 use cf_zero_downtime::deploy::api::{
     AppSource, BuildState, CfApi, NetworkPolicy, NewDestination, ProgressSink,
 };
-use cf_zero_downtime::deploy::push::{PushOptions, push};
 use cf_zero_downtime::deploy::{Event, Outcome};
 use cf_zero_downtime::package;
+use cf_zero_downtime::wiring::adapter::CfBackend;
+use cf_zero_downtime::wiring::push::{PushOptions, push};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;

@@ -1,5 +1,5 @@
 //! `zero-downtime-push` from flags to outcome: the preflight (manifest, flags, app bits, client,
-//! API discovery, the Cloud Controller version check of rolling/canary), then [`super::run`] on a
+//! API discovery, the Cloud Controller version check of rolling/canary), then [`crate::deploy::run`] on a
 //! [`CfBackend`].
 //!
 //! Every preflight failure ends the same way: an [`Event::Started`] naming the target (when the
@@ -23,9 +23,9 @@ use crate::manifest::{self, AppBits, AppManifest, FlagOverrides, LoadOptions, Ma
 use crate::package;
 
 use super::adapter::CfBackend;
-use super::api::AppSource;
-use super::event::{Event, Outcome, Reporter, error_chain};
-use super::request::{AppSpec, DeployRequest, ProbeConfig, RequestError};
+use crate::deploy::api::AppSource;
+use crate::deploy::event::{Event, Outcome, Reporter, error_chain};
+use crate::deploy::request::{AppSpec, DeployRequest, ProbeConfig, RequestError};
 
 /// The environment variable holding the docker registry password (as in the cf CLI).
 pub const DOCKER_PASSWORD_ENV: &str = "CF_DOCKER_PASSWORD";
@@ -150,7 +150,7 @@ struct Prepared {
 pub async fn push(
     opts: PushOptions,
     reporter: &mut dyn Reporter,
-    interrupt: impl Into<super::Interrupt>,
+    interrupt: impl Into<crate::deploy::Interrupt>,
 ) -> Outcome {
     let interrupt = interrupt.into();
     let cancel = interrupt.stop_token();
@@ -162,7 +162,7 @@ pub async fn push(
                 inner: reporter,
                 pending: p.warnings,
             };
-            super::run(&p.backend, &p.request, &p.apps, &mut r, &interrupt).await
+            crate::deploy::run(&p.backend, &p.request, &p.apps, &mut r, &interrupt).await
         }
         Err((e, warnings)) => {
             if !names.is_empty() {
@@ -181,7 +181,9 @@ pub async fn push(
                         .unwrap_or_default(),
                     user: opts.target.user.clone(),
                     apps: names,
-                    strategy: super::strategy_name(opts.args.strategy),
+                    strategy: crate::deploy::Strategy::from(opts.args.strategy)
+                        .as_str()
+                        .to_string(),
                 });
             }
             for message in warnings {
@@ -421,7 +423,9 @@ async fn prepare_inner(
         client
             .require(feature)
             .map_err(|source| Preflight::Version {
-                strategy: super::strategy_name(args.strategy),
+                strategy: crate::deploy::Strategy::from(args.strategy)
+                    .as_str()
+                    .to_string(),
                 endpoint: opts.target.api_endpoint.clone(),
                 source: Box::new(source),
             })?;

@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use crate::manifest::{AppManifest, RenderOverrides};
 
-use super::api::AppSource;
-use super::request::{AppSpec, RenderRequest, Renderer, RouteSpec};
+use crate::deploy::api::AppSource;
+use crate::deploy::request::{AppSpec, RenderRequest, Renderer, RouteSpec};
 
 /// The production routes the manifest asks for.
 pub fn route_spec(app: &AppManifest) -> RouteSpec {

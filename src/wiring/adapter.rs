@@ -20,13 +20,15 @@ use secrecy::SecretString;
 use crate::cf::{self, PollOptions};
 use crate::package;
 
-use super::api::{
+use crate::deploy::api::{
     ApiError, ApiResult, App, AppSource, AppState, BuildState, CfApi, Destination, Domain,
     InstanceStat, InstanceState, MetadataUpdate, NetworkPolicy, NewDestination, NewRoute, Process,
     ProgressSink, Route,
 };
-use super::api::{Deployment, DeploymentState, DeploymentStrategy, NewDeployment, ServiceBinding};
-use super::event::error_chain;
+use crate::deploy::api::{
+    Deployment, DeploymentState, DeploymentStrategy, NewDeployment, ServiceBinding,
+};
+use crate::deploy::event::error_chain;
 
 /// Default pause between polls of jobs and packages (real Cloud Controller).
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
@@ -89,7 +91,8 @@ impl CfBackend {
     /// The same, with another poll interval and bound for internal waits.
     #[must_use]
     pub fn with_poll(mut self, interval: Duration, timeout: Duration) -> Self {
-        self.poll = PollOptions::new(interval, timeout).starting_at(super::wait::FIRST_POLL);
+        self.poll =
+            PollOptions::new(interval, timeout).starting_at(crate::deploy::wait::FIRST_POLL);
         self
     }
 
@@ -289,7 +292,7 @@ const CRASH_LOG_LINES: u32 = 1000;
 /// Reads Cloud Controller's crash line in an app's logs:
 /// `App instance exited with guid <app> payload: {"instance"=>"<guid>", "index"=>0,
 /// "reason"=>"CRASHED", "exit_description"=>"...", ...}` (Ruby hash syntax).
-fn crash_from_log_line(line: &str) -> Option<super::api::CrashEvent> {
+fn crash_from_log_line(line: &str) -> Option<crate::deploy::api::CrashEvent> {
     let payload = line.split_once("App instance exited with guid ")?.1;
     let payload = payload.split_once("payload:")?.1;
     let field = |key: &str| -> Option<String> {
@@ -316,7 +319,7 @@ fn crash_from_log_line(line: &str) -> Option<super::api::CrashEvent> {
     if !reason.is_empty() && reason != "CRASHED" {
         return None;
     }
-    Some(super::api::CrashEvent {
+    Some(crate::deploy::api::CrashEvent {
         process_guid: None,
         instance_guid: field("instance").filter(|s| !s.is_empty()),
         index: field("index").and_then(|i| i.parse().ok()),
@@ -891,12 +894,12 @@ impl CfApi for CfBackend {
         &self,
         app_guid: &str,
         since: std::time::SystemTime,
-    ) -> ApiResult<super::api::CrashEvents> {
+    ) -> ApiResult<crate::deploy::api::CrashEvents> {
         let since = since
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
         let guid = self::app_guid(app_guid);
-        let mut out = super::api::CrashEvents::default();
+        let mut out = crate::deploy::api::CrashEvents::default();
         let secs = i64::try_from(since.as_secs()).unwrap_or(i64::MAX);
         // CC compares created_at to the second: one second early catches the boundary.
         let filter = cf::AuditEventFilter::crashes_of(&guid).created_after_unix(secs - 1);
@@ -910,7 +913,7 @@ impl CfApi for CfBackend {
         match audit {
             Ok(events) => out.events.extend(events.iter().filter_map(|e| {
                 let c = e.crash()?;
-                Some(super::api::CrashEvent {
+                Some(crate::deploy::api::CrashEvent {
                     process_guid: c.process_guid,
                     instance_guid: c.instance,
                     index: c.index,
@@ -967,9 +970,9 @@ impl CfApi for CfBackend {
     async fn app_log(
         &self,
         app_guid: &str,
-        query: &super::api::LogQuery,
-    ) -> ApiResult<Vec<super::api::LogRecord>> {
-        use super::api::{LogEntry, LogRecord};
+        query: &crate::deploy::api::LogQuery,
+    ) -> ApiResult<Vec<crate::deploy::api::LogRecord>> {
+        use crate::deploy::api::{LogEntry, LogRecord};
         let mut types = Vec::new();
         if query.lines {
             types.push(cf::EnvelopeType::Log);
@@ -984,8 +987,9 @@ impl CfApi for CfBackend {
             .since
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
-        let mut q = cf::LogCacheQuery::recent(&types, query.limit.min(cf::log_cache::MAX_LOG_CACHE_LIMIT))
-            .since_ns(i64::try_from(since.as_nanos()).unwrap_or(i64::MAX));
+        let mut q =
+            cf::LogCacheQuery::recent(&types, query.limit.min(cf::log_cache::MAX_LOG_CACHE_LIMIT))
+                .since_ns(i64::try_from(since.as_nanos()).unwrap_or(i64::MAX));
         q.descending = query.newest;
         let mut envelopes = self
             .client
@@ -995,9 +999,8 @@ impl CfApi for CfBackend {
         if query.newest {
             envelopes.reverse();
         }
-        let at = |ns: i64| {
-            std::time::UNIX_EPOCH + Duration::from_nanos(u64::try_from(ns).unwrap_or(0))
-        };
+        let at =
+            |ns: i64| std::time::UNIX_EPOCH + Duration::from_nanos(u64::try_from(ns).unwrap_or(0));
         Ok(envelopes
             .into_iter()
             .filter_map(|env| {
