@@ -15,20 +15,10 @@ use std::future::Future;
 
 use tokio::sync::mpsc;
 
-/// An app GUID.
-pub type AppGuid = String;
-/// A route GUID.
-pub type RouteGuid = String;
-/// A package GUID.
-pub type PackageGuid = String;
-/// A build GUID.
-pub type BuildGuid = String;
-/// A droplet GUID.
-pub type DropletGuid = String;
-/// A process GUID.
-pub type ProcessGuid = String;
-/// A deployment GUID.
-pub type DeploymentGuid = String;
+pub use crate::cf::guid::{
+    AppGuid, BuildGuid, DeploymentGuid, DestinationGuid, DomainGuid, DropletGuid, PackageGuid,
+    ProcessGuid, RouteGuid, ServiceCredentialBindingGuid, ServiceInstanceGuid, SpaceGuid,
+};
 
 /// A Cloud Controller error, as the adapter reports it. Branch on [`ApiError::title`] or
 /// [`ApiError::status`], never on [`ApiError::detail`] (display only).
@@ -163,7 +153,7 @@ pub struct MetadataUpdate {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Domain {
     /// The domain's GUID.
-    pub guid: String,
+    pub guid: DomainGuid,
     /// The domain's name, e.g. `apps.example.com`.
     pub name: String,
     /// Whether it is an internal domain (`apps.internal`).
@@ -182,7 +172,7 @@ pub struct Route {
     /// Port of a TCP route.
     pub port: Option<u16>,
     /// The domain's GUID.
-    pub domain_guid: String,
+    pub domain_guid: DomainGuid,
     /// The CC `url` field: `host.domain[:port]/path`.
     pub url: String,
 }
@@ -191,7 +181,7 @@ pub struct Route {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewRoute {
     /// Domain GUID.
-    pub domain_guid: String,
+    pub domain_guid: DomainGuid,
     /// Host part (may be empty).
     pub host: String,
     /// Path (empty or starting with `/`).
@@ -204,7 +194,7 @@ pub struct NewRoute {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Destination {
     /// The destination's GUID.
-    pub guid: String,
+    pub guid: DestinationGuid,
     /// The app it points to.
     pub app_guid: AppGuid,
     /// The process type (`web` by default).
@@ -279,7 +269,7 @@ pub struct InstanceStat {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CrashEvent {
     /// The crashed process (the audit event's actor), when the record names it.
-    pub process_guid: Option<String>,
+    pub process_guid: Option<ProcessGuid>,
     /// The crashed instance's GUID, when the record names it.
     pub instance_guid: Option<String>,
     /// Instance index, when the record names it.
@@ -488,9 +478,9 @@ impl fmt::Display for DeploymentState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceBinding {
     /// The binding's GUID.
-    pub guid: String,
+    pub guid: ServiceCredentialBindingGuid,
     /// The bound service instance's GUID.
-    pub service_instance_guid: String,
+    pub service_instance_guid: ServiceInstanceGuid,
 }
 
 /// A deployment (the fields the deploy layer reads).
@@ -553,88 +543,99 @@ pub trait CfApi: Sync {
     /// Apps in the space with any of these names (`GET /v3/apps?names=..&space_guids=..`).
     fn find_apps_by_name(
         &self,
-        space_guid: &str,
+        space_guid: &SpaceGuid,
         names: &[String],
     ) -> impl Future<Output = ApiResult<Vec<App>>> + Send;
     /// Apps in the space matching a label selector (`GET /v3/apps?label_selector=..`).
     fn find_apps_by_label(
         &self,
-        space_guid: &str,
+        space_guid: &SpaceGuid,
         selector: &str,
     ) -> impl Future<Output = ApiResult<Vec<App>>> + Send;
     /// One app (`GET /v3/apps/:guid`).
-    fn get_app(&self, guid: &str) -> impl Future<Output = ApiResult<App>> + Send;
+    fn get_app(&self, guid: &AppGuid) -> impl Future<Output = ApiResult<App>> + Send;
     /// Applies a manifest to the space and waits (bounded) for its job to complete
     /// (`POST /v3/spaces/:guid/actions/apply_manifest`).
     fn apply_manifest(
         &self,
-        space_guid: &str,
+        space_guid: &SpaceGuid,
         yaml: &str,
     ) -> impl Future<Output = ApiResult<()>> + Send;
     /// Creates a bits or docker package for the app (`POST /v3/packages`).
     fn create_package(
         &self,
-        app_guid: &str,
+        app_guid: &AppGuid,
         source: &AppSource<Self::Bits>,
     ) -> impl Future<Output = ApiResult<PackageGuid>> + Send;
     /// Resource-matches, zips and uploads the bits, then waits (bounded) until the package is
     /// READY (`POST /v3/resource_matches`, `POST /v3/packages/:guid/upload`).
     fn upload_bits(
         &self,
-        package_guid: &str,
+        package_guid: &PackageGuid,
         bits: &Self::Bits,
         progress: ProgressSink,
     ) -> impl Future<Output = ApiResult<()>> + Send;
     /// Starts staging (`POST /v3/builds`).
-    fn create_build(&self, package_guid: &str)
-    -> impl Future<Output = ApiResult<BuildGuid>> + Send;
+    fn create_build(
+        &self,
+        package_guid: &PackageGuid,
+    ) -> impl Future<Output = ApiResult<BuildGuid>> + Send;
     /// The build's state (`GET /v3/builds/:guid`).
-    fn get_build(&self, build_guid: &str) -> impl Future<Output = ApiResult<BuildState>> + Send;
+    fn get_build(
+        &self,
+        build_guid: &BuildGuid,
+    ) -> impl Future<Output = ApiResult<BuildState>> + Send;
     /// Sets the app's current droplet (`PATCH /v3/apps/:guid/relationships/current_droplet`).
     fn set_current_droplet(
         &self,
-        app_guid: &str,
-        droplet_guid: &str,
+        app_guid: &AppGuid,
+        droplet_guid: &DropletGuid,
     ) -> impl Future<Output = ApiResult<()>> + Send;
     /// Starts the app (`POST /v3/apps/:guid/actions/start`).
-    fn start_app(&self, app_guid: &str) -> impl Future<Output = ApiResult<()>> + Send;
+    fn start_app(&self, app_guid: &AppGuid) -> impl Future<Output = ApiResult<()>> + Send;
     /// Stops the app (`POST /v3/apps/:guid/actions/stop`).
-    fn stop_app(&self, app_guid: &str) -> impl Future<Output = ApiResult<()>> + Send;
+    fn stop_app(&self, app_guid: &AppGuid) -> impl Future<Output = ApiResult<()>> + Send;
     /// Renames the app (`PATCH /v3/apps/:guid`).
-    fn rename_app(&self, app_guid: &str, name: &str) -> impl Future<Output = ApiResult<()>> + Send;
+    fn rename_app(
+        &self,
+        app_guid: &AppGuid,
+        name: &str,
+    ) -> impl Future<Output = ApiResult<()>> + Send;
     /// Deletes the app and waits (bounded) for the job (`DELETE /v3/apps/:guid`).
-    fn delete_app(&self, app_guid: &str) -> impl Future<Output = ApiResult<()>> + Send;
+    fn delete_app(&self, app_guid: &AppGuid) -> impl Future<Output = ApiResult<()>> + Send;
     /// Sets or removes labels/annotations (`PATCH /v3/apps/:guid` metadata).
     fn update_metadata(
         &self,
-        app_guid: &str,
+        app_guid: &AppGuid,
         update: &MetadataUpdate,
     ) -> impl Future<Output = ApiResult<()>> + Send;
     /// Whether SSH is enabled for the app (`GET /v3/apps/:guid/features/ssh`).
-    fn get_ssh_enabled(&self, app_guid: &str) -> impl Future<Output = ApiResult<bool>> + Send;
+    fn get_ssh_enabled(&self, app_guid: &AppGuid) -> impl Future<Output = ApiResult<bool>> + Send;
     /// Enables or disables SSH (`PATCH /v3/apps/:guid/features/ssh`).
     fn set_ssh_enabled(
         &self,
-        app_guid: &str,
+        app_guid: &AppGuid,
         enabled: bool,
     ) -> impl Future<Output = ApiResult<()>> + Send;
     /// The app's processes (`GET /v3/apps/:guid/processes`).
     fn list_processes(
         &self,
-        app_guid: &str,
+        app_guid: &AppGuid,
     ) -> impl Future<Output = ApiResult<Vec<Process>>> + Send;
     /// Per-instance stats of a process (`GET /v3/processes/:guid/stats`).
     fn process_stats(
         &self,
-        process_guid: &str,
+        process_guid: &ProcessGuid,
     ) -> impl Future<Output = ApiResult<Vec<InstanceStat>>> + Send;
     /// A domain by name, `None` when it does not exist (`GET /v3/domains?names=..`).
     fn find_domain(&self, name: &str) -> impl Future<Output = ApiResult<Option<Domain>>> + Send;
     /// The org's default domain (`GET /v3/organizations/:guid/domains/default`).
     fn default_domain(&self) -> impl Future<Output = ApiResult<Option<Domain>>> + Send;
     /// Routes mapped to the app (`GET /v3/apps/:guid/routes`).
-    fn list_app_routes(&self, app_guid: &str)
-    -> impl Future<Output = ApiResult<Vec<Route>>> + Send;
+    fn list_app_routes(
+        &self,
+        app_guid: &AppGuid,
+    ) -> impl Future<Output = ApiResult<Vec<Route>>> + Send;
     /// A route by its parts, `None` when it does not exist
     /// (`GET /v3/routes?domain_guids=..&hosts=..&paths=..&ports=..`).
     fn find_route(&self, route: &NewRoute)
@@ -642,34 +643,34 @@ pub trait CfApi: Sync {
     /// Creates a route in the space (`POST /v3/routes`).
     fn create_route(
         &self,
-        space_guid: &str,
+        space_guid: &SpaceGuid,
         route: &NewRoute,
     ) -> impl Future<Output = ApiResult<Route>> + Send;
     /// Deletes a route and waits (bounded) for the job (`DELETE /v3/routes/:guid`).
-    fn delete_route(&self, route_guid: &str) -> impl Future<Output = ApiResult<()>> + Send;
+    fn delete_route(&self, route_guid: &RouteGuid) -> impl Future<Output = ApiResult<()>> + Send;
     /// The route's destinations (`GET /v3/routes/:guid/destinations`).
     fn list_destinations(
         &self,
-        route_guid: &str,
+        route_guid: &RouteGuid,
     ) -> impl Future<Output = ApiResult<Vec<Destination>>> + Send;
     /// Adds one destination, keeping the others (`POST /v3/routes/:guid/destinations`);
     /// returns the destination for that app and process.
     fn add_destination(
         &self,
-        route_guid: &str,
+        route_guid: &RouteGuid,
         destination: &NewDestination,
     ) -> impl Future<Output = ApiResult<Destination>> + Send;
     /// Removes one destination (`DELETE /v3/routes/:guid/destinations/:dguid`).
     fn remove_destination(
         &self,
-        route_guid: &str,
-        destination_guid: &str,
+        route_guid: &RouteGuid,
+        destination_guid: &DestinationGuid,
     ) -> impl Future<Output = ApiResult<()>> + Send;
     /// Policies whose source or destination is one of these apps
     /// (`GET /networking/v1/external/policies?id=..`).
     fn list_network_policies(
         &self,
-        app_guids: &[String],
+        app_guids: &[AppGuid],
     ) -> impl Future<Output = ApiResult<Vec<NetworkPolicy>>> + Send;
     /// Creates policies (`POST /networking/v1/external/policies`).
     fn create_network_policies(
@@ -687,38 +688,50 @@ pub trait CfApi: Sync {
         new: &NewDeployment,
     ) -> impl Future<Output = ApiResult<Deployment>> + Send;
     /// A deployment (`GET /v3/deployments/:guid`).
-    fn get_deployment(&self, guid: &str) -> impl Future<Output = ApiResult<Deployment>> + Send;
+    fn get_deployment(
+        &self,
+        guid: &DeploymentGuid,
+    ) -> impl Future<Output = ApiResult<Deployment>> + Send;
     /// Continues a PAUSED canary deployment (`POST /v3/deployments/:guid/actions/continue`).
-    fn continue_deployment(&self, guid: &str) -> impl Future<Output = ApiResult<()>> + Send;
+    fn continue_deployment(
+        &self,
+        guid: &DeploymentGuid,
+    ) -> impl Future<Output = ApiResult<()>> + Send;
     /// Cancels a deployment (`POST /v3/deployments/:guid/actions/cancel`).
-    fn cancel_deployment(&self, guid: &str) -> impl Future<Output = ApiResult<()>> + Send;
+    fn cancel_deployment(
+        &self,
+        guid: &DeploymentGuid,
+    ) -> impl Future<Output = ApiResult<()>> + Send;
     /// The app's user-set environment variables (`GET /v3/apps/:guid/environment_variables`).
     fn get_env_vars(
         &self,
-        app_guid: &str,
+        app_guid: &AppGuid,
     ) -> impl Future<Output = ApiResult<BTreeMap<String, String>>> + Send;
     /// Sets (`Some`) or removes (`None`) environment variables, keeping the others
     /// (`PATCH /v3/apps/:guid/environment_variables`).
     fn update_env_vars(
         &self,
-        app_guid: &str,
+        app_guid: &AppGuid,
         vars: &BTreeMap<String, Option<String>>,
     ) -> impl Future<Output = ApiResult<()>> + Send;
     /// The app's service bindings (`GET /v3/service_credential_bindings?type=app&app_guids=..`).
     fn list_service_bindings(
         &self,
-        app_guid: &str,
+        app_guid: &AppGuid,
     ) -> impl Future<Output = ApiResult<Vec<ServiceBinding>>> + Send;
     /// Deletes a service binding and waits (bounded) for its job, if any
     /// (`DELETE /v3/service_credential_bindings/:guid`).
-    fn delete_service_binding(&self, guid: &str) -> impl Future<Output = ApiResult<()>> + Send;
+    fn delete_service_binding(
+        &self,
+        guid: &ServiceCredentialBindingGuid,
+    ) -> impl Future<Output = ApiResult<()>> + Send;
     /// Crash records of the app's instances since `since` (audit events
     /// `audit.app.process.crash` and log-cache's "App instance exited" lines, whichever the
     /// platform offers). Read-only; an absent or forbidden source is listed in
     /// [`CrashEvents::unavailable`], not an error.
     fn crash_events(
         &self,
-        app_guid: &str,
+        app_guid: &AppGuid,
         since: std::time::SystemTime,
     ) -> impl Future<Output = ApiResult<CrashEvents>> + Send;
     /// The app's recent log-cache records (lines and/or router requests) since
@@ -726,7 +739,7 @@ pub trait CfApi: Sync {
     /// [`ApiError::is_unavailable`] true (callers say so once and go on).
     fn app_log(
         &self,
-        app_guid: &str,
+        app_guid: &AppGuid,
         query: &LogQuery,
     ) -> impl Future<Output = ApiResult<Vec<LogRecord>>> + Send;
     /// Warnings collected since the last call (`X-Cf-Warnings`, job warnings), drained.

@@ -18,13 +18,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::SystemTime;
 
-use super::api::{CfApi, CrashEvent, InstanceStat, InstanceState};
+use super::api::{AppGuid, CfApi, CrashEvent, InstanceStat, InstanceState, ProcessGuid};
 
 /// A crash seen by a [`CrashWatch`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Crash {
     /// The crashed process's GUID, when known.
-    pub process_guid: Option<String>,
+    pub process_guid: Option<ProcessGuid>,
     /// Instance index, when known.
     pub index: Option<u32>,
     /// What the platform said, or how the crash was inferred.
@@ -38,7 +38,7 @@ pub(crate) enum Scope<'a> {
     WholeApp,
     /// Only records of these processes (a rolling/canary deployment's new processes): the app
     /// also has old instances whose crashes do not concern the new version.
-    Processes(&'a [String]),
+    Processes(&'a [ProcessGuid]),
 }
 
 /// One instance at one poll: instance GUID, uptime and state.
@@ -49,7 +49,7 @@ type Sample = (Option<String>, Option<u64>, InstanceState);
 pub(crate) struct CrashWatch {
     since: SystemTime,
     /// (process GUID, index) → what the last poll showed of that instance.
-    seen: BTreeMap<(String, u32), Sample>,
+    seen: BTreeMap<(ProcessGuid, u32), Sample>,
     /// Instance GUIDs seen among the watched processes (to attribute log-cache lines).
     instances: BTreeSet<String>,
 }
@@ -67,7 +67,7 @@ impl CrashWatch {
     /// Checks one poll of a process's stats against the previous one.
     pub(crate) fn check_stats(
         &mut self,
-        process_guid: &str,
+        process_guid: &ProcessGuid,
         stats: &[InstanceStat],
     ) -> Option<Crash> {
         let mut crash = None;
@@ -86,12 +86,12 @@ impl CrashWatch {
             let before = if no_sample {
                 None
             } else {
-                let key = (process_guid.to_string(), s.index);
+                let key = (process_guid.clone(), s.index);
                 self.seen.insert(key, (guid.clone(), s.uptime, s.state))
             };
             let at = |reason: String| {
                 Some(Crash {
-                    process_guid: Some(process_guid.to_string()),
+                    process_guid: Some(process_guid.clone()),
                     index: Some(s.index),
                     reason,
                 })
@@ -138,7 +138,7 @@ impl CrashWatch {
     pub(crate) async fn check_records<A: CfApi>(
         &self,
         api: &A,
-        app_guid: &str,
+        app_guid: &AppGuid,
         scope: Scope<'_>,
     ) -> (Option<Crash>, Vec<String>) {
         let records = match api.crash_events(app_guid, self.since).await {
@@ -203,11 +203,17 @@ mod tests {
     fn a_changed_instance_guid_is_a_crash_even_without_crashed_state() {
         let mut w = CrashWatch::new(SystemTime::now());
         assert_eq!(
-            w.check_stats("p", &[stat(0, InstanceState::Starting, "a", 30)]),
+            w.check_stats(
+                &ProcessGuid::from("p"),
+                &[stat(0, InstanceState::Starting, "a", 30)]
+            ),
             None
         );
         let c = w
-            .check_stats("p", &[stat(0, InstanceState::Starting, "b", 1)])
+            .check_stats(
+                &ProcessGuid::from("p"),
+                &[stat(0, InstanceState::Starting, "b", 1)],
+            )
             .expect("restart seen");
         assert_eq!(c.index, Some(0));
         assert!(
@@ -220,13 +226,25 @@ mod tests {
     #[test]
     fn uptime_going_back_is_a_crash_and_growing_uptime_is_not() {
         let mut w = CrashWatch::new(SystemTime::now());
-        w.check_stats("p", &[stat(1, InstanceState::Starting, "a", 5)]);
+        w.check_stats(
+            &ProcessGuid::from("p"),
+            &[stat(1, InstanceState::Starting, "a", 5)],
+        );
         // A state change resets uptime: not a crash.
-        let up = w.check_stats("p", &[stat(1, InstanceState::Running, "a", 0)]);
+        let up = w.check_stats(
+            &ProcessGuid::from("p"),
+            &[stat(1, InstanceState::Running, "a", 0)],
+        );
         assert_eq!(up, None);
-        let later = w.check_stats("p", &[stat(1, InstanceState::Running, "a", 9)]);
+        let later = w.check_stats(
+            &ProcessGuid::from("p"),
+            &[stat(1, InstanceState::Running, "a", 9)],
+        );
         assert_eq!(later, None);
-        let c = w.check_stats("p", &[stat(1, InstanceState::Running, "a", 2)]);
+        let c = w.check_stats(
+            &ProcessGuid::from("p"),
+            &[stat(1, InstanceState::Running, "a", 2)],
+        );
         assert!(c.is_some_and(|c| c.reason.contains("9s back to 2s")));
     }
 
@@ -236,7 +254,8 @@ mod tests {
         let mut s = stat(0, InstanceState::Crashed, "a", 0);
         s.details = Some("out of memory".into());
         assert_eq!(
-            w.check_stats("p", &[s]).map(|c| c.reason),
+            w.check_stats(&ProcessGuid::from("p"), &[s])
+                .map(|c| c.reason),
             Some("out of memory".to_string())
         );
     }
@@ -244,10 +263,13 @@ mod tests {
     #[test]
     fn new_indexes_and_unplaced_instances_are_not_crashes() {
         let mut w = CrashWatch::new(SystemTime::now());
-        w.check_stats("p", &[stat(0, InstanceState::Starting, "", 0)]);
+        w.check_stats(
+            &ProcessGuid::from("p"),
+            &[stat(0, InstanceState::Starting, "", 0)],
+        );
         assert_eq!(
             w.check_stats(
-                "p",
+                &ProcessGuid::from("p"),
                 &[
                     stat(0, InstanceState::Running, "a", 1),
                     stat(1, InstanceState::Starting, "b", 0)
@@ -260,8 +282,11 @@ mod tests {
     #[test]
     fn process_scope_keeps_only_records_of_the_watched_instances() {
         let mut w = CrashWatch::new(SystemTime::now());
-        w.check_stats("new", &[stat(0, InstanceState::Running, "inst-new", 3)]);
-        let procs = vec!["new".to_string()];
+        w.check_stats(
+            &ProcessGuid::from("new"),
+            &[stat(0, InstanceState::Running, "inst-new", 3)],
+        );
+        let procs = vec![ProcessGuid::from("new")];
         let old = CrashEvent {
             process_guid: Some("old".into()),
             ..CrashEvent::default()

@@ -16,7 +16,7 @@ use std::fmt;
 
 use super::request::{OldApp, Strategy};
 
-use super::api::{Destination, MetadataUpdate};
+use super::api::{AppGuid, Destination, MetadataUpdate};
 use super::observe::{
     APP_ANNOTATION, ExistingApp, Observed, ObservedApp, ROLE_CANDIDATE, ROLE_LABEL, ROLE_VENERABLE,
     candidate_name, production_route_strings, venerable_name,
@@ -59,7 +59,7 @@ pub enum PlanError {
         /// The clashing name.
         name: String,
         /// Its GUID.
-        guid: String,
+        guid: AppGuid,
     },
     /// The temporary route is mapped to an app that is not ours.
     #[error(
@@ -71,7 +71,7 @@ pub enum PlanError {
         /// The route.
         route: String,
         /// The app it is mapped to.
-        guid: String,
+        guid: AppGuid,
     },
     /// A smoke test needs a route.
     #[error("app '{0}': a smoke test needs a route, but the app has none")]
@@ -318,7 +318,7 @@ fn plan_app<B>(
     // A serving leftover that holds the candidate name gives it up first (undone on rollback).
     for e in &serving {
         if e.app.name == cand {
-            let short: String = e.app.guid.chars().take(8).collect();
+            let short: String = e.app.guid.as_str().chars().take(8).collect();
             ph.prepare.push(Step::new(
                 name.clone(),
                 Action::RenameApp {
@@ -537,11 +537,11 @@ fn candidate<B>(
             .push(Step::new(name.clone(), Action::CopyMetadata { update }));
     }
     let old = &primary.app.guid;
-    let end = |g: &str| {
+    let end = |g: &AppGuid| {
         if g == old {
             PolicyEnd::Candidate
         } else {
-            PolicyEnd::App(g.to_string())
+            PolicyEnd::App(g.clone())
         }
     };
     let policies: Vec<PolicyTemplate> = primary
@@ -607,7 +607,7 @@ fn route_moves<B>(
                 continue;
             }
             let idx = match moves.iter().position(|m| {
-                m.route.guid.as_deref() == Some(rs.route.guid.as_str())
+                m.route.guid.as_ref() == Some(&rs.route.guid)
                     || m.route.address.url() == rs.route.url
             }) {
                 Some(i) => i,
@@ -853,7 +853,7 @@ impl Phases {
     }
 }
 
-fn finish_name(prepare: &[Step], guid: &str) -> Option<String> {
+fn finish_name(prepare: &[Step], guid: &AppGuid) -> Option<String> {
     prepare.iter().find_map(|s| match &s.action {
         Action::RenameApp {
             target: AppRef::Existing { guid: g, .. },
@@ -997,8 +997,8 @@ mod tests {
             destinations: apps
                 .iter()
                 .map(|a| Destination {
-                    guid: format!("dest-{guid}-{a}"),
-                    app_guid: a.to_string(),
+                    guid: format!("dest-{guid}-{a}").into(),
+                    app_guid: AppGuid::new(*a),
                     process_type: "web".into(),
                     port: None,
                     protocol: None,

@@ -17,7 +17,7 @@ use std::time::Duration;
 use crate::cf::Target;
 use crate::cli::{self, PushArgs};
 
-use super::api::AppSource;
+use super::api::{AppSource, SpaceGuid};
 
 /// Which routes the manifest asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,7 +188,7 @@ pub struct DeployRequest {
     /// Target space name (messages only).
     pub space: String,
     /// Target space GUID.
-    pub space_guid: String,
+    pub space_guid: SpaceGuid,
     /// The user (messages only).
     pub user: Option<String>,
     /// Strategy.
@@ -290,7 +290,7 @@ impl DeployRequest {
                 .map(|o| o.name.clone())
                 .unwrap_or_default(),
             space: space.name.clone(),
-            space_guid: space.guid.clone(),
+            space_guid: SpaceGuid::new(space.guid.as_str()),
             user: target.user.clone(),
             strategy: args.strategy.into(),
             max_in_flight: args.max_in_flight,

@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use super::api::{Domain, NewRoute};
+use super::api::{Domain, DomainGuid, NewRoute};
 
 /// A route resolved to a domain.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -17,7 +17,7 @@ pub struct RouteAddress {
     /// Domain name.
     pub domain: String,
     /// Domain GUID.
-    pub domain_guid: String,
+    pub domain_guid: DomainGuid,
     /// Path (empty or starting with `/`).
     pub path: String,
     /// TCP port.

@@ -13,8 +13,9 @@ use std::time::Duration;
 use std::collections::BTreeMap;
 
 use super::api::{
-    AppGuid, DeploymentStrategy, Destination, DropletGuid, MetadataUpdate, NetworkPolicy,
-    NewDestination, PackageGuid, Route, RouteGuid,
+    AppGuid, DeploymentGuid, DeploymentStrategy, Destination, DestinationGuid, DropletGuid,
+    MetadataUpdate, NetworkPolicy, NewDestination, PackageGuid, Route, RouteGuid,
+    ServiceCredentialBindingGuid,
 };
 use super::request::RenderRequest;
 use super::route::RouteAddress;
@@ -244,7 +245,7 @@ pub enum StepOutput {
         /// Route GUID.
         route_guid: RouteGuid,
         /// The new destination's GUID.
-        destination_guid: String,
+        destination_guid: DestinationGuid,
         /// The app's name (messages).
         app_name: String,
     },
@@ -261,7 +262,7 @@ pub enum StepOutput {
     /// A deployment was created and did not finish (it is canceled on rollback).
     Deployment {
         /// Deployment GUID.
-        guid: String,
+        guid: DeploymentGuid,
         /// The app's name.
         app_name: String,
     },
@@ -274,7 +275,7 @@ pub enum StepOutput {
         /// The variables.
         vars: BTreeMap<String, String>,
         /// The GUIDs of its service bindings.
-        bindings: Vec<String>,
+        bindings: Vec<ServiceCredentialBindingGuid>,
     },
 }
 
@@ -302,7 +303,7 @@ pub enum Undo {
         /// Route GUID.
         route_guid: RouteGuid,
         /// Destination GUID.
-        destination_guid: String,
+        destination_guid: DestinationGuid,
         /// Address.
         address: RouteAddress,
         /// App name.
@@ -334,7 +335,7 @@ pub enum Undo {
     /// serves again).
     CancelDeployment {
         /// Deployment GUID.
-        guid: String,
+        guid: DeploymentGuid,
         /// The app's name.
         app_name: String,
     },
@@ -348,7 +349,7 @@ pub enum Undo {
         /// The variables before the run.
         vars: BTreeMap<String, String>,
         /// The service bindings before the run (GUIDs).
-        bindings: Vec<String>,
+        bindings: Vec<ServiceCredentialBindingGuid>,
     },
 }
 
@@ -844,42 +845,51 @@ impl Ledger {
     }
 
     /// The app created by `ApplyManifest` (or updated by `UpdateApp`) for manifest app
-    /// `app`: (GUID, name).
-    pub fn new_app(&self, app: &str) -> Option<(&str, &str)> {
+    /// `app`.
+    pub fn new_app(&self, app: &str) -> Option<NewApp<'_>> {
         self.find_for(app, |a, o| match (a, o) {
             (
                 Action::ApplyManifest { .. } | Action::UpdateApp { .. },
                 StepOutput::App { guid, name, .. },
-            ) => Some((guid.as_str(), name.as_str())),
+            ) => Some(NewApp { guid, name }),
             _ => None,
         })
     }
 
     /// The GUID of a route created by the run at this address.
-    pub fn created_route(&self, address: &RouteAddress) -> Option<&str> {
+    pub fn created_route(&self, address: &RouteAddress) -> Option<&RouteGuid> {
         self.entries.iter().find_map(|(s, o)| match (&s.action, o) {
             (Action::CreateRoute { route }, StepOutput::Route(r)) if route == address => {
-                Some(r.guid.as_str())
+                Some(&r.guid)
             }
             _ => None,
         })
     }
 
     /// The package created for manifest app `app`.
-    pub fn package(&self, app: &str) -> Option<&str> {
+    pub fn package(&self, app: &str) -> Option<&PackageGuid> {
         self.find_for(app, |a, o| match (a, o) {
-            (Action::CreatePackage, StepOutput::Package(g)) => Some(g.as_str()),
+            (Action::CreatePackage, StepOutput::Package(g)) => Some(g),
             _ => None,
         })
     }
 
     /// The droplet staged for manifest app `app`.
-    pub fn droplet(&self, app: &str) -> Option<&str> {
+    pub fn droplet(&self, app: &str) -> Option<&DropletGuid> {
         self.find_for(app, |a, o| match (a, o) {
-            (Action::Stage, StepOutput::Droplet(g)) => Some(g.as_str()),
+            (Action::Stage, StepOutput::Droplet(g)) => Some(g),
             _ => None,
         })
     }
+}
+
+/// The app a run created (or updated) for one manifest app, as the [`Ledger`] recorded it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewApp<'a> {
+    /// Its GUID.
+    pub guid: &'a AppGuid,
+    /// The name it was created under (the candidate name during a swap).
+    pub name: &'a str,
 }
 
 #[cfg(test)]
@@ -1096,8 +1106,12 @@ mod tests {
         l.push(Step::new("web", Action::Start), StepOutput::None);
         let d: Vec<String> = l.undos().iter().map(Undo::describe).collect();
         assert_eq!(d, vec!["delete app c", "delete route t.example.com"]);
-        assert_eq!(l.new_app("web"), Some(("C", "c")));
-        assert_eq!(l.created_route(&addr("t")), Some("R"));
+        let new = l.new_app("web").expect("recorded");
+        assert_eq!((new.guid.as_str(), new.name), ("C", "c"));
+        assert_eq!(
+            l.created_route(&addr("t")).map(RouteGuid::as_str),
+            Some("R")
+        );
     }
 
     #[test]

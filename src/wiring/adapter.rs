@@ -17,6 +17,11 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
+use crate::cf::guid::{
+    AppGuid, BuildGuid, DeploymentGuid, DestinationGuid, DomainGuid, DropletGuid, OrganizationGuid,
+    PackageGuid, ProcessGuid, RouteGuid, ServiceCredentialBindingGuid, ServiceInstanceGuid,
+    SpaceGuid,
+};
 use crate::cf::{self, PollOptions};
 use crate::package;
 
@@ -39,8 +44,8 @@ pub const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 /// and org. Cheap to share by reference; the client's warning buffer is internal.
 pub struct CfBackend {
     client: cf::Client,
-    space_guid: String,
-    org_guid: Option<String>,
+    space_guid: SpaceGuid,
+    org_guid: Option<OrganizationGuid>,
     poll: PollOptions,
     docker_password: Option<SecretString>,
     /// Crash-record sources found absent or forbidden: not asked again at every health poll.
@@ -75,8 +80,8 @@ impl CfBackend {
     /// [`DEFAULT_WAIT_TIMEOUT`], without a docker password.
     pub fn new(
         client: cf::Client,
-        space_guid: impl Into<String>,
-        org_guid: Option<String>,
+        space_guid: impl Into<SpaceGuid>,
+        org_guid: Option<OrganizationGuid>,
     ) -> Self {
         CfBackend {
             client,
@@ -104,7 +109,7 @@ impl CfBackend {
     }
 
     /// The space this backend deploys to.
-    pub fn space_guid(&self) -> &str {
+    pub fn space_guid(&self) -> &SpaceGuid {
         &self.space_guid
     }
 
@@ -241,7 +246,7 @@ pub fn bits_error(e: &package::Error) -> ApiError {
 
 fn app(a: cf::App) -> App {
     App {
-        guid: a.guid.to_string(),
+        guid: a.guid,
         name: a.name,
         state: match a.state {
             cf::AppState::Started => AppState::Started,
@@ -254,13 +259,13 @@ fn app(a: cf::App) -> App {
 
 fn route(r: cf::Route) -> Route {
     Route {
-        guid: r.guid.to_string(),
+        guid: r.guid,
         domain_guid: r
             .relationships
             .domain
             .guid()
-            .map(ToString::to_string)
-            .unwrap_or_default(),
+            .cloned()
+            .unwrap_or_else(|| DomainGuid::new("")),
         host: r.host,
         path: r.path,
         port: r.port,
@@ -270,7 +275,7 @@ fn route(r: cf::Route) -> Route {
 
 fn domain(d: cf::Domain) -> Domain {
     Domain {
-        guid: d.guid.to_string(),
+        guid: d.guid,
         name: d.name,
         internal: d.internal,
     }
@@ -278,8 +283,8 @@ fn domain(d: cf::Domain) -> Domain {
 
 fn destination(d: cf::Destination) -> Destination {
     Destination {
-        guid: d.guid.to_string(),
-        app_guid: d.app.guid.to_string(),
+        guid: d.guid,
+        app_guid: d.app.guid,
         process_type: d.app.process.map_or_else(|| "web".to_string(), |p| p.type_),
         port: d.port.map(u32::from),
         protocol: d.protocol,
@@ -360,13 +365,9 @@ fn deployment(d: cf::Deployment) -> Deployment {
     };
     let error = d.error().map(str::to_string);
     Deployment {
-        guid: d.guid.to_string(),
+        guid: d.guid,
         state,
-        new_processes: d
-            .new_processes
-            .into_iter()
-            .map(|p| p.guid.to_string())
-            .collect(),
+        new_processes: d.new_processes.into_iter().map(|p| p.guid).collect(),
         canary_step: d.status.canary.map(|c| (c.steps.current, c.steps.total)),
         error,
     }
@@ -374,8 +375,8 @@ fn deployment(d: cf::Deployment) -> Deployment {
 
 fn policy_from_cf(p: cf::NetworkPolicy) -> NetworkPolicy {
     NetworkPolicy {
-        source_app: p.source.id,
-        destination_app: p.destination.id,
+        source_app: AppGuid::new(p.source.id),
+        destination_app: AppGuid::new(p.destination.id),
         protocol: p.destination.protocol,
         start_port: p.destination.ports.start,
         end_port: p.destination.ports.end,
@@ -385,10 +386,10 @@ fn policy_from_cf(p: cf::NetworkPolicy) -> NetworkPolicy {
 fn policy_to_cf(p: &NetworkPolicy) -> cf::NetworkPolicy {
     cf::NetworkPolicy {
         source: cf::PolicySource {
-            id: p.source_app.clone(),
+            id: p.source_app.to_string(),
         },
         destination: cf::PolicyDestination {
-            id: p.destination_app.clone(),
+            id: p.destination_app.to_string(),
             protocol: p.protocol.clone(),
             ports: cf::PortRange {
                 start: p.start_port,
@@ -416,10 +417,6 @@ fn metadata_update(u: &MetadataUpdate) -> cf::MetadataUpdate {
         labels: u.labels.clone(),
         annotations: u.annotations.clone(),
     }
-}
-
-fn app_guid(guid: &str) -> cf::AppGuid {
-    cf::AppGuid::new(guid)
 }
 
 // ---- the package layer's seam ----
@@ -462,13 +459,17 @@ impl package::BitsApi for CfBackend {
 impl CfApi for CfBackend {
     type Bits = package::Scan;
 
-    async fn find_apps_by_name(&self, space_guid: &str, names: &[String]) -> ApiResult<Vec<App>> {
+    async fn find_apps_by_name(
+        &self,
+        space_guid: &SpaceGuid,
+        names: &[String],
+    ) -> ApiResult<Vec<App>> {
         if names.is_empty() {
             return Ok(Vec::new());
         }
         let q = cf::AppQuery::default()
             .names(names.iter().cloned())
-            .space_guids([cf::SpaceGuid::new(space_guid)]);
+            .space_guids([space_guid.clone()]);
         Ok(self
             .client
             .list_apps(&q)
@@ -478,10 +479,14 @@ impl CfApi for CfBackend {
             .collect())
     }
 
-    async fn find_apps_by_label(&self, space_guid: &str, selector: &str) -> ApiResult<Vec<App>> {
+    async fn find_apps_by_label(
+        &self,
+        space_guid: &SpaceGuid,
+        selector: &str,
+    ) -> ApiResult<Vec<App>> {
         let q = cf::AppQuery::default()
             .label_selector(selector)
-            .space_guids([cf::SpaceGuid::new(space_guid)]);
+            .space_guids([space_guid.clone()]);
         Ok(self
             .client
             .list_apps(&q)
@@ -491,69 +496,60 @@ impl CfApi for CfBackend {
             .collect())
     }
 
-    async fn get_app(&self, guid: &str) -> ApiResult<App> {
-        Ok(app(self.client.get_app(&app_guid(guid)).await?))
+    async fn get_app(&self, guid: &AppGuid) -> ApiResult<App> {
+        Ok(app(self.client.get_app(guid).await?))
     }
 
-    async fn apply_manifest(&self, space_guid: &str, yaml: &str) -> ApiResult<()> {
-        let job = self
-            .client
-            .apply_manifest(&cf::SpaceGuid::new(space_guid), yaml)
-            .await?;
+    async fn apply_manifest(&self, space_guid: &SpaceGuid, yaml: &str) -> ApiResult<()> {
+        let job = self.client.apply_manifest(space_guid, yaml).await?;
         self.client.wait_for_job(&job, self.poll).await?;
         Ok(())
     }
 
     async fn create_package(
         &self,
-        app_guid_: &str,
+        app_guid: &AppGuid,
         source: &AppSource<package::Scan>,
-    ) -> ApiResult<String> {
+    ) -> ApiResult<PackageGuid> {
         let new = match source {
-            AppSource::Bits(_) => cf::NewPackage::bits(app_guid(app_guid_)),
+            AppSource::Bits(_) => cf::NewPackage::bits(app_guid.clone()),
             AppSource::Docker { image, username } => cf::NewPackage::docker(
-                app_guid(app_guid_),
+                app_guid.clone(),
                 image.clone(),
                 username.clone(),
                 username.as_ref().and_then(|_| self.docker_password.clone()),
             ),
         };
-        Ok(self.client.create_package(&new).await?.guid.to_string())
+        Ok(self.client.create_package(&new).await?.guid)
     }
 
     async fn upload_bits(
         &self,
-        package_guid: &str,
+        package_guid: &PackageGuid,
         bits: &package::Scan,
         progress: ProgressSink,
     ) -> ApiResult<()> {
         let report: package::ProgressFn =
             Arc::new(move |sent, total| progress.report(sent, Some(total)));
-        package::push_bits(self, package_guid, bits, report)
+        package::push_bits(self, package_guid.as_str(), bits, report)
             .await
             .map_err(|e| bits_error(&e))?;
         self.client
-            .wait_for_package_ready(&cf::PackageGuid::new(package_guid), self.poll)
+            .wait_for_package_ready(package_guid, self.poll)
             .await?;
         Ok(())
     }
 
-    async fn create_build(&self, package_guid: &str) -> ApiResult<String> {
-        let build = self
-            .client
-            .create_build(&cf::PackageGuid::new(package_guid))
-            .await?;
-        Ok(build.guid.to_string())
+    async fn create_build(&self, package_guid: &PackageGuid) -> ApiResult<BuildGuid> {
+        let build = self.client.create_build(package_guid).await?;
+        Ok(build.guid)
     }
 
-    async fn get_build(&self, build_guid: &str) -> ApiResult<BuildState> {
-        let b = self
-            .client
-            .get_build(&cf::BuildGuid::new(build_guid))
-            .await?;
+    async fn get_build(&self, build_guid: &BuildGuid) -> ApiResult<BuildState> {
+        let b = self.client.get_build(build_guid).await?;
         Ok(match b.state {
             cf::BuildState::Staged => match b.droplet_guid() {
-                Some(d) => BuildState::Staged(d.to_string()),
+                Some(d) => BuildState::Staged(d.clone()),
                 None => {
                     return Err(ApiError {
                         title: "unexpected response".into(),
@@ -570,74 +566,70 @@ impl CfApi for CfBackend {
         })
     }
 
-    async fn set_current_droplet(&self, app: &str, droplet_guid: &str) -> ApiResult<()> {
-        self.client
-            .set_current_droplet(&app_guid(app), &cf::DropletGuid::new(droplet_guid))
-            .await?;
+    async fn set_current_droplet(
+        &self,
+        app: &AppGuid,
+        droplet_guid: &DropletGuid,
+    ) -> ApiResult<()> {
+        self.client.set_current_droplet(app, droplet_guid).await?;
         Ok(())
     }
 
-    async fn start_app(&self, app: &str) -> ApiResult<()> {
-        self.client.start_app(&app_guid(app)).await?;
+    async fn start_app(&self, app: &AppGuid) -> ApiResult<()> {
+        self.client.start_app(app).await?;
         Ok(())
     }
 
-    async fn stop_app(&self, app: &str) -> ApiResult<()> {
-        self.client.stop_app(&app_guid(app)).await?;
+    async fn stop_app(&self, app: &AppGuid) -> ApiResult<()> {
+        self.client.stop_app(app).await?;
         Ok(())
     }
 
-    async fn rename_app(&self, app: &str, name: &str) -> ApiResult<()> {
-        self.client.rename_app(&app_guid(app), name).await?;
+    async fn rename_app(&self, app: &AppGuid, name: &str) -> ApiResult<()> {
+        self.client.rename_app(app, name).await?;
         Ok(())
     }
 
-    async fn delete_app(&self, app: &str) -> ApiResult<()> {
-        let job = self.client.delete_app(&app_guid(app)).await?;
+    async fn delete_app(&self, app: &AppGuid) -> ApiResult<()> {
+        let job = self.client.delete_app(app).await?;
         self.client.wait_for_job(&job, self.poll).await?;
         Ok(())
     }
 
-    async fn update_metadata(&self, app: &str, update: &MetadataUpdate) -> ApiResult<()> {
+    async fn update_metadata(&self, app: &AppGuid, update: &MetadataUpdate) -> ApiResult<()> {
         self.client
-            .update_app_metadata(&app_guid(app), &metadata_update(update))
+            .update_app_metadata(app, &metadata_update(update))
             .await?;
         Ok(())
     }
 
-    async fn get_ssh_enabled(&self, app: &str) -> ApiResult<bool> {
-        Ok(self
-            .client
-            .get_app_feature(&app_guid(app), "ssh")
-            .await?
-            .enabled)
+    async fn get_ssh_enabled(&self, app: &AppGuid) -> ApiResult<bool> {
+        Ok(self.client.get_app_feature(app, "ssh").await?.enabled)
     }
 
-    async fn set_ssh_enabled(&self, app: &str, enabled: bool) -> ApiResult<()> {
-        self.client
-            .update_app_feature(&app_guid(app), "ssh", enabled)
-            .await?;
+    async fn set_ssh_enabled(&self, app: &AppGuid, enabled: bool) -> ApiResult<()> {
+        self.client.update_app_feature(app, "ssh", enabled).await?;
         Ok(())
     }
 
-    async fn list_processes(&self, app: &str) -> ApiResult<Vec<Process>> {
+    async fn list_processes(&self, app: &AppGuid) -> ApiResult<Vec<Process>> {
         Ok(self
             .client
-            .list_app_processes(&app_guid(app))
+            .list_app_processes(app)
             .await?
             .into_iter()
             .map(|p| Process {
-                guid: p.guid.to_string(),
+                guid: p.guid,
                 process_type: p.type_,
                 instances: p.instances,
             })
             .collect())
     }
 
-    async fn process_stats(&self, process_guid: &str) -> ApiResult<Vec<InstanceStat>> {
+    async fn process_stats(&self, process_guid: &ProcessGuid) -> ApiResult<Vec<InstanceStat>> {
         Ok(self
             .client
-            .get_process_stats(&cf::ProcessGuid::new(process_guid))
+            .get_process_stats(process_guid)
             .await?
             .into_iter()
             .map(instance)
@@ -652,21 +644,17 @@ impl CfApi for CfBackend {
         let Some(org) = &self.org_guid else {
             return Ok(None);
         };
-        match self
-            .client
-            .get_default_domain(&cf::OrganizationGuid::new(org.as_str()))
-            .await
-        {
+        match self.client.get_default_domain(org).await {
             Ok(d) => Ok(Some(domain(d))),
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e.into()),
         }
     }
 
-    async fn list_app_routes(&self, app: &str) -> ApiResult<Vec<Route>> {
+    async fn list_app_routes(&self, app: &AppGuid) -> ApiResult<Vec<Route>> {
         Ok(self
             .client
-            .list_app_routes(&app_guid(app))
+            .list_app_routes(app)
             .await?
             .into_iter()
             .map(route)
@@ -676,19 +664,14 @@ impl CfApi for CfBackend {
     async fn find_route(&self, r: &NewRoute) -> ApiResult<Option<Route>> {
         Ok(self
             .client
-            .find_route(
-                &cf::DomainGuid::new(r.domain_guid.as_str()),
-                &r.host,
-                &r.path,
-                r.port,
-            )
+            .find_route(&r.domain_guid, &r.host, &r.path, r.port)
             .await?
             .map(route))
     }
 
-    async fn create_route(&self, space_guid: &str, r: &NewRoute) -> ApiResult<Route> {
-        let space = cf::SpaceGuid::new(space_guid);
-        let dom = cf::DomainGuid::new(r.domain_guid.as_str());
+    async fn create_route(&self, space_guid: &SpaceGuid, r: &NewRoute) -> ApiResult<Route> {
+        let space = space_guid.clone();
+        let dom = r.domain_guid.clone();
         let new = match r.port {
             Some(port) => cf::NewRoute::tcp(space, dom, Some(port)),
             None => cf::NewRoute::http(space, dom, r.host.clone(), r.path.clone()),
@@ -696,19 +679,16 @@ impl CfApi for CfBackend {
         Ok(route(self.client.create_route(&new).await?))
     }
 
-    async fn delete_route(&self, route_guid: &str) -> ApiResult<()> {
-        let job = self
-            .client
-            .delete_route(&cf::RouteGuid::new(route_guid))
-            .await?;
+    async fn delete_route(&self, route_guid: &RouteGuid) -> ApiResult<()> {
+        let job = self.client.delete_route(route_guid).await?;
         self.client.wait_for_job(&job, self.poll).await?;
         Ok(())
     }
 
-    async fn list_destinations(&self, route_guid: &str) -> ApiResult<Vec<Destination>> {
+    async fn list_destinations(&self, route_guid: &RouteGuid) -> ApiResult<Vec<Destination>> {
         Ok(self
             .client
-            .list_route_destinations(&cf::RouteGuid::new(route_guid))
+            .list_route_destinations(route_guid)
             .await?
             .into_iter()
             .map(destination)
@@ -717,10 +697,10 @@ impl CfApi for CfBackend {
 
     async fn add_destination(
         &self,
-        route_guid: &str,
+        route_guid: &RouteGuid,
         d: &NewDestination,
     ) -> ApiResult<Destination> {
-        let mut new = cf::NewDestination::app(app_guid(&d.app_guid)).process(&d.process_type);
+        let mut new = cf::NewDestination::app(d.app_guid.clone()).process(&d.process_type);
         if let Some(p) = &d.protocol {
             new = new.protocol(p.clone());
         }
@@ -733,7 +713,7 @@ impl CfApi for CfBackend {
         }
         let all = self
             .client
-            .insert_route_destinations(&cf::RouteGuid::new(route_guid), &[new])
+            .insert_route_destinations(route_guid, &[new])
             .await?;
         let mut ours: Vec<Destination> = all
             .into_iter()
@@ -757,25 +737,25 @@ impl CfApi for CfBackend {
         }
     }
 
-    async fn remove_destination(&self, route_guid: &str, destination_guid: &str) -> ApiResult<()> {
+    async fn remove_destination(
+        &self,
+        route_guid: &RouteGuid,
+        destination_guid: &DestinationGuid,
+    ) -> ApiResult<()> {
         self.client
-            .remove_route_destination(
-                &cf::RouteGuid::new(route_guid),
-                &cf::DestinationGuid::new(destination_guid),
-            )
+            .remove_route_destination(route_guid, destination_guid)
             .await?;
         Ok(())
     }
 
-    async fn list_network_policies(&self, app_guids: &[String]) -> ApiResult<Vec<NetworkPolicy>> {
+    async fn list_network_policies(&self, app_guids: &[AppGuid]) -> ApiResult<Vec<NetworkPolicy>> {
         if app_guids.is_empty() {
             return Ok(Vec::new());
         }
-        let guids: Vec<cf::AppGuid> = app_guids.iter().map(|g| app_guid(g)).collect();
         let wanted: BTreeMap<&str, ()> = app_guids.iter().map(|g| (g.as_str(), ())).collect();
         Ok(self
             .client
-            .list_network_policies(&guids)
+            .list_network_policies(app_guids)
             .await?
             .into_iter()
             .map(policy_from_cf)
@@ -800,8 +780,8 @@ impl CfApi for CfBackend {
     }
 
     async fn create_deployment(&self, new: &NewDeployment) -> ApiResult<Deployment> {
-        let app = app_guid(&new.app_guid);
-        let droplet = Some(cf::DropletGuid::new(&new.droplet_guid));
+        let app = new.app_guid.clone();
+        let droplet = Some(new.droplet_guid.clone());
         let base = match new.strategy {
             DeploymentStrategy::Rolling => cf::NewDeployment::rolling(app, droplet),
             DeploymentStrategy::Canary => cf::NewDeployment::canary(app, droplet),
@@ -820,67 +800,54 @@ impl CfApi for CfBackend {
         Ok(deployment(d))
     }
 
-    async fn get_deployment(&self, guid: &str) -> ApiResult<Deployment> {
-        let d = self
-            .client
-            .get_deployment(&cf::DeploymentGuid::new(guid))
-            .await?;
+    async fn get_deployment(&self, guid: &DeploymentGuid) -> ApiResult<Deployment> {
+        let d = self.client.get_deployment(guid).await?;
         Ok(deployment(d))
     }
 
-    async fn continue_deployment(&self, guid: &str) -> ApiResult<()> {
-        self.client
-            .continue_deployment(&cf::DeploymentGuid::new(guid))
-            .await?;
+    async fn continue_deployment(&self, guid: &DeploymentGuid) -> ApiResult<()> {
+        self.client.continue_deployment(guid).await?;
         Ok(())
     }
 
-    async fn cancel_deployment(&self, guid: &str) -> ApiResult<()> {
-        self.client
-            .cancel_deployment(&cf::DeploymentGuid::new(guid))
-            .await?;
+    async fn cancel_deployment(&self, guid: &DeploymentGuid) -> ApiResult<()> {
+        self.client.cancel_deployment(guid).await?;
         Ok(())
     }
 
-    async fn get_env_vars(&self, app: &str) -> ApiResult<BTreeMap<String, String>> {
-        Ok(self
-            .client
-            .get_app_environment_variables(&app_guid(app))
-            .await?)
+    async fn get_env_vars(&self, app: &AppGuid) -> ApiResult<BTreeMap<String, String>> {
+        Ok(self.client.get_app_environment_variables(app).await?)
     }
 
     async fn update_env_vars(
         &self,
-        app: &str,
+        app: &AppGuid,
         vars: &BTreeMap<String, Option<String>>,
     ) -> ApiResult<()> {
         self.client
-            .update_app_environment_variables(&app_guid(app), vars)
+            .update_app_environment_variables(app, vars)
             .await?;
         Ok(())
     }
 
-    async fn list_service_bindings(&self, app: &str) -> ApiResult<Vec<ServiceBinding>> {
+    async fn list_service_bindings(&self, app: &AppGuid) -> ApiResult<Vec<ServiceBinding>> {
         Ok(self
             .client
-            .list_app_service_credential_bindings(&app_guid(app))
+            .list_app_service_credential_bindings(app)
             .await?
             .into_iter()
             .map(|b| ServiceBinding {
                 service_instance_guid: b
                     .service_instance_guid()
-                    .map(ToString::to_string)
-                    .unwrap_or_default(),
-                guid: b.guid.to_string(),
+                    .cloned()
+                    .unwrap_or_else(|| ServiceInstanceGuid::new("")),
+                guid: b.guid,
             })
             .collect())
     }
 
-    async fn delete_service_binding(&self, guid: &str) -> ApiResult<()> {
-        let job = self
-            .client
-            .delete_service_credential_binding(&cf::ServiceCredentialBindingGuid::new(guid))
-            .await?;
+    async fn delete_service_binding(&self, guid: &ServiceCredentialBindingGuid) -> ApiResult<()> {
+        let job = self.client.delete_service_credential_binding(guid).await?;
         if let Some(job) = job {
             self.client.wait_for_job(&job, self.poll).await?;
         }
@@ -892,13 +859,13 @@ impl CfApi for CfBackend {
     /// forbidden is named in `unavailable`; both failing otherwise is an error.
     async fn crash_events(
         &self,
-        app_guid: &str,
+        app_guid: &AppGuid,
         since: std::time::SystemTime,
     ) -> ApiResult<crate::deploy::api::CrashEvents> {
         let since = since
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
-        let guid = self::app_guid(app_guid);
+        let guid = app_guid.clone();
         let mut out = crate::deploy::api::CrashEvents::default();
         let secs = i64::try_from(since.as_secs()).unwrap_or(i64::MAX);
         // CC compares created_at to the second: one second early catches the boundary.
@@ -914,7 +881,7 @@ impl CfApi for CfBackend {
             Ok(events) => out.events.extend(events.iter().filter_map(|e| {
                 let c = e.crash()?;
                 Some(crate::deploy::api::CrashEvent {
-                    process_guid: c.process_guid,
+                    process_guid: c.process_guid.map(ProcessGuid::new),
                     instance_guid: c.instance,
                     index: c.index,
                     reason: c.exit_description.or(c.reason).unwrap_or_default(),
@@ -935,7 +902,7 @@ impl CfApi for CfBackend {
         let logs = if gone.log_cache {
             Ok(Vec::new())
         } else {
-            self.client.read_log_cache(app_guid, query).await
+            self.client.read_log_cache(app_guid.as_str(), query).await
         };
         match logs {
             Ok(envelopes) => {
@@ -969,7 +936,7 @@ impl CfApi for CfBackend {
 
     async fn app_log(
         &self,
-        app_guid: &str,
+        app_guid: &AppGuid,
         query: &crate::deploy::api::LogQuery,
     ) -> ApiResult<Vec<crate::deploy::api::LogRecord>> {
         use crate::deploy::api::{LogEntry, LogRecord};
@@ -993,7 +960,7 @@ impl CfApi for CfBackend {
         q.descending = query.newest;
         let mut envelopes = self
             .client
-            .read_log_cache(app_guid, q)
+            .read_log_cache(app_guid.as_str(), q)
             .await
             .map_err(|e| api_error(&e))?;
         if query.newest {

@@ -433,7 +433,10 @@ async fn prepare_inner(
     let backend = CfBackend::new(
         client,
         request.space_guid.clone(),
-        opts.target.org.as_ref().map(|o| o.guid.clone()),
+        opts.target
+            .org
+            .as_ref()
+            .map(|o| cf::OrganizationGuid::new(o.guid.as_str())),
     )
     .with_poll(
         opts.poll_interval,

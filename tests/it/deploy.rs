@@ -7,10 +7,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use cf_zero_downtime::deploy::api::{
-    ApiError, ApiResult, App, AppSource, AppState, BuildState, CfApi, CrashEvent, CrashEvents,
-    Deployment, DeploymentState, DeploymentStrategy, Destination, Domain, InstanceStat,
-    InstanceState, MUTATING_METHODS, MetadataUpdate, NetworkPolicy, NewDeployment, NewDestination,
-    NewRoute, Process, ProgressSink, Route, ServiceBinding,
+    ApiError, ApiResult, App, AppGuid, AppSource, AppState, BuildGuid, BuildState, CfApi,
+    CrashEvent, CrashEvents, Deployment, DeploymentGuid, DeploymentState, DeploymentStrategy,
+    Destination, DestinationGuid, Domain, DropletGuid, InstanceStat, InstanceState,
+    MUTATING_METHODS, MetadataUpdate, NetworkPolicy, NewDeployment, NewDestination, NewRoute,
+    PackageGuid, Process, ProcessGuid, ProgressSink, Route, RouteGuid, ServiceBinding,
+    ServiceCredentialBindingGuid, SpaceGuid,
 };
 use cf_zero_downtime::deploy::event::{Event, Outcome, Reporter};
 use cf_zero_downtime::deploy::request::{
@@ -207,8 +209,8 @@ impl FakeCf {
         let dests = apps
             .iter()
             .map(|a| Destination {
-                guid: format!("dest-{guid}-{a}"),
-                app_guid: a.to_string(),
+                guid: format!("dest-{guid}-{a}").into(),
+                app_guid: a.to_string().into(),
                 process_type: "web".into(),
                 port: Some(8080),
                 protocol: Some("http1".into()),
@@ -218,7 +220,7 @@ impl FakeCf {
             guid.clone(),
             (
                 Route {
-                    guid: guid.clone(),
+                    guid: guid.clone().into(),
                     host: host.into(),
                     path: String::new(),
                     port: None,
@@ -239,7 +241,7 @@ impl FakeCf {
             .unwrap()
             .0
             .guid
-            .clone()
+            .to_string()
     }
 
     fn app_named(&self, name: &str) -> Option<FApp> {
@@ -250,7 +252,7 @@ impl FakeCf {
             .cloned()
     }
 
-    fn route_apps(&self, url: &str) -> Option<BTreeSet<String>> {
+    fn route_apps(&self, url: &str) -> Option<BTreeSet<AppGuid>> {
         self.lock()
             .routes
             .values()
@@ -303,9 +305,9 @@ impl FakeCf {
 
     fn dep_view(guid: &str, d: &FDep) -> Deployment {
         Deployment {
-            guid: guid.to_string(),
+            guid: guid.to_string().into(),
             state: d.state.clone(),
-            new_processes: vec![format!("{guid}/new-web")],
+            new_processes: vec![format!("{guid}/new-web").into()],
             canary_step: (d.strategy == DeploymentStrategy::Canary).then_some((d.current, d.steps)),
             error: None,
         }
@@ -332,7 +334,7 @@ impl FakeCf {
 }
 
 type AppSnap = (
-    String,
+    AppGuid,
     AppState,
     BTreeMap<String, String>,
     BTreeMap<String, String>,
@@ -341,7 +343,7 @@ type AppSnap = (
 );
 
 /// A destination without its GUID: app, process type, port, protocol.
-type DestSnap = (String, String, Option<u32>, Option<String>);
+type DestSnap = (AppGuid, String, Option<u32>, Option<String>);
 
 #[derive(Debug, PartialEq, Eq)]
 struct Snapshot {
@@ -357,7 +359,8 @@ fn not_found(what: &str) -> ApiError {
 impl CfApi for FakeCf {
     type Bits = ();
 
-    async fn crash_events(&self, app: &str, _since: SystemTime) -> ApiResult<CrashEvents> {
+    async fn crash_events(&self, app: &AppGuid, _since: SystemTime) -> ApiResult<CrashEvents> {
+        let app = app.as_str();
         self.enter("crash_events", app)?;
         let s = self.lock();
         if s.crash_records_forbidden {
@@ -370,12 +373,12 @@ impl CfApi for FakeCf {
         let crashing = s.crash_new_apps
             && s.crash_shows != CrashShows::CrashedState
             && s.apps.get(app).is_some_and(|a| {
-                a.app.guid.starts_with("app-") && a.app.state != AppState::Stopped
+                a.app.guid.as_str().starts_with("app-") && a.app.state != AppState::Stopped
             });
         Ok(CrashEvents {
             events: if crashing {
                 vec![CrashEvent {
-                    process_guid: Some(format!("{app}/web")),
+                    process_guid: Some(format!("{app}/web").into()),
                     instance_guid: None,
                     index: Some(0),
                     reason: "APP/PROC/WEB: Exited with status 137 (health check timed out)".into(),
@@ -387,7 +390,7 @@ impl CfApi for FakeCf {
         })
     }
 
-    async fn find_apps_by_name(&self, _space: &str, names: &[String]) -> ApiResult<Vec<App>> {
+    async fn find_apps_by_name(&self, _space: &SpaceGuid, names: &[String]) -> ApiResult<Vec<App>> {
         self.enter("find_apps_by_name", &names.join(","))?;
         Ok(self
             .lock()
@@ -398,7 +401,7 @@ impl CfApi for FakeCf {
             .collect())
     }
 
-    async fn find_apps_by_label(&self, _space: &str, selector: &str) -> ApiResult<Vec<App>> {
+    async fn find_apps_by_label(&self, _space: &SpaceGuid, selector: &str) -> ApiResult<Vec<App>> {
         self.enter("find_apps_by_label", selector)?;
         let (k, v) = match selector.split_once('=') {
             Some((k, v)) => (k, Some(v)),
@@ -417,7 +420,8 @@ impl CfApi for FakeCf {
             .collect())
     }
 
-    async fn get_app(&self, guid: &str) -> ApiResult<App> {
+    async fn get_app(&self, guid: &AppGuid) -> ApiResult<App> {
+        let guid = guid.as_str();
         self.enter("get_app", guid)?;
         self.lock()
             .apps
@@ -426,7 +430,7 @@ impl CfApi for FakeCf {
             .ok_or_else(|| not_found("app"))
     }
 
-    async fn apply_manifest(&self, _space: &str, yaml: &str) -> ApiResult<()> {
+    async fn apply_manifest(&self, _space: &SpaceGuid, yaml: &str) -> ApiResult<()> {
         let after = self.enter("apply_manifest", "")?;
         let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(yaml)
             .map_err(|e| ApiError::new(422, "CF-UnprocessableEntity", e.to_string()))?;
@@ -438,7 +442,7 @@ impl CfApi for FakeCf {
             let name = a["name"].as_str().unwrap_or_default().to_string();
             let mut s = self.lock();
             let guid = match s.apps.values().find(|x| x.app.name == name) {
-                Some(x) => x.app.guid.clone(),
+                Some(x) => x.app.guid.to_string(),
                 None => {
                     let g = Self::id(&mut s, "app");
                     let inst = a["instances"].as_u64().unwrap_or(2) as u32;
@@ -446,7 +450,7 @@ impl CfApi for FakeCf {
                         g.clone(),
                         FApp {
                             app: App {
-                                guid: g.clone(),
+                                guid: g.clone().into(),
                                 name: name.clone(),
                                 state: AppState::Stopped,
                                 labels: BTreeMap::new(),
@@ -522,7 +526,7 @@ impl CfApi for FakeCf {
                     .routes
                     .values()
                     .find(|(x, _)| x.url == url)
-                    .map(|(x, _)| x.guid.clone());
+                    .map(|(x, _)| x.guid.to_string());
                 let rg = match existing {
                     Some(g) => g,
                     None => {
@@ -531,7 +535,7 @@ impl CfApi for FakeCf {
                             g.clone(),
                             (
                                 Route {
-                                    guid: g.clone(),
+                                    guid: g.clone().into(),
                                     host: addr.host.clone(),
                                     path: addr.path.clone(),
                                     port: addr.port,
@@ -548,8 +552,8 @@ impl CfApi for FakeCf {
                 let dests = &mut s.routes.get_mut(&rg).unwrap().1;
                 if !dests.iter().any(|d| d.app_guid == guid) {
                     dests.push(Destination {
-                        guid: dg,
-                        app_guid: guid.clone(),
+                        guid: dg.into(),
+                        app_guid: guid.clone().into(),
                         process_type: "web".into(),
                         port: None,
                         protocol: None,
@@ -565,7 +569,12 @@ impl CfApi for FakeCf {
         }
     }
 
-    async fn create_package(&self, app: &str, _source: &AppSource<()>) -> ApiResult<String> {
+    async fn create_package(
+        &self,
+        app: &AppGuid,
+        _source: &AppSource<()>,
+    ) -> ApiResult<PackageGuid> {
+        let app = app.as_str();
         let after = self.enter("create_package", app)?;
         let mut s = self.lock();
         let g = Self::id(&mut s, "pkg");
@@ -573,16 +582,17 @@ impl CfApi for FakeCf {
         if after {
             Err(err500("create_package"))
         } else {
-            Ok(g)
+            Ok(g.into())
         }
     }
 
     async fn upload_bits(
         &self,
-        package: &str,
+        package: &PackageGuid,
         _bits: &(),
         progress: ProgressSink,
     ) -> ApiResult<()> {
+        let package = package.as_str();
         let after = self.enter("upload_bits", package)?;
         progress.report(512, Some(1024));
         progress.report(1024, Some(1024));
@@ -593,7 +603,8 @@ impl CfApi for FakeCf {
         }
     }
 
-    async fn create_build(&self, package: &str) -> ApiResult<String> {
+    async fn create_build(&self, package: &PackageGuid) -> ApiResult<BuildGuid> {
+        let package = package.as_str();
         let after = self.enter("create_build", package)?;
         let mut s = self.lock();
         let g = Self::id(&mut s, "build");
@@ -601,11 +612,12 @@ impl CfApi for FakeCf {
         if after {
             Err(err500("create_build"))
         } else {
-            Ok(g)
+            Ok(g.into())
         }
     }
 
-    async fn get_build(&self, build: &str) -> ApiResult<BuildState> {
+    async fn get_build(&self, build: &BuildGuid) -> ApiResult<BuildState> {
+        let build = build.as_str();
         self.enter("get_build", build)?;
         let mut s = self.lock();
         let fail_for = s.staging_fails_for.clone();
@@ -628,10 +640,12 @@ impl CfApi for FakeCf {
                 "NoAppDetectedError - no buildpack detected".into(),
             ));
         }
-        Ok(BuildState::Staged(format!("droplet-{build}")))
+        Ok(BuildState::Staged(format!("droplet-{build}").into()))
     }
 
-    async fn set_current_droplet(&self, app: &str, droplet: &str) -> ApiResult<()> {
+    async fn set_current_droplet(&self, app: &AppGuid, droplet: &DropletGuid) -> ApiResult<()> {
+        let app = app.as_str();
+        let droplet = droplet.as_str();
         let after = self.enter("set_current_droplet", app)?;
         let mut s = self.lock();
         s.apps.get_mut(app).ok_or_else(|| not_found("app"))?.droplet = Some(droplet.into());
@@ -642,7 +656,8 @@ impl CfApi for FakeCf {
         }
     }
 
-    async fn start_app(&self, app: &str) -> ApiResult<()> {
+    async fn start_app(&self, app: &AppGuid) -> ApiResult<()> {
+        let app = app.as_str();
         let after = self.enter("start_app", app)?;
         let mut s = self.lock();
         let polls = s.starting_polls;
@@ -656,7 +671,8 @@ impl CfApi for FakeCf {
         }
     }
 
-    async fn stop_app(&self, app: &str) -> ApiResult<()> {
+    async fn stop_app(&self, app: &AppGuid) -> ApiResult<()> {
+        let app = app.as_str();
         let after = self.enter("stop_app", app)?;
         let mut s = self.lock();
         s.apps
@@ -671,7 +687,8 @@ impl CfApi for FakeCf {
         }
     }
 
-    async fn rename_app(&self, app: &str, name: &str) -> ApiResult<()> {
+    async fn rename_app(&self, app: &AppGuid, name: &str) -> ApiResult<()> {
+        let app = app.as_str();
         let after = self.enter("rename_app", &format!("{app} {name}"))?;
         let mut s = self.lock();
         if s.apps
@@ -696,7 +713,8 @@ impl CfApi for FakeCf {
         }
     }
 
-    async fn delete_app(&self, app: &str) -> ApiResult<()> {
+    async fn delete_app(&self, app: &AppGuid) -> ApiResult<()> {
+        let app = app.as_str();
         let after = self.enter("delete_app", app)?;
         let mut s = self.lock();
         s.apps.remove(app).ok_or_else(|| not_found("app"))?;
@@ -710,7 +728,8 @@ impl CfApi for FakeCf {
         }
     }
 
-    async fn update_metadata(&self, app: &str, update: &MetadataUpdate) -> ApiResult<()> {
+    async fn update_metadata(&self, app: &AppGuid, update: &MetadataUpdate) -> ApiResult<()> {
+        let app = app.as_str();
         let after = self.enter("update_metadata", app)?;
         let mut s = self.lock();
         let a = s.apps.get_mut(app).ok_or_else(|| not_found("app"))?;
@@ -733,7 +752,8 @@ impl CfApi for FakeCf {
         }
     }
 
-    async fn get_ssh_enabled(&self, app: &str) -> ApiResult<bool> {
+    async fn get_ssh_enabled(&self, app: &AppGuid) -> ApiResult<bool> {
+        let app = app.as_str();
         self.enter("get_ssh_enabled", app)?;
         self.lock()
             .apps
@@ -742,7 +762,8 @@ impl CfApi for FakeCf {
             .ok_or_else(|| not_found("app"))
     }
 
-    async fn set_ssh_enabled(&self, app: &str, enabled: bool) -> ApiResult<()> {
+    async fn set_ssh_enabled(&self, app: &AppGuid, enabled: bool) -> ApiResult<()> {
+        let app = app.as_str();
         let after = self.enter("set_ssh_enabled", app)?;
         self.lock()
             .apps
@@ -756,21 +777,23 @@ impl CfApi for FakeCf {
         }
     }
 
-    async fn list_processes(&self, app: &str) -> ApiResult<Vec<Process>> {
+    async fn list_processes(&self, app: &AppGuid) -> ApiResult<Vec<Process>> {
+        let app = app.as_str();
         self.enter("list_processes", app)?;
         let s = self.lock();
         let a = s.apps.get(app).ok_or_else(|| not_found("app"))?;
         Ok(a.processes
             .iter()
             .map(|(t, n)| Process {
-                guid: format!("{app}/{t}"),
+                guid: format!("{app}/{t}").into(),
                 process_type: t.clone(),
                 instances: *n,
             })
             .collect())
     }
 
-    async fn process_stats(&self, process: &str) -> ApiResult<Vec<InstanceStat>> {
+    async fn process_stats(&self, process: &ProcessGuid) -> ApiResult<Vec<InstanceStat>> {
+        let process = process.as_str();
         self.enter("process_stats", process)?;
         let (app, t) = process.split_once('/').unwrap_or_default();
         let mut s = self.lock();
@@ -843,7 +866,8 @@ impl CfApi for FakeCf {
         Ok(self.lock().domains.first().cloned())
     }
 
-    async fn list_app_routes(&self, app: &str) -> ApiResult<Vec<Route>> {
+    async fn list_app_routes(&self, app: &AppGuid) -> ApiResult<Vec<Route>> {
+        let app = app.as_str();
         self.enter("list_app_routes", app)?;
         Ok(self
             .lock()
@@ -864,7 +888,7 @@ impl CfApi for FakeCf {
             .map(|(r, _)| r.clone()))
     }
 
-    async fn create_route(&self, _space: &str, route: &NewRoute) -> ApiResult<Route> {
+    async fn create_route(&self, _space: &SpaceGuid, route: &NewRoute) -> ApiResult<Route> {
         let after = self.enter("create_route", &route.host)?;
         let mut s = self.lock();
         let url = Self::url_of(&s, route);
@@ -873,7 +897,7 @@ impl CfApi for FakeCf {
         }
         let g = Self::id(&mut s, "route");
         let r = Route {
-            guid: g.clone(),
+            guid: g.clone().into(),
             host: route.host.clone(),
             path: route.path.clone(),
             port: route.port,
@@ -888,7 +912,8 @@ impl CfApi for FakeCf {
         }
     }
 
-    async fn delete_route(&self, route: &str) -> ApiResult<()> {
+    async fn delete_route(&self, route: &RouteGuid) -> ApiResult<()> {
+        let route = route.as_str();
         let after = self.enter("delete_route", route)?;
         self.lock()
             .routes
@@ -901,7 +926,8 @@ impl CfApi for FakeCf {
         }
     }
 
-    async fn list_destinations(&self, route: &str) -> ApiResult<Vec<Destination>> {
+    async fn list_destinations(&self, route: &RouteGuid) -> ApiResult<Vec<Destination>> {
+        let route = route.as_str();
         self.enter("list_destinations", route)?;
         self.lock()
             .routes
@@ -910,7 +936,12 @@ impl CfApi for FakeCf {
             .ok_or_else(|| not_found("route"))
     }
 
-    async fn add_destination(&self, route: &str, d: &NewDestination) -> ApiResult<Destination> {
+    async fn add_destination(
+        &self,
+        route: &RouteGuid,
+        d: &NewDestination,
+    ) -> ApiResult<Destination> {
+        let route = route.as_str();
         let after = self.enter("add_destination", &format!("{route} {}", d.app_guid))?;
         let mut s = self.lock();
         let g = Self::id(&mut s, "dest");
@@ -923,7 +954,7 @@ impl CfApi for FakeCf {
             Some(x) => x,
             None => {
                 let x = Destination {
-                    guid: g,
+                    guid: g.into(),
                     app_guid: d.app_guid.clone(),
                     process_type: d.process_type.clone(),
                     port: d.port,
@@ -940,7 +971,13 @@ impl CfApi for FakeCf {
         }
     }
 
-    async fn remove_destination(&self, route: &str, destination: &str) -> ApiResult<()> {
+    async fn remove_destination(
+        &self,
+        route: &RouteGuid,
+        destination: &DestinationGuid,
+    ) -> ApiResult<()> {
+        let route = route.as_str();
+        let destination = destination.as_str();
         let after = self.enter("remove_destination", &format!("{route} {destination}"))?;
         let mut s = self.lock();
         let dests = &mut s.routes.get_mut(route).ok_or_else(|| not_found("route"))?.1;
@@ -956,8 +993,9 @@ impl CfApi for FakeCf {
         }
     }
 
-    async fn list_network_policies(&self, apps: &[String]) -> ApiResult<Vec<NetworkPolicy>> {
-        self.enter("list_network_policies", &apps.join(","))?;
+    async fn list_network_policies(&self, apps: &[AppGuid]) -> ApiResult<Vec<NetworkPolicy>> {
+        let joined: Vec<&str> = apps.iter().map(AppGuid::as_str).collect();
+        self.enter("list_network_policies", &joined.join(","))?;
         if let Some(status) = self.lock().policies_status {
             return Err(ApiError::new(
                 status,
@@ -998,16 +1036,16 @@ impl CfApi for FakeCf {
     }
 
     async fn create_deployment(&self, new: &NewDeployment) -> ApiResult<Deployment> {
-        let after = self.enter("create_deployment", &new.app_guid)?;
+        let after = self.enter("create_deployment", new.app_guid.as_str())?;
         let mut s = self.lock();
         let g = Self::id(&mut s, "dep");
         let a = s
             .apps
-            .get_mut(&new.app_guid)
+            .get_mut(new.app_guid.as_str())
             .ok_or_else(|| not_found("app"))?;
-        let previous = a.droplet.replace(new.droplet_guid.clone());
+        let previous = a.droplet.replace(new.droplet_guid.to_string());
         let d = FDep {
-            app: new.app_guid.clone(),
+            app: new.app_guid.to_string(),
             strategy: new.strategy,
             state: DeploymentState::Deploying,
             previous,
@@ -1026,7 +1064,8 @@ impl CfApi for FakeCf {
         }
     }
 
-    async fn get_deployment(&self, guid: &str) -> ApiResult<Deployment> {
+    async fn get_deployment(&self, guid: &DeploymentGuid) -> ApiResult<Deployment> {
+        let guid = guid.as_str();
         self.enter("get_deployment", guid)?;
         let mut s = self.lock();
         let behaviour = {
@@ -1062,7 +1101,8 @@ impl CfApi for FakeCf {
         Ok(Self::dep_view(guid, d))
     }
 
-    async fn continue_deployment(&self, guid: &str) -> ApiResult<()> {
+    async fn continue_deployment(&self, guid: &DeploymentGuid) -> ApiResult<()> {
+        let guid = guid.as_str();
         let after = self.enter("continue_deployment", guid)?;
         let mut s = self.lock();
         let d = s
@@ -1090,7 +1130,8 @@ impl CfApi for FakeCf {
         }
     }
 
-    async fn cancel_deployment(&self, guid: &str) -> ApiResult<()> {
+    async fn cancel_deployment(&self, guid: &DeploymentGuid) -> ApiResult<()> {
+        let guid = guid.as_str();
         let after = self.enter("cancel_deployment", guid)?;
         let mut s = self.lock();
         let d = s
@@ -1116,7 +1157,8 @@ impl CfApi for FakeCf {
         }
     }
 
-    async fn list_service_bindings(&self, app: &str) -> ApiResult<Vec<ServiceBinding>> {
+    async fn list_service_bindings(&self, app: &AppGuid) -> ApiResult<Vec<ServiceBinding>> {
+        let app = app.as_str();
         self.enter("list_service_bindings", app)?;
         Ok(self
             .lock()
@@ -1124,13 +1166,14 @@ impl CfApi for FakeCf {
             .iter()
             .filter(|(_, (a, _))| a == app)
             .map(|(g, (_, i))| ServiceBinding {
-                guid: g.clone(),
-                service_instance_guid: i.clone(),
+                guid: g.clone().into(),
+                service_instance_guid: i.clone().into(),
             })
             .collect())
     }
 
-    async fn delete_service_binding(&self, guid: &str) -> ApiResult<()> {
+    async fn delete_service_binding(&self, guid: &ServiceCredentialBindingGuid) -> ApiResult<()> {
+        let guid = guid.as_str();
         let after = self.enter("delete_service_binding", guid)?;
         self.lock()
             .bindings
@@ -1143,7 +1186,8 @@ impl CfApi for FakeCf {
         }
     }
 
-    async fn get_env_vars(&self, app: &str) -> ApiResult<BTreeMap<String, String>> {
+    async fn get_env_vars(&self, app: &AppGuid) -> ApiResult<BTreeMap<String, String>> {
+        let app = app.as_str();
         self.enter("get_env_vars", app)?;
         let s = self.lock();
         if !s.apps.contains_key(app) {
@@ -1154,9 +1198,10 @@ impl CfApi for FakeCf {
 
     async fn update_env_vars(
         &self,
-        app: &str,
+        app: &AppGuid,
         vars: &BTreeMap<String, Option<String>>,
     ) -> ApiResult<()> {
+        let app = app.as_str();
         let after = self.enter("update_env_vars", app)?;
         let mut s = self.lock();
         if !s.apps.contains_key(app) {
@@ -1178,9 +1223,10 @@ impl CfApi for FakeCf {
 
     async fn app_log(
         &self,
-        app: &str,
+        app: &AppGuid,
         _query: &cf_zero_downtime::deploy::api::LogQuery,
     ) -> ApiResult<Vec<cf_zero_downtime::deploy::api::LogRecord>> {
+        let app = app.as_str();
         self.enter("app_log", app)?;
         // The fake has no log-cache: as on a platform that does not offer it.
         Err(ApiError::unavailable(
@@ -1323,7 +1369,7 @@ fn assert_swapped(cf: &FakeCf) -> String {
     );
     assert!(cf.app_named("web-candidate").is_none());
     assert!(!web.app.labels.contains_key("zero-downtime.cf/role"));
-    web.app.guid
+    web.app.guid.to_string()
 }
 
 // ---- tests ----------------------------------------------------------------------------------
@@ -1345,11 +1391,11 @@ async fn swap_replaces_the_live_app_and_carries_its_state_over() {
     let pol = cf.lock().policies.clone();
     assert!(
         pol.iter()
-            .any(|p| p.source_app == g && p.destination_app == "B")
+            .any(|p| p.source_app == *g && p.destination_app == "B")
     );
     assert!(
         pol.iter()
-            .any(|p| p.source_app == "B" && p.destination_app == g)
+            .any(|p| p.source_app == "B" && p.destination_app == *g)
     );
 
     // Order: map the new app before unmapping the old; then the new version takes the name
@@ -1563,7 +1609,7 @@ async fn a_failing_undo_ends_in_rollback_incomplete_with_manual_steps() {
     // The live app was never touched.
     assert_eq!(
         cf.route_apps("web.example.com"),
-        Some(BTreeSet::from(["A".to_string()]))
+        Some(BTreeSet::from([AppGuid::from("A")]))
     );
 }
 
@@ -1962,7 +2008,7 @@ async fn leftovers_of_a_killed_run_are_cleaned_up_and_foreign_names_refused() {
         .clone();
     cf.lock()
         .routes
-        .get_mut(&web_route)
+        .get_mut(web_route.as_str())
         .unwrap()
         .1
         .push(Destination {

@@ -11,7 +11,8 @@ use std::time::Duration;
 use cf_zero_downtime::cf::{self, Client, ClientConfig, NamedGuid, RetryPolicy, StaticToken};
 use cf_zero_downtime::cli::PushArgs;
 use cf_zero_downtime::deploy::api::{
-    AppSource, BuildState, CfApi, NetworkPolicy, NewDestination, ProgressSink,
+    AppGuid, AppSource, BuildGuid, BuildState, CfApi, NetworkPolicy, NewDestination, PackageGuid,
+    ProgressSink, RouteGuid, SpaceGuid,
 };
 use cf_zero_downtime::deploy::{Event, Outcome};
 use cf_zero_downtime::package;
@@ -125,7 +126,7 @@ async fn cc_errors_keep_status_code_title_details_and_request_id() {
         .mount(&server)
         .await;
     let b = backend(&server);
-    let e = b.get_app("app-1").await.unwrap_err();
+    let e = b.get_app(&AppGuid::from("app-1")).await.unwrap_err();
     assert_eq!(e.status, Some(422));
     assert_eq!(e.code, Some(10008));
     assert_eq!(e.title, "CF-UnprocessableEntity");
@@ -144,7 +145,7 @@ async fn cc_errors_keep_status_code_title_details_and_request_id() {
     assert!(e.to_string().contains("[request id req-42]"), "{e}");
     assert!(!e.is_not_found());
 
-    let gone = b.get_app("gone").await.unwrap_err();
+    let gone = b.get_app(&AppGuid::from("gone")).await.unwrap_err();
     assert!(gone.is_not_found(), "{gone:?}");
 }
 
@@ -160,7 +161,7 @@ async fn transport_failures_and_bad_tokens_are_named() {
     c.retry = RetryPolicy::never();
     c.connect_timeout = Duration::from_secs(2);
     let b = CfBackend::new(Client::new(c).unwrap(), "space-1", None);
-    let e = b.get_app("app-1").await.unwrap_err();
+    let e = b.get_app(&AppGuid::from("app-1")).await.unwrap_err();
     assert_eq!(e.status, None);
     assert_eq!(e.title, "transport");
     assert!(e.detail.contains("GET /v3/apps/app-1"), "{}", e.detail);
@@ -195,7 +196,7 @@ async fn apply_manifest_waits_for_its_job_and_collects_job_warnings() {
         .mount(&server)
         .await;
     let b = backend(&server);
-    b.apply_manifest("space-1", "applications:\n- name: web\n")
+    b.apply_manifest(&SpaceGuid::from("space-1"), "applications:\n- name: web\n")
         .await
         .unwrap();
     let reqs = requests(&server).await;
@@ -224,7 +225,10 @@ async fn a_failed_job_keeps_the_cc_title() {
         .respond_with(ok_json(fixture("jobs/failed.json", &server)))
         .mount(&server)
         .await;
-    let e = backend(&server).delete_route("route-1").await.unwrap_err();
+    let e = backend(&server)
+        .delete_route(&RouteGuid::from("route-1"))
+        .await
+        .unwrap_err();
     assert_eq!(e.title, "CF-UnprocessableEntity");
     assert_eq!(e.code, Some(10008));
     assert!(e.detail.contains("Routes cannot be mapped"), "{}", e.detail);
@@ -247,7 +251,7 @@ async fn job_waits_are_bounded() {
         .mount(&server)
         .await;
     let b = backend(&server).with_poll(Duration::from_millis(5), Duration::from_millis(60));
-    let e = b.delete_app("app-1").await.unwrap_err();
+    let e = b.delete_app(&AppGuid::from("app-1")).await.unwrap_err();
     assert_eq!(e.title, "timeout", "{e:?}");
     assert!(e.detail.contains("job-1"), "{}", e.detail);
 }
@@ -338,7 +342,9 @@ async fn upload_bits_matches_in_chunks_uploads_the_rest_and_waits_for_ready() {
 
     let b = backend(&server);
     let (sink, mut rx) = ProgressSink::channel();
-    b.upload_bits("pkg-1", &scan, sink).await.unwrap();
+    b.upload_bits(&PackageGuid::from("pkg-1"), &scan, sink)
+        .await
+        .unwrap();
 
     let reqs = requests(&server).await;
     let matches: Vec<Value> = reqs
@@ -423,7 +429,7 @@ async fn a_failed_upload_keeps_the_cc_error_and_names_the_package() {
         .await;
     let (sink, _rx) = ProgressSink::channel();
     let e = backend(&server)
-        .upload_bits("pkg-1", &scan, sink)
+        .upload_bits(&PackageGuid::from("pkg-1"), &scan, sink)
         .await
         .unwrap_err();
     assert_eq!(e.status, Some(422));
@@ -458,8 +464,11 @@ async fn docker_packages_send_the_password_only_in_the_body() {
         image: "registry/image:latest".into(),
         username: Some("bob".into()),
     };
-    let guid = b.create_package("app-1", &source).await.unwrap();
-    assert!(!guid.is_empty());
+    let guid = b
+        .create_package(&AppGuid::from("app-1"), &source)
+        .await
+        .unwrap();
+    assert!(!guid.as_str().is_empty());
 }
 
 // ---------------------------------------------------------------- adapter: routes, builds, policies
@@ -492,7 +501,7 @@ async fn add_destination_returns_the_apps_destination_and_builds_map_states() {
     let b = backend(&server);
     let d = b
         .add_destination(
-            "route-1",
+            &RouteGuid::from("route-1"),
             &NewDestination {
                 app_guid: "app-2".into(),
                 process_type: "web".into(),
@@ -504,8 +513,12 @@ async fn add_destination_returns_the_apps_destination_and_builds_map_states() {
         .unwrap();
     assert_eq!(d.guid, "d-2");
     assert_eq!(d.port, Some(8080));
-    assert!(matches!(b.get_build("b-1").await.unwrap(), BuildState::Failed(e) if !e.is_empty()));
-    assert!(matches!(b.get_build("b-2").await.unwrap(), BuildState::Staged(d) if !d.is_empty()));
+    assert!(
+        matches!(b.get_build(&BuildGuid::from("b-1")).await.unwrap(), BuildState::Failed(e) if !e.is_empty())
+    );
+    assert!(
+        matches!(b.get_build(&BuildGuid::from("b-2")).await.unwrap(), BuildState::Staged(d) if !d.as_str().is_empty())
+    );
 }
 
 #[tokio::test]

@@ -31,12 +31,12 @@ impl<A: CfApi> Exec<'_, A> {
             }
             Action::ApplyManifest { render, .. } => self.apply_manifest(step, render).await,
             Action::SetSsh { enabled, .. } => {
-                let (guid, _) = Self::new_app(ledger, step)?;
+                let guid = Self::new_app(ledger, step)?.guid;
                 api.set_ssh_enabled(guid, *enabled).await.map_err(err)?;
                 Ok(StepOutput::None)
             }
             Action::CopyMetadata { update, .. } => {
-                let (guid, _) = Self::new_app(ledger, step)?;
+                let guid = Self::new_app(ledger, step)?.guid;
                 api.update_metadata(guid, update).await.map_err(err)?;
                 Ok(StepOutput::None)
             }
@@ -46,7 +46,7 @@ impl<A: CfApi> Exec<'_, A> {
                 Ok(StepOutput::None)
             }
             Action::SetDroplet => {
-                let (guid, _) = Self::new_app(ledger, step)?;
+                let guid = Self::new_app(ledger, step)?.guid;
                 let droplet = ledger
                     .droplet(app)
                     .ok_or_else(|| Self::missing(step, "the droplet"))?;
@@ -54,12 +54,12 @@ impl<A: CfApi> Exec<'_, A> {
                 Ok(StepOutput::None)
             }
             Action::Start => {
-                let (guid, _) = Self::new_app(ledger, step)?;
+                let guid = Self::new_app(ledger, step)?.guid;
                 api.start_app(guid).await.map_err(err)?;
                 Ok(StepOutput::None)
             }
             Action::WaitHealthy => {
-                let (guid, name) = Self::new_app(ledger, step)?;
+                let NewApp { guid, name } = Self::new_app(ledger, step)?;
                 self.wait_healthy(step, app, guid, name, reporter).await?;
                 Ok(StepOutput::None)
             }
@@ -158,7 +158,7 @@ impl<A: CfApi> Exec<'_, A> {
         &self,
         step: &Step,
         app: &str,
-        guid: &str,
+        guid: &AppGuid,
         name: &str,
         reporter: &mut dyn Reporter,
     ) -> Result<(), Error> {
@@ -167,7 +167,7 @@ impl<A: CfApi> Exec<'_, A> {
         let mut watch = CrashWatch::new(self.since);
         loop {
             let processes = self.read(self.api.list_processes(guid), step).await?;
-            let type_of = |g: &Option<String>| {
+            let type_of = |g: &Option<ProcessGuid>| {
                 processes
                     .iter()
                     .find(|p| Some(&p.guid) == g.as_ref())
@@ -240,7 +240,7 @@ impl<A: CfApi> Exec<'_, A> {
     pub(super) async fn crash_records(
         &self,
         watch: &CrashWatch,
-        app_guid: &str,
+        app_guid: &AppGuid,
         scope: Scope<'_>,
         reporter: &mut dyn Reporter,
     ) -> Option<Crash> {

@@ -15,7 +15,7 @@ impl<A: CfApi> Exec<'_, A> {
         match &step.action {
             Action::CreatePackage => {
                 let spec = self.spec(step)?;
-                let (guid, _) = Self::new_app(ledger, step)?;
+                let guid = Self::new_app(ledger, step)?.guid;
                 let p = self
                     .api
                     .create_package(guid, &spec.source)

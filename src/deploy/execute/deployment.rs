@@ -18,13 +18,13 @@ impl<A: CfApi> Exec<'_, A> {
                 strategy,
                 smoke_route,
             } => {
-                let (guid, name) = Self::new_app(ledger, step)?;
+                let NewApp { guid, name } = Self::new_app(ledger, step)?;
                 let droplet = ledger
                     .droplet(app)
                     .ok_or_else(|| Self::missing(step, "the droplet"))?;
                 let new = NewDeployment {
-                    app_guid: guid.to_string(),
-                    droplet_guid: droplet.to_string(),
+                    app_guid: guid.clone(),
+                    droplet_guid: droplet.clone(),
                     strategy: *strategy,
                     max_in_flight: self.req.max_in_flight,
                     canary_steps: match strategy {
@@ -60,7 +60,7 @@ impl<A: CfApi> Exec<'_, A> {
     pub(super) async fn monitor(
         &self,
         step: &Step,
-        app_guid: &str,
+        app_guid: &AppGuid,
         name: &str,
         first: Deployment,
         smoke_route: Option<&str>,
@@ -198,7 +198,7 @@ impl<A: CfApi> Exec<'_, A> {
 
     /// Cancels a deployment and waits (bounded by `--timeout`, not by Ctrl-C: this is a
     /// rollback) until it is over.
-    pub(super) async fn cancel_deployment(&self, guid: &str) -> Result<(), ApiError> {
+    pub(super) async fn cancel_deployment(&self, guid: &DeploymentGuid) -> Result<(), ApiError> {
         let finished = |d: &Deployment| match d.state {
             DeploymentState::Canceled | DeploymentState::Superseded => Some(Ok(())),
             DeploymentState::Deployed => Some(Err(ApiError::new(

@@ -16,8 +16,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::api::{
-    ApiError, AppSource, BuildState, CfApi, Deployment, DeploymentState, DeploymentStrategy,
-    InstanceState, NetworkPolicy, NewDeployment, NewDestination, ProgressSink, UploadProgress,
+    ApiError, AppGuid, AppSource, BuildState, CfApi, Deployment, DeploymentGuid, DeploymentState,
+    DeploymentStrategy, InstanceState, NetworkPolicy, NewDeployment, NewDestination, ProcessGuid,
+    ProgressSink, RouteGuid, UploadProgress,
 };
 use super::crash::{Crash, CrashWatch, Scope};
 use super::error::Error;
@@ -28,7 +29,7 @@ use super::plan::Plan;
 use super::request::RenderRequest;
 use super::request::{AppSpec, DeployRequest};
 use super::smoke;
-use super::step::{Action, AppRef, Ledger, PolicyEnd, RouteRef, Step, StepOutput, Undo};
+use super::step::{Action, AppRef, Ledger, NewApp, PolicyEnd, RouteRef, Step, StepOutput, Undo};
 use super::wait::Wait;
 
 mod apps;
@@ -101,25 +102,25 @@ impl<A: CfApi> Exec<'_, A> {
             .ok_or_else(|| Self::missing(step, "the app's spec"))
     }
 
-    fn new_app<'l>(ledger: &'l Ledger, step: &Step) -> Result<(&'l str, &'l str), Error> {
+    fn new_app<'l>(ledger: &'l Ledger, step: &Step) -> Result<NewApp<'l>, Error> {
         ledger
             .new_app(step.app_label())
             .ok_or_else(|| Self::missing(step, "the new app"))
     }
 
-    fn app_ref(ledger: &Ledger, step: &Step, r: &AppRef) -> Result<String, Error> {
+    fn app_ref(ledger: &Ledger, step: &Step, r: &AppRef) -> Result<AppGuid, Error> {
         match r {
             AppRef::Existing { guid, .. } => Ok(guid.clone()),
-            AppRef::New { .. } => Ok(Self::new_app(ledger, step)?.0.to_string()),
+            AppRef::New { .. } => Ok(Self::new_app(ledger, step)?.guid.clone()),
         }
     }
 
-    fn route_guid(ledger: &Ledger, step: &Step, r: &RouteRef) -> Result<String, Error> {
+    fn route_guid(ledger: &Ledger, step: &Step, r: &RouteRef) -> Result<RouteGuid, Error> {
         match &r.guid {
             Some(g) => Ok(g.clone()),
             None => ledger
                 .created_route(&r.address)
-                .map(str::to_string)
+                .cloned()
                 .ok_or_else(|| Self::missing(step, "the route it maps")),
         }
     }

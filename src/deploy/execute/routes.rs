@@ -31,9 +31,9 @@ impl<A: CfApi> Exec<'_, A> {
                 }
             }
             Action::CopyNetworkPolicies { policies, .. } => {
-                let (guid, _) = Self::new_app(ledger, step)?;
+                let guid = Self::new_app(ledger, step)?.guid;
                 let end = |e: &PolicyEnd| match e {
-                    PolicyEnd::Candidate => guid.to_string(),
+                    PolicyEnd::Candidate => guid.clone(),
                     PolicyEnd::App(g) => g.clone(),
                 };
                 let ps: Vec<NetworkPolicy> = policies
@@ -62,14 +62,14 @@ impl<A: CfApi> Exec<'_, A> {
                 protocol,
                 ..
             } => {
-                let (guid, name) = Self::new_app(ledger, step)?;
+                let NewApp { guid, name } = Self::new_app(ledger, step)?;
                 let route_guid = Self::route_guid(ledger, step, route)?;
                 let d = self
                     .api
                     .add_destination(
                         &route_guid,
                         &NewDestination {
-                            app_guid: guid.to_string(),
+                            app_guid: guid.clone(),
                             process_type: process_type.clone(),
                             port: *port,
                             protocol: protocol.clone(),

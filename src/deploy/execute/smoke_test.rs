@@ -6,7 +6,7 @@ use super::*;
 
 /// Where a canary's smoke test is pinned: its new process GUID and the canary step (text).
 pub(super) struct Pin<'p> {
-    pub(super) process: &'p str,
+    pub(super) process: &'p ProcessGuid,
     pub(super) step_text: String,
 }
 
@@ -56,7 +56,7 @@ impl<A: CfApi> Exec<'_, A> {
         if let Some(path) = &self.req.smoke_test_path {
             let header = pin
                 .as_ref()
-                .map(|p| (smoke::PROCESS_INSTANCE_HEADER, p.process));
+                .map(|p| (smoke::PROCESS_INSTANCE_HEADER, p.process.as_str()));
             waiting(match &pin {
                 Some(p) => format!(
                     "GET {base}{path} with {}: {}{}",
@@ -79,7 +79,7 @@ impl<A: CfApi> Exec<'_, A> {
             let connect_to = smoke::connect_to_env(&self.req.probe, route);
             let mut env: Vec<(&str, &str)> = pin
                 .as_ref()
-                .map(|p| ("CF_ZDT_PROCESS_INSTANCE", p.process))
+                .map(|p| ("CF_ZDT_PROCESS_INSTANCE", p.process.as_str()))
                 .into_iter()
                 .collect();
             if let Some(c) = &connect_to {
