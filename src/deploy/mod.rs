@@ -51,6 +51,7 @@
 //! | [`observe`] | reads the live state (reads only) |
 //! | [`plan`] | blue-green plan, one function per phase (first deploy, candidate, route moves, retire) |
 //! | [`rolling`] | rolling/canary plan and run |
+//! | [`rollback`] | `zero-downtime-rollback`: the kept venerable takes routes and name back (observe, plan, run) |
 //! | [`step`] | `Step { app, action }`; per [`step::Action`]: kind, description, mutating, undo (exhaustive) |
 //! | [`execute`] | the step loop, retries after the switch, the undo engine, a dispatcher over `Action` |
 //! | `execute/{apps,routes,bits,env,deployment,smoke_test}.rs` | the step handlers |
@@ -66,7 +67,8 @@
 //! Depends on: cli (flags), cf::target, cf::PollOptions, tokio, tokio-util, reqwest (smoke probe).
 //! Must not: print, exit, or use `cf`/`manifest`/`package` directly — except the integration
 //! modules [`adapter`] (the real [`CfApi`]), [`from_manifest`] (manifest app → [`AppSpec`]) and
-//! [`push`] (flags → preflight → [`run`]), which wire those layers in.
+//! [`push`] (flags → preflight → [`run`]) and [`rollback_cmd`] (flags → preflight →
+//! [`rollback::run`]), which wire those layers in.
 
 pub mod adapter;
 pub mod api;
@@ -80,6 +82,8 @@ pub mod observe;
 pub mod plan;
 pub mod push;
 pub mod request;
+pub mod rollback;
+pub mod rollback_cmd;
 pub mod rolling;
 pub mod route;
 pub mod smoke;

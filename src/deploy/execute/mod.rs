@@ -274,6 +274,9 @@ impl<A: CfApi> Exec<'_, A> {
             Action::SmokeTest { .. } => self.smoke_step(step, reporter).await,
             Action::SnapshotEnv { .. } => self.env_step(step).await,
             Action::Deploy { .. } => self.deployment_step(step, ledger, reporter).await,
+            Action::Reinstate { .. } | Action::StartExisting { .. } => {
+                self.app_step(step, ledger, reporter).await
+            }
         }
     }
 
@@ -305,6 +308,7 @@ impl<A: CfApi> Exec<'_, A> {
             Undo::DeleteNetworkPolicies(p) => api.delete_network_policies(p).await,
             Undo::RenameApp { guid, to, .. } => api.rename_app(guid, to).await,
             Undo::CancelDeployment { guid, .. } => self.cancel_deployment(guid).await,
+            Undo::StopApp { guid, .. } => api.stop_app(guid).await,
             Undo::RestoreEnv {
                 guid,
                 vars,
