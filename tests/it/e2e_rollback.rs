@@ -144,3 +144,52 @@ async fn rollback_without_a_kept_version_changes_nothing() {
     assert!(mutating.is_empty(), "{mutating:?}");
     assert_eq!(state(&w).await, before);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Go (apt-get install golang-go); run: cargo test --locked -- --include-ignored"]
+async fn zdr_run_by_go_net_rpc_as_cf_runs_it_rolls_back_on_the_simulator() {
+    let w = world(fast()).await;
+    let m1 = version(&w, "v1");
+    w.push_deployed(push_args(&m1)).await;
+    let m2 = version(&w, "v2");
+    let mut args = push_args(&m2);
+    args.old_app = OldApp::Stop;
+    w.push_deployed(args).await;
+    let load = w.load("web").await;
+    let token = w.sim.token();
+    let flags = [
+        format!("-api={}", w.sim.api_url()),
+        format!("-token={token}"),
+        format!("-org={}", w.sim.org_name()),
+        format!("-org-guid={}", w.sim.org_guid()),
+        format!("-space={}", w.sim.space_name()),
+        format!("-space-guid={}", w.sim.space_guid()),
+        "-user=admin".to_string(),
+    ];
+    // As cf runs it after `cf zdr web`: the alias replaced by the command name.
+    let report = tokio::task::spawn_blocking(move || {
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        crate::plugin::under_fake_cf_for(
+            &flags,
+            &["zero-downtime-rollback", "web", "--drain", "300ms"],
+            "120s",
+        )
+    })
+    .await
+    .unwrap();
+    let Some(report) = report else {
+        return; // not reached: the helper fails the test when Go is missing
+    };
+    let stdout = report["stdout"].as_str().unwrap_or_default().to_string();
+    assert_eq!(report["exit_code"], 0, "{report}");
+    assert!(
+        stdout.starts_with("Rolling back app web to its previous version"),
+        "{stdout}"
+    );
+    assert!(stdout.trim_end().ends_with("deployed"), "{stdout}");
+    w.settle().await;
+    assert_no_failures(&load.stop().await);
+    assert_eq!(w.serving("web").await, "v1");
+    let (apps, _) = state(&w).await;
+    assert_eq!(apps["web-venerable"].1, "Stopped");
+}
