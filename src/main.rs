@@ -20,6 +20,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Push(args) => entry::run_standalone(args),
+        Command::Rollback(args) => entry::run_standalone_rollback(args),
         Command::Demo(args) => cf_zero_downtime::demo::run(args),
         Command::Sim(args) => run_sim(args),
     }

@@ -26,6 +26,8 @@ pub struct Cli {
 pub enum Command {
     /// Push an app without downtime, using the cf CLI's saved login (~/.cf/config.json).
     Push(PushArgs),
+    /// Put the previous version of an app (APP_NAME-venerable) back without downtime.
+    Rollback(super::rollback::RollbackArgs),
     /// Run the whole flow on the built-in Cloud Foundry simulator under load and print a report.
     Demo(crate::demo::DemoArgs),
     /// Run the local Cloud Foundry simulator (API, login, router) in the foreground.

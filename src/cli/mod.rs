@@ -4,6 +4,8 @@
 
 pub mod app;
 pub mod args;
+pub mod rollback;
 
 pub use app::{Cli, Command, PluginPush};
 pub use args::{HealthCheckType, Lifecycle, OldApp, OutputFormat, PushArgs, SmokeScheme, Strategy};
+pub use rollback::{PluginRollback, RollbackArgs};

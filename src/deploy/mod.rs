@@ -51,6 +51,7 @@
 //! | [`observe`] | reads the live state (reads only) |
 //! | [`plan`] | blue-green plan, one function per phase (first deploy, candidate, route moves, retire) |
 //! | [`rolling`] | rolling/canary plan and run |
+//! | [`rollback`] | `zero-downtime-rollback`: the kept venerable takes routes and name back (observe, plan, run) |
 //! | [`step`] | `Step { app, action }`; per [`step::Action`]: kind, description, mutating, undo (exhaustive) |
 //! | [`execute`] | the step loop, retries after the switch, the undo engine, a dispatcher over `Action` |
 //! | `execute/{apps,routes,bits,env,deployment,smoke_test}.rs` | the step handlers |
@@ -77,6 +78,7 @@ pub mod interrupt;
 pub mod observe;
 pub mod plan;
 pub mod request;
+pub mod rollback;
 pub mod rolling;
 pub mod route;
 pub mod smoke;

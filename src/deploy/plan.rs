@@ -89,6 +89,8 @@ pub enum AppPlanKind {
     Rolling,
     /// The live app is updated in place by a Cloud Controller canary deployment.
     Canary,
+    /// `zero-downtime-rollback`: the kept previous version takes the routes and the name back.
+    Rollback,
 }
 
 impl fmt::Display for AppPlanKind {
@@ -98,6 +100,7 @@ impl fmt::Display for AppPlanKind {
             AppPlanKind::Swap => "blue-green swap",
             AppPlanKind::Rolling => "rolling deployment (same app GUID)",
             AppPlanKind::Canary => "canary deployment (same app GUID)",
+            AppPlanKind::Rollback => "rollback to the previous version",
         })
     }
 }
@@ -864,7 +867,7 @@ fn finish_name(prepare: &[Step], guid: &AppGuid) -> Option<String> {
     })
 }
 
-fn address_of(route: &super::api::Route, obs: &Observed) -> RouteAddress {
+pub(crate) fn address_of(route: &super::api::Route, obs: &Observed) -> RouteAddress {
     let domain = obs
         .domains
         .iter()

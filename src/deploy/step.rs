@@ -216,6 +216,23 @@ pub enum Action {
         /// The production route a canary is smoke-tested on (with the process header).
         smoke_route: Option<String>,
     },
+    /// Rollback: take an existing app (the kept `<app>-venerable`) as the version this run
+    /// brings back. Reads nothing and changes nothing: it records the app in the [`Ledger`]
+    /// so that the steps acting on "the new app" (health wait, smoke test, route mapping,
+    /// rename, labels) act on it.
+    Reinstate {
+        /// The app's GUID.
+        guid: AppGuid,
+        /// Its name when observed.
+        name: String,
+    },
+    /// Start an existing app that is stopped (undone by stopping it again).
+    StartExisting {
+        /// The app's GUID.
+        guid: AppGuid,
+        /// Its name (messages).
+        name: String,
+    },
 }
 
 /// A step's recorded output.
@@ -351,6 +368,13 @@ pub enum Undo {
         /// The service bindings before the run (GUIDs).
         bindings: Vec<ServiceCredentialBindingGuid>,
     },
+    /// Stop an existing app the run started.
+    StopApp {
+        /// GUID.
+        guid: AppGuid,
+        /// Name.
+        name: String,
+    },
 }
 
 /// The compensation for a completed step, if it needs one. Pure, and exhaustive over
@@ -474,6 +498,14 @@ pub fn undo_for(step: &Step, out: &StepOutput) -> Option<Undo> {
             | Action::DeleteRoute { .. },
             _,
         ) => None,
+        // Records which existing app the run brings back; changes nothing.
+        (Action::Reinstate { .. }, _) => None,
+        // Also recorded when the start failed (it may have taken effect): stopping a stopped
+        // app is harmless.
+        (Action::StartExisting { guid, name }, _) => Some(Undo::StopApp {
+            guid: guid.clone(),
+            name: name.clone(),
+        }),
     }
 }
 
@@ -516,6 +548,7 @@ impl Undo {
             Undo::CancelDeployment { app_name, .. } => {
                 format!("cancel the deployment of app {app_name} (the old version serves again)")
             }
+            Undo::StopApp { name, .. } => format!("stop app {name} again"),
         }
     }
 
@@ -541,6 +574,7 @@ impl Undo {
             ),
             Undo::RenameApp { from, to, .. } => format!("cf rename {from} {to}"),
             Undo::CancelDeployment { app_name, .. } => format!("cf cancel-deployment {app_name}"),
+            Undo::StopApp { name, .. } => format!("cf stop {name}"),
             Undo::RestoreEnv { name, vars, .. } => {
                 // Names only: the values may be secrets and this line ends up in CI logs.
                 let names: Vec<&str> = vars.keys().map(String::as_str).collect();
@@ -625,6 +659,8 @@ impl Action {
             Action::SnapshotEnv { .. } => "snapshot_env",
             Action::UpdateApp { .. } => "update_app",
             Action::Deploy { .. } => "deploy",
+            Action::Reinstate { .. } => "reinstate",
+            Action::StartExisting { .. } => "start_existing",
         }
     }
 
@@ -635,7 +671,8 @@ impl Action {
             Action::WaitHealthy
             | Action::SmokeTest { .. }
             | Action::Drain { .. }
-            | Action::SnapshotEnv { .. } => false,
+            | Action::SnapshotEnv { .. }
+            | Action::Reinstate { .. } => false,
             Action::DeleteLeftover { .. }
             | Action::RenameApp { .. }
             | Action::CreateRoute { .. }
@@ -655,7 +692,8 @@ impl Action {
             | Action::UpdateMetadata { .. }
             | Action::DeleteRoute { .. }
             | Action::UpdateApp { .. }
-            | Action::Deploy { .. } => true,
+            | Action::Deploy { .. }
+            | Action::StartExisting { .. } => true,
         }
     }
 
@@ -720,6 +758,10 @@ impl Action {
                 ),
                 None => format!("Canary deployment of {app}: continue at every pause"),
             },
+            Action::Reinstate { name, .. } => {
+                format!("Bringing back {name}, the previous version of {app}")
+            }
+            Action::StartExisting { name, .. } => format!("Starting app {name}"),
         }
     }
 
@@ -844,12 +886,12 @@ impl Ledger {
             .find_map(|(s, o)| pick(&s.action, o))
     }
 
-    /// The app created by `ApplyManifest` (or updated by `UpdateApp`) for manifest app
-    /// `app`.
+    /// The app created by `ApplyManifest` (or updated by `UpdateApp`, or brought back by
+    /// `Reinstate`) for manifest app `app`.
     pub fn new_app(&self, app: &str) -> Option<NewApp<'_>> {
         self.find_for(app, |a, o| match (a, o) {
             (
-                Action::ApplyManifest { .. } | Action::UpdateApp { .. },
+                Action::ApplyManifest { .. } | Action::UpdateApp { .. } | Action::Reinstate { .. },
                 StepOutput::App { guid, name, .. },
             ) => Some(NewApp { guid, name }),
             _ => None,

@@ -17,12 +17,13 @@ use secrecy::SecretString;
 
 use super::connection::CliConnection;
 use super::metadata::{
-    COMMAND_ALIAS, COMMAND_NAME, MIN_CLI_VERSION, plugin_metadata, usage_and_options,
+    COMMAND_ALIAS, COMMAND_NAME, MIN_CLI_VERSION, ROLLBACK_COMMAND_ALIAS, ROLLBACK_COMMAND_NAME,
+    plugin_metadata, rollback_usage_and_options, usage_and_options,
 };
 use super::rpc_token::{TokenSource, fetch_rpc_token};
 use super::{Error, error_chain, push, standalone};
 use crate::cf::{Target, TokenProvider};
-use crate::cli::{PluginPush, PushArgs};
+use crate::cli::{PluginPush, PluginRollback, PushArgs, RollbackArgs};
 
 /// What cf asked the plugin to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,6 +91,9 @@ pub fn run_plugin(args: &[OsString]) -> ExitCode {
             }
         }),
         Invocation::Command { name, args } => {
+            if name == ROLLBACK_COMMAND_NAME || name == ROLLBACK_COMMAND_ALIAS {
+                return run_plugin_rollback(port, args);
+            }
             if name != COMMAND_NAME && name != COMMAND_ALIAS {
                 return fail(&Error::UnknownCommand(name));
             }
@@ -114,6 +118,50 @@ pub fn run_plugin(args: &[OsString]) -> ExitCode {
             })
         }
     }
+}
+
+/// Runs `cf zero-downtime-rollback ARGS` under cf: the same checks of the target as a push.
+fn run_plugin_rollback(port: u16, args: Vec<OsString>) -> ExitCode {
+    let argv = std::iter::once(OsString::from("cf zero-downtime-rollback")).chain(args);
+    let rollback_args = match PluginRollback::try_parse_from(argv) {
+        Ok(p) => p.args,
+        Err(e) if e.use_stderr() => {
+            let (usage, _) = rollback_usage_and_options();
+            return usage_error_with(&e, &usage, ROLLBACK_COMMAND_NAME);
+        }
+        Err(e) => return clap_exit(&e),
+    };
+    block_on(async {
+        let conn = CliConnection::new(port);
+        match gather_plugin_target(&conn).await {
+            Ok((target, first)) => {
+                let source = Arc::new(plugin_token_source(conn, first, &target));
+                let token: Arc<dyn TokenProvider> = source.clone();
+                let code = super::rollback::run_rollback(target, token, rollback_args).await;
+                print_warnings(&source);
+                code
+            }
+            Err(e) => fail(&e),
+        }
+    })
+}
+
+/// Runs `cf-zero-downtime rollback ARGS` with the cf CLI's saved login.
+pub fn run_standalone_rollback(args: RollbackArgs) -> ExitCode {
+    block_on(async {
+        let login = match standalone::config_path().and_then(|p| standalone::load(&p)) {
+            Ok(login) => login,
+            Err(e) => return fail(&e),
+        };
+        if let Err(e) = login.token.token().await {
+            return fail(&Error::Auth(e));
+        }
+        let source = login.token;
+        let token: Arc<dyn TokenProvider> = source.clone();
+        let code = super::rollback::run_rollback(login.target, token, args).await;
+        print_warnings(&source);
+        code
+    })
 }
 
 /// Runs `cf-zero-downtime push ARGS` with the cf CLI's saved login.
@@ -242,8 +290,13 @@ fn fail(err: &Error) -> ExitCode {
 /// Prints a usage error of the plugin command with the usage text cf shows for it.
 fn usage_error(e: &clap::Error) -> ExitCode {
     let (usage, _) = usage_and_options(&PluginPush::command());
+    usage_error_with(e, &usage, COMMAND_NAME)
+}
+
+/// Prints a usage error of plugin command `command` with its usage text.
+fn usage_error_with(e: &clap::Error, usage: &str, command: &str) -> ExitCode {
     eprintln!("{}", e.render().to_string().trim_end());
-    eprintln!("\nUSAGE:\n   {usage}\n\nSee 'cf help {COMMAND_NAME}' for all options.");
+    eprintln!("\nUSAGE:\n   {usage}\n\nSee 'cf help {command}' for all options.");
     eprintln!("FAILED");
     ExitCode::FAILURE
 }

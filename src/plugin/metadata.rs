@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use clap::CommandFactory;
 
 use super::gob::{Type, Value};
-use crate::cli::PluginPush;
 use crate::cli::args::{ALTERNATIVES, DEPLOY_HEADING, REFUSED};
+use crate::cli::{PluginPush, PluginRollback};
 
 /// The plugin's name as `cf plugins` shows it.
 pub const PLUGIN_NAME: &str = "zero-downtime";
@@ -21,6 +21,12 @@ pub const COMMAND_ALIAS: &str = "zdp";
 /// One-line help shown by `cf help -a` and `cf plugins`.
 pub const HELP_TEXT: &str =
     "Push a new version of an app without downtime: candidate app, smoke test, route switch";
+/// The rollback command.
+pub const ROLLBACK_COMMAND_NAME: &str = "zero-downtime-rollback";
+/// The rollback command's alias.
+pub const ROLLBACK_COMMAND_ALIAS: &str = "zdr";
+/// One-line help of the rollback command.
+pub const ROLLBACK_HELP_TEXT: &str = "Put the previous version of an app (APP_NAME-venerable, kept by --old-app stop|keep) back without downtime";
 /// The oldest cf CLI the plugin runs under (checked with `IsMinCliVersion` before a push).
 pub const MIN_CLI_VERSION: VersionType = VersionType {
     major: 7,
@@ -202,13 +208,34 @@ pub fn plugin_metadata() -> PluginMetadata {
         version: crate_version(),
         library_version: LIBRARY_VERSION,
         min_cli_version: MIN_CLI_VERSION,
-        commands: vec![PluginCommand {
-            name: COMMAND_NAME.to_string(),
-            alias: COMMAND_ALIAS.to_string(),
-            help_text: HELP_TEXT.to_string(),
-            usage_details: Usage { usage, options },
-        }],
+        commands: vec![
+            PluginCommand {
+                name: COMMAND_NAME.to_string(),
+                alias: COMMAND_ALIAS.to_string(),
+                help_text: HELP_TEXT.to_string(),
+                usage_details: Usage { usage, options },
+            },
+            rollback_command(),
+        ],
     }
+}
+
+/// The metadata of `zero-downtime-rollback`.
+fn rollback_command() -> PluginCommand {
+    let (usage, options) = rollback_usage_and_options();
+    PluginCommand {
+        name: ROLLBACK_COMMAND_NAME.to_string(),
+        alias: ROLLBACK_COMMAND_ALIAS.to_string(),
+        help_text: ROLLBACK_HELP_TEXT.to_string(),
+        usage_details: Usage { usage, options },
+    }
+}
+
+/// The usage text and options of `zero-downtime-rollback` (its app name is required, so it
+/// is shown without brackets).
+pub fn rollback_usage_and_options() -> (String, BTreeMap<String, String>) {
+    let (usage, options) = usage_and_options(&PluginRollback::command());
+    (usage.replacen("[APP_NAME]", "APP_NAME", 1), options)
 }
 
 /// Width at which the generated usage line wraps.

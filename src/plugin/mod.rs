@@ -10,6 +10,7 @@
 //! | [`rpc_token`]  | `TokenSource`: the one token provider (cache, cf CLI, config.json)   |
 //! | [`standalone`] | the cf CLI's `config.json`, UAA refresh and save-back                |
 //! | [`push`]       | the hand-over to the deploy engine                                   |
+//! | [`rollback`]   | the same for `zero-downtime-rollback`                                |
 //!
 //! Depends on: `cf` (Target, TokenProvider), `cli` (PushArgs). Only [`entry`] prints.
 
@@ -18,6 +19,7 @@ pub mod entry;
 pub mod gob;
 pub mod metadata;
 pub mod push;
+pub mod rollback;
 pub mod rpc;
 pub mod rpc_token;
 pub mod standalone;
@@ -103,7 +105,9 @@ pub enum Error {
     #[error("cannot set up the HTTP client for the login server")]
     Http(#[source] reqwest::Error),
     /// The plugin was started with a command it does not have.
-    #[error("unknown plugin command '{0}' (this plugin provides zero-downtime-push)")]
+    #[error(
+        "unknown plugin command '{0}' (this plugin provides zero-downtime-push and zero-downtime-rollback)"
+    )]
     UnknownCommand(String),
     /// The plugin was started with a port but no command.
     #[error("missing the command after the RPC port (cf runs '<plugin> <port> <command> [args]')")]

@@ -40,7 +40,7 @@ pub async fn run_push(
 
 /// The first SIGINT, SIGTERM or SIGHUP stops the deploy safely, the second abandons the
 /// waits. A handler that cannot be installed only means that signal keeps its default action.
-async fn interrupt_on_signals(interrupt: Interrupt) {
+pub(crate) async fn interrupt_on_signals(interrupt: Interrupt) {
     let mut signals = Signals::install();
     signals.next().await;
     ui::interrupted_notice(false, interrupt.is_switched());

@@ -169,7 +169,7 @@ impl<W: Write + Send> Reporter for TextReporter<W> {
                 space,
                 user,
                 apps,
-                ..
+                strategy,
             } => {
                 let what = if apps.len() == 1 {
                     format!("app {}", apps[0])
@@ -177,9 +177,15 @@ impl<W: Write + Send> Reporter for TextReporter<W> {
                     format!("apps {}", apps.join(", "))
                 };
                 let who = user.map(|u| format!(" as {u}")).unwrap_or_default();
-                self.line(&format!(
-                    "Pushing {what} to org {org} / space {space}{who}..."
-                ));
+                if strategy == crate::deploy::rollback::STRATEGY {
+                    self.line(&format!(
+                        "Rolling back {what} to its previous version in org {org} / space {space}{who}..."
+                    ));
+                } else {
+                    self.line(&format!(
+                        "Pushing {what} to org {org} / space {space}{who}..."
+                    ));
+                }
                 self.line("Getting app info...");
             }
             Event::Plan {

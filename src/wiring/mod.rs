@@ -10,3 +10,4 @@
 pub mod adapter;
 pub mod from_manifest;
 pub mod push;
+pub mod rollback;

@@ -1239,6 +1239,9 @@ impl CfApi for FakeCf {
     }
 }
 
+/// `zero-downtime-rollback` on this fake (a child module: it uses the fake's internals).
+mod rollback;
+
 // ---- fixtures -------------------------------------------------------------------------------
 
 /// The world before a swap: live `web` (guid A, 2 instances, SSH off, labelled), its route,

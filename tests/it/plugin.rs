@@ -155,9 +155,16 @@ fn send_metadata_is_decoded_by_go_as_a_valid_plugin() {
     assert!(m["LibraryVersion"]["Major"].as_i64().expect("int") <= 1);
     assert_eq!(m["MinCliVersion"]["Major"], 7);
     let cmds = m["Commands"].as_array().expect("commands");
-    assert_eq!(cmds.len(), 1);
+    assert_eq!(cmds.len(), 2);
     assert_eq!(cmds[0]["Name"], "zero-downtime-push");
     assert_eq!(cmds[0]["Alias"], "zdp");
+    assert_eq!(cmds[1]["Name"], "zero-downtime-rollback");
+    assert_eq!(cmds[1]["Alias"], "zdr");
+    let rollback_usage = cmds[1]["UsageDetails"]["Usage"].as_str().expect("usage");
+    assert!(
+        rollback_usage.starts_with("cf zero-downtime-rollback APP_NAME"),
+        "{rollback_usage}"
+    );
     assert!(!cmds[0]["HelpText"].as_str().unwrap_or_default().is_empty());
     let usage = cmds[0]["UsageDetails"]["Usage"].as_str().expect("usage");
     assert!(
@@ -907,6 +914,102 @@ fn standalone_push_reaches_the_deploy_hand_over() {
         "token leaked"
     );
     assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn the_metadata_lists_the_rollback_command_with_its_alias_and_flags() {
+    let m = cf_zero_downtime::plugin::plugin_metadata();
+    let names: Vec<(&str, &str)> = m
+        .commands
+        .iter()
+        .map(|c| (c.name.as_str(), c.alias.as_str()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("zero-downtime-push", "zdp"),
+            ("zero-downtime-rollback", "zdr")
+        ]
+    );
+    let zdr = &m.commands[1];
+    assert!(
+        zdr.help_text.contains("previous version"),
+        "{}",
+        zdr.help_text
+    );
+    let usage = &zdr.usage_details.usage;
+    assert!(
+        usage.starts_with("cf zero-downtime-rollback APP_NAME\n"),
+        "{usage}"
+    );
+    let opts = &zdr.usage_details.options;
+    for flag in [
+        "smoke-test",
+        "smoke-test-path",
+        "smoke-test-timeout",
+        "smoke-test-router",
+        "smoke-test-scheme",
+        "current-app",
+        "drain",
+        "timeout",
+        "temp-route-suffix",
+        "dry-run",
+        "output",
+    ] {
+        assert!(opts.contains_key(flag), "option {flag} missing: {opts:?}");
+        assert!(usage.contains(&format!("[--{flag}")), "--{flag}: {usage}");
+    }
+    assert!(opts["current-app"].contains("[default: stop]"), "{opts:?}");
+    assert!(!opts.keys().any(|k| k.starts_with("manifest")), "{opts:?}");
+}
+
+#[test]
+fn standalone_rollback_reaches_the_deploy_hand_over() {
+    let access = format!(
+        "bearer {}",
+        jwt(&json!({"exp": now() + 3600, "user_name": "alice"}))
+    );
+    let api = format!("http://127.0.0.1:{}", closed_port());
+    let mut cfg = config("https://login.example.com", &access, "r");
+    cfg["Target"] = json!(api);
+    let (home, _file) = cf_home(&cfg);
+    let out = run_bin(
+        &["rollback", "myapp", "--dry-run"],
+        &[("CF_HOME", home.path())],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        stdout.contains(
+            "Rolling back app myapp to its previous version in org my-org / space dev as alice..."
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("cannot reach the cloud controller at {api}")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.trim_end().ends_with("nothing was changed"),
+        "{stdout}"
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let out = run_bin(&["rollback"], &[]);
+    assert_eq!(out.status.code(), Some(1), "the app name is required");
+}
+
+#[test]
+#[ignore = "needs Go (apt-get install golang-go); run: cargo test --locked -- --include-ignored"]
+fn zdr_under_cf_checks_its_arguments_and_the_target() {
+    let Some(report) = under_fake_cf(&[], &["zero-downtime-rollback"]) else {
+        return;
+    };
+    assert_eq!(report["exit_code"], 1);
+    let err = report["stderr"].as_str().unwrap_or_default();
+    assert!(
+        err.contains("USAGE:\n   cf zero-downtime-rollback APP_NAME"),
+        "{err}"
+    );
+    assert_eq!(methods(&report), Vec::<String>::new());
 }
 
 #[test]

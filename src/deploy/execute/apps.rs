@@ -76,6 +76,19 @@ impl<A: CfApi> Exec<'_, A> {
                     server_routes: Vec::new(),
                 })
             }
+            Action::Reinstate { guid, name } => Ok(StepOutput::App {
+                guid: guid.clone(),
+                name: name.clone(),
+                server_routes: Vec::new(),
+            }),
+            Action::StartExisting { guid, .. } => match api.start_app(guid).await {
+                Ok(()) => Ok(StepOutput::None),
+                // The start may have taken effect: recorded, so that the rollback stops it.
+                Err(e) => Err(Failure {
+                    error: Self::api_err(step, e),
+                    partial: Some(StepOutput::None),
+                }),
+            },
             _ => Err(Self::missing(step, "a handler for this step").into()),
         }
     }

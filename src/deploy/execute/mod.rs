@@ -17,8 +17,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::api::{
     ApiError, AppGuid, AppSource, BuildState, CfApi, Deployment, DeploymentGuid, DeploymentState,
-    DeploymentStrategy, InstanceState, NetworkPolicy, NewDeployment, NewDestination, ProcessGuid,
-    ProgressSink, RouteGuid, UploadProgress,
+    DeploymentStrategy, DestinationGuid, InstanceState, NetworkPolicy, NewDeployment,
+    NewDestination, ProcessGuid, ProgressSink, RouteGuid, UploadProgress,
 };
 use super::crash::{Crash, CrashWatch, Scope};
 use super::error::Error;
@@ -275,6 +275,9 @@ impl<A: CfApi> Exec<'_, A> {
             Action::SmokeTest { .. } => self.smoke_step(step, reporter).await,
             Action::SnapshotEnv { .. } => self.env_step(step).await,
             Action::Deploy { .. } => self.deployment_step(step, ledger, reporter).await,
+            Action::Reinstate { .. } | Action::StartExisting { .. } => {
+                self.app_step(step, ledger, reporter).await
+            }
         }
     }
 
@@ -306,6 +309,7 @@ impl<A: CfApi> Exec<'_, A> {
             Undo::DeleteNetworkPolicies(p) => api.delete_network_policies(p).await,
             Undo::RenameApp { guid, to, .. } => api.rename_app(guid, to).await,
             Undo::CancelDeployment { guid, .. } => self.cancel_deployment(guid).await,
+            Undo::StopApp { guid, .. } => api.stop_app(guid).await,
             Undo::RestoreEnv {
                 guid,
                 vars,

@@ -64,7 +64,7 @@ impl<A: CfApi> Exec<'_, A> {
             } => {
                 let NewApp { guid, name } = Self::new_app(ledger, step)?;
                 let route_guid = Self::route_guid(ledger, step, route)?;
-                let d = self
+                let added = self
                     .api
                     .add_destination(
                         &route_guid,
@@ -75,13 +75,34 @@ impl<A: CfApi> Exec<'_, A> {
                             protocol: protocol.clone(),
                         },
                     )
-                    .await
-                    .map_err(err)?;
-                Ok(StepOutput::Mapped {
-                    route_guid,
-                    destination_guid: d.guid,
+                    .await;
+                let mapped = |destination_guid: DestinationGuid| StepOutput::Mapped {
+                    route_guid: route_guid.clone(),
+                    destination_guid,
                     app_name: name.to_string(),
-                })
+                };
+                match added {
+                    Ok(d) => Ok(mapped(d.guid)),
+                    Err(e) => {
+                        // The request may have added it before failing: an app that outlives
+                        // a rollback (a rollback's venerable) must not keep the route.
+                        let partial = match self.api.list_destinations(&route_guid).await {
+                            Ok(ds) => ds
+                                .into_iter()
+                                .find(|d| {
+                                    &d.app_guid == guid
+                                        && &d.process_type == process_type
+                                        && d.port == *port
+                                })
+                                .map(|d| mapped(d.guid)),
+                            Err(_) => None,
+                        };
+                        Err(Failure {
+                            error: Self::api_err(step, e),
+                            partial,
+                        })
+                    }
+                }
             }
             Action::UnmapRoute {
                 route, destination, ..
