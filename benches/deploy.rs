@@ -84,7 +84,7 @@ async fn bench_case(case: &Case, runs: usize) {
         let args = PushArgs {
             manifest: Some(manifest),
             smoke_test_path: Some("/".into()),
-            drain: case.drain,
+            drain: cf_zero_downtime::cli::DrainArg::fixed(case.drain),
             timeout: Duration::from_secs(60),
             temp_route_suffix: "-temp".into(),
             ..PushArgs::default()

@@ -6,4 +6,6 @@ pub mod app;
 pub mod args;
 
 pub use app::{Cli, Command, PluginPush};
-pub use args::{HealthCheckType, Lifecycle, OldApp, OutputFormat, PushArgs, SmokeScheme, Strategy};
+pub use args::{
+    DrainArg, HealthCheckType, Lifecycle, OldApp, OutputFormat, PushArgs, SmokeScheme, Strategy,
+};

@@ -71,6 +71,7 @@
 pub mod adapter;
 pub mod api;
 mod crash;
+pub mod drain;
 pub mod error;
 pub mod event;
 pub mod execute;

@@ -833,8 +833,12 @@ impl Phases {
         steps.extend(unmap);
         let commit = steps.len();
         if any_swap && !req.drain.is_zero() {
-            steps.push(Step::global(Action::Drain {
-                duration: req.drain,
+            steps.push(Step::global(if req.drain_auto {
+                Action::DrainAuto { max: req.drain }
+            } else {
+                Action::Drain {
+                    duration: req.drain,
+                }
             }));
         }
         steps.extend(finish);
@@ -947,6 +951,7 @@ mod tests {
             smoke_test_path: None,
             old_app: OldApp::Delete,
             drain: Duration::from_secs(5),
+            drain_auto: false,
             timeout: Duration::from_secs(60),
             smoke_timeout: Duration::from_secs(60),
             poll_interval: Duration::from_secs(1),

@@ -215,6 +215,12 @@ pub enum Action {
         /// The production route a canary is smoke-tested on (with the process header).
         smoke_route: Option<String>,
     },
+    /// `--drain auto`: wait until the routers dropped the old app(s) and no request reaches
+    /// them any more (`deploy::drain`), at least a floor and at most `max`.
+    DrainAuto {
+        /// The longest drain (`--drain auto:MAX`).
+        max: Duration,
+    },
 }
 
 /// A step's recorded output.
@@ -463,7 +469,13 @@ pub fn undo_for(step: &Step, out: &StepOutput) -> Option<Undo> {
             _,
         ) => None,
         // Reads and waits change nothing.
-        (Action::WaitHealthy | Action::SmokeTest { .. } | Action::Drain { .. }, _) => None,
+        (
+            Action::WaitHealthy
+            | Action::SmokeTest { .. }
+            | Action::Drain { .. }
+            | Action::DrainAuto { .. },
+            _,
+        ) => None,
         // Garbage of an earlier run, and the retire after the commit point: not undone.
         (
             Action::DeleteLeftover { .. }
@@ -624,6 +636,7 @@ impl Action {
             Action::SnapshotEnv { .. } => "snapshot_env",
             Action::UpdateApp { .. } => "update_app",
             Action::Deploy { .. } => "deploy",
+            Action::DrainAuto { .. } => "drain",
         }
     }
 
@@ -634,7 +647,8 @@ impl Action {
             Action::WaitHealthy
             | Action::SmokeTest { .. }
             | Action::Drain { .. }
-            | Action::SnapshotEnv { .. } => false,
+            | Action::SnapshotEnv { .. }
+            | Action::DrainAuto { .. } => false,
             Action::DeleteLeftover { .. }
             | Action::RenameApp { .. }
             | Action::CreateRoute { .. }
@@ -719,6 +733,10 @@ impl Action {
                 ),
                 None => format!("Canary deployment of {app}: continue at every pause"),
             },
+            Action::DrainAuto { max } => format!(
+                "Draining the old version until the routers dropped it and it is quiet (at most {})",
+                fmt_duration(*max)
+            ),
         }
     }
 

@@ -1183,7 +1183,9 @@ impl CfApi for FakeCf {
     ) -> ApiResult<Vec<cf_zero_downtime::deploy::api::LogRecord>> {
         self.enter("app_log", app)?;
         // The fake has no log-cache: as on a platform that does not offer it.
-        Err(ApiError::unavailable("log-cache is not offered by the fake"))
+        Err(ApiError::unavailable(
+            "log-cache is not offered by the fake",
+        ))
     }
 
     fn take_warnings(&self) -> Vec<String> {
@@ -1271,6 +1273,7 @@ fn req() -> DeployRequest {
         smoke_test_path: None,
         old_app: OldApp::Delete,
         drain: Duration::from_secs(10),
+        drain_auto: false,
         timeout: Duration::from_secs(60),
         smoke_timeout: Duration::from_secs(30),
         poll_interval: Duration::from_secs(1),

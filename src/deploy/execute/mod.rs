@@ -34,6 +34,7 @@ use super::wait::Wait;
 mod apps;
 mod bits;
 mod deployment;
+mod drain;
 mod env;
 mod routes;
 mod smoke_test;
@@ -274,6 +275,7 @@ impl<A: CfApi> Exec<'_, A> {
             Action::SmokeTest { .. } => self.smoke_step(step, reporter).await,
             Action::SnapshotEnv { .. } => self.env_step(step).await,
             Action::Deploy { .. } => self.deployment_step(step, ledger, reporter).await,
+            Action::DrainAuto { max } => self.auto_drain(*max, ledger, reporter).await,
         }
     }
 
