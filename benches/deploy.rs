@@ -3,12 +3,19 @@
 //!
 //! Overhead = deploy wall time − the simulator's configured delays (staging, instance start)
 //! − the configured drain. Run: `cargo bench --bench deploy` (`DEPLOY_BENCH_RUNS`, default 5).
+//!
+//! Side by side (`cargo bench --bench deploy -- side`): with a 1 s route propagation and the
+//! same staging and start times, the wall time of a blue-green deploy with default flags
+//! (`--drain auto`), of one with the fixed 10 s drain of earlier versions, and of a rolling
+//! deployment (`--strategy rolling`, a Cloud Controller deployment replacing one instance at
+//! a time, as `cf push --strategy rolling` does). `cargo bench --bench deploy -- overhead` runs
+//! only the overhead table.
 
 use std::time::{Duration, Instant};
 
-use cf_zero_downtime::cli::PushArgs;
+use cf_zero_downtime::cli::{DrainArg, PushArgs, Strategy};
 use cf_zero_downtime::demo::{sim_push_options, write_app};
-use cf_zero_downtime::deploy::Outcome;
+use cf_zero_downtime::deploy::{Event, Outcome};
 use cf_zero_downtime::sim::{Sim, SimConfig};
 use cf_zero_downtime::wiring::push::push;
 use tokio_util::sync::CancellationToken;
@@ -54,14 +61,131 @@ fn main() {
             poll: Duration::from_secs(1),
         },
     ];
-    println!("deploy bench: one app, 4 instances, blue-green swap, {runs} runs per case");
-    println!(
-        "| case | wall ms (median) | configured delays ms | overhead ms (median, min, max) | API calls (GET + mutating) |"
-    );
-    println!("|---|---:|---:|---:|---:|");
-    for case in &cases {
-        rt.block_on(bench_case(case, runs));
+    // The first argument that is not a flag (cargo passes `--bench`) picks a section.
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let wants = |section: &str| filter.as_deref().is_none_or(|f| section.contains(f));
+    if wants("overhead") {
+        println!("deploy bench: one app, 4 instances, blue-green swap, {runs} runs per case");
+        println!(
+            "| case | wall ms (median) | configured delays ms | overhead ms (median, min, max) | API calls (GET + mutating) |"
+        );
+        println!("|---|---:|---:|---:|---:|");
+        for case in &cases {
+            rt.block_on(bench_case(case, runs));
+        }
     }
+    if wants("side-by-side") {
+        let runs: usize = std::env::var("DEPLOY_BENCH_SIDE_RUNS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(3);
+        println!();
+        println!(
+            "side by side: staging {} ms, instance start {} ms, route propagation {} ms, 1 s polls, {runs} runs each (median wall ms)",
+            SIDE_STAGING.as_millis(),
+            SIDE_START.as_millis(),
+            SIDE_PROPAGATION.as_millis()
+        );
+        println!(
+            "| instances | blue-green, default (--drain auto) | its drain | blue-green, --drain 10s | rolling | default / rolling | auto saves vs 10s |"
+        );
+        println!("|---:|---:|---:|---:|---:|---:|---:|");
+        for instances in [4, 8] {
+            rt.block_on(side_by_side(instances, runs));
+        }
+    }
+}
+
+const SIDE_STAGING: Duration = Duration::from_secs(3);
+const SIDE_START: Duration = Duration::from_secs(2);
+const SIDE_PROPAGATION: Duration = Duration::from_secs(1);
+
+/// The deploys compared side by side.
+#[derive(Clone, Copy)]
+enum Flavour {
+    BlueGreenDefault,
+    BlueGreenFixed,
+    Rolling,
+}
+
+/// One app of `instances`, deployed in turn by each flavour `runs` times on one simulator.
+async fn side_by_side(instances: u32, runs: usize) {
+    let sim = Sim::start(SimConfig {
+        staging_delay: SIDE_STAGING,
+        start_delay: SIDE_START,
+        route_propagation: SIDE_PROPAGATION,
+        ..SimConfig::default()
+    })
+    .await
+    .expect("simulator");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let domain = sim.app_domain();
+    let cancel = CancellationToken::new();
+    let flavours = [
+        Flavour::BlueGreenDefault,
+        Flavour::BlueGreenFixed,
+        Flavour::Rolling,
+    ];
+    let mut walls: [Vec<Duration>; 3] = Default::default();
+    let mut drains = Vec::new();
+    for i in 0..=runs * flavours.len() {
+        let app = dir.path().join(format!("v{i}"));
+        let manifest = write_app(&app, &format!("v{i}"), instances, &domain).expect("app");
+        let k = i.saturating_sub(1) % flavours.len();
+        let (strategy, drain) = match flavours[k] {
+            Flavour::BlueGreenDefault => (Strategy::BlueGreen, DrainArg::auto(DrainArg::AUTO_MAX)),
+            Flavour::BlueGreenFixed => (
+                Strategy::BlueGreen,
+                DrainArg::fixed(Duration::from_secs(10)),
+            ),
+            Flavour::Rolling => (Strategy::Rolling, DrainArg::auto(DrainArg::AUTO_MAX)),
+        };
+        let args = PushArgs {
+            manifest: Some(manifest),
+            strategy,
+            drain,
+            timeout: Duration::from_secs(120),
+            temp_route_suffix: "-temp".into(),
+            ..PushArgs::default()
+        };
+        let mut opts = sim_push_options(&sim, args, app.clone());
+        // The real-CF default poll interval, for both strategies.
+        opts.poll_interval = Duration::from_secs(1);
+        let mut events = Vec::new();
+        let t = Instant::now();
+        let outcome = push(opts, &mut events, &cancel).await;
+        let wall = t.elapsed();
+        assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
+        // Let the router settle before the next deploy.
+        tokio::time::sleep(SIDE_PROPAGATION + Duration::from_millis(500)).await;
+        if i == 0 {
+            continue; // the first deploy is a plain push
+        }
+        walls[k].push(wall);
+        if matches!(flavours[k], Flavour::BlueGreenDefault) {
+            drains.extend(events.iter().filter_map(|e| match e {
+                Event::DrainEnded { elapsed, .. } => Some(*elapsed),
+                _ => None,
+            }));
+        }
+    }
+    sim.shutdown().await;
+    let median = |v: &mut Vec<Duration>| {
+        v.sort();
+        v.get(v.len() / 2).copied().unwrap_or_default()
+    };
+    let [auto, fixed, rolling] = walls.each_mut().map(median);
+    let drain = median(&mut drains);
+    println!(
+        "| {instances} | {} | {} | {} | {} | {:.2} | {} ms ({:.0} %) |",
+        auto.as_millis(),
+        drain.as_millis(),
+        fixed.as_millis(),
+        rolling.as_millis(),
+        auto.as_secs_f64() / rolling.as_secs_f64().max(f64::EPSILON),
+        fixed.saturating_sub(auto).as_millis(),
+        100.0 * (1.0 - auto.as_secs_f64() / fixed.as_secs_f64().max(f64::EPSILON)),
+    );
 }
 
 async fn bench_case(case: &Case, runs: usize) {
@@ -84,7 +208,7 @@ async fn bench_case(case: &Case, runs: usize) {
         let args = PushArgs {
             manifest: Some(manifest),
             smoke_test_path: Some("/".into()),
-            drain: case.drain,
+            drain: cf_zero_downtime::cli::DrainArg::fixed(case.drain),
             timeout: Duration::from_secs(60),
             temp_route_suffix: "-temp".into(),
             ..PushArgs::default()

@@ -269,9 +269,12 @@ pub struct PushArgs {
     #[arg(long = "old-app", value_enum, default_value_t = OldApp::Delete, help_heading = DEPLOY_HEADING)]
     pub old_app: OldApp,
 
-    /// Time both versions serve before the old one stops (router propagation + in-flight requests).
-    #[arg(long = "drain", value_name = "DURATION", value_parser = parse_duration, default_value = "10s", help_heading = DEPLOY_HEADING)]
-    pub drain: Duration,
+    /// Time both versions serve before the old one stops (router propagation + in-flight
+    /// requests): 'auto' ends it once the routers dropped the old version and no request
+    /// reaches it (at least 2s, at most 10s; 'auto:30s' sets the maximum), a duration waits
+    /// that long.
+    #[arg(long = "drain", value_name = "auto[:MAX]|DURATION", value_parser = parse_drain, default_value = "auto", help_heading = DEPLOY_HEADING)]
+    pub drain: DrainArg,
 
     /// Longest wait for staging or for instances to become healthy without progress.
     #[arg(long = "timeout", value_name = "DURATION", value_parser = parse_duration, default_value = "5m", help_heading = DEPLOY_HEADING)]
@@ -467,9 +470,77 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// `--drain`: a fixed duration, or `auto` with its maximum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DrainArg {
+    /// End the drain once the old version is quiet (`auto`).
+    pub auto: bool,
+    /// The fixed drain, or the maximum of `auto`.
+    pub max: Duration,
+}
+
+impl DrainArg {
+    /// The maximum of `--drain auto` without `:MAX`: the fixed drain of earlier versions.
+    pub const AUTO_MAX: Duration = Duration::from_secs(10);
+
+    /// A fixed drain of `d`.
+    pub fn fixed(d: Duration) -> Self {
+        DrainArg {
+            auto: false,
+            max: d,
+        }
+    }
+
+    /// An auto drain of at most `max`.
+    pub fn auto(max: Duration) -> Self {
+        DrainArg { auto: true, max }
+    }
+}
+
+/// Parses `--drain`: `auto`, `auto:MAX` (MAX a duration) or a duration.
+///
+/// # Errors
+/// A message naming the value and the accepted forms.
+pub fn parse_drain(s: &str) -> Result<DrainArg, String> {
+    let t = s.trim();
+    let lower = t.to_ascii_lowercase();
+    if lower == "auto" {
+        return Ok(DrainArg::auto(DrainArg::AUTO_MAX));
+    }
+    if let Some(max) = lower.strip_prefix("auto:") {
+        return parse_duration(max)
+            .map(DrainArg::auto)
+            .map_err(|e| format!("--drain '{t}': the maximum after 'auto:': {e}"));
+    }
+    parse_duration(t)
+        .map(DrainArg::fixed)
+        .map_err(|e| format!("{e}; or 'auto', 'auto:MAX'"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn drain_is_auto_or_a_duration() {
+        assert_eq!(
+            parse_drain("auto"),
+            Ok(DrainArg::auto(Duration::from_secs(10)))
+        );
+        assert_eq!(
+            parse_drain("AUTO:30s"),
+            Ok(DrainArg::auto(Duration::from_secs(30)))
+        );
+        assert_eq!(
+            parse_drain("5s"),
+            Ok(DrainArg::fixed(Duration::from_secs(5)))
+        );
+        assert_eq!(parse_drain("0"), Ok(DrainArg::fixed(Duration::ZERO)));
+        let e = parse_drain("auto:soon").unwrap_err();
+        assert!(e.starts_with("--drain 'auto:soon': the maximum"), "{e}");
+        let e = parse_drain("later").unwrap_err();
+        assert!(e.contains("'auto'"), "{e}");
+    }
 
     #[test]
     fn durations_parse_with_units() {

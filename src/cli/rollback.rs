@@ -9,7 +9,10 @@ use std::time::Duration;
 
 use clap::{Args, Parser};
 
-use super::args::{DEPLOY_HEADING, OldApp, OutputFormat, PushArgs, SmokeScheme, parse_duration};
+use super::args::{
+    DEPLOY_HEADING, DrainArg, OldApp, OutputFormat, PushArgs, SmokeScheme, parse_drain,
+    parse_duration,
+};
 
 /// The smoke test of the version about to serve, on its temporary route.
 #[derive(Debug, Clone, Args, Default)]
@@ -54,9 +57,11 @@ pub struct RollbackArgs {
     #[arg(long = "current-app", value_enum, default_value_t = OldApp::Stop, help_heading = DEPLOY_HEADING)]
     pub current_app: OldApp,
 
-    /// Time both versions serve before the current one stops (router propagation + in-flight requests).
-    #[arg(long = "drain", value_name = "DURATION", value_parser = parse_duration, default_value = "10s", help_heading = DEPLOY_HEADING)]
-    pub drain: Duration,
+    /// Time both versions serve before the current one stops: 'auto' ends it once the
+    /// routers dropped the current version and no request reaches it (at least 2s, at most
+    /// 10s; 'auto:30s' sets the maximum), a duration waits that long.
+    #[arg(long = "drain", value_name = "auto[:MAX]|DURATION", value_parser = parse_drain, default_value = "auto", help_heading = DEPLOY_HEADING)]
+    pub drain: DrainArg,
 
     /// Longest wait for instances to become healthy without progress.
     #[arg(long = "timeout", value_name = "DURATION", value_parser = parse_duration, default_value = "5m", help_heading = DEPLOY_HEADING)]
@@ -90,7 +95,7 @@ impl RollbackArgs {
                 ..SmokeTestArgs::default()
             },
             current_app: OldApp::Stop,
-            drain: Duration::from_secs(10),
+            drain: DrainArg::auto(DrainArg::AUTO_MAX),
             timeout: Duration::from_secs(300),
             temp_route_suffix: "-temp".into(),
             dry_run: false,
@@ -163,7 +168,7 @@ mod tests {
         let push = p.to_push_args();
         assert_eq!(push.smoke_test_path.as_deref(), Some("/health"));
         assert_eq!(push.old_app, OldApp::Delete);
-        assert_eq!(push.drain, Duration::from_secs(2));
+        assert_eq!(push.drain, DrainArg::fixed(Duration::from_secs(2)));
         assert!(push.dry_run);
         assert_eq!(push.output, OutputFormat::Json);
         assert!(PluginRollback::try_parse_from(["zero-downtime-rollback"]).is_err());

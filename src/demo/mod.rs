@@ -331,7 +331,7 @@ async fn deploy(
         // A rolling deployment has no pause to smoke-test in; canary and blue-green do.
         smoke_test_path: (strategy != Strategy::Rolling).then(|| "/".to_string()),
         strategy,
-        drain: args.drain,
+        drain: crate::cli::DrainArg::fixed(args.drain),
         timeout: Duration::from_secs(60),
         temp_route_suffix: "-temp".into(),
         output: args.output,

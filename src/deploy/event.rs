@@ -252,6 +252,18 @@ pub enum Event {
         /// Per-step durations, in order.
         steps: Vec<StepTime>,
     },
+    /// An auto drain (`--drain auto`) ended: after how long and why (the old version is quiet
+    /// and the routers dropped it, the maximum was reached, or why it fell back to the fixed
+    /// maximum).
+    DrainEnded {
+        /// How long it drained.
+        #[serde(rename = "elapsed_ms", serialize_with = "ms")]
+        elapsed: Duration,
+        /// Whether it ended before its maximum because the old version was quiet.
+        early: bool,
+        /// What ended it, e.g. `old app quiet for 1s, routers dropped it (...)`.
+        reason: String,
+    },
 }
 
 /// Receives events. `ui` implements it; tests collect into a `Vec<Event>`.

@@ -55,6 +55,7 @@
 //! | [`step`] | `Step { app, action }`; per [`step::Action`]: kind, description, mutating, undo (exhaustive) |
 //! | [`execute`] | the step loop, retries after the switch, the undo engine, a dispatcher over `Action` |
 //! | `execute/{apps,routes,bits,env,deployment,smoke_test}.rs` | the step handlers |
+//! | [`drain`], `execute/drain.rs` | `--drain auto`: when the old version is quiet (probes, log-cache, floor), and its step |
 //! | `wait` | the one polling schedule of every wait (stall timer, cancellation, `Waiting` events) |
 //! | `crash`, [`interrupt`], [`smoke`] | crash detection, Ctrl-C phases, probe and command |
 //!
@@ -71,6 +72,7 @@
 
 pub mod api;
 mod crash;
+pub mod drain;
 pub mod error;
 pub mod event;
 pub mod execute;

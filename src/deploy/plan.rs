@@ -836,9 +836,7 @@ impl Phases {
         steps.extend(unmap);
         let commit = steps.len();
         if any_swap && !req.drain.is_zero() {
-            steps.push(Step::global(Action::Drain {
-                duration: req.drain,
-            }));
+            steps.push(Step::global(drain_action(req)));
         }
         steps.extend(finish);
         if any_swap && req.drain.is_zero() {
@@ -852,6 +850,17 @@ impl Phases {
             commit,
             apps: summaries,
             warnings,
+        }
+    }
+}
+
+/// The drain after a switch: `--drain auto[:MAX]` or a fixed `--drain`.
+pub(crate) fn drain_action(req: &DeployRequest) -> Action {
+    if req.drain_auto {
+        Action::DrainAuto { max: req.drain }
+    } else {
+        Action::Drain {
+            duration: req.drain,
         }
     }
 }
@@ -950,6 +959,7 @@ mod tests {
             smoke_test_path: None,
             old_app: OldApp::Delete,
             drain: Duration::from_secs(5),
+            drain_auto: false,
             timeout: Duration::from_secs(60),
             smoke_timeout: Duration::from_secs(60),
             poll_interval: Duration::from_secs(1),

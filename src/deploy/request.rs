@@ -203,8 +203,11 @@ pub struct DeployRequest {
     pub smoke_test_path: Option<String>,
     /// `--old-app`.
     pub old_app: OldApp,
-    /// `--drain`.
+    /// `--drain`: the fixed drain, or the maximum of an auto drain.
     pub drain: Duration,
+    /// `--drain auto`: end the drain once the routers dropped the old app and it is quiet
+    /// (`deploy::drain`), after at most [`DeployRequest::drain`].
+    pub drain_auto: bool,
     /// `--timeout`: stall timeout of staging and of the health wait.
     pub timeout: Duration,
     /// Bound of the `--smoke-test` command.
@@ -298,7 +301,8 @@ impl DeployRequest {
             smoke_test: args.smoke_test.clone(),
             smoke_test_path: args.smoke_test_path.clone(),
             old_app: args.old_app.into(),
-            drain: args.drain,
+            drain: args.drain.max,
+            drain_auto: args.drain.auto,
             timeout: args.timeout,
             smoke_timeout: args.smoke_test_timeout,
             poll_interval: Duration::from_secs(1),
@@ -393,7 +397,7 @@ mod tests {
     fn request_takes_flags_and_target() {
         let args = PushArgs {
             temp_route_suffix: "-temp".into(),
-            drain: Duration::from_secs(3),
+            drain: crate::cli::DrainArg::fixed(Duration::from_secs(3)),
             smoke_test_path: Some("/health".into()),
             max_in_flight: Some(3),
             instance_steps: vec![10, 50],

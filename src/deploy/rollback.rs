@@ -384,9 +384,7 @@ pub fn plan(obs: &RollbackObserved, req: &DeployRequest) -> Result<Plan, Rollbac
     let commit = steps.len();
 
     if switched && !req.drain.is_zero() {
-        steps.push(Step::global(Action::Drain {
-            duration: req.drain,
-        }));
+        steps.push(Step::global(super::plan::drain_action(req)));
     }
     if switched && req.drain.is_zero() {
         warnings.push(format!(
@@ -617,6 +615,7 @@ mod tests {
             smoke_test_path: None,
             old_app: OldApp::Stop,
             drain: Duration::from_secs(5),
+            drain_auto: false,
             timeout: Duration::from_secs(60),
             smoke_timeout: Duration::from_secs(60),
             poll_interval: Duration::from_secs(1),

@@ -233,6 +233,12 @@ pub enum Action {
         /// Its name (messages).
         name: String,
     },
+    /// `--drain auto`: wait until the routers dropped the old app(s) and no request reaches
+    /// them any more (`deploy::drain`), at least a floor and at most `max`.
+    DrainAuto {
+        /// The longest drain (`--drain auto:MAX`).
+        max: Duration,
+    },
 }
 
 /// A step's recorded output.
@@ -488,7 +494,13 @@ pub fn undo_for(step: &Step, out: &StepOutput) -> Option<Undo> {
             _,
         ) => None,
         // Reads and waits change nothing.
-        (Action::WaitHealthy | Action::SmokeTest { .. } | Action::Drain { .. }, _) => None,
+        (
+            Action::WaitHealthy
+            | Action::SmokeTest { .. }
+            | Action::Drain { .. }
+            | Action::DrainAuto { .. },
+            _,
+        ) => None,
         // Garbage of an earlier run, and the retire after the commit point: not undone.
         (
             Action::DeleteLeftover { .. }
@@ -661,6 +673,7 @@ impl Action {
             Action::Deploy { .. } => "deploy",
             Action::Reinstate { .. } => "reinstate",
             Action::StartExisting { .. } => "start_existing",
+            Action::DrainAuto { .. } => "drain",
         }
     }
 
@@ -672,7 +685,8 @@ impl Action {
             | Action::SmokeTest { .. }
             | Action::Drain { .. }
             | Action::SnapshotEnv { .. }
-            | Action::Reinstate { .. } => false,
+            | Action::Reinstate { .. }
+            | Action::DrainAuto { .. } => false,
             Action::DeleteLeftover { .. }
             | Action::RenameApp { .. }
             | Action::CreateRoute { .. }
@@ -762,6 +776,10 @@ impl Action {
                 format!("Bringing back {name}, the previous version of {app}")
             }
             Action::StartExisting { name, .. } => format!("Starting app {name}"),
+            Action::DrainAuto { max } => format!(
+                "Draining the old version until the routers dropped it and it is quiet (at most {})",
+                fmt_duration(*max)
+            ),
         }
     }
 

@@ -449,7 +449,7 @@ mod tests {
         let opts = &cmd.usage_details.options;
         assert!(opts.contains_key("manifest, -f"));
         assert!(opts["strategy"].contains("blue-green, rolling, canary"));
-        assert!(opts["drain"].contains("[default: 10s]"));
+        assert!(opts["drain"].contains("[default: auto]"));
         assert_eq!(opts["dry-run"], "Print the plan and change nothing");
         assert!(cmd.usage_details.usage.contains("[--dry-run]"));
         let usage = &cmd.usage_details.usage;

@@ -248,6 +248,15 @@ impl<W: Write + Send> Reporter for TextReporter<W> {
             Event::Finished {
                 outcome, elapsed, ..
             } => self.finished(&outcome, elapsed),
+            Event::DrainEnded {
+                elapsed, reason, ..
+            } => {
+                self.clear_progress();
+                self.line(&format!(
+                    "   drain ended after {}: {reason}",
+                    fmt_duration(elapsed)
+                ));
+            }
         }
     }
 }

@@ -1322,6 +1322,7 @@ fn req() -> DeployRequest {
         smoke_test_path: None,
         old_app: OldApp::Delete,
         drain: Duration::from_secs(10),
+        drain_auto: false,
         timeout: Duration::from_secs(60),
         smoke_timeout: Duration::from_secs(30),
         poll_interval: Duration::from_secs(1),

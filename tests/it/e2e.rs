@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cf_zero_downtime::cli::{OldApp, PushArgs};
+use cf_zero_downtime::cli::{DrainArg, OldApp, PushArgs};
 use cf_zero_downtime::demo;
 use cf_zero_downtime::deploy::{Event, Outcome, Reporter};
 use cf_zero_downtime::sim::SimConfig;
@@ -152,7 +152,7 @@ async fn one_second_route_propagation_loses_no_request() {
     let load = w.load("web").await;
     let m = w.version("v2", &[("web", 2)], &[]);
     let mut args = w.args(&m);
-    args.drain = Duration::from_millis(1500);
+    args.drain = DrainArg::fixed(Duration::from_millis(1500));
     let (outcome, events) = w.push(args).await;
     assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
     tokio::time::sleep(Duration::from_millis(1200)).await;

@@ -35,7 +35,7 @@ fn version(w: &World, version: &str) -> std::path::PathBuf {
 async fn roll_back(w: &World) -> (Outcome, Vec<Event>) {
     let (target, token) = demo::sim_target(&w.sim);
     let mut args = RollbackArgs::new("web");
-    args.drain = Duration::from_millis(300);
+    args.drain = cf_zero_downtime::cli::DrainArg::fixed(Duration::from_millis(300));
     args.timeout = Duration::from_secs(20);
     args.smoke.smoke_test_path = Some("/".into());
     args.smoke.smoke_test_timeout = Duration::from_secs(20);

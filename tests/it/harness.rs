@@ -47,7 +47,7 @@ pub fn fast() -> SimConfig {
 pub fn push_args(manifest: &Path) -> PushArgs {
     PushArgs {
         manifest: Some(manifest.to_path_buf()),
-        drain: Duration::from_millis(300),
+        drain: cf_zero_downtime::cli::DrainArg::fixed(Duration::from_millis(300)),
         timeout: Duration::from_secs(20),
         smoke_test_timeout: Duration::from_secs(20),
         temp_route_suffix: "-temp".into(),

@@ -72,7 +72,7 @@ fn target(endpoint: &str) -> cf::Target {
 fn args() -> PushArgs {
     PushArgs {
         temp_route_suffix: "-temp".into(),
-        drain: Duration::from_secs(0),
+        drain: cf_zero_downtime::cli::DrainArg::fixed(Duration::ZERO),
         timeout: Duration::from_secs(30),
         ..PushArgs::default()
     }

@@ -35,6 +35,7 @@ use super::wait::Wait;
 mod apps;
 mod bits;
 mod deployment;
+mod drain;
 mod env;
 mod routes;
 mod smoke_test;
@@ -278,6 +279,7 @@ impl<A: CfApi> Exec<'_, A> {
             Action::Reinstate { .. } | Action::StartExisting { .. } => {
                 self.app_step(step, ledger, reporter).await
             }
+            Action::DrainAuto { max } => self.auto_drain(*max, ledger, reporter).await,
         }
     }
 
