@@ -76,6 +76,7 @@ pub mod event;
 pub mod execute;
 pub mod from_manifest;
 pub mod interrupt;
+mod logs;
 pub mod observe;
 pub mod plan;
 pub mod push;

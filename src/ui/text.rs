@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::deploy::event::{Event, Outcome, Reporter};
+use crate::deploy::event::{Event, LogLine, Outcome, Reporter};
 use crate::deploy::step::fmt_duration;
 
 /// Renders events as cf-CLI-like text to `W`.
@@ -36,6 +36,13 @@ fn human_bytes(n: u64) -> String {
     } else {
         format!("{v:.1} {}", UNITS[u])
     }
+}
+
+/// A platform log line as `cf push` and `cf logs` indent it: `   [STG/0] text`, with `ERR`
+/// before the text of a stderr line.
+fn log_line(l: &LogLine) -> String {
+    let err = if l.stderr { "ERR " } else { "" };
+    format!("   [{}] {err}{}", l.source, l.text)
 }
 
 impl<W: Write + Send> TextReporter<W> {
@@ -78,6 +85,21 @@ impl<W: Write + Send> TextReporter<W> {
         // Output errors (a closed pipe) must not abort the deploy: the outcome is still returned.
         let _ignored = writeln!(self.out, "{s}");
         let _flushed = self.out.flush();
+    }
+
+    /// A line while a wait's spinner may be drawn: the spinner steps aside for it.
+    fn line_above_spinner(&mut self, s: &str) {
+        match &self.spinner {
+            Some(sp) => {
+                let out = &mut self.out;
+                sp.suspend(|| {
+                    // As in `line`: output errors must not abort the deploy.
+                    let _ignored = writeln!(out, "{s}");
+                    let _flushed = out.flush();
+                });
+            }
+            None => self.line(s),
+        }
     }
 
     fn progress(&mut self, sent: u64, total: Option<u64>) {
@@ -242,6 +264,17 @@ impl<W: Write + Send> Reporter for TextReporter<W> {
             Event::Finished {
                 outcome, elapsed, ..
             } => self.finished(&outcome, elapsed),
+            Event::Log { line, .. } => {
+                let l = log_line(&line);
+                self.line_above_spinner(&l);
+            }
+            Event::LastLogs { name, lines, .. } => {
+                self.clear_progress();
+                self.line(&format!("Last log lines of {name}:"));
+                for l in &lines {
+                    self.line(&log_line(l));
+                }
+            }
         }
     }
 }
