@@ -56,6 +56,7 @@
 //! | `execute/{apps,routes,bits,env,deployment,smoke_test}.rs` | the step handlers |
 //! | `wait` | the one polling schedule of every wait (stall timer, cancellation, `Waiting` events) |
 //! | `crash`, [`interrupt`], [`smoke`] | crash detection, Ctrl-C phases, probe and command |
+//! | `logs`, `execute/logs.rs` | staging output streamed, a failed app's last log lines (log-cache) |
 //!
 //! Adding a step: a variant of [`step::Action`] (the compiler then asks for its kind,
 //! description, whether it mutates and its undo in `step.rs`, and for its dispatch in

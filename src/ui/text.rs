@@ -489,6 +489,41 @@ mod tests {
     }
 
     #[test]
+    fn log_lines_are_indented_with_their_source() {
+        let line = |source: &str, stderr: bool, text: &str| crate::deploy::event::LogLine {
+            source: source.into(),
+            stderr,
+            text: text.into(),
+        };
+        let out = render(vec![
+            started(2, "Staging app web-candidate"),
+            Event::Log {
+                app: "web".into(),
+                line: line("STG/0", false, "Downloading app package..."),
+            },
+            Event::LastLogs {
+                app: "web".into(),
+                name: "web-candidate".into(),
+                lines: vec![
+                    line("STG/0", false, "Downloading app package..."),
+                    line("STG/0", true, "Staging failed: no buildpack"),
+                ],
+            },
+        ]);
+        let got: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            got,
+            [
+                "Staging app web-candidate...",
+                "   [STG/0] Downloading app package...",
+                "Last log lines of web-candidate:",
+                "   [STG/0] Downloading app package...",
+                "   [STG/0] ERR Staging failed: no buildpack",
+            ]
+        );
+    }
+
+    #[test]
     fn last_line_of_each_outcome() {
         let cases = [
             (
