@@ -17,7 +17,7 @@ use crate::harness::{World, fast, push_args, world};
 /// A simulator whose builds stage for a while, so that the stream sees several polls.
 fn slow_staging() -> SimConfig {
     SimConfig {
-        staging_delay: Duration::from_millis(700),
+        staging_delay: Duration::from_millis(1500),
         ..fast()
     }
 }
@@ -286,7 +286,7 @@ async fn never_healthy_instances_show_the_health_check_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forbidden_log_cache_is_said_once_and_the_deploy_goes_on() {
-    let w = world(slow_staging()).await;
+    let w = world(fast()).await;
     w.sim
         .faults()
         .optional_api(OptionalApi::LogCache, Unavailable::Forbidden);
