@@ -1183,9 +1183,7 @@ impl CfApi for FakeCf {
     ) -> ApiResult<Vec<cf_zero_downtime::deploy::api::LogRecord>> {
         self.enter("app_log", app)?;
         // The fake has no log-cache: as on a platform that does not offer it.
-        Err(ApiError::unavailable(
-            "log-cache is not offered by the fake",
-        ))
+        Err(ApiError::unavailable("log-cache is not offered by the fake"))
     }
 
     fn take_warnings(&self) -> Vec<String> {
