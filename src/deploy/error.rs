@@ -140,7 +140,8 @@ pub enum Error {
 }
 
 impl Error {
-    /// The hint of a failed rolling or canary deployment: the app is kept, so are its logs.
+    /// The hint of a failed rolling or canary deployment whose last log lines could not be
+    /// shown: the app is kept, so are its logs.
     pub fn deployment_hint(&self) -> Option<String> {
         let name = match self {
             Error::Crashed { name, .. } => name,
@@ -152,7 +153,8 @@ impl Error {
         ))
     }
 
-    /// A hint to print on its own line, if one helps. A rollback deletes the failed app and
+    /// A hint to print on its own line, if one helps, when the failed app's last log lines
+    /// could not be shown (log-cache missing or silent). A rollback deletes the failed app and
     /// its recent logs with it, so the hint points at the next attempt.
     pub fn hint(&self) -> Option<String> {
         let name = match self {

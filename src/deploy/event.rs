@@ -264,6 +264,36 @@ pub enum Event {
         /// What ended it, e.g. `old app quiet for 1s, routers dropped it (...)`.
         reason: String,
     },
+    /// A line of the staging output of an app's build, streamed while it stages (the lines
+    /// `cf push` shows).
+    Log {
+        /// Manifest app.
+        app: String,
+        /// The line.
+        #[serde(flatten)]
+        line: LogLine,
+    },
+    /// The newest telling lines of the platform's log of an app that failed (staging, cell
+    /// and Cloud Controller lines, the app's stderr), read before a rollback deletes it.
+    LastLogs {
+        /// Manifest app.
+        app: String,
+        /// The platform app the lines are from (e.g. `web-candidate`).
+        name: String,
+        /// Oldest first.
+        lines: Vec<LogLine>,
+    },
+}
+
+/// One line of an app's platform log, as shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LogLine {
+    /// Where it comes from, as `cf logs` says it: `STG/0`, `CELL/1`, `APP/PROC/WEB/0`.
+    pub source: String,
+    /// Written to standard error.
+    pub stderr: bool,
+    /// The text: control characters replaced, at most 4 KiB.
+    pub text: String,
 }
 
 /// Receives events. `ui` implements it; tests collect into a `Vec<Event>`.

@@ -58,6 +58,7 @@
 //! | [`drain`], `execute/drain.rs` | `--drain auto`: when the old version is quiet (probes, log-cache, floor), and its step |
 //! | `wait` | the one polling schedule of every wait (stall timer, cancellation, `Waiting` events) |
 //! | `crash`, [`interrupt`], [`smoke`] | crash detection, Ctrl-C phases, probe and command |
+//! | `logs`, `execute/logs.rs` | staging output streamed, a failed app's last log lines (log-cache) |
 //!
 //! Adding a step: a variant of [`step::Action`] (the compiler then asks for its kind,
 //! description, whether it mutates and its undo in `step.rs`, and for its dispatch in
@@ -77,6 +78,7 @@ pub mod error;
 pub mod event;
 pub mod execute;
 pub mod interrupt;
+mod logs;
 pub mod observe;
 pub mod plan;
 pub mod request;

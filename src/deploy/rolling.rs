@@ -196,8 +196,10 @@ pub async fn execute<A: CfApi>(
 ) -> (Outcome, Vec<StepTime>) {
     let mut times = Vec::new();
     let mut deployed: Vec<String> = Vec::new();
+    let logs = super::logs::LogAccess::default();
     for p in plans {
-        let (outcome, t) = super::execute::execute(api, p, req, apps, reporter, interrupt).await;
+        let (outcome, t) =
+            super::execute::execute_with_logs(api, p, req, apps, reporter, interrupt, &logs).await;
         times.extend(t);
         let failed: Vec<&str> = p.apps.iter().map(|a| a.name.as_str()).collect();
         match outcome {

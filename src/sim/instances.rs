@@ -462,6 +462,13 @@ fn crashed(shared: &Shared, spec: &Spec, reason: &str, exit_status: i64) -> Opti
     st.logs.log(
         &spec.app_guid,
         &idx,
+        "CELL",
+        &format!("Exit status {exit_status}"),
+        "OUT",
+    );
+    st.logs.log(
+        &spec.app_guid,
+        &idx,
         "API",
         &format!(
             "App instance exited with guid {} payload: {payload}",
@@ -598,6 +605,14 @@ async fn run(shared: &Arc<Shared>, spec: Spec) -> Option<Spec> {
     if spec.crash_on_start {
         return match wait(&spec, None, start_wait).await {
             Wait::Elapsed | Wait::Exited(..) => {
+                // What a crashing app leaves on stderr before it exits.
+                shared.lock().logs.log(
+                    &spec.app_guid,
+                    &spec.index.to_string(),
+                    "APP/PROC/WEB",
+                    "Error: the app crashed on start (simulator fault crash_on_start)",
+                    "ERR",
+                );
                 crashed(shared, &spec, "APP/PROC/WEB: Exited with status 1", 1)
             }
             Wait::Injected => crashed(shared, &spec, &injected_reason(shared, &spec), 1),
@@ -650,6 +665,16 @@ async fn run(shared: &Arc<Shared>, spec: Spec) -> Option<Spec> {
                 "Instance never healthy after {}: Failed to make {} health check to port {port}",
                 human(timeout),
                 spec.health.kind
+            );
+            shared.lock().logs.log(
+                &spec.app_guid,
+                &spec.index.to_string(),
+                "CELL",
+                &format!(
+                    "Timed out after {}: health check never passed.",
+                    human(timeout)
+                ),
+                "ERR",
             );
             return crash_with(shared, &spec, server, &reason, 0).await;
         }

@@ -58,8 +58,10 @@
 //!   /api/v1/read/:source_id` with `start_time`, `end_time`, `envelope_types`, `limit`,
 //!   `descending`, answering Loggregator v2 envelopes in log-cache's JSON form from a per-app
 //!   ring buffer of 5000 envelopes: staging lines (`STG`, the failure reason on failure), cell
-//!   lines (`CELL`: creating container, container became healthy, stopping, destroying), the
-//!   crash line (`API`: `App instance exited with guid <app> payload: {...}`), the output of
+//!   lines (`CELL`: creating container, container became healthy, stopping, `Exit status N` and
+//!   destroying on a crash, `Timed out after ...: health check never passed.` on `ERR`), the
+//!   crash line (`API`: `App instance exited with guid <app> payload: {...}`), a crash-on-start
+//!   fault's stderr line (`APP/PROC/WEB`, `ERR`: `Error: the app crashed on start ...`), the output of
 //!   process-lifecycle instances (`APP/PROC/WEB`, `OUT`/`ERR`, one envelope per line), and per
 //!   routed request gorouter's `RTR` access line plus an `http` timer (tags `status_code`,
 //!   `method`, `uri`, `peer_type`, `request_id`, ...; `instance_id` = the index).

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::deploy::event::{Event, Outcome, Reporter};
+use crate::deploy::event::{Event, LogLine, Outcome, Reporter};
 use crate::deploy::step::fmt_duration;
 
 /// Renders events as cf-CLI-like text to `W`.
@@ -36,6 +36,13 @@ fn human_bytes(n: u64) -> String {
     } else {
         format!("{v:.1} {}", UNITS[u])
     }
+}
+
+/// A platform log line as `cf push` and `cf logs` indent it: `   [STG/0] text`, with `ERR`
+/// before the text of a stderr line.
+fn log_line(l: &LogLine) -> String {
+    let err = if l.stderr { "ERR " } else { "" };
+    format!("   [{}] {err}{}", l.source, l.text)
 }
 
 impl<W: Write + Send> TextReporter<W> {
@@ -78,6 +85,21 @@ impl<W: Write + Send> TextReporter<W> {
         // Output errors (a closed pipe) must not abort the deploy: the outcome is still returned.
         let _ignored = writeln!(self.out, "{s}");
         let _flushed = self.out.flush();
+    }
+
+    /// A line while a wait's spinner may be drawn: the spinner steps aside for it.
+    fn line_above_spinner(&mut self, s: &str) {
+        match &self.spinner {
+            Some(sp) => {
+                let out = &mut self.out;
+                sp.suspend(|| {
+                    // As in `line`: output errors must not abort the deploy.
+                    let _ignored = writeln!(out, "{s}");
+                    let _flushed = out.flush();
+                });
+            }
+            None => self.line(s),
+        }
     }
 
     fn progress(&mut self, sent: u64, total: Option<u64>) {
@@ -256,6 +278,17 @@ impl<W: Write + Send> Reporter for TextReporter<W> {
                     "   drain ended after {}: {reason}",
                     fmt_duration(elapsed)
                 ));
+            }
+            Event::Log { line, .. } => {
+                let l = log_line(&line);
+                self.line_above_spinner(&l);
+            }
+            Event::LastLogs { name, lines, .. } => {
+                self.clear_progress();
+                self.line(&format!("Last log lines of {name}:"));
+                for l in &lines {
+                    self.line(&log_line(l));
+                }
             }
         }
     }
@@ -466,6 +499,41 @@ mod tests {
                 "    1. Applying manifest for app web",
                 "",
                 "dry run: nothing was changed",
+            ]
+        );
+    }
+
+    #[test]
+    fn log_lines_are_indented_with_their_source() {
+        let line = |source: &str, stderr: bool, text: &str| crate::deploy::event::LogLine {
+            source: source.into(),
+            stderr,
+            text: text.into(),
+        };
+        let out = render(vec![
+            started(2, "Staging app web-candidate"),
+            Event::Log {
+                app: "web".into(),
+                line: line("STG/0", false, "Downloading app package..."),
+            },
+            Event::LastLogs {
+                app: "web".into(),
+                name: "web-candidate".into(),
+                lines: vec![
+                    line("STG/0", false, "Downloading app package..."),
+                    line("STG/0", true, "Staging failed: no buildpack"),
+                ],
+            },
+        ]);
+        let got: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            got,
+            [
+                "Staging app web-candidate...",
+                "   [STG/0] Downloading app package...",
+                "Last log lines of web-candidate:",
+                "   [STG/0] Downloading app package...",
+                "   [STG/0] ERR Staging failed: no buildpack",
             ]
         );
     }

@@ -3,6 +3,7 @@ mod cf_client;
 mod deploy;
 mod e2e;
 mod e2e_drain;
+mod e2e_logs;
 mod e2e_promises;
 mod e2e_rollback;
 mod e2e_rolling;

@@ -1,4 +1,5 @@
-//! The bits steps: create the package, upload it (progress throttled, cancellable), stage.
+//! The bits steps: create the package, upload it (progress throttled, cancellable), stage
+//! (the staging output streamed as it comes, see `logs.rs`).
 
 use super::*;
 
@@ -55,10 +56,23 @@ impl<A: CfApi> Exec<'_, A> {
                 let package = ledger
                     .package(app)
                     .ok_or_else(|| Self::missing(step, "the package"))?;
+                // The staging output is read alongside each poll of the build, and once more
+                // when it ends (its last lines are written as the state changes).
+                let mut log = self.staging_log(ledger, app, reporter).await;
                 let build = self.api.create_build(package).await.map_err(err)?;
                 let mut wait = self.wait();
                 loop {
-                    match self.read(self.api.get_build(&build), step).await? {
+                    let (state, read) = tokio::join!(
+                        self.read(self.api.get_build(&build), step),
+                        self.read_staging(log.as_mut())
+                    );
+                    Self::show_staging(read, app, reporter);
+                    let state = state?;
+                    if state != BuildState::Staging {
+                        let read = self.read_staging(log.as_mut()).await;
+                        Self::show_staging(read, app, reporter);
+                    }
+                    match state {
                         BuildState::Staged(d) => return Ok(StepOutput::Droplet(d)),
                         BuildState::Failed(reason) => {
                             return Err(Error::StagingFailed {

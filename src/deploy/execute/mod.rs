@@ -24,6 +24,7 @@ use super::crash::{Crash, CrashWatch, Scope};
 use super::error::Error;
 use super::event::{Event, Outcome, Reporter, StepTime, error_chain};
 use super::interrupt::Interrupt;
+use super::logs::LogAccess;
 use super::observe::{ROLE_CANDIDATE, ROLE_LABEL};
 use super::plan::Plan;
 use super::request::RenderRequest;
@@ -37,6 +38,7 @@ mod bits;
 mod deployment;
 mod drain;
 mod env;
+mod logs;
 mod routes;
 mod smoke_test;
 
@@ -65,6 +67,8 @@ struct Exec<'a, A: CfApi> {
     since: SystemTime,
     /// Warnings already given (an unavailable crash-record source is named once).
     warned: &'a Mutex<BTreeSet<String>>,
+    /// Whether log-cache was found missing (said once per deploy, then not asked again).
+    logs: &'a LogAccess,
 }
 
 fn ok_if_not_found(r: Result<(), ApiError>) -> Result<(), ApiError> {
@@ -404,6 +408,21 @@ pub async fn execute<A: CfApi>(
     reporter: &mut dyn Reporter,
     interrupt: &Interrupt,
 ) -> (Outcome, Vec<StepTime>) {
+    let logs = LogAccess::default();
+    execute_with_logs(api, plan, req, apps, reporter, interrupt, &logs).await
+}
+
+/// [`execute`], with what an earlier run of the same deploy learnt about log-cache (the
+/// per-app runs of a rolling deploy share it: log-cache missing is said once).
+pub(crate) async fn execute_with_logs<A: CfApi>(
+    api: &A,
+    plan: &Plan,
+    req: &DeployRequest,
+    apps: &[AppSpec<A::Bits>],
+    reporter: &mut dyn Reporter,
+    interrupt: &Interrupt,
+    logs: &LogAccess,
+) -> (Outcome, Vec<StepTime>) {
     // Crash records are kept by the platform's clock: allow for a client clock ahead of it.
     let since = SystemTime::now()
         .checked_sub(CLOCK_SKEW)
@@ -416,6 +435,7 @@ pub async fn execute<A: CfApi>(
         cancel: interrupt.stop_token(),
         since,
         warned: &warned,
+        logs,
     };
     let after_switch = Exec {
         cancel: interrupt.abandon_token(),
@@ -424,7 +444,7 @@ pub async fn execute<A: CfApi>(
     let mut ledger = Ledger::default();
     let mut times = Vec::new();
     let total = plan.steps.len();
-    let mut failure: Option<(usize, Error)> = None;
+    let mut failure: Option<(usize, Error, SystemTime)> = None;
     let mut attempted_mutation = false;
     let mut told_finishing = false;
 
@@ -434,7 +454,7 @@ pub async fn execute<A: CfApi>(
             interrupt.mark_switched();
         }
         if interrupt.is_abandoned() || (!committed && interrupt.is_stopped()) {
-            failure = Some((index, Error::Cancelled));
+            failure = Some((index, Error::Cancelled, SystemTime::now()));
             break;
         }
         if committed && interrupt.is_stopped() && !told_finishing {
@@ -450,20 +470,27 @@ pub async fn execute<A: CfApi>(
             &before_switch
         };
         attempted_mutation |= step.is_mutating();
+        let step_at = SystemTime::now();
         let (time, result) = exec
             .run_reported(step, (index, total), &mut ledger, reporter, committed)
             .await;
         times.push(time);
         if let Err(error) = result {
-            failure = Some((index, error));
+            failure = Some((index, error, step_at));
             break;
         }
     }
 
-    let Some((index, error)) = failure else {
+    let Some((index, error, step_at)) = failure else {
         return (Outcome::Deployed, times);
     };
-    let message = failure_message(plan, &error, interrupt);
+    // The failed app's own words, read before the rollback deletes it (and its log with it).
+    let logs_shown = index < plan.commit
+        && logs::logs_tell(&error)
+        && before_switch
+            .last_logs(&ledger, &plan.steps[index], step_at, reporter)
+            .await;
+    let message = failure_message(plan, &error, interrupt, logs_shown);
     if index >= plan.commit {
         // After the switch: the new version serves; name what is left to do.
         let leftovers = plan.steps[index..]
@@ -495,11 +522,15 @@ pub async fn execute<A: CfApi>(
     }
 }
 
-/// The outcome's message: the error chain, what a second interrupt did, and a hint.
-fn failure_message(plan: &Plan, error: &Error, interrupt: &Interrupt) -> String {
+/// The outcome's message: the error chain, what a second interrupt did, and a hint where
+/// to find the failed app's log (none when its last lines were shown).
+fn failure_message(plan: &Plan, error: &Error, interrupt: &Interrupt, logs_shown: bool) -> String {
     let mut message = error_chain(error);
     if interrupt.is_abandoned() {
         message.push_str(" (interrupted twice: stopped waiting)");
+    }
+    if logs_shown {
+        return message;
     }
     let in_place = plan
         .steps
