@@ -121,6 +121,16 @@ pub async fn run<A: CfApi>(
         strategy: req.strategy.as_str().to_string(),
     });
     let (outcome, steps) = run_inner(api, req, apps, reporter, &interrupt).await;
+    report_finished(reporter, outcome, started, steps)
+}
+
+/// Reports [`Event::Finished`] for a run that began at `started` and returns its outcome.
+pub(crate) fn report_finished(
+    reporter: &mut dyn Reporter,
+    outcome: Outcome,
+    started: Instant,
+    steps: Vec<event::StepTime>,
+) -> Outcome {
     reporter.report(Event::Finished {
         outcome: outcome.clone(),
         elapsed: started.elapsed(),

@@ -248,41 +248,8 @@ fn existing(a: &App) -> AppRef {
 /// See [`RollbackError`]; nothing has been changed when it fails.
 pub fn plan(obs: &RollbackObserved, req: &DeployRequest) -> Result<Plan, RollbackError> {
     let name = obs.name.clone();
-    let ven_name = venerable_name(&name);
     let cand_name = candidate_name(&name);
-    let live = obs
-        .live
-        .as_ref()
-        .ok_or_else(|| RollbackError::NoLiveApp(name.clone()))?;
-    let ven = obs
-        .venerable
-        .as_ref()
-        .ok_or_else(|| RollbackError::NoVenerable {
-            app: name.clone(),
-            venerable: ven_name.clone(),
-        })?;
-    if !is_ours(&ven.app, ROLE_VENERABLE, &name) {
-        return Err(RollbackError::NotOurVenerable {
-            app: name.clone(),
-            name: ven.app.name.clone(),
-            guid: ven.app.guid.clone(),
-        });
-    }
-    if let Some(c) = &obs.candidate {
-        if is_ours(c, ROLE_CANDIDATE, &name) {
-            return Err(RollbackError::DeployInProgress {
-                app: name.clone(),
-                name: c.name.clone(),
-                guid: c.guid.clone(),
-            });
-        }
-        return Err(PlanError::NameClash {
-            app: name.clone(),
-            name: c.name.clone(),
-            guid: c.guid.clone(),
-        }
-        .into());
-    }
+    let (live, ven) = ready(obs)?;
 
     let mut steps = vec![Step::new(
         name.clone(),
@@ -323,57 +290,7 @@ pub fn plan(obs: &RollbackObserved, req: &DeployRequest) -> Result<Plan, Rollbac
         ));
     }
 
-    // The switch: every route of the live app (but a leftover temporary route) moves.
-    let mut unmaps = Vec::new();
-    let mut moved = Vec::new();
-    for rs in &live.routes {
-        if Some(&rs.route.url) == temp_url.as_ref() {
-            continue;
-        }
-        let route = RouteRef {
-            address: address_of(&rs.route, &super::observe::Observed::default()),
-            guid: Some(rs.route.guid.clone()),
-        };
-        let from: Vec<&Destination> = rs
-            .destinations
-            .iter()
-            .filter(|d| d.app_guid == live.app.guid)
-            .collect();
-        let mut mapped: Vec<(&str, Option<u32>, Option<&str>)> = Vec::new();
-        for d in &from {
-            let t = (d.process_type.as_str(), d.port, d.protocol.as_deref());
-            let already = rs.destinations.iter().any(|x| {
-                x.app_guid == ven.app.guid
-                    && x.process_type == d.process_type
-                    && x.port == d.port
-                    && x.protocol == d.protocol
-            });
-            if already || mapped.contains(&t) {
-                continue;
-            }
-            mapped.push(t);
-            steps.push(Step::new(
-                name.clone(),
-                Action::MapRoute {
-                    route: route.clone(),
-                    process_type: d.process_type.clone(),
-                    port: d.port,
-                    protocol: d.protocol.clone(),
-                },
-            ));
-        }
-        for d in from {
-            unmaps.push(Step::new(
-                name.clone(),
-                Action::UnmapRoute {
-                    route: route.clone(),
-                    from_name: live.app.name.clone(),
-                    destination: d.clone(),
-                },
-            ));
-        }
-        moved.push(route.address.url());
-    }
+    let (unmaps, moved) = switch_steps(&mut steps, &name, live, ven, temp_url.as_deref());
     if moved.is_empty() {
         warnings.push(format!(
             "app '{name}' serves no route: only the names change hands (and which version runs)"
@@ -406,6 +323,110 @@ pub fn plan(obs: &RollbackObserved, req: &DeployRequest) -> Result<Plan, Rollbac
         }],
         warnings,
     })
+}
+
+/// The live app and our venerable of it, or why a rollback cannot start (no live app, no
+/// venerable, a venerable that is not ours, a deploy in progress or a foreign app holding the
+/// candidate name).
+fn ready(obs: &RollbackObserved) -> Result<(&AppRoutes, &AppRoutes), RollbackError> {
+    let name = &obs.name;
+    let live = obs
+        .live
+        .as_ref()
+        .ok_or_else(|| RollbackError::NoLiveApp(name.clone()))?;
+    let ven = obs
+        .venerable
+        .as_ref()
+        .ok_or_else(|| RollbackError::NoVenerable {
+            app: name.clone(),
+            venerable: venerable_name(name),
+        })?;
+    if !is_ours(&ven.app, ROLE_VENERABLE, name) {
+        return Err(RollbackError::NotOurVenerable {
+            app: name.clone(),
+            name: ven.app.name.clone(),
+            guid: ven.app.guid.clone(),
+        });
+    }
+    if let Some(c) = &obs.candidate {
+        if is_ours(c, ROLE_CANDIDATE, name) {
+            return Err(RollbackError::DeployInProgress {
+                app: name.clone(),
+                name: c.name.clone(),
+                guid: c.guid.clone(),
+            });
+        }
+        return Err(PlanError::NameClash {
+            app: name.clone(),
+            name: c.name.clone(),
+            guid: c.guid.clone(),
+        }
+        .into());
+    }
+    Ok((live, ven))
+}
+
+/// The switch: every route of the live app (but a leftover temporary route) is mapped to the
+/// venerable (pushed to `steps`); returns the unmaps from the live app (the commit) and the
+/// URLs moved.
+fn switch_steps(
+    steps: &mut Vec<Step>,
+    name: &str,
+    live: &AppRoutes,
+    ven: &AppRoutes,
+    temp_url: Option<&str>,
+) -> (Vec<Step>, Vec<String>) {
+    let mut unmaps = Vec::new();
+    let mut moved = Vec::new();
+    for rs in &live.routes {
+        if Some(rs.route.url.as_str()) == temp_url {
+            continue;
+        }
+        let route = RouteRef {
+            address: address_of(&rs.route, &super::observe::Observed::default()),
+            guid: Some(rs.route.guid.clone()),
+        };
+        let from: Vec<&Destination> = rs
+            .destinations
+            .iter()
+            .filter(|d| d.app_guid == live.app.guid)
+            .collect();
+        let mut mapped: Vec<(&str, Option<u32>, Option<&str>)> = Vec::new();
+        for d in &from {
+            let t = (d.process_type.as_str(), d.port, d.protocol.as_deref());
+            let already = rs.destinations.iter().any(|x| {
+                x.app_guid == ven.app.guid
+                    && x.process_type == d.process_type
+                    && x.port == d.port
+                    && x.protocol == d.protocol
+            });
+            if already || mapped.contains(&t) {
+                continue;
+            }
+            mapped.push(t);
+            steps.push(Step::new(
+                name.to_string(),
+                Action::MapRoute {
+                    route: route.clone(),
+                    process_type: d.process_type.clone(),
+                    port: d.port,
+                    protocol: d.protocol.clone(),
+                },
+            ));
+        }
+        for d in from {
+            unmaps.push(Step::new(
+                name.to_string(),
+                Action::UnmapRoute {
+                    route: route.clone(),
+                    from_name: live.app.name.clone(),
+                    destination: d.clone(),
+                },
+            ));
+        }
+        moved.push(route.address.url());
+    }
+    (unmaps, moved)
 }
 
 /// The temporary route: created when missing, taken off the live app when a retire that did
@@ -546,12 +567,7 @@ pub async fn run<A: CfApi>(
         strategy: STRATEGY.to_string(),
     });
     let (outcome, steps) = run_inner(api, req, name, reporter, &interrupt).await;
-    reporter.report(Event::Finished {
-        outcome: outcome.clone(),
-        elapsed: started.elapsed(),
-        steps,
-    });
-    outcome
+    super::report_finished(reporter, outcome, started, steps)
 }
 
 async fn run_inner<A: CfApi>(
