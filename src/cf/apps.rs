@@ -107,7 +107,7 @@ pub struct AppRelationships {
 /// An app.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct App {
-    /// Its GUID.
+    /// Its GUID, as in `/v3/apps/:guid`.
     pub guid: AppGuid,
     /// Its name.
     pub name: String,

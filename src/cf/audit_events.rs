@@ -120,7 +120,7 @@ pub struct AuditEventParty {
 /// One audit event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditEvent {
-    /// Its GUID.
+    /// Its GUID, as in `/v3/audit_events/:guid`.
     pub guid: String,
     /// E.g. `audit.app.process.crash`.
     #[serde(rename = "type")]

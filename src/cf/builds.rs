@@ -47,7 +47,7 @@ pub struct BuildRelationships {
 /// A build.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Build {
-    /// Its GUID.
+    /// Its GUID, as in `/v3/builds/:guid`.
     pub guid: BuildGuid,
     /// Its state.
     pub state: BuildState,

@@ -290,7 +290,7 @@ impl NewDeployment {
 /// A deployment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Deployment {
-    /// Its GUID.
+    /// Its GUID, as in `/v3/deployments/:guid`.
     pub guid: DeploymentGuid,
     /// Status (value, reason, details, canary progress).
     #[serde(default)]

@@ -29,7 +29,7 @@ pub struct DomainRelationships {
 /// A domain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Domain {
-    /// Its GUID.
+    /// Its GUID, as in `/v3/domains/:guid`.
     pub guid: DomainGuid,
     /// Its name, e.g. `example.com`.
     pub name: String,

@@ -52,7 +52,7 @@ pub struct DropletRelationships {
 /// A droplet.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Droplet {
-    /// Its GUID.
+    /// Its GUID, as in `/v3/droplets/:guid`.
     pub guid: DropletGuid,
     /// Its state.
     pub state: DropletState,

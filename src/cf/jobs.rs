@@ -53,7 +53,7 @@ pub struct JobWarning {
 /// A job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Job {
-    /// Its GUID.
+    /// Its GUID, as in `/v3/jobs/:guid`.
     pub guid: JobGuid,
     /// E.g. `space.apply_manifest`, `app.delete`.
     #[serde(default)]

@@ -22,7 +22,7 @@ use super::{Client, Error};
 /// An organization.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Organization {
-    /// Its GUID.
+    /// Its GUID, as in `/v3/organizations/:guid`.
     pub guid: OrganizationGuid,
     /// Its name.
     pub name: String,

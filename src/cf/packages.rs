@@ -99,7 +99,7 @@ pub struct PackageRelationships {
 /// A package.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Package {
-    /// Its GUID.
+    /// Its GUID, as in `/v3/packages/:guid`.
     pub guid: PackageGuid,
     /// Bits or docker.
     #[serde(rename = "type")]

@@ -114,7 +114,7 @@ pub struct ProcessRelationships {
 /// A process.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Process {
-    /// Its GUID.
+    /// Its GUID, as in `/v3/processes/:guid`.
     pub guid: ProcessGuid,
     /// Its type, e.g. `web`.
     #[serde(rename = "type")]

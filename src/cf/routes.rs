@@ -56,7 +56,7 @@ pub struct DestinationApp {
 /// A route destination (an app process mapped to the route).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Destination {
-    /// Its GUID.
+    /// Its GUID, as in `/v3/routes/:route_guid/destinations/:guid`.
     pub guid: DestinationGuid,
     /// The app and process.
     pub app: DestinationApp,
@@ -126,7 +126,7 @@ pub struct RouteRelationships {
 /// A route.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Route {
-    /// Its GUID.
+    /// Its GUID, as in `/v3/routes/:guid`.
     pub guid: RouteGuid,
     /// `http` or `tcp`.
     #[serde(default)]

@@ -43,7 +43,7 @@ pub struct BindingRelationships {
 /// A service credential binding.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceCredentialBinding {
-    /// Its GUID.
+    /// Its GUID, as in `/v3/service_credential_bindings/:guid`.
     pub guid: ServiceCredentialBindingGuid,
     /// Its name, if set.
     #[serde(default)]

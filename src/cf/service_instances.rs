@@ -58,7 +58,7 @@ pub struct ServiceInstanceRelationships {
 /// A service instance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceInstance {
-    /// Its GUID.
+    /// Its GUID, as in `/v3/service_instances/:guid`.
     pub guid: ServiceInstanceGuid,
     /// Its name.
     pub name: String,

@@ -28,7 +28,7 @@ pub struct SpaceRelationships {
 /// A space.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Space {
-    /// Its GUID.
+    /// Its GUID, as in `/v3/spaces/:guid`.
     pub guid: SpaceGuid,
     /// Its name.
     pub name: String,

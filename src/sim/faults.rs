@@ -85,7 +85,7 @@ pub enum FaultSpec {
     FailCalls(FailRule),
     /// Every build of the app (by name, case-insensitive) fails with this error.
     FailStaging {
-        /// App name.
+        /// The app it applies to, by name (the candidate's name to hit only the new version).
         app: String,
         /// `build.error`; default `StagingError - Staging error: staging failed`.
         #[serde(default)]
@@ -95,7 +95,7 @@ pub enum FaultSpec {
     /// restarted at once for its first `SimConfig::immediate_restarts` crashes, then after a
     /// back-off during which it shows CRASHED.
     CrashOnStart {
-        /// App name.
+        /// The app it applies to, by name (the candidate's name to hit only the new version).
         app: String,
         /// The old behaviour: a crashed instance stays CRASHED (and is not restarted) until
         /// the fault is cleared.
@@ -107,7 +107,7 @@ pub enum FaultSpec {
     /// stats shows STARTING (with a new `instance_guid` after each restart), not CRASHED,
     /// while the restarts are immediate.
     NeverHealthy {
-        /// App name.
+        /// The app it applies to, by name (the candidate's name to hit only the new version).
         app: String,
         /// The health-check timeout used instead of the process's.
         health_check_timeout_ms: u64,
@@ -115,7 +115,7 @@ pub enum FaultSpec {
     /// One-shot: the app's instance `index` (of its newest `web` process) exits now, as a
     /// process would (a crash: audit event, log lines, restart).
     CrashInstance {
-        /// App name.
+        /// The app it applies to, by name (the candidate's name to hit only the new version).
         app: String,
         /// Instance index.
         index: u32,
@@ -134,7 +134,7 @@ pub enum FaultSpec {
     /// 500): deterministically, every request that makes the running share reach the next
     /// whole percent fails.
     Http5xxShare {
-        /// App name.
+        /// The app it applies to, by name (the candidate's name to hit only the new version).
         app: String,
         /// Share of requests that fail, 0..=100.
         percent: u8,
@@ -144,28 +144,28 @@ pub enum FaultSpec {
     },
     /// The app answers every request through the router `delay_ms` later.
     SlowResponses {
-        /// App name.
+        /// The app it applies to, by name (the candidate's name to hit only the new version).
         app: String,
         /// Extra milliseconds before the request reaches the app.
         delay_ms: u64,
     },
     /// Staging of the app takes this much longer.
     SlowStaging {
-        /// App name.
+        /// The app it applies to, by name (the candidate's name to hit only the new version).
         app: String,
         /// Extra milliseconds.
         ms: u64,
     },
     /// Instances of the app take this much longer to start.
     SlowStart {
-        /// App name.
+        /// The app it applies to, by name (the candidate's name to hit only the new version).
         app: String,
         /// Extra milliseconds.
         ms: u64,
     },
     /// The app's static-file instances answer `/health` with 500 (http health checks fail).
     Unhealthy {
-        /// App name.
+        /// The app it applies to, by name (the candidate's name to hit only the new version).
         app: String,
     },
     /// Jobs of this operation (`space.apply_manifest`, `app.delete`, `route.delete`) created
@@ -179,7 +179,7 @@ pub enum FaultSpec {
     /// Instances of the app cannot be placed: they stay STARTING with this `details` text
     /// (CC shows e.g. `insufficient resources: memory`) until the fault is cleared.
     PlacementError {
-        /// App name.
+        /// The app it applies to, by name (the candidate's name to hit only the new version).
         app: String,
         /// The `details` of the instances' stats.
         details: String,
