@@ -6,4 +6,5 @@ pub mod app;
 pub mod args;
 
 pub use app::{Cli, Command, PluginPush};
+pub use args::AnalysisNoTraffic;
 pub use args::{HealthCheckType, Lifecycle, OldApp, OutputFormat, PushArgs, SmokeScheme, Strategy};

@@ -984,8 +984,9 @@ impl CfApi for CfBackend {
             .since
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
-        let mut q = cf::LogCacheQuery::recent(&types, query.limit.min(cf::log_cache::MAX_LOG_CACHE_LIMIT))
-            .since_ns(i64::try_from(since.as_nanos()).unwrap_or(i64::MAX));
+        let mut q =
+            cf::LogCacheQuery::recent(&types, query.limit.min(cf::log_cache::MAX_LOG_CACHE_LIMIT))
+                .since_ns(i64::try_from(since.as_nanos()).unwrap_or(i64::MAX));
         q.descending = query.newest;
         let mut envelopes = self
             .client
@@ -995,9 +996,8 @@ impl CfApi for CfBackend {
         if query.newest {
             envelopes.reverse();
         }
-        let at = |ns: i64| {
-            std::time::UNIX_EPOCH + Duration::from_nanos(u64::try_from(ns).unwrap_or(0))
-        };
+        let at =
+            |ns: i64| std::time::UNIX_EPOCH + Duration::from_nanos(u64::try_from(ns).unwrap_or(0));
         Ok(envelopes
             .into_iter()
             .filter_map(|env| {
@@ -1028,6 +1028,17 @@ impl CfApi for CfBackend {
                 })
             })
             .collect())
+    }
+
+    async fn scale_process(&self, process_guid: &str, instances: u32) -> ApiResult<()> {
+        let scale = cf::ProcessScale {
+            instances: Some(instances),
+            ..cf::ProcessScale::default()
+        };
+        self.client
+            .scale_process(&cf::ProcessGuid::new(process_guid), &scale)
+            .await?;
+        Ok(())
     }
 
     fn take_warnings(&self) -> Vec<String> {

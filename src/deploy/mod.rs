@@ -69,6 +69,7 @@
 //! [`push`] (flags → preflight → [`run`]), which wire those layers in.
 
 pub mod adapter;
+pub mod analysis;
 pub mod api;
 mod crash;
 pub mod error;

@@ -215,6 +215,37 @@ pub enum Action {
         /// The production route a canary is smoke-tested on (with the process header).
         smoke_route: Option<String>,
     },
+    /// Canary analysis: read the live app's router records from log-cache once, so a
+    /// platform without them fails the deploy before any change.
+    CheckRequestRecords {
+        /// The live app's GUID.
+        live: AppGuid,
+        /// Its name (messages).
+        live_name: String,
+    },
+    /// Blue-green canary: scale the candidate's `web` process to the instances that take
+    /// about `percent` % of the requests next to the live app's (its full count at 100), and
+    /// wait until they run.
+    ScaleCandidate {
+        /// The share of requests aimed at, in percent.
+        percent: u32,
+        /// The live app whose `web` instances the candidate's share is relative to.
+        live: AppGuid,
+    },
+    /// Blue-green canary: observe the router's records of both versions for the analysis
+    /// interval and judge the candidate; a failed verdict fails the step (and rolls back).
+    AnalyseCanary {
+        /// 1-based step number.
+        step: usize,
+        /// Number of steps (the last one, 100 %, is the switch and is not analysed).
+        steps: usize,
+        /// The share of requests aimed at, in percent.
+        percent: u32,
+        /// The live app's GUID.
+        live: AppGuid,
+        /// Its name (messages).
+        live_name: String,
+    },
 }
 
 /// A step's recorded output.
@@ -275,6 +306,15 @@ pub enum StepOutput {
         vars: BTreeMap<String, String>,
         /// The GUIDs of its service bindings.
         bindings: Vec<String>,
+    },
+    /// The candidate's `web` process was scaled.
+    Scaled {
+        /// The process.
+        process_guid: String,
+        /// Its instance count before the first canary scale (the count of the final step).
+        original: u32,
+        /// Its instance count now.
+        instances: u32,
     },
 }
 
@@ -459,11 +499,19 @@ pub fn undo_for(step: &Step, out: &StepOutput) -> Option<Undo> {
             | Action::Stage
             | Action::SetDroplet
             | Action::Start
-            | Action::UpdateApp { .. },
+            | Action::UpdateApp { .. }
+            | Action::ScaleCandidate { .. },
             _,
         ) => None,
         // Reads and waits change nothing.
-        (Action::WaitHealthy | Action::SmokeTest { .. } | Action::Drain { .. }, _) => None,
+        (
+            Action::WaitHealthy
+            | Action::SmokeTest { .. }
+            | Action::Drain { .. }
+            | Action::CheckRequestRecords { .. }
+            | Action::AnalyseCanary { .. },
+            _,
+        ) => None,
         // Garbage of an earlier run, and the retire after the commit point: not undone.
         (
             Action::DeleteLeftover { .. }
@@ -624,6 +672,9 @@ impl Action {
             Action::SnapshotEnv { .. } => "snapshot_env",
             Action::UpdateApp { .. } => "update_app",
             Action::Deploy { .. } => "deploy",
+            Action::CheckRequestRecords { .. } => "check_request_records",
+            Action::ScaleCandidate { .. } => "scale_candidate",
+            Action::AnalyseCanary { .. } => "analyse_canary",
         }
     }
 
@@ -634,7 +685,9 @@ impl Action {
             Action::WaitHealthy
             | Action::SmokeTest { .. }
             | Action::Drain { .. }
-            | Action::SnapshotEnv { .. } => false,
+            | Action::SnapshotEnv { .. }
+            | Action::CheckRequestRecords { .. }
+            | Action::AnalyseCanary { .. } => false,
             Action::DeleteLeftover { .. }
             | Action::RenameApp { .. }
             | Action::CreateRoute { .. }
@@ -654,7 +707,8 @@ impl Action {
             | Action::UpdateMetadata { .. }
             | Action::DeleteRoute { .. }
             | Action::UpdateApp { .. }
-            | Action::Deploy { .. } => true,
+            | Action::Deploy { .. }
+            | Action::ScaleCandidate { .. } => true,
         }
     }
 
@@ -719,6 +773,24 @@ impl Action {
                 ),
                 None => format!("Canary deployment of {app}: continue at every pause"),
             },
+            Action::CheckRequestRecords { live_name, .. } => format!(
+                "Checking that the router's request records of {live_name} can be read (canary analysis)"
+            ),
+            Action::ScaleCandidate { percent, .. } if *percent >= 100 => {
+                format!("Scaling the new {app} to its full instance count")
+            }
+            Action::ScaleCandidate { percent, .. } => {
+                format!("Scaling the new {app} to take about {percent}% of the requests")
+            }
+            Action::AnalyseCanary {
+                step,
+                steps,
+                percent,
+                live_name,
+                ..
+            } => format!(
+                "Canary step {step} of {steps}: judging the new {app} at about {percent}% of the requests against {live_name}"
+            ),
         }
     }
 

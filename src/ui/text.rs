@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::deploy::analysis::{VerdictKind, VersionStats, fmt_ppm};
 use crate::deploy::event::{Event, Outcome, Reporter};
 use crate::deploy::step::fmt_duration;
 
@@ -242,8 +243,55 @@ impl<W: Write + Send> Reporter for TextReporter<W> {
             Event::Finished {
                 outcome, elapsed, ..
             } => self.finished(&outcome, elapsed),
+            Event::CanaryAnalysis {
+                step,
+                steps,
+                traffic_share_pct,
+                candidate_instances,
+                live_instances,
+                interval,
+                candidate,
+                live,
+                verdict,
+                reasons,
+                ..
+            } => {
+                self.clear_progress();
+                self.line(&format!(
+                    "   Canary step {step} of {steps}: {traffic_share_pct}% of the requests ({candidate_instances} new / {live_instances} live instances), observed {}",
+                    fmt_duration(interval)
+                ));
+                self.line(&format!("      new:  {}", version_line(&candidate)));
+                self.line(&format!("      live: {}", version_line(&live)));
+                let v = match verdict {
+                    VerdictKind::Pass => "pass",
+                    VerdictKind::Fail => "FAIL",
+                    VerdictKind::NoTrafficPass => "pass (too little traffic)",
+                    VerdictKind::NoTrafficFail => "FAIL (too little traffic)",
+                };
+                self.line(&format!("      verdict: {v}"));
+                for r in &reasons {
+                    self.line(&format!("      - {r}"));
+                }
+            }
+            Event::CanaryPromoted { reason, .. } => {
+                self.clear_progress();
+                self.line(&format!("   Promoting: {reason}"));
+            }
         }
     }
+}
+
+/// `412 requests, 5xx 0.24%, p99 38ms` of one version in a canary step.
+fn version_line(v: &VersionStats) -> String {
+    let p99 = v
+        .p99
+        .map_or_else(|| "-".to_string(), |d| format!("{}ms", d.as_millis()));
+    format!(
+        "{} requests, 5xx {}, p99 {p99}",
+        v.requests,
+        fmt_ppm(v.error_ppm())
+    )
 }
 
 #[cfg(test)]

@@ -1183,7 +1183,26 @@ impl CfApi for FakeCf {
     ) -> ApiResult<Vec<cf_zero_downtime::deploy::api::LogRecord>> {
         self.enter("app_log", app)?;
         // The fake has no log-cache: as on a platform that does not offer it.
-        Err(ApiError::unavailable("log-cache is not offered by the fake"))
+        Err(ApiError::unavailable(
+            "log-cache is not offered by the fake",
+        ))
+    }
+
+    async fn scale_process(&self, process: &str, instances: u32) -> ApiResult<()> {
+        let after = self.enter("scale_process", process)?;
+        let (app, t) = process.split_once('/').unwrap_or_default();
+        let mut s = self.lock();
+        let a = s.apps.get_mut(app).ok_or_else(|| not_found("process"))?;
+        let n = a
+            .processes
+            .iter_mut()
+            .find(|(pt, _)| pt == t)
+            .ok_or_else(|| not_found("process"))?;
+        n.1 = instances;
+        if after {
+            return Err(err500("scale_process"));
+        }
+        Ok(())
     }
 
     fn take_warnings(&self) -> Vec<String> {
@@ -1278,6 +1297,7 @@ fn req() -> DeployRequest {
         temp_route_suffix: "-temp".into(),
         dry_run: false,
         probe: ProbeConfig::default(),
+        analysis: None,
     }
 }
 

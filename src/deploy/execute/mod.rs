@@ -31,6 +31,7 @@ use super::smoke;
 use super::step::{Action, AppRef, Ledger, PolicyEnd, RouteRef, Step, StepOutput, Undo};
 use super::wait::Wait;
 
+mod analysis;
 mod apps;
 mod bits;
 mod deployment;
@@ -274,6 +275,9 @@ impl<A: CfApi> Exec<'_, A> {
             Action::SmokeTest { .. } => self.smoke_step(step, reporter).await,
             Action::SnapshotEnv { .. } => self.env_step(step).await,
             Action::Deploy { .. } => self.deployment_step(step, ledger, reporter).await,
+            Action::CheckRequestRecords { .. }
+            | Action::ScaleCandidate { .. }
+            | Action::AnalyseCanary { .. } => self.analysis_step(step, ledger, reporter).await,
         }
     }
 
