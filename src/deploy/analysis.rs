@@ -223,6 +223,41 @@ pub fn parse_rtr_line(line: &str) -> Option<(u16, Duration)> {
     Some((status, duration))
 }
 
+/// The `instance_id:"..."` field of one of gorouter's access-log lines: the Diego instance
+/// GUID on a real platform (the simulator writes `<process-guid>:<index>`, the form of the
+/// `X-Cf-Process-Instance` header).
+pub fn rtr_instance_id(line: &str) -> Option<&str> {
+    let key = " instance_id:\"";
+    let start = line.find(key)? + key.len();
+    let len = line[start..].find('"')?;
+    Some(&line[start..start + len])
+}
+
+/// Splits an app's records into those of the instances named in `new_ids` (by the access
+/// line's `instance_id`) and the others. Only `RTR` lines carry the instance: timers and
+/// other lines are dropped, so both halves are judged from access lines.
+pub fn split_by_instance(
+    records: Vec<LogRecord>,
+    new_ids: &std::collections::BTreeSet<String>,
+) -> (Vec<LogRecord>, Vec<LogRecord>) {
+    let mut new = Vec::new();
+    let mut old = Vec::new();
+    for r in records {
+        let id = match &r.entry {
+            LogEntry::Line {
+                source_type, text, ..
+            } if source_type == "RTR" => rtr_instance_id(text).map(str::to_string),
+            _ => None,
+        };
+        match id {
+            Some(id) if new_ids.contains(&id) => new.push(r),
+            Some(_) => old.push(r),
+            None => {}
+        }
+    }
+    (new, old)
+}
+
 /// What an analysis decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -440,6 +475,29 @@ mod tests {
         ] {
             assert_eq!(parse_rtr_line(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn access_lines_split_by_instance() {
+        assert_eq!(rtr_instance_id(RTR), Some("p:0"));
+        assert_eq!(rtr_instance_id("no id"), None);
+        let mk = |id: &str, status: u16| {
+            line(&format!(
+                r#"h - [t] "GET / HTTP/1.1" {status} 0 1 "-" "ua" vcap_request_id:"x" response_time:0.001 app_index:"0" instance_id:"{id}""#
+            ))
+        };
+        let ids = std::collections::BTreeSet::from(["new-guid".to_string()]);
+        let (new, old) = split_by_instance(
+            vec![
+                mk("new-guid", 500),
+                mk("old-guid", 200),
+                req(200, 1),
+                mk("old-2", 200),
+            ],
+            &ids,
+        );
+        assert_eq!((new.len(), old.len()), (1, 2));
+        assert_eq!(VersionStats::from_records(&new).errors, 1);
     }
 
     #[test]

@@ -199,3 +199,72 @@ async fn without_log_cache_the_analysis_fails_before_any_change() {
     assert!(error.contains("request records"), "{error}");
     assert_eq!(live_state(&w).await, before);
 }
+
+/// `--strategy canary --analysis`: the new and old processes share the app GUID; the
+/// analysis splits the router's access lines by the new process's instances.
+fn deployment_canary_args(manifest: &std::path::Path) -> PushArgs {
+    PushArgs {
+        strategy: cf_zero_downtime::cli::Strategy::Canary,
+        analysis: true,
+        instance_steps: vec![50],
+        analysis_interval: Some(Duration::from_secs(2)),
+        min_requests: Some(5),
+        ..push_args(manifest)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_deployment_is_judged_at_its_pause_and_continued() {
+    let w = world(fast()).await;
+    w.push_deployed(push_args(&version(&w, "v1", 2))).await;
+    let (guid, ..) = live_state(&w).await;
+    let load = w.load("web").await;
+    let m = version(&w, "v2", 2);
+    let (outcome, events) = w.push(deployment_canary_args(&m)).await;
+    assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
+    w.settle().await;
+    assert_no_failures(&load.stop().await);
+    let judged: Vec<(VerdictKind, u64, u64)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::CanaryAnalysis {
+                verdict,
+                candidate,
+                live,
+                ..
+            } => Some((*verdict, candidate.requests, live.requests)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(judged.len(), 1, "{judged:?}");
+    let (verdict, new, old) = judged[0];
+    assert_eq!(verdict, VerdictKind::Pass, "{events:#?}");
+    assert!(new >= 5 && old > 0, "both versions seen apart: {judged:?}");
+    assert_eq!(live_state(&w).await.0, guid, "same app");
+    assert_eq!(w.serving("web").await, "v2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_deployment_failing_its_analysis_is_canceled_with_v1_serving() {
+    let w = world(fast()).await;
+    w.push_deployed(push_args(&version(&w, "v1", 2))).await;
+    let before = live_state(&w).await;
+    // The fault acts on the app's name: both processes answer 20% 5xx, so the new one is
+    // above --max-error-rate (the margin over the live version holds: that is said too).
+    w.sim.faults().http_5xx_share("web", 20);
+    let load = w.load("web").await;
+    let m = version(&w, "v2", 2);
+    let (outcome, events) = w.push(deployment_canary_args(&m)).await;
+    let Outcome::RolledBack { error } = &outcome else {
+        panic!("not rolled back: {outcome:?} {events:#?}");
+    };
+    assert!(
+        error.contains("canary analysis of app 'web' failed"),
+        "{error}"
+    );
+    let _ = load.stop().await;
+    w.sim.faults().http_5xx_share("web", 0);
+    w.settle().await;
+    assert_eq!(live_state(&w).await, before);
+    assert_eq!(w.serving("web").await, "v1");
+}

@@ -190,6 +190,106 @@ impl<A: CfApi> Exec<'_, A> {
         Ok(())
     }
 
+    /// The analysis at a pause of a canary deployment (`--analysis`): the new process's
+    /// instances and the old process's serve under the same app GUID, and log-cache tags a
+    /// request with its instance only in the `RTR` access line (`instance_id`: the Diego
+    /// instance GUID, which process stats report too). So both versions are judged from
+    /// access lines, split by the instance GUIDs of the new process(es) read at the start
+    /// and the end of the window; timers are not used here, and a platform that does not
+    /// forward `RTR` lines to log-cache gives no traffic (see `--analysis-no-traffic`).
+    pub(super) async fn deployment_analysis(
+        &self,
+        step: &Step,
+        app_guid: &str,
+        name: &str,
+        dep: &Deployment,
+        reporter: &mut dyn Reporter,
+    ) -> Result<(), Error> {
+        let Some(cfg) = self.req.analysis.as_ref() else {
+            return Ok(());
+        };
+        let app = step.app_label();
+        let (n, steps) = dep
+            .canary_step
+            .map_or((1, 1), |(c, t)| (c as usize, t as usize));
+        let mut ids = std::collections::BTreeSet::new();
+        self.new_instance_ids(step, dep, &mut ids).await?;
+        let mut w = self.window_start(step, app_guid, name).await?;
+        let started = Instant::now();
+        loop {
+            let elapsed = started.elapsed();
+            if elapsed >= cfg.interval {
+                break;
+            }
+            self.pause((cfg.interval - elapsed).min(self.req.poll_interval))
+                .await?;
+            self.collect(step, app_guid, name, &mut w).await?;
+            reporter.report(Event::Waiting {
+                app: app.to_string(),
+                what: "analysis".into(),
+                elapsed: started.elapsed(),
+                detail: format!("{} router records of {name}", w.records.len()),
+            });
+        }
+        let candidate_instances = self.new_instance_ids(step, dep, &mut ids).await?;
+        let (new, old) = analysis::split_by_instance(std::mem::take(&mut w.records), &ids);
+        let c = VersionStats::from_records(&new);
+        let l = VersionStats::from_records(&old);
+        let verdict = judge(cfg, &c, &l);
+        let processes = self.read(self.api.list_processes(app_guid), step).await?;
+        let live_n: u32 = processes
+            .iter()
+            .filter(|p| p.process_type == "web" && !dep.new_processes.contains(&p.guid))
+            .map(|p| p.instances)
+            .sum();
+        let share = analysis::share_percent(candidate_instances, live_n);
+        reporter.report(Event::CanaryAnalysis {
+            app: app.to_string(),
+            step: n,
+            steps,
+            traffic_share_pct: share,
+            candidate_instances,
+            live_instances: live_n,
+            interval: cfg.interval,
+            candidate: c,
+            live: l,
+            verdict: verdict.kind,
+            reasons: verdict.reasons.clone(),
+        });
+        if verdict.kind.passed() {
+            return Ok(());
+        }
+        Err(Error::CanaryFailed {
+            app: app.to_string(),
+            step: n,
+            steps,
+            share,
+            reasons: verdict.reasons.join("; "),
+        })
+    }
+
+    /// Adds the ids the router gives the new process's instances (the Diego instance GUID,
+    /// and `<process-guid>:<index>`) to `ids`; returns how many instances it has.
+    async fn new_instance_ids(
+        &self,
+        step: &Step,
+        dep: &Deployment,
+        ids: &mut std::collections::BTreeSet<String>,
+    ) -> Result<u32, Error> {
+        let mut count = 0u32;
+        for p in &dep.new_processes {
+            let stats = self.read(self.api.process_stats(p), step).await?;
+            for s in &stats {
+                count += 1;
+                if let Some(g) = &s.instance_guid {
+                    ids.insert(g.clone());
+                }
+                ids.insert(format!("{p}:{}", s.index));
+            }
+        }
+        Ok(count)
+    }
+
     /// Observes both versions for the interval, reports the verdict, and fails the step when
     /// the verdict fails.
     async fn analyse(
