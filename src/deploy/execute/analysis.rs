@@ -182,7 +182,7 @@ impl<A: CfApi> Exec<'_, A> {
             if let Some(last) = page.last() {
                 w.since = last.at + Duration::from_nanos(1);
             }
-            w.records.extend(page.into_iter());
+            w.records.extend(page);
             if !full {
                 break;
             }
