@@ -336,6 +336,47 @@ mod tests {
         String::from_utf8(r.into_inner()).unwrap()
     }
 
+    #[test]
+    fn canary_steps_show_share_numbers_and_verdict() {
+        use crate::deploy::analysis::{RecordSource, VerdictKind, VersionStats};
+        let stats = |requests, errors, ms| VersionStats {
+            requests,
+            errors,
+            p99: Some(Duration::from_millis(ms)),
+            source: RecordSource::Timers,
+        };
+        let out = render(vec![
+            Event::CanaryAnalysis {
+                app: "web".into(),
+                step: 1,
+                steps: 2,
+                traffic_share_pct: 33,
+                candidate_instances: 2,
+                live_instances: 4,
+                interval: Duration::from_secs(30),
+                candidate: stats(100, 20, 40),
+                live: VersionStats::empty(),
+                verdict: VerdictKind::Fail,
+                reasons: vec!["5xx ratio 20% (20 of 100) is above --max-error-rate 1%".into()],
+            },
+            Event::CanaryPromoted {
+                app: "web".into(),
+                reason: "every canary step below 100% passed".into(),
+            },
+        ]);
+        assert_eq!(
+            out,
+            concat!(
+                "   Canary step 1 of 2: 33% of the requests (2 new / 4 live instances), observed 30s\n",
+                "      new:  100 requests, 5xx 20%, p99 40ms\n",
+                "      live: 0 requests, 5xx 0%, p99 -\n",
+                "      verdict: FAIL\n",
+                "      - 5xx ratio 20% (20 of 100) is above --max-error-rate 1%\n",
+                "   Promoting: every canary step below 100% passed\n",
+            )
+        );
+    }
+
     const SUMMARY: &str = "web: blue-green swap, candidate web-candidate, temporary route web-temp.example.com, routes web.example.com";
     const EXTRA: &str = "route extra.example.com is mapped to app web but not in the manifest; the new version gets it too";
     const CRASH: &str = "app 'web-candidate': instance 1 of process 'web' crashed: exit status 1";

@@ -16,16 +16,53 @@ use std::time::SystemTime;
 use super::*;
 use crate::deploy::analysis::{self, VersionStats, judge};
 use crate::deploy::api::{LogQuery, LogRecord};
+use crate::deploy::step::fmt_duration;
 
 /// Records per read (log-cache's cap of one read).
 const PAGE: u32 = 1000;
 /// Reads per app and poll at most (bounds a catch-up after a slow poll).
 const MAX_PAGES: usize = 50;
 
+/// A request count rounded down to a power of ten ("100+"), so progress lines change rarely.
+fn bucket(n: u64) -> String {
+    if n < 10 {
+        return n.to_string();
+    }
+    let mut p = 10u64;
+    // Bounded: at most 19 multiplications before u64 overflows (checked).
+    while let Some(next) = p.checked_mul(10).filter(|x| *x <= n) {
+        p = next;
+    }
+    format!("{p}+")
+}
+
 /// The records of one app since a point of its own log's time.
 struct Window {
     since: SystemTime,
     records: Vec<LogRecord>,
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn counts_are_bucketed() {
+        let b: Vec<String> = [0, 9, 10, 99, 100, 12_345, u64::MAX]
+            .into_iter()
+            .map(super::bucket)
+            .collect();
+        assert_eq!(
+            b,
+            [
+                "0",
+                "9",
+                "10+",
+                "10+",
+                "100+",
+                "10000+",
+                "10000000000000000000+"
+            ]
+        );
+    }
 }
 
 impl<A: CfApi> Exec<'_, A> {
@@ -228,7 +265,11 @@ impl<A: CfApi> Exec<'_, A> {
                 app: app.to_string(),
                 what: "analysis".into(),
                 elapsed: started.elapsed(),
-                detail: format!("{} router records of {name}", w.records.len()),
+                detail: format!(
+                    "observing {name} for {} ({} router records so far)",
+                    fmt_duration(cfg.interval),
+                    bucket(w.records.len() as u64)
+                ),
             });
         }
         let candidate_instances = self.new_instance_ids(step, dep, &mut ids).await?;
@@ -328,9 +369,12 @@ impl<A: CfApi> Exec<'_, A> {
                 app: app.to_string(),
                 what: "analysis".into(),
                 elapsed: started.elapsed(),
+                // Counts are in the verdict; a steady text keeps plain output to one line.
                 detail: format!(
-                    "{} requests to the new version ({} 5xx), {} to {live_name} ({} 5xx)",
-                    c.requests, c.errors, l.requests, l.errors
+                    "observing the new version and {live_name} for {} ({} and {} requests so far)",
+                    fmt_duration(cfg.interval),
+                    bucket(c.requests),
+                    bucket(l.requests)
                 ),
             });
         }
