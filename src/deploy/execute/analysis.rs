@@ -42,29 +42,6 @@ struct Window {
     records: Vec<LogRecord>,
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn counts_are_bucketed() {
-        let b: Vec<String> = [0, 9, 10, 99, 100, 12_345, u64::MAX]
-            .into_iter()
-            .map(super::bucket)
-            .collect();
-        assert_eq!(
-            b,
-            [
-                "0",
-                "9",
-                "10+",
-                "10+",
-                "100+",
-                "10000+",
-                "10000000000000000000+"
-            ]
-        );
-    }
-}
-
 impl<A: CfApi> Exec<'_, A> {
     /// Runs a canary analysis step.
     pub(super) async fn analysis_step(
@@ -420,5 +397,28 @@ impl<A: CfApi> Exec<'_, A> {
             });
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn counts_are_bucketed() {
+        let b: Vec<String> = [0, 9, 10, 99, 100, 12_345, u64::MAX]
+            .into_iter()
+            .map(super::bucket)
+            .collect();
+        assert_eq!(
+            b,
+            [
+                "0",
+                "9",
+                "10+",
+                "10+",
+                "100+",
+                "10000+",
+                "10000000000000000000+"
+            ]
+        );
     }
 }
