@@ -109,6 +109,19 @@ impl HealthCheckType {
 /// Help heading of the flags that `cf push` does not have.
 pub(crate) const DEPLOY_HEADING: &str = "Zero-downtime options";
 
+/// Help heading of the canary analysis flags.
+pub(crate) const ANALYSIS_HEADING: &str = "Canary analysis";
+
+/// `--analysis-no-traffic`: the verdict when too few requests reached the new version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum AnalysisNoTraffic {
+    /// Roll back: nothing proves the new version works.
+    #[default]
+    Fail,
+    /// Go on to the next step (low-traffic apps).
+    Pass,
+}
+
 /// Flags that exclude each other, by argument id; the usage shows them as `[a | b]`.
 pub(crate) const ALTERNATIVES: [(&str, &str); 2] =
     [("manifest", "no_manifest"), ("no_route", "random_route")];
@@ -313,6 +326,52 @@ pub struct PushArgs {
     /// Output format.
     #[arg(long = "output", value_enum, default_value_t = OutputFormat::Text, help_heading = DEPLOY_HEADING)]
     pub output: OutputFormat,
+
+    /// Blue-green: shift traffic to the new version in these steps (percent of requests,
+    /// ascending; 100, the switch, is added when missing), judging it at each; implies --analysis.
+    #[arg(
+        long = "canary-steps",
+        value_name = "PERCENTAGES",
+        value_delimiter = ',',
+        help_heading = ANALYSIS_HEADING
+    )]
+    pub canary_steps: Vec<u32>,
+
+    /// Judge the new version by the router's request records before the switch (blue-green:
+    /// at each --canary-steps step, default 10,50,100; canary: at each pause of the deployment).
+    #[arg(long = "analysis", help_heading = ANALYSIS_HEADING)]
+    pub analysis: bool,
+
+    /// How long each step is observed before the verdict [default: 30s].
+    #[arg(long = "analysis-interval", value_name = "DURATION", value_parser = parse_duration, help_heading = ANALYSIS_HEADING)]
+    pub analysis_interval: Option<Duration>,
+
+    /// Highest share of 5xx answers of the new version, in percent (e.g. 1, 0.5) [default: 1].
+    /// Kept in parts per million.
+    #[arg(long = "max-error-rate", value_name = "PERCENT", value_parser = parse_percent_ppm, help_heading = ANALYSIS_HEADING)]
+    pub max_error_rate: Option<u32>,
+
+    /// How far the new version's 5xx share may exceed the live version's, in percentage
+    /// points [default: 1]. Kept in parts per million.
+    #[arg(long = "error-rate-margin", value_name = "PERCENT", value_parser = parse_percent_ppm, help_heading = ANALYSIS_HEADING)]
+    pub error_rate_margin: Option<u32>,
+
+    /// Highest p99 latency of the new version (e.g. 500ms).
+    #[arg(long = "max-p99", value_name = "DURATION", value_parser = parse_duration, help_heading = ANALYSIS_HEADING)]
+    pub max_p99: Option<Duration>,
+
+    /// Highest p99 latency of the new version as a multiple of the live version's (e.g. 1.5).
+    /// Kept in thousandths.
+    #[arg(long = "max-p99-ratio", value_name = "RATIO", value_parser = parse_ratio_milli, help_heading = ANALYSIS_HEADING)]
+    pub max_p99_ratio: Option<u32>,
+
+    /// Requests the new version must get in a step for a verdict [default: 20].
+    #[arg(long = "min-requests", value_name = "N", value_parser = clap::value_parser!(u64).range(1..), help_heading = ANALYSIS_HEADING)]
+    pub min_requests: Option<u64>,
+
+    /// The verdict when fewer than --min-requests reached the new version.
+    #[arg(long = "analysis-no-traffic", value_enum, default_value_t = AnalysisNoTraffic::Fail, help_heading = ANALYSIS_HEADING)]
+    pub analysis_no_traffic: AnalysisNoTraffic,
 }
 
 impl PushArgs {
@@ -409,6 +468,33 @@ impl PushArgs {
         }
         if self.app_start_timeout == Some(0) {
             return Err("--app-start-timeout, -t must be at least 1 (seconds)".into());
+        }
+        self.validate_analysis()
+    }
+
+    /// Whether canary analysis is asked for (`--analysis`, or implied by `--canary-steps`).
+    pub fn analysis_enabled(&self) -> bool {
+        self.analysis || !self.canary_steps.is_empty()
+    }
+
+    /// The canary analysis flags among themselves and with the strategy.
+    ///
+    /// # Errors
+    /// A message naming the flag and why.
+    pub fn validate_analysis(&self) -> Result<(), String> {
+        if !self.canary_steps.is_empty() {
+            if self.strategy != Strategy::BlueGreen {
+                return Err("--canary-steps is for --strategy blue-green; a canary deployment steps by --instance-steps (add --analysis to judge each step)".into());
+            }
+            canary_steps(&self.canary_steps)?;
+        }
+        if self.analysis_enabled() {
+            if self.strategy == Strategy::Rolling {
+                return Err("--analysis needs steps to judge: use --strategy blue-green (with --canary-steps) or --strategy canary; a rolling deployment never pauses".into());
+            }
+            if self.analysis_interval.is_some_and(|d| d.is_zero()) {
+                return Err("--analysis-interval must be longer than 0 (e.g. 30s)".into());
+            }
         }
         Ok(())
     }
@@ -515,6 +601,66 @@ pub fn parse_drain(s: &str) -> Result<DrainArg, String> {
     parse_duration(t)
         .map(DrainArg::fixed)
         .map_err(|e| format!("{e}; or 'auto', 'auto:MAX'"))
+}
+
+/// Parses a percentage (`1`, `0.5`, `2%`) into parts per million.
+///
+/// # Errors
+/// Not a number, negative, or above 100.
+pub fn parse_percent_ppm(s: &str) -> Result<u32, String> {
+    let t = s.trim().trim_end_matches('%');
+    let v: f64 = t
+        .parse()
+        .map_err(|_| format!("'{s}' is not a percentage (examples: 1, 0.5, 2%)"))?;
+    if !v.is_finite() || !(0.0..=100.0).contains(&v) {
+        return Err(format!("'{s}' is not a percentage between 0 and 100"));
+    }
+    // In range, so the product fits.
+    Ok((v * 10_000.0).round() as u32)
+}
+
+/// Parses a ratio (`1.5`) into thousandths.
+///
+/// # Errors
+/// Not a number, or below 1 or above 1000.
+pub fn parse_ratio_milli(s: &str) -> Result<u32, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a ratio (example: 1.5)"))?;
+    if !v.is_finite() || !(1.0..=1000.0).contains(&v) {
+        return Err(format!("'{s}' is not a ratio between 1 and 1000"));
+    }
+    Ok((v * 1000.0).round() as u32)
+}
+
+/// Checks `--canary-steps` and returns the steps with 100 appended when missing.
+///
+/// # Errors
+/// An empty list, a 0 or a value above 100, or values not strictly ascending.
+pub fn canary_steps(steps: &[u32]) -> Result<Vec<u32>, String> {
+    if steps.is_empty() {
+        return Err("--canary-steps needs at least one percentage, e.g. 10,50,100".into());
+    }
+    let mut out = Vec::with_capacity(steps.len() + 1);
+    for &s in steps {
+        if s == 0 || s > 100 {
+            return Err(format!(
+                "--canary-steps: {s} is not a share of traffic between 1 and 100 (percent)"
+            ));
+        }
+        if out.last().is_some_and(|l| *l >= s) {
+            return Err(format!(
+                "--canary-steps: the percentages must go up strictly ({} then {s})",
+                out.last().copied().unwrap_or_default()
+            ));
+        }
+        out.push(s);
+    }
+    if out.last() != Some(&100) {
+        out.push(100);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

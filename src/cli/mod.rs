@@ -7,6 +7,7 @@ pub mod args;
 pub mod rollback;
 
 pub use app::{Cli, Command, PluginPush};
+pub use args::AnalysisNoTraffic;
 pub use args::{
     DrainArg, HealthCheckType, Lifecycle, OldApp, OutputFormat, PushArgs, SmokeScheme, Strategy,
 };

@@ -523,6 +523,7 @@ pub const MUTATING_METHODS: &[&str] = &[
     "cancel_deployment",
     "update_env_vars",
     "delete_service_binding",
+    "scale_process",
 ];
 
 /// Result of a [`CfApi`] call.
@@ -742,6 +743,14 @@ pub trait CfApi: Sync {
         app_guid: &AppGuid,
         query: &LogQuery,
     ) -> impl Future<Output = ApiResult<Vec<LogRecord>>> + Send;
+    /// Sets the instance count of a process (`POST /v3/processes/:guid/actions/scale`;
+    /// absolute, so repeating it is harmless). Returns once Cloud Controller accepted it; the
+    /// instances start or stop after that.
+    fn scale_process(
+        &self,
+        process_guid: &ProcessGuid,
+        instances: u32,
+    ) -> impl Future<Output = ApiResult<()>> + Send;
     /// Warnings collected since the last call (`X-Cf-Warnings`, job warnings), drained.
     fn take_warnings(&self) -> Vec<String>;
 }

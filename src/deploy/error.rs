@@ -137,6 +137,34 @@ pub enum Error {
         /// What is missing.
         what: String,
     },
+    /// The canary analysis judged the new version worse than allowed.
+    #[error(
+        "canary analysis of app '{app}' failed at step {step} of {steps} ({share}% of the requests): {reasons}"
+    )]
+    CanaryFailed {
+        /// Manifest app.
+        app: String,
+        /// 1-based step.
+        step: usize,
+        /// Number of steps.
+        steps: usize,
+        /// The candidate's share of requests, in percent.
+        share: u32,
+        /// Every failed check, joined with `; `.
+        reasons: String,
+    },
+    /// The canary analysis cannot read the router's request records.
+    #[error(
+        "canary analysis of app '{app}' needs the router's request records of {live_name} from log-cache, which cannot be read ({reason}); deploy without --analysis and --canary-steps, or get read access to the app's logs"
+    )]
+    AnalysisUnavailable {
+        /// Manifest app.
+        app: String,
+        /// The live app's name.
+        live_name: String,
+        /// The API's answer.
+        reason: String,
+    },
 }
 
 impl Error {

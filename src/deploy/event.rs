@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use serde::{Serialize, Serializer};
 
+use super::analysis::{VerdictKind, VersionStats};
+
 fn ms<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
@@ -282,6 +284,40 @@ pub enum Event {
         name: String,
         /// Oldest first.
         lines: Vec<LogLine>,
+    },
+    /// The verdict of one canary analysis step (blue-green `--canary-steps`, or a pause of a
+    /// canary deployment with `--analysis`).
+    CanaryAnalysis {
+        /// Manifest app.
+        app: String,
+        /// 1-based step.
+        step: usize,
+        /// Number of steps.
+        steps: usize,
+        /// The new version's share of the requests (by instances), in percent.
+        traffic_share_pct: u32,
+        /// The new version's instances serving the routes.
+        candidate_instances: u32,
+        /// The live version's instances serving the routes.
+        live_instances: u32,
+        /// How long the step was observed.
+        #[serde(rename = "interval_ms", serialize_with = "ms")]
+        interval: Duration,
+        /// The new version's numbers.
+        candidate: VersionStats,
+        /// The live version's numbers.
+        live: VersionStats,
+        /// The decision.
+        verdict: VerdictKind,
+        /// Why: failed checks, or what was not judged and why.
+        reasons: Vec<String>,
+    },
+    /// Every canary step passed: the new version gets all traffic.
+    CanaryPromoted {
+        /// Manifest app.
+        app: String,
+        /// Why it is promoted.
+        reason: String,
     },
 }
 

@@ -39,6 +39,10 @@
 //! - Routes the live app serves that the manifest lacks are mapped to the new version too, with
 //!   a warning (never silently dropped). A `no-route` app gets no temporary route unless a
 //!   smoke test asks for one.
+//! - Canary analysis (`--canary-steps`, `--analysis`; see [`analysis`] and the README): every
+//!   step runs before the commit point, with the live app at full scale, so a failed verdict is
+//!   an ordinary rollback whose first undo unmaps the candidate. log-cache being unavailable
+//!   fails the deploy before any change, whatever `--analysis-no-traffic` says.
 //! - A first deploy (no live app) is a plain push under the app's own name: production routes
 //!   that do not exist are created by us first (so a rollback deletes exactly those), then
 //!   apply_manifest maps them; a smoke test runs on the first production route.
@@ -59,6 +63,7 @@
 //! | `wait` | the one polling schedule of every wait (stall timer, cancellation, `Waiting` events) |
 //! | `crash`, [`interrupt`], [`smoke`] | crash detection, Ctrl-C phases, probe and command |
 //! | `logs`, `execute/logs.rs` | staging output streamed, a failed app's last log lines (log-cache) |
+//! | [`analysis`] | canary analysis: the router's request records judged (pure); `execute/analysis.rs` reads them, scales the candidate and reports |
 //!
 //! Adding a step: a variant of [`step::Action`] (the compiler then asks for its kind,
 //! description, whether it mutates and its undo in `step.rs`, and for its dispatch in
@@ -71,6 +76,7 @@
 //! Must not: print, exit, or use `cf` (the client), `manifest` or `package`: the `wiring`
 //! module joins those layers to this one.
 
+pub mod analysis;
 pub mod api;
 mod crash;
 pub mod drain;

@@ -16,6 +16,7 @@ use std::fmt;
 
 use super::request::{OldApp, Strategy};
 
+use super::analysis::AnalysisConfig;
 use super::api::{AppGuid, Destination, MetadataUpdate};
 use super::observe::{
     APP_ANNOTATION, ExistingApp, Observed, ObservedApp, ROLE_CANDIDATE, ROLE_LABEL, ROLE_VENERABLE,
@@ -214,6 +215,10 @@ struct Phases {
     unmap: Vec<Step>,
     /// The retire after the drain.
     finish: Vec<Step>,
+    /// Checks before any change (canary analysis: the request records can be read).
+    preflight: Vec<Step>,
+    /// Canary analysis steps between the map and the unmap.
+    canary: Vec<Step>,
     summaries: Vec<AppPlan>,
     warnings: Vec<String>,
     any_swap: bool,
@@ -340,6 +345,9 @@ fn plan_app<B>(
     candidate(ph, req, spec, primary, temp_ref.as_ref())?;
     let moves = route_moves(ph, obs, spec, &retirees, &production, temp_url.as_ref());
     push_moves(ph, &name, &moves);
+    if let Some(a) = &req.analysis {
+        canary_steps(ph, a, &name, primary, !moves.is_empty());
+    }
     retire(ph, req, oa, &name, temp_ref.as_ref(), &serving);
     ph.summaries.push(AppPlan {
         name: name.clone(),
@@ -692,6 +700,69 @@ fn push_moves(ph: &mut Phases, name: &str, moves: &[Move]) {
     }
 }
 
+/// Canary analysis of a swap: the request records are checked before any change; after the
+/// health wait and smoke test the candidate is scaled to the first step's share, then (once
+/// the production routes are mapped to it, the live app keeping all its instances) each step
+/// below 100 % is judged and followed by the scale of the next; the last scale restores the
+/// candidate's full count before the unmap (the switch). The live app is not scaled down
+/// before the switch, so a rollback only has to unmap the candidate.
+fn canary_steps(
+    ph: &mut Phases,
+    a: &AnalysisConfig,
+    name: &str,
+    primary: &ExistingApp,
+    has_routes: bool,
+) {
+    if !has_routes {
+        ph.warnings.push(format!(
+            "app '{name}' has no production route: no canary analysis for it"
+        ));
+        return;
+    }
+    let steps: Vec<u32> = a.steps.clone();
+    if steps.first().is_none_or(|p| *p >= 100) {
+        ph.warnings.push(format!(
+            "--canary-steps has no step below 100%: app '{name}' is switched without analysis"
+        ));
+        return;
+    }
+    let live = primary.app.guid.clone();
+    let live_name = primary.app.name.clone();
+    ph.preflight.push(Step::new(
+        name,
+        Action::CheckRequestRecords {
+            live: live.clone(),
+            live_name: live_name.clone(),
+        },
+    ));
+    ph.verify.push(Step::new(
+        name,
+        Action::ScaleCandidate {
+            percent: steps[0],
+            live: live.clone(),
+        },
+    ));
+    for (i, pair) in steps.windows(2).enumerate() {
+        ph.canary.push(Step::new(
+            name,
+            Action::AnalyseCanary {
+                step: i + 1,
+                steps: steps.len(),
+                percent: pair[0],
+                live: live.clone(),
+                live_name: live_name.clone(),
+            },
+        ));
+        ph.canary.push(Step::new(
+            name,
+            Action::ScaleCandidate {
+                percent: pair[1],
+                live: live.clone(),
+            },
+        ));
+    }
+}
+
 /// The retire: see the comment at its start.
 fn retire(
     ph: &mut Phases,
@@ -826,13 +897,17 @@ impl Phases {
             map,
             unmap,
             finish,
+            preflight,
+            canary,
             summaries,
             mut warnings,
             any_swap,
         } = self;
-        let mut steps = prepare;
+        let mut steps = preflight;
+        steps.extend(prepare);
         steps.extend(verify);
         steps.extend(map);
+        steps.extend(canary);
         steps.extend(unmap);
         let commit = steps.len();
         if any_swap && !req.drain.is_zero() {
@@ -939,35 +1014,13 @@ pub(crate) fn production_routes<B>(
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
-    use std::time::Duration;
 
     use super::*;
     use crate::deploy::api::{App, AppSource, AppState, Domain, NetworkPolicy, Process, Route};
     use crate::deploy::observe::{ObservedApp, ProcessState, RouteState};
-    use crate::deploy::request::ProbeConfig;
 
     fn req() -> DeployRequest {
-        DeployRequest {
-            org: "o".into(),
-            space: "s".into(),
-            space_guid: "sg".into(),
-            user: None,
-            strategy: Strategy::BlueGreen,
-            max_in_flight: None,
-            instance_steps: Vec::new(),
-            smoke_test: None,
-            smoke_test_path: None,
-            old_app: OldApp::Delete,
-            drain: Duration::from_secs(5),
-            drain_auto: false,
-            timeout: Duration::from_secs(60),
-            smoke_timeout: Duration::from_secs(60),
-            poll_interval: Duration::from_secs(1),
-            keep_scale: false,
-            temp_route_suffix: "-temp".into(),
-            dry_run: false,
-            probe: ProbeConfig::default(),
-        }
+        DeployRequest::for_tests()
     }
 
     fn spec(name: &str, routes: &[&str]) -> AppSpec<()> {
@@ -1383,6 +1436,73 @@ mod tests {
                 name: "web-venerable".into()
             }
         )));
+    }
+
+    #[test]
+    fn plan_with_canary_steps_scales_maps_judges_then_switches() {
+        let live = existing(app("A", "web"), vec![route_state("r1", "web", &["A"])]);
+        let obs = observed(vec![oapp("web", Some(live))]);
+        let mut r = req();
+        r.analysis = Some(AnalysisConfig {
+            steps: vec![10, 50, 100],
+            ..AnalysisConfig::default()
+        });
+        let p = plan(&obs, &r, &[spec("web", &["web.example.com"])]).unwrap();
+        let k = kinds(&p);
+        assert_eq!(k[0], "check_request_records");
+        let from_wait: Vec<&str> = k[k.iter().position(|s| *s == "wait_healthy").unwrap()..]
+            .iter()
+            .take(9)
+            .copied()
+            .collect();
+        assert_eq!(
+            from_wait,
+            vec![
+                "wait_healthy",
+                "scale_candidate",
+                "map_route",
+                "analyse_canary",
+                "scale_candidate",
+                "analyse_canary",
+                "scale_candidate",
+                "unmap_route",
+                "drain"
+            ]
+        );
+        assert_eq!(p.steps[p.commit].kind(), "drain");
+        let percents: Vec<(usize, u32)> = p
+            .steps
+            .iter()
+            .filter_map(|s| match &s.action {
+                Action::AnalyseCanary {
+                    step,
+                    percent,
+                    steps,
+                    live,
+                    ..
+                } => {
+                    assert_eq!((*steps, live.as_str()), (3, "A"));
+                    Some((*step, *percent))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(percents, vec![(1, 10), (2, 50)]);
+        let scales: Vec<u32> = p
+            .steps
+            .iter()
+            .filter_map(|s| match &s.action {
+                Action::ScaleCandidate { percent, .. } => Some(*percent),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(scales, vec![10, 50, 100]);
+        // Every canary step is before the commit point: a failed verdict rolls back.
+        assert!(p.steps[..p.commit].iter().all(|s| s.kind() != "drain"));
+        // A first deploy has nothing to compare with: no analysis.
+        let obs = observed(vec![oapp("web", None)]);
+        let p = plan(&obs, &r, &[spec("web", &["web.example.com"])]).unwrap();
+        assert!(!kinds(&p).contains(&"analyse_canary"));
     }
 
     #[test]

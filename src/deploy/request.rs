@@ -17,6 +17,7 @@ use std::time::Duration;
 use crate::cf::Target;
 use crate::cli::{self, PushArgs};
 
+use super::analysis::{AnalysisConfig, canary_steps};
 use super::api::{AppSource, SpaceGuid};
 
 /// Which routes the manifest asks for.
@@ -222,6 +223,8 @@ pub struct DeployRequest {
     pub dry_run: bool,
     /// The built-in probe's connection settings.
     pub probe: ProbeConfig,
+    /// Canary analysis (`--analysis`, `--canary-steps`), when asked for.
+    pub analysis: Option<AnalysisConfig>,
 }
 
 /// Why a request could not be built.
@@ -236,6 +239,9 @@ pub enum RequestError {
     /// The smoke-test path does not start with `/`.
     #[error("--smoke-test-path '{0}' must start with '/'")]
     BadSmokePath(String),
+    /// A canary analysis flag is out of range or does not fit the strategy.
+    #[error("{0}")]
+    BadAnalysis(String),
     /// `--smoke-test-router` is not a `HOST:PORT` that resolves.
     #[error("--smoke-test-router '{value}': {reason}")]
     BadSmokeRouter {
@@ -244,6 +250,32 @@ pub enum RequestError {
         /// Why it cannot be used.
         reason: String,
     },
+}
+
+/// The canary analysis settings of the flags: `None` unless `--analysis` or `--canary-steps`
+/// asks for it; unset values take [`AnalysisConfig::default`]'s.
+fn analysis_config(args: &PushArgs) -> Result<Option<AnalysisConfig>, RequestError> {
+    args.validate_analysis()
+        .map_err(RequestError::BadAnalysis)?;
+    if !args.analysis_enabled() {
+        return Ok(None);
+    }
+    let d = AnalysisConfig::default();
+    let steps = if args.canary_steps.is_empty() {
+        d.steps.clone()
+    } else {
+        canary_steps(&args.canary_steps).map_err(RequestError::BadAnalysis)?
+    };
+    Ok(Some(AnalysisConfig {
+        steps,
+        interval: args.analysis_interval.unwrap_or(d.interval),
+        max_error_ppm: args.max_error_rate.unwrap_or(d.max_error_ppm),
+        error_margin_ppm: args.error_rate_margin.unwrap_or(d.error_margin_ppm),
+        max_p99: args.max_p99,
+        max_p99_ratio_milli: args.max_p99_ratio,
+        min_requests: args.min_requests.unwrap_or(d.min_requests),
+        no_traffic: args.analysis_no_traffic,
+    }))
 }
 
 /// Resolves `--smoke-test-router HOST:PORT` to the address the probe dials.
@@ -286,6 +318,7 @@ impl DeployRequest {
         {
             return Err(RequestError::BadSmokePath(p.clone()));
         }
+        let analysis = analysis_config(args)?;
         Ok(DeployRequest {
             org: target
                 .org
@@ -319,7 +352,35 @@ impl DeployRequest {
                 skip_tls_verify: target.skip_ssl_validation,
                 ..ProbeConfig::default()
             },
+            analysis,
         })
+    }
+
+    /// A blue-green request with small waits, for the planners' unit tests.
+    #[cfg(test)]
+    pub(crate) fn for_tests() -> DeployRequest {
+        DeployRequest {
+            org: "o".into(),
+            space: "s".into(),
+            space_guid: "sg".into(),
+            user: None,
+            strategy: Strategy::BlueGreen,
+            max_in_flight: None,
+            instance_steps: Vec::new(),
+            smoke_test: None,
+            smoke_test_path: None,
+            old_app: OldApp::Delete,
+            drain: Duration::from_secs(5),
+            drain_auto: false,
+            timeout: Duration::from_secs(60),
+            smoke_timeout: Duration::from_secs(60),
+            poll_interval: Duration::from_secs(1),
+            keep_scale: false,
+            temp_route_suffix: "-temp".into(),
+            dry_run: false,
+            probe: ProbeConfig::default(),
+            analysis: None,
+        }
     }
 
     /// Whether any smoke test is configured.
@@ -411,6 +472,80 @@ mod tests {
         assert_eq!(r.drain, Duration::from_secs(3));
         assert!(r.probe.skip_tls_verify);
         assert!(r.has_smoke_test());
+    }
+
+    #[test]
+    fn analysis_flags_make_a_config_with_defaults() {
+        let base = PushArgs {
+            temp_route_suffix: "-temp".into(),
+            ..PushArgs::default()
+        };
+        assert_eq!(
+            DeployRequest::from_args(&base, &target()).unwrap().analysis,
+            None
+        );
+        let args = PushArgs {
+            canary_steps: vec![25],
+            analysis_interval: Some(Duration::from_secs(1)),
+            max_p99: Some(Duration::from_millis(300)),
+            ..base.clone()
+        };
+        let a = DeployRequest::from_args(&args, &target())
+            .unwrap()
+            .analysis
+            .unwrap();
+        assert_eq!(a.steps, vec![25, 100]);
+        assert_eq!(a.interval, Duration::from_secs(1));
+        assert_eq!(a.max_error_ppm, 10_000);
+        assert_eq!(a.min_requests, 20);
+        assert_eq!(a.max_p99, Some(Duration::from_millis(300)));
+        let args = PushArgs {
+            analysis: true,
+            ..base.clone()
+        };
+        let a = DeployRequest::from_args(&args, &target())
+            .unwrap()
+            .analysis
+            .unwrap();
+        assert_eq!(a.steps, vec![10, 50, 100]);
+        assert_eq!(a.interval, Duration::from_secs(30));
+        for (bad, says) in [
+            (
+                PushArgs {
+                    canary_steps: vec![50, 10],
+                    ..base.clone()
+                },
+                "go up strictly",
+            ),
+            (
+                PushArgs {
+                    canary_steps: vec![10],
+                    strategy: cli::Strategy::Canary,
+                    ..base.clone()
+                },
+                "--instance-steps",
+            ),
+            (
+                PushArgs {
+                    analysis: true,
+                    strategy: cli::Strategy::Rolling,
+                    ..base.clone()
+                },
+                "never pauses",
+            ),
+            (
+                PushArgs {
+                    analysis: true,
+                    analysis_interval: Some(Duration::ZERO),
+                    ..base.clone()
+                },
+                "--analysis-interval",
+            ),
+        ] {
+            let e = DeployRequest::from_args(&bad, &target()).unwrap_err();
+            assert!(e.to_string().contains(says), "{e}");
+            assert!(bad.validate().is_err());
+        }
     }
 
     #[test]

@@ -611,34 +611,15 @@ async fn run_inner<A: CfApi>(
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
 
     use super::*;
     use crate::deploy::api::Route;
-    use crate::deploy::request::ProbeConfig;
-    use crate::deploy::request::{OldApp, Strategy};
+    use crate::deploy::request::OldApp;
 
     fn req() -> DeployRequest {
         DeployRequest {
-            org: "o".into(),
-            space: "s".into(),
-            space_guid: "sg".into(),
-            user: None,
-            strategy: Strategy::BlueGreen,
-            max_in_flight: None,
-            instance_steps: Vec::new(),
-            smoke_test: None,
-            smoke_test_path: None,
             old_app: OldApp::Stop,
-            drain: Duration::from_secs(5),
-            drain_auto: false,
-            timeout: Duration::from_secs(60),
-            smoke_timeout: Duration::from_secs(60),
-            poll_interval: Duration::from_secs(1),
-            keep_scale: false,
-            temp_route_suffix: "-temp".into(),
-            dry_run: false,
-            probe: ProbeConfig::default(),
+            ..DeployRequest::for_tests()
         }
     }
 

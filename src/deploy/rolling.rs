@@ -137,6 +137,19 @@ pub fn plan<B>(
             ),
             Step::new(name.clone(), Action::CreatePackage),
         ];
+        if req.analysis.is_some() && strategy == DeploymentStrategy::Canary {
+            // The request records must be readable before anything changes.
+            steps.insert(
+                0,
+                Step::new(
+                    name.clone(),
+                    Action::CheckRequestRecords {
+                        live: live.app.guid.clone(),
+                        live_name: live.app.name.clone(),
+                    },
+                ),
+            );
+        }
         if spec.is_bits() {
             steps.push(Step::new(name.clone(), Action::UploadBits));
         }

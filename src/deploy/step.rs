@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use super::api::{
     AppGuid, DeploymentGuid, DeploymentStrategy, Destination, DestinationGuid, DropletGuid,
-    MetadataUpdate, NetworkPolicy, NewDestination, PackageGuid, Route, RouteGuid,
+    MetadataUpdate, NetworkPolicy, NewDestination, PackageGuid, ProcessGuid, Route, RouteGuid,
     ServiceCredentialBindingGuid,
 };
 use super::request::RenderRequest;
@@ -239,6 +239,37 @@ pub enum Action {
         /// The longest drain (`--drain auto:MAX`).
         max: Duration,
     },
+    /// Canary analysis: read the live app's router records from log-cache once, so a
+    /// platform without them fails the deploy before any change.
+    CheckRequestRecords {
+        /// The live app's GUID.
+        live: AppGuid,
+        /// Its name (messages).
+        live_name: String,
+    },
+    /// Blue-green canary: scale the candidate's `web` process to the instances that take
+    /// about `percent` % of the requests next to the live app's (its full count at 100), and
+    /// wait until they run.
+    ScaleCandidate {
+        /// The share of requests aimed at, in percent.
+        percent: u32,
+        /// The live app whose `web` instances the candidate's share is relative to.
+        live: AppGuid,
+    },
+    /// Blue-green canary: observe the router's records of both versions for the analysis
+    /// interval and judge the candidate; a failed verdict fails the step (and rolls back).
+    AnalyseCanary {
+        /// 1-based step number.
+        step: usize,
+        /// Number of steps (the last one, 100 %, is the switch and is not analysed).
+        steps: usize,
+        /// The share of requests aimed at, in percent.
+        percent: u32,
+        /// The live app's GUID.
+        live: AppGuid,
+        /// Its name (messages).
+        live_name: String,
+    },
 }
 
 /// A step's recorded output.
@@ -299,6 +330,15 @@ pub enum StepOutput {
         vars: BTreeMap<String, String>,
         /// The GUIDs of its service bindings.
         bindings: Vec<ServiceCredentialBindingGuid>,
+    },
+    /// The candidate's `web` process was scaled.
+    Scaled {
+        /// The process.
+        process_guid: ProcessGuid,
+        /// Its instance count before the first canary scale (the count of the final step).
+        original: u32,
+        /// Its instance count now.
+        instances: u32,
     },
 }
 
@@ -490,7 +530,8 @@ pub fn undo_for(step: &Step, out: &StepOutput) -> Option<Undo> {
             | Action::Stage
             | Action::SetDroplet
             | Action::Start
-            | Action::UpdateApp { .. },
+            | Action::UpdateApp { .. }
+            | Action::ScaleCandidate { .. },
             _,
         ) => None,
         // Reads and waits change nothing.
@@ -498,7 +539,9 @@ pub fn undo_for(step: &Step, out: &StepOutput) -> Option<Undo> {
             Action::WaitHealthy
             | Action::SmokeTest { .. }
             | Action::Drain { .. }
-            | Action::DrainAuto { .. },
+            | Action::DrainAuto { .. }
+            | Action::CheckRequestRecords { .. }
+            | Action::AnalyseCanary { .. },
             _,
         ) => None,
         // Garbage of an earlier run, and the retire after the commit point: not undone.
@@ -674,6 +717,9 @@ impl Action {
             Action::Reinstate { .. } => "reinstate",
             Action::StartExisting { .. } => "start_existing",
             Action::DrainAuto { .. } => "drain",
+            Action::CheckRequestRecords { .. } => "check_request_records",
+            Action::ScaleCandidate { .. } => "scale_candidate",
+            Action::AnalyseCanary { .. } => "analyse_canary",
         }
     }
 
@@ -686,7 +732,9 @@ impl Action {
             | Action::Drain { .. }
             | Action::SnapshotEnv { .. }
             | Action::Reinstate { .. }
-            | Action::DrainAuto { .. } => false,
+            | Action::DrainAuto { .. }
+            | Action::CheckRequestRecords { .. }
+            | Action::AnalyseCanary { .. } => false,
             Action::DeleteLeftover { .. }
             | Action::RenameApp { .. }
             | Action::CreateRoute { .. }
@@ -707,7 +755,8 @@ impl Action {
             | Action::DeleteRoute { .. }
             | Action::UpdateApp { .. }
             | Action::Deploy { .. }
-            | Action::StartExisting { .. } => true,
+            | Action::StartExisting { .. }
+            | Action::ScaleCandidate { .. } => true,
         }
     }
 
@@ -779,6 +828,24 @@ impl Action {
             Action::DrainAuto { max } => format!(
                 "Draining the old version until the routers dropped it and it is quiet (at most {})",
                 fmt_duration(*max)
+            ),
+            Action::CheckRequestRecords { live_name, .. } => format!(
+                "Checking that the router's request records of {live_name} can be read (canary analysis)"
+            ),
+            Action::ScaleCandidate { percent, .. } if *percent >= 100 => {
+                format!("Scaling the new {app} to its full instance count")
+            }
+            Action::ScaleCandidate { percent, .. } => {
+                format!("Scaling the new {app} to take about {percent}% of the requests")
+            }
+            Action::AnalyseCanary {
+                step,
+                steps,
+                percent,
+                live_name,
+                ..
+            } => format!(
+                "Canary step {step} of {steps}: judging the new {app} at about {percent}% of the requests against {live_name}"
             ),
         }
     }

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::deploy::analysis::{VerdictKind, VersionStats, fmt_ppm};
 use crate::deploy::event::{Event, LogLine, Outcome, Reporter};
 use crate::deploy::step::fmt_duration;
 
@@ -290,8 +291,55 @@ impl<W: Write + Send> Reporter for TextReporter<W> {
                     self.line(&log_line(l));
                 }
             }
+            Event::CanaryAnalysis {
+                step,
+                steps,
+                traffic_share_pct,
+                candidate_instances,
+                live_instances,
+                interval,
+                candidate,
+                live,
+                verdict,
+                reasons,
+                ..
+            } => {
+                self.clear_progress();
+                self.line(&format!(
+                    "   Canary step {step} of {steps}: {traffic_share_pct}% of the requests ({candidate_instances} new / {live_instances} live instances), observed {}",
+                    fmt_duration(interval)
+                ));
+                self.line(&format!("      new:  {}", version_line(&candidate)));
+                self.line(&format!("      live: {}", version_line(&live)));
+                let v = match verdict {
+                    VerdictKind::Pass => "pass",
+                    VerdictKind::Fail => "FAIL",
+                    VerdictKind::NoTrafficPass => "pass (too little traffic)",
+                    VerdictKind::NoTrafficFail => "FAIL (too little traffic)",
+                };
+                self.line(&format!("      verdict: {v}"));
+                for r in &reasons {
+                    self.line(&format!("      - {r}"));
+                }
+            }
+            Event::CanaryPromoted { reason, .. } => {
+                self.clear_progress();
+                self.line(&format!("   Promoting: {reason}"));
+            }
         }
     }
+}
+
+/// `412 requests, 5xx 0.24%, p99 38ms` of one version in a canary step.
+fn version_line(v: &VersionStats) -> String {
+    let p99 = v
+        .p99
+        .map_or_else(|| "-".to_string(), |d| format!("{}ms", d.as_millis()));
+    format!(
+        "{} requests, 5xx {}, p99 {p99}",
+        v.requests,
+        fmt_ppm(v.error_ppm())
+    )
 }
 
 #[cfg(test)]
@@ -334,6 +382,47 @@ mod tests {
             r.report(e);
         }
         String::from_utf8(r.into_inner()).unwrap()
+    }
+
+    #[test]
+    fn canary_steps_show_share_numbers_and_verdict() {
+        use crate::deploy::analysis::{RecordSource, VerdictKind, VersionStats};
+        let stats = |requests, errors, ms| VersionStats {
+            requests,
+            errors,
+            p99: Some(Duration::from_millis(ms)),
+            source: RecordSource::Timers,
+        };
+        let out = render(vec![
+            Event::CanaryAnalysis {
+                app: "web".into(),
+                step: 1,
+                steps: 2,
+                traffic_share_pct: 33,
+                candidate_instances: 2,
+                live_instances: 4,
+                interval: Duration::from_secs(30),
+                candidate: stats(100, 20, 40),
+                live: VersionStats::empty(),
+                verdict: VerdictKind::Fail,
+                reasons: vec!["5xx ratio 20% (20 of 100) is above --max-error-rate 1%".into()],
+            },
+            Event::CanaryPromoted {
+                app: "web".into(),
+                reason: "every canary step below 100% passed".into(),
+            },
+        ]);
+        assert_eq!(
+            out,
+            concat!(
+                "   Canary step 1 of 2: 33% of the requests (2 new / 4 live instances), observed 30s\n",
+                "      new:  100 requests, 5xx 20%, p99 40ms\n",
+                "      live: 0 requests, 5xx 0%, p99 -\n",
+                "      verdict: FAIL\n",
+                "      - 5xx ratio 20% (20 of 100) is above --max-error-rate 1%\n",
+                "   Promoting: every canary step below 100% passed\n",
+            )
+        );
     }
 
     const SUMMARY: &str = "web: blue-green swap, candidate web-candidate, temporary route web-temp.example.com, routes web.example.com";

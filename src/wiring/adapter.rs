@@ -1000,6 +1000,15 @@ impl CfApi for CfBackend {
             .collect())
     }
 
+    async fn scale_process(&self, process_guid: &ProcessGuid, instances: u32) -> ApiResult<()> {
+        let scale = cf::ProcessScale {
+            instances: Some(instances),
+            ..cf::ProcessScale::default()
+        };
+        self.client.scale_process(process_guid, &scale).await?;
+        Ok(())
+    }
+
     fn take_warnings(&self) -> Vec<String> {
         self.client.take_warnings()
     }

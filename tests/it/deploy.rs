@@ -1234,6 +1234,24 @@ impl CfApi for FakeCf {
         ))
     }
 
+    async fn scale_process(&self, process: &ProcessGuid, instances: u32) -> ApiResult<()> {
+        let process = process.as_str();
+        let after = self.enter("scale_process", process)?;
+        let (app, t) = process.split_once('/').unwrap_or_default();
+        let mut s = self.lock();
+        let a = s.apps.get_mut(app).ok_or_else(|| not_found("process"))?;
+        let n = a
+            .processes
+            .iter_mut()
+            .find(|(pt, _)| pt == t)
+            .ok_or_else(|| not_found("process"))?;
+        n.1 = instances;
+        if after {
+            return Err(err500("scale_process"));
+        }
+        Ok(())
+    }
+
     fn take_warnings(&self) -> Vec<String> {
         std::mem::take(&mut self.lock().warnings)
     }
@@ -1330,6 +1348,7 @@ fn req() -> DeployRequest {
         temp_route_suffix: "-temp".into(),
         dry_run: false,
         probe: ProbeConfig::default(),
+        analysis: None,
     }
 }
 
@@ -2764,4 +2783,66 @@ async fn rolling_with_a_smoke_test_warns_that_it_is_skipped() {
             .any(|e| matches!(e, Event::Warning { message, .. }
         if message.contains("the smoke test is skipped (use --strategy canary)")))
     );
+}
+
+#[tokio::test]
+async fn canary_analysis_without_log_cache_fails_before_any_change() {
+    // The fake has no log-cache: blue-green with --canary-steps and a canary deployment with
+    // --analysis both stop at the first step, before any mutating call.
+    for strategy in [Strategy::BlueGreen, Strategy::Canary] {
+        let cf = world();
+        let r = DeployRequest {
+            strategy,
+            analysis: Some(cf_zero_downtime::deploy::analysis::AnalysisConfig {
+                steps: vec![25, 100],
+                ..Default::default()
+            }),
+            ..req()
+        };
+        let (outcome, events) = deploy(&cf, &r, &[spec("web")]).await;
+        let Outcome::NothingChanged { error } = &outcome else {
+            panic!("{strategy:?}: {outcome:?} {events:#?}")
+        };
+        assert!(
+            error.contains("needs the router's request records of web"),
+            "{error}"
+        );
+        assert!(cf.mutating_calls().is_empty(), "{:?}", cf.mutating_calls());
+        assert!(
+            cf.calls().iter().any(|c| c == "app_log A"),
+            "{:?}",
+            cf.calls()
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_canary_plan_shows_its_steps_before_the_switch() {
+    let cf = world();
+    let r = DeployRequest {
+        dry_run: true,
+        analysis: Some(cf_zero_downtime::deploy::analysis::AnalysisConfig {
+            steps: vec![10, 50, 100],
+            ..Default::default()
+        }),
+        ..req()
+    };
+    let (outcome, events) = deploy(&cf, &r, &[spec("web")]).await;
+    assert_eq!(outcome, Outcome::DryRun);
+    let Some(Event::Plan { steps, .. }) = events.iter().find(|e| matches!(e, Event::Plan { .. }))
+    else {
+        panic!("{events:#?}")
+    };
+    let text = steps.join("\n");
+    let switch = text.find("no rollback after this point").unwrap();
+    for s in [
+        "Canary step 1 of 3: judging the new web at about 10% of the requests against web",
+        "Canary step 2 of 3",
+        "Scaling the new web to take about 50% of the requests",
+        "Scaling the new web to its full instance count",
+    ] {
+        let at = text.find(s).unwrap_or_else(|| panic!("{s} not in {text}"));
+        assert!(at < switch, "{s} after the switch: {text}");
+    }
+    assert!(cf.mutating_calls().is_empty());
 }

@@ -83,6 +83,8 @@ impl<A: CfApi> Exec<'_, A> {
                     if let Some(route) = smoke_route {
                         self.canary_smoke(app, route, &dep, reporter).await?;
                     }
+                    self.deployment_analysis(step, app_guid, name, &dep, reporter)
+                        .await?;
                     // Mutating: awaited to its end.
                     self.api
                         .continue_deployment(&dep.guid)

@@ -33,6 +33,7 @@ use super::smoke;
 use super::step::{Action, AppRef, Ledger, NewApp, PolicyEnd, RouteRef, Step, StepOutput, Undo};
 use super::wait::Wait;
 
+mod analysis;
 mod apps;
 mod bits;
 mod deployment;
@@ -284,6 +285,9 @@ impl<A: CfApi> Exec<'_, A> {
                 self.app_step(step, ledger, reporter).await
             }
             Action::DrainAuto { max } => self.auto_drain(*max, ledger, reporter).await,
+            Action::CheckRequestRecords { .. }
+            | Action::ScaleCandidate { .. }
+            | Action::AnalyseCanary { .. } => self.analysis_step(step, ledger, reporter).await,
         }
     }
 
