@@ -118,16 +118,31 @@ pub async fn run<A: CfApi>(
     interrupt: impl Into<Interrupt>,
 ) -> Outcome {
     let interrupt = interrupt.into();
-    let started = Instant::now();
+    let started = report_started(
+        reporter,
+        req,
+        apps.iter().map(|a| a.name.clone()).collect(),
+        req.strategy.as_str(),
+    );
+    let (outcome, steps) = run_inner(api, req, apps, reporter, &interrupt).await;
+    report_finished(reporter, outcome, started, steps)
+}
+
+/// Reports [`Event::Started`] for a run of `apps` with `strategy` and returns when it began.
+pub(crate) fn report_started(
+    reporter: &mut dyn Reporter,
+    req: &DeployRequest,
+    apps: Vec<String>,
+    strategy: &str,
+) -> Instant {
     reporter.report(Event::Started {
         org: req.org.clone(),
         space: req.space.clone(),
         user: req.user.clone(),
-        apps: apps.iter().map(|a| a.name.clone()).collect(),
-        strategy: req.strategy.as_str().to_string(),
+        apps,
+        strategy: strategy.to_string(),
     });
-    let (outcome, steps) = run_inner(api, req, apps, reporter, &interrupt).await;
-    report_finished(reporter, outcome, started, steps)
+    Instant::now()
 }
 
 /// Reports [`Event::Finished`] for a run that began at `started` and returns its outcome.

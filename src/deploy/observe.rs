@@ -43,6 +43,34 @@ pub struct RouteState {
     pub destinations: Vec<Destination>,
 }
 
+impl RouteState {
+    /// Route `guid` at `<host>.example.com` with a `web` destination of each app GUID in
+    /// `apps`, for the planners' unit tests.
+    #[cfg(test)]
+    pub(crate) fn for_tests(guid: &str, host: &str, apps: &[&str]) -> RouteState {
+        RouteState {
+            route: Route {
+                guid: guid.into(),
+                host: host.into(),
+                path: String::new(),
+                port: None,
+                domain_guid: "d1".into(),
+                url: format!("{host}.example.com"),
+            },
+            destinations: apps
+                .iter()
+                .map(|a| Destination {
+                    guid: format!("dest-{guid}-{a}").into(),
+                    app_guid: super::api::AppGuid::new(*a),
+                    process_type: "web".into(),
+                    port: None,
+                    protocol: None,
+                })
+                .collect(),
+        }
+    }
+}
+
 /// A process and its instances.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcessState {

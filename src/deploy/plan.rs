@@ -822,24 +822,7 @@ fn retire(
                 to: ven.clone(),
             },
         ));
-        if req.old_app != OldApp::Keep {
-            retire_old.push(Step::new(
-                name.clone(),
-                Action::StopApp {
-                    guid: g.clone(),
-                    name: ven.clone(),
-                },
-            ));
-        }
-        if req.old_app == OldApp::Delete {
-            retire_old.push(Step::new(
-                name.clone(),
-                Action::DeleteApp {
-                    guid: g,
-                    name: ven.clone(),
-                },
-            ));
-        }
+        retire_old = old_app_steps(req, &name, &g, &ven);
     }
     ph.finish.push(Step::new(
         name.clone(),
@@ -929,6 +912,36 @@ impl Phases {
     }
 }
 
+/// What `--old-app` does to the version replaced (now `ven_name`) once the switch is done:
+/// stop it (`stop`), stop and delete it (`delete`), or nothing (`keep`).
+pub(crate) fn old_app_steps(
+    req: &DeployRequest,
+    app: &str,
+    guid: &AppGuid,
+    ven_name: &str,
+) -> Vec<Step> {
+    let mut steps = Vec::new();
+    if req.old_app != OldApp::Keep {
+        steps.push(Step::new(
+            app,
+            Action::StopApp {
+                guid: guid.clone(),
+                name: ven_name.to_string(),
+            },
+        ));
+    }
+    if req.old_app == OldApp::Delete {
+        steps.push(Step::new(
+            app,
+            Action::DeleteApp {
+                guid: guid.clone(),
+                name: ven_name.to_string(),
+            },
+        ));
+    }
+    steps
+}
+
 /// The drain after a switch: `--drain auto[:MAX]` or a fixed `--drain`.
 pub(crate) fn drain_action(req: &DeployRequest) -> Action {
     if req.drain_auto {
@@ -1016,7 +1029,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::deploy::api::{App, AppSource, AppState, Domain, NetworkPolicy, Process, Route};
+    use crate::deploy::api::{App, AppSource, AppState, Domain, NetworkPolicy, Process};
     use crate::deploy::observe::{ObservedApp, ProcessState, RouteState};
 
     fn req() -> DeployRequest {
@@ -1051,26 +1064,7 @@ mod tests {
     }
 
     fn route_state(guid: &str, host: &str, apps: &[&str]) -> RouteState {
-        RouteState {
-            route: Route {
-                guid: guid.into(),
-                host: host.into(),
-                path: String::new(),
-                port: None,
-                domain_guid: "d1".into(),
-                url: format!("{host}.example.com"),
-            },
-            destinations: apps
-                .iter()
-                .map(|a| Destination {
-                    guid: format!("dest-{guid}-{a}").into(),
-                    app_guid: AppGuid::new(*a),
-                    process_type: "web".into(),
-                    port: None,
-                    protocol: None,
-                })
-                .collect(),
-        }
+        RouteState::for_tests(guid, host, apps)
     }
 
     fn existing(a: App, routes: Vec<RouteState>) -> ExistingApp {

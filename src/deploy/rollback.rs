@@ -31,8 +31,6 @@
 
 use std::collections::BTreeMap;
 
-use tokio::time::Instant;
-
 use super::api::{ApiError, App, AppGuid, AppState, CfApi, Destination, Domain, MetadataUpdate};
 use super::event::{Event, Outcome, Reporter, StepTime, error_chain};
 use super::interrupt::Interrupt;
@@ -525,24 +523,12 @@ fn retire(
     if let Some(route) = temp {
         steps.push(Step::new(name, Action::DeleteRoute { route }));
     }
-    if req.old_app != super::request::OldApp::Keep {
-        steps.push(Step::new(
-            name,
-            Action::StopApp {
-                guid: live.app.guid.clone(),
-                name: ven_name.clone(),
-            },
-        ));
-    }
-    if req.old_app == super::request::OldApp::Delete {
-        steps.push(Step::new(
-            name,
-            Action::DeleteApp {
-                guid: live.app.guid.clone(),
-                name: ven_name,
-            },
-        ));
-    }
+    steps.extend(super::plan::old_app_steps(
+        req,
+        name,
+        &live.app.guid,
+        &ven_name,
+    ));
 }
 
 /// Observes, plans and (unless `--dry-run`) executes the rollback of app `name`, with
@@ -558,14 +544,7 @@ pub async fn run<A: CfApi>(
     interrupt: impl Into<Interrupt>,
 ) -> Outcome {
     let interrupt = interrupt.into();
-    let started = Instant::now();
-    reporter.report(Event::Started {
-        org: req.org.clone(),
-        space: req.space.clone(),
-        user: req.user.clone(),
-        apps: vec![name.to_string()],
-        strategy: STRATEGY.to_string(),
-    });
+    let started = super::report_started(reporter, req, vec![name.to_string()], STRATEGY);
     let (outcome, steps) = run_inner(api, req, name, reporter, &interrupt).await;
     super::report_finished(reporter, outcome, started, steps)
 }
@@ -613,7 +592,6 @@ async fn run_inner<A: CfApi>(
 mod tests {
 
     use super::*;
-    use crate::deploy::api::Route;
     use crate::deploy::request::OldApp;
 
     fn req() -> DeployRequest {
@@ -634,26 +612,12 @@ mod tests {
     }
 
     fn route(guid: &str, host: &str, apps: &[&str]) -> RouteState {
-        RouteState {
-            route: Route {
-                guid: guid.into(),
-                host: host.into(),
-                path: String::new(),
-                port: None,
-                domain_guid: "d1".into(),
-                url: format!("{host}.example.com"),
-            },
-            destinations: apps
-                .iter()
-                .map(|a| Destination {
-                    guid: format!("dest-{guid}-{a}").into(),
-                    app_guid: AppGuid::new(*a),
-                    process_type: "web".into(),
-                    port: Some(8080),
-                    protocol: Some("http1".into()),
-                })
-                .collect(),
+        let mut r = RouteState::for_tests(guid, host, apps);
+        for d in &mut r.destinations {
+            d.port = Some(8080);
+            d.protocol = Some("http1".into());
         }
+        r
     }
 
     /// `web` (A, serving web.example.com) and its labelled, stopped venerable (V).

@@ -429,7 +429,55 @@ pub enum Undo {
 /// Steps inside an app created by the run (package, build, droplet, start, SSH, metadata)
 /// need none: deleting the app undoes them.
 pub fn undo_for(step: &Step, out: &StepOutput) -> Option<Undo> {
-    match (&step.action, out) {
+    match &step.action {
+        // Undone from what they recorded: without that output (or with nothing created)
+        // there is nothing to undo.
+        Action::CreateRoute { .. }
+        | Action::ApplyManifest { .. }
+        | Action::CopyNetworkPolicies { .. }
+        | Action::MapRoute { .. }
+        | Action::UnmapRoute { .. }
+        | Action::RenameApp { .. }
+        | Action::Deploy { .. }
+        | Action::SnapshotEnv { .. } => undo_from_output(&step.action, out),
+        // Inside the app created (or updated in place) by the run: deleting it, or the
+        // canceled deployment and restored environment, undo these.
+        Action::SetSsh { .. }
+        | Action::CopyMetadata { .. }
+        | Action::CreatePackage
+        | Action::UploadBits
+        | Action::Stage
+        | Action::SetDroplet
+        | Action::Start
+        | Action::UpdateApp { .. }
+        | Action::ScaleCandidate { .. } => None,
+        // Reads and waits change nothing.
+        Action::WaitHealthy
+        | Action::SmokeTest { .. }
+        | Action::Drain { .. }
+        | Action::DrainAuto { .. }
+        | Action::CheckRequestRecords { .. }
+        | Action::AnalyseCanary { .. } => None,
+        // Garbage of an earlier run, and the retire after the commit point: not undone.
+        Action::DeleteLeftover { .. }
+        | Action::StopApp { .. }
+        | Action::DeleteApp { .. }
+        | Action::UpdateMetadata { .. }
+        | Action::DeleteRoute { .. } => None,
+        // Records which existing app the run brings back; changes nothing.
+        Action::Reinstate { .. } => None,
+        // Also recorded when the start failed (it may have taken effect): stopping a stopped
+        // app is harmless.
+        Action::StartExisting { guid, name } => Some(Undo::StopApp {
+            guid: guid.clone(),
+            name: name.clone(),
+        }),
+    }
+}
+
+/// The undo of a step that recorded what it created or changed (see [`undo_for`]).
+fn undo_from_output(action: &Action, out: &StepOutput) -> Option<Undo> {
+    match (action, out) {
         (Action::CreateRoute { route }, StepOutput::Route(r)) => Some(Undo::DeleteRoute {
             guid: r.guid.clone(),
             address: route.clone(),
@@ -507,60 +555,7 @@ pub fn undo_for(step: &Step, out: &StepOutput) -> Option<Undo> {
             vars: vars.clone(),
             bindings: bindings.clone(),
         }),
-        // Without the output it records on success (or with nothing created) there is
-        // nothing to undo.
-        (
-            Action::CreateRoute { .. }
-            | Action::ApplyManifest { .. }
-            | Action::CopyNetworkPolicies { .. }
-            | Action::MapRoute { .. }
-            | Action::UnmapRoute { .. }
-            | Action::RenameApp { .. }
-            | Action::Deploy { .. }
-            | Action::SnapshotEnv { .. },
-            _,
-        ) => None,
-        // Inside the app created (or updated in place) by the run: deleting it, or the
-        // canceled deployment and restored environment, undo these.
-        (
-            Action::SetSsh { .. }
-            | Action::CopyMetadata { .. }
-            | Action::CreatePackage
-            | Action::UploadBits
-            | Action::Stage
-            | Action::SetDroplet
-            | Action::Start
-            | Action::UpdateApp { .. }
-            | Action::ScaleCandidate { .. },
-            _,
-        ) => None,
-        // Reads and waits change nothing.
-        (
-            Action::WaitHealthy
-            | Action::SmokeTest { .. }
-            | Action::Drain { .. }
-            | Action::DrainAuto { .. }
-            | Action::CheckRequestRecords { .. }
-            | Action::AnalyseCanary { .. },
-            _,
-        ) => None,
-        // Garbage of an earlier run, and the retire after the commit point: not undone.
-        (
-            Action::DeleteLeftover { .. }
-            | Action::StopApp { .. }
-            | Action::DeleteApp { .. }
-            | Action::UpdateMetadata { .. }
-            | Action::DeleteRoute { .. },
-            _,
-        ) => None,
-        // Records which existing app the run brings back; changes nothing.
-        (Action::Reinstate { .. }, _) => None,
-        // Also recorded when the start failed (it may have taken effect): stopping a stopped
-        // app is harmless.
-        (Action::StartExisting { guid, name }, _) => Some(Undo::StopApp {
-            guid: guid.clone(),
-            name: name.clone(),
-        }),
+        _ => None,
     }
 }
 
@@ -1164,6 +1159,16 @@ mod tests {
                     to: "web-candidate".into(),
                 }),
             ),
+        ];
+        for (step, out, want) in cases {
+            assert_eq!(undo_for(&step, &out), want, "{step:?}");
+        }
+    }
+
+    #[test]
+    fn steps_without_an_undo() {
+        let app = || "web".to_string();
+        let cases: Vec<(Step, StepOutput, Option<Undo>)> = vec![
             // Steps inside the new app are undone by deleting it.
             (Step::new(app(), Action::Start), StepOutput::None, None),
             (

@@ -62,47 +62,13 @@ impl<A: CfApi> Exec<'_, A> {
                 protocol,
                 ..
             } => {
-                let NewApp { guid, name } = Self::new_app(ledger, step)?;
-                let route_guid = Self::route_guid(ledger, step, route)?;
-                let added = self
-                    .api
-                    .add_destination(
-                        &route_guid,
-                        &NewDestination {
-                            app_guid: guid.clone(),
-                            process_type: process_type.clone(),
-                            port: *port,
-                            protocol: protocol.clone(),
-                        },
-                    )
-                    .await;
-                let mapped = |destination_guid: DestinationGuid| StepOutput::Mapped {
-                    route_guid: route_guid.clone(),
-                    destination_guid,
-                    app_name: name.to_string(),
+                let dest = |guid: &AppGuid| NewDestination {
+                    app_guid: guid.clone(),
+                    process_type: process_type.clone(),
+                    port: *port,
+                    protocol: protocol.clone(),
                 };
-                match added {
-                    Ok(d) => Ok(mapped(d.guid)),
-                    Err(e) => {
-                        // The request may have added it before failing: an app that outlives
-                        // a rollback (a rollback's venerable) must not keep the route.
-                        let partial = match self.api.list_destinations(&route_guid).await {
-                            Ok(ds) => ds
-                                .into_iter()
-                                .find(|d| {
-                                    &d.app_guid == guid
-                                        && &d.process_type == process_type
-                                        && d.port == *port
-                                })
-                                .map(|d| mapped(d.guid)),
-                            Err(_) => None,
-                        };
-                        Err(Failure {
-                            error: Self::api_err(step, e),
-                            partial,
-                        })
-                    }
-                }
+                self.map_route(step, ledger, route, dest).await
             }
             Action::UnmapRoute {
                 route, destination, ..
@@ -140,6 +106,47 @@ impl<A: CfApi> Exec<'_, A> {
                 Ok(StepOutput::None)
             }
             _ => Err(Self::missing(step, "a handler for this step").into()),
+        }
+    }
+
+    /// Maps the run's new app to a route; a failed request that added the destination anyway
+    /// records it, so that the rollback removes it (an app that outlives a rollback, such as a
+    /// rollback's venerable, must not keep the route).
+    async fn map_route(
+        &self,
+        step: &Step,
+        ledger: &Ledger,
+        route: &RouteRef,
+        dest: impl Fn(&AppGuid) -> NewDestination,
+    ) -> Result<StepOutput, Failure> {
+        let NewApp { guid, name } = Self::new_app(ledger, step)?;
+        let route_guid = Self::route_guid(ledger, step, route)?;
+        let want = dest(guid);
+        let added = self.api.add_destination(&route_guid, &want).await;
+        let mapped = |destination_guid: DestinationGuid| StepOutput::Mapped {
+            route_guid: route_guid.clone(),
+            destination_guid,
+            app_name: name.to_string(),
+        };
+        match added {
+            Ok(d) => Ok(mapped(d.guid)),
+            Err(e) => {
+                let partial = match self.api.list_destinations(&route_guid).await {
+                    Ok(ds) => ds
+                        .into_iter()
+                        .find(|d| {
+                            d.app_guid == want.app_guid
+                                && d.process_type == want.process_type
+                                && d.port == want.port
+                        })
+                        .map(|d| mapped(d.guid)),
+                    Err(_) => None,
+                };
+                Err(Failure {
+                    error: Self::api_err(step, e),
+                    partial,
+                })
+            }
         }
     }
 }
