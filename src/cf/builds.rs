@@ -39,7 +39,7 @@ pub enum BuildState {
 /// `relationships` of a build.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BuildRelationships {
-    /// The app.
+    /// The app it belongs to, as Cloud Controller links it.
     #[serde(default)]
     pub app: ToOne<AppGuid>,
 }
@@ -60,7 +60,7 @@ pub struct Build {
     /// The resulting droplet (when `STAGED`).
     #[serde(default)]
     pub droplet: Option<GuidRef<DropletGuid>>,
-    /// The app.
+    /// The app it belongs to, as Cloud Controller links it.
     #[serde(default)]
     pub relationships: BuildRelationships,
 }

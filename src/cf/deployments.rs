@@ -198,7 +198,7 @@ impl DeploymentOptions {
 /// `relationships` of a deployment.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeploymentRelationships {
-    /// The app.
+    /// The app it belongs to, as Cloud Controller links it.
     #[serde(default)]
     pub app: ToOne<AppGuid>,
 }
@@ -224,7 +224,7 @@ pub struct NewDeployment {
     /// Options (omitted when all unset).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub options: Option<DeploymentOptions>,
-    /// The app.
+    /// The app it belongs to, as Cloud Controller links it.
     pub relationships: DeploymentRelationships,
     /// Labels and annotations.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -311,7 +311,7 @@ pub struct Deployment {
     /// Processes created by the deployment.
     #[serde(default)]
     pub new_processes: Vec<NewProcessRef>,
-    /// The app.
+    /// The app it belongs to, as Cloud Controller links it.
     #[serde(default)]
     pub relationships: DeploymentRelationships,
     /// Labels and annotations.

@@ -44,7 +44,7 @@ pub enum DropletState {
 /// `relationships` of a droplet.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DropletRelationships {
-    /// The app.
+    /// The app it belongs to, as Cloud Controller links it.
     #[serde(default)]
     pub app: ToOne<AppGuid>,
 }
@@ -68,7 +68,7 @@ pub struct Droplet {
     /// The docker image (docker droplets).
     #[serde(default)]
     pub image: Option<String>,
-    /// The app.
+    /// The app it belongs to, as Cloud Controller links it.
     #[serde(default)]
     pub relationships: DropletRelationships,
 }

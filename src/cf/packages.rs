@@ -91,7 +91,7 @@ pub struct PackageData {
 /// `relationships` of a package.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PackageRelationships {
-    /// The app.
+    /// The app it belongs to, as Cloud Controller links it.
     #[serde(default)]
     pub app: ToOne<AppGuid>,
 }
@@ -109,7 +109,7 @@ pub struct Package {
     /// Type-specific data.
     #[serde(default)]
     pub data: PackageData,
-    /// The app.
+    /// The app it belongs to, as Cloud Controller links it.
     #[serde(default)]
     pub relationships: PackageRelationships,
     /// Labels and annotations.
@@ -146,7 +146,7 @@ pub struct NewPackage {
     /// Bits or docker.
     #[serde(rename = "type")]
     pub type_: PackageType,
-    /// The app.
+    /// The app it belongs to, as Cloud Controller links it.
     pub relationships: PackageRelationships,
     /// Docker image data (docker packages only).
     #[serde(skip_serializing_if = "Option::is_none")]

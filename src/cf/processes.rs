@@ -103,7 +103,7 @@ impl HealthCheck {
 /// `relationships` of a process.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessRelationships {
-    /// The app.
+    /// The app it belongs to, as Cloud Controller links it.
     #[serde(default)]
     pub app: ToOne<AppGuid>,
     /// The revision, when revisions are enabled.

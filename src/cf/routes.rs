@@ -46,7 +46,7 @@ pub struct DestinationProcess {
 /// The app of a destination.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DestinationApp {
-    /// The app.
+    /// The app it belongs to, as Cloud Controller links it.
     pub guid: AppGuid,
     /// The process (default `web`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -128,9 +128,9 @@ pub enum AppState {
 /// An app (the fields the deploy layer reads).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct App {
-    /// The app's GUID.
+    /// Its GUID, as in `/v3/apps/:guid`.
     pub guid: AppGuid,
-    /// The app's name.
+    /// Its name in the space (unique there).
     pub name: String,
     /// Desired state.
     pub state: AppState,
@@ -180,7 +180,7 @@ pub struct Route {
 /// A route to create.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewRoute {
-    /// Domain GUID.
+    /// The domain it belongs to (from the route's address).
     pub domain_guid: DomainGuid,
     /// Host part (may be empty).
     pub host: String,
@@ -419,7 +419,7 @@ pub enum DeploymentStrategy {
 /// A deployment to create.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewDeployment {
-    /// The app.
+    /// The app whose process is replaced (same GUID before and after).
     pub app_guid: AppGuid,
     /// The droplet to roll out.
     pub droplet_guid: DropletGuid,
@@ -486,7 +486,7 @@ pub struct ServiceBinding {
 /// A deployment (the fields the deploy layer reads).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Deployment {
-    /// Its GUID.
+    /// Its GUID, as in `/v3/deployments/:guid` (kept to cancel it on rollback).
     pub guid: DeploymentGuid,
     /// Where it is.
     pub state: DeploymentState,

@@ -15,7 +15,7 @@ pub enum Error {
     /// A Cloud Controller call failed during a step.
     #[error("{step} (app {app})")]
     Api {
-        /// Manifest app.
+        /// The app as the manifest names it (not the candidate name).
         app: String,
         /// The step's description.
         step: String,
@@ -38,7 +38,7 @@ pub enum Error {
     /// The manifest layer could not render the candidate's manifest.
     #[error("rendering the manifest for app '{app}' failed: {message}")]
     Render {
-        /// Manifest app.
+        /// The app as the manifest names it (not the candidate name).
         app: String,
         /// Why.
         message: String,
@@ -52,7 +52,7 @@ pub enum Error {
     /// Staging failed.
     #[error("staging app '{app}' failed: {reason}")]
     StagingFailed {
-        /// Manifest app.
+        /// The app as the manifest names it (not the candidate name).
         app: String,
         /// The build's error.
         reason: String,
@@ -60,7 +60,7 @@ pub enum Error {
     /// Staging did not finish in time.
     #[error("staging app '{app}' did not finish within {}", fmt_duration(*.timeout))]
     StagingTimeout {
-        /// Manifest app.
+        /// The app as the manifest names it (not the candidate name).
         app: String,
         /// The bound.
         timeout: Duration,
@@ -70,7 +70,7 @@ pub enum Error {
     Crashed {
         /// The crashed app's name.
         name: String,
-        /// Process type.
+        /// The process type (`web`, `worker`, ...).
         process_type: String,
         /// Instance index.
         index: u32,
@@ -83,7 +83,7 @@ pub enum Error {
         fmt_duration(*.timeout)
     )]
     HealthTimeout {
-        /// App name.
+        /// The app on the platform (the candidate's name during a swap).
         name: String,
         /// Running instances.
         running: u32,
@@ -98,7 +98,7 @@ pub enum Error {
     /// someone else, or a state this version does not know).
     #[error("the deployment of app '{app}' ended {state}{reason}")]
     DeploymentEnded {
-        /// Manifest app.
+        /// The app as the manifest names it (not the candidate name).
         app: String,
         /// The deployment's state.
         state: String,
@@ -108,7 +108,7 @@ pub enum Error {
     /// A rolling or canary deployment made no progress.
     #[error("the deployment of app '{app}' made no progress for {} ({detail})", fmt_duration(*.timeout))]
     DeploymentStalled {
-        /// Manifest app.
+        /// The app as the manifest names it (not the candidate name).
         app: String,
         /// The stall bound.
         timeout: Duration,
@@ -118,7 +118,7 @@ pub enum Error {
     /// A smoke test failed.
     #[error("smoke test of app '{app}' failed")]
     Smoke {
-        /// Manifest app.
+        /// The app as the manifest names it (not the candidate name).
         app: String,
         /// Why.
         #[source]
@@ -130,7 +130,7 @@ pub enum Error {
     /// A step needs an output no earlier step produced (a plan defect).
     #[error("step '{step}' of app '{app}' needs {what}, which no earlier step produced")]
     Missing {
-        /// Manifest app.
+        /// The app as the manifest names it (not the candidate name).
         app: String,
         /// Step.
         step: String,
@@ -142,7 +142,7 @@ pub enum Error {
         "canary analysis of app '{app}' failed at step {step} of {steps} ({share}% of the requests): {reasons}"
     )]
     CanaryFailed {
-        /// Manifest app.
+        /// The app as the manifest names it (not the candidate name).
         app: String,
         /// 1-based step.
         step: usize,
@@ -158,7 +158,7 @@ pub enum Error {
         "canary analysis of app '{app}' needs the router's request records of {live_name} from log-cache, which cannot be read ({reason}); deploy without --analysis and --canary-steps, or get read access to the app's logs"
     )]
     AnalysisUnavailable {
-        /// Manifest app.
+        /// The app as the manifest names it (not the candidate name).
         app: String,
         /// The live app's name.
         live_name: String,

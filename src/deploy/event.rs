@@ -110,7 +110,7 @@ impl Outcome {
 pub struct StepTime {
     /// Step kind.
     pub kind: String,
-    /// Manifest app.
+    /// The app as the manifest names it (not the candidate name).
     pub app: String,
     /// Duration.
     #[serde(rename = "elapsed_ms", serialize_with = "ms")]
@@ -131,7 +131,7 @@ pub enum Event {
         user: Option<String>,
         /// Apps, in manifest order.
         apps: Vec<String>,
-        /// Strategy.
+        /// `blue-green`, `rolling`, `canary`, or `rollback` for `zero-downtime-rollback`.
         strategy: String,
     },
     /// The plan (always sent; the whole output of a dry run).
@@ -158,7 +158,7 @@ pub enum Event {
         total: usize,
         /// Step kind.
         kind: String,
-        /// Manifest app.
+        /// The app as the manifest names it (not the candidate name).
         app: String,
         /// Description.
         description: String,
@@ -169,7 +169,7 @@ pub enum Event {
         index: usize,
         /// Step kind.
         kind: String,
-        /// Manifest app.
+        /// The app as the manifest names it (not the candidate name).
         app: String,
         /// Duration.
         #[serde(rename = "elapsed_ms", serialize_with = "ms")]
@@ -183,7 +183,7 @@ pub enum Event {
         index: usize,
         /// Step kind.
         kind: String,
-        /// Manifest app.
+        /// The app as the manifest names it (not the candidate name).
         app: String,
         /// Duration.
         #[serde(rename = "elapsed_ms", serialize_with = "ms")]
@@ -195,7 +195,7 @@ pub enum Event {
     },
     /// Upload progress.
     UploadProgress {
-        /// Manifest app.
+        /// The app as the manifest names it (not the candidate name).
         app: String,
         /// Bytes sent.
         sent: u64,
@@ -269,7 +269,7 @@ pub enum Event {
     /// A line of the staging output of an app's build, streamed while it stages (the lines
     /// `cf push` shows).
     Log {
-        /// Manifest app.
+        /// The app as the manifest names it (not the candidate name).
         app: String,
         /// The line.
         #[serde(flatten)]
@@ -278,7 +278,7 @@ pub enum Event {
     /// The newest telling lines of the platform's log of an app that failed (staging, cell
     /// and Cloud Controller lines, the app's stderr), read before a rollback deletes it.
     LastLogs {
-        /// Manifest app.
+        /// The app as the manifest names it (not the candidate name).
         app: String,
         /// The platform app the lines are from (e.g. `web-candidate`).
         name: String,
@@ -288,7 +288,7 @@ pub enum Event {
     /// The verdict of one canary analysis step (blue-green `--canary-steps`, or a pause of a
     /// canary deployment with `--analysis`).
     CanaryAnalysis {
-        /// Manifest app.
+        /// The app as the manifest names it (not the candidate name).
         app: String,
         /// 1-based step.
         step: usize,
@@ -314,7 +314,7 @@ pub enum Event {
     },
     /// Every canary step passed: the new version gets all traffic.
     CanaryPromoted {
-        /// Manifest app.
+        /// The app as the manifest names it (not the candidate name).
         app: String,
         /// Why it is promoted.
         reason: String,

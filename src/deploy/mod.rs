@@ -1,6 +1,6 @@
 //! The `deploy` layer: observe (reads only) → plan (pure) → execute (steps with undo), with
 //! progress reported as [`event::Event`]s. This module implements the strategies of DESIGN.md
-//! section 2: blue-green ([`plan`]) and rolling/canary ([`rolling`], same app GUID, a Cloud
+//! section 2: blue-green (`plan`) and rolling/canary (`rolling`, same app GUID, a Cloud
 //! Controller deployment watched by our monitor).
 //!
 //! # Seams (what the integrator provides)
@@ -52,24 +52,32 @@
 //! | file | what lives there |
 //! |------|------------------|
 //! | [`api`] | the [`CfApi`] seam and its data; `MUTATING_METHODS` |
-//! | [`observe`] | reads the live state (reads only) |
-//! | [`plan`] | blue-green plan, one function per phase (first deploy, candidate, route moves, retire) |
-//! | [`rolling`] | rolling/canary plan and run |
+//! | `observe` | reads the live state (reads only) |
+//! | `plan` | blue-green plan, one function per phase (first deploy, candidate, route moves, retire) |
+//! | `rolling` | rolling/canary plan and run |
 //! | [`rollback`] | `zero-downtime-rollback`: the kept venerable takes routes and name back (observe, plan, run) |
-//! | [`step`] | `Step { app, action }`; per [`step::Action`]: kind, description, mutating, undo (exhaustive) |
-//! | [`execute`] | the step loop, retries after the switch, the undo engine, a dispatcher over `Action` |
-//! | `execute/{apps,routes,bits,env,deployment,smoke_test}.rs` | the step handlers |
-//! | [`drain`], `execute/drain.rs` | `--drain auto`: when the old version is quiet (probes, log-cache, floor), and its step |
+//! | `step` | `Step { app, action }`; per `step::Action`: kind, description, mutating, undo (exhaustive) |
+//! | `execute` | the step loop, retries after the switch, the undo engine, a dispatcher over `Action` |
+//! | `execute/{apps,routes,bits,env,deployment,smoke_test,analysis,drain,logs}.rs` | the step handlers |
+//! | `drain`, `execute/drain.rs` | `--drain auto`: when the old version is quiet (probes, log-cache, floor), and its step |
 //! | `wait` | the one polling schedule of every wait (stall timer, cancellation, `Waiting` events) |
-//! | `crash`, [`interrupt`], [`smoke`] | crash detection, Ctrl-C phases, probe and command |
+//! | `crash`, [`interrupt`], `smoke` | crash detection, Ctrl-C phases, probe and command |
 //! | `logs`, `execute/logs.rs` | staging output streamed, a failed app's last log lines (log-cache) |
 //! | [`analysis`] | canary analysis: the router's request records judged (pure); `execute/analysis.rs` reads them, scales the candidate and reports |
+//! | [`error`], [`event`], [`request`], [`route`] | the layer's errors, its events and outcome, its inputs, route addresses |
 //!
-//! Adding a step: a variant of [`step::Action`] (the compiler then asks for its kind,
+//! Only [`api`], [`error`], [`event`], [`request`], [`route`], [`analysis`], [`interrupt`] and
+//! [`rollback`] are public (the seams the `wiring` module and the tests use); the rest is
+//! `pub(crate)`.
+//!
+//! Adding a step: a variant of `step::Action` (the compiler then asks for its kind,
 //! description, whether it mutates and its undo in `step.rs`, and for its dispatch in
-//! `execute/mod.rs`), its handler in one `execute/*.rs` file, and where the planner puts it;
-//! a new Cloud Controller call also needs the [`CfApi`] method, its implementation in
-//! `wiring::adapter` and, when it mutates, an entry in `MUTATING_METHODS`.
+//! `execute/mod.rs`), its handler in one `execute/*.rs` file, and where the planner puts it.
+//! A new Cloud Controller call also needs the [`CfApi`] method, its implementation in
+//! `wiring::adapter` (and the test fake) and, when it mutates, an entry in `MUTATING_METHODS`.
+//! The canary analysis added `ScaleCandidate` this way: `step.rs` (variant, kind, text,
+//! mutating, undo), `execute/mod.rs` (one dispatch line), `execute/analysis.rs` (handler),
+//! `plan.rs` (placement), plus `api.rs`/`wiring/adapter.rs` for `scale_process`.
 //!
 //! Depends on: cf::target (org/space of a request), cf::PollOptions, tokio, tokio-util,
 //! reqwest (smoke probe), cli (only where a request is built from flags).
@@ -79,20 +87,20 @@
 pub mod analysis;
 pub mod api;
 mod crash;
-pub mod drain;
+pub(crate) mod drain;
 pub mod error;
 pub mod event;
-pub mod execute;
+pub(crate) mod execute;
 pub mod interrupt;
 mod logs;
-pub mod observe;
-pub mod plan;
+pub(crate) mod observe;
+pub(crate) mod plan;
 pub mod request;
 pub mod rollback;
-pub mod rolling;
+pub(crate) mod rolling;
 pub mod route;
-pub mod smoke;
-pub mod step;
+pub(crate) mod smoke;
+pub(crate) mod step;
 pub(crate) mod wait;
 
 use tokio::time::Instant;
@@ -107,7 +115,7 @@ use event::error_chain;
 use plan::Plan;
 
 /// Observes, plans and (unless `--dry-run`) executes a deploy of `apps` with the request's
-/// strategy (blue-green, or rolling/canary through [`rolling`]).
+/// strategy (blue-green, or rolling/canary through `rolling`).
 /// Reports every event to `reporter`, ending with [`Event::Finished`], and returns the outcome.
 /// Never panics; every failure ends in an [`Outcome`].
 pub async fn run<A: CfApi>(

@@ -37,7 +37,6 @@ pub fn venerable_name(app: &str) -> String {
 /// A route and its destinations.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteState {
-    /// The route.
     pub route: Route,
     /// Its destinations.
     pub destinations: Vec<Destination>,
@@ -74,7 +73,6 @@ impl RouteState {
 /// A process and its instances.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcessState {
-    /// The process.
     pub process: Process,
     /// Its instances' stats.
     pub stats: Vec<InstanceStat>,
@@ -83,7 +81,6 @@ pub struct ProcessState {
 /// An existing app with what a swap must carry over or move.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExistingApp {
-    /// The app.
     pub app: App,
     /// Routes mapped to it, with all their destinations.
     pub routes: Vec<RouteState>,

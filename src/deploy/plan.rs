@@ -55,11 +55,9 @@ pub enum PlanError {
         "app '{app}': an app named '{name}' (guid {guid}) already exists and was not created by cf-zero-downtime; rename or delete it, it is never touched automatically"
     )]
     NameClash {
-        /// Manifest app.
         app: String,
         /// The clashing name.
         name: String,
-        /// Its GUID.
         guid: AppGuid,
     },
     /// The temporary route is mapped to an app that is not ours.
@@ -67,9 +65,7 @@ pub enum PlanError {
         "app '{app}': the temporary route {route} is mapped to another app (guid {guid}); choose another --temp-route-suffix"
     )]
     TempRouteInUse {
-        /// Manifest app.
         app: String,
-        /// The route.
         route: String,
         /// The app it is mapped to.
         guid: AppGuid,
@@ -109,7 +105,6 @@ impl fmt::Display for AppPlanKind {
 /// The summary of one app's plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppPlan {
-    /// Manifest app.
     pub name: String,
     /// First deploy or swap.
     pub kind: AppPlanKind,

@@ -192,7 +192,7 @@ pub struct DeployRequest {
     pub space_guid: SpaceGuid,
     /// The user (messages only).
     pub user: Option<String>,
-    /// Strategy.
+    /// How the new version replaces the live one (`--strategy`).
     pub strategy: Strategy,
     /// `--max-in-flight` (rolling and canary deployments).
     pub max_in_flight: Option<u32>,

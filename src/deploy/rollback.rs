@@ -7,9 +7,9 @@
 //!
 //! The plan, for app `A` (live, the version being rolled back) and `V` (`A-venerable`):
 //!
-//! 1. `V` is taken as "the new app" of the run ([`Action::Reinstate`]); with a smoke test the
+//! 1. `V` is taken as "the new app" of the run (`Action::Reinstate`); with a smoke test the
 //!    temporary route is created (or reused) and mapped to it; it is started when stopped
-//!    ([`Action::StartExisting`], undone by stopping it again).
+//!    (`Action::StartExisting`, undone by stopping it again).
 //! 2. Every instance of `V` runs (the health wait of a push, crash detection included), then
 //!    the optional smoke test on the temporary route.
 //! 3. Every route of `A` is mapped to `V` (with `A`'s process type, port and protocol), then
@@ -57,7 +57,7 @@ pub enum RollbackError {
         "app '{app}' has no previous version to roll back to: there is no app '{venerable}' (a deploy keeps one with --old-app stop or keep)"
     )]
     NoVenerable {
-        /// The app.
+        /// The app rolled back, by name.
         app: String,
         /// The venerable name looked for.
         venerable: String,
@@ -67,11 +67,11 @@ pub enum RollbackError {
         "app '{name}' (guid {guid}) is not a previous version of '{app}' kept by cf-zero-downtime (it lacks the label {ROLE_LABEL}={ROLE_VENERABLE} or the annotation {APP_ANNOTATION}={app}); it is never touched automatically"
     )]
     NotOurVenerable {
-        /// The app.
+        /// The app rolled back, by name.
         app: String,
         /// The venerable name.
         name: String,
-        /// Its GUID.
+        /// The GUID of the app holding that name.
         guid: AppGuid,
     },
     /// Our candidate of an unfinished deploy holds the name the rollback needs.
@@ -79,11 +79,11 @@ pub enum RollbackError {
         "app '{app}': '{name}' (guid {guid}) is the candidate of a deploy that is running or was interrupted; let it finish or run 'cf zero-downtime-push' again, or delete it ('cf delete {name}'), then roll back"
     )]
     DeployInProgress {
-        /// The app.
+        /// The app rolled back, by name.
         app: String,
         /// The candidate name.
         name: String,
-        /// Its GUID.
+        /// The GUID of the app holding that name.
         guid: AppGuid,
     },
     /// A name clash, a temporary route used by another app, no route for a smoke test.
@@ -94,7 +94,7 @@ pub enum RollbackError {
 /// An app and its routes, with all their destinations.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppRoutes {
-    /// The app.
+    /// The app as observed (GUID, name, state, labels).
     pub app: App,
     /// Routes mapped to it.
     pub routes: Vec<RouteState>,

@@ -84,24 +84,13 @@ pub fn connect_to_env(cfg: &ProbeConfig, route: &str) -> Option<String> {
 /// `X-Cf-Process-Instance: <process-guid>[:<index>]`.
 pub const PROCESS_INSTANCE_HEADER: &str = "X-Cf-Process-Instance";
 
-/// GETs `url` until it answers 2xx, at most `cfg.attempts` times.
+/// GETs `url` until it answers 2xx, at most `cfg.attempts` times, sending one extra request
+/// header when given (e.g. [`PROCESS_INSTANCE_HEADER`] to reach a canary process through the
+/// app's production route).
 ///
 /// # Errors
 /// No 2xx answer in time, or cancellation.
 pub async fn probe(
-    cfg: &ProbeConfig,
-    url: &str,
-    cancel: &CancellationToken,
-) -> Result<(), SmokeError> {
-    probe_with_header(cfg, url, None, cancel).await
-}
-
-/// [`probe`] sending one extra request header, e.g. [`PROCESS_INSTANCE_HEADER`] to reach a
-/// canary process through the app's production route.
-///
-/// # Errors
-/// No 2xx answer in time, or cancellation.
-pub async fn probe_with_header(
     cfg: &ProbeConfig,
     url: &str,
     header: Option<(&str, &str)>,
@@ -167,21 +156,8 @@ fn transport_reason(e: &reqwest::Error) -> String {
     }
 }
 
-/// Runs `sh -c 'CMD "$CF_ZDT_URL"'` with `CF_ZDT_URL=url`, bounded by `timeout`.
-///
-/// # Errors
-/// Non-zero exit, timeout, spawn failure, or cancellation (the child is killed).
-pub async fn run_command(
-    command: &str,
-    url: &str,
-    timeout: Duration,
-    cancel: &CancellationToken,
-) -> Result<(), SmokeError> {
-    run_command_with_env(command, url, &[], timeout, cancel).await
-}
-
-/// [`run_command`] with extra environment variables (e.g. `CF_ZDT_PROCESS_INSTANCE` for a
-/// canary).
+/// Runs `sh -c 'CMD "$CF_ZDT_URL"'` with `CF_ZDT_URL=url` and the extra environment
+/// variables `env` (e.g. `CF_ZDT_PROCESS_INSTANCE` for a canary), bounded by `timeout`.
 ///
 /// The command runs in a process group of its own: on timeout, on cancellation and after it
 /// exits, the whole group is killed, so nothing it started in the background outlives the
@@ -190,7 +166,7 @@ pub async fn run_command(
 ///
 /// # Errors
 /// Non-zero exit, timeout, spawn failure, or cancellation (the group is killed).
-pub async fn run_command_with_env(
+pub async fn run_command(
     command: &str,
     url: &str,
     env: &[(&str, &str)],
@@ -315,6 +291,7 @@ mod tests {
         run_command(
             "test \"$CF_ZDT_URL\" = http://a.b && test",
             "http://a.b",
+            &[],
             Duration::from_secs(10),
             &c,
         )
@@ -324,6 +301,7 @@ mod tests {
         let e = run_command(
             "echo boom >&2; false",
             "http://a.b",
+            &[],
             Duration::from_secs(10),
             &c,
         )
@@ -354,7 +332,7 @@ mod tests {
     #[tokio::test]
     async fn command_is_bounded() {
         let c = CancellationToken::new();
-        let e = run_command("sleep 5;", "u", Duration::from_millis(100), &c)
+        let e = run_command("sleep 5;", "u", &[], Duration::from_millis(100), &c)
             .await
             .unwrap_err();
         assert!(matches!(e, SmokeError::Timeout { .. }));
@@ -379,7 +357,7 @@ mod tests {
         ] {
             let pid_file = dir.path().join("pid");
             let cmd = script.replace("{pid}", &pid_file.display().to_string());
-            let _ = run_command(&cmd, "u", Duration::from_millis(timeout), &c).await;
+            let _ = run_command(&cmd, "u", &[], Duration::from_millis(timeout), &c).await;
             let pid = std::fs::read_to_string(&pid_file).unwrap();
             // The group was sent SIGKILL before run_command returned; give the kernel a
             // moment to reap it (bounded).
@@ -401,6 +379,7 @@ mod tests {
         let e = run_command(
             "i=0; while [ $i -lt 20000 ]; do echo line-$i; i=$((i+1)); done >&2; false",
             "u",
+            &[],
             Duration::from_secs(30),
             &c,
         )
@@ -435,10 +414,10 @@ mod tests {
             ..ProbeConfig::default()
         };
         let c = CancellationToken::new();
-        probe(&cfg, "http://app-temp.example.com/ok", &c)
+        probe(&cfg, "http://app-temp.example.com/ok", None, &c)
             .await
             .unwrap();
-        let e = probe(&cfg, "http://app-temp.example.com/bad", &c)
+        let e = probe(&cfg, "http://app-temp.example.com/bad", None, &c)
             .await
             .unwrap_err();
         assert!(e.to_string().contains("503"), "{e}");
@@ -468,9 +447,9 @@ mod tests {
         };
         let c = CancellationToken::new();
         let url = "http://app.example.com/h";
-        probe_with_header(&cfg, url, Some((PROCESS_INSTANCE_HEADER, "pg-1")), &c)
+        probe(&cfg, url, Some((PROCESS_INSTANCE_HEADER, "pg-1")), &c)
             .await
             .unwrap();
-        assert!(probe(&cfg, url, &c).await.is_err());
+        assert!(probe(&cfg, url, None, &c).await.is_err());
     }
 }

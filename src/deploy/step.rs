@@ -30,7 +30,6 @@ pub enum AppRef {
     },
     /// An app that existed before the run.
     Existing {
-        /// Its GUID.
         guid: AppGuid,
         /// Its name when observed.
         name: String,
@@ -62,7 +61,6 @@ pub struct PolicyTemplate {
     pub source: PolicyEnd,
     /// Destination.
     pub destination: PolicyEnd,
-    /// Protocol.
     pub protocol: String,
     /// First port.
     pub start_port: u16,
@@ -102,10 +100,7 @@ pub enum Action {
         to: String,
     },
     /// Create a route.
-    CreateRoute {
-        /// The route.
-        route: RouteAddress,
-    },
+    CreateRoute { route: RouteAddress },
     /// Apply the rendered manifest (creates the candidate, or the app on a first deploy).
     ApplyManifest {
         /// What to render.
@@ -145,13 +140,10 @@ pub enum Action {
     },
     /// Map a production route to the new app.
     MapRoute {
-        /// The route.
         route: RouteRef,
         /// Process type, port and protocol (copied from the old destination).
         process_type: String,
-        /// Port.
         port: Option<u32>,
-        /// Protocol.
         protocol: Option<String>,
     },
     /// Unmap a production route from an old app.
@@ -169,19 +161,9 @@ pub enum Action {
         duration: Duration,
     },
     /// Stop an old app.
-    StopApp {
-        /// GUID.
-        guid: AppGuid,
-        /// Name.
-        name: String,
-    },
+    StopApp { guid: AppGuid, name: String },
     /// Delete an old app.
-    DeleteApp {
-        /// GUID.
-        guid: AppGuid,
-        /// Name.
-        name: String,
-    },
+    DeleteApp { guid: AppGuid, name: String },
     /// Set or remove labels/annotations.
     UpdateMetadata {
         /// Which app.
@@ -192,10 +174,7 @@ pub enum Action {
         update: MetadataUpdate,
     },
     /// Delete a route.
-    DeleteRoute {
-        /// The route.
-        route: RouteRef,
-    },
+    DeleteRoute { route: RouteRef },
     /// Rolling/canary: record the live app's environment variables (undo restores them).
     SnapshotEnv {
         /// The live app's GUID.
@@ -221,14 +200,12 @@ pub enum Action {
     /// so that the steps acting on "the new app" (health wait, smoke test, route mapping,
     /// rename, labels) act on it.
     Reinstate {
-        /// The app's GUID.
         guid: AppGuid,
         /// Its name when observed.
         name: String,
     },
     /// Start an existing app that is stopped (undone by stopping it again).
     StartExisting {
-        /// The app's GUID.
         guid: AppGuid,
         /// Its name (messages).
         name: String,
@@ -279,9 +256,7 @@ pub enum StepOutput {
     None,
     /// An app was created.
     App {
-        /// GUID.
         guid: AppGuid,
-        /// Name.
         name: String,
         /// Routes the server created for it (`random-route`), deleted with it on rollback.
         server_routes: Vec<Route>,
@@ -296,7 +271,6 @@ pub enum StepOutput {
     Policies(Vec<NetworkPolicy>),
     /// A destination was added.
     Mapped {
-        /// Route GUID.
         route_guid: RouteGuid,
         /// The new destination's GUID.
         destination_guid: DestinationGuid,
@@ -304,25 +278,16 @@ pub enum StepOutput {
         app_name: String,
     },
     /// A destination was removed.
-    Unmapped {
-        /// Route GUID.
-        route_guid: RouteGuid,
-    },
+    Unmapped { route_guid: RouteGuid },
     /// An app was renamed.
-    Renamed {
-        /// Its GUID.
-        guid: AppGuid,
-    },
+    Renamed { guid: AppGuid },
     /// A deployment was created and did not finish (it is canceled on rollback).
     Deployment {
-        /// Deployment GUID.
         guid: DeploymentGuid,
-        /// The app's name.
         app_name: String,
     },
     /// The environment variables and service bindings of an app before the run changed them.
     Env {
-        /// The app's GUID.
         guid: AppGuid,
         /// Its name (messages).
         name: String,
@@ -333,7 +298,6 @@ pub enum StepOutput {
     },
     /// The candidate's `web` process was scaled.
     Scaled {
-        /// The process.
         process_guid: ProcessGuid,
         /// Its instance count before the first canary scale (the count of the final step).
         original: u32,
@@ -347,38 +311,27 @@ pub enum StepOutput {
 pub enum Undo {
     /// Delete an app created by the run, then the routes the server created for it.
     DeleteApp {
-        /// GUID.
         guid: AppGuid,
-        /// Name.
         name: String,
         /// Routes created by the server along with the app.
         routes: Vec<Route>,
     },
     /// Delete a route created by the run.
     DeleteRoute {
-        /// GUID.
         guid: RouteGuid,
-        /// Address.
         address: RouteAddress,
     },
     /// Remove a destination added by the run.
     RemoveDestination {
-        /// Route GUID.
         route_guid: RouteGuid,
-        /// Destination GUID.
         destination_guid: DestinationGuid,
-        /// Address.
         address: RouteAddress,
-        /// App name.
         app_name: String,
     },
     /// Re-add a destination removed by the run.
     AddDestination {
-        /// Route GUID.
         route_guid: RouteGuid,
-        /// Address.
         address: RouteAddress,
-        /// App name.
         app_name: String,
         /// The destination to restore.
         destination: NewDestination,
@@ -387,27 +340,20 @@ pub enum Undo {
     DeleteNetworkPolicies(Vec<NetworkPolicy>),
     /// Rename an app back.
     RenameApp {
-        /// GUID.
         guid: AppGuid,
-        /// Current name.
         from: String,
-        /// Original name.
         to: String,
     },
     /// Cancel a deployment created by the run and wait until it is over (the old process
     /// serves again).
     CancelDeployment {
-        /// Deployment GUID.
         guid: DeploymentGuid,
-        /// The app's name.
         app_name: String,
     },
     /// Put an app's environment variables back as they were (variables added by the run are
     /// removed) and delete the service bindings the run added.
     RestoreEnv {
-        /// GUID.
         guid: AppGuid,
-        /// Name.
         name: String,
         /// The variables before the run.
         vars: BTreeMap<String, String>,
@@ -415,12 +361,7 @@ pub enum Undo {
         bindings: Vec<ServiceCredentialBindingGuid>,
     },
     /// Stop an existing app the run started.
-    StopApp {
-        /// GUID.
-        guid: AppGuid,
-        /// Name.
-        name: String,
-    },
+    StopApp { guid: AppGuid, name: String },
 }
 
 /// The compensation for a completed step, if it needs one. Pure, and exhaustive over
@@ -1008,7 +949,6 @@ impl Ledger {
 /// The app a run created (or updated) for one manifest app, as the [`Ledger`] recorded it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NewApp<'a> {
-    /// Its GUID.
     pub guid: &'a AppGuid,
     /// The name it was created under (the candidate name during a swap).
     pub name: &'a str,

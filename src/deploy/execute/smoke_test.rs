@@ -66,7 +66,7 @@ impl<A: CfApi> Exec<'_, A> {
                 ),
                 None => format!("GET {base}{path}"),
             });
-            smoke::probe_with_header(
+            smoke::probe(
                 &self.req.probe,
                 &format!("{base}{path}"),
                 header,
@@ -92,7 +92,7 @@ impl<A: CfApi> Exec<'_, A> {
                 ),
                 None => format!("running {cmd} {base}"),
             });
-            smoke::run_command_with_env(cmd, &base, &env, self.req.smoke_timeout, self.cancel)
+            smoke::run_command(cmd, &base, &env, self.req.smoke_timeout, self.cancel)
                 .await
                 .map_err(to_err)?;
         }
