@@ -166,25 +166,11 @@ pub async fn push(
         }
         Err((e, warnings)) => {
             if !names.is_empty() {
-                reporter.report(Event::Started {
-                    org: opts
-                        .target
-                        .org
-                        .as_ref()
-                        .map(|o| o.name.clone())
-                        .unwrap_or_default(),
-                    space: opts
-                        .target
-                        .space
-                        .as_ref()
-                        .map(|s| s.name.clone())
-                        .unwrap_or_default(),
-                    user: opts.target.user.clone(),
-                    apps: names,
-                    strategy: crate::deploy::Strategy::from(opts.args.strategy)
-                        .as_str()
-                        .to_string(),
-                });
+                reporter.report(started_on(
+                    &opts.target,
+                    names,
+                    crate::deploy::Strategy::from(opts.args.strategy).as_str(),
+                ));
             }
             for message in warnings {
                 reporter.report(Event::Warning { app: None, message });
@@ -449,4 +435,23 @@ async fn prepare_inner(
         apps,
         warnings: std::mem::take(warnings),
     })
+}
+
+/// The [`Event::Started`] of a command that failed its preflight: the target as cf knows it.
+pub(crate) fn started_on(target: &cf::Target, apps: Vec<String>, strategy: &str) -> Event {
+    Event::Started {
+        org: target
+            .org
+            .as_ref()
+            .map(|o| o.name.clone())
+            .unwrap_or_default(),
+        space: target
+            .space
+            .as_ref()
+            .map(|s| s.name.clone())
+            .unwrap_or_default(),
+        user: target.user.clone(),
+        apps,
+        strategy: strategy.to_string(),
+    }
 }

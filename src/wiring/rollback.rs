@@ -100,23 +100,11 @@ pub async fn rollback(
             .await
         }
         Err(e) => {
-            reporter.report(Event::Started {
-                org: opts
-                    .target
-                    .org
-                    .as_ref()
-                    .map(|o| o.name.clone())
-                    .unwrap_or_default(),
-                space: opts
-                    .target
-                    .space
-                    .as_ref()
-                    .map(|s| s.name.clone())
-                    .unwrap_or_default(),
-                user: opts.target.user.clone(),
-                apps: vec![opts.args.app_name.clone()],
-                strategy: STRATEGY.to_string(),
-            });
+            reporter.report(super::push::started_on(
+                &opts.target,
+                vec![opts.args.app_name.clone()],
+                STRATEGY,
+            ));
             let outcome = Outcome::NothingChanged {
                 error: error_chain(&e),
             };
