@@ -22,6 +22,8 @@ pub struct TextReporter<W: Write + Send> {
     spinner: Option<ProgressBar>,
     last_detail: Option<String>,
     upload_done: bool,
+    /// The run is a `zero-downtime-rollback` (its summary lines say so).
+    rollback_cmd: bool,
 }
 
 fn human_bytes(n: u64) -> String {
@@ -56,6 +58,7 @@ impl<W: Write + Send> TextReporter<W> {
             spinner: None,
             last_detail: None,
             upload_done: false,
+            rollback_cmd: false,
         }
     }
 
@@ -151,6 +154,9 @@ impl<W: Write + Send> TextReporter<W> {
     fn finished(&mut self, outcome: &Outcome, elapsed: Duration) {
         self.clear_progress();
         match outcome {
+            Outcome::Deployed if self.rollback_cmd => {
+                self.line(&format!("Rollback took {}.", fmt_duration(elapsed)));
+            }
             Outcome::Deployed => {
                 self.line(&format!("Deploy took {}.", fmt_duration(elapsed)));
             }
@@ -179,7 +185,15 @@ impl<W: Write + Send> TextReporter<W> {
                 }
             }
         }
-        let last = outcome.last_line();
+        let last = match outcome {
+            Outcome::Deployed if self.rollback_cmd => {
+                "rolled back: the previous version serves under the app's name".to_string()
+            }
+            Outcome::RolledBack { .. } if self.rollback_cmd => {
+                "the rollback was undone: the current version still serves".to_string()
+            }
+            _ => outcome.last_line(),
+        };
         self.line(&last);
     }
 }
@@ -200,7 +214,8 @@ impl<W: Write + Send> Reporter for TextReporter<W> {
                     format!("apps {}", apps.join(", "))
                 };
                 let who = user.map(|u| format!(" as {u}")).unwrap_or_default();
-                if strategy == crate::deploy::rollback::STRATEGY {
+                self.rollback_cmd = strategy == crate::deploy::rollback::STRATEGY;
+                if self.rollback_cmd {
                     self.line(&format!(
                         "Rolling back {what} to its previous version in org {org} / space {space}{who}..."
                     ));
@@ -382,6 +397,48 @@ mod tests {
             r.report(e);
         }
         String::from_utf8(r.into_inner()).unwrap()
+    }
+
+    #[test]
+    fn a_rollback_run_says_rollback_in_its_summary() {
+        let started = |strategy: &str| Event::Started {
+            org: "o".into(),
+            space: "s".into(),
+            user: None,
+            apps: vec!["web".into()],
+            strategy: strategy.into(),
+        };
+        let finished = |outcome: Outcome| Event::Finished {
+            outcome,
+            elapsed: Duration::from_secs(2),
+            steps: Vec::new(),
+        };
+        let out = render(vec![
+            started(crate::deploy::rollback::STRATEGY),
+            finished(Outcome::Deployed),
+        ]);
+        assert!(
+            out.starts_with("Rolling back app web to its previous version"),
+            "{out}"
+        );
+        assert!(
+            out.ends_with(
+                "Rollback took 2s.\nrolled back: the previous version serves under the app's name\n"
+            ),
+            "{out}"
+        );
+        let out = render(vec![
+            started(crate::deploy::rollback::STRATEGY),
+            finished(Outcome::RolledBack {
+                error: "smoke test failed".into(),
+            }),
+        ]);
+        assert!(
+            out.ends_with("the rollback was undone: the current version still serves\n"),
+            "{out}"
+        );
+        let out = render(vec![started("blue-green"), finished(Outcome::Deployed)]);
+        assert!(out.ends_with("Deploy took 2s.\ndeployed\n"), "{out}");
     }
 
     #[test]

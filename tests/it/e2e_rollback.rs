@@ -186,7 +186,12 @@ async fn zdr_run_by_go_net_rpc_as_cf_runs_it_rolls_back_on_the_simulator() {
         stdout.starts_with("Rolling back app web to its previous version"),
         "{stdout}"
     );
-    assert!(stdout.trim_end().ends_with("deployed"), "{stdout}");
+    assert!(
+        stdout
+            .trim_end()
+            .ends_with("rolled back: the previous version serves under the app's name"),
+        "{stdout}"
+    );
     w.settle().await;
     assert_no_failures(&load.stop().await);
     assert_eq!(w.serving("web").await, "v1");
