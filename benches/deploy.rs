@@ -114,6 +114,9 @@ async fn side_by_side(instances: u32, runs: usize) {
         staging_delay: SIDE_STAGING,
         start_delay: SIDE_START,
         route_propagation: SIDE_PROPAGATION,
+        // Cloud Controller's deployment updater moves a rolling deployment on every 5 s
+        // (capi-release's `deployment_updater.update_frequency_in_seconds` default).
+        deployment_update_interval: Duration::from_secs(5),
         ..SimConfig::default()
     })
     .await

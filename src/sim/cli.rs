@@ -37,6 +37,10 @@ pub struct SimArgs {
     /// How long a stopped instance keeps serving after the propagation delay, in milliseconds.
     #[arg(long, default_value_t = 1000)]
     pub stop_grace_ms: u64,
+    /// How often rolling and canary deployments move on, in milliseconds (Cloud Controller's
+    /// deployment updater runs every 5 s by default).
+    #[arg(long, default_value_t = 5000)]
+    pub deployment_update_ms: u64,
     /// The shared app domain.
     #[arg(long, default_value = "example.com")]
     pub domain: String,
@@ -96,6 +100,7 @@ impl SimArgs {
             stop_grace: Duration::from_millis(self.stop_grace_ms),
             kill_grace: Duration::from_secs(10),
             tick: Duration::from_millis(50),
+            deployment_update_interval: Duration::from_millis(self.deployment_update_ms),
             run_commands: !self.static_only,
             admin_api: self.admin,
             ..SimConfig::default()

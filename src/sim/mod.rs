@@ -237,6 +237,10 @@ pub struct SimConfig {
     pub health_check_timeout: Duration,
     /// Interval of the reconcile loop (instances, deployments, routing table).
     pub tick: Duration,
+    /// How often rolling and canary deployments move on (Cloud Controller's deployment
+    /// updater: `deployment_updater.update_frequency_in_seconds`, 5 s by default in
+    /// capi-release); at least one tick.
+    pub deployment_update_interval: Duration,
     /// Lifetime of issued access tokens.
     pub token_ttl: Duration,
     /// GETs a job stays PROCESSING.
@@ -272,6 +276,10 @@ impl std::fmt::Debug for SimConfig {
             .field("crash_backoff", &self.crash_backoff)
             .field("health_check_timeout", &self.health_check_timeout)
             .field("tick", &self.tick)
+            .field(
+                "deployment_update_interval",
+                &self.deployment_update_interval,
+            )
             .field("token_ttl", &self.token_ttl)
             .field("job_polls", &self.job_polls)
             .field("package_polls", &self.package_polls)
@@ -304,6 +312,7 @@ impl Default for SimConfig {
             crash_backoff: Duration::from_millis(50),
             health_check_timeout: Duration::from_secs(10),
             tick: Duration::from_millis(10),
+            deployment_update_interval: Duration::from_millis(10),
             token_ttl: Duration::from_secs(3600),
             job_polls: 1,
             package_polls: 1,
@@ -487,12 +496,18 @@ async fn reconcile_loop(shared: Arc<Shared>) {
     // `interval` panics on a zero period.
     let mut tick = tokio::time::interval(shared.config.tick.max(Duration::from_millis(1)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_update: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             () = shared.cancel.cancelled() => break,
             _ = tick.tick() => {}
         }
-        deployments::advance(&shared);
+        let due =
+            last_update.is_none_or(|t| t.elapsed() >= shared.config.deployment_update_interval);
+        if due {
+            last_update = Some(tokio::time::Instant::now());
+            deployments::advance(&shared);
+        }
         instances::reconcile(&shared);
         shared.router.refresh(&shared);
     }
