@@ -136,6 +136,28 @@ pub async fn run<A: CfApi>(
     report_finished(reporter, outcome, started, steps)
 }
 
+/// Awaits an observation (reads only) unless interrupted first, then reports the warnings the
+/// API gave meanwhile.
+pub(crate) async fn observe_reporting<A: CfApi, T>(
+    api: &A,
+    req: &DeployRequest,
+    reporter: &mut dyn Reporter,
+    interrupt: &Interrupt,
+    observation: impl std::future::Future<Output = Result<T, api::ApiError>>,
+) -> Result<T, Error> {
+    let observed = tokio::select! {
+        () = interrupt.stop_token().cancelled() => Err(Error::Cancelled),
+        r = observation => r.map_err(|source| Error::Observe {
+            space: req.space.clone(),
+            source: Box::new(source),
+        }),
+    };
+    for message in api.take_warnings() {
+        reporter.report(Event::Warning { app: None, message });
+    }
+    observed
+}
+
 /// Reports [`Event::Started`] for a run of `apps` with `strategy` and returns when it began.
 pub(crate) fn report_started(
     reporter: &mut dyn Reporter,
@@ -175,16 +197,14 @@ async fn run_inner<A: CfApi>(
     reporter: &mut dyn Reporter,
     interrupt: &Interrupt,
 ) -> (Outcome, Vec<event::StepTime>) {
-    let observed = tokio::select! {
-        () = interrupt.stop_token().cancelled() => Err(Error::Cancelled),
-        r = observe::observe(api, req, apps) => r.map_err(|source| Error::Observe {
-            space: req.space.clone(),
-            source: Box::new(source),
-        }),
-    };
-    for message in api.take_warnings() {
-        reporter.report(Event::Warning { app: None, message });
-    }
+    let observed = observe_reporting(
+        api,
+        req,
+        reporter,
+        interrupt,
+        observe::observe(api, req, apps),
+    )
+    .await;
     let observed = match observed {
         Ok(o) => o,
         Err(e) => return nothing_changed(&e),

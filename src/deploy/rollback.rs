@@ -32,7 +32,7 @@
 use std::collections::BTreeMap;
 
 use super::api::{ApiError, App, AppGuid, AppState, CfApi, Destination, Domain, MetadataUpdate};
-use super::event::{Event, Outcome, Reporter, StepTime, error_chain};
+use super::event::{Outcome, Reporter, StepTime, error_chain};
 use super::interrupt::Interrupt;
 use super::observe::{
     APP_ANNOTATION, ROLE_CANDIDATE, ROLE_LABEL, ROLE_VENERABLE, RouteState, candidate_name,
@@ -43,7 +43,7 @@ use super::request::{AppSpec, DeployRequest};
 use super::route::{RouteAddress, hostname_for};
 use super::step::{Action, AppRef, RouteRef, Step, fmt_duration};
 
-/// The strategy name of a rollback in [`Event::Started`] (the renderers word it).
+/// The strategy name of a rollback in [`Event::Started`](super::event::Event::Started) (the renderers word it).
 pub const STRATEGY: &str = "rollback";
 
 /// Why no rollback plan could be made. Nothing has been changed when one of these is returned.
@@ -533,7 +533,7 @@ fn retire(
 
 /// Observes, plans and (unless `--dry-run`) executes the rollback of app `name`, with
 /// `req.old_app` saying what becomes of the version rolled back. Reports every event to
-/// `reporter`, ending with [`Event::Finished`], and returns the outcome (`Deployed` when the
+/// `reporter`, ending with [`Event::Finished`](super::event::Event::Finished), and returns the outcome (`Deployed` when the
 /// previous version serves under the app's name).
 /// Never panics; every failure ends in an [`Outcome`].
 pub async fn run<A: CfApi>(
@@ -556,16 +556,8 @@ async fn run_inner<A: CfApi>(
     reporter: &mut dyn Reporter,
     interrupt: &Interrupt,
 ) -> (Outcome, Vec<StepTime>) {
-    let observed = tokio::select! {
-        () = interrupt.stop_token().cancelled() => Err(super::Error::Cancelled),
-        r = observe(api, req, name) => r.map_err(|source| super::Error::Observe {
-            space: req.space.clone(),
-            source: Box::new(source),
-        }),
-    };
-    for message in api.take_warnings() {
-        reporter.report(Event::Warning { app: None, message });
-    }
+    let observed =
+        super::observe_reporting(api, req, reporter, interrupt, observe(api, req, name)).await;
     let observed = match observed {
         Ok(o) => o,
         Err(e) => return super::nothing_changed(&e),

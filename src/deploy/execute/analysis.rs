@@ -43,6 +43,18 @@ struct Window {
 }
 
 impl<A: CfApi> Exec<'_, A> {
+    /// Pauses until the next poll of an analysis window that began at `started` and lasts
+    /// `interval`; false once the window is over (no pause then).
+    async fn next_poll_within(&self, started: Instant, interval: Duration) -> Result<bool, Error> {
+        let elapsed = started.elapsed();
+        if elapsed >= interval {
+            return Ok(false);
+        }
+        self.pause((interval - elapsed).min(self.req.poll_interval))
+            .await?;
+        Ok(true)
+    }
+
     /// Runs a canary analysis step.
     pub(super) async fn analysis_step(
         &self,
@@ -230,13 +242,7 @@ impl<A: CfApi> Exec<'_, A> {
         self.new_instance_ids(step, dep, &mut ids).await?;
         let mut w = self.window_start(step, app_guid, name).await?;
         let started = Instant::now();
-        loop {
-            let elapsed = started.elapsed();
-            if elapsed >= cfg.interval {
-                break;
-            }
-            self.pause((cfg.interval - elapsed).min(self.req.poll_interval))
-                .await?;
+        while self.next_poll_within(started, cfg.interval).await? {
             self.collect(step, app_guid, name, &mut w).await?;
             reporter.report(Event::Waiting {
                 app: app.to_string(),
@@ -329,13 +335,7 @@ impl<A: CfApi> Exec<'_, A> {
         let mut cand = self.window_start(step, guid, name).await?;
         let mut old = self.window_start(step, live, live_name).await?;
         let started = Instant::now();
-        loop {
-            let elapsed = started.elapsed();
-            if elapsed >= cfg.interval {
-                break;
-            }
-            self.pause((cfg.interval - elapsed).min(self.req.poll_interval))
-                .await?;
+        while self.next_poll_within(started, cfg.interval).await? {
             self.collect(step, guid, name, &mut cand).await?;
             self.collect(step, live, live_name, &mut old).await?;
             let (c, l) = (
