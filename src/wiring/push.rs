@@ -115,16 +115,9 @@ enum Preflight {
     DockerPassword { app: String },
     #[error(transparent)]
     Request(#[from] RequestError),
-    #[error("CF_TRACE: cannot open the trace file")]
-    Trace(#[source] std::io::Error),
-    #[error("cannot reach the cloud controller at {endpoint}")]
-    Discovery {
-        endpoint: String,
-        #[source]
-        source: cf::Error,
-    },
-    #[error("cannot set up the cloud controller client")]
-    Client(#[source] cf::Error),
+    /// The client could not be set up or the API not reached.
+    #[error(transparent)]
+    Connect(#[from] super::ConnectError),
     #[error("{0}")]
     Flags(String),
     #[error("--strategy {strategy} cannot be used with the cloud controller at {endpoint}")]
@@ -395,16 +388,7 @@ async fn prepare_inner(
         apps.push(super::from_manifest::app_spec(app, source));
     }
 
-    let mut config = cf::ClientConfig::for_target(&opts.target, Arc::clone(&opts.token));
-    config.trace = cf::Trace::from_env().map_err(Preflight::Trace)?;
-    let client = cf::Client::new(config).map_err(Preflight::Client)?;
-    client
-        .discover()
-        .await
-        .map_err(|source| Preflight::Discovery {
-            endpoint: opts.target.api_endpoint.clone(),
-            source,
-        })?;
+    let client = super::connect(&opts.target, &opts.token).await?;
     for feature in required_features(args) {
         client
             .require(feature)
@@ -416,19 +400,8 @@ async fn prepare_inner(
                 source: Box::new(source),
             })?;
     }
-    let backend = CfBackend::new(
-        client,
-        request.space_guid.clone(),
-        opts.target
-            .org
-            .as_ref()
-            .map(|o| cf::OrganizationGuid::new(o.guid.as_str())),
-    )
-    .with_poll(
-        opts.poll_interval,
-        request.timeout.max(Duration::from_secs(60)),
-    )
-    .with_docker_password(opts.docker_password.clone());
+    let backend = super::backend(client, &opts.target, &request, opts.poll_interval)
+        .with_docker_password(opts.docker_password.clone());
     Ok(Prepared {
         backend,
         request,

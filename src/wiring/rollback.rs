@@ -64,16 +64,9 @@ impl RollbackOptions {
 enum Preflight {
     #[error(transparent)]
     Request(#[from] RequestError),
-    #[error("CF_TRACE: cannot open the trace file")]
-    Trace(#[source] std::io::Error),
-    #[error("cannot set up the cloud controller client")]
-    Client(#[source] cf::Error),
-    #[error("cannot reach the cloud controller at {endpoint}")]
-    Discovery {
-        endpoint: String,
-        #[source]
-        source: cf::Error,
-    },
+    /// The client could not be set up or the API not reached.
+    #[error(transparent)]
+    Connect(#[from] super::ConnectError),
     #[error("interrupted before anything was changed")]
     Cancelled,
 }
@@ -135,27 +128,7 @@ async fn prepare_inner(opts: &RollbackOptions) -> Result<(CfBackend, DeployReque
     if let Some(probe) = &opts.probe {
         request.probe = probe.clone();
     }
-    let mut config = cf::ClientConfig::for_target(&opts.target, Arc::clone(&opts.token));
-    config.trace = cf::Trace::from_env().map_err(Preflight::Trace)?;
-    let client = cf::Client::new(config).map_err(Preflight::Client)?;
-    client
-        .discover()
-        .await
-        .map_err(|source| Preflight::Discovery {
-            endpoint: opts.target.api_endpoint.clone(),
-            source,
-        })?;
-    let backend = CfBackend::new(
-        client,
-        request.space_guid.clone(),
-        opts.target
-            .org
-            .as_ref()
-            .map(|o| cf::OrganizationGuid::new(o.guid.as_str())),
-    )
-    .with_poll(
-        opts.poll_interval,
-        request.timeout.max(Duration::from_secs(60)),
-    );
+    let client = super::connect(&opts.target, &opts.token).await?;
+    let backend = super::backend(client, &opts.target, &request, opts.poll_interval);
     Ok((backend, request))
 }
