@@ -148,36 +148,32 @@ fn run_plugin_rollback(port: u16, args: Vec<OsString>) -> ExitCode {
 
 /// Runs `cf-zero-downtime rollback ARGS` with the cf CLI's saved login.
 pub fn run_standalone_rollback(args: RollbackArgs) -> ExitCode {
-    block_on(async {
-        let login = match standalone::config_path().and_then(|p| standalone::load(&p)) {
-            Ok(login) => login,
-            Err(e) => return fail(&e),
-        };
-        if let Err(e) = login.token.token().await {
-            return fail(&Error::Auth(e));
-        }
-        let source = login.token;
-        let token: Arc<dyn TokenProvider> = source.clone();
-        let code = super::rollback::run_rollback(login.target, token, args).await;
-        print_warnings(&source);
-        code
-    })
+    with_saved_login(|target, token| super::rollback::run_rollback(target, token, args))
 }
 
 /// Runs `cf-zero-downtime push ARGS` with the cf CLI's saved login.
 pub fn run_standalone(args: PushArgs) -> ExitCode {
+    with_saved_login(|target, token| push::run_push(target, token, args))
+}
+
+/// Runs a command with the cf CLI's saved login (`$CF_HOME/.cf/config.json`). Like the
+/// plugin path, it has a usable token before anything else, and prints the token source's
+/// warnings (e.g. a refreshed token that could not be saved) at the end.
+fn with_saved_login<F>(run: impl FnOnce(Target, Arc<dyn TokenProvider>) -> F) -> ExitCode
+where
+    F: std::future::Future<Output = ExitCode>,
+{
     block_on(async {
         let login = match standalone::config_path().and_then(|p| standalone::load(&p)) {
             Ok(login) => login,
             Err(e) => return fail(&e),
         };
-        // Like the plugin path, have a usable token before anything else.
         if let Err(e) = login.token.token().await {
             return fail(&Error::Auth(e));
         }
         let source = login.token;
         let token: Arc<dyn TokenProvider> = source.clone();
-        let code = push::run_push(login.target, token, args).await;
+        let code = run(login.target, token).await;
         print_warnings(&source);
         code
     })
