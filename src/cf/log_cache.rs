@@ -402,13 +402,12 @@ impl Client {
             endpoint: "GET /".to_owned(),
             what: format!("log_cache link '{href}': {e}"),
         })?;
-        let api_https = self.api_endpoint().scheme() == "https";
-        if !matches!(url.scheme(), "http" | "https") || (api_https && url.scheme() != "https") {
-            return Err(Error::Protocol {
+        super::links::check_token_link(self.api_endpoint(), &url).map_err(|why| {
+            Error::Protocol {
                 endpoint: "GET /".to_owned(),
-                what: format!("log_cache link '{href}' is not an https URL"),
-            });
-        }
+                what: format!("log_cache link {why}"),
+            }
+        })?;
         Ok(url)
     }
 

@@ -54,6 +54,7 @@ pub mod droplets;
 pub mod error;
 pub mod guid;
 pub mod jobs;
+pub(crate) mod links;
 pub mod log_cache;
 pub mod manifests;
 pub mod metadata;

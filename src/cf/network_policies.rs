@@ -97,11 +97,21 @@ impl Client {
         let discovered = self.discovered().filter(|d| d.root_known);
         let link = discovered.map(|d| d.root.links.network_policy_v1.map(|l| l.href));
         match link {
-            Some(Some(base)) => Url::parse(&format!("{}/policies", base.trim_end_matches('/')))
-                .map_err(|e| Error::Protocol {
-                    endpoint: "GET /".to_owned(),
-                    what: format!("network_policy_v1 link '{base}': {e}"),
-                }),
+            Some(Some(base)) => {
+                let url = Url::parse(&format!("{}/policies", base.trim_end_matches('/'))).map_err(
+                    |e| Error::Protocol {
+                        endpoint: "GET /".to_owned(),
+                        what: format!("network_policy_v1 link '{base}': {e}"),
+                    },
+                )?;
+                super::links::check_token_link(self.api_endpoint(), &url).map_err(|why| {
+                    Error::Protocol {
+                        endpoint: "GET /".to_owned(),
+                        what: format!("network_policy_v1 link {why}"),
+                    }
+                })?;
+                Ok(url)
+            }
             // The root document was read and has no policy server.
             Some(None) => Err(Error::Unavailable {
                 service: "the network policy server",
@@ -164,5 +174,46 @@ impl Client {
         )
         .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::super::{ClientConfig, RootInfo, StaticToken};
+    use super::*;
+
+    #[tokio::test]
+    async fn the_token_is_not_sent_to_a_plain_http_policy_server_of_an_https_api() {
+        let token = Arc::new(StaticToken(secrecy::SecretString::from("bearer t")));
+        let client = Client::new(ClientConfig::new("https://api.example.org", token)).unwrap();
+        let root: RootInfo = serde_json::from_value(serde_json::json!(
+            {"links": {"network_policy_v1": {"href": "http://api.example.org/networking/v1/external"}}}
+        ))
+        .unwrap();
+        client.store_root(root);
+        let err = client
+            .list_network_policies(&[AppGuid::from("a")])
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("network_policy_v1 link"), "{text}");
+        assert!(text.contains("is not an https URL"), "{text}");
+        let err = client
+            .create_network_policies(&[NetworkPolicy {
+                source: PolicySource { id: "a".into() },
+                destination: PolicyDestination {
+                    id: "b".into(),
+                    protocol: "tcp".into(),
+                    ports: PortRange {
+                        start: 8080,
+                        end: 8080,
+                    },
+                },
+            }])
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("is not an https URL"), "{err}");
     }
 }

@@ -241,7 +241,7 @@ mod tests {
     use super::*;
     use crate::plugin::rpc::RpcClient;
 
-    const API: &str = "https://api.example.com";
+    const API: &str = "http://api.example.com";
 
     fn jwt(exp_in: i64) -> String {
         let enc = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);

@@ -5,11 +5,19 @@
 //! grant (or `client_credentials`) with bounded retries, saving the new tokens back the way
 //! cf does (atomic replace, mode 0600).
 //!
-//! Depends on: `cf` (Target), `rpc_token` (TokenSource), reqwest (rustls), serde_json.
+//! The refresher is bound to the API endpoint and the login server the file named when the
+//! run started. A file that names another `Target` or `AuthorizationEndpoint` later (`cf login`
+//! to another foundation in a second terminal) is neither read for tokens nor written: the run
+//! goes on with the tokens it holds, and says so once in a warning. Tokens never follow a
+//! redirect, and an https API's login server must be https too (`cf::links`).
+//!
+//! Depends on: `cf` (Target, the token-link rule), `rpc_token` (TokenSource), reqwest
+//! (rustls), serde_json.
 //! Must not: print or log tokens; a failed save becomes a warning the [`TokenSource`] holds.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -223,10 +231,16 @@ pub(crate) struct Refreshed {
 /// Refreshes tokens the way the cf CLI does from its config file: re-read the file (a
 /// concurrent `cf` may have rotated the tokens), else ask the login server at
 /// `{AuthorizationEndpoint}/oauth/token` (`refresh_token` grant, or `client_credentials`)
-/// with bounded retries, then save the new tokens back.
+/// with bounded retries, then save the new tokens back. Only while the file still names the
+/// API and login server it named at the start ([`Binding`]).
 pub(crate) struct ConfigRefresher {
     path: PathBuf,
+    binding: Binding,
     token_url: String,
+    /// Why the login server may not receive tokens ([`crate::cf::links`]), if it may not.
+    token_url_refused: Option<String>,
+    /// Set once the file was found to name another foundation (warned about once).
+    other_target_warned: AtomicBool,
     client_id: String,
     client_secret: SecretString,
     client_credentials: bool,
@@ -238,6 +252,7 @@ impl std::fmt::Debug for ConfigRefresher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ConfigRefresher")
             .field("path", &self.path)
+            .field("binding", &self.binding)
             .field("token_url", &self.token_url)
             .field("client_id", &self.client_id)
             .field("client_credentials", &self.client_credentials)
@@ -262,6 +277,33 @@ struct UaaError {
     error_description: String,
 }
 
+/// The API endpoint and login server a refresher was started with (trailing `/` trimmed):
+/// the config file is used for tokens only while it still names both.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Binding {
+    api: String,
+    auth: String,
+}
+
+impl Binding {
+    fn of(config: &ConfigJson) -> Binding {
+        Binding::from_parts(&config.target, &config.authorization_endpoint)
+    }
+
+    fn from_parts(target: &str, auth: &str) -> Binding {
+        Binding {
+            api: target.trim_end_matches('/').to_string(),
+            auth: auth.trim_end_matches('/').to_string(),
+        }
+    }
+
+    /// The binding a config file as raw JSON names (empty strings for missing keys).
+    fn of_json(json: &serde_json::Value) -> Binding {
+        let text = |key: &str| json.get(key).and_then(|v| v.as_str()).unwrap_or_default();
+        Binding::from_parts(text("Target"), text("AuthorizationEndpoint"))
+    }
+}
+
 /// One failed attempt at the login server: worth another try or not.
 enum Attempt {
     Retry(AuthError),
@@ -272,6 +314,9 @@ impl ConfigRefresher {
     pub(crate) fn new(path: PathBuf, config: &ConfigJson) -> Result<Self, Error> {
         let http = reqwest::Client::builder()
             .danger_accept_invalid_certs(config.ssl_disabled)
+            // A redirect would carry the refresh token (or the client secret) in its body to
+            // wherever the login server points; the API client follows none either.
+            .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(30))
             .build()
@@ -281,12 +326,14 @@ impl ConfigRefresher {
         } else {
             config.uaa_oauth_client.clone()
         };
+        let binding = Binding::of(config);
+        let token_url = format!("{}/oauth/token", binding.auth);
         Ok(Self {
             path,
-            token_url: format!(
-                "{}/oauth/token",
-                config.authorization_endpoint.trim_end_matches('/')
-            ),
+            token_url_refused: token_url_refused(&binding.api, &token_url),
+            binding,
+            token_url,
+            other_target_warned: AtomicBool::new(false),
             client_id,
             client_secret: SecretString::from(config.uaa_oauth_client_secret.clone()),
             client_credentials: config.uaa_grant_type == "client_credentials",
@@ -323,12 +370,19 @@ impl ConfigRefresher {
     /// token other than `rejected` (a concurrent `cf` refreshed it), that one is used;
     /// otherwise the login server is asked with the file's current refresh token (or
     /// `known_refresh` when the file has none or cannot be read), and the answer is saved.
+    /// A file that now names another API or login server is not used at all: the login
+    /// server this run started with is asked with `known_refresh`, nothing is saved, and the
+    /// first such refresh carries a warning.
     pub(crate) async fn refresh(
         &self,
         rejected: Option<&SecretString>,
         known_refresh: &SecretString,
     ) -> Result<Refreshed, AuthError> {
-        let current = read_config(&self.path).ok();
+        let mut current = read_config(&self.path).ok();
+        let mut foreign = None;
+        if let Some(file) = current.take_if(|file| Binding::of(file) != self.binding) {
+            foreign = Some(file.target);
+        }
         let mut refresh_token = known_refresh.clone();
         if let Some(file) = current {
             let rejected = rejected.map(ExposeSecret::expose_secret);
@@ -369,19 +423,41 @@ impl ConfigRefresher {
             }
         };
         let refresh = refresh.unwrap_or(refresh_token);
-        let warning = save_tokens(&self.path, &access, &refresh).err().map(|e| {
+        let saved = match foreign {
+            Some(found) => Saved::OtherTarget(found),
+            None => save_tokens(&self.path, &self.binding, &access, &refresh)
+                .unwrap_or_else(Saved::Failed),
+        };
+        let warning = match saved {
+            Saved::Written => None,
+            Saved::OtherTarget(found) => self.other_target_warning(&found),
             // The new token works for this run; only the next cf command will refresh again.
-            format!(
+            Saved::Failed(e) => Some(format!(
                 "could not save the refreshed access token to {}: {}",
                 self.path.display(),
                 super::error_chain(&e)
-            )
-        });
+            )),
+        };
         Ok(Refreshed {
             access,
             refresh,
             warning,
         })
+    }
+
+    /// The warning for a config file found to name `found` instead of this run's API (or to
+    /// name another login server): the first time only.
+    fn other_target_warning(&self, found: &str) -> Option<String> {
+        if self.other_target_warned.swap(true, Ordering::Relaxed) {
+            return None;
+        }
+        Some(format!(
+            "{} now targets {} (login server or API changed since this run started): its tokens \
+             are left alone, and this run goes on with the tokens it has for {}",
+            self.path.display(),
+            if found.is_empty() { "nothing" } else { found },
+            self.binding.api
+        ))
     }
 
     /// One request to the login server: the new access token and, if it sent one, the new
@@ -390,6 +466,11 @@ impl ConfigRefresher {
         &self,
         refresh_token: &SecretString,
     ) -> Result<(SecretString, Option<SecretString>), Attempt> {
+        if let Some(why) = &self.token_url_refused {
+            return Err(Attempt::Final(AuthError::Failed(format!(
+                "the login server link {why}"
+            ))));
+        }
         let mut request = self
             .http
             .post(&self.token_url)
@@ -477,6 +558,20 @@ impl ConfigRefresher {
     }
 }
 
+/// Why the login server at `token_url` may not receive this API's tokens, by the rule every
+/// token link follows ([`crate::cf::links::check_token_link`]). An API endpoint that is no URL
+/// is taken as https (the stricter case).
+fn token_url_refused(api: &str, token_url: &str) -> Option<String> {
+    let link = match url::Url::parse(token_url) {
+        Ok(link) => link,
+        Err(e) => return Some(format!("'{token_url}' is not a URL: {e}")),
+    };
+    let api = url::Url::parse(api)
+        .or_else(|_| url::Url::parse("https://api.invalid"))
+        .ok()?;
+    crate::cf::links::check_token_link(&api, &link).err()
+}
+
 pub(crate) fn now_unix() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -500,29 +595,51 @@ fn jwt_claims(token: &str) -> Option<serde_json::Map<String, serde_json::Value>>
     }
 }
 
+/// The token's `exp` claim in whole seconds; `None` when the claims do not parse or `exp` is
+/// missing, not a number or not finite (such a token counts as expired). Values beyond the
+/// range of `i64` saturate (a float `as` cast saturates; NaN and infinities are refused first).
+fn expiry(token: &str) -> Option<i64> {
+    let exp = jwt_claims(token)?.get("exp")?.as_f64()?;
+    exp.is_finite().then_some(exp as i64)
+}
+
 /// Whether the token is still accepted by its `exp` (no margin): what a failed refresh may
 /// fall back to.
 pub(crate) fn still_valid(token: &str, now: i64) -> bool {
-    jwt_claims(token)
-        .and_then(|c| c.get("exp").and_then(|e| e.as_f64()))
-        .is_some_and(|exp| (exp as i64) > now)
+    expiry(token).is_some_and(|exp| exp > now)
 }
 
-/// Whether the token must be refreshed: it cannot be parsed, has no `exp`, or expires
-/// within [`REFRESH_MARGIN_SECS`] (the cf v7+ HTTP client's rule).
+/// Whether the token must be refreshed: it cannot be parsed, has no usable `exp`, or expires
+/// within [`REFRESH_MARGIN_SECS`] (the cf v7+ HTTP client's rule). The arithmetic saturates,
+/// so a hostile `exp` (`-1e300`) counts as long expired rather than wrapping to fresh.
 pub(crate) fn expires_soon(token: &str, now: i64) -> bool {
-    let exp = jwt_claims(token)
-        .and_then(|c| c.get("exp").and_then(|e| e.as_f64()))
-        .map(|e| e as i64);
-    exp.is_none_or(|exp| exp - now < REFRESH_MARGIN_SECS)
+    expiry(token).is_none_or(|exp| exp.saturating_sub(now) < REFRESH_MARGIN_SECS)
+}
+
+/// What became of a refreshed token's save to the config file.
+enum Saved {
+    Written,
+    /// The file names another API or login server (its `Target`): left alone.
+    OtherTarget(String),
+    Failed(std::io::Error),
 }
 
 /// Writes the tokens into the config file, keeping every other key, atomically (temp file
-/// in the same directory, then rename) with mode 0600 like the cf CLI.
-fn save_tokens(path: &Path, access: &SecretString, refresh: &SecretString) -> std::io::Result<()> {
+/// in the same directory, then rename) with mode 0600 like the cf CLI. A file that no longer
+/// names `binding` is not written ([`Saved::OtherTarget`]).
+fn save_tokens(
+    path: &Path,
+    binding: &Binding,
+    access: &SecretString,
+    refresh: &SecretString,
+) -> std::io::Result<Saved> {
     use std::io::Write as _;
     let bytes = std::fs::read(path)?;
     let mut json: serde_json::Value = serde_json::from_slice(&bytes)?;
+    let found = Binding::of_json(&json);
+    if json.is_object() && found != *binding {
+        return Ok(Saved::OtherTarget(found.api));
+    }
     let obj = json.as_object_mut().ok_or_else(|| {
         std::io::Error::new(
             std::io::ErrorKind::InvalidData,
@@ -550,7 +667,7 @@ fn save_tokens(path: &Path, access: &SecretString, refresh: &SecretString) -> st
         std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o600))?;
     }
     tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+    Ok(Saved::Written)
 }
 
 #[cfg(test)]
@@ -610,6 +727,28 @@ mod tests {
         let shown = format!("{source:?}");
         assert!(!shown.contains("SECRET"), "{shown}");
         assert!(shown.contains("/x/config.json"), "{shown}");
+    }
+
+    #[test]
+    fn hostile_exp_claims_count_as_expired() {
+        let now = 1_000_000;
+        // `exp - now` used to wrap: i64::MIN - now is a huge positive number, i.e. "fresh".
+        for exp in ["-1e300", "-9.3e18", "-9223372036854775808"] {
+            let token = jwt(&format!(r#"{{"exp":{exp}}}"#));
+            assert!(expires_soon(&token, now), "{exp}");
+            assert!(!still_valid(&token, now), "{exp}");
+        }
+        // Far in the future saturates instead of overflowing.
+        let forever = jwt(r#"{"exp":1e300}"#);
+        assert!(!expires_soon(&forever, now));
+        assert!(!expires_soon(&forever, i64::MIN));
+        assert!(still_valid(&forever, now));
+        // Claims that do not parse, or an `exp` that is no finite number: expired.
+        for claims in [r#"{"exp":"soon"}"#, r#"{"exp":null}"#, r#"[1]"#, "not json"] {
+            let token = jwt(claims);
+            assert!(expires_soon(&token, now), "{claims}");
+            assert!(!still_valid(&token, now), "{claims}");
+        }
     }
 
     #[test]

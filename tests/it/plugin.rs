@@ -690,7 +690,7 @@ fn cf_home(config: &Json) -> (tempfile::TempDir, PathBuf) {
 fn config(auth: &str, access: &str, refresh: &str) -> Json {
     json!({
         "ConfigVersion": 4,
-        "Target": "https://api.example.com/",
+        "Target": "http://api.example.com/",
         "APIVersion": "3.228.0",
         "AuthorizationEndpoint": auth,
         "UaaEndpoint": auth,
@@ -720,7 +720,7 @@ async fn a_valid_config_gives_the_target_and_its_token_without_refreshing() {
     );
     let (_home, file) = cf_home(&config(&server.uri(), &access, "refresh-1"));
     let login = standalone::load(&file).expect("loads");
-    assert_eq!(login.target.api_endpoint, "https://api.example.com");
+    assert_eq!(login.target.api_endpoint, "http://api.example.com");
     assert!(login.target.skip_ssl_validation);
     assert_eq!(
         login.target.org.as_ref().map(|o| o.guid.as_str()),
@@ -823,6 +823,141 @@ async fn client_credentials_logins_refresh_with_the_client_secret() {
     assert_eq!(token.expose_secret(), "bearer new-client-token");
     let requests = server.received_requests().await.unwrap_or_default();
     assert!(requests[0].headers.get("authorization").is_none());
+}
+
+/// `cf login` to foundation B in a second terminal during a long push to A: B's tokens are
+/// neither sent to A nor read, B's config is not written, and the run says so once.
+#[tokio::test]
+async fn a_config_switched_to_another_foundation_mid_run_is_left_alone() {
+    let uaa_a = MockServer::start().await;
+    let fresh_a = jwt(&json!({"exp": now() + 3600, "user_name": "alice"}));
+    Mock::given(method("POST"))
+        .and(path("/oauth/token"))
+        .and(body_string_contains("refresh_token=refresh-A"))
+        .respond_with(token_answer(&fresh_a, "second-A"))
+        .expect(1)
+        .mount(&uaa_a)
+        .await;
+    let fresh_a2 = jwt(&json!({"exp": now() + 3601, "user_name": "alice"}));
+    Mock::given(method("POST"))
+        .and(path("/oauth/token"))
+        .and(body_string_contains("refresh_token=second-A"))
+        .respond_with(token_answer(&fresh_a2, "third-A"))
+        .expect(1)
+        .mount(&uaa_a)
+        .await;
+    let uaa_b = MockServer::start().await;
+    Mock::given(wiremock::matchers::any())
+        .respond_with(ResponseTemplate::new(500))
+        .expect(0)
+        .mount(&uaa_b)
+        .await;
+    let expiring = format!(
+        "bearer {}",
+        jwt(&json!({"exp": now() + 10, "user_name": "alice"}))
+    );
+    let mut cfg_a = config(&uaa_a.uri(), &expiring, "refresh-A");
+    cfg_a["Target"] = json!("http://api.a.example.com");
+    let (_home, file) = cf_home(&cfg_a);
+    let login = standalone::load(&file).expect("loads");
+
+    // Foundation B, logged in meanwhile, with a token that is valid for a long time.
+    let token_b = format!(
+        "bearer {}",
+        jwt(&json!({"exp": now() + 3600, "user_name": "bob"}))
+    );
+    let mut cfg_b = config(&uaa_b.uri(), &token_b, "refresh-B");
+    cfg_b["Target"] = json!("http://api.b.example.com");
+    let b_bytes = serde_json::to_vec_pretty(&cfg_b).expect("json");
+    std::fs::write(&file, &b_bytes).expect("switch foundation");
+
+    let token = login
+        .token
+        .token()
+        .await
+        .expect("refreshed at A's login server");
+    assert_eq!(token.expose_secret(), format!("bearer {fresh_a}"));
+    // The file is B's, untouched.
+    assert_eq!(std::fs::read(&file).expect("read"), b_bytes);
+    let warnings = login.token.take_warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("now targets http://api.b.example.com"),
+        "{warnings:?}"
+    );
+    assert!(!warnings[0].contains("eyJ") && !warnings[0].contains("refresh-"));
+
+    // A rejected token is refreshed at A again with the refresh token the run holds (never
+    // B's), and the warning is not repeated.
+    let again = login.token.refresh().await.expect("refreshed at A again");
+    assert_eq!(again.expose_secret(), format!("bearer {fresh_a2}"));
+    assert!(login.token.take_warnings().is_empty(), "warned once only");
+    assert_eq!(std::fs::read(&file).expect("read"), b_bytes);
+    assert!(
+        uaa_b
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .is_empty()
+    );
+}
+
+/// A login server that answers 307 to another host gets no second request: the refresh token
+/// does not follow redirects.
+#[tokio::test]
+async fn the_refresh_token_does_not_follow_a_redirect() {
+    let elsewhere = MockServer::start().await;
+    Mock::given(wiremock::matchers::any())
+        .respond_with(token_answer("stolen", "stolen"))
+        .expect(0)
+        .mount(&elsewhere)
+        .await;
+    let uaa = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/oauth/token"))
+        .respond_with(
+            ResponseTemplate::new(307)
+                .insert_header("location", format!("{}/oauth/token", elsewhere.uri())),
+        )
+        .expect(1)
+        .mount(&uaa)
+        .await;
+    let expired = format!("bearer {}", jwt(&json!({"exp": now() - 10})));
+    let (_home, file) = cf_home(&config(&uaa.uri(), &expired, "refresh-1"));
+    let login = standalone::load(&file).expect("loads");
+    let err = login
+        .token
+        .token()
+        .await
+        .expect_err("a redirect is no token");
+    assert!(err.to_string().contains("307"), "{err}");
+    assert!(
+        elsewhere
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .is_empty()
+    );
+}
+
+/// An https API whose config names a plain-http login server: the refresh token is not sent.
+#[tokio::test]
+async fn the_refresh_token_is_not_sent_over_http_for_an_https_api() {
+    let uaa = MockServer::start().await;
+    Mock::given(wiremock::matchers::any())
+        .respond_with(ResponseTemplate::new(500))
+        .expect(0)
+        .mount(&uaa)
+        .await;
+    let expired = format!("bearer {}", jwt(&json!({"exp": now() - 10})));
+    let mut cfg = config(&uaa.uri(), &expired, "refresh-1");
+    cfg["Target"] = json!("https://api.example.com");
+    let (_home, file) = cf_home(&cfg);
+    let login = standalone::load(&file).expect("loads");
+    let err = login.token.token().await.expect_err("refused");
+    let text = err.to_string();
+    assert!(text.contains("is not an https URL"), "{text}");
+    assert!(!text.contains("refresh-1"), "{text}");
 }
 
 #[test]
@@ -1059,7 +1194,7 @@ async fn the_token_source_outlives_a_killed_go_cli() {
     let first = fetch_rpc_token(&conn).await.expect("token from Go");
     let mut source = TokenSource::from_rpc(conn, first);
     source
-        .add_config_fallback(&file, "https://api.example.com")
+        .add_config_fallback(&file, "http://api.example.com")
         .expect("config targets the same API");
     // While the cf CLI lives, it is asked (nothing reaches the login server).
     let t = source.token().await.expect("from the cf CLI");
