@@ -134,7 +134,9 @@ pub(crate) const REFUSED: [&str; 4] = ["no_start", "no_wait", "task", "droplet"]
 ///
 /// The `cf push` flags come first, in the order of `cf help push`, with the cf CLI's short
 /// forms and meanings; the flags of the deploy itself follow under the heading "Zero-downtime options".
-#[derive(Debug, Clone, Args, Default)]
+///
+/// Its `Debug` shows the names of `--var`s, never their values.
+#[derive(Clone, Args, Default)]
 pub struct PushArgs {
     /// App to push (default: every app in the manifest).
     #[arg(value_name = "APP_NAME")]
@@ -372,6 +374,123 @@ pub struct PushArgs {
     /// The verdict when fewer than --min-requests reached the new version.
     #[arg(long = "analysis-no-traffic", value_enum, default_value_t = AnalysisNoTraffic::Fail, help_heading = ANALYSIS_HEADING)]
     pub analysis_no_traffic: AnalysisNoTraffic,
+}
+
+/// `--var NAME=VALUE` pairs as `Debug` may show them: the names, each value replaced.
+pub(crate) fn redacted_vars(vars: &[(String, String)]) -> Vec<(&str, &'static str)> {
+    vars.iter()
+        .map(|(name, _)| (name.as_str(), "<redacted>"))
+        .collect()
+}
+
+impl std::fmt::Debug for PushArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Exhaustive on purpose: a new field does not compile until it is listed here.
+        let PushArgs {
+            app_name,
+            buildpacks,
+            start_command,
+            manifest,
+            no_manifest,
+            lifecycle,
+            no_start,
+            no_wait,
+            instances,
+            disk,
+            memory,
+            log_rate_limit,
+            path,
+            stack,
+            app_start_timeout,
+            task,
+            health_check_type,
+            endpoint,
+            no_route,
+            random_route,
+            vars,
+            vars_files,
+            docker_image,
+            docker_username,
+            droplet,
+            redact_env,
+            strategy,
+            smoke_test,
+            smoke_test_path,
+            smoke_test_timeout,
+            smoke_test_router,
+            smoke_test_scheme,
+            old_app,
+            drain,
+            timeout,
+            max_in_flight,
+            instance_steps,
+            keep_scale,
+            temp_route_suffix,
+            dry_run,
+            output,
+            canary_steps,
+            analysis,
+            analysis_interval,
+            max_error_rate,
+            error_rate_margin,
+            max_p99,
+            max_p99_ratio,
+            min_requests,
+            analysis_no_traffic,
+        } = self;
+        f.debug_struct("PushArgs")
+            .field("app_name", app_name)
+            .field("buildpacks", buildpacks)
+            .field("start_command", start_command)
+            .field("manifest", manifest)
+            .field("no_manifest", no_manifest)
+            .field("lifecycle", lifecycle)
+            .field("no_start", no_start)
+            .field("no_wait", no_wait)
+            .field("instances", instances)
+            .field("disk", disk)
+            .field("memory", memory)
+            .field("log_rate_limit", log_rate_limit)
+            .field("path", path)
+            .field("stack", stack)
+            .field("app_start_timeout", app_start_timeout)
+            .field("task", task)
+            .field("health_check_type", health_check_type)
+            .field("endpoint", endpoint)
+            .field("no_route", no_route)
+            .field("random_route", random_route)
+            .field("vars", &redacted_vars(vars))
+            .field("vars_files", vars_files)
+            .field("docker_image", docker_image)
+            .field("docker_username", docker_username)
+            .field("droplet", droplet)
+            .field("redact_env", redact_env)
+            .field("strategy", strategy)
+            .field("smoke_test", smoke_test)
+            .field("smoke_test_path", smoke_test_path)
+            .field("smoke_test_timeout", smoke_test_timeout)
+            .field("smoke_test_router", smoke_test_router)
+            .field("smoke_test_scheme", smoke_test_scheme)
+            .field("old_app", old_app)
+            .field("drain", drain)
+            .field("timeout", timeout)
+            .field("max_in_flight", max_in_flight)
+            .field("instance_steps", instance_steps)
+            .field("keep_scale", keep_scale)
+            .field("temp_route_suffix", temp_route_suffix)
+            .field("dry_run", dry_run)
+            .field("output", output)
+            .field("canary_steps", canary_steps)
+            .field("analysis", analysis)
+            .field("analysis_interval", analysis_interval)
+            .field("max_error_rate", max_error_rate)
+            .field("error_rate_margin", error_rate_margin)
+            .field("max_p99", max_p99)
+            .field("max_p99_ratio", max_p99_ratio)
+            .field("min_requests", min_requests)
+            .field("analysis_no_traffic", analysis_no_traffic)
+            .finish()
+    }
 }
 
 impl PushArgs {
@@ -751,6 +870,18 @@ mod tests {
         assert!(t0.is_err());
         let bad_u = crate::cli::PluginPush::try_parse_from(["zero-downtime-push", "-u", "tcp"]);
         assert!(bad_u.is_err());
+    }
+
+    #[test]
+    fn debug_hides_var_values() {
+        let args = PushArgs {
+            vars: vec![("db_password".into(), "hunter2".into())],
+            ..PushArgs::default()
+        };
+        let shown = format!("{args:?}");
+        assert!(shown.contains("db_password"), "{shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("temp_route_suffix"), "{shown}");
     }
 
     #[test]

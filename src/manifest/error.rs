@@ -78,9 +78,10 @@ pub enum Error {
         names: Vec<String>,
     },
 
-    /// A `((var))` spliced into a longer string whose value is not a string or integer.
+    /// A `((var))` spliced into a longer string whose value is not a string or integer. The
+    /// cf CLI's message also shows the value; this one does not (it may be a secret).
     #[error(
-        "{location}: invalid type '{type_name}' for value '{value}' and variable '{name}'; supported types for interpolation within a string are integers and strings"
+        "{location}: invalid type '{type_name}' for variable '{name}'; supported types for interpolation within a string are integers and strings"
     )]
     VarType {
         /// Where the string is.
@@ -89,8 +90,6 @@ pub enum Error {
         name: String,
         /// The value's YAML type.
         type_name: String,
-        /// The value, shortened.
-        value: String,
     },
 
     /// A key with a wrong type or value (`instances: two`, `memory: 1Q`, a bad route).

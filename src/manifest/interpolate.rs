@@ -15,15 +15,26 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::error::{Error, Location};
 use super::value::Value;
-use super::yaml::{self, Budget, Kind, Mark, NODE_BYTES, Node};
+use super::yaml::{self, Budget, Kind, MAX_DEPTH, Mark, NODE_BYTES, Node};
 
-/// Variable values by name.
-#[derive(Debug, Clone, Default)]
+/// Variable values by name. Its `Debug` shows the names only.
+#[derive(Clone, Default)]
 pub(crate) struct Vars {
     values: HashMap<String, Value>,
+}
+
+impl std::fmt::Debug for Vars {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut names: Vec<&str> = self.values.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        f.debug_struct("Vars")
+            .field("names", &names)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Vars {
@@ -199,6 +210,21 @@ fn value_weight(value: &Value) -> usize {
     })
 }
 
+/// How many levels of collections a value holds (as the parser counts a node's height).
+fn value_height(value: &Value) -> usize {
+    match value {
+        Value::Seq(items) => 1 + items.iter().map(value_height).max().unwrap_or(0),
+        Value::Map(entries) => {
+            1 + entries
+                .iter()
+                .map(|(k, v)| value_height(k).max(value_height(v)))
+                .max()
+                .unwrap_or(0)
+        }
+        _ => 0,
+    }
+}
+
 /// Interpolates every string node of `root` with a budget of its own. `file` is used in messages.
 #[cfg(test)]
 pub(crate) fn interpolate(root: Node, vars: &Vars, file: &Path) -> Result<Node, Error> {
@@ -220,7 +246,7 @@ pub(crate) fn interpolate_with(
         missing: &mut missing,
         budget,
     };
-    let node = ctx.walk(root)?;
+    let node = ctx.walk(root, 0)?;
     if missing.is_empty() {
         Ok(node)
     } else {
@@ -240,21 +266,22 @@ struct Walk<'a> {
 }
 
 impl Walk<'_> {
-    fn walk(&mut self, node: Node) -> Result<Node, Error> {
+    /// Interpolates `node`, which sits inside `depth` collections.
+    fn walk(&mut self, node: Node, depth: usize) -> Result<Node, Error> {
         let mark = node.mark;
         match node.kind {
-            Kind::Str(s) => self.substitute(s, mark),
+            Kind::Str(s) => self.substitute(s, mark, depth),
             Kind::Seq(items) => {
                 let items = items
                     .into_iter()
-                    .map(|n| self.walk(n))
+                    .map(|n| self.walk(n, depth + 1))
                     .collect::<Result<Vec<_>, _>>()?;
                 Ok(Node::new(Kind::Seq(items), mark))
             }
             Kind::Map(entries) => {
                 let entries = entries
                     .into_iter()
-                    .map(|(k, v)| Ok((self.walk(k)?, self.walk(v)?)))
+                    .map(|(k, v)| Ok((self.walk(k, depth + 1)?, self.walk(v, depth + 1)?)))
                     .collect::<Result<Vec<_>, Error>>()?;
                 Ok(Node::new(Kind::Map(entries), mark))
             }
@@ -285,7 +312,7 @@ impl Walk<'_> {
         }
     }
 
-    fn substitute(&mut self, s: String, mark: Mark) -> Result<Node, Error> {
+    fn substitute(&mut self, s: String, mark: Mark, depth: usize) -> Result<Node, Error> {
         let occ = occurrences(&s);
         if occ.is_empty() {
             return Ok(Node::new(Kind::Str(s), mark));
@@ -293,8 +320,22 @@ impl Walk<'_> {
         if occ.len() == 1 && occ[0].start == 0 && occ[0].end == s.len() {
             return match self.vars.get(&occ[0].name) {
                 Some(v) => {
+                    if depth.saturating_add(value_height(v)) > MAX_DEPTH {
+                        return Err(Error::Syntax {
+                            location: self.location(mark),
+                            message: yaml::too_deep(&format!(
+                                " once (({})) is interpolated",
+                                occ[0].name
+                            )),
+                            key: None,
+                        });
+                    }
                     self.charge(value_weight(v), mark)?;
-                    Ok(Node::from_value(v, mark))
+                    Ok(Node::from_var_value(
+                        v,
+                        mark,
+                        &Arc::from(occ[0].name.as_str()),
+                    ))
                 }
                 None => {
                     self.missing.insert(occ[0].name.clone());
@@ -304,6 +345,7 @@ impl Walk<'_> {
         }
         let mut out = String::with_capacity(s.len());
         let mut last = 0;
+        let mut spliced: Vec<&str> = Vec::new();
         for o in &occ {
             out.push_str(&s[last..o.start]);
             last = o.end;
@@ -311,25 +353,26 @@ impl Walk<'_> {
                 Some(Value::Str(v)) => {
                     self.charge(v.len(), mark)?;
                     out.push_str(v);
+                    spliced.push(&o.name);
                 }
                 Some(Value::Int(i)) => {
                     let text = i.to_string();
                     self.charge(text.len(), mark)?;
                     out.push_str(&text);
+                    spliced.push(&o.name);
                 }
                 Some(other) => {
-                    let (type_name, value) = match other {
-                        Value::Null => ("null", "null".to_string()),
-                        Value::Bool(b) => ("bool", b.to_string()),
-                        Value::Float(f) => ("float64", f.clone()),
-                        Value::Seq(_) => ("list", "[...]".to_string()),
-                        _ => ("map", "{...}".to_string()),
+                    let type_name = match other {
+                        Value::Null => "null",
+                        Value::Bool(_) => "bool",
+                        Value::Float(_) => "float64",
+                        Value::Seq(_) => "list",
+                        _ => "map",
                     };
                     return Err(Error::VarType {
                         location: self.location(mark),
                         name: o.name.clone(),
                         type_name: type_name.into(),
-                        value,
                     });
                 }
                 None => {
@@ -339,7 +382,12 @@ impl Walk<'_> {
             }
         }
         out.push_str(&s[last..]);
-        Ok(Node::new(Kind::Str(out), mark))
+        let mut node = Node::new(Kind::Str(out), mark);
+        if !spliced.is_empty() {
+            spliced.dedup();
+            node.var = Some(Arc::from(spliced.join(", ").as_str()));
+        }
+        Ok(node)
     }
 }
 
@@ -416,6 +464,47 @@ mod tests {
         assert_eq!(v.get("s"), Some(&Value::Str("a".into())));
         assert!(matches!(v.get("l"), Some(Value::Seq(items)) if items.len() == 2));
         assert!(v.add_flag("x", "").is_err());
+    }
+
+    #[test]
+    fn debug_shows_variable_names_only() {
+        let mut v = Vars::default();
+        v.add_flag("db_password", "hunter2").unwrap();
+        v.add_file_text("api_key: s3cr3t\n", Path::new("v.yml"))
+            .unwrap();
+        let shown = format!("{v:?}");
+        assert!(
+            shown.contains("db_password") && shown.contains("api_key"),
+            "{shown}"
+        );
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("s3cr3t"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn errors_about_interpolated_values_name_the_variable_not_the_value() {
+        let mut v = Vars::default();
+        v.add_flag("flag", "true").unwrap();
+        v.add_flag("ratio", "0.123456789").unwrap();
+        for (doc, name) in [("a: x-((flag))\n", "flag"), ("a: x-((ratio))\n", "ratio")] {
+            let e = run(doc, &v).unwrap_err().to_string();
+            assert!(e.contains(&format!("variable '{name}'")), "{e}");
+            assert!(!e.contains("true") && !e.contains("0.123456789"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_deep_variable_in_a_deep_manifest_is_refused() {
+        let mut v = Vars::default();
+        let deep = format!("{}x{}", "[".repeat(150), "]".repeat(150));
+        v.add_flag("deep", &deep).unwrap();
+        assert!(run("a: ((deep))\n", &v).is_ok());
+        let doc = format!("a: {}((deep)){}\n", "[".repeat(60), "]".repeat(60));
+        let e = run(&doc, &v).unwrap_err().to_string();
+        assert!(e.contains("nested too deeply"), "{e}");
+        assert!(e.contains("((deep))"), "{e}");
     }
 
     #[test]

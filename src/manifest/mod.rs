@@ -30,8 +30,9 @@ pub use value::Value;
 use interpolate::Vars;
 use model::Reader;
 
-/// Inputs of [`load`] besides the manifest: vars and the working directory.
-#[derive(Debug, Clone, Default)]
+/// Inputs of [`load`] besides the manifest: vars and the working directory. Its `Debug`
+/// shows the names of the `--var`s, never their values.
+#[derive(Clone, Default)]
 pub struct LoadOptions {
     /// `--vars-file` paths, in order (later files win).
     pub vars_files: Vec<PathBuf>,
@@ -39,6 +40,25 @@ pub struct LoadOptions {
     pub vars: Vec<(String, String)>,
     /// The working directory: base of `-p` and the bits of apps without `path`.
     pub cwd: PathBuf,
+}
+
+impl std::fmt::Debug for LoadOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let LoadOptions {
+            vars_files,
+            vars,
+            cwd,
+        } = self;
+        let names: Vec<(&str, &str)> = vars
+            .iter()
+            .map(|(name, _)| (name.as_str(), "<redacted>"))
+            .collect();
+        f.debug_struct("LoadOptions")
+            .field("vars_files", vars_files)
+            .field("vars", &names)
+            .field("cwd", cwd)
+            .finish()
+    }
 }
 
 /// Flags of `cf push` that change the manifest, applied by [`Manifest::apply_flags`] as the cf

@@ -698,7 +698,7 @@ impl<'a> Reader<'a> {
             _ => Err(self.invalid(
                 v,
                 key,
-                format!("expected true or false, found '{}'", v.describe()),
+                format!("expected true or false, found {}", v.shown(&v.describe())),
             )),
         }
     }
@@ -709,18 +709,26 @@ impl<'a> Reader<'a> {
             Kind::Int(i) if *i < 0 => {
                 Err(self.invalid(v, key, "must be greater than or equal to 0"))
             }
-            Kind::Int(i) => u32::try_from(*i)
-                .map(Some)
-                .map_err(|_| self.invalid(v, key, format!("{i} is too large"))),
+            Kind::Int(i) => u32::try_from(*i).map(Some).map_err(|_| {
+                let n = if v.var.is_some() {
+                    v.shown("")
+                } else {
+                    i.to_string()
+                };
+                self.invalid(v, key, format!("{n} is too large"))
+            }),
             Kind::Str(t) if t.trim().parse::<i64>().is_ok() => Err(self.invalid(
                 v,
                 key,
-                format!("expected a whole number, found the string '{t}' (remove the quotes)"),
+                format!(
+                    "expected a whole number, found the string {} (remove the quotes)",
+                    v.shown(t)
+                ),
             )),
             _ => Err(self.invalid(
                 v,
                 key,
-                format!("expected a whole number, found '{}'", v.describe()),
+                format!("expected a whole number, found {}", v.shown(&v.describe())),
             )),
         }
     }
@@ -745,7 +753,10 @@ impl<'a> Reader<'a> {
             Err(self.invalid(
                 v,
                 key,
-                format!("{what} must use a supported unit: B, K, KB, M, MB, G, GB, T, or TB (found '{text}')"),
+                format!(
+                    "{what} must use a supported unit: B, K, KB, M, MB, G, GB, T, or TB (found {})",
+                    v.shown(&text)
+                ),
             ))
         }
     }
@@ -762,7 +773,7 @@ impl<'a> Reader<'a> {
             Err(self.invalid(
                 v,
                 key,
-                format!("Log rate limit must be -1 (unlimited) or use a supported unit: B, K, KB, M, MB, G, GB, T, or TB (found '{text}')"),
+                format!("Log rate limit must be -1 (unlimited) or use a supported unit: B, K, KB, M, MB, G, GB, T, or TB (found {})", v.shown(&text)),
             ))
         }
     }
@@ -781,7 +792,10 @@ impl<'a> Reader<'a> {
             Some(other) => Err(self.invalid(
                 v,
                 key,
-                format!("must be one of port, process, http (found '{other}')"),
+                format!(
+                    "must be one of port, process, http (found {})",
+                    v.shown(other)
+                ),
             )),
         }
     }
@@ -811,7 +825,7 @@ impl<'a> Reader<'a> {
             return Err(self.invalid(
                 v,
                 key,
-                format!("must be a path starting with '/' (found '{p}')"),
+                format!("must be a path starting with '/' (found {})", v.shown(p)),
             ));
         }
         Ok(e)
@@ -889,11 +903,16 @@ impl<'a> Reader<'a> {
                     "route" => {
                         let r = self.string(&v, "route")?;
                         if let Err(why) = check_route(&r) {
-                            return Err(self.invalid(
-                                &v,
-                                "route",
-                                format!("invalid route '{r}': {why}"),
-                            ));
+                            // `why` quotes parts of the route: not for a value from a var.
+                            let message = if v.var.is_some() {
+                                format!(
+                                    "invalid route in {}: expected host.domain[/path] or host.domain:port",
+                                    v.shown(&r)
+                                )
+                            } else {
+                                format!("invalid route '{r}': {why}")
+                            };
+                            return Err(self.invalid(&v, "route", message));
                         }
                         spec.route = r;
                         has_route = true;
@@ -906,7 +925,7 @@ impl<'a> Reader<'a> {
                             return Err(self.invalid(
                                 &v,
                                 "protocol",
-                                format!("must be http1, http2 or tcp (found '{p}')"),
+                                format!("must be http1, http2 or tcp (found {})", v.shown(p)),
                             ));
                         }
                     }

@@ -14,13 +14,16 @@
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 use saphyr_parser::{Event, Parser, ScalarStyle, Span};
 
 use super::value::Value;
 
-/// Deepest nesting accepted; deeper documents are rejected instead of risking the stack.
-const MAX_DEPTH: usize = 200;
+/// Deepest nesting of collections accepted, counted in the tree as built (aliases expanded, and
+/// again after `((vars))` interpolation); deeper documents are rejected instead of risking the
+/// stack of every recursive walk over the tree.
+pub(crate) const MAX_DEPTH: usize = 200;
 /// Most bytes one manifest may expand to, counted over the whole document after alias expansion and
 /// `((vars))` interpolation: every node costs [`NODE_BYTES`] plus the bytes of its text. Guards
 /// against "billion laughs" (an anchor aliased thousands of times) and against a large variable
@@ -94,6 +97,10 @@ pub(crate) struct Node {
     pub mark: Mark,
     /// What it holds.
     pub kind: Kind,
+    /// The `((var))` (or vars, comma-separated) whose value this node is, is part of, or had
+    /// spliced into its text: a message about the node names the variable and never shows
+    /// the value, which may be a secret.
+    pub var: Option<Arc<str>>,
 }
 
 /// The content of a node.
@@ -112,7 +119,11 @@ pub(crate) enum Kind {
 impl Node {
     /// A node of `kind` at `mark`.
     pub fn new(kind: Kind, mark: Mark) -> Node {
-        Node { mark, kind }
+        Node {
+            mark,
+            kind,
+            var: None,
+        }
     }
 
     /// The value without marks.
@@ -133,25 +144,35 @@ impl Node {
         }
     }
 
-    /// Builds a node tree from a value, every node at `mark`.
-    pub fn from_value(value: &Value, mark: Mark) -> Node {
+    /// Builds a node tree from the value of the variable `var`, every node at `mark` and
+    /// marked as coming from `var`.
+    pub fn from_var_value(value: &Value, mark: Mark, var: &Arc<str>) -> Node {
+        let node = |v: &Value| Node::from_var_value(v, mark, var);
         let kind = match value {
             Value::Null => Kind::Null,
             Value::Bool(b) => Kind::Bool(*b),
             Value::Int(i) => Kind::Int(*i),
             Value::Float(f) => Kind::Float(f.clone()),
             Value::Str(s) => Kind::Str(s.clone()),
-            Value::Seq(items) => {
-                Kind::Seq(items.iter().map(|v| Node::from_value(v, mark)).collect())
+            Value::Seq(items) => Kind::Seq(items.iter().map(node).collect()),
+            Value::Map(entries) => {
+                Kind::Map(entries.iter().map(|(k, v)| (node(k), node(v))).collect())
             }
-            Value::Map(entries) => Kind::Map(
-                entries
-                    .iter()
-                    .map(|(k, v)| (Node::from_value(k, mark), Node::from_value(v, mark)))
-                    .collect(),
-            ),
         };
-        Node { mark, kind }
+        Node {
+            mark,
+            kind,
+            var: Some(Arc::clone(var)),
+        }
+    }
+
+    /// How the node's `text` reads in a message: quoted, or, for a value that came from a
+    /// `((var))`, as `the value of ((name))` (the text is not shown: it may be a secret).
+    pub fn shown(&self, text: &str) -> String {
+        match &self.var {
+            Some(var) => format!("the value of (({var}))"),
+            None => format!("'{text}'"),
+        }
     }
 
     /// The string content if this is a string scalar.
@@ -231,21 +252,41 @@ impl SyntaxError {
     }
 }
 
-/// An open collection while building the tree.
+/// An open collection while building the tree. `height` is the largest [`Height`] of the
+/// children so far.
 enum Frame {
     Seq {
         mark: Mark,
         anchor: usize,
+        height: usize,
         items: Vec<Node>,
     },
     Map {
         mark: Mark,
         anchor: usize,
+        height: usize,
         entries: Vec<(Node, Node)>,
         key: Option<Node>,
         /// Indexes of entries whose key was a plain `<<`.
         merges: Vec<usize>,
     },
+}
+
+impl Frame {
+    fn height_mut(&mut self) -> &mut usize {
+        match self {
+            Frame::Seq { height, .. } | Frame::Map { height, .. } => height,
+        }
+    }
+}
+
+/// How many levels of collections a node holds: 0 for a scalar, 1 + the largest child's for a
+/// list or mapping. An alias inserts its anchor's whole height at the alias's depth.
+type Height = usize;
+
+/// The error for a node that would end deeper than [`MAX_DEPTH`] levels of collections.
+pub(crate) fn too_deep(doing: &str) -> String {
+    format!("document is nested too deeply (more than {MAX_DEPTH} levels{doing})")
 }
 
 /// Parses the first YAML document of `text` with a budget of its own. `Ok(None)` for a stream with
@@ -260,8 +301,9 @@ pub(crate) fn parse_with(text: &str, budget: &mut Budget) -> Result<Option<Node>
     check_tabs(text)?;
     let mut parser = Parser::new_from_str(text);
     let mut stack: Vec<Frame> = Vec::new();
-    // Each anchored node with its weight, so an alias is charged without walking it first.
-    let mut anchors: HashMap<usize, (Node, usize)> = HashMap::new();
+    // Each anchored node with its weight and height, so an alias is charged and its depth
+    // checked without walking it first.
+    let mut anchors: HashMap<usize, (Node, usize, Height)> = HashMap::new();
     let mut root: Option<Node> = None;
     let mut in_document = false;
     while let Some(next) = parser.next_event() {
@@ -276,7 +318,7 @@ pub(crate) fn parse_with(text: &str, budget: &mut Budget) -> Result<Option<Node>
             )
         })?;
         let mark = Mark::from_span(&span);
-        let completed: Option<(Node, usize, bool)> = match event {
+        let completed: Option<(Node, usize, bool, Height)> = match event {
             Event::StreamStart | Event::Nothing => None,
             Event::StreamEnd => break,
             Event::DocumentStart(_) => {
@@ -295,9 +337,17 @@ pub(crate) fn parse_with(text: &str, budget: &mut Budget) -> Result<Option<Node>
                 None
             }
             Event::Alias(id) => {
-                let Some((target, weight)) = anchors.get(&id) else {
+                let Some((target, weight, height)) = anchors.get(&id) else {
                     return Err(SyntaxError::new(mark, "alias refers to an unknown anchor"));
                 };
+                // Checked before the clone: chained anchors can make an alias thousands of
+                // levels deep in a few kilobytes, and cloning it would overflow the stack.
+                if stack.len().saturating_add(*height) > MAX_DEPTH {
+                    return Err(SyntaxError::new(
+                        mark,
+                        too_deep(" once its aliases are expanded"),
+                    ));
+                }
                 if !budget.take(*weight) {
                     return Err(SyntaxError::new(
                         mark,
@@ -306,9 +356,10 @@ pub(crate) fn parse_with(text: &str, budget: &mut Budget) -> Result<Option<Node>
                         ),
                     ));
                 }
+                let height = *height;
                 let mut node = target.clone();
                 node.mark = mark;
-                Some((node, 0, false))
+                Some((node, 0, false, height))
             }
             Event::Scalar(text, style, anchor, tag) => {
                 take_budget(budget, NODE_BYTES.saturating_add(text.len()), mark)?;
@@ -316,16 +367,17 @@ pub(crate) fn parse_with(text: &str, budget: &mut Budget) -> Result<Option<Node>
                 let is_merge = style == ScalarStyle::Plain && tag.is_none() && text == "<<";
                 let tag_ref = tag.as_ref().map(|(h, s)| (h.as_str(), s.as_str()));
                 let kind = resolve_scalar(&text, style, tag_ref, mark)?;
-                Some((Node::new(kind, mark), anchor, is_merge))
+                Some((Node::new(kind, mark), anchor, is_merge, 0))
             }
             Event::SequenceStart(anchor, _) => {
                 take_budget(budget, NODE_BYTES, mark)?;
                 if stack.len() >= MAX_DEPTH {
-                    return Err(SyntaxError::new(mark, "document is nested too deeply"));
+                    return Err(SyntaxError::new(mark, too_deep("")));
                 }
                 stack.push(Frame::Seq {
                     mark,
                     anchor,
+                    height: 0,
                     items: Vec::new(),
                 });
                 None
@@ -333,11 +385,12 @@ pub(crate) fn parse_with(text: &str, budget: &mut Budget) -> Result<Option<Node>
             Event::MappingStart(anchor, _) => {
                 take_budget(budget, NODE_BYTES, mark)?;
                 if stack.len() >= MAX_DEPTH {
-                    return Err(SyntaxError::new(mark, "document is nested too deeply"));
+                    return Err(SyntaxError::new(mark, too_deep("")));
                 }
                 stack.push(Frame::Map {
                     mark,
                     anchor,
+                    height: 0,
                     entries: Vec::new(),
                     key: None,
                     merges: Vec::new(),
@@ -348,30 +401,41 @@ pub(crate) fn parse_with(text: &str, budget: &mut Budget) -> Result<Option<Node>
                 Some(Frame::Seq {
                     mark,
                     anchor,
+                    height,
                     items,
-                }) => Some((Node::new(Kind::Seq(items), mark), anchor, false)),
+                }) => Some((Node::new(Kind::Seq(items), mark), anchor, false, height + 1)),
                 _ => return Err(SyntaxError::new(mark, "unbalanced sequence end")),
             },
             Event::MappingEnd => match stack.pop() {
                 Some(Frame::Map {
                     mark,
                     anchor,
+                    height,
                     entries,
                     merges,
                     ..
                 }) => {
                     let entries = finish_map(entries, &merges)?;
-                    Some((Node::new(Kind::Map(entries), mark), anchor, false))
+                    Some((
+                        Node::new(Kind::Map(entries), mark),
+                        anchor,
+                        false,
+                        height + 1,
+                    ))
                 }
                 _ => return Err(SyntaxError::new(mark, "unbalanced mapping end")),
             },
         };
-        let Some((node, anchor, is_merge)) = completed else {
+        let Some((node, anchor, is_merge, height)) = completed else {
             continue;
         };
         if anchor != 0 {
             let weight = node.weight();
-            anchors.insert(anchor, (node.clone(), weight));
+            anchors.insert(anchor, (node.clone(), weight, height));
+        }
+        if let Some(parent) = stack.last_mut() {
+            let h = parent.height_mut();
+            *h = (*h).max(height);
         }
         match stack.last_mut() {
             None => {
@@ -636,13 +700,13 @@ fn resolve_scalar(
                     } else {
                         Err(SyntaxError::new(
                             mark,
-                            format!("cannot read '{text}' as !!{suffix}"),
+                            format!("cannot read the value as !!{suffix}"),
                         ))
                     }
                 } else {
                     Err(SyntaxError::new(
                         mark,
-                        format!("cannot read '{text}' as !!{suffix}"),
+                        format!("cannot read the value as !!{suffix}"),
                     ))
                 }
             }
@@ -1000,6 +1064,44 @@ mod tests {
     fn deep_nesting_is_rejected() {
         let doc = "[".repeat(5000);
         assert!(parse(&doc).is_err());
+        let ok = format!("{}x{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        assert!(parse(&ok).is_ok());
+    }
+
+    /// 50 chained anchors, each 190 levels deep around an alias of the previous one: ~19 KB
+    /// of text, ~9,500 levels once expanded (this used to overflow the stack and abort).
+    fn chained_alias_depth_doc() -> String {
+        let mut doc = String::from("a0: &a0 x\n");
+        for i in 1..=50 {
+            let p = i - 1;
+            doc.push_str(&format!(
+                "a{i}: &a{i} {}*a{p} {}\n",
+                "[".repeat(190),
+                "]".repeat(190)
+            ));
+        }
+        doc
+    }
+
+    #[test]
+    fn depth_is_bounded_after_alias_expansion() {
+        let doc = chained_alias_depth_doc();
+        assert!(doc.len() < 20_000, "{}", doc.len());
+        let err = parse(&doc).unwrap_err();
+        assert!(err.message.contains("nested too deeply"), "{err:?}");
+        assert!(err.message.contains("aliases"), "{err:?}");
+        // The second anchor is the first to pass the limit: located at its alias.
+        assert_eq!(err.mark.line, 3, "{err:?}");
+        // An alias that stays within the limit is fine.
+        let inner = format!("{}x{}", "[".repeat(100), "]".repeat(100));
+        let ok = format!("a: &a {inner}\nb: {}*a{}\n", "[".repeat(99), "]".repeat(99));
+        assert!(parse(&ok).is_ok());
+        let over = format!(
+            "a: &a {inner}\nb: {}*a{}\n",
+            "[".repeat(100),
+            "]".repeat(100)
+        );
+        assert!(parse(&over).is_err());
     }
 
     #[test]

@@ -555,10 +555,107 @@ fn type_errors_after_interpolation_point_at_the_variable() {
         &opts(&[], &[("n", "two")]),
     )
     .unwrap_err();
+    // The variable is named, its value never shown: it may be a secret.
     assert_eq!(
         e.to_string(),
-        "m.yml:3:14: instances: expected a whole number, found 'two'"
+        "m.yml:3:14: instances: expected a whole number, found the value of ((n))"
     );
+}
+
+/// A secret that lands where it does not fit is named by its variable and field only, in every
+/// message a bad value can produce, spliced or whole.
+#[test]
+fn errors_about_interpolated_values_never_show_the_value() {
+    let secret = "hunter2!s3cr3t";
+    let cases = [
+        ("  memory: ((db_password))\n", "memory"),
+        ("  disk_quota: ((db_password))\n", "disk_quota"),
+        ("  instances: ((db_password))\n", "instances"),
+        ("  no-route: ((db_password))\n", "no-route"),
+        (
+            "  health-check-type: ((db_password))\n",
+            "health-check-type",
+        ),
+        (
+            "  health-check-http-endpoint: ((db_password))\n",
+            "health-check-http-endpoint",
+        ),
+        (
+            "  log-rate-limit-per-second: ((db_password))\n",
+            "log-rate-limit-per-second",
+        ),
+        ("  timeout: ((db_password))\n", "timeout"),
+        ("  routes:\n  - route: ((db_password))\n", "route"),
+        (
+            "  routes:\n  - route: x.example.com/a?((db_password))\n",
+            "route",
+        ),
+        (
+            "  routes:\n  - route: x.example.com\n    protocol: ((db_password))\n",
+            "protocol",
+        ),
+        ("  memory: 1((db_password))\n", "memory"),
+    ];
+    for (entry, field) in cases {
+        let text = format!("applications:\n- name: web\n{entry}");
+        let e = manifest::parse_str(
+            &text,
+            Path::new("m.yml"),
+            &opts(&[], &[("db_password", secret)]),
+        )
+        .expect_err(entry)
+        .to_string();
+        assert!(!e.contains("hunter2"), "{entry}: {e}");
+        assert!(e.contains("((db_password))"), "{entry}: {e}");
+        assert!(e.contains(&format!("{field}:")), "{entry}: {e}");
+    }
+    // The same for a value too large to be a count.
+    let e = manifest::parse_str(
+        "applications:\n- name: web\n  instances: ((n))\n",
+        Path::new("m.yml"),
+        &opts(&[], &[("n", "987654321987")]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(!e.contains("987654321987"), "{e}");
+    assert!(e.contains("((n)) is too large"), "{e}");
+}
+
+/// 50 chained anchors in under 20 KB used to expand to ~9,500 levels and overflow the stack
+/// (exit 134); now a located error. Vars files share the parser.
+#[test]
+fn chained_aliases_deeper_than_the_limit_are_a_located_error() {
+    let mut doc = String::from("x0: &a0 x\n");
+    for i in 1..=50 {
+        doc.push_str(&format!(
+            "x{i}: &a{i} {}*a{} {}\n",
+            "[".repeat(190),
+            i - 1,
+            "]".repeat(190)
+        ));
+    }
+    doc.push_str("applications:\n- name: web\n");
+    assert!(doc.len() < 20_000);
+    let e = err_text(&doc);
+    assert!(e.starts_with("manifest.yml:3:"), "{e}");
+    assert!(e.contains("nested too deeply"), "{e}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let vars = dir.path().join("vars.yml");
+    std::fs::write(&vars, &doc).unwrap();
+    let vars = vars.to_str().unwrap().to_owned();
+    let e = manifest::parse_str(
+        "applications:\n- name: web\n",
+        Path::new("manifest.yml"),
+        &LoadOptions {
+            vars_files: vec![PathBuf::from(&vars)],
+            ..opts(&[], &[])
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.starts_with(&format!("{vars}:3:")), "{e}");
+    assert!(e.contains("nested too deeply"), "{e}");
 }
 
 #[test]

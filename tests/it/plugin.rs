@@ -1051,6 +1051,79 @@ fn standalone_push_reaches_the_deploy_hand_over() {
     assert_eq!(out.status.code(), Some(1));
 }
 
+/// A hostile manifest is refused before any request: exit 1, a located message, nothing sent
+/// to the API. 50 chained anchors (~19 KB, ~9,500 levels once expanded) used to overflow the
+/// stack (exit 134); a bad value from a `((var))` used to be shown in the message and in the
+/// JSON output.
+#[test]
+fn hostile_manifests_are_refused_before_any_request() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let api = format!("http://{}", listener.local_addr().expect("addr"));
+    let access = format!(
+        "bearer {}",
+        jwt(&json!({"exp": now() + 3600, "user_name": "alice"}))
+    );
+    let mut cfg = config(&api, &access, "r");
+    cfg["Target"] = json!(api);
+    let (home, _file) = cf_home(&cfg);
+    let app = tempfile::tempdir().expect("tempdir");
+    std::fs::write(app.path().join("index.js"), "ok").expect("write app");
+
+    let mut deep = String::from("x0: &a0 x\n");
+    for i in 1..=50 {
+        deep.push_str(&format!(
+            "x{i}: &a{i} {}*a{} {}\n",
+            "[".repeat(190),
+            i - 1,
+            "]".repeat(190)
+        ));
+    }
+    deep.push_str("applications:\n- name: web\n");
+    let manifest = app.path().join("manifest.yml");
+    std::fs::write(&manifest, &deep).expect("write manifest");
+    let manifest = manifest.to_str().expect("utf-8 temp path");
+    let out = run_bin(
+        &["push", "web", "-f", manifest],
+        &[("CF_HOME", home.path())],
+    );
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains(&format!("{manifest}:3:")), "{text}");
+    assert!(text.contains("nested too deeply"), "{text}");
+
+    std::fs::write(
+        app.path().join("manifest.yml"),
+        "applications:\n- name: web\n  memory: ((db_password))\n",
+    )
+    .expect("write manifest");
+    for output in ["text", "json"] {
+        let out = run_bin(
+            &[
+                "push",
+                "web",
+                "-f",
+                manifest,
+                "--var",
+                "db_password=hunter2-PLANTED",
+                "--output",
+                output,
+            ],
+            &[("CF_HOME", home.path())],
+        );
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+        assert_eq!(out.status.code(), Some(1), "{text}");
+        assert!(!text.contains("PLANTED"), "{output}: {text}");
+        assert!(text.contains("((db_password))"), "{output}: {text}");
+        assert!(text.contains("memory"), "{output}: {text}");
+    }
+    // Not one connection reached the API.
+    assert!(
+        matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "a request was sent"
+    );
+}
+
 #[test]
 fn the_metadata_lists_the_rollback_command_with_its_alias_and_flags() {
     let m = cf_zero_downtime::plugin::plugin_metadata();
