@@ -19,11 +19,14 @@ pub struct Limits {
     pub max_depth: usize,
     /// Most type definitions accepted on one stream.
     pub max_types: usize,
-    /// Most memory one decoded value may take, in bytes: every value counts the size of a
-    /// [`Value`] plus the bytes of its strings and byte strings (struct field names are shared
-    /// with the type table and not counted per value). A small message can describe a large
-    /// value (a slice of a million empty structs is a million bytes on the wire and tens of MB
-    /// decoded); this bounds what it can make the decoder allocate.
+    /// Most memory the decoder may hold for one stream, in bytes: the type definitions
+    /// received so far (kept for the whole stream) plus the value being decoded. A definition
+    /// counts its table entry plus, per struct field, the field's slot and name; a value counts
+    /// the size of a [`Value`] per value plus the bytes of its strings and byte strings (struct
+    /// field names are shared with the type table and not counted per value). A small message
+    /// can describe a large value (a slice of a million empty structs is a million bytes on the
+    /// wire and tens of MB decoded), and many messages can define types with huge field lists;
+    /// this one budget bounds what either can make the decoder allocate.
     pub max_decoded: usize,
 }
 
@@ -41,6 +44,17 @@ impl Default for Limits {
 /// What one decoded value costs against [`Limits::max_decoded`] besides its bytes: the
 /// [`Value`] itself plus a struct field's name handle.
 const VALUE_BYTES: usize = std::mem::size_of::<Value>() + std::mem::size_of::<Arc<str>>();
+
+/// What one type definition costs against [`Limits::max_decoded`] besides its fields: the
+/// shared [`WireKind`] with its reference counts and its slot in the type table.
+const TYPE_BYTES: usize = std::mem::size_of::<WireKind>()
+    + 2 * std::mem::size_of::<usize>()
+    + std::mem::size_of::<(i64, Arc<WireKind>)>();
+
+/// What one struct field of a type definition costs besides its name's bytes: its slot in the
+/// field list, counted twice for the list's growth by doubling, plus the name's own allocation
+/// (reference counts and allocator rounding).
+const FIELD_BYTES: usize = 2 * std::mem::size_of::<(Arc<str>, i64)>() + 32;
 
 /// Most messages one value may be spread over (each inline interface type definition ends
 /// one); bounds the retries of [`Decoder::decode`].
@@ -71,11 +85,15 @@ pub struct Decoded {
 #[derive(Debug, Default)]
 pub struct Decoder {
     types: HashMap<i64, Arc<WireKind>>,
-    /// Ids defined while decoding the current value message (undone if it must be retried).
-    pending: Vec<i64>,
+    /// What `types` takes against [`Limits::max_decoded`], in bytes.
+    types_bytes: usize,
+    /// Ids defined while decoding the current value message, with what each took (undone if
+    /// the message must be retried).
+    pending: Vec<(i64, usize)>,
     consumed: u64,
     limits: Limits,
-    /// What the value being decoded may still take, in bytes (see [`Limits::max_decoded`]).
+    /// What the stream may still take, in bytes: [`Limits::max_decoded`] less the type table
+    /// and what the value being decoded took so far.
     budget: usize,
 }
 
@@ -121,6 +139,7 @@ impl Decoder {
                 return self.decode_value_message(buf, start);
             }
             let id = id.checked_neg().ok_or_else(|| bad_id(id, id_offset))?;
+            self.budget = self.limits.max_decoded.saturating_sub(self.types_bytes);
             self.define(id, id_offset, &mut r)?;
             if !r.is_empty() {
                 return Err(Error::Invalid {
@@ -201,7 +220,7 @@ impl Decoder {
             boundaries.push(joined.len());
 
             let mut r = Reader::new(&joined, start).top_level(&boundaries);
-            self.budget = self.limits.max_decoded;
+            self.budget = self.limits.max_decoded.saturating_sub(self.types_bytes);
             let id = r.read_int()?;
             match self.decode_top(id, &mut r, 0) {
                 Ok(value) => {
@@ -217,8 +236,9 @@ impl Decoder {
                     return Ok(Some(Decoded { type_id: id, value }));
                 }
                 Err(_) if r.wants_next_message() => {
-                    for id in self.pending.drain(..) {
+                    for (id, cost) in self.pending.drain(..) {
                         self.types.remove(&id);
+                        self.types_bytes -= cost;
                     }
                 }
                 Err(e) => return Err(e),
@@ -246,12 +266,16 @@ impl Decoder {
                 offset,
             });
         }
+        let before = self.budget;
+        let mut left = self.budget;
+        take(&mut left, TYPE_BYTES, self.limits.max_decoded, offset)?;
+        let limit = self.limits.max_decoded;
         let mut kind = None;
         read_struct(r, 7, |r, field| {
             let k = match field {
                 0 => read_array_type(r)?,
                 1 => read_slice_type(r)?,
-                2 => read_struct_type(r)?,
+                2 => read_struct_type(r, &mut left, limit)?,
                 3 => read_map_type(r)?,
                 // GobEncoder, BinaryMarshaler, TextMarshaler: all opaque byte strings.
                 _ => {
@@ -266,8 +290,11 @@ impl Decoder {
             detail: format!("empty definition of type id {id}"),
             offset,
         })?;
+        self.budget = left;
+        let cost = before - left;
+        self.types_bytes += cost;
         self.types.insert(id, Arc::new(kind));
-        self.pending.push(id);
+        self.pending.push((id, cost));
         Ok(())
     }
 
@@ -287,18 +314,9 @@ impl Decoder {
         self.decode_value(id, r, depth)
     }
 
-    /// Takes `bytes` from the budget of the value being decoded.
+    /// Takes `bytes` from the stream's budget (see [`Limits::max_decoded`]).
     fn charge(&mut self, bytes: usize, offset: u64) -> Result<(), Error> {
-        match self.budget.checked_sub(bytes) {
-            Some(left) => {
-                self.budget = left;
-                Ok(())
-            }
-            None => Err(Error::DecodedTooLarge {
-                limit: self.limits.max_decoded,
-                offset,
-            }),
-        }
+        take(&mut self.budget, bytes, self.limits.max_decoded, offset)
     }
 
     fn decode_value(&mut self, id: i64, r: &mut Reader<'_>, depth: usize) -> Result<Value, Error> {
@@ -442,6 +460,18 @@ impl Decoder {
     }
 }
 
+/// Takes `bytes` from `left`, or fails with [`Error::DecodedTooLarge`] for `limit` (nothing
+/// taken).
+fn take(left: &mut usize, bytes: usize, limit: usize, offset: u64) -> Result<(), Error> {
+    match left.checked_sub(bytes) {
+        Some(rest) => {
+            *left = rest;
+            Ok(())
+        }
+        None => Err(Error::DecodedTooLarge { limit, offset }),
+    }
+}
+
 fn bad_id(id: i64, offset: u64) -> Error {
     Error::Invalid {
         detail: format!("invalid type id {id}"),
@@ -559,7 +589,9 @@ fn read_map_type(r: &mut Reader<'_>) -> Result<WireKind, Error> {
     ))
 }
 
-fn read_struct_type(r: &mut Reader<'_>) -> Result<WireKind, Error> {
+/// A struct type's fields, each taken from `left` (of the stream budget `limit`) as it is read,
+/// so a huge field list is refused before it is held.
+fn read_struct_type(r: &mut Reader<'_>, left: &mut usize, limit: usize) -> Result<WireKind, Error> {
     let mut fields = Vec::new();
     read_struct(r, 2, |r, field| {
         if field == 0 {
@@ -568,6 +600,7 @@ fn read_struct_type(r: &mut Reader<'_>) -> Result<WireKind, Error> {
         }
         let n = r.read_len("field list")?;
         for _ in 0..n {
+            let offset = r.offset();
             let (mut name, mut id) = (String::new(), None);
             read_struct(r, 2, |r, field| {
                 if field == 0 {
@@ -578,6 +611,7 @@ fn read_struct_type(r: &mut Reader<'_>) -> Result<WireKind, Error> {
                 Ok(())
             })?;
             let id = id.ok_or_else(|| missing("a field type", r))?;
+            take(left, FIELD_BYTES.saturating_add(name.len()), limit, offset)?;
             fields.push((Arc::from(name), id));
         }
         Ok(())

@@ -65,8 +65,11 @@ pub enum Error {
         /// Stream offset where it was exceeded.
         offset: u64,
     },
-    /// A value decodes to more memory than the decoder accepts ([`Limits::max_decoded`]).
-    #[error("gob: value at byte {offset} decodes to more than {limit} bytes")]
+    /// The stream's type definitions and the value being decoded take more memory than the
+    /// decoder accepts ([`Limits::max_decoded`]).
+    #[error(
+        "gob: item at byte {offset} decodes to more than {limit} bytes (type definitions and the current value together)"
+    )]
     DecodedTooLarge {
         /// The limit.
         limit: usize,

@@ -624,3 +624,103 @@ fn the_memory_of_one_decoded_value_is_bounded() {
     ));
     assert_eq!(decode_all(&stream).len(), 1);
 }
+
+/// A stream of `defs` struct type definitions (ids 1000, 1001, ...) of `fields` one-letter int
+/// fields each, one message per definition, then the int 7 as a value.
+fn huge_type_definitions(defs: usize, fields: usize) -> Vec<u8> {
+    let mut stream = Vec::new();
+    for d in 0..defs {
+        let mut body = Vec::new();
+        wire::put_int(&mut body, -(1000 + d as i64));
+        wire::put_uint(&mut body, 3); // wireType field 2: StructT
+        wire::put_uint(&mut body, 2); // structType field 1: the field list
+        wire::put_uint(&mut body, fields as u64);
+        for _ in 0..fields {
+            wire::put_uint(&mut body, 1); // fieldType.Name
+            wire::put_bytes(&mut body, b"A");
+            wire::put_uint(&mut body, 1); // fieldType.Id
+            wire::put_int(&mut body, 2); // int
+            wire::put_uint(&mut body, 0);
+        }
+        wire::put_uint(&mut body, 0); // end of structType
+        wire::put_uint(&mut body, 0); // end of wireType
+        wire::put_uint(&mut stream, body.len() as u64);
+        stream.extend_from_slice(&body);
+    }
+    let mut value = Vec::new();
+    wire::put_int(&mut value, 2);
+    wire::put_uint(&mut value, 0);
+    wire::put_int(&mut value, 7);
+    wire::put_uint(&mut stream, value.len() as u64);
+    stream.extend_from_slice(&value);
+    stream
+}
+
+#[test]
+fn type_definitions_count_against_the_stream_budget() {
+    // 20 definitions of 10,000 fields: 1.2 MB on the wire, over 16 MB once held.
+    let stream = huge_type_definitions(20, 10_000);
+    assert!(stream.len() < 1_300_000);
+    let tight = Limits {
+        max_decoded: 4 << 20,
+        ..Limits::default()
+    };
+    let mut buf = BytesMut::from(&stream[..]);
+    let err = Decoder::with_limits(tight).decode(&mut buf).unwrap_err();
+    assert!(
+        matches!(err, Error::DecodedTooLarge { limit, .. } if limit == 4 << 20),
+        "{err}"
+    );
+    assert!(err.to_string().contains("type definitions"), "{err}");
+    // With room for them, the definitions are kept and the value after them decodes.
+    let roomy = Limits {
+        max_decoded: 64 << 20,
+        ..Limits::default()
+    };
+    let mut buf = BytesMut::from(&stream[..]);
+    let d = Decoder::with_limits(roomy)
+        .decode(&mut buf)
+        .unwrap()
+        .unwrap();
+    assert_eq!(d.value, Value::Int(7));
+    // The definitions and the value share one budget: what the definitions took is not
+    // available to the value.
+    let stream = {
+        let mut s = huge_type_definitions(1, 1000);
+        s.extend_from_slice(&slice_of_structs("B", 1000, &[0x01, 0x02, 0x00]));
+        s
+    };
+    let enough_for_either = Limits {
+        max_decoded: 150_000,
+        ..Limits::default()
+    };
+    let value_alone = slice_of_structs("B", 1000, &[0x01, 0x02, 0x00]);
+    let mut buf = BytesMut::from(&value_alone[..]);
+    assert!(
+        Decoder::with_limits(enough_for_either)
+            .decode(&mut buf)
+            .unwrap()
+            .is_some()
+    );
+    let mut dec = Decoder::with_limits(enough_for_either);
+    let mut buf = BytesMut::from(&stream[..]);
+    assert_eq!(dec.decode(&mut buf).unwrap().unwrap().value, Value::Int(7));
+    assert!(matches!(
+        dec.decode(&mut buf),
+        Err(Error::DecodedTooLarge { .. })
+    ));
+}
+
+#[test]
+fn a_stream_of_huge_type_definitions_is_refused_with_the_default_limits() {
+    // Eight messages of 300,000 fields (1.8 MB each, under the message limit): each definition
+    // alone fits the budget, together they do not (they used to be kept without bound).
+    let stream = huge_type_definitions(8, 300_000);
+    assert!(stream.len() < 15 << 20);
+    let mut buf = BytesMut::from(&stream[..]);
+    let err = Decoder::new().decode(&mut buf).unwrap_err();
+    assert!(
+        matches!(err, Error::DecodedTooLarge { limit, .. } if limit == 128 << 20),
+        "{err}"
+    );
+}
