@@ -24,6 +24,7 @@ use super::rpc_token::{TokenSource, fetch_rpc_token};
 use super::{Error, error_chain, push, standalone};
 use crate::cf::{Target, TokenProvider};
 use crate::cli::{PluginPush, PluginRollback, PushArgs, RollbackArgs};
+use crate::ui::text::terminal_safe;
 
 /// What cf asked the plugin to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -201,7 +202,7 @@ pub fn plugin_token_source(
 /// that could not be saved), one `cf-zero-downtime: warning: ...` line each on stderr.
 fn print_warnings(source: &TokenSource) {
     for w in source.take_warnings() {
-        eprintln!("cf-zero-downtime: warning: {w}");
+        eprintln!("cf-zero-downtime: warning: {}", terminal_safe(&w));
     }
 }
 
@@ -277,7 +278,8 @@ fn fail(err: &Error) -> ExitCode {
         | Error::NotLoggedIn
         | Error::NoOrgTargeted
         | Error::NoSpaceTargeted => eprintln!("{err}"),
-        other => eprintln!("cf-zero-downtime: {}", error_chain(other)),
+        // The chain may hold a login server's or the cf CLI's words: cleaned as text output.
+        other => eprintln!("cf-zero-downtime: {}", terminal_safe(&error_chain(other))),
     }
     eprintln!("FAILED");
     ExitCode::FAILURE

@@ -3,8 +3,13 @@
 //! with elapsed time for waits (drawn on stderr); otherwise plain lines only, deterministic for
 //! a given event sequence (golden-tested).
 //!
+//! Every line and spinner message goes through [`terminal_safe`]: warnings (`X-Cf-Warnings`),
+//! API error text, log lines and names come from the platform, and a terminal must not act on
+//! what they hold (clear the screen, retitle the window, rewrite the line before it).
+//!
 //! Depends on: deploy::event, indicatif. Must not: decide anything.
 
+use std::borrow::Cow;
 use std::io::Write;
 use std::time::Duration;
 
@@ -41,11 +46,72 @@ fn human_bytes(n: u64) -> String {
     }
 }
 
+/// `s` as a terminal may show it, the one cleaning rule of text output: an escape sequence
+/// (`ESC [ ... final`, `ESC ] ... BEL` or `ESC ] ... ESC \`, `ESC x`) becomes one U+FFFD, and
+/// so does every other control character (C0 but tab, DEL, C1, carriage return and line feed
+/// included) and every bidirectional override (U+202A–U+202E, U+2066–U+2069), which could make
+/// a line read other than it is. Borrows `s` when there is nothing to clean.
+pub(crate) fn terminal_safe(s: &str) -> Cow<'_, str> {
+    let unsafe_char = |c: char| {
+        (c.is_control() && c != '\t')
+            || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    };
+    if !s.chars().any(unsafe_char) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            match chars.next() {
+                // CSI: parameters and intermediates up to a final byte in @..~.
+                Some('[') => {
+                    for c in chars.by_ref() {
+                        if ('@'..='~').contains(&c) {
+                            break;
+                        }
+                    }
+                }
+                // OSC (also DCS, SOS, PM, APC): up to BEL or ST (ESC \).
+                Some(']' | 'P' | 'X' | '^' | '_') => {
+                    while let Some(c) = chars.next() {
+                        if c == '\u{7}' {
+                            break;
+                        }
+                        if c == '\u{1b}' && chars.peek() == Some(&'\\') {
+                            chars.next();
+                            break;
+                        }
+                    }
+                }
+                // A two-character sequence (or a lone ESC at the end).
+                _ => {}
+            }
+            out.push('\u{FFFD}');
+        } else if unsafe_char(c) {
+            out.push('\u{FFFD}');
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
 /// A platform log line as `cf push` and `cf logs` indent it: `   [STG/0] text`, with `ERR`
 /// before the text of a stderr line.
 fn log_line(l: &LogLine) -> String {
     let err = if l.stderr { "ERR " } else { "" };
     format!("   [{}] {err}{}", l.source, l.text)
+}
+
+/// Writes each `\n`-separated line of `s`, cleaned by [`terminal_safe`], and flushes.
+fn write_lines(out: &mut impl Write, s: &str) {
+    for l in s.split('\n') {
+        // Output errors (a closed pipe) must not abort the deploy: the outcome is still
+        // returned.
+        let _ignored = writeln!(out, "{}", terminal_safe(l));
+    }
+    let _flushed = out.flush();
 }
 
 impl<W: Write + Send> TextReporter<W> {
@@ -85,10 +151,9 @@ impl<W: Write + Send> TextReporter<W> {
         self.last_detail = None;
     }
 
+    /// Writes `s` (each of its `\n`-separated lines) through [`terminal_safe`].
     fn line(&mut self, s: &str) {
-        // Output errors (a closed pipe) must not abort the deploy: the outcome is still returned.
-        let _ignored = writeln!(self.out, "{s}");
-        let _flushed = self.out.flush();
+        write_lines(&mut self.out, s);
     }
 
     /// A line while a wait's spinner may be drawn: the spinner steps aside for it.
@@ -96,11 +161,7 @@ impl<W: Write + Send> TextReporter<W> {
         match &self.spinner {
             Some(sp) => {
                 let out = &mut self.out;
-                sp.suspend(|| {
-                    // As in `line`: output errors must not abort the deploy.
-                    let _ignored = writeln!(out, "{s}");
-                    let _flushed = out.flush();
-                });
+                sp.suspend(|| write_lines(out, s));
             }
             None => self.line(s),
         }
@@ -148,7 +209,7 @@ impl<W: Write + Send> TextReporter<W> {
             s.enable_steady_tick(Duration::from_millis(120));
             s
         });
-        sp.set_message(detail.to_string());
+        sp.set_message(terminal_safe(detail).into_owned());
     }
 
     fn finished(&mut self, outcome: &Outcome, elapsed: Duration) {
@@ -397,6 +458,47 @@ mod tests {
             r.report(e);
         }
         String::from_utf8(r.into_inner()).unwrap()
+    }
+
+    #[test]
+    fn escape_sequences_from_the_platform_never_reach_the_terminal() {
+        let hostile = "ok\u{1b}[2J\u{1b}]0;pwned\u{7}\rFAILED\u{1b}]8;;http://x\u{1b}\\\u{9b}31m\u{202e}txt.exe\u{1b}c";
+        let out = render(vec![
+            Event::Warning {
+                app: None,
+                message: hostile.into(),
+            },
+            finished(1, &[hostile]),
+            Event::StepFailed {
+                index: 2,
+                kind: "k".into(),
+                app: "web".into(),
+                elapsed: Duration::from_millis(1),
+                error: format!("API error: {hostile}"),
+                warnings: vec![hostile.into()],
+            },
+            waiting(hostile, 1),
+            Event::Log {
+                app: "web".into(),
+                line: LogLine {
+                    source: "APP/PROC/WEB/0".into(),
+                    stderr: false,
+                    text: hostile.into(),
+                },
+            },
+        ]);
+        for bad in ['\u{1b}', '\u{7}', '\r', '\u{9b}', '\u{202e}'] {
+            assert!(!out.contains(bad), "{bad:?} in {out:?}");
+        }
+        assert!(
+            out.contains("Warning: ok\u{FFFD}\u{FFFD}\u{FFFD}FAILED"),
+            "{out:?}"
+        );
+        assert!(out.contains("txt.exe"), "{out:?}");
+        // Plain text is left alone, tabs included.
+        assert!(matches!(terminal_safe("a\tb é"), Cow::Borrowed("a\tb é")));
+        assert_eq!(terminal_safe("\u{1b}"), "\u{FFFD}");
+        assert_eq!(terminal_safe("x\u{1b}[31"), "x\u{FFFD}");
     }
 
     #[test]
