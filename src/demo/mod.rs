@@ -5,6 +5,10 @@
 //! probe, and prints which version answered over time, the failed requests and the time per
 //! step. It succeeds only when the deploy succeeded and no request failed.
 //!
+//! SIGINT (Ctrl-C), SIGTERM and SIGHUP stop it the same way: the deploy unwinds, then the
+//! simulator stops gracefully and every temporary file is removed. A second signal stops the
+//! simulator at once.
+//!
 //! Depends on: sim, deploy, ui, cli. Must not: talk to anything but loopback.
 
 pub mod load;
@@ -24,7 +28,7 @@ use crate::cf::{NamedGuid, StaticToken, Target};
 use crate::cli::{OutputFormat, PushArgs, Strategy};
 use crate::deploy::request::ProbeConfig;
 use crate::deploy::{Event, Outcome, Reporter};
-use crate::sim::{Sim, SimConfig, SimHandle};
+use crate::sim::{Sim, SimConfig, SimHandle, StopSignals};
 use crate::wiring::push::{PushOptions, push};
 
 /// Flags of `cf-zero-downtime demo`.
@@ -71,6 +75,12 @@ pub enum Error {
     /// The load generator did not start.
     #[error("could not start the load")]
     Load(#[source] load::Error),
+    /// A second signal stopped the demo at once (the simulator's instances were killed).
+    #[error("stopped at once")]
+    Stopped,
+    /// A signal stopped the demo after the first push, before the zero-downtime push.
+    #[error("stopped before the zero-downtime push")]
+    Interrupted,
 }
 
 /// What the demo measured.
@@ -112,16 +122,27 @@ pub fn run(args: DemoArgs) -> ExitCode {
         }
     };
     rt.block_on(async move {
+        // Before the simulator starts, so that no signal is lost.
+        let mut signals = StopSignals::install();
         let cancel = CancellationToken::new();
-        let c = cancel.clone();
+        let hurry = CancellationToken::new();
+        let (c, h) = (cancel.clone(), hurry.clone());
         tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                c.cancel();
-            }
+            let first = signals.next().await;
+            warn(&format!(
+                "cf-zero-downtime demo: {first}: stopping: the deploy unwinds, then the simulator stops (send another signal to stop at once)"
+            ));
+            c.cancel();
+            let again = signals.next().await;
+            warn(&format!(
+                "cf-zero-downtime demo: {again} during the stop: stopping at once (the simulator's instances get SIGKILL)"
+            ));
+            h.cancel();
         });
-        match run_demo(&args, &cancel, |line| println!("{line}")).await {
+        let said = |line: &str| say(line);
+        match run_demo_or_now(&args, &cancel, hurry.cancelled(), said).await {
             Ok(report) => {
-                print!("{}", render_report(&report));
+                say(render_report(&report).trim_end_matches('\n'));
                 if report.success() {
                     ExitCode::SUCCESS
                 } else {
@@ -129,14 +150,29 @@ pub fn run(args: DemoArgs) -> ExitCode {
                 }
             }
             Err(e) => {
-                eprintln!(
+                warn(&format!(
                     "cf-zero-downtime demo: {}",
                     crate::deploy::event::error_chain(&e)
-                );
+                ));
                 ExitCode::FAILURE
             }
         }
     })
+}
+
+/// A line on stdout; a closed terminal (SIGHUP) or pipe must not turn the stop into a panic.
+fn say(line: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    // Nobody is left to tell when stdout is gone.
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+}
+
+/// A line on stderr; errors ignored as in [`say`].
+fn warn(line: &str) {
+    use std::io::Write as _;
+    // As for stdout: there is nowhere else to report it.
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
 /// The simulator settings of the demo.
@@ -244,10 +280,37 @@ pub async fn run_demo(
     cancel: &CancellationToken,
     say: impl Fn(&str),
 ) -> Result<DemoReport, Error> {
+    run_demo_or_now(args, cancel, std::future::pending(), say).await
+}
+
+/// [`run_demo`], which `cancel` stops the graceful way (the deploy unwinds, the rest is
+/// skipped, the simulator stops gracefully) and `now` at once (the simulator's instances are
+/// killed, temporary files removed).
+///
+/// # Errors
+/// As [`run_demo`]; [`Error::Stopped`] when `now` resolved before the flow ended.
+pub async fn run_demo_or_now(
+    args: &DemoArgs,
+    cancel: &CancellationToken,
+    now: impl std::future::Future<Output = ()>,
+    say: impl Fn(&str),
+) -> Result<DemoReport, Error> {
     let sim = Sim::start(sim_config(args)).await.map_err(Error::Sim)?;
-    let result = demo_on(&sim, args, cancel, &say).await;
-    sim.shutdown().await;
-    result
+    let mut now = std::pin::pin!(now);
+    let result = tokio::select! {
+        r = demo_on(&sim, args, cancel, &say) => Some(r),
+        () = &mut now => None,
+    };
+    match result {
+        Some(r) => {
+            sim.shutdown_or_now(now).await;
+            r
+        }
+        None => {
+            sim.shutdown_now().await;
+            Err(Error::Stopped)
+        }
+    }
 }
 
 async fn demo_on(
@@ -276,6 +339,9 @@ async fn demo_on(
     let first = deploy(sim, args, Strategy::BlueGreen, &manifest, &v1, cancel)
         .await
         .0;
+    if first == Outcome::Deployed && cancel.is_cancelled() {
+        return Err(Error::Interrupted);
+    }
     if first != Outcome::Deployed {
         return Ok(DemoReport {
             first: first.clone(),
@@ -292,7 +358,7 @@ async fn demo_on(
     cfg.concurrency = args.concurrency as usize;
     cfg.bucket = Duration::from_millis(500);
     let handle = load::start(cfg).map_err(Error::Load)?;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    sleep_unless(cancel, Duration::from_secs(1)).await;
 
     let v2 = work.path().join("v2");
     let manifest = write_app(&v2, "v2", args.instances, &domain)?;
@@ -306,7 +372,7 @@ async fn demo_on(
     let deploy_time = started.elapsed();
     let t1 = t0 + deploy_time;
     // Let the load see the settled state before stopping it.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    sleep_unless(cancel, Duration::from_secs(1)).await;
     let load = handle.stop().await;
     Ok(DemoReport {
         first,
@@ -316,6 +382,14 @@ async fn demo_on(
         deploy_time,
         deploy_window: (t0, t1),
     })
+}
+
+/// Sleeps for `d`, less when `cancel` fires.
+async fn sleep_unless(cancel: &CancellationToken, d: Duration) {
+    tokio::select! {
+        () = cancel.cancelled() => {}
+        () = tokio::time::sleep(d) => {}
+    }
 }
 
 async fn deploy(

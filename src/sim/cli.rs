@@ -1,5 +1,6 @@
 //! `cf-zero-downtime sim`: runs the simulator in the foreground and prints how to point the
-//! cf CLI at it, until Ctrl-C.
+//! cf CLI at it, until Ctrl-C, SIGTERM or SIGHUP (all three stop it the same graceful way; a
+//! second one stops it at once).
 //!
 //! Depends on: clap, the simulator. Must not: print secrets (the password is shown only when
 //! it is the well-known default; a generated one goes to a private file).
@@ -8,7 +9,7 @@ use std::net::IpAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use super::{Sim, SimConfig};
+use super::{Sim, SimConfig, StopSignals, Stopped};
 
 /// Arguments of `cf-zero-downtime sim`. `Debug` hides the password.
 #[derive(Clone, clap::Args)]
@@ -123,20 +124,40 @@ fn write_secret(password: &str) -> std::io::Result<std::path::PathBuf> {
     Ok(path)
 }
 
-/// Runs the simulator until Ctrl-C. Exit code 0 after a clean stop, 1 when it cannot start.
+/// A line on stdout. A closed terminal (SIGHUP) or pipe must not stop the stop half-way, so
+/// write errors are ignored instead of panicking like `println!`.
+fn say(line: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    // Nobody is left to tell when stdout is gone.
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+}
+
+/// A line on stderr; errors ignored as in [`say`].
+fn warn(line: &str) {
+    use std::io::Write as _;
+    // As for stdout: there is nowhere else to report it.
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
+/// Runs the simulator until SIGINT (Ctrl-C), SIGTERM or SIGHUP, then stops it gracefully
+/// (instances get SIGTERM, then SIGKILL after 10 s; temporary files are removed); a second
+/// signal stops it at once. Exit code 0 after a stop, 1 when it cannot start.
 ///
 /// Bound to a non-loopback address, it warns that anyone who can reach the address can use
 /// it, and unless `--password` is given it generates a random password and writes it to a
 /// private temporary file (its path is printed, never the password).
 pub async fn run(args: SimArgs) -> ExitCode {
+    // Before anything else, so that a signal during the start is not lost.
+    let mut signals = StopSignals::install();
     let mut args = args;
     let exposed = !args.bind.is_loopback();
     let mut secret_file = None;
     if exposed {
-        eprintln!(
+        warn(&format!(
             "warning: the simulator listens on {}, not a loopback address: anyone who can reach it can log in and run commands in pushed apps.",
             args.bind
-        );
+        ));
         if args.password.is_none() {
             let generated = format!(
                 "{:016x}{:016x}",
@@ -146,7 +167,9 @@ pub async fn run(args: SimArgs) -> ExitCode {
             match write_secret(&generated) {
                 Ok(path) => secret_file = Some(path),
                 Err(e) => {
-                    eprintln!("cf-zero-downtime sim: cannot write the generated password: {e}");
+                    warn(&format!(
+                        "cf-zero-downtime sim: cannot write the generated password: {e}"
+                    ));
                     return ExitCode::FAILURE;
                 }
             }
@@ -162,7 +185,7 @@ pub async fn run(args: SimArgs) -> ExitCode {
                 msg.push_str(&format!(": {s}"));
                 src = s.source();
             }
-            eprintln!("{msg}");
+            warn(&msg);
             return ExitCode::FAILURE;
         }
     };
@@ -173,39 +196,63 @@ pub async fn run(args: SimArgs) -> ExitCode {
         (None, None | Some(DEFAULT_PASSWORD)) => DEFAULT_PASSWORD.to_string(),
         (None, Some(_)) => "<your --password>".to_string(),
     };
-    println!("Cloud Foundry simulator running.");
-    println!("  API + login: {api}");
-    println!(
+    for swept in sim.swept() {
+        say(&format!("Note: {swept}"));
+    }
+    say("Cloud Foundry simulator running.");
+    say(&format!("  API + login: {api}"));
+    say(&format!(
         "  Router:      http://{router}  (routes on *.{}, chosen by the Host header)",
         args.domain
-    );
+    ));
     if let Some(admin) = sim.admin_url() {
-        println!(
+        say(&format!(
             "  Admin API:   {admin}/state, {admin}/calls, {admin}/router, POST {admin}/faults"
-        );
-        println!(
-            "               (send the admin's token: -H \"Authorization: $(cf oauth-token)\")"
-        );
+        ));
+        say("               (send the admin's token: -H \"Authorization: $(cf oauth-token)\")");
     }
-    println!();
-    println!("Point the cf CLI at it:");
-    println!("  cf api {api} --skip-ssl-validation");
-    println!("  cf auth {} {password}", args.user);
-    println!("  cf target -o {} -s {}", args.org, args.space);
-    println!("  cf push myapp -p ./my-site");
-    println!("  curl -H 'Host: myapp.{}' http://{router}/", args.domain);
-    println!();
-    println!("Smoke tests of a zero-downtime push reach the candidate through this router:");
-    println!(
+    say("");
+    say("Point the cf CLI at it:");
+    say(&format!("  cf api {api} --skip-ssl-validation"));
+    say(&format!("  cf auth {} {password}", args.user));
+    say(&format!("  cf target -o {} -s {}", args.org, args.space));
+    say("  cf push myapp -p ./my-site");
+    say(&format!(
+        "  curl -H 'Host: myapp.{}' http://{router}/",
+        args.domain
+    ));
+    say("");
+    say("Smoke tests of a zero-downtime push reach the candidate through this router:");
+    say(&format!(
         "  cf zero-downtime-push myapp --smoke-test-path / --smoke-test-router {router} --smoke-test-scheme http"
-    );
-    println!();
-    println!("Press Ctrl-C to stop.");
-    if let Err(e) = tokio::signal::ctrl_c().await {
-        eprintln!("cf-zero-downtime sim: cannot wait for Ctrl-C: {e}");
+    ));
+    say("");
+    say("Press Ctrl-C to stop (SIGTERM and SIGHUP stop it the same way).");
+    let first = signals.next().await;
+    say(&format!(
+        "{first}: stopping the simulator: instances get SIGTERM, then SIGKILL after {} s (send another signal to stop at once)...",
+        sim.kill_grace().as_secs_f64()
+    ));
+    let stopped = sim
+        .shutdown_or_now(async {
+            let again = signals.next().await;
+            warn(&format!(
+                "cf-zero-downtime sim: {again} during the stop: stopping at once (instances get SIGKILL)"
+            ));
+        })
+        .await;
+    if let Some(path) = &secret_file
+        && let Err(e) = std::fs::remove_file(path)
+    {
+        warn(&format!(
+            "cf-zero-downtime sim: cannot remove {}: {e}",
+            path.display()
+        ));
     }
-    println!("Stopping the simulator...");
-    sim.shutdown().await;
+    say(match stopped {
+        Stopped::Gracefully => "Simulator stopped.",
+        Stopped::AtOnce => "Simulator stopped at once.",
+    });
     ExitCode::SUCCESS
 }
 

@@ -38,6 +38,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
+use super::procs::{Guarded, INSTANCE_GUID_VAR};
 use super::state::{App, Files, HealthCheck, InstState, Instance, State};
 use super::util::{new_guid, unix_now};
 
@@ -246,7 +247,8 @@ fn new_instance(
     env.push(("CF_INSTANCE_INDEX".to_string(), index.to_string()));
     env.push(("MEMORY_LIMIT".to_string(), format!("{}m", p.memory_mb)));
     let guid = new_guid();
-    env.push(("CF_INSTANCE_GUID".to_string(), guid.clone()));
+    // Also marks the whole process tree of the instance (see `procs`).
+    env.push((INSTANCE_GUID_VAR.to_string(), guid.clone()));
     let cancel = shared.cancel.child_token();
     let crash = CancellationToken::new();
     let unplaced = st.faults.placement.get(&name).cloned();
@@ -316,9 +318,16 @@ enum Server {
     },
     Process {
         port: u16,
-        child: tokio::process::Child,
+        process: Guarded,
     },
 }
+
+/// How long a static server gets for its in-flight requests when it stops.
+const STATIC_GRACE: Duration = Duration::from_secs(5);
+
+/// How long a process gets to end once told to end now (its guard tears it down within 3 s)
+/// before the guard itself is killed.
+const END_NOW_BOUND: Duration = Duration::from_secs(5);
 
 impl Server {
     fn port(&self) -> u16 {
@@ -332,7 +341,7 @@ impl Server {
     async fn exited(&mut self) -> (String, i64) {
         match self {
             Server::Static { .. } => std::future::pending().await,
-            Server::Process { child, .. } => match child.wait().await {
+            Server::Process { process, .. } => match process.wait().await {
                 Ok(status) => {
                     let code = status.code().unwrap_or(-1);
                     (
@@ -352,67 +361,51 @@ impl Server {
                 stop.cancel();
                 join.abort();
             }
-            Server::Process { mut child, .. } => {
-                signal_group(&child, "KILL");
-                // The child may already be gone; kill() errors then, which is fine.
-                let _ = child.kill().await;
-            }
+            Server::Process { mut process, .. } => end_now(&mut process).await,
         }
     }
 
-    /// Ends the server gracefully: in-flight requests finish, or the process gets SIGTERM and
-    /// `kill_grace` before SIGKILL.
-    async fn stop(self, kill_grace: Duration) {
+    /// Ends the server gracefully: in-flight requests finish (up to 5 s), or the process gets
+    /// SIGTERM and `kill_grace` before SIGKILL. `hurry` cuts either wait short.
+    async fn stop(self, kill_grace: Duration, hurry: &CancellationToken) {
         match self {
             Server::Static { stop, mut join, .. } => {
                 stop.cancel();
-                if tokio::time::timeout(Duration::from_secs(5), &mut join)
-                    .await
-                    .is_err()
-                {
+                let ended = tokio::select! {
+                    r = tokio::time::timeout(STATIC_GRACE, &mut join) => r.is_ok(),
+                    () = hurry.cancelled() => false,
+                };
+                if !ended {
                     join.abort();
                 }
             }
-            Server::Process { mut child, .. } => {
-                signal_group(&child, "TERM");
-                if tokio::time::timeout(kill_grace, child.wait())
-                    .await
-                    .is_err()
-                {
-                    signal_group(&child, "KILL");
-                    // Already-exited children make kill() fail; nothing is left to do then.
-                    let _ = child.kill().await;
+            Server::Process { mut process, .. } => {
+                process.terminate();
+                let ended = tokio::select! {
+                    r = tokio::time::timeout(kill_grace, process.wait()) => r.is_ok(),
+                    () = hurry.cancelled() => false,
+                };
+                if !ended {
+                    end_now(&mut process).await;
                 }
             }
         }
     }
 }
 
-/// Sends a signal to the child's process group (the child leads its own group).
-fn signal_group(child: &tokio::process::Child, sig: &str) {
-    #[cfg(unix)]
-    if let Some(pid) = child
-        .id()
-        .and_then(|p| i32::try_from(p).ok())
-        .filter(|p| *p > 1)
+/// Ends a process and everything it started at once, and waits (bounded) for it.
+async fn end_now(process: &mut Guarded) {
+    process.end_now();
+    if tokio::time::timeout(END_NOW_BOUND, process.wait())
+        .await
+        .is_err()
     {
-        let signal = if sig == "TERM" {
-            libc::SIGTERM
-        } else {
-            libc::SIGKILL
-        };
-        // SAFETY: kill(2) has no memory-safety preconditions. The target is the negative of
-        // a pid > 1 of a child this process spawned with `process_group(0)` and has not
-        // reaped yet (`id()` is `Some`), so it names exactly that child's process group and
-        // never "every process" (-1) or our own group (0).
-        let rc = unsafe { libc::kill(-pid, signal) };
-        if rc != 0 {
-            tracing::debug!("signal {sig} to process group {pid} failed");
+        tracing::warn!("an instance process did not end within {END_NOW_BOUND:?}");
+        process.kill_guard();
+        // Bounded: SIGKILL cannot be ignored.
+        if let Err(e) = process.wait().await {
+            tracing::debug!("wait for an instance process failed: {e}");
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = (child, sig);
     }
 }
 
@@ -560,21 +553,21 @@ async fn finish(shared: &Shared, spec: &Spec, server: Server) {
         &format!("Cell {CELL_ID} stopping instance {}", spec.guid),
         "OUT",
     );
-    if shared.cancel.is_cancelled() {
-        server.kill().await;
-        return;
+    // When the simulator stops, nobody is routed here any more: stop at once, gracefully.
+    if !shared.cancel.is_cancelled() {
+        let linger = shared
+            .config
+            .route_propagation
+            .saturating_add(shared.config.stop_grace)
+            .saturating_add(shared.config.tick);
+        tokio::select! {
+            () = shared.cancel.cancelled() => {}
+            () = tokio::time::sleep(linger) => {}
+        }
     }
-    let linger = shared
-        .config
-        .route_propagation
-        .saturating_add(shared.config.stop_grace)
-        .saturating_add(shared.config.tick);
-    tokio::select! {
-        () = shared.cancel.cancelled() => { server.kill().await; return; }
-        () = tokio::time::sleep(linger) => {}
-    }
-    // Bounded: static servers get 5 s for in-flight requests, processes `kill_grace`.
-    server.stop(shared.config.kill_grace).await;
+    // Bounded: static servers get 5 s for in-flight requests, processes `kill_grace`; both
+    // end at once when the stop is hurried.
+    server.stop(shared.config.kill_grace, &shared.hurry).await;
 }
 
 /// Runs an instance and, when Diego would restart it at once after a crash, its
@@ -601,6 +594,10 @@ async fn crash_with(
 /// Runs one instance until it stops (`None`) or crashes (`Some` replacement when it is
 /// restarted at once).
 async fn run(shared: &Arc<Shared>, spec: Spec) -> Option<Spec> {
+    // A replacement after a crash while the simulator stops: nothing to start.
+    if spec.cancel.is_cancelled() {
+        return None;
+    }
     let start_wait = shared.config.start_delay.saturating_add(spec.extra_start);
     if spec.crash_on_start {
         return match wait(&spec, None, start_wait).await {
@@ -935,16 +932,12 @@ async fn start_process(shared: &Arc<Shared>, spec: &Spec, cmd: &str) -> Result<S
         .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true);
-    #[cfg(unix)]
-    command.process_group(0);
-    let mut child = command
-        .spawn()
+        .stderr(std::process::Stdio::piped());
+    let mut process = Guarded::spawn(&mut command, shared.work_dir.path(), &spec.guid)
         .map_err(|e| format!("cannot start '{cmd}': {e}"))?;
     // The app's output goes to its log-cache buffer, line by line (`APP/PROC/WEB`). The
     // readers end when the process (group) closes its pipes.
-    if let Some(out) = child.stdout.take() {
+    if let Some(out) = process.take_stdout() {
         shared.tasks.spawn(pump_lines(
             shared.clone(),
             spec.app_guid.clone(),
@@ -953,7 +946,7 @@ async fn start_process(shared: &Arc<Shared>, spec: &Spec, cmd: &str) -> Result<S
             "OUT",
         ));
     }
-    if let Some(err) = child.stderr.take() {
+    if let Some(err) = process.take_stderr() {
         shared.tasks.spawn(pump_lines(
             shared.clone(),
             spec.app_guid.clone(),
@@ -962,11 +955,12 @@ async fn start_process(shared: &Arc<Shared>, spec: &Spec, cmd: &str) -> Result<S
             "ERR",
         ));
     }
-    Ok(Server::Process { port, child })
+    Ok(Server::Process { port, process })
 }
 
 /// Copies an instance's output into its app's log-cache buffer, one envelope per line (lines
-/// longer than 64 KiB are cut), until the pipe closes or the simulator stops.
+/// longer than 64 KiB are cut), until the pipe closes (the process and everything it started
+/// have ended) or the simulator's stop is hurried.
 async fn pump_lines(
     shared: Arc<Shared>,
     app_guid: String,
@@ -982,7 +976,7 @@ async fn pump_lines(
         buf.clear();
         let mut limited = (&mut reader).take(64 * 1024);
         let read = tokio::select! {
-            () = shared.cancel.cancelled() => return,
+            () = shared.hurry.cancelled() => return,
             r = limited.read_until(b'\n', &mut buf) => r,
         };
         match read {

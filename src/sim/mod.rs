@@ -91,7 +91,15 @@
 //!   instance GUID (stats never show CRASHED, only STARTING again), later ones leave it CRASHED
 //!   for `crash_backoff`, doubling per crash up to 16 times, then restart it. A stopped instance keeps serving for
 //!   the route-propagation delay plus `stop_grace`, then ends (SIGTERM, `kill_grace`, SIGKILL to
-//!   its process group). Everything is killed when the simulator stops.
+//!   its process group). On Linux every process instance runs under a guard process that
+//!   ends the instance and everything it started when the simulator ends, however it ends
+//!   (see `procs.rs`).
+//! * Stopping (see `stop.rs`): [`SimHandle::shutdown`], and in `sim` and `demo` SIGINT,
+//!   SIGTERM or SIGHUP, stop every instance gracefully (SIGTERM, then SIGKILL after
+//!   `kill_grace`) and remove the work directory; [`SimHandle::shutdown_or_now`] (a second
+//!   signal) and dropping the handle end them at once. A simulator that starts ends the
+//!   instance processes and removes the work directories that simulators that were killed
+//!   left in the temp dir ([`SimHandle::swept`]).
 //! * Fault injection and introspection: [`FaultInjector`] (`SimHandle::faults`) and, with
 //!   `SimConfig::admin_api`, the admin API: `GET /_sim/state`, `GET|DELETE /_sim/calls`,
 //!   `GET /_sim/router`, `POST /_sim/faults` (a JSON [`FaultSpec`] with a `kind` tag),
@@ -143,9 +151,11 @@ pub mod cli;
 mod deployments;
 mod faults;
 mod instances;
+mod procs;
 mod router;
 mod staging;
 mod state;
+mod stop;
 mod telemetry;
 mod uaa;
 mod util;
@@ -160,7 +170,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use faults::{FailRule, FaultInjector, FaultSpec, OptionalApi, Unavailable};
+pub use procs::Swept;
 pub use state::CallRecord;
+pub use stop::{StopSignals, Stopped};
 
 use state::State;
 
@@ -331,10 +343,15 @@ pub(crate) struct Shared {
     pub space_guid: String,
     state: Mutex<State>,
     pub router: router::Table,
+    /// Cancelled when the simulator stops (gracefully).
     pub cancel: CancellationToken,
+    /// Cancelled when the stop is hurried: whatever still runs ends at once.
+    pub hurry: CancellationToken,
     pub tasks: TaskTracker,
     pub secret: String,
     pub work_dir: tempfile::TempDir,
+    /// What the start-up sweep ended of simulators that did not stop.
+    pub swept: Vec<Swept>,
     pub http: reqwest::Client,
     /// Keep-alive client for http health checks (fewer sockets than one per check).
     pub health_http: reqwest::Client,
@@ -345,6 +362,20 @@ impl Shared {
     /// in another task.
     pub fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Removes the work directory (droplets, process records) once the instances have ended.
+    /// The `TempDir` would do it when the last reference goes, which may be later than the
+    /// process's exit.
+    pub fn remove_work_dir(&self) {
+        match std::fs::remove_dir_all(self.work_dir.path()) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(
+                "cannot remove the work directory {}: {e}",
+                self.work_dir.path().display()
+            ),
+        }
     }
 
     /// A JSON snapshot of apps, processes, instances, routes, deployments, the routing table
@@ -411,6 +442,10 @@ impl Sim {
     /// Starts the API server and the router on `config`'s ports (0 = free ports) and the
     /// reconcile loop, all on the current tokio runtime.
     ///
+    /// First it ends what simulators that did not stop (SIGKILL, OOM) left in the temp dir:
+    /// their instance processes and work directories, nothing else (see
+    /// [`SimHandle::swept`]).
+    ///
     /// # Errors
     /// A port cannot be bound, or the work directory cannot be created.
     pub async fn start(config: SimConfig) -> Result<SimHandle, Error> {
@@ -437,13 +472,24 @@ impl Sim {
             what: "cannot read the router address",
             source,
         })?;
+        let root = std::env::temp_dir();
+        let swept = tokio::task::spawn_blocking(move || procs::sweep(&root))
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!("the sweep of the temp dir failed: {e}");
+                Vec::new()
+            });
         let work_dir = tempfile::Builder::new()
-            .prefix("cf-zdt-sim-")
+            .prefix(procs::WORK_PREFIX)
             .tempdir()
             .map_err(|source| Error::Io {
                 what: "cannot create the droplet work directory",
                 source,
             })?;
+        procs::claim(work_dir.path()).map_err(|source| Error::Io {
+            what: "cannot mark the work directory as this simulator's",
+            source,
+        })?;
         let http = reqwest::Client::builder()
             .no_proxy()
             .pool_max_idle_per_host(0)
@@ -468,9 +514,11 @@ impl Sim {
             state: Mutex::new(st),
             router: router::Table::new(config.route_propagation),
             cancel: CancellationToken::new(),
+            hurry: CancellationToken::new(),
             tasks: TaskTracker::new(),
             secret: format!("{:016x}{:016x}", util::random_u64(), util::random_u64()),
             work_dir,
+            swept,
             http,
             health_http,
             config,
@@ -563,8 +611,8 @@ impl std::fmt::Debug for AdminUser {
     }
 }
 
-/// A running simulator. Dropping it stops the servers and instances (best effort); call
-/// [`SimHandle::shutdown`] to wait for them to end.
+/// A running simulator. Dropping it stops the servers and ends the instances at once (best
+/// effort); call [`SimHandle::shutdown`] to stop gracefully and wait for the end.
 pub struct SimHandle {
     shared: Arc<Shared>,
 }
@@ -709,22 +757,42 @@ impl SimHandle {
         guid
     }
 
-    /// Stops the servers and every instance (children are killed) and waits up to 10 s for
-    /// them to end.
+    /// What this simulator's start ended of simulators that did not stop.
+    pub fn swept(&self) -> &[Swept] {
+        &self.shared.swept
+    }
+
+    /// How long a process instance gets between SIGTERM and SIGKILL, also when the simulator
+    /// stops.
+    pub fn kill_grace(&self) -> Duration {
+        self.shared.config.kill_grace
+    }
+
+    /// Stops the simulator gracefully (instances get SIGTERM, then SIGKILL after the kill
+    /// grace; the work directory is removed) and waits for it.
     pub async fn shutdown(self) {
-        self.shared.cancel.cancel();
-        self.shared.tasks.close();
-        if tokio::time::timeout(Duration::from_secs(10), self.shared.tasks.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!("simulator tasks did not end within 10 s");
-        }
+        self.shutdown_or_now(std::future::pending()).await;
+    }
+
+    /// Stops the simulator at once: every instance is killed (with everything it started),
+    /// the work directory removed.
+    pub async fn shutdown_now(self) {
+        self.shutdown_or_now(std::future::ready(())).await;
+    }
+
+    /// Stops the simulator gracefully, or at once from the moment `now` resolves (a second
+    /// signal); says which it was.
+    pub async fn shutdown_or_now(self, now: impl std::future::Future<Output = ()>) -> Stopped {
+        stop::stop(&self.shared, now).await
     }
 }
 
 impl Drop for SimHandle {
+    /// Without a `shutdown` (a test that ends early, a panic): ends everything at once. The
+    /// instance tasks end their processes if the runtime goes on; if it does not, dropping
+    /// them does.
     fn drop(&mut self) {
+        self.shared.hurry.cancel();
         self.shared.cancel.cancel();
     }
 }

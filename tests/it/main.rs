@@ -16,3 +16,4 @@ mod push;
 mod release;
 mod secrets;
 mod sim;
+mod sim_stop;

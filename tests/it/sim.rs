@@ -14,7 +14,8 @@ use sha1::{Digest, Sha1};
 /// Upper bound for every wait in these tests.
 const WAIT: Duration = Duration::from_secs(10);
 
-struct Api {
+/// A CC API client for these tests (also used by `sim_stop` against the simulator binary).
+pub(crate) struct Api {
     http: reqwest::Client,
     base: String,
     token: String,
@@ -22,14 +23,19 @@ struct Api {
 
 impl Api {
     fn new(sim: &SimHandle) -> Api {
+        Api::at(sim.api_url(), sim.token())
+    }
+
+    /// A client of the API at `base` sending `token` (`bearer ...`).
+    pub(crate) fn at(base: String, token: String) -> Api {
         Api {
             http: reqwest::Client::builder()
                 .no_proxy()
                 .timeout(Duration::from_secs(10))
                 .build()
                 .unwrap(),
-            base: sim.api_url(),
-            token: sim.token(),
+            base,
+            token,
         }
     }
 
@@ -62,7 +68,7 @@ impl Api {
         (s, v)
     }
 
-    async fn ok(&self, path: &str) -> Value {
+    pub(crate) async fn ok(&self, path: &str) -> Value {
         let (s, v) = self.get(path).await;
         assert_eq!(s, StatusCode::OK, "GET {path}: {v}");
         v
@@ -312,9 +318,21 @@ async fn push(
     name: &str,
     files: &[(&str, &[u8])],
 ) -> (String, String) {
-    let job = api.apply_manifest(&sim.space_guid(), yaml).await;
+    push_to(api, &sim.space_guid(), yaml, name, files).await
+}
+
+/// Pushes app `name` (the manifest `yaml`, then `files` as its bits) to `space` and waits
+/// until its instances run; returns the app and droplet GUIDs.
+pub(crate) async fn push_to(
+    api: &Api,
+    space: &str,
+    yaml: &str,
+    name: &str,
+    files: &[(&str, &[u8])],
+) -> (String, String) {
+    let job = api.apply_manifest(space, yaml).await;
     assert_eq!(job["state"], "COMPLETE", "{job}");
-    let app = api.app_guid(&sim.space_guid(), name).await;
+    let app = api.app_guid(space, name).await;
     let (droplet, _) = api.stage(&app, files).await;
     api.start(&app, &droplet).await;
     (app, droplet)
