@@ -26,7 +26,7 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs the simulator in the foreground until Ctrl-C.
+/// Runs the simulator in the foreground until Ctrl-C, SIGTERM or SIGHUP.
 fn run_sim(args: cf_zero_downtime::sim::cli::SimArgs) -> ExitCode {
     match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
