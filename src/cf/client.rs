@@ -23,7 +23,8 @@
 //! - every request has a connect timeout and a total timeout (uploads have their own, longer one);
 //! - every response body is capped ([`ClientConfig::max_response_bytes`]): a larger one fails
 //!   with [`Error::ResponseTooLarge`] as soon as the cap is passed (or at once when
-//!   `Content-Length` says so), without reading the rest;
+//!   `Content-Length` says so), without reading the rest; the pages of one listing together
+//!   may take four times the cap, then the listing fails the same way;
 //! - `X-Cf-Warnings` of the final response (success or error) are collected; responses that are
 //!   retried (503, 429, ...) do not contribute warnings;
 //! - absolute URLs from the API (`pagination.next.href`) are followed only on the API's origin,
@@ -57,6 +58,11 @@ pub const PER_PAGE: u32 = 5000;
 
 /// Upper bound on pages followed by one list call (5000 × 1000 resources).
 const MAX_PAGES: usize = 1000;
+
+/// How many times [`ClientConfig::max_response_bytes`] the pages of one list call may total:
+/// every page is kept until the last one has arrived, so the cap on one response alone would
+/// let a listing hold [`MAX_PAGES`] times that much.
+const LISTING_RESPONSES: u64 = 4;
 
 /// Default cap on one response body (64 MiB): far above any Cloud Controller JSON page
 /// (5000 resources), far below what would exhaust memory.
@@ -599,8 +605,21 @@ impl Client {
         }
         let mut url = self.url_with(path, &query)?;
         let mut all = Vec::new();
+        let budget = self
+            .inner
+            .max_response_bytes
+            .saturating_mul(LISTING_RESPONSES);
+        let mut read = 0u64;
         for _ in 0..max_pages {
-            let page: Page<T> = self.get_json(url).await?;
+            let resp = self.send(Method::GET, url, Body::Empty).await?;
+            read = read.saturating_add(resp.body.len() as u64);
+            if read > budget {
+                return Err(Error::ResponseTooLarge {
+                    endpoint: format!("GET {path} (all pages together)"),
+                    limit: budget,
+                });
+            }
+            let page: Page<T> = resp.json()?;
             all.extend(page.resources);
             match page.pagination.and_then(|p| p.next).map(|n| n.href) {
                 // CC sends next.href as an absolute URL; follow it verbatim (same origin only).

@@ -31,6 +31,10 @@ use crate::cf::{AuthError, NamedGuid, Target};
 /// Refresh when the access token expires in less than this (the cf CLI's margin).
 const REFRESH_MARGIN_SECS: i64 = 60;
 
+/// Most bytes of a login server's answer read: a token answer is a few kilobytes; a larger
+/// one is refused as soon as it passes this, without reading the rest.
+const MAX_TOKEN_ANSWER_BYTES: usize = 1 << 20;
+
 /// The part of the cf CLI's `config.json` this plugin reads (key spellings are cf's).
 /// Its `Debug` hides the tokens and the client secret.
 #[derive(Default, Deserialize)]
@@ -496,7 +500,7 @@ impl ConfigRefresher {
             }
             form.finish()
         };
-        let response = request.body(body).send().await.map_err(|e| {
+        let mut response = request.body(body).send().await.map_err(|e| {
             Attempt::Retry(AuthError::Failed(format!(
                 "refreshing the token at {} failed: {}",
                 self.token_url,
@@ -504,13 +508,34 @@ impl ConfigRefresher {
             )))
         })?;
         let status = response.status();
-        let body = response.bytes().await.map_err(|e| {
-            Attempt::Retry(AuthError::Failed(format!(
-                "reading the answer of {} failed: {}",
+        let too_large = || {
+            Attempt::Final(AuthError::Failed(format!(
+                "the login server at {} sent an answer larger than {} KiB",
                 self.token_url,
-                super::error_chain(&e.without_url())
+                MAX_TOKEN_ANSWER_BYTES >> 10
             )))
-        })?;
+        };
+        if response
+            .content_length()
+            .is_some_and(|n| n > MAX_TOKEN_ANSWER_BYTES as u64)
+        {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        loop {
+            let chunk = response.chunk().await.map_err(|e| {
+                Attempt::Retry(AuthError::Failed(format!(
+                    "reading the answer of {} failed: {}",
+                    self.token_url,
+                    super::error_chain(&e.without_url())
+                )))
+            })?;
+            let Some(chunk) = chunk else { break };
+            if body.len().saturating_add(chunk.len()) > MAX_TOKEN_ANSWER_BYTES {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
         if !status.is_success() {
             let err: UaaError = serde_json::from_slice(&body).unwrap_or_default();
             // An expired or revoked refresh token: the user has to log in again.

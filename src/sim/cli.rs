@@ -2,8 +2,8 @@
 //! cf CLI at it, until Ctrl-C, SIGTERM or SIGHUP (all three stop it the same graceful way; a
 //! second one stops it at once).
 //!
-//! Depends on: clap, the simulator. Must not: print secrets (the password is shown only when
-//! it is the well-known default; a generated one goes to a private file).
+//! Depends on: clap, the simulator. Must not: print secrets (a generated password goes to a
+//! file only the current user can read; the `cf auth` line reads it from there).
 
 use std::net::IpAddr;
 use std::process::ExitCode;
@@ -54,8 +54,8 @@ pub struct SimArgs {
     /// User name accepted by the login server.
     #[arg(long, default_value = "admin")]
     pub user: String,
-    /// Password accepted by the login server (default `admin` on a loopback address; on any
-    /// other address a random one, written to a file only the current user can read).
+    /// Password accepted by the login server (default: a random one, written to a file only
+    /// the current user can read, whose path is printed with the `cf auth` line that uses it).
     #[arg(long, env = "CF_ZDT_SIM_PASSWORD", hide_env_values = true)]
     pub password: Option<String>,
     /// Serve every app as static files, never running manifest commands.
@@ -89,10 +89,7 @@ impl SimArgs {
             org: self.org.clone(),
             space: self.space.clone(),
             username: self.user.clone(),
-            password: self
-                .password
-                .clone()
-                .unwrap_or_else(|| DEFAULT_PASSWORD.to_string()),
+            password: self.password.clone().unwrap_or_else(super::random_password),
             staging_delay: Duration::from_millis(self.staging_ms),
             start_delay: Duration::from_millis(self.start_ms),
             route_propagation: Duration::from_millis(self.propagation_ms),
@@ -108,9 +105,6 @@ impl SimArgs {
         }
     }
 }
-
-/// The password on loopback addresses when none is given.
-const DEFAULT_PASSWORD: &str = "admin";
 
 /// Writes a generated password to a new file only the current user can read; returns its path.
 fn write_secret(password: &str) -> std::io::Result<std::path::PathBuf> {
@@ -144,37 +138,34 @@ fn warn(line: &str) {
 /// (instances get SIGTERM, then SIGKILL after 10 s; temporary files are removed); a second
 /// signal stops it at once. Exit code 0 after a stop, 1 when it cannot start.
 ///
-/// Bound to a non-loopback address, it warns that anyone who can reach the address can use
-/// it, and unless `--password` is given it generates a random password and writes it to a
-/// private temporary file (its path is printed, never the password).
+/// Unless `--password` is given it generates a random password and writes it to a private
+/// temporary file (its path is printed, never the password): on a shared machine any local
+/// user can reach a loopback address, and a logged-in user runs commands as the simulator's
+/// owner. Bound to a non-loopback address, it also warns that anyone who can reach the address
+/// can try to log in.
 pub async fn run(args: SimArgs) -> ExitCode {
     // Before anything else, so that a signal during the start is not lost.
     let mut signals = StopSignals::install();
     let mut args = args;
-    let exposed = !args.bind.is_loopback();
     let mut secret_file = None;
-    if exposed {
+    if !args.bind.is_loopback() {
         warn(&format!(
-            "warning: the simulator listens on {}, not a loopback address: anyone who can reach it can log in and run commands in pushed apps.",
+            "warning: the simulator listens on {}, not a loopback address: anyone who can reach it can try to log in and, once in, run commands in pushed apps.",
             args.bind
         ));
-        if args.password.is_none() {
-            let generated = format!(
-                "{:016x}{:016x}",
-                super::util::random_u64(),
-                super::util::random_u64()
-            );
-            match write_secret(&generated) {
-                Ok(path) => secret_file = Some(path),
-                Err(e) => {
-                    warn(&format!(
-                        "cf-zero-downtime sim: cannot write the generated password: {e}"
-                    ));
-                    return ExitCode::FAILURE;
-                }
+    }
+    if args.password.is_none() {
+        let generated = super::random_password();
+        match write_secret(&generated) {
+            Ok(path) => secret_file = Some(path),
+            Err(e) => {
+                warn(&format!(
+                    "cf-zero-downtime sim: cannot write the generated password: {e}"
+                ));
+                return ExitCode::FAILURE;
             }
-            args.password = Some(generated);
         }
+        args.password = Some(generated);
     }
     let sim = match Sim::start(args.config()).await {
         Ok(sim) => sim,
@@ -191,16 +182,21 @@ pub async fn run(args: SimArgs) -> ExitCode {
     };
     let api = sim.api_url();
     let router = sim.router_addr();
-    let password = match (&secret_file, args.password.as_deref()) {
-        (Some(path), _) => format!("\"$(cat {})\"", path.display()),
-        (None, None | Some(DEFAULT_PASSWORD)) => DEFAULT_PASSWORD.to_string(),
-        (None, Some(_)) => "<your --password>".to_string(),
+    let password = match &secret_file {
+        Some(path) => format!("\"$(cat {})\"", path.display()),
+        None => "<your --password>".to_string(),
     };
     for swept in sim.swept() {
         say(&format!("Note: {swept}"));
     }
     say("Cloud Foundry simulator running.");
     say(&format!("  API + login: {api}"));
+    if let Some(path) = &secret_file {
+        say(&format!(
+            "  Password:    generated, in {} (readable by you only)",
+            path.display()
+        ));
+    }
     say(&format!(
         "  Router:      http://{router}  (routes on *.{}, chosen by the Host header)",
         args.domain
@@ -286,7 +282,10 @@ mod tests {
         assert!(c.admin_api);
         assert!(!c.run_commands);
         assert_eq!(c.app_domain, "example.com");
-        assert_eq!(c.password, "admin");
+        // No well-known default: a random password, different every time.
+        assert_ne!(c.password, "admin");
+        assert_eq!(c.password.len(), 32);
+        assert_ne!(c.password, w.sim.config().password);
         let w = Wrapper::parse_from(["sim", "--password", "s3cret"]);
         assert_eq!(w.sim.config().password, "s3cret");
         assert!(!format!("{:?}", w.sim).contains("s3cret"));

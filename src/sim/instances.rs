@@ -4,8 +4,10 @@
 //! An instance is a real HTTP server on a loopback port: either the static-file lifecycle
 //! (an axum server over the droplet's files; `/` is `index.html`; `/health`, and the process's
 //! health-check endpoints when no file has that path, answer 200, or 500 under the `unhealthy`
-//! fault) or the process lifecycle (`sh -c <command>` in the extracted droplet with `PORT`,
-//! the app's env vars, `VCAP_APPLICATION` and `VCAP_SERVICES`, in its own process group).
+//! fault) or the process lifecycle (`sh -c <command>` in the extracted droplet, in its own
+//! process group, with a cleared environment plus what Cloud Foundry gives an instance:
+//! `PORT`, `CF_INSTANCE_*`, `VCAP_APPLICATION`, `VCAP_SERVICES`, `MEMORY_LIMIT`, `HOME`,
+//! `TMPDIR`, `LANG`, a minimal `PATH`, and the app's env vars).
 //! A droplet with a `.sim-crash` file crashes on every start (a simulator convention, so that
 //! a "bad version" can be pushed like any other).
 //!
@@ -908,6 +910,9 @@ fn write_tree(tmp: &FsPath, files: &Files, target: &FsPath) -> Result<(), String
     Ok(())
 }
 
+/// `PATH` of an app instance: the system's directories only, as on a Cloud Foundry stack.
+const INSTANCE_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
 async fn start_process(shared: &Arc<Shared>, spec: &Spec, cmd: &str) -> Result<Server, String> {
     let dir = extract(shared, spec).await?;
     let port = {
@@ -917,11 +922,19 @@ async fn start_process(shared: &Arc<Shared>, spec: &Spec, cmd: &str) -> Result<S
             .map_err(|e| format!("cannot find a free port: {e}"))?
             .port()
     };
+    let tmp = shared.work_dir.path().join("tmp");
+    std::fs::create_dir_all(&tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
     let mut command = tokio::process::Command::new("sh");
     command
         .arg("-c")
         .arg(cmd)
         .current_dir(&dir)
+        // What Cloud Foundry gives an instance, and nothing of the simulator's own
+        // environment (its owner's credentials, tokens, paths).
+        .env_clear()
+        .env("PATH", INSTANCE_PATH)
+        .env("LANG", "en_US.UTF-8")
+        .env("TMPDIR", &tmp)
         .env("PORT", port.to_string())
         .env("VCAP_APP_PORT", port.to_string())
         .env("VCAP_APP_HOST", "127.0.0.1")

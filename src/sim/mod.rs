@@ -82,8 +82,9 @@
 //! * Instances: static-file lifecycle by default (serves the droplet's files, `/` is
 //!   `index.html`, `/health` and the health-check endpoints answer 200); process lifecycle when
 //!   the process has a command (manifest `command` or Procfile `web:`) and `run_commands` is
-//!   set (`sh -c` in the extracted droplet with `PORT`, the app's env vars, `VCAP_APPLICATION`,
-//!   `VCAP_SERVICES`, in its own process group). Health checks `port`/`http`/`process` decide
+//!   set (`sh -c` in the extracted droplet with a cleared environment plus `PORT`, the app's
+//!   env vars, `VCAP_APPLICATION`, `VCAP_SERVICES` and the rest of what Cloud Foundry gives an
+//!   instance, in its own process group). Health checks `port`/`http`/`process` decide
 //!   RUNNING, readiness decides `routable`. Crashes follow Diego: an exit, three failed
 //!   liveness checks in a row, or a start-up health check that does not pass within the
 //!   health-check timeout is a crash (audit event, log lines); the first
@@ -115,8 +116,17 @@
 //!   a droplet with a `.sim-crash` file crashes on every start.
 //! * Uploads: `resources[].path` values and zip entry names must be relative `/` paths without
 //!   `..` components, backslashes, drive letters or NUL (422 naming the path otherwise).
-//! * `cf-zero-downtime sim` on a non-loopback address warns, and without `--password` uses a
-//!   random password written to a private temporary file.
+//! * Safe to leave running on a shared machine: without an explicit password the simulator
+//!   accepts only a random one (`cf-zero-downtime sim` writes it to a file only its owner can
+//!   read and prints how to `cf auth` with it; on a non-loopback address it also warns); no
+//!   request body is read before the request is authenticated, bodies are bounded
+//!   (`SimConfig::max_upload_bytes` for package uploads, 16 MiB for other bodies, 64 KiB
+//!   before login) and so is what an uploaded zip unzips to (`SimConfig::max_unzipped_bytes`);
+//!   app instances start with a cleared environment plus what Cloud Foundry gives an instance
+//!   (`PORT`, `VCAP_APPLICATION`, `VCAP_SERVICES`, `CF_INSTANCE_*`, `MEMORY_LIMIT`, `HOME`,
+//!   `TMPDIR`, `LANG`, a minimal `PATH`, the app's env vars), never the simulator's own; the
+//!   call log (`/_sim/calls`) masks bodies as `CF_TRACE` does (an `apply_manifest` YAML with
+//!   interpolated secrets shows as `[application/x-yaml Content Hidden]`).
 //!
 //! # What differs from Cloud Foundry
 //! * Time is wall-clock based with small configurable delays (staging, start, propagation);
@@ -144,7 +154,8 @@
 //! * The token signature is HMAC-SHA1 under a random key although the header says `HS256`;
 //!   only the simulator verifies it.
 //!
-//! Depends on: axum, hyper, reqwest, tokio, zip, sha1. Must not: use other layers of the crate.
+//! Depends on: axum, hyper, reqwest, tokio, zip, sha1; `cf::trace`'s body masking, so the call
+//! log hides what a `CF_TRACE` dump hides. Must not: use other layers of the crate.
 
 mod api;
 pub mod cli;
@@ -220,7 +231,8 @@ pub struct SimConfig {
     pub space: String,
     /// Accepted user name (default `admin`).
     pub username: String,
-    /// Accepted password (default `admin`).
+    /// Accepted password (and `client_credentials` secret). The default is random, made anew
+    /// by every `SimConfig::default()`: read it back with `SimHandle::admin()`.
     pub password: String,
     /// `links.cloud_controller_v3.meta.version` (default `3.190.0`).
     pub api_version: String,
@@ -263,6 +275,13 @@ pub struct SimConfig {
     pub run_commands: bool,
     /// Mount the `/_sim/` admin API (fault injection, state dump, call log).
     pub admin_api: bool,
+    /// Largest multipart (package upload) request body accepted, in bytes (default 1 GiB,
+    /// Cloud Controller's default `max_package_size`); other bodies are bounded far lower,
+    /// and no body is read before its request is authenticated.
+    pub max_upload_bytes: usize,
+    /// Most bytes the files of one uploaded zip may unzip to, all entries together (default
+    /// 1 GiB); each entry is read only up to what is left.
+    pub max_unzipped_bytes: u64,
 }
 
 impl std::fmt::Debug for SimConfig {
@@ -297,6 +316,8 @@ impl std::fmt::Debug for SimConfig {
             .field("package_polls", &self.package_polls)
             .field("run_commands", &self.run_commands)
             .field("admin_api", &self.admin_api)
+            .field("max_upload_bytes", &self.max_upload_bytes)
+            .field("max_unzipped_bytes", &self.max_unzipped_bytes)
             .finish()
     }
 }
@@ -311,7 +332,7 @@ impl Default for SimConfig {
             org: "org".to_string(),
             space: "space".to_string(),
             username: "admin".to_string(),
-            password: "admin".to_string(),
+            password: random_password(),
             api_version: "3.190.0".to_string(),
             staging_delay: Duration::from_millis(30),
             start_delay: Duration::from_millis(20),
@@ -330,8 +351,17 @@ impl Default for SimConfig {
             package_polls: 1,
             run_commands: true,
             admin_api: false,
+            max_upload_bytes: 1 << 30,
+            max_unzipped_bytes: 1 << 30,
         }
     }
+}
+
+/// A password nobody can guess: 128 random bits as 32 hex digits. The simulator never
+/// accepts a well-known default: another local user could log in and run commands as its
+/// owner.
+pub(crate) fn random_password() -> String {
+    format!("{:016x}{:016x}", util::random_u64(), util::random_u64())
 }
 
 /// State shared by the servers, the reconcile loop and the handle.

@@ -2436,6 +2436,42 @@ async fn a_chunked_body_over_the_cap_is_refused_without_reading_the_rest() {
     assert_matches!(err, Error::ResponseTooLarge { limit: 1024, .. });
 }
 
+/// Every page fits the cap, but a listing keeps all its pages: together they may take four
+/// times the cap (pages used to be followed up to 1,000 times, each kept).
+#[tokio::test]
+async fn the_pages_of_one_listing_share_a_budget() {
+    let server = MockServer::start().await;
+    let page = json!({
+        "pagination": {"next": {"href": format!("{}/v3/apps?page=2", server.uri())}},
+        "resources": [],
+        "padding": "x".repeat(800)
+    });
+    Mock::given(method("GET"))
+        .and(path("/v3/apps"))
+        .respond_with(ok_json(page))
+        .mount(&server)
+        .await;
+    let mut cfg = config(&server, CountingToken::new());
+    cfg.max_response_bytes = 1024;
+    let err = Client::new(cfg)
+        .unwrap()
+        .list_apps(&AppQuery::default())
+        .await
+        .unwrap_err();
+    assert_matches!(err, Error::ResponseTooLarge { limit: 4096, .. });
+    assert!(
+        err.to_string()
+            .starts_with("GET /v3/apps (all pages together): the response is larger than 4096"),
+        "{err}"
+    );
+    let requests = server.received_requests().await.unwrap_or_default();
+    assert_eq!(
+        requests.len(),
+        5,
+        "stopped at the page that passed the budget"
+    );
+}
+
 // ---------------------------------------------------------------- CF_TRACE
 
 #[tokio::test]

@@ -940,6 +940,28 @@ async fn the_refresh_token_does_not_follow_a_redirect() {
     );
 }
 
+/// A login server whose answer never ends is not read without bound.
+#[tokio::test]
+async fn a_huge_token_answer_is_refused() {
+    let uaa = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/oauth/token"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_raw(vec![b' '; 4 << 20], "application/json"),
+        )
+        .expect(1)
+        .mount(&uaa)
+        .await;
+    let expired = format!("bearer {}", jwt(&json!({"exp": now() - 10})));
+    let (_home, file) = cf_home(&config(&uaa.uri(), &expired, "refresh-1"));
+    let login = standalone::load(&file).expect("loads");
+    let err = login.token.token().await.expect_err("too large");
+    assert!(
+        err.to_string().contains("answer larger than 1024 KiB"),
+        "{err}"
+    );
+}
+
 /// An https API whose config names a plain-http login server: the refresh token is not sent.
 #[tokio::test]
 async fn the_refresh_token_is_not_sent_over_http_for_an_https_api() {

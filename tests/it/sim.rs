@@ -370,14 +370,14 @@ async fn sim_cf_push_sequence_serves_the_app_through_the_router() {
         .await
         .unwrap();
     assert_eq!(login.status(), StatusCode::OK);
-    // cf auth admin admin
+    // cf auth admin <the generated password>
     let tok: Value = http
         .post(format!("{}/oauth/token", sim.api_url()))
         .basic_auth("cf", Some(""))
         .form(&[
             ("grant_type", "password"),
             ("username", "admin"),
-            ("password", "admin"),
+            ("password", sim.admin().password.as_str()),
         ])
         .send()
         .await
@@ -2287,5 +2287,214 @@ async fn sim_admin_api_needs_the_admin_token_and_upload_paths_are_checked() {
             "AWAITING_UPLOAD"
         );
     }
+    sim.shutdown().await;
+}
+
+// ---------------------------------------------------------------- safe to leave running
+
+/// Another local user can reach a loopback simulator: without the generated password (there
+/// is no well-known default any more) the login is refused.
+#[tokio::test]
+async fn a_local_login_without_the_generated_password_is_refused() {
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let login = |password: String| {
+        http.post(format!("{}/oauth/token", sim.api_url()))
+            .basic_auth("cf", Some(""))
+            .form(&[
+                ("grant_type", "password".to_string()),
+                ("username", "admin".to_string()),
+                ("password", password),
+            ])
+            .send()
+    };
+    let refused = login("admin".into()).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    let admin = sim.admin();
+    assert_ne!(admin.password, "admin");
+    assert_eq!(admin.password.len(), 32);
+    assert!(!format!("{admin:?}").contains(&admin.password));
+    let ok = login(admin.password.clone()).await.unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+    // client_credentials takes the same secret.
+    let cc = http
+        .post(format!("{}/oauth/token", sim.api_url()))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "admin"),
+            ("client_secret", "admin"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cc.status(), StatusCode::UNAUTHORIZED);
+    assert_ne!(SimConfig::default().password, SimConfig::default().password);
+    sim.shutdown().await;
+}
+
+/// An app instance sees what Cloud Foundry gives it and nothing of the simulator's own
+/// environment (the test process's: its HOME, PATH, CARGO_* and whatever secrets it holds).
+#[tokio::test]
+async fn instances_start_with_a_cleared_environment() {
+    let sim = Sim::start(config()).await.unwrap();
+    let api = Api::new(&sim);
+    let (app, _) = push(
+        &api,
+        &sim,
+        "applications:\n- name: envdump\n  command: env; exec sleep 30\n  health-check-type: process\n  env: {GREETING: hello}\n",
+        "envdump",
+        &[("README", b"x")],
+    )
+    .await;
+    let lines: Vec<String> = poll(|| async {
+        let lines: Vec<String> = envelopes(&api, &app, "envelope_types=LOG&limit=1000")
+            .await
+            .iter()
+            .filter(|e| e["tags"]["source_type"].as_str() == Some("APP/PROC/WEB"))
+            .map(log_text)
+            .collect();
+        lines
+            .iter()
+            .any(|l| l.starts_with("VCAP_APPLICATION="))
+            .then_some(lines)
+    })
+    .await;
+    let env: HashMap<&str, &str> = lines.iter().filter_map(|l| l.split_once('=')).collect();
+    let allowed = |name: &str| {
+        name.starts_with("CF_INSTANCE_")
+            || name.starts_with("VCAP_")
+            || matches!(
+                name,
+                "PORT" | "MEMORY_LIMIT" | "HOME" | "TMPDIR" | "LANG" | "PATH" | "GREETING"
+                    // Set by the shell itself.
+                    | "PWD" | "SHLVL" | "OLDPWD" | "_"
+            )
+    };
+    let foreign: Vec<&&str> = env.keys().filter(|k| !allowed(k)).collect();
+    assert!(foreign.is_empty(), "not Cloud Foundry's: {foreign:?}");
+    assert_eq!(env.get("PATH"), Some(&"/usr/local/bin:/usr/bin:/bin"));
+    assert_eq!(env.get("GREETING"), Some(&"hello"));
+    for name in [
+        "PORT",
+        "VCAP_SERVICES",
+        "CF_INSTANCE_INDEX",
+        "MEMORY_LIMIT",
+        "TMPDIR",
+    ] {
+        assert!(env.contains_key(name), "{name} missing: {env:?}");
+    }
+    // None of the simulator's own variables (besides the names an instance gets anyway).
+    for (name, value) in std::env::vars() {
+        if !allowed(&name) {
+            assert!(!env.contains_key(name.as_str()), "{name} leaked");
+        }
+        if name == "HOME" {
+            assert_ne!(
+                env.get("HOME"),
+                Some(&value.as_str()),
+                "the simulator's HOME"
+            );
+        }
+    }
+    sim.shutdown().await;
+}
+
+/// Sends `head` (a request without its body) and returns the status line of the answer, which
+/// must come before the body does.
+async fn answer_without_body(sim: &SimHandle, head: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = sim.api_url().trim_start_matches("http://").to_string();
+    let mut sock = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    sock.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(5), sock.read(&mut buf))
+        .await
+        .expect("answered before the body was sent")
+        .unwrap();
+    String::from_utf8_lossy(&buf[..n])
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// No body is read before the request is authenticated, and bodies are bounded: a client
+/// announcing 1 GiB is answered at once instead of being buffered.
+#[tokio::test]
+async fn request_bodies_are_not_read_before_auth_and_are_bounded() {
+    let sim = Sim::start(config()).await.unwrap();
+    let unauthenticated = answer_without_body(
+        &sim,
+        "POST /v3/apps HTTP/1.1\r\nHost: sim\r\nContent-Type: application/json\r\nContent-Length: 1073741824\r\n\r\n",
+    )
+    .await;
+    assert!(unauthenticated.contains(" 401 "), "{unauthenticated}");
+    let token = sim.token();
+    let too_large = answer_without_body(
+        &sim,
+        &format!(
+            "POST /v3/apps HTTP/1.1\r\nHost: sim\r\nAuthorization: {token}\r\nContent-Type: application/json\r\nContent-Length: 67108864\r\n\r\n"
+        ),
+    )
+    .await;
+    assert!(too_large.contains(" 413 "), "{too_large}");
+    let public = answer_without_body(
+        &sim,
+        "POST /oauth/token HTTP/1.1\r\nHost: sim\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 10485760\r\n\r\n",
+    )
+    .await;
+    assert!(public.contains(" 413 "), "{public}");
+    let log = sim.call_log();
+    assert!(
+        log.iter()
+            .any(|c| c.status == 401 && c.body == "<not read: not authenticated>"),
+        "{log:?}"
+    );
+    sim.shutdown().await;
+}
+
+/// The call log keeps bodies as a CF_TRACE dump shows them: an interpolated apply_manifest
+/// (secrets in its env) is hidden whole, JSON secrets are masked.
+#[tokio::test]
+async fn the_call_log_masks_bodies_as_cf_trace_does() {
+    let sim = Sim::start(config()).await.unwrap();
+    let api = Api::new(&sim);
+    api.apply_manifest(
+        &sim.space_guid(),
+        "applications:\n- name: masked\n  env:\n    DB_PASSWORD: hunter2-PLANTED\n",
+    )
+    .await;
+    let app = api.app_guid(&sim.space_guid(), "masked").await;
+    let (s, _) = api
+        .patch(
+            &format!("/v3/apps/{app}/environment_variables"),
+            json!({"var": {"API_KEY": "k3y-PLANTED"}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let log = sim.call_log();
+    let manifest = log
+        .iter()
+        .find(|c| c.path.ends_with("/actions/apply_manifest"))
+        .expect("apply_manifest logged");
+    assert_eq!(manifest.body, "[application/x-yaml Content Hidden]");
+    let env = log
+        .iter()
+        .find(|c| c.path.ends_with("/environment_variables"))
+        .expect("env update logged");
+    assert!(env.body.contains("API_KEY"), "{}", env.body);
+    // The admin API serves the same masked log.
+    let calls: Value = reqwest::Client::new()
+        .get(format!("{}/_sim/calls", sim.api_url()))
+        .header("Authorization", sim.token())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let text = calls.to_string();
+    assert!(!text.contains("PLANTED"), "{text}");
+    assert!(!format!("{log:?}").contains("PLANTED"));
     sim.shutdown().await;
 }

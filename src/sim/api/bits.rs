@@ -339,9 +339,22 @@ pub(crate) fn bad_path(path: &str) -> Option<&'static str> {
     None
 }
 
-/// Reads every file of a zip: `(path, data, mode)`.
-fn read_zip(bytes: &[u8]) -> Result<Vec<(String, Bytes, u32)>, String> {
+/// Most entries one uploaded zip may have.
+const MAX_ZIP_ENTRIES: usize = 200_000;
+
+/// Reads every file of a zip: `(path, data, mode)`. All files together may unzip to at most
+/// `max_unzipped` bytes: each entry is read only up to what is left (its declared size is not
+/// trusted), so a zip bomb costs no more memory than that.
+fn read_zip(bytes: &[u8], max_unzipped: u64) -> Result<Vec<(String, Bytes, u32)>, String> {
     let mut zip = zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| e.to_string())?;
+    if zip.len() > MAX_ZIP_ENTRIES {
+        return Err(format!(
+            "it has {} entries, more than {MAX_ZIP_ENTRIES}",
+            zip.len()
+        ));
+    }
+    let too_large = || format!("it unzips to more than {max_unzipped} bytes");
+    let mut left = max_unzipped;
     let mut out = Vec::new();
     for i in 0..zip.len() {
         let mut f = zip.by_index(i).map_err(|e| e.to_string())?;
@@ -353,8 +366,16 @@ fn read_zip(bytes: &[u8]) -> Result<Vec<(String, Bytes, u32)>, String> {
             return Err(format!("invalid path in zip: '{name}': {why}"));
         }
         let mode = f.unix_mode().map(|m| m & 0o777).unwrap_or(0o644);
+        if f.size() > left {
+            return Err(too_large());
+        }
         let mut data = Vec::new();
-        f.read_to_end(&mut data).map_err(|e| e.to_string())?;
+        // One byte more than is left tells a lying header from an exact fit.
+        (&mut f)
+            .take(left.saturating_add(1))
+            .read_to_end(&mut data)
+            .map_err(|e| e.to_string())?;
+        left = left.checked_sub(data.len() as u64).ok_or_else(too_large)?;
         out.push((name, Bytes::from(data), mode));
     }
     Ok(out)
@@ -413,7 +434,8 @@ async fn upload_package(
     let zipped = match bits_part {
         Some(p) => {
             let data = p.data.clone();
-            tokio::task::spawn_blocking(move || read_zip(&data))
+            let max_unzipped = s.config.max_unzipped_bytes;
+            tokio::task::spawn_blocking(move || read_zip(&data, max_unzipped))
                 .await
                 .map_err(|_| ApiError::unprocessable("Bits could not be read"))?
                 .map_err(|e| ApiError::unprocessable(format!("Bits must be a valid zip: {e}")))?
@@ -601,6 +623,38 @@ mod tests {
         assert_eq!(&parts[0].data[..], b"[]");
         assert_eq!(parts[1].name, "bits");
         assert_eq!(&parts[1].data[..], b"PK\r\n\x01");
+    }
+
+    fn zip_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+        use std::io::Write as _;
+        let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        for (name, data) in files {
+            w.start_file(
+                *name,
+                zip::write::SimpleFileOptions::default()
+                    .compression_method(zip::CompressionMethod::Deflated),
+            )
+            .unwrap();
+            w.write_all(data).unwrap();
+        }
+        w.finish().unwrap().into_inner()
+    }
+
+    #[test]
+    fn what_a_zip_unzips_to_is_bounded() {
+        // 4 MiB of zeros deflate to a few KiB: a small upload, a large unzip.
+        let zeros = vec![0u8; 4 << 20];
+        let bomb = zip_of(&[("a", &zeros)]);
+        assert!(bomb.len() < 64 << 10, "{}", bomb.len());
+        let err = read_zip(&bomb, 1 << 20).unwrap_err();
+        assert!(err.contains("unzips to more than 1048576 bytes"), "{err}");
+        // The limit is over all entries together; an exact fit is fine.
+        let two = zip_of(&[("a", &zeros[..600 << 10]), ("b", &zeros[..600 << 10])]);
+        assert!(read_zip(&two, 1 << 20).is_err());
+        let fit = zip_of(&[("a", &zeros[..512 << 10]), ("b", &zeros[..512 << 10])]);
+        let files = read_zip(&fit, 1 << 20).unwrap();
+        assert_eq!(files.len(), 2);
+        assert_eq!(files[1].1.len(), 512 << 10);
     }
 
     #[test]

@@ -2,7 +2,13 @@
 //! (request id, call log, injected failures, authentication, warnings), CC error bodies,
 //! query parsing (CC's list filters, label selectors) and pagination with absolute links.
 //!
-//! Depends on: `state`, `uaa`, `faults`. Must not: hold the state lock across an `.await`.
+//! Nothing of a request body is read before the request is authenticated (public paths
+//! excepted), and every body is bounded: package uploads by `SimConfig::max_upload_bytes`,
+//! other bodies by [`MAX_BODY_BYTES`], public ones by [`MAX_PUBLIC_BODY_BYTES`] (413 beyond).
+//! The call log masks bodies as a `CF_TRACE` dump does.
+//!
+//! Depends on: `state`, `uaa`, `faults`, `cf::trace` (body masking). Must not: hold the state
+//! lock across an `.await`.
 
 mod apps;
 mod bits;
@@ -452,30 +458,99 @@ fn is_public(path: &str) -> bool {
     ) || path.starts_with("/_sim")
 }
 
-/// Replaces secrets in a logged JSON body (docker passwords, credentials, tokens).
-fn redact(v: &mut Value) {
-    match v {
-        Value::Object(map) => {
-            for (k, val) in map.iter_mut() {
-                let key = k.to_ascii_lowercase();
-                if key.contains("password")
-                    || key.contains("secret")
-                    || key.contains("token")
-                    || key == "credentials"
-                {
-                    *val = json!("[REDACTED]");
-                } else {
-                    redact(val);
-                }
-            }
+/// How many API calls the call log keeps.
+const MAX_CALLS: usize = 20_000;
+
+/// Largest body of a request that is not a package upload, once authenticated (a manifest, a
+/// JSON document).
+const MAX_BODY_BYTES: usize = 16 << 20;
+
+/// Largest body of an unauthenticated request to a public path (the token endpoint's form).
+const MAX_PUBLIC_BODY_BYTES: usize = 64 << 10;
+
+/// Most bytes of a body kept in the call log.
+const MAX_LOGGED_BODY: usize = 4096;
+
+/// A request body as the call log keeps it: masked by the rule of a `CF_TRACE` dump (JSON with
+/// secret-looking keys and env values hidden; any other body, such as an interpolated
+/// `apply_manifest` YAML, hidden behind its media type), then cut at [`MAX_LOGGED_BODY`]. A
+/// body without a `Content-Type` that parses as JSON is read as JSON.
+fn logged_body(path: &str, content_type: Option<&str>, bytes: &[u8]) -> String {
+    if path == "/oauth/token" {
+        return "<credentials>".to_string();
+    }
+    let json = content_type.is_none() && serde_json::from_slice::<Value>(bytes).is_ok();
+    let text = crate::cf::trace::render_body(
+        if json {
+            Some("application/json")
+        } else {
+            content_type
+        },
+        bytes,
+    );
+    if text.len() > MAX_LOGGED_BODY {
+        let mut cut = MAX_LOGGED_BODY;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
         }
-        Value::Array(items) => items.iter_mut().for_each(redact),
-        _ => {}
+        format!("{}... <{} bytes>", &text[..cut], text.len())
+    } else {
+        text
     }
 }
 
-/// How many API calls the call log keeps.
-const MAX_CALLS: usize = 20_000;
+/// The 401 for a request that failed authentication.
+fn unauthenticated(e: &TokenError) -> Response {
+    match e {
+        TokenError::Missing => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            10002,
+            "CF-NotAuthenticated",
+            "Authentication error",
+        ),
+        TokenError::Invalid | TokenError::Expired => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            1000,
+            "CF-InvalidAuthToken",
+            "Invalid Auth Token",
+        ),
+    }
+    .into_response()
+}
+
+/// Reads a request body of at most `limit` bytes (refused at once when `Content-Length` says
+/// more); the error is the response to send.
+async fn read_body(body: Body, declared: Option<u64>, limit: usize) -> Result<Bytes, Response> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            10004,
+            "CF-InvalidRequest",
+            format!("request body is larger than {limit} bytes"),
+        )
+        .into_response()
+    };
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let over = e
+            .into_inner()
+            .downcast_ref::<http_body_util::LengthLimitError>()
+            .is_some();
+        if over {
+            too_large()
+        } else {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                10004,
+                "CF-InvalidRequest",
+                "request body could not be read",
+            )
+            .into_response()
+        }
+    })
+}
 
 async fn middleware(AxState(s): AxState<Arc<Shared>>, req: Request, next: Next) -> Response {
     let path = req.uri().path().to_string();
@@ -498,54 +573,24 @@ async fn middleware(AxState(s): AxState<Arc<Shared>>, req: Request, next: Next) 
     let request_id = new_guid();
     let method = req.method().as_str().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
-    let multipart = req
+    let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let multipart = content_type
+        .as_deref()
         .is_some_and(|v| v.starts_with("multipart/"));
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
     let auth = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let (parts, body) = req.into_parts();
-    let bytes = match axum::body::to_bytes(body, 1 << 30).await {
-        Ok(b) => b,
-        Err(_) => {
-            return ApiError::new(
-                StatusCode::BAD_REQUEST,
-                10004,
-                "CF-InvalidRequest",
-                "request body could not be read",
-            )
-            .into_response();
-        }
-    };
-    let logged_body = if multipart {
-        format!("<multipart body, {} bytes>", bytes.len())
-    } else if path == "/oauth/token" {
-        "<credentials>".to_string()
-    } else if let Ok(mut v) = serde_json::from_slice::<Value>(&bytes) {
-        redact(&mut v);
-        let text = v.to_string();
-        if text.len() > 4096 {
-            let mut cut = 4096;
-            while !text.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            format!("{}... <{} bytes>", &text[..cut], text.len())
-        } else {
-            text
-        }
-    } else if bytes.len() > 4096 {
-        format!(
-            "{}... <{} bytes>",
-            String::from_utf8_lossy(&bytes[..4096]),
-            bytes.len()
-        )
-    } else {
-        String::from_utf8_lossy(&bytes).into_owned()
-    };
     let (injected, warnings) = {
         let mut st = s.lock();
         (
@@ -553,29 +598,43 @@ async fn middleware(AxState(s): AxState<Arc<Shared>>, req: Request, next: Next) 
             st.faults.warnings.clone(),
         )
     };
-    let mut resp = if let Some((status, retry_after)) = injected {
-        ApiError::for_status(status, retry_after).into_response()
-    } else if !is_public(&path)
-        && let Err(e) = uaa::verify(&s, auth.as_deref().unwrap_or(""), false)
-    {
-        match e {
-            TokenError::Missing => ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                10002,
-                "CF-NotAuthenticated",
-                "Authentication error",
-            ),
-            TokenError::Invalid | TokenError::Expired => ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                1000,
-                "CF-InvalidAuthToken",
-                "Invalid Auth Token",
-            ),
-        }
-        .into_response()
+    let public = is_public(&path);
+    let refused = if injected.is_none() && !public {
+        uaa::verify(&s, auth.as_deref().unwrap_or(""), false).err()
     } else {
-        next.run(Request::from_parts(parts, Body::from(bytes)))
-            .await
+        None
+    };
+    let (mut resp, body) = if let Some(e) = refused {
+        // Nothing of an unauthenticated request's body is read.
+        (
+            unauthenticated(&e),
+            "<not read: not authenticated>".to_string(),
+        )
+    } else {
+        let limit = if public {
+            MAX_PUBLIC_BODY_BYTES
+        } else if multipart {
+            s.config.max_upload_bytes
+        } else {
+            MAX_BODY_BYTES
+        };
+        let (parts, body) = req.into_parts();
+        match read_body(body, declared, limit).await {
+            Err(resp) => (resp, "<not read: too large>".to_string()),
+            Ok(bytes) => {
+                let logged = logged_body(&path, content_type.as_deref(), &bytes);
+                let resp = match injected {
+                    Some((status, retry_after)) => {
+                        ApiError::for_status(status, retry_after).into_response()
+                    }
+                    None => {
+                        next.run(Request::from_parts(parts, Body::from(bytes)))
+                            .await
+                    }
+                };
+                (resp, logged)
+            }
+        }
     };
     let headers = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&request_id) {
@@ -605,7 +664,7 @@ async fn middleware(AxState(s): AxState<Arc<Shared>>, req: Request, next: Next) 
             path,
             query,
             status,
-            body: logged_body,
+            body,
             request_id,
         });
     }
@@ -634,8 +693,10 @@ pub(crate) fn routes(shared: &Arc<Shared>) -> Router {
         r = r.merge(super::faults::admin_routes());
     }
     r.fallback(unknown)
-        // Package uploads are large; the middleware already bounds bodies at 1 GiB.
-        .layer(axum::extract::DefaultBodyLimit::max(1 << 30))
+        // The middleware bounds every body (after authentication) before a handler sees it.
+        .layer(axum::extract::DefaultBodyLimit::max(
+            shared.config.max_upload_bytes,
+        ))
         .layer(middleware::from_fn_with_state(shared.clone(), middleware))
         .with_state(shared.clone())
 }
@@ -705,13 +766,31 @@ mod tests {
 
     #[test]
     fn logged_bodies_hide_secrets() {
-        let mut v = json!({"type": "docker", "data": {"image": "i", "password": "hunter2"},
-                           "credentials": {"uri": "x"}, "list": [{"client_secret": "s"}]});
-        redact(&mut v);
-        assert!(!v.to_string().contains("hunter2"));
-        assert_eq!(v["credentials"], "[REDACTED]");
-        assert_eq!(v["list"][0]["client_secret"], "[REDACTED]");
-        assert_eq!(v["data"]["image"], "i");
+        let body = json!({"type": "docker", "data": {"image": "i", "password": "hunter2"},
+                          "credentials": {"uri": "x"}, "list": [{"client_secret": "s3"}],
+                          "var": {"DB_URL": "postgres://u:pw-4@h"}})
+        .to_string();
+        for ct in [Some("application/json"), None] {
+            let logged = logged_body("/v3/apps", ct, body.as_bytes());
+            for planted in ["hunter2", "s3", "pw-4", "\"x\""] {
+                assert!(!logged.contains(planted), "{planted} in {logged}");
+            }
+            let v: Value = serde_json::from_str(&logged).unwrap();
+            assert_eq!(v["data"]["image"], "i");
+            assert!(v["var"]["DB_URL"].is_string());
+        }
+        // An interpolated apply_manifest body: hidden whole, as in a CF_TRACE dump.
+        let yaml = b"applications:\n- name: web\n  env:\n    DB_PASSWORD: hunter2\n";
+        let logged = logged_body(
+            "/v3/spaces/s/actions/apply_manifest",
+            Some("application/x-yaml"),
+            yaml,
+        );
+        assert_eq!(logged, "[application/x-yaml Content Hidden]");
+        assert_eq!(
+            logged_body("/oauth/token", None, b"password=hunter2"),
+            "<credentials>"
+        );
     }
 
     #[test]
