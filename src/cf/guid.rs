@@ -107,4 +107,8 @@ guid_type!(
     RouterGroupGuid,
     /// The GUID of a service plan.
     ServicePlanGuid,
+    /// The GUID of a space quota.
+    SpaceQuotaGuid,
+    /// The GUID of an organization quota.
+    OrganizationQuotaGuid,
 );

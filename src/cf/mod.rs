@@ -64,6 +64,7 @@ pub mod packages;
 pub mod page;
 pub mod poll;
 pub mod processes;
+pub mod quotas;
 pub mod relationships;
 pub mod resource_matches;
 pub mod routes;
@@ -93,8 +94,9 @@ pub use droplets::{Droplet, DropletState};
 pub use error::{ApiError, CcError, Error};
 pub use guid::{
     AppGuid, BuildGuid, DeploymentGuid, DestinationGuid, DomainGuid, DropletGuid, JobGuid,
-    OrganizationGuid, PackageGuid, ProcessGuid, RevisionGuid, RouteGuid, RouterGroupGuid,
-    ServiceCredentialBindingGuid, ServiceInstanceGuid, ServicePlanGuid, SpaceGuid,
+    OrganizationGuid, OrganizationQuotaGuid, PackageGuid, ProcessGuid, RevisionGuid, RouteGuid,
+    RouterGroupGuid, ServiceCredentialBindingGuid, ServiceInstanceGuid, ServicePlanGuid, SpaceGuid,
+    SpaceQuotaGuid,
 };
 pub use jobs::{Job, JobState};
 pub use log_cache::{
@@ -112,6 +114,7 @@ pub use processes::{
     HealthCheck, HealthCheckType, InstanceState, InstanceStats, Process, ProcessScale,
     ProcessUpdate,
 };
+pub use quotas::{Quota, QuotaApps, QuotaRoutes, UsageSummary};
 pub use relationships::{GuidRef, ToOne};
 pub use resource_matches::{Checksum, MatchedResource, Resource};
 pub use routes::{Destination, NewDestination, NewRoute, Route, RouteQuery};

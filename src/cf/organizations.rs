@@ -15,9 +15,18 @@
 use serde::{Deserialize, Serialize};
 
 use super::client::join_filter;
-use super::guid::OrganizationGuid;
+use super::guid::{OrganizationGuid, OrganizationQuotaGuid};
 use super::metadata::Metadata;
+use super::relationships::ToOne;
 use super::{Client, Error};
+
+/// `relationships` of an organization.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrganizationRelationships {
+    /// The organization quota (every org has one; `{"data": null}` is read as none).
+    #[serde(default, deserialize_with = "super::relationships::nullable_to_one")]
+    pub quota: ToOne<OrganizationQuotaGuid>,
+}
 
 /// An organization.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,6 +38,9 @@ pub struct Organization {
     /// Whether it is suspended.
     #[serde(default)]
     pub suspended: bool,
+    /// Its quota.
+    #[serde(default)]
+    pub relationships: OrganizationRelationships,
     /// Labels and annotations.
     #[serde(default)]
     pub metadata: Metadata,

@@ -51,6 +51,15 @@ impl<G> Default for ToOne<G> {
     }
 }
 
+/// Reads a to-one relationship that may also be `null` as a whole (an empty one).
+pub fn nullable_to_one<'de, D, G>(d: D) -> Result<ToOne<G>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    G: Deserialize<'de>,
+{
+    Ok(Option::<ToOne<G>>::deserialize(d)?.unwrap_or_default())
+}
+
 /// Reads `{"guid": "..."}`, `{"guid": null}` or `null` as an optional reference. CC sends
 /// `"previous_droplet": {"guid": null}` for a deployment of an app that had no droplet.
 pub fn nullable_guid_ref<'de, D, G>(d: D) -> Result<Option<GuidRef<G>>, D::Error>

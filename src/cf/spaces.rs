@@ -12,7 +12,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::client::join_filter;
-use super::guid::{OrganizationGuid, SpaceGuid};
+use super::guid::{OrganizationGuid, SpaceGuid, SpaceQuotaGuid};
 use super::metadata::Metadata;
 use super::relationships::ToOne;
 use super::{Client, Error};
@@ -23,6 +23,9 @@ pub struct SpaceRelationships {
     /// The organization.
     #[serde(default)]
     pub organization: ToOne<OrganizationGuid>,
+    /// The space quota, if one is assigned (`{"data": null}` when not).
+    #[serde(default, deserialize_with = "super::relationships::nullable_to_one")]
+    pub quota: ToOne<SpaceQuotaGuid>,
 }
 
 /// A space.

@@ -19,6 +19,7 @@
 
 use super::Shared;
 use super::api::ApiError;
+use super::quotas;
 use super::state::{DeployState, Deployment, InstState, State};
 use super::util::now_rfc3339;
 
@@ -83,6 +84,18 @@ pub(crate) fn create(st: &mut State, new: NewDeployment) -> Result<String, ApiEr
         .cloned()
         .ok_or_else(|| ApiError::unprocessable("App has no web process"))?;
     let target = new.web_instances.unwrap_or(newest.instances);
+    let quota_refused = |st: &State, e: String| {
+        ApiError::unprocessable(quotas::deployment_create_message(st, &app.space_guid, &e))
+    };
+    if app.started && (new.web_instances.is_some() || new.memory_mb.is_some()) {
+        // `validate_quota!`: the current web process as the options would make it.
+        let mut scaled = newest.clone();
+        scaled.instances = target;
+        if let Some(m) = new.memory_mb {
+            scaled.memory_mb = m;
+        }
+        quotas::check_scale(st, &newest, &scaled).map_err(|e| quota_refused(st, e))?;
+    }
     let mut options = serde_json::json!({"max_in_flight": new.max_in_flight});
     if let Some(w) = new.web_instances {
         options["web_instances"] = w.into();
@@ -124,6 +137,7 @@ pub(crate) fn create(st: &mut State, new: NewDeployment) -> Result<String, ApiEr
         options,
         last_status_change: now.clone(),
         last_healthcheck: now,
+        error: None,
     };
     let apply_options = |p: &mut super::state::Process| {
         if let Some(m) = new.memory_mb {
@@ -140,6 +154,13 @@ pub(crate) fn create(st: &mut State, new: NewDeployment) -> Result<String, ApiEr
         if let Some(p) = st.process_mut(&newest.meta.guid) {
             p.instances = target;
             apply_options(p);
+        }
+        if let Err(e) = quotas::check_start(st, &app.meta.guid) {
+            // The transaction is rolled back: the process keeps its settings.
+            if let Some(p) = st.process_mut(&newest.meta.guid) {
+                *p = newest.clone();
+            }
+            return Err(quota_refused(st, e));
         }
         for p in st
             .processes
@@ -169,12 +190,20 @@ pub(crate) fn create(st: &mut State, new: NewDeployment) -> Result<String, ApiEr
         .filter(|p| p.app_guid == app.meta.guid && p.kind == "web")
         .map(|p| (p.meta.guid.clone(), p.instances))
         .collect();
-    let pguid = st.create_process(&app.meta.guid, "web", newest.command.clone());
     let first = if new.strategy == "canary" {
         canary_count(target, new.canary_weights.first().copied())
     } else {
         new.max_in_flight.max(1).min(target)
     };
+    quotas::check_process(
+        st,
+        &app.space_guid,
+        (0, 0),
+        (new.memory_mb.unwrap_or(newest.memory_mb), first),
+        quotas::Pending::default(),
+    )
+    .map_err(|e| quota_refused(st, e))?;
+    let pguid = st.create_process(&app.meta.guid, "web", newest.command.clone());
     if let Some(p) = st.process_mut(&pguid) {
         p.health = newest.health.clone();
         p.readiness = newest.readiness.clone();
@@ -321,9 +350,7 @@ fn step(st: &mut State, guid: &str) {
                 let canary = canary_count(d.target, w);
                 let have = st.process(&new).map(|p| p.instances).unwrap_or(0);
                 if have < canary {
-                    if let Some(p) = st.process_mut(&new) {
-                        p.instances = canary;
-                    }
+                    scale_up(st, guid, &new, canary);
                     return;
                 }
                 scale_others(st, &d.app_guid, &new, original_count(d.target, canary, w));
@@ -337,8 +364,13 @@ fn step(st: &mut State, guid: &str) {
                 st.processes
                     .retain(|p| !(p.app_guid == app && p.kind == "web" && p.meta.guid != new));
                 set_state(st, guid, DeployState::Deployed);
-            } else if let Some(p) = st.process_mut(&new) {
-                p.instances = have.saturating_add(d.max_in_flight).min(d.target);
+            } else {
+                scale_up(
+                    st,
+                    guid,
+                    &new,
+                    have.saturating_add(d.max_in_flight).min(d.target),
+                );
             }
         }
         DeployState::Canceling => {
@@ -362,6 +394,29 @@ fn step(st: &mut State, guid: &str) {
             }
         }
         _ => {}
+    }
+}
+
+/// Scales the deployment's new process up to `instances`, as the updater's `UpScaler` does:
+/// a quota that does not allow it leaves everything as it was and records Cloud Controller's
+/// message as the deployment's `error` (`status.details.error`) until a later tick succeeds.
+fn scale_up(st: &mut State, guid: &str, process: &str, instances: u32) {
+    let Some(before) = st.process(process).cloned() else {
+        return;
+    };
+    let mut after = before.clone();
+    after.instances = instances;
+    let error = quotas::check_scale(st, &before, &after).err();
+    if error.is_none()
+        && let Some(p) = st.process_mut(process)
+    {
+        p.instances = instances;
+    }
+    if let Some(d) = st.deployments.iter_mut().find(|d| d.meta.guid == guid)
+        && d.error != error
+    {
+        d.error = error;
+        d.meta.touch();
     }
 }
 
@@ -396,6 +451,7 @@ mod tests {
                 meta: m,
                 name: "s".into(),
                 org_guid: "o".into(),
+                quota_guid: None,
             });
             g
         };

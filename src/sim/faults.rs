@@ -189,6 +189,17 @@ pub enum FaultSpec {
         /// Warning text.
         text: String,
     },
+    /// A setting rather than a fault: the seeded space's or org's quota becomes `quota` (an
+    /// admin's `cf update-space-quota`/`cf set-space-quota`); `None` removes the space quota,
+    /// or gives the org an unlimited `default` quota. Checked from the next call on; running
+    /// instances are not stopped, as on Cloud Foundry. Clearing faults keeps it.
+    SetQuota {
+        /// The space's quota or the org's.
+        scope: super::quotas::QuotaScope,
+        /// The limits, `None` to remove.
+        #[serde(default)]
+        quota: Option<super::quotas::QuotaSpec>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -267,8 +278,8 @@ impl Faults {
                     Duration::from_millis(health_check_timeout_ms),
                 );
             }
-            // An action on the instances, handled by `apply_spec`.
-            FaultSpec::CrashInstance { .. } => {}
+            // Actions on the model, handled by `apply_spec`.
+            FaultSpec::CrashInstance { .. } | FaultSpec::SetQuota { .. } => {}
             FaultSpec::OptionalApiUnavailable { api, mode } => {
                 self.optional.insert(api, mode);
             }
@@ -313,7 +324,11 @@ impl Faults {
 
 /// Applies a fault to the model: one-shot actions act on the instances, the rest become
 /// switches in `st.faults`.
-pub(crate) fn apply_spec(st: &mut State, spec: FaultSpec) {
+pub(crate) fn apply_spec(st: &mut State, space_guid: &str, spec: FaultSpec) {
+    if let FaultSpec::SetQuota { scope, quota } = spec {
+        super::quotas::set_quota(st, scope, space_guid, quota);
+        return;
+    }
     if let FaultSpec::CrashInstance {
         app,
         index,
@@ -366,7 +381,17 @@ impl std::fmt::Debug for FaultInjector {
 impl FaultInjector {
     /// Applies any fault.
     pub fn apply(&self, spec: FaultSpec) {
-        apply_spec(&mut self.shared.lock(), spec);
+        apply_spec(&mut self.shared.lock(), &self.shared.space_guid, spec);
+    }
+
+    /// Sets the seeded space's (or org's) quota; `None` removes the space quota (the org gets
+    /// an unlimited one). See [`FaultSpec::SetQuota`].
+    pub fn set_quota(
+        &self,
+        scope: super::quotas::QuotaScope,
+        quota: Option<super::quotas::QuotaSpec>,
+    ) {
+        self.apply(FaultSpec::SetQuota { scope, quota });
     }
 
     /// The `nth` (1-based, counted from now) call to `method` + `path` pattern fails with `status`.
@@ -530,7 +555,7 @@ async fn router_table(AxState(s): AxState<Arc<Shared>>) -> Json<serde_json::Valu
 async fn add_fault(AxState(s): AxState<Arc<Shared>>, body: axum::body::Bytes) -> Response {
     match serde_json::from_slice::<FaultSpec>(&body) {
         Ok(spec) => {
-            apply_spec(&mut s.lock(), spec);
+            apply_spec(&mut s.lock(), &s.space_guid, spec);
             StatusCode::NO_CONTENT.into_response()
         }
         Err(e) => (

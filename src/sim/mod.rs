@@ -101,6 +101,14 @@
 //!   signal) and dropping the handle end them at once. A simulator that starts ends the
 //!   instance processes and removes the work directories that simulators that were killed
 //!   left in the temp dir ([`SimHandle::swept`]).
+//! * Quotas (see `quotas.rs`): the seeded space's space quota and the org's quota
+//!   (`SimConfig::space_quota`/`org_quota`, or [`FaultSpec::SetQuota`] while running), shown by
+//!   `GET /v3/space_quotas[/:guid]`, `GET /v3/organization_quotas[/:guid]`, the spaces' and
+//!   orgs' `relationships.quota`, and `GET /v3/{spaces,organizations}/:guid/usage_summary`;
+//!   enforced with Cloud Controller's 422 messages on start, scale, `apply_manifest`, new
+//!   routes, builds (staging memory), deployment create and every scale-up of a rolling or
+//!   canary deployment (refused scale-ups leave the deployment where it is, with the message
+//!   in `status.details.error`, CAPI 3.192+).
 //! * Fault injection and introspection: [`FaultInjector`] (`SimHandle::faults`) and, with
 //!   `SimConfig::admin_api`, the admin API: `GET /_sim/state`, `GET|DELETE /_sim/calls`,
 //!   `GET /_sim/router`, `POST /_sim/faults` (a JSON [`FaultSpec`] with a `kind` tag),
@@ -132,7 +140,7 @@
 //! * Time is wall-clock based with small configurable delays (staging, start, propagation);
 //!   jobs and packages advance per poll. Health-check invocations time out after 5 s unless the
 //!   process sets `invocation_timeout` (CC's default is 1 s).
-//! * One user (admin, every permission); no roles, quotas, rate limits (429 only by fault),
+//! * One user (admin, every permission); no roles, rate limits (429 only by fault),
 //!   isolation segments, tasks, sidecars, revisions (`revision` is always `null`), service
 //!   brokers (user-provided service instances only), route services, TCP routing, TLS.
 //! * Staging runs no buildpack: the droplet holds the package files; `process_types.web` comes
@@ -163,6 +171,7 @@ mod deployments;
 mod faults;
 mod instances;
 mod procs;
+mod quotas;
 mod router;
 mod staging;
 mod state;
@@ -182,6 +191,7 @@ use tokio_util::task::TaskTracker;
 
 pub use faults::{FailRule, FaultInjector, FaultSpec, OptionalApi, Unavailable};
 pub use procs::Swept;
+pub use quotas::{QuotaScope, QuotaSpec};
 pub use state::CallRecord;
 pub use stop::{StopSignals, Stopped};
 
@@ -282,6 +292,10 @@ pub struct SimConfig {
     /// Most bytes the files of one uploaded zip may unzip to, all entries together (default
     /// 1 GiB); each entry is read only up to what is left.
     pub max_unzipped_bytes: u64,
+    /// The seeded space's space quota (`None`: no space quota, as a new space has).
+    pub space_quota: Option<QuotaSpec>,
+    /// The seeded org's organization quota (`None`: an unlimited quota named `default`).
+    pub org_quota: Option<QuotaSpec>,
 }
 
 impl std::fmt::Debug for SimConfig {
@@ -318,6 +332,8 @@ impl std::fmt::Debug for SimConfig {
             .field("admin_api", &self.admin_api)
             .field("max_upload_bytes", &self.max_upload_bytes)
             .field("max_unzipped_bytes", &self.max_unzipped_bytes)
+            .field("space_quota", &self.space_quota)
+            .field("org_quota", &self.org_quota)
             .finish()
     }
 }
@@ -353,6 +369,8 @@ impl Default for SimConfig {
             admin_api: false,
             max_upload_bytes: 1 << 30,
             max_unzipped_bytes: 1 << 30,
+            space_quota: None,
+            org_quota: None,
         }
     }
 }
@@ -597,6 +615,7 @@ fn seed(st: &mut State, config: &SimConfig) -> (String, String) {
     st.orgs.push(state::Org {
         meta,
         name: config.org.clone(),
+        quota_guid: None,
     });
     let meta = st.meta();
     let space_guid = meta.guid.clone();
@@ -604,7 +623,15 @@ fn seed(st: &mut State, config: &SimConfig) -> (String, String) {
         meta,
         name: config.space.clone(),
         org_guid: org_guid.clone(),
+        quota_guid: None,
     });
+    quotas::set_quota(st, QuotaScope::Org, &space_guid, config.org_quota.clone());
+    quotas::set_quota(
+        st,
+        QuotaScope::Space,
+        &space_guid,
+        config.space_quota.clone(),
+    );
     for (name, internal, tcp) in [
         (config.app_domain.as_str(), false, false),
         ("apps.internal", true, false),

@@ -48,6 +48,8 @@ pub(crate) type Files = BTreeMap<String, FileEntry>;
 pub(crate) struct Org {
     pub meta: Meta,
     pub name: String,
+    /// The organization quota (`relationships.quota`); every CC org has one.
+    pub quota_guid: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -55,6 +57,17 @@ pub(crate) struct Space {
     pub meta: Meta,
     pub name: String,
     pub org_guid: String,
+    /// The space quota (`relationships.quota`), if one is assigned.
+    pub quota_guid: Option<String>,
+}
+
+/// A space or organization quota definition.
+#[derive(Debug, Clone)]
+pub(crate) struct Quota {
+    pub meta: Meta,
+    /// The org a space quota belongs to; `None` for an organization quota.
+    pub org_guid: Option<String>,
+    pub spec: super::quotas::QuotaSpec,
 }
 
 #[derive(Debug, Clone)]
@@ -255,6 +268,9 @@ pub(crate) struct Deployment {
     pub options: Value,
     pub last_status_change: String,
     pub last_healthcheck: String,
+    /// What the deployment updater failed at on its last tick (`status.details.error`,
+    /// CAPI 3.192+); cleared once it makes progress again.
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -338,6 +354,8 @@ pub(crate) struct State {
     pub seq: u64,
     pub orgs: Vec<Org>,
     pub spaces: Vec<Space>,
+    /// Space and organization quotas.
+    pub quotas: Vec<Quota>,
     pub domains: Vec<Domain>,
     pub apps: Vec<App>,
     pub processes: Vec<Process>,

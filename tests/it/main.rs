@@ -17,3 +17,4 @@ mod release;
 mod secrets;
 mod sim;
 mod sim_stop;
+mod sim_quota;

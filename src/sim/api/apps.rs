@@ -276,6 +276,7 @@ pub(crate) fn start_app(st: &mut State, guid: &str) -> Result<(), ApiError> {
         ));
     };
     let was_started = app.started;
+    crate::sim::quotas::check_start(st, guid).map_err(ApiError::unprocessable)?;
     for p in st.processes.iter_mut().filter(|p| p.app_guid == guid) {
         if !was_started || p.droplet_guid.is_none() {
             p.droplet_guid = Some(droplet.clone());

@@ -548,6 +548,11 @@ async fn create_build(AxState(s): AxState<Arc<Shared>>, body: Bytes) -> ApiResul
             app.buildpacks.clone(),
             app.stack.clone(),
         );
+        let staging_mb = st
+            .newest_process(&app_guid, "web")
+            .map_or(0, |p| p.memory_mb);
+        crate::sim::quotas::check_staging(&st, &app.space_guid, staging_mb)
+            .map_err(ApiError::unprocessable)?;
         let mut meta = st.meta();
         merge_metadata(&mut meta, &v);
         let b = Build {

@@ -43,6 +43,9 @@ pub(crate) fn present_deployment(base: &str, d: &Deployment) -> Value {
         "details": {"last_successful_healthcheck": d.last_healthcheck,
                     "last_status_change": d.last_status_change},
     });
+    if let Some(e) = &d.error {
+        status["details"]["error"] = json!(e);
+    }
     if d.strategy == "canary" {
         let total = d.canary_weights.len().max(1);
         status["canary"] =

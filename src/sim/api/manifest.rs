@@ -202,9 +202,11 @@ fn log_rate(v: &Value) -> Option<i64> {
 
 /// Applies process-level manifest keys to a process.
 fn apply_process_settings(st: &mut State, pguid: &str, s: &Value) -> Result<(), ApiError> {
-    let Some(p) = st.process_mut(pguid) else {
+    let Some(before) = st.process(pguid).cloned() else {
         return Err(ApiError::not_found("Process"));
     };
+    let mut updated = before.clone();
+    let p = &mut updated;
     let mut scale = json!({});
     if let Some(i) = s.get("instances") {
         scale["instances"] = i.clone();
@@ -255,6 +257,10 @@ fn apply_process_settings(st: &mut State, pguid: &str, s: &Value) -> Result<(), 
         ],
     );
     apply_check(&mut p.readiness, &rc, false)?;
+    crate::sim::quotas::check_scale(st, &before, &updated).map_err(ApiError::unprocessable)?;
+    if let Some(p) = st.process_mut(pguid) {
+        *p = updated;
+    }
     Ok(())
 }
 

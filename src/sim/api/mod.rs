@@ -15,6 +15,7 @@ mod bits;
 mod deployments;
 mod manifest;
 mod processes;
+mod quotas;
 mod root;
 mod routes;
 mod services;
@@ -685,6 +686,7 @@ pub(crate) fn routes(shared: &Arc<Shared>) -> Router {
         .merge(manifest::routes())
         .merge(bits::routes())
         .merge(processes::routes())
+        .merge(quotas::routes())
         .merge(routes::routes())
         .merge(services::routes())
         .merge(telemetry::routes())

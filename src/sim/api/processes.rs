@@ -303,12 +303,13 @@ pub(crate) fn apply_scale(p: &mut Process, v: &Value) -> Result<(), ApiError> {
 fn scale(s: &Shared, guid: &str, body: &Bytes) -> ApiResult {
     let v = parse_json(body)?;
     let mut st = s.lock();
-    let p = st
-        .process_mut(guid)
-        .ok_or_else(|| ApiError::not_found("Process"))?;
-    let mut updated = p.clone();
+    let before = find_process(&st, guid)?.clone();
+    let mut updated = before.clone();
     apply_scale(&mut updated, &v)?;
-    *p = updated;
+    crate::sim::quotas::check_scale(&st, &before, &updated).map_err(ApiError::unprocessable)?;
+    if let Some(p) = st.process_mut(guid) {
+        *p = updated;
+    }
     let p = find_process(&st, guid)?;
     let body = present_process(&s.base_url, &st, p, false);
     Ok((StatusCode::ACCEPTED, axum::Json(body)).into_response())

@@ -120,7 +120,7 @@ fn present_org(s: &Shared, o: &crate::sim::state::Org) -> Value {
     json!({
         "guid": g, "name": o.name, "suspended": false,
         "created_at": o.meta.created_at, "updated_at": o.meta.updated_at,
-        "relationships": {"quota": {"data": null}},
+        "relationships": {"quota": {"data": o.quota_guid.as_ref().map(|q| json!({"guid": q}))}},
         "metadata": metadata(&o.meta),
         "links": {"self": href(format!("{b}/v3/organizations/{g}")),
                   "domains": href(format!("{b}/v3/organizations/{g}/domains")),
@@ -156,7 +156,8 @@ fn present_space(s: &Shared, sp: &crate::sim::state::Space) -> Value {
     let g = &sp.meta.guid;
     json!({
         "guid": g, "name": sp.name, "created_at": sp.meta.created_at, "updated_at": sp.meta.updated_at,
-        "relationships": {"organization": {"data": {"guid": sp.org_guid}}, "quota": {"data": null}},
+        "relationships": {"organization": {"data": {"guid": sp.org_guid}},
+                          "quota": {"data": sp.quota_guid.as_ref().map(|q| json!({"guid": q}))}},
         "metadata": metadata(&sp.meta),
         "links": {"self": href(format!("{b}/v3/spaces/{g}")),
                   "organization": href(format!("{b}/v3/organizations/{}", sp.org_guid)),

@@ -249,6 +249,7 @@ pub(crate) fn create_route(
         };
         return Err(ApiError::unprocessable(detail));
     }
+    crate::sim::quotas::check_route(st, space_guid).map_err(ApiError::unprocessable)?;
     let meta = st.meta();
     let guid = meta.guid.clone();
     st.routes.push(Route {
