@@ -33,6 +33,7 @@
 
 use std::collections::BTreeMap;
 
+use super::nullable::null_as_default;
 use reqwest::Method;
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -78,7 +79,7 @@ pub struct Lifecycle {
     #[serde(rename = "type")]
     pub type_: LifecycleType,
     /// Type-specific data (empty for docker).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub data: LifecycleData,
 }
 
@@ -97,10 +98,10 @@ pub struct LifecycleData {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppRelationships {
     /// The space.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub space: ToOne<SpaceGuid>,
     /// The current droplet (`data: null` when none is assigned).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub current_droplet: ToOne<DropletGuid>,
 }
 
@@ -117,16 +118,16 @@ pub struct App {
     #[serde(default)]
     pub lifecycle: Option<Lifecycle>,
     /// Space and current droplet.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub relationships: AppRelationships,
     /// Labels and annotations.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub metadata: Metadata,
     /// Creation time (RFC 3339).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub created_at: String,
     /// Last update time (RFC 3339).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub updated_at: String,
 }
 
@@ -253,12 +254,12 @@ pub struct AppFeature {
     /// Whether it is on.
     pub enabled: bool,
     /// Description.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub description: String,
 }
 
 #[derive(Deserialize)]
-struct EnvVars {
+pub(super) struct EnvVars {
     #[serde(default, deserialize_with = "string_map")]
     var: BTreeMap<String, String>,
 }

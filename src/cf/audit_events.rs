@@ -24,6 +24,7 @@
 //!
 //! Depends on: the client core. Must not: read more than [`AuditEventFilter::max_pages`] pages.
 
+use super::nullable::null_as_default;
 use serde::{Deserialize, Serialize};
 
 use super::client::join_filter;
@@ -107,13 +108,13 @@ impl AuditEventFilter {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEventParty {
     /// Its GUID (an app for a crash's target, a process for its actor).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub guid: String,
     /// Its kind, e.g. `app`, `process`, `user`.
-    #[serde(rename = "type", default)]
+    #[serde(rename = "type", default, deserialize_with = "null_as_default")]
     pub type_: String,
     /// Its name (the app name; the process type for a crash's actor).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub name: String,
 }
 
@@ -126,13 +127,13 @@ pub struct AuditEvent {
     #[serde(rename = "type")]
     pub type_: String,
     /// When it was recorded (RFC 3339, second precision).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub created_at: String,
     /// Who did it (for a crash: the process).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub actor: AuditEventParty,
     /// What it happened to (for a crash: the app).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub target: AuditEventParty,
     /// Type-specific details.
     #[serde(default)]

@@ -13,6 +13,7 @@
 //!
 //! Depends on: the client core, poll. Must not: stream staging logs.
 
+use super::nullable::null_as_default;
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 
@@ -40,7 +41,7 @@ pub enum BuildState {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BuildRelationships {
     /// The app it belongs to, as Cloud Controller links it.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub app: ToOne<AppGuid>,
 }
 
@@ -61,7 +62,7 @@ pub struct Build {
     #[serde(default)]
     pub droplet: Option<GuidRef<DropletGuid>>,
     /// The app it belongs to, as Cloud Controller links it.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub relationships: BuildRelationships,
 }
 

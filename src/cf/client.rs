@@ -37,6 +37,7 @@ use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use super::nullable::null_as_default;
 use bytes::Bytes;
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
@@ -956,8 +957,8 @@ pub(crate) fn json_body(body: &impl Serialize) -> Result<Body<'static>, Error> {
 }
 
 #[derive(serde::Deserialize)]
-struct ErrorDocument {
-    #[serde(default)]
+pub(super) struct ErrorDocument {
+    #[serde(default, deserialize_with = "null_as_default")]
     errors: Vec<CcError>,
 }
 

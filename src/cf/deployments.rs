@@ -28,6 +28,7 @@
 //!
 //! Depends on: the client core, discovery, poll. Must not: decide when to cancel (deploy does).
 
+use super::nullable::null_as_default;
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 
@@ -108,10 +109,10 @@ pub struct DeploymentStatusDetails {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CanaryProgress {
     /// Current step (1-based).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub current: u32,
     /// Number of steps.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub total: u32,
 }
 
@@ -119,7 +120,7 @@ pub struct CanaryProgress {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CanaryStatus {
     /// Step progress.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub steps: CanaryProgress,
 }
 
@@ -127,10 +128,10 @@ pub struct CanaryStatus {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeploymentStatus {
     /// ACTIVE or FINALIZED.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub value: DeploymentStatusValue,
     /// Why.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub reason: DeploymentReason,
     /// Details.
     #[serde(default)]
@@ -151,7 +152,7 @@ pub struct CanaryStep {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CanaryOptions {
     /// The steps.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub steps: Vec<CanaryStep>,
 }
 
@@ -199,7 +200,7 @@ impl DeploymentOptions {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeploymentRelationships {
     /// The app it belongs to, as Cloud Controller links it.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub app: ToOne<AppGuid>,
 }
 
@@ -209,7 +210,7 @@ pub struct NewProcessRef {
     /// The process.
     pub guid: ProcessGuid,
     /// Its type.
-    #[serde(rename = "type", default)]
+    #[serde(rename = "type", default, deserialize_with = "null_as_default")]
     pub type_: String,
 }
 
@@ -293,7 +294,7 @@ pub struct Deployment {
     /// Its GUID, as in `/v3/deployments/:guid`.
     pub guid: DeploymentGuid,
     /// Status (value, reason, details, canary progress).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub status: DeploymentStatus,
     /// The strategy.
     #[serde(default)]
@@ -309,13 +310,13 @@ pub struct Deployment {
     #[serde(default, deserialize_with = "super::relationships::nullable_guid_ref")]
     pub previous_droplet: Option<GuidRef<DropletGuid>>,
     /// Processes created by the deployment.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub new_processes: Vec<NewProcessRef>,
     /// The app it belongs to, as Cloud Controller links it.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub relationships: DeploymentRelationships,
     /// Labels and annotations.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub metadata: Metadata,
 }
 

@@ -9,6 +9,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use super::nullable::null_as_default;
 use serde::{Deserialize, Serialize};
 
 use super::Error;
@@ -205,7 +206,7 @@ pub struct RootLinks {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RootInfo {
     /// Its links.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub links: RootLinks,
 }
 
@@ -228,13 +229,13 @@ impl RootInfo {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Info {
     /// Platform name, e.g. `Cloud Foundry`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub name: String,
     /// Build identifier.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub build: String,
     /// Operator-set description.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub description: String,
     /// Operator-set integer version (not the API version).
     #[serde(default)]
@@ -248,7 +249,7 @@ pub struct Info {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RateLimits {
     /// Whether rate limiting is on.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub enabled: bool,
     /// Requests per interval.
     #[serde(default)]

@@ -10,6 +10,7 @@
 //!
 //! Depends on: the client core. Must not: parse manifest route strings.
 
+use super::nullable::null_as_default;
 use serde::{Deserialize, Serialize};
 
 use super::client::join_filter;
@@ -22,7 +23,7 @@ use super::{Client, Error};
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DomainRelationships {
     /// The owning organization; `data: null` for shared domains.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub organization: ToOne<OrganizationGuid>,
 }
 
@@ -34,19 +35,19 @@ pub struct Domain {
     /// Its name, e.g. `example.com`.
     pub name: String,
     /// Internal (container-to-container) domain.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub internal: bool,
     /// Router group (TCP domains).
     #[serde(default)]
     pub router_group: Option<GuidRef<RouterGroupGuid>>,
     /// `["http"]` or `["tcp"]`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub supported_protocols: Vec<String>,
     /// Owner organization.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub relationships: DomainRelationships,
     /// Labels and annotations.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub metadata: Metadata,
 }
 

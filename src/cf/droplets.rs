@@ -13,6 +13,7 @@
 
 use std::collections::BTreeMap;
 
+use super::nullable::{map_without_nulls, null_as_default};
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 
@@ -45,7 +46,7 @@ pub enum DropletState {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DropletRelationships {
     /// The app it belongs to, as Cloud Controller links it.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub app: ToOne<AppGuid>,
 }
 
@@ -60,7 +61,7 @@ pub struct Droplet {
     #[serde(default)]
     pub error: Option<String>,
     /// Process types and their start commands, e.g. `{"web": "bundle exec rackup"}`.
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(default, deserialize_with = "map_without_nulls")]
     pub process_types: BTreeMap<String, String>,
     /// The stack.
     #[serde(default)]
@@ -69,16 +70,8 @@ pub struct Droplet {
     #[serde(default)]
     pub image: Option<String>,
     /// The app it belongs to, as Cloud Controller links it.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub relationships: DropletRelationships,
-}
-
-fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Default + Deserialize<'de>,
-{
-    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 impl Client {

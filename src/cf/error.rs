@@ -9,6 +9,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use super::nullable::null_as_default;
 use serde::{Deserialize, Serialize};
 
 use super::AuthError;
@@ -19,13 +20,13 @@ use super::guid::{BuildGuid, JobGuid, PackageGuid};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CcError {
     /// Numeric error code, e.g. `10010`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub code: i64,
     /// Error title, e.g. `CF-ResourceNotFound`. Branch on this.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub title: String,
     /// Human-readable detail. Display only: never branch on it.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub detail: String,
 }
 

@@ -18,6 +18,7 @@
 //!
 //! Depends on: the client core, poll. Must not: poll without a bound.
 
+use super::nullable::null_as_default;
 use serde::{Deserialize, Serialize};
 
 use super::error::CcError;
@@ -46,7 +47,7 @@ pub enum JobState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobWarning {
     /// The warning text.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub detail: String,
 }
 
@@ -56,15 +57,15 @@ pub struct Job {
     /// Its GUID, as in `/v3/jobs/:guid`.
     pub guid: JobGuid,
     /// E.g. `space.apply_manifest`, `app.delete`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub operation: String,
     /// Its state.
     pub state: JobState,
     /// Errors (when `FAILED`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub errors: Vec<CcError>,
     /// Warnings.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub warnings: Vec<JobWarning>,
 }
 

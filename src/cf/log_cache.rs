@@ -32,6 +32,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
+use super::nullable::{map_without_nulls, null_as_default};
 use base64::Engine as _;
 use reqwest::Method;
 use serde::Deserialize;
@@ -238,25 +239,25 @@ impl WireInt {
 }
 
 #[derive(Deserialize)]
-struct WireRead {
-    #[serde(default)]
+pub(super) struct WireRead {
+    #[serde(default, deserialize_with = "null_as_default")]
     envelopes: WireBatch,
 }
 
 #[derive(Deserialize, Default)]
 struct WireBatch {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     batch: Vec<WireEnvelope>,
 }
 
 #[derive(Deserialize)]
 struct WireEnvelope {
     timestamp: Option<WireInt>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     source_id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     instance_id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "map_without_nulls")]
     tags: BTreeMap<String, String>,
     log: Option<WireLog>,
     counter: Option<WireCounter>,
@@ -267,7 +268,7 @@ struct WireEnvelope {
 
 #[derive(Deserialize)]
 struct WireLog {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     payload: String,
     #[serde(rename = "type", default)]
     type_: Option<String>,
@@ -275,7 +276,7 @@ struct WireLog {
 
 #[derive(Deserialize)]
 struct WireCounter {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     name: String,
     delta: Option<WireInt>,
     total: Option<WireInt>,
@@ -283,21 +284,21 @@ struct WireCounter {
 
 #[derive(Deserialize)]
 struct WireGauge {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "map_without_nulls")]
     metrics: BTreeMap<String, WireGaugeValue>,
 }
 
 #[derive(Deserialize)]
 struct WireGaugeValue {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     unit: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     value: f64,
 }
 
 #[derive(Deserialize)]
 struct WireTimer {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     name: String,
     start: Option<WireInt>,
     stop: Option<WireInt>,
@@ -305,9 +306,9 @@ struct WireTimer {
 
 #[derive(Deserialize)]
 struct WireEvent {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     title: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     body: String,
 }
 

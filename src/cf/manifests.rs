@@ -18,6 +18,7 @@
 //!
 //! Depends on: the client core. Must not: parse or change the YAML.
 
+use super::nullable::null_as_default;
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 
@@ -59,7 +60,7 @@ pub struct DiffEntry {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ManifestDiff {
     /// The differences.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub diff: Vec<DiffEntry>,
 }
 

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 
+use super::nullable::map_without_nulls;
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 
@@ -19,10 +20,10 @@ use super::{Client, Error};
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Metadata {
     /// Labels (selectable with `label_selector`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "map_without_nulls")]
     pub labels: BTreeMap<String, String>,
     /// Annotations.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "map_without_nulls")]
     pub annotations: BTreeMap<String, String>,
 }
 

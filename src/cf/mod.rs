@@ -59,6 +59,7 @@ pub mod log_cache;
 pub mod manifests;
 pub mod metadata;
 pub mod network_policies;
+mod nullable;
 pub mod organizations;
 pub mod packages;
 pub mod page;

@@ -24,6 +24,7 @@
 //! Depends on: the client core, discovery. Must not: delete policies other than those it is given
 //! (the deploy layer's rollback deletes exactly the policies it created).
 
+use super::nullable::null_as_default;
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use url::Url;
@@ -87,8 +88,8 @@ impl NetworkPolicy {
 }
 
 #[derive(Serialize, Deserialize)]
-struct Policies {
-    #[serde(default)]
+pub(super) struct Policies {
+    #[serde(default, deserialize_with = "null_as_default")]
     policies: Vec<NetworkPolicy>,
 }
 

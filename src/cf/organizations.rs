@@ -12,6 +12,7 @@
 //!
 //! Depends on: the client core. Must not: cache results.
 
+use super::nullable::null_as_default;
 use serde::{Deserialize, Serialize};
 
 use super::client::join_filter;
@@ -36,13 +37,13 @@ pub struct Organization {
     /// Its name.
     pub name: String,
     /// Whether it is suspended.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub suspended: bool,
     /// Its quota.
     #[serde(default)]
     pub relationships: OrganizationRelationships,
     /// Labels and annotations.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub metadata: Metadata,
 }
 

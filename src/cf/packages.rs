@@ -25,6 +25,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use super::nullable::null_as_default;
 use bytes::Bytes;
 use reqwest::Method;
 use reqwest::multipart::{Form, Part};
@@ -92,7 +93,7 @@ pub struct PackageData {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PackageRelationships {
     /// The app it belongs to, as Cloud Controller links it.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub app: ToOne<AppGuid>,
 }
 
@@ -107,13 +108,13 @@ pub struct Package {
     /// Its state.
     pub state: PackageState,
     /// Type-specific data.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub data: PackageData,
     /// The app it belongs to, as Cloud Controller links it.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub relationships: PackageRelationships,
     /// Labels and annotations.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub metadata: Metadata,
 }
 

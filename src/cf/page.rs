@@ -6,6 +6,7 @@
 //!
 //! Depends on: serde. Must not: fetch anything itself.
 
+use super::nullable::null_as_default;
 use serde::{Deserialize, Serialize};
 
 /// A link object: `{"href": "...", "method": "POST"}`.
@@ -34,11 +35,13 @@ pub struct Pagination {
 
 /// One page of resources.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+// A `default` field would otherwise make serde require `T: Default`.
+#[serde(bound(deserialize = "T: Deserialize<'de>"))]
 pub struct Page<T> {
     /// Paging information (absent for stats).
     #[serde(default)]
     pub pagination: Option<Pagination>,
     /// The resources on this page.
-    #[serde(default = "Vec::new")]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub resources: Vec<T>,
 }

@@ -27,6 +27,7 @@
 //!
 //! Depends on: the client core. Must not: decide what "healthy" means (the deploy layer does).
 
+use super::nullable::null_as_default;
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 
@@ -75,7 +76,7 @@ pub struct HealthCheck {
     #[serde(rename = "type")]
     pub type_: HealthCheckType,
     /// Its settings.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub data: HealthCheckData,
 }
 
@@ -104,10 +105,10 @@ impl HealthCheck {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessRelationships {
     /// The app it belongs to, as Cloud Controller links it.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub app: ToOne<AppGuid>,
     /// The revision, when revisions are enabled.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub revision: ToOne<RevisionGuid>,
 }
 
@@ -123,7 +124,7 @@ pub struct Process {
     #[serde(default)]
     pub command: Option<String>,
     /// Desired instances.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub instances: u32,
     /// Memory per instance, MB.
     #[serde(default)]
@@ -141,13 +142,13 @@ pub struct Process {
     #[serde(default)]
     pub readiness_health_check: Option<HealthCheck>,
     /// App and revision.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub relationships: ProcessRelationships,
     /// Labels and annotations.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub metadata: Metadata,
     /// Creation time (RFC 3339).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub created_at: String,
 }
 
@@ -205,13 +206,13 @@ pub enum InstanceState {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct InstanceUsage {
     /// CPU fraction.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub cpu: f64,
     /// Memory bytes.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub mem: u64,
     /// Disk bytes.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub disk: u64,
 }
 
@@ -219,7 +220,7 @@ pub struct InstanceUsage {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InstanceStats {
     /// Process type.
-    #[serde(rename = "type", default)]
+    #[serde(rename = "type", default, deserialize_with = "null_as_default")]
     pub type_: String,
     /// Instance index.
     pub index: u32,

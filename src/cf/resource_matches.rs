@@ -15,6 +15,7 @@
 //!
 //! Depends on: the client core. Must not: read files.
 
+use super::nullable::null_as_default;
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 
@@ -37,7 +38,11 @@ pub struct Resource {
     /// Path relative to the app root, `/`-separated.
     pub path: String,
     /// Octal permission string without a leading zero, e.g. `"644"`.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub mode: String,
 }
 
@@ -62,8 +67,10 @@ impl Resource {
 }
 
 #[derive(Serialize, Deserialize)]
-struct Resources<T> {
-    #[serde(default = "Vec::new")]
+// A `default` field would otherwise make serde require `T: Default`.
+#[serde(bound(deserialize = "T: Deserialize<'de>"))]
+pub(super) struct Resources<T> {
+    #[serde(default, deserialize_with = "null_as_default")]
     resources: Vec<T>,
 }
 

@@ -26,6 +26,7 @@
 //!
 //! Depends on: the client core. Must not: parse manifest route strings.
 
+use super::nullable::null_as_default;
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 
@@ -116,10 +117,10 @@ impl NewDestination {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RouteRelationships {
     /// The space.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub space: ToOne<SpaceGuid>,
     /// The domain.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub domain: ToOne<DomainGuid>,
 }
 
@@ -129,28 +130,28 @@ pub struct Route {
     /// Its GUID, as in `/v3/routes/:guid`.
     pub guid: RouteGuid,
     /// `http` or `tcp`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub protocol: String,
     /// Host (`""` when none).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub host: String,
     /// Path (`""` when none).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub path: String,
     /// Port (TCP routes).
     #[serde(default)]
     pub port: Option<u16>,
     /// E.g. `myapp.example.com/api`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub url: String,
     /// Mapped app processes.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub destinations: Vec<Destination>,
     /// Space and domain.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub relationships: RouteRelationships,
     /// Labels and annotations.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub metadata: Metadata,
 }
 
@@ -251,8 +252,10 @@ impl NewRoute {
 }
 
 #[derive(Serialize, Deserialize)]
-struct Destinations<T> {
-    #[serde(default = "Vec::new")]
+// A `default` field would otherwise make serde require `T: Default`.
+#[serde(bound(deserialize = "T: Deserialize<'de>"))]
+pub(super) struct Destinations<T> {
+    #[serde(default, deserialize_with = "null_as_default")]
     destinations: Vec<T>,
 }
 

@@ -19,6 +19,7 @@
 
 use std::collections::BTreeMap;
 
+use super::nullable::null_as_default;
 use reqwest::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 
@@ -33,10 +34,10 @@ use super::{Client, Error};
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BindingRelationships {
     /// The app (type `app`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub app: ToOne<AppGuid>,
     /// The service instance.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub service_instance: ToOne<ServiceInstanceGuid>,
 }
 
@@ -49,16 +50,16 @@ pub struct ServiceCredentialBinding {
     #[serde(default)]
     pub name: Option<String>,
     /// `app` or `key`.
-    #[serde(rename = "type", default)]
+    #[serde(rename = "type", default, deserialize_with = "null_as_default")]
     pub type_: String,
     /// Last operation (`in progress` while a broker works).
     #[serde(default)]
     pub last_operation: Option<LastOperation>,
     /// App and service instance.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub relationships: BindingRelationships,
     /// Labels and annotations.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub metadata: Metadata,
 }
 

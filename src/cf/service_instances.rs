@@ -9,6 +9,7 @@
 //!
 //! Depends on: the client core. Must not: create or delete service instances.
 
+use super::nullable::null_as_default;
 use serde::{Deserialize, Serialize};
 
 use super::client::join_filter;
@@ -34,10 +35,10 @@ pub enum ServiceInstanceType {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LastOperation {
     /// `create`, `update`, `delete`.
-    #[serde(rename = "type", default)]
+    #[serde(rename = "type", default, deserialize_with = "null_as_default")]
     pub type_: String,
     /// `initial`, `in progress`, `succeeded`, `failed`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub state: String,
     /// Broker description.
     #[serde(default)]
@@ -48,10 +49,10 @@ pub struct LastOperation {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceInstanceRelationships {
     /// The space.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub space: ToOne<SpaceGuid>,
     /// The plan (managed instances).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub service_plan: ToOne<ServicePlanGuid>,
 }
 
@@ -69,10 +70,10 @@ pub struct ServiceInstance {
     #[serde(default)]
     pub last_operation: Option<LastOperation>,
     /// Space and plan.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub relationships: ServiceInstanceRelationships,
     /// Labels and annotations.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub metadata: Metadata,
 }
 

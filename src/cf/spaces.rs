@@ -9,6 +9,7 @@
 //!
 //! Depends on: the client core. Must not: cache results.
 
+use super::nullable::null_as_default;
 use serde::{Deserialize, Serialize};
 
 use super::client::join_filter;
@@ -21,7 +22,7 @@ use super::{Client, Error};
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SpaceRelationships {
     /// The organization.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub organization: ToOne<OrganizationGuid>,
     /// The space quota, if one is assigned (`{"data": null}` when not).
     #[serde(default, deserialize_with = "super::relationships::nullable_to_one")]
@@ -36,10 +37,10 @@ pub struct Space {
     /// Its name.
     pub name: String,
     /// Its organization.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub relationships: SpaceRelationships,
     /// Labels and annotations.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub metadata: Metadata,
 }
 

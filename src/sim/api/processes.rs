@@ -79,7 +79,9 @@ pub(crate) fn present_process(base: &str, st: &State, p: &Process, in_list: bool
         "log_rate_limit_in_bytes_per_second": p.log_rate,
         "health_check": present_check(&p.health, true),
         "readiness_health_check": present_check(&p.readiness, false),
-        "relationships": {"app": {"data": {"guid": p.app_guid}}, "revision": {"data": null}},
+        // Cloud Controller sends `"revision": null` (not `{"data": null}`) for a process
+        // without a revision, e.g. a candidate app created moments ago.
+        "relationships": {"app": {"data": {"guid": p.app_guid}}, "revision": null},
         "metadata": metadata(&p.meta),
         "created_at": p.meta.created_at, "updated_at": p.meta.updated_at,
         "version": p.version,
