@@ -7,7 +7,7 @@
 //! the fuzzer can grow large values and reference them from the manifest; without a NUL the whole
 //! input is the manifest.
 //!
-//! Run: `RUSTC_BOOTSTRAP=1 cargo fuzz run manifest_parse -- -rss_limit_mb=512 -max_total_time=180`
+//! Run: `RUSTC_BOOTSTRAP=1 cargo fuzz run -O manifest_parse fuzz/corpus/manifest_parse fuzz/seeds/manifest_parse tests/fixtures/manifests/valid tests/fixtures/manifests/corpus -- -rss_limit_mb=512 -max_total_time=150`
 
 #![no_main]
 
