@@ -18,6 +18,10 @@ pub enum Strategy {
     Rolling,
     /// Cloud Controller canary deployment: smoke test on the canary, then continue or cancel.
     Canary,
+    /// Blue-green when the space and org quotas leave room for the candidate next to the live
+    /// app; else in place with the largest --max-in-flight that fits: canary when
+    /// --instance-steps, canary analysis or a smoke test asks for pauses, else rolling.
+    Auto,
 }
 
 /// What happens to the old app after a blue-green switch.
@@ -295,11 +299,13 @@ pub struct PushArgs {
     #[arg(long = "timeout", value_name = "DURATION", value_parser = parse_duration, default_value = "5m", help_heading = DEPLOY_HEADING)]
     pub timeout: Duration,
 
-    /// Instances replaced at once by a rolling or canary deployment (not with blue-green).
+    /// Instances replaced at once by a rolling or canary deployment (not with blue-green; with
+    /// --strategy auto, the most its fallback may use).
     #[arg(long = "max-in-flight", value_name = "N", value_parser = clap::value_parser!(u32).range(1..), help_heading = DEPLOY_HEADING)]
     pub max_in_flight: Option<u32>,
 
-    /// Canary steps as percentages of instances, e.g. 10,50,100 (--strategy canary).
+    /// Canary steps as percentages of instances, e.g. 10,50,100 (--strategy canary, or auto's
+    /// fallback).
     #[arg(
         long = "instance-steps",
         value_name = "PERCENTAGES",
@@ -602,7 +608,7 @@ impl PushArgs {
     /// A message naming the flag and why.
     pub fn validate_analysis(&self) -> Result<(), String> {
         if !self.canary_steps.is_empty() {
-            if self.strategy != Strategy::BlueGreen {
+            if !matches!(self.strategy, Strategy::BlueGreen | Strategy::Auto) {
                 return Err("--canary-steps is for --strategy blue-green; a canary deployment steps by --instance-steps (add --analysis to judge each step)".into());
             }
             canary_steps(&self.canary_steps)?;

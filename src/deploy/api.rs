@@ -227,6 +227,8 @@ pub struct Process {
     pub process_type: String,
     /// Desired instance count.
     pub instances: u32,
+    /// Memory per instance in MB, when Cloud Controller reports it.
+    pub memory_mb: Option<u64>,
 }
 
 /// The state of one process instance (`/v3/processes/:guid/stats`).
@@ -404,6 +406,66 @@ impl ProgressSink {
     pub fn report(&self, sent: u64, total: Option<u64>) {
         // A dropped receiver only means nobody renders progress any more.
         let _ignored = self.tx.send(UploadProgress { sent, total });
+    }
+}
+
+/// A quota's limits (`None`: unlimited, Cloud Controller's `null`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct QuotaLimits {
+    /// The quota's name (`cf space-quota NAME`, `cf org-quota NAME`).
+    pub name: String,
+    /// Memory of every started instance together, MB (`apps.total_memory_in_mb`).
+    pub total_memory_mb: Option<u64>,
+    /// Memory of one instance, MB (`apps.per_process_memory_in_mb`).
+    pub instance_memory_mb: Option<u64>,
+    /// Started instances of every process together (`apps.total_instances`).
+    pub total_instances: Option<u64>,
+    /// Routes (`routes.total_routes`).
+    pub total_routes: Option<u64>,
+}
+
+/// What counts against a quota now (`usage_summary`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QuotaUsage {
+    /// Memory of started instances (and running tasks), MB.
+    pub memory_mb: u64,
+    /// Started instances.
+    pub instances: u64,
+    /// Routes, when the platform says (older Cloud Controllers' org summaries do not).
+    pub routes: Option<u64>,
+}
+
+/// The quota of one level, the space's or the org's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QuotaLevel {
+    /// No quota applies (a space without a space quota).
+    Unlimited,
+    /// A quota and what counts against it.
+    Limited {
+        /// The limits.
+        limits: QuotaLimits,
+        /// What counts against them now.
+        usage: QuotaUsage,
+    },
+    /// The quota or its usage cannot be read (absent, 403 or 404 for this user): why.
+    Unknown(String),
+}
+
+/// The quotas a deploy to a space must fit in: the space's and its org's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quotas {
+    /// The space quota.
+    pub space: QuotaLevel,
+    /// The organization quota.
+    pub org: QuotaLevel,
+}
+
+impl Default for Quotas {
+    fn default() -> Self {
+        Quotas {
+            space: QuotaLevel::Unlimited,
+            org: QuotaLevel::Unlimited,
+        }
     }
 }
 
@@ -751,6 +813,11 @@ pub trait CfApi: Sync {
         process_guid: &ProcessGuid,
         instances: u32,
     ) -> impl Future<Output = ApiResult<()>> + Send;
+    /// The space's and its org's quotas with their usage (`GET /v3/spaces/:guid` and
+    /// `/v3/organizations/:guid` for `relationships.quota`, `/v3/space_quotas/:guid`,
+    /// `/v3/organization_quotas/:guid`, and the usage summaries). Read-only. A level that is
+    /// absent, 403 or 404 for this user is [`QuotaLevel::Unknown`], not an error.
+    fn quotas(&self, space_guid: &SpaceGuid) -> impl Future<Output = ApiResult<Quotas>> + Send;
     /// Warnings collected since the last call (`X-Cf-Warnings`, job warnings), drained.
     fn take_warnings(&self) -> Vec<String>;
 }

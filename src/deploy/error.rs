@@ -124,6 +124,10 @@ pub enum Error {
         #[source]
         source: SmokeError,
     },
+    /// The new version does not fit in the space's or the org's quota next to the live one
+    /// (found before any change): each limit with its numbers, and the way out.
+    #[error("{0}")]
+    Quota(String),
     /// Ctrl-C / SIGTERM.
     #[error("interrupted")]
     Cancelled,

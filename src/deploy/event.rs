@@ -312,6 +312,16 @@ pub enum Event {
         /// Why: failed checks, or what was not judged and why.
         reasons: Vec<String>,
     },
+    /// `--strategy auto` chose how to deploy (after the quota check, before the plan).
+    StrategyChosen {
+        /// `blue-green`, `rolling` or `canary`.
+        strategy: String,
+        /// The deployment's `max_in_flight` (rolling and canary).
+        max_in_flight: Option<u32>,
+        /// Why, e.g. `the space quota 'small' (space 'dev') leaves room for 2 more instances
+        /// of 128 MB, not for the blue-green candidate`.
+        reason: String,
+    },
     /// Every canary step passed: the new version gets all traffic.
     CanaryPromoted {
         /// The app as the manifest names it (not the candidate name).

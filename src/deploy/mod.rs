@@ -95,6 +95,7 @@ pub mod interrupt;
 mod logs;
 pub(crate) mod observe;
 pub(crate) mod plan;
+pub(crate) mod quota;
 pub mod request;
 pub mod rollback;
 pub(crate) mod rolling;
@@ -215,6 +216,12 @@ async fn run_inner<A: CfApi>(
             message: message.clone(),
         });
     }
+    for message in quota::unknown_levels(&observed.quotas) {
+        reporter.report(Event::Warning { app: None, message });
+    }
+    if req.strategy == Strategy::Auto {
+        return run_auto(api, req, apps, &observed, reporter, interrupt).await;
+    }
     if rolling::deployment_strategy(req.strategy).is_some() {
         return run_rolling(api, req, apps, &observed, reporter, interrupt).await;
     }
@@ -222,10 +229,262 @@ async fn run_inner<A: CfApi>(
         Ok(p) => p,
         Err(e) => return nothing_changed(&Error::from(e)),
     };
+    if let Err(e) = check_blue_green(&observed, &plan, req, apps) {
+        return nothing_changed(&e);
+    }
     if report_plan(&plan, req, reporter) {
         return (Outcome::DryRun, Vec::new());
     }
     execute::execute(api, &plan, req, apps, reporter, interrupt).await
+}
+
+/// The quota check of `apps` for `req`.
+fn quota_check<'a, B>(
+    observed: &'a observe::Observed,
+    req: &'a DeployRequest,
+    apps: &'a [AppSpec<B>],
+) -> quota::Check<'a, B> {
+    quota::Check {
+        obs: observed,
+        apps,
+        keep_scale: req.keep_scale,
+        names: quota::Names {
+            space: &req.space,
+            org: &req.org,
+        },
+    }
+}
+
+/// `req` as a rolling or canary request.
+fn in_place_request(req: &DeployRequest, strategy: api::DeploymentStrategy) -> DeployRequest {
+    DeployRequest {
+        strategy: match strategy {
+            api::DeploymentStrategy::Rolling => Strategy::Rolling,
+            api::DeploymentStrategy::Canary => Strategy::Canary,
+        },
+        ..req.clone()
+    }
+}
+
+/// The largest `max_in_flight` (at most `cap`, else the most web instances of an app) whose
+/// rolling or canary deployment fits in the quotas, with its demand.
+fn in_place_fit<B>(
+    observed: &observe::Observed,
+    req: &DeployRequest,
+    apps: &[AppSpec<B>],
+    strategy: api::DeploymentStrategy,
+    steps: &[u32],
+    cap: Option<u32>,
+) -> Option<(u32, quota::Demand)> {
+    let plans = rolling::plan(observed, &in_place_request(req, strategy), apps).ok()?;
+    let check = quota_check(observed, req, apps);
+    let cap = cap.unwrap_or_else(|| check.max_web_instances());
+    check.largest_fit(&plans, strategy, steps, cap)
+}
+
+/// How to get a deploy that does not fit through, for blue-green's `breaches`.
+fn blue_green_way_out<B>(
+    observed: &observe::Observed,
+    req: &DeployRequest,
+    apps: &[AppSpec<B>],
+    breaches: &[quota::Breach],
+) -> String {
+    let raise = quota::raise_commands(&observed.quotas, breaches);
+    if breaches.iter().any(|b| b.per_instance) {
+        return format!(
+            "to deploy: give the app less memory per instance (manifest 'memory', or -m) or raise the quota ({raise})"
+        );
+    }
+    let in_place = match in_place_fit(
+        observed,
+        req,
+        apps,
+        api::DeploymentStrategy::Rolling,
+        &[],
+        None,
+    ) {
+        Some((n, _)) => format!(
+            "or replace the instances in place, which needs room for only --max-in-flight more: --strategy auto (rolling with --max-in-flight {n} here) or --strategy rolling --max-in-flight {n}"
+        ),
+        None => "(not even a rolling deployment with --max-in-flight 1 fits)".to_string(),
+    };
+    format!(
+        "to deploy: scale down (fewer instances or less memory: manifest, -i, -m), raise the quota ({raise}), {in_place}"
+    )
+}
+
+/// Blue-green's quota check: `Err` naming every limit the candidates do not fit in, and the
+/// way out.
+fn check_blue_green<B>(
+    observed: &observe::Observed,
+    plan: &Plan,
+    req: &DeployRequest,
+    apps: &[AppSpec<B>],
+) -> Result<(), Error> {
+    let check = quota_check(observed, req, apps);
+    let b = check.breaches(&check.blue_green(plan));
+    if b.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Quota(quota::refusal(
+        "a blue-green deploy (the candidate runs next to the live app)",
+        &b,
+        &blue_green_way_out(observed, req, apps, &b),
+    )))
+}
+
+/// The quota check of a rolling or canary deployment with the request's `--max-in-flight`.
+fn check_in_place<B>(
+    observed: &observe::Observed,
+    plans: &[Plan],
+    req: &DeployRequest,
+    apps: &[AppSpec<B>],
+    strategy: api::DeploymentStrategy,
+) -> Result<(), Error> {
+    let n = req.max_in_flight.unwrap_or(1).max(1);
+    let check = quota_check(observed, req, apps);
+    let b = check.breaches(&check.in_place(plans, strategy, n, &req.instance_steps));
+    if b.is_empty() {
+        return Ok(());
+    }
+    let raise = quota::raise_commands(&observed.quotas, &b);
+    let way_out = if b.iter().any(|x| x.per_instance) {
+        format!(
+            "to deploy: give the app less memory per instance (manifest 'memory', or -m) or raise the quota ({raise})"
+        )
+    } else {
+        match (n > 1)
+            .then(|| {
+                in_place_fit(
+                    observed,
+                    req,
+                    apps,
+                    strategy,
+                    &req.instance_steps,
+                    Some(n - 1),
+                )
+            })
+            .flatten()
+        {
+            Some((k, _)) => format!(
+                "to deploy: --max-in-flight {k} fits; or scale down (fewer instances or less memory: manifest, -i, -m), or raise the quota ({raise})"
+            ),
+            None => format!(
+                "to deploy: scale down (fewer instances or less memory: manifest, -i, -m) or raise the quota ({raise})"
+            ),
+        }
+    };
+    Err(Error::Quota(quota::refusal(
+        &format!(
+            "a {} deployment with --max-in-flight {n}",
+            req.strategy.as_str()
+        ),
+        &b,
+        &way_out,
+    )))
+}
+
+/// `--strategy auto`: blue-green when the candidates fit in the quotas next to the live apps,
+/// else the fallback (rolling or canary) with the largest `--max-in-flight` that fits, said
+/// with [`Event::StrategyChosen`]; refused with the numbers when nothing fits.
+async fn run_auto<A: CfApi>(
+    api: &A,
+    req: &DeployRequest,
+    apps: &[AppSpec<A::Bits>],
+    observed: &observe::Observed,
+    reporter: &mut dyn Reporter,
+    interrupt: &Interrupt,
+) -> (Outcome, Vec<event::StepTime>) {
+    let bg = DeployRequest {
+        strategy: Strategy::BlueGreen,
+        ..req.clone()
+    };
+    let plan = match plan::plan(observed, &bg, apps) {
+        Ok(p) => p,
+        Err(e) => return nothing_changed(&Error::from(e)),
+    };
+    let check = quota_check(observed, req, apps);
+    let demand = check.blue_green(&plan);
+    let b = check.breaches(&demand);
+    if b.is_empty() {
+        let reason = if quota::unknown_levels(&observed.quotas).is_empty() {
+            "the quotas leave room for the candidate next to the live app".to_string()
+        } else {
+            "the quotas that can be read leave room for the candidate next to the live app"
+                .to_string()
+        };
+        reporter.report(Event::StrategyChosen {
+            strategy: Strategy::BlueGreen.as_str().to_string(),
+            max_in_flight: None,
+            reason,
+        });
+        if report_plan(&plan, &bg, reporter) {
+            return (Outcome::DryRun, Vec::new());
+        }
+        return execute::execute(api, &plan, &bg, apps, reporter, interrupt).await;
+    }
+    let refuse = |way_out: String| {
+        nothing_changed(&Error::Quota(quota::refusal(
+            "a blue-green deploy (the candidate runs next to the live app)",
+            &b,
+            &way_out,
+        )))
+    };
+    let Some(fallback) = req.fallback.clone() else {
+        return refuse(blue_green_way_out(observed, req, apps, &b));
+    };
+    let name = match fallback.strategy {
+        api::DeploymentStrategy::Rolling => "rolling",
+        api::DeploymentStrategy::Canary => "canary",
+    };
+    let raise = quota::raise_commands(&observed.quotas, &b);
+    if b.iter().any(|x| x.per_instance) {
+        return refuse(blue_green_way_out(observed, req, apps, &b));
+    }
+    if let Some(why) = &fallback.unsupported {
+        return refuse(format!(
+            "--strategy auto cannot fall back to a {name} deployment: {why}; to deploy: scale down (fewer instances or less memory: manifest, -i, -m) or raise the quota ({raise})"
+        ));
+    }
+    let cap = if fallback.max_in_flight_supported {
+        fallback.max_in_flight_cap
+    } else {
+        Some(1)
+    };
+    let Some((n, _)) = in_place_fit(
+        observed,
+        req,
+        apps,
+        fallback.strategy,
+        &fallback.instance_steps,
+        cap,
+    ) else {
+        return refuse(format!(
+            "not even a {name} deployment with --max-in-flight 1 fits; to deploy: scale down (fewer instances or less memory: manifest, -i, -m) or raise the quota ({raise})"
+        ));
+    };
+    let web_mb = demand
+        .processes
+        .iter()
+        .filter(|p| p.process_type == "web")
+        .map(|p| p.memory_mb)
+        .max()
+        .unwrap_or(0);
+    let instances = if n == 1 { "instance" } else { "instances" };
+    reporter.report(Event::StrategyChosen {
+        strategy: name.to_string(),
+        max_in_flight: Some(n),
+        reason: format!(
+            "the {} leaves room for {n} more {instances} of {web_mb} MB, not for the blue-green candidate ({} MB): deploying {name} with --max-in-flight {n} instead of blue-green",
+            b[0].level, demand.memory_mb
+        ),
+    });
+    let in_place = DeployRequest {
+        max_in_flight: fallback.max_in_flight_supported.then_some(n),
+        instance_steps: fallback.instance_steps.clone(),
+        ..in_place_request(req, fallback.strategy)
+    };
+    run_rolling(api, &in_place, apps, observed, reporter, interrupt).await
 }
 
 /// Rolling or canary: per-app plans, shown as one, executed one app after the other.
@@ -241,6 +500,11 @@ async fn run_rolling<A: CfApi>(
         Ok(p) => p,
         Err(e) => return nothing_changed(&Error::from(e)),
     };
+    if let Some(strategy) = rolling::deployment_strategy(req.strategy)
+        && let Err(e) = check_in_place(observed, &plans, req, apps, strategy)
+    {
+        return nothing_changed(&e);
+    }
     if report_plan(&rolling::combined(&plans), req, reporter) {
         return (Outcome::DryRun, Vec::new());
     }

@@ -121,6 +121,9 @@ pub struct Observed {
     /// Optional reads that failed because the service is absent or forbidden, each saying
     /// what will not be carried over and why (the deploy goes on).
     pub warnings: Vec<String>,
+    /// The space's and the org's quotas with their usage (levels that cannot be read are
+    /// [`super::api::QuotaLevel::Unknown`]).
+    pub quotas: super::api::Quotas,
 }
 
 /// Whether an app carries our role label with this role and belongs to `name`.
@@ -290,5 +293,17 @@ pub async fn observe<A: CfApi>(
             foreign_names,
         });
     }
+    // Optional: Cloud Controller enforces the quotas anyway; a read that fails for any reason
+    // only skips our check (said once by the caller).
+    observed.quotas = match api.quotas(&req.space_guid).await {
+        Ok(q) => q,
+        Err(e) => {
+            let why = format!("the quotas cannot be read ({e})");
+            super::api::Quotas {
+                space: super::api::QuotaLevel::Unknown(why.clone()),
+                org: super::api::QuotaLevel::Unknown(why),
+            }
+        }
+    };
     Ok(observed)
 }

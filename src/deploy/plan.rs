@@ -1036,6 +1036,7 @@ mod tests {
             name: name.into(),
             routes: RouteSpec::Routes(routes.iter().map(|s| s.to_string()).collect()),
             instances: BTreeMap::new(),
+            memory_mb: BTreeMap::new(),
             source: AppSource::Bits(()),
             render: Arc::new(|_| Ok(String::new())),
         }
@@ -1071,6 +1072,7 @@ mod tests {
                     guid: "p".into(),
                     process_type: "web".into(),
                     instances: 4,
+                    memory_mb: Some(64),
                 },
                 stats: Vec::new(),
             }],
@@ -1099,6 +1101,7 @@ mod tests {
             routes,
             apps,
             warnings: Vec::new(),
+            quotas: crate::deploy::api::Quotas::default(),
         }
     }
 

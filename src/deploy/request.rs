@@ -18,7 +18,7 @@ use crate::cf::Target;
 use crate::cli::{self, PushArgs};
 
 use super::analysis::{AnalysisConfig, canary_steps};
-use super::api::{AppSource, SpaceGuid};
+use super::api::{AppSource, DeploymentStrategy, SpaceGuid};
 
 /// Which routes the manifest asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +66,9 @@ pub struct AppSpec<B> {
     pub routes: RouteSpec,
     /// Instance counts by process type, as the manifest says (informational).
     pub instances: BTreeMap<String, u32>,
+    /// Memory per instance in MB by process type, as the manifest (with `-m`) says; what
+    /// the quota check counts.
+    pub memory_mb: BTreeMap<String, u64>,
     /// Where the code comes from.
     pub source: AppSource<B>,
     /// Produces the manifest YAML for the candidate or first push.
@@ -78,6 +81,7 @@ impl<B> fmt::Debug for AppSpec<B> {
             .field("name", &self.name)
             .field("routes", &self.routes)
             .field("instances", &self.instances)
+            .field("memory_mb", &self.memory_mb)
             .field(
                 "source",
                 &match &self.source {
@@ -106,17 +110,39 @@ pub enum Strategy {
     Rolling,
     /// A Cloud Controller canary deployment, smoke-tested at each pause.
     Canary,
+    /// Blue-green when the quotas leave room for the candidate, else [`AutoFallback`]; the
+    /// deploy layer resolves it before planning.
+    Auto,
 }
 
 impl Strategy {
-    /// The flag value (`blue-green`, `rolling`, `canary`).
+    /// The flag value (`blue-green`, `rolling`, `canary`, `auto`).
     pub fn as_str(self) -> &'static str {
         match self {
             Strategy::BlueGreen => "blue-green",
             Strategy::Rolling => "rolling",
             Strategy::Canary => "canary",
+            Strategy::Auto => "auto",
         }
     }
+}
+
+/// What `--strategy auto` falls back to when blue-green does not fit in the quotas.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AutoFallback {
+    /// Canary when `--instance-steps`, canary analysis or a smoke test asks for pauses (a
+    /// rolling deployment has none), else rolling.
+    pub strategy: DeploymentStrategy,
+    /// The canary's steps (percent of instances): `--instance-steps`, else the steps of
+    /// `--canary-steps` below 100.
+    pub instance_steps: Vec<u32>,
+    /// The most new instances at once: `--max-in-flight` when given; 1 when Cloud Controller
+    /// predates `max_in_flight` (it then always starts one at a time).
+    pub max_in_flight_cap: Option<u32>,
+    /// Whether `max_in_flight` can be sent (Cloud Controller 3.173+).
+    pub max_in_flight_supported: bool,
+    /// Why Cloud Controller cannot run the fallback, when it cannot (too old).
+    pub unsupported: Option<String>,
 }
 
 impl From<cli::Strategy> for Strategy {
@@ -125,6 +151,7 @@ impl From<cli::Strategy> for Strategy {
             cli::Strategy::BlueGreen => Strategy::BlueGreen,
             cli::Strategy::Rolling => Strategy::Rolling,
             cli::Strategy::Canary => Strategy::Canary,
+            cli::Strategy::Auto => Strategy::Auto,
         }
     }
 }
@@ -225,6 +252,8 @@ pub struct DeployRequest {
     pub probe: ProbeConfig,
     /// Canary analysis (`--analysis`, `--canary-steps`), when asked for.
     pub analysis: Option<AnalysisConfig>,
+    /// `--strategy auto`'s fallback (`None` for the other strategies).
+    pub fallback: Option<AutoFallback>,
 }
 
 /// Why a request could not be built.
@@ -278,6 +307,31 @@ fn analysis_config(args: &PushArgs) -> Result<Option<AnalysisConfig>, RequestErr
     }))
 }
 
+/// `--strategy auto`'s fallback from the flags (Cloud Controller's support is checked later,
+/// by the integrator).
+fn auto_fallback(args: &PushArgs, analysis: Option<&AnalysisConfig>) -> AutoFallback {
+    let smoke = args.smoke_test.is_some() || args.smoke_test_path.is_some();
+    let pauses = !args.instance_steps.is_empty() || analysis.is_some() || smoke;
+    let instance_steps = if args.instance_steps.is_empty() {
+        analysis
+            .map(|a| a.steps.iter().copied().filter(|w| *w < 100).collect())
+            .unwrap_or_default()
+    } else {
+        args.instance_steps.clone()
+    };
+    AutoFallback {
+        strategy: if pauses {
+            DeploymentStrategy::Canary
+        } else {
+            DeploymentStrategy::Rolling
+        },
+        instance_steps,
+        max_in_flight_cap: args.max_in_flight,
+        max_in_flight_supported: true,
+        unsupported: None,
+    }
+}
+
 /// Resolves `--smoke-test-router HOST:PORT` to the address the probe dials.
 fn smoke_router(value: &str) -> Result<SocketAddr, RequestError> {
     use std::net::ToSocketAddrs as _;
@@ -319,6 +373,8 @@ impl DeployRequest {
             return Err(RequestError::BadSmokePath(p.clone()));
         }
         let analysis = analysis_config(args)?;
+        let fallback =
+            (args.strategy == cli::Strategy::Auto).then(|| auto_fallback(args, analysis.as_ref()));
         Ok(DeployRequest {
             org: target
                 .org
@@ -353,6 +409,7 @@ impl DeployRequest {
                 ..ProbeConfig::default()
             },
             analysis,
+            fallback,
         })
     }
 
@@ -380,6 +437,7 @@ impl DeployRequest {
             dry_run: false,
             probe: ProbeConfig::default(),
             analysis: None,
+            fallback: None,
         }
     }
 

@@ -46,7 +46,7 @@ use super::step::{Action, Step};
 /// The deployment strategy of a rolling or canary request (`None` for blue-green).
 pub fn deployment_strategy(s: Strategy) -> Option<DeploymentStrategy> {
     match s {
-        Strategy::BlueGreen => None,
+        Strategy::BlueGreen | Strategy::Auto => None,
         Strategy::Rolling => Some(DeploymentStrategy::Rolling),
         Strategy::Canary => Some(DeploymentStrategy::Canary),
     }

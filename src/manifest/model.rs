@@ -270,6 +270,23 @@ impl AppManifest {
     pub fn web_process(&self) -> Option<&ProcessSpec> {
         self.processes.iter().find(|p| p.kind == "web")
     }
+
+    /// Memory per instance in MB that the manifest sets, by process type (`web` from its
+    /// `processes:` entry, else the app's top-level `memory`). Types without one are left out.
+    pub fn memory_mb(&self) -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        for p in &self.processes {
+            if let Some(mb) = p.memory.as_deref().and_then(size_in_mb) {
+                out.insert(p.kind.clone(), mb);
+            }
+        }
+        if !out.contains_key("web")
+            && let Some(mb) = self.memory.as_deref().and_then(size_in_mb)
+        {
+            out.insert("web".to_string(), mb);
+        }
+        out
+    }
 }
 
 /// Keys are compared with `_` and `-` as the same character (Cloud Controller underscores them).
@@ -1255,6 +1272,30 @@ pub(crate) fn is_size(text: &str) -> bool {
         )
 }
 
+/// A manifest size (`256M`, `1G`, `1.5GB`, `1024K`) in whole megabytes, as Cloud Controller
+/// stores memory (bytes / 2^20, rounded down); `None` when it is not a size.
+pub(crate) fn size_in_mb(text: &str) -> Option<u64> {
+    if !is_size(text) {
+        return None;
+    }
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let num: f64 = num.parse().ok()?;
+    let shift = match unit.to_ascii_uppercase().as_str() {
+        "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        _ => 40,
+    };
+    let mb = num * 2f64.powi(shift - 20);
+    // A size beyond u64 megabytes is no size a platform accepts.
+    (mb.is_finite() && mb < 1e18).then(|| mb.floor() as u64)
+}
+
 /// Checks a manifest route string the way Cloud Controller's `ManifestRoute` would parse it.
 pub(crate) fn check_route(route: &str) -> Result<(), String> {
     if route.is_empty() {
@@ -1329,6 +1370,22 @@ mod tests {
         }
         for bad in ["1024", "1Q", "", "M", "1.G", ".5G", "1 GB", "-1G", "1.2.3M"] {
             assert!(!is_size(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sizes_convert_to_whole_megabytes() {
+        for (text, mb) in [
+            ("256M", Some(256)),
+            ("1G", Some(1024)),
+            ("1.5GB", Some(1536)),
+            ("1024K", Some(1)),
+            ("512mb", Some(512)),
+            ("1T", Some(1_048_576)),
+            ("100B", Some(0)),
+            ("1024", None),
+        ] {
+            assert_eq!(size_in_mb(text), mb, "{text}");
         }
     }
 

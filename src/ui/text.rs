@@ -308,6 +308,17 @@ impl<W: Write + Send> Reporter for TextReporter<W> {
                 let l = format!("Warning: {message}");
                 self.line(&l);
             }
+            Event::StrategyChosen {
+                strategy,
+                max_in_flight,
+                reason,
+            } => {
+                let how = match max_in_flight {
+                    Some(n) => format!("{strategy} with --max-in-flight {n}"),
+                    None => strategy,
+                };
+                self.line(&format!("Strategy auto: {how}: {reason}"));
+            }
             Event::StepStarted { description, .. } => {
                 self.clear_progress();
                 self.line(&format!("{description}..."));

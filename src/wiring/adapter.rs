@@ -28,7 +28,7 @@ use crate::package;
 use crate::deploy::api::{
     ApiError, ApiResult, App, AppSource, AppState, BuildState, CfApi, Destination, Domain,
     InstanceStat, InstanceState, MetadataUpdate, NetworkPolicy, NewDestination, NewRoute, Process,
-    ProgressSink, Route,
+    ProgressSink, QuotaLevel, QuotaLimits, QuotaUsage, Quotas, Route,
 };
 use crate::deploy::api::{
     Deployment, DeploymentState, DeploymentStrategy, NewDeployment, ServiceBinding,
@@ -116,6 +116,131 @@ impl CfBackend {
     /// The client.
     pub fn client(&self) -> &cf::Client {
         &self.client
+    }
+}
+
+// ---- quotas ----
+
+/// A level whose quota or usage cannot be read: `Ok(Unknown)` when the platform says "not for
+/// you" (absent, 403, 404), else the error.
+fn unknown_level(what: &str, e: &cf::Error) -> ApiResult<QuotaLevel> {
+    if e.is_unavailable_optional() {
+        Ok(QuotaLevel::Unknown(format!(
+            "{what} cannot be read ({})",
+            api_error(e)
+        )))
+    } else {
+        Err(api_error(e))
+    }
+}
+
+fn limits(q: cf::Quota) -> QuotaLimits {
+    QuotaLimits {
+        name: q.name,
+        total_memory_mb: q.apps.total_memory_in_mb,
+        instance_memory_mb: q.apps.per_process_memory_in_mb,
+        total_instances: q.apps.total_instances,
+        total_routes: q.routes.total_routes,
+    }
+}
+
+fn usage(u: cf::UsageSummary) -> QuotaUsage {
+    QuotaUsage {
+        memory_mb: u.memory_in_mb,
+        instances: u.started_instances,
+        routes: u.routes,
+    }
+}
+
+impl CfBackend {
+    /// The space's usage: its usage summary, or (a Cloud Controller without one answers 404)
+    /// the sum over its started apps' processes and its routes.
+    async fn space_usage(&self, space: &SpaceGuid) -> Result<QuotaUsage, cf::Error> {
+        match self.client.get_space_usage_summary(space).await {
+            Ok(u) => return Ok(usage(u)),
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
+        let started: std::collections::BTreeSet<AppGuid> = self
+            .client
+            .list_apps(&cf::AppQuery::default().space_guids([space.clone()]))
+            .await?
+            .into_iter()
+            .filter(|a| a.state == cf::AppState::Started)
+            .map(|a| a.guid)
+            .collect();
+        let mut u = QuotaUsage::default();
+        for p in self.client.list_space_processes(space).await? {
+            if p.relationships
+                .app
+                .guid()
+                .is_some_and(|a| started.contains(a))
+            {
+                let memory = p.memory_in_mb.unwrap_or(0);
+                u.memory_mb = u
+                    .memory_mb
+                    .saturating_add(memory.saturating_mul(u64::from(p.instances)));
+                u.instances = u.instances.saturating_add(u64::from(p.instances));
+            }
+        }
+        let routes = self
+            .client
+            .list_routes(&cf::RouteQuery {
+                space_guids: vec![space.clone()],
+                ..cf::RouteQuery::default()
+            })
+            .await?;
+        u.routes = Some(routes.len() as u64);
+        Ok(u)
+    }
+
+    /// The space quota's level (`None`: no space quota assigned).
+    async fn space_level(
+        &self,
+        space: &SpaceGuid,
+        quota: Option<&cf::SpaceQuotaGuid>,
+    ) -> ApiResult<QuotaLevel> {
+        let Some(q) = quota else {
+            return Ok(QuotaLevel::Unlimited);
+        };
+        let q = match self.client.get_space_quota(q).await {
+            Ok(q) => q,
+            Err(e) => return unknown_level("the space quota", &e),
+        };
+        match self.space_usage(space).await {
+            Ok(u) => Ok(QuotaLevel::Limited {
+                limits: limits(q),
+                usage: u,
+            }),
+            Err(e) => unknown_level("the space's usage", &e),
+        }
+    }
+
+    /// The org quota's level.
+    async fn org_level(&self, org: Option<&OrganizationGuid>) -> ApiResult<QuotaLevel> {
+        let Some(org) = org else {
+            return Ok(QuotaLevel::Unknown(
+                "the space names no organization".to_string(),
+            ));
+        };
+        let o = match self.client.get_organization(org).await {
+            Ok(o) => o,
+            Err(e) => return unknown_level("the organization", &e),
+        };
+        let Some(q) = o.relationships.quota.guid() else {
+            return Ok(QuotaLevel::Unlimited);
+        };
+        let q = match self.client.get_organization_quota(q).await {
+            Ok(q) => q,
+            Err(e) => return unknown_level("the organization quota", &e),
+        };
+        match self.client.get_organization_usage_summary(org).await {
+            Ok(u) => Ok(QuotaLevel::Limited {
+                limits: limits(q),
+                usage: usage(u),
+            }),
+            Err(e) => unknown_level("the organization's usage", &e),
+        }
     }
 }
 
@@ -622,6 +747,7 @@ impl CfApi for CfBackend {
                 guid: p.guid,
                 process_type: p.type_,
                 instances: p.instances,
+                memory_mb: p.memory_in_mb,
             })
             .collect())
     }
@@ -1007,6 +1133,20 @@ impl CfApi for CfBackend {
         };
         self.client.scale_process(process_guid, &scale).await?;
         Ok(())
+    }
+
+    async fn quotas(&self, space_guid: &SpaceGuid) -> ApiResult<Quotas> {
+        let space = self.client.get_space(space_guid).await?;
+        let space_level = self
+            .space_level(space_guid, space.relationships.quota.guid())
+            .await?;
+        let org_level = self
+            .org_level(space.relationships.organization.guid())
+            .await?;
+        Ok(Quotas {
+            space: space_level,
+            org: org_level,
+        })
     }
 
     fn take_warnings(&self) -> Vec<String> {

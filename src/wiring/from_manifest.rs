@@ -94,6 +94,7 @@ pub fn app_spec<B>(app: &AppManifest, source: AppSource<B>) -> AppSpec<B> {
         name: app.name.clone(),
         routes: route_spec(app),
         instances: instances(app),
+        memory_mb: app.memory_mb(),
         source,
         render: renderer(app),
     }

@@ -24,8 +24,9 @@ use crate::package;
 
 use super::adapter::CfBackend;
 use crate::deploy::api::AppSource;
+use crate::deploy::api::DeploymentStrategy;
 use crate::deploy::event::{Event, Outcome, Reporter, error_chain};
-use crate::deploy::request::{AppSpec, DeployRequest, ProbeConfig, RequestError};
+use crate::deploy::request::{AppSpec, AutoFallback, DeployRequest, ProbeConfig, RequestError};
 
 /// The environment variable holding the docker registry password (as in the cf CLI).
 pub const DOCKER_PASSWORD_ENV: &str = "CF_DOCKER_PASSWORD";
@@ -208,9 +209,9 @@ fn check_strategy_flags(args: &PushArgs) -> Result<(), Preflight> {
         ));
     }
     if !args.instance_steps.is_empty() {
-        if args.strategy != Strategy::Canary {
+        if !matches!(args.strategy, Strategy::Canary | Strategy::Auto) {
             return Err(Preflight::Flags(
-                "--instance-steps applies to --strategy canary only".into(),
+                "--instance-steps applies to --strategy canary (or auto) only".into(),
             ));
         }
         let ok = args.instance_steps.iter().all(|w| (1..=100).contains(w))
@@ -229,12 +230,37 @@ fn check_strategy_flags(args: &PushArgs) -> Result<(), Preflight> {
     Ok(())
 }
 
+/// Narrows `--strategy auto`'s fallback to what the target's Cloud Controller supports: no
+/// deployments at all (it is then refused with the reason), no canary deployments or canary
+/// steps (refused too: the pauses were asked for), no `max_in_flight` (one at a time). An
+/// unknown version is taken to support everything (Cloud Controller refuses what it lacks).
+fn fallback_support(fallback: &mut AutoFallback, client: &cf::Client) {
+    if client.api_version().is_none() {
+        return;
+    }
+    let mut needed = vec![cf::Feature::DeploymentStrategy];
+    if fallback.strategy == DeploymentStrategy::Canary {
+        needed.push(cf::Feature::CanaryDeployments);
+        if !fallback.instance_steps.is_empty() {
+            needed.push(cf::Feature::CanarySteps);
+        }
+    }
+    for feature in needed {
+        if let Err(e) = client.require(feature) {
+            fallback.unsupported = Some(e.to_string());
+            return;
+        }
+    }
+    fallback.max_in_flight_supported = client.require(cf::Feature::MaxInFlight).is_ok();
+}
+
 /// The Cloud Controller features the strategy and its flags need.
 fn required_features(args: &PushArgs) -> Vec<cf::Feature> {
     use crate::cli::Strategy;
     let mut f = Vec::new();
     match args.strategy {
-        Strategy::BlueGreen => return f,
+        // Auto's fallback is checked when it is chosen (see `fallback_support`).
+        Strategy::BlueGreen | Strategy::Auto => return f,
         Strategy::Rolling => f.push(cf::Feature::DeploymentStrategy),
         Strategy::Canary => {
             f.push(cf::Feature::DeploymentStrategy);
@@ -399,6 +425,9 @@ async fn prepare_inner(
                 endpoint: opts.target.api_endpoint.clone(),
                 source: Box::new(source),
             })?;
+    }
+    if let Some(fallback) = &mut request.fallback {
+        fallback_support(fallback, &client);
     }
     let backend = super::backend(client, &opts.target, &request, opts.poll_interval)
         .with_docker_password(opts.docker_password.clone());

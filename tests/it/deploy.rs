@@ -11,7 +11,7 @@ use cf_zero_downtime::deploy::api::{
     CrashEvent, CrashEvents, Deployment, DeploymentGuid, DeploymentState, DeploymentStrategy,
     Destination, DestinationGuid, Domain, DropletGuid, InstanceStat, InstanceState,
     MUTATING_METHODS, MetadataUpdate, NetworkPolicy, NewDeployment, NewDestination, NewRoute,
-    PackageGuid, Process, ProcessGuid, ProgressSink, Route, RouteGuid, ServiceBinding,
+    PackageGuid, Process, ProcessGuid, ProgressSink, Quotas, Route, RouteGuid, ServiceBinding,
     ServiceCredentialBindingGuid, SpaceGuid,
 };
 use cf_zero_downtime::deploy::event::{Event, Outcome, Reporter};
@@ -108,6 +108,12 @@ struct State {
     new_instances: BTreeMap<String, NewInstances>,
     /// Service bindings: guid → (app guid, service instance name).
     bindings: BTreeMap<String, (String, String)>,
+    /// What `quotas` answers (unlimited by default).
+    quotas: Quotas,
+    /// The next call of a method fails with this error, before its effect.
+    errors: BTreeMap<String, ApiError>,
+    /// Every deployment asked for, in order.
+    created_deployments: Vec<NewDeployment>,
 }
 
 /// The in-memory Cloud Controller.
@@ -162,6 +168,9 @@ impl FakeCf {
     fn enter(&self, method: &str, arg: &str) -> Result<bool, ApiError> {
         let mut s = self.lock();
         s.calls.push(format!("{method} {arg}"));
+        if let Some(e) = s.errors.remove(method) {
+            return Err(e);
+        }
         let n = {
             let c = s.counts.entry(method.to_string()).or_insert(0);
             *c += 1;
@@ -788,6 +797,7 @@ impl CfApi for FakeCf {
                 guid: format!("{app}/{t}").into(),
                 process_type: t.clone(),
                 instances: *n,
+                memory_mb: Some(64),
             })
             .collect())
     }
@@ -1038,6 +1048,7 @@ impl CfApi for FakeCf {
     async fn create_deployment(&self, new: &NewDeployment) -> ApiResult<Deployment> {
         let after = self.enter("create_deployment", new.app_guid.as_str())?;
         let mut s = self.lock();
+        s.created_deployments.push(new.clone());
         let g = Self::id(&mut s, "dep");
         let a = s
             .apps
@@ -1252,6 +1263,11 @@ impl CfApi for FakeCf {
         Ok(())
     }
 
+    async fn quotas(&self, space: &SpaceGuid) -> ApiResult<Quotas> {
+        self.enter("quotas", space.as_str())?;
+        Ok(self.lock().quotas.clone())
+    }
+
     fn take_warnings(&self) -> Vec<String> {
         std::mem::take(&mut self.lock().warnings)
     }
@@ -1259,6 +1275,9 @@ impl CfApi for FakeCf {
 
 /// `zero-downtime-rollback` on this fake (a child module: it uses the fake's internals).
 mod rollback;
+
+/// The quota check and `--strategy auto` on this fake.
+mod quota;
 
 // ---- fixtures -------------------------------------------------------------------------------
 
@@ -1322,6 +1341,7 @@ fn spec(name: &str) -> AppSpec<()> {
         name: name.into(),
         routes: RouteSpec::Routes(vec![format!("{name}.example.com")]),
         instances: BTreeMap::from([("web".to_string(), 2)]),
+        memory_mb: BTreeMap::from([("web".to_string(), 64)]),
         source: AppSource::Bits(()),
         render: Arc::new(render),
     }
@@ -1349,6 +1369,7 @@ fn req() -> DeployRequest {
         dry_run: false,
         probe: ProbeConfig::default(),
         analysis: None,
+        fallback: None,
     }
 }
 

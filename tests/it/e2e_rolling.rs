@@ -357,7 +357,7 @@ async fn deployment_flags_that_do_not_fit_the_strategy_stop_before_any_request()
     let (outcome, _) = w.push(args).await;
     assert_eq!(
         outcome.error(),
-        Some("--instance-steps applies to --strategy canary only")
+        Some("--instance-steps applies to --strategy canary (or auto) only")
     );
     let mut args = w.args(&m, Strategy::Canary);
     args.instance_steps = vec![50, 20];

@@ -16,5 +16,5 @@ mod push;
 mod release;
 mod secrets;
 mod sim;
-mod sim_stop;
 mod sim_quota;
+mod sim_stop;
