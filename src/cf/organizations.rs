@@ -40,7 +40,7 @@ pub struct Organization {
     #[serde(default, deserialize_with = "null_as_default")]
     pub suspended: bool,
     /// Its quota.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub relationships: OrganizationRelationships,
     /// Labels and annotations.
     #[serde(default, deserialize_with = "null_as_default")]

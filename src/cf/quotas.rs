@@ -23,6 +23,7 @@
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::guid::{OrganizationGuid, SpaceGuid};
+use super::nullable::null_as_default;
 use super::{Client, Error};
 
 /// A limit: `null` or a negative number is unlimited.
@@ -67,10 +68,10 @@ pub struct Quota {
     /// Its name (`cf space-quota NAME`).
     pub name: String,
     /// App limits.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub apps: QuotaApps,
     /// Route limits.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub routes: QuotaRoutes,
 }
 
@@ -78,10 +79,10 @@ pub struct Quota {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsageSummary {
     /// Started instances.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub started_instances: u64,
     /// Memory of started instances and running tasks, MB.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub memory_in_mb: u64,
     /// Routes (absent from older Cloud Controllers' org summary).
     #[serde(default)]
