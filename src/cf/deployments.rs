@@ -97,8 +97,8 @@ pub struct DeploymentStatusDetails {
     /// Set when the updater recorded an error.
     #[serde(default)]
     pub error: Option<String>,
-    /// Time of the last successful health check.
-    #[serde(default)]
+    /// Time of the last successful health check (also read from `last_healthcheck`).
+    #[serde(default, alias = "last_healthcheck")]
     pub last_successful_healthcheck: Option<String>,
     /// Time of the last status change.
     #[serde(default)]
@@ -405,5 +405,47 @@ impl Client {
             Ok((d.is_finalized() || d.is_paused()).then_some(d))
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_details_are_optional_and_null_tolerant() {
+        let with = |details: &str| -> Deployment {
+            serde_json::from_str(&format!(
+                r#"{{"guid":"d","status":{{"value":"ACTIVE","reason":"DEPLOYING"{details}}}}}"#
+            ))
+            .unwrap()
+        };
+        let d = with(
+            r#","details":{"last_successful_healthcheck":"2018-04-25T22:42:10Z","last_status_change":"2018-04-25T22:42:10Z","error":"memory space_quota_exceeded"}"#,
+        );
+        assert_eq!(d.error(), Some("memory space_quota_exceeded"));
+        let details = d.status.details.unwrap();
+        assert_eq!(
+            details.last_successful_healthcheck.as_deref(),
+            Some("2018-04-25T22:42:10Z")
+        );
+        for absent in [
+            "",
+            r#","details":null"#,
+            r#","details":{}"#,
+            r#","details":{"error":null,"last_successful_healthcheck":null}"#,
+        ] {
+            let d = with(absent);
+            assert_eq!(d.error(), None, "{absent}");
+        }
+        let d = with(r#","details":{"last_healthcheck":"t"}"#);
+        assert_eq!(
+            d.status
+                .details
+                .unwrap()
+                .last_successful_healthcheck
+                .as_deref(),
+            Some("t")
+        );
     }
 }

@@ -556,8 +556,12 @@ pub struct Deployment {
     pub new_processes: Vec<ProcessGuid>,
     /// Canary progress: (current step, number of steps), canary only.
     pub canary_step: Option<(u32, u32)>,
-    /// The error the deployment updater recorded, if any.
+    /// The error the deployment updater recorded on its last run (`status.details.error`,
+    /// CAPI 3.192+; e.g. a quota that refuses the next new instances), if any.
     pub error: Option<String>,
+    /// When the new instances last passed a health check and the updater moved on
+    /// (`status.details.last_successful_healthcheck`, RFC 3339), when reported.
+    pub last_successful_healthcheck: Option<String>,
 }
 
 /// The [`CfApi`] methods that change the platform: the one list (fault-injection tests

@@ -489,12 +489,18 @@ fn deployment(d: cf::Deployment) -> Deployment {
         (v, r) => DeploymentState::Other(format!("{v:?}/{r:?}").to_uppercase()),
     };
     let error = d.error().map(str::to_string);
+    let last_successful_healthcheck = d
+        .status
+        .details
+        .as_ref()
+        .and_then(|x| x.last_successful_healthcheck.clone());
     Deployment {
         guid: d.guid,
         state,
         new_processes: d.new_processes.into_iter().map(|p| p.guid).collect(),
         canary_step: d.status.canary.map(|c| (c.steps.current, c.steps.total)),
         error,
+        last_successful_healthcheck,
     }
 }
 

@@ -49,6 +49,8 @@ struct FDep {
     paused_for: u32,
     done_steps: bool,
     polls: u32,
+    /// `status.details.error` the updater reports.
+    error: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -114,6 +116,8 @@ struct State {
     errors: BTreeMap<String, ApiError>,
     /// Every deployment asked for, in order.
     created_deployments: Vec<NewDeployment>,
+    /// What the updater of new deployments reports in `status.details.error`.
+    deployment_error: Option<String>,
 }
 
 /// The in-memory Cloud Controller.
@@ -318,7 +322,8 @@ impl FakeCf {
             state: d.state.clone(),
             new_processes: vec![format!("{guid}/new-web").into()],
             canary_step: (d.strategy == DeploymentStrategy::Canary).then_some((d.current, d.steps)),
-            error: None,
+            error: d.error.clone(),
+            last_successful_healthcheck: Some("2026-08-20T10:00:00Z".into()),
         }
     }
 
@@ -1065,6 +1070,7 @@ impl CfApi for FakeCf {
             paused_for: 0,
             done_steps: false,
             polls: 2,
+            error: s.deployment_error.clone(),
         };
         s.deployments.insert(g.clone(), d);
         let out = Self::dep_view(&g, &s.deployments[&g]);

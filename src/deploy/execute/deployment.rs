@@ -143,13 +143,17 @@ impl<A: CfApi> Exec<'_, A> {
                     reason: c.reason,
                 });
             }
-            let detail = match dep.canary_step {
+            let mut detail = match dep.canary_step {
                 Some((c, t)) => format!(
                     "{}, canary step {c} of {t}, {running} of {total} new instances running",
                     dep.state
                 ),
                 None => format!("{}, {running} of {total} new instances running", dep.state),
             };
+            // Why it does not move on, as Cloud Controller's updater says (CAPI 3.192+).
+            if let Some(e) = &dep.error {
+                detail.push_str(&format!("; Cloud Controller: {e}"));
+            }
             let key = Progress {
                 state: dep.state.clone(),
                 canary_step: dep.canary_step,
@@ -160,6 +164,9 @@ impl<A: CfApi> Exec<'_, A> {
                 wait.progressed();
             }
             if wait.stalled() {
+                if let Some(t) = &dep.last_successful_healthcheck {
+                    detail.push_str(&format!("; last successful health check {t}"));
+                }
                 return Err(Error::DeploymentStalled {
                     app: app.to_string(),
                     timeout: self.req.timeout,

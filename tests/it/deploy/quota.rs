@@ -437,3 +437,39 @@ async fn a_quota_used_up_mid_run_rolls_back_with_cloud_controllers_message() {
         Some("v1".to_string())
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_stalled_deployment_shows_cloud_controllers_error_while_waiting_and_when_it_gives_up() {
+    // The updater cannot scale the new instances up (someone else took the quota); they never
+    // become healthy enough to move on.
+    let cf = rolling_world();
+    cf.lock()
+        .new_instances
+        .insert("A".into(), NewInstances::Stall);
+    cf.lock().deployment_error = Some("memory space_quota_exceeded".into());
+    let (outcome, events) =
+        deploy(&cf, &rolling_req(Strategy::Rolling), &[rolling_spec("web")]).await;
+    let waiting: Vec<&String> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Waiting { what, detail, .. } if what == "deployment" => Some(detail),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        waiting
+            .iter()
+            .any(|d| d.ends_with("; Cloud Controller: memory space_quota_exceeded")),
+        "{waiting:#?}"
+    );
+    let Outcome::RolledBack { error } = &outcome else {
+        panic!("{outcome:?} {events:#?}");
+    };
+    assert!(
+        error.contains(
+            "made no progress for 5s (ACTIVE/DEPLOYING, 0 of 1 new instances running; Cloud Controller: memory space_quota_exceeded; last successful health check 2026-08-20T10:00:00Z)"
+        ),
+        "{error}"
+    );
+    assert_eq!(deployment_states(&cf), vec![DeploymentState::Canceled]);
+}
