@@ -6,6 +6,7 @@ mod e2e_canary;
 mod e2e_drain;
 mod e2e_logs;
 mod e2e_promises;
+mod e2e_quota;
 mod e2e_rollback;
 mod e2e_rolling;
 mod harness;
