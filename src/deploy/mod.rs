@@ -43,6 +43,11 @@
 //!   step runs before the commit point, with the live app at full scale, so a failed verdict is
 //!   an ordinary rollback whose first undo unmaps the candidate. log-cache being unavailable
 //!   fails the deploy before any change, whatever `--analysis-no-traffic` says.
+//! - Quotas: after observing and planning, before any change, the new version must fit in the
+//!   space's and the org's quotas next to the live one (see `quota`); a level that cannot be
+//!   read is skipped with one warning. `--strategy auto` is resolved there: blue-green when it
+//!   fits, else the request's `AutoFallback` (rolling, or canary when pauses are asked for)
+//!   with the largest `max_in_flight` that fits, reported as [`Event::StrategyChosen`].
 //! - A first deploy (no live app) is a plain push under the app's own name: production routes
 //!   that do not exist are created by us first (so a rollback deletes exactly those), then
 //!   apply_manifest maps them; a smoke test runs on the first production route.
@@ -54,6 +59,7 @@
 //! | [`api`] | the [`CfApi`] seam and its data; `MUTATING_METHODS` |
 //! | `observe` | reads the live state (reads only) |
 //! | `plan` | blue-green plan, one function per phase (first deploy, candidate, route moves, retire) |
+//! | `quota` | the quota check: what each strategy adds at its peak, against the space's and org's quotas (pure) |
 //! | `rolling` | rolling/canary plan and run |
 //! | [`rollback`] | `zero-downtime-rollback`: the kept venerable takes routes and name back (observe, plan, run) |
 //! | `step` | `Step { app, action }`; per `step::Action`: kind, description, mutating, undo (exhaustive) |

@@ -64,6 +64,11 @@ pub struct SimArgs {
     /// Enable the fault-injection and introspection API under /_sim/.
     #[arg(long)]
     pub admin: bool,
+    /// Give the seeded space a space quota (named `sim-space`) of this many MB of memory,
+    /// enforced as Cloud Controller does (default: no space quota). Change it while running
+    /// with `POST /_sim/faults` and `{"kind": "set_quota", ...}` (needs --admin).
+    #[arg(long, value_name = "MB")]
+    pub space_quota_memory: Option<u64>,
 }
 
 impl std::fmt::Debug for SimArgs {
@@ -101,6 +106,10 @@ impl SimArgs {
             deployment_update_interval: Duration::from_millis(self.deployment_update_ms),
             run_commands: !self.static_only,
             admin_api: self.admin,
+            space_quota: self.space_quota_memory.map(|mb| super::QuotaSpec {
+                total_memory_mb: Some(mb),
+                ..super::QuotaSpec::unlimited("sim-space")
+            }),
             ..SimConfig::default()
         }
     }
@@ -293,6 +302,21 @@ mod tests {
     }
 
     #[cfg(unix)]
+    #[test]
+    fn a_space_quota_can_be_given() {
+        let c = Wrapper::parse_from(["sim"]).sim.config();
+        assert_eq!(c.space_quota, None);
+        let c = Wrapper::parse_from(["sim", "--space-quota-memory", "400"])
+            .sim
+            .config();
+        let q = c.space_quota.expect("a space quota");
+        assert_eq!(
+            (q.name.as_str(), q.total_memory_mb),
+            ("sim-space", Some(400))
+        );
+        assert_eq!(q.instance_memory_mb, None);
+    }
+
     #[test]
     fn generated_passwords_go_to_a_private_file() {
         use std::os::unix::fs::PermissionsExt;

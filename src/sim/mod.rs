@@ -137,6 +137,9 @@
 //!   interpolated secrets shows as `[application/x-yaml Content Hidden]`).
 //!
 //! # What differs from Cloud Foundry
+//! * Quotas: a change is checked only when it asks for more memory, instances or routes
+//!   (Cloud Controller refuses any save of a started process once usage is over a lowered
+//!   limit); tasks do not count; log-rate, service and reserved-port limits are not modelled.
 //! * Time is wall-clock based with small configurable delays (staging, start, propagation);
 //!   jobs and packages advance per poll. Health-check invocations time out after 5 s unless the
 //!   process sets `invocation_timeout` (CC's default is 1 s).
