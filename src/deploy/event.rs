@@ -131,7 +131,7 @@ pub enum Event {
         user: Option<String>,
         /// Apps, in manifest order.
         apps: Vec<String>,
-        /// `blue-green`, `rolling`, `canary`, or `rollback` for `zero-downtime-rollback`.
+        /// `blue-green`, `rolling`, `canary`, `auto`, or `rollback` for `zero-downtime-rollback`.
         strategy: String,
     },
     /// The plan (always sent; the whole output of a dry run).

@@ -595,6 +595,29 @@ mod tests {
         );
     }
 
+    #[test]
+    fn the_strategy_auto_chose_is_one_line() {
+        let out = render(vec![
+            Event::StrategyChosen {
+                strategy: "rolling".into(),
+                max_in_flight: Some(2),
+                reason: "the space quota 'small' (space 'dev') leaves room for 2 more instances of 64 MB".into(),
+            },
+            Event::StrategyChosen {
+                strategy: "blue-green".into(),
+                max_in_flight: None,
+                reason: "the quotas leave room for the candidate next to the live app".into(),
+            },
+        ]);
+        assert_eq!(
+            out,
+            concat!(
+                "Strategy auto: rolling with --max-in-flight 2: the space quota 'small' (space 'dev') leaves room for 2 more instances of 64 MB\n",
+                "Strategy auto: blue-green: the quotas leave room for the candidate next to the live app\n",
+            )
+        );
+    }
+
     const SUMMARY: &str = "web: blue-green swap, candidate web-candidate, temporary route web-temp.example.com, routes web.example.com";
     const EXTRA: &str = "route extra.example.com is mapped to app web but not in the manifest; the new version gets it too";
     const CRASH: &str = "app 'web-candidate': instance 1 of process 'web' crashed: exit status 1";

@@ -121,10 +121,16 @@ impl CfBackend {
 
 // ---- quotas ----
 
+/// Any 404: a missing resource, or an endpoint this Cloud Controller does not have
+/// (`CF-NotFound` "Unknown request").
+fn is_404(e: &cf::Error) -> bool {
+    matches!(e, cf::Error::Api(a) if a.status == 404)
+}
+
 /// A level whose quota or usage cannot be read: `Ok(Unknown)` when the platform says "not for
 /// you" (absent, 403, 404), else the error.
 fn unknown_level(what: &str, e: &cf::Error) -> ApiResult<QuotaLevel> {
-    if e.is_unavailable_optional() {
+    if e.is_unavailable_optional() || is_404(e) {
         Ok(QuotaLevel::Unknown(format!(
             "{what} cannot be read ({})",
             api_error(e)
@@ -158,7 +164,7 @@ impl CfBackend {
     async fn space_usage(&self, space: &SpaceGuid) -> Result<QuotaUsage, cf::Error> {
         match self.client.get_space_usage_summary(space).await {
             Ok(u) => return Ok(usage(u)),
-            Err(e) if e.is_not_found() => {}
+            Err(e) if is_404(&e) => {}
             Err(e) => return Err(e),
         }
         let started: std::collections::BTreeSet<AppGuid> = self

@@ -6,7 +6,9 @@
 use std::time::Duration;
 
 use cf_zero_downtime::cf::{self, AppGuid, Client, OrganizationGuid, ProcessScale, SpaceGuid};
-use cf_zero_downtime::sim::{QuotaScope, QuotaSpec, SimConfig};
+use cf_zero_downtime::deploy::api::{CfApi, QuotaLevel, QuotaLimits, QuotaUsage};
+use cf_zero_downtime::sim::{FailRule, FaultSpec, QuotaScope, QuotaSpec, SimConfig};
+use cf_zero_downtime::wiring::adapter::CfBackend;
 use serde_json::{Value, json};
 
 use crate::harness::{World, fast, push_args, world};
@@ -305,5 +307,69 @@ async fn sim_deployment_scale_up_refused_by_a_quota_shows_in_details_error_until
     .await;
     assert!(done.is_deployed(), "{done:?}");
     assert_eq!(done.error(), None);
+    w.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backend_reads_both_levels_with_or_without_a_space_usage_summary() {
+    let w = world(SimConfig {
+        space_quota: Some(QuotaSpec {
+            total_memory_mb: Some(200),
+            ..quota("small")
+        }),
+        ..fast()
+    })
+    .await;
+    push_web(&w, 1, "128M").await;
+    let space = SpaceGuid::new(w.sim.space_guid());
+    let backend = CfBackend::new(
+        w.client(),
+        space.clone(),
+        Some(OrganizationGuid::new(w.sim.org_guid())),
+    );
+    let expected_space = QuotaLevel::Limited {
+        limits: QuotaLimits {
+            name: "small".into(),
+            total_memory_mb: Some(200),
+            ..QuotaLimits::default()
+        },
+        usage: QuotaUsage {
+            memory_mb: 128,
+            instances: 1,
+            routes: Some(1),
+        },
+    };
+    let q = backend.quotas(&space).await.unwrap();
+    assert_eq!(q.space, expected_space);
+    assert!(
+        matches!(&q.org, QuotaLevel::Limited { limits, usage }
+            if limits.name == "default" && limits.total_memory_mb.is_none() && usage.memory_mb == 128),
+        "{:?}",
+        q.org
+    );
+    // A Cloud Controller without the space usage summary (404): the same numbers, summed.
+    let fail = |path: &str, status: u16, times: u32| {
+        w.sim.faults().apply(FaultSpec::FailCalls(FailRule {
+            method: "GET".into(),
+            path: path.into(),
+            nth: 1,
+            times,
+            status,
+            retry_after: None,
+        }));
+    };
+    fail("/v3/spaces/:guid/usage_summary", 404, 1);
+    assert_eq!(backend.quotas(&space).await.unwrap().space, expected_space);
+    // A space developer who may not read the org quota: that level is unknown, saying why.
+    fail("/v3/organization_quotas/:guid", 403, 1);
+    let q = backend.quotas(&space).await.unwrap();
+    assert_eq!(q.space, expected_space);
+    let QuotaLevel::Unknown(why) = &q.org else {
+        panic!("{:?}", q.org)
+    };
+    assert!(
+        why.starts_with("the organization quota cannot be read (403"),
+        "{why}"
+    );
     w.sim.shutdown().await;
 }
