@@ -295,3 +295,46 @@ async fn a_rolling_deployment_stalled_by_a_lowered_quota_shows_cloud_controllers
     assert_no_failures(&load.stop().await);
     assert_eq!(w.serving("web").await, "v1");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strategy_auto_on_a_cloud_controller_without_max_in_flight_replaces_one_at_a_time() {
+    // 3.160 has rolling deployments but not `max_in_flight` (3.173): one new instance at a time.
+    let w = web_under_quota(
+        SimConfig {
+            api_version: "3.160.0".into(),
+            ..fast()
+        },
+        400,
+    )
+    .await;
+    let load = w.load("web").await;
+    let m = version(&w, "v2", "web", 4);
+    let (outcome, events) = w
+        .push(PushArgs {
+            strategy: Strategy::Auto,
+            ..push_args(&m)
+        })
+        .await;
+    assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
+    assert!(
+        events.iter().any(|e| matches!(e,
+            Event::StrategyChosen { strategy, max_in_flight: Some(1), .. } if strategy == "rolling")),
+        "{events:#?}"
+    );
+    let body: serde_json::Value = serde_json::from_str(
+        &w.sim
+            .call_log()
+            .into_iter()
+            .find(|c| c.method == "POST" && c.path == "/v3/deployments")
+            .expect("a deployment")
+            .body,
+    )
+    .unwrap();
+    assert!(
+        body.get("options").is_none(),
+        "nothing 3.160 rejects: {body}"
+    );
+    w.settle().await;
+    assert_no_failures(&load.stop().await);
+    assert_eq!(w.serving("web").await, "v2");
+}
