@@ -198,6 +198,43 @@ pub(crate) fn rfc3339(secs: i64) -> String {
     )
 }
 
+/// Seconds since the Unix epoch of `2026-01-02T03:04:05Z` (UTC, second precision, the shape
+/// [`rfc3339`] writes; fractions of a second are ignored), `None` for any other text.
+pub(crate) fn parse_rfc3339(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    let digits = |from: usize, to: usize| -> Option<i64> {
+        let part = text.get(from..to)?;
+        if part.bytes().all(|c| c.is_ascii_digit()) {
+            part.parse().ok()
+        } else {
+            None
+        }
+    };
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' {
+        return None;
+    }
+    if b[16] != b':' || b.last() != Some(&b'Z') {
+        return None;
+    }
+    if b.len() > 20 && (b[19] != b'.' || !b[20..b.len() - 1].iter().all(u8::is_ascii_digit)) {
+        return None;
+    }
+    let (y, m, d) = (digits(0, 4)?, digits(5, 7)?, digits(8, 10)?);
+    let (hh, mm, ss) = (digits(11, 13)?, digits(14, 16)?, digits(17, 19)?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
+        return None;
+    }
+    // Days-from-civil (Howard Hinnant's algorithm), the inverse of the one in `rfc3339`.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + hh * 3600 + mm * 60 + ss)
+}
+
 /// A body as it may appear in a trace, given its `Content-Type`: JSON with secrets masked;
 /// anything else hidden behind its media type.
 pub(crate) fn render_body(content_type: Option<&str>, body: &[u8]) -> String {
@@ -392,6 +429,29 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(rfc3339(-1), "1969-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn rfc3339_parses_what_it_writes() {
+        for secs in [0, 951_782_400, -1, 1_767_323_045, 4_102_444_799] {
+            assert_eq!(parse_rfc3339(&rfc3339(secs)), Some(secs), "{secs}");
+        }
+        assert_eq!(
+            parse_rfc3339("2026-01-02T03:04:05.123Z"),
+            Some(1_767_323_045)
+        );
+        for bad in [
+            "",
+            "2026-01-02 03:04:05Z",
+            "2026-01-02T03:04:05",
+            "2026-13-02T03:04:05Z",
+            "2026-01-02T03:04:05+01:00",
+            "2026-01-02T03:04:05.Z1",
+            "２026-01-02T03:04:05Z",
+            "yesterday",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -331,6 +331,11 @@ pub struct PushArgs {
     #[arg(long = "dry-run", help_heading = DEPLOY_HEADING)]
     pub dry_run: bool,
 
+    /// When another deploy of the app is running, wait up to this long for it to end instead
+    /// of refusing at once (e.g. 10m).
+    #[arg(long = "wait-for-lock", value_name = "DURATION", value_parser = parse_duration, default_value = "0s", help_heading = DEPLOY_HEADING)]
+    pub wait_for_lock: Duration,
+
     /// Output format.
     #[arg(long = "output", value_enum, default_value_t = OutputFormat::Text, help_heading = DEPLOY_HEADING)]
     pub output: OutputFormat,
@@ -433,6 +438,7 @@ impl std::fmt::Debug for PushArgs {
             keep_scale,
             temp_route_suffix,
             dry_run,
+            wait_for_lock,
             output,
             canary_steps,
             analysis,
@@ -485,6 +491,7 @@ impl std::fmt::Debug for PushArgs {
             .field("keep_scale", keep_scale)
             .field("temp_route_suffix", temp_route_suffix)
             .field("dry_run", dry_run)
+            .field("wait_for_lock", wait_for_lock)
             .field("output", output)
             .field("canary_steps", canary_steps)
             .field("analysis", analysis)

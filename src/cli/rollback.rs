@@ -80,6 +80,11 @@ pub struct RollbackArgs {
     #[arg(long = "dry-run", help_heading = DEPLOY_HEADING)]
     pub dry_run: bool,
 
+    /// When a deploy of the app is running, wait up to this long for it to end instead of
+    /// refusing at once (e.g. 10m).
+    #[arg(long = "wait-for-lock", value_name = "DURATION", value_parser = parse_duration, default_value = "0s", help_heading = DEPLOY_HEADING)]
+    pub wait_for_lock: Duration,
+
     /// Output format.
     #[arg(long = "output", value_enum, default_value_t = OutputFormat::Text, help_heading = DEPLOY_HEADING)]
     pub output: OutputFormat,
@@ -99,6 +104,7 @@ impl RollbackArgs {
             timeout: Duration::from_secs(300),
             temp_route_suffix: "-temp".into(),
             dry_run: false,
+            wait_for_lock: Duration::ZERO,
             output: OutputFormat::Text,
         }
     }
@@ -118,6 +124,7 @@ impl RollbackArgs {
             timeout: self.timeout,
             temp_route_suffix: self.temp_route_suffix.clone(),
             dry_run: self.dry_run,
+            wait_for_lock: self.wait_for_lock,
             output: self.output,
             ..PushArgs::default()
         }

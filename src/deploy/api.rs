@@ -76,6 +76,12 @@ impl ApiError {
         self.status == Some(404) || self.title.ends_with("NotFound")
     }
 
+    /// Whether a create failed because the name is taken (`422 CF-UniquenessError`, code
+    /// 10016): another client created it first.
+    pub fn is_uniqueness(&self) -> bool {
+        self.title == "CF-UniquenessError" || self.code == Some(10016)
+    }
+
     /// Whether an optional service said it is not there for this user: absent from the root
     /// document (title `unavailable`), `403`, `404` or `501`. Such reads degrade to a warning.
     pub fn is_unavailable(&self) -> bool {
@@ -134,6 +140,44 @@ pub struct App {
     pub name: String,
     /// Desired state.
     pub state: AppState,
+    /// `metadata.labels`.
+    pub labels: BTreeMap<String, String>,
+    /// `metadata.annotations`.
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// The lifecycle an app is created with; Cloud Controller cannot change it afterwards, so it
+/// must match the manifest applied to the app later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AppLifecycle {
+    /// Buildpacks (the default).
+    #[default]
+    Buildpack,
+    /// Cloud Native Buildpacks (`lifecycle: cnb`).
+    Cnb,
+    /// A docker image.
+    Docker,
+}
+
+impl AppLifecycle {
+    /// The lifecycle `type` as Cloud Controller spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AppLifecycle::Buildpack => "buildpack",
+            AppLifecycle::Cnb => "cnb",
+            AppLifecycle::Docker => "docker",
+        }
+    }
+}
+
+/// An app to create (`POST /v3/apps`): the name, in the request's space, with its lifecycle
+/// and metadata. The rest comes from the manifest applied afterwards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewApp {
+    /// The name (unique in the space, case-insensitive).
+    pub name: String,
+    /// The lifecycle type.
+    pub lifecycle: AppLifecycle,
     /// `metadata.labels`.
     pub labels: BTreeMap<String, String>,
     /// `metadata.annotations`.
@@ -568,6 +612,7 @@ pub struct Deployment {
 /// fail each of them in turn).
 pub const MUTATING_METHODS: &[&str] = &[
     "apply_manifest",
+    "create_app",
     "create_package",
     "upload_bits",
     "create_build",
@@ -621,6 +666,14 @@ pub trait CfApi: Sync {
     ) -> impl Future<Output = ApiResult<Vec<App>>> + Send;
     /// One app (`GET /v3/apps/:guid`).
     fn get_app(&self, guid: &AppGuid) -> impl Future<Output = ApiResult<App>> + Send;
+    /// Creates an app (`POST /v3/apps`). Fails with [`ApiError::is_uniqueness`] when an app
+    /// of that name exists in the space, which makes the create exclusive: of two runs
+    /// creating the same name, exactly one succeeds.
+    fn create_app(
+        &self,
+        space_guid: &SpaceGuid,
+        app: &NewApp,
+    ) -> impl Future<Output = ApiResult<App>> + Send;
     /// Applies a manifest to the space and waits (bounded) for its job to complete
     /// (`POST /v3/spaces/:guid/actions/apply_manifest`).
     fn apply_manifest(
@@ -759,6 +812,12 @@ pub trait CfApi: Sync {
         &self,
         guid: &DeploymentGuid,
     ) -> impl Future<Output = ApiResult<Deployment>> + Send;
+    /// The app's newest ACTIVE deployment, if any
+    /// (`GET /v3/deployments?app_guids=..&status_values=ACTIVE`).
+    fn find_active_deployment(
+        &self,
+        app_guid: &AppGuid,
+    ) -> impl Future<Output = ApiResult<Option<Deployment>>> + Send;
     /// Continues a PAUSED canary deployment (`POST /v3/deployments/:guid/actions/continue`).
     fn continue_deployment(
         &self,

@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use super::api::ApiError;
+use super::api::{ApiError, AppGuid};
+use super::lock::Busy;
 use super::plan::PlanError;
 use super::smoke::SmokeError;
 use super::step::fmt_duration;
@@ -42,12 +43,6 @@ pub enum Error {
         app: String,
         /// Why.
         message: String,
-    },
-    /// Apply succeeded but the app is not there.
-    #[error("app '{name}' was not found after applying its manifest")]
-    AppMissing {
-        /// The app name.
-        name: String,
     },
     /// Staging failed.
     #[error("staging app '{app}' failed: {reason}")]
@@ -128,6 +123,28 @@ pub enum Error {
     /// (found before any change): each limit with its numbers, and the way out.
     #[error("{0}")]
     Quota(String),
+    /// Another run deploys the app (checked before any change, and again when the candidate
+    /// name turned out to be taken).
+    #[error("{}", locked(busy, waited))]
+    Locked {
+        /// Who holds the app.
+        busy: Box<Busy>,
+        /// How long `--wait-for-lock` waited for it (zero: it did not wait).
+        waited: Duration,
+    },
+    /// An app this run had to create appeared under its name meanwhile, created by someone
+    /// who left no lock on it (a `cf push` of the same name, say).
+    #[error(
+        "app '{app}': '{name}' (guid {guid}) was created by someone else while this deploy ran; it is never touched automatically: check who uses it, then delete or rename it"
+    )]
+    NameTaken {
+        /// The app as the manifest names it.
+        app: String,
+        /// The name taken.
+        name: String,
+        /// The GUID of the app holding it.
+        guid: AppGuid,
+    },
     /// Ctrl-C / SIGTERM.
     #[error("interrupted")]
     Cancelled,
@@ -169,6 +186,18 @@ pub enum Error {
         /// The API's answer.
         reason: String,
     },
+}
+
+/// The message of [`Error::Locked`]: who holds the app, and what to do.
+fn locked(busy: &Busy, waited: &Duration) -> String {
+    if waited.is_zero() {
+        format!("{busy}; wait for it or pass --wait-for-lock 10m")
+    } else {
+        format!(
+            "{busy}, still after waiting {} (--wait-for-lock); try again later",
+            fmt_duration(*waited)
+        )
+    }
 }
 
 impl Error {

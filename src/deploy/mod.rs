@@ -98,6 +98,7 @@ pub mod error;
 pub mod event;
 pub(crate) mod execute;
 pub mod interrupt;
+pub mod lock;
 mod logs;
 pub(crate) mod observe;
 pub(crate) mod plan;
@@ -119,6 +120,7 @@ pub use interrupt::Interrupt;
 pub use request::{AppSpec, DeployRequest, OldApp, RenderRequest, RouteSpec, Strategy};
 
 use event::error_chain;
+use lock::{Busy, RunLock};
 use plan::Plan;
 
 /// Observes, plans and (unless `--dry-run`) executes a deploy of `apps` with the request's
@@ -197,6 +199,60 @@ pub(crate) fn report_finished(
     outcome
 }
 
+/// Observes with `observe` until no other run holds an app of the run (`busy` says which,
+/// given the run's id and the time): at once without `--wait-for-lock`, else looking again
+/// every [`lock::WAIT_POLL`] until the lock is free or stale, at most for the flag's duration
+/// (saying once that it waits). Reads only.
+pub(crate) async fn observe_unlocked<A: CfApi, T, F>(
+    api: &A,
+    req: &DeployRequest,
+    reporter: &mut dyn Reporter,
+    interrupt: &Interrupt,
+    lock: &RunLock,
+    observe: impl Fn() -> F,
+    busy: impl Fn(&T, &str, i64) -> Option<Busy>,
+) -> Result<T, Error>
+where
+    F: std::future::Future<Output = Result<T, api::ApiError>>,
+{
+    let deadline = Instant::now() + req.wait_for_lock;
+    let mut told = false;
+    loop {
+        let observed = observe_reporting(api, req, reporter, interrupt, observe()).await?;
+        let Some(busy) = busy(&observed, lock.run_id(), lock::now_secs()) else {
+            return Ok(observed);
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(Error::Locked {
+                busy: Box::new(busy),
+                waited: req.wait_for_lock,
+            });
+        }
+        if !told {
+            told = true;
+            reporter.report(Event::Warning {
+                app: None,
+                message: format!(
+                    "{busy}; waiting up to {} for it to end (--wait-for-lock)",
+                    step::fmt_duration(req.wait_for_lock)
+                ),
+            });
+        }
+        tokio::select! {
+            () = interrupt.stop_token().cancelled() => return Err(Error::Cancelled),
+            () = tokio::time::sleep(left.min(lock::WAIT_POLL)) => {}
+        }
+    }
+}
+
+/// Reports each message as a warning of the whole run.
+pub(crate) fn report_warnings(reporter: &mut dyn Reporter, warnings: Vec<String>) {
+    for message in warnings {
+        reporter.report(Event::Warning { app: None, message });
+    }
+}
+
 async fn run_inner<A: CfApi>(
     api: &A,
     req: &DeployRequest,
@@ -204,12 +260,15 @@ async fn run_inner<A: CfApi>(
     reporter: &mut dyn Reporter,
     interrupt: &Interrupt,
 ) -> (Outcome, Vec<event::StepTime>) {
-    let observed = observe_reporting(
+    let lock = RunLock::new(&req.run_by);
+    let observed = observe_unlocked(
         api,
         req,
         reporter,
         interrupt,
-        observe::observe(api, req, apps),
+        &lock,
+        || observe::observe(api, req, apps),
+        observe::Observed::busy,
     )
     .await;
     let observed = match observed {
@@ -226,10 +285,10 @@ async fn run_inner<A: CfApi>(
         reporter.report(Event::Warning { app: None, message });
     }
     if req.strategy == Strategy::Auto {
-        return run_auto(api, req, apps, &observed, reporter, interrupt).await;
+        return run_auto(api, req, apps, &observed, reporter, interrupt, &lock).await;
     }
     if rolling::deployment_strategy(req.strategy).is_some() {
-        return run_rolling(api, req, apps, &observed, reporter, interrupt).await;
+        return run_rolling(api, req, apps, &observed, reporter, interrupt, &lock).await;
     }
     let plan = match plan::plan(&observed, req, apps) {
         Ok(p) => p,
@@ -241,7 +300,17 @@ async fn run_inner<A: CfApi>(
     if report_plan(&plan, req, reporter) {
         return (Outcome::DryRun, Vec::new());
     }
-    execute::execute(api, &plan, req, apps, reporter, interrupt).await
+    execute_locked(
+        api,
+        req,
+        apps,
+        &observed,
+        Work::BlueGreen(&plan),
+        reporter,
+        interrupt,
+        &lock,
+    )
+    .await
 }
 
 /// The quota check of `apps` for `req`.
@@ -400,6 +469,7 @@ async fn run_auto<A: CfApi>(
     observed: &observe::Observed,
     reporter: &mut dyn Reporter,
     interrupt: &Interrupt,
+    lock: &RunLock,
 ) -> (Outcome, Vec<event::StepTime>) {
     let bg = DeployRequest {
         strategy: Strategy::BlueGreen,
@@ -427,7 +497,17 @@ async fn run_auto<A: CfApi>(
         if report_plan(&plan, &bg, reporter) {
             return (Outcome::DryRun, Vec::new());
         }
-        return execute::execute(api, &plan, &bg, apps, reporter, interrupt).await;
+        return execute_locked(
+            api,
+            &bg,
+            apps,
+            observed,
+            Work::BlueGreen(&plan),
+            reporter,
+            interrupt,
+            lock,
+        )
+        .await;
     }
     let refuse = |way_out: String| {
         nothing_changed(&Error::Quota(quota::refusal(
@@ -490,7 +570,7 @@ async fn run_auto<A: CfApi>(
         instance_steps: fallback.instance_steps.clone(),
         ..in_place_request(req, fallback.strategy)
     };
-    run_rolling(api, &in_place, apps, observed, reporter, interrupt).await
+    run_rolling(api, &in_place, apps, observed, reporter, interrupt, lock).await
 }
 
 /// Rolling or canary: per-app plans, shown as one, executed one app after the other.
@@ -501,6 +581,7 @@ async fn run_rolling<A: CfApi>(
     observed: &observe::Observed,
     reporter: &mut dyn Reporter,
     interrupt: &Interrupt,
+    lock: &RunLock,
 ) -> (Outcome, Vec<event::StepTime>) {
     let plans = match rolling::plan(observed, req, apps) {
         Ok(p) => p,
@@ -514,7 +595,54 @@ async fn run_rolling<A: CfApi>(
     if report_plan(&rolling::combined(&plans), req, reporter) {
         return (Outcome::DryRun, Vec::new());
     }
-    rolling::execute(api, &plans, req, apps, reporter, interrupt).await
+    execute_locked(
+        api,
+        req,
+        apps,
+        observed,
+        Work::InPlace(&plans),
+        reporter,
+        interrupt,
+        lock,
+    )
+    .await
+}
+
+/// The plans a run executes.
+enum Work<'p> {
+    /// One blue-green plan.
+    BlueGreen(&'p Plan),
+    /// Per-app rolling or canary plans.
+    InPlace(&'p [Plan]),
+}
+
+/// Executes `work` holding the lock ([`RunLock::hold_while`]): the live apps are marked
+/// before the first change, the marks refreshed while the run lasts and removed at its end.
+#[allow(clippy::too_many_arguments)] // Each is a distinct input of the run.
+async fn execute_locked<A: CfApi>(
+    api: &A,
+    req: &DeployRequest,
+    apps: &[AppSpec<A::Bits>],
+    observed: &observe::Observed,
+    work: Work<'_>,
+    reporter: &mut dyn Reporter,
+    interrupt: &Interrupt,
+    lock: &RunLock,
+) -> (Outcome, Vec<event::StepTime>) {
+    lock.expect(observed.live_apps());
+    let run = async {
+        match work {
+            Work::BlueGreen(plan) => {
+                execute::execute(api, plan, req, apps, reporter, interrupt, lock).await
+            }
+            Work::InPlace(plans) => {
+                rolling::execute(api, plans, req, apps, reporter, interrupt, lock).await
+            }
+        }
+    };
+    let (result, warnings) = lock.hold_while(api, interrupt, run).await;
+    report_warnings(reporter, warnings);
+    result
 }
 
 /// Reports the plan and its warnings; true for a dry run (nothing more to do).

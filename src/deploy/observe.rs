@@ -9,8 +9,10 @@
 use std::collections::BTreeMap;
 
 use super::api::{
-    ApiError, App, CfApi, Destination, Domain, InstanceStat, NetworkPolicy, Process, Route,
+    ApiError, App, AppGuid, CfApi, Deployment, Destination, Domain, InstanceStat, NetworkPolicy,
+    Process, Route,
 };
+use super::lock::{Busy, busy_among};
 use super::request::{AppSpec, DeployRequest, RouteSpec};
 use super::route::{candidate_domains, hostname_for, resolve_route};
 
@@ -105,6 +107,8 @@ pub struct ObservedApp {
     pub venerables: Vec<App>,
     /// Apps not created by us that carry a name the flow needs (candidate or venerable name).
     pub foreign_names: Vec<App>,
+    /// The live app's ACTIVE Cloud Controller deployment (read for rolling and canary only).
+    pub active_deployment: Option<Deployment>,
 }
 
 /// The snapshot [`super::plan::plan`] decides on.
@@ -124,6 +128,38 @@ pub struct Observed {
     /// The space's and the org's quotas with their usage (levels that cannot be read are
     /// [`super::api::QuotaLevel::Unknown`]).
     pub quotas: super::api::Quotas,
+}
+
+impl Observed {
+    /// The live apps, GUID and name: the apps a push marks before its first change.
+    pub fn live_apps(&self) -> Vec<(AppGuid, String)> {
+        self.apps
+            .iter()
+            .filter_map(|a| a.live.as_ref())
+            .map(|l| (l.app.guid.clone(), l.app.name.clone()))
+            .collect()
+    }
+
+    /// The first manifest app that another run is deploying at `now`: fresh lock marks of a
+    /// run other than `own_run_id` on the app, its candidates or venerables, or an ACTIVE
+    /// deployment of the live app. Pure.
+    pub fn busy(&self, own_run_id: &str, now: i64) -> Option<Busy> {
+        self.apps.iter().find_map(|oa| {
+            let apps = oa
+                .live
+                .iter()
+                .chain(&oa.leftover_candidates)
+                .map(|e| &e.app)
+                .chain(&oa.venerables);
+            busy_among(&oa.name, apps, own_run_id, now).or_else(|| {
+                oa.active_deployment.as_ref().map(|d| Busy::Deployment {
+                    app: oa.name.clone(),
+                    guid: d.guid.clone(),
+                    state: d.state.to_string(),
+                })
+            })
+        })
+    }
 }
 
 /// Whether an app carries our role label with this role and belongs to `name`.
@@ -285,12 +321,21 @@ pub async fn observe<A: CfApi>(
             }
         }
 
+        // A rolling or canary push must not start next to a deployment it did not create.
+        let active_deployment = match &live {
+            Some(l) if super::rolling::deployment_strategy(req.strategy).is_some() => {
+                api.find_active_deployment(&l.app.guid).await?
+            }
+            _ => None,
+        };
+
         observed.apps.push(ObservedApp {
             name: spec.name.clone(),
             live,
             leftover_candidates,
             venerables,
             foreign_names,
+            active_deployment,
         });
     }
     // Optional: Cloud Controller enforces the quotas anyway; a read that fails for any reason

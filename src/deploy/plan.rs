@@ -187,8 +187,9 @@ pub fn temp_route_string<B>(
     Some(format!("{host}{}.{domain}", req.temp_route_suffix))
 }
 
+/// Our own metadata keys, which the candidate does not copy from the live app.
 fn our_keys(k: &str) -> bool {
-    k == ROLE_LABEL || k == APP_ANNOTATION
+    k == ROLE_LABEL || k == APP_ANNOTATION || super::lock::LOCK_ANNOTATIONS.contains(&k)
 }
 
 /// The route and destination template of one route the new version takes over.
@@ -1038,6 +1039,7 @@ mod tests {
             instances: BTreeMap::new(),
             memory_mb: BTreeMap::new(),
             source: AppSource::Bits(()),
+            cnb: false,
             render: Arc::new(|_| Ok(String::new())),
         }
     }
@@ -1112,6 +1114,7 @@ mod tests {
             leftover_candidates: Vec::new(),
             venerables: Vec::new(),
             foreign_names: Vec::new(),
+            active_deployment: None,
         }
     }
 

@@ -637,6 +637,7 @@ mod tests {
             instances: instances.iter().map(|(t, n)| (t.to_string(), *n)).collect(),
             memory_mb: memory.iter().map(|(t, m)| (t.to_string(), *m)).collect(),
             source: AppSource::Bits(()),
+            cnb: false,
             render: Arc::new(|_| Ok(String::new())),
         }
     }
@@ -682,6 +683,7 @@ mod tests {
                     leftover_candidates: Vec::new(),
                     venerables: Vec::new(),
                     foreign_names: Vec::new(),
+                    active_deployment: None,
                 })
                 .collect(),
             ..Observed::default()

@@ -18,7 +18,7 @@ use crate::cf::Target;
 use crate::cli::{self, PushArgs};
 
 use super::analysis::{AnalysisConfig, canary_steps};
-use super::api::{AppSource, DeploymentStrategy, SpaceGuid};
+use super::api::{AppLifecycle, AppSource, DeploymentStrategy, SpaceGuid};
 
 /// Which routes the manifest asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +71,8 @@ pub struct AppSpec<B> {
     pub memory_mb: BTreeMap<String, u64>,
     /// Where the code comes from.
     pub source: AppSource<B>,
+    /// The manifest asks for Cloud Native Buildpacks (`lifecycle: cnb`).
+    pub cnb: bool,
     /// Produces the manifest YAML for the candidate or first push.
     pub render: Renderer,
 }
@@ -94,6 +96,16 @@ impl<B> fmt::Debug for AppSpec<B> {
 }
 
 impl<B> AppSpec<B> {
+    /// The lifecycle the app is created with: docker for an image, else `cnb` when the
+    /// manifest says so, else buildpacks.
+    pub fn lifecycle(&self) -> AppLifecycle {
+        match (&self.source, self.cnb) {
+            (AppSource::Docker { .. }, _) => AppLifecycle::Docker,
+            (AppSource::Bits(_), true) => AppLifecycle::Cnb,
+            (AppSource::Bits(_), false) => AppLifecycle::Buildpack,
+        }
+    }
+
     /// Whether the code is a bits package (needs an upload).
     pub fn is_bits(&self) -> bool {
         matches!(self.source, AppSource::Bits(_))
@@ -254,6 +266,11 @@ pub struct DeployRequest {
     pub analysis: Option<AnalysisConfig>,
     /// `--strategy auto`'s fallback (`None` for the other strategies).
     pub fallback: Option<AutoFallback>,
+    /// Who runs the deploy, `user@host`, as the lock shows it to other runs.
+    pub run_by: String,
+    /// `--wait-for-lock`: how long to wait for another run of the same app to end (zero:
+    /// refuse at once).
+    pub wait_for_lock: Duration,
 }
 
 /// Why a request could not be built.
@@ -352,6 +369,30 @@ fn smoke_router(value: &str) -> Result<SocketAddr, RequestError> {
         .ok_or_else(|| bad("it resolves to no address".into()))
 }
 
+/// `user@host` for the lock: the targeted user (else `$USER`) and this machine's name.
+fn run_by(user: Option<&str>) -> String {
+    let user = user
+        .filter(|u| !u.is_empty())
+        .map(str::to_string)
+        .or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
+        .unwrap_or_else(|| "unknown".into());
+    format!("{user}@{}", host_name().unwrap_or_else(|| "unknown".into()))
+}
+
+/// This machine's name (`gethostname`), `None` when it cannot be read.
+fn host_name() -> Option<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: the pointer and length describe `buf`, which outlives the call; gethostname
+    // writes at most that many bytes, and only the bytes before the first NUL are read.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return None;
+    }
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    let name = String::from_utf8_lossy(&buf[..end]).trim().to_string();
+    (!name.is_empty()).then_some(name)
+}
+
 impl DeployRequest {
     /// Builds a request from the push flags and the target.
     ///
@@ -410,6 +451,8 @@ impl DeployRequest {
             },
             analysis,
             fallback,
+            run_by: run_by(target.user.as_deref()),
+            wait_for_lock: args.wait_for_lock,
         })
     }
 
@@ -438,6 +481,8 @@ impl DeployRequest {
             probe: ProbeConfig::default(),
             analysis: None,
             fallback: None,
+            run_by: "alice@ci-host".into(),
+            wait_for_lock: Duration::ZERO,
         }
     }
 

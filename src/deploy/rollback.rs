@@ -34,6 +34,7 @@ use std::collections::BTreeMap;
 use super::api::{ApiError, App, AppGuid, AppState, CfApi, Destination, Domain, MetadataUpdate};
 use super::event::{Outcome, Reporter, StepTime, error_chain};
 use super::interrupt::Interrupt;
+use super::lock::{Busy, RunLock, busy_among};
 use super::observe::{
     APP_ANNOTATION, ROLE_CANDIDATE, ROLE_LABEL, ROLE_VENERABLE, RouteState, candidate_name,
     is_ours, venerable_name,
@@ -115,6 +116,29 @@ pub struct RollbackObserved {
     pub default_domain: Option<Domain>,
     /// The temporary route's address (with a smoke test) and the route when it exists.
     pub temp_route: Option<(RouteAddress, Option<RouteState>)>,
+}
+
+impl RollbackObserved {
+    /// Another run deploying the app at `now`: fresh lock marks of a run other than
+    /// `own_run_id` on the app, its venerable or its candidate. Pure.
+    pub fn busy(&self, own_run_id: &str, now: i64) -> Option<Busy> {
+        let apps = self
+            .live
+            .iter()
+            .chain(&self.venerable)
+            .map(|a| &a.app)
+            .chain(&self.candidate);
+        busy_among(&self.name, apps, own_run_id, now)
+    }
+
+    /// The apps a rollback marks before its first change: the live app and the venerable.
+    fn marked_apps(&self) -> Vec<(AppGuid, String)> {
+        self.live
+            .iter()
+            .chain(&self.venerable)
+            .map(|a| (a.app.guid.clone(), a.app.name.clone()))
+            .collect()
+    }
 }
 
 async fn with_routes<A: CfApi>(api: &A, app: App) -> Result<AppRoutes, ApiError> {
@@ -556,8 +580,17 @@ async fn run_inner<A: CfApi>(
     reporter: &mut dyn Reporter,
     interrupt: &Interrupt,
 ) -> (Outcome, Vec<StepTime>) {
-    let observed =
-        super::observe_reporting(api, req, reporter, interrupt, observe(api, req, name)).await;
+    let lock = RunLock::new(&req.run_by);
+    let observed = super::observe_unlocked(
+        api,
+        req,
+        reporter,
+        interrupt,
+        &lock,
+        || observe(api, req, name),
+        RollbackObserved::busy,
+    )
+    .await;
     let observed = match observed {
         Ok(o) => o,
         Err(e) => return super::nothing_changed(&e),
@@ -576,8 +609,12 @@ async fn run_inner<A: CfApi>(
     if super::report_plan(&plan, req, reporter) {
         return (Outcome::DryRun, Vec::new());
     }
+    lock.expect(observed.marked_apps());
     let no_apps: &[AppSpec<A::Bits>] = &[];
-    super::execute::execute(api, &plan, req, no_apps, reporter, interrupt).await
+    let work = super::execute::execute(api, &plan, req, no_apps, reporter, interrupt, &lock);
+    let (result, warnings) = lock.hold_while(api, interrupt, work).await;
+    super::report_warnings(reporter, warnings);
+    result
 }
 
 #[cfg(test)]

@@ -32,6 +32,7 @@
 use std::collections::BTreeMap;
 
 use super::interrupt::Interrupt;
+use super::lock::RunLock;
 
 use super::request::Strategy;
 
@@ -206,13 +207,19 @@ pub async fn execute<A: CfApi>(
     apps: &[AppSpec<A::Bits>],
     reporter: &mut dyn Reporter,
     interrupt: &Interrupt,
+    lock: &RunLock,
 ) -> (Outcome, Vec<StepTime>) {
     let mut times = Vec::new();
     let mut deployed: Vec<String> = Vec::new();
     let logs = super::logs::LogAccess::default();
+    let run = super::execute::Run {
+        interrupt,
+        logs: &logs,
+        lock,
+    };
     for p in plans {
         let (outcome, t) =
-            super::execute::execute_with_logs(api, p, req, apps, reporter, interrupt, &logs).await;
+            super::execute::execute_with_logs(api, p, req, apps, reporter, &run).await;
         times.extend(t);
         let failed: Vec<&str> = p.apps.iter().map(|a| a.name.as_str()).collect();
         match outcome {

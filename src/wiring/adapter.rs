@@ -26,9 +26,9 @@ use crate::cf::{self, PollOptions};
 use crate::package;
 
 use crate::deploy::api::{
-    ApiError, ApiResult, App, AppSource, AppState, BuildState, CfApi, Destination, Domain,
-    InstanceStat, InstanceState, MetadataUpdate, NetworkPolicy, NewDestination, NewRoute, Process,
-    ProgressSink, QuotaLevel, QuotaLimits, QuotaUsage, Quotas, Route,
+    ApiError, ApiResult, App, AppLifecycle, AppSource, AppState, BuildState, CfApi, Destination,
+    Domain, InstanceStat, InstanceState, MetadataUpdate, NetworkPolicy, NewApp, NewDestination,
+    NewRoute, Process, ProgressSink, QuotaLevel, QuotaLimits, QuotaUsage, Quotas, Route,
 };
 use crate::deploy::api::{
     Deployment, DeploymentState, DeploymentStrategy, NewDeployment, ServiceBinding,
@@ -637,6 +637,26 @@ impl CfApi for CfBackend {
         Ok(app(self.client.get_app(guid).await?))
     }
 
+    async fn create_app(&self, space_guid: &SpaceGuid, new: &NewApp) -> ApiResult<App> {
+        let type_ = match new.lifecycle {
+            AppLifecycle::Buildpack => cf::LifecycleType::Buildpack,
+            AppLifecycle::Cnb => cf::LifecycleType::Cnb,
+            AppLifecycle::Docker => cf::LifecycleType::Docker,
+        };
+        let body = cf::NewApp {
+            lifecycle: Some(cf::Lifecycle {
+                type_,
+                data: cf::apps::LifecycleData::default(),
+            }),
+            metadata: Some(cf::Metadata {
+                labels: new.labels.clone(),
+                annotations: new.annotations.clone(),
+            }),
+            ..cf::NewApp::new(new.name.clone(), space_guid.clone())
+        };
+        Ok(app(self.client.create_app(&body).await?))
+    }
+
     async fn apply_manifest(&self, space_guid: &SpaceGuid, yaml: &str) -> ApiResult<()> {
         let job = self.client.apply_manifest(space_guid, yaml).await?;
         self.client.wait_for_job(&job, self.poll).await?;
@@ -941,6 +961,14 @@ impl CfApi for CfBackend {
     async fn get_deployment(&self, guid: &DeploymentGuid) -> ApiResult<Deployment> {
         let d = self.client.get_deployment(guid).await?;
         Ok(deployment(d))
+    }
+
+    async fn find_active_deployment(&self, app: &AppGuid) -> ApiResult<Option<Deployment>> {
+        Ok(self
+            .client
+            .find_active_deployment(app)
+            .await?
+            .map(deployment))
     }
 
     async fn continue_deployment(&self, guid: &DeploymentGuid) -> ApiResult<()> {

@@ -96,6 +96,7 @@ pub fn app_spec<B>(app: &AppManifest, source: AppSource<B>) -> AppSpec<B> {
         instances: instances(app),
         memory_mb: app.memory_mb(),
         source,
+        cnb: app.lifecycle.as_deref() == Some("cnb"),
         render: renderer(app),
     }
 }

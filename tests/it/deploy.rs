@@ -7,12 +7,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use cf_zero_downtime::deploy::api::{
-    ApiError, ApiResult, App, AppGuid, AppSource, AppState, BuildGuid, BuildState, CfApi,
-    CrashEvent, CrashEvents, Deployment, DeploymentGuid, DeploymentState, DeploymentStrategy,
-    Destination, DestinationGuid, Domain, DropletGuid, InstanceStat, InstanceState,
-    MUTATING_METHODS, MetadataUpdate, NetworkPolicy, NewDeployment, NewDestination, NewRoute,
-    PackageGuid, Process, ProcessGuid, ProgressSink, Quotas, Route, RouteGuid, ServiceBinding,
-    ServiceCredentialBindingGuid, SpaceGuid,
+    ApiError, ApiResult, App, AppGuid, AppLifecycle, AppSource, AppState, BuildGuid, BuildState,
+    CfApi, CrashEvent, CrashEvents, Deployment, DeploymentGuid, DeploymentState,
+    DeploymentStrategy, Destination, DestinationGuid, Domain, DropletGuid, InstanceStat,
+    InstanceState, MUTATING_METHODS, MetadataUpdate, NetworkPolicy, NewApp, NewDeployment,
+    NewDestination, NewRoute, PackageGuid, Process, ProcessGuid, ProgressSink, Quotas, Route,
+    RouteGuid, ServiceBinding, ServiceCredentialBindingGuid, SpaceGuid,
 };
 use cf_zero_downtime::deploy::event::{Event, Outcome, Reporter};
 use cf_zero_downtime::deploy::request::{
@@ -118,6 +118,8 @@ struct State {
     created_deployments: Vec<NewDeployment>,
     /// What the updater of new deployments reports in `status.details.error`.
     deployment_error: Option<String>,
+    /// The lifecycle each app was created with by `create_app`.
+    lifecycles: BTreeMap<String, AppLifecycle>,
 }
 
 /// The in-memory Cloud Controller.
@@ -444,6 +446,45 @@ impl CfApi for FakeCf {
             .ok_or_else(|| not_found("app"))
     }
 
+    async fn create_app(&self, _space: &SpaceGuid, new: &NewApp) -> ApiResult<App> {
+        let after = self.enter("create_app", &new.name)?;
+        let mut s = self.lock();
+        if s.apps
+            .values()
+            .any(|a| a.app.name.eq_ignore_ascii_case(&new.name))
+        {
+            return Err(ApiError::new(
+                422,
+                "CF-UniquenessError",
+                format!("App with the name '{}' already exists.", new.name),
+            ));
+        }
+        let g = Self::id(&mut s, "app");
+        let app = App {
+            guid: g.clone().into(),
+            name: new.name.clone(),
+            state: AppState::Stopped,
+            labels: new.labels.clone(),
+            annotations: new.annotations.clone(),
+        };
+        s.lifecycles.insert(g.clone(), new.lifecycle);
+        s.apps.insert(
+            g,
+            FApp {
+                app: app.clone(),
+                ssh: true,
+                droplet: None,
+                processes: vec![("web".into(), 2)],
+                starting_polls: 0,
+            },
+        );
+        if after {
+            Err(err500("create_app"))
+        } else {
+            Ok(app)
+        }
+    }
+
     async fn apply_manifest(&self, _space: &SpaceGuid, yaml: &str) -> ApiResult<()> {
         let after = self.enter("apply_manifest", "")?;
         let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(yaml)
@@ -501,6 +542,11 @@ impl CfApi for FakeCf {
             }
             let domains = s.domains.clone();
             let fa = s.apps.get_mut(&guid).unwrap();
+            if let Some(n) = a["instances"].as_u64() {
+                for p in fa.processes.iter_mut().filter(|p| p.0 == "web") {
+                    p.1 = n as u32;
+                }
+            }
             for (kind, map) in [("labels", 0), ("annotations", 1)] {
                 if let Some(m) = a["metadata"][kind].as_mapping() {
                     for (k, v) in m {
@@ -1081,6 +1127,15 @@ impl CfApi for FakeCf {
         }
     }
 
+    async fn find_active_deployment(&self, app: &AppGuid) -> ApiResult<Option<Deployment>> {
+        self.enter("find_active_deployment", app.as_str())?;
+        let s = self.lock();
+        Ok(s.deployments
+            .iter()
+            .rfind(|(_, d)| d.app == app.as_str() && !d.state.is_final())
+            .map(|(g, d)| Self::dep_view(g, d)))
+    }
+
     async fn get_deployment(&self, guid: &DeploymentGuid) -> ApiResult<Deployment> {
         let guid = guid.as_str();
         self.enter("get_deployment", guid)?;
@@ -1349,6 +1404,7 @@ fn spec(name: &str) -> AppSpec<()> {
         instances: BTreeMap::from([("web".to_string(), 2)]),
         memory_mb: BTreeMap::from([("web".to_string(), 64)]),
         source: AppSource::Bits(()),
+        cnb: false,
         render: Arc::new(render),
     }
 }
@@ -1376,6 +1432,8 @@ fn req() -> DeployRequest {
         probe: ProbeConfig::default(),
         analysis: None,
         fallback: None,
+        run_by: "alice@ci-host".into(),
+        wait_for_lock: Duration::ZERO,
     }
 }
 
@@ -1454,7 +1512,9 @@ async fn swap_replaces_the_live_app_and_carries_its_state_over() {
     let r = cf.route_guid("web.example.com");
     let map = index_of(&calls, &format!("add_destination {r} {g}"));
     let unmap = index_of(&calls, &format!("remove_destination {r} dest-{r}-A"));
-    let label_old = index_of(&calls, "update_metadata A");
+    // The first update of A marks it as being deployed (the lock); the label comes after the
+    // unmap.
+    let label_old = unmap + index_of(&calls[unmap..], "update_metadata A");
     let rename_old = index_of(&calls, "rename_app A web-venerable");
     let rename = index_of(&calls, &format!("rename_app {g} web"));
     let temp = index_of(&calls, "delete_route");
@@ -1560,8 +1620,9 @@ async fn a_failure_at_every_mutating_call_rolls_back_or_names_leftovers() {
         *n += 1;
         cases.push((m, *n));
     }
-    // One failed call anywhere ends in exactly one of two clean states: rolled back (the world
-    // as before) or deployed (after the switch, steps are tried again).
+    // One failed call anywhere ends in exactly one of three clean states: nothing changed
+    // (marking the live app as being deployed failed: the world as before), rolled back (the
+    // world as before) or deployed (after the switch, steps are tried again).
     let (mut rolled_back, mut deployed) = (0, 0);
     for (method, n) in cases {
         for when in [When::Before, When::After] {
@@ -1576,6 +1637,11 @@ async fn a_failure_at_every_mutating_call_rolls_back_or_names_leftovers() {
                     assert!(error.contains("injected failure"), "{ctx}");
                     assert_eq!(cf.snapshot(), before, "{ctx}\n{events:#?}");
                     assert_eq!(outcome.exit_code(), 1, "{ctx}");
+                }
+                Outcome::NothingChanged { error } => {
+                    assert_eq!((method.as_str(), n), ("update_metadata", 1), "{ctx}");
+                    assert!(error.contains("marking the app as being deployed"), "{ctx}");
+                    assert_eq!(cf.snapshot(), before, "{ctx}\n{events:#?}");
                 }
                 Outcome::Deployed => {
                     deployed += 1;

@@ -477,7 +477,20 @@ async fn leftovers_of_a_killed_run_are_cleaned_by_the_next_one() {
             mid.apps.contains_key("web-candidate"),
             "a candidate is left: {mid:?}"
         );
+        // The killed run's lock is fresh: the next run refuses at once and changes nothing.
         let m = w.version("v3", &[("web", 2)], &[]);
+        let (outcome, _) = w.push(w.args(&m)).await;
+        let Outcome::NothingChanged { error } = &outcome else {
+            panic!("after {kill_after}: {outcome:?}")
+        };
+        assert!(
+            error.contains("another deploy of web is running"),
+            "{error}"
+        );
+        assert_eq!(w.state().await, mid, "after {kill_after}");
+        // Found later, its heartbeat is stale: the candidate is a leftover, cleaned up.
+        let aged = w.age_locks().await;
+        assert!(aged.contains(&"web-candidate".to_string()), "{aged:?}");
         let (outcome, events) = w.push(w.args(&m)).await;
         assert_eq!(
             outcome,

@@ -8,10 +8,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cf_zero_downtime::cf::{
-    App, AppGuid, AppQuery, Client, ClientConfig, Route, RouteQuery, SpaceGuid,
+    App, AppGuid, AppQuery, Client, ClientConfig, MetadataUpdate, Route, RouteQuery, SpaceGuid,
 };
 use cf_zero_downtime::cli::PushArgs;
 use cf_zero_downtime::demo::{self, load};
+use cf_zero_downtime::deploy::lock::HEARTBEAT_ANNOTATION;
 use cf_zero_downtime::deploy::{Event, Outcome, Reporter};
 use cf_zero_downtime::sim::{Sim, SimConfig, SimHandle};
 use cf_zero_downtime::wiring::push::push;
@@ -217,6 +218,23 @@ impl World {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         handle
+    }
+
+    /// Makes every deploy lock in the space stale, as if the run that holds it had been
+    /// killed long ago: its heartbeat annotation is set to 2000-01-01. Returns the names of
+    /// the apps it changed.
+    pub async fn age_locks(&self) -> Vec<String> {
+        let c = self.client();
+        let mut aged = Vec::new();
+        for a in self.listing().await.apps {
+            if a.metadata.annotations.contains_key(HEARTBEAT_ANNOTATION) {
+                let old = MetadataUpdate::default()
+                    .annotation(HEARTBEAT_ANNOTATION, "2000-01-01T00:00:00Z");
+                c.update_app_metadata(&a.guid, &old).await.unwrap();
+                aged.push(a.name);
+            }
+        }
+        aged
     }
 
     /// Lets the router settle (propagation, old instances ending) before the next look.

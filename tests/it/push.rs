@@ -844,6 +844,11 @@ async fn first_deploy_server() -> MockServer {
         .mount(&server)
         .await;
     Mock::given(method("POST"))
+        .and(path("/v3/apps"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(fixture("apps/get.json", &server)))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
         .and(path("/v3/spaces/space-1/actions/apply_manifest"))
         .respond_with(
             ResponseTemplate::new(422)
@@ -880,7 +885,11 @@ async fn applied_manifest(manifest: Option<&str>, args: PushArgs) -> String {
     let before: Vec<String> = reqs
         .iter()
         .take_while(|r| !r.url.path().ends_with("/actions/apply_manifest"))
-        .filter(|r| r.method.as_str() != "GET" && r.url.path() != "/v3/routes")
+        .filter(|r| {
+            // Routes are created first on a first deploy, and the app itself (exclusively,
+            // `POST /v3/apps`), before its manifest is applied.
+            r.method.as_str() != "GET" && r.url.path() != "/v3/routes" && r.url.path() != "/v3/apps"
+        })
         .map(|r| format!("{} {}", r.method, r.url))
         .collect();
     assert!(before.is_empty(), "writes before the manifest: {before:?}");
@@ -1132,6 +1141,67 @@ async fn flag_lifecycle_sets_the_lifecycle() {
     })
     .await;
     assert!(y.contains("  lifecycle: cnb\n"), "{y}");
+}
+
+/// The app is created (`POST /v3/apps`) with the lifecycle its manifest applies later (Cloud
+/// Controller cannot change it), and with this run's lock annotations.
+#[tokio::test]
+async fn the_app_is_created_first_with_the_manifests_lifecycle_and_the_lock() {
+    use cf_zero_downtime::cli::Lifecycle;
+    use cf_zero_downtime::deploy::lock::{
+        HEARTBEAT_ANNOTATION, RUN_BY_ANNOTATION, RUN_ID_ANNOTATION,
+    };
+    let cases = [
+        (ONE_APP, None, None, "buildpack"),
+        (ONE_APP, Some(Lifecycle::Cnb), None, "cnb"),
+        (ONE_APP, None, Some("nginx"), "docker"),
+        (
+            "applications:\n- name: web\n  docker:\n    image: nginx\n",
+            None,
+            None,
+            "docker",
+        ),
+    ];
+    for (manifest, lifecycle, image, want) in cases {
+        let server = first_deploy_server().await;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("index.js"), "x").unwrap();
+        std::fs::write(dir.path().join("manifest.yml"), manifest).unwrap();
+        let a = PushArgs {
+            lifecycle,
+            docker_image: image.map(str::to_string),
+            ..args()
+        };
+        let (o, events) = run_push(&server.uri(), a, dir.path()).await;
+        let reqs = requests(&server).await;
+        let created: Vec<serde_json::Value> = reqs
+            .iter()
+            .filter(|r| r.method.as_str() == "POST" && r.url.path() == "/v3/apps")
+            .map(|r| serde_json::from_slice(&r.body).unwrap())
+            .collect();
+        assert_eq!(created.len(), 1, "{want}: {o:?} {events:#?}");
+        let body = &created[0];
+        assert_eq!(body["name"], "web", "{body}");
+        assert_eq!(body["lifecycle"]["type"], want, "{body}");
+        let notes = &body["metadata"]["annotations"];
+        assert_eq!(
+            notes[RUN_ID_ANNOTATION].as_str().map(str::len),
+            Some(16),
+            "{body}"
+        );
+        assert!(
+            notes[RUN_BY_ANNOTATION]
+                .as_str()
+                .is_some_and(|b| b.contains('@')),
+            "{body}"
+        );
+        assert!(
+            notes[HEARTBEAT_ANNOTATION]
+                .as_str()
+                .is_some_and(|h| h.ends_with('Z')),
+            "{body}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -93,8 +93,9 @@ impl<A: CfApi> Exec<'_, A> {
         }
     }
 
-    /// Applies the rendered manifest and finds the app it created (with the routes the server
-    /// created for it under `random-route`), recording what exists even when a call failed.
+    /// Creates the new app exclusively (with this run's lock marks), then applies the rendered
+    /// manifest to it, recording the app (and the routes the server created for it under
+    /// `random-route`) even when a later call failed, so that the rollback deletes it.
     async fn apply_manifest(
         &self,
         step: &Step,
@@ -102,66 +103,95 @@ impl<A: CfApi> Exec<'_, A> {
     ) -> Result<StepOutput, Failure> {
         let api = self.api;
         let space = &self.req.space_guid;
-        let err = Self::api_failure(step);
         let spec = self.spec(step)?;
         let yaml = (spec.render)(render).map_err(|message| Error::Render {
             app: step.app_label().to_string(),
             message,
         })?;
-        let applied = api.apply_manifest(space, &yaml).await;
-        let names = [render.name.clone()];
-        let is_candidate =
-            render.labels.get(ROLE_LABEL).map(String::as_str) == Some(ROLE_CANDIDATE);
-        let found = api.find_apps_by_name(space, &names).await;
-        let app = match &found {
-            Ok(apps) => apps
-                .iter()
-                .find(|a| {
-                    a.name == render.name
-                        && (!is_candidate
-                            || a.labels.get(ROLE_LABEL).map(String::as_str) == Some(ROLE_CANDIDATE))
-                })
-                .map(|a| StepOutput::App {
-                    guid: a.guid.clone(),
-                    name: a.name.clone(),
-                    server_routes: Vec::new(),
-                }),
-            Err(_) => None,
-        };
+        let created = self.create_app(step, spec, render).await?;
+        let mut server_routes = Vec::new();
+        let mut applied = api.apply_manifest(space, &yaml).await;
         // With random-route the server creates the route: record it so a rollback
         // deletes it with the app.
-        let mut app = app;
-        let mut listing = Ok(());
-        if render.random_route
-            && let Some(StepOutput::App {
-                guid,
-                server_routes,
-                ..
-            }) = &mut app
-        {
-            match api.list_app_routes(guid).await {
-                Ok(r) => *server_routes = r,
-                Err(e) => listing = Err(e),
+        if applied.is_ok() && render.random_route {
+            match api.list_app_routes(&created.guid).await {
+                Ok(r) => server_routes = r,
+                Err(e) => applied = Err(e),
             }
         }
-        if let (Ok(()), Err(e)) = (&applied, listing) {
-            return Err(Failure {
+        let out = StepOutput::App {
+            guid: created.guid,
+            name: created.name,
+            server_routes,
+        };
+        match applied {
+            Ok(()) => Ok(out),
+            Err(e) => Err(Failure {
                 error: Self::api_err(step, e),
-                partial: app,
-            });
-        }
-        match (applied, found, app) {
-            (Ok(()), _, Some(out)) => Ok(out),
-            (Ok(()), Err(e), None) => Err(err(e)),
-            (Ok(()), Ok(_), None) => Err(Error::AppMissing {
-                name: render.name.clone(),
-            }
-            .into()),
-            (Err(e), _, partial) => Err(Failure {
-                error: Self::api_err(step, e),
-                partial,
+                partial: Some(out),
             }),
         }
+    }
+
+    /// `POST /v3/apps` for the new app, with the run's lock marks: exclusive, as app names are
+    /// unique in a space. When it fails, the name is looked up: an app carrying this run's id
+    /// is ours (the answer was lost); one that another run holds, or anyone else's, is never
+    /// touched and ends the step.
+    async fn create_app(
+        &self,
+        step: &Step,
+        spec: &AppSpec<A::Bits>,
+        render: &RenderRequest,
+    ) -> Result<App, Failure> {
+        let api = self.api;
+        let space = &self.req.space_guid;
+        let mut annotations = render.annotations.clone();
+        annotations.extend(self.lock.annotations(lock::now_secs()));
+        let new = crate::deploy::api::NewApp {
+            name: render.name.clone(),
+            lifecycle: spec.lifecycle(),
+            labels: render.labels.clone(),
+            annotations,
+        };
+        let error = match api.create_app(space, &new).await {
+            Ok(app) => {
+                self.lock.hold(&app.guid);
+                return Ok(app);
+            }
+            Err(e) => e,
+        };
+        let names = [render.name.clone()];
+        let Ok(found) = api.find_apps_by_name(space, &names).await else {
+            return Err(Self::api_err(step, error).into());
+        };
+        let Some(app) = found
+            .into_iter()
+            .find(|a| a.name.eq_ignore_ascii_case(&render.name))
+        else {
+            return Err(Self::api_err(step, error).into());
+        };
+        let marker = lock::Marker::of(&app.annotations);
+        if marker.is_some_and(|m| m.run_id == self.lock.run_id()) {
+            self.lock.hold(&app.guid);
+            return Ok(app);
+        }
+        if !error.is_uniqueness() {
+            return Err(Self::api_err(step, error).into());
+        }
+        let label = step.app_label().to_string();
+        let busy = lock::busy_among(&label, [&app], self.lock.run_id(), lock::now_secs());
+        Err(match busy {
+            Some(busy) => Error::Locked {
+                busy: Box::new(busy),
+                waited: Duration::ZERO,
+            },
+            None => Error::NameTaken {
+                app: label,
+                name: app.name,
+                guid: app.guid,
+            },
+        }
+        .into())
     }
 
     /// Waits until every instance of every process of the new app is running and routable.

@@ -16,16 +16,16 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::api::{
-    ApiError, AppGuid, AppSource, BuildState, CfApi, Deployment, DeploymentGuid, DeploymentState,
-    DeploymentStrategy, DestinationGuid, InstanceState, NetworkPolicy, NewDeployment,
-    NewDestination, ProcessGuid, ProgressSink, RouteGuid, UploadProgress,
+    ApiError, App, AppGuid, AppSource, BuildState, CfApi, Deployment, DeploymentGuid,
+    DeploymentState, DeploymentStrategy, DestinationGuid, InstanceState, NetworkPolicy,
+    NewDeployment, NewDestination, ProcessGuid, ProgressSink, RouteGuid, UploadProgress,
 };
 use super::crash::{Crash, CrashWatch, Scope};
 use super::error::Error;
 use super::event::{Event, Outcome, Reporter, StepTime, error_chain};
 use super::interrupt::Interrupt;
+use super::lock::{self, RunLock};
 use super::logs::LogAccess;
-use super::observe::{ROLE_CANDIDATE, ROLE_LABEL};
 use super::plan::Plan;
 use super::request::RenderRequest;
 use super::request::{AppSpec, DeployRequest};
@@ -70,6 +70,8 @@ struct Exec<'a, A: CfApi> {
     warned: &'a Mutex<BTreeSet<String>>,
     /// Whether log-cache was found missing (said once per deploy, then not asked again).
     logs: &'a LogAccess,
+    /// The run's lock: the marks a created app carries, the apps the heartbeat refreshes.
+    lock: &'a RunLock,
 }
 
 fn ok_if_not_found(r: Result<(), ApiError>) -> Result<(), ApiError> {
@@ -411,22 +413,39 @@ pub async fn execute<A: CfApi>(
     apps: &[AppSpec<A::Bits>],
     reporter: &mut dyn Reporter,
     interrupt: &Interrupt,
+    lock: &RunLock,
 ) -> (Outcome, Vec<StepTime>) {
     let logs = LogAccess::default();
-    execute_with_logs(api, plan, req, apps, reporter, interrupt, &logs).await
+    let run = Run {
+        interrupt,
+        logs: &logs,
+        lock,
+    };
+    execute_with_logs(api, plan, req, apps, reporter, &run).await
 }
 
-/// [`execute`], with what an earlier run of the same deploy learnt about log-cache (the
-/// per-app runs of a rolling deploy share it: log-cache missing is said once).
+/// What the runs of one deploy share: its interrupts, what it learnt about log-cache (the
+/// per-app runs of a rolling deploy say log-cache is missing once), and its lock.
+pub(crate) struct Run<'a> {
+    pub(crate) interrupt: &'a Interrupt,
+    pub(crate) logs: &'a LogAccess,
+    pub(crate) lock: &'a RunLock,
+}
+
+/// [`execute`], sharing [`Run`] with the other runs of the same deploy.
 pub(crate) async fn execute_with_logs<A: CfApi>(
     api: &A,
     plan: &Plan,
     req: &DeployRequest,
     apps: &[AppSpec<A::Bits>],
     reporter: &mut dyn Reporter,
-    interrupt: &Interrupt,
-    logs: &LogAccess,
+    run: &Run<'_>,
 ) -> (Outcome, Vec<StepTime>) {
+    let Run {
+        interrupt,
+        logs,
+        lock,
+    } = *run;
     // Crash records are kept by the platform's clock: allow for a client clock ahead of it.
     let since = SystemTime::now()
         .checked_sub(CLOCK_SKEW)
@@ -440,6 +459,7 @@ pub(crate) async fn execute_with_logs<A: CfApi>(
         since,
         warned: &warned,
         logs,
+        lock,
     };
     let after_switch = Exec {
         cancel: interrupt.abandon_token(),
@@ -473,6 +493,19 @@ pub(crate) async fn execute_with_logs<A: CfApi>(
         } else {
             &before_switch
         };
+        if step.is_mutating()
+            && !attempted_mutation
+            && let Err((app, source)) = lock.acquire(api).await
+        {
+            // Nothing changed yet but the marks, which the caller's release removes.
+            let error = Error::Api {
+                app,
+                step: "marking the app as being deployed by this run".into(),
+                source: Box::new(source),
+            };
+            failure = Some((index, error, SystemTime::now()));
+            break;
+        }
         attempted_mutation |= step.is_mutating();
         let step_at = SystemTime::now();
         let (time, result) = exec

@@ -256,6 +256,12 @@ async fn a_failure_at_every_mutating_call_rolls_back_or_finishes() {
                     finished += 1;
                     assert_rolled_back(&cf, "A", &v2);
                 }
+                Outcome::NothingChanged { error } => {
+                    // Marking the apps as being rolled back (the lock) failed.
+                    assert_eq!(method, "update_metadata", "{ctx}");
+                    assert!(error.contains("marking the app as being deployed"), "{ctx}");
+                    assert_eq!(cf.snapshot(), before, "{ctx}\n{events:#?}");
+                }
                 other => panic!("unexpected outcome {other:?} for {ctx}\n{events:#?}"),
             }
         }
