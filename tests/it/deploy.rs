@@ -120,6 +120,8 @@ struct State {
     deployment_error: Option<String>,
     /// The lifecycle each app was created with by `create_app`.
     lifecycles: BTreeMap<String, AppLifecycle>,
+    /// Another client creates this app just before `create_app` asks for its name.
+    create_race: Option<App>,
 }
 
 /// The in-memory Cloud Controller.
@@ -449,6 +451,18 @@ impl CfApi for FakeCf {
     async fn create_app(&self, _space: &SpaceGuid, new: &NewApp) -> ApiResult<App> {
         let after = self.enter("create_app", &new.name)?;
         let mut s = self.lock();
+        if let Some(other) = s.create_race.take_if(|a| a.name == new.name) {
+            s.apps.insert(
+                other.guid.to_string(),
+                FApp {
+                    app: other,
+                    ssh: true,
+                    droplet: None,
+                    processes: vec![("web".into(), 1)],
+                    starting_polls: 0,
+                },
+            );
+        }
         if s.apps
             .values()
             .any(|a| a.app.name.eq_ignore_ascii_case(&new.name))
@@ -1339,6 +1353,9 @@ mod rollback;
 
 /// The quota check and `--strategy auto` on this fake.
 mod quota;
+
+/// One deploy per app at a time (the run lock) on this fake.
+mod lock;
 
 // ---- fixtures -------------------------------------------------------------------------------
 
