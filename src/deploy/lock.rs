@@ -171,7 +171,9 @@ pub enum Busy {
 /// How a heartbeat `age` (seconds, negative when ahead of this clock) reads.
 fn heartbeat_text(age: i64) -> String {
     let d = |s: i64| fmt_duration(Duration::from_secs(s.unsigned_abs()));
-    if age >= 0 {
+    if age == 0 {
+        "just now".to_string()
+    } else if age > 0 {
         format!("{} ago", d(age))
     } else {
         format!("{} ahead of this machine's clock", d(age))
@@ -371,7 +373,7 @@ impl RunLock {
     }
 
     /// Removes the marks from every held app that still exists (each tried twice), bounded
-    /// by [`RELEASE_BOUND`] and given up at a second interrupt; returns the warnings to report:
+    /// by 30 s and given up at a second interrupt; returns the warnings to report:
     /// marks left behind (they go stale on their own) and failed heartbeats.
     pub async fn release<A: CfApi>(&self, api: &A, interrupt: &Interrupt) -> Vec<String> {
         let mut warnings = Vec::new();
@@ -541,6 +543,8 @@ mod tests {
             ],
         );
         let plain = app("web", &[]);
+        assert_eq!(heartbeat_text(0), "just now");
+        assert_eq!(heartbeat_text(75), "1m15s ago");
         assert_eq!(busy_among("web", [&plain, &stale, &own], "mine", NOW), None);
         let busy = busy_among("web", [&plain, &stale, &own, &fresh], "mine", NOW).unwrap();
         assert_eq!(

@@ -29,6 +29,12 @@
 //!   (that deletion is not undone: it was garbage). A marked candidate that serves production
 //!   routes is treated like the live app: its routes move to the new candidate and it is
 //!   deleted after the switch (renamed out of the way first if it holds the candidate name).
+//! - One deploy per app at a time ([`lock`]): a run marks the apps it works on with lock
+//!   annotations (run id, `user@host`, start, a heartbeat refreshed every 10 s), creates its
+//!   candidate (or first-deploy app) exclusively with `POST /v3/apps`, refuses in the preflight
+//!   while another run's heartbeat on the app, its candidate or venerable is under 2 minutes old
+//!   (`--wait-for-lock` waits instead), and removes its marks at the end whatever the outcome.
+//!   A stale lock is a leftover's: healed as below.
 //! - Commit point: the last unmap from the old app(s). Unmaps are undone (the old destination
 //!   is re-added with its process, port and protocol), so a failure while unmapping app N of a
 //!   multi-app deploy still restores every app. After the commit point nothing is undone: the
@@ -58,6 +64,7 @@
 //! |------|------------------|
 //! | [`api`] | the [`CfApi`] seam and its data; `MUTATING_METHODS` |
 //! | `observe` | reads the live state (reads only) |
+//! | [`lock`] | one deploy per app at a time: the lock's marks, freshness rule, heartbeat and release |
 //! | `plan` | blue-green plan, one function per phase (first deploy, candidate, route moves, retire) |
 //! | `quota` | the quota check: what each strategy adds at its peak, against the space's and org's quotas (pure) |
 //! | `rolling` | rolling/canary plan and run |
@@ -72,8 +79,8 @@
 //! | [`analysis`] | canary analysis: the router's request records judged (pure); `execute/analysis.rs` reads them, scales the candidate and reports |
 //! | [`error`], [`event`], [`request`], [`route`] | the layer's errors, its events and outcome, its inputs, route addresses |
 //!
-//! Only [`api`], [`error`], [`event`], [`request`], [`route`], [`analysis`], [`interrupt`] and
-//! [`rollback`] are public (the seams the `wiring` module and the tests use); the rest is
+//! Only [`api`], [`error`], [`event`], [`request`], [`route`], [`analysis`], [`interrupt`],
+//! [`lock`] and [`rollback`] are public (the seams the `wiring` module and the tests use); the rest is
 //! `pub(crate)`.
 //!
 //! Adding a step: a variant of `step::Action` (the compiler then asks for its kind,

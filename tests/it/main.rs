@@ -4,6 +4,7 @@ mod deploy;
 mod e2e;
 mod e2e_canary;
 mod e2e_drain;
+mod e2e_lock;
 mod e2e_logs;
 mod e2e_promises;
 mod e2e_quota;
