@@ -10,7 +10,7 @@
 //!   `POST /v3/apps`: the name is unique in the space, so of two runs racing for the candidate
 //!   name exactly one gets it, and the other reads it back and refuses. A rollback marks the
 //!   live app and the venerable it brings back.
-//! - **Heartbeat.** While the run lasts, [`RunLock::hold_while`] rewrites the marks every
+//! - **Heartbeat.** While the run lasts, `RunLock::hold_while` rewrites the marks every
 //!   [`HEARTBEAT_EVERY`] next to the run's own work (a failed refresh is only reported). A
 //!   heartbeat older than [`STALE_AFTER`] is stale: the run that wrote it is gone, and its
 //!   candidate is a leftover that the next push cleans up as before. A heartbeat ahead of this
@@ -77,20 +77,20 @@ pub(crate) fn now_secs() -> i64 {
 
 /// The marks a run left on an app, as read from its annotations.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Marker {
+pub(crate) struct Marker {
     /// The run's id.
-    pub run_id: String,
+    pub(crate) run_id: String,
     /// `user@host` of the run, empty when not written.
-    pub run_by: String,
+    pub(crate) run_by: String,
     /// When the run started, as written (empty when not written).
-    pub started: String,
+    pub(crate) started: String,
     /// The last heartbeat, seconds since the Unix epoch; `None` when absent or unreadable.
-    pub heartbeat: Option<i64>,
+    pub(crate) heartbeat: Option<i64>,
 }
 
 impl Marker {
     /// The marks in `annotations`, `None` when the app carries no run id.
-    pub fn of(annotations: &BTreeMap<String, String>) -> Option<Marker> {
+    pub(crate) fn of(annotations: &BTreeMap<String, String>) -> Option<Marker> {
         let get = |k: &str| annotations.get(k).cloned().unwrap_or_default();
         let run_id = annotations.get(RUN_ID_ANNOTATION)?.clone();
         Some(Marker {
@@ -106,7 +106,7 @@ impl Marker {
 
 /// What a [`Marker`] means to a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Freshness {
+pub(crate) enum Freshness {
     /// The run's own marks.
     Own,
     /// Another run's, alive: its heartbeat is at most [`STALE_AFTER`] old (or at most
@@ -118,7 +118,7 @@ pub enum Freshness {
 }
 
 /// Judges `marker` at `now` (seconds since the Unix epoch) for the run `own_run_id`. Pure.
-pub fn judge(marker: &Marker, own_run_id: &str, now: i64) -> Freshness {
+pub(crate) fn judge(marker: &Marker, own_run_id: &str, now: i64) -> Freshness {
     if marker.run_id == own_run_id {
         return Freshness::Own;
     }
@@ -182,7 +182,7 @@ fn heartbeat_text(age: i64) -> String {
 
 /// The first app of `apps` (those of manifest app `app`) carrying a fresh lock of a run other
 /// than `own_run_id` at `now`. Pure.
-pub fn busy_among<'a>(
+pub(crate) fn busy_among<'a>(
     app: &str,
     apps: impl IntoIterator<Item = &'a App>,
     own_run_id: &str,
@@ -241,7 +241,7 @@ impl RunLock {
     }
 
     /// The run's id.
-    pub fn run_id(&self) -> &str {
+    pub(crate) fn run_id(&self) -> &str {
         &self.run_id
     }
 
@@ -277,7 +277,7 @@ impl RunLock {
     }
 
     /// Counts `guid` among the apps the run holds (one it created with the marks).
-    pub fn hold(&self, guid: &AppGuid) {
+    pub(crate) fn hold(&self, guid: &AppGuid) {
         if let Ok(mut h) = self.held.lock()
             && !h.contains(guid)
         {
@@ -292,13 +292,13 @@ impl RunLock {
     }
 
     /// The apps the run holds.
-    pub fn held(&self) -> Vec<AppGuid> {
+    pub(crate) fn held(&self) -> Vec<AppGuid> {
         self.held.lock().map(|h| h.clone()).unwrap_or_default()
     }
 
     /// Names the existing apps (GUID and name) to mark as worked on by this run before its
     /// first change ([`RunLock::acquire`]).
-    pub fn expect(&self, apps: Vec<(AppGuid, String)>) {
+    pub(crate) fn expect(&self, apps: Vec<(AppGuid, String)>) {
         if let Ok(mut p) = self.pending.lock() {
             *p = apps;
         }
@@ -311,7 +311,7 @@ impl RunLock {
     /// # Errors
     /// The first failed mark, with the app's name; the apps marked before (and that one: its
     /// answer may have been lost) are held, for [`RunLock::release`].
-    pub async fn acquire<A: CfApi>(&self, api: &A) -> Result<(), (String, ApiError)> {
+    pub(crate) async fn acquire<A: CfApi>(&self, api: &A) -> Result<(), (String, ApiError)> {
         let pending = self
             .pending
             .lock()
@@ -328,7 +328,7 @@ impl RunLock {
 
     /// Runs `work` while refreshing the marks every [`HEARTBEAT_EVERY`], then removes them
     /// ([`RunLock::release`]); returns `work`'s result and the warnings to report.
-    pub async fn hold_while<A: CfApi, T>(
+    pub(crate) async fn hold_while<A: CfApi, T>(
         &self,
         api: &A,
         interrupt: &Interrupt,
@@ -375,7 +375,7 @@ impl RunLock {
     /// Removes the marks from every held app that still exists (each tried twice), bounded
     /// by 30 s and given up at a second interrupt; returns the warnings to report:
     /// marks left behind (they go stale on their own) and failed heartbeats.
-    pub async fn release<A: CfApi>(&self, api: &A, interrupt: &Interrupt) -> Vec<String> {
+    pub(crate) async fn release<A: CfApi>(&self, api: &A, interrupt: &Interrupt) -> Vec<String> {
         let mut warnings = Vec::new();
         if let Ok(f) = self.failures.lock()
             && let (n @ 1.., Some(last)) = &*f

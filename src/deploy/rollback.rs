@@ -121,7 +121,7 @@ pub struct RollbackObserved {
 impl RollbackObserved {
     /// Another run deploying the app at `now`: fresh lock marks of a run other than
     /// `own_run_id` on the app, its venerable or its candidate. Pure.
-    pub fn busy(&self, own_run_id: &str, now: i64) -> Option<Busy> {
+    pub(crate) fn busy(&self, own_run_id: &str, now: i64) -> Option<Busy> {
         let apps = self
             .live
             .iter()
