@@ -38,6 +38,11 @@ pub const PROCESS_CRASH: &str = "audit.app.process.crash";
 /// The legacy type of a crash event, written beside [`PROCESS_CRASH`] by older platforms.
 pub const APP_CRASH: &str = "app.crash";
 
+/// The type of the event Cloud Controller records when Diego reschedules an instance (a cell
+/// evacuated during a platform upgrade): not a crash; the data names the instance, index,
+/// cell and reason.
+pub const PROCESS_RESCHEDULING: &str = "audit.app.process.rescheduling";
+
 /// Default bound on pages read by one [`Client::list_audit_events`] (5000 events a page).
 pub const DEFAULT_AUDIT_EVENT_PAGES: usize = 4;
 
@@ -74,6 +79,20 @@ impl AuditEventFilter {
     pub fn crashes_of(app: &AppGuid) -> Self {
         Self {
             types: vec![PROCESS_CRASH.to_owned(), APP_CRASH.to_owned()],
+            target_guids: vec![app.to_string()],
+            ..Self::default()
+        }
+    }
+
+    /// Crash events and rescheduling events ([`PROCESS_RESCHEDULING`]) of one app: what tells
+    /// a crashed instance from one Diego moved to another cell.
+    pub fn instance_events_of(app: &AppGuid) -> Self {
+        Self {
+            types: vec![
+                PROCESS_CRASH.to_owned(),
+                APP_CRASH.to_owned(),
+                PROCESS_RESCHEDULING.to_owned(),
+            ],
             target_guids: vec![app.to_string()],
             ..Self::default()
         }
@@ -151,6 +170,8 @@ pub struct CrashDetails {
     pub exit_description: Option<String>,
     /// The crashed instance's GUID (compare with `InstanceStats::instance_guid`).
     pub instance: Option<String>,
+    /// The Diego cell the instance ran on.
+    pub cell_id: Option<String>,
     /// The process GUID (the event's actor), when the actor is a process.
     pub process_guid: Option<String>,
     /// The process type (the actor's name), when the actor is a process.
@@ -165,9 +186,21 @@ impl AuditEvent {
 
     /// The crash details when this is a crash event (missing or mistyped fields are `None`).
     pub fn crash(&self) -> Option<CrashDetails> {
-        if !self.is_crash() {
-            return None;
-        }
+        self.is_crash().then(|| self.instance_details())
+    }
+
+    /// True for [`PROCESS_RESCHEDULING`].
+    pub fn is_rescheduling(&self) -> bool {
+        self.type_ == PROCESS_RESCHEDULING
+    }
+
+    /// The details of a rescheduling event (`reason` is e.g. `Cell is being evacuated`;
+    /// `exit_description` is not set by Cloud Controller for these).
+    pub fn rescheduling(&self) -> Option<CrashDetails> {
+        self.is_rescheduling().then(|| self.instance_details())
+    }
+
+    fn instance_details(&self) -> CrashDetails {
         let text = |k: &str| {
             self.data
                 .get(k)
@@ -175,7 +208,7 @@ impl AuditEvent {
                 .map(str::to_owned)
         };
         let is_process = self.actor.type_ == "process";
-        Some(CrashDetails {
+        CrashDetails {
             index: self
                 .data
                 .get("index")
@@ -184,9 +217,10 @@ impl AuditEvent {
             reason: text("reason"),
             exit_description: text("exit_description"),
             instance: text("instance"),
+            cell_id: text("cell_id"),
             process_guid: is_process.then(|| self.actor.guid.clone()),
             process_type: is_process.then(|| self.actor.name.clone()),
-        })
+        }
     }
 }
 
@@ -214,6 +248,30 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rescheduling_is_told_apart_from_a_crash() {
+        let e: AuditEvent = serde_json::from_value(serde_json::json!({
+            "guid": "e2", "type": "audit.app.process.rescheduling",
+            "created_at": "2026-01-01T00:00:00Z",
+            "actor": {"guid": "proc-1", "type": "process", "name": "web"},
+            "target": {"guid": "app-1", "type": "app", "name": "web-app"},
+            "data": {"index": 1, "reason": "Cell is being evacuated", "instance": "ig-7",
+                     "cell_id": "cell-3"}
+        }))
+        .unwrap();
+        assert!(e.crash().is_none());
+        let r = e.rescheduling().unwrap();
+        assert_eq!(r.index, Some(1));
+        assert_eq!(r.instance.as_deref(), Some("ig-7"));
+        assert_eq!(r.cell_id.as_deref(), Some("cell-3"));
+        assert_eq!(r.process_guid.as_deref(), Some("proc-1"));
+        let f = AuditEventFilter::instance_events_of(&AppGuid::new("app-1")).to_query();
+        assert!(
+            f.iter()
+                .any(|(k, v)| *k == "types" && v.contains(PROCESS_RESCHEDULING))
+        );
+    }
 
     #[test]
     fn crash_details_come_from_data_and_actor() {

@@ -8,15 +8,22 @@
 //! - the token comes from the [`TokenProvider`] for every request; after one `401
 //!   CF-InvalidAuthToken` the provider is asked to `refresh()` once and the request is sent once
 //!   more;
-//! - idempotent requests ([`Idempotency`]: `GET`, `HEAD`, `PUT`, `PATCH`, `DELETE`, and the
-//!   `POST`s a call site declares idempotent) are retried on connection errors, 5xx (except 501
-//!   and 505) and 429, honouring a numeric `Retry-After` (capped), else with capped, jittered
-//!   exponential backoff, at most [`RetryPolicy::max_retries`] times;
+//! - a Cloud Controller outage is waited out, within [`RetryPolicy::outage_budget`] (the
+//!   `--api-outage-budget`, 60 s by default) counted from the request's first failed attempt:
+//!   idempotent requests ([`Idempotency`]: `GET`, `HEAD`, `PUT`, `PATCH`, `DELETE`, and the
+//!   `POST`s a call site declares idempotent) are sent again after connection failures, resets,
+//!   timeouts and 502/503/504, with capped, jittered exponential backoff; other 5xx (except 501
+//!   and 505) are retried at most [`RetryPolicy::max_retries`] times;
+//! - 429 is retried for every request (the rate limiter rejects before any work is done),
+//!   waiting as `Retry-After` (or `X-RateLimit-Reset`) asks, as long as the budget allows;
 //! - a non-idempotent `POST` (creating an app, route, package, build, deployment, binding, ...)
 //!   is sent again only when the server cannot have seen it: the connection could not be
-//!   established, or the answer was 429 (the rate limiter rejects before any work is done).
+//!   established, the answer was 429, or gorouter answered 503 with `X-Cf-Routererror:
+//!   no_endpoints` (no Cloud Controller instance was there to receive it).
 //!   Any other failure is returned; [`Error::may_have_been_applied`] tells the caller to re-read
 //!   the state (e.g. find the route by host) before deciding what to do next;
+//! - the first wait of an outage is announced once through the notice sink
+//!   ([`Client::set_notice_sink`]), and so is the first answer after it;
 //! - a retried `DELETE` whose first attempt was applied but whose answer was lost gets 404:
 //!   that is returned as the error it is ([`Error::is_not_found`]); callers deleting treat it as
 //!   done;
@@ -108,8 +115,12 @@ impl Idempotency {
 /// How failed requests are retried (see [`Idempotency`] for which ones).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryPolicy {
-    /// Retries after the first attempt (the cf CLI uses 2).
+    /// Retries of an idempotent request answered with a server error that is not an outage
+    /// (500, 507, ...; the cf CLI uses 2).
     pub max_retries: u32,
+    /// How long one request may keep waiting out an outage (refused or reset connections,
+    /// timeouts, 502/503/504) or rate limiting (429), from its first failed attempt.
+    pub outage_budget: Duration,
     /// Backoff before the first retry; doubled for each further retry.
     pub initial_backoff: Duration,
     /// Cap on the exponential backoff.
@@ -118,10 +129,14 @@ pub struct RetryPolicy {
     pub max_retry_after: Duration,
 }
 
+/// The default of `--api-outage-budget`.
+pub const DEFAULT_OUTAGE_BUDGET: Duration = Duration::from_secs(60);
+
 impl Default for RetryPolicy {
     fn default() -> Self {
         Self {
             max_retries: 2,
+            outage_budget: DEFAULT_OUTAGE_BUDGET,
             initial_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(8),
             max_retry_after: Duration::from_secs(60),
@@ -134,6 +149,7 @@ impl RetryPolicy {
     pub fn never() -> Self {
         Self {
             max_retries: 0,
+            outage_budget: Duration::ZERO,
             ..Self::default()
         }
     }
@@ -166,6 +182,12 @@ impl RetryPolicy {
         };
         ceiling.mul_f64(0.5 + 0.5 * unit)
     }
+
+    /// Whether a wait of `wait` after `waited` already spent on this request's failures stays
+    /// within the outage budget.
+    pub fn within_budget(&self, waited: Duration, wait: Duration) -> bool {
+        waited.saturating_add(wait) <= self.outage_budget
+    }
 }
 
 /// Everything needed to build a [`Client`].
@@ -195,7 +217,8 @@ pub struct ClientConfig {
 
 impl ClientConfig {
     /// A configuration with the defaults: TLS verified, 10 s connect, 60 s per request, 30 min
-    /// per upload, 2 retries for idempotent requests, 64 MiB per response, tracing off.
+    /// per upload, outages waited out for up to 60 s ([`DEFAULT_OUTAGE_BUDGET`]), 2 retries of other
+    /// server errors for idempotent requests, 64 MiB per response, tracing off.
     pub fn new(api_endpoint: impl Into<String>, token: Arc<dyn TokenProvider>) -> Self {
         Self {
             api_endpoint: api_endpoint.into(),
@@ -260,6 +283,21 @@ struct Inner {
     trace: Trace,
     warnings: Warnings,
     discovered: RwLock<Option<Discovered>>,
+    /// Where outage notices go; `None`: into the warnings of the current step.
+    notice: RwLock<Option<NoticeSink>>,
+    /// The outage this client is waiting out, shared by concurrent requests so that it is
+    /// announced once.
+    outage: std::sync::Mutex<Option<Outage>>,
+}
+
+/// Receives one line of text when the client starts waiting out an outage or rate limiting,
+/// and when the API answers again.
+pub type NoticeSink = Arc<dyn Fn(String) + Send + Sync>;
+
+/// An outage being waited out.
+#[derive(Debug, Clone, Copy)]
+struct Outage {
+    since: std::time::Instant,
 }
 
 /// A Cloud Controller v3 client. Cheap to clone: clones share one connection pool, one warning
@@ -370,16 +408,59 @@ fn request_id(headers: &HeaderMap) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// The wait a 429 or 503 asks for: `Retry-After` in seconds, else `X-RateLimit-Reset` (Cloud
+/// Controller's rate limiter: the Unix time at which the limit resets). An HTTP date falls back
+/// to the backoff.
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    // Only the delay-seconds form; an HTTP date falls back to the backoff.
-    headers
-        .get(header::RETRY_AFTER)?
-        .to_str()
+    let number = |name: &str| -> Option<u64> {
+        headers.get(name)?.to_str().ok()?.trim().parse::<u64>().ok()
+    };
+    if let Some(secs) = number("retry-after") {
+        return Some(Duration::from_secs(secs));
+    }
+    let reset = number("x-ratelimit-reset")?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
         .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(Duration::from_secs)
+        .as_secs();
+    // A small number is a delay in seconds (some proxies), a large one a point in time.
+    if reset < 1_000_000_000 {
+        Some(Duration::from_secs(reset))
+    } else {
+        Some(Duration::from_secs(reset.saturating_sub(now)))
+    }
+}
+
+/// gorouter's `X-Cf-Routererror` (`no_endpoints`, `endpoint_failure`, ...).
+fn router_error(headers: &HeaderMap) -> Option<&str> {
+    headers.get("x-cf-routererror")?.to_str().ok()
+}
+
+/// Why a response is worth another attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RetryClass {
+    /// The API is unreachable for now (502/503/504): waited out within the outage budget.
+    Outage,
+    /// 429: waited out within the outage budget, as the server asks.
+    RateLimited,
+    /// Another server error (500, 507, ...): a couple of retries.
+    ServerError,
+}
+
+/// Which responses are worth another attempt: 429 always (the rate limiter rejected the request
+/// before any work), a 503 from gorouter with no Cloud Controller behind it (`no_endpoints`: the
+/// request reached no server) always, and for idempotent requests 502/503/504 (an outage) and
+/// every other 5xx except 501/505 (which will not change).
+fn retry_class(status: StatusCode, headers: &HeaderMap, idempotent: bool) -> Option<RetryClass> {
+    match status.as_u16() {
+        429 => Some(RetryClass::RateLimited),
+        503 if router_error(headers) == Some("no_endpoints") => Some(RetryClass::Outage),
+        _ if !idempotent => None,
+        502..=504 => Some(RetryClass::Outage),
+        501 | 505 => None,
+        500..=599 => Some(RetryClass::ServerError),
+        _ => None,
+    }
 }
 
 /// Joins filter values with `,` after escaping commas inside a value as `%2C`, as the cf CLI does
@@ -428,6 +509,8 @@ impl Client {
                 trace: config.trace,
                 warnings: Warnings::default(),
                 discovered: RwLock::new(None),
+                notice: RwLock::new(None),
+                outage: std::sync::Mutex::new(None),
             }),
         })
     }
@@ -436,6 +519,52 @@ impl Client {
     /// first. Call it after every step, including failed ones.
     pub fn take_warnings(&self) -> Vec<String> {
         self.inner.warnings.take()
+    }
+
+    /// Sends outage notices ("waiting up to 60s for Cloud Controller ...") to `sink` as they
+    /// happen, instead of adding them to the warnings of the current step.
+    pub fn set_notice_sink(&self, sink: NoticeSink) {
+        if let Ok(mut n) = self.inner.notice.write() {
+            *n = Some(sink);
+        }
+    }
+
+    fn notify(&self, text: String) {
+        tracing::info!(target: "cf::http", "{text}");
+        let sink = self.inner.notice.read().ok().and_then(|n| n.clone());
+        match sink {
+            Some(sink) => sink(text),
+            None => self.inner.warnings.extend([text]),
+        }
+    }
+
+    /// Marks the start of an outage (announced when no other request already did), or, with
+    /// `None`, its end (announced when one was under way).
+    fn outage_changed(&self, waiting_for: Option<&str>) {
+        let Ok(mut current) = self.inner.outage.lock() else {
+            return;
+        };
+        let text = match (waiting_for, *current) {
+            (Some(what), None) => {
+                *current = Some(Outage {
+                    since: std::time::Instant::now(),
+                });
+                format!(
+                    "{what}; waiting up to {}s for it (--api-outage-budget)",
+                    self.inner.retry.outage_budget.as_secs()
+                )
+            }
+            (None, Some(o)) => {
+                *current = None;
+                format!(
+                    "Cloud Controller answers again, after {:.1}s",
+                    o.since.elapsed().as_secs_f64()
+                )
+            }
+            _ => return,
+        };
+        drop(current);
+        self.notify(text);
     }
 
     /// Sets the API version without `GET /` (e.g. from the plugin RPC's `ApiVersion`).
@@ -707,7 +836,11 @@ impl Client {
         let policy = &self.inner.retry;
         let mut token: Option<SecretString> = None;
         let mut refreshed = false;
+        // Retries so far (for the backoff), retries of non-outage server errors, and when this
+        // request first failed (the outage budget counts from there).
         let mut retries = 0u32;
+        let mut server_errors = 0u32;
+        let mut first_failure: Option<std::time::Instant> = None;
         loop {
             if authenticated && token.is_none() {
                 token = Some(self.bounded_token(self.inner.token.token()).await?);
@@ -720,64 +853,122 @@ impl Client {
             let outcome =
                 tokio::time::timeout(timeout, read_response(&self.inner.http, request, limit))
                     .await;
-            let (status, headers, bytes) = match outcome {
+            // A failure worth another attempt: what it was, and the wait the server asked for.
+            let transient: (String, Option<Duration>, Error) = match outcome {
                 Err(_elapsed) => {
-                    return Err(Error::Timeout { endpoint, timeout });
+                    let err = Error::Timeout {
+                        endpoint: endpoint.clone(),
+                        timeout,
+                    };
+                    if !idempotent {
+                        return Err(err);
+                    }
+                    (format!("{endpoint} timed out after {timeout:?}"), None, err)
                 }
                 Ok(Err(ReadError::TooLarge)) => {
                     return Err(Error::ResponseTooLarge { endpoint, limit });
                 }
-                Ok(Err(ReadError::Http(e))) if e.is_timeout() => {
-                    return Err(Error::Timeout { endpoint, timeout });
-                }
                 Ok(Err(ReadError::Http(e))) => {
                     // A connection that could not be made never carried the request: any
-                    // request may be sent again. Once connected (reset, broken body), only
-                    // idempotent ones. Building errors cannot improve by retrying.
+                    // request may be sent again. Once connected (reset, broken body, timeout),
+                    // only idempotent ones. Building errors cannot improve by retrying.
                     let unsent = e.is_connect();
-                    if (idempotent || unsent) && !e.is_builder() && retries < policy.max_retries {
-                        let wait = policy.jittered(retries, None, fastrand::f64());
-                        tracing::debug!(target: "cf::http", %endpoint, ?wait, "connection failed; retrying");
-                        retries += 1;
-                        tokio::time::sleep(wait).await;
-                        continue;
+                    if e.is_builder() || !(idempotent || unsent) {
+                        return Err(if e.is_timeout() {
+                            Error::Timeout { endpoint, timeout }
+                        } else {
+                            Error::Http {
+                                endpoint,
+                                source: e,
+                            }
+                        });
                     }
-                    return Err(Error::Http {
-                        endpoint,
-                        source: e,
-                    });
+                    let what = if unsent {
+                        "Cloud Controller refuses connections".to_owned()
+                    } else if e.is_timeout() {
+                        format!("{endpoint} timed out")
+                    } else {
+                        "Cloud Controller dropped the connection".to_owned()
+                    };
+                    let err = if e.is_timeout() {
+                        Error::Timeout {
+                            endpoint: endpoint.clone(),
+                            timeout,
+                        }
+                    } else {
+                        Error::Http {
+                            endpoint: endpoint.clone(),
+                            source: e,
+                        }
+                    };
+                    (what, None, err)
                 }
-                Ok(Ok(parts)) => parts,
+                Ok(Ok((status, headers, bytes))) => {
+                    self.trace_response(status, &headers, &bytes);
+                    tracing::debug!(target: "cf::http", %endpoint, status = status.as_u16(), "response");
+
+                    if status == StatusCode::UNAUTHORIZED && authenticated && !refreshed {
+                        let err = api_error(&endpoint, status, &headers, &bytes);
+                        if err.is_invalid_auth_token() {
+                            refreshed = true;
+                            token = Some(self.bounded_token(self.inner.token.refresh()).await?);
+                            continue;
+                        }
+                    }
+                    match retry_class(status, &headers, idempotent) {
+                        Some(RetryClass::Outage) | Some(RetryClass::RateLimited) => {
+                            let what = if status == StatusCode::TOO_MANY_REQUESTS {
+                                "Cloud Controller is rate limiting requests (429)".to_owned()
+                            } else if router_error(&headers).is_some() {
+                                format!(
+                                    "Cloud Controller is unavailable ({} {})",
+                                    status.as_u16(),
+                                    router_error(&headers).unwrap_or_default()
+                                )
+                            } else {
+                                format!("Cloud Controller is unavailable ({})", status.as_u16())
+                            };
+                            // `Retry-After: 0` asks for nothing: the backoff keeps a pace.
+                            let asked = retry_after(&headers).filter(|d| !d.is_zero());
+                            let err = Error::from(api_error(&endpoint, status, &headers, &bytes));
+                            (what, asked, err)
+                        }
+                        Some(RetryClass::ServerError) if server_errors < policy.max_retries => {
+                            let wait = policy.jittered(server_errors, None, fastrand::f64());
+                            tracing::debug!(target: "cf::http", %endpoint, status = status.as_u16(), ?wait, "retrying");
+                            server_errors += 1;
+                            tokio::time::sleep(wait).await;
+                            continue;
+                        }
+                        _ => {
+                            if first_failure.is_some() {
+                                self.outage_changed(None);
+                            }
+                            self.inner.warnings.extend(warnings::from_headers(&headers));
+                            if status.is_success() {
+                                return Ok(Response {
+                                    endpoint,
+                                    status,
+                                    headers,
+                                    body: bytes,
+                                });
+                            }
+                            return Err(api_error(&endpoint, status, &headers, &bytes).into());
+                        }
+                    }
+                }
             };
-            self.trace_response(status, &headers, &bytes);
-            tracing::debug!(target: "cf::http", %endpoint, status = status.as_u16(), "response");
-
-            if status == StatusCode::UNAUTHORIZED && authenticated && !refreshed {
-                let err = api_error(&endpoint, status, &headers, &bytes);
-                if err.is_invalid_auth_token() {
-                    refreshed = true;
-                    token = Some(self.bounded_token(self.inner.token.refresh()).await?);
-                    continue;
-                }
+            let (what, asked, err) = transient;
+            let started = *first_failure.get_or_insert_with(std::time::Instant::now);
+            let wait = policy.jittered(retries, asked, fastrand::f64());
+            if !policy.within_budget(started.elapsed(), wait) {
+                tracing::debug!(target: "cf::http", %endpoint, "outage budget spent");
+                return Err(err);
             }
-            if is_retryable_status(status, idempotent) && retries < policy.max_retries {
-                let wait = policy.jittered(retries, retry_after(&headers), fastrand::f64());
-                tracing::debug!(target: "cf::http", %endpoint, status = status.as_u16(), ?wait, "retrying");
-                retries += 1;
-                tokio::time::sleep(wait).await;
-                continue;
-            }
-
-            self.inner.warnings.extend(warnings::from_headers(&headers));
-            if status.is_success() {
-                return Ok(Response {
-                    endpoint,
-                    status,
-                    headers,
-                    body: bytes,
-                });
-            }
-            return Err(api_error(&endpoint, status, &headers, &bytes).into());
+            self.outage_changed(Some(&what));
+            tracing::debug!(target: "cf::http", %endpoint, ?wait, "{what}; retrying");
+            retries += 1;
+            tokio::time::sleep(wait).await;
         }
     }
 
@@ -924,17 +1115,6 @@ async fn read_response(
     Ok((status, headers, body.freeze()))
 }
 
-/// Statuses worth another attempt: 429 always (the rate limiter rejected the request before any
-/// work), and for idempotent requests every 5xx except 501/505 (which will not change).
-fn is_retryable_status(status: StatusCode, idempotent: bool) -> bool {
-    match status.as_u16() {
-        429 => true,
-        501 | 505 => false,
-        500..=599 => idempotent,
-        _ => false,
-    }
-}
-
 /// `x-cf-warnings` → `X-Cf-Warnings`.
 fn canonical(name: &str) -> String {
     name.split('-')
@@ -998,6 +1178,7 @@ mod tests {
     fn backoff_doubles_and_is_capped() {
         let p = RetryPolicy {
             max_retries: 5,
+            outage_budget: Duration::from_secs(1),
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_millis(350),
             max_retry_after: Duration::from_secs(10),
@@ -1025,6 +1206,7 @@ mod tests {
     fn jitter_stays_between_half_and_all_of_the_backoff() {
         let p = RetryPolicy {
             max_retries: 5,
+            outage_budget: Duration::from_secs(1),
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_millis(350),
             max_retry_after: Duration::from_secs(10),
@@ -1055,11 +1237,60 @@ mod tests {
             assert_eq!(Idempotency::of(&m), Idempotency::Idempotent);
         }
         let s = |n| StatusCode::from_u16(n).unwrap();
-        assert!(is_retryable_status(s(429), false));
-        assert!(is_retryable_status(s(500), true));
-        assert!(!is_retryable_status(s(500), false));
-        assert!(!is_retryable_status(s(501), true));
-        assert!(!is_retryable_status(s(404), true));
+        let none = HeaderMap::new();
+        let mut no_endpoints = HeaderMap::new();
+        no_endpoints.insert("x-cf-routererror", HeaderValue::from_static("no_endpoints"));
+        let class = |n, h: &HeaderMap, i| retry_class(s(n), h, i);
+        assert_eq!(class(429, &none, false), Some(RetryClass::RateLimited));
+        assert_eq!(class(429, &none, true), Some(RetryClass::RateLimited));
+        for n in [502, 503, 504] {
+            assert_eq!(class(n, &none, true), Some(RetryClass::Outage));
+            assert_eq!(class(n, &none, false), None, "{n} may have reached CC");
+        }
+        // gorouter found no Cloud Controller: the POST reached no server.
+        assert_eq!(class(503, &no_endpoints, false), Some(RetryClass::Outage));
+        assert_eq!(class(502, &no_endpoints, false), None);
+        assert_eq!(class(500, &none, true), Some(RetryClass::ServerError));
+        assert_eq!(class(500, &none, false), None);
+        assert_eq!(class(501, &none, true), None);
+        assert_eq!(class(505, &none, true), None);
+        assert_eq!(class(404, &none, true), None);
+        assert_eq!(class(200, &none, true), None);
+    }
+
+    #[test]
+    fn the_outage_budget_bounds_the_waiting() {
+        let p = RetryPolicy::default();
+        assert!(p.within_budget(Duration::from_secs(50), Duration::from_secs(10)));
+        assert!(!p.within_budget(Duration::from_secs(55), Duration::from_secs(6)));
+        assert!(!RetryPolicy::never().within_budget(Duration::ZERO, Duration::from_millis(1)));
+        assert!(
+            p.within_budget(Duration::MAX, Duration::ZERO) == (Duration::MAX <= p.outage_budget)
+        );
+    }
+
+    #[test]
+    fn rate_limit_reset_is_read_when_retry_after_is_missing() {
+        let mut h = HeaderMap::new();
+        h.insert("x-ratelimit-reset", HeaderValue::from_static("3"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let at = HeaderValue::from_str(&(now + 5).to_string()).unwrap();
+        h.insert("x-ratelimit-reset", at);
+        let d = retry_after(&h).unwrap();
+        assert!(
+            d <= Duration::from_secs(5) && d >= Duration::from_secs(3),
+            "{d:?}"
+        );
+        let past = HeaderValue::from_str(&(now - 100).to_string()).unwrap();
+        h.insert("x-ratelimit-reset", past);
+        assert_eq!(retry_after(&h), Some(Duration::ZERO));
+        // Retry-After wins.
+        h.insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
     }
 
     #[test]

@@ -299,6 +299,11 @@ pub struct PushArgs {
     #[arg(long = "timeout", value_name = "DURATION", value_parser = parse_duration, default_value = "5m", help_heading = DEPLOY_HEADING)]
     pub timeout: Duration,
 
+    /// Longest wait for Cloud Controller or UAA to answer again during an outage (502/503/504,
+    /// refused or reset connections) or rate limiting (429), per request [default: 60s].
+    #[arg(long = "api-outage-budget", value_name = "DURATION", value_parser = parse_duration, help_heading = DEPLOY_HEADING)]
+    pub api_outage_budget: Option<Duration>,
+
     /// Instances replaced at once by a rolling or canary deployment (not with blue-green; with
     /// --strategy auto, the most its fallback may use).
     #[arg(long = "max-in-flight", value_name = "N", value_parser = clap::value_parser!(u32).range(1..), help_heading = DEPLOY_HEADING)]
@@ -433,6 +438,7 @@ impl std::fmt::Debug for PushArgs {
             old_app,
             drain,
             timeout,
+            api_outage_budget,
             max_in_flight,
             instance_steps,
             keep_scale,
@@ -486,6 +492,7 @@ impl std::fmt::Debug for PushArgs {
             .field("old_app", old_app)
             .field("drain", drain)
             .field("timeout", timeout)
+            .field("api_outage_budget", api_outage_budget)
             .field("max_in_flight", max_in_flight)
             .field("instance_steps", instance_steps)
             .field("keep_scale", keep_scale)

@@ -67,6 +67,11 @@ pub struct RollbackArgs {
     #[arg(long = "timeout", value_name = "DURATION", value_parser = parse_duration, default_value = "5m", help_heading = DEPLOY_HEADING)]
     pub timeout: Duration,
 
+    /// Longest wait for Cloud Controller or UAA to answer again during an outage (502/503/504,
+    /// refused or reset connections) or rate limiting (429), per request [default: 60s].
+    #[arg(long = "api-outage-budget", value_name = "DURATION", value_parser = parse_duration, help_heading = DEPLOY_HEADING)]
+    pub api_outage_budget: Option<Duration>,
+
     /// Host suffix of the temporary route the smoke test runs on.
     #[arg(
         long = "temp-route-suffix",
@@ -102,6 +107,7 @@ impl RollbackArgs {
             current_app: OldApp::Stop,
             drain: DrainArg::auto(DrainArg::AUTO_MAX),
             timeout: Duration::from_secs(300),
+            api_outage_budget: None,
             temp_route_suffix: "-temp".into(),
             dry_run: false,
             wait_for_lock: Duration::ZERO,
@@ -122,6 +128,7 @@ impl RollbackArgs {
             old_app: self.current_app,
             drain: self.drain,
             timeout: self.timeout,
+            api_outage_budget: self.api_outage_budget,
             temp_route_suffix: self.temp_route_suffix.clone(),
             dry_run: self.dry_run,
             wait_for_lock: self.wait_for_lock,

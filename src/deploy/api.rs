@@ -330,6 +330,10 @@ pub struct CrashEvent {
 pub struct CrashEvents {
     /// Crashes recorded since the time asked for.
     pub events: Vec<CrashEvent>,
+    /// Instances Diego moved to another cell since then (`audit.app.process.rescheduling`
+    /// events, CELL "requesting replacement" log lines): replaced, but not crashed. `reason`
+    /// says why (e.g. `Cell is being evacuated`).
+    pub moves: Vec<CrashEvent>,
     /// Sources that are absent or forbidden (e.g. `audit events: 403 CF-NotAuthorized`).
     pub unavailable: Vec<String>,
 }

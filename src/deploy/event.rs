@@ -150,6 +150,15 @@ pub enum Event {
         /// Text.
         message: String,
     },
+    /// Something the run is waiting out and will say again when it is over, e.g. a Cloud
+    /// Controller outage or rate limiting ("waiting up to 60s for it"), or an instance moved by
+    /// a Diego cell evacuation. Not a problem by itself.
+    Notice {
+        /// Manifest app, if any.
+        app: Option<String>,
+        /// Text.
+        message: String,
+    },
     /// A step starts.
     StepStarted {
         /// Index in the plan (0-based).

@@ -319,6 +319,14 @@ impl<W: Write + Send> Reporter for TextReporter<W> {
                 };
                 self.line(&format!("Strategy auto: {how}: {reason}"));
             }
+            Event::Notice { app, message } => {
+                self.clear_progress();
+                let l = match app {
+                    Some(app) => format!("Note: {app}: {message}"),
+                    None => format!("Note: {message}"),
+                };
+                self.line(&l);
+            }
             Event::StepStarted { description, .. } => {
                 self.clear_progress();
                 self.line(&format!("{description}..."));

@@ -52,11 +52,12 @@ pub struct CfBackend {
     gone: std::sync::Mutex<GoneSources>,
 }
 
-/// Which optional crash-record sources answered "not here for you" once already.
-#[derive(Debug, Default, Clone, Copy)]
+/// Which optional crash-record sources answered "not here for you" once already, with what
+/// they answered (named again in every answer, so that the caller knows it has no records).
+#[derive(Debug, Default, Clone)]
 struct GoneSources {
-    audit_events: bool,
-    log_cache: bool,
+    audit_events: Option<String>,
+    log_cache: Option<String>,
 }
 
 impl std::fmt::Debug for CfBackend {
@@ -428,6 +429,20 @@ const CRASH_LOG_LINES: u32 = 1000;
 /// Reads Cloud Controller's crash line in an app's logs:
 /// `App instance exited with guid <app> payload: {"instance"=>"<guid>", "index"=>0,
 /// "reason"=>"CRASHED", "exit_description"=>"...", ...}` (Ruby hash syntax).
+/// A Diego cell's evacuation line, `Cell <id> requesting replacement for instance <guid>`, as
+/// a move record.
+fn move_from_log_line(line: &str) -> Option<crate::deploy::api::CrashEvent> {
+    let (head, guid) = line.split_once(" requesting replacement for instance ")?;
+    let cell = head.trim().strip_prefix("Cell ")?.trim();
+    let guid = guid.split_whitespace().next()?;
+    Some(crate::deploy::api::CrashEvent {
+        process_guid: None,
+        instance_guid: Some(guid.to_owned()),
+        index: None,
+        reason: format!("cell {cell} is being evacuated"),
+    })
+}
+
 fn crash_from_log_line(line: &str) -> Option<crate::deploy::api::CrashEvent> {
     let payload = line.split_once("App instance exited with guid ")?.1;
     let payload = payload.split_once("payload:")?.1;
@@ -1035,60 +1050,82 @@ impl CfApi for CfBackend {
         let mut out = crate::deploy::api::CrashEvents::default();
         let secs = i64::try_from(since.as_secs()).unwrap_or(i64::MAX);
         // CC compares created_at to the second: one second early catches the boundary.
-        let filter = cf::AuditEventFilter::crashes_of(&guid).created_after_unix(secs - 1);
-        let gone = self.gone.lock().map(|g| *g).unwrap_or_default();
+        let filter = cf::AuditEventFilter::instance_events_of(&guid).created_after_unix(secs - 1);
+        let gone = self.gone.lock().map(|g| g.clone()).unwrap_or_default();
         let mut errors = Vec::new();
-        let audit = if gone.audit_events {
-            Ok(Vec::new())
-        } else {
-            self.client.list_audit_events(filter).await
+        let record = |c: cf::CrashDetails, reason: Option<String>| crate::deploy::api::CrashEvent {
+            process_guid: c.process_guid.map(ProcessGuid::new),
+            instance_guid: c.instance.filter(|i| !i.is_empty()),
+            index: c.index,
+            reason: reason.unwrap_or_default(),
+        };
+        let audit = match &gone.audit_events {
+            Some(why) => {
+                out.unavailable.push(why.clone());
+                Ok(Vec::new())
+            }
+            None => self.client.list_audit_events(filter).await,
         };
         match audit {
-            Ok(events) => out.events.extend(events.iter().filter_map(|e| {
-                let c = e.crash()?;
-                Some(crate::deploy::api::CrashEvent {
-                    process_guid: c.process_guid.map(ProcessGuid::new),
-                    instance_guid: c.instance,
-                    index: c.index,
-                    reason: c.exit_description.or(c.reason).unwrap_or_default(),
-                })
-            })),
-            Err(e) if e.is_unavailable_optional() => {
-                if let Ok(mut g) = self.gone.lock() {
-                    g.audit_events = true;
+            Ok(events) => {
+                for e in &events {
+                    if let Some(c) = e.crash() {
+                        let reason = c.exit_description.clone().or(c.reason.clone());
+                        out.events.push(record(c, reason));
+                    } else if let Some(c) = e.rescheduling() {
+                        let reason = match (&c.reason, &c.cell_id) {
+                            (Some(r), Some(cell)) => Some(format!("{r} (cell {cell})")),
+                            (r, _) => r.clone(),
+                        };
+                        out.moves.push(record(c, reason));
+                    }
                 }
-                out.unavailable
-                    .push(format!("audit events: {}", error_chain(&e)));
+            }
+            Err(e) if e.is_unavailable_optional() => {
+                let why = format!("audit events: {}", error_chain(&e));
+                if let Ok(mut g) = self.gone.lock() {
+                    g.audit_events = Some(why.clone());
+                }
+                out.unavailable.push(why);
             }
             Err(e) => errors.push(e),
         }
         let ns = i64::try_from(since.as_nanos()).unwrap_or(i64::MAX);
         let query =
             cf::LogCacheQuery::recent(&[cf::EnvelopeType::Log], CRASH_LOG_LINES).since_ns(ns);
-        let logs = if gone.log_cache {
-            Ok(Vec::new())
-        } else {
-            self.client.read_log_cache(app_guid.as_str(), query).await
+        let logs = match &gone.log_cache {
+            Some(why) => {
+                out.unavailable.push(why.clone());
+                Ok(Vec::new())
+            }
+            None => self.client.read_log_cache(app_guid.as_str(), query).await,
         };
         match logs {
             Ok(envelopes) => {
                 for env in &envelopes {
-                    if let cf::EnvelopeKind::Log(m) = &env.kind
-                        && let Some(c) = crash_from_log_line(&m.text())
+                    let cf::EnvelopeKind::Log(m) = &env.kind else {
+                        continue;
+                    };
+                    let text = m.text();
+                    if let Some(c) = crash_from_log_line(&text)
                         && !out.events.iter().any(|e| {
                             e.instance_guid.is_some() && e.instance_guid == c.instance_guid
                         })
                     {
                         out.events.push(c);
+                    } else if let Some(c) = move_from_log_line(&text)
+                        && !out.moves.iter().any(|e| e.instance_guid == c.instance_guid)
+                    {
+                        out.moves.push(c);
                     }
                 }
             }
             Err(e) if e.is_unavailable_optional() => {
+                let why = format!("log-cache: {}", error_chain(&e));
                 if let Ok(mut g) = self.gone.lock() {
-                    g.log_cache = true;
+                    g.log_cache = Some(why.clone());
                 }
-                out.unavailable
-                    .push(format!("log-cache: {}", error_chain(&e)));
+                out.unavailable.push(why);
             }
             Err(e) => errors.push(e),
         }
@@ -1191,5 +1228,26 @@ impl CfApi for CfBackend {
 
     fn take_warnings(&self) -> Vec<String> {
         self.client.take_warnings()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn evacuation_lines_are_moves_and_crash_lines_are_crashes() {
+        let m = move_from_log_line("Cell cell-3 requesting replacement for instance 5f1c-aa11")
+            .expect("a move");
+        assert_eq!(m.instance_guid.as_deref(), Some("5f1c-aa11"));
+        assert!(m.reason.contains("cell-3"), "{}", m.reason);
+        assert!(move_from_log_line("Cell cell-3 creating container for instance 5f1c").is_none());
+        assert!(move_from_log_line("requesting replacement for instance x").is_none());
+        let c = crash_from_log_line(
+            r#"App instance exited with guid app-1 payload: {"instance"=>"ig-1", "index"=>0, "cell_id"=>"c", "reason"=>"CRASHED", "exit_description"=>"APP/PROC/WEB: Exited with status 1"}"#,
+        )
+        .expect("a crash");
+        assert_eq!(c.instance_guid.as_deref(), Some("ig-1"));
+        assert!(move_from_log_line(&c.reason).is_none());
     }
 }

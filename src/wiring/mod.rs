@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cf;
-use crate::deploy::DeployRequest;
+use crate::deploy::{DeployRequest, Reporter};
 
 use adapter::CfBackend;
 
@@ -40,23 +40,93 @@ pub enum ConnectError {
     },
 }
 
+/// The longest wait for the first answer of Cloud Controller (`GET /`): before anything is
+/// changed, an API that does not answer (a mistyped endpoint, a long outage) fails the command
+/// soon, and the run can simply be started again. Later requests wait out an outage for the
+/// whole `--api-outage-budget`.
+const DISCOVERY_PATIENCE: Duration = Duration::from_secs(15);
+
 /// A client for the target (tracing as `CF_TRACE` says) that has read the API's root
 /// document: the first request every command makes.
 pub(crate) async fn connect(
     target: &cf::Target,
     token: &Arc<dyn cf::TokenProvider>,
+    outage_budget: Option<Duration>,
 ) -> Result<cf::Client, ConnectError> {
     let mut config = cf::ClientConfig::for_target(target, Arc::clone(token));
+    if let Some(budget) = outage_budget {
+        config.retry.outage_budget = budget;
+    }
     config.trace = cf::Trace::from_env().map_err(ConnectError::Trace)?;
+    // A budget shorter than the patience bounds the wait by itself.
+    let patience = (config.retry.outage_budget > DISCOVERY_PATIENCE).then_some(DISCOVERY_PATIENCE);
     let client = cf::Client::new(config).map_err(ConnectError::Client)?;
-    client
-        .discover()
-        .await
-        .map_err(|source| ConnectError::Discovery {
-            endpoint: target.api_endpoint.clone(),
-            source,
-        })?;
+    let discovered = match patience {
+        None => client.discover().await,
+        Some(patience) => match tokio::time::timeout(patience, client.discover()).await {
+            Ok(r) => r,
+            // Nothing answered in time: the error names the wait.
+            Err(_) => Err(cf::Error::Timeout {
+                endpoint: "GET /".to_owned(),
+                timeout: patience,
+            }),
+        },
+    };
+    discovered.map_err(|source| ConnectError::Discovery {
+        endpoint: target.api_endpoint.clone(),
+        source,
+    })?;
     Ok(client)
+}
+
+/// Reports `client`'s outage notices ("waiting up to 60s for Cloud Controller") while a run
+/// goes on, as they happen, instead of after the step that met the outage.
+pub(crate) struct LiveNotices {
+    rx: tokio::sync::mpsc::UnboundedReceiver<String>,
+}
+
+impl LiveNotices {
+    /// Sends `client`'s notices here from now on.
+    pub(crate) fn attach(client: &cf::Client) -> Self {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        client.set_notice_sink(Arc::new(move |text| {
+            // The receiver ends with the run; a notice after it has no one to tell.
+            let _ = tx.send(text);
+        }));
+        LiveNotices { rx }
+    }
+
+    /// Runs `run` (which reports through a [`SharedReporter`] over `reporter`), reporting
+    /// each notice as an [`Event::Notice`](crate::deploy::Event::Notice) as it arrives.
+    pub(crate) async fn around<F: std::future::Future>(
+        mut self,
+        reporter: &std::sync::Mutex<&mut dyn Reporter>,
+        run: F,
+    ) -> F::Output {
+        tokio::pin!(run);
+        loop {
+            tokio::select! {
+                biased;
+                out = &mut run => return out,
+                Some(message) = self.rx.recv() => {
+                    if let Ok(mut r) = reporter.lock() {
+                        r.report(crate::deploy::Event::Notice { app: None, message });
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A reporter shared between a run and [`LiveNotices`]: each event is reported under the lock.
+pub(crate) struct SharedReporter<'a, 'r>(pub(crate) &'a std::sync::Mutex<&'r mut dyn Reporter>);
+
+impl Reporter for SharedReporter<'_, '_> {
+    fn report(&mut self, event: crate::deploy::Event) {
+        if let Ok(mut r) = self.0.lock() {
+            r.report(event);
+        }
+    }
 }
 
 /// The deploy layer's backend for `request`'s space: internal waits poll every

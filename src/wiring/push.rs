@@ -156,7 +156,13 @@ pub async fn push(
                 inner: reporter,
                 pending: p.warnings,
             };
-            crate::deploy::run(&p.backend, &p.request, &p.apps, &mut r, &interrupt).await
+            let notices = super::LiveNotices::attach(p.backend.client());
+            let shared = std::sync::Mutex::new(&mut r as &mut dyn Reporter);
+            let run = async {
+                let mut r = super::SharedReporter(&shared);
+                crate::deploy::run(&p.backend, &p.request, &p.apps, &mut r, &interrupt).await
+            };
+            notices.around(&shared, run).await
         }
         Err((e, warnings)) => {
             if !names.is_empty() {
@@ -414,7 +420,7 @@ async fn prepare_inner(
         apps.push(super::from_manifest::app_spec(app, source));
     }
 
-    let client = super::connect(&opts.target, &opts.token).await?;
+    let client = super::connect(&opts.target, &opts.token, args.api_outage_budget).await?;
     for feature in required_features(args) {
         client
             .require(feature)

@@ -83,14 +83,20 @@ pub async fn rollback(
     let started = Instant::now();
     match prepare(&opts, interrupt.stop_token()).await {
         Ok((backend, request)) => {
-            crate::deploy::rollback::run(
-                &backend,
-                &request,
-                &opts.args.app_name,
-                reporter,
-                &interrupt,
-            )
-            .await
+            let notices = super::LiveNotices::attach(backend.client());
+            let shared = std::sync::Mutex::new(reporter);
+            let run = async {
+                let mut r = super::SharedReporter(&shared);
+                crate::deploy::rollback::run(
+                    &backend,
+                    &request,
+                    &opts.args.app_name,
+                    &mut r,
+                    &interrupt,
+                )
+                .await
+            };
+            notices.around(&shared, run).await
         }
         Err(e) => {
             reporter.report(super::push::started_on(
@@ -128,7 +134,7 @@ async fn prepare_inner(opts: &RollbackOptions) -> Result<(CfBackend, DeployReque
     if let Some(probe) = &opts.probe {
         request.probe = probe.clone();
     }
-    let client = super::connect(&opts.target, &opts.token).await?;
+    let client = super::connect(&opts.target, &opts.token, opts.args.api_outage_budget).await?;
     let backend = super::backend(client, &opts.target, &request, opts.poll_interval);
     Ok((backend, request))
 }

@@ -404,6 +404,7 @@ impl CfApi for FakeCf {
             } else {
                 Vec::new()
             },
+            moves: Vec::new(),
             unavailable: Vec::new(),
         })
     }

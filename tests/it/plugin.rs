@@ -1049,7 +1049,16 @@ fn standalone_push_reaches_the_deploy_hand_over() {
     std::fs::write(app.path().join("index.js"), "ok").expect("write app");
     let app_path = app.path().to_str().expect("utf-8 temp path");
     let out = run_bin(
-        &["push", "myapp", "-p", app_path, "--dry-run"],
+        // No waiting for the closed port to open (an outage budget of 0).
+        &[
+            "push",
+            "myapp",
+            "-p",
+            app_path,
+            "--dry-run",
+            "--api-outage-budget",
+            "0s",
+        ],
         &[("CF_HOME", home.path())],
     );
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -1204,7 +1213,13 @@ fn standalone_rollback_reaches_the_deploy_hand_over() {
     cfg["Target"] = json!(api);
     let (home, _file) = cf_home(&cfg);
     let out = run_bin(
-        &["rollback", "myapp", "--dry-run"],
+        &[
+            "rollback",
+            "myapp",
+            "--dry-run",
+            "--api-outage-budget",
+            "0s",
+        ],
         &[("CF_HOME", home.path())],
     );
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();

@@ -240,7 +240,7 @@ impl<A: CfApi> Exec<'_, A> {
             }
             if crash.is_none() {
                 crash = self
-                    .crash_records(&watch, guid, Scope::WholeApp, reporter)
+                    .crash_records(&mut watch, guid, name, Scope::WholeApp, reporter)
                     .await;
             }
             if let Some(c) = crash {
@@ -252,7 +252,8 @@ impl<A: CfApi> Exec<'_, A> {
                 });
             }
             let running = running.min(total);
-            if running == total {
+            // A replaced instance is judged (moved or crashed) before the wait ends.
+            if running == total && !watch.pending() {
                 return Ok(());
             }
             if best.is_none_or(|b| running > b) {
@@ -278,20 +279,22 @@ impl<A: CfApi> Exec<'_, A> {
         }
     }
 
-    /// The app's crash records that concern `scope` (abandoned when interrupted). An
-    /// unavailable source is named once in a warning.
+    /// The app's crash records that concern `scope` (abandoned when interrupted), with the
+    /// verdict on replaced instances: a moved one is said in a notice. An unavailable source
+    /// is named once in a warning.
     pub(super) async fn crash_records(
         &self,
-        watch: &CrashWatch,
+        watch: &mut CrashWatch,
         app_guid: &AppGuid,
+        name: &str,
         scope: Scope<'_>,
         reporter: &mut dyn Reporter,
     ) -> Option<Crash> {
-        let (crash, unavailable) = tokio::select! {
+        let check = tokio::select! {
             () = self.cancel.cancelled() => return None,
             r = watch.check_records(self.api, app_guid, scope) => r,
         };
-        for gap in unavailable {
+        for gap in check.unavailable {
             let first = self
                 .warned
                 .lock()
@@ -301,11 +304,20 @@ impl<A: CfApi> Exec<'_, A> {
                 reporter.report(Event::Warning {
                     app: None,
                     message: format!(
-                        "{gap}; crashes between two polls are detected from instance GUIDs and uptime only"
+                        "{gap}; a replaced instance is judged by the rules in the README (\"When the platform misbehaves\")"
                     ),
                 });
             }
         }
-        crash
+        for m in check.moved {
+            reporter.report(Event::Notice {
+                app: Some(name.to_string()),
+                message: format!(
+                    "instance {} was moved to another cell, not crashed ({}); going on",
+                    m.index, m.why
+                ),
+            });
+        }
+        check.crash
     }
 }

@@ -128,8 +128,9 @@ impl<A: CfApi> Exec<'_, A> {
             if crash.is_none() {
                 crash = self
                     .crash_records(
-                        &watch,
+                        &mut watch,
                         app_guid,
+                        name,
                         Scope::Processes(&dep.new_processes),
                         reporter,
                     )
