@@ -276,6 +276,7 @@ fn all_running(st: &State, pguid: &str) -> bool {
         .iter()
         .filter(|i| {
             i.process_guid == pguid
+                && !i.evacuating
                 && i.index < p.instances
                 && i.state == InstState::Running
                 && i.routable

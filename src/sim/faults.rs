@@ -53,6 +53,14 @@ fn five_hundred() -> u16 {
     500
 }
 
+fn three_hundred() -> u64 {
+    300
+}
+
+fn one_u64() -> u64 {
+    1
+}
+
 /// An API a foundation may lack or deny to a space developer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -122,6 +130,39 @@ pub enum FaultSpec {
         /// `exit_description`; default `APP/PROC/WEB: Exited with status 1`.
         #[serde(default)]
         exit_description: Option<String>,
+    },
+    /// One-shot: Diego evacuates the cell the app's instances run on (a platform upgrade).
+    /// For each placed instance a replacement is placed first at the same index (UNCLAIMED,
+    /// with an empty `instance_guid`, for `unclaimed_ms`; then STARTING with a new GUID),
+    /// Cloud Controller records `audit.app.process.rescheduling` and the cell logs that it
+    /// requests a replacement; the old instance keeps serving, routed, until its replacement is
+    /// RUNNING. Pending until the app has a placed instance.
+    Evacuate {
+        /// The app it applies to, by name.
+        app: String,
+        /// How long each replacement stays UNCLAIMED (default 300 ms).
+        #[serde(default = "three_hundred")]
+        unclaimed_ms: u64,
+    },
+    /// Cloud Controller is unreachable for `ms` from now: gorouter answers every API and UAA
+    /// request with 503 and `X-Cf-Routererror: no_endpoints` (the `reset` variant closes
+    /// each connection without an answer instead). The admin API keeps answering.
+    Outage {
+        /// How long, in milliseconds.
+        ms: u64,
+        /// Reset connections instead of answering 503.
+        #[serde(default)]
+        reset: bool,
+    },
+    /// The next `times` API requests (any path but the admin API) are answered 429
+    /// `CF-RateLimitExceeded` with `Retry-After: retry_after` seconds, as Cloud Controller's
+    /// rate limiter does.
+    RateLimit {
+        /// How many requests are refused.
+        times: u32,
+        /// `Retry-After` seconds.
+        #[serde(default = "one_u64")]
+        retry_after: u64,
     },
     /// An optional API is unavailable: it answers 403 or 404, or is absent from `GET /`.
     OptionalApiUnavailable {
@@ -228,9 +269,44 @@ pub(crate) struct Faults {
     pub failing_jobs: HashMap<String, String>,
     pub placement: HashMap<String, String>,
     pub warnings: Vec<String>,
+    /// App (lowercase name) → how long its replacements stay UNCLAIMED: evacuations not yet
+    /// carried out (the reconcile loop does them).
+    pub evacuate: HashMap<String, Duration>,
+    /// Cloud Controller unreachable until then; `true`: connections are reset.
+    pub outage: Option<(std::time::Instant, bool)>,
+    /// Requests still refused with 429, and the `Retry-After` they carry.
+    pub rate_limit: Option<(u32, u64)>,
+}
+
+/// How an API request fares under the outage and rate-limit faults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unreachable {
+    /// gorouter: 503 with `X-Cf-Routererror: no_endpoints`.
+    NoEndpoints,
+    /// The connection is closed without an answer.
+    Reset,
+    /// 429 with this `Retry-After`.
+    RateLimited(u64),
 }
 
 impl Faults {
+    /// Whether an API request now meets an outage or the rate limiter (counts 429s).
+    pub(crate) fn unreachable(&mut self) -> Option<Unreachable> {
+        if let Some((until, reset)) = self.outage {
+            if std::time::Instant::now() < until {
+                return Some(if reset {
+                    Unreachable::Reset
+                } else {
+                    Unreachable::NoEndpoints
+                });
+            }
+            self.outage = None;
+        }
+        let (left, retry_after) = self.rate_limit?;
+        self.rate_limit = (left > 1).then(|| (left - 1, retry_after));
+        Some(Unreachable::RateLimited(retry_after))
+    }
+
     /// Should this request to `app` (lowercase name) fail under `Http5xxShare`? Counts it.
     pub fn http_failure(&mut self, app: &str) -> Option<u16> {
         let (percent, status) = *self.http_5xx.get(app)?;
@@ -318,6 +394,18 @@ impl Faults {
                 self.placement.insert(app.to_lowercase(), details);
             }
             FaultSpec::Warning { text } => self.warnings.push(text),
+            FaultSpec::Evacuate { app, unclaimed_ms } => {
+                self.evacuate
+                    .insert(app.to_lowercase(), Duration::from_millis(unclaimed_ms));
+            }
+            FaultSpec::Outage { ms, reset } => {
+                self.outage = std::time::Instant::now()
+                    .checked_add(Duration::from_millis(ms))
+                    .map(|until| (until, reset));
+            }
+            FaultSpec::RateLimit { times, retry_after } => {
+                self.rate_limit = (times > 0).then_some((times, retry_after));
+            }
         }
     }
 }

@@ -181,6 +181,7 @@ pub(crate) fn reconcile(shared: &Arc<Shared>) {
             }
             due
         });
+        specs.extend(evacuate(shared, &mut st));
         let pguids: Vec<(String, u32)> = desired.into_iter().collect();
         for (pguid, want) in pguids {
             for index in 0..want {
@@ -204,6 +205,84 @@ pub(crate) fn reconcile(shared: &Arc<Shared>) {
     for spec in specs {
         shared.tasks.spawn(supervise(shared.clone(), spec));
     }
+}
+
+/// Carries out the pending `Evacuate` faults, as Diego does when a cell is drained for an
+/// upgrade: for each placed instance of the app, Cloud Controller records
+/// `audit.app.process.rescheduling`, the cell logs that it requests a replacement, and the
+/// replacement is placed at the same index (UNCLAIMED first: no GUID), while the old
+/// instance keeps serving until the replacement is RUNNING. An app without placed instances
+/// keeps its fault pending.
+fn evacuate(shared: &Shared, st: &mut State) -> Vec<Spec> {
+    let pending: Vec<(String, Duration)> = st
+        .faults
+        .evacuate
+        .iter()
+        .map(|(k, v)| (k.clone(), *v))
+        .collect();
+    let mut specs = Vec::new();
+    for (name, unclaimed) in pending {
+        let Some(app_guid) = st
+            .apps
+            .iter()
+            .find(|a| a.name.to_lowercase() == name)
+            .map(|a| a.meta.guid.clone())
+        else {
+            continue;
+        };
+        let moving: Vec<(String, String, u32, u32)> = st
+            .instances
+            .iter()
+            .filter(|i| {
+                i.app_guid == app_guid
+                    && !i.evacuating
+                    && i.port.is_some()
+                    && i.state != InstState::Crashed
+            })
+            .map(|i| (i.guid.clone(), i.process_guid.clone(), i.index, i.crash_count))
+            .collect();
+        if moving.is_empty() {
+            continue;
+        }
+        st.faults.evacuate.remove(&name);
+        let until = Instant::now().checked_add(unclaimed);
+        for (guid, pguid, index, crash_count) in moving {
+            let kind = st
+                .process(&pguid)
+                .map(|p| p.kind.clone())
+                .unwrap_or_default();
+            if let Some(i) = st.instances.iter_mut().find(|i| i.guid == guid) {
+                i.evacuating = true;
+            }
+            st.logs.log(
+                &app_guid,
+                &index.to_string(),
+                "CELL",
+                &format!("Cell {CELL_ID} requesting replacement for instance {guid}"),
+                "OUT",
+            );
+            st.audit_app(
+                "audit.app.process.rescheduling",
+                &app_guid,
+                Some(json!({"guid": pguid, "type": "process", "name": kind})),
+                json!({"index": index, "instance": guid, "cell_id": CELL_ID,
+                       "reason": "Cell is being evacuated"}),
+            );
+            if let Some(mut spec) = new_instance(shared, st, &pguid, index, crash_count) {
+                spec.extra_start = spec.extra_start.saturating_add(unclaimed);
+                if let Some(r) = st.instances.iter_mut().find(|i| i.guid == spec.guid) {
+                    r.unclaimed_until = until;
+                }
+                specs.push(spec);
+            }
+        }
+    }
+    specs
+}
+
+/// Ends the evacuating instance the replacement at `(pguid, index)` took over from.
+fn retire_evacuated(st: &mut State, pguid: &str, index: u32) {
+    stop_matching(st, |i| i.evacuating && i.process_guid == pguid && i.index == index);
 }
 
 fn new_instance(
@@ -270,6 +349,8 @@ fn new_instance(
         cancel: cancel.clone(),
         crash: crash.clone(),
         crash_reason: None,
+        evacuating: false,
+        unclaimed_until: None,
     });
     if !placed {
         return None;
@@ -682,10 +763,14 @@ async fn run(shared: &Arc<Shared>, spec: Spec) -> Option<Spec> {
     let ready = check(shared, &spec.readiness, port).await;
     {
         let mut st = shared.lock();
-        if let Some(i) = st.instances.iter_mut().find(|i| i.guid == spec.guid) {
+        let found = st.instances.iter_mut().find(|i| i.guid == spec.guid).map(|i| {
             i.state = InstState::Running;
             i.routable = ready;
             i.since = unix_now();
+            i.unclaimed_until = None;
+        });
+        if found.is_some() {
+            retire_evacuated(&mut st, &spec.process_guid, spec.index);
             st.logs.log(
                 &spec.app_guid,
                 &spec.index.to_string(),

@@ -329,6 +329,12 @@ pub(crate) struct Instance {
     /// reason is in `crash_reason`.
     pub crash: CancellationToken,
     pub crash_reason: Option<String>,
+    /// Its cell is being evacuated: a replacement runs (or starts) at the same index; this
+    /// one keeps serving, routed but not in the stats, until the replacement is RUNNING.
+    pub evacuating: bool,
+    /// A replacement not placed yet (UNCLAIMED): the stats show it STARTING with an empty
+    /// `instance_guid` until then.
+    pub unclaimed_until: Option<Instant>,
 }
 
 /// One API request as the simulator saw it.

@@ -341,11 +341,19 @@ pub(crate) fn stats(st: &State, p: &Process) -> Vec<Value> {
         .is_some_and(|a| a.started && a.droplet_guid.is_some());
     (0..p.instances)
         .map(|index| {
-            let inst = st
-                .instances
-                .iter()
-                .find(|i| i.process_guid == p.meta.guid && i.index == index);
+            // An evacuating instance is not in the stats: its replacement is (UNCLAIMED,
+            // without a GUID, until it is placed).
+            let inst = st.instances.iter().find(|i| {
+                i.process_guid == p.meta.guid && i.index == index && !i.evacuating
+            });
+            let unclaimed = |i: &crate::sim::state::Instance| {
+                i.unclaimed_until
+                    .is_some_and(|t| t > std::time::Instant::now())
+            };
             let (state, routable, port, uptime, details, guid) = match inst {
+                Some(i) if unclaimed(i) => {
+                    ("STARTING", false, None, 0, None, String::new())
+                }
                 Some(i) => (
                     i.state.as_str(),
                     i.state == InstState::Running && i.routable,
