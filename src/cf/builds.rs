@@ -88,6 +88,19 @@ impl Client {
             .await
     }
 
+    /// `GET /v3/builds?package_guids=..&order_by=-created_at`: the builds of a package, newest
+    /// first (to find a build whose create answer was lost).
+    pub async fn list_package_builds(&self, package: &PackageGuid) -> Result<Vec<Build>, Error> {
+        self.list_all(
+            "/v3/builds",
+            &[
+                ("package_guids", package.to_string()),
+                ("order_by", "-created_at".to_owned()),
+            ],
+        )
+        .await
+    }
+
     /// `GET /v3/builds/:guid`.
     pub async fn get_build(&self, guid: &BuildGuid) -> Result<Build, Error> {
         self.get_json(self.url(&format!("/v3/builds/{guid}"))?)

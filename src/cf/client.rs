@@ -132,6 +132,11 @@ pub struct RetryPolicy {
 /// The default of `--api-outage-budget`.
 pub const DEFAULT_OUTAGE_BUDGET: Duration = Duration::from_secs(60);
 
+/// The most an unauthenticated request (`GET /`, `GET /v3/info`: the first contact, before
+/// anything is changed) waits out an outage: an API that does not answer (a mistyped
+/// endpoint, a long outage) fails the command soon, and the run can simply be started again.
+pub const FIRST_CONTACT_BUDGET: Duration = Duration::from_secs(15);
+
 impl Default for RetryPolicy {
     fn default() -> Self {
         Self {
@@ -519,6 +524,11 @@ impl Client {
     /// first. Call it after every step, including failed ones.
     pub fn take_warnings(&self) -> Vec<String> {
         self.inner.warnings.take()
+    }
+
+    /// How long one request waits out an outage (`--api-outage-budget`).
+    pub fn outage_budget(&self) -> Duration {
+        self.inner.retry.outage_budget
     }
 
     /// Sends outage notices ("waiting up to 60s for Cloud Controller ...") to `sink` as they
@@ -961,7 +971,13 @@ impl Client {
             let (what, asked, err) = transient;
             let started = *first_failure.get_or_insert_with(std::time::Instant::now);
             let wait = policy.jittered(retries, asked, fastrand::f64());
-            if !policy.within_budget(started.elapsed(), wait) {
+            let within = if authenticated {
+                policy.within_budget(started.elapsed(), wait)
+            } else {
+                started.elapsed().saturating_add(wait) <= FIRST_CONTACT_BUDGET
+                    && policy.within_budget(started.elapsed(), wait)
+            };
+            if !within {
                 tracing::debug!(target: "cf::http", %endpoint, "outage budget spent");
                 return Err(err);
             }

@@ -71,7 +71,11 @@ impl Client {
     /// 422 with one `errors[]` entry per manifest problem (validation happens synchronously).
     pub async fn apply_manifest(&self, space: &SpaceGuid, yaml: &str) -> Result<JobGuid, Error> {
         let url = self.url(&format!("/v3/spaces/{space}/actions/apply_manifest"))?;
-        self.send_for_job(Method::POST, url, Body::Yaml(yaml)).await
+        // Idempotent in effect: the same manifest applied twice leaves the same state, so an
+        // answer lost in an outage is recovered by sending it again.
+        self.send_as(Method::POST, url, Body::Yaml(yaml), Idempotency::Idempotent)
+            .await?
+            .job_location()
     }
 
     /// `POST /v3/spaces/:guid/manifest_diff` with the YAML → the differences (display only).

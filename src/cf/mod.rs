@@ -83,7 +83,8 @@ pub use audit_events::{AuditEvent, AuditEventFilter, AuditEventParty, CrashDetai
 pub use auth::StaticToken;
 pub use builds::{Build, BuildState};
 pub use client::{
-    Client, ClientConfig, DEFAULT_MAX_RESPONSE_BYTES, Idempotency, PER_PAGE, RetryPolicy,
+    Client, ClientConfig, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_OUTAGE_BUDGET, FIRST_CONTACT_BUDGET,
+    Idempotency, NoticeSink, PER_PAGE, RetryPolicy,
 };
 pub use deployments::{
     CanaryStep, Deployment, DeploymentOptions, DeploymentReason, DeploymentStatus,

@@ -233,6 +233,19 @@ impl Client {
             .await
     }
 
+    /// `GET /v3/packages?app_guids=..&order_by=-created_at`: the app's packages, newest first
+    /// (to find a package whose create answer was lost).
+    pub async fn list_app_packages(&self, app: &AppGuid) -> Result<Vec<Package>, Error> {
+        self.list_all(
+            "/v3/packages",
+            &[
+                ("app_guids", app.to_string()),
+                ("order_by", "-created_at".to_owned()),
+            ],
+        )
+        .await
+    }
+
     /// `GET /v3/packages/:guid`.
     pub async fn get_package(&self, guid: &PackageGuid) -> Result<Package, Error> {
         self.get_json(self.url(&format!("/v3/packages/{guid}"))?)

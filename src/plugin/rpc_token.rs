@@ -287,6 +287,8 @@ mod tests {
         source.add_config_fallback(file, API).expect("fallback");
         if let Some(config) = source.config.as_mut() {
             config.retry.first_delay = Duration::from_millis(1);
+            // No outage to wait out beyond the attempts.
+            config.retry.budget = Duration::ZERO;
         }
         source
     }

@@ -207,9 +207,12 @@ pub fn load(path: &Path) -> Result<StandaloneLogin, Error> {
 /// fails or the server answers 5xx (or 429).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RetryPolicy {
-    /// Attempts in all (at least 1).
+    /// Attempts in all, at least (at least 1).
     pub(crate) attempts: u32,
-    /// The pause after the first failed attempt; doubled after each further one.
+    /// Beyond those attempts, the login server's outage is waited out this long from the
+    /// first failure (as Cloud Controller's is: `--api-outage-budget`'s default).
+    pub(crate) budget: Duration,
+    /// The pause after the first failed attempt; doubled after each further one, up to 8 s.
     pub(crate) first_delay: Duration,
 }
 
@@ -217,6 +220,7 @@ impl Default for RetryPolicy {
     fn default() -> Self {
         Self {
             attempts: 4,
+            budget: crate::cf::DEFAULT_OUTAGE_BUDGET,
             first_delay: Duration::from_millis(250),
         }
     }
@@ -411,17 +415,20 @@ impl ConfigRefresher {
         let attempts = self.retry.attempts.max(1);
         let mut delay = self.retry.first_delay;
         let mut attempt = 1;
+        let started = std::time::Instant::now();
         let (access, refresh) = loop {
+            let patient =
+                attempt < attempts || started.elapsed().saturating_add(delay) <= self.retry.budget;
             match self.request(&refresh_token).await {
                 Ok(tokens) => break tokens,
-                Err(Attempt::Retry(e)) if attempt < attempts => {
+                Err(Attempt::Retry(e)) if patient => {
                     tracing::debug!("token refresh attempt {attempt} failed: {e}");
                     tokio::time::sleep(delay).await;
-                    delay = delay.saturating_mul(2);
+                    delay = delay.saturating_mul(2).min(Duration::from_secs(8));
                     attempt += 1;
                 }
-                Err(Attempt::Retry(AuthError::Failed(msg))) if attempts > 1 => {
-                    return Err(AuthError::Failed(format!("{msg} ({attempts} attempts)")));
+                Err(Attempt::Retry(AuthError::Failed(msg))) if attempt > 1 => {
+                    return Err(AuthError::Failed(format!("{msg} ({attempt} attempts)")));
                 }
                 Err(Attempt::Retry(e) | Attempt::Final(e)) => return Err(e),
             }

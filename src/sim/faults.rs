@@ -598,6 +598,28 @@ impl FaultInjector {
         });
     }
 
+    /// Diego evacuates the app's cell now (see [`FaultSpec::Evacuate`]).
+    pub fn evacuate(&self, app: &str) {
+        self.apply(FaultSpec::Evacuate {
+            app: app.to_string(),
+            unclaimed_ms: three_hundred(),
+        });
+    }
+
+    /// Cloud Controller and UAA are unreachable for `d` from now (503 `no_endpoints`, or
+    /// reset connections).
+    pub fn outage(&self, d: Duration, reset: bool) {
+        self.apply(FaultSpec::Outage {
+            ms: u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
+            reset,
+        });
+    }
+
+    /// The next `times` API requests get 429 with `Retry-After: retry_after`.
+    pub fn rate_limit(&self, times: u32, retry_after: u64) {
+        self.apply(FaultSpec::RateLimit { times, retry_after });
+    }
+
     /// Every API response carries `text` in `X-Cf-Warnings`.
     pub fn warning(&self, text: &str) {
         self.apply(FaultSpec::Warning {

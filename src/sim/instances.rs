@@ -239,7 +239,14 @@ fn evacuate(shared: &Shared, st: &mut State) -> Vec<Spec> {
                     && i.port.is_some()
                     && i.state != InstState::Crashed
             })
-            .map(|i| (i.guid.clone(), i.process_guid.clone(), i.index, i.crash_count))
+            .map(|i| {
+                (
+                    i.guid.clone(),
+                    i.process_guid.clone(),
+                    i.index,
+                    i.crash_count,
+                )
+            })
             .collect();
         if moving.is_empty() {
             continue;
@@ -282,7 +289,9 @@ fn evacuate(shared: &Shared, st: &mut State) -> Vec<Spec> {
 
 /// Ends the evacuating instance the replacement at `(pguid, index)` took over from.
 fn retire_evacuated(st: &mut State, pguid: &str, index: u32) {
-    stop_matching(st, |i| i.evacuating && i.process_guid == pguid && i.index == index);
+    stop_matching(st, |i| {
+        i.evacuating && i.process_guid == pguid && i.index == index
+    });
 }
 
 fn new_instance(
@@ -763,12 +772,16 @@ async fn run(shared: &Arc<Shared>, spec: Spec) -> Option<Spec> {
     let ready = check(shared, &spec.readiness, port).await;
     {
         let mut st = shared.lock();
-        let found = st.instances.iter_mut().find(|i| i.guid == spec.guid).map(|i| {
-            i.state = InstState::Running;
-            i.routable = ready;
-            i.since = unix_now();
-            i.unclaimed_until = None;
-        });
+        let found = st
+            .instances
+            .iter_mut()
+            .find(|i| i.guid == spec.guid)
+            .map(|i| {
+                i.state = InstState::Running;
+                i.routable = ready;
+                i.since = unix_now();
+                i.unclaimed_until = None;
+            });
         if found.is_some() {
             retire_evacuated(&mut st, &spec.process_guid, spec.index);
             st.logs.log(

@@ -118,6 +118,49 @@ impl CfBackend {
     pub fn client(&self) -> &cf::Client {
         &self.client
     }
+
+    /// Runs a create (a non-idempotent POST) whose answer may be lost in an outage: when it
+    /// fails in a way that may have been applied, `find` reads whether the resource exists
+    /// (then that is the answer: the create was applied); when it does not, the create is sent
+    /// again, until the outage budget is spent. A create is never repeated without that read.
+    async fn create_reconciled<T, C, CF, F, FF>(
+        &self,
+        what: &str,
+        mut create: C,
+        mut find: F,
+    ) -> Result<T, cf::Error>
+    where
+        C: FnMut() -> CF,
+        CF: std::future::Future<Output = Result<T, cf::Error>>,
+        F: FnMut() -> FF,
+        FF: std::future::Future<Output = Result<Option<T>, cf::Error>>,
+    {
+        let started = std::time::Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            let err = match create().await {
+                Ok(t) => return Ok(t),
+                Err(e) if e.may_have_been_applied() && e.is_transient() => e,
+                Err(e) => return Err(e),
+            };
+            tracing::debug!(target: "cf::http", what, "create may have been applied; reading");
+            // The read waits out the outage by itself (it is idempotent).
+            match find().await {
+                Ok(Some(found)) => return Ok(found),
+                Ok(None) => {}
+                // The state cannot be read: the create's own error is the one to report.
+                Err(_) => return Err(err),
+            }
+            let wait = Duration::from_millis(500)
+                .saturating_mul(2u32.saturating_pow(attempt.min(4)))
+                .min(Duration::from_secs(8));
+            if started.elapsed().saturating_add(wait) > self.client.outage_budget() {
+                return Err(err);
+            }
+            attempt += 1;
+            tokio::time::sleep(wait).await;
+        }
+    }
 }
 
 // ---- quotas ----
@@ -669,7 +712,29 @@ impl CfApi for CfBackend {
             }),
             ..cf::NewApp::new(new.name.clone(), space_guid.clone())
         };
-        Ok(app(self.client.create_app(&body).await?))
+        let run_id = new
+            .annotations
+            .get(crate::deploy::lock::RUN_ID_ANNOTATION)
+            .cloned();
+        let created = self
+            .create_reconciled(
+                "app",
+                || self.client.create_app(&body),
+                || async {
+                    // Ours when it carries this run's id (the lock's annotation); another
+                    // run's app of that name is left for the uniqueness check to report.
+                    let found = self.client.find_app(space_guid, &new.name).await?;
+                    Ok(found.filter(|a| {
+                        run_id.is_some()
+                            && a.metadata
+                                .annotations
+                                .get(crate::deploy::lock::RUN_ID_ANNOTATION)
+                                == run_id.as_ref()
+                    }))
+                },
+            )
+            .await?;
+        Ok(app(created))
     }
 
     async fn apply_manifest(&self, space_guid: &SpaceGuid, yaml: &str) -> ApiResult<()> {
@@ -692,7 +757,29 @@ impl CfApi for CfBackend {
                 username.as_ref().and_then(|_| self.docker_password.clone()),
             ),
         };
-        Ok(self.client.create_package(&new).await?.guid)
+        let image = match source {
+            AppSource::Docker { image, .. } => Some(image.clone()),
+            AppSource::Bits(_) => None,
+        };
+        let created = self
+            .create_reconciled(
+                "package",
+                || self.client.create_package(&new),
+                || async {
+                    // One deploy per app at a time: a bits package still awaiting its upload,
+                    // or a docker package of this image, is the one this run created.
+                    let packages = self.client.list_app_packages(app_guid).await?;
+                    Ok(packages.into_iter().find(|p| match &image {
+                        None => {
+                            p.type_ == cf::PackageType::Bits
+                                && p.state == cf::PackageState::AwaitingUpload
+                        }
+                        Some(image) => p.data.image.as_ref() == Some(image),
+                    }))
+                },
+            )
+            .await?;
+        Ok(created.guid)
     }
 
     async fn upload_bits(
@@ -713,7 +800,21 @@ impl CfApi for CfBackend {
     }
 
     async fn create_build(&self, package_guid: &PackageGuid) -> ApiResult<BuildGuid> {
-        let build = self.client.create_build(package_guid).await?;
+        let build = self
+            .create_reconciled(
+                "build",
+                || self.client.create_build(package_guid),
+                || async {
+                    // Only this run stages this package.
+                    Ok(self
+                        .client
+                        .list_package_builds(package_guid)
+                        .await?
+                        .into_iter()
+                        .next())
+                },
+            )
+            .await?;
         Ok(build.guid)
     }
 
@@ -849,7 +950,17 @@ impl CfApi for CfBackend {
             Some(port) => cf::NewRoute::tcp(space, dom, Some(port)),
             None => cf::NewRoute::http(space, dom, r.host.clone(), r.path.clone()),
         };
-        Ok(route(self.client.create_route(&new).await?))
+        let created = self
+            .create_reconciled(
+                "route",
+                || self.client.create_route(&new),
+                || {
+                    self.client
+                        .find_route(&r.domain_guid, &r.host, &r.path, r.port)
+                },
+            )
+            .await?;
+        Ok(route(created))
     }
 
     async fn delete_route(&self, route_guid: &RouteGuid) -> ApiResult<()> {
@@ -966,9 +1077,18 @@ impl CfApi for CfBackend {
         if new.strategy == DeploymentStrategy::Canary && !new.canary_steps.is_empty() {
             options = options.canary_steps(new.canary_steps.iter().copied());
         }
+        let body = base.with_options(options);
         let d = self
-            .client
-            .create_deployment(&base.with_options(options))
+            .create_reconciled(
+                "deployment",
+                || self.client.create_deployment(&body),
+                || async {
+                    // An active deployment of this droplet on the app is the one created.
+                    let active = self.client.find_active_deployment(&new.app_guid).await?;
+                    Ok(active
+                        .filter(|d| d.droplet.as_ref().map(|g| &g.guid) == Some(&new.droplet_guid)))
+                },
+            )
             .await?;
         Ok(deployment(d))
     }

@@ -40,12 +40,6 @@ pub enum ConnectError {
     },
 }
 
-/// The longest wait for the first answer of Cloud Controller (`GET /`): before anything is
-/// changed, an API that does not answer (a mistyped endpoint, a long outage) fails the command
-/// soon, and the run can simply be started again. Later requests wait out an outage for the
-/// whole `--api-outage-budget`.
-const DISCOVERY_PATIENCE: Duration = Duration::from_secs(15);
-
 /// A client for the target (tracing as `CF_TRACE` says) that has read the API's root
 /// document: the first request every command makes.
 pub(crate) async fn connect(
@@ -58,20 +52,8 @@ pub(crate) async fn connect(
         config.retry.outage_budget = budget;
     }
     config.trace = cf::Trace::from_env().map_err(ConnectError::Trace)?;
-    // A budget shorter than the patience bounds the wait by itself.
-    let patience = (config.retry.outage_budget > DISCOVERY_PATIENCE).then_some(DISCOVERY_PATIENCE);
     let client = cf::Client::new(config).map_err(ConnectError::Client)?;
-    let discovered = match patience {
-        None => client.discover().await,
-        Some(patience) => match tokio::time::timeout(patience, client.discover()).await {
-            Ok(r) => r,
-            // Nothing answered in time: the error names the wait.
-            Err(_) => Err(cf::Error::Timeout {
-                endpoint: "GET /".to_owned(),
-                timeout: patience,
-            }),
-        },
-    };
+    let discovered = client.discover().await;
     discovered.map_err(|source| ConnectError::Discovery {
         endpoint: target.api_endpoint.clone(),
         source,

@@ -688,6 +688,8 @@ async fn an_unreachable_api_stops_with_nothing_changed() {
     std::fs::write(dir.path().join("index.js"), "x").unwrap();
     let a = PushArgs {
         app_name: Some("web".into()),
+        // The outage is waited out this long (at most 15 s before the first answer).
+        api_outage_budget: Some(Duration::from_millis(300)),
         ..args()
     };
     let (o, events) = run_push(&server.uri(), a, dir.path()).await;

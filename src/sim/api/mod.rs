@@ -574,6 +574,25 @@ async fn middleware(AxState(s): AxState<Arc<Shared>>, req: Request, next: Next) 
     let request_id = new_guid();
     let method = req.method().as_str().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
+    // Outage and rate-limit faults meet the request before Cloud Controller (or UAA) would:
+    // nothing is read, nothing is done.
+    let unreachable = s.lock().faults.unreachable();
+    if let Some(u) = unreachable {
+        let (status, resp) = unreachable_response(u);
+        let mut st = s.lock();
+        if st.calls.len() >= MAX_CALLS {
+            st.calls.drain(..MAX_CALLS / 10);
+        }
+        st.calls.push(CallRecord {
+            method,
+            path,
+            query,
+            status,
+            body: String::new(),
+            request_id,
+        });
+        return resp;
+    }
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -670,6 +689,38 @@ async fn middleware(AxState(s): AxState<Arc<Shared>>, req: Request, next: Next) 
         });
     }
     resp
+}
+
+/// What gorouter or the rate limiter answers under an outage or rate-limit fault, and the
+/// status the call log shows (0 for a reset connection).
+fn unreachable_response(u: crate::sim::faults::Unreachable) -> (u16, Response) {
+    use crate::sim::faults::Unreachable;
+    match u {
+        Unreachable::NoEndpoints => {
+            let mut r = (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "503 Service Unavailable: Requested route ('api') has no available endpoints.\n",
+            )
+                .into_response();
+            r.headers_mut()
+                .insert("x-cf-routererror", HeaderValue::from_static("no_endpoints"));
+            (503, r)
+        }
+        Unreachable::Reset => {
+            // The head goes out, then the connection breaks: the client sees the request
+            // fail after it was sent, as with a reset.
+            let body = axum::body::Body::from_stream(futures::stream::once(async {
+                Err::<bytes::Bytes, std::io::Error>(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "connection reset (simulated outage)",
+                ))
+            }));
+            (0, Response::new(body))
+        }
+        Unreachable::RateLimited(after) => {
+            (429, ApiError::for_status(429, Some(after)).into_response())
+        }
+    }
 }
 
 async fn unknown() -> ApiError {
