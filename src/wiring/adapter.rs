@@ -138,14 +138,15 @@ impl CfBackend {
         let started = std::time::Instant::now();
         let mut attempt = 0u32;
         loop {
-            let err = match create().await {
+            // Boxed: the deploy's futures nest every adapter call; keep this one small.
+            let err = match Box::pin(create()).await {
                 Ok(t) => return Ok(t),
                 Err(e) if e.may_have_been_applied() && e.is_transient() => e,
                 Err(e) => return Err(e),
             };
             tracing::debug!(target: "cf::http", what, "create may have been applied; reading");
             // The read waits out the outage by itself (it is idempotent).
-            match find().await {
+            match Box::pin(find()).await {
                 Ok(Some(found)) => return Ok(found),
                 Ok(None) => {}
                 // The state cannot be read: the create's own error is the one to report.

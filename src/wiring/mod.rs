@@ -85,7 +85,8 @@ impl LiveNotices {
         reporter: &std::sync::Mutex<&mut dyn Reporter>,
         run: F,
     ) -> F::Output {
-        tokio::pin!(run);
+        // On the heap: a whole deploy is a large future.
+        let mut run = Box::pin(run);
         loop {
             tokio::select! {
                 biased;
