@@ -1385,3 +1385,82 @@ async fn conflicts_with_the_manifest_stop_before_any_request() {
     }
     assert!(requests(&server).await.is_empty());
 }
+
+// ---------------------------------------------------------------- lost create answers
+
+fn new_route() -> cf_zero_downtime::deploy::api::NewRoute {
+    cf_zero_downtime::deploy::api::NewRoute {
+        domain_guid: "domain-1".into(),
+        host: "myapp".into(),
+        path: String::new(),
+        port: None,
+    }
+}
+
+#[tokio::test]
+async fn a_create_whose_answer_was_lost_is_read_back_not_sent_again() {
+    let server = MockServer::start().await;
+    // The route was created, but the answer is a 500 (CC applied it, then failed).
+    Mock::given(method("POST"))
+        .and(path("/v3/routes"))
+        .respond_with(ResponseTemplate::new(500).set_body_string("lost"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v3/routes"))
+        .and(query_param("hosts", "myapp"))
+        .respond_with(ok_json(fixture("routes/list_one.json", &server)))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let r = backend(&server)
+        .create_route(&SpaceGuid::new("space-1"), &new_route())
+        .await
+        .expect("the route that exists is the answer");
+    assert_eq!(r.guid, RouteGuid::new("route-1"));
+}
+
+#[tokio::test]
+async fn a_create_that_did_not_happen_is_sent_again_after_the_read() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v3/routes"))
+        .respond_with(ResponseTemplate::new(502).set_body_string("bad gateway"))
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v3/routes"))
+        .respond_with(
+            ResponseTemplate::new(201).set_body_json(fixture("routes/created.json", &server)),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    let mut empty = fixture("routes/list_one.json", &server);
+    empty["resources"] = json!([]);
+    empty["pagination"]["total_results"] = json!(0);
+    Mock::given(method("GET"))
+        .and(path("/v3/routes"))
+        .respond_with(ok_json(empty))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let mut c = ClientConfig::new(server.uri(), token());
+    c.retry = RetryPolicy {
+        outage_budget: Duration::from_secs(10),
+        ..RetryPolicy::never()
+    };
+    let b = CfBackend::new(Client::new(c).unwrap(), "space-1", None);
+    b.create_route(&SpaceGuid::new("space-1"), &new_route())
+        .await
+        .expect("created on the second POST");
+    let posts = requests(&server)
+        .await
+        .iter()
+        .filter(|r| r.method.as_str() == "POST")
+        .count();
+    assert_eq!(posts, 2, "one read between the two creates");
+}
