@@ -26,7 +26,7 @@ use futures::future::BoxFuture;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::connection::CliConnection;
-use super::standalone::{ConfigRefresher, expires_soon, now_unix, still_valid};
+use super::standalone::{ConfigRefresher, expires_soon, known_expired, now_unix, still_valid};
 use super::{Error, rpc};
 use crate::cf::{AuthError, TokenProvider};
 
@@ -142,6 +142,17 @@ impl TokenSource {
             match conn.access_token().await {
                 Ok(token) if token.expose_secret().trim().is_empty() => {
                     cli_error = Some(AuthError::NotLoggedIn);
+                }
+                // A cf CLI that could not refresh hands back the token it has: one already
+                // expired, or the one the API just refused, is no answer; the config file's
+                // login server may still give a fresh one.
+                Ok(token)
+                    if known_expired(token.expose_secret(), now_unix())
+                        || (rejected && token.expose_secret() == cached.access.expose_secret()) =>
+                {
+                    cli_error = Some(AuthError::Failed(
+                        "the cf CLI answered with an expired access token".into(),
+                    ));
                 }
                 Ok(token) => {
                     cached.access = token.clone();

@@ -641,6 +641,12 @@ pub(crate) fn still_valid(token: &str, now: i64) -> bool {
     expiry(token).is_some_and(|exp| exp > now)
 }
 
+/// Whether the token is a JWT whose `exp` has passed: a token that cannot be parsed is not
+/// known to be expired (the API decides).
+pub(crate) fn known_expired(token: &str, now: i64) -> bool {
+    expiry(token).is_some_and(|exp| exp <= now)
+}
+
 /// Whether the token must be refreshed: it cannot be parsed, has no usable `exp`, or expires
 /// within [`REFRESH_MARGIN_SECS`] (the cf v7+ HTTP client's rule). The arithmetic saturates,
 /// so a hostile `exp` (`-1e300`) counts as long expired rather than wrapping to fresh.

@@ -272,3 +272,89 @@ async fn bursts_of_429_deploy() {
     assert_eq!(w.serving("web").await, "v2");
     w.sim.shutdown().await;
 }
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Go (apt-get install golang-go); run: cargo test --locked -- --include-ignored"]
+async fn tokens_living_4s_are_refreshed_with_and_without_ctrl_c() {
+    use crate::harness::{CfLikeSetup, start_cf_like};
+
+    let Some(fakecf) = crate::plugin::fakecf() else {
+        return;
+    };
+    for interrupt in [false, true] {
+        let w = with_v1(SimConfig {
+            token_ttl: Duration::from_secs(4),
+            ..fast()
+        })
+        .await;
+        let load = w.load("web").await;
+        let m = version(&w, "v2", 2);
+        // The candidate takes 6 s to turn healthy: the run outlives its first token.
+        w.sim
+            .faults()
+            .slow_start("web-candidate", Duration::from_secs(6));
+        w.sim.clear_call_log();
+        let api = w.sim.api_url();
+        let token = w.sim.token();
+        let refresh = w.sim.refresh_token();
+        let setup = CfLikeSetup {
+            peer_flags: vec![
+                format!("-api={api}"),
+                format!("-token={token}"),
+                format!("-org={}", w.sim.org_name()),
+                format!("-org-guid={}", w.sim.org_guid()),
+                format!("-space={}", w.sim.space_name()),
+                format!("-space-guid={}", w.sim.space_guid()),
+                "-user=admin".to_string(),
+                "-timeout=120s".to_string(),
+            ],
+            plugin_args: vec![
+                "zero-downtime-push".into(),
+                "web".into(),
+                "-f".into(),
+                m.display().to_string(),
+                "--drain".into(),
+                "1s".into(),
+            ],
+            api: &api,
+            uaa: &api,
+            access_token: &token,
+            refresh_token: &refresh,
+        };
+        let mut run = start_cf_like(fakecf, &setup);
+        let pid = run
+            .plugin_pid(Duration::from_secs(20))
+            .expect("the plugin started");
+        if interrupt {
+            // Ctrl-C once the first token has expired, during the health wait.
+            wait_for_call(&w, "POST", "/actions/start").await;
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            run.interrupt();
+        }
+        let out = run
+            .wait_plugin_exit(pid, Duration::from_secs(90))
+            .expect("the plugin ended by itself");
+        w.settle().await;
+        assert_no_failures(&load.stop().await);
+        let refreshed = w
+            .sim
+            .call_log()
+            .iter()
+            .filter(|c| c.path == "/oauth/token")
+            .count();
+        let last = out.stdout.trim_end().lines().last().unwrap_or_default();
+        let ctx = format!("Ctrl-C {interrupt}: {out:?}");
+        eprintln!("4 s tokens, Ctrl-C {interrupt}: '{last}', {refreshed} token refreshes");
+        assert!(refreshed >= 1, "{ctx}");
+        if interrupt {
+            assert_eq!(last, "rolled back, the old version is serving", "{ctx}");
+            assert_eq!(w.serving("web").await, "v1", "{ctx}");
+        } else {
+            assert_eq!(last, "deployed", "{ctx}");
+            assert_eq!(w.serving("web").await, "v2", "{ctx}");
+        }
+        assert_eq!(app_names(&w).await, vec!["web".to_string()], "{ctx}");
+        w.sim.shutdown().await;
+    }
+}
