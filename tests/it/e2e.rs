@@ -538,15 +538,7 @@ async fn the_plugin_run_by_go_net_rpc_as_cf_runs_it_deploys_to_the_simulator() {
     let load = w.load("web").await;
     let m = w.version("v2", &[("web", 2)], &[]);
     let token = w.sim.token();
-    let flags = [
-        format!("-api={}", w.sim.api_url()),
-        format!("-token={token}"),
-        format!("-org={}", w.sim.org_name()),
-        format!("-org-guid={}", w.sim.org_guid()),
-        format!("-space={}", w.sim.space_name()),
-        format!("-space-guid={}", w.sim.space_guid()),
-        "-user=admin".to_string(),
-    ];
+    let flags = crate::harness::sim_peer_flags(&w, &token);
     let manifest = m.display().to_string();
     // Exactly as cf runs a plugin command: `<bin> <port> zero-downtime-push ARGS`.
     let report = tokio::task::spawn_blocking(move || {

@@ -299,16 +299,11 @@ async fn tokens_living_4s_are_refreshed_with_and_without_ctrl_c() {
         let token = w.sim.token();
         let refresh = w.sim.refresh_token();
         let setup = CfLikeSetup {
-            peer_flags: vec![
-                format!("-api={api}"),
-                format!("-token={token}"),
-                format!("-org={}", w.sim.org_name()),
-                format!("-org-guid={}", w.sim.org_guid()),
-                format!("-space={}", w.sim.space_name()),
-                format!("-space-guid={}", w.sim.space_guid()),
-                "-user=admin".to_string(),
-                "-timeout=120s".to_string(),
-            ],
+            peer_flags: [
+                crate::harness::sim_peer_flags(&w, &token),
+                vec!["-timeout=120s".to_string()],
+            ]
+            .concat(),
             plugin_args: vec![
                 "zero-downtime-push".into(),
                 "web".into(),

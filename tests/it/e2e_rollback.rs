@@ -157,15 +157,7 @@ async fn zdr_run_by_go_net_rpc_as_cf_runs_it_rolls_back_on_the_simulator() {
     w.push_deployed(args).await;
     let load = w.load("web").await;
     let token = w.sim.token();
-    let flags = [
-        format!("-api={}", w.sim.api_url()),
-        format!("-token={token}"),
-        format!("-org={}", w.sim.org_name()),
-        format!("-org-guid={}", w.sim.org_guid()),
-        format!("-space={}", w.sim.space_name()),
-        format!("-space-guid={}", w.sim.space_guid()),
-        "-user=admin".to_string(),
-    ];
+    let flags = crate::harness::sim_peer_flags(&w, &token);
     // As cf runs it after `cf zdr web`: the alias replaced by the command name.
     let report = tokio::task::spawn_blocking(move || {
         let flags: Vec<&str> = flags.iter().map(String::as_str).collect();

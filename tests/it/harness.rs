@@ -481,3 +481,17 @@ impl Drop for CfLikeRun {
         let _ = self.peer.wait();
     }
 }
+
+/// The fake cf CLI's flags for the simulator of `w` logged in as admin with `token`: its API,
+/// org, space and user.
+pub fn sim_peer_flags(w: &World, token: &str) -> Vec<String> {
+    vec![
+        format!("-api={}", w.sim.api_url()),
+        format!("-token={token}"),
+        format!("-org={}", w.sim.org_name()),
+        format!("-org-guid={}", w.sim.org_guid()),
+        format!("-space={}", w.sim.space_name()),
+        format!("-space-guid={}", w.sim.space_guid()),
+        "-user=admin".to_string(),
+    ]
+}

@@ -579,11 +579,7 @@ async fn middleware(AxState(s): AxState<Arc<Shared>>, req: Request, next: Next) 
     let unreachable = s.lock().faults.unreachable();
     if let Some(u) = unreachable {
         let (status, resp) = unreachable_response(u);
-        let mut st = s.lock();
-        if st.calls.len() >= MAX_CALLS {
-            st.calls.drain(..MAX_CALLS / 10);
-        }
-        st.calls.push(CallRecord {
+        s.lock().log_call(CallRecord {
             method,
             path,
             query,
@@ -673,21 +669,14 @@ async fn middleware(AxState(s): AxState<Arc<Shared>>, req: Request, next: Next) 
         }
     }
     let status = resp.status().as_u16();
-    {
-        let mut st = s.lock();
-        if st.calls.len() >= MAX_CALLS {
-            // Bounded memory for long-running simulators: forget the oldest tenth.
-            st.calls.drain(..MAX_CALLS / 10);
-        }
-        st.calls.push(CallRecord {
-            method,
-            path,
-            query,
-            status,
-            body,
-            request_id,
-        });
-    }
+    s.lock().log_call(CallRecord {
+        method,
+        path,
+        query,
+        status,
+        body,
+        request_id,
+    });
     resp
 }
 
@@ -720,6 +709,17 @@ fn unreachable_response(u: crate::sim::faults::Unreachable) -> (u16, Response) {
         Unreachable::RateLimited(after) => {
             (429, ApiError::for_status(429, Some(after)).into_response())
         }
+    }
+}
+
+impl State {
+    /// Adds a call to the call log, forgetting the oldest tenth when it is full (bounded
+    /// memory for long-running simulators).
+    fn log_call(&mut self, call: CallRecord) {
+        if self.calls.len() >= MAX_CALLS {
+            self.calls.drain(..MAX_CALLS / 10);
+        }
+        self.calls.push(call);
     }
 }
 
