@@ -648,10 +648,24 @@ pub(crate) fn known_expired(token: &str, now: i64) -> bool {
 }
 
 /// Whether the token must be refreshed: it cannot be parsed, has no usable `exp`, or expires
-/// within [`REFRESH_MARGIN_SECS`] (the cf v7+ HTTP client's rule). The arithmetic saturates,
-/// so a hostile `exp` (`-1e300`) counts as long expired rather than wrapping to fresh.
+/// within [`REFRESH_MARGIN_SECS`] (the cf v7+ HTTP client's rule), or within a quarter of its
+/// lifetime (`exp - iat`) when that is shorter: a token living a few seconds is then used for
+/// most of its life instead of being refreshed before every request. The arithmetic
+/// saturates, so a hostile `exp` (`-1e300`) counts as long expired rather than wrapping to
+/// fresh.
 pub(crate) fn expires_soon(token: &str, now: i64) -> bool {
-    expiry(token).is_none_or(|exp| exp.saturating_sub(now) < REFRESH_MARGIN_SECS)
+    let Some(exp) = expiry(token) else {
+        return true;
+    };
+    let issued = jwt_claims(token)
+        .and_then(|c| c.get("iat").and_then(serde_json::Value::as_f64))
+        .filter(|iat| iat.is_finite())
+        .map(|iat| iat as i64);
+    let margin = match issued {
+        Some(iat) if exp > iat => REFRESH_MARGIN_SECS.min(exp.saturating_sub(iat) / 4),
+        _ => REFRESH_MARGIN_SECS,
+    };
+    exp.saturating_sub(now) < margin
 }
 
 /// What became of a refreshed token's save to the config file.
@@ -715,6 +729,22 @@ mod tests {
     fn jwt(claims: &str) -> String {
         let enc = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
         format!("bearer {}.{}.sig", enc(r#"{"alg":"none"}"#), enc(claims))
+    }
+
+    #[test]
+    fn a_short_lived_token_is_used_for_most_of_its_life() {
+        let now = 1_000_000;
+        // Issued 1 s ago, lives 4 s: a margin of 1 s, not 60.
+        let t = jwt(&format!(r#"{{"iat":{},"exp":{}}}"#, now - 1, now + 3));
+        assert!(!expires_soon(&t, now));
+        assert!(expires_soon(&t, now + 3));
+        // A long-lived token keeps the one-minute margin.
+        let t = jwt(&format!(r#"{{"iat":{},"exp":{}}}"#, now - 60, now + 3540));
+        assert!(expires_soon(&t, now + 3500));
+        assert!(!expires_soon(&t, now + 3400));
+        // A hostile iat changes nothing.
+        let t = jwt(&format!(r#"{{"iat":1e300,"exp":{}}}"#, now + 30));
+        assert!(expires_soon(&t, now));
     }
 
     #[test]
