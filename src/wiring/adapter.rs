@@ -791,9 +791,32 @@ impl CfApi for CfBackend {
     ) -> ApiResult<()> {
         let report: package::ProgressFn =
             Arc::new(move |sent, total| progress.report(sent, Some(total)));
-        package::push_bits(self, package_guid.as_str(), bits, report)
-            .await
-            .map_err(|e| bits_error(&e))?;
+        let started = std::time::Instant::now();
+        loop {
+            let Err(e) =
+                package::push_bits(self, package_guid.as_str(), bits, report.clone()).await
+            else {
+                break;
+            };
+            // An upload whose answer was lost (a reset after the bits were sent, a 5xx): the
+            // package's state tells whether Cloud Controller received them.
+            let lost = matches!(&e, package::Error::Upload { source, .. }
+            if source.downcast_ref::<ApiError>().is_some_and(|a| {
+                a.title == "transport" || a.status.is_some_and(|s| (500..600).contains(&s))
+            }));
+            if !lost {
+                return Err(bits_error(&e));
+            }
+            match self.client.get_package(package_guid).await {
+                // Received: go on to wait for it to be processed.
+                Ok(p) if p.state != cf::PackageState::AwaitingUpload => break,
+                // Not received: sent again, within the outage budget.
+                Ok(_) if started.elapsed() < self.client.outage_budget() => {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                _ => return Err(bits_error(&e)),
+            }
+        }
         self.client
             .wait_for_package_ready(package_guid, self.poll)
             .await?;
