@@ -111,4 +111,6 @@ guid_type!(
     SpaceQuotaGuid,
     /// The GUID of an organization quota.
     OrganizationQuotaGuid,
+    /// The GUID of a task (a one-off process run from an app's droplet).
+    TaskGuid,
 );

@@ -72,6 +72,7 @@ pub mod routes;
 pub mod service_credential_bindings;
 pub mod service_instances;
 pub mod spaces;
+pub mod tasks;
 pub mod trace;
 mod warnings;
 
@@ -98,7 +99,7 @@ pub use guid::{
     AppGuid, BuildGuid, DeploymentGuid, DestinationGuid, DomainGuid, DropletGuid, JobGuid,
     OrganizationGuid, OrganizationQuotaGuid, PackageGuid, ProcessGuid, RevisionGuid, RouteGuid,
     RouterGroupGuid, ServiceCredentialBindingGuid, ServiceInstanceGuid, ServicePlanGuid, SpaceGuid,
-    SpaceQuotaGuid,
+    SpaceQuotaGuid, TaskGuid,
 };
 pub use jobs::{Job, JobState};
 pub use log_cache::{
@@ -125,4 +126,5 @@ pub use service_credential_bindings::{
 };
 pub use service_instances::{LastOperation, ServiceInstance, ServiceInstanceType};
 pub use spaces::Space;
+pub use tasks::{NewTask, Task, TaskResult, TaskState};
 pub use trace::Trace;

@@ -82,7 +82,7 @@ mod tests {
         use super::super::super::{
             App, AppFeature, Build, Deployment, Domain, Droplet, Info, Job, ManifestDiff,
             Organization, Package, Page, Process, RootInfo, Route, ServiceCredentialBinding,
-            ServiceInstance, Space, ToOne, apps, client, log_cache, network_policies,
+            ServiceInstance, Space, Task, ToOne, apps, client, log_cache, network_policies,
             processes::InstanceStats, resource_matches, routes,
         };
         use crate::cf::{DropletGuid, MatchedResource, routes::Destination};
@@ -133,6 +133,7 @@ mod tests {
                 ("service_credential_bindings", _) => parse::<ServiceCredentialBinding>,
                 ("service_instances", _) => parse::<Page<ServiceInstance>>,
                 ("spaces", _) => parse::<Page<Space>>,
+                ("tasks", _) => parse::<Task>,
                 _ => return None,
             })
         }

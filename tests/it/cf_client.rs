@@ -21,6 +21,7 @@ use cf_zero_downtime::cf::{
 use cf_zero_downtime::cf::{
     AuditEventFilter, DiffOp, EnvelopeKind, EnvelopeType, LogCacheQuery, MetadataUpdate,
 };
+use cf_zero_downtime::cf::{NewTask, TaskGuid, TaskState};
 use futures::future::BoxFuture;
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -1025,6 +1026,124 @@ async fn build_create_and_poll_to_staged_or_failed() {
         Error::StagingFailed { error, .. } => assert!(error.starts_with("NoAppDetectedError")),
         other => panic!("unexpected {other:?}"),
     }
+}
+
+// ---------------------------------------------------------------- tasks
+
+#[tokio::test]
+async fn task_create_poll_to_an_end_and_read_the_failure_reason() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v3/apps/app-1/tasks"))
+        .and(body_json(
+            json!({"command": "bin/rails db:migrate", "name": "zdt-migrate-1",
+            "memory_in_mb": 256, "disk_in_mb": 512, "droplet_guid": "drop-1"}),
+        ))
+        .respond_with(
+            ResponseTemplate::new(202).set_body_json(fixture("tasks/running.json", &server)),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v3/tasks/task-1"))
+        .respond_with(ok_json(fixture("tasks/running.json", &server)))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v3/tasks/task-1"))
+        .respond_with(ok_json(fixture("tasks/failed.json", &server)))
+        .mount(&server)
+        .await;
+    let c = client(&server);
+    let new = NewTask {
+        name: Some("zdt-migrate-1".into()),
+        memory_in_mb: Some(256),
+        disk_in_mb: Some(512),
+        droplet_guid: Some(DropletGuid::new("drop-1")),
+        ..NewTask::new("bin/rails db:migrate")
+    };
+    let t = c.create_task(&AppGuid::new("app-1"), &new).await.unwrap();
+    assert_eq!(
+        (t.state, t.sequence_id, t.name.as_str()),
+        (TaskState::Running, 1, "zdt-migrate-1")
+    );
+    assert_eq!(t.relationships.app.guid(), Some(&AppGuid::new("app-1")));
+    let done = c.wait_for_task(&t.guid, fast_poll()).await.unwrap();
+    assert_eq!(done.state, TaskState::Failed);
+    assert_eq!(
+        done.failure_reason(),
+        Some("APP/TASK/zdt-migrate-1: Exited with status 1")
+    );
+}
+
+#[tokio::test]
+async fn a_task_create_is_not_retried_after_a_gateway_error() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v3/apps/app-1/tasks"))
+        .respond_with(ResponseTemplate::new(502))
+        .mount(&server)
+        .await;
+    let c = client(&server);
+    c.create_task(&AppGuid::new("app-1"), &NewTask::new("x"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        requests(&server).await.len(),
+        1,
+        "a second create would run it twice"
+    );
+}
+
+#[tokio::test]
+async fn a_task_that_never_ends_is_a_bounded_wait() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v3/tasks/task-1"))
+        .respond_with(ok_json(fixture("tasks/running.json", &server)))
+        .mount(&server)
+        .await;
+    let c = client(&server);
+    let opts = PollOptions::new(Duration::from_millis(5), Duration::from_millis(50));
+    let err = c
+        .wait_for_task(&TaskGuid::new("task-1"), opts)
+        .await
+        .unwrap_err();
+    assert_matches!(err, Error::PollTimeout { .. });
+}
+
+#[tokio::test]
+async fn task_cancel_uses_the_action_and_falls_back_to_the_old_endpoint() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v3/tasks/task-1/actions/cancel"))
+        .respond_with(
+            ResponseTemplate::new(202).set_body_json(fixture("tasks/canceling.json", &server)),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v3/tasks/task-2/actions/cancel"))
+        .respond_with(ResponseTemplate::new(404))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("PUT"))
+        .and(path("/v3/tasks/task-2/cancel"))
+        .respond_with(
+            ResponseTemplate::new(202).set_body_json(fixture("tasks/canceling.json", &server)),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    let c = client(&server);
+    let t = c.cancel_task(&TaskGuid::new("task-1")).await.unwrap();
+    assert_eq!(t.state, TaskState::Canceling);
+    let t = c.cancel_task(&TaskGuid::new("task-2")).await.unwrap();
+    assert_eq!(t.state, TaskState::Canceling);
 }
 
 // ---------------------------------------------------------------- processes
