@@ -61,6 +61,10 @@ fn one_u64() -> u64 {
     1
 }
 
+fn one_i32() -> i32 {
+    1
+}
+
 /// An API a foundation may lack or deny to a space developer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -225,6 +229,21 @@ pub enum FaultSpec {
         /// The `details` of the instances' stats.
         details: String,
     },
+    /// Every task of the app fails: instead of its command, it writes one line to stderr and
+    /// exits with `status` (a migration that fails).
+    FailTask {
+        /// The app it applies to, by name (the candidate's name to hit only the new version).
+        app: String,
+        /// The exit status (default 1).
+        #[serde(default = "one_i32")]
+        status: i32,
+    },
+    /// Every task of the app hangs: instead of its command, it writes one line and never ends
+    /// (until cancelled).
+    HangTask {
+        /// The app it applies to, by name (the candidate's name to hit only the new version).
+        app: String,
+    },
     /// Every API response carries this warning in `X-Cf-Warnings`.
     Warning {
         /// Warning text.
@@ -268,6 +287,10 @@ pub(crate) struct Faults {
     pub unhealthy: HashSet<String>,
     pub failing_jobs: HashMap<String, String>,
     pub placement: HashMap<String, String>,
+    /// App → the exit status its tasks end with.
+    pub fail_task: HashMap<String, i32>,
+    /// Apps whose tasks never end.
+    pub hang_task: HashSet<String>,
     pub warnings: Vec<String>,
     /// App (lowercase name) → how long its replacements stay UNCLAIMED: evacuations not yet
     /// carried out (the reconcile loop does them).
@@ -392,6 +415,12 @@ impl Faults {
             }
             FaultSpec::PlacementError { app, details } => {
                 self.placement.insert(app.to_lowercase(), details);
+            }
+            FaultSpec::FailTask { app, status } => {
+                self.fail_task.insert(app.to_lowercase(), status);
+            }
+            FaultSpec::HangTask { app } => {
+                self.hang_task.insert(app.to_lowercase());
             }
             FaultSpec::Warning { text } => self.warnings.push(text),
             FaultSpec::Evacuate { app, unclaimed_ms } => {
@@ -572,6 +601,21 @@ impl FaultInjector {
         self.apply(FaultSpec::SlowStart {
             app: app.to_string(),
             ms: u64::try_from(extra.as_millis()).unwrap_or(u64::MAX),
+        });
+    }
+
+    /// Tasks of `app` fail: they exit with `status` instead of running their command.
+    pub fn fail_task(&self, app: &str, status: i32) {
+        self.apply(FaultSpec::FailTask {
+            app: app.to_string(),
+            status,
+        });
+    }
+
+    /// Tasks of `app` never end (until cancelled).
+    pub fn hang_task(&self, app: &str) {
+        self.apply(FaultSpec::HangTask {
+            app: app.to_string(),
         });
     }
 

@@ -964,15 +964,25 @@ async fn serve_file(AxState(app): AxState<StaticApp>, req: Request) -> Response 
 
 /// Extracts a droplet once into the work directory; returns its folder.
 async fn extract(shared: &Shared, spec: &Spec) -> Result<PathBuf, String> {
-    let dir = shared.work_dir.path().join(&spec.droplet_guid);
+    extract_droplet(shared, &spec.droplet_guid, &spec.files).await
+}
+
+/// Extracts droplet `droplet_guid` (its `files`) once into the work directory; returns its
+/// folder. Instances and tasks of the same droplet share it.
+pub(crate) async fn extract_droplet(
+    shared: &Shared,
+    droplet_guid: &str,
+    files: &Arc<Files>,
+) -> Result<PathBuf, String> {
+    let dir = shared.work_dir.path().join(droplet_guid);
     if dir.exists() {
         return Ok(dir);
     }
     let tmp = shared
         .work_dir
         .path()
-        .join(format!("{}.tmp-{}", spec.droplet_guid, new_guid()));
-    let files = spec.files.clone();
+        .join(format!("{droplet_guid}.tmp-{}", new_guid()));
+    let files = files.clone();
     let target = dir.clone();
     tokio::task::spawn_blocking(move || write_tree(&tmp, &files, &target))
         .await
@@ -1009,7 +1019,7 @@ fn write_tree(tmp: &FsPath, files: &Files, target: &FsPath) -> Result<(), String
 }
 
 /// `PATH` of an app instance: the system's directories only, as on a Cloud Foundry stack.
-const INSTANCE_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+pub(crate) const INSTANCE_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
 async fn start_process(shared: &Arc<Shared>, spec: &Spec, cmd: &str) -> Result<Server, String> {
     let dir = extract(shared, spec).await?;
@@ -1052,7 +1062,8 @@ async fn start_process(shared: &Arc<Shared>, spec: &Spec, cmd: &str) -> Result<S
         shared.tasks.spawn(pump_lines(
             shared.clone(),
             spec.app_guid.clone(),
-            spec.index,
+            spec.index.to_string(),
+            "APP/PROC/WEB".to_string(),
             out,
             "OUT",
         ));
@@ -1061,7 +1072,8 @@ async fn start_process(shared: &Arc<Shared>, spec: &Spec, cmd: &str) -> Result<S
         shared.tasks.spawn(pump_lines(
             shared.clone(),
             spec.app_guid.clone(),
-            spec.index,
+            spec.index.to_string(),
+            "APP/PROC/WEB".to_string(),
             err,
             "ERR",
         ));
@@ -1069,20 +1081,21 @@ async fn start_process(shared: &Arc<Shared>, spec: &Spec, cmd: &str) -> Result<S
     Ok(Server::Process { port, process })
 }
 
-/// Copies an instance's output into its app's log-cache buffer, one envelope per line (lines
-/// longer than 64 KiB are cut), until the pipe closes (the process and everything it started
-/// have ended) or the simulator's stop is hurried.
-async fn pump_lines(
+/// Copies an instance's (or a task's) output into its app's log-cache buffer as
+/// `source_type` (`APP/PROC/WEB`, `APP/TASK/<name>`), one envelope per line (lines longer than
+/// 64 KiB are cut), until the pipe closes (the process and everything it started have ended)
+/// or the simulator's stop is hurried.
+pub(crate) async fn pump_lines(
     shared: Arc<Shared>,
     app_guid: String,
-    index: u32,
+    idx: String,
+    source_type: String,
     pipe: impl tokio::io::AsyncRead + Unpin,
     stream: &'static str,
 ) {
     use tokio::io::{AsyncBufReadExt, AsyncReadExt};
     let mut reader = tokio::io::BufReader::new(pipe);
     let mut buf = Vec::new();
-    let idx = index.to_string();
     loop {
         buf.clear();
         let mut limited = (&mut reader).take(64 * 1024);
@@ -1098,7 +1111,7 @@ async fn pump_lines(
                 shared
                     .lock()
                     .logs
-                    .log(&app_guid, &idx, "APP/PROC/WEB", line, stream);
+                    .log(&app_guid, &idx, &source_type, line, stream);
             }
         }
     }

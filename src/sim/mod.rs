@@ -179,6 +179,7 @@ mod router;
 mod staging;
 mod state;
 mod stop;
+mod tasks;
 mod telemetry;
 mod uaa;
 mod util;

@@ -38,8 +38,8 @@
 //! SIGKILLed. Directories without an owner file, of a live owner, of another user, or not
 //! named `cf-zdt-sim-*` are never touched; neither is any other process.
 //!
-//! Tasks, once the simulator models them, are instances too: they must start through
-//! [`Guarded::spawn`] with a record of their own.
+//! Tasks are instances too: they start through [`Guarded::spawn`] with a record of their own
+//! (named by the task's GUID, which they also carry as `CF_INSTANCE_GUID`).
 //!
 //! Depends on: libc, tokio::process. Must not: touch a file or a process that no record ties
 //! to a simulator that is gone.

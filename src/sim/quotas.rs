@@ -94,6 +94,14 @@ fn usage_of(st: &State, spaces: &[String]) -> Usage {
             u.instances = u.instances.saturating_add(u64::from(p.instances));
         }
     }
+    for t in &st.tasks {
+        let in_scope = st
+            .app(&t.app_guid)
+            .is_some_and(|a| spaces.contains(&a.space_guid));
+        if t.state.is_active() && in_scope {
+            u.memory_mb = u.memory_mb.saturating_add(t.memory_mb);
+        }
+    }
     u.routes = st
         .routes
         .iter()
@@ -343,6 +351,30 @@ pub(crate) fn check_staging(st: &State, space_guid: &str, memory_mb: u64) -> Res
         ));
     }
     Ok(())
+}
+
+/// Checks a task of `memory_mb` in the space: running tasks count against the total memory
+/// (not against the instance limits). `Err` holds Cloud Controller's message.
+pub(crate) fn check_task(st: &State, space_guid: &str, memory_mb: u64) -> Result<(), String> {
+    let Some(q) = applicable(st, space_guid) else {
+        return Ok(());
+    };
+    let over = |used: Usage, spec: Option<&QuotaSpec>| {
+        spec.and_then(|s| s.total_memory_mb)
+            .is_some_and(|limit| used.memory_mb.saturating_add(memory_mb) > limit)
+    };
+    let mut errors = Vec::new();
+    if over(space_usage(st, &q.space_guid), q.space) {
+        errors.push("memory_in_mb exceeds space memory quota");
+    }
+    if over(org_usage(st, &q.org_guid), q.org) {
+        errors.push("memory_in_mb exceeds organization memory quota");
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join(", "))
+    }
 }
 
 /// Sets (or with `None` removes; an org keeps an unlimited `default` quota) the quota of the

@@ -377,6 +377,8 @@ pub(crate) struct State {
     /// The resource cache: SHA1 → content of every file the simulator has seen.
     pub blobs: HashMap<String, Bytes>,
     pub instances: Vec<Instance>,
+    /// Tasks, oldest first (ended ones stay, as on Cloud Controller).
+    pub tasks: Vec<super::tasks::Task>,
     pub calls: Vec<CallRecord>,
     pub faults: Faults,
     /// Log-cache's per-app envelope buffers.
@@ -545,9 +547,11 @@ impl State {
     }
 
     /// Deletes an app and everything that belongs to it (its route mappings, processes,
-    /// packages, droplets, builds, bindings, deployments). Instances are stopped by the
+    /// packages, droplets, builds, bindings, deployments, tasks: running ones are cancelled). Instances are stopped by the
     /// next reconcile.
     pub fn delete_app(&mut self, guid: &str) {
+        super::tasks::cancel_app_tasks(self, guid);
+        self.tasks.retain(|t| t.app_guid != guid);
         self.apps.retain(|a| a.meta.guid != guid);
         self.processes.retain(|p| p.app_guid != guid);
         self.packages.retain(|p| p.app_guid != guid);

@@ -2498,3 +2498,151 @@ async fn the_call_log_masks_bodies_as_cf_trace_does() {
     assert!(!format!("{log:?}").contains("PLANTED"));
     sim.shutdown().await;
 }
+
+/// Polls task `guid` until it is in `state`.
+async fn task_in(api: &Api, guid: &str, state: &str) -> Value {
+    poll(|| async {
+        let t = api.ok(&format!("/v3/tasks/{guid}")).await;
+        (t["state"] == state).then_some(t)
+    })
+    .await
+}
+
+/// The log lines of `source_type` in the app's log-cache buffer.
+async fn lines_of(api: &Api, app: &str, source_type: &str) -> Vec<String> {
+    envelopes(api, app, "envelope_types=LOG&limit=1000")
+        .await
+        .iter()
+        .filter(|e| e["tags"]["source_type"] == source_type)
+        .map(log_text)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sim_tasks_run_the_droplet_with_the_app_env_and_end_by_exit_status_or_cancel() {
+    let sim = Sim::start(config()).await.unwrap();
+    let api = Api::new(&sim);
+    // Without a droplet there is nothing to run.
+    let job = api
+        .apply_manifest(&sim.space_guid(), "applications:\n- name: bare\n")
+        .await;
+    assert_eq!(job["state"], "COMPLETE");
+    let bare = api.app_guid(&sim.space_guid(), "bare").await;
+    let (s, _, v) = api
+        .post(
+            &format!("/v3/apps/{bare}/tasks"),
+            json!({"command": "true"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(
+        v["errors"][0]["detail"],
+        "Task must have a droplet. Assign a current droplet to the app."
+    );
+    let (app, droplet) = push(
+        &api,
+        &sim,
+        "applications:\n- name: migrator\n  env: {GREETING: hello}\n",
+        "migrator",
+        &[
+            ("index.html", b"v1"),
+            ("marker.txt", b"from the droplet\n"),
+            (
+                "migrate.sh",
+                b"echo \"migrating $GREETING $MEMORY_LIMIT\"\ntest -z \"$PORT\" && echo no-port\ncat marker.txt\necho warn >&2\n",
+            ),
+        ],
+    )
+    .await;
+    let (s, _, v) = api
+        .post(&format!("/v3/apps/{app}/tasks"), json!({"command": " "}))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    // A passing task: the droplet's files, the app's env, no PORT; output in log-cache.
+    let (s, _, t) = api
+        .post(
+            &format!("/v3/apps/{app}/tasks"),
+            json!({"command": "sh migrate.sh", "name": "zdt-migrate-1", "memory_in_mb": 64}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{t}");
+    assert_eq!(t["sequence_id"], 1);
+    assert_eq!(t["droplet_guid"], droplet.as_str());
+    assert!(
+        matches!(t["state"].as_str(), Some("PENDING" | "RUNNING")),
+        "{t}"
+    );
+    let done = task_in(&api, t["guid"].as_str().unwrap(), "SUCCEEDED").await;
+    assert_eq!(done["result"]["failure_reason"], Value::Null);
+    let lines = lines_of(&api, &app, "APP/TASK/zdt-migrate-1").await;
+    assert_eq!(
+        lines,
+        ["migrating hello 64m", "no-port", "from the droplet", "warn"],
+        "{lines:?}"
+    );
+    // A failing task: FAILED with CC's reason.
+    let (_, _, t) = api
+        .post(
+            &format!("/v3/apps/{app}/tasks"),
+            json!({"command": "echo boom >&2; exit 3", "name": "bad"}),
+        )
+        .await;
+    assert_eq!(t["sequence_id"], 2);
+    let failed = task_in(&api, t["guid"].as_str().unwrap(), "FAILED").await;
+    assert_eq!(
+        failed["result"]["failure_reason"],
+        "APP/TASK/bad: Exited with status 3"
+    );
+    // Cancel ends it FAILED; a second cancel is refused.
+    let (_, _, t) = api
+        .post(
+            &format!("/v3/apps/{app}/tasks"),
+            json!({"command": "sleep 30", "name": "long"}),
+        )
+        .await;
+    let long = t["guid"].as_str().unwrap().to_string();
+    task_in(&api, &long, "RUNNING").await;
+    let (s, _, v) = api
+        .post(&format!("/v3/tasks/{long}/actions/cancel"), json!({}))
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    assert!(
+        matches!(v["state"].as_str(), Some("CANCELING" | "FAILED")),
+        "{v}"
+    );
+    let cancelled = task_in(&api, &long, "FAILED").await;
+    assert_eq!(cancelled["result"]["failure_reason"], "task was cancelled");
+    let (s, _, _) = api
+        .post(&format!("/v3/tasks/{long}/actions/cancel"), json!({}))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let listed = api.ok(&format!("/v3/apps/{app}/tasks")).await;
+    assert_eq!(listed["pagination"]["total_results"], 3, "{listed}");
+    // Faults: a failing task and a hanging one, whatever the command.
+    sim.faults().fail_task("migrator", 2);
+    let (_, _, t) = api
+        .post(
+            &format!("/v3/apps/{app}/tasks"),
+            json!({"command": "true", "name": "f"}),
+        )
+        .await;
+    let failed = task_in(&api, t["guid"].as_str().unwrap(), "FAILED").await;
+    assert_eq!(
+        failed["result"]["failure_reason"],
+        "APP/TASK/f: Exited with status 2"
+    );
+    sim.faults().clear();
+    sim.faults().hang_task("migrator");
+    let (_, _, t) = api
+        .post(
+            &format!("/v3/apps/{app}/tasks"),
+            json!({"command": "true", "name": "h"}),
+        )
+        .await;
+    let hung = t["guid"].as_str().unwrap().to_string();
+    task_in(&api, &hung, "RUNNING").await;
+    // The simulator's stop ends a running task (bounded).
+    tokio::time::timeout(Duration::from_secs(30), sim.shutdown())
+        .await
+        .expect("the simulator stops with a task running");
+}

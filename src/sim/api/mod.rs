@@ -19,6 +19,7 @@ mod quotas;
 mod root;
 mod routes;
 mod services;
+mod tasks;
 mod telemetry;
 
 use std::sync::Arc;
@@ -741,7 +742,8 @@ pub(crate) fn routes(shared: &Arc<Shared>) -> Router {
         .merge(routes::routes())
         .merge(services::routes())
         .merge(telemetry::routes())
-        .merge(deployments::routes());
+        .merge(deployments::routes())
+        .merge(tasks::routes());
     if shared.config.admin_api {
         r = r.merge(super::faults::admin_routes());
     }
