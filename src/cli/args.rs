@@ -336,6 +336,25 @@ pub struct PushArgs {
     #[arg(long = "dry-run", help_heading = DEPLOY_HEADING)]
     pub dry_run: bool,
 
+    /// Run COMMAND as a Cloud Foundry task of the new version (its droplet, environment and
+    /// bindings) once it is healthy and smoke-tested, before any request reaches it (e.g. a
+    /// database migration); a failure rolls back before the switch. Repeatable, run in order.
+    /// Blue-green only.
+    #[arg(long = "task-before-switch", value_name = "COMMAND", help_heading = DEPLOY_HEADING)]
+    pub task_before_switch: Vec<String>,
+
+    /// Memory limit of each task (e.g. 512M, 1G); default: the platform's.
+    #[arg(long = "task-memory", value_name = "SIZE", value_parser = parse_megabytes, help_heading = DEPLOY_HEADING)]
+    pub task_memory: Option<u64>,
+
+    /// Disk limit of each task (e.g. 1G); default: the platform's.
+    #[arg(long = "task-disk", value_name = "SIZE", value_parser = parse_megabytes, help_heading = DEPLOY_HEADING)]
+    pub task_disk: Option<u64>,
+
+    /// Longest run of one task; then it is cancelled and the deploy rolls back.
+    #[arg(long = "task-timeout", value_name = "DURATION", value_parser = parse_duration, default_value = "10m", help_heading = DEPLOY_HEADING)]
+    pub task_timeout: Duration,
+
     /// When another deploy of the app is running, wait up to this long for it to end instead
     /// of refusing at once (e.g. 10m).
     #[arg(long = "wait-for-lock", value_name = "DURATION", value_parser = parse_duration, default_value = "0s", help_heading = DEPLOY_HEADING)]
@@ -444,6 +463,10 @@ impl std::fmt::Debug for PushArgs {
             keep_scale,
             temp_route_suffix,
             dry_run,
+            task_before_switch,
+            task_memory,
+            task_disk,
+            task_timeout,
             wait_for_lock,
             output,
             canary_steps,
@@ -498,6 +521,10 @@ impl std::fmt::Debug for PushArgs {
             .field("keep_scale", keep_scale)
             .field("temp_route_suffix", temp_route_suffix)
             .field("dry_run", dry_run)
+            .field("task_before_switch", task_before_switch)
+            .field("task_memory", task_memory)
+            .field("task_disk", task_disk)
+            .field("task_timeout", task_timeout)
             .field("wait_for_lock", wait_for_lock)
             .field("output", output)
             .field("canary_steps", canary_steps)
@@ -668,6 +695,17 @@ pub fn parse_var(s: &str) -> Result<(String, String), String> {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
         _ => Err(format!("'{s}' is not of the form KEY=VALUE")),
     }
+}
+
+/// Parses a size as the manifest and `cf run-task -m` write it (`512M`, `1G`) into whole
+/// megabytes, at least 1.
+///
+/// # Errors
+/// When it is not a size, or rounds down to 0 MB.
+pub fn parse_megabytes(s: &str) -> Result<u64, String> {
+    crate::manifest::size_in_mb(s)
+        .filter(|mb| *mb > 0)
+        .ok_or_else(|| format!("'{s}' is not a size of at least 1M (e.g. 512M, 1G)"))
 }
 
 /// Parses a duration: `500ms`, `30s`, `5m`, `1h`, or a bare number of seconds.

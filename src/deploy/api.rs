@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 
 pub use crate::cf::guid::{
     AppGuid, BuildGuid, DeploymentGuid, DestinationGuid, DomainGuid, DropletGuid, PackageGuid,
-    ProcessGuid, RouteGuid, ServiceCredentialBindingGuid, ServiceInstanceGuid, SpaceGuid,
+    ProcessGuid, RouteGuid, ServiceCredentialBindingGuid, ServiceInstanceGuid, SpaceGuid, TaskGuid,
 };
 
 /// A Cloud Controller error, as the adapter reports it. Branch on [`ApiError::title`] or
@@ -397,6 +397,30 @@ pub enum BuildState {
     Failed(String),
 }
 
+/// A task to run on an app (`POST /v3/apps/:guid/tasks`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTask {
+    /// The command, run as `cf run-task --command` runs it.
+    pub command: String,
+    /// Its name (`zdt-migrate-1`); its log lines are `APP/TASK/<name>`.
+    pub name: String,
+    /// Memory limit, MB (`None`: the platform's default).
+    pub memory_mb: Option<u64>,
+    /// Disk limit, MB (`None`: the platform's default).
+    pub disk_mb: Option<u64>,
+}
+
+/// The state of a task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskState {
+    /// Pending or running (or being cancelled).
+    Running,
+    /// Exited 0.
+    Succeeded,
+    /// Failed; holds the failure reason.
+    Failed(String),
+}
+
 /// A container-to-container network policy (networking API).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct NetworkPolicy {
@@ -639,6 +663,8 @@ pub const MUTATING_METHODS: &[&str] = &[
     "update_env_vars",
     "delete_service_binding",
     "scale_process",
+    "create_task",
+    "cancel_task",
 ];
 
 /// Result of a [`CfApi`] call.
@@ -885,6 +911,17 @@ pub trait CfApi: Sync {
     /// `/v3/organization_quotas/:guid`, and the usage summaries). Read-only. A level that is
     /// absent, 403 or 404 for this user is [`QuotaLevel::Unknown`], not an error.
     fn quotas(&self, space_guid: &SpaceGuid) -> impl Future<Output = ApiResult<Quotas>> + Send;
+    /// Runs a task on the app with its current droplet, environment and bindings
+    /// (`POST /v3/apps/:guid/tasks`). Never retried: a second create runs the command twice.
+    fn create_task(
+        &self,
+        app_guid: &AppGuid,
+        task: &NewTask,
+    ) -> impl Future<Output = ApiResult<TaskGuid>> + Send;
+    /// The state of a task (`GET /v3/tasks/:guid`).
+    fn get_task(&self, guid: &TaskGuid) -> impl Future<Output = ApiResult<TaskState>> + Send;
+    /// Cancels a task (`POST /v3/tasks/:guid/actions/cancel`); it ends FAILED.
+    fn cancel_task(&self, guid: &TaskGuid) -> impl Future<Output = ApiResult<()>> + Send;
     /// Warnings collected since the last call (`X-Cf-Warnings`, job warnings), drained.
     fn take_warnings(&self) -> Vec<String>;
 }

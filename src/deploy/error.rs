@@ -60,6 +60,26 @@ pub enum Error {
         /// The bound.
         timeout: Duration,
     },
+    /// A release task of the new version ended FAILED.
+    #[error("task '{task}' of app '{app}' failed: {reason}")]
+    TaskFailed {
+        /// The app as the manifest names it (not the candidate name).
+        app: String,
+        /// The task's name.
+        task: String,
+        /// Cloud Controller's failure reason.
+        reason: String,
+    },
+    /// A release task of the new version did not end within `--task-timeout`.
+    #[error("task '{task}' of app '{app}' did not finish within {} (--task-timeout)", fmt_duration(*.timeout))]
+    TaskTimeout {
+        /// The app as the manifest names it (not the candidate name).
+        app: String,
+        /// The task's name.
+        task: String,
+        /// The bound.
+        timeout: Duration,
+    },
     /// An instance crashed.
     #[error("app '{name}': instance {index} of process '{process_type}' crashed: {reason}")]
     Crashed {
@@ -218,6 +238,11 @@ impl Error {
     /// could not be shown (log-cache missing or silent). A rollback deletes the failed app and
     /// its recent logs with it, so the hint points at the next attempt.
     pub fn hint(&self) -> Option<String> {
+        if let Error::TaskFailed { task, .. } | Error::TaskTimeout { task, .. } = self {
+            return Some(format!(
+                "NOTE: the live version never ran against what task {task} did, but the rollback does not undo it (e.g. a half-applied migration): check it before the next deploy"
+            ));
+        }
         let name = match self {
             Error::Crashed { name, .. } | Error::HealthTimeout { name, .. } => name.clone(),
             Error::StagingFailed { app, .. } => format!("{app}-candidate"),

@@ -393,6 +393,7 @@ fn first_deploy<B>(
             Action::SmokeTest { route: r.url() },
         ));
     }
+    push_task_steps(&mut ph.verify, req, &name);
     ph.summaries.push(AppPlan {
         name: name.clone(),
         kind: AppPlanKind::FirstDeploy,
@@ -583,8 +584,24 @@ fn candidate<B>(
             },
         ));
     }
+    push_task_steps(&mut ph.verify, req, &name);
 
     Ok(())
+}
+
+/// The release tasks of `app` (`--task-before-switch`), after its health wait and smoke
+/// test: the verify phase of every app ends before any route moves, so a failed task of any
+/// app leaves every app on its old version.
+fn push_task_steps(steps: &mut Vec<Step>, req: &DeployRequest, app: &str) {
+    for (i, command) in req.tasks.before_switch.iter().enumerate() {
+        steps.push(Step::new(
+            app.to_string(),
+            Action::RunTask {
+                command: command.clone(),
+                name: format!("zdt-migrate-{}", i + 1),
+            },
+        ));
+    }
 }
 
 /// Routes the new version takes over: the manifest's plus those the old apps serve.

@@ -271,6 +271,35 @@ pub struct DeployRequest {
     /// `--wait-for-lock`: how long to wait for another run of the same app to end (zero:
     /// refuse at once).
     pub wait_for_lock: Duration,
+    /// `--task-before-switch` and its limits.
+    pub tasks: TaskRequest,
+}
+
+/// The release tasks run on the new version before the switch (blue-green only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskRequest {
+    /// The commands, in order (`--task-before-switch`, repeatable).
+    pub before_switch: Vec<String>,
+    /// `--task-memory`, MB (`None`: the platform's default).
+    pub memory_mb: Option<u64>,
+    /// `--task-disk`, MB (`None`: the platform's default).
+    pub disk_mb: Option<u64>,
+    /// `--task-timeout`: the longest run of one task.
+    pub timeout: Duration,
+}
+
+/// The default of `--task-timeout`.
+pub const DEFAULT_TASK_TIMEOUT: Duration = Duration::from_secs(600);
+
+impl Default for TaskRequest {
+    fn default() -> Self {
+        TaskRequest {
+            before_switch: Vec::new(),
+            memory_mb: None,
+            disk_mb: None,
+            timeout: DEFAULT_TASK_TIMEOUT,
+        }
+    }
 }
 
 /// Why a request could not be built.
@@ -288,6 +317,14 @@ pub enum RequestError {
     /// A canary analysis flag is out of range or does not fit the strategy.
     #[error("{0}")]
     BadAnalysis(String),
+    /// `--task-before-switch` with a strategy whose new version serves before a task could run.
+    #[error(
+        "--task-before-switch needs --strategy blue-green: with --strategy {0} the new version serves requests before a task could run on it"
+    )]
+    TasksNeedBlueGreen(String),
+    /// A `--task-before-switch` command is empty.
+    #[error("--task-before-switch: the command is empty")]
+    EmptyTask,
     /// `--smoke-test-router` is not a `HOST:PORT` that resolves.
     #[error("--smoke-test-router '{value}': {reason}")]
     BadSmokeRouter {
@@ -413,6 +450,17 @@ impl DeployRequest {
         {
             return Err(RequestError::BadSmokePath(p.clone()));
         }
+        if !args.task_before_switch.is_empty() {
+            if args.task_before_switch.iter().any(|c| c.trim().is_empty()) {
+                return Err(RequestError::EmptyTask);
+            }
+            if args.strategy != cli::Strategy::BlueGreen {
+                let name = clap::ValueEnum::to_possible_value(&args.strategy)
+                    .map(|v| v.get_name().to_string())
+                    .unwrap_or_default();
+                return Err(RequestError::TasksNeedBlueGreen(name));
+            }
+        }
         let analysis = analysis_config(args)?;
         let fallback =
             (args.strategy == cli::Strategy::Auto).then(|| auto_fallback(args, analysis.as_ref()));
@@ -453,6 +501,12 @@ impl DeployRequest {
             fallback,
             run_by: run_by(target.user.as_deref()),
             wait_for_lock: args.wait_for_lock,
+            tasks: TaskRequest {
+                before_switch: args.task_before_switch.clone(),
+                memory_mb: args.task_memory,
+                disk_mb: args.task_disk,
+                timeout: args.task_timeout,
+            },
         })
     }
 
@@ -483,6 +537,7 @@ impl DeployRequest {
             fallback: None,
             run_by: "alice@ci-host".into(),
             wait_for_lock: Duration::ZERO,
+            tasks: TaskRequest::default(),
         }
     }
 
@@ -511,6 +566,52 @@ mod tests {
             }),
             user: Some("alice".into()),
         }
+    }
+
+    #[test]
+    fn release_tasks_are_blue_green_only_and_carry_their_limits() {
+        let args = PushArgs {
+            temp_route_suffix: "-temp".into(),
+            task_before_switch: vec!["bin/rails db:migrate".into()],
+            task_memory: Some(512),
+            task_timeout: Duration::from_secs(90),
+            ..PushArgs::default()
+        };
+        let r = DeployRequest::from_args(&args, &target()).unwrap();
+        assert_eq!(r.tasks.before_switch, ["bin/rails db:migrate"]);
+        assert_eq!(
+            (r.tasks.memory_mb, r.tasks.disk_mb, r.tasks.timeout),
+            (Some(512), None, Duration::from_secs(90))
+        );
+        for (strategy, name) in [
+            (cli::Strategy::Rolling, "rolling"),
+            (cli::Strategy::Canary, "canary"),
+            (cli::Strategy::Auto, "auto"),
+        ] {
+            let e = DeployRequest::from_args(
+                &PushArgs {
+                    strategy,
+                    ..args.clone()
+                },
+                &target(),
+            )
+            .unwrap_err();
+            assert_eq!(e, RequestError::TasksNeedBlueGreen(name.into()));
+            assert!(
+                e.to_string()
+                    .contains("the new version serves requests before a task could run"),
+                "{e}"
+            );
+        }
+        let e = DeployRequest::from_args(
+            &PushArgs {
+                task_before_switch: vec!["  ".into()],
+                ..args.clone()
+            },
+            &target(),
+        )
+        .unwrap_err();
+        assert_eq!(e, RequestError::EmptyTask);
     }
 
     #[test]

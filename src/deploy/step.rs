@@ -138,6 +138,15 @@ pub enum Action {
         /// The route (`host.domain/path`).
         route: String,
     },
+    /// Run a release task (`--task-before-switch`) on the new app, with its droplet,
+    /// environment and bindings, and wait until it succeeds. What it does (a migration) is
+    /// not undone by a rollback.
+    RunTask {
+        /// The command.
+        command: String,
+        /// The task's name (`zdt-migrate-1`).
+        name: String,
+    },
     /// Map a production route to the new app.
     MapRoute {
         route: RouteRef,
@@ -392,6 +401,9 @@ pub fn undo_for(step: &Step, out: &StepOutput) -> Option<Undo> {
         | Action::Start
         | Action::UpdateApp { .. }
         | Action::ScaleCandidate { .. } => None,
+        // What a task did (a migration) cannot be undone by the deploy; an interrupted or
+        // timed-out task is cancelled by its step.
+        Action::RunTask { .. } => None,
         // Reads and waits change nothing.
         Action::WaitHealthy
         | Action::SmokeTest { .. }
@@ -640,6 +652,7 @@ impl Action {
             Action::Start => "start",
             Action::WaitHealthy => "wait_healthy",
             Action::SmokeTest { .. } => "smoke_test",
+            Action::RunTask { .. } => "run_task",
             Action::MapRoute { .. } => "map_route",
             Action::UnmapRoute { .. } => "unmap_route",
             Action::Drain { .. } => "drain",
@@ -692,6 +705,7 @@ impl Action {
             | Action::UpdateApp { .. }
             | Action::Deploy { .. }
             | Action::StartExisting { .. }
+            | Action::RunTask { .. }
             | Action::ScaleCandidate { .. } => true,
         }
     }
@@ -725,6 +739,9 @@ impl Action {
             Action::Start => format!("Starting {app}"),
             Action::WaitHealthy => format!("Waiting for all instances of {app} to run"),
             Action::SmokeTest { route } => format!("Smoke-testing {app} at {route}"),
+            Action::RunTask { name, .. } => {
+                format!("Running task {name} on the new {app} (--task-before-switch)")
+            }
             Action::MapRoute { route, .. } => {
                 format!("Mapping route {} to the new {app}", route.address)
             }

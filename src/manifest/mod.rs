@@ -23,6 +23,7 @@ mod yaml;
 use std::path::{Path, PathBuf};
 
 pub use error::{Error, Location};
+pub(crate) use model::size_in_mb;
 pub use model::{AppBits, AppManifest, DockerSpec, ProcessSpec, RouteSpec, ServiceSpec};
 pub use render::RenderOverrides;
 pub use value::Value;

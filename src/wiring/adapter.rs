@@ -20,7 +20,7 @@ use secrecy::SecretString;
 use crate::cf::guid::{
     AppGuid, BuildGuid, DeploymentGuid, DestinationGuid, DomainGuid, DropletGuid, OrganizationGuid,
     PackageGuid, ProcessGuid, RouteGuid, ServiceCredentialBindingGuid, ServiceInstanceGuid,
-    SpaceGuid,
+    SpaceGuid, TaskGuid,
 };
 use crate::cf::{self, PollOptions};
 use crate::package;
@@ -33,6 +33,7 @@ use crate::deploy::api::{
 use crate::deploy::api::{
     Deployment, DeploymentState, DeploymentStrategy, NewDeployment, ServiceBinding,
 };
+use crate::deploy::api::{NewTask, TaskState};
 use crate::deploy::event::error_chain;
 
 /// Default pause between polls of jobs and packages (real Cloud Controller).
@@ -1137,6 +1138,37 @@ impl CfApi for CfBackend {
 
     async fn cancel_deployment(&self, guid: &DeploymentGuid) -> ApiResult<()> {
         self.client.cancel_deployment(guid).await?;
+        Ok(())
+    }
+
+    async fn create_task(&self, app: &AppGuid, task: &NewTask) -> ApiResult<TaskGuid> {
+        let new = cf::NewTask {
+            name: Some(task.name.clone()),
+            memory_in_mb: task.memory_mb,
+            disk_in_mb: task.disk_mb,
+            ..cf::NewTask::new(task.command.clone())
+        };
+        Ok(self.client.create_task(app, &new).await?.guid)
+    }
+
+    async fn get_task(&self, guid: &TaskGuid) -> ApiResult<TaskState> {
+        let t = self.client.get_task(guid).await?;
+        Ok(match t.state {
+            cf::TaskState::Succeeded => TaskState::Succeeded,
+            cf::TaskState::Failed => TaskState::Failed(
+                t.failure_reason()
+                    .unwrap_or("no failure reason given by cloud controller")
+                    .to_string(),
+            ),
+            cf::TaskState::Pending
+            | cf::TaskState::Running
+            | cf::TaskState::Canceling
+            | cf::TaskState::Unknown => TaskState::Running,
+        })
+    }
+
+    async fn cancel_task(&self, guid: &TaskGuid) -> ApiResult<()> {
+        self.client.cancel_task(guid).await?;
         Ok(())
     }
 

@@ -11,12 +11,12 @@ use cf_zero_downtime::deploy::api::{
     CfApi, CrashEvent, CrashEvents, Deployment, DeploymentGuid, DeploymentState,
     DeploymentStrategy, Destination, DestinationGuid, Domain, DropletGuid, InstanceStat,
     InstanceState, MUTATING_METHODS, MetadataUpdate, NetworkPolicy, NewApp, NewDeployment,
-    NewDestination, NewRoute, PackageGuid, Process, ProcessGuid, ProgressSink, Quotas, Route,
-    RouteGuid, ServiceBinding, ServiceCredentialBindingGuid, SpaceGuid,
+    NewDestination, NewRoute, NewTask, PackageGuid, Process, ProcessGuid, ProgressSink, Quotas,
+    Route, RouteGuid, ServiceBinding, ServiceCredentialBindingGuid, SpaceGuid, TaskGuid, TaskState,
 };
 use cf_zero_downtime::deploy::event::{Event, Outcome, Reporter};
 use cf_zero_downtime::deploy::request::{
-    AppSpec, DeployRequest, ProbeConfig, RenderRequest, RouteSpec,
+    AppSpec, DeployRequest, ProbeConfig, RenderRequest, RouteSpec, TaskRequest,
 };
 use cf_zero_downtime::deploy::route::resolve_route;
 use cf_zero_downtime::deploy::{Interrupt, run};
@@ -122,6 +122,10 @@ struct State {
     lifecycles: BTreeMap<String, AppLifecycle>,
     /// Another client creates this app just before `create_app` asks for its name.
     create_race: Option<App>,
+    /// Tasks: guid → (app guid, name, state).
+    tasks: BTreeMap<String, (String, String, TaskState)>,
+    /// How the tasks of each app (by name) end; `Running` never ends. Unset: SUCCEEDED.
+    task_outcomes: BTreeMap<String, TaskState>,
 }
 
 /// The in-memory Cloud Controller.
@@ -1344,6 +1348,45 @@ impl CfApi for FakeCf {
         Ok(self.lock().quotas.clone())
     }
 
+    async fn create_task(&self, app: &AppGuid, task: &NewTask) -> ApiResult<TaskGuid> {
+        self.enter("create_task", app.as_str())?;
+        let mut s = self.lock();
+        let name = s
+            .apps
+            .get(app.as_str())
+            .map(|a| a.app.name.clone())
+            .ok_or_else(|| not_found("app"))?;
+        let state = s
+            .task_outcomes
+            .get(name.trim_end_matches("-candidate"))
+            .cloned()
+            .unwrap_or(TaskState::Succeeded);
+        let guid = Self::id(&mut s, "task");
+        s.tasks
+            .insert(guid.clone(), (app.to_string(), task.name.clone(), state));
+        Ok(TaskGuid::new(guid))
+    }
+
+    async fn get_task(&self, guid: &TaskGuid) -> ApiResult<TaskState> {
+        self.enter("get_task", guid.as_str())?;
+        let s = self.lock();
+        s.tasks
+            .get(guid.as_str())
+            .map(|t| t.2.clone())
+            .ok_or_else(|| not_found("task"))
+    }
+
+    async fn cancel_task(&self, guid: &TaskGuid) -> ApiResult<()> {
+        self.enter("cancel_task", guid.as_str())?;
+        let mut s = self.lock();
+        let t = s
+            .tasks
+            .get_mut(guid.as_str())
+            .ok_or_else(|| not_found("task"))?;
+        t.2 = TaskState::Failed("task was cancelled".into());
+        Ok(())
+    }
+
     fn take_warnings(&self) -> Vec<String> {
         std::mem::take(&mut self.lock().warnings)
     }
@@ -1452,6 +1495,7 @@ fn req() -> DeployRequest {
         fallback: None,
         run_by: "alice@ci-host".into(),
         wait_for_lock: Duration::ZERO,
+        tasks: TaskRequest::default(),
     }
 }
 
@@ -2956,4 +3000,142 @@ async fn a_canary_plan_shows_its_steps_before_the_switch() {
         assert!(at < switch, "{s} after the switch: {text}");
     }
     assert!(cf.mutating_calls().is_empty());
+}
+
+// ---- release tasks (--task-before-switch) ---------------------------------------------------
+
+fn task_req(commands: &[&str]) -> DeployRequest {
+    DeployRequest {
+        tasks: TaskRequest {
+            before_switch: commands.iter().map(|c| c.to_string()).collect(),
+            memory_mb: Some(256),
+            disk_mb: None,
+            timeout: Duration::from_secs(120),
+        },
+        ..req()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn release_tasks_run_on_the_healthy_candidate_before_the_switch() {
+    let cf = world();
+    let r = task_req(&["bin/rails db:migrate", "bin/rails db:seed"]);
+    let (outcome, events) = deploy(&cf, &r, &[spec("web")]).await;
+    assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
+    assert_swapped(&cf);
+    let calls = cf.calls();
+    let tasks: Vec<&String> = calls
+        .iter()
+        .filter(|c| c.starts_with("create_task"))
+        .collect();
+    assert_eq!(tasks.len(), 2, "{calls:#?}");
+    assert!(index_of(&calls, "create_task") > index_of(&calls, "process_stats"));
+    assert!(index_of(&calls, "create_task") < index_of(&calls, "remove_destination"));
+    let names: Vec<String> = cf.lock().tasks.values().map(|t| t.1.clone()).collect();
+    assert_eq!(names, ["zdt-migrate-1", "zdt-migrate-2"]);
+    assert!(events.iter().any(|e| matches!(e, Event::StepStarted { kind, description, .. }
+        if kind == "run_task" && description == "Running task zdt-migrate-1 on the new web (--task-before-switch)")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_release_task_rolls_back_before_the_switch_and_says_it_is_not_undone() {
+    let cf = world();
+    let before = cf.snapshot();
+    cf.lock().task_outcomes.insert(
+        "web".into(),
+        TaskState::Failed("APP/TASK/zdt-migrate-1: Exited with status 1".into()),
+    );
+    let (outcome, _) = deploy(&cf, &task_req(&["bin/rails db:migrate"]), &[spec("web")]).await;
+    let Outcome::RolledBack { error } = &outcome else {
+        panic!("{outcome:?}")
+    };
+    assert!(
+        error.contains(
+            "task 'zdt-migrate-1' of app 'web' failed: APP/TASK/zdt-migrate-1: Exited with status 1"
+        ),
+        "{error}"
+    );
+    assert!(error.contains("the rollback does not undo it"), "{error}");
+    assert!(
+        !cf.calls()
+            .iter()
+            .any(|c| c.starts_with("remove_destination"))
+    );
+    assert!(!cf.calls().iter().any(|c| c.starts_with("cancel_task")));
+    assert_eq!(cf.snapshot(), before);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_release_task_that_does_not_end_is_cancelled_at_the_timeout_and_rolled_back() {
+    let cf = world();
+    let before = cf.snapshot();
+    cf.lock()
+        .task_outcomes
+        .insert("web".into(), TaskState::Running);
+    let (outcome, _) = deploy(&cf, &task_req(&["sleep 1000"]), &[spec("web")]).await;
+    let Outcome::RolledBack { error } = &outcome else {
+        panic!("{outcome:?}")
+    };
+    assert!(
+        error.contains(
+            "task 'zdt-migrate-1' of app 'web' did not finish within 2m (--task-timeout)"
+        ),
+        "{error}"
+    );
+    assert!(cf.calls().iter().any(|c| c.starts_with("cancel_task")));
+    assert_eq!(cf.snapshot(), before);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_interrupt_during_a_release_task_cancels_it_and_rolls_back() {
+    let cf = world();
+    let before = cf.snapshot();
+    cf.lock()
+        .task_outcomes
+        .insert("web".into(), TaskState::Running);
+    let token = CancellationToken::new();
+    let mut rep = CancelAt {
+        kind: "run_task".into(),
+        token: token.clone(),
+        events: Vec::new(),
+    };
+    let outcome = run(
+        &cf,
+        &task_req(&["sleep 1000"]),
+        &[spec("web")],
+        &mut rep,
+        &token,
+    )
+    .await;
+    assert!(
+        matches!(&outcome, Outcome::RolledBack { error } if error.starts_with("interrupted")),
+        "{outcome:?}"
+    );
+    assert!(cf.calls().iter().any(|c| c.starts_with("cancel_task")));
+    assert!(rep.events.iter().any(
+        |e| matches!(e, Event::Warning { message, .. } if message == "task zdt-migrate-1 was cancelled")
+    ));
+    assert_eq!(cf.snapshot(), before);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_release_task_of_the_second_app_leaves_both_on_the_old_version() {
+    let cf = two_apps();
+    let before = cf.snapshot();
+    cf.lock().task_outcomes.insert(
+        "api".into(),
+        TaskState::Failed("APP/TASK/zdt-migrate-1: Exited with status 2".into()),
+    );
+    let (outcome, _) = deploy(&cf, &task_req(&["migrate"]), &[spec("web"), spec("api")]).await;
+    assert!(matches!(outcome, Outcome::RolledBack { .. }), "{outcome:?}");
+    assert!(!cf.calls().iter().any(|c| c.starts_with("add_destination")));
+    assert_eq!(
+        cf.calls()
+            .iter()
+            .filter(|c| c.starts_with("create_task"))
+            .count(),
+        2,
+        "the first app's task ran, then the second's failed"
+    );
+    assert_eq!(cf.snapshot(), before);
 }

@@ -125,7 +125,8 @@ impl World {
             .map(Path::to_path_buf)
             .unwrap_or_else(|| self.dir.path().to_path_buf());
         let opts = demo::sim_push_options(&self.sim, args, cwd);
-        push(opts, reporter, cancel).await
+        // Boxed: the deploy future is large, and a test thread's stack is 2 MiB.
+        Box::pin(push(opts, reporter, cancel)).await
     }
 
     /// Pushes `args` to the end; returns the outcome and every event.

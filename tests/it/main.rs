@@ -11,6 +11,7 @@ mod e2e_promises;
 mod e2e_quota;
 mod e2e_rollback;
 mod e2e_rolling;
+mod e2e_tasks;
 mod harness;
 mod manifest;
 mod package;

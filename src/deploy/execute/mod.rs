@@ -42,6 +42,7 @@ mod env;
 mod logs;
 mod routes;
 mod smoke_test;
+mod tasks;
 
 /// A failed step: the error and whatever it did create before failing (to undo it).
 struct Failure {
@@ -281,6 +282,9 @@ impl<A: CfApi> Exec<'_, A> {
                 self.bits_step(step, ledger, reporter).await
             }
             Action::SmokeTest { .. } => self.smoke_step(step, reporter).await,
+            // Boxed: its wait (log stream, task polls) would otherwise grow every deploy
+            // future by its size, and the deploy future is already large.
+            Action::RunTask { .. } => Box::pin(self.task_step(step, ledger, reporter)).await,
             Action::SnapshotEnv { .. } => self.env_step(step).await,
             Action::Deploy { .. } => self.deployment_step(step, ledger, reporter).await,
             Action::Reinstate { .. } | Action::StartExisting { .. } => {

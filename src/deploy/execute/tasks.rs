@@ -1,0 +1,166 @@
+//! The release tasks of the new app (`--task-before-switch`): each runs as a Cloud Foundry
+//! task of the candidate, with its droplet, environment and bindings, after the candidate is
+//! healthy and smoke-tested and before any production route reaches it. Its log lines are
+//! streamed as staging output is; a failure, the `--task-timeout` or an interrupt fails the
+//! step (cancelling the task when it may still run), which rolls the deploy back.
+
+use std::collections::VecDeque;
+
+use super::logs::LogRead;
+use super::*;
+use crate::deploy::api::{NewTask, TaskGuid, TaskState};
+use crate::deploy::event::LogLine;
+use crate::deploy::logs::shown_line;
+
+/// How many of the task's own lines a failure shows.
+const TASK_LAST_LINES: usize = 20;
+
+/// How long the cancel of a task may take when the deploy stops waiting for it.
+const CANCEL_BOUND: Duration = Duration::from_secs(30);
+
+impl<A: CfApi> Exec<'_, A> {
+    /// Runs the task step of the new app.
+    pub(super) async fn task_step(
+        &self,
+        step: &Step,
+        ledger: &Ledger,
+        reporter: &mut dyn Reporter,
+    ) -> Result<StepOutput, Failure> {
+        let Action::RunTask { command, name } = &step.action else {
+            return Err(Self::missing(step, "a handler for this step").into());
+        };
+        let app = step.app_label();
+        let new = Self::new_app(ledger, step)?;
+        let guid = new.guid.clone();
+        let mut log = self.staging_log(ledger, app, reporter).await;
+        let task = NewTask {
+            command: command.clone(),
+            name: name.clone(),
+            memory_mb: self.req.tasks.memory_mb,
+            disk_mb: self.req.tasks.disk_mb,
+        };
+        // A create that has started is awaited to its end, interrupt or not: it may have
+        // started the task, which must then be cancelled.
+        let task_guid = self
+            .api
+            .create_task(&guid, &task)
+            .await
+            .map_err(Self::api_failure(step))?;
+        let source = format!("APP/TASK/{name}");
+        let mut tail: VecDeque<LogLine> = VecDeque::new();
+        let started = Instant::now();
+        let result = loop {
+            let (state, read) = tokio::join!(
+                self.read(self.api.get_task(&task_guid), step),
+                self.read_staging(log.as_mut())
+            );
+            self.show_task_lines(read, app, &source, &mut tail, reporter);
+            let state = match state {
+                Ok(s) => s,
+                Err(e) => break Err(e),
+            };
+            if state != TaskState::Running {
+                let read = self.read_staging(log.as_mut()).await;
+                self.show_task_lines(read, app, &source, &mut tail, reporter);
+            }
+            match state {
+                TaskState::Succeeded => break Ok(()),
+                TaskState::Failed(reason) => {
+                    break Err(Error::TaskFailed {
+                        app: app.to_string(),
+                        task: name.clone(),
+                        reason,
+                    });
+                }
+                TaskState::Running => {}
+            }
+            let elapsed = started.elapsed();
+            if elapsed >= self.req.tasks.timeout {
+                break Err(Error::TaskTimeout {
+                    app: app.to_string(),
+                    task: name.clone(),
+                    timeout: self.req.tasks.timeout,
+                });
+            }
+            reporter.report(Event::Waiting {
+                app: app.to_string(),
+                what: "task".into(),
+                elapsed,
+                detail: format!("task {name} running"),
+            });
+            if let Err(e) = self.pause(self.req.poll_interval).await {
+                break Err(e);
+            }
+        };
+        match result {
+            Ok(()) => Ok(StepOutput::None),
+            Err(error) => {
+                if !matches!(error, Error::TaskFailed { .. }) {
+                    // Timed out or interrupted: the task may still run.
+                    self.cancel_task(&task_guid, name, app, reporter).await;
+                }
+                if !tail.is_empty() {
+                    reporter.report(Event::LastLogs {
+                        app: app.to_string(),
+                        name: new.name.to_string(),
+                        lines: tail.into_iter().collect(),
+                    });
+                }
+                Err(error.into())
+            }
+        }
+    }
+
+    /// Cancels a task the deploy no longer waits for (bounded; a failure is a warning that
+    /// says how to check).
+    async fn cancel_task(
+        &self,
+        guid: &TaskGuid,
+        name: &str,
+        app: &str,
+        reporter: &mut dyn Reporter,
+    ) {
+        let message = match tokio::time::timeout(CANCEL_BOUND, self.api.cancel_task(guid)).await {
+            Ok(Ok(())) => format!("task {name} was cancelled"),
+            Ok(Err(e)) if e.status == Some(422) => return, // it ended meanwhile
+            Ok(Err(e)) => format!(
+                "task {name} could not be cancelled ({e}): it may still be running; check with 'cf tasks {app}-candidate'"
+            ),
+            Err(_) => format!(
+                "task {name} was not cancelled within {}: it may still be running; check with 'cf tasks {app}-candidate'",
+                crate::deploy::step::fmt_duration(CANCEL_BOUND)
+            ),
+        };
+        reporter.report(Event::Warning {
+            app: Some(app.to_string()),
+            message,
+        });
+    }
+
+    /// Reports the task's lines among the records of a read as [`Event::Log`]s and keeps the
+    /// newest of them for a failure.
+    fn show_task_lines(
+        &self,
+        read: LogRead,
+        app: &str,
+        source: &str,
+        tail: &mut VecDeque<LogLine>,
+        reporter: &mut dyn Reporter,
+    ) {
+        for r in Self::log_records(read, reporter) {
+            let Some(line) = shown_line(&r) else { continue };
+            let ours = matches!(&r.entry, crate::deploy::api::LogEntry::Line { source_type, .. } if source_type.eq_ignore_ascii_case(source));
+            if !ours {
+                continue;
+            }
+            tail.push_back(line.clone());
+            if tail.len() > TASK_LAST_LINES {
+                tail.pop_front();
+            }
+            reporter.report(Event::Log {
+                app: app.to_string(),
+                line,
+            });
+        }
+    }
+}

@@ -1,0 +1,268 @@
+//! End-to-end: release tasks (`--task-before-switch`) on the simulator under load. The task
+//! runs for real (the candidate's droplet and env) after the health wait and before the
+//! switch; a failed or interrupted task rolls back with the live app untouched, and in a
+//! multi-app deploy a failed task of the second app leaves both on the old version. Each case
+//! ends with 0 failed requests.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use cf_zero_downtime::cli::PushArgs;
+use cf_zero_downtime::deploy::{Event, Outcome};
+use tokio_util::sync::CancellationToken;
+
+use crate::harness::{World, assert_no_failures, fast, push_args, world};
+
+/// Writes version `version` of each app in `apps` (with a `migrate.sh` that says which version
+/// it migrates to) and returns the manifest.
+fn version(w: &World, version: &str, apps: &[&str]) -> PathBuf {
+    let mut yaml = String::from("applications:\n");
+    for app in apps {
+        let dir = w.write_app(version, app);
+        std::fs::write(
+            dir.join("migrate.sh"),
+            format!("echo \"migrating {app} to {version}\"\n"),
+        )
+        .unwrap();
+        yaml.push_str(&format!(
+            "- name: {app}\n  instances: 2\n  memory: 64M\n  path: {app}\n  \
+             health-check-type: http\n  health-check-http-endpoint: /health\n  routes:\n  \
+             - route: {app}.{}\n",
+            w.sim.app_domain()
+        ));
+    }
+    let manifest = w.version_root(version).join("manifest.yml");
+    std::fs::write(&manifest, yaml).unwrap();
+    manifest
+}
+
+fn with_task(manifest: &std::path::Path, command: &str) -> PushArgs {
+    PushArgs {
+        task_before_switch: vec![command.to_string()],
+        task_memory: Some(64),
+        task_timeout: Duration::from_secs(60),
+        ..push_args(manifest)
+    }
+}
+
+async fn app_names(w: &World) -> Vec<String> {
+    let mut names: Vec<String> = w.listing().await.apps.into_iter().map(|a| a.name).collect();
+    names.sort();
+    names
+}
+
+/// The task's log lines the deploy showed.
+fn task_lines(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Log { line, .. } if line.source.starts_with("APP/TASK/") => {
+                Some(format!("[{}] {}", line.source, line.text))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The position of the first call `method` whose path contains `part` in the call log.
+fn call_at(w: &World, method: &str, part: &str) -> Option<usize> {
+    w.sim
+        .call_log()
+        .iter()
+        .position(|c| c.method == method && c.path.contains(part))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passing_task_runs_on_the_candidate_then_the_switch_loses_no_request() {
+    let w = world(fast()).await;
+    let m1 = version(&w, "v1", &["web"]);
+    w.push_deployed(push_args(&m1)).await;
+    let load = w.load("web").await;
+    let m2 = version(&w, "v2", &["web"]);
+    w.sim.clear_call_log();
+    let (outcome, events) = w.push(with_task(&m2, "sh migrate.sh")).await;
+    w.settle().await;
+    let report = load.stop().await;
+    eprintln!("passing task: {outcome:?}; {} requests", report.total);
+    assert_no_failures(&report);
+    assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
+    assert_eq!(
+        task_lines(&events),
+        ["[APP/TASK/zdt-migrate-1/0] migrating web to v2"]
+    );
+    let task = call_at(&w, "POST", "/tasks").expect("a task was created");
+    let switch = call_at(&w, "DELETE", "/destinations/").expect("the old app was unmapped");
+    assert!(task < switch, "the task runs before the switch");
+    assert_eq!(app_names(&w).await, ["web"]);
+    assert_eq!(w.serving("web").await, "v2");
+    w.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_task_rolls_back_and_the_live_app_is_untouched() {
+    let w = world(fast()).await;
+    let m1 = version(&w, "v1", &["web"]);
+    w.push_deployed(push_args(&m1)).await;
+    let load = w.load("web").await;
+    let m2 = version(&w, "v2", &["web"]);
+    w.sim.clear_call_log();
+    let (outcome, events) = w
+        .push(with_task(
+            &m2,
+            "sh migrate.sh; echo 'relation users already exists' >&2; exit 3",
+        ))
+        .await;
+    w.settle().await;
+    let report = load.stop().await;
+    eprintln!("failing task: {outcome:?}; {} requests", report.total);
+    assert_no_failures(&report);
+    let Outcome::RolledBack { error } = &outcome else {
+        panic!("{outcome:?} {events:#?}")
+    };
+    assert!(
+        error.contains(
+            "task 'zdt-migrate-1' of app 'web' failed: APP/TASK/zdt-migrate-1: Exited with status 3"
+        ),
+        "{error}"
+    );
+    assert!(error.contains("the rollback does not undo it"), "{error}");
+    let last: Vec<String> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::LastLogs { lines, .. } => Some(lines.iter().map(|l| l.text.clone())),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert!(
+        last.iter().any(|l| l == "relation users already exists"),
+        "{last:?}"
+    );
+    assert_eq!(call_at(&w, "DELETE", "/destinations/"), None, "no switch");
+    assert_eq!(app_names(&w).await, ["web"]);
+    assert_eq!(w.serving("web").await, "v1");
+    w.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupt_mid_task_cancels_it_and_rolls_back() {
+    let w = world(fast()).await;
+    let m1 = version(&w, "v1", &["web"]);
+    w.push_deployed(push_args(&m1)).await;
+    let load = w.load("web").await;
+    let m2 = version(&w, "v2", &["web"]);
+    w.sim.faults().hang_task("web-candidate");
+    w.sim.clear_call_log();
+    let cancel = CancellationToken::new();
+    let mut events: Vec<Event> = Vec::new();
+    let push = Box::pin(w.push_with(with_task(&m2, "sh migrate.sh"), &mut events, &cancel));
+    let interrupt = async {
+        let start = Instant::now();
+        while call_at(&w, "POST", "/tasks").is_none() {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "the task never started"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // Let the deploy see the task running, then Ctrl-C.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        cancel.cancel();
+    };
+    let (outcome, ()) = tokio::join!(push, interrupt);
+    w.settle().await;
+    let report = load.stop().await;
+    eprintln!("interrupted task: {outcome:?}; {} requests", report.total);
+    assert_no_failures(&report);
+    assert!(
+        matches!(&outcome, Outcome::RolledBack { error } if error.starts_with("interrupted")),
+        "{outcome:?} {events:#?}"
+    );
+    assert!(
+        call_at(&w, "POST", "/actions/cancel").is_some(),
+        "the task was cancelled"
+    );
+    assert!(events.iter().any(
+        |e| matches!(e, Event::Warning { message, .. } if message == "task zdt-migrate-1 was cancelled")
+    ));
+    assert_eq!(app_names(&w).await, ["web"]);
+    assert_eq!(w.serving("web").await, "v1");
+    w.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_task_of_the_second_app_leaves_both_apps_on_the_old_version() {
+    let w = world(fast()).await;
+    let m1 = version(&w, "v1", &["web", "api"]);
+    w.push_deployed(push_args(&m1)).await;
+    let load = w.load("web").await;
+    let m2 = version(&w, "v2", &["web", "api"]);
+    w.sim.faults().fail_task("api-candidate", 1);
+    w.sim.clear_call_log();
+    let (outcome, events) = w.push(with_task(&m2, "sh migrate.sh")).await;
+    w.settle().await;
+    let report = load.stop().await;
+    eprintln!(
+        "multi-app failing task: {outcome:?}; {} requests",
+        report.total
+    );
+    assert_no_failures(&report);
+    let Outcome::RolledBack { error } = &outcome else {
+        panic!("{outcome:?} {events:#?}")
+    };
+    assert!(
+        error.contains("task 'zdt-migrate-1' of app 'api' failed"),
+        "{error}"
+    );
+    assert!(
+        task_lines(&events)
+            .iter()
+            .any(|l| l.ends_with("migrating web to v2")),
+        "the first app's task ran: {events:#?}"
+    );
+    assert_eq!(call_at(&w, "DELETE", "/destinations/"), None, "no switch");
+    assert_eq!(app_names(&w).await, ["api", "web"]);
+    assert_eq!(w.serving("web").await, "v1");
+    assert_eq!(w.serving("api").await, "v1");
+    w.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_text_output_streams_the_task_lines_and_explains_a_failure() {
+    use cf_zero_downtime::ui::TextReporter;
+    let w = world(fast()).await;
+    let m1 = version(&w, "v1", &["web"]);
+    w.push_deployed(push_args(&m1)).await;
+    let m2 = version(&w, "v2", &["web"]);
+    let mut rep = TextReporter::plain(Vec::new());
+    let failing = with_task(
+        &m2,
+        "sh migrate.sh; echo 'relation users already exists' >&2; exit 3",
+    );
+    let outcome = w
+        .push_with(failing, &mut rep, &CancellationToken::new())
+        .await;
+    let out = String::from_utf8(rep.into_inner()).unwrap();
+    eprintln!("{out}");
+    assert!(matches!(outcome, Outcome::RolledBack { .. }), "{out}");
+    assert!(out.contains("migrating web to v2"), "{out}");
+    assert!(out.contains("relation users already exists"), "{out}");
+    assert!(out.contains("the rollback does not undo it"), "{out}");
+    assert_eq!(
+        out.lines().last(),
+        Some("rolled back, the old version is serving")
+    );
+    let mut rep = TextReporter::plain(Vec::new());
+    let outcome = w
+        .push_with(
+            with_task(&m2, "sh migrate.sh"),
+            &mut rep,
+            &CancellationToken::new(),
+        )
+        .await;
+    let out = String::from_utf8(rep.into_inner()).unwrap();
+    eprintln!("{out}");
+    assert_eq!(outcome, Outcome::Deployed, "{out}");
+    assert!(out.contains("migrating web to v2"), "{out}");
+    w.sim.shutdown().await;
+}
