@@ -104,6 +104,33 @@ pub(crate) fn vcap_application(shared: &Shared, st: &State, app: &App, index: u3
     })
 }
 
+/// What every process of an app (an instance or a task) gets: the app's env vars (strings as
+/// they are, other JSON values as JSON), `VCAP_APPLICATION` for instance `index`, and
+/// `VCAP_SERVICES`.
+pub(crate) fn app_env(shared: &Shared, st: &State, app: &App, index: u32) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = app
+        .env
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| v.to_string()),
+            )
+        })
+        .collect();
+    env.push((
+        "VCAP_APPLICATION".to_string(),
+        vcap_application(shared, st, app, index).to_string(),
+    ));
+    env.push((
+        "VCAP_SERVICES".to_string(),
+        vcap_services(st, &app.meta.guid).to_string(),
+    ));
+    env
+}
+
 /// Everything an instance task needs, snapshotted from the model.
 struct Spec {
     guid: String,
@@ -314,26 +341,7 @@ fn new_instance(
     } else {
         None
     };
-    let mut env: Vec<(String, String)> = app
-        .env
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.clone(),
-                v.as_str()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| v.to_string()),
-            )
-        })
-        .collect();
-    env.push((
-        "VCAP_APPLICATION".to_string(),
-        vcap_application(shared, st, &app, index).to_string(),
-    ));
-    env.push((
-        "VCAP_SERVICES".to_string(),
-        vcap_services(st, &app.meta.guid).to_string(),
-    ));
+    let mut env = app_env(shared, st, &app, index);
     env.push(("CF_INSTANCE_INDEX".to_string(), index.to_string()));
     env.push(("MEMORY_LIMIT".to_string(), format!("{}m", p.memory_mb)));
     let guid = new_guid();

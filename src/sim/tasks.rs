@@ -19,9 +19,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
-use super::instances::{
-    INSTANCE_PATH, extract_droplet, pump_lines, vcap_application, vcap_services,
-};
+use super::instances::{INSTANCE_PATH, app_env, extract_droplet, pump_lines};
 use super::procs::{Guarded, INSTANCE_GUID_VAR};
 use super::state::{Files, State};
 
@@ -103,26 +101,7 @@ pub(crate) fn task_env(
     memory_mb: u64,
 ) -> Option<Vec<(String, String)>> {
     let app = st.app(app_guid)?;
-    let mut env: Vec<(String, String)> = app
-        .env
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.clone(),
-                v.as_str()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| v.to_string()),
-            )
-        })
-        .collect();
-    env.push((
-        "VCAP_APPLICATION".to_string(),
-        vcap_application(shared, st, app, 0).to_string(),
-    ));
-    env.push((
-        "VCAP_SERVICES".to_string(),
-        vcap_services(st, app_guid).to_string(),
-    ));
+    let mut env = app_env(shared, st, app, 0);
     env.push(("MEMORY_LIMIT".to_string(), format!("{memory_mb}m")));
     // Also marks the whole process tree of the task (see `procs`).
     env.push((INSTANCE_GUID_VAR.to_string(), guid.to_string()));
