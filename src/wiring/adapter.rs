@@ -153,9 +153,7 @@ impl CfBackend {
                 // The state cannot be read: the create's own error is the one to report.
                 Err(_) => return Err(err),
             }
-            let wait = Duration::from_millis(500)
-                .saturating_mul(2u32.saturating_pow(attempt.min(4)))
-                .min(Duration::from_secs(8));
+            let wait = cf::RetryPolicy::default().jittered(attempt, None, fastrand::f64());
             if started.elapsed().saturating_add(wait) > self.client.outage_budget() {
                 return Err(err);
             }

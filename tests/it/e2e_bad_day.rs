@@ -29,12 +29,6 @@ fn version(w: &World, version: &str, instances: u32) -> PathBuf {
     manifest
 }
 
-async fn app_names(w: &World) -> Vec<String> {
-    let mut names: Vec<String> = w.listing().await.apps.into_iter().map(|a| a.name).collect();
-    names.sort();
-    names
-}
-
 /// Waits (bounded) until a call `method` whose path contains `part` is in the call log.
 async fn wait_for_call(w: &World, method: &str, part: &str) {
     let start = Instant::now();
@@ -138,7 +132,7 @@ async fn a_cell_evacuation_is_not_a_crash() {
         );
         assert_no_failures(&report);
         assert_eq!(outcome, Outcome::Deployed, "{ctx} {events:#?}");
-        assert_eq!(app_names(&w).await, vec!["web".to_string()], "{ctx}");
+        assert_eq!(w.app_names().await, vec!["web".to_string()], "{ctx}");
         assert_eq!(w.serving("web").await, "v2", "{ctx}");
         if health_wait {
             let said = notices(&events);
@@ -211,7 +205,7 @@ async fn a_short_api_outage_at_any_phase_is_waited_out() {
             );
             assert_no_failures(&report);
             assert_eq!(outcome, Outcome::Deployed, "{ctx} {events:#?}");
-            assert_eq!(app_names(&w).await, vec!["web".to_string()], "{ctx}");
+            assert_eq!(w.app_names().await, vec!["web".to_string()], "{ctx}");
             assert_eq!(w.serving("web").await, "v2", "{ctx}");
             let said = notices(&events);
             assert!(
@@ -244,7 +238,7 @@ async fn a_rollback_waits_out_an_outage_and_ends_complete() {
         matches!(outcome, Outcome::RolledBack { .. }),
         "{outcome:?} {events:#?}"
     );
-    assert_eq!(app_names(&w).await, vec!["web".to_string()]);
+    assert_eq!(w.app_names().await, vec!["web".to_string()]);
     assert_eq!(w.serving("web").await, "v1");
     w.sim.shutdown().await;
 }
@@ -351,7 +345,7 @@ async fn tokens_living_4s_are_refreshed_with_and_without_ctrl_c() {
             assert_eq!(last, "deployed", "{ctx}");
             assert_eq!(w.serving("web").await, "v2", "{ctx}");
         }
-        assert_eq!(app_names(&w).await, vec!["web".to_string()], "{ctx}");
+        assert_eq!(w.app_names().await, vec!["web".to_string()], "{ctx}");
         w.sim.shutdown().await;
     }
 }

@@ -58,13 +58,6 @@ async fn web_under_quota(cfg: SimConfig, mb: u64) -> World {
     w
 }
 
-/// Apps of the space, sorted.
-async fn app_names(w: &World) -> Vec<String> {
-    let mut names: Vec<String> = w.listing().await.apps.into_iter().map(|a| a.name).collect();
-    names.sort();
-    names
-}
-
 /// Waits (bounded) until a call `method path` answered below 300 is in the call log.
 async fn wait_for_call(w: &World, method: &str, path: &str) {
     let start = Instant::now();
@@ -118,7 +111,7 @@ async fn a_candidate_that_does_not_fit_the_space_quota_is_refused_before_any_cha
         changing.is_empty(),
         "no call that changes anything: {changing:?}"
     );
-    assert_eq!(app_names(&w).await, vec!["web".to_string()]);
+    assert_eq!(w.app_names().await, vec!["web".to_string()]);
     w.settle().await;
     assert_no_failures(&load.stop().await);
     assert_eq!(w.serving("web").await, "v1");
@@ -242,7 +235,7 @@ async fn a_quota_used_up_while_the_candidate_stages_rolls_back_with_cloud_contro
     w.settle().await;
     assert_no_failures(&load.stop().await);
     assert_eq!(
-        app_names(&w).await,
+        w.app_names().await,
         vec!["hog".to_string(), "web".to_string()]
     );
     assert_eq!(w.serving("web").await, "v1");

@@ -45,12 +45,6 @@ fn with_task(manifest: &std::path::Path, command: &str) -> PushArgs {
     }
 }
 
-async fn app_names(w: &World) -> Vec<String> {
-    let mut names: Vec<String> = w.listing().await.apps.into_iter().map(|a| a.name).collect();
-    names.sort();
-    names
-}
-
 /// The task's log lines the deploy showed.
 fn task_lines(events: &[Event]) -> Vec<String> {
     events
@@ -93,7 +87,7 @@ async fn a_passing_task_runs_on_the_candidate_then_the_switch_loses_no_request()
     let task = call_at(&w, "POST", "/tasks").expect("a task was created");
     let switch = call_at(&w, "DELETE", "/destinations/").expect("the old app was unmapped");
     assert!(task < switch, "the task runs before the switch");
-    assert_eq!(app_names(&w).await, ["web"]);
+    assert_eq!(w.app_names().await, ["web"]);
     assert_eq!(w.serving("web").await, "v2");
     w.sim.shutdown().await;
 }
@@ -139,7 +133,7 @@ async fn a_failing_task_rolls_back_and_the_live_app_is_untouched() {
         "{last:?}"
     );
     assert_eq!(call_at(&w, "DELETE", "/destinations/"), None, "no switch");
-    assert_eq!(app_names(&w).await, ["web"]);
+    assert_eq!(w.app_names().await, ["web"]);
     assert_eq!(w.serving("web").await, "v1");
     w.sim.shutdown().await;
 }
@@ -185,7 +179,7 @@ async fn an_interrupt_mid_task_cancels_it_and_rolls_back() {
     assert!(events.iter().any(
         |e| matches!(e, Event::Warning { message, .. } if message == "task zdt-migrate-1 was cancelled")
     ));
-    assert_eq!(app_names(&w).await, ["web"]);
+    assert_eq!(w.app_names().await, ["web"]);
     assert_eq!(w.serving("web").await, "v1");
     w.sim.shutdown().await;
 }
@@ -221,7 +215,7 @@ async fn a_failing_task_of_the_second_app_leaves_both_apps_on_the_old_version() 
         "the first app's task ran: {events:#?}"
     );
     assert_eq!(call_at(&w, "DELETE", "/destinations/"), None, "no switch");
-    assert_eq!(app_names(&w).await, ["api", "web"]);
+    assert_eq!(w.app_names().await, ["api", "web"]);
     assert_eq!(w.serving("web").await, "v1");
     assert_eq!(w.serving("api").await, "v1");
     w.sim.shutdown().await;

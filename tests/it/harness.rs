@@ -151,6 +151,19 @@ impl World {
         Client::new(ClientConfig::for_target(&target, token)).unwrap()
     }
 
+    /// The names of the space's apps, sorted.
+    pub async fn app_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .listing()
+            .await
+            .apps
+            .into_iter()
+            .map(|a| a.name)
+            .collect();
+        names.sort();
+        names
+    }
+
     /// The apps and routes of the space.
     pub async fn listing(&self) -> Listing {
         let c = self.client();
