@@ -28,7 +28,9 @@ use serde_json::{Value, json};
 use wiremock::matchers::{
     body_json, body_string, header, method, path, query_param, query_param_is_missing,
 };
-use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::support::mock_api::{fixture, multipart_parts, ok_json, requests};
 
 // ---------------------------------------------------------------- helpers
 
@@ -90,23 +92,8 @@ fn fast_poll() -> PollOptions {
     PollOptions::new(Duration::from_millis(5), Duration::from_secs(5))
 }
 
-/// A fixture from tests/fixtures/cc with BASE_URL pointing at the mock server.
-fn fixture(name: &str, server: &MockServer) -> Value {
-    let path = format!("{}/tests/fixtures/cc/{name}", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    serde_json::from_str(&text.replace("BASE_URL", &server.uri())).unwrap()
-}
-
-fn ok_json(v: Value) -> ResponseTemplate {
-    ResponseTemplate::new(200).set_body_json(v)
-}
-
 fn accepted_job(server: &MockServer, guid: &str) -> ResponseTemplate {
     ResponseTemplate::new(202).insert_header("Location", format!("{}/v3/jobs/{guid}", server.uri()))
-}
-
-async fn requests(server: &MockServer) -> Vec<Request> {
-    server.received_requests().await.unwrap()
 }
 
 // ---------------------------------------------------------------- discovery
@@ -762,56 +749,6 @@ async fn create_bits_and_docker_packages() {
     assert_eq!(p.data.image.as_deref(), Some("registry/image:latest"));
 }
 
-/// The parts of a multipart body: (name, filename, content).
-fn multipart_parts(req: &Request) -> Vec<(String, Option<String>, Vec<u8>)> {
-    let ct = req
-        .headers
-        .get("content-type")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_owned();
-    let boundary = ct
-        .split("boundary=")
-        .nth(1)
-        .unwrap()
-        .trim_matches('"')
-        .to_owned();
-    let delim = format!("--{boundary}");
-    let body = &req.body;
-    let mut parts = Vec::new();
-    let mut pos = 0;
-    let find = |hay: &[u8], needle: &[u8], from: usize| {
-        hay[from..]
-            .windows(needle.len())
-            .position(|w| w == needle)
-            .map(|p| p + from)
-    };
-    while let Some(start) = find(body, delim.as_bytes(), pos) {
-        let after = start + delim.len();
-        if body[after..].starts_with(b"--") {
-            break;
-        }
-        let head_end = find(body, b"\r\n\r\n", after).unwrap();
-        let head = String::from_utf8_lossy(&body[after..head_end]).into_owned();
-        let next = find(body, delim.as_bytes(), head_end).unwrap();
-        let content = body[head_end + 4..next - 2].to_vec();
-        let disp = head
-            .lines()
-            .find(|l| l.to_ascii_lowercase().starts_with("content-disposition"))
-            .unwrap();
-        let attr = |key: &str| {
-            disp.split(';')
-                .map(str::trim)
-                .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
-                .map(|v| v.trim_matches('"').to_owned())
-        };
-        parts.push((attr("name").unwrap(), attr("filename"), content));
-        pos = next;
-    }
-    parts
-}
-
 #[tokio::test]
 async fn upload_streams_the_zip_with_resources_first() {
     let server = MockServer::start().await;
@@ -855,16 +792,16 @@ async fn upload_streams_the_zip_with_resources_first() {
     );
     let parts = multipart_parts(req);
     assert_eq!(parts.len(), 2);
-    assert_eq!(parts[0].0, "resources");
-    assert_eq!(parts[0].1, None);
-    let resources: Value = serde_json::from_slice(&parts[0].2).unwrap();
+    assert_eq!(parts[0].name, "resources");
+    assert_eq!(parts[0].filename, None);
+    let resources: Value = serde_json::from_slice(&parts[0].content).unwrap();
     assert_eq!(
         resources,
         json!([{"checksum": {"value": "a9993e364706816aba3e25717850c26c9cd0d89d"}, "size_in_bytes": 1234, "path": "app.js", "mode": "644"}])
     );
-    assert_eq!(parts[1].0, "bits");
-    assert_eq!(parts[1].1.as_deref(), Some("package.zip"));
-    assert_eq!(parts[1].2, content);
+    assert_eq!(parts[1].name, "bits");
+    assert_eq!(parts[1].filename.as_deref(), Some("package.zip"));
+    assert_eq!(parts[1].content, content);
 
     let seen = seen.lock().unwrap();
     assert!(seen.len() >= 4, "progress per chunk: {seen:?}");
@@ -894,8 +831,8 @@ async fn upload_without_zip_sends_only_empty_resources() {
         .unwrap();
     let parts = multipart_parts(&requests(&server).await[0]);
     assert_eq!(parts.len(), 1);
-    assert_eq!(parts[0].0, "resources");
-    assert_eq!(parts[0].2, b"[]");
+    assert_eq!(parts[0].name, "resources");
+    assert_eq!(parts[0].content, b"[]");
     assert_eq!(calls.load(Ordering::SeqCst), 0);
 }
 
@@ -945,7 +882,7 @@ async fn upload_is_rebuilt_from_the_file_after_a_token_refresh() {
         .await
         .unwrap();
     let reqs = requests(&server).await;
-    assert_eq!(multipart_parts(&reqs[1])[1].2, b"PK-zip-bytes");
+    assert_eq!(multipart_parts(&reqs[1])[1].content, b"PK-zip-bytes");
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@ use cf_zero_downtime::deploy::{Event, Outcome, Reporter};
 use cf_zero_downtime::sim::SimConfig;
 use tokio_util::sync::CancellationToken;
 
-use crate::harness::{World, assert_no_failures, fast, push_args, world};
+use crate::support::sim_world::{World, assert_no_failures, fast, push_args, world};
 
 fn manifest_for(apps: &[(&str, u32)], domain: &str) -> String {
     let mut m = String::from("---\napplications:\n");
@@ -538,12 +538,12 @@ async fn the_plugin_run_by_go_net_rpc_as_cf_runs_it_deploys_to_the_simulator() {
     let load = w.load("web").await;
     let m = w.version("v2", &[("web", 2)], &[]);
     let token = w.sim.token();
-    let flags = crate::harness::sim_peer_flags(&w, &token);
+    let flags = crate::support::cf_cli::sim_peer_flags(&w, &token);
     let manifest = m.display().to_string();
     // Exactly as cf runs a plugin command: `<bin> <port> zero-downtime-push ARGS`.
     let report = tokio::task::spawn_blocking(move || {
         let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-        crate::plugin::under_fake_cf_for(
+        crate::support::cf_cli::under_fake_cf_for(
             &flags,
             &[
                 "zero-downtime-push",
@@ -568,14 +568,16 @@ async fn the_plugin_run_by_go_net_rpc_as_cf_runs_it_deploys_to_the_simulator() {
         !stdout.contains(token.trim_start_matches("bearer ")),
         "token leaked"
     );
-    let methods = crate::plugin::methods(&report);
+    let methods = crate::support::cf_cli::methods(&report);
     assert!(
         methods.iter().any(|m| m.ends_with("AccessToken")),
         "{methods:?}"
     );
     for m in &methods {
         assert!(
-            !crate::plugin::FORBIDDEN.iter().any(|f| m.ends_with(f)),
+            !crate::support::cf_cli::FORBIDDEN
+                .iter()
+                .any(|f| m.ends_with(f)),
             "forbidden call {m}"
         );
     }

@@ -10,7 +10,7 @@ use cf_zero_downtime::cli::{PushArgs, Strategy};
 use cf_zero_downtime::deploy::{Event, Outcome};
 use cf_zero_downtime::sim::SimConfig;
 
-use crate::harness::{World, assert_no_failures, fast, push_args, world};
+use crate::support::sim_world::{World, assert_no_failures, fast, push_args, world};
 
 /// Writes version `version` of `web` with `instances` and returns the manifest.
 fn version(w: &World, version: &str, instances: u32) -> PathBuf {
@@ -273,9 +273,9 @@ async fn bursts_of_429_deploy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Go (apt-get install golang-go); run: cargo test --locked -- --include-ignored"]
 async fn tokens_living_4s_are_refreshed_with_and_without_ctrl_c() {
-    use crate::harness::{CfLikeSetup, start_cf_like};
+    use crate::support::cf_cli::{CfLikeSetup, start_cf_like};
 
-    let Some(fakecf) = crate::plugin::fakecf() else {
+    let Some(fakecf) = crate::support::cf_cli::fakecf() else {
         return;
     };
     for interrupt in [false, true] {
@@ -296,7 +296,7 @@ async fn tokens_living_4s_are_refreshed_with_and_without_ctrl_c() {
         let refresh = w.sim.refresh_token();
         let setup = CfLikeSetup {
             peer_flags: [
-                crate::harness::sim_peer_flags(&w, &token),
+                crate::support::cf_cli::sim_peer_flags(&w, &token),
                 vec!["-timeout=120s".to_string()],
             ]
             .concat(),

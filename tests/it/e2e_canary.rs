@@ -11,7 +11,7 @@ use cf_zero_downtime::cli::PushArgs;
 use cf_zero_downtime::deploy::analysis::VerdictKind;
 use cf_zero_downtime::deploy::{Event, Outcome};
 
-use crate::harness::{World, assert_no_failures, fast, push_args, world};
+use crate::support::sim_world::{World, assert_no_failures, fast, push_args, world};
 
 /// Writes version `version` of app `web` with `instances` instances; returns the manifest.
 fn version(w: &World, version: &str, instances: u32) -> PathBuf {

@@ -11,7 +11,7 @@ use cf_zero_downtime::cli::{DrainArg, PushArgs, SmokeScheme};
 use cf_zero_downtime::deploy::{Event, Outcome};
 use cf_zero_downtime::sim::{OptionalApi, SimConfig, Unavailable};
 
-use crate::harness::{World, assert_no_failures, push_args, world};
+use crate::support::sim_world::{World, assert_no_failures, push_args, world};
 
 /// Writes version `version` of `web` (2 instances) and returns the manifest.
 fn version(w: &World, version: &str) -> PathBuf {

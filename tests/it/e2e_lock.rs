@@ -21,7 +21,7 @@ use cf_zero_downtime::deploy::{Event, Outcome, Reporter};
 use cf_zero_downtime::sim::FaultSpec;
 use tokio_util::sync::CancellationToken;
 
-use crate::harness::{World, assert_no_failures, fast, push_args, world};
+use crate::support::sim_world::{World, assert_no_failures, fast, push_args, world};
 
 /// Writes `version` of `web` (2 instances, http health check) and returns its manifest.
 fn version(w: &World, version: &str) -> PathBuf {

@@ -12,7 +12,7 @@ use cf_zero_downtime::deploy::{Event, Outcome, Reporter};
 use cf_zero_downtime::sim::{OptionalApi, SimConfig, Unavailable};
 use cf_zero_downtime::ui::{JsonReporter, TextReporter};
 
-use crate::harness::{World, fast, push_args, world};
+use crate::support::sim_world::{World, fast, push_args, world};
 
 /// A simulator whose builds stage for a while, so that the stream sees several polls.
 fn slow_staging() -> SimConfig {

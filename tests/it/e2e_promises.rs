@@ -14,7 +14,7 @@ use cf_zero_downtime::cli::{PushArgs, Strategy};
 use cf_zero_downtime::deploy::{Event, Outcome};
 use cf_zero_downtime::sim::{OptionalApi, SimConfig, Unavailable};
 
-use crate::harness::{World, assert_no_failures, fast, push_args, world};
+use crate::support::sim_world::{World, assert_no_failures, fast, push_args, world};
 
 /// Writes version `version` of `web` with `instances` and returns the manifest.
 fn version(w: &World, version: &str, instances: u32) -> PathBuf {
@@ -72,9 +72,9 @@ const PHASES: &[(&str, &str, &str)] = &[
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Go (apt-get install golang-go); run: cargo test --locked -- --include-ignored"]
 async fn ctrl_c_under_a_cf_cli_that_dies_ends_clean_at_every_phase() {
-    use crate::harness::{CfLikeSetup, start_cf_like};
+    use crate::support::cf_cli::{CfLikeSetup, start_cf_like};
 
-    let Some(fakecf) = crate::plugin::fakecf() else {
+    let Some(fakecf) = crate::support::cf_cli::fakecf() else {
         return;
     };
     for (phase, method, path_part) in PHASES {
@@ -94,7 +94,7 @@ async fn ctrl_c_under_a_cf_cli_that_dies_ends_clean_at_every_phase() {
         let refresh = w.sim.refresh_token();
         let setup = CfLikeSetup {
             peer_flags: [
-                crate::harness::sim_peer_flags(&w, &token),
+                crate::support::cf_cli::sim_peer_flags(&w, &token),
                 vec!["-timeout=120s".to_string()],
             ]
             .concat(),

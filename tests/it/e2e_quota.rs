@@ -20,7 +20,7 @@ use cf_zero_downtime::cli::{PushArgs, Strategy};
 use cf_zero_downtime::deploy::{Event, Outcome};
 use cf_zero_downtime::sim::{QuotaScope, QuotaSpec, SimConfig};
 
-use crate::harness::{World, assert_no_failures, fast, push_args, world};
+use crate::support::sim_world::{World, assert_no_failures, fast, push_args, world};
 
 /// Writes `version` of app `name` with `instances` × 64 MB and returns its manifest.
 fn version(w: &World, version: &str, name: &str, instances: u32) -> PathBuf {

@@ -12,7 +12,7 @@ use cf_zero_downtime::deploy::{Event, Outcome};
 use cf_zero_downtime::wiring::rollback::{RollbackOptions, rollback};
 use tokio_util::sync::CancellationToken;
 
-use crate::harness::{World, assert_no_failures, fast, push_args, world};
+use crate::support::sim_world::{World, assert_no_failures, fast, push_args, world};
 
 /// Writes version `version` of `web` (2 instances, health-checked) and returns its manifest.
 fn version(w: &World, version: &str) -> std::path::PathBuf {
@@ -157,11 +157,11 @@ async fn zdr_run_by_go_net_rpc_as_cf_runs_it_rolls_back_on_the_simulator() {
     w.push_deployed(args).await;
     let load = w.load("web").await;
     let token = w.sim.token();
-    let flags = crate::harness::sim_peer_flags(&w, &token);
+    let flags = crate::support::cf_cli::sim_peer_flags(&w, &token);
     // As cf runs it after `cf zdr web`: the alias replaced by the command name.
     let report = tokio::task::spawn_blocking(move || {
         let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-        crate::plugin::under_fake_cf_for(
+        crate::support::cf_cli::under_fake_cf_for(
             &flags,
             &["zero-downtime-rollback", "web", "--drain", "300ms"],
             "120s",

@@ -12,7 +12,7 @@ use cf_zero_downtime::deploy::{Event, Outcome};
 use cf_zero_downtime::sim::SimConfig;
 use tokio_util::sync::CancellationToken;
 
-use crate::harness::{World, assert_no_failures, fast, push_args, world};
+use crate::support::sim_world::{World, assert_no_failures, fast, push_args, world};
 
 /// Apps, route urls → app names, and each app's environment variables.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,7 +11,7 @@ use cf_zero_downtime::cli::PushArgs;
 use cf_zero_downtime::deploy::{Event, Outcome};
 use tokio_util::sync::CancellationToken;
 
-use crate::harness::{World, assert_no_failures, fast, push_args, world};
+use crate::support::sim_world::{World, assert_no_failures, fast, push_args, world};
 
 /// Writes version `version` of each app in `apps` (with a `migrate.sh` that says which version
 /// it migrates to) and returns the manifest.

@@ -13,8 +13,9 @@ use cf_zero_downtime::package::{
     AppSource, ArchiveLimits, BitsApi, EntryKind, Error, ProgressFn, Resource, ScanOptions,
     push_bits, scan, scan_with, scan_with_limits,
 };
-use sha1::{Digest, Sha1};
 use zip::write::SimpleFileOptions;
+
+use crate::support::sha1_hex;
 
 // ---------------------------------------------------------------- fake API
 
@@ -112,10 +113,6 @@ impl BitsApi for FakeBits {
 
 fn no_progress() -> ProgressFn {
     Arc::new(|_, _| {})
-}
-
-fn sha1_hex(data: &[u8]) -> String {
-    hex::encode(Sha1::digest(data))
 }
 
 // ---------------------------------------------------------------- app trees

@@ -5,7 +5,6 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -19,7 +18,7 @@ use serde_json::{Value as Json, json};
 use wiremock::matchers::{body_string_contains, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-const BIN: &str = env!("CARGO_BIN_EXE_cf-zero-downtime");
+use crate::support::cf_cli::{BIN, FORBIDDEN, fakecf, methods, stderr, under_fake_cf};
 
 /// Runs the plugin binary with a watchdog: a hang fails the test instead of blocking it.
 fn run_bin(args: &[&str], env: &[(&str, &Path)]) -> Output {
@@ -43,98 +42,9 @@ fn run_bin(args: &[&str], env: &[(&str, &Path)]) -> Output {
     child.wait_with_output().expect("collect output")
 }
 
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 // ---------------------------------------------------------------------------------------
 // Go interop: tests/go is a fake cf CLI built from Go's net/rpc.
 // ---------------------------------------------------------------------------------------
-
-/// Builds tests/go once. Never `None` (the Option is kept for the callers' `let ... else`): a
-/// missing Go toolchain fails the test. Tests that need Go are `#[ignore]`d with the reason, so
-/// `cargo test` passes on a machine with only Rust; `.ci/run` runs them with `--include-ignored`.
-pub(crate) fn fakecf() -> Option<&'static Path> {
-    static BUILT: OnceLock<Option<PathBuf>> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fakecf");
-            let exe = dir.join(if cfg!(windows) {
-                "fakecf.exe"
-            } else {
-                "fakecf"
-            });
-            let mut cmd = Command::new("go");
-            cmd.args(["build", "-o"])
-                .arg(&exe)
-                .arg(".")
-                .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/go"))
-                .env("GOFLAGS", "-mod=mod")
-                .env("GO111MODULE", "on");
-            if std::env::var_os("GOCACHE").is_none() && std::env::var_os("HOME").is_none() {
-                cmd.env("GOCACHE", dir.join("gocache"));
-            }
-            match cmd.output() {
-                Ok(out) if out.status.success() => Some(exe),
-                Ok(out) => panic!("go build of tests/go failed: {}", stderr(&out)),
-                Err(e) => panic!(
-                    "this test needs the Go toolchain, which is missing ({e}): apt-get install golang-go"
-                ),
-            }
-        })
-        .as_deref()
-}
-
-/// Runs the plugin under the fake cf CLI and returns its JSON report.
-fn under_fake_cf(flags: &[&str], plugin_args: &[&str]) -> Option<Json> {
-    under_fake_cf_for(flags, plugin_args, "20s")
-}
-
-/// As [`under_fake_cf`], killing the plugin after `timeout` (a Go duration).
-pub(crate) fn under_fake_cf_for(
-    flags: &[&str],
-    plugin_args: &[&str],
-    timeout: &str,
-) -> Option<Json> {
-    let fakecf = fakecf()?;
-    let out = Command::new(fakecf)
-        .args(flags)
-        .arg(format!("-timeout={timeout}"))
-        .arg(BIN)
-        .args(plugin_args)
-        .output()
-        .expect("run fakecf");
-    assert!(out.status.success(), "fakecf failed: {}", stderr(&out));
-    let report: Json = serde_json::from_slice(&out.stdout).expect("fakecf report is JSON");
-    assert_eq!(report["timed_out"], false, "plugin hung: {report}");
-    Some(report)
-}
-
-pub(crate) fn methods(report: &Json) -> Vec<String> {
-    report["calls"]
-        .as_array()
-        .expect("calls")
-        .iter()
-        .map(|c| c["method"].as_str().unwrap_or_default().to_string())
-        .collect()
-}
-
-/// V2-backed calls and the legacy command runner, which the plugin must never use.
-pub(crate) const FORBIDDEN: &[&str] = &[
-    "CallCoreCommand",
-    "GetOutputAndReset",
-    "DisableTerminalOutput",
-    "GetApp",
-    "GetApps",
-    "GetOrgs",
-    "GetSpaces",
-    "GetServices",
-    "GetOrgUsers",
-    "GetSpaceUsers",
-    "GetOrg",
-    "GetSpace",
-    "GetService",
-];
 
 #[test]
 #[ignore = "needs Go (apt-get install golang-go); run: cargo test --locked -- --include-ignored"]
@@ -1329,7 +1239,7 @@ async fn the_token_source_outlives_a_killed_go_cli() {
 #[ignore = "needs Go (apt-get install golang-go); run: cargo test --locked -- --include-ignored"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_under_a_cf_like_cli_ends_cf_but_not_the_plugin() {
-    use crate::harness::{CfLikeSetup, process_alive, start_cf_like};
+    use crate::support::cf_cli::{CfLikeSetup, process_alive, start_cf_like};
     use std::os::unix::process::ExitStatusExt as _;
 
     let Some(fakecf) = fakecf() else {
@@ -1424,7 +1334,7 @@ async fn ctrl_c_under_a_cf_like_cli_ends_cf_but_not_the_plugin() {
 #[ignore = "needs Go (apt-get install golang-go); run: cargo test --locked -- --include-ignored"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_plugin_refreshes_through_config_json_once_cf_is_gone() {
-    use crate::harness::{CfLikeSetup, start_cf_like};
+    use crate::support::cf_cli::{CfLikeSetup, start_cf_like};
     use std::os::unix::process::ExitStatusExt as _;
 
     let Some(fakecf) = fakecf() else {

@@ -24,17 +24,10 @@ use tokio_util::sync::CancellationToken;
 use wiremock::matchers::{any, body_json, method, path, query_param};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
+use crate::support::mock_api::{fixture, multipart_parts, ok_json, requests};
+use crate::support::sha1_hex;
+
 const TOKEN: &str = "bearer secret-token-123";
-
-fn fixture(name: &str, server: &MockServer) -> Value {
-    let path = format!("{}/tests/fixtures/cc/{name}", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    serde_json::from_str(&text.replace("BASE_URL", &server.uri())).unwrap()
-}
-
-fn ok_json(v: Value) -> ResponseTemplate {
-    ResponseTemplate::new(200).set_body_json(v)
-}
 
 fn token() -> Arc<dyn cf::TokenProvider> {
     Arc::new(StaticToken(SecretString::from(TOKEN)))
@@ -47,10 +40,6 @@ fn backend(server: &MockServer) -> CfBackend {
     let client = Client::new(c).unwrap();
     CfBackend::new(client, "space-1", Some("org-1".into()))
         .with_poll(Duration::from_millis(5), Duration::from_secs(5))
-}
-
-async fn requests(server: &MockServer) -> Vec<Request> {
-    server.received_requests().await.unwrap()
 }
 
 fn target(endpoint: &str) -> cf::Target {
@@ -258,47 +247,6 @@ async fn job_waits_are_bounded() {
 
 // ---------------------------------------------------------------- adapter: bits
 
-fn multipart_parts(req: &Request) -> Vec<(String, Vec<u8>)> {
-    let ct = req.headers.get("content-type").unwrap().to_str().unwrap();
-    let boundary = ct.split("boundary=").nth(1).unwrap().trim_matches('"');
-    let delim = format!("--{boundary}");
-    let body = &req.body;
-    let find = |from: usize, needle: &[u8]| {
-        body[from..]
-            .windows(needle.len())
-            .position(|w| w == needle)
-            .map(|p| p + from)
-    };
-    let mut parts = Vec::new();
-    let mut pos = 0;
-    while let Some(start) = find(pos, delim.as_bytes()) {
-        let after = start + delim.len();
-        if body[after..].starts_with(b"--") {
-            break;
-        }
-        let head_end = find(after, b"\r\n\r\n").unwrap();
-        let head = String::from_utf8_lossy(&body[after..head_end]).into_owned();
-        let next = find(head_end, delim.as_bytes()).unwrap();
-        let name = head
-            .split("name=\"")
-            .nth(1)
-            .and_then(|s| s.split('"').next())
-            .unwrap()
-            .to_string();
-        parts.push((name, body[head_end + 4..next - 2].to_vec()));
-        pos = next;
-    }
-    parts
-}
-
-fn sha1_hex(data: &[u8]) -> String {
-    use sha1::{Digest, Sha1};
-    Sha1::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 #[tokio::test]
 async fn upload_bits_matches_in_chunks_uploads_the_rest_and_waits_for_ready() {
     let dir = tempfile::tempdir().unwrap();
@@ -367,9 +315,9 @@ async fn upload_bits_matches_in_chunks_uploads_the_rest_and_waits_for_ready() {
         .find(|r| r.url.path() == "/v3/packages/pkg-1/upload")
         .unwrap();
     let parts = multipart_parts(upload);
-    let names: Vec<&str> = parts.iter().map(|(n, _)| n.as_str()).collect();
+    let names: Vec<&str> = parts.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names, ["resources", "bits"]);
-    let resources: Value = serde_json::from_slice(&parts[0].1).unwrap();
+    let resources: Value = serde_json::from_slice(&parts[0].content).unwrap();
     assert_eq!(
         resources,
         json!([{
@@ -379,7 +327,7 @@ async fn upload_bits_matches_in_chunks_uploads_the_rest_and_waits_for_ready() {
             "mode": "644"
         }])
     );
-    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(parts[1].1.clone())).unwrap();
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(parts[1].content.clone())).unwrap();
     assert_eq!(
         zip.len(),
         files - 1,
@@ -404,7 +352,7 @@ async fn upload_bits_matches_in_chunks_uploads_the_rest_and_waits_for_ready() {
     }
     let last = last.expect("upload progress reported");
     assert_eq!(Some(last.sent), last.total);
-    assert_eq!(last.sent, parts[1].1.len() as u64);
+    assert_eq!(last.sent, parts[1].content.len() as u64);
 }
 
 #[tokio::test]

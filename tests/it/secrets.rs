@@ -11,7 +11,7 @@ use std::time::Duration;
 use cf_zero_downtime::cli::PushArgs;
 use cf_zero_downtime::sim::{FailRule, FaultSpec};
 
-use crate::harness::{World, fast, push_args, world};
+use crate::support::sim_world::{World, fast, push_args, world};
 
 /// The planted secrets: in the vars file, then in the app's environment.
 const SECRETS: &[&str] = &[

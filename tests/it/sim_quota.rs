@@ -11,7 +11,7 @@ use cf_zero_downtime::sim::{FailRule, FaultSpec, QuotaScope, QuotaSpec, SimConfi
 use cf_zero_downtime::wiring::adapter::CfBackend;
 use serde_json::{Value, json};
 
-use crate::harness::{World, fast, push_args, world};
+use crate::support::sim_world::{World, fast, push_args, world};
 
 /// Upper bound of every wait here.
 const WAIT: Duration = Duration::from_secs(20);

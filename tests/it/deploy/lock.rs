@@ -4,7 +4,17 @@
 //! are created with the candidate, refreshed while it lasts and removed at its end whatever the
 //! outcome; a candidate name taken by a racing run is never touched.
 
-use super::*;
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use cf_zero_downtime::deploy::api::{App, AppState, DeploymentState, DeploymentStrategy};
+use cf_zero_downtime::deploy::event::{Event, Outcome, Reporter};
+use cf_zero_downtime::deploy::request::DeployRequest;
+use cf_zero_downtime::deploy::run;
+use cf_zero_downtime::deploy::{OldApp, Strategy};
+use tokio_util::sync::CancellationToken;
+
+use crate::support::fake_cf::*;
 use cf_zero_downtime::deploy::lock::{
     HEARTBEAT_ANNOTATION, LOCK_ANNOTATIONS, RUN_ID_ANNOTATION, RunLock,
 };

@@ -6,7 +6,15 @@
 //! The fake's world: `web` (A) runs 2 × 64 MB, `backend` (B) 1 × 64 MB, two routes; usage
 //! 192 MB, 3 instances, 2 routes.
 
-use super::*;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use cf_zero_downtime::deploy::Strategy;
+use cf_zero_downtime::deploy::api::{ApiError, DeploymentState, DeploymentStrategy, Quotas};
+use cf_zero_downtime::deploy::event::{Event, Outcome};
+use cf_zero_downtime::deploy::request::{AppSpec, DeployRequest};
+
+use crate::support::fake_cf::*;
 use cf_zero_downtime::deploy::api::{QuotaLevel, QuotaLimits, QuotaUsage};
 use cf_zero_downtime::deploy::request::AutoFallback;
 

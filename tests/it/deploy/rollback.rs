@@ -3,7 +3,16 @@
 //! any mutating call or an interrupt at any step ends in the state before the rollback or in
 //! the rolled-back state, never in between.
 
-use super::*;
+use std::collections::{BTreeMap, BTreeSet};
+
+use cf_zero_downtime::deploy::OldApp;
+use cf_zero_downtime::deploy::api::{AppGuid, AppState};
+use cf_zero_downtime::deploy::event::{Event, Outcome};
+use cf_zero_downtime::deploy::request::DeployRequest;
+use cf_zero_downtime::ui::JsonReporter;
+use tokio_util::sync::CancellationToken;
+
+use crate::support::fake_cf::*;
 use cf_zero_downtime::deploy::rollback;
 
 /// `world()` after a v2 push with `--old-app stop`: `web` is the new app (returned), serving
