@@ -39,7 +39,8 @@
 //!   is re-added with its process, port and protocol), so a failure while unmapping app N of a
 //!   multi-app deploy still restores every app. After the commit point nothing is undone: the
 //!   outcome is `DeployedWithLeftovers` with the `cf` commands of the steps not done; its exit
-//!   code is 0 because the new version is serving.
+//!   code is 1 although the new version is serving, so that a pipeline notices the leftovers
+//!   ([`Outcome::exit_code`]).
 //! - Cancellation after the commit point stops at the next step boundary (or inside the drain)
 //!   and reports the leftovers; the old app then still runs unrouted.
 //! - Routes the live app serves that the manifest lacks are mapped to the new version too, with
@@ -68,6 +69,7 @@
 //! | `plan` | blue-green plan, one function per phase (first deploy, candidate, route moves, retire) |
 //! | `quota` | the quota check: what each strategy adds at its peak, against the space's and org's quotas (pure) |
 //! | `rolling` | rolling/canary plan and run |
+//! | `strategy` | which strategies are Cloud Controller deployments (rolling, canary) |
 //! | [`rollback`] | `zero-downtime-rollback`: the kept venerable takes routes and name back (observe, plan, run) |
 //! | `step` | `Step { app, action }`; per `step::Action`: kind, description, mutating, undo (exhaustive) |
 //! | `execute` | the step loop, retries after the switch, the undo engine, a dispatcher over `Action` |
@@ -116,6 +118,7 @@ pub(crate) mod rolling;
 pub mod route;
 pub(crate) mod smoke;
 pub(crate) mod step;
+mod strategy;
 pub(crate) mod wait;
 
 use tokio::time::Instant;
@@ -294,7 +297,7 @@ async fn run_inner<A: CfApi>(
     if req.strategy == Strategy::Auto {
         return run_auto(api, req, apps, &observed, reporter, interrupt, &lock).await;
     }
-    if rolling::deployment_strategy(req.strategy).is_some() {
+    if strategy::deployment_strategy(req.strategy).is_some() {
         return run_rolling(api, req, apps, &observed, reporter, interrupt, &lock).await;
     }
     let plan = match plan::plan(&observed, req, apps) {
@@ -337,17 +340,6 @@ fn quota_check<'a, B>(
     }
 }
 
-/// `req` as a rolling or canary request.
-fn in_place_request(req: &DeployRequest, strategy: api::DeploymentStrategy) -> DeployRequest {
-    DeployRequest {
-        strategy: match strategy {
-            api::DeploymentStrategy::Rolling => Strategy::Rolling,
-            api::DeploymentStrategy::Canary => Strategy::Canary,
-        },
-        ..req.clone()
-    }
-}
-
 /// The largest `max_in_flight` (at most `cap`, else the most web instances of an app) whose
 /// rolling or canary deployment fits in the quotas, with its demand.
 fn in_place_fit<B>(
@@ -358,7 +350,7 @@ fn in_place_fit<B>(
     steps: &[u32],
     cap: Option<u32>,
 ) -> Option<(u32, quota::Demand)> {
-    let plans = rolling::plan(observed, &in_place_request(req, strategy), apps).ok()?;
+    let plans = rolling::plan(observed, &strategy::in_place_request(req, strategy), apps).ok()?;
     let check = quota_check(observed, req, apps);
     let cap = cap.unwrap_or_else(|| check.max_web_instances());
     check.largest_fit(&plans, strategy, steps, cap)
@@ -575,7 +567,7 @@ async fn run_auto<A: CfApi>(
     let in_place = DeployRequest {
         max_in_flight: fallback.max_in_flight_supported.then_some(n),
         instance_steps: fallback.instance_steps.clone(),
-        ..in_place_request(req, fallback.strategy)
+        ..strategy::in_place_request(req, fallback.strategy)
     };
     run_rolling(api, &in_place, apps, observed, reporter, interrupt, lock).await
 }
@@ -594,7 +586,7 @@ async fn run_rolling<A: CfApi>(
         Ok(p) => p,
         Err(e) => return nothing_changed(&Error::from(e)),
     };
-    if let Some(strategy) = rolling::deployment_strategy(req.strategy)
+    if let Some(strategy) = strategy::deployment_strategy(req.strategy)
         && let Err(e) = check_in_place(observed, &plans, req, apps, strategy)
     {
         return nothing_changed(&e);

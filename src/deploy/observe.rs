@@ -1,10 +1,10 @@
-//! Observe: reads only. Gathers everything [`super::plan::plan`] decides on into an
+//! Observe: reads only. Gathers everything the planners (`plan`, `rolling`) decide on into an
 //! [`Observed`] snapshot: the live app of each manifest app, its routes, destinations,
 //! processes, SSH flag, metadata and network policies; our leftovers of earlier runs (found by
 //! the [`ROLE_LABEL`] label and the [`APP_ANNOTATION`] annotation, never by name alone); apps
 //! that merely carry a name we need; the domains and the routes the flow will touch.
 //!
-//! Depends on: deploy::api, deploy::route. Must not: mutate anything.
+//! Depends on: deploy::{api, lock, request, route, strategy}. Must not: mutate anything.
 
 use std::collections::BTreeMap;
 
@@ -13,8 +13,8 @@ use super::api::{
     Process, Route,
 };
 use super::lock::{Busy, busy_among};
-use super::request::{AppSpec, DeployRequest, RouteSpec};
-use super::route::{candidate_domains, hostname_for, resolve_route};
+use super::request::{AppSpec, DeployRequest};
+use super::route::{candidate_domains, production_route_strings, resolve_route, temp_route_string};
 
 /// The label marking apps this tool created; values [`ROLE_CANDIDATE`] or [`ROLE_VENERABLE`].
 pub const ROLE_LABEL: &str = "zero-downtime.cf/role";
@@ -111,7 +111,7 @@ pub struct ObservedApp {
     pub active_deployment: Option<Deployment>,
 }
 
-/// The snapshot [`super::plan::plan`] decides on.
+/// The snapshot the planners decide on.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Observed {
     /// Domains found, by name.
@@ -213,20 +213,6 @@ async fn existing<A: CfApi>(
     })
 }
 
-/// The route strings the flow needs for an app: its production routes, or the default route.
-pub(crate) fn production_route_strings<B>(
-    spec: &AppSpec<B>,
-    default: Option<&Domain>,
-) -> Vec<String> {
-    match &spec.routes {
-        RouteSpec::Routes(r) => r.clone(),
-        RouteSpec::Default => default
-            .map(|d| vec![format!("{}.{}", hostname_for(&spec.name), d.name)])
-            .unwrap_or_default(),
-        RouteSpec::Random | RouteSpec::NoRoute => Vec::new(),
-    }
-}
-
 /// Reads the state the plan needs. Reads only: no mutating call is made.
 ///
 /// # Errors
@@ -298,7 +284,12 @@ pub async fn observe<A: CfApi>(
 
         // Production routes and the temp route: existence and destinations.
         let mut route_strings = production_route_strings(spec, observed.default_domain.as_ref());
-        if let Some(t) = super::plan::temp_route_string(spec, req, &observed) {
+        if let Some(t) = temp_route_string(
+            spec,
+            &req.temp_route_suffix,
+            &observed.domains,
+            observed.default_domain.as_ref(),
+        ) {
             route_strings.push(t);
         }
         for r in route_strings {
@@ -323,7 +314,7 @@ pub async fn observe<A: CfApi>(
 
         // A rolling or canary push must not start next to a deployment it did not create.
         let active_deployment = match &live {
-            Some(l) if super::rolling::deployment_strategy(req.strategy).is_some() => {
+            Some(l) if super::strategy::deployment_strategy(req.strategy).is_some() => {
                 api.find_active_deployment(&l.app.guid).await?
             }
             _ => None,

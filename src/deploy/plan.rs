@@ -20,10 +20,10 @@ use super::analysis::AnalysisConfig;
 use super::api::{AppGuid, Destination, MetadataUpdate};
 use super::observe::{
     APP_ANNOTATION, ExistingApp, Observed, ObservedApp, ROLE_CANDIDATE, ROLE_LABEL, ROLE_VENERABLE,
-    candidate_name, production_route_strings, venerable_name,
+    candidate_name, venerable_name,
 };
 use super::request::{AppSpec, DeployRequest, RenderRequest, RouteSpec};
-use super::route::{RouteAddress, hostname_for, resolve_route};
+use super::route::{RouteAddress, production_route_strings, resolve_route, temp_route_string};
 use super::step::{Action, AppRef, PolicyEnd, PolicyTemplate, RouteRef, Step, fmt_duration};
 
 /// Why no plan could be made. Nothing has been changed when one of these is returned.
@@ -165,28 +165,6 @@ impl Plan {
     }
 }
 
-/// The temp route string for an app: `<host><suffix>.<domain>` of the first production route
-/// (app-derived host and default domain when there is none, or it is an apex or TCP route).
-pub fn temp_route_string<B>(
-    spec: &AppSpec<B>,
-    req: &DeployRequest,
-    obs: &Observed,
-) -> Option<String> {
-    let first = production_route_strings(spec, obs.default_domain.as_ref())
-        .into_iter()
-        .find_map(|r| resolve_route(&r, &obs.domains))
-        .filter(|a| a.port.is_none());
-    let (host, domain) = match first {
-        Some(a) if !a.host.is_empty() && a.host != "*" => (a.host, a.domain),
-        Some(a) => (hostname_for(&spec.name), a.domain),
-        None => (
-            hostname_for(&spec.name),
-            obs.default_domain.as_ref()?.name.clone(),
-        ),
-    };
-    Some(format!("{host}{}.{domain}", req.temp_route_suffix))
-}
-
 /// Our own metadata keys, which the candidate does not copy from the live app.
 fn our_keys(k: &str) -> bool {
     k == ROLE_LABEL || k == APP_ANNOTATION || super::lock::LOCK_ANNOTATIONS.contains(&k)
@@ -286,7 +264,12 @@ fn plan_app<B>(
         }
     }
 
-    let temp = temp_route_string(spec, req, obs);
+    let temp = temp_route_string(
+        spec,
+        &req.temp_route_suffix,
+        &obs.domains,
+        obs.default_domain.as_ref(),
+    );
     let temp_url = temp
         .as_deref()
         .and_then(|t| resolve_route(t, &obs.domains))

@@ -27,31 +27,21 @@
 //! app (the Cloud Controller's own cancel does not revert them either).
 //! Leftover blue-green candidates of an interrupted earlier run are left alone, with a warning.
 //!
-//! Depends on: deploy::{plan, execute, step, observe, event}. Must not: print.
+//! Depends on: deploy::{plan, execute, step, observe, event, strategy}. Must not: print.
 
 use std::collections::BTreeMap;
 
 use super::interrupt::Interrupt;
 use super::lock::RunLock;
 
-use super::request::Strategy;
-
 use super::api::{CfApi, DeploymentStrategy};
 use super::event::{Outcome, Reporter, StepTime};
 use super::observe::Observed;
 use super::plan::{AppPlan, AppPlanKind, Plan, PlanError};
-use super::request::{AppSpec, DeployRequest, RenderRequest, RouteSpec};
+use super::request::{AppSpec, DeployRequest, RenderRequest, RouteSpec, Strategy};
 use super::route::RouteAddress;
 use super::step::{Action, Step};
-
-/// The deployment strategy of a rolling or canary request (`None` for blue-green).
-pub fn deployment_strategy(s: Strategy) -> Option<DeploymentStrategy> {
-    match s {
-        Strategy::BlueGreen | Strategy::Auto => None,
-        Strategy::Rolling => Some(DeploymentStrategy::Rolling),
-        Strategy::Canary => Some(DeploymentStrategy::Canary),
-    }
-}
+use super::strategy::deployment_strategy;
 
 /// One plan per app, in manifest order. Pure.
 ///

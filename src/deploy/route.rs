@@ -3,11 +3,13 @@
 //! Mirrors the cf CLI's lookup (cf-v3-api.md 3.6): the whole host part is tried as a domain
 //! first (host ""), then everything after the first label (host = first label).
 //!
-//! Depends on: deploy::api (Domain). Must not: call the API (pure).
+//! Depends on: deploy::api (Domain), deploy::request (an app's routes). Must not: call the API
+//! (pure).
 
 use std::fmt;
 
 use super::api::{Domain, DomainGuid, NewRoute};
+use super::request::{AppSpec, RouteSpec};
 
 /// A route resolved to a domain.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -157,6 +159,41 @@ pub fn hostname_for(app: &str) -> String {
         s = s.replace("--", "-");
     }
     s.trim_matches('-').to_string()
+}
+
+/// The route strings the flow needs for an app: its production routes, or the default route.
+pub(crate) fn production_route_strings<B>(
+    spec: &AppSpec<B>,
+    default: Option<&Domain>,
+) -> Vec<String> {
+    match &spec.routes {
+        RouteSpec::Routes(r) => r.clone(),
+        RouteSpec::Default => default
+            .map(|d| vec![format!("{}.{}", hostname_for(&spec.name), d.name)])
+            .unwrap_or_default(),
+        RouteSpec::Random | RouteSpec::NoRoute => Vec::new(),
+    }
+}
+
+/// The temp route string for an app: `<host><suffix>.<domain>` of the first production route
+/// resolved against `domains` (app-derived host and the `default` domain when there is none,
+/// or it is an apex or TCP route).
+pub(crate) fn temp_route_string<B>(
+    spec: &AppSpec<B>,
+    suffix: &str,
+    domains: &[Domain],
+    default: Option<&Domain>,
+) -> Option<String> {
+    let first = production_route_strings(spec, default)
+        .into_iter()
+        .find_map(|r| resolve_route(&r, domains))
+        .filter(|a| a.port.is_none());
+    let (host, domain) = match first {
+        Some(a) if !a.host.is_empty() && a.host != "*" => (a.host, a.domain),
+        Some(a) => (hostname_for(&spec.name), a.domain),
+        None => (hostname_for(&spec.name), default?.name.clone()),
+    };
+    Some(format!("{host}{suffix}.{domain}"))
 }
 
 #[cfg(test)]
