@@ -5,11 +5,8 @@
 //! simulator's UAA (`Authorization: bearer ...`, as `SimHandle::token()` gives). Tests use the Rust side ([`FaultInjector`]) through
 //! `SimHandle::faults()`.
 //!
-//! Depends on: `state`, `mod.rs` (`Shared`). Must not: be reachable when the admin API is off.
+//! Depends on: `state`, `fault_switches`, `quotas`, `mod.rs` (`Shared`). Must not: be reachable when the admin API is off.
 
-use std::collections::{HashMap, HashSet};
-
-use super::state::State;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,32 +19,9 @@ use axum::routing::get;
 use serde::{Deserialize, Serialize};
 
 use super::Shared;
-use super::util::path_matches;
-
-/// Make the `nth` (1-based) and the following `times - 1` calls matching `method` and
-/// `path` fail with `status`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FailRule {
-    /// HTTP method (`POST`), or `*` for any.
-    pub method: String,
-    /// Path pattern: `:name` or `*` segments match any one segment, a trailing `**` the rest
-    /// (`/v3/builds`, `/v3/apps/:guid/actions/restart`).
-    pub path: String,
-    /// The first matching call that fails (1 = the next one).
-    pub nth: u32,
-    /// How many calls fail, from the `nth` on (default 1).
-    #[serde(default = "one")]
-    pub times: u32,
-    /// Status to answer with (a CC error body matching the status is sent).
-    pub status: u16,
-    /// `Retry-After` seconds (for 429s).
-    #[serde(default)]
-    pub retry_after: Option<u64>,
-}
-
-fn one() -> u32 {
-    1
-}
+use super::fault_switches::{ActiveRule, FailRule, Faults, OptionalApi, Unavailable};
+use super::quotas::{self, QuotaScope};
+use super::state::{QuotaSpec, State};
 
 fn five_hundred() -> u16 {
     500
@@ -63,30 +37,6 @@ fn one_u64() -> u64 {
 
 fn one_i32() -> i32 {
     1
-}
-
-/// An API a foundation may lack or deny to a space developer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OptionalApi {
-    /// `GET /v3/audit_events`.
-    AuditEvents,
-    /// Log-cache (`/api/v1/...`, `links.log_cache`).
-    LogCache,
-    /// The network-policy server (`/networking/v1/external/...`, `links.network_policy_v1`).
-    NetworkPolicy,
-}
-
-/// How an optional API fails.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Unavailable {
-    /// 403 with the real server's body.
-    Forbidden,
-    /// 404.
-    NotFound,
-    /// Not advertised by `GET /` (its link is missing or `null`) and 404.
-    Absent,
 }
 
 /// A fault, as the admin API accepts it (`POST /_sim/faults`, JSON with a `kind` tag).
@@ -255,186 +205,92 @@ pub enum FaultSpec {
     /// instances are not stopped, as on Cloud Foundry. Clearing faults keeps it.
     SetQuota {
         /// The space's quota or the org's.
-        scope: super::quotas::QuotaScope,
+        scope: QuotaScope,
         /// The limits, `None` to remove.
         #[serde(default)]
-        quota: Option<super::quotas::QuotaSpec>,
+        quota: Option<QuotaSpec>,
     },
 }
 
-#[derive(Debug, Clone)]
-pub(crate) struct ActiveRule {
-    pub rule: FailRule,
-    pub seen: u32,
-}
-
-/// Fault switches kept in the state.
-#[derive(Debug, Default)]
-pub(crate) struct Faults {
-    pub rules: Vec<ActiveRule>,
-    pub staging: HashMap<String, String>,
-    /// App → stay CRASHED.
-    pub crash_on_start: HashMap<String, bool>,
-    pub never_healthy: HashMap<String, Duration>,
-    pub optional: HashMap<OptionalApi, Unavailable>,
-    /// App → (percent, status).
-    pub http_5xx: HashMap<String, (u8, u16)>,
-    /// Requests seen per app under `http_5xx`.
-    pub http_5xx_seen: HashMap<String, u64>,
-    pub slow_responses: HashMap<String, Duration>,
-    pub slow_staging: HashMap<String, Duration>,
-    pub slow_start: HashMap<String, Duration>,
-    pub unhealthy: HashSet<String>,
-    pub failing_jobs: HashMap<String, String>,
-    pub placement: HashMap<String, String>,
-    /// App → the exit status its tasks end with.
-    pub fail_task: HashMap<String, i32>,
-    /// Apps whose tasks never end.
-    pub hang_task: HashSet<String>,
-    pub warnings: Vec<String>,
-    /// App (lowercase name) → how long its replacements stay UNCLAIMED: evacuations not yet
-    /// carried out (the reconcile loop does them).
-    pub evacuate: HashMap<String, Duration>,
-    /// Cloud Controller unreachable until then; `true`: connections are reset.
-    pub outage: Option<(std::time::Instant, bool)>,
-    /// Requests still refused with 429, and the `Retry-After` they carry.
-    pub rate_limit: Option<(u32, u64)>,
-}
-
-/// How an API request fares under the outage and rate-limit faults.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Unreachable {
-    /// gorouter: 503 with `X-Cf-Routererror: no_endpoints`.
-    NoEndpoints,
-    /// The connection is closed without an answer.
-    Reset,
-    /// 429 with this `Retry-After`.
-    RateLimited(u64),
-}
-
-impl Faults {
-    /// Whether an API request now meets an outage or the rate limiter (counts 429s).
-    pub(crate) fn unreachable(&mut self) -> Option<Unreachable> {
-        if let Some((until, reset)) = self.outage {
-            if std::time::Instant::now() < until {
-                return Some(if reset {
-                    Unreachable::Reset
-                } else {
-                    Unreachable::NoEndpoints
-                });
-            }
-            self.outage = None;
+/// Sets the switch a fault asks for (one-shot actions and the quota setting act on the model
+/// instead: see `apply_spec`).
+fn switch_on(f: &mut Faults, spec: FaultSpec) {
+    match spec {
+        FaultSpec::FailCalls(rule) => f.rules.push(ActiveRule { rule, seen: 0 }),
+        FaultSpec::FailStaging { app, message } => {
+            let msg = message
+                .unwrap_or_else(|| "StagingError - Staging error: staging failed".to_string());
+            f.staging.insert(app.to_lowercase(), msg);
         }
-        let (left, retry_after) = self.rate_limit?;
-        self.rate_limit = (left > 1).then(|| (left - 1, retry_after));
-        Some(Unreachable::RateLimited(retry_after))
-    }
-
-    /// Should this request to `app` (lowercase name) fail under `Http5xxShare`? Counts it.
-    pub fn http_failure(&mut self, app: &str) -> Option<u16> {
-        let (percent, status) = *self.http_5xx.get(app)?;
-        let n = self.http_5xx_seen.entry(app.to_string()).or_insert(0);
-        let before = *n * u64::from(percent) / 100;
-        *n += 1;
-        let after = *n * u64::from(percent) / 100;
-        (after > before).then_some(status)
-    }
-
-    /// Counts a call and returns `(status, retry_after)` when a rule makes it fail.
-    pub fn check_call(&mut self, method: &str, path: &str) -> Option<(u16, Option<u64>)> {
-        let mut hit = None;
-        for r in &mut self.rules {
-            let m = r.rule.method == "*" || r.rule.method.eq_ignore_ascii_case(method);
-            if !m || !path_matches(&r.rule.path, path) {
-                continue;
-            }
-            r.seen += 1;
-            let nth = r.rule.nth.max(1);
-            if hit.is_none() && r.seen >= nth && r.seen < nth + r.rule.times.max(1) {
-                hit = Some((r.rule.status, r.rule.retry_after));
-            }
+        FaultSpec::CrashOnStart { app, stay_crashed } => {
+            f.crash_on_start.insert(app.to_lowercase(), stay_crashed);
         }
-        hit
-    }
-
-    pub fn apply(&mut self, spec: FaultSpec) {
-        match spec {
-            FaultSpec::FailCalls(rule) => self.rules.push(ActiveRule { rule, seen: 0 }),
-            FaultSpec::FailStaging { app, message } => {
-                let msg = message
-                    .unwrap_or_else(|| "StagingError - Staging error: staging failed".to_string());
-                self.staging.insert(app.to_lowercase(), msg);
-            }
-            FaultSpec::CrashOnStart { app, stay_crashed } => {
-                self.crash_on_start.insert(app.to_lowercase(), stay_crashed);
-            }
-            FaultSpec::NeverHealthy {
-                app,
-                health_check_timeout_ms,
-            } => {
-                self.never_healthy.insert(
-                    app.to_lowercase(),
-                    Duration::from_millis(health_check_timeout_ms),
-                );
-            }
-            // Actions on the model, handled by `apply_spec`.
-            FaultSpec::CrashInstance { .. } | FaultSpec::SetQuota { .. } => {}
-            FaultSpec::OptionalApiUnavailable { api, mode } => {
-                self.optional.insert(api, mode);
-            }
-            FaultSpec::Http5xxShare {
-                app,
-                percent,
-                status,
-            } => {
-                let status = if (500..=599).contains(&status) {
-                    status
-                } else {
-                    500
-                };
-                self.http_5xx
-                    .insert(app.to_lowercase(), (percent.min(100), status));
-            }
-            FaultSpec::SlowResponses { app, delay_ms } => {
-                self.slow_responses
-                    .insert(app.to_lowercase(), Duration::from_millis(delay_ms));
-            }
-            FaultSpec::SlowStaging { app, ms } => {
-                self.slow_staging
-                    .insert(app.to_lowercase(), Duration::from_millis(ms));
-            }
-            FaultSpec::SlowStart { app, ms } => {
-                self.slow_start
-                    .insert(app.to_lowercase(), Duration::from_millis(ms));
-            }
-            FaultSpec::Unhealthy { app } => {
-                self.unhealthy.insert(app.to_lowercase());
-            }
-            FaultSpec::FailJobs { operation, detail } => {
-                self.failing_jobs.insert(operation, detail);
-            }
-            FaultSpec::PlacementError { app, details } => {
-                self.placement.insert(app.to_lowercase(), details);
-            }
-            FaultSpec::FailTask { app, status } => {
-                self.fail_task.insert(app.to_lowercase(), status);
-            }
-            FaultSpec::HangTask { app } => {
-                self.hang_task.insert(app.to_lowercase());
-            }
-            FaultSpec::Warning { text } => self.warnings.push(text),
-            FaultSpec::Evacuate { app, unclaimed_ms } => {
-                self.evacuate
-                    .insert(app.to_lowercase(), Duration::from_millis(unclaimed_ms));
-            }
-            FaultSpec::Outage { ms, reset } => {
-                self.outage = std::time::Instant::now()
-                    .checked_add(Duration::from_millis(ms))
-                    .map(|until| (until, reset));
-            }
-            FaultSpec::RateLimit { times, retry_after } => {
-                self.rate_limit = (times > 0).then_some((times, retry_after));
-            }
+        FaultSpec::NeverHealthy {
+            app,
+            health_check_timeout_ms,
+        } => {
+            f.never_healthy.insert(
+                app.to_lowercase(),
+                Duration::from_millis(health_check_timeout_ms),
+            );
+        }
+        // Actions on the model, handled by `apply_spec`.
+        FaultSpec::CrashInstance { .. } | FaultSpec::SetQuota { .. } => {}
+        FaultSpec::OptionalApiUnavailable { api, mode } => {
+            f.optional.insert(api, mode);
+        }
+        FaultSpec::Http5xxShare {
+            app,
+            percent,
+            status,
+        } => {
+            let status = if (500..=599).contains(&status) {
+                status
+            } else {
+                500
+            };
+            f.http_5xx
+                .insert(app.to_lowercase(), (percent.min(100), status));
+        }
+        FaultSpec::SlowResponses { app, delay_ms } => {
+            f.slow_responses
+                .insert(app.to_lowercase(), Duration::from_millis(delay_ms));
+        }
+        FaultSpec::SlowStaging { app, ms } => {
+            f.slow_staging
+                .insert(app.to_lowercase(), Duration::from_millis(ms));
+        }
+        FaultSpec::SlowStart { app, ms } => {
+            f.slow_start
+                .insert(app.to_lowercase(), Duration::from_millis(ms));
+        }
+        FaultSpec::Unhealthy { app } => {
+            f.unhealthy.insert(app.to_lowercase());
+        }
+        FaultSpec::FailJobs { operation, detail } => {
+            f.failing_jobs.insert(operation, detail);
+        }
+        FaultSpec::PlacementError { app, details } => {
+            f.placement.insert(app.to_lowercase(), details);
+        }
+        FaultSpec::FailTask { app, status } => {
+            f.fail_task.insert(app.to_lowercase(), status);
+        }
+        FaultSpec::HangTask { app } => {
+            f.hang_task.insert(app.to_lowercase());
+        }
+        FaultSpec::Warning { text } => f.warnings.push(text),
+        FaultSpec::Evacuate { app, unclaimed_ms } => {
+            f.evacuate
+                .insert(app.to_lowercase(), Duration::from_millis(unclaimed_ms));
+        }
+        FaultSpec::Outage { ms, reset } => {
+            f.outage = std::time::Instant::now()
+                .checked_add(Duration::from_millis(ms))
+                .map(|until| (until, reset));
+        }
+        FaultSpec::RateLimit { times, retry_after } => {
+            f.rate_limit = (times > 0).then_some((times, retry_after));
         }
     }
 }
@@ -443,7 +299,7 @@ impl Faults {
 /// switches in `st.faults`.
 pub(crate) fn apply_spec(st: &mut State, space_guid: &str, spec: FaultSpec) {
     if let FaultSpec::SetQuota { scope, quota } = spec {
-        super::quotas::set_quota(st, scope, space_guid, quota);
+        quotas::set_quota(st, scope, space_guid, quota);
         return;
     }
     if let FaultSpec::CrashInstance {
@@ -480,7 +336,7 @@ pub(crate) fn apply_spec(st: &mut State, space_guid: &str, spec: FaultSpec) {
         }
         return;
     }
-    st.faults.apply(spec);
+    switch_on(&mut st.faults, spec);
 }
 
 /// The Rust fault-injection API (`SimHandle::faults()`).
@@ -503,11 +359,7 @@ impl FaultInjector {
 
     /// Sets the seeded space's (or org's) quota; `None` removes the space quota (the org gets
     /// an unlimited one). See [`FaultSpec::SetQuota`].
-    pub fn set_quota(
-        &self,
-        scope: super::quotas::QuotaScope,
-        quota: Option<super::quotas::QuotaSpec>,
-    ) {
+    pub fn set_quota(&self, scope: QuotaScope, quota: Option<QuotaSpec>) {
         self.apply(FaultSpec::SetQuota { scope, quota });
     }
 
@@ -732,14 +584,17 @@ mod tests {
     #[test]
     fn nth_call_fails_once() {
         let mut f = Faults::default();
-        f.apply(FaultSpec::FailCalls(FailRule {
-            method: "POST".into(),
-            path: "/v3/builds".into(),
-            nth: 2,
-            times: 1,
-            status: 500,
-            retry_after: None,
-        }));
+        switch_on(
+            &mut f,
+            FaultSpec::FailCalls(FailRule {
+                method: "POST".into(),
+                path: "/v3/builds".into(),
+                nth: 2,
+                times: 1,
+                status: 500,
+                retry_after: None,
+            }),
+        );
         assert_eq!(f.check_call("POST", "/v3/builds"), None);
         assert_eq!(f.check_call("GET", "/v3/builds"), None);
         assert_eq!(f.check_call("POST", "/v3/builds"), Some((500, None)));
@@ -749,11 +604,14 @@ mod tests {
     #[test]
     fn http_5xx_share_is_exact() {
         let mut f = Faults::default();
-        f.apply(FaultSpec::Http5xxShare {
-            app: "A".into(),
-            percent: 25,
-            status: 503,
-        });
+        switch_on(
+            &mut f,
+            FaultSpec::Http5xxShare {
+                app: "A".into(),
+                percent: 25,
+                status: 503,
+            },
+        );
         let failed = (0..100).filter(|_| f.http_failure("a").is_some()).count();
         assert_eq!(failed, 25);
         assert_eq!(f.http_failure("other"), None);

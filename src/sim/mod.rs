@@ -171,6 +171,7 @@
 mod api;
 pub mod cli;
 mod deployments;
+mod fault_switches;
 mod faults;
 mod instances;
 mod procs;
@@ -193,10 +194,11 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use faults::{FailRule, FaultInjector, FaultSpec, OptionalApi, Unavailable};
+pub use fault_switches::{FailRule, OptionalApi, Unavailable};
+pub use faults::{FaultInjector, FaultSpec};
 pub use procs::Swept;
-pub use quotas::{QuotaScope, QuotaSpec};
-pub use state::CallRecord;
+pub use quotas::QuotaScope;
+pub use state::{CallRecord, QuotaSpec};
 pub use stop::{StopSignals, Stopped};
 
 use state::State;

@@ -1,4 +1,4 @@
-//! Space and organization quotas: the definitions ([`QuotaSpec`]), what counts against them
+//! Space and organization quotas: what counts against them
 //! (memory and instances of the processes of STARTED apps, routes), and the checks Cloud
 //! Controller makes when a process is started or scaled, a route created or an app staged,
 //! with its messages.
@@ -14,44 +14,15 @@
 //! rolling deployments or your configured max-in-flight.` (`DeploymentCreate`).
 //!
 //! Differences from Cloud Controller: a change is checked only when it asks for more (CC also
-//! refuses a save that asks for nothing more once usage is already over the limit); tasks do
-//! not exist here, so they count for nothing; the log-rate, service and reserved-port limits
+//! refuses a save that asks for nothing more once usage is already over the limit); running
+//! tasks count against the total memory only; the log-rate, service and reserved-port limits
 //! are not modelled.
 //!
 //! Depends on: `state`. Must not: do I/O.
 
 use serde::{Deserialize, Serialize};
 
-use super::state::{Process, State};
-
-/// A quota definition. `None` limits are unlimited (CC's `-1`, presented as `null`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct QuotaSpec {
-    /// The quota's name (`cf space-quota NAME`).
-    pub name: String,
-    /// `apps.total_memory_in_mb`: memory of all started instances together.
-    #[serde(default)]
-    pub total_memory_mb: Option<u64>,
-    /// `apps.per_process_memory_in_mb`: memory of one instance.
-    #[serde(default)]
-    pub instance_memory_mb: Option<u64>,
-    /// `apps.total_instances`: started instances of all processes together.
-    #[serde(default)]
-    pub total_instances: Option<u64>,
-    /// `routes.total_routes`.
-    #[serde(default)]
-    pub total_routes: Option<u64>,
-}
-
-impl QuotaSpec {
-    /// A quota named `name` with no limits.
-    pub fn unlimited(name: &str) -> QuotaSpec {
-        QuotaSpec {
-            name: name.to_string(),
-            ..QuotaSpec::default()
-        }
-    }
-}
+use super::state::{Process, Quota, QuotaSpec, State};
 
 /// Which quota a setting applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -413,7 +384,7 @@ pub(crate) fn set_quota(
         (Some(spec), _) => {
             let meta = st.meta();
             let g = meta.guid.clone();
-            st.quotas.push(super::state::Quota {
+            st.quotas.push(Quota {
                 meta,
                 org_guid: (scope == QuotaScope::Space).then(|| space.org_guid.clone()),
                 spec,

@@ -3,17 +3,18 @@
 //! instances and the API call log. Everything lives in one [`State`] behind a `std::sync::Mutex`
 //! (see `Shared` in `mod.rs`); no guard is ever held across an `.await`.
 //!
-//! Depends on: `util`, `faults`. Must not: do I/O.
+//! Depends on: `util`, `telemetry`, `fault_switches`. Must not: do I/O.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use super::faults::Faults;
+use super::fault_switches::Faults;
 use super::telemetry::{AuditEvent, LogStore, MAX_AUDIT_EVENTS};
 use super::util::{new_guid, now_rfc3339};
 
@@ -67,7 +68,36 @@ pub(crate) struct Quota {
     pub meta: Meta,
     /// The org a space quota belongs to; `None` for an organization quota.
     pub org_guid: Option<String>,
-    pub spec: super::quotas::QuotaSpec,
+    pub spec: QuotaSpec,
+}
+
+/// A quota definition. `None` limits are unlimited (CC's `-1`, presented as `null`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuotaSpec {
+    /// The quota's name (`cf space-quota NAME`).
+    pub name: String,
+    /// `apps.total_memory_in_mb`: memory of all started instances together.
+    #[serde(default)]
+    pub total_memory_mb: Option<u64>,
+    /// `apps.per_process_memory_in_mb`: memory of one instance.
+    #[serde(default)]
+    pub instance_memory_mb: Option<u64>,
+    /// `apps.total_instances`: started instances of all processes together.
+    #[serde(default)]
+    pub total_instances: Option<u64>,
+    /// `routes.total_routes`.
+    #[serde(default)]
+    pub total_routes: Option<u64>,
+}
+
+impl QuotaSpec {
+    /// A quota named `name` with no limits.
+    pub fn unlimited(name: &str) -> QuotaSpec {
+        QuotaSpec {
+            name: name.to_string(),
+            ..QuotaSpec::default()
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -337,6 +367,53 @@ pub(crate) struct Instance {
     pub unclaimed_until: Option<Instant>,
 }
 
+/// The state of a task, as Cloud Controller names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TaskState {
+    Pending,
+    Running,
+    Succeeded,
+    Canceling,
+    Failed,
+}
+
+impl TaskState {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Pending => "PENDING",
+            TaskState::Running => "RUNNING",
+            TaskState::Succeeded => "SUCCEEDED",
+            TaskState::Canceling => "CANCELING",
+            TaskState::Failed => "FAILED",
+        }
+    }
+
+    /// Still holding memory (counts against the quota).
+    pub(crate) fn is_active(self) -> bool {
+        matches!(
+            self,
+            TaskState::Pending | TaskState::Running | TaskState::Canceling
+        )
+    }
+}
+
+/// A task in the model.
+#[derive(Debug, Clone)]
+pub(crate) struct Task {
+    pub meta: Meta,
+    pub app_guid: String,
+    pub name: String,
+    pub sequence_id: u64,
+    pub command: String,
+    pub state: TaskState,
+    pub memory_mb: u64,
+    pub disk_mb: u64,
+    pub droplet_guid: String,
+    pub failure_reason: Option<String>,
+    /// Cancelled by a cancel request (or the app's deletion).
+    pub cancel: CancellationToken,
+}
+
 /// One API request as the simulator saw it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct CallRecord {
@@ -378,7 +455,7 @@ pub(crate) struct State {
     pub blobs: HashMap<String, Bytes>,
     pub instances: Vec<Instance>,
     /// Tasks, oldest first (ended ones stay, as on Cloud Controller).
-    pub tasks: Vec<super::tasks::Task>,
+    pub tasks: Vec<Task>,
     pub calls: Vec<CallRecord>,
     pub faults: Faults,
     /// Log-cache's per-app envelope buffers.
@@ -550,7 +627,7 @@ impl State {
     /// packages, droplets, builds, bindings, deployments, tasks: running ones are cancelled). Instances are stopped by the
     /// next reconcile.
     pub fn delete_app(&mut self, guid: &str) {
-        super::tasks::cancel_app_tasks(self, guid);
+        self.cancel_app_tasks(guid);
         self.tasks.retain(|t| t.app_guid != guid);
         self.apps.retain(|a| a.meta.guid != guid);
         self.processes.retain(|p| p.app_guid != guid);
@@ -561,6 +638,34 @@ impl State {
         self.deployments.retain(|d| d.app_guid != guid);
         for r in &mut self.routes {
             r.destinations.retain(|d| d.app_guid != guid);
+        }
+    }
+
+    /// Cancels a task: `CANCELING`, then its supervisor (`tasks.rs`) ends it. A task that
+    /// already ended is left as it is (`false`).
+    pub fn cancel_task(&mut self, guid: &str) -> bool {
+        let Some(t) = self.tasks.iter_mut().find(|t| t.meta.guid == guid) else {
+            return false;
+        };
+        if !t.state.is_active() {
+            return false;
+        }
+        t.state = TaskState::Canceling;
+        t.meta.touch();
+        t.cancel.cancel();
+        true
+    }
+
+    /// Cancels every running task of an app (it is being deleted).
+    fn cancel_app_tasks(&mut self, app_guid: &str) {
+        let guids: Vec<String> = self
+            .tasks
+            .iter()
+            .filter(|t| t.app_guid == app_guid && t.state.is_active())
+            .map(|t| t.meta.guid.clone())
+            .collect();
+        for g in guids {
+            self.cancel_task(&g);
         }
     }
 

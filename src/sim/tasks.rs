@@ -21,54 +21,7 @@ use tokio_util::sync::CancellationToken;
 use super::Shared;
 use super::instances::{INSTANCE_PATH, app_env, extract_droplet, pump_lines};
 use super::procs::{Guarded, INSTANCE_GUID_VAR};
-use super::state::{Files, State};
-
-/// The state of a task, as Cloud Controller names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum TaskState {
-    Pending,
-    Running,
-    Succeeded,
-    Canceling,
-    Failed,
-}
-
-impl TaskState {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            TaskState::Pending => "PENDING",
-            TaskState::Running => "RUNNING",
-            TaskState::Succeeded => "SUCCEEDED",
-            TaskState::Canceling => "CANCELING",
-            TaskState::Failed => "FAILED",
-        }
-    }
-
-    /// Still holding memory (counts against the quota).
-    pub(crate) fn is_active(self) -> bool {
-        matches!(
-            self,
-            TaskState::Pending | TaskState::Running | TaskState::Canceling
-        )
-    }
-}
-
-/// A task in the model.
-#[derive(Debug, Clone)]
-pub(crate) struct Task {
-    pub meta: super::state::Meta,
-    pub app_guid: String,
-    pub name: String,
-    pub sequence_id: u64,
-    pub command: String,
-    pub state: TaskState,
-    pub memory_mb: u64,
-    pub disk_mb: u64,
-    pub droplet_guid: String,
-    pub failure_reason: Option<String>,
-    /// Cancelled by a cancel request (or the app's deletion).
-    pub cancel: CancellationToken,
-}
+use super::state::{Files, State, Task, TaskState};
 
 /// The failure reason of a cancelled task.
 pub(crate) const CANCELLED: &str = "task was cancelled";
@@ -120,34 +73,6 @@ pub(crate) fn injected_command(st: &State, app_name: &str) -> Option<String> {
         return Some("echo 'simulated hanging task (HangTask fault)'; exec sleep 86400".into());
     }
     None
-}
-
-/// Cancels a task: `CANCELING`, then its supervisor ends it. A task that already ended is left
-/// as it is (`false`).
-pub(crate) fn cancel(st: &mut State, guid: &str) -> bool {
-    let Some(t) = st.tasks.iter_mut().find(|t| t.meta.guid == guid) else {
-        return false;
-    };
-    if !t.state.is_active() {
-        return false;
-    }
-    t.state = TaskState::Canceling;
-    t.meta.touch();
-    t.cancel.cancel();
-    true
-}
-
-/// Cancels every running task of an app (it is being deleted).
-pub(crate) fn cancel_app_tasks(st: &mut State, app_guid: &str) {
-    let guids: Vec<String> = st
-        .tasks
-        .iter()
-        .filter(|t| t.app_guid == app_guid && t.state.is_active())
-        .map(|t| t.meta.guid.clone())
-        .collect();
-    for g in guids {
-        cancel(st, &g);
-    }
 }
 
 fn set(shared: &Shared, guid: &str, f: impl FnOnce(&mut Task)) {

@@ -683,8 +683,8 @@ async fn middleware(AxState(s): AxState<Arc<Shared>>, req: Request, next: Next) 
 
 /// What gorouter or the rate limiter answers under an outage or rate-limit fault, and the
 /// status the call log shows (0 for a reset connection).
-fn unreachable_response(u: crate::sim::faults::Unreachable) -> (u16, Response) {
-    use crate::sim::faults::Unreachable;
+fn unreachable_response(u: crate::sim::fault_switches::Unreachable) -> (u16, Response) {
+    use crate::sim::fault_switches::Unreachable;
     match u {
         Unreachable::NoEndpoints => {
             let mut r = (

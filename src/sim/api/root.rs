@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use super::telemetry::unavailable;
 use super::{ApiError, ApiResult, Q, href, metadata, ok, paginate, parse_json};
 use crate::sim::Shared;
-use crate::sim::faults::{OptionalApi, Unavailable};
+use crate::sim::fault_switches::{OptionalApi, Unavailable};
 use crate::sim::state::{Domain, JobOutcome, State};
 
 pub(super) fn routes() -> Router<Arc<Shared>> {

@@ -19,7 +19,8 @@ use super::{
 };
 use crate::sim::Shared;
 use crate::sim::quotas;
-use crate::sim::tasks::{self as engine, Spec, Task, TaskState};
+use crate::sim::state::{Task, TaskState};
+use crate::sim::tasks::{self as engine, Spec};
 
 /// Memory and disk of a task that asks for none (Cloud Controller's `default_app_memory` and
 /// `default_app_disk_in_mb`).
@@ -216,7 +217,7 @@ async fn cancel_task(AxState(s): AxState<Arc<Shared>>, Path(guid): Path<String>)
             state.as_str()
         )));
     }
-    engine::cancel(&mut st, &guid);
+    st.cancel_task(&guid);
     let t = st
         .tasks
         .iter()

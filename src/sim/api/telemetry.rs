@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 
 use super::{ApiError, ApiResult, Q, ok, order, paginate};
 use crate::sim::Shared;
-use crate::sim::faults::{OptionalApi, Unavailable};
+use crate::sim::fault_switches::{OptionalApi, Unavailable};
 use crate::sim::telemetry::{ReadQuery, now_ns, parse_timestamp};
 
 pub(super) fn routes() -> Router<Arc<Shared>> {
