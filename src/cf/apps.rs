@@ -3,7 +3,8 @@
 //!
 //! Names are case-insensitive on the server; "not found" for a name lookup is an empty list, so
 //! [`Client::find_app`] returns `None` rather than an error. The current droplet calls live in
-//! [`crate::cf::droplets`], metadata changes in [`crate::cf::metadata`].
+//! [`crate::cf::droplets`]; [`Client::update_app_metadata`] changes labels and annotations
+//! ([`crate::cf::MetadataUpdate`]).
 //!
 //! ```no_run
 //! # async fn f(client: cf_zero_downtime::cf::Client, space: cf_zero_downtime::cf::SpaceGuid)
@@ -37,11 +38,11 @@ use super::nullable::null_as_default;
 use reqwest::Method;
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::client::{Body, join_filter};
 use super::guid::{AppGuid, DropletGuid, JobGuid, SpaceGuid};
-use super::metadata::Metadata;
+use super::metadata::{Metadata, MetadataUpdate};
 use super::page::Page;
 use super::relationships::ToOne;
+use super::request::{Body, join_filter};
 use super::{Client, Error, Idempotency};
 
 /// The desired state of an app.
@@ -269,6 +270,11 @@ struct EnvVarsPatch<'a> {
     var: &'a BTreeMap<String, Option<String>>,
 }
 
+#[derive(Serialize)]
+struct MetadataBody<'a> {
+    metadata: &'a MetadataUpdate,
+}
+
 /// Environment variable values are strings, but JSON numbers/booleans are accepted and kept in
 /// their JSON text form; `null` values are dropped.
 fn string_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
@@ -336,10 +342,30 @@ impl Client {
         self.update_app(guid, &update).await
     }
 
+    /// `PATCH /v3/apps/:guid` with only `metadata`: sets or deletes labels and annotations.
+    ///
+    /// ```no_run
+    /// # async fn f(client: cf_zero_downtime::cf::Client, app: cf_zero_downtime::cf::AppGuid)
+    /// # -> Result<(), cf_zero_downtime::cf::Error> {
+    /// use cf_zero_downtime::cf::MetadataUpdate;
+    /// let update = MetadataUpdate::default().label("cf-zdt/role", "candidate");
+    /// client.update_app_metadata(&app, &update).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn update_app_metadata(
+        &self,
+        app: &AppGuid,
+        update: &MetadataUpdate,
+    ) -> Result<App, Error> {
+        let url = self.url(&format!("/v3/apps/{app}"))?;
+        self.send_json(Method::PATCH, url, &MetadataBody { metadata: update })
+            .await
+    }
+
     /// `DELETE /v3/apps/:guid` → the deletion job (poll it with [`Client::wait_for_job`]).
     pub async fn delete_app(&self, guid: &AppGuid) -> Result<JobGuid, Error> {
         let url = self.url(&format!("/v3/apps/{guid}"))?;
-        self.send_for_job(Method::DELETE, url, Body::Empty).await
+        self.delete_for_job(url).await
     }
 
     async fn app_action(

@@ -27,8 +27,8 @@
 use super::nullable::null_as_default;
 use serde::{Deserialize, Serialize};
 
-use super::client::join_filter;
 use super::guid::AppGuid;
+use super::request::join_filter;
 use super::trace::rfc3339;
 use super::{Client, Error};
 

@@ -40,7 +40,6 @@
 //! Depends on: reqwest, tokio, serde. Must not: log or print tokens.
 
 use std::fmt;
-use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -53,11 +52,13 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use url::Url;
 
-use super::discovery::{ApiVersion, RootInfo};
 use super::error::{ApiError, CcError, Error};
 use super::guid::JobGuid;
 use super::page::Page;
+use super::request::{Body, json_body, upload_form};
+use super::root::RootInfo;
 use super::trace::{self, Trace};
+use super::version::ApiVersion;
 use super::warnings::{self, Warnings};
 use super::{AuthError, Target, TokenProvider};
 
@@ -336,21 +337,6 @@ impl fmt::Debug for Client {
     }
 }
 
-/// A request body.
-pub(crate) enum Body<'a> {
-    Empty,
-    Json(Vec<u8>),
-    Yaml(&'a str),
-    Upload(&'a Upload<'a>),
-}
-
-/// A multipart package upload, rebuilt from the file for each attempt (a 401 refresh resends).
-pub(crate) struct Upload<'a> {
-    pub(crate) resources_json: Vec<u8>,
-    pub(crate) zip: Option<&'a Path>,
-    pub(crate) progress: Arc<dyn Fn(u64, u64) + Send + Sync>,
-}
-
 /// A fully read response.
 pub(crate) struct Response {
     pub(crate) endpoint: String,
@@ -466,16 +452,6 @@ fn retry_class(status: StatusCode, headers: &HeaderMap, idempotent: bool) -> Opt
         500..=599 => Some(RetryClass::ServerError),
         _ => None,
     }
-}
-
-/// Joins filter values with `,` after escaping commas inside a value as `%2C`, as the cf CLI does
-/// (the server splits on `,` and URL-decodes each piece).
-pub(crate) fn join_filter<S: AsRef<str>>(values: &[S]) -> String {
-    values
-        .iter()
-        .map(|v| v.as_ref().replace(',', "%2C"))
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 impl Client {
@@ -658,16 +634,7 @@ impl Client {
         &self,
         url: Url,
     ) -> Result<T, Error> {
-        self.execute(
-            Method::GET,
-            url,
-            Body::Empty,
-            false,
-            None,
-            Idempotency::Idempotent,
-        )
-        .await?
-        .json()
+        self.get(url, false, None).await?.json()
     }
 
     /// `get_json` with `CF-ResourceNotFound` mapped to `None` (kube's `get_opt`).
@@ -704,14 +671,11 @@ impl Client {
             .json()
     }
 
-    /// A request whose answer is `202 Accepted` + a job `Location`.
-    pub(crate) async fn send_for_job(
-        &self,
-        method: Method,
-        url: Url,
-        body: Body<'_>,
-    ) -> Result<JobGuid, Error> {
-        self.send(method, url, body).await?.job_location()
+    /// A `DELETE` whose answer is `202 Accepted` + a job `Location`.
+    pub(crate) async fn delete_for_job(&self, url: Url) -> Result<JobGuid, Error> {
+        self.send(Method::DELETE, url, Body::Empty)
+            .await?
+            .job_location()
     }
 
     /// Every resource of a list endpoint, following `pagination.next.href` (per_page=5000).
@@ -793,8 +757,7 @@ impl Client {
         body: Body<'_>,
     ) -> Result<Response, Error> {
         let idempotency = Idempotency::of(&method);
-        self.execute(method, url, body, true, None, idempotency)
-            .await
+        self.send_as(method, url, body, idempotency).await
     }
 
     /// Sends a request whose idempotency the call site declares (e.g. a `POST` action that only
@@ -816,17 +779,31 @@ impl Client {
         url: Url,
         accept: &'static str,
     ) -> Result<Response, Error> {
+        self.get(url, true, Some(accept)).await
+    }
+
+    /// A GET (idempotent, no body), with or without the token.
+    async fn get(
+        &self,
+        url: Url,
+        authenticated: bool,
+        accept: Option<&'static str>,
+    ) -> Result<Response, Error> {
+        let idempotency = Idempotency::Idempotent;
         self.execute(
             Method::GET,
             url,
             Body::Empty,
-            true,
-            Some(accept),
-            Idempotency::Idempotent,
+            authenticated,
+            accept,
+            idempotency,
         )
         .await
     }
 
+    /// Sends a request until it has a final answer: refreshes the token once on `401
+    /// CF-InvalidAuthToken`, retries server errors a few times and waits out outages within the
+    /// budget (the rules in the module documentation).
     async fn execute(
         &self,
         method: Method,
@@ -836,21 +813,20 @@ impl Client {
         accept: Option<&'static str>,
         idempotency: Idempotency,
     ) -> Result<Response, Error> {
-        let endpoint = format!("{method} {}", url.path());
-        let idempotent = idempotency == Idempotency::Idempotent;
-        let timeout = match body {
-            Body::Upload(_) => self.inner.upload_timeout,
-            _ => self.inner.request_timeout,
+        let call = Call {
+            endpoint: format!("{method} {}", url.path()),
+            idempotent: idempotency == Idempotency::Idempotent,
+            authenticated,
+            timeout: match body {
+                Body::Upload(_) => self.inner.upload_timeout,
+                _ => self.inner.request_timeout,
+            },
         };
         let limit = self.inner.max_response_bytes;
         let policy = &self.inner.retry;
         let mut token: Option<SecretString> = None;
         let mut refreshed = false;
-        // Retries so far (for the backoff), retries of non-outage server errors, and when this
-        // request first failed (the outage budget counts from there).
-        let mut retries = 0u32;
-        let mut server_errors = 0u32;
-        let mut first_failure: Option<std::time::Instant> = None;
+        let mut retrying = Retrying::default();
         loop {
             if authenticated && token.is_none() {
                 token = Some(self.bounded_token(self.inner.token.token()).await?);
@@ -859,133 +835,105 @@ impl Client {
                 .build(&method, &url, &body, token.as_ref(), accept)
                 .await?;
             self.trace_request(&request, &body);
-            tracing::debug!(target: "cf::http", %endpoint, "request");
-            let outcome =
-                tokio::time::timeout(timeout, read_response(&self.inner.http, request, limit))
-                    .await;
-            // A failure worth another attempt: what it was, and the wait the server asked for.
-            let transient: (String, Option<Duration>, Error) = match outcome {
-                Err(_elapsed) => {
-                    let err = Error::Timeout {
-                        endpoint: endpoint.clone(),
-                        timeout,
-                    };
-                    if !idempotent {
-                        return Err(err);
-                    }
-                    (format!("{endpoint} timed out after {timeout:?}"), None, err)
-                }
+            tracing::debug!(target: "cf::http", endpoint = %call.endpoint, "request");
+            let outcome = tokio::time::timeout(
+                call.timeout,
+                read_response(&self.inner.http, request, limit),
+            )
+            .await;
+            let transient = match outcome {
+                Err(_elapsed) => call.timed_out()?,
                 Ok(Err(ReadError::TooLarge)) => {
+                    let endpoint = call.endpoint;
                     return Err(Error::ResponseTooLarge { endpoint, limit });
                 }
-                Ok(Err(ReadError::Http(e))) => {
-                    // A connection that could not be made never carried the request: any
-                    // request may be sent again. Once connected (reset, broken body, timeout),
-                    // only idempotent ones. Building errors cannot improve by retrying.
-                    let unsent = e.is_connect();
-                    if e.is_builder() || !(idempotent || unsent) {
-                        return Err(if e.is_timeout() {
-                            Error::Timeout { endpoint, timeout }
-                        } else {
-                            Error::Http {
-                                endpoint,
-                                source: e,
-                            }
-                        });
-                    }
-                    let what = if unsent {
-                        "Cloud Controller refuses connections".to_owned()
-                    } else if e.is_timeout() {
-                        format!("{endpoint} timed out")
-                    } else {
-                        "Cloud Controller dropped the connection".to_owned()
-                    };
-                    let err = if e.is_timeout() {
-                        Error::Timeout {
-                            endpoint: endpoint.clone(),
-                            timeout,
-                        }
-                    } else {
-                        Error::Http {
-                            endpoint: endpoint.clone(),
-                            source: e,
-                        }
-                    };
-                    (what, None, err)
-                }
+                Ok(Err(ReadError::Http(e))) => call.connection_failed(e)?,
                 Ok(Ok((status, headers, bytes))) => {
                     self.trace_response(status, &headers, &bytes);
-                    tracing::debug!(target: "cf::http", %endpoint, status = status.as_u16(), "response");
-
-                    if status == StatusCode::UNAUTHORIZED && authenticated && !refreshed {
-                        let err = api_error(&endpoint, status, &headers, &bytes);
-                        if err.is_invalid_auth_token() {
+                    tracing::debug!(target: "cf::http", endpoint = %call.endpoint, status = status.as_u16(), "response");
+                    let server_retry_left = retrying.server_errors < policy.max_retries;
+                    match call.verdict(status, &headers, &bytes, !refreshed, server_retry_left) {
+                        Verdict::RefreshToken => {
                             refreshed = true;
                             token = Some(self.bounded_token(self.inner.token.refresh()).await?);
                             continue;
                         }
-                    }
-                    match retry_class(status, &headers, idempotent) {
-                        Some(RetryClass::Outage) | Some(RetryClass::RateLimited) => {
-                            let what = if status == StatusCode::TOO_MANY_REQUESTS {
-                                "Cloud Controller is rate limiting requests (429)".to_owned()
-                            } else if router_error(&headers).is_some() {
-                                format!(
-                                    "Cloud Controller is unavailable ({} {})",
-                                    status.as_u16(),
-                                    router_error(&headers).unwrap_or_default()
-                                )
-                            } else {
-                                format!("Cloud Controller is unavailable ({})", status.as_u16())
-                            };
-                            // `Retry-After: 0` asks for nothing: the backoff keeps a pace.
-                            let asked = retry_after(&headers).filter(|d| !d.is_zero());
-                            let err = Error::from(api_error(&endpoint, status, &headers, &bytes));
-                            (what, asked, err)
-                        }
-                        Some(RetryClass::ServerError) if server_errors < policy.max_retries => {
-                            let wait = policy.jittered(server_errors, None, fastrand::f64());
-                            tracing::debug!(target: "cf::http", %endpoint, status = status.as_u16(), ?wait, "retrying");
-                            server_errors += 1;
+                        Verdict::ServerError => {
+                            let wait =
+                                policy.jittered(retrying.server_errors, None, fastrand::f64());
+                            tracing::debug!(target: "cf::http", endpoint = %call.endpoint, status = status.as_u16(), ?wait, "retrying");
+                            retrying.server_errors += 1;
                             tokio::time::sleep(wait).await;
                             continue;
                         }
-                        _ => {
-                            if first_failure.is_some() {
-                                self.outage_changed(None);
-                            }
-                            self.inner.warnings.extend(warnings::from_headers(&headers));
-                            if status.is_success() {
-                                return Ok(Response {
-                                    endpoint,
-                                    status,
-                                    headers,
-                                    body: bytes,
-                                });
-                            }
-                            return Err(api_error(&endpoint, status, &headers, &bytes).into());
+                        Verdict::Transient(transient) => transient,
+                        Verdict::Final => {
+                            let recovered = retrying.first_failure.is_some();
+                            return self.finish(call.endpoint, status, headers, bytes, recovered);
                         }
                     }
                 }
             };
-            let (what, asked, err) = transient;
-            let started = *first_failure.get_or_insert_with(std::time::Instant::now);
-            let wait = policy.jittered(retries, asked, fastrand::f64());
-            let within = if authenticated {
-                policy.within_budget(started.elapsed(), wait)
-            } else {
-                started.elapsed().saturating_add(wait) <= FIRST_CONTACT_BUDGET
-                    && policy.within_budget(started.elapsed(), wait)
-            };
-            if !within {
-                tracing::debug!(target: "cf::http", %endpoint, "outage budget spent");
-                return Err(err);
-            }
-            self.outage_changed(Some(&what));
-            tracing::debug!(target: "cf::http", %endpoint, ?wait, "{what}; retrying");
-            retries += 1;
+            let wait = self.wait_out(&call, &mut retrying, transient)?;
             tokio::time::sleep(wait).await;
         }
+    }
+
+    /// The final answer of a request: announces the end of the outage it waited out (when
+    /// `recovered`), keeps its warnings, and turns an error status into [`Error::Api`].
+    fn finish(
+        &self,
+        endpoint: String,
+        status: StatusCode,
+        headers: HeaderMap,
+        body: Bytes,
+        recovered: bool,
+    ) -> Result<Response, Error> {
+        if recovered {
+            self.outage_changed(None);
+        }
+        self.inner.warnings.extend(warnings::from_headers(&headers));
+        if status.is_success() {
+            return Ok(Response {
+                endpoint,
+                status,
+                headers,
+                body,
+            });
+        }
+        Err(api_error(&endpoint, status, &headers, &body).into())
+    }
+
+    /// The wait before the next attempt after `transient`, announcing the outage; its error
+    /// when the wait would overrun the outage budget (or, unauthenticated, the first-contact
+    /// budget).
+    fn wait_out(
+        &self,
+        call: &Call,
+        retrying: &mut Retrying,
+        transient: Transient,
+    ) -> Result<Duration, Error> {
+        let policy = &self.inner.retry;
+        let endpoint = &call.endpoint;
+        let started = *retrying
+            .first_failure
+            .get_or_insert_with(std::time::Instant::now);
+        let wait = policy.jittered(retrying.retries, transient.asked, fastrand::f64());
+        let within = if call.authenticated {
+            policy.within_budget(started.elapsed(), wait)
+        } else {
+            started.elapsed().saturating_add(wait) <= FIRST_CONTACT_BUDGET
+                && policy.within_budget(started.elapsed(), wait)
+        };
+        if !within {
+            tracing::debug!(target: "cf::http", %endpoint, "outage budget spent");
+            return Err(transient.err);
+        }
+        let what = transient.what;
+        self.outage_changed(Some(&what));
+        tracing::debug!(target: "cf::http", %endpoint, ?wait, "{what}; retrying");
+        retrying.retries += 1;
+        Ok(wait)
     }
 
     /// The provider's answer, bounded by the request timeout (a plugin RPC peer may hang).
@@ -1031,7 +979,7 @@ impl Client {
             Body::Yaml(text) => rb
                 .header(header::CONTENT_TYPE, "application/x-yaml")
                 .body(text.to_string()),
-            Body::Upload(upload) => rb.multipart(super::packages::upload_form(upload).await?),
+            Body::Upload(upload) => rb.multipart(upload_form(upload).await?),
         };
         rb.build().map_err(|e| Error::Http {
             endpoint: format!("{method} {}", url.path()),
@@ -1101,6 +1049,147 @@ impl Client {
     }
 }
 
+/// The parts of one request that decide how its failures are handled.
+struct Call {
+    /// `METHOD /path`, for errors and logs.
+    endpoint: String,
+    idempotent: bool,
+    authenticated: bool,
+    timeout: Duration,
+}
+
+/// A failure worth another attempt after a wait within the outage budget.
+struct Transient {
+    /// What is being waited out, for the outage notice.
+    what: String,
+    /// The wait the server asked for (`Retry-After`).
+    asked: Option<Duration>,
+    /// What the request fails with when the budget is spent.
+    err: Error,
+}
+
+/// How far the retrying of one request has got.
+#[derive(Default)]
+struct Retrying {
+    /// Waits for transient failures so far (for the backoff).
+    retries: u32,
+    /// Retries of server errors that are not an outage.
+    server_errors: u32,
+    /// When this request first failed: the outage budget counts from there.
+    first_failure: Option<std::time::Instant>,
+}
+
+/// What a response means for the retry loop.
+enum Verdict {
+    /// Returned as it is: a success, or an error not worth another attempt.
+    Final,
+    /// `401 CF-InvalidAuthToken`: send once more with a refreshed token.
+    RefreshToken,
+    /// A server error that is not an outage, with retries left.
+    ServerError,
+    /// An outage or rate limiting, waited out.
+    Transient(Transient),
+}
+
+impl Call {
+    /// The request timed out: worth another attempt only when idempotent.
+    fn timed_out(&self) -> Result<Transient, Error> {
+        let err = Error::Timeout {
+            endpoint: self.endpoint.clone(),
+            timeout: self.timeout,
+        };
+        if !self.idempotent {
+            return Err(err);
+        }
+        let what = format!("{} timed out after {:?}", self.endpoint, self.timeout);
+        Ok(Transient {
+            what,
+            asked: None,
+            err,
+        })
+    }
+
+    /// The request failed below HTTP. A connection that could not be made never carried the
+    /// request: any request may be sent again. Once connected (reset, broken body, timeout),
+    /// only idempotent ones. Building errors cannot improve by retrying.
+    fn connection_failed(&self, e: reqwest::Error) -> Result<Transient, Error> {
+        let unsent = e.is_connect();
+        let retry = !e.is_builder() && (self.idempotent || unsent);
+        let what = if unsent {
+            "Cloud Controller refuses connections".to_owned()
+        } else if e.is_timeout() {
+            format!("{} timed out", self.endpoint)
+        } else {
+            "Cloud Controller dropped the connection".to_owned()
+        };
+        let endpoint = self.endpoint.clone();
+        let err = if e.is_timeout() {
+            Error::Timeout {
+                endpoint,
+                timeout: self.timeout,
+            }
+        } else {
+            Error::Http {
+                endpoint,
+                source: e,
+            }
+        };
+        if !retry {
+            return Err(err);
+        }
+        Ok(Transient {
+            what,
+            asked: None,
+            err,
+        })
+    }
+
+    /// What to do with a response: `may_refresh` while the token has not been refreshed yet,
+    /// `server_retry_left` while server errors may still be retried.
+    fn verdict(
+        &self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: &[u8],
+        may_refresh: bool,
+        server_retry_left: bool,
+    ) -> Verdict {
+        if status == StatusCode::UNAUTHORIZED
+            && self.authenticated
+            && may_refresh
+            && api_error(&self.endpoint, status, headers, body).is_invalid_auth_token()
+        {
+            return Verdict::RefreshToken;
+        }
+        match retry_class(status, headers, self.idempotent) {
+            Some(RetryClass::Outage) | Some(RetryClass::RateLimited) => {
+                Verdict::Transient(Transient {
+                    what: unavailable(status, headers),
+                    // `Retry-After: 0` asks for nothing: the backoff keeps a pace.
+                    asked: retry_after(headers).filter(|d| !d.is_zero()),
+                    err: Error::from(api_error(&self.endpoint, status, headers, body)),
+                })
+            }
+            Some(RetryClass::ServerError) if server_retry_left => Verdict::ServerError,
+            _ => Verdict::Final,
+        }
+    }
+}
+
+/// What an outage or rate-limiting answer says, for the outage notice.
+fn unavailable(status: StatusCode, headers: &HeaderMap) -> String {
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        "Cloud Controller is rate limiting requests (429)".to_owned()
+    } else if let Some(router) = router_error(headers) {
+        format!(
+            "Cloud Controller is unavailable ({} {router})",
+            status.as_u16()
+        )
+    } else {
+        format!("Cloud Controller is unavailable ({})", status.as_u16())
+    }
+}
+
 /// Why a response could not be read.
 enum ReadError {
     Http(reqwest::Error),
@@ -1143,13 +1232,6 @@ fn canonical(name: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join("-")
-}
-
-pub(crate) fn json_body(body: &impl Serialize) -> Result<Body<'static>, Error> {
-    serde_json::to_vec(body)
-        .map(Body::Json)
-        // Serializing our own request types cannot fail in practice (string keys only).
-        .map_err(|e| Error::Config(format!("could not encode request body: {e}")))
 }
 
 #[derive(serde::Deserialize)]
@@ -1332,11 +1414,6 @@ mod tests {
             Some(JobGuid::new("x"))
         );
         assert_eq!(job_guid_from_location("https://api/v3/apps/x"), None);
-    }
-
-    #[test]
-    fn commas_in_filter_values_are_pre_escaped() {
-        assert_eq!(join_filter(&["a,b", "c"]), "a%2Cb,c");
     }
 
     #[test]

@@ -32,12 +32,12 @@ use super::nullable::null_as_default;
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 
-use super::client::Body;
-use super::discovery::Feature;
 use super::guid::{AppGuid, DeploymentGuid, DropletGuid, ProcessGuid};
 use super::metadata::Metadata;
 use super::poll::{PollOptions, poll_until};
 use super::relationships::{GuidRef, ToOne};
+use super::request::Body;
+use super::version::Feature;
 use super::{Client, Error};
 
 /// Deployment strategy.

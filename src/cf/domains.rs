@@ -13,10 +13,10 @@
 use super::nullable::null_as_default;
 use serde::{Deserialize, Serialize};
 
-use super::client::join_filter;
 use super::guid::{DomainGuid, OrganizationGuid, RouterGroupGuid};
 use super::metadata::Metadata;
 use super::relationships::{GuidRef, ToOne};
+use super::request::join_filter;
 use super::{Client, Error};
 
 /// `relationships` of a domain.

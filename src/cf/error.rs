@@ -13,8 +13,8 @@ use super::nullable::null_as_default;
 use serde::{Deserialize, Serialize};
 
 use super::AuthError;
-use super::discovery::{ApiVersion, Feature};
 use super::guid::{BuildGuid, JobGuid, PackageGuid};
+use super::version::{ApiVersion, Feature};
 
 /// One entry of a Cloud Controller `errors` array (also used in failed jobs).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -435,7 +435,7 @@ impl Client {
             .extend(["api", "v1", "read", source_id]);
         query.apply(&mut url);
         let resp = self
-            .send(Method::GET, url, super::client::Body::Empty)
+            .send(Method::GET, url, super::request::Body::Empty)
             .await?;
         let read: WireRead = resp.json()?;
         convert(read.envelopes.batch).map_err(|what| Error::Protocol {

@@ -22,8 +22,8 @@ use super::nullable::null_as_default;
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 
-use super::client::Body;
 use super::guid::{AppGuid, JobGuid, SpaceGuid};
+use super::request::Body;
 use super::{Client, Error, Idempotency};
 
 /// A diff operation.

@@ -8,6 +8,12 @@
 //! actions are named by their verb (`restart_app`, `cancel_deployment`, `apply_manifest`).
 //! One file per resource holds its types and its calls.
 //!
+//! Inside, the files form layers, each using only those below it: plain types (`guid`, `page`,
+//! `relationships`, `metadata`, `version`, `root`, `auth`, `target`), then `error` and
+//! `request` (bodies and query filters), then the client core `client` (transport, retries,
+//! JSON plumbing), then the resource files, which add their calls to [`Client`] (`discovery`
+//! among them) and may use each other's types (`packages` uses `resource_matches` and `poll`).
+//!
 //! Optional platform services (audit events, log-cache, the network policy server) may be
 //! missing or refused: their errors answer [`Error::is_unavailable_optional`] so callers can
 //! degrade. Idempotent requests are retried on transient failures ([`Idempotency`]).
@@ -67,13 +73,16 @@ pub mod poll;
 pub mod processes;
 pub mod quotas;
 pub mod relationships;
+mod request;
 pub mod resource_matches;
+pub mod root;
 pub mod routes;
 pub mod service_credential_bindings;
 pub mod service_instances;
 pub mod spaces;
 pub mod tasks;
 pub mod trace;
+pub mod version;
 mod warnings;
 
 pub use auth::{AuthError, TokenProvider};
@@ -91,7 +100,7 @@ pub use deployments::{
     CanaryStep, Deployment, DeploymentOptions, DeploymentReason, DeploymentStatus,
     DeploymentStatusValue, DeploymentStrategy, NewDeployment,
 };
-pub use discovery::{ApiVersion, Feature, Info, RootInfo};
+pub use discovery::Info;
 pub use domains::Domain;
 pub use droplets::{Droplet, DropletState};
 pub use error::{ApiError, CcError, Error};
@@ -120,6 +129,7 @@ pub use processes::{
 pub use quotas::{Quota, QuotaApps, QuotaRoutes, UsageSummary};
 pub use relationships::{GuidRef, ToOne};
 pub use resource_matches::{Checksum, MatchedResource, Resource};
+pub use root::RootInfo;
 pub use routes::{Destination, NewDestination, NewRoute, Route, RouteQuery};
 pub use service_credential_bindings::{
     BindingCreated, NewServiceCredentialBinding, ServiceCredentialBinding,
@@ -128,3 +138,4 @@ pub use service_instances::{LastOperation, ServiceInstance, ServiceInstanceType}
 pub use spaces::Space;
 pub use tasks::{NewTask, Task, TaskResult, TaskState};
 pub use trace::Trace;
+pub use version::{ApiVersion, Feature};

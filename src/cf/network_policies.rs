@@ -29,8 +29,8 @@ use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use super::client::{join_filter, json_body};
 use super::guid::AppGuid;
+use super::request::{join_filter, json_body};
 use super::{Client, Error, Idempotency};
 
 /// The source of a policy (an app GUID).

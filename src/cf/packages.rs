@@ -26,23 +26,17 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::nullable::null_as_default;
-use bytes::Bytes;
 use reqwest::Method;
-use reqwest::multipart::{Form, Part};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize, Serializer};
-use tokio::io::AsyncReadExt;
 
-use super::client::{Body, Upload};
 use super::guid::{AppGuid, PackageGuid};
 use super::metadata::Metadata;
 use super::poll::{PollOptions, poll_until};
 use super::relationships::ToOne;
+use super::request::{Body, Upload};
 use super::resource_matches::MatchedResource;
 use super::{Client, Error};
-
-/// Upload chunk size.
-const CHUNK: usize = 64 * 1024;
 
 /// The kind of package.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -185,45 +179,6 @@ impl NewPackage {
             }),
         }
     }
-}
-
-/// Builds the multipart form: `resources` first (always), then `bits` streamed from the file.
-pub(crate) async fn upload_form(upload: &Upload<'_>) -> Result<Form, Error> {
-    let resources = Part::bytes(upload.resources_json.clone());
-    let form = Form::new().part("resources", resources);
-    let Some(path) = upload.zip else {
-        return Ok(form);
-    };
-    let io_err = |source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let file = tokio::fs::File::open(path).await.map_err(io_err)?;
-    let total = file.metadata().await.map_err(io_err)?.len();
-    let progress = upload.progress.clone();
-    let stream = futures::stream::unfold((Some(file), 0u64), move |(file, sent)| {
-        let progress = progress.clone();
-        async move {
-            let mut file = file?;
-            let mut buf = vec![0u8; CHUNK];
-            match file.read(&mut buf).await {
-                Ok(0) => None,
-                Ok(n) => {
-                    buf.truncate(n);
-                    let sent = sent + n as u64;
-                    progress(sent, total);
-                    Some((Ok(Bytes::from(buf)), (Some(file), sent)))
-                }
-                // End the stream after the error: the request fails with it.
-                Err(e) => Some((Err::<Bytes, std::io::Error>(e), (None, sent))),
-            }
-        }
-    });
-    let bits = Part::stream_with_length(reqwest::Body::wrap_stream(stream), total)
-        .file_name("package.zip")
-        .mime_str("application/octet-stream")
-        .map_err(|e| Error::Config(format!("multipart content type: {e}")))?;
-    Ok(form.part("bits", bits))
 }
 
 impl Client {

@@ -30,10 +30,10 @@ use super::nullable::null_as_default;
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 
-use super::client::{Body, join_filter};
 use super::guid::{AppGuid, DestinationGuid, DomainGuid, JobGuid, RouteGuid, SpaceGuid};
 use super::metadata::Metadata;
 use super::relationships::ToOne;
+use super::request::{Body, join_filter};
 use super::{Client, Error, Idempotency};
 
 /// The process a destination points at: `{"type": "web"}`.
@@ -303,7 +303,7 @@ impl Client {
     /// `DELETE /v3/routes/:guid` → the deletion job.
     pub async fn delete_route(&self, guid: &RouteGuid) -> Result<JobGuid, Error> {
         let url = self.url(&format!("/v3/routes/{guid}"))?;
-        self.send_for_job(Method::DELETE, url, Body::Empty).await
+        self.delete_for_job(url).await
     }
 
     /// `GET /v3/routes/:guid/destinations`.

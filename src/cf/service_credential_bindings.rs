@@ -23,10 +23,10 @@ use super::nullable::null_as_default;
 use reqwest::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 
-use super::client::{Body, json_body};
 use super::guid::{AppGuid, JobGuid, ServiceCredentialBindingGuid, ServiceInstanceGuid};
 use super::metadata::Metadata;
 use super::relationships::ToOne;
+use super::request::{Body, json_body};
 use super::service_instances::LastOperation;
 use super::{Client, Error};
 

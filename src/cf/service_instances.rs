@@ -12,10 +12,10 @@
 use super::nullable::null_as_default;
 use serde::{Deserialize, Serialize};
 
-use super::client::join_filter;
 use super::guid::{ServiceInstanceGuid, ServicePlanGuid, SpaceGuid};
 use super::metadata::Metadata;
 use super::relationships::ToOne;
+use super::request::join_filter;
 use super::{Client, Error};
 
 /// Managed or user-provided.

@@ -12,10 +12,10 @@
 use super::nullable::null_as_default;
 use serde::{Deserialize, Serialize};
 
-use super::client::join_filter;
 use super::guid::{OrganizationGuid, SpaceGuid, SpaceQuotaGuid};
 use super::metadata::Metadata;
 use super::relationships::ToOne;
+use super::request::join_filter;
 use super::{Client, Error};
 
 /// `relationships` of a space.

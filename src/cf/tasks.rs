@@ -18,11 +18,12 @@
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 
-use super::client::{Body, Idempotency};
+use super::client::Idempotency;
 use super::guid::{AppGuid, DropletGuid, TaskGuid};
 use super::nullable::null_as_default;
 use super::poll::{PollOptions, poll_until};
 use super::relationships::ToOne;
+use super::request::Body;
 use super::{Client, Error};
 
 /// The state of a task.
