@@ -12,19 +12,7 @@ use cf_zero_downtime::deploy::{Event, Outcome, Reporter};
 use cf_zero_downtime::sim::SimConfig;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::sim_world::{World, assert_no_failures, fast, push_args, world};
-
-fn manifest_for(apps: &[(&str, u32)], domain: &str) -> String {
-    let mut m = String::from("---\napplications:\n");
-    for (name, instances) in apps {
-        m.push_str(&format!(
-            "- name: {name}\n  instances: {instances}\n  memory: 64M\n  path: {name}\n  \
-             health-check-type: http\n  health-check-http-endpoint: /health\n  routes:\n  \
-             - route: {name}.{domain}\n"
-        ));
-    }
-    m
-}
+use crate::support::sim_world::{AppVersion, World, assert_no_failures, fast, push_args, world};
 
 /// What this file needs of the shared [`World`] beyond the harness: multi-app versions,
 /// blue-green push arguments with a smoke test, and the state it compares.
@@ -39,16 +27,18 @@ trait BlueGreenWorld {
 
 impl BlueGreenWorld for World {
     fn version(&self, version: &str, apps: &[(&str, u32)], markers: &[(&str, &str)]) -> PathBuf {
-        let root = self.version_root(version);
-        for (name, _) in apps {
-            self.write_app(version, name);
-        }
-        for (app, marker) in markers {
-            std::fs::write(root.join(app).join(marker), "x").unwrap();
-        }
-        let manifest = root.join("manifest.yml");
-        std::fs::write(&manifest, manifest_for(apps, &self.sim.app_domain())).unwrap();
-        manifest
+        let apps: Vec<AppVersion> = apps
+            .iter()
+            .map(|(name, instances)| {
+                markers
+                    .iter()
+                    .filter(|(app, _)| app == name)
+                    .fold(AppVersion::new(name, *instances), |a, (_, marker)| {
+                        a.file(marker, "x")
+                    })
+            })
+            .collect();
+        self.write_version(version, &apps)
     }
 
     fn args(&self, manifest: &Path) -> PushArgs {

@@ -3,7 +3,6 @@
 //! connections) at each phase and during a rollback, and bursts of 429s. Each ends clean with
 //! 0 failed requests.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use cf_zero_downtime::cli::{PushArgs, Strategy};
@@ -12,44 +11,10 @@ use cf_zero_downtime::sim::SimConfig;
 
 use crate::support::sim_world::{World, assert_no_failures, fast, push_args, world};
 
-/// Writes version `version` of `web` with `instances` and returns the manifest.
-fn version(w: &World, version: &str, instances: u32) -> PathBuf {
-    w.write_app(version, "web");
-    let manifest = w.version_root(version).join("manifest.yml");
-    std::fs::write(
-        &manifest,
-        format!(
-            "applications:\n- name: web\n  instances: {instances}\n  memory: 64M\n  path: web\n  \
-             health-check-type: http\n  health-check-http-endpoint: /health\n  routes:\n  \
-             - route: web.{}\n",
-            w.sim.app_domain()
-        ),
-    )
-    .unwrap();
-    manifest
-}
-
-/// Waits (bounded) until a call `method` whose path contains `part` is in the call log.
-async fn wait_for_call(w: &World, method: &str, part: &str) {
-    let start = Instant::now();
-    while !w
-        .sim
-        .call_log()
-        .iter()
-        .any(|c| c.method == method && c.path.contains(part))
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "{method} {part} never came"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
 /// A world with v1 of `web` (2 instances) deployed.
 async fn with_v1(cfg: SimConfig) -> World {
     let w = world(cfg).await;
-    let m = version(&w, "v1", 2);
+    let m = w.web_version("v1", 2);
     w.push_deployed(push_args(&m)).await;
     w
 }
@@ -95,7 +60,7 @@ async fn a_cell_evacuation_is_not_a_crash() {
     for (strategy, method, part, apps) in cases {
         let w = with_v1(fast()).await;
         let load = w.load("web").await;
-        let m = version(&w, "v2", 2);
+        let m = w.web_version("v2", 2);
         w.sim.clear_call_log();
         let args = PushArgs {
             strategy: *strategy,
@@ -111,7 +76,7 @@ async fn a_cell_evacuation_is_not_a_crash() {
         }
         let push = Box::pin(w.push(args));
         let evacuate = async {
-            wait_for_call(&w, method, part).await;
+            w.wait_for_call(method, part).await;
             if health_wait {
                 // Let the health wait's polls see the first instances (it polls every 50 ms;
                 // they start for 1.5 s), so that it meets their replacements.
@@ -152,7 +117,7 @@ async fn a_crash_is_still_refused_at_once() {
     // (a crash record exists) rolls back long before --timeout.
     let w = with_v1(fast()).await;
     let load = w.load("web").await;
-    let m = version(&w, "v2", 2);
+    let m = w.web_version("v2", 2);
     w.sim.faults().crash_on_start("web-candidate");
     let started = Instant::now();
     let (outcome, events) = w
@@ -185,11 +150,11 @@ async fn a_short_api_outage_at_any_phase_is_waited_out() {
             }
             let w = with_v1(fast()).await;
             let load = w.load("web").await;
-            let m = version(&w, "v2", 2);
+            let m = w.web_version("v2", 2);
             w.sim.clear_call_log();
             let push = Box::pin(w.push(push_args(&m)));
             let outage = async {
-                wait_for_call(&w, method, part).await;
+                w.wait_for_call(method, part).await;
                 w.sim.faults().outage(Duration::from_secs(4), reset);
             };
             let started = Instant::now();
@@ -221,13 +186,13 @@ async fn a_short_api_outage_at_any_phase_is_waited_out() {
 async fn a_rollback_waits_out_an_outage_and_ends_complete() {
     let w = with_v1(fast()).await;
     let load = w.load("web").await;
-    let m = version(&w, "v2", 2);
+    let m = w.web_version("v2", 2);
     w.sim.faults().fail_staging("web-candidate", None);
     w.sim.clear_call_log();
     let push = Box::pin(w.push(push_args(&m)));
     // The rollback's first delete meets a 4 s outage.
     let outage = async {
-        wait_for_call(&w, "GET", "/v3/builds/").await;
+        w.wait_for_call("GET", "/v3/builds/").await;
         w.sim.faults().outage(Duration::from_secs(4), false);
     };
     let ((outcome, events), ()) = tokio::join!(push, outage);
@@ -247,13 +212,13 @@ async fn a_rollback_waits_out_an_outage_and_ends_complete() {
 async fn bursts_of_429_deploy() {
     let w = with_v1(fast()).await;
     let load = w.load("web").await;
-    let m = version(&w, "v2", 2);
+    let m = w.web_version("v2", 2);
     // Six 429s with Retry-After: 1 on the first reads, and six more once the candidate starts.
     w.sim.faults().rate_limit(6, 1);
     w.sim.clear_call_log();
     let push = Box::pin(w.push(push_args(&m)));
     let burst = async {
-        wait_for_call(&w, "POST", "/actions/start").await;
+        w.wait_for_call("POST", "/actions/start").await;
         w.sim.faults().rate_limit(6, 1);
     };
     let started = Instant::now();
@@ -273,9 +238,9 @@ async fn bursts_of_429_deploy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Go (apt-get install golang-go); run: cargo test --locked -- --include-ignored"]
 async fn tokens_living_4s_are_refreshed_with_and_without_ctrl_c() {
-    use crate::support::cf_cli::{CfLikeSetup, start_cf_like};
+    use crate::support::cf_cli::{CfLikePush, fakecf, push_cf_like};
 
-    let Some(fakecf) = crate::support::cf_cli::fakecf() else {
+    let Some(fakecf) = fakecf() else {
         return;
     };
     for interrupt in [false, true] {
@@ -285,41 +250,16 @@ async fn tokens_living_4s_are_refreshed_with_and_without_ctrl_c() {
         })
         .await;
         let load = w.load("web").await;
-        let m = version(&w, "v2", 2);
+        let m = w.web_version("v2", 2);
         // The candidate takes 6 s to turn healthy: the run outlives its first token.
         w.sim
             .faults()
             .slow_start("web-candidate", Duration::from_secs(6));
         w.sim.clear_call_log();
-        let api = w.sim.api_url();
-        let token = w.sim.token();
-        let refresh = w.sim.refresh_token();
-        let setup = CfLikeSetup {
-            peer_flags: [
-                crate::support::cf_cli::sim_peer_flags(&w, &token),
-                vec!["-timeout=120s".to_string()],
-            ]
-            .concat(),
-            plugin_args: vec![
-                "zero-downtime-push".into(),
-                "web".into(),
-                "-f".into(),
-                m.display().to_string(),
-                "--drain".into(),
-                "1s".into(),
-            ],
-            api: &api,
-            uaa: &api,
-            access_token: &token,
-            refresh_token: &refresh,
-        };
-        let mut run = start_cf_like(fakecf, &setup);
-        let pid = run
-            .plugin_pid(Duration::from_secs(20))
-            .expect("the plugin started");
+        let CfLikePush { mut run, pid, .. } = push_cf_like(fakecf, &w, &m, "1s");
         if interrupt {
             // Ctrl-C once the first token has expired, during the health wait.
-            wait_for_call(&w, "POST", "/actions/start").await;
+            w.wait_for_call("POST", "/actions/start").await;
             tokio::time::sleep(Duration::from_secs(5)).await;
             run.interrupt();
         }

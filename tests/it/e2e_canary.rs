@@ -3,7 +3,6 @@
 //! log-cache (timers and `RTR` lines), and its faults make the candidate answer a share of
 //! requests with a 5xx.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use cf_zero_downtime::cf::AppGuid;
@@ -12,23 +11,6 @@ use cf_zero_downtime::deploy::analysis::VerdictKind;
 use cf_zero_downtime::deploy::{Event, Outcome};
 
 use crate::support::sim_world::{World, assert_no_failures, fast, push_args, world};
-
-/// Writes version `version` of app `web` with `instances` instances; returns the manifest.
-fn version(w: &World, version: &str, instances: u32) -> PathBuf {
-    w.write_app(version, "web");
-    let domain = w.sim.app_domain();
-    let manifest = w.version_root(version).join("manifest.yml");
-    std::fs::write(
-        &manifest,
-        format!(
-            "---\napplications:\n- name: web\n  instances: {instances}\n  memory: 64M\n  path: web\n  \
-             health-check-type: http\n  health-check-http-endpoint: /health\n  routes:\n  \
-             - route: web.{domain}\n"
-        ),
-    )
-    .unwrap();
-    manifest
-}
 
 /// Canary steps `steps` (then 100), two-second windows, a verdict from 5 requests on (a
 /// loaded test machine sends few; the simulator's 5xx share is exact, so 5 requests to a
@@ -90,9 +72,9 @@ fn analyses(events: &[Event]) -> Vec<(usize, u32, VerdictKind, u64, u64)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_healthy_candidate_promotes_through_every_step_without_a_failed_request() {
     let w = world(fast()).await;
-    w.push_deployed(push_args(&version(&w, "v1", 4))).await;
+    w.push_deployed(push_args(&w.web_version("v1", 4))).await;
     let load = w.load("web").await;
-    let m = version(&w, "v2", 4);
+    let m = w.web_version("v2", 4);
     let (outcome, events) = w.push(canary_args(&m, vec![25, 50])).await;
     assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
     w.settle().await;
@@ -128,11 +110,11 @@ async fn a_healthy_candidate_promotes_through_every_step_without_a_failed_reques
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_candidate_answering_20_percent_5xx_is_rolled_back_at_the_first_step() {
     let w = world(fast()).await;
-    w.push_deployed(push_args(&version(&w, "v1", 4))).await;
+    w.push_deployed(push_args(&w.web_version("v1", 4))).await;
     let before = live_state(&w).await;
     w.sim.faults().http_5xx_share("web-candidate", 20);
     let load = w.load("web").await;
-    let m = version(&w, "v2", 4);
+    let m = w.web_version("v2", 4);
     let (outcome, events) = w.push(canary_args(&m, vec![25, 50])).await;
     let Outcome::RolledBack { error } = &outcome else {
         panic!("not rolled back: {outcome:?} {events:#?}");
@@ -186,12 +168,12 @@ async fn a_candidate_answering_20_percent_5xx_is_rolled_back_at_the_first_step()
 async fn without_log_cache_the_analysis_fails_before_any_change() {
     use cf_zero_downtime::sim::{OptionalApi, Unavailable};
     let w = world(fast()).await;
-    w.push_deployed(push_args(&version(&w, "v1", 2))).await;
+    w.push_deployed(push_args(&w.web_version("v1", 2))).await;
     let before = live_state(&w).await;
     w.sim
         .faults()
         .optional_api(OptionalApi::LogCache, Unavailable::NotFound);
-    let m = version(&w, "v2", 2);
+    let m = w.web_version("v2", 2);
     let (outcome, events) = w.push(canary_args(&m, vec![25])).await;
     let Outcome::NothingChanged { error } = &outcome else {
         panic!("changed something: {outcome:?} {events:#?}");
@@ -216,10 +198,10 @@ fn deployment_canary_args(manifest: &std::path::Path) -> PushArgs {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_canary_deployment_is_judged_at_its_pause_and_continued() {
     let w = world(fast()).await;
-    w.push_deployed(push_args(&version(&w, "v1", 2))).await;
+    w.push_deployed(push_args(&w.web_version("v1", 2))).await;
     let (guid, ..) = live_state(&w).await;
     let load = w.load("web").await;
-    let m = version(&w, "v2", 2);
+    let m = w.web_version("v2", 2);
     let (outcome, events) = w.push(deployment_canary_args(&m)).await;
     assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
     w.settle().await;
@@ -247,13 +229,13 @@ async fn a_canary_deployment_is_judged_at_its_pause_and_continued() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_canary_deployment_failing_its_analysis_is_canceled_with_v1_serving() {
     let w = world(fast()).await;
-    w.push_deployed(push_args(&version(&w, "v1", 2))).await;
+    w.push_deployed(push_args(&w.web_version("v1", 2))).await;
     let before = live_state(&w).await;
     // The fault acts on the app's name: both processes answer 20% 5xx, so the new one is
     // above --max-error-rate (the margin over the live version holds: that is said too).
     w.sim.faults().http_5xx_share("web", 20);
     let load = w.load("web").await;
-    let m = version(&w, "v2", 2);
+    let m = w.web_version("v2", 2);
     let (outcome, events) = w.push(deployment_canary_args(&m)).await;
     let Outcome::RolledBack { error } = &outcome else {
         panic!("not rolled back: {outcome:?} {events:#?}");

@@ -11,22 +11,11 @@ use cf_zero_downtime::cli::{DrainArg, PushArgs, SmokeScheme};
 use cf_zero_downtime::deploy::{Event, Outcome};
 use cf_zero_downtime::sim::{OptionalApi, SimConfig, Unavailable};
 
-use crate::support::sim_world::{World, assert_no_failures, push_args, world};
+use crate::support::sim_world::{AppVersion, World, assert_no_failures, push_args, world};
 
-/// Writes version `version` of `web` (2 instances) and returns the manifest.
-fn version(w: &World, version: &str) -> PathBuf {
-    w.write_app(version, "web");
-    let manifest = w.version_root(version).join("manifest.yml");
-    std::fs::write(
-        &manifest,
-        format!(
-            "applications:\n- name: web\n  instances: 2\n  memory: 64M\n  path: web\n  \
-             routes:\n  - route: web.{}\n",
-            w.sim.app_domain()
-        ),
-    )
-    .unwrap();
-    manifest
+/// Version `version` of `web`: 2 instances with the platform's default (port) health check.
+fn web_v(w: &World, version: &str) -> PathBuf {
+    w.write_version(version, &[AppVersion::new("web", 2).port_health()])
 }
 
 fn sim(propagation: Duration) -> SimConfig {
@@ -39,7 +28,7 @@ fn sim(propagation: Duration) -> SimConfig {
 
 /// v1 deployed and routed (after the propagation delay).
 async fn first_deploy(w: &World, propagation: Duration) {
-    w.push_deployed(push_args(&version(w, "v1"))).await;
+    w.push_deployed(push_args(&web_v(w, "v1"))).await;
     tokio::time::sleep(propagation + Duration::from_millis(200)).await;
 }
 
@@ -61,7 +50,7 @@ async fn push_auto_under_load(w: &World, propagation: Duration) -> Vec<Event> {
     let load = w.load("web").await;
     let args = PushArgs {
         drain: DrainArg::auto(Duration::from_secs(10)),
-        ..push_args(&version(w, "v2"))
+        ..push_args(&web_v(w, "v2"))
     };
     let (outcome, events) = w.push(args).await;
     assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
@@ -135,7 +124,7 @@ async fn auto_drain_falls_back_to_its_maximum_when_the_router_cannot_be_probed()
         drain: DrainArg::auto(Duration::from_millis(600)),
         smoke_test_router: Some(dead),
         smoke_test_scheme: SmokeScheme::Http,
-        ..push_args(&version(&w, "v2"))
+        ..push_args(&web_v(&w, "v2"))
     };
     let m = args.manifest.clone().unwrap();
     let mut opts =

@@ -11,7 +11,6 @@
 //!
 //! Every one ends with no failed request. Every wait is bounded.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use cf_zero_downtime::cf::App;
@@ -23,27 +22,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::support::sim_world::{World, assert_no_failures, fast, push_args, world};
 
-/// Writes `version` of `web` (2 instances, http health check) and returns its manifest.
-fn version(w: &World, version: &str) -> PathBuf {
-    w.write_app(version, "web");
-    let manifest = w.version_root(version).join("manifest.yml");
-    std::fs::write(
-        &manifest,
-        format!(
-            "applications:\n- name: web\n  instances: 2\n  memory: 64M\n  path: web\n  \
-             health-check-type: http\n  health-check-http-endpoint: /health\n  routes:\n  \
-             - route: web.{}\n",
-            w.sim.app_domain()
-        ),
-    )
-    .unwrap();
-    manifest
-}
-
 /// `web` v1 deployed, and the candidates of later runs slowed by `slow_start_ms`.
 async fn web_v1(slow_start_ms: u64) -> World {
     let w = world(fast()).await;
-    let m = version(&w, "v1");
+    let m = w.web_version("v1", 2);
     w.push_deployed(push_args(&m)).await;
     w.sim.faults().apply(FaultSpec::SlowStart {
         app: "web-candidate".into(),
@@ -114,7 +96,7 @@ async fn a_second_run_refuses_at_once_naming_the_first_which_deploys() {
     let w = web_v1(4000).await;
     let load = w.load("web").await;
     let creates_before = creates(&w);
-    let (m2, m3) = (version(&w, "v2"), version(&w, "v3"));
+    let (m2, m3) = (w.web_version("v2", 2), w.web_version("v3", 2));
     let first = async {
         let r = w.push(args(&m2)).await;
         (r, Instant::now())
@@ -169,7 +151,7 @@ impl Reporter for Tap {
 async fn a_killed_runs_candidate_is_refused_while_fresh_and_healed_once_stale() {
     let w = web_v1(0).await;
     let load = w.load("web").await;
-    let m2 = version(&w, "v2");
+    let m2 = w.web_version("v2", 2);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let mut tap = Tap(tx);
     let cancel = CancellationToken::new();
@@ -192,7 +174,7 @@ async fn a_killed_runs_candidate_is_refused_while_fresh_and_healed_once_stale() 
         }
     }
     let left = app(&w, "web-candidate").await.expect("a candidate is left");
-    let m3 = version(&w, "v3");
+    let m3 = w.web_version("v3", 2);
     let started = Instant::now();
     let (outcome, _) = w.push(args(&m3)).await;
     let refused_after = started.elapsed();
@@ -229,7 +211,7 @@ async fn a_killed_runs_candidate_is_refused_while_fresh_and_healed_once_stale() 
 async fn wait_for_lock_waits_for_the_first_run_then_deploys() {
     let w = web_v1(3000).await;
     let load = w.load("web").await;
-    let (m2, m3) = (version(&w, "v2"), version(&w, "v3"));
+    let (m2, m3) = (w.web_version("v2", 2), w.web_version("v3", 2));
     let first = async {
         let r = w.push(args(&m2)).await;
         (r, Instant::now())

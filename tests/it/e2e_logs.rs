@@ -12,7 +12,7 @@ use cf_zero_downtime::deploy::{Event, Outcome, Reporter};
 use cf_zero_downtime::sim::{OptionalApi, SimConfig, Unavailable};
 use cf_zero_downtime::ui::{JsonReporter, TextReporter};
 
-use crate::support::sim_world::{World, fast, push_args, world};
+use crate::support::sim_world::{AppVersion, World, fast, push_args, world};
 
 /// A simulator whose builds stage for a while, so that the stream sees several polls.
 fn slow_staging() -> SimConfig {
@@ -25,22 +25,12 @@ fn slow_staging() -> SimConfig {
 /// Writes version `version` of app `web` (one instance, the files `extra` added with their
 /// text) and returns its manifest.
 fn version(w: &World, version: &str, extra: &[(&str, &str)]) -> PathBuf {
-    let d = w.write_app(version, "web");
-    for (f, text) in extra {
-        std::fs::write(d.join(f), text).unwrap();
-    }
-    let manifest = w.version_root(version).join("manifest.yml");
-    std::fs::write(
-        &manifest,
-        format!(
-            "---\napplications:\n- name: web\n  instances: 1\n  memory: 64M\n  path: web\n  \
-             health-check-type: http\n  health-check-http-endpoint: /health\n  routes:\n  \
-             - route: web.{}\n",
-            w.sim.app_domain()
-        ),
-    )
-    .unwrap();
-    manifest
+    let web = extra
+        .iter()
+        .fold(AppVersion::new("web", 1), |web, (file, text)| {
+            web.file(file, text)
+        });
+    w.write_version(version, &[web])
 }
 
 fn args(manifest: &std::path::Path, strategy: Strategy) -> PushArgs {

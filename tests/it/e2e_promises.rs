@@ -7,7 +7,7 @@
 //!   seen) is refused at its first crash, long before `--timeout`.
 //! - Optional platform APIs that are forbidden, missing or absent do not stop a deploy.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use cf_zero_downtime::cli::{PushArgs, Strategy};
@@ -15,23 +15,6 @@ use cf_zero_downtime::deploy::{Event, Outcome};
 use cf_zero_downtime::sim::{OptionalApi, SimConfig, Unavailable};
 
 use crate::support::sim_world::{World, assert_no_failures, fast, push_args, world};
-
-/// Writes version `version` of `web` with `instances` and returns the manifest.
-fn version(w: &World, version: &str, instances: u32) -> PathBuf {
-    w.write_app(version, "web");
-    let manifest = w.version_root(version).join("manifest.yml");
-    std::fs::write(
-        &manifest,
-        format!(
-            "applications:\n- name: web\n  instances: {instances}\n  memory: 64M\n  path: web\n  \
-             health-check-type: http\n  health-check-http-endpoint: /health\n  routes:\n  \
-             - route: web.{}\n",
-            w.sim.app_domain()
-        ),
-    )
-    .unwrap();
-    manifest
-}
 
 /// Apps (sorted names) and route url → app names.
 async fn state(w: &World) -> (Vec<String>, Vec<(String, Vec<String>)>) {
@@ -56,7 +39,7 @@ fn deployed_state(w: &World) -> (Vec<String>, Vec<(String, Vec<String>)>) {
 }
 
 async fn first_deploy(w: &World) {
-    let m = version(w, "v1", 2);
+    let m = w.web_version("v1", 2);
     w.push_deployed(push_args(&m)).await;
 }
 
@@ -72,9 +55,9 @@ const PHASES: &[(&str, &str, &str)] = &[
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Go (apt-get install golang-go); run: cargo test --locked -- --include-ignored"]
 async fn ctrl_c_under_a_cf_cli_that_dies_ends_clean_at_every_phase() {
-    use crate::support::cf_cli::{CfLikeSetup, start_cf_like};
+    use crate::support::cf_cli::{CfLikePush, fakecf, push_cf_like};
 
-    let Some(fakecf) = crate::support::cf_cli::fakecf() else {
+    let Some(fakecf) = fakecf() else {
         return;
     };
     for (phase, method, path_part) in PHASES {
@@ -87,61 +70,21 @@ async fn ctrl_c_under_a_cf_cli_that_dies_ends_clean_at_every_phase() {
         first_deploy(&w).await;
         let before = state(&w).await;
         let load = w.load("web").await;
-        let m = version(&w, "v2", 2);
+        let m = w.web_version("v2", 2);
         w.sim.clear_call_log();
-        let api = w.sim.api_url();
-        let token = w.sim.token();
-        let refresh = w.sim.refresh_token();
-        let setup = CfLikeSetup {
-            peer_flags: [
-                crate::support::cf_cli::sim_peer_flags(&w, &token),
-                vec!["-timeout=120s".to_string()],
-            ]
-            .concat(),
-            plugin_args: vec![
-                "zero-downtime-push".into(),
-                "web".into(),
-                "-f".into(),
-                m.display().to_string(),
-                "--drain".into(),
-                "3s".into(),
-            ],
-            api: &api,
-            uaa: &api,
-            access_token: &token,
-            refresh_token: &refresh,
-        };
-        let mut run = start_cf_like(fakecf, &setup);
-        let pid = run
-            .plugin_pid(Duration::from_secs(20))
-            .expect("the plugin started");
+        let CfLikePush {
+            mut run,
+            pid,
+            token,
+        } = push_cf_like(fakecf, &w, &m, "3s");
         // Wait (bounded) for the phase's first call, then press Ctrl-C.
-        let start = Instant::now();
-        let reached = loop {
-            if w.sim
-                .call_log()
-                .iter()
-                .any(|c| c.method == *method && c.path.contains(path_part) && c.status < 300)
-            {
-                break true;
-            }
-            if start.elapsed() > Duration::from_secs(60) {
-                break false;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        };
-        assert!(reached, "{phase}: the deploy never reached it");
+        w.wait_for_call(method, path_part).await;
         run.interrupt();
-        let interrupted = Instant::now();
         run.wait_peer(Duration::from_secs(10))
             .expect("the fake cf CLI died at once");
         let out = run
             .wait_plugin_exit(pid, Duration::from_secs(90))
             .expect("the plugin ended by itself");
-        eprintln!(
-            "Ctrl-C at {phase}: the plugin ended {:?} later",
-            interrupted.elapsed()
-        );
         w.settle().await;
         assert_no_failures(&load.stop().await);
         let last = out.stdout.trim_end().lines().last().unwrap_or_default();
@@ -189,7 +132,7 @@ async fn a_never_healthy_version_is_refused_at_its_first_crash() {
         first_deploy(&w).await;
         let before = state(&w).await;
         let load = w.load("web").await;
-        let m = version(&w, "v2", 2);
+        let m = w.web_version("v2", 2);
         let name = if strategy == Strategy::BlueGreen {
             "web-candidate"
         } else {
@@ -235,7 +178,7 @@ async fn forbidden_or_missing_optional_apis_deploy_with_a_warning() {
         first_deploy(&w).await;
         let load = w.load("web").await;
         w.sim.faults().optional_api(api, mode);
-        let m = version(&w, "v2", 2);
+        let m = w.web_version("v2", 2);
         let (outcome, events) = w.push(push_args(&m)).await;
         w.settle().await;
         assert_no_failures(&load.stop().await);
@@ -259,7 +202,7 @@ async fn smoke_tests_reach_the_candidate_through_the_router_given() {
     let w = world(fast()).await;
     first_deploy(&w).await;
     let load = w.load("web").await;
-    let m = version(&w, "v2", 2);
+    let m = w.web_version("v2", 2);
     let router = w.sim.router_addr().to_string();
     let args = PushArgs {
         smoke_test_path: Some("/".into()),

@@ -12,7 +12,6 @@
 //!
 //! Every one ends with the old version serving or the new one deployed and no failed request.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use cf_zero_downtime::cf::{AppGuid, ProcessScale, SpaceGuid};
@@ -20,24 +19,7 @@ use cf_zero_downtime::cli::{PushArgs, Strategy};
 use cf_zero_downtime::deploy::{Event, Outcome};
 use cf_zero_downtime::sim::{QuotaScope, QuotaSpec, SimConfig};
 
-use crate::support::sim_world::{World, assert_no_failures, fast, push_args, world};
-
-/// Writes `version` of app `name` with `instances` × 64 MB and returns its manifest.
-fn version(w: &World, version: &str, name: &str, instances: u32) -> PathBuf {
-    w.write_app(version, name);
-    let manifest = w.version_root(version).join(format!("{name}.yml"));
-    std::fs::write(
-        &manifest,
-        format!(
-            "applications:\n- name: {name}\n  instances: {instances}\n  memory: 64M\n  path: {name}\n  \
-             health-check-type: http\n  health-check-http-endpoint: /health\n  routes:\n  \
-             - route: {name}.{}\n",
-            w.sim.app_domain()
-        ),
-    )
-    .unwrap();
-    manifest
-}
+use crate::support::sim_world::{AppVersion, World, assert_no_failures, fast, push_args, world};
 
 fn small(total_memory_mb: u64) -> QuotaSpec {
     QuotaSpec {
@@ -53,26 +35,9 @@ async fn web_under_quota(cfg: SimConfig, mb: u64) -> World {
         ..cfg
     })
     .await;
-    let m = version(&w, "v1", "web", 4);
+    let m = w.web_version("v1", 4);
     w.push_deployed(push_args(&m)).await;
     w
-}
-
-/// Waits (bounded) until a call `method path` answered below 300 is in the call log.
-async fn wait_for_call(w: &World, method: &str, path: &str) {
-    let start = Instant::now();
-    while !w
-        .sim
-        .call_log()
-        .iter()
-        .any(|c| c.method == method && c.path == path && c.status < 300)
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "{method} {path} never came"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -80,7 +45,7 @@ async fn a_candidate_that_does_not_fit_the_space_quota_is_refused_before_any_cha
     // 400 MB: the live app (256) fits, live + candidate (512) does not.
     let w = web_under_quota(fast(), 400).await;
     let load = w.load("web").await;
-    let m = version(&w, "v2", "web", 4);
+    let m = w.web_version("v2", 4);
     w.sim.clear_call_log();
     let started = Instant::now();
     let (outcome, events) = w.push(push_args(&m)).await;
@@ -128,7 +93,7 @@ async fn strategy_auto_deploys_in_place_with_the_max_in_flight_that_fits() {
         .unwrap()
         .guid;
     let load = w.load("web").await;
-    let m = version(&w, "v2", "web", 4);
+    let m = w.web_version("v2", 4);
     let args = PushArgs {
         strategy: Strategy::Auto,
         ..push_args(&m)
@@ -198,7 +163,7 @@ async fn a_quota_used_up_while_the_candidate_stages_rolls_back_with_cloud_contro
         600,
     )
     .await;
-    let hog = version(&w, "hog-v1", "hog", 1);
+    let hog = w.write_version("hog-v1", &[AppVersion::new("hog", 1)]);
     w.push_deployed(push_args(&hog)).await;
     let c = w.client();
     let hog_guid: AppGuid = c
@@ -209,10 +174,10 @@ async fn a_quota_used_up_while_the_candidate_stages_rolls_back_with_cloud_contro
         .guid;
     let hog_web = c.get_app_process(&hog_guid, "web").await.unwrap().guid;
     let load = w.load("web").await;
-    let m = version(&w, "v2", "web", 4);
+    let m = w.web_version("v2", 4);
     w.sim.clear_call_log();
     let someone_else = async {
-        wait_for_call(&w, "POST", "/v3/builds").await;
+        w.wait_for_call("POST", "/v3/builds").await;
         c.scale_process(
             &hog_web,
             &ProcessScale {
@@ -252,7 +217,7 @@ async fn a_rolling_deployment_stalled_by_a_lowered_quota_shows_cloud_controllers
     // New instances take a while to start: the quota is lowered before the first scale-up.
     w.sim.faults().slow_start("web", Duration::from_millis(800));
     let load = w.load("web").await;
-    let m = version(&w, "v2", "web", 4);
+    let m = w.web_version("v2", 4);
     let args = PushArgs {
         strategy: Strategy::Rolling,
         max_in_flight: Some(1),
@@ -261,7 +226,7 @@ async fn a_rolling_deployment_stalled_by_a_lowered_quota_shows_cloud_controllers
     };
     w.sim.clear_call_log();
     let admin = async {
-        wait_for_call(&w, "POST", "/v3/deployments").await;
+        w.wait_for_call("POST", "/v3/deployments").await;
         // 320 MB run now (4 old + 1 new instance); the next new instance needs 64 more.
         w.sim
             .faults()
@@ -301,7 +266,7 @@ async fn strategy_auto_on_a_cloud_controller_without_max_in_flight_replaces_one_
     )
     .await;
     let load = w.load("web").await;
-    let m = version(&w, "v2", "web", 4);
+    let m = w.web_version("v2", 4);
     let (outcome, events) = w
         .push(PushArgs {
             strategy: Strategy::Auto,

@@ -14,23 +14,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::support::sim_world::{World, assert_no_failures, fast, push_args, world};
 
-/// Writes version `version` of `web` (2 instances, health-checked) and returns its manifest.
-fn version(w: &World, version: &str) -> std::path::PathBuf {
-    w.write_app(version, "web");
-    let manifest = w.version_root(version).join("manifest.yml");
-    std::fs::write(
-        &manifest,
-        format!(
-            "---\napplications:\n- name: web\n  instances: 2\n  memory: 64M\n  path: web\n  \
-             health-check-type: http\n  health-check-http-endpoint: /health\n  routes:\n  \
-             - route: web.{}\n",
-            w.sim.app_domain()
-        ),
-    )
-    .unwrap();
-    manifest
-}
-
 /// Rolls `web` back on the simulator (smoke-testing `/` through its router).
 async fn roll_back(w: &World) -> (Outcome, Vec<Event>) {
     let (target, token) = demo::sim_target(&w.sim);
@@ -78,10 +61,10 @@ async fn state(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollback_and_its_rollback_serve_without_a_failed_request() {
     let w = world(fast()).await;
-    let m1 = version(&w, "v1");
+    let m1 = w.web_version("v1", 2);
     w.push_deployed(push_args(&m1)).await;
     let v1 = state(&w).await.0["web"].0.clone();
-    let m2 = version(&w, "v2");
+    let m2 = w.web_version("v2", 2);
     let mut args = push_args(&m2);
     args.old_app = OldApp::Stop;
     w.push_deployed(args).await;
@@ -124,9 +107,9 @@ async fn rollback_and_its_rollback_serve_without_a_failed_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollback_without_a_kept_version_changes_nothing() {
     let w = world(fast()).await;
-    let m1 = version(&w, "v1");
+    let m1 = w.web_version("v1", 2);
     w.push_deployed(push_args(&m1)).await;
-    let m2 = version(&w, "v2");
+    let m2 = w.web_version("v2", 2);
     w.push_deployed(push_args(&m2)).await;
     let before = state(&w).await;
     w.sim.clear_call_log();
@@ -149,9 +132,9 @@ async fn rollback_without_a_kept_version_changes_nothing() {
 #[ignore = "needs Go (apt-get install golang-go); run: cargo test --locked -- --include-ignored"]
 async fn zdr_run_by_go_net_rpc_as_cf_runs_it_rolls_back_on_the_simulator() {
     let w = world(fast()).await;
-    let m1 = version(&w, "v1");
+    let m1 = w.web_version("v1", 2);
     w.push_deployed(push_args(&m1)).await;
-    let m2 = version(&w, "v2");
+    let m2 = w.web_version("v2", 2);
     let mut args = push_args(&m2);
     args.old_app = OldApp::Stop;
     w.push_deployed(args).await;

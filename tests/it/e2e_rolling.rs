@@ -12,7 +12,7 @@ use cf_zero_downtime::deploy::{Event, Outcome};
 use cf_zero_downtime::sim::SimConfig;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::sim_world::{World, assert_no_failures, fast, push_args, world};
+use crate::support::sim_world::{AppVersion, World, assert_no_failures, fast, push_args, world};
 
 /// Apps, route urls → app names, and each app's environment variables.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,25 +57,19 @@ impl RollingWorld for World {
         extra: &[&str],
         services: &[&str],
     ) -> PathBuf {
-        let d = self.write_app(version, "web");
-        for f in extra {
-            std::fs::write(d.join(f), "x\n").unwrap();
-        }
-        let manifest = self.version_root(version).join("manifest.yml");
-        let mut text = format!(
-            "---\napplications:\n- name: web\n  instances: {instances}\n  memory: 64M\n  \
-             path: web\n  health-check-type: http\n  health-check-http-endpoint: /health\n  \
-             env:\n    GREETING: {version}\n  routes:\n  - route: web.{}\n",
-            self.sim.app_domain()
-        );
+        let mut web = extra
+            .iter()
+            .fold(AppVersion::new("web", instances), |web, f| {
+                web.file(f, "x\n")
+            })
+            .yaml(&format!("  env:\n    GREETING: {version}\n"));
         if !services.is_empty() {
-            text.push_str("  services:\n");
+            web = web.yaml("  services:\n");
             for svc in services {
-                text.push_str(&format!("  - {svc}\n"));
+                web = web.yaml(&format!("  - {svc}\n"));
             }
         }
-        std::fs::write(&manifest, text).unwrap();
-        manifest
+        self.write_version(version, &[web])
     }
 
     fn args(&self, manifest: &Path, strategy: Strategy) -> PushArgs {

@@ -5,35 +5,27 @@
 //! ends with 0 failed requests.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cf_zero_downtime::cli::PushArgs;
 use cf_zero_downtime::deploy::{Event, Outcome};
 use tokio_util::sync::CancellationToken;
 
-use crate::support::sim_world::{World, assert_no_failures, fast, push_args, world};
+use crate::support::sim_world::{AppVersion, World, assert_no_failures, fast, push_args, world};
 
 /// Writes version `version` of each app in `apps` (with a `migrate.sh` that says which version
 /// it migrates to) and returns the manifest.
 fn version(w: &World, version: &str, apps: &[&str]) -> PathBuf {
-    let mut yaml = String::from("applications:\n");
-    for app in apps {
-        let dir = w.write_app(version, app);
-        std::fs::write(
-            dir.join("migrate.sh"),
-            format!("echo \"migrating {app} to {version}\"\n"),
-        )
-        .unwrap();
-        yaml.push_str(&format!(
-            "- name: {app}\n  instances: 2\n  memory: 64M\n  path: {app}\n  \
-             health-check-type: http\n  health-check-http-endpoint: /health\n  routes:\n  \
-             - route: {app}.{}\n",
-            w.sim.app_domain()
-        ));
-    }
-    let manifest = w.version_root(version).join("manifest.yml");
-    std::fs::write(&manifest, yaml).unwrap();
-    manifest
+    let apps: Vec<AppVersion> = apps
+        .iter()
+        .map(|app| {
+            AppVersion::new(app, 2).file(
+                "migrate.sh",
+                &format!("echo \"migrating {app} to {version}\"\n"),
+            )
+        })
+        .collect();
+    w.write_version(version, &apps)
 }
 
 fn with_task(manifest: &std::path::Path, command: &str) -> PushArgs {
@@ -151,14 +143,7 @@ async fn an_interrupt_mid_task_cancels_it_and_rolls_back() {
     let mut events: Vec<Event> = Vec::new();
     let push = Box::pin(w.push_with(with_task(&m2, "sh migrate.sh"), &mut events, &cancel));
     let interrupt = async {
-        let start = Instant::now();
-        while call_at(&w, "POST", "/tasks").is_none() {
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "the task never started"
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        w.wait_for_call("POST", "/tasks").await;
         // Let the deploy see the task running, then Ctrl-C.
         tokio::time::sleep(Duration::from_millis(300)).await;
         cancel.cancel();

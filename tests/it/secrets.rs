@@ -11,7 +11,7 @@ use std::time::Duration;
 use cf_zero_downtime::cli::PushArgs;
 use cf_zero_downtime::sim::{FailRule, FaultSpec};
 
-use crate::support::sim_world::{World, fast, push_args, world};
+use crate::support::sim_world::{AppVersion, World, fast, push_args, world};
 
 /// The planted secrets: in the vars file, then in the app's environment.
 const SECRETS: &[&str] = &[
@@ -22,22 +22,12 @@ const SECRETS: &[&str] = &[
 
 /// Writes version `version` of `web`, whose env holds the secrets through `((vars))`.
 fn version(w: &World, version: &str) -> (PathBuf, PathBuf) {
-    w.write_app(version, "web");
+    let web = AppVersion::new("web", 2).yaml(&format!(
+        "  env:\n    DB_PASSWORD: ((db_password))\n    API_KEY: ((api_key))\n    \
+         NOTE: ((note))\n    VERSION: {version}\n"
+    ));
+    let manifest = w.write_version(version, &[web]);
     let root = w.version_root(version);
-    let manifest = root.join("manifest.yml");
-    std::fs::write(
-        &manifest,
-        format!(
-            "applications:\n- name: web\n  instances: 2\n  memory: 64M\n  path: web\n  \
-             health-check-type: http\n  health-check-http-endpoint: /health\n  env:\n    \
-             DB_PASSWORD: ((db_password))\n    API_KEY: ((api_key))\n    NOTE: ((note))\n    \
-             VERSION: {version}\n  \
-             routes:\n  - route: web.{}\n",
-            w.sim.app_domain(),
-            version = version
-        ),
-    )
-    .unwrap();
     let vars = root.join("vars.yml");
     std::fs::write(
         &vars,

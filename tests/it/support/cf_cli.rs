@@ -347,3 +347,43 @@ pub(crate) fn sim_peer_flags(w: &World, token: &str) -> Vec<String> {
         "-user=admin".to_string(),
     ]
 }
+
+/// `zero-downtime-push web -f <manifest> --drain <drain>` started by [`push_cf_like`].
+#[cfg(unix)]
+pub(crate) struct CfLikePush {
+    pub(crate) run: CfLikeRun,
+    /// The plugin's pid.
+    pub(crate) pid: i32,
+    /// The access token of the cf CLI's saved login (it must never be printed).
+    pub(crate) token: String,
+}
+
+/// Starts `zero-downtime-push web -f <manifest> --drain <drain>` under the fake cf CLI in
+/// cf-like mode (see [`CfLikeRun`]), logged in to `w`'s simulator as admin, the fake cf CLI
+/// giving the plugin 120 s; waits (bounded) for the plugin to start.
+#[cfg(unix)]
+pub(crate) fn push_cf_like(fakecf: &Path, w: &World, manifest: &Path, drain: &str) -> CfLikePush {
+    let api = w.sim.api_url();
+    let token = w.sim.token();
+    let refresh = w.sim.refresh_token();
+    let setup = CfLikeSetup {
+        peer_flags: [sim_peer_flags(w, &token), vec!["-timeout=120s".to_string()]].concat(),
+        plugin_args: vec![
+            "zero-downtime-push".into(),
+            "web".into(),
+            "-f".into(),
+            manifest.display().to_string(),
+            "--drain".into(),
+            drain.into(),
+        ],
+        api: &api,
+        uaa: &api,
+        access_token: &token,
+        refresh_token: &refresh,
+    };
+    let run = start_cf_like(fakecf, &setup);
+    let pid = run
+        .plugin_pid(Duration::from_secs(20))
+        .expect("the plugin started");
+    CfLikePush { run, pid, token }
+}

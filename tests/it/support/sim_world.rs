@@ -56,6 +56,47 @@ pub(crate) fn push_args(manifest: &Path) -> PushArgs {
     }
 }
 
+/// One app of a version written by [`World::write_version`]: `instances` × 64 MB from its own
+/// folder, routed at `<name>.<app domain>`, health-checked on `/health` over HTTP.
+pub(crate) struct AppVersion {
+    name: String,
+    instances: u32,
+    http_health: bool,
+    files: Vec<(String, String)>,
+    yaml: String,
+}
+
+impl AppVersion {
+    pub(crate) fn new(name: &str, instances: u32) -> Self {
+        AppVersion {
+            name: name.to_string(),
+            instances,
+            http_health: true,
+            files: Vec::new(),
+            yaml: String::new(),
+        }
+    }
+
+    /// The platform's default health check (the port) instead of HTTP on `/health`.
+    pub(crate) fn port_health(mut self) -> Self {
+        self.http_health = false;
+        self
+    }
+
+    /// Adds the file `name` saying `text` to the app's folder (e.g. a `.sim-crash` marker).
+    pub(crate) fn file(mut self, name: &str, text: &str) -> Self {
+        self.files.push((name.to_string(), text.to_string()));
+        self
+    }
+
+    /// Adds `lines` to the app's manifest entry: YAML indented as its keys (two spaces), each
+    /// line ending in a newline, e.g. `"  env:\n    GREETING: v2\n"`.
+    pub(crate) fn yaml(mut self, lines: &str) -> Self {
+        self.yaml.push_str(lines);
+        self
+    }
+}
+
 /// The apps and routes of the simulator's space.
 pub(crate) struct Listing {
     pub(crate) apps: Vec<App>,
@@ -109,6 +150,38 @@ impl World {
         std::fs::write(d.join("index.html"), format!("{version}\n")).unwrap();
         std::fs::write(d.join("health"), "ok\n").unwrap();
         d
+    }
+
+    /// Writes version `version` of `apps`, each in its own folder (see [`World::write_app`]),
+    /// and its `manifest.yml`; returns the manifest.
+    pub(crate) fn write_version(&self, version: &str, apps: &[AppVersion]) -> PathBuf {
+        let domain = self.sim.app_domain();
+        let mut yaml = String::from("applications:\n");
+        for app in apps {
+            let dir = self.write_app(version, &app.name);
+            for (file, text) in &app.files {
+                std::fs::write(dir.join(file), text).unwrap();
+            }
+            let name = &app.name;
+            yaml.push_str(&format!(
+                "- name: {name}\n  instances: {}\n  memory: 64M\n  path: {name}\n",
+                app.instances
+            ));
+            if app.http_health {
+                yaml.push_str("  health-check-type: http\n  health-check-http-endpoint: /health\n");
+            }
+            yaml.push_str(&app.yaml);
+            yaml.push_str(&format!("  routes:\n  - route: {name}.{domain}\n"));
+        }
+        let manifest = self.version_root(version).join("manifest.yml");
+        std::fs::write(&manifest, yaml).unwrap();
+        manifest
+    }
+
+    /// Version `version` of `web` alone with `instances` (the version most tests push); returns
+    /// the manifest.
+    pub(crate) fn web_version(&self, version: &str, instances: u32) -> PathBuf {
+        self.write_version(version, &[AppVersion::new("web", instances)])
     }
 
     /// Pushes `args` (from the manifest's folder) reporting to `reporter`.
@@ -249,6 +322,24 @@ impl World {
             }
         }
         aged
+    }
+
+    /// Waits (bounded: a minute) until the simulator's call log holds a call `method` whose path
+    /// contains `part`, answered below 300; fails the test if none comes.
+    pub(crate) async fn wait_for_call(&self, method: &str, part: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !self
+            .sim
+            .call_log()
+            .iter()
+            .any(|c| c.method == method && c.path.contains(part) && c.status < 300)
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{method} {part} never came"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     /// Lets the router settle (propagation, old instances ending) before the next look.
