@@ -11,7 +11,7 @@
 //! read through a cap at its declared size: an entry that inflates to more (a zip bomb lying in
 //! its headers) or to less is an error as soon as it is seen, never a full read.
 //!
-//! Depends on: `zip`, `sha1`. Must not: do network I/O.
+//! Depends on: `zip`, [`super::hash`]. Must not: do network I/O.
 
 use std::fs::File;
 use std::io::{BufReader, Read};
@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use zip::ZipArchive;
 
+use super::hash::hash_reader;
 use super::ignore::CfIgnore;
-use super::scan::{DIR_MODE, hash_reader};
 use super::{AppSource, EntryKind, Error, FileEntry, Scan};
 
 /// Mode of files read from an archive (the cf CLI's `DefaultArchiveFilePermissions`).
@@ -132,13 +132,7 @@ pub(crate) fn scan_archive(path: &Path, limits: &ArchiveLimits) -> Result<Scan, 
             } else {
                 format!("{name}/")
             };
-            FileEntry {
-                path,
-                sha1: String::new(),
-                size: 0,
-                mode: DIR_MODE,
-                kind: EntryKind::Directory,
-            }
+            FileEntry::directory(path)
         } else if file.is_symlink() {
             let mode = file.unix_mode().map_or(0o777, |m| m & 0o7777);
             let mut target = String::new();

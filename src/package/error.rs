@@ -58,8 +58,8 @@ pub enum Error {
         #[source]
         source: zip::result::ZipError,
     },
-    /// An archive is over one of the [`ArchiveLimits`](super::ArchiveLimits) (entry count, total
-    /// size, `.cfignore` size), or an entry holds more or fewer bytes than its header declares
+    /// An archive is over one of its limits (`ArchiveLimits`: entry count, total size,
+    /// `.cfignore` size), or an entry holds more or fewer bytes than its header declares
     /// (a zip bomb or a corrupt archive). Nothing was uploaded.
     #[error("archive '{}' cannot be pushed: {detail}", archive.display())]
     ArchiveLimit {

@@ -14,6 +14,7 @@
 
 mod archive;
 mod error;
+mod hash;
 mod ignore;
 mod matching;
 mod scan;
@@ -93,7 +94,21 @@ pub struct FileEntry {
     pub kind: EntryKind,
 }
 
+/// Mode of every directory entry (the cf CLI's `DefaultFolderPermissions`).
+const DIR_MODE: u32 = 0o755;
+
 impl FileEntry {
+    /// A directory entry; `path` ends with `/`.
+    pub(crate) fn directory(path: String) -> Self {
+        FileEntry {
+            path,
+            sha1: String::new(),
+            size: 0,
+            mode: DIR_MODE,
+            kind: EntryKind::Directory,
+        }
+    }
+
     /// Whether this is a regular file.
     pub fn is_file(&self) -> bool {
         self.kind == EntryKind::File

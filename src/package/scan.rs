@@ -7,25 +7,18 @@
 //! result is the same, the walk is faster), and symlinks that dangle or point outside the app are
 //! rejected here instead of after upload.
 //!
-//! Depends on: `walkdir`, `rayon`, `sha1`. Must not: do network I/O.
+//! Depends on: `walkdir`, `rayon`, [`super::archive`] (an archive source is read there),
+//! [`super::hash`]. Must not: do network I/O.
 
-use std::fs::File;
-use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
 use rayon::prelude::*;
-use sha1::{Digest, Sha1};
 use walkdir::WalkDir;
 
 use super::archive::ArchiveLimits;
+use super::hash::hash_file;
 use super::ignore::CfIgnore;
 use super::{AppSource, EntryKind, Error, FileEntry, Scan, archive};
-
-/// Mode of every directory entry (the cf CLI's `DefaultFolderPermissions`).
-pub(crate) const DIR_MODE: u32 = 0o755;
-
-/// Read buffer for hashing.
-const HASH_BUFFER: usize = 64 * 1024;
 
 /// Extra scan settings.
 #[derive(Debug, Clone, Default)]
@@ -125,13 +118,7 @@ fn scan_directory(
             continue;
         }
         let entry = if ft.is_dir() {
-            FileEntry {
-                path: format!("{rel}/"),
-                sha1: String::new(),
-                size: 0,
-                mode: DIR_MODE,
-                kind: EntryKind::Directory,
-            }
+            FileEntry::directory(format!("{rel}/"))
         } else if ft.is_symlink() {
             let meta = dent.metadata().map_err(|e| walk_io(full, e))?;
             let target = symlink_target(full, &rel)?;
@@ -187,42 +174,6 @@ fn walk_io(path: &Path, e: walkdir::Error) -> Error {
         .into_io_error()
         .unwrap_or_else(|| std::io::Error::other("file system loop"));
     Error::read(path, source)
-}
-
-/// Lowercase hex SHA-1 and byte count of a file's content.
-pub(crate) fn hash_file(path: &Path) -> Result<(String, u64), Error> {
-    let mut file = File::open(path).map_err(|e| Error::read(path, e))?;
-    hash_reader(&mut file).map_err(|e| Error::read(path, e))
-}
-
-/// Lowercase hex SHA-1 and byte count of everything `reader` yields.
-pub(crate) fn hash_reader(reader: &mut impl Read) -> std::io::Result<(String, u64)> {
-    hash_through(reader, |e| e, |_, _| Ok(()))
-}
-
-/// Reads `reader` to its end, handing each chunk and the byte count so far to `sink` (which may
-/// stop the read with an error); lowercase hex SHA-1 and byte count of everything read. A read
-/// error is turned into `E` by `read_error`.
-pub(crate) fn hash_through<E>(
-    reader: &mut impl Read,
-    read_error: impl Fn(std::io::Error) -> E,
-    mut sink: impl FnMut(&[u8], u64) -> Result<(), E>,
-) -> Result<(String, u64), E> {
-    let mut hasher = Sha1::new();
-    let mut buf = vec![0u8; HASH_BUFFER];
-    let mut size = 0u64;
-    loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(read_error(e)),
-        };
-        hasher.update(&buf[..n]);
-        size += n as u64;
-        sink(&buf[..n], size)?;
-    }
-    Ok((hex::encode(hasher.finalize()), size))
 }
 
 /// `path` relative to `base` with `/` separators, if every component is valid UTF-8.

@@ -31,7 +31,7 @@ use zip::write::{PreparedZipFile, SimpleFileOptions, ZipFileBuilder};
 use zip::{CompressionMethod, DateTime, System, ZipArchive, ZipWriter};
 
 use super::archive;
-use super::scan::hash_through;
+use super::hash::hash_through;
 use super::{AppSource, EntryKind, Error, FileEntry, Scan};
 
 /// Files up to this size are compressed in memory on the rayon pool; larger ones are streamed.
