@@ -213,6 +213,63 @@ async fn existing<A: CfApi>(
     })
 }
 
+/// The domains of every candidate name of every production route of `apps`, `default` first.
+async fn domains<A: CfApi>(
+    api: &A,
+    apps: &[AppSpec<A::Bits>],
+    default: Option<&Domain>,
+) -> Result<Vec<Domain>, ApiError> {
+    let mut wanted: Vec<String> = Vec::new();
+    for spec in apps {
+        for r in production_route_strings(spec, default) {
+            for d in candidate_domains(&r) {
+                if !wanted.contains(&d) {
+                    wanted.push(d);
+                }
+            }
+        }
+    }
+    let mut domains: Vec<Domain> = default.into_iter().cloned().collect();
+    for name in wanted {
+        if domains.iter().any(|d| d.name == name) {
+            continue;
+        }
+        if let Some(d) = api.find_domain(&name).await? {
+            domains.push(d);
+        }
+    }
+    Ok(domains)
+}
+
+/// Looks up the routes of `route_strings` not yet in `observed.routes` and records those that
+/// exist with their destinations.
+async fn observe_routes<A: CfApi>(
+    api: &A,
+    route_strings: Vec<String>,
+    observed: &mut Observed,
+) -> Result<(), ApiError> {
+    for r in route_strings {
+        let Some(addr) = resolve_route(&r, &observed.domains) else {
+            continue;
+        };
+        let url = addr.url();
+        if observed.routes.contains_key(&url) {
+            continue;
+        }
+        if let Some(route) = api.find_route(&addr.new_route()).await? {
+            let destinations = api.list_destinations(&route.guid).await?;
+            observed.routes.insert(
+                url,
+                RouteState {
+                    route,
+                    destinations,
+                },
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Reads the state the plan needs. Reads only: no mutating call is made.
 ///
 /// # Errors
@@ -228,29 +285,7 @@ pub async fn observe<A: CfApi>(
     };
     let ours = api.find_apps_by_label(&req.space_guid, ROLE_LABEL).await?;
 
-    // Domains: every candidate name of every production route.
-    let mut wanted: Vec<String> = Vec::new();
-    for spec in apps {
-        for r in production_route_strings(spec, observed.default_domain.as_ref()) {
-            for d in candidate_domains(&r) {
-                if !wanted.contains(&d) {
-                    wanted.push(d);
-                }
-            }
-        }
-    }
-    if let Some(d) = &observed.default_domain {
-        observed.domains.push(d.clone());
-    }
-    for name in wanted {
-        if observed.domains.iter().any(|d| d.name == name) {
-            continue;
-        }
-        if let Some(d) = api.find_domain(&name).await? {
-            observed.domains.push(d);
-        }
-    }
-
+    observed.domains = domains(api, apps, observed.default_domain.as_ref()).await?;
     for spec in apps {
         let names = vec![
             spec.name.clone(),
@@ -292,25 +327,7 @@ pub async fn observe<A: CfApi>(
         ) {
             route_strings.push(t);
         }
-        for r in route_strings {
-            let Some(addr) = resolve_route(&r, &observed.domains) else {
-                continue;
-            };
-            let url = addr.url();
-            if observed.routes.contains_key(&url) {
-                continue;
-            }
-            if let Some(route) = api.find_route(&addr.new_route()).await? {
-                let destinations = api.list_destinations(&route.guid).await?;
-                observed.routes.insert(
-                    url,
-                    RouteState {
-                        route,
-                        destinations,
-                    },
-                );
-            }
-        }
+        observe_routes(api, route_strings, &mut observed).await?;
 
         // A rolling or canary push must not start next to a deployment it did not create.
         let active_deployment = match &live {

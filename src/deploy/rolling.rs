@@ -36,7 +36,7 @@ use super::lock::RunLock;
 
 use super::api::{CfApi, DeploymentStrategy};
 use super::event::{Outcome, Reporter, StepTime};
-use super::observe::Observed;
+use super::observe::{ExistingApp, Observed, ObservedApp};
 use super::plan::{AppPlan, AppPlanKind, Plan, PlanError};
 use super::request::{AppSpec, DeployRequest, RenderRequest, RouteSpec, Strategy};
 use super::route::RouteAddress;
@@ -77,99 +77,111 @@ pub fn plan<B>(
             plans.push(super::plan::plan(obs, &bg, std::slice::from_ref(spec))?);
             continue;
         };
-        let name = spec.name.clone();
-        let production = super::plan::production_routes(obs, spec)?;
-        let smoke_route = if strategy == DeploymentStrategy::Canary && req.has_smoke_test() {
-            Some(
-                production
-                    .iter()
-                    .find(|a| a.port.is_none())
-                    .ok_or_else(|| PlanError::NoRouteForSmokeTest(name.clone()))?
-                    .url(),
-            )
-        } else {
-            None
-        };
-        let mut warnings = Vec::new();
-        if req.has_smoke_test() && strategy == DeploymentStrategy::Rolling {
-            warnings.push(format!(
-                "app {name}: a rolling deployment has no pause to smoke-test at; the smoke test is skipped (use --strategy canary)"
-            ));
-        }
-        for e in &oa.leftover_candidates {
-            warnings.push(format!(
-                "app {name}: {} (guid {}) is left over from an interrupted blue-green run; a rolling or canary deploy leaves it alone (a blue-green push cleans it up)",
-                e.app.name, e.app.guid
-            ));
-        }
-        let mut instances = BTreeMap::new();
-        if req.keep_scale {
-            for p in &live.processes {
-                instances.insert(p.process.process_type.clone(), p.process.instances);
-            }
-        }
-        let routes: Vec<String> = production.iter().map(RouteAddress::url).collect();
-        let guid = live.app.guid.clone();
-        let mut steps = vec![
-            Step::new(name.clone(), Action::SnapshotEnv { guid: guid.clone() }),
-            Step::new(
-                name.clone(),
-                Action::UpdateApp {
-                    guid,
-                    render: RenderRequest {
-                        name: name.clone(),
-                        routes: routes.clone(),
-                        no_route: spec.routes == RouteSpec::NoRoute,
-                        random_route: spec.routes == RouteSpec::Random,
-                        instances,
-                        ..RenderRequest::default()
-                    },
-                },
-            ),
-            Step::new(name.clone(), Action::CreatePackage),
-        ];
-        if req.analysis.is_some() && strategy == DeploymentStrategy::Canary {
-            // The request records must be readable before anything changes.
-            steps.insert(
-                0,
-                Step::new(
-                    name.clone(),
-                    Action::CheckRequestRecords {
-                        live: live.app.guid.clone(),
-                        live_name: live.app.name.clone(),
-                    },
-                ),
-            );
-        }
-        if spec.is_bits() {
-            steps.push(Step::new(name.clone(), Action::UploadBits));
-        }
-        steps.push(Step::new(name.clone(), Action::Stage));
-        steps.push(Step::new(
-            name.clone(),
-            Action::Deploy {
-                strategy,
-                smoke_route,
-            },
-        ));
-        let commit = steps.len();
-        plans.push(Plan {
-            steps,
-            commit,
-            apps: vec![AppPlan {
-                name,
-                kind: match strategy {
-                    DeploymentStrategy::Rolling => AppPlanKind::Rolling,
-                    DeploymentStrategy::Canary => AppPlanKind::Canary,
-                },
-                candidate: None,
-                temp_route: None,
-                routes,
-            }],
-            warnings,
-        });
+        plans.push(in_place_plan(obs, req, spec, oa, live, strategy)?);
     }
     Ok(plans)
+}
+
+/// The rolling or canary plan of manifest app `spec`, whose live app is `live`.
+fn in_place_plan<B>(
+    obs: &Observed,
+    req: &DeployRequest,
+    spec: &AppSpec<B>,
+    oa: &ObservedApp,
+    live: &ExistingApp,
+    strategy: DeploymentStrategy,
+) -> Result<Plan, PlanError> {
+    let name = spec.name.clone();
+    let production = super::plan::production_routes(obs, spec)?;
+    let smoke_route = if strategy == DeploymentStrategy::Canary && req.has_smoke_test() {
+        Some(
+            production
+                .iter()
+                .find(|a| a.port.is_none())
+                .ok_or_else(|| PlanError::NoRouteForSmokeTest(name.clone()))?
+                .url(),
+        )
+    } else {
+        None
+    };
+    let mut warnings = Vec::new();
+    if req.has_smoke_test() && strategy == DeploymentStrategy::Rolling {
+        warnings.push(format!(
+            "app {name}: a rolling deployment has no pause to smoke-test at; the smoke test is skipped (use --strategy canary)"
+        ));
+    }
+    for e in &oa.leftover_candidates {
+        warnings.push(format!(
+            "app {name}: {} (guid {}) is left over from an interrupted blue-green run; a rolling or canary deploy leaves it alone (a blue-green push cleans it up)",
+            e.app.name, e.app.guid
+        ));
+    }
+    let mut instances = BTreeMap::new();
+    if req.keep_scale {
+        for p in &live.processes {
+            instances.insert(p.process.process_type.clone(), p.process.instances);
+        }
+    }
+    let routes: Vec<String> = production.iter().map(RouteAddress::url).collect();
+    let guid = live.app.guid.clone();
+    let mut steps = vec![
+        Step::new(name.clone(), Action::SnapshotEnv { guid: guid.clone() }),
+        Step::new(
+            name.clone(),
+            Action::UpdateApp {
+                guid,
+                render: RenderRequest {
+                    name: name.clone(),
+                    routes: routes.clone(),
+                    no_route: spec.routes == RouteSpec::NoRoute,
+                    random_route: spec.routes == RouteSpec::Random,
+                    instances,
+                    ..RenderRequest::default()
+                },
+            },
+        ),
+        Step::new(name.clone(), Action::CreatePackage),
+    ];
+    if req.analysis.is_some() && strategy == DeploymentStrategy::Canary {
+        // The request records must be readable before anything changes.
+        steps.insert(
+            0,
+            Step::new(
+                name.clone(),
+                Action::CheckRequestRecords {
+                    live: live.app.guid.clone(),
+                    live_name: live.app.name.clone(),
+                },
+            ),
+        );
+    }
+    if spec.is_bits() {
+        steps.push(Step::new(name.clone(), Action::UploadBits));
+    }
+    steps.push(Step::new(name.clone(), Action::Stage));
+    steps.push(Step::new(
+        name.clone(),
+        Action::Deploy {
+            strategy,
+            smoke_route,
+        },
+    ));
+    let commit = steps.len();
+    Ok(Plan {
+        steps,
+        commit,
+        apps: vec![AppPlan {
+            name,
+            kind: match strategy {
+                DeploymentStrategy::Rolling => AppPlanKind::Rolling,
+                DeploymentStrategy::Canary => AppPlanKind::Canary,
+            },
+            candidate: None,
+            temp_route: None,
+            routes,
+        }],
+        warnings,
+    })
 }
 
 /// The per-app plans as one, for display (steps numbered across apps).

@@ -212,6 +212,79 @@ impl<W: Write + Send> TextReporter<W> {
         sp.set_message(terminal_safe(detail).into_owned());
     }
 
+    /// The first lines of a run: what is pushed (or rolled back) where, and by whom.
+    fn started(
+        &mut self,
+        org: &str,
+        space: &str,
+        user: Option<&str>,
+        apps: &[String],
+        strategy: &str,
+    ) {
+        let what = if apps.len() == 1 {
+            format!("app {}", apps[0])
+        } else {
+            format!("apps {}", apps.join(", "))
+        };
+        let who = user.map(|u| format!(" as {u}")).unwrap_or_default();
+        self.rollback_cmd = strategy == crate::deploy::rollback::STRATEGY;
+        if self.rollback_cmd {
+            self.line(&format!(
+                "Rolling back {what} to its previous version in org {org} / space {space}{who}..."
+            ));
+        } else {
+            self.line(&format!(
+                "Pushing {what} to org {org} / space {space}{who}..."
+            ));
+        }
+        self.line("Getting app info...");
+    }
+
+    /// The end of a step's progress, and the warnings the step collected.
+    fn step_warnings(&mut self, warnings: &[String]) {
+        self.clear_progress();
+        for w in warnings {
+            self.line(&format!("Warning: {w}"));
+        }
+    }
+
+    /// One line per app; the steps too on a dry run.
+    fn plan(&mut self, apps: &[String], steps: &[String], dry_run: bool) {
+        for a in apps {
+            self.line(&format!("   {a}"));
+        }
+        if dry_run {
+            self.line("");
+            self.line("Plan (dry run, nothing will be changed):");
+            for s in steps {
+                self.line(&format!("   {s}"));
+            }
+        }
+        self.line("");
+    }
+
+    /// The numbers of both versions in a canary step, the verdict and its reasons.
+    fn canary_verdict(
+        &mut self,
+        candidate: &VersionStats,
+        live: &VersionStats,
+        verdict: VerdictKind,
+        reasons: &[String],
+    ) {
+        self.line(&format!("      new:  {}", version_line(candidate)));
+        self.line(&format!("      live: {}", version_line(live)));
+        let v = match verdict {
+            VerdictKind::Pass => "pass",
+            VerdictKind::Fail => "FAIL",
+            VerdictKind::NoTrafficPass => "pass (too little traffic)",
+            VerdictKind::NoTrafficFail => "FAIL (too little traffic)",
+        };
+        self.line(&format!("      verdict: {v}"));
+        for r in reasons {
+            self.line(&format!("      - {r}"));
+        }
+    }
+
     fn finished(&mut self, outcome: &Outcome, elapsed: Duration) {
         self.clear_progress();
         match outcome {
@@ -268,46 +341,13 @@ impl<W: Write + Send> Reporter for TextReporter<W> {
                 user,
                 apps,
                 strategy,
-            } => {
-                let what = if apps.len() == 1 {
-                    format!("app {}", apps[0])
-                } else {
-                    format!("apps {}", apps.join(", "))
-                };
-                let who = user.map(|u| format!(" as {u}")).unwrap_or_default();
-                self.rollback_cmd = strategy == crate::deploy::rollback::STRATEGY;
-                if self.rollback_cmd {
-                    self.line(&format!(
-                        "Rolling back {what} to its previous version in org {org} / space {space}{who}..."
-                    ));
-                } else {
-                    self.line(&format!(
-                        "Pushing {what} to org {org} / space {space}{who}..."
-                    ));
-                }
-                self.line("Getting app info...");
-            }
+            } => self.started(&org, &space, user.as_deref(), &apps, &strategy),
             Event::Plan {
                 apps,
                 steps,
                 dry_run,
-            } => {
-                for a in &apps {
-                    self.line(&format!("   {a}"));
-                }
-                if dry_run {
-                    self.line("");
-                    self.line("Plan (dry run, nothing will be changed):");
-                    for s in &steps {
-                        self.line(&format!("   {s}"));
-                    }
-                }
-                self.line("");
-            }
-            Event::Warning { message, .. } => {
-                let l = format!("Warning: {message}");
-                self.line(&l);
-            }
+            } => self.plan(&apps, &steps, dry_run),
+            Event::Warning { message, .. } => self.line(&format!("Warning: {message}")),
             Event::StrategyChosen {
                 strategy,
                 max_in_flight,
@@ -331,19 +371,11 @@ impl<W: Write + Send> Reporter for TextReporter<W> {
                 self.clear_progress();
                 self.line(&format!("{description}..."));
             }
-            Event::StepFinished { warnings, .. } => {
-                self.clear_progress();
-                for w in warnings {
-                    self.line(&format!("Warning: {w}"));
-                }
-            }
+            Event::StepFinished { warnings, .. } => self.step_warnings(&warnings),
             Event::StepFailed {
                 error, warnings, ..
             } => {
-                self.clear_progress();
-                for w in warnings {
-                    self.line(&format!("Warning: {w}"));
-                }
+                self.step_warnings(&warnings);
                 self.line(&format!("FAILED: {error}"));
             }
             Event::UploadProgress { sent, total, .. } => self.progress(sent, total),
@@ -404,18 +436,7 @@ impl<W: Write + Send> Reporter for TextReporter<W> {
                     "   Canary step {step} of {steps}: {traffic_share_pct}% of the requests ({candidate_instances} new / {live_instances} live instances), observed {}",
                     fmt_duration(interval)
                 ));
-                self.line(&format!("      new:  {}", version_line(&candidate)));
-                self.line(&format!("      live: {}", version_line(&live)));
-                let v = match verdict {
-                    VerdictKind::Pass => "pass",
-                    VerdictKind::Fail => "FAIL",
-                    VerdictKind::NoTrafficPass => "pass (too little traffic)",
-                    VerdictKind::NoTrafficFail => "FAIL (too little traffic)",
-                };
-                self.line(&format!("      verdict: {v}"));
-                for r in &reasons {
-                    self.line(&format!("      - {r}"));
-                }
+                self.canary_verdict(&candidate, &live, verdict, &reasons);
             }
             Event::CanaryPromoted { reason, .. } => {
                 self.clear_progress();

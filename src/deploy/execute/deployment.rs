@@ -111,54 +111,14 @@ impl<A: CfApi> Exec<'_, A> {
                     });
                 }
             }
-            let (mut running, mut total) = (0u32, 0u32);
-            let mut crash: Option<Crash> = None;
-            for p in &dep.new_processes {
-                let stats = self.read(self.api.process_stats(p), step).await?;
-                if crash.is_none() {
-                    crash = watch.check_stats(p, &stats);
-                }
-                for s in &stats {
-                    total += 1;
-                    if s.state == InstanceState::Running && s.routable != Some(false) {
-                        running += 1;
-                    }
-                }
-            }
-            if crash.is_none() {
-                crash = self
-                    .crash_records(
-                        &mut watch,
-                        app_guid,
-                        name,
-                        Scope::Processes(&dep.new_processes),
-                        reporter,
-                    )
-                    .await;
-            }
-            if let Some(c) = crash {
-                return Err(Error::Crashed {
-                    name: name.to_string(),
-                    process_type: "web (new)".into(),
-                    index: c.index.unwrap_or(0),
-                    reason: c.reason,
-                });
-            }
-            let mut detail = match dep.canary_step {
-                Some((c, t)) => format!(
-                    "{}, canary step {c} of {t}, {running} of {total} new instances running",
-                    dep.state
-                ),
-                None => format!("{}, {running} of {total} new instances running", dep.state),
-            };
-            // Why it does not move on, as Cloud Controller's updater says (CAPI 3.192+).
-            if let Some(e) = &dep.error {
-                detail.push_str(&format!("; Cloud Controller: {e}"));
-            }
+            let running = self
+                .new_instances_running(step, &mut watch, app_guid, name, &dep, reporter)
+                .await?;
+            let mut detail = deployment_detail(&dep, running);
             let key = Progress {
                 state: dep.state.clone(),
                 canary_step: dep.canary_step,
-                running,
+                running: running.0,
             };
             if last_key.as_ref() != Some(&key) {
                 last_key = Some(key);
@@ -177,6 +137,53 @@ impl<A: CfApi> Exec<'_, A> {
             wait.report_and_pause(reporter, app, "deployment", detail)
                 .await?;
             dep = self.read(self.api.get_deployment(&dep.guid), step).await?;
+        }
+    }
+
+    /// The running and all new instances of a deployment (`(running, total)`), or the crash of
+    /// one of them (stats, crash records).
+    async fn new_instances_running(
+        &self,
+        step: &Step,
+        watch: &mut CrashWatch,
+        app_guid: &AppGuid,
+        name: &str,
+        dep: &Deployment,
+        reporter: &mut dyn Reporter,
+    ) -> Result<(u32, u32), Error> {
+        let (mut running, mut total) = (0u32, 0u32);
+        let mut crash: Option<Crash> = None;
+        for p in &dep.new_processes {
+            let stats = self.read(self.api.process_stats(p), step).await?;
+            if crash.is_none() {
+                crash = watch.check_stats(p, &stats);
+            }
+            for s in &stats {
+                total += 1;
+                if s.state == InstanceState::Running && s.routable != Some(false) {
+                    running += 1;
+                }
+            }
+        }
+        if crash.is_none() {
+            crash = self
+                .crash_records(
+                    watch,
+                    app_guid,
+                    name,
+                    Scope::Processes(&dep.new_processes),
+                    reporter,
+                )
+                .await;
+        }
+        match crash {
+            Some(c) => Err(Error::Crashed {
+                name: name.to_string(),
+                process_type: "web (new)".into(),
+                index: c.index.unwrap_or(0),
+                reason: c.reason,
+            }),
+            None => Ok((running, total)),
         }
     }
 
@@ -250,4 +257,20 @@ impl<A: CfApi> Exec<'_, A> {
             let _ = wait.pause().await;
         }
     }
+}
+
+/// Where a deployment stands with `(running, total)` new instances, and why it does not move
+/// on as Cloud Controller's updater says (CAPI 3.192+).
+fn deployment_detail(dep: &Deployment, (running, total): (u32, u32)) -> String {
+    let mut detail = match dep.canary_step {
+        Some((c, t)) => format!(
+            "{}, canary step {c} of {t}, {running} of {total} new instances running",
+            dep.state
+        ),
+        None => format!("{}, {running} of {total} new instances running", dep.state),
+    };
+    if let Some(e) = &dep.error {
+        detail.push_str(&format!("; Cloud Controller: {e}"));
+    }
+    detail
 }

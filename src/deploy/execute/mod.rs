@@ -469,60 +469,18 @@ pub(crate) async fn execute_with_logs<A: CfApi>(
         cancel: interrupt.abandon_token(),
         ..before_switch
     };
-    let mut ledger = Ledger::default();
-    let mut times = Vec::new();
-    let total = plan.steps.len();
-    let mut failure: Option<(usize, Error, SystemTime)> = None;
-    let mut attempted_mutation = false;
-    let mut told_finishing = false;
-
-    for (index, step) in plan.steps.iter().enumerate() {
-        let committed = index >= plan.commit;
-        if committed {
-            interrupt.mark_switched();
-        }
-        if interrupt.is_abandoned() || (!committed && interrupt.is_stopped()) {
-            failure = Some((index, Error::Cancelled, SystemTime::now()));
-            break;
-        }
-        if committed && interrupt.is_stopped() && !told_finishing {
-            told_finishing = true;
-            reporter.report(Event::Warning {
-                app: None,
-                message: "interrupted after the switch: the new version serves; finishing the switch (interrupt again to stop waiting)".into(),
-            });
-        }
-        let exec = if committed {
-            &after_switch
-        } else {
-            &before_switch
-        };
-        if step.is_mutating()
-            && !attempted_mutation
-            && let Err((app, source)) = lock.acquire(api).await
-        {
-            // Nothing changed yet but the marks, which the caller's release removes.
-            let error = Error::Api {
-                app,
-                step: "marking the app as being deployed by this run".into(),
-                source: Box::new(source),
-            };
-            failure = Some((index, error, SystemTime::now()));
-            break;
-        }
-        attempted_mutation |= step.is_mutating();
-        let step_at = SystemTime::now();
-        let (time, result) = exec
-            .run_reported(step, (index, total), &mut ledger, reporter, committed)
-            .await;
-        times.push(time);
-        if let Err(error) = result {
-            failure = Some((index, error, step_at));
-            break;
-        }
-    }
-
-    let Some((index, error, step_at)) = failure else {
+    let Ran {
+        ledger,
+        times,
+        attempted_mutation,
+        stop,
+    } = run_steps(&before_switch, &after_switch, plan, reporter, interrupt).await;
+    let Some(Stop {
+        index,
+        error,
+        at: step_at,
+    }) = stop
+    else {
         return (Outcome::Deployed, times);
     };
     // The failed app's own words, read before the rollback deletes it (and its log with it).
@@ -560,6 +518,102 @@ pub(crate) async fn execute_with_logs<A: CfApi>(
             },
             times,
         )
+    }
+}
+
+/// Where the step loop stopped: the step, why, and when that step began.
+struct Stop {
+    index: usize,
+    error: Error,
+    at: SystemTime,
+}
+
+/// What the step loop leaves behind.
+struct Ran {
+    /// The outputs of the steps that ran (and what a failed step created).
+    ledger: Ledger,
+    /// Per-step durations.
+    times: Vec<StepTime>,
+    /// Whether a mutating step was started (else nothing changed but the lock's marks).
+    attempted_mutation: bool,
+    /// `None` when every step ran.
+    stop: Option<Stop>,
+}
+
+/// Runs the plan's steps in order with `before_switch` (up to the commit point) and
+/// `after_switch`, until one fails or an interrupt stops the run; marks the apps with the
+/// run's lock before the first mutating step.
+async fn run_steps<A: CfApi>(
+    before_switch: &Exec<'_, A>,
+    after_switch: &Exec<'_, A>,
+    plan: &Plan,
+    reporter: &mut dyn Reporter,
+    interrupt: &Interrupt,
+) -> Ran {
+    let mut ledger = Ledger::default();
+    let mut times = Vec::new();
+    let total = plan.steps.len();
+    let mut attempted_mutation = false;
+    let mut told_finishing = false;
+    let mut stop = None;
+    for (index, step) in plan.steps.iter().enumerate() {
+        let committed = index >= plan.commit;
+        if committed {
+            interrupt.mark_switched();
+        }
+        if interrupt.is_abandoned() || (!committed && interrupt.is_stopped()) {
+            stop = Some(Stop {
+                index,
+                error: Error::Cancelled,
+                at: SystemTime::now(),
+            });
+            break;
+        }
+        if committed && interrupt.is_stopped() && !told_finishing {
+            told_finishing = true;
+            reporter.report(Event::Warning {
+                app: None,
+                message: "interrupted after the switch: the new version serves; finishing the switch (interrupt again to stop waiting)".into(),
+            });
+        }
+        let exec = if committed {
+            after_switch
+        } else {
+            before_switch
+        };
+        if step.is_mutating()
+            && !attempted_mutation
+            && let Err((app, source)) = exec.lock.acquire(exec.api).await
+        {
+            // Nothing changed yet but the marks, which the caller's release removes.
+            let error = Error::Api {
+                app,
+                step: "marking the app as being deployed by this run".into(),
+                source: Box::new(source),
+            };
+            stop = Some(Stop {
+                index,
+                error,
+                at: SystemTime::now(),
+            });
+            break;
+        }
+        attempted_mutation |= step.is_mutating();
+        let at = SystemTime::now();
+        let (time, result) = exec
+            .run_reported(step, (index, total), &mut ledger, reporter, committed)
+            .await;
+        times.push(time);
+        if let Err(error) = result {
+            stop = Some(Stop { index, error, at });
+            break;
+        }
+    }
+    Ran {
+        ledger,
+        times,
+        attempted_mutation,
+        stop,
     }
 }
 
