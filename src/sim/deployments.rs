@@ -20,7 +20,7 @@
 use super::Shared;
 use super::api::ApiError;
 use super::quotas;
-use super::state::{DeployState, Deployment, InstState, State};
+use super::state::{App, DeployState, Deployment, InstState, Process, State};
 use super::util::now_rfc3339;
 
 /// A validated create request.
@@ -57,6 +57,34 @@ fn original_count(target: u32, canary: u32, weight: Option<u32>) -> u32 {
 
 /// Creates a deployment; returns its GUID.
 pub(crate) fn create(st: &mut State, new: NewDeployment) -> Result<String, ApiError> {
+    let (app, droplet, newest) = starting_point(st, &new)?;
+    let target = new.web_instances.unwrap_or(newest.instances);
+    if app.started && (new.web_instances.is_some() || new.memory_mb.is_some()) {
+        // `validate_quota!`: the current web process as the options would make it.
+        let mut scaled = newest.clone();
+        scaled.instances = target;
+        if let Some(m) = new.memory_mb {
+            scaled.memory_mb = m;
+        }
+        quotas::check_scale(st, &newest, &scaled).map_err(|e| quota_refused(st, &app, e))?;
+    }
+    if let Some(a) = st.app_mut(&app.meta.guid) {
+        a.droplet_guid = Some(droplet.clone());
+        a.meta.touch();
+    }
+    let d = record(st, &new, &app, droplet, target);
+    let guid = d.meta.guid.clone();
+    if app.started {
+        roll_out(st, &new, &app, &newest, d)?;
+    } else {
+        start_stopped_app(st, &new, &app, &newest, d)?;
+    }
+    Ok(guid)
+}
+
+/// What a deployment starts from: the app, the droplet it deploys (validated as CC does) and
+/// the app's newest `web` process.
+fn starting_point(st: &State, new: &NewDeployment) -> Result<(App, String, Process), ApiError> {
     let app = st.app(&new.app_guid).cloned().ok_or_else(|| {
         ApiError::unprocessable(
             "Unable to use app. Ensure that the app exists and you have access to it.",
@@ -83,19 +111,20 @@ pub(crate) fn create(st: &mut State, new: NewDeployment) -> Result<String, ApiEr
         .newest_process(&app.meta.guid, "web")
         .cloned()
         .ok_or_else(|| ApiError::unprocessable("App has no web process"))?;
-    let target = new.web_instances.unwrap_or(newest.instances);
-    let quota_refused = |st: &State, e: String| {
-        ApiError::unprocessable(quotas::deployment_create_message(st, &app.space_guid, &e))
-    };
-    if app.started && (new.web_instances.is_some() || new.memory_mb.is_some()) {
-        // `validate_quota!`: the current web process as the options would make it.
-        let mut scaled = newest.clone();
-        scaled.instances = target;
-        if let Some(m) = new.memory_mb {
-            scaled.memory_mb = m;
-        }
-        quotas::check_scale(st, &newest, &scaled).map_err(|e| quota_refused(st, e))?;
-    }
+    Ok((app, droplet, newest))
+}
+
+/// A quota failure as `DeploymentCreate` words it.
+fn quota_refused(st: &State, app: &App, error: String) -> ApiError {
+    ApiError::unprocessable(quotas::deployment_create_message(
+        st,
+        &app.space_guid,
+        &error,
+    ))
+}
+
+/// The deployment's `options` as CC shows them.
+fn options_json(new: &NewDeployment) -> serde_json::Value {
     let mut options = serde_json::json!({"max_in_flight": new.max_in_flight});
     if let Some(w) = new.web_instances {
         options["web_instances"] = w.into();
@@ -113,69 +142,98 @@ pub(crate) fn create(st: &mut State, new: NewDeployment) -> Result<String, ApiEr
         options["canary"] = serde_json::json!({"steps": new.canary_weights.iter()
             .map(|w| serde_json::json!({"instance_weight": w})).collect::<Vec<_>>()});
     }
-    let previous = app.droplet_guid.clone();
-    if let Some(a) = st.app_mut(&app.meta.guid) {
-        a.droplet_guid = Some(droplet.clone());
-        a.meta.touch();
-    }
+    options
+}
+
+/// The new deployment's record (DEPLOYED, no process yet); `app` as it was before the
+/// deployment changed its droplet.
+fn record(
+    st: &mut State,
+    new: &NewDeployment,
+    app: &App,
+    droplet: String,
+    target: u32,
+) -> Deployment {
     let now = now_rfc3339();
-    let meta = st.meta();
-    let guid = meta.guid.clone();
-    let mut d = Deployment {
-        meta,
+    Deployment {
+        meta: st.meta(),
         app_guid: app.meta.guid.clone(),
         strategy: new.strategy.clone(),
         state: DeployState::Deployed,
-        droplet_guid: droplet.clone(),
-        previous_droplet: previous,
+        droplet_guid: droplet,
+        previous_droplet: app.droplet_guid.clone(),
         new_process: None,
         max_in_flight: new.max_in_flight.max(1),
         target,
         canary_weights: new.canary_weights.clone(),
         current_step: 1,
         original: Vec::new(),
-        options,
+        options: options_json(new),
         last_status_change: now.clone(),
         last_healthcheck: now,
         error: None,
-    };
-    let apply_options = |p: &mut super::state::Process| {
-        if let Some(m) = new.memory_mb {
+    }
+}
+
+impl NewDeployment {
+    /// Gives a process the memory, disk and log rate the request asks for.
+    fn apply_to(&self, p: &mut Process) {
+        if let Some(m) = self.memory_mb {
             p.memory_mb = m;
         }
-        if let Some(dk) = new.disk_mb {
+        if let Some(dk) = self.disk_mb {
             p.disk_mb = dk;
         }
-        if let Some(l) = new.log_rate {
+        if let Some(l) = self.log_rate {
             p.log_rate = l;
         }
-    };
-    if !app.started {
-        if let Some(p) = st.process_mut(&newest.meta.guid) {
-            p.instances = target;
-            apply_options(p);
-        }
-        if let Err(e) = quotas::check_start(st, &app.meta.guid) {
-            // The transaction is rolled back: the process keeps its settings.
-            if let Some(p) = st.process_mut(&newest.meta.guid) {
-                *p = newest.clone();
-            }
-            return Err(quota_refused(st, e));
-        }
-        for p in st
-            .processes
-            .iter_mut()
-            .filter(|p| p.app_guid == app.meta.guid)
-        {
-            p.droplet_guid = Some(droplet.clone());
-        }
-        if let Some(a) = st.app_mut(&app.meta.guid) {
-            a.started = true;
-        }
-        d.new_process = Some(newest.meta.guid.clone());
-        st.deployments.push(d);
-        return Ok(guid);
     }
+}
+
+/// A deployment of a STOPPED app: its web process takes the options, every process the
+/// droplet, and the app starts (FINALIZED/DEPLOYED at once).
+fn start_stopped_app(
+    st: &mut State,
+    new: &NewDeployment,
+    app: &App,
+    newest: &Process,
+    mut d: Deployment,
+) -> Result<(), ApiError> {
+    if let Some(p) = st.process_mut(&newest.meta.guid) {
+        p.instances = d.target;
+        new.apply_to(p);
+    }
+    if let Err(e) = quotas::check_start(st, &app.meta.guid) {
+        // The transaction is rolled back: the process keeps its settings.
+        if let Some(p) = st.process_mut(&newest.meta.guid) {
+            *p = newest.clone();
+        }
+        return Err(quota_refused(st, app, e));
+    }
+    for p in st
+        .processes
+        .iter_mut()
+        .filter(|p| p.app_guid == app.meta.guid)
+    {
+        p.droplet_guid = Some(d.droplet_guid.clone());
+    }
+    if let Some(a) = st.app_mut(&app.meta.guid) {
+        a.started = true;
+    }
+    d.new_process = Some(newest.meta.guid.clone());
+    st.deployments.push(d);
+    Ok(())
+}
+
+/// A deployment of a STARTED app: it supersedes the app's active one and starts a new `web`
+/// process (config cloned from `newest`, options applied) with its first instances (DEPLOYING).
+fn roll_out(
+    st: &mut State,
+    new: &NewDeployment,
+    app: &App,
+    newest: &Process,
+    mut d: Deployment,
+) -> Result<(), ApiError> {
     for other in st
         .deployments
         .iter_mut()
@@ -191,9 +249,9 @@ pub(crate) fn create(st: &mut State, new: NewDeployment) -> Result<String, ApiEr
         .map(|p| (p.meta.guid.clone(), p.instances))
         .collect();
     let first = if new.strategy == "canary" {
-        canary_count(target, new.canary_weights.first().copied())
+        canary_count(d.target, new.canary_weights.first().copied())
     } else {
-        new.max_in_flight.max(1).min(target)
+        new.max_in_flight.max(1).min(d.target)
     };
     quotas::check_process(
         st,
@@ -202,7 +260,7 @@ pub(crate) fn create(st: &mut State, new: NewDeployment) -> Result<String, ApiEr
         (new.memory_mb.unwrap_or(newest.memory_mb), first),
         quotas::Pending::default(),
     )
-    .map_err(|e| quota_refused(st, e))?;
+    .map_err(|e| quota_refused(st, app, e))?;
     let pguid = st.create_process(&app.meta.guid, "web", newest.command.clone());
     if let Some(p) = st.process_mut(&pguid) {
         p.health = newest.health.clone();
@@ -212,14 +270,14 @@ pub(crate) fn create(st: &mut State, new: NewDeployment) -> Result<String, ApiEr
         p.log_rate = newest.log_rate;
         p.meta.labels = newest.meta.labels.clone();
         p.meta.annotations = newest.meta.annotations.clone();
-        apply_options(p);
+        new.apply_to(p);
         p.instances = first;
-        p.droplet_guid = Some(droplet);
+        p.droplet_guid = Some(d.droplet_guid.clone());
     }
     d.new_process = Some(pguid);
     d.state = DeployState::Deploying;
     st.deployments.push(d);
-    Ok(guid)
+    Ok(())
 }
 
 /// Finds a deployment to change it, or answers CC's 404 (`Deployment not found`).

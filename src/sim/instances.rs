@@ -700,21 +700,7 @@ async fn run(shared: &Arc<Shared>, spec: Spec) -> Option<Spec> {
     }
     let start_wait = shared.config.start_delay.saturating_add(spec.extra_start);
     if spec.crash_on_start {
-        return match wait(&spec, None, start_wait).await {
-            Wait::Elapsed | Wait::Exited(..) => {
-                // What a crashing app leaves on stderr before it exits.
-                shared.lock().logs.log(
-                    &spec.app_guid,
-                    &spec.index.to_string(),
-                    "APP/PROC/WEB",
-                    "Error: the app crashed on start (simulator fault crash_on_start)",
-                    "ERR",
-                );
-                crashed(shared, &spec, "APP/PROC/WEB: Exited with status 1", 1)
-            }
-            Wait::Injected => crashed(shared, &spec, &injected_reason(shared, &spec), 1),
-            Wait::Stopped => None,
-        };
+        return crash_while_starting(shared, &spec, start_wait).await;
     }
     let mut server = match start_server(shared, &spec).await {
         Ok(s) => s,
@@ -725,23 +711,81 @@ async fn run(shared: &Arc<Shared>, spec: Spec) -> Option<Spec> {
         server.kill().await;
         return None;
     }
-    macro_rules! on_wait {
-        ($w:expr) => {
-            match $w {
-                Wait::Elapsed => {}
-                Wait::Stopped => {
-                    finish(shared, &spec, server).await;
-                    return None;
-                }
-                Wait::Exited(reason, code) => return crashed(shared, &spec, &reason, code),
-                Wait::Injected => {
-                    let reason = injected_reason(shared, &spec);
-                    return crash_with(shared, &spec, server, &reason, 1).await;
-                }
-            }
-        };
+    if let Err(ending) = become_healthy(shared, &spec, &mut server, port, start_wait).await {
+        return end(shared, &spec, server, ending).await;
     }
-    on_wait!(wait(&spec, Some(&mut server), start_wait).await);
+    mark_running(shared, &spec, port).await;
+    let ending = stay_alive(shared, &spec, &mut server, port).await;
+    end(shared, &spec, server, ending).await
+}
+
+/// Why an instance's server stops.
+enum Ending {
+    /// A stop request: it serves on for a while, then stops gracefully.
+    Stopped,
+    /// Its process exited by itself, with this reason and status.
+    Exited(String, i64),
+    /// Diego kills it as crashed, with this reason and status.
+    Crash(String, i64),
+}
+
+/// Stops or records the crash of an instance as `ending` says (`Some` replacement when it is
+/// restarted at once).
+async fn end(shared: &Shared, spec: &Spec, server: Server, ending: Ending) -> Option<Spec> {
+    match ending {
+        Ending::Stopped => {
+            finish(shared, spec, server).await;
+            None
+        }
+        Ending::Exited(reason, code) => crashed(shared, spec, &reason, code),
+        Ending::Crash(reason, code) => crash_with(shared, spec, server, &reason, code).await,
+    }
+}
+
+/// Goes on after a wait that elapsed; anything else ends the instance.
+fn go_on(shared: &Shared, spec: &Spec, w: Wait) -> Result<(), Ending> {
+    match w {
+        Wait::Elapsed => Ok(()),
+        Wait::Stopped => Err(Ending::Stopped),
+        Wait::Exited(reason, code) => Err(Ending::Exited(reason, code)),
+        Wait::Injected => Err(Ending::Crash(injected_reason(shared, spec), 1)),
+    }
+}
+
+/// An instance under the `CrashOnStart` fault: it crashes once its start delay is over
+/// (leaving a line on stderr), unless it is stopped first.
+async fn crash_while_starting(shared: &Shared, spec: &Spec, start_wait: Duration) -> Option<Spec> {
+    match wait(spec, None, start_wait).await {
+        Wait::Elapsed | Wait::Exited(..) => {
+            // What a crashing app leaves on stderr before it exits.
+            shared.lock().logs.log(
+                &spec.app_guid,
+                &spec.index.to_string(),
+                "APP/PROC/WEB",
+                "Error: the app crashed on start (simulator fault crash_on_start)",
+                "ERR",
+            );
+            crashed(shared, spec, "APP/PROC/WEB: Exited with status 1", 1)
+        }
+        Wait::Injected => crashed(shared, spec, &injected_reason(shared, spec), 1),
+        Wait::Stopped => None,
+    }
+}
+
+/// Waits out the start delay, then checks the instance's health every interval until it
+/// passes (`Ok`) or the health-check timeout is over (a crash, after Diego's log line).
+async fn become_healthy(
+    shared: &Shared,
+    spec: &Spec,
+    server: &mut Server,
+    port: u16,
+    start_wait: Duration,
+) -> Result<(), Ending> {
+    go_on(
+        shared,
+        spec,
+        wait(spec, Some(&mut *server), start_wait).await,
+    )?;
     let interval = shared
         .config
         .health_check_interval
@@ -755,7 +799,7 @@ async fn run(shared: &Arc<Shared>, spec: Spec) -> Option<Spec> {
     let deadline = Instant::now().checked_add(timeout);
     loop {
         if spec.never_healthy.is_none() && check(shared, &spec.health, port).await {
-            break;
+            return Ok(());
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
             let reason = format!(
@@ -773,47 +817,56 @@ async fn run(shared: &Arc<Shared>, spec: Spec) -> Option<Spec> {
                 ),
                 "ERR",
             );
-            return crash_with(shared, &spec, server, &reason, 0).await;
+            return Err(Ending::Crash(reason, 0));
         }
-        on_wait!(wait(&spec, Some(&mut server), interval).await);
+        go_on(shared, spec, wait(spec, Some(&mut *server), interval).await)?;
     }
+}
+
+/// A healthy instance becomes RUNNING (routable if its readiness check passes); the
+/// instance it replaces on an evacuated cell retires.
+async fn mark_running(shared: &Shared, spec: &Spec, port: u16) {
     let ready = check(shared, &spec.readiness, port).await;
-    {
-        let mut st = shared.lock();
-        let found = st
-            .instances
-            .iter_mut()
-            .find(|i| i.guid == spec.guid)
-            .map(|i| {
-                i.state = InstState::Running;
-                i.routable = ready;
-                i.since = unix_now();
-                i.unclaimed_until = None;
-            });
-        if found.is_some() {
-            retire_evacuated(&mut st, &spec.process_guid, spec.index);
-            st.logs.log(
-                &spec.app_guid,
-                &spec.index.to_string(),
-                "CELL",
-                "Container became healthy",
-                "OUT",
-            );
-        }
+    let mut st = shared.lock();
+    let found = st
+        .instances
+        .iter_mut()
+        .find(|i| i.guid == spec.guid)
+        .map(|i| {
+            i.state = InstState::Running;
+            i.routable = ready;
+            i.since = unix_now();
+            i.unclaimed_until = None;
+        });
+    if found.is_some() {
+        retire_evacuated(&mut st, &spec.process_guid, spec.index);
+        st.logs.log(
+            &spec.app_guid,
+            &spec.index.to_string(),
+            "CELL",
+            "Container became healthy",
+            "OUT",
+        );
     }
+}
+
+/// Checks liveness (and readiness, for `routable`) of a running instance every interval
+/// until it stops, exits, or fails `LIVENESS_FAILURES` checks in a row.
+async fn stay_alive(shared: &Shared, spec: &Spec, server: &mut Server, port: u16) -> Ending {
     let liveness = shared
         .config
         .liveness_interval
         .max(Duration::from_millis(1));
     let mut failures = 0;
     loop {
-        on_wait!(wait(&spec, Some(&mut server), liveness).await);
+        if let Err(ending) = go_on(shared, spec, wait(spec, Some(&mut *server), liveness).await) {
+            return ending;
+        }
         if check(shared, &spec.health, port).await {
             failures = 0;
         } else {
             if spec.cancel.is_cancelled() {
-                finish(shared, &spec, server).await;
-                return None;
+                return Ending::Stopped;
             }
             // Three failures in a row, so that one stale keep-alive connection of the
             // health-check client cannot crash a healthy instance.
@@ -823,7 +876,7 @@ async fn run(shared: &Arc<Shared>, spec: Spec) -> Option<Spec> {
                     "Instance became unhealthy: {} health check to port {port} failed",
                     spec.health.kind
                 );
-                return crash_with(shared, &spec, server, &reason, 0).await;
+                return Ending::Crash(reason, 0);
             }
             continue;
         }

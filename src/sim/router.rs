@@ -410,102 +410,12 @@ async fn proxy(
 ) -> Response {
     let started = Instant::now();
     let start_ns = super::telemetry::now_ns();
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("")
-        .to_lowercase();
-    let host = match host.rsplit_once(':') {
-        Some((h, p)) if p.parse::<u16>().is_ok() => h.to_string(),
-        _ => host,
+    let host = request_host(req.headers());
+    let candidates = match choose_backends(&shared, req.headers(), &host, req.uri().path()) {
+        Ok(c) => c,
+        Err(Refusal(status, kind, text)) => return router_error(status, kind, text),
     };
-    let path = req.uri().path().to_string();
-    // gorouter validates the app-instance header before it looks the route up.
-    let app_instance = match req.headers().get("x-cf-app-instance") {
-        None => None,
-        Some(h) => match parse_app_instance(h) {
-            Some((g, i)) => Some((g.to_string(), i)),
-            None => {
-                return router_error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_cf_app_instance_header",
-                    "400 Bad Request: Invalid X-CF-App-Instance Header\n".to_string(),
-                );
-            }
-        },
-    };
-    let table = shared.router.published();
-    let Some(entry) = table.lookup(&host, &path) else {
-        return router_error(
-            StatusCode::NOT_FOUND,
-            "unknown_route",
-            format!("404 Not Found: Requested route ('{host}') does not exist.\n"),
-        );
-    };
-    let mut candidates: Vec<Backend> = entry.backends.clone();
-    if let Some((guid, index)) = &app_instance {
-        candidates.retain(|b| &b.app_guid == guid && b.index == *index);
-        if candidates.is_empty() {
-            return router_error(
-                StatusCode::NOT_FOUND,
-                "unknown_route",
-                format!(
-                    "404 Not Found: Requested instance ('{index}') with guid ('{guid}') does not exist for route ('{host}')\n"
-                ),
-            );
-        }
-    }
-    if let Some(h) = req.headers().get("x-cf-process-instance") {
-        let Some((guid, index)) = parse_process_instance(h) else {
-            return router_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_cf_process_instance_header",
-                "400 Bad Request: Invalid X-CF-Process-Instance Header\n".to_string(),
-            );
-        };
-        candidates.retain(|b| b.process_guid == guid && index.is_none_or(|i| b.index == i));
-        if candidates.is_empty() {
-            return router_error(
-                StatusCode::NOT_FOUND,
-                "unknown_route",
-                format!(
-                    "404 Not Found: Requested instance ('{}') with process guid ('{guid}') does not exist for route ('{host}')\n",
-                    index.map(|i| i.to_string()).unwrap_or_default()
-                ),
-            );
-        }
-    }
-    let start = shared
-        .router
-        .next_start(&format!("{}{}", entry.host, entry.path));
-    let n = candidates.len();
-    candidates.rotate_left(start % n);
-    let header_text = |headers: &HeaderMap, name: header::HeaderName| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| !v.is_empty())
-            .unwrap_or("-")
-            .to_string()
-    };
-    let request_id = new_guid();
-    let access = Access {
-        host: host.clone(),
-        method: req.method().as_str().to_string(),
-        path_and_query: req
-            .uri()
-            .path_and_query()
-            .map(|p| p.as_str().to_string())
-            .unwrap_or_else(|| "/".to_string()),
-        user_agent: header_text(req.headers(), header::USER_AGENT),
-        referer: header_text(req.headers(), header::REFERER),
-        peer: peer.to_string(),
-        forwarded_for: header_text(req.headers(), HeaderName::from_static("x-forwarded-for")),
-        request_id: request_id.clone(),
-        start_ns,
-        started,
-    };
+    let access = Access::of(&req, host, peer, start_ns, started);
     let (parts, body) = req.into_parts();
     let Ok(body) = axum::body::to_bytes(body, 64 << 20).await else {
         return router_error(
@@ -519,36 +429,19 @@ async fn proxy(
         Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
     );
     for backend in candidates.iter().take(3) {
-        // Faults act as the app would: late answers, or a share of 5xx answers.
-        let (delay, failure) = {
-            let mut st = shared.lock();
-            let name = st
-                .app(&backend.app_guid)
-                .map(|a| a.name.to_lowercase())
-                .unwrap_or_default();
-            let delay = st.faults.slow_responses.get(&name).copied();
-            (delay, st.faults.http_failure(&name))
-        };
-        if let Some(d) = delay {
-            tokio::select! {
-                () = shared.cancel.cancelled() => {}
-                () = tokio::time::sleep(d) => {}
-            }
-        }
-        if let Some(status) = failure {
-            let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            let text = format!("{code}\n");
-            record_access(&shared, &access, backend, status, text.len() as u64);
-            let mut resp = (code, text).into_response();
-            if let Ok(v) =
-                HeaderValue::from_str(&format!("{}:{}", backend.process_guid, backend.index))
-            {
-                resp.headers_mut()
-                    .insert(HeaderName::from_static("x-sim-backend"), v);
-            }
+        if let Some(resp) = injected_answer(&shared, &access, backend).await {
             return resp;
         }
-        match forward(&shared, &parts, body.clone(), backend, &host, &request_id).await {
+        let forwarded = forward(
+            &shared,
+            &parts,
+            body.clone(),
+            backend,
+            &access.host,
+            &access.request_id,
+        )
+        .await;
+        match forwarded {
             Ok(resp) => {
                 let bytes = resp
                     .headers()
@@ -577,6 +470,156 @@ async fn proxy(
         "endpoint_failure",
         "502 Bad Gateway: Registered endpoint failed to handle the request.\n".to_string(),
     )
+}
+
+/// The request's `Host`, lowercase, without a port.
+fn request_host(headers: &HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("")
+        .to_lowercase();
+    match host.rsplit_once(':') {
+        Some((h, p)) if p.parse::<u16>().is_ok() => h.to_string(),
+        _ => host,
+    }
+}
+
+/// The backends that may take a request to `host` + `path`, in the order to try them (round
+/// robin per route), narrowed by `X-Cf-App-Instance` and `X-Cf-Process-Instance`; `Err` is
+/// gorouter's answer when a header is malformed or nothing is left.
+fn choose_backends(
+    shared: &Shared,
+    headers: &HeaderMap,
+    host: &str,
+    path: &str,
+) -> Result<Vec<Backend>, Refusal> {
+    // gorouter validates the app-instance header before it looks the route up.
+    let app_instance = match headers.get("x-cf-app-instance") {
+        None => None,
+        Some(h) => match parse_app_instance(h) {
+            Some((g, i)) => Some((g.to_string(), i)),
+            None => {
+                return Err(Refusal(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_cf_app_instance_header",
+                    "400 Bad Request: Invalid X-CF-App-Instance Header\n".to_string(),
+                ));
+            }
+        },
+    };
+    let table = shared.router.published();
+    let Some(entry) = table.lookup(host, path) else {
+        return Err(unknown_route(format!(
+            "404 Not Found: Requested route ('{host}') does not exist.\n"
+        )));
+    };
+    let mut candidates: Vec<Backend> = entry.backends.clone();
+    if let Some((guid, index)) = &app_instance {
+        candidates.retain(|b| &b.app_guid == guid && b.index == *index);
+        if candidates.is_empty() {
+            return Err(unknown_route(format!(
+                "404 Not Found: Requested instance ('{index}') with guid ('{guid}') does not exist for route ('{host}')\n"
+            )));
+        }
+    }
+    if let Some(h) = headers.get("x-cf-process-instance") {
+        let Some((guid, index)) = parse_process_instance(h) else {
+            return Err(Refusal(
+                StatusCode::BAD_REQUEST,
+                "invalid_cf_process_instance_header",
+                "400 Bad Request: Invalid X-CF-Process-Instance Header\n".to_string(),
+            ));
+        };
+        candidates.retain(|b| b.process_guid == guid && index.is_none_or(|i| b.index == i));
+        if candidates.is_empty() {
+            return Err(unknown_route(format!(
+                "404 Not Found: Requested instance ('{}') with process guid ('{guid}') does not exist for route ('{host}')\n",
+                index.map(|i| i.to_string()).unwrap_or_default()
+            )));
+        }
+    }
+    let start = shared
+        .router
+        .next_start(&format!("{}{}", entry.host, entry.path));
+    let n = candidates.len();
+    candidates.rotate_left(start % n);
+    Ok(candidates)
+}
+
+/// gorouter's answer to a request it cannot route: the status, the `X-Cf-Routererror` kind
+/// and the text.
+struct Refusal(StatusCode, &'static str, String);
+
+/// gorouter's 404 `unknown_route` with `text`.
+fn unknown_route(text: String) -> Refusal {
+    Refusal(StatusCode::NOT_FOUND, "unknown_route", text)
+}
+
+impl Access {
+    /// What the access log will say about `req` (a new request id).
+    fn of(
+        req: &Request,
+        host: String,
+        peer: std::net::SocketAddr,
+        start_ns: i64,
+        started: Instant,
+    ) -> Access {
+        let header_text = |name: HeaderName| {
+            req.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .filter(|v| !v.is_empty())
+                .unwrap_or("-")
+                .to_string()
+        };
+        Access {
+            host,
+            method: req.method().as_str().to_string(),
+            path_and_query: req
+                .uri()
+                .path_and_query()
+                .map(|p| p.as_str().to_string())
+                .unwrap_or_else(|| "/".to_string()),
+            user_agent: header_text(header::USER_AGENT),
+            referer: header_text(header::REFERER),
+            peer: peer.to_string(),
+            forwarded_for: header_text(HeaderName::from_static("x-forwarded-for")),
+            request_id: new_guid(),
+            start_ns,
+            started,
+        }
+    }
+}
+
+/// Faults act as the app would: a `SlowResponses` delay is waited out here, and an
+/// `Http5xxShare` failure is the answer (recorded like one from the app).
+async fn injected_answer(shared: &Shared, access: &Access, backend: &Backend) -> Option<Response> {
+    let (delay, failure) = {
+        let mut st = shared.lock();
+        let name = st
+            .app(&backend.app_guid)
+            .map(|a| a.name.to_lowercase())
+            .unwrap_or_default();
+        let delay = st.faults.slow_responses.get(&name).copied();
+        (delay, st.faults.http_failure(&name))
+    };
+    if let Some(d) = delay {
+        tokio::select! {
+            () = shared.cancel.cancelled() => {}
+            () = tokio::time::sleep(d) => {}
+        }
+    }
+    let status = failure?;
+    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let text = format!("{code}\n");
+    record_access(shared, access, backend, status, text.len() as u64);
+    let mut resp = (code, text).into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("{}:{}", backend.process_guid, backend.index)) {
+        resp.headers_mut()
+            .insert(HeaderName::from_static("x-sim-backend"), v);
+    }
+    Some(resp)
 }
 
 async fn forward(

@@ -19,7 +19,7 @@ use super::routes::{create_route, map_route};
 use super::services::bind;
 use super::{ApiError, ApiResult, accepted_job, created, merge_metadata};
 use crate::sim::Shared;
-use crate::sim::state::{JobOutcome, State};
+use crate::sim::state::{App, JobOutcome, State};
 use crate::sim::util::{parse_megabytes, random_u64};
 
 pub(super) fn routes() -> Router<Arc<Shared>> {
@@ -357,8 +357,6 @@ fn app_has_routes(st: &State, app: &str) -> bool {
 
 /// Applies one manifest entry to an existing app (the job part of apply_manifest).
 fn apply_app(st: &mut State, space: &str, org: &str, app: &str, a: &Value) -> Result<(), String> {
-    let name = a["name"].as_str().unwrap_or("").to_string();
-    // Features.
     if let Some(f) = a["features"].as_object()
         && let Some(app) = st.app_mut(app)
     {
@@ -368,7 +366,36 @@ fn apply_app(st: &mut State, space: &str, org: &str, app: &str, a: &Value) -> Re
             }
         }
     }
-    // Processes: top-level settings are the web process; `processes:` entries override.
+    for (kind, settings) in &process_entries(a) {
+        let pguid = match st.newest_process(app, kind) {
+            Some(p) => p.meta.guid.clone(),
+            None => st.create_process(app, kind, None),
+        };
+        apply_process_settings(st, &pguid, settings).map_err(|e| first_detail(&e))?;
+    }
+    if let Some(app) = st.app_mut(app) {
+        set_lifecycle(app, a);
+    }
+    apply_routes(st, space, org, app, a)?;
+    // Env (merge).
+    if let Some(env) = a["env"].as_object()
+        && let Some(app) = st.app_mut(app)
+    {
+        for (k, v) in env {
+            app.env.insert(k.clone(), v.clone());
+        }
+    }
+    bind_services(st, space, app, a)?;
+    if let Some(app) = st.app_mut(app) {
+        merge_metadata(&mut app.meta, a);
+        app.meta.touch();
+    }
+    Ok(())
+}
+
+/// The process settings of a manifest entry by process type: top-level settings are the web
+/// process's; `processes:` entries override them.
+fn process_entries(a: &Value) -> Vec<(String, Value)> {
     let mut entries: Vec<(String, Value)> = vec![("web".to_string(), a.clone())];
     if let Some(ps) = a["processes"].as_array() {
         for p in ps {
@@ -384,28 +411,33 @@ fn apply_app(st: &mut State, space: &str, org: &str, app: &str, a: &Value) -> Re
             }
         }
     }
-    for (kind, settings) in &entries {
-        let pguid = match st.newest_process(app, kind) {
-            Some(p) => p.meta.guid.clone(),
-            None => st.create_process(app, kind, None),
-        };
-        apply_process_settings(st, &pguid, settings).map_err(|e| first_detail(&e))?;
+    entries
+}
+
+/// Buildpacks and stack.
+fn set_lifecycle(app: &mut App, a: &Value) {
+    if let Some(bps) = a["buildpacks"].as_array() {
+        app.buildpacks = bps
+            .iter()
+            .filter_map(|b| b.as_str().map(str::to_string))
+            .collect();
+    } else if let Some(bp) = a["buildpack"].as_str() {
+        app.buildpacks = vec![bp.to_string()];
     }
-    // Lifecycle.
-    if let Some(app) = st.app_mut(app) {
-        if let Some(bps) = a["buildpacks"].as_array() {
-            app.buildpacks = bps
-                .iter()
-                .filter_map(|b| b.as_str().map(str::to_string))
-                .collect();
-        } else if let Some(bp) = a["buildpack"].as_str() {
-            app.buildpacks = vec![bp.to_string()];
-        }
-        if let Some(stack) = a["stack"].as_str() {
-            app.stack = stack.to_string();
-        }
+    if let Some(stack) = a["stack"].as_str() {
+        app.stack = stack.to_string();
     }
-    // Routes.
+}
+
+/// `no-route` unmaps the app, `routes` are found or created and mapped, and `random-route` /
+/// `default-route` give an app without a route one.
+fn apply_routes(
+    st: &mut State,
+    space: &str,
+    org: &str,
+    app: &str,
+    a: &Value,
+) -> Result<(), String> {
     if a["no-route"].as_bool() == Some(true) {
         for r in &mut st.routes {
             r.destinations.retain(|d| d.app_guid != app);
@@ -427,80 +459,82 @@ fn apply_app(st: &mut State, space: &str, org: &str, app: &str, a: &Value) -> Re
     } else if !app_has_routes(st, app)
         && (a["random-route"].as_bool() == Some(true) || a["default-route"].as_bool() == Some(true))
     {
-        let domain = st
-            .default_domain(org)
-            .map(|d| d.meta.guid.clone())
-            .ok_or_else(|| "No default domains available".to_string())?;
-        let base = name.to_lowercase();
-        let host = if a["random-route"].as_bool() == Some(true) {
-            let w = |n: u64| WORDS[(n % WORDS.len() as u64) as usize];
-            format!("{base}-{}-{}", w(random_u64()), w(random_u64()))
-        } else {
-            base
-        };
-        if host.len() > 63 {
-            return Err(
-                "Failed to create default route from app name: Host cannot exceed 63 characters"
-                    .to_string(),
-            );
-        }
-        if !host
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
-            return Err("Failed to create default route from app name: Host must be either \"*\" or contain only alphanumeric characters, \"_\", or \"-\"".to_string());
-        }
-        let rguid = match st
-            .routes
-            .iter()
-            .find(|r| r.domain_guid == domain && r.host == host && r.path.is_empty())
-        {
-            Some(r) => r.meta.guid.clone(),
-            None => {
-                create_route(st, space, &domain, &host, "", None).map_err(|e| first_detail(&e))?
-            }
-        };
-        map_route(st, &rguid, app, "web", None, None).map_err(|e| first_detail(&e))?;
+        map_default_route(st, space, org, app, a)?;
     }
-    // Env (merge).
-    if let Some(env) = a["env"].as_object()
-        && let Some(app) = st.app_mut(app)
+    Ok(())
+}
+
+/// Maps the app's default route (`<name>.<default domain>`, or with `random-route` two
+/// random words appended), creating it if needed.
+fn map_default_route(
+    st: &mut State,
+    space: &str,
+    org: &str,
+    app: &str,
+    a: &Value,
+) -> Result<(), String> {
+    let domain = st
+        .default_domain(org)
+        .map(|d| d.meta.guid.clone())
+        .ok_or_else(|| "No default domains available".to_string())?;
+    let base = a["name"].as_str().unwrap_or("").to_lowercase();
+    let host = if a["random-route"].as_bool() == Some(true) {
+        let w = |n: u64| WORDS[(n % WORDS.len() as u64) as usize];
+        format!("{base}-{}-{}", w(random_u64()), w(random_u64()))
+    } else {
+        base
+    };
+    if host.len() > 63 {
+        return Err(
+            "Failed to create default route from app name: Host cannot exceed 63 characters"
+                .to_string(),
+        );
+    }
+    if !host
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
     {
-        for (k, v) in env {
-            app.env.insert(k.clone(), v.clone());
-        }
+        return Err("Failed to create default route from app name: Host must be either \"*\" or contain only alphanumeric characters, \"_\", or \"-\"".to_string());
     }
-    // Services.
-    if let Some(services) = a["services"].as_array() {
-        for s in services {
-            let (sname, binding_name) = match s {
-                Value::String(n) => (n.clone(), None),
-                other => (
-                    other["name"].as_str().unwrap_or("").to_string(),
-                    other["binding_name"].as_str().map(str::to_string),
-                ),
-            };
-            let Some(si) = st
-                .service_instances
-                .iter()
-                .find(|i| i.space_guid == space && i.name == sname)
-                .map(|i| i.meta.guid.clone())
-            else {
-                return Err(format!("Service instance '{sname}' not found"));
-            };
-            if !st
-                .bindings
-                .iter()
-                .any(|b| b.app_guid == app && b.instance_guid == si)
-            {
-                bind(st, app, &si, binding_name).map_err(|e| first_detail(&e))?;
-            }
+    let rguid = match st
+        .routes
+        .iter()
+        .find(|r| r.domain_guid == domain && r.host == host && r.path.is_empty())
+    {
+        Some(r) => r.meta.guid.clone(),
+        None => create_route(st, space, &domain, &host, "", None).map_err(|e| first_detail(&e))?,
+    };
+    map_route(st, &rguid, app, "web", None, None).map_err(|e| first_detail(&e))
+}
+
+/// Binds the `services` (by name, in the space) the app is not bound to yet.
+fn bind_services(st: &mut State, space: &str, app: &str, a: &Value) -> Result<(), String> {
+    let Some(services) = a["services"].as_array() else {
+        return Ok(());
+    };
+    for s in services {
+        let (sname, binding_name) = match s {
+            Value::String(n) => (n.clone(), None),
+            other => (
+                other["name"].as_str().unwrap_or("").to_string(),
+                other["binding_name"].as_str().map(str::to_string),
+            ),
+        };
+        let Some(si) = st
+            .service_instances
+            .iter()
+            .find(|i| i.space_guid == space && i.name == sname)
+            .map(|i| i.meta.guid.clone())
+        else {
+            return Err(format!("Service instance '{sname}' not found"));
+        };
+        if !st
+            .bindings
+            .iter()
+            .any(|b| b.app_guid == app && b.instance_guid == si)
+        {
+            bind(st, app, &si, binding_name).map_err(|e| first_detail(&e))?;
         }
-    }
-    // Metadata.
-    if let Some(app) = st.app_mut(app) {
-        merge_metadata(&mut app.meta, a);
-        app.meta.touch();
     }
     Ok(())
 }

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State as AxState};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -554,107 +554,119 @@ async fn read_body(body: Body, declared: Option<u64>, limit: usize) -> Result<By
     })
 }
 
+/// Every API request passes here: the admin API checks the admin's token; the rest meet the
+/// outage, rate-limit and failing-call faults, authentication and the body limits, get their
+/// `X-Vcap-Request-Id` and `X-Cf-Warnings`, and go into the call log.
 async fn middleware(AxState(s): AxState<Arc<Shared>>, req: Request, next: Next) -> Response {
     let path = req.uri().path().to_string();
     if path.starts_with("/_sim") {
-        // The admin API takes the admin's access token from the simulator's UAA.
-        let auth = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        if uaa::verify(&s, auth, false).is_err() {
-            return (
-                StatusCode::UNAUTHORIZED,
-                axum::Json(json!({"error": "the admin API needs 'Authorization: bearer <admin access token>'"})),
-            )
-                .into_response();
-        }
-        return next.run(req).await;
+        return admin_only(&s, req, next).await;
     }
-    let request_id = new_guid();
-    let method = req.method().as_str().to_string();
-    let query = req.uri().query().unwrap_or("").to_string();
+    let mut call = CallRecord {
+        method: req.method().as_str().to_string(),
+        path,
+        query: req.uri().query().unwrap_or("").to_string(),
+        status: 0,
+        body: String::new(),
+        request_id: new_guid(),
+    };
     // Outage and rate-limit faults meet the request before Cloud Controller (or UAA) would:
     // nothing is read, nothing is done.
     let unreachable = s.lock().faults.unreachable();
     if let Some(u) = unreachable {
         let (status, resp) = unreachable_response(u);
-        s.lock().log_call(CallRecord {
-            method,
-            path,
-            query,
-            status,
-            body: String::new(),
-            request_id,
-        });
+        call.status = status;
+        s.lock().log_call(call);
         return resp;
     }
-    let content_type = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let multipart = content_type
-        .as_deref()
-        .is_some_and(|v| v.starts_with("multipart/"));
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let auth = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
     let (injected, warnings) = {
         let mut st = s.lock();
         (
-            st.faults.check_call(&method, &path),
+            st.faults.check_call(&call.method, &call.path),
             st.faults.warnings.clone(),
         )
     };
-    let public = is_public(&path);
-    let refused = if injected.is_none() && !public {
-        uaa::verify(&s, auth.as_deref().unwrap_or(""), false).err()
-    } else {
-        None
-    };
-    let (mut resp, body) = if let Some(e) = refused {
-        // Nothing of an unauthenticated request's body is read.
-        (
-            unauthenticated(&e),
-            "<not read: not authenticated>".to_string(),
+    let (mut resp, body) = answer(&s, req, next, injected).await;
+    stamp(&mut resp, &call.request_id, &warnings);
+    call.status = resp.status().as_u16();
+    call.body = body;
+    s.lock().log_call(call);
+    resp
+}
+
+/// A header's value as text, if it is text.
+fn header_text(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The admin API (`/_sim/...`) answers only a request with the admin's access token from the
+/// simulator's UAA.
+async fn admin_only(s: &Shared, req: Request, next: Next) -> Response {
+    let auth = header_text(req.headers(), header::AUTHORIZATION).unwrap_or("");
+    if uaa::verify(s, auth, false).is_err() {
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"error": "the admin API needs 'Authorization: bearer <admin access token>'"})),
         )
+            .into_response();
+    }
+    next.run(req).await
+}
+
+/// Authenticates a request (unless it is public or an injected failure answers it), reads its
+/// body within the limit for its kind, and has the handler (or the injected failure) answer;
+/// with what the call log shows of the body.
+async fn answer(
+    s: &Shared,
+    req: Request,
+    next: Next,
+    injected: Option<(u16, Option<u64>)>,
+) -> (Response, String) {
+    let path = req.uri().path().to_string();
+    let public = is_public(&path);
+    if injected.is_none() && !public {
+        let auth = header_text(req.headers(), header::AUTHORIZATION).unwrap_or("");
+        if let Err(e) = uaa::verify(s, auth, false) {
+            // Nothing of an unauthenticated request's body is read.
+            return (
+                unauthenticated(&e),
+                "<not read: not authenticated>".to_string(),
+            );
+        }
+    }
+    let content_type = header_text(req.headers(), header::CONTENT_TYPE).map(str::to_string);
+    let declared =
+        header_text(req.headers(), header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
+    let limit = if public {
+        MAX_PUBLIC_BODY_BYTES
+    } else if content_type
+        .as_deref()
+        .is_some_and(|v| v.starts_with("multipart/"))
+    {
+        s.config.max_upload_bytes
     } else {
-        let limit = if public {
-            MAX_PUBLIC_BODY_BYTES
-        } else if multipart {
-            s.config.max_upload_bytes
-        } else {
-            MAX_BODY_BYTES
-        };
-        let (parts, body) = req.into_parts();
-        match read_body(body, declared, limit).await {
-            Err(resp) => (resp, "<not read: too large>".to_string()),
-            Ok(bytes) => {
-                let logged = logged_body(&path, content_type.as_deref(), &bytes);
-                let resp = match injected {
-                    Some((status, retry_after)) => {
-                        ApiError::for_status(status, retry_after).into_response()
-                    }
-                    None => {
-                        next.run(Request::from_parts(parts, Body::from(bytes)))
-                            .await
-                    }
-                };
-                (resp, logged)
-            }
+        MAX_BODY_BYTES
+    };
+    let (parts, body) = req.into_parts();
+    let bytes = match read_body(body, declared, limit).await {
+        Ok(bytes) => bytes,
+        Err(resp) => return (resp, "<not read: too large>".to_string()),
+    };
+    let logged = logged_body(&path, content_type.as_deref(), &bytes);
+    let resp = match injected {
+        Some((status, retry_after)) => ApiError::for_status(status, retry_after).into_response(),
+        None => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
         }
     };
+    (resp, logged)
+}
+
+/// Adds `X-Vcap-Request-Id` and the injected `X-Cf-Warnings` (percent-encoded, comma-joined).
+fn stamp(resp: &mut Response, request_id: &str, warnings: &[String]) {
     let headers = resp.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
+    if let Ok(v) = HeaderValue::from_str(request_id) {
         headers.insert("x-vcap-request-id", v);
     }
     if !warnings.is_empty() {
@@ -669,16 +681,6 @@ async fn middleware(AxState(s): AxState<Arc<Shared>>, req: Request, next: Next) 
             headers.insert("x-cf-warnings", v);
         }
     }
-    let status = resp.status().as_u16();
-    s.lock().log_call(CallRecord {
-        method,
-        path,
-        query,
-        status,
-        body,
-        request_id,
-    });
-    resp
 }
 
 /// What gorouter or the rate limiter answers under an outage or rate-limit fault, and the
