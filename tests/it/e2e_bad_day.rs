@@ -114,27 +114,29 @@ async fn a_cell_evacuation_is_not_a_crash() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_is_still_refused_at_once() {
     // The evacuation rules must not slow the crash verdict: a crash during the health wait
-    // (a crash record exists) rolls back long before --timeout.
+    // (a crash record exists) rolls back at once, on the crash, not at --timeout.
     let w = with_v1(fast()).await;
     let load = w.load("web").await;
     let m = w.web_version("v2", 2);
     w.sim.faults().crash_on_start("web-candidate");
-    let started = Instant::now();
     let (outcome, events) = w
-        .push(PushArgs {
-            timeout: Duration::from_secs(120),
-            ..push_args(&m)
-        })
+        .push_bounded(
+            PushArgs {
+                timeout: Duration::from_secs(120),
+                ..push_args(&m)
+            },
+            Duration::from_secs(300),
+        )
         .await;
-    let took = started.elapsed();
     w.settle().await;
     assert_no_failures(&load.stop().await);
-    eprintln!("crash-on-start: {outcome:?} after {took:?}");
+    eprintln!("crash-on-start: {outcome:?}");
     let Outcome::RolledBack { error } = &outcome else {
         panic!("{outcome:?} {events:#?}")
     };
+    // The crash verdict ended the run, not the 120 s --timeout (its error: "no progress for").
     assert!(error.contains("crashed"), "{error}");
-    assert!(took < Duration::from_secs(60), "{took:?}");
+    assert!(!error.contains("no progress"), "{error}");
     assert_eq!(w.serving("web").await, "v1");
     w.sim.shutdown().await;
 }

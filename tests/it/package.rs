@@ -332,18 +332,20 @@ fn socket_in_the_tree_is_a_clear_error() {
     assert_matches!(err, Error::UnsupportedFileType { kind: "socket", .. });
 }
 
-#[test]
-fn unreadable_file_is_a_clear_error() {
-    // Root reads mode-000 files, so this only bites for other users; a vanished file (below)
-    // covers the same error path everywhere.
-    if std::fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0) {
-        return;
-    }
+#[tokio::test]
+async fn a_file_that_cannot_be_read_is_a_clear_error_without_upload() {
+    // A file the scan listed whose read fails names the file. What fails for every user, root
+    // included (root reads mode-000 files): a directory where the file was, which opens but
+    // cannot be read as a file.
     let app = TempApp::new();
-    app.file("a.txt", b"a")
-        .file("secret", b"s")
-        .mode("secret", 0o000);
-    assert_matches!(scan(&app.source()), Err(Error::Read { path, .. }) if path.ends_with("secret"));
+    app.file("a.txt", b"a").file("secret", b"s");
+    let s = scan(&app.source()).unwrap();
+    std::fs::remove_file(app.path().join("secret")).unwrap();
+    std::fs::create_dir(app.path().join("secret")).unwrap();
+    let api = FakeBits::default();
+    let err = push_bits(&api, "p", &s, no_progress()).await.unwrap_err();
+    assert_matches!(&err, Error::Read { path, .. } if path.ends_with("secret"));
+    assert!(api.uploads().is_empty());
 }
 
 // ---------------------------------------------------------------- push: zip layout

@@ -11,10 +11,8 @@ use cf_zero_downtime::sim::{FailRule, FaultSpec, QuotaScope, QuotaSpec, SimConfi
 use cf_zero_downtime::wiring::adapter::CfBackend;
 use serde_json::{Value, json};
 
+use crate::support::poll;
 use crate::support::sim_world::{World, fast, push_args, world};
-
-/// Upper bound of every wait here.
-const WAIT: Duration = Duration::from_secs(20);
 
 /// The detail of a 422 from Cloud Controller, or a panic naming what came instead.
 fn detail_422<T: std::fmt::Debug>(r: Result<T, cf::Error>) -> String {
@@ -64,24 +62,6 @@ async fn post(w: &World, path: &str, body: Value) -> (u16, Value) {
         .unwrap();
     let status = resp.status().as_u16();
     (status, resp.json().await.unwrap_or(Value::Null))
-}
-
-/// Polls `f` every 20 ms until it yields a value; fails after [`WAIT`].
-async fn poll<T, Fut: std::future::Future<Output = Option<T>>>(
-    what: &str,
-    mut f: impl FnMut() -> Fut,
-) -> T {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}: not within {WAIT:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,3 +18,26 @@ pub(crate) fn sha1_hex(data: &[u8]) -> String {
     use sha1::{Digest, Sha1};
     hex::encode(Sha1::digest(data))
 }
+
+/// How long a test waits for a state before it fails: a guard against a hang, never a speed
+/// check (what a test checks is the state reached).
+pub(crate) const WAIT_BOUND: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Polls `f` every 10 ms until it yields a value; fails the test naming `what` if it has not
+/// within [`WAIT_BOUND`].
+pub(crate) async fn poll<T, Fut: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    mut f: impl FnMut() -> Fut,
+) -> T {
+    let deadline = tokio::time::Instant::now() + WAIT_BOUND;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not reached within {WAIT_BOUND:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}

@@ -211,6 +211,19 @@ impl World {
         (outcome, events)
     }
 
+    /// Pushes `args` like [`World::push`]; the run must end by itself within `bound`, a guard
+    /// against a hang (not a speed check: choose it longer than the run's own `--timeout`, so
+    /// that the outcome says what ended the run).
+    pub(crate) async fn push_bounded(
+        &self,
+        args: PushArgs,
+        bound: Duration,
+    ) -> (Outcome, Vec<Event>) {
+        tokio::time::timeout(bound, self.push(args))
+            .await
+            .unwrap_or_else(|_| panic!("the push did not end by itself within {bound:?}"))
+    }
+
     /// Pushes `args`, which must deploy, and lets the router settle.
     pub(crate) async fn push_deployed(&self, args: PushArgs) {
         let (outcome, events) = self.push(args).await;
@@ -324,22 +337,17 @@ impl World {
         aged
     }
 
-    /// Waits (bounded: a minute) until the simulator's call log holds a call `method` whose path
-    /// contains `part`, answered below 300; fails the test if none comes.
+    /// Waits (bounded) until the simulator's call log holds a call `method` whose path contains
+    /// `part`, answered below 300; fails the test if none comes.
     pub(crate) async fn wait_for_call(&self, method: &str, part: &str) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while !self
-            .sim
-            .call_log()
-            .iter()
-            .any(|c| c.method == method && c.path.contains(part) && c.status < 300)
-        {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{method} {part} never came"
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        crate::support::poll(&format!("a call {method} …{part}…"), || async {
+            self.sim
+                .call_log()
+                .iter()
+                .any(|c| c.method == method && c.path.contains(part) && c.status < 300)
+                .then_some(())
+        })
+        .await;
     }
 
     /// Lets the router settle (propagation, old instances ending) before the next look.
