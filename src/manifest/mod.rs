@@ -13,6 +13,7 @@
 //!
 //! Depends on: saphyr-parser (YAML events with marks), thiserror. Must not: make API calls or print.
 
+mod emit;
 mod error;
 mod interpolate;
 mod model;
@@ -153,8 +154,50 @@ fn check_size(flag: &str, what: &str, value: &str) -> Result<(), Error> {
     }
 }
 
-/// Applies the flags that change the app's own keys or its `web` process entry.
-fn apply_scale_and_health(target: &mut AppManifest, flags: &FlagOverrides) -> Result<(), Error> {
+/// The keys the scale and health flags set: those of the app's `web` process entry when the
+/// manifest has one, else the app's own.
+struct ScaleKeys<'a> {
+    instances: &'a mut Option<u32>,
+    command: &'a mut Option<String>,
+    health_check_type: &'a mut Option<String>,
+    health_check_http_endpoint: &'a mut Option<String>,
+    memory: &'a mut Option<String>,
+    disk_quota: &'a mut Option<String>,
+    /// The app's `log-rate-limit-per-second`; a process entry keeps it in `extra` (`None`).
+    log_rate_limit: Option<&'a mut Option<String>>,
+    extra: &'a mut Vec<(Value, Value)>,
+}
+
+impl<'a> ScaleKeys<'a> {
+    /// The `web` process entry's keys, else the app's.
+    fn of(target: &'a mut AppManifest) -> Self {
+        if let Some(web) = target.processes.iter_mut().find(|p| p.kind == "web") {
+            return ScaleKeys {
+                instances: &mut web.instances,
+                command: &mut web.command,
+                health_check_type: &mut web.health_check_type,
+                health_check_http_endpoint: &mut web.health_check_http_endpoint,
+                memory: &mut web.memory,
+                disk_quota: &mut web.disk_quota,
+                log_rate_limit: None,
+                extra: &mut web.extra,
+            };
+        }
+        ScaleKeys {
+            instances: &mut target.instances,
+            command: &mut target.command,
+            health_check_type: &mut target.health_check_type,
+            health_check_http_endpoint: &mut target.health_check_http_endpoint,
+            memory: &mut target.memory,
+            disk_quota: &mut target.disk_quota,
+            log_rate_limit: Some(&mut target.log_rate_limit_per_second),
+            extra: &mut target.extra,
+        }
+    }
+}
+
+/// Checks the values of `-m`, `-k` and `-l`.
+fn check_scale_flags(flags: &FlagOverrides) -> Result<(), Error> {
     if let Some(m) = &flags.memory {
         check_size("--memory, -m", "Memory", m)?;
     }
@@ -169,82 +212,35 @@ fn apply_scale_and_health(target: &mut AppManifest, flags: &FlagOverrides) -> Re
             )));
         }
     }
+    Ok(())
+}
+
+/// Applies the flags that change the app's own keys or its `web` process entry.
+fn apply_scale_and_health(target: &mut AppManifest, flags: &FlagOverrides) -> Result<(), Error> {
+    check_scale_flags(flags)?;
     let name = target.name.clone();
-    let reset_command = flags
-        .start_command
-        .as_deref()
-        .is_some_and(|c| c == "null" || c == "default");
-    let timeout = flags.app_start_timeout.map(|t| Value::Int(i128::from(t)));
-    if let Some(web) = target.processes.iter_mut().find(|p| p.kind == "web") {
-        if let Some(n) = flags.instances {
-            web.instances = Some(n);
-        }
-        if let Some(c) = &flags.start_command {
-            remove_extra(&mut web.extra, "command");
-            if reset_command {
-                web.command = None;
-                web.extra.push((Value::Str("command".into()), Value::Null));
-            } else {
-                web.command = Some(c.clone());
-            }
-        }
-        if let Some(t) = &flags.health_check_type {
-            web.health_check_type = Some(t.clone());
-            if t != "http" {
-                web.health_check_http_endpoint = None;
-            }
-        }
-        if let Some(e) = &flags.health_check_endpoint {
-            web.health_check_http_endpoint = Some(e.clone());
-            if let Some(t) = web.health_check_type.as_deref().filter(|t| *t != "http") {
-                return Err(mismatch(
-                    "--endpoint",
-                    &name,
-                    &format!("health-check-type '{t}' (use -u http)"),
-                ));
-            }
-        }
-        if let Some(t) = timeout {
-            set_extra(&mut web.extra, "timeout", t);
-        }
-        if let Some(m) = &flags.memory {
-            web.memory = Some(m.clone());
-        }
-        if let Some(d) = &flags.disk {
-            web.disk_quota = Some(d.clone());
-        }
-        if let Some(l) = &flags.log_rate_limit {
-            set_extra(
-                &mut web.extra,
-                "log-rate-limit-per-second",
-                Value::Str(l.clone()),
-            );
-        }
-        return Ok(());
-    }
+    let keys = ScaleKeys::of(target);
     if let Some(n) = flags.instances {
-        target.instances = Some(n);
+        *keys.instances = Some(n);
     }
     if let Some(c) = &flags.start_command {
-        remove_extra(&mut target.extra, "command");
-        if reset_command {
-            target.command = None;
-            target
-                .extra
-                .push((Value::Str("command".into()), Value::Null));
+        remove_extra(keys.extra, "command");
+        if c == "null" || c == "default" {
+            *keys.command = None;
+            keys.extra.push((Value::Str("command".into()), Value::Null));
         } else {
-            target.command = Some(c.clone());
+            *keys.command = Some(c.clone());
         }
     }
     if let Some(t) = &flags.health_check_type {
-        target.health_check_type = Some(t.clone());
+        *keys.health_check_type = Some(t.clone());
         if t != "http" {
-            target.health_check_http_endpoint = None;
+            *keys.health_check_http_endpoint = None;
         }
     }
     if let Some(e) = &flags.health_check_endpoint {
-        target.health_check_http_endpoint = Some(e.clone());
-        if let Some(t) = target.health_check_type.as_deref().filter(|t| *t != "http") {
+        *keys.health_check_http_endpoint = Some(e.clone());
+        if let Some(t) = keys.health_check_type.as_deref().filter(|t| *t != "http") {
             return Err(mismatch(
                 "--endpoint",
                 &name,
@@ -252,17 +248,24 @@ fn apply_scale_and_health(target: &mut AppManifest, flags: &FlagOverrides) -> Re
             ));
         }
     }
-    if let Some(t) = timeout {
-        set_extra(&mut target.extra, "timeout", t);
+    if let Some(t) = flags.app_start_timeout {
+        set_extra(keys.extra, "timeout", Value::Int(i128::from(t)));
     }
     if let Some(m) = &flags.memory {
-        target.memory = Some(m.clone());
+        *keys.memory = Some(m.clone());
     }
     if let Some(d) = &flags.disk {
-        target.disk_quota = Some(d.clone());
+        *keys.disk_quota = Some(d.clone());
     }
     if let Some(l) = &flags.log_rate_limit {
-        target.log_rate_limit_per_second = Some(l.clone());
+        match keys.log_rate_limit {
+            Some(field) => *field = Some(l.clone()),
+            None => set_extra(
+                keys.extra,
+                "log-rate-limit-per-second",
+                Value::Str(l.clone()),
+            ),
+        }
     }
     Ok(())
 }
@@ -528,29 +531,8 @@ impl Manifest {
     /// `--docker-username` without an image; `--endpoint` with a non-http health check type in
     /// the manifest; a size without a unit; a `-p` path that does not exist.
     pub fn apply_flags(&mut self, app: Option<&str>, flags: &FlagOverrides) -> Result<(), Error> {
-        let index = match app {
-            Some(name) if self.applications.len() == 1 => {
-                let only = &mut self.applications[0];
-                if only.name != name {
-                    only.name = name.to_string();
-                }
-                0
-            }
-            Some(name) => self
-                .applications
-                .iter()
-                .position(|a| a.name == name)
-                .ok_or_else(|| self.not_found(name))?,
-            None if self.applications.len() > 1 => {
-                if flags.any() {
-                    return Err(Error::Usage(
-                        "command line flags (except -f and --no-start) cannot be applied when pushing multiple apps from a manifest file"
-                            .into(),
-                    ));
-                }
-                return Ok(());
-            }
-            None => 0,
+        let Some(index) = self.flag_target(app, flags)? else {
+            return Ok(());
         };
         if !flags.any() {
             return Ok(());
@@ -559,67 +541,8 @@ impl Manifest {
         let Some(target) = self.applications.get_mut(index) else {
             return Ok(());
         };
-        if flags.docker_image.is_some() {
-            if flags.path.is_some() {
-                return Err(Error::Usage(
-                    "the following arguments cannot be used together: --docker-image, -o, --path, -p".into(),
-                ));
-            }
-            let has_buildpacks = target.buildpacks.as_ref().is_some_and(|b| !b.is_empty())
-                || target.extra("buildpack").is_some();
-            if has_buildpacks {
-                return Err(Error::Usage(format!(
-                    "--docker-image, -o cannot be used with app '{}' because its manifest sets buildpack(s)",
-                    target.name
-                )));
-            }
-            let manifest_path = target.missing_path.is_some()
-                || matches!(&target.bits, Some(b) if b.path() != cwd.as_path());
-            if manifest_path && target.docker.is_none() {
-                return Err(Error::Usage(format!(
-                    "--docker-image, -o cannot be used with app '{}' because its manifest sets a path",
-                    target.name
-                )));
-            }
-        }
-        if flags.path.is_some() && target.docker.is_some() {
-            return Err(Error::Usage(format!(
-                "--path, -p cannot be used with app '{}' because its manifest sets a docker image",
-                target.name
-            )));
-        }
-        if flags.docker_username.is_some()
-            && flags.docker_image.is_none()
-            && target.docker.is_none()
-        {
-            return Err(Error::Usage(
-                "'--docker-image, -o' and '--docker-username' must be used together".into(),
-            ));
-        }
-        if let Some(image) = &flags.docker_image {
-            let username = flags
-                .docker_username
-                .clone()
-                .or_else(|| target.docker.as_ref().and_then(|d| d.username.clone()));
-            target.docker = Some(DockerSpec {
-                image: image.clone(),
-                username,
-            });
-            target.bits = None;
-            target.missing_path = None;
-        } else if let (Some(user), Some(docker)) = (&flags.docker_username, target.docker.as_mut())
-        {
-            docker.username = Some(user.clone());
-        }
-        if let Some(p) = &flags.path {
-            let joined = normalize_lexically(&cwd.join(p));
-            let bits = resolve_bits(&joined).ok_or_else(|| Error::PathNotFound {
-                location: None,
-                path: joined.clone(),
-            })?;
-            target.bits = Some(bits);
-            target.missing_path = None;
-        }
+        check_bits_flags(target, flags, &cwd)?;
+        apply_bits_flags(target, flags, &cwd)?;
         if let Some(stack) = &flags.stack {
             target.stack = Some(stack.clone());
         }
@@ -630,29 +553,142 @@ impl Manifest {
         if flags.random_route {
             target.random_route = true;
         }
-        if let Some(l) = &flags.lifecycle {
-            if target.docker.is_some() && l != "docker" {
-                return Err(mismatch(
-                    &format!("--lifecycle {l}"),
-                    &target.name,
-                    "a docker image",
-                ));
-            }
-            target.lifecycle = Some(l.clone());
-        }
-        if !flags.buildpacks.is_empty() {
-            if target.docker.is_some() {
-                return Err(mismatch("--buildpack, -b", &target.name, "a docker image"));
-            }
-            let auto =
-                matches!(flags.buildpacks.as_slice(), [one] if one == "null" || one == "default");
-            target.buildpacks = Some(if auto {
-                Vec::new()
-            } else {
-                flags.buildpacks.clone()
-            });
-            remove_extra(&mut target.extra, "buildpack");
-        }
-        Ok(())
+        apply_build_flags(target, flags)
     }
+
+    /// The index of the app the flags apply to (`app` names it; a single app is renamed to
+    /// it); `None` when there are several apps and no name, which is an error with flags.
+    fn flag_target(
+        &mut self,
+        app: Option<&str>,
+        flags: &FlagOverrides,
+    ) -> Result<Option<usize>, Error> {
+        match app {
+            Some(name) if self.applications.len() == 1 => {
+                let only = &mut self.applications[0];
+                if only.name != name {
+                    only.name = name.to_string();
+                }
+                Ok(Some(0))
+            }
+            Some(name) => self
+                .applications
+                .iter()
+                .position(|a| a.name == name)
+                .map(Some)
+                .ok_or_else(|| self.not_found(name)),
+            None if self.applications.len() > 1 => {
+                if flags.any() {
+                    return Err(Error::Usage(
+                        "command line flags (except -f and --no-start) cannot be applied when pushing multiple apps from a manifest file"
+                            .into(),
+                    ));
+                }
+                Ok(None)
+            }
+            None => Ok(Some(0)),
+        }
+    }
+}
+
+/// Refuses the bits flags (`-o`, `--docker-username`, `-p`) that conflict with each other or
+/// with what the app's manifest sets.
+fn check_bits_flags(target: &AppManifest, flags: &FlagOverrides, cwd: &Path) -> Result<(), Error> {
+    if flags.docker_image.is_some() {
+        if flags.path.is_some() {
+            return Err(Error::Usage(
+                "the following arguments cannot be used together: --docker-image, -o, --path, -p"
+                    .into(),
+            ));
+        }
+        let has_buildpacks = target.buildpacks.as_ref().is_some_and(|b| !b.is_empty())
+            || target.extra("buildpack").is_some();
+        if has_buildpacks {
+            return Err(Error::Usage(format!(
+                "--docker-image, -o cannot be used with app '{}' because its manifest sets buildpack(s)",
+                target.name
+            )));
+        }
+        let manifest_path =
+            target.missing_path.is_some() || matches!(&target.bits, Some(b) if b.path() != cwd);
+        if manifest_path && target.docker.is_none() {
+            return Err(Error::Usage(format!(
+                "--docker-image, -o cannot be used with app '{}' because its manifest sets a path",
+                target.name
+            )));
+        }
+    }
+    if flags.path.is_some() && target.docker.is_some() {
+        return Err(Error::Usage(format!(
+            "--path, -p cannot be used with app '{}' because its manifest sets a docker image",
+            target.name
+        )));
+    }
+    if flags.docker_username.is_some() && flags.docker_image.is_none() && target.docker.is_none() {
+        return Err(Error::Usage(
+            "'--docker-image, -o' and '--docker-username' must be used together".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Applies `-o`/`--docker-username` (the app becomes a docker app) and `-p` (its bits, relative
+/// to `cwd`).
+fn apply_bits_flags(
+    target: &mut AppManifest,
+    flags: &FlagOverrides,
+    cwd: &Path,
+) -> Result<(), Error> {
+    if let Some(image) = &flags.docker_image {
+        let username = flags
+            .docker_username
+            .clone()
+            .or_else(|| target.docker.as_ref().and_then(|d| d.username.clone()));
+        target.docker = Some(DockerSpec {
+            image: image.clone(),
+            username,
+        });
+        target.bits = None;
+        target.missing_path = None;
+    } else if let (Some(user), Some(docker)) = (&flags.docker_username, target.docker.as_mut()) {
+        docker.username = Some(user.clone());
+    }
+    if let Some(p) = &flags.path {
+        let joined = normalize_lexically(&cwd.join(p));
+        let bits = resolve_bits(&joined).ok_or_else(|| Error::PathNotFound {
+            location: None,
+            path: joined.clone(),
+        })?;
+        target.bits = Some(bits);
+        target.missing_path = None;
+    }
+    Ok(())
+}
+
+/// Applies `--lifecycle` and `-b` (refused for a docker app; `null`/`default` alone: auto-detect).
+fn apply_build_flags(target: &mut AppManifest, flags: &FlagOverrides) -> Result<(), Error> {
+    if let Some(l) = &flags.lifecycle {
+        if target.docker.is_some() && l != "docker" {
+            return Err(mismatch(
+                &format!("--lifecycle {l}"),
+                &target.name,
+                "a docker image",
+            ));
+        }
+        target.lifecycle = Some(l.clone());
+    }
+    if !flags.buildpacks.is_empty() {
+        if target.docker.is_some() {
+            return Err(mismatch("--buildpack, -b", &target.name, "a docker image"));
+        }
+        let auto =
+            matches!(flags.buildpacks.as_slice(), [one] if one == "null" || one == "default");
+        target.buildpacks = Some(if auto {
+            Vec::new()
+        } else {
+            flags.buildpacks.clone()
+        });
+        remove_extra(&mut target.extra, "buildpack");
+    }
+    Ok(())
 }

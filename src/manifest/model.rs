@@ -314,6 +314,25 @@ pub(crate) struct Parsed {
     pub applications: Vec<ParsedApp>,
 }
 
+/// What reading one application collects besides the app: its raw `path` (mark, text) and
+/// where the keys that are checked together were found.
+#[derive(Default)]
+struct AppKeys {
+    path: Option<(Mark, String)>,
+    buildpack_legacy: Option<Mark>,
+    routes: Option<Mark>,
+    default_route: Option<Mark>,
+}
+
+/// One key of an application entry: the key node, its value, the key as written, and the
+/// `app 'name': ` prefix of messages.
+struct AppEntry<'c> {
+    k: Node,
+    v: Node,
+    key: String,
+    ctx: &'c str,
+}
+
 const LEGACY_ROUTE_KEYS: [&str; 5] = ["host", "hosts", "domain", "domains", "no-hostname"];
 
 /// Health-check keys of an app or a process that the model does not keep: each is checked by
@@ -483,11 +502,6 @@ impl<'a> Reader<'a> {
             }
         };
         let mut app = AppManifest::named("");
-        let mut path = None;
-        let mut seen: Vec<(String, String)> = Vec::new();
-        let mut buildpack_legacy: Option<Mark> = None;
-        let mut routes_mark: Option<Mark> = None;
-        let mut default_route_mark = None;
         // The app's name first, so that messages can name it.
         for (k, v) in &entries {
             if k.as_str() == Some("name")
@@ -501,6 +515,8 @@ impl<'a> Reader<'a> {
         } else {
             format!("app '{}': ", app.name)
         };
+        let mut found = AppKeys::default();
+        let mut seen: Vec<(String, String)> = Vec::new();
         for (k, v) in entries {
             let Some(key) = k.to_value().scalar_text() else {
                 return Err(self.invalid(
@@ -518,128 +534,171 @@ impl<'a> Reader<'a> {
                 ));
             }
             seen.push((key.clone(), norm.clone()));
-            match norm.as_str() {
-                "name" => {
-                    if v.kind != Kind::Null {
-                        app.name = self.string(&v, &key)?;
-                    }
-                }
-                "path" => {
-                    if v.kind != Kind::Null {
-                        path = Some((v.mark, self.string(&v, &key)?));
-                    }
-                }
-                "routes" => {
-                    routes_mark = Some(k.mark);
-                    app.routes = self.routes(v, &key)?;
-                }
-                "no-route" => app.no_route = self.opt_bool(&v, &key)?.unwrap_or(false),
-                "random-route" => app.random_route = self.opt_bool(&v, &key)?.unwrap_or(false),
-                "default-route" => {
-                    default_route_mark = Some(k.mark);
-                    app.default_route = self.opt_bool(&v, &key)?.unwrap_or(false);
-                }
-                "instances" => app.instances = self.opt_count(&v, &key)?,
-                "memory" => app.memory = self.opt_size(&v, &key, "Memory")?,
-                "disk-quota" => app.disk_quota = self.opt_size(&v, &key, "Disk quota")?,
-                "log-rate-limit-per-second" => {
-                    app.log_rate_limit_per_second = self.opt_log_rate(&v, &key)?
-                }
-                "command" => {
-                    if v.kind == Kind::Null {
-                        app.extra.push((k.to_value(), Value::Null));
-                    } else {
-                        app.command = Some(self.string(&v, &key)?);
-                    }
-                }
-                "buildpacks" => app.buildpacks = self.opt_string_list(v, &key)?,
-                "buildpack" => {
-                    if v.kind != Kind::Null {
-                        self.string(&v, &key)?;
-                    }
-                    buildpack_legacy = Some(k.mark);
-                    self.warn(
-                        k.mark,
-                        format!("{ctx}'buildpack' is deprecated in favor of 'buildpacks'"),
-                    );
-                    app.extra.push((k.to_value(), v.to_value()));
-                }
-                "stack" => app.stack = self.opt_string(&v, &key)?,
-                "lifecycle" => {
-                    app.lifecycle = self.opt_string(&v, &key)?;
-                    if let Some(l) = &app.lifecycle
-                        && !matches!(l.as_str(), "buildpack" | "cnb" | "docker")
-                    {
-                        return Err(self.invalid(
-                            &v,
-                            &key,
-                            "must be one of buildpack, cnb, docker",
-                        ));
-                    }
-                }
-                "docker" => app.docker = self.docker(v, &key)?,
-                "env" => app.env = self.env(v, &key)?,
-                "services" => app.services = self.services(v, &key)?,
-                "processes" => app.processes = self.processes(v, &key)?,
-                "metadata" => self.metadata(v, &key, &mut app)?,
-                "health-check-type" => {
-                    app.health_check_type = self.opt_health_check_type(&v, &key)?;
-                }
-                "health-check-http-endpoint" => {
-                    app.health_check_http_endpoint = self.opt_endpoint(&v, &key)?;
-                }
-                n if CHECKED_EXTRA_KEYS.contains(&n) => {
-                    self.check_extra(n, &v, &key)?;
-                    app.extra.push((k.to_value(), v.to_value()));
-                }
-                "sidecars" => {
-                    self.sidecars(&v, &key)?;
-                    app.extra.push((k.to_value(), v.to_value()));
-                }
-                "features" => {
-                    self.features(&v, &key)?;
-                    app.extra.push((k.to_value(), v.to_value()));
-                }
-                "cnb-credentials" => app.extra.push((k.to_value(), v.to_value())),
-                n if LEGACY_ROUTE_KEYS.contains(&n) => {
-                    // cf CLI v7+ no longer reads these, and Cloud Controller ignores them.
-                    self.warn(
-                        k.mark,
-                        format!(
-                            "{ctx}'{key}' is not supported by cf CLI v7+ and is ignored; use 'routes' (e.g. routes: [{{route: host.domain}}])"
-                        ),
-                    );
-                }
-                "inherit" => self.warn(
-                    k.mark,
-                    format!("{ctx}'inherit' is not supported by cf CLI v7+ and is ignored"),
-                ),
-                "docker-image" => {
-                    self.warn(
-                        k.mark,
-                        format!("{ctx}'{key}' is not supported by cf CLI v7+ and is ignored; use 'docker: {{image: ...}}'"),
-                    );
-                }
-                _ => {
-                    self.warn(
-                        k.mark,
-                        format!("{ctx}unknown key '{key}' is passed to Cloud Controller as is (it ignores keys it does not know)"),
-                    );
-                    app.extra.push((k.to_value(), v.to_value()));
+            let entry = AppEntry {
+                k,
+                v,
+                key,
+                ctx: &ctx,
+            };
+            self.app_key(&mut app, &mut found, &norm, entry)?;
+        }
+        self.check_app(&app, &found, mark, &ctx)?;
+        Ok((app, found.path))
+    }
+
+    /// Reads one key of an application into `app` (or `found`).
+    fn app_key(
+        &mut self,
+        app: &mut AppManifest,
+        found: &mut AppKeys,
+        norm: &str,
+        entry: AppEntry<'_>,
+    ) -> Result<(), Error> {
+        let AppEntry { k, v, key, ctx } = entry;
+        match norm {
+            "name" => {
+                if v.kind != Kind::Null {
+                    app.name = self.string(&v, &key)?;
                 }
             }
+            "path" => {
+                if v.kind != Kind::Null {
+                    found.path = Some((v.mark, self.string(&v, &key)?));
+                }
+            }
+            "routes" => {
+                found.routes = Some(k.mark);
+                app.routes = self.routes(v, &key)?;
+            }
+            "no-route" => app.no_route = self.opt_bool(&v, &key)?.unwrap_or(false),
+            "random-route" => app.random_route = self.opt_bool(&v, &key)?.unwrap_or(false),
+            "default-route" => {
+                found.default_route = Some(k.mark);
+                app.default_route = self.opt_bool(&v, &key)?.unwrap_or(false);
+            }
+            "instances" => app.instances = self.opt_count(&v, &key)?,
+            "memory" => app.memory = self.opt_size(&v, &key, "Memory")?,
+            "disk-quota" => app.disk_quota = self.opt_size(&v, &key, "Disk quota")?,
+            "log-rate-limit-per-second" => {
+                app.log_rate_limit_per_second = self.opt_log_rate(&v, &key)?
+            }
+            "command" => {
+                if v.kind == Kind::Null {
+                    app.extra.push((k.to_value(), Value::Null));
+                } else {
+                    app.command = Some(self.string(&v, &key)?);
+                }
+            }
+            "buildpacks" => app.buildpacks = self.opt_string_list(v, &key)?,
+            "buildpack" => {
+                if v.kind != Kind::Null {
+                    self.string(&v, &key)?;
+                }
+                found.buildpack_legacy = Some(k.mark);
+                self.warn(
+                    k.mark,
+                    format!("{ctx}'buildpack' is deprecated in favor of 'buildpacks'"),
+                );
+                app.extra.push((k.to_value(), v.to_value()));
+            }
+            "stack" => app.stack = self.opt_string(&v, &key)?,
+            "lifecycle" => {
+                app.lifecycle = self.opt_string(&v, &key)?;
+                if let Some(l) = &app.lifecycle
+                    && !matches!(l.as_str(), "buildpack" | "cnb" | "docker")
+                {
+                    return Err(self.invalid(&v, &key, "must be one of buildpack, cnb, docker"));
+                }
+            }
+            "docker" => app.docker = self.docker(v, &key)?,
+            "env" => app.env = self.env(v, &key)?,
+            "services" => app.services = self.services(v, &key)?,
+            "processes" => app.processes = self.processes(v, &key)?,
+            "metadata" => self.metadata(v, &key, app)?,
+            "health-check-type" => {
+                app.health_check_type = self.opt_health_check_type(&v, &key)?;
+            }
+            "health-check-http-endpoint" => {
+                app.health_check_http_endpoint = self.opt_endpoint(&v, &key)?;
+            }
+            _ => self.app_other_key(app, norm, AppEntry { k, v, key, ctx })?,
         }
-        // Combinations Cloud Controller or the cf CLI reject.
+        Ok(())
+    }
+
+    /// Reads a key of an application that the model does not keep: checked ones are passed on
+    /// in `extra`, keys the cf CLI no longer reads are warned about and dropped, unknown ones
+    /// are warned about and passed on.
+    fn app_other_key(
+        &mut self,
+        app: &mut AppManifest,
+        norm: &str,
+        entry: AppEntry<'_>,
+    ) -> Result<(), Error> {
+        let AppEntry { k, v, key, ctx } = entry;
+        match norm {
+            n if CHECKED_EXTRA_KEYS.contains(&n) => {
+                self.check_extra(n, &v, &key)?;
+                app.extra.push((k.to_value(), v.to_value()));
+            }
+            "sidecars" => {
+                self.sidecars(&v, &key)?;
+                app.extra.push((k.to_value(), v.to_value()));
+            }
+            "features" => {
+                self.features(&v, &key)?;
+                app.extra.push((k.to_value(), v.to_value()));
+            }
+            "cnb-credentials" => app.extra.push((k.to_value(), v.to_value())),
+            n if LEGACY_ROUTE_KEYS.contains(&n) => {
+                // cf CLI v7+ no longer reads these, and Cloud Controller ignores them.
+                self.warn(
+                    k.mark,
+                    format!(
+                        "{ctx}'{key}' is not supported by cf CLI v7+ and is ignored; use 'routes' (e.g. routes: [{{route: host.domain}}])"
+                    ),
+                );
+            }
+            "inherit" => self.warn(
+                k.mark,
+                format!("{ctx}'inherit' is not supported by cf CLI v7+ and is ignored"),
+            ),
+            "docker-image" => {
+                self.warn(
+                    k.mark,
+                    format!("{ctx}'{key}' is not supported by cf CLI v7+ and is ignored; use 'docker: {{image: ...}}'"),
+                );
+            }
+            _ => {
+                self.warn(
+                    k.mark,
+                    format!("{ctx}unknown key '{key}' is passed to Cloud Controller as is (it ignores keys it does not know)"),
+                );
+                app.extra.push((k.to_value(), v.to_value()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The combinations of an application's keys that Cloud Controller or the cf CLI reject
+    /// (errors), or that do not do what they seem to (warnings).
+    fn check_app(
+        &mut self,
+        app: &AppManifest,
+        found: &AppKeys,
+        mark: Mark,
+        ctx: &str,
+    ) -> Result<(), Error> {
         let here = |m: Option<Mark>| m.unwrap_or(mark);
-        if buildpack_legacy.is_some() && app.buildpacks.is_some() {
+        if found.buildpack_legacy.is_some() && app.buildpacks.is_some() {
             return Err(Error::Invalid {
-                location: self.loc(here(buildpack_legacy)),
+                location: self.loc(here(found.buildpack_legacy)),
                 key: "buildpack".into(),
                 message: "Buildpack and Buildpacks fields cannot be used together".into(),
             });
         }
         if app.docker.is_some()
-            && (buildpack_legacy.is_some()
+            && (found.buildpack_legacy.is_some()
                 || app.buildpacks.as_ref().is_some_and(|b| !b.is_empty()))
         {
             return Err(Error::Invalid {
@@ -657,14 +716,14 @@ impl<'a> Reader<'a> {
         }
         if app.random_route && app.default_route {
             return Err(Error::Invalid {
-                location: self.loc(here(default_route_mark)),
+                location: self.loc(here(found.default_route)),
                 key: "default-route".into(),
                 message: "Random-route and default-route may not be used together".into(),
             });
         }
         if app.no_route && !app.routes.is_empty() {
             self.warn(
-                here(routes_mark),
+                here(found.routes),
                 format!("{ctx}'routes' are ignored because 'no-route' is true (all route mappings are removed)"),
             );
         }
@@ -680,11 +739,11 @@ impl<'a> Reader<'a> {
             );
         }
         if app.docker.is_some()
-            && let Some((m, _)) = &path
+            && let Some((m, _)) = &found.path
         {
             self.warn(*m, format!("{ctx}'path' is ignored for a docker app"));
         }
-        Ok((app, path))
+        Ok(())
     }
 
     fn string(&self, v: &Node, key: &str) -> Result<String, Error> {

@@ -5,14 +5,14 @@
 //! `random-route`, and `path` is left out (it is the client's business). Strings that a YAML reader could
 //! take for another type are quoted, so types survive the round trip.
 //!
-//! Depends on: `model.rs`, `yaml.rs`. Must not: read files.
+//! Depends on: `model.rs`, `emit.rs`. Must not: read files.
 
 use std::collections::BTreeMap;
 
+use super::emit;
 use super::error::Error;
 use super::model::{AppManifest, ProcessSpec, RouteSpec, ServiceSpec};
 use super::value::Value;
-use super::yaml;
 
 /// What a strategy changes in an app's entry when rendering it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -104,21 +104,7 @@ impl AppManifest {
             return Err(Error::NameRequired);
         }
         let mut e: Vec<(Value, Value)> = vec![(s("name"), s(name))];
-        push(&mut e, "lifecycle", opt_str(&self.lifecycle));
-        push(
-            &mut e,
-            "buildpacks",
-            self.buildpacks
-                .as_ref()
-                .map(|b| Value::Seq(b.iter().map(|x| s(x)).collect())),
-        );
-        push(&mut e, "stack", opt_str(&self.stack));
-        if let Some(d) = &self.docker {
-            let mut de = vec![(s("image"), s(&d.image))];
-            push(&mut de, "username", opt_str(&d.username));
-            e.push((s("docker"), Value::Map(de)));
-        }
-
+        self.push_build(&mut e);
         // Scale: the web process entry carries web's instances when it exists (cf CLI rule).
         let web_override = ov.process_instances.get("web").copied().or(ov.instances);
         let has_web_entry = self.processes.iter().any(|p| p.kind == "web");
@@ -127,26 +113,66 @@ impl AppManifest {
         } else {
             web_override.or(self.instances)
         };
+        self.push_settings(&mut e, top_instances);
+        self.push_routes(&mut e, ov.routes.as_deref());
+        if !self.services.is_empty() {
+            e.push((
+                s("services"),
+                Value::Seq(self.services.iter().map(service_value).collect()),
+            ));
+        }
+        if !self.processes.is_empty() {
+            let procs = self
+                .processes
+                .iter()
+                .map(|p| {
+                    let n = if p.kind == "web" {
+                        web_override
+                    } else {
+                        ov.process_instances.get(&p.kind).copied()
+                    };
+                    process_value(p, n)
+                })
+                .collect();
+            e.push((s("processes"), Value::Seq(procs)));
+        }
+        push(&mut e, "metadata", self.metadata_value(ov));
+        e.extend(self.extra.iter().cloned());
+        Ok(Value::Map(e))
+    }
+
+    /// How the app is built: `lifecycle`, `buildpacks`, `stack`, `docker`.
+    fn push_build(&self, e: &mut Vec<(Value, Value)>) {
+        push(e, "lifecycle", opt_str(&self.lifecycle));
         push(
-            &mut e,
-            "instances",
-            top_instances.map(|i| Value::Int(i.into())),
+            e,
+            "buildpacks",
+            self.buildpacks
+                .as_ref()
+                .map(|b| Value::Seq(b.iter().map(|x| s(x)).collect())),
         );
-        push(&mut e, "memory", opt_str(&self.memory));
-        push(&mut e, "disk_quota", opt_str(&self.disk_quota));
+        push(e, "stack", opt_str(&self.stack));
+        if let Some(d) = &self.docker {
+            let mut de = vec![(s("image"), s(&d.image))];
+            push(&mut de, "username", opt_str(&d.username));
+            e.push((s("docker"), Value::Map(de)));
+        }
+    }
+
+    /// The app-level scale, command, health check and `env` (`instances` as given).
+    fn push_settings(&self, e: &mut Vec<(Value, Value)>, instances: Option<u32>) {
+        push(e, "instances", instances.map(|i| Value::Int(i.into())));
+        push(e, "memory", opt_str(&self.memory));
+        push(e, "disk_quota", opt_str(&self.disk_quota));
         push(
-            &mut e,
+            e,
             "log-rate-limit-per-second",
             opt_str(&self.log_rate_limit_per_second),
         );
-        push(&mut e, "command", opt_str(&self.command));
+        push(e, "command", opt_str(&self.command));
+        push(e, "health-check-type", opt_str(&self.health_check_type));
         push(
-            &mut e,
-            "health-check-type",
-            opt_str(&self.health_check_type),
-        );
-        push(
-            &mut e,
+            e,
             "health-check-http-endpoint",
             opt_str(&self.health_check_http_endpoint),
         );
@@ -156,10 +182,13 @@ impl AppManifest {
                 Value::Map(self.env.iter().map(|(k, v)| (s(k), v.clone())).collect()),
             ));
         }
+    }
 
-        // Routes.
-        let (routes, no_route, random_route) = match &ov.routes {
-            Some(list) if list.is_empty() => (Vec::new(), true, false),
+    /// `routes`, `no-route`, `random-route` and the `default-route: true` the cf CLI adds;
+    /// `replaced` routes win over the manifest's (none: `no-route`).
+    fn push_routes(&self, e: &mut Vec<(Value, Value)>, replaced: Option<&[String]>) {
+        let (routes, no_route, random_route) = match replaced {
+            Some([]) => (Vec::new(), true, false),
             Some(list) => (
                 list.iter()
                     .map(|r| route_value(&RouteSpec::new(r.as_str())))
@@ -185,29 +214,10 @@ impl AppManifest {
         if !no_route && !random_route {
             e.push((s("default-route"), Value::Bool(true)));
         }
+    }
 
-        if !self.services.is_empty() {
-            e.push((
-                s("services"),
-                Value::Seq(self.services.iter().map(service_value).collect()),
-            ));
-        }
-        if !self.processes.is_empty() {
-            let procs = self
-                .processes
-                .iter()
-                .map(|p| {
-                    let n = if p.kind == "web" {
-                        web_override
-                    } else {
-                        ov.process_instances.get(&p.kind).copied()
-                    };
-                    process_value(p, n)
-                })
-                .collect();
-            e.push((s("processes"), Value::Seq(procs)));
-        }
-
+    /// `metadata` with the overrides' labels and annotations merged in; `None` when empty.
+    fn metadata_value(&self, ov: &RenderOverrides) -> Option<Value> {
         let mut labels = self.labels.clone();
         for (k, v) in &ov.extra_labels {
             labels.insert(k.clone(), Some(v.clone()));
@@ -216,19 +226,18 @@ impl AppManifest {
         for (k, v) in &ov.extra_annotations {
             annotations.insert(k.clone(), Some(v.clone()));
         }
-        if !labels.is_empty() || !annotations.is_empty() || !self.metadata_extra.is_empty() {
-            let mut m = Vec::new();
-            if !labels.is_empty() {
-                m.push((s("labels"), labels_value(&labels)));
-            }
-            if !annotations.is_empty() {
-                m.push((s("annotations"), labels_value(&annotations)));
-            }
-            m.extend(self.metadata_extra.iter().cloned());
-            e.push((s("metadata"), Value::Map(m)));
+        if labels.is_empty() && annotations.is_empty() && self.metadata_extra.is_empty() {
+            return None;
         }
-        e.extend(self.extra.iter().cloned());
-        Ok(Value::Map(e))
+        let mut m = Vec::new();
+        if !labels.is_empty() {
+            m.push((s("labels"), labels_value(&labels)));
+        }
+        if !annotations.is_empty() {
+            m.push((s("annotations"), labels_value(&annotations)));
+        }
+        m.extend(self.metadata_extra.iter().cloned());
+        Some(Value::Map(m))
     }
 
     /// A complete manifest document (`version: 1`, `applications:` with exactly this app) for
@@ -242,6 +251,6 @@ impl AppManifest {
             (s("version"), Value::Int(1)),
             (s("applications"), Value::Seq(vec![app])),
         ]);
-        Ok(yaml::emit(&doc))
+        Ok(emit::emit(&doc))
     }
 }

@@ -1,7 +1,7 @@
 //! [`Value`]: a YAML value as the manifest layer keeps it (types as the cf CLI's YAML library resolves
 //! them), used for keys the plugin does not interpret and for `env` values.
 //!
-//! Depends on: `yaml.rs` for [`Value::to_yaml`]. Must not: print.
+//! Depends on: nothing (`emit.rs` adds [`Value::to_yaml`]). Must not: print.
 
 /// A YAML value. Mapping order is kept; floats are kept as written so nothing changes on the way back
 /// out.
@@ -41,11 +41,6 @@ impl Value {
             Value::Str(s) => Some(s),
             _ => None,
         }
-    }
-
-    /// The value as a block-style YAML document (strings that could read as another type are quoted).
-    pub fn to_yaml(&self) -> String {
-        super::yaml::emit(self)
     }
 
     /// A scalar as text (`None` for null and collections): what the cf CLI gets when YAML puts a

@@ -6,14 +6,14 @@
 //! error (the user almost certainly did not mean it), and every node keeps where it came from, so the
 //! model layer can point at the offending key.
 //!
-//! Also holds the emitter used to render a manifest back to YAML: block style, strings quoted whenever a
-//! YAML 1.1 or 1.2 reader (Cloud Controller uses Ruby's Psych) could take them for anything but a string.
+//! The way back out, from a [`Value`] to YAML text, is `emit.rs`.
 //!
 //! Depends on: saphyr-parser. Must not: know about manifests.
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use saphyr_parser::{Event, Parser, ScalarStyle, Span};
@@ -300,12 +300,7 @@ pub(crate) fn parse_with(text: &str, budget: &mut Budget) -> Result<Option<Node>
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     check_tabs(text)?;
     let mut parser = Parser::new_from_str(text);
-    let mut stack: Vec<Frame> = Vec::new();
-    // Each anchored node with its weight and height, so an alias is charged and its depth
-    // checked without walking it first.
-    let mut anchors: HashMap<usize, (Node, usize, Height)> = HashMap::new();
-    let mut root: Option<Node> = None;
-    let mut in_document = false;
+    let mut tree = TreeBuilder::new(budget);
     while let Some(next) = parser.next_event() {
         let (event, span) = next.map_err(|e| {
             let m = e.marker();
@@ -317,132 +312,221 @@ pub(crate) fn parse_with(text: &str, budget: &mut Budget) -> Result<Option<Node>
                 e.info().to_string(),
             )
         })?;
-        let mark = Mark::from_span(&span);
-        let completed: Option<(Node, usize, bool, Height)> = match event {
+        if tree.event(event, Mark::from_span(&span))?.is_break() {
+            break;
+        }
+    }
+    Ok(tree.root)
+}
+
+/// A node just completed by an event, to be attached to the open collection (or be the root).
+struct Completed {
+    node: Node,
+    /// Its anchor id (0: none).
+    anchor: usize,
+    /// Whether it is a plain `<<` (a merge key when it stands as a key).
+    is_merge: bool,
+    height: Height,
+}
+
+impl Completed {
+    fn node(node: Node, anchor: usize, height: Height) -> Self {
+        Completed {
+            node,
+            anchor,
+            is_merge: false,
+            height,
+        }
+    }
+}
+
+/// Builds the tree of the first document from the parser's events, charging `budget` and
+/// bounding the depth as it goes.
+struct TreeBuilder<'b> {
+    budget: &'b mut Budget,
+    /// The collections open around the current event, innermost last.
+    stack: Vec<Frame>,
+    /// Each anchored node with its weight and height, so an alias is charged and its depth
+    /// checked without walking it first.
+    anchors: HashMap<usize, (Node, usize, Height)>,
+    root: Option<Node>,
+    in_document: bool,
+}
+
+impl<'b> TreeBuilder<'b> {
+    fn new(budget: &'b mut Budget) -> Self {
+        TreeBuilder {
+            budget,
+            stack: Vec::new(),
+            anchors: HashMap::new(),
+            root: None,
+            in_document: false,
+        }
+    }
+
+    /// Takes one event; `Break` once the first document is complete.
+    fn event(&mut self, event: Event<'_>, mark: Mark) -> Result<ControlFlow<()>, SyntaxError> {
+        let completed = match event {
             Event::StreamStart | Event::Nothing => None,
-            Event::StreamEnd => break,
+            Event::StreamEnd => return Ok(ControlFlow::Break(())),
             Event::DocumentStart(_) => {
-                if root.is_some() {
+                if self.root.is_some() {
                     // yaml.v2's Unmarshal reads the first document only.
-                    break;
+                    return Ok(ControlFlow::Break(()));
                 }
-                in_document = true;
+                self.in_document = true;
                 None
             }
             Event::DocumentEnd => {
-                in_document = false;
-                if root.is_some() {
-                    break;
+                self.in_document = false;
+                if self.root.is_some() {
+                    return Ok(ControlFlow::Break(()));
                 }
                 None
             }
-            Event::Alias(id) => {
-                let Some((target, weight, height)) = anchors.get(&id) else {
-                    return Err(SyntaxError::new(mark, "alias refers to an unknown anchor"));
-                };
-                // Checked before the clone: chained anchors can make an alias thousands of
-                // levels deep in a few kilobytes, and cloning it would overflow the stack.
-                if stack.len().saturating_add(*height) > MAX_DEPTH {
-                    return Err(SyntaxError::new(
-                        mark,
-                        too_deep(" once its aliases are expanded"),
-                    ));
-                }
-                if !budget.take(*weight) {
-                    return Err(SyntaxError::new(
-                        mark,
-                        Budget::exceeded(
-                            "once its aliases are expanded (an anchor is used too often)",
-                        ),
-                    ));
-                }
-                let height = *height;
-                let mut node = target.clone();
-                node.mark = mark;
-                Some((node, 0, false, height))
-            }
+            Event::Alias(id) => Some(self.alias(id, mark)?),
             Event::Scalar(text, style, anchor, tag) => {
-                take_budget(budget, NODE_BYTES.saturating_add(text.len()), mark)?;
+                take_budget(self.budget, NODE_BYTES.saturating_add(text.len()), mark)?;
                 let tag = tag.map(|t| (t.handle.clone(), t.suffix.clone()));
                 let is_merge = style == ScalarStyle::Plain && tag.is_none() && text == "<<";
                 let tag_ref = tag.as_ref().map(|(h, s)| (h.as_str(), s.as_str()));
                 let kind = resolve_scalar(&text, style, tag_ref, mark)?;
-                Some((Node::new(kind, mark), anchor, is_merge, 0))
+                Some(Completed {
+                    is_merge,
+                    ..Completed::node(Node::new(kind, mark), anchor, 0)
+                })
             }
             Event::SequenceStart(anchor, _) => {
-                take_budget(budget, NODE_BYTES, mark)?;
-                if stack.len() >= MAX_DEPTH {
-                    return Err(SyntaxError::new(mark, too_deep("")));
-                }
-                stack.push(Frame::Seq {
+                self.open(
+                    Frame::Seq {
+                        mark,
+                        anchor,
+                        height: 0,
+                        items: Vec::new(),
+                    },
                     mark,
-                    anchor,
-                    height: 0,
-                    items: Vec::new(),
-                });
+                )?;
                 None
             }
             Event::MappingStart(anchor, _) => {
-                take_budget(budget, NODE_BYTES, mark)?;
-                if stack.len() >= MAX_DEPTH {
-                    return Err(SyntaxError::new(mark, too_deep("")));
-                }
-                stack.push(Frame::Map {
+                self.open(
+                    Frame::Map {
+                        mark,
+                        anchor,
+                        height: 0,
+                        entries: Vec::new(),
+                        key: None,
+                        merges: Vec::new(),
+                    },
                     mark,
-                    anchor,
-                    height: 0,
-                    entries: Vec::new(),
-                    key: None,
-                    merges: Vec::new(),
-                });
+                )?;
                 None
             }
-            Event::SequenceEnd => match stack.pop() {
-                Some(Frame::Seq {
-                    mark,
-                    anchor,
-                    height,
-                    items,
-                }) => Some((Node::new(Kind::Seq(items), mark), anchor, false, height + 1)),
-                _ => return Err(SyntaxError::new(mark, "unbalanced sequence end")),
-            },
-            Event::MappingEnd => match stack.pop() {
-                Some(Frame::Map {
-                    mark,
-                    anchor,
-                    height,
-                    entries,
-                    merges,
-                    ..
-                }) => {
-                    let entries = finish_map(entries, &merges)?;
-                    Some((
-                        Node::new(Kind::Map(entries), mark),
-                        anchor,
-                        false,
-                        height + 1,
-                    ))
-                }
-                _ => return Err(SyntaxError::new(mark, "unbalanced mapping end")),
-            },
+            Event::SequenceEnd => Some(self.close_seq(mark)?),
+            Event::MappingEnd => Some(self.close_map(mark)?),
         };
-        let Some((node, anchor, is_merge, height)) = completed else {
-            continue;
+        Ok(match completed {
+            Some(completed) => self.attach(completed),
+            None => ControlFlow::Continue(()),
+        })
+    }
+
+    /// An alias: a copy of its anchor's node, charged and depth-checked before it is copied.
+    fn alias(&mut self, id: usize, mark: Mark) -> Result<Completed, SyntaxError> {
+        let Some((target, weight, height)) = self.anchors.get(&id) else {
+            return Err(SyntaxError::new(mark, "alias refers to an unknown anchor"));
         };
+        // Checked before the clone: chained anchors can make an alias thousands of
+        // levels deep in a few kilobytes, and cloning it would overflow the stack.
+        if self.stack.len().saturating_add(*height) > MAX_DEPTH {
+            return Err(SyntaxError::new(
+                mark,
+                too_deep(" once its aliases are expanded"),
+            ));
+        }
+        if !self.budget.take(*weight) {
+            return Err(SyntaxError::new(
+                mark,
+                Budget::exceeded("once its aliases are expanded (an anchor is used too often)"),
+            ));
+        }
+        let mut node = target.clone();
+        node.mark = mark;
+        Ok(Completed::node(node, 0, *height))
+    }
+
+    /// A sequence or mapping starts.
+    fn open(&mut self, frame: Frame, mark: Mark) -> Result<(), SyntaxError> {
+        take_budget(self.budget, NODE_BYTES, mark)?;
+        if self.stack.len() >= MAX_DEPTH {
+            return Err(SyntaxError::new(mark, too_deep("")));
+        }
+        self.stack.push(frame);
+        Ok(())
+    }
+
+    /// The innermost collection, a sequence, ends.
+    fn close_seq(&mut self, mark: Mark) -> Result<Completed, SyntaxError> {
+        match self.stack.pop() {
+            Some(Frame::Seq {
+                mark,
+                anchor,
+                height,
+                items,
+            }) => Ok(Completed::node(
+                Node::new(Kind::Seq(items), mark),
+                anchor,
+                height + 1,
+            )),
+            _ => Err(SyntaxError::new(mark, "unbalanced sequence end")),
+        }
+    }
+
+    /// The innermost collection, a mapping, ends: its merge keys are applied.
+    fn close_map(&mut self, mark: Mark) -> Result<Completed, SyntaxError> {
+        match self.stack.pop() {
+            Some(Frame::Map {
+                mark,
+                anchor,
+                height,
+                entries,
+                merges,
+                ..
+            }) => {
+                let entries = finish_map(entries, &merges)?;
+                Ok(Completed::node(
+                    Node::new(Kind::Map(entries), mark),
+                    anchor,
+                    height + 1,
+                ))
+            }
+            _ => Err(SyntaxError::new(mark, "unbalanced mapping end")),
+        }
+    }
+
+    /// Records an anchored node and puts `completed` into its parent, or makes it the root;
+    /// `Break` when a second root would start.
+    fn attach(&mut self, completed: Completed) -> ControlFlow<()> {
+        let Completed {
+            node,
+            anchor,
+            is_merge,
+            height,
+        } = completed;
         if anchor != 0 {
             let weight = node.weight();
-            anchors.insert(anchor, (node.clone(), weight, height));
+            self.anchors.insert(anchor, (node.clone(), weight, height));
         }
-        if let Some(parent) = stack.last_mut() {
+        if let Some(parent) = self.stack.last_mut() {
             let h = parent.height_mut();
             *h = (*h).max(height);
         }
-        match stack.last_mut() {
+        match self.stack.last_mut() {
             None => {
-                if !in_document && root.is_some() {
-                    break;
+                if !self.in_document && self.root.is_some() {
+                    return ControlFlow::Break(());
                 }
-                root = Some(node);
+                self.root = Some(node);
             }
             Some(Frame::Seq { items, .. }) => items.push(node),
             Some(Frame::Map {
@@ -460,8 +544,8 @@ pub(crate) fn parse_with(text: &str, budget: &mut Budget) -> Result<Option<Node>
                 Some(k) => entries.push((k, node)),
             },
         }
+        ControlFlow::Continue(())
     }
-    Ok(root)
 }
 
 fn take_budget(budget: &mut Budget, bytes: usize, mark: Mark) -> Result<(), SyntaxError> {
@@ -831,159 +915,6 @@ fn is_yaml_float(s: &str) -> bool {
     i == b.len()
 }
 
-// ---------------------------------------------------------------------------------------------
-// Emitter
-// ---------------------------------------------------------------------------------------------
-
-/// Renders `value` as a block-style YAML document body (no `---`).
-pub(crate) fn emit(value: &Value) -> String {
-    let mut out = String::new();
-    match value {
-        Value::Map(entries) if !entries.is_empty() => emit_map(&mut out, entries, 0, false),
-        Value::Seq(items) if !items.is_empty() => emit_seq(&mut out, items, 0, false),
-        other => {
-            out.push_str(&flow(other));
-            out.push('\n');
-        }
-    }
-    out
-}
-
-fn indent(out: &mut String, n: usize) {
-    out.extend(std::iter::repeat_n(' ', n));
-}
-
-fn emit_map(out: &mut String, entries: &[(Value, Value)], ind: usize, inline_first: bool) {
-    for (i, (k, v)) in entries.iter().enumerate() {
-        if !(i == 0 && inline_first) {
-            indent(out, ind);
-        }
-        out.push_str(&flow(k));
-        out.push(':');
-        match v {
-            Value::Map(m) if !m.is_empty() => {
-                out.push('\n');
-                emit_map(out, m, ind + 2, false);
-            }
-            Value::Seq(s) if !s.is_empty() => {
-                // As go-yaml writes it: a list under a key is not indented.
-                out.push('\n');
-                emit_seq(out, s, ind, false);
-            }
-            other => {
-                out.push(' ');
-                out.push_str(&flow(other));
-                out.push('\n');
-            }
-        }
-    }
-}
-
-fn emit_seq(out: &mut String, items: &[Value], ind: usize, inline_first: bool) {
-    for (i, item) in items.iter().enumerate() {
-        if !(i == 0 && inline_first) {
-            indent(out, ind);
-        }
-        out.push_str("- ");
-        match item {
-            Value::Map(m) if !m.is_empty() => emit_map(out, m, ind + 2, true),
-            Value::Seq(s) if !s.is_empty() => emit_seq(out, s, ind + 2, true),
-            other => {
-                out.push_str(&flow(other));
-                out.push('\n');
-            }
-        }
-    }
-}
-
-/// A value on one line: scalars, or flow collections (used for keys and empty collections).
-fn flow(value: &Value) -> String {
-    match value {
-        Value::Null => "null".into(),
-        Value::Bool(b) => b.to_string(),
-        Value::Int(i) => i.to_string(),
-        Value::Float(f) => {
-            if matches!(resolve_plain(f), Kind::Float(_)) {
-                f.clone()
-            } else {
-                quote(f)
-            }
-        }
-        Value::Str(s) => scalar_str(s),
-        Value::Seq(items) => {
-            let inner: Vec<String> = items.iter().map(flow).collect();
-            format!("[{}]", inner.join(", "))
-        }
-        Value::Map(entries) => {
-            let inner: Vec<String> = entries
-                .iter()
-                .map(|(k, v)| format!("{}: {}", flow(k), flow(v)))
-                .collect();
-            format!("{{{}}}", inner.join(", "))
-        }
-    }
-}
-
-/// A string as a plain scalar when that is unambiguous for every reader, else double-quoted.
-fn scalar_str(s: &str) -> String {
-    if is_safe_plain(s) {
-        s.to_string()
-    } else {
-        quote(s)
-    }
-}
-
-fn is_safe_plain(s: &str) -> bool {
-    let mut chars = s.chars();
-    let Some(first) = chars.next() else {
-        return false;
-    };
-    if !(first.is_ascii_alphabetic() || first == '/' || first == '_') {
-        return false;
-    }
-    if s.ends_with(' ') {
-        return false;
-    }
-    let body_ok = s
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '/' | '-' | ' '));
-    // Anything a YAML 1.1 reader might take for a boolean or null stays quoted.
-    body_ok && matches!(resolve_plain(s), Kind::Str(_)) && !is_yaml11_special(s)
-}
-
-/// Psych (YAML 1.1) also reads these as non-strings.
-fn is_yaml11_special(s: &str) -> bool {
-    matches!(
-        s.to_ascii_lowercase().as_str(),
-        "y" | "n" | "yes" | "no" | "on" | "off" | "true" | "false" | "null" | "~"
-    )
-}
-
-/// A double-quoted scalar. Non-printable characters are escaped (`\xNN`, `\uNNNN`).
-fn quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        let code = c as u32;
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            _ if code < 0x20 || code == 0x7f => out.push_str(&format!("\\x{code:02x}")),
-            _ if (0x80..=0xa0).contains(&code)
-                || matches!(code, 0x2028 | 0x2029 | 0xfeff | 0xfffe | 0xffff) =>
-            {
-                out.push_str(&format!("\\u{code:04x}"));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1108,22 +1039,5 @@ mod tests {
     fn empty_stream_has_no_document() {
         assert_eq!(parse("").unwrap(), None);
         assert_eq!(parse("# only a comment\n").unwrap(), None);
-    }
-
-    #[test]
-    fn emitted_strings_that_look_like_other_types_are_quoted() {
-        let v = Value::Map(vec![
-            (Value::Str("a".into()), Value::Str("1".into())),
-            (Value::Str("b".into()), Value::Str("yes".into())),
-            (Value::Str("c".into()), Value::Str("hello world".into())),
-            (Value::Str("d".into()), Value::Str("x: y".into())),
-            (Value::Str("e".into()), Value::Int(3)),
-        ]);
-        let text = emit(&v);
-        assert_eq!(
-            text,
-            "a: \"1\"\nb: \"yes\"\nc: hello world\nd: \"x: y\"\ne: 3\n"
-        );
-        assert_eq!(parse(&text).unwrap().unwrap().to_value(), v);
     }
 }
