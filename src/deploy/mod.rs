@@ -68,11 +68,11 @@
 //! | [`lock`] | one deploy per app at a time: the lock's marks, freshness rule, heartbeat and release |
 //! | `plan` | blue-green plan, one function per phase (first deploy, candidate, route moves, retire) |
 //! | `quota` | the quota check: what each strategy adds at its peak, against the space's and org's quotas (pure) |
-//! | `rolling` | rolling/canary plan and run |
+//! | `rolling` | rolling/canary plan (one per app) |
 //! | `strategy` | which strategies are Cloud Controller deployments (rolling, canary) |
 //! | [`rollback`] | `zero-downtime-rollback`: the kept venerable takes routes and name back (observe, plan, run) |
 //! | `step` | `Step { app, action }`; per `step::Action`: kind, description, mutating, undo (exhaustive) |
-//! | `execute` | the step loop, retries after the switch, the undo engine, a dispatcher over `Action` |
+//! | `execute` | the plans one after the other, the step loop, retries after the switch, the undo engine, a dispatcher over `Action` |
 //! | `execute/{apps,routes,bits,env,deployment,smoke_test,analysis,drain,logs}.rs` | the step handlers |
 //! | `drain`, `execute/drain.rs` | `--drain auto`: when the old version is quiet (probes, log-cache, floor), and its step |
 //! | `wait` | the one polling schedule of every wait (stall timer, cancellation, `Waiting` events) |
@@ -294,11 +294,18 @@ async fn run_inner<A: CfApi>(
     for message in quota::unknown_levels(&observed.quotas) {
         reporter.report(Event::Warning { app: None, message });
     }
+    lock.expect(observed.live_apps());
+    let d = Deploy {
+        api,
+        apps,
+        interrupt,
+        lock: &lock,
+    };
     if req.strategy == Strategy::Auto {
-        return run_auto(api, req, apps, &observed, reporter, interrupt, &lock).await;
+        return run_auto(&d, &observed, req, reporter).await;
     }
     if strategy::deployment_strategy(req.strategy).is_some() {
-        return run_rolling(api, req, apps, &observed, reporter, interrupt, &lock).await;
+        return run_rolling(&d, &observed, req, reporter).await;
     }
     let plan = match plan::plan(&observed, req, apps) {
         Ok(p) => p,
@@ -307,20 +314,17 @@ async fn run_inner<A: CfApi>(
     if let Err(e) = check_blue_green(&observed, &plan, req, apps) {
         return nothing_changed(&e);
     }
-    if report_plan(&plan, req, reporter) {
-        return (Outcome::DryRun, Vec::new());
-    }
-    execute_locked(
-        api,
-        req,
-        apps,
-        &observed,
-        Work::BlueGreen(&plan),
-        reporter,
-        interrupt,
-        &lock,
-    )
-    .await
+    show_and_execute(&d, req, &plan, std::slice::from_ref(&plan), reporter).await
+}
+
+/// What executing a plan needs besides the plan and the request.
+pub(crate) struct Deploy<'a, A: CfApi> {
+    pub(crate) api: &'a A,
+    /// The manifest apps (none for a rollback).
+    pub(crate) apps: &'a [AppSpec<A::Bits>],
+    pub(crate) interrupt: &'a Interrupt,
+    /// The run's lock, told which apps to mark ([`RunLock::expect`]).
+    pub(crate) lock: &'a RunLock,
 }
 
 /// The quota check of `apps` for `req`.
@@ -462,14 +466,12 @@ fn check_in_place<B>(
 /// else the fallback (rolling or canary) with the largest `--max-in-flight` that fits, said
 /// with [`Event::StrategyChosen`]; refused with the numbers when nothing fits.
 async fn run_auto<A: CfApi>(
-    api: &A,
-    req: &DeployRequest,
-    apps: &[AppSpec<A::Bits>],
+    d: &Deploy<'_, A>,
     observed: &observe::Observed,
+    req: &DeployRequest,
     reporter: &mut dyn Reporter,
-    interrupt: &Interrupt,
-    lock: &RunLock,
 ) -> (Outcome, Vec<event::StepTime>) {
+    let apps = d.apps;
     let bg = DeployRequest {
         strategy: Strategy::BlueGreen,
         ..req.clone()
@@ -493,20 +495,7 @@ async fn run_auto<A: CfApi>(
             max_in_flight: None,
             reason,
         });
-        if report_plan(&plan, &bg, reporter) {
-            return (Outcome::DryRun, Vec::new());
-        }
-        return execute_locked(
-            api,
-            &bg,
-            apps,
-            observed,
-            Work::BlueGreen(&plan),
-            reporter,
-            interrupt,
-            lock,
-        )
-        .await;
+        return show_and_execute(d, &bg, &plan, std::slice::from_ref(&plan), reporter).await;
     }
     let refuse = |way_out: String| {
         nothing_changed(&Error::Quota(quota::refusal(
@@ -569,76 +558,49 @@ async fn run_auto<A: CfApi>(
         instance_steps: fallback.instance_steps.clone(),
         ..strategy::in_place_request(req, fallback.strategy)
     };
-    run_rolling(api, &in_place, apps, observed, reporter, interrupt, lock).await
+    run_rolling(d, observed, &in_place, reporter).await
 }
 
 /// Rolling or canary: per-app plans, shown as one, executed one app after the other.
 async fn run_rolling<A: CfApi>(
-    api: &A,
-    req: &DeployRequest,
-    apps: &[AppSpec<A::Bits>],
+    d: &Deploy<'_, A>,
     observed: &observe::Observed,
+    req: &DeployRequest,
     reporter: &mut dyn Reporter,
-    interrupt: &Interrupt,
-    lock: &RunLock,
 ) -> (Outcome, Vec<event::StepTime>) {
-    let plans = match rolling::plan(observed, req, apps) {
+    let plans = match rolling::plan(observed, req, d.apps) {
         Ok(p) => p,
         Err(e) => return nothing_changed(&Error::from(e)),
     };
     if let Some(strategy) = strategy::deployment_strategy(req.strategy)
-        && let Err(e) = check_in_place(observed, &plans, req, apps, strategy)
+        && let Err(e) = check_in_place(observed, &plans, req, d.apps, strategy)
     {
         return nothing_changed(&e);
     }
-    if report_plan(&rolling::combined(&plans), req, reporter) {
+    show_and_execute(d, req, &rolling::combined(&plans), &plans, reporter).await
+}
+
+/// Reports `shown` (the plan of `plans` as one); unless it is a dry run, executes `plans` one
+/// after the other holding the lock ([`RunLock::hold_while`]): the apps named to the lock are
+/// marked before the first change, the marks refreshed while the run lasts and removed at its
+/// end.
+pub(crate) async fn show_and_execute<A: CfApi>(
+    d: &Deploy<'_, A>,
+    req: &DeployRequest,
+    shown: &Plan,
+    plans: &[Plan],
+    reporter: &mut dyn Reporter,
+) -> (Outcome, Vec<event::StepTime>) {
+    if report_plan(shown, req, reporter) {
         return (Outcome::DryRun, Vec::new());
     }
-    execute_locked(
+    let Deploy {
         api,
-        req,
         apps,
-        observed,
-        Work::InPlace(&plans),
-        reporter,
         interrupt,
         lock,
-    )
-    .await
-}
-
-/// The plans a run executes.
-enum Work<'p> {
-    /// One blue-green plan.
-    BlueGreen(&'p Plan),
-    /// Per-app rolling or canary plans.
-    InPlace(&'p [Plan]),
-}
-
-/// Executes `work` holding the lock ([`RunLock::hold_while`]): the live apps are marked
-/// before the first change, the marks refreshed while the run lasts and removed at its end.
-#[allow(clippy::too_many_arguments)] // Each is a distinct input of the run.
-async fn execute_locked<A: CfApi>(
-    api: &A,
-    req: &DeployRequest,
-    apps: &[AppSpec<A::Bits>],
-    observed: &observe::Observed,
-    work: Work<'_>,
-    reporter: &mut dyn Reporter,
-    interrupt: &Interrupt,
-    lock: &RunLock,
-) -> (Outcome, Vec<event::StepTime>) {
-    lock.expect(observed.live_apps());
-    let run = async {
-        match work {
-            Work::BlueGreen(plan) => {
-                execute::execute(api, plan, req, apps, reporter, interrupt, lock).await
-            }
-            Work::InPlace(plans) => {
-                rolling::execute(api, plans, req, apps, reporter, interrupt, lock).await
-            }
-        }
-    };
+    } = *d;
+    let run = execute::execute(api, plans, req, apps, reporter, interrupt, lock);
     let (result, warnings) = lock.hold_while(api, interrupt, run).await;
     report_warnings(reporter, warnings);
     result

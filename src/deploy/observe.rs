@@ -14,7 +14,9 @@ use super::api::{
 };
 use super::lock::{Busy, busy_among};
 use super::request::{AppSpec, DeployRequest};
-use super::route::{candidate_domains, production_route_strings, resolve_route, temp_route_string};
+use super::route::{
+    RouteAddress, candidate_domains, production_route_strings, resolve_route, temp_route_string,
+};
 
 /// The label marking apps this tool created; values [`ROLE_CANDIDATE`] or [`ROLE_VENERABLE`].
 pub const ROLE_LABEL: &str = "zero-downtime.cf/role";
@@ -168,6 +170,37 @@ pub fn is_ours(app: &App, role: &str, name: &str) -> bool {
         && app.annotations.get(APP_ANNOTATION).map(String::as_str) == Some(name)
 }
 
+/// The routes mapped to an app, each with all its destinations.
+pub(crate) async fn app_routes<A: CfApi>(
+    api: &A,
+    app: &AppGuid,
+) -> Result<Vec<RouteState>, ApiError> {
+    let mut routes = Vec::new();
+    for route in api.list_app_routes(app).await? {
+        let destinations = api.list_destinations(&route.guid).await?;
+        routes.push(RouteState {
+            route,
+            destinations,
+        });
+    }
+    Ok(routes)
+}
+
+/// The route at `address` with its destinations, `None` when it does not exist.
+pub(crate) async fn route_state<A: CfApi>(
+    api: &A,
+    address: &RouteAddress,
+) -> Result<Option<RouteState>, ApiError> {
+    let Some(route) = api.find_route(&address.new_route()).await? else {
+        return Ok(None);
+    };
+    let destinations = api.list_destinations(&route.guid).await?;
+    Ok(Some(RouteState {
+        route,
+        destinations,
+    }))
+}
+
 /// Reads an existing app's routes, processes, SSH flag and network policies. The policies are
 /// optional: a policy server that is absent, 404 or 403 (a space developer without
 /// `network.write`) adds a warning to `warnings` and an empty list.
@@ -176,14 +209,7 @@ async fn existing<A: CfApi>(
     app: App,
     warnings: &mut Vec<String>,
 ) -> Result<ExistingApp, ApiError> {
-    let mut routes = Vec::new();
-    for route in api.list_app_routes(&app.guid).await? {
-        let destinations = api.list_destinations(&route.guid).await?;
-        routes.push(RouteState {
-            route,
-            destinations,
-        });
-    }
+    let routes = app_routes(api, &app.guid).await?;
     let mut processes = Vec::new();
     for process in api.list_processes(&app.guid).await? {
         let stats = api.process_stats(&process.guid).await?;
@@ -256,15 +282,8 @@ async fn observe_routes<A: CfApi>(
         if observed.routes.contains_key(&url) {
             continue;
         }
-        if let Some(route) = api.find_route(&addr.new_route()).await? {
-            let destinations = api.list_destinations(&route.guid).await?;
-            observed.routes.insert(
-                url,
-                RouteState {
-                    route,
-                    destinations,
-                },
-            );
+        if let Some(state) = route_state(api, &addr).await? {
+            observed.routes.insert(url, state);
         }
     }
     Ok(())

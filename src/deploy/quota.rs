@@ -285,6 +285,26 @@ fn plural(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
+/// How `more` on top of `used` stands against a limit it goes over.
+struct Over {
+    limit: u64,
+    /// What is left under the limit now.
+    left: u64,
+    /// The use with `more`.
+    after: u64,
+}
+
+/// `Some` when `more` (not zero) on top of `used` goes over `limit`.
+fn over(limit: Option<u64>, used: u64, more: u64) -> Option<Over> {
+    let limit = limit?;
+    let after = used.saturating_add(more);
+    (more > 0 && after > limit).then(|| Over {
+        limit,
+        left: limit.saturating_sub(used),
+        after,
+    })
+}
+
 /// The limits of one level `demand` does not fit in.
 fn level_breaches(
     scope: Scope,
@@ -297,22 +317,21 @@ fn level_breaches(
     let level = level_name(scope, limits, names);
     let mut out = Vec::new();
     let strategy = &demand.strategy;
-    if let Some(limit) = limits.total_memory_mb
-        && demand.memory_mb > 0
-        && usage.memory_mb.saturating_add(demand.memory_mb) > limit
-    {
-        out.push(Breach {
-            level: level.clone(),
-            text: format!(
-                "memory: {strategy} needs {} MB more, {} MB are left: {} MB of {limit} MB (in use {} MB{live}; {})",
-                demand.memory_mb,
-                limit.saturating_sub(usage.memory_mb),
-                usage.memory_mb.saturating_add(demand.memory_mb),
-                usage.memory_mb,
-                demand.parts.join("; ")
-            ),
-            per_instance: false,
-        });
+    let total = |text: String| Breach {
+        level: level.clone(),
+        text,
+        per_instance: false,
+    };
+    if let Some(o) = over(limits.total_memory_mb, usage.memory_mb, demand.memory_mb) {
+        out.push(total(format!(
+            "memory: {strategy} needs {} MB more, {} MB are left: {} MB of {} MB (in use {} MB{live}; {})",
+            demand.memory_mb,
+            o.left,
+            o.after,
+            o.limit,
+            usage.memory_mb,
+            demand.parts.join("; ")
+        )));
     }
     if let Some(limit) = limits.instance_memory_mb {
         for p in demand
@@ -337,38 +356,24 @@ fn level_breaches(
             });
         }
     }
-    if let Some(limit) = limits.total_instances
-        && demand.instances > 0
-        && usage.instances.saturating_add(demand.instances) > limit
-    {
-        out.push(Breach {
-            level: level.clone(),
-            text: format!(
-                "instances: {strategy} needs {} more, {} left: {} of {limit} (in use {})",
-                demand.instances,
-                limit.saturating_sub(usage.instances),
-                usage.instances.saturating_add(demand.instances),
-                usage.instances,
-            ),
-            per_instance: false,
-        });
+    if let Some(o) = over(limits.total_instances, usage.instances, demand.instances) {
+        out.push(total(format!(
+            "instances: {strategy} needs {} more, {} left: {} of {} (in use {})",
+            demand.instances, o.left, o.after, o.limit, usage.instances,
+        )));
     }
     let more_routes = demand.routes.len() as u64;
-    if let (Some(limit), Some(used)) = (limits.total_routes, usage.routes)
-        && more_routes > 0
-        && used.saturating_add(more_routes) > limit
+    if let Some(used) = usage.routes
+        && let Some(o) = over(limits.total_routes, used, more_routes)
     {
-        out.push(Breach {
-            level,
-            text: format!(
-                "routes: {strategy} creates {}, {} left: {} of {limit} (in use {used}; new: {})",
-                plural(more_routes, "route", "routes"),
-                limit.saturating_sub(used),
-                used.saturating_add(more_routes),
-                demand.routes.join(", ")
-            ),
-            per_instance: false,
-        });
+        out.push(total(format!(
+            "routes: {strategy} creates {}, {} left: {} of {} (in use {used}; new: {})",
+            plural(more_routes, "route", "routes"),
+            o.left,
+            o.after,
+            o.limit,
+            demand.routes.join(", ")
+        )));
     }
     out
 }

@@ -36,11 +36,11 @@ use super::event::{Outcome, Reporter, StepTime, error_chain};
 use super::interrupt::Interrupt;
 use super::lock::{Busy, RunLock, busy_among};
 use super::observe::{
-    APP_ANNOTATION, ROLE_CANDIDATE, ROLE_LABEL, ROLE_VENERABLE, RouteState, candidate_name,
-    is_ours, venerable_name,
+    APP_ANNOTATION, ROLE_CANDIDATE, ROLE_LABEL, ROLE_VENERABLE, RouteState, app_routes,
+    candidate_name, is_ours, route_state, venerable_name,
 };
 use super::plan::{AppPlan, AppPlanKind, Plan, PlanError, address_of};
-use super::request::{AppSpec, DeployRequest};
+use super::request::DeployRequest;
 use super::route::{RouteAddress, hostname_for};
 use super::step::{Action, AppRef, RouteRef, Step, fmt_duration};
 
@@ -142,14 +142,7 @@ impl RollbackObserved {
 }
 
 async fn with_routes<A: CfApi>(api: &A, app: App) -> Result<AppRoutes, ApiError> {
-    let mut routes = Vec::new();
-    for route in api.list_app_routes(&app.guid).await? {
-        let destinations = api.list_destinations(&route.guid).await?;
-        routes.push(RouteState {
-            route,
-            destinations,
-        });
-    }
+    let routes = app_routes(api, &app.guid).await?;
     Ok(AppRoutes { app, routes })
 }
 
@@ -230,16 +223,7 @@ pub async fn observe<A: CfApi>(
             &req.temp_route_suffix,
         );
         if let Some(address) = address {
-            let state = match api.find_route(&address.new_route()).await? {
-                Some(route) => {
-                    let destinations = api.list_destinations(&route.guid).await?;
-                    Some(RouteState {
-                        route,
-                        destinations,
-                    })
-                }
-                None => None,
-            };
+            let state = route_state(api, &address).await?;
             observed.temp_route = Some((address, state));
         }
     }
@@ -595,6 +579,7 @@ async fn run_inner<A: CfApi>(
         Ok(o) => o,
         Err(e) => return super::nothing_changed(&e),
     };
+    lock.expect(observed.marked_apps());
     let plan = match plan(&observed, req) {
         Ok(p) => p,
         Err(e) => {
@@ -606,15 +591,13 @@ async fn run_inner<A: CfApi>(
             );
         }
     };
-    if super::report_plan(&plan, req, reporter) {
-        return (Outcome::DryRun, Vec::new());
-    }
-    lock.expect(observed.marked_apps());
-    let no_apps: &[AppSpec<A::Bits>] = &[];
-    let work = super::execute::execute(api, &plan, req, no_apps, reporter, interrupt, &lock);
-    let (result, warnings) = lock.hold_while(api, interrupt, work).await;
-    super::report_warnings(reporter, warnings);
-    result
+    let d = super::Deploy {
+        api,
+        apps: &[],
+        interrupt,
+        lock: &lock,
+    };
+    super::show_and_execute(&d, req, &plan, std::slice::from_ref(&plan), reporter).await
 }
 
 #[cfg(test)]

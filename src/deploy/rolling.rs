@@ -1,4 +1,4 @@
-//! The rolling and canary strategies (DESIGN.md section 2): the app keeps its GUID and the
+//! The rolling and canary plans (DESIGN.md section 2): the app keeps its GUID and the
 //! Cloud Controller replaces its web instances through a deployment, watched by our own
 //! monitor.
 //!
@@ -18,24 +18,20 @@
 //!
 //! An app that does not exist yet gets the blue-green first-deploy plan (a plain push).
 //!
-//! Multi-app manifests are deployed one app after the other, each with its own rollback. When
-//! app N fails, apps before it stay deployed with their new version (a finished deployment is
-//! not undone) and the outcome is [`Outcome::PartlyDeployed`] naming them (or
-//! `RollbackIncomplete` when app N's own rollback failed), exit code 1.
+//! Multi-app manifests get one plan per app, which `execute` runs one after the other, each
+//! with its own rollback. When app N fails, apps before it stay deployed with their new
+//! version (a finished deployment is not undone) and the outcome is `PartlyDeployed` naming
+//! them (or `RollbackIncomplete` when app N's own rollback failed), exit code 1.
 //!
 //! Not restored on rollback: routes and scale that `apply_manifest` added or changed on the live
 //! app (the Cloud Controller's own cancel does not revert them either).
 //! Leftover blue-green candidates of an interrupted earlier run are left alone, with a warning.
 //!
-//! Depends on: deploy::{plan, execute, step, observe, event, strategy}. Must not: print.
+//! Depends on: deploy::{plan, step, observe, route, strategy}. Must not: print.
 
 use std::collections::BTreeMap;
 
-use super::interrupt::Interrupt;
-use super::lock::RunLock;
-
-use super::api::{CfApi, DeploymentStrategy};
-use super::event::{Outcome, Reporter, StepTime};
+use super::api::DeploymentStrategy;
 use super::observe::{ExistingApp, Observed, ObservedApp};
 use super::plan::{AppPlan, AppPlanKind, Plan, PlanError};
 use super::request::{AppSpec, DeployRequest, RenderRequest, RouteSpec, Strategy};
@@ -199,88 +195,4 @@ pub fn combined(plans: &[Plan]) -> Plan {
     }
     all.commit = all.steps.len();
     all
-}
-
-/// Runs the per-app plans one after the other; stops at the first app that does not deploy.
-pub async fn execute<A: CfApi>(
-    api: &A,
-    plans: &[Plan],
-    req: &DeployRequest,
-    apps: &[AppSpec<A::Bits>],
-    reporter: &mut dyn Reporter,
-    interrupt: &Interrupt,
-    lock: &RunLock,
-) -> (Outcome, Vec<StepTime>) {
-    let mut times = Vec::new();
-    let mut deployed: Vec<String> = Vec::new();
-    let logs = super::logs::LogAccess::default();
-    let run = super::execute::Run {
-        interrupt,
-        logs: &logs,
-        lock,
-    };
-    for p in plans {
-        let (outcome, t) =
-            super::execute::execute_with_logs(api, p, req, apps, reporter, &run).await;
-        times.extend(t);
-        let failed: Vec<&str> = p.apps.iter().map(|a| a.name.as_str()).collect();
-        match outcome {
-            Outcome::Deployed => deployed.extend(failed.iter().map(|s| s.to_string())),
-            other => return (after_failure(other, &deployed, &failed.join(", ")), times),
-        }
-    }
-    (Outcome::Deployed, times)
-}
-
-/// The outcome when app `failed` ended with `outcome` after the apps in `deployed` were
-/// deployed by the same run.
-fn after_failure(outcome: Outcome, deployed: &[String], failed: &str) -> Outcome {
-    if deployed.is_empty() {
-        return outcome;
-    }
-    let note = format!(
-        "apps deployed before {failed} stay deployed with their new version: {}",
-        deployed.join(", ")
-    );
-    match outcome {
-        Outcome::NothingChanged { error } | Outcome::RolledBack { error } => {
-            Outcome::PartlyDeployed {
-                error: format!("app {failed}: {error}\n{note}"),
-                deployed: deployed.to_vec(),
-            }
-        }
-        Outcome::RollbackIncomplete {
-            error,
-            manual_steps,
-        } => Outcome::RollbackIncomplete {
-            error: format!("app {failed}: {error}\n{note}"),
-            manual_steps,
-        },
-        other => other,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_later_app_failing_names_the_apps_that_stay_deployed() {
-        let o = after_failure(
-            Outcome::RolledBack { error: "x".into() },
-            &["a".to_string()],
-            "b",
-        );
-        assert_eq!(
-            o,
-            Outcome::PartlyDeployed {
-                error: "app b: x\napps deployed before b stay deployed with their new version: a"
-                    .into(),
-                deployed: vec!["a".into()],
-            }
-        );
-        assert_eq!(o.exit_code(), 1);
-        let first = after_failure(Outcome::RolledBack { error: "x".into() }, &[], "a");
-        assert_eq!(first, Outcome::RolledBack { error: "x".into() });
-    }
 }

@@ -390,6 +390,17 @@ mod tests {
         assert!(!text.contains("line-19994"), "{text}");
     }
 
+    /// A plain-HTTP probe of `attempts` tries, 1 ms apart, connecting to `server`.
+    fn probe_to(server: &wiremock::MockServer, attempts: u32) -> ProbeConfig {
+        ProbeConfig {
+            scheme: "http".into(),
+            connect_to: Some(*server.address()),
+            retry_interval: Duration::from_millis(1),
+            attempts,
+            ..ProbeConfig::default()
+        }
+    }
+
     #[tokio::test]
     async fn probe_expects_2xx_and_retries() {
         use wiremock::matchers::{method, path};
@@ -406,13 +417,7 @@ mod tests {
             .expect(3)
             .mount(&server)
             .await;
-        let cfg = ProbeConfig {
-            scheme: "http".into(),
-            connect_to: Some(*server.address()),
-            retry_interval: Duration::from_millis(1),
-            attempts: 3,
-            ..ProbeConfig::default()
-        };
+        let cfg = probe_to(&server, 3);
         let c = CancellationToken::new();
         probe(&cfg, "http://app-temp.example.com/ok", None, &c)
             .await
@@ -438,13 +443,7 @@ mod tests {
             .respond_with(ResponseTemplate::new(404))
             .mount(&server)
             .await;
-        let cfg = ProbeConfig {
-            scheme: "http".into(),
-            connect_to: Some(*server.address()),
-            retry_interval: Duration::from_millis(1),
-            attempts: 1,
-            ..ProbeConfig::default()
-        };
+        let cfg = probe_to(&server, 1);
         let c = CancellationToken::new();
         let url = "http://app.example.com/h";
         probe(&cfg, url, Some((PROCESS_INSTANCE_HEADER, "pg-1")), &c)

@@ -14,7 +14,7 @@
 use std::time::SystemTime;
 
 use super::*;
-use crate::deploy::analysis::{self, VersionStats, judge};
+use crate::deploy::analysis::{self, AnalysisConfig, VersionStats, judge};
 use crate::deploy::api::{LogQuery, LogRecord};
 use crate::deploy::step::fmt_duration;
 
@@ -34,6 +34,44 @@ fn bucket(n: u64) -> String {
         p = next;
     }
     format!("{p}+")
+}
+
+/// Judges canary step `n` of `steps` of `app` on the numbers of the new and the live version
+/// (`(candidate, live)`, with their instances), reports the verdict and returns the new
+/// version's share of the requests in percent; [`Error::CanaryFailed`] when it failed.
+fn judged(
+    app: &str,
+    (n, steps): (usize, usize),
+    cfg: &AnalysisConfig,
+    (candidate_instances, live_instances): (u32, u32),
+    (candidate, live): (VersionStats, VersionStats),
+    reporter: &mut dyn Reporter,
+) -> Result<u32, Error> {
+    let verdict = judge(cfg, &candidate, &live);
+    let share = analysis::share_percent(candidate_instances, live_instances);
+    reporter.report(Event::CanaryAnalysis {
+        app: app.to_string(),
+        step: n,
+        steps,
+        traffic_share_pct: share,
+        candidate_instances,
+        live_instances,
+        interval: cfg.interval,
+        candidate,
+        live,
+        verdict: verdict.kind,
+        reasons: verdict.reasons.clone(),
+    });
+    if !verdict.kind.passed() {
+        return Err(Error::CanaryFailed {
+            app: app.to_string(),
+            step: n,
+            steps,
+            share,
+            reasons: verdict.reasons.join("; "),
+        });
+    }
+    Ok(share)
 }
 
 /// The records of one app since a point of its own log's time.
@@ -259,37 +297,15 @@ impl<A: CfApi> Exec<'_, A> {
         let (new, old) = analysis::split_by_instance(std::mem::take(&mut w.records), &ids);
         let c = VersionStats::from_records(&new);
         let l = VersionStats::from_records(&old);
-        let verdict = judge(cfg, &c, &l);
         let processes = self.read(self.api.list_processes(app_guid), step).await?;
         let live_n: u32 = processes
             .iter()
             .filter(|p| p.process_type == "web" && !dep.new_processes.contains(&p.guid))
             .map(|p| p.instances)
             .sum();
-        let share = analysis::share_percent(candidate_instances, live_n);
-        reporter.report(Event::CanaryAnalysis {
-            app: app.to_string(),
-            step: n,
-            steps,
-            traffic_share_pct: share,
-            candidate_instances,
-            live_instances: live_n,
-            interval: cfg.interval,
-            candidate: c,
-            live: l,
-            verdict: verdict.kind,
-            reasons: verdict.reasons.clone(),
-        });
-        if verdict.kind.passed() {
-            return Ok(());
-        }
-        Err(Error::CanaryFailed {
-            app: app.to_string(),
-            step: n,
-            steps,
-            share,
-            reasons: verdict.reasons.join("; "),
-        })
+        let instances = (candidate_instances, live_n);
+        judged(app, (n, steps), cfg, instances, (c, l), reporter)?;
+        Ok(())
     }
 
     /// Adds the ids the router gives the new process's instances (the Diego instance GUID,
@@ -357,32 +373,9 @@ impl<A: CfApi> Exec<'_, A> {
         }
         let c = VersionStats::from_records(&cand.records);
         let l = VersionStats::from_records(&old.records);
-        let verdict = judge(cfg, &c, &l);
         let k = self.web_process(step, guid).await?.instances;
         let live_n = self.web_process(step, live).await?.instances;
-        let share = analysis::share_percent(k, live_n);
-        reporter.report(Event::CanaryAnalysis {
-            app: app.to_string(),
-            step: n,
-            steps,
-            traffic_share_pct: share,
-            candidate_instances: k,
-            live_instances: live_n,
-            interval: cfg.interval,
-            candidate: c.clone(),
-            live: l,
-            verdict: verdict.kind,
-            reasons: verdict.reasons.clone(),
-        });
-        if !verdict.kind.passed() {
-            return Err(Error::CanaryFailed {
-                app: app.to_string(),
-                step: n,
-                steps,
-                share,
-                reasons: verdict.reasons.join("; "),
-            });
-        }
+        let share = judged(app, (n, steps), cfg, (k, live_n), (c.clone(), l), reporter)?;
         if n + 1 >= steps {
             let p99 = c
                 .p99

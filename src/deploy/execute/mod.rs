@@ -404,15 +404,16 @@ fn warn_all(reporter: &mut dyn Reporter, app: Option<&str>, warnings: Vec<String
     }
 }
 
-/// Runs the plan and returns the outcome with per-step durations. [`Event::Finished`] is not
-/// sent here but by [`super::run`], which knows the total duration.
-///
-/// Interrupts ([`Interrupt`]): a first one before the commit point rolls back; after it, the
-/// remaining steps still run (the new version serves; the retire is finished). A second one
-/// stops waiting at once, before or after the switch, and the outcome names what is left.
-pub async fn execute<A: CfApi>(
+/// Runs `plans` one after the other (one blue-green or rollback plan, or one rolling or
+/// canary plan per app) and returns the outcome with per-step durations; stops at the first
+/// plan that does not deploy. When it is not the first, the apps of the plans before stay
+/// deployed with their new version (a finished deployment is not undone): the outcome says so
+/// ([`Outcome::PartlyDeployed`], or `RollbackIncomplete` when that plan's own rollback
+/// failed). [`Event::Finished`] is not sent here but by [`super::run`], which knows the total
+/// duration.
+pub(crate) async fn execute<A: CfApi>(
     api: &A,
-    plan: &Plan,
+    plans: &[Plan],
     req: &DeployRequest,
     apps: &[AppSpec<A::Bits>],
     reporter: &mut dyn Reporter,
@@ -425,19 +426,62 @@ pub async fn execute<A: CfApi>(
         logs: &logs,
         lock,
     };
-    execute_with_logs(api, plan, req, apps, reporter, &run).await
+    let mut times = Vec::new();
+    let mut deployed: Vec<String> = Vec::new();
+    for p in plans {
+        let (outcome, t) = execute_plan(api, p, req, apps, reporter, &run).await;
+        times.extend(t);
+        let failed: Vec<&str> = p.apps.iter().map(|a| a.name.as_str()).collect();
+        match outcome {
+            Outcome::Deployed => deployed.extend(failed.iter().map(|s| s.to_string())),
+            other => return (after_failure(other, &deployed, &failed.join(", ")), times),
+        }
+    }
+    (Outcome::Deployed, times)
 }
 
-/// What the runs of one deploy share: its interrupts, what it learnt about log-cache (the
-/// per-app runs of a rolling deploy say log-cache is missing once), and its lock.
-pub(crate) struct Run<'a> {
-    pub(crate) interrupt: &'a Interrupt,
-    pub(crate) logs: &'a LogAccess,
-    pub(crate) lock: &'a RunLock,
+/// The outcome when app `failed` ended with `outcome` after the apps in `deployed` were
+/// deployed by the same run.
+fn after_failure(outcome: Outcome, deployed: &[String], failed: &str) -> Outcome {
+    if deployed.is_empty() {
+        return outcome;
+    }
+    let note = format!(
+        "apps deployed before {failed} stay deployed with their new version: {}",
+        deployed.join(", ")
+    );
+    match outcome {
+        Outcome::NothingChanged { error } | Outcome::RolledBack { error } => {
+            Outcome::PartlyDeployed {
+                error: format!("app {failed}: {error}\n{note}"),
+                deployed: deployed.to_vec(),
+            }
+        }
+        Outcome::RollbackIncomplete {
+            error,
+            manual_steps,
+        } => Outcome::RollbackIncomplete {
+            error: format!("app {failed}: {error}\n{note}"),
+            manual_steps,
+        },
+        other => other,
+    }
 }
 
-/// [`execute`], sharing [`Run`] with the other runs of the same deploy.
-pub(crate) async fn execute_with_logs<A: CfApi>(
+/// What the plans of one deploy share: its interrupts, what it learnt about log-cache (the
+/// per-app plans of a rolling deploy say log-cache is missing once), and its lock.
+struct Run<'a> {
+    interrupt: &'a Interrupt,
+    logs: &'a LogAccess,
+    lock: &'a RunLock,
+}
+
+/// Runs one plan and returns the outcome with per-step durations.
+///
+/// Interrupts ([`Interrupt`]): a first one before the commit point rolls back; after it, the
+/// remaining steps still run (the new version serves; the retire is finished). A second one
+/// stops waiting at once, before or after the switch, and the outcome names what is left.
+async fn execute_plan<A: CfApi>(
     api: &A,
     plan: &Plan,
     req: &DeployRequest,
@@ -730,5 +774,25 @@ mod tests {
                 total: Some(10_000)
             })
         );
+    }
+
+    #[test]
+    fn a_later_app_failing_names_the_apps_that_stay_deployed() {
+        let o = after_failure(
+            Outcome::RolledBack { error: "x".into() },
+            &["a".to_string()],
+            "b",
+        );
+        assert_eq!(
+            o,
+            Outcome::PartlyDeployed {
+                error: "app b: x\napps deployed before b stay deployed with their new version: a"
+                    .into(),
+                deployed: vec!["a".into()],
+            }
+        );
+        assert_eq!(o.exit_code(), 1);
+        let first = after_failure(Outcome::RolledBack { error: "x".into() }, &[], "a");
+        assert_eq!(first, Outcome::RolledBack { error: "x".into() });
     }
 }
