@@ -616,14 +616,7 @@ async fn leftovers_of_a_killed_run_are_cleaned_up_and_foreign_names_refused() {
     // A killed run left a candidate on the temp route.
     let cf = world();
     cf.add_app("L", "web-candidate", 1);
-    cf.with_app("L", |a| {
-        a.app
-            .labels
-            .insert("zero-downtime.cf/role".into(), "candidate".into());
-        a.app
-            .annotations
-            .insert("zero-downtime.cf/app".into(), "web".into());
-    });
+    cf.mark_role("L", "candidate", "web");
     cf.add_route("web-temp", &["L"]);
     let (outcome, events) = deploy(&cf, &req(), &[spec("web")]).await;
     assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
@@ -633,14 +626,7 @@ async fn leftovers_of_a_killed_run_are_cleaned_up_and_foreign_names_refused() {
     // A killed run after the switch: the candidate serves production next to the live app.
     let cf = world();
     cf.add_app("L", "web-candidate", 1);
-    cf.with_app("L", |a| {
-        a.app
-            .labels
-            .insert("zero-downtime.cf/role".into(), "candidate".into());
-        a.app
-            .annotations
-            .insert("zero-downtime.cf/app".into(), "web".into());
-    });
+    cf.mark_role("L", "candidate", "web");
     let web_route = cf
         .lock()
         .routes
@@ -683,14 +669,7 @@ async fn leftovers_of_a_killed_run_are_cleaned_up_and_foreign_names_refused() {
     // Ours, but labelled for another app: just as foreign.
     let cf = world();
     cf.add_app("V", "web-venerable", 1);
-    cf.with_app("V", |a| {
-        a.app
-            .labels
-            .insert("zero-downtime.cf/role".into(), "venerable".into());
-        a.app
-            .annotations
-            .insert("zero-downtime.cf/app".into(), "other".into());
-    });
+    cf.mark_role("V", "venerable", "other");
     let mut r = req();
     r.old_app = OldApp::Keep;
     let (outcome, _) = deploy(&cf, &r, &[spec("web")]).await;
@@ -763,14 +742,7 @@ async fn smoke_test_command_gates_the_switch() {
 async fn json_output_is_one_object_per_line_ending_with_the_outcome() {
     let cf = world();
     let mut rep = JsonReporter::new(Vec::new());
-    let outcome = run(
-        &cf,
-        &req(),
-        &[spec("web")],
-        &mut rep,
-        &CancellationToken::new(),
-    )
-    .await;
+    let outcome = deploy_reporting(&cf, &req(), &[spec("web")], &mut rep).await;
     assert_eq!(outcome, Outcome::Deployed);
     let out = String::from_utf8(rep.into_inner()).unwrap();
     let lines: Vec<serde_json::Value> = out
@@ -803,14 +775,7 @@ async fn text_output_ends_with_the_outcome_line() {
     let cf = world();
     cf.fail("add_destination", 1, When::Before);
     let mut rep = TextReporter::plain(Vec::new());
-    run(
-        &cf,
-        &req(),
-        &[spec("web")],
-        &mut rep,
-        &CancellationToken::new(),
-    )
-    .await;
+    deploy_reporting(&cf, &req(), &[spec("web")], &mut rep).await;
     let out = String::from_utf8(rep.into_inner()).unwrap();
     assert!(
         out.starts_with("Pushing app web to org o / space s as alice...\nGetting app info...\n"),
@@ -883,14 +848,7 @@ async fn built_in_probe_checks_the_candidate_on_the_temp_route() {
 async fn terminal_mode_keeps_progress_off_the_line_output() {
     let cf = world();
     let mut rep = TextReporter::terminal(Vec::new());
-    let outcome = run(
-        &cf,
-        &req(),
-        &[spec("web")],
-        &mut rep,
-        &CancellationToken::new(),
-    )
-    .await;
+    let outcome = deploy_reporting(&cf, &req(), &[spec("web")], &mut rep).await;
     assert_eq!(outcome, Outcome::Deployed);
     let out = String::from_utf8(rep.into_inner()).unwrap();
     assert!(
@@ -961,15 +919,8 @@ fn the_deploy_future_is_send() {
 async fn a_serving_candidate_without_live_app_is_replaced_like_a_live_app() {
     let cf = FakeCf::new();
     cf.add_app("L", "web-candidate", 2);
-    cf.with_app("L", |a| {
-        a.app
-            .labels
-            .insert("zero-downtime.cf/role".into(), "candidate".into());
-        a.app.labels.insert("team".into(), "blue".into());
-        a.app
-            .annotations
-            .insert("zero-downtime.cf/app".into(), "web".into());
-    });
+    cf.mark_role("L", "candidate", "web");
+    cf.with_app("L", |a| a.app.labels.insert("team".into(), "blue".into()));
     cf.add_route("web", &["L"]);
     let (outcome, events) = deploy(&cf, &req(), &[spec("web")]).await;
     assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
@@ -991,14 +942,7 @@ async fn a_serving_candidate_without_live_app_is_replaced_like_a_live_app() {
 #[tokio::test(start_paused = true)]
 async fn a_live_app_already_labelled_venerable_is_still_the_live_app() {
     let cf = world();
-    cf.with_app("A", |a| {
-        a.app
-            .labels
-            .insert("zero-downtime.cf/role".into(), "venerable".into());
-        a.app
-            .annotations
-            .insert("zero-downtime.cf/app".into(), "web".into());
-    });
+    cf.mark_role("A", "venerable", "web");
     let mut r = req();
     r.old_app = OldApp::Stop;
     let (outcome, events) = deploy(&cf, &r, &[spec("web")]).await;

@@ -36,15 +36,8 @@ fn bobs_marks(age: i64) -> BTreeMap<String, String> {
 /// route.
 fn add_candidate(cf: &FakeCf, marks: BTreeMap<String, String>) {
     cf.add_app("C", "web-candidate", 2);
-    cf.with_app("C", |a| {
-        a.app
-            .labels
-            .insert("zero-downtime.cf/role".into(), "candidate".into());
-        a.app
-            .annotations
-            .insert("zero-downtime.cf/app".into(), "web".into());
-        a.app.annotations.extend(marks);
-    });
+    cf.mark_role("C", "candidate", "web");
+    cf.with_app("C", |a| a.app.annotations.extend(marks));
     cf.add_route("web-temp", &["C"]);
 }
 
@@ -81,15 +74,8 @@ async fn a_run_refuses_while_another_run_holds_the_app_its_candidate_or_venerabl
             "web-candidate" => add_candidate(&cf, bobs_marks(4)),
             _ => {
                 cf.add_app("V", "web-venerable", 1);
-                cf.with_app("V", |a| {
-                    a.app
-                        .labels
-                        .insert("zero-downtime.cf/role".into(), "venerable".into());
-                    a.app
-                        .annotations
-                        .insert("zero-downtime.cf/app".into(), "web".into());
-                    a.app.annotations.extend(bobs_marks(4));
-                });
+                cf.mark_role("V", "venerable", "web");
+                cf.with_app("V", |a| a.app.annotations.extend(bobs_marks(4)));
             }
         }
         let before = cf.snapshot();
@@ -207,14 +193,7 @@ async fn the_run_marks_the_live_app_and_its_candidate_and_unmarks_them_at_the_en
             seen: BTreeMap::new(),
             events: Vec::new(),
         };
-        let outcome = run(
-            &cf,
-            &req(),
-            &[spec("web")],
-            &mut rep,
-            &CancellationToken::new(),
-        )
-        .await;
+        let outcome = deploy_reporting(&cf, &req(), &[spec("web")], &mut rep).await;
         let (live, cand) = (&rep.seen["web"], &rep.seen["web-candidate"]);
         assert_eq!(live.len(), 4, "{:?}", rep.seen);
         assert_eq!(live[RUN_ID_ANNOTATION], cand[RUN_ID_ANNOTATION]);
@@ -248,14 +227,7 @@ async fn the_heartbeat_refreshes_the_marks_and_a_failed_refresh_does_not_stop_th
         events: Vec::new(),
     };
     let mut rep = fail_next_heartbeat;
-    let outcome = run(
-        &cf,
-        &req(),
-        &[spec("web")],
-        &mut rep,
-        &CancellationToken::new(),
-    )
-    .await;
+    let outcome = deploy_reporting(&cf, &req(), &[spec("web")], &mut rep).await;
     assert_eq!(outcome, Outcome::Deployed, "{:#?}", rep.events);
     let beats = cf
         .calls()

@@ -36,10 +36,31 @@ fn small() -> QuotaLimits {
     }
 }
 
-/// The world with a space quota of `limits` counting what the world runs (plus `extra_mb`).
-fn with_space_quota(limits: QuotaLimits, extra_mb: u64) -> FakeCf {
+/// A quota `small` limiting the total memory to `mb` MB.
+fn memory(mb: u64) -> QuotaLimits {
+    QuotaLimits {
+        total_memory_mb: Some(mb),
+        ..small()
+    }
+}
+
+/// `limits` counting what [`world`] runs: 192 MB, 3 instances, 2 routes.
+fn world_usage(limits: QuotaLimits) -> QuotaLevel {
+    limited(limits, 192, 3, 2)
+}
+
+/// `cf` (a [`world`] or [`rolling_world`]) with a space quota of `limits`.
+fn under_space_quota(cf: FakeCf, limits: QuotaLimits) -> FakeCf {
+    cf.lock().quotas.space = world_usage(limits);
+    cf
+}
+
+/// The world with `web` at 4 instances (320 MB, 5 instances in use) and a space quota of
+/// `memory_mb` MB.
+fn web_of_four(memory_mb: u64) -> FakeCf {
     let cf = world();
-    cf.lock().quotas.space = limited(limits, 192 + extra_mb, 3, 2);
+    cf.with_app("A", |a| a.processes = vec![("web".into(), 4)]);
+    cf.lock().quotas.space = limited(memory(memory_mb), 320, 5, 2);
     cf
 }
 
@@ -80,13 +101,7 @@ fn chosen(events: &[Event]) -> Option<(String, Option<u32>, String)> {
 #[tokio::test]
 async fn blue_green_that_does_not_fit_next_to_the_live_app_is_refused_with_the_numbers() {
     // 256 MB: the live apps (192) fit, the candidate's 2 × 64 more do not.
-    let cf = with_space_quota(
-        QuotaLimits {
-            total_memory_mb: Some(256),
-            ..small()
-        },
-        0,
-    );
+    let cf = under_space_quota(world(), memory(256));
     let (outcome, events) = deploy(&cf, &req(), &[spec("web")]).await;
     let error = refused(&outcome, &events);
     assert!(
@@ -114,43 +129,28 @@ async fn each_limit_has_its_own_message_and_unlimited_or_unknown_levels_pass() {
     let cases: Vec<(&str, QuotaLevel, QuotaLevel, &str)> = vec![
         (
             "instances",
-            limited(
-                QuotaLimits {
-                    total_instances: Some(4),
-                    ..small()
-                },
-                192,
-                3,
-                2,
-            ),
+            world_usage(QuotaLimits {
+                total_instances: Some(4),
+                ..small()
+            }),
             QuotaLevel::Unlimited,
             "space quota 'small' (space 's'): instances: blue-green needs 2 more, 1 left: 5 of 4 (in use 3)",
         ),
         (
             "instance memory",
-            limited(
-                QuotaLimits {
-                    instance_memory_mb: Some(32),
-                    ..small()
-                },
-                192,
-                3,
-                2,
-            ),
+            world_usage(QuotaLimits {
+                instance_memory_mb: Some(32),
+                ..small()
+            }),
             QuotaLevel::Unlimited,
             "instance memory: process web of app web asks for 64 MB per instance, the quota allows 32 MB",
         ),
         (
             "routes",
-            limited(
-                QuotaLimits {
-                    total_routes: Some(2),
-                    ..small()
-                },
-                192,
-                3,
-                2,
-            ),
+            world_usage(QuotaLimits {
+                total_routes: Some(2),
+                ..small()
+            }),
             QuotaLevel::Unlimited,
             "routes: blue-green creates 1 route, 0 left: 3 of 2 (in use 2; new: web-temp.example.com)",
         ),
@@ -187,7 +187,7 @@ async fn each_limit_has_its_own_message_and_unlimited_or_unknown_levels_pass() {
     // said once.
     let cf = world();
     cf.lock().quotas = Quotas {
-        space: limited(small(), 192, 3, 2),
+        space: world_usage(small()),
         org: QuotaLevel::Unknown(
             "the organization quota cannot be read (403 CF-NotAuthorized)".into(),
         ),
@@ -211,13 +211,7 @@ async fn each_limit_has_its_own_message_and_unlimited_or_unknown_levels_pass() {
 
 #[tokio::test]
 async fn strategy_auto_is_blue_green_when_the_candidate_fits() {
-    let cf = with_space_quota(
-        QuotaLimits {
-            total_memory_mb: Some(1024),
-            ..small()
-        },
-        0,
-    );
+    let cf = under_space_quota(world(), memory(1024));
     let (outcome, events) =
         deploy(&cf, &auto_req(DeploymentStrategy::Rolling), &[spec("web")]).await;
     assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
@@ -235,17 +229,7 @@ async fn strategy_auto_is_blue_green_when_the_candidate_fits() {
 async fn strategy_auto_falls_back_to_rolling_with_the_largest_max_in_flight_that_fits() {
     // web runs 4 × 64 MB; the quota leaves 128 MB: the candidate (4 × 64) does not fit, two
     // new instances at a time do.
-    let cf = world();
-    cf.with_app("A", |a| a.processes = vec![("web".into(), 4)]);
-    cf.lock().quotas.space = limited(
-        QuotaLimits {
-            total_memory_mb: Some(448),
-            ..small()
-        },
-        320,
-        5,
-        2,
-    );
+    let cf = web_of_four(448);
     let four = AppSpec {
         instances: BTreeMap::from([("web".to_string(), 4)]),
         ..rolling_spec("web")
@@ -270,17 +254,7 @@ async fn strategy_auto_falls_back_to_rolling_with_the_largest_max_in_flight_that
     assert_eq!(cf.app_named("web").unwrap().app.guid, "A", "same app GUID");
 
     // --max-in-flight caps the fallback; a smoke test asks for a canary's pause.
-    let cf = world();
-    cf.with_app("A", |a| a.processes = vec![("web".into(), 4)]);
-    cf.lock().quotas.space = limited(
-        QuotaLimits {
-            total_memory_mb: Some(448),
-            ..small()
-        },
-        320,
-        5,
-        2,
-    );
+    let cf = web_of_four(448);
     let mut r = auto_req(DeploymentStrategy::Rolling);
     if let Some(f) = &mut r.fallback {
         f.max_in_flight_cap = Some(1);
@@ -290,16 +264,7 @@ async fn strategy_auto_falls_back_to_rolling_with_the_largest_max_in_flight_that
     assert_eq!(chosen(&events).map(|c| c.1), Some(Some(1)));
 
     // Nothing fits: refused with the numbers, nothing changed.
-    let cf = world();
-    cf.lock().quotas.space = limited(
-        QuotaLimits {
-            total_memory_mb: Some(200),
-            ..small()
-        },
-        192,
-        3,
-        2,
-    );
+    let cf = under_space_quota(world(), memory(200));
     let (outcome, events) =
         deploy(&cf, &auto_req(DeploymentStrategy::Rolling), &[spec("web")]).await;
     let error = refused(&outcome, &events);
@@ -316,16 +281,7 @@ async fn strategy_auto_falls_back_to_rolling_with_the_largest_max_in_flight_that
 
 #[tokio::test]
 async fn strategy_auto_falls_back_to_canary_and_says_why_it_cannot() {
-    let cf = world();
-    cf.lock().quotas.space = limited(
-        QuotaLimits {
-            total_memory_mb: Some(256),
-            ..small()
-        },
-        192,
-        3,
-        2,
-    );
+    let cf = under_space_quota(world(), memory(256));
     let (outcome, events) = deploy(
         &cf,
         &auto_req(DeploymentStrategy::Canary),
@@ -342,16 +298,7 @@ async fn strategy_auto_falls_back_to_canary_and_says_why_it_cannot() {
         DeploymentStrategy::Canary
     );
     // A Cloud Controller without deployments: refused with the reason.
-    let cf = world();
-    cf.lock().quotas.space = limited(
-        QuotaLimits {
-            total_memory_mb: Some(256),
-            ..small()
-        },
-        192,
-        3,
-        2,
-    );
+    let cf = under_space_quota(world(), memory(256));
     let mut r = auto_req(DeploymentStrategy::Rolling);
     if let Some(f) = &mut r.fallback {
         f.unsupported = Some("deployments need Cloud Controller 3.x".into());
@@ -369,16 +316,7 @@ async fn strategy_auto_falls_back_to_canary_and_says_why_it_cannot() {
 #[tokio::test]
 async fn an_explicit_rolling_deployment_checks_its_max_in_flight() {
     // 64 MB left: --max-in-flight 2 (128 MB) does not fit, 1 does.
-    let cf = rolling_world();
-    cf.lock().quotas.space = limited(
-        QuotaLimits {
-            total_memory_mb: Some(256),
-            ..small()
-        },
-        192,
-        3,
-        2,
-    );
+    let cf = under_space_quota(rolling_world(), memory(256));
     let (outcome, events) =
         deploy(&cf, &rolling_req(Strategy::Rolling), &[rolling_spec("web")]).await;
     let error = refused(&outcome, &events);

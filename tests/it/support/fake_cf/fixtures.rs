@@ -116,8 +116,18 @@ pub(crate) async fn deploy(
     apps: &[AppSpec<()>],
 ) -> (Outcome, Vec<Event>) {
     let mut events: Vec<Event> = Vec::new();
-    let outcome = run(cf, req, apps, &mut events, &CancellationToken::new()).await;
+    let outcome = deploy_reporting(cf, req, apps, &mut events).await;
     (outcome, events)
+}
+
+/// [`deploy`] reporting to `reporter` (never interrupted).
+pub(crate) async fn deploy_reporting(
+    cf: &FakeCf,
+    req: &DeployRequest,
+    apps: &[AppSpec<()>],
+    reporter: &mut dyn Reporter,
+) -> Outcome {
+    run(cf, req, apps, reporter, &CancellationToken::new()).await
 }
 
 pub(crate) fn undo_descriptions(events: &[Event]) -> Vec<String> {

@@ -219,6 +219,19 @@ impl FakeCf {
         f(self.lock().apps.get_mut(guid).unwrap())
     }
 
+    /// Labels app `guid` as a run does the apps it makes or keeps: its `role` (`candidate`,
+    /// `venerable`) for the app named `of`.
+    pub(crate) fn mark_role(&self, guid: &str, role: &str, of: &str) {
+        self.with_app(guid, |a| {
+            a.app
+                .labels
+                .insert("zero-downtime.cf/role".into(), role.into());
+            a.app
+                .annotations
+                .insert("zero-downtime.cf/app".into(), of.into());
+        });
+    }
+
     pub(crate) fn add_route(&self, host: &str, apps: &[&str]) -> String {
         let mut s = self.lock();
         let guid = Self::id(&mut s, "route");
