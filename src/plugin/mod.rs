@@ -7,16 +7,20 @@
 //! | [`connection`] | typed `CliRpcCmd` calls (`CliConnection`)                            |
 //! | [`metadata`]   | `PluginMetadata` for `SendMetadata`, generated from the clap flags   |
 //! | [`entry`]      | argv dispatch: `SendMetadata`, `CLI-MESSAGE-UNINSTALL`, the command  |
+//! | `jwt`          | token expiry from the JWT claims                                     |
+//! | `cli_config`   | the cf CLI's `config.json`, UAA refresh and save-back                |
 //! | [`rpc_token`]  | `TokenSource`: the one token provider (cache, cf CLI, config.json)   |
-//! | [`standalone`] | the cf CLI's `config.json`, UAA refresh and save-back                |
+//! | [`standalone`] | standalone mode: `config.json` as a target and a `TokenSource`       |
 //! | [`push`]       | the hand-over to the deploy engine                                   |
 //! | [`rollback`]   | the same for `zero-downtime-rollback`                                |
 //!
 //! Depends on: `cf` (Target, TokenProvider), `cli` (PushArgs). Only [`entry`] prints.
 
+mod cli_config;
 pub mod connection;
 pub mod entry;
 pub mod gob;
+mod jwt;
 pub mod metadata;
 pub mod push;
 pub mod rollback;

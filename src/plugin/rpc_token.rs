@@ -16,8 +16,8 @@
 //! [`TokenProvider::take_warnings`]) hands to the caller, who prints it (`entry` prints
 //! what is left after the push as `cf-zero-downtime: warning: ...` on stderr).
 //!
-//! Depends on: `connection`, `standalone` (ConfigRefresher, JWT expiry), `cf::auth`. Must
-//! not: print or log a token.
+//! Depends on: `connection`, `cli_config` (ConfigRefresher), `jwt` (expiry), `cf::auth`.
+//! Must not: print or log a token.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,8 +25,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use futures::future::BoxFuture;
 use secrecy::{ExposeSecret, SecretString};
 
+use super::cli_config::ConfigRefresher;
 use super::connection::CliConnection;
-use super::standalone::{ConfigRefresher, expires_soon, known_expired, now_unix, still_valid};
+use super::jwt::{expires_soon, known_expired, now_unix, still_valid};
 use super::{Error, rpc};
 use crate::cf::{AuthError, TokenProvider};
 
