@@ -1272,15 +1272,20 @@ fn api_error(endpoint: &str, status: StatusCode, headers: &HeaderMap, body: &[u8
 mod tests {
     use super::*;
 
-    #[test]
-    fn backoff_doubles_and_is_capped() {
-        let p = RetryPolicy {
+    /// Backoff from 100 ms, capped at 350 ms; `Retry-After` capped at 10 s.
+    fn short_backoff() -> RetryPolicy {
+        RetryPolicy {
             max_retries: 5,
             outage_budget: Duration::from_secs(1),
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_millis(350),
             max_retry_after: Duration::from_secs(10),
-        };
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let p = short_backoff();
         assert_eq!(p.delay(0, None), Duration::from_millis(100));
         assert_eq!(p.delay(1, None), Duration::from_millis(200));
         assert_eq!(p.delay(2, None), Duration::from_millis(350));
@@ -1302,13 +1307,7 @@ mod tests {
 
     #[test]
     fn jitter_stays_between_half_and_all_of_the_backoff() {
-        let p = RetryPolicy {
-            max_retries: 5,
-            outage_budget: Duration::from_secs(1),
-            initial_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_millis(350),
-            max_retry_after: Duration::from_secs(10),
-        };
+        let p = short_backoff();
         assert_eq!(p.jittered(1, None, 0.0), Duration::from_millis(100));
         assert_eq!(p.jittered(1, None, 1.0), Duration::from_millis(200));
         assert_eq!(p.jittered(1, None, 0.5), Duration::from_millis(150));

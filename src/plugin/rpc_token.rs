@@ -305,6 +305,15 @@ mod tests {
         source
     }
 
+    /// A plugin-mode source whose cf CLI is gone, holding `access`, and its config file (in
+    /// the returned directory) holding `access` and refresh token `r1` for the login server `uaa`.
+    fn started(uaa: &MockServer, access: &str) -> (tempfile::TempDir, PathBuf, TokenSource) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = write_config(&dir, &uaa.uri(), access, "r1");
+        let source = plugin_source(access, &file);
+        (dir, file, source)
+    }
+
     fn token_answer(access: &str, refresh: &str) -> ResponseTemplate {
         ResponseTemplate::new(200).set_body_json(json!({
             "access_token": access,
@@ -350,9 +359,7 @@ mod tests {
             .expect(1)
             .mount(&uaa)
             .await;
-        let dir = tempfile::tempdir().expect("tempdir");
-        let file = write_config(&dir, &uaa.uri(), &bearer(10), "r1");
-        let source = plugin_source(&bearer(10), &file);
+        let (_dir, file, source) = started(&uaa, &bearer(10));
         let t = source.token().await.expect("refreshed");
         assert_eq!(t.expose_secret(), format!("bearer {new}"));
         assert!(source.rpc_gone.load(Ordering::Relaxed));
@@ -373,10 +380,8 @@ mod tests {
             .respond_with(ResponseTemplate::new(503))
             .mount(&uaa)
             .await;
-        let dir = tempfile::tempdir().expect("tempdir");
         let first = bearer(30); // within the refresh margin, not expired
-        let file = write_config(&dir, &uaa.uri(), &first, "r1");
-        let source = plugin_source(&first, &file);
+        let (_dir, _file, source) = started(&uaa, &first);
         let t = source.token().await.expect("cached fallback");
         assert_eq!(t.expose_secret(), first);
         // Every attempt of the bounded retry was made.
@@ -401,9 +406,7 @@ mod tests {
             .expect(1)
             .mount(&uaa)
             .await;
-        let dir = tempfile::tempdir().expect("tempdir");
-        let file = write_config(&dir, &uaa.uri(), &bearer(-5), "r1");
-        let source = plugin_source(&bearer(-5), &file);
+        let (_dir, _file, source) = started(&uaa, &bearer(-5));
         let err = source.token().await.expect_err("nothing valid");
         assert!(matches!(err, AuthError::NotLoggedIn), "{err}");
     }
@@ -424,9 +427,7 @@ mod tests {
             .expect(1)
             .mount(&uaa)
             .await;
-        let dir = tempfile::tempdir().expect("tempdir");
-        let file = write_config(&dir, &uaa.uri(), &bearer(-5), "r1");
-        let source = plugin_source(&bearer(-5), &file);
+        let (_dir, _file, source) = started(&uaa, &bearer(-5));
         let t = source.token().await.expect("third attempt works");
         assert_eq!(t.expose_secret(), format!("bearer {new}"));
         assert_eq!(uaa.received_requests().await.map(|r| r.len()), Some(3));
@@ -443,9 +444,7 @@ mod tests {
             .expect(1)
             .mount(&uaa)
             .await;
-        let dir = tempfile::tempdir().expect("tempdir");
-        let file = write_config(&dir, &uaa.uri(), &bearer(10), "r1");
-        let source = plugin_source(&bearer(10), &file);
+        let (dir, file, source) = started(&uaa, &bearer(10));
 
         // cf refreshed meanwhile: a valid access token in the file is used as it is.
         let rotated = bearer(3600);
@@ -469,9 +468,7 @@ mod tests {
             .expect(1)
             .mount(&uaa)
             .await;
-        let dir = tempfile::tempdir().expect("tempdir");
-        let file = write_config(&dir, &uaa.uri(), &bearer(-5), "r1");
-        let source = plugin_source(&bearer(-5), &file);
+        let (_dir, file, source) = started(&uaa, &bearer(-5));
         // The file is clobbered after start: it can be neither re-read nor updated.
         std::fs::write(&file, "not json").expect("clobber");
         let t = source.token().await.expect("the refresh itself works");
