@@ -57,7 +57,8 @@ fn original_count(target: u32, canary: u32, weight: Option<u32>) -> u32 {
 
 /// Creates a deployment; returns its GUID.
 pub(crate) fn create(st: &mut State, new: NewDeployment) -> Result<String, ApiError> {
-    let (app, droplet, newest) = starting_point(st, &new)?;
+    let from = starting_point(st, &new)?;
+    let (app, newest) = (&from.app, &from.newest);
     let target = new.web_instances.unwrap_or(newest.instances);
     if app.started && (new.web_instances.is_some() || new.memory_mb.is_some()) {
         // `validate_quota!`: the current web process as the options would make it.
@@ -66,25 +67,44 @@ pub(crate) fn create(st: &mut State, new: NewDeployment) -> Result<String, ApiEr
         if let Some(m) = new.memory_mb {
             scaled.memory_mb = m;
         }
-        quotas::check_scale(st, &newest, &scaled).map_err(|e| quota_refused(st, &app, e))?;
+        quotas::check_scale(st, newest, &scaled).map_err(|e| quota_refused(st, app, e))?;
     }
     if let Some(a) = st.app_mut(&app.meta.guid) {
-        a.droplet_guid = Some(droplet.clone());
+        a.droplet_guid = Some(from.droplet.clone());
         a.meta.touch();
     }
-    let d = record(st, &new, &app, droplet, target);
+    let mut d = record(st, &new, app, from.droplet.clone(), target);
     let guid = d.meta.guid.clone();
     if app.started {
-        roll_out(st, &new, &app, &newest, d)?;
+        supersede_active(st, &app.meta.guid);
+        d.original = st
+            .processes
+            .iter()
+            .filter(|p| p.app_guid == app.meta.guid && p.kind == "web")
+            .map(|p| (p.meta.guid.clone(), p.instances))
+            .collect();
+        d.new_process = Some(start_new_web_process(st, &new, &from, target)?);
+        d.state = DeployState::Deploying;
     } else {
-        start_stopped_app(st, &new, &app, &newest, d)?;
+        start_stopped_app(st, &new, &from, target)?;
+        d.new_process = Some(newest.meta.guid.clone());
     }
+    st.deployments.push(d);
     Ok(guid)
 }
 
-/// What a deployment starts from: the app, the droplet it deploys (validated as CC does) and
-/// the app's newest `web` process.
-fn starting_point(st: &State, new: &NewDeployment) -> Result<(App, String, Process), ApiError> {
+/// What a deployment starts from.
+struct StartingPoint {
+    app: App,
+    /// The droplet it deploys.
+    droplet: String,
+    /// The app's newest `web` process.
+    newest: Process,
+}
+
+/// The app, the droplet (validated as CC does) and the newest `web` process a deployment
+/// starts from.
+fn starting_point(st: &State, new: &NewDeployment) -> Result<StartingPoint, ApiError> {
     let app = st.app(&new.app_guid).cloned().ok_or_else(|| {
         ApiError::unprocessable(
             "Unable to use app. Ensure that the app exists and you have access to it.",
@@ -111,7 +131,11 @@ fn starting_point(st: &State, new: &NewDeployment) -> Result<(App, String, Proce
         .newest_process(&app.meta.guid, "web")
         .cloned()
         .ok_or_else(|| ApiError::unprocessable("App has no web process"))?;
-    Ok((app, droplet, newest))
+    Ok(StartingPoint {
+        app,
+        droplet,
+        newest,
+    })
 }
 
 /// A quota failure as `DeploymentCreate` words it.
@@ -190,17 +214,17 @@ impl NewDeployment {
     }
 }
 
-/// A deployment of a STOPPED app: its web process takes the options, every process the
-/// droplet, and the app starts (FINALIZED/DEPLOYED at once).
+/// A deployment of a STOPPED app: its web process takes the options and `target` instances,
+/// every process the droplet, and the app starts (the deployment is DEPLOYED at once).
 fn start_stopped_app(
     st: &mut State,
     new: &NewDeployment,
-    app: &App,
-    newest: &Process,
-    mut d: Deployment,
+    from: &StartingPoint,
+    target: u32,
 ) -> Result<(), ApiError> {
+    let (app, newest) = (&from.app, &from.newest);
     if let Some(p) = st.process_mut(&newest.meta.guid) {
-        p.instances = d.target;
+        p.instances = target;
         new.apply_to(p);
     }
     if let Err(e) = quotas::check_start(st, &app.meta.guid) {
@@ -215,43 +239,39 @@ fn start_stopped_app(
         .iter_mut()
         .filter(|p| p.app_guid == app.meta.guid)
     {
-        p.droplet_guid = Some(d.droplet_guid.clone());
+        p.droplet_guid = Some(from.droplet.clone());
     }
     if let Some(a) = st.app_mut(&app.meta.guid) {
         a.started = true;
     }
-    d.new_process = Some(newest.meta.guid.clone());
-    st.deployments.push(d);
     Ok(())
 }
 
-/// A deployment of a STARTED app: it supersedes the app's active one and starts a new `web`
-/// process (config cloned from `newest`, options applied) with its first instances (DEPLOYING).
-fn roll_out(
-    st: &mut State,
-    new: &NewDeployment,
-    app: &App,
-    newest: &Process,
-    mut d: Deployment,
-) -> Result<(), ApiError> {
+/// Every ACTIVE deployment of the app becomes SUPERSEDED.
+fn supersede_active(st: &mut State, app_guid: &str) {
     for other in st
         .deployments
         .iter_mut()
-        .filter(|o| o.app_guid == app.meta.guid && o.state.is_active())
+        .filter(|o| o.app_guid == app_guid && o.state.is_active())
     {
         other.state = DeployState::Superseded;
         other.last_status_change = now_rfc3339();
     }
-    d.original = st
-        .processes
-        .iter()
-        .filter(|p| p.app_guid == app.meta.guid && p.kind == "web")
-        .map(|p| (p.meta.guid.clone(), p.instances))
-        .collect();
+}
+
+/// A deployment of a STARTED app starts a new `web` process (config cloned from the newest
+/// one, options applied) with its first instances; returns its GUID.
+fn start_new_web_process(
+    st: &mut State,
+    new: &NewDeployment,
+    from: &StartingPoint,
+    target: u32,
+) -> Result<String, ApiError> {
+    let (app, newest) = (&from.app, &from.newest);
     let first = if new.strategy == "canary" {
-        canary_count(d.target, new.canary_weights.first().copied())
+        canary_count(target, new.canary_weights.first().copied())
     } else {
-        new.max_in_flight.max(1).min(d.target)
+        new.max_in_flight.max(1).min(target)
     };
     quotas::check_process(
         st,
@@ -272,12 +292,9 @@ fn roll_out(
         p.meta.annotations = newest.meta.annotations.clone();
         new.apply_to(p);
         p.instances = first;
-        p.droplet_guid = Some(d.droplet_guid.clone());
+        p.droplet_guid = Some(from.droplet.clone());
     }
-    d.new_process = Some(pguid);
-    d.state = DeployState::Deploying;
-    st.deployments.push(d);
-    Ok(())
+    Ok(pguid)
 }
 
 /// Finds a deployment to change it, or answers CC's 404 (`Deployment not found`).

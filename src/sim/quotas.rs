@@ -134,6 +134,12 @@ pub(crate) struct Pending {
     pub instances: u64,
 }
 
+/// Whether `more` on top of `used` goes over `limit` (`None`: unlimited). Asking for nothing
+/// more never does, even when `used` is already over.
+fn exceeds(used: u64, more: u64, limit: Option<u64>) -> bool {
+    more > 0 && limit.is_some_and(|limit| used.saturating_add(more) > limit)
+}
+
 /// Checks one process of an app in `space_guid` that will run `new` (memory MB, instances)
 /// while it counts `old` now (`(0, 0)` when it does not count yet: new, or its app stopped),
 /// with `pending` approved before it in the same change. `Err` holds Cloud Controller's
@@ -155,13 +161,11 @@ pub(crate) fn check_process(
     let space_used = space_usage(st, &q.space_guid);
     let org_used = org_usage(st, &q.org_guid);
     let over_memory = |used: Usage, spec: Option<&QuotaSpec>| {
-        more_memory > 0
-            && spec.and_then(|s| s.total_memory_mb).is_some_and(|limit| {
-                used.memory_mb
-                    .saturating_add(pending.memory_mb)
-                    .saturating_add(more_memory)
-                    > limit
-            })
+        exceeds(
+            used.memory_mb.saturating_add(pending.memory_mb),
+            more_memory,
+            spec.and_then(|s| s.total_memory_mb),
+        )
     };
     let over_instance_memory = |spec: Option<&QuotaSpec>| {
         (old == (0, 0) || new.0 > old.0)
@@ -170,13 +174,11 @@ pub(crate) fn check_process(
                 .is_some_and(|limit| new.0 > limit)
     };
     let over_instances = |used: Usage, spec: Option<&QuotaSpec>| {
-        more_instances > 0
-            && spec.and_then(|s| s.total_instances).is_some_and(|limit| {
-                used.instances
-                    .saturating_add(pending.instances)
-                    .saturating_add(more_instances)
-                    > limit
-            })
+        exceeds(
+            used.instances.saturating_add(pending.instances),
+            more_instances,
+            spec.and_then(|s| s.total_instances),
+        )
     };
     let mut errors = Vec::new();
     if over_memory(space_used, q.space) {
@@ -277,8 +279,7 @@ pub(crate) fn check_route(st: &State, space_guid: &str) -> Result<(), String> {
         return Ok(());
     };
     let full = |used: Usage, spec: Option<&QuotaSpec>| {
-        spec.and_then(|s| s.total_routes)
-            .is_some_and(|limit| used.routes.saturating_add(1) > limit)
+        exceeds(used.routes, 1, spec.and_then(|s| s.total_routes))
     };
     if full(space_usage(st, &q.space_guid), q.space) {
         return Err(format!(

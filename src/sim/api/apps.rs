@@ -6,15 +6,14 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State as AxState};
+use axum::extract::{Path, State as AxState};
 use axum::routing::get;
 use serde_json::{Value, json};
 
 use super::bits::{present_droplet, present_package};
 use super::{
-    ApiError, ApiResult, Q, accepted_job, check_space, created, href, merge_metadata, metadata, ok,
-    order, paginate, parse_json, required_name, selector_matches,
+    ApiError, ApiResult, JsonBody, Q, SharedState, accepted_job, check_space, created, href,
+    merge_metadata, metadata, ok, order, paginate, required_name, selector_matches,
 };
 use crate::sim::Shared;
 use crate::sim::instances;
@@ -89,8 +88,7 @@ pub(super) fn find_app<'a>(st: &'a State, guid: &str) -> Result<&'a App, ApiErro
     st.app(guid).ok_or_else(|| ApiError::not_found("App"))
 }
 
-async fn list_apps(AxState(s): AxState<Arc<Shared>>, RawQuery(raw): RawQuery) -> ApiResult {
-    let q = Q::parse(raw.as_deref());
+async fn list_apps(AxState(s): SharedState, q: Q) -> ApiResult {
     let mut items = Vec::new();
     let mut space_guids: Vec<String> = Vec::new();
     let (spaces, orgs) = {
@@ -128,7 +126,7 @@ async fn list_apps(AxState(s): AxState<Arc<Shared>>, RawQuery(raw): RawQuery) ->
     Ok(resp)
 }
 
-async fn get_app(AxState(s): AxState<Arc<Shared>>, Path(guid): Path<String>) -> ApiResult {
+async fn get_app(AxState(s): SharedState, Path(guid): Path<String>) -> ApiResult {
     let st = s.lock();
     ok(present_app(&s.base_url, find_app(&st, &guid)?))
 }
@@ -149,8 +147,7 @@ fn check_env(env: &serde_json::Map<String, Value>) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn create_app(AxState(s): AxState<Arc<Shared>>, body: Bytes) -> ApiResult {
-    let v = parse_json(&body)?;
+async fn create_app(AxState(s): SharedState, JsonBody(v): JsonBody) -> ApiResult {
     let name = required_name(&v)?;
     let space = v["relationships"]["space"]["data"]["guid"]
         .as_str()
@@ -201,11 +198,10 @@ async fn create_app(AxState(s): AxState<Arc<Shared>>, body: Bytes) -> ApiResult 
 }
 
 async fn update_app(
-    AxState(s): AxState<Arc<Shared>>,
+    AxState(s): SharedState,
     Path(guid): Path<String>,
-    body: Bytes,
+    JsonBody(v): JsonBody,
 ) -> ApiResult {
-    let v = parse_json(&body)?;
     let mut st = s.lock();
     let space = find_app(&st, &guid)?.space_guid.clone();
     if let Some(name) = v["name"].as_str() {
@@ -250,7 +246,7 @@ async fn update_app(
     ok(body)
 }
 
-async fn delete_app(AxState(s): AxState<Arc<Shared>>, Path(guid): Path<String>) -> ApiResult {
+async fn delete_app(AxState(s): SharedState, Path(guid): Path<String>) -> ApiResult {
     let job = {
         let mut st = s.lock();
         find_app(&st, &guid)?;
@@ -290,7 +286,7 @@ pub(crate) fn start_app(st: &mut State, guid: &str) -> Result<(), ApiError> {
 }
 
 async fn app_action(
-    AxState(s): AxState<Arc<Shared>>,
+    AxState(s): SharedState,
     Path((guid, action)): Path<(String, String)>,
 ) -> ApiResult {
     let mut st = s.lock();
@@ -335,17 +331,16 @@ fn env_vars_body(base: &str, a: &App) -> Value {
     })
 }
 
-async fn get_env_vars(AxState(s): AxState<Arc<Shared>>, Path(guid): Path<String>) -> ApiResult {
+async fn get_env_vars(AxState(s): SharedState, Path(guid): Path<String>) -> ApiResult {
     let st = s.lock();
     ok(env_vars_body(&s.base_url, find_app(&st, &guid)?))
 }
 
 async fn patch_env_vars(
-    AxState(s): AxState<Arc<Shared>>,
+    AxState(s): SharedState,
     Path(guid): Path<String>,
-    body: Bytes,
+    JsonBody(v): JsonBody,
 ) -> ApiResult {
-    let v = parse_json(&body)?;
     let vars = v["var"]
         .as_object()
         .ok_or_else(|| ApiError::unprocessable("Var must be an object"))?;
@@ -365,7 +360,7 @@ async fn patch_env_vars(
     ok(env_vars_body(&s.base_url, app))
 }
 
-async fn get_env(AxState(s): AxState<Arc<Shared>>, Path(guid): Path<String>) -> ApiResult {
+async fn get_env(AxState(s): SharedState, Path(guid): Path<String>) -> ApiResult {
     let st = s.lock();
     let app = find_app(&st, &guid)?;
     ok(json!({
@@ -395,12 +390,7 @@ fn feature(a: &App, name: &str) -> Option<Value> {
                 "enabled": a.features.get(name).copied().unwrap_or(false)}))
 }
 
-async fn list_features(
-    AxState(s): AxState<Arc<Shared>>,
-    Path(guid): Path<String>,
-    RawQuery(raw): RawQuery,
-) -> ApiResult {
-    let q = Q::parse(raw.as_deref());
+async fn list_features(AxState(s): SharedState, Path(guid): Path<String>, q: Q) -> ApiResult {
     let items: Vec<Value> = {
         let st = s.lock();
         let app = find_app(&st, &guid)?;
@@ -413,7 +403,7 @@ async fn list_features(
 }
 
 async fn get_feature(
-    AxState(s): AxState<Arc<Shared>>,
+    AxState(s): SharedState,
     Path((guid, name)): Path<(String, String)>,
 ) -> ApiResult {
     let st = s.lock();
@@ -423,11 +413,10 @@ async fn get_feature(
 }
 
 async fn patch_feature(
-    AxState(s): AxState<Arc<Shared>>,
+    AxState(s): SharedState,
     Path((guid, name)): Path<(String, String)>,
-    body: Bytes,
+    JsonBody(v): JsonBody,
 ) -> ApiResult {
-    let v = parse_json(&body)?;
     let enabled = v["enabled"]
         .as_bool()
         .ok_or_else(|| ApiError::unprocessable("Enabled must be a boolean"))?;
@@ -445,14 +434,14 @@ async fn patch_feature(
         .and_then(ok)
 }
 
-async fn ssh_enabled(AxState(s): AxState<Arc<Shared>>, Path(guid): Path<String>) -> ApiResult {
+async fn ssh_enabled(AxState(s): SharedState, Path(guid): Path<String>) -> ApiResult {
     let st = s.lock();
     let app = find_app(&st, &guid)?;
     let on = app.features.get("ssh").copied().unwrap_or(false);
     ok(json!({"enabled": on, "reason": if on { "" } else { "Disabled for this app" }}))
 }
 
-async fn current_droplet(AxState(s): AxState<Arc<Shared>>, Path(guid): Path<String>) -> ApiResult {
+async fn current_droplet(AxState(s): SharedState, Path(guid): Path<String>) -> ApiResult {
     let st = s.lock();
     let app = find_app(&st, &guid)?;
     let d = app
@@ -471,21 +460,17 @@ fn droplet_rel(base: &str, guid: &str, droplet: Option<&String>) -> Value {
     })
 }
 
-async fn get_current_droplet_rel(
-    AxState(s): AxState<Arc<Shared>>,
-    Path(guid): Path<String>,
-) -> ApiResult {
+async fn get_current_droplet_rel(AxState(s): SharedState, Path(guid): Path<String>) -> ApiResult {
     let st = s.lock();
     let app = find_app(&st, &guid)?;
     ok(droplet_rel(&s.base_url, &guid, app.droplet_guid.as_ref()))
 }
 
 async fn set_current_droplet(
-    AxState(s): AxState<Arc<Shared>>,
+    AxState(s): SharedState,
     Path(guid): Path<String>,
-    body: Bytes,
+    JsonBody(v): JsonBody,
 ) -> ApiResult {
-    let v = parse_json(&body)?;
     let droplet = v["data"]["guid"].as_str().unwrap_or("").to_string();
     let mut st = s.lock();
     find_app(&st, &guid)?;
@@ -516,12 +501,8 @@ async fn set_current_droplet(
     ok(droplet_rel(&s.base_url, &guid, Some(&droplet)))
 }
 
-async fn app_droplets(
-    AxState(s): AxState<Arc<Shared>>,
-    Path(guid): Path<String>,
-    RawQuery(raw): RawQuery,
-) -> ApiResult {
-    app_owned_page(&s, &guid, raw.as_deref(), "droplets", |st, q| {
+async fn app_droplets(AxState(s): SharedState, Path(guid): Path<String>, q: Q) -> ApiResult {
+    app_owned_page(&s, &guid, &q, "droplets", |st, q| {
         st.droplets
             .iter()
             .filter(|d| d.app_guid == guid && q.accepts("states", &d.state))
@@ -530,12 +511,8 @@ async fn app_droplets(
     })
 }
 
-async fn app_packages(
-    AxState(s): AxState<Arc<Shared>>,
-    Path(guid): Path<String>,
-    RawQuery(raw): RawQuery,
-) -> ApiResult {
-    app_owned_page(&s, &guid, raw.as_deref(), "packages", |st, q| {
+async fn app_packages(AxState(s): SharedState, Path(guid): Path<String>, q: Q) -> ApiResult {
+    app_owned_page(&s, &guid, &q, "packages", |st, q| {
         st.packages
             .iter()
             .filter(|p| p.app_guid == guid && q.accepts("states", &p.state))
@@ -549,18 +526,17 @@ async fn app_packages(
 fn app_owned_page(
     s: &Shared,
     guid: &str,
-    raw: Option<&str>,
+    q: &Q,
     what: &str,
     select: impl FnOnce(&State, &Q) -> Vec<Value>,
 ) -> ApiResult {
-    let q = Q::parse(raw);
     let mut items = {
         let st = s.lock();
         find_app(&st, guid)?;
-        select(&st, &q)
+        select(&st, q)
     };
-    order(&mut items, &q)?;
-    paginate(&s.base_url, &format!("/v3/apps/{guid}/{what}"), &q, items)
+    order(&mut items, q)?;
+    paginate(&s.base_url, &format!("/v3/apps/{guid}/{what}"), q, items)
 }
 
 /// The app as a manifest (`GET /v3/apps/:guid/manifest`), YAML like CC's `AppManifestPresenter`.
@@ -665,7 +641,7 @@ fn manifest_of(st: &State, app: &App) -> Value {
     json!({"applications": [Value::Object(entry)]})
 }
 
-async fn app_manifest(AxState(s): AxState<Arc<Shared>>, Path(guid): Path<String>) -> ApiResult {
+async fn app_manifest(AxState(s): SharedState, Path(guid): Path<String>) -> ApiResult {
     use axum::response::IntoResponse;
     let manifest = {
         let st = s.lock();

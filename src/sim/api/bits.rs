@@ -8,15 +8,15 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State as AxState};
+use axum::extract::{Path, State as AxState};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 use sha1::{Digest, Sha1};
 
 use super::{
-    ApiError, ApiResult, Q, created, href, merge_metadata, metadata, ok, order, paginate,
-    parse_json, selector_matches,
+    ApiError, ApiResult, JsonBody, Q, SharedState, created, href, merge_metadata, metadata, ok,
+    order, paginate, selector_matches,
 };
 use crate::sim::state::{Build, Droplet, FileEntry, Files, Package, State};
 use crate::sim::{Shared, staging};
@@ -159,8 +159,7 @@ fn parse_resource(r: &Value) -> Option<(String, String, u64, String)> {
     Some((path.to_string(), sha1.to_lowercase(), size, mode))
 }
 
-async fn resource_matches(AxState(s): AxState<Arc<Shared>>, body: Bytes) -> ApiResult {
-    let v = parse_json(&body)?;
+async fn resource_matches(AxState(s): SharedState, JsonBody(v): JsonBody) -> ApiResult {
     let list = v["resources"]
         .as_array()
         .ok_or_else(|| ApiError::unprocessable("Resources must be an array"))?;
@@ -183,8 +182,7 @@ async fn resource_matches(AxState(s): AxState<Arc<Shared>>, body: Bytes) -> ApiR
     created(json!({ "resources": matched }))
 }
 
-async fn list_packages(AxState(s): AxState<Arc<Shared>>, RawQuery(raw): RawQuery) -> ApiResult {
-    let q = Q::parse(raw.as_deref());
+async fn list_packages(AxState(s): SharedState, q: Q) -> ApiResult {
     let mut items = Vec::new();
     {
         let st = s.lock();
@@ -203,8 +201,7 @@ async fn list_packages(AxState(s): AxState<Arc<Shared>>, RawQuery(raw): RawQuery
     paginate(&s.base_url, "/v3/packages", &q, items)
 }
 
-async fn create_package(AxState(s): AxState<Arc<Shared>>, body: Bytes) -> ApiResult {
-    let v = parse_json(&body)?;
+async fn create_package(AxState(s): SharedState, JsonBody(v): JsonBody) -> ApiResult {
     let app_guid = v["relationships"]["app"]["data"]["guid"]
         .as_str()
         .unwrap_or("")
@@ -250,7 +247,7 @@ async fn create_package(AxState(s): AxState<Arc<Shared>>, body: Bytes) -> ApiRes
     created(body)
 }
 
-async fn get_package(AxState(s): AxState<Arc<Shared>>, Path(guid): Path<String>) -> ApiResult {
+async fn get_package(AxState(s): SharedState, Path(guid): Path<String>) -> ApiResult {
     let polls_needed = s.config.package_polls;
     let mut st = s.lock();
     let p = find_package_mut(&mut st, &guid)?;
@@ -382,7 +379,7 @@ fn read_zip(bytes: &[u8], max_unzipped: u64) -> Result<Vec<(String, Bytes, u32)>
 }
 
 async fn upload_package(
-    AxState(s): AxState<Arc<Shared>>,
+    AxState(s): SharedState,
     Path(guid): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -479,12 +476,7 @@ async fn upload_package(
     ok(present_package(&s.base_url, p))
 }
 
-async fn package_droplets(
-    AxState(s): AxState<Arc<Shared>>,
-    Path(guid): Path<String>,
-    RawQuery(raw): RawQuery,
-) -> ApiResult {
-    let q = Q::parse(raw.as_deref());
+async fn package_droplets(AxState(s): SharedState, Path(guid): Path<String>, q: Q) -> ApiResult {
     let items: Vec<Value> = {
         let st = s.lock();
         find_package(&st, &guid)?;
@@ -502,8 +494,7 @@ async fn package_droplets(
     )
 }
 
-async fn list_builds(AxState(s): AxState<Arc<Shared>>, RawQuery(raw): RawQuery) -> ApiResult {
-    let q = Q::parse(raw.as_deref());
+async fn list_builds(AxState(s): SharedState, q: Q) -> ApiResult {
     let mut items: Vec<Value> = {
         let st = s.lock();
         st.builds
@@ -520,8 +511,7 @@ async fn list_builds(AxState(s): AxState<Arc<Shared>>, RawQuery(raw): RawQuery) 
     paginate(&s.base_url, "/v3/builds", &q, items)
 }
 
-async fn create_build(AxState(s): AxState<Arc<Shared>>, body: Bytes) -> ApiResult {
-    let v = parse_json(&body)?;
+async fn create_build(AxState(s): SharedState, JsonBody(v): JsonBody) -> ApiResult {
     let package_guid = v["package"]["guid"].as_str().unwrap_or("").to_string();
     let build = {
         let mut st = s.lock();
@@ -577,7 +567,7 @@ async fn create_build(AxState(s): AxState<Arc<Shared>>, body: Bytes) -> ApiResul
     created(build.1)
 }
 
-async fn get_build(AxState(s): AxState<Arc<Shared>>, Path(guid): Path<String>) -> ApiResult {
+async fn get_build(AxState(s): SharedState, Path(guid): Path<String>) -> ApiResult {
     let st = s.lock();
     let b = st
         .builds
@@ -587,8 +577,7 @@ async fn get_build(AxState(s): AxState<Arc<Shared>>, Path(guid): Path<String>) -
     ok(present_build(&s.base_url, b))
 }
 
-async fn list_droplets(AxState(s): AxState<Arc<Shared>>, RawQuery(raw): RawQuery) -> ApiResult {
-    let q = Q::parse(raw.as_deref());
+async fn list_droplets(AxState(s): SharedState, q: Q) -> ApiResult {
     let mut items: Vec<Value> = {
         let st = s.lock();
         st.droplets
@@ -605,7 +594,7 @@ async fn list_droplets(AxState(s): AxState<Arc<Shared>>, RawQuery(raw): RawQuery
     paginate(&s.base_url, "/v3/droplets", &q, items)
 }
 
-async fn get_droplet(AxState(s): AxState<Arc<Shared>>, Path(guid): Path<String>) -> ApiResult {
+async fn get_droplet(AxState(s): SharedState, Path(guid): Path<String>) -> ApiResult {
     let st = s.lock();
     let d = st
         .droplet(&guid)

@@ -6,16 +6,15 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State as AxState};
+use axum::extract::{Path, State as AxState};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use super::{
-    ApiError, ApiResult, Q, created, href, merge_metadata, metadata, ok, order, paginate,
-    parse_json,
+    ApiError, ApiResult, JsonBody, Q, SharedState, created, href, merge_metadata, metadata, ok,
+    order, paginate,
 };
 use crate::sim::Shared;
 use crate::sim::deployments::{self as engine, NewDeployment};
@@ -197,8 +196,7 @@ fn parse_new(v: &Value) -> Result<NewDeployment, ApiError> {
     })
 }
 
-async fn create_deployment(AxState(s): AxState<Arc<Shared>>, body: Bytes) -> ApiResult {
-    let v = parse_json(&body)?;
+async fn create_deployment(AxState(s): SharedState, JsonBody(v): JsonBody) -> ApiResult {
     let new = parse_new(&v)?;
     let mut st = s.lock();
     let guid = engine::create(&mut st, new)?;
@@ -207,7 +205,7 @@ async fn create_deployment(AxState(s): AxState<Arc<Shared>>, body: Bytes) -> Api
     created(present_deployment(&s.base_url, d))
 }
 
-async fn get_deployment(AxState(s): AxState<Arc<Shared>>, Path(guid): Path<String>) -> ApiResult {
+async fn get_deployment(AxState(s): SharedState, Path(guid): Path<String>) -> ApiResult {
     let st = s.lock();
     let d = st
         .deployments
@@ -217,8 +215,7 @@ async fn get_deployment(AxState(s): AxState<Arc<Shared>>, Path(guid): Path<Strin
     ok(present_deployment(&s.base_url, d))
 }
 
-async fn list_deployments(AxState(s): AxState<Arc<Shared>>, RawQuery(raw): RawQuery) -> ApiResult {
-    let q = Q::parse(raw.as_deref());
+async fn list_deployments(AxState(s): SharedState, q: Q) -> ApiResult {
     let mut items: Vec<Value> = {
         let st = s.lock();
         st.deployments
@@ -239,7 +236,7 @@ async fn list_deployments(AxState(s): AxState<Arc<Shared>>, RawQuery(raw): RawQu
 }
 
 async fn deployment_action(
-    AxState(s): AxState<Arc<Shared>>,
+    AxState(s): SharedState,
     Path((guid, action)): Path<(String, String)>,
 ) -> ApiResult {
     let mut st = s.lock();

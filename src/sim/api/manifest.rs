@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use super::processes::{apply_check, apply_scale};
 use super::routes::{create_route, map_route};
 use super::services::bind;
-use super::{ApiError, ApiResult, accepted_job, created, merge_metadata};
+use super::{ApiError, ApiResult, SharedState, accepted_job, created, merge_metadata};
 use crate::sim::Shared;
 use crate::sim::state::{App, JobOutcome, State};
 use crate::sim::util::{parse_megabytes, random_u64};
@@ -459,26 +459,29 @@ fn apply_routes(
     } else if !app_has_routes(st, app)
         && (a["random-route"].as_bool() == Some(true) || a["default-route"].as_bool() == Some(true))
     {
-        map_default_route(st, space, org, app, a)?;
+        let name = a["name"].as_str().unwrap_or("");
+        let random = a["random-route"].as_bool() == Some(true);
+        map_default_route(st, space, org, app, name, random)?;
     }
     Ok(())
 }
 
-/// Maps the app's default route (`<name>.<default domain>`, or with `random-route` two
+/// Maps the default route of app `name` (`<name>.<default domain>`, or with `random` two
 /// random words appended), creating it if needed.
 fn map_default_route(
     st: &mut State,
     space: &str,
     org: &str,
     app: &str,
-    a: &Value,
+    name: &str,
+    random: bool,
 ) -> Result<(), String> {
     let domain = st
         .default_domain(org)
         .map(|d| d.meta.guid.clone())
         .ok_or_else(|| "No default domains available".to_string())?;
-    let base = a["name"].as_str().unwrap_or("").to_lowercase();
-    let host = if a["random-route"].as_bool() == Some(true) {
+    let base = name.to_lowercase();
+    let host = if random {
         let w = |n: u64| WORDS[(n % WORDS.len() as u64) as usize];
         format!("{base}-{}-{}", w(random_u64()), w(random_u64()))
     } else {
@@ -540,7 +543,7 @@ fn bind_services(st: &mut State, space: &str, app: &str, a: &Value) -> Result<()
 }
 
 async fn apply_manifest(
-    AxState(s): AxState<Arc<Shared>>,
+    AxState(s): SharedState,
     Path(space): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -597,7 +600,7 @@ async fn apply_manifest(
 }
 
 async fn manifest_diff(
-    AxState(s): AxState<Arc<Shared>>,
+    AxState(s): SharedState,
     Path(space): Path<String>,
     headers: HeaderMap,
     body: Bytes,

@@ -7,7 +7,7 @@
 //! other bodies by [`MAX_BODY_BYTES`], public ones by [`MAX_PUBLIC_BODY_BYTES`] (413 beyond).
 //! The call log masks bodies as a `CF_TRACE` dump does.
 //!
-//! Depends on: `state`, `uaa`, `faults`, `cf::trace` (body masking). Must not: hold the state
+//! Depends on: `state`, `uaa`, `fault_switches`, `cf::trace` (body masking). Must not: hold the state
 //! lock across an `.await`.
 
 mod apps;
@@ -26,7 +26,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State as AxState};
+use axum::extract::{FromRequest, FromRequestParts, Request, State as AxState};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -202,6 +203,26 @@ pub(crate) fn accepted_job(base: &str, job_guid: &str) -> ApiResult {
     Ok(resp)
 }
 
+/// The state every handler takes: the simulator the request reached.
+pub(crate) type SharedState = AxState<Arc<Shared>>;
+
+/// A request body read as CC reads a JSON body (see [`parse_json`]): a handler that takes it
+/// answers CC's 400 `CF-MessageParseError` before it runs when the body is not a JSON object.
+pub(crate) struct JsonBody(pub Value);
+
+impl<S: Send + Sync> FromRequest<S> for JsonBody {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Response> {
+        let body = Bytes::from_request(req, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        parse_json(&body)
+            .map(JsonBody)
+            .map_err(IntoResponse::into_response)
+    }
+}
+
 /// Parses a JSON request body; an empty body is `{}`.
 pub(crate) fn parse_json(body: &Bytes) -> Result<Value, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
@@ -270,6 +291,15 @@ pub(crate) fn merge_metadata(m: &mut super::state::Meta, body: &Value) {
 /// A parsed query string.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Q(Vec<(String, String)>);
+
+/// A handler takes the request's query as a `Q` (never refused).
+impl<S: Send + Sync> FromRequestParts<S> for Q {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Q::parse(parts.uri.query()))
+    }
+}
 
 impl Q {
     pub fn parse(raw: Option<&str>) -> Q {
@@ -557,7 +587,7 @@ async fn read_body(body: Body, declared: Option<u64>, limit: usize) -> Result<By
 /// Every API request passes here: the admin API checks the admin's token; the rest meet the
 /// outage, rate-limit and failing-call faults, authentication and the body limits, get their
 /// `X-Vcap-Request-Id` and `X-Cf-Warnings`, and go into the call log.
-async fn middleware(AxState(s): AxState<Arc<Shared>>, req: Request, next: Next) -> Response {
+async fn middleware(AxState(s): SharedState, req: Request, next: Next) -> Response {
     let path = req.uri().path().to_string();
     if path.starts_with("/_sim") {
         return admin_only(&s, req, next).await;

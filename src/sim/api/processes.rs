@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State as AxState};
+use axum::extract::{Path, State as AxState};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
@@ -15,8 +15,8 @@ use serde_json::{Value, json};
 
 use super::apps::find_app;
 use super::{
-    ApiError, ApiResult, Q, href, merge_metadata, metadata, ok, order, paginate, parse_json,
-    selector_matches,
+    ApiError, ApiResult, JsonBody, Q, SharedState, href, merge_metadata, metadata, ok, order,
+    paginate, parse_json, selector_matches,
 };
 use crate::sim::Shared;
 use crate::sim::instances;
@@ -107,8 +107,7 @@ fn find_typed(st: &State, app: &str, kind: &str) -> Result<String, ApiError> {
         .ok_or_else(|| ApiError::not_found("Process"))
 }
 
-async fn list_processes(AxState(s): AxState<Arc<Shared>>, RawQuery(raw): RawQuery) -> ApiResult {
-    let q = Q::parse(raw.as_deref());
+async fn list_processes(AxState(s): SharedState, q: Q) -> ApiResult {
     let mut items = Vec::new();
     {
         let st = s.lock();
@@ -131,12 +130,7 @@ async fn list_processes(AxState(s): AxState<Arc<Shared>>, RawQuery(raw): RawQuer
     paginate(&s.base_url, "/v3/processes", &q, items)
 }
 
-async fn app_processes(
-    AxState(s): AxState<Arc<Shared>>,
-    Path(guid): Path<String>,
-    RawQuery(raw): RawQuery,
-) -> ApiResult {
-    let q = Q::parse(raw.as_deref());
+async fn app_processes(AxState(s): SharedState, Path(guid): Path<String>, q: Q) -> ApiResult {
     let items: Vec<Value> = {
         let st = s.lock();
         find_app(&st, &guid)?;
@@ -154,7 +148,7 @@ async fn app_processes(
     )
 }
 
-async fn get_process(AxState(s): AxState<Arc<Shared>>, Path(guid): Path<String>) -> ApiResult {
+async fn get_process(AxState(s): SharedState, Path(guid): Path<String>) -> ApiResult {
     let st = s.lock();
     ok(present_process(
         &s.base_url,
@@ -165,7 +159,7 @@ async fn get_process(AxState(s): AxState<Arc<Shared>>, Path(guid): Path<String>)
 }
 
 async fn app_process(
-    AxState(s): AxState<Arc<Shared>>,
+    AxState(s): SharedState,
     Path((app, kind)): Path<(String, String)>,
 ) -> ApiResult {
     let st = s.lock();
@@ -223,11 +217,10 @@ pub(crate) fn apply_check(h: &mut HealthCheck, v: &Value, liveness: bool) -> Res
 }
 
 async fn update_process(
-    AxState(s): AxState<Arc<Shared>>,
+    AxState(s): SharedState,
     Path(guid): Path<String>,
-    body: Bytes,
+    JsonBody(v): JsonBody,
 ) -> ApiResult {
-    let v = parse_json(&body)?;
     let mut st = s.lock();
     find_process(&st, &guid)?;
     let p = st
@@ -302,12 +295,11 @@ pub(crate) fn apply_scale(p: &mut Process, v: &Value) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn scale(s: &Shared, guid: &str, body: &Bytes) -> ApiResult {
-    let v = parse_json(body)?;
+fn scale(s: &Shared, guid: &str, v: &Value) -> ApiResult {
     let mut st = s.lock();
     let before = find_process(&st, guid)?.clone();
     let mut updated = before.clone();
-    apply_scale(&mut updated, &v)?;
+    apply_scale(&mut updated, v)?;
     crate::sim::quotas::check_scale(&st, &before, &updated).map_err(ApiError::unprocessable)?;
     if let Some(p) = st.process_mut(guid) {
         *p = updated;
@@ -318,20 +310,20 @@ fn scale(s: &Shared, guid: &str, body: &Bytes) -> ApiResult {
 }
 
 async fn scale_process(
-    AxState(s): AxState<Arc<Shared>>,
+    AxState(s): SharedState,
     Path(guid): Path<String>,
-    body: Bytes,
+    JsonBody(v): JsonBody,
 ) -> ApiResult {
-    scale(&s, &guid, &body)
+    scale(&s, &guid, &v)
 }
 
 async fn app_process_scale(
-    AxState(s): AxState<Arc<Shared>>,
+    AxState(s): SharedState,
     Path((app, kind)): Path<(String, String)>,
     body: Bytes,
 ) -> ApiResult {
     let guid = find_typed(&s.lock(), &app, &kind)?;
-    scale(&s, &guid, &body)
+    scale(&s, &guid, &parse_json(&body)?)
 }
 
 /// The stats resources of a process.
@@ -384,14 +376,14 @@ pub(crate) fn stats(st: &State, p: &Process) -> Vec<Value> {
         .collect()
 }
 
-async fn process_stats(AxState(s): AxState<Arc<Shared>>, Path(guid): Path<String>) -> ApiResult {
+async fn process_stats(AxState(s): SharedState, Path(guid): Path<String>) -> ApiResult {
     let st = s.lock();
     let p = find_process(&st, &guid)?;
     ok(json!({ "resources": stats(&st, p) }))
 }
 
 async fn app_process_stats(
-    AxState(s): AxState<Arc<Shared>>,
+    AxState(s): SharedState,
     Path((app, kind)): Path<(String, String)>,
 ) -> ApiResult {
     let st = s.lock();
@@ -399,12 +391,7 @@ async fn app_process_stats(
     ok(json!({ "resources": stats(&st, find_process(&st, &guid)?) }))
 }
 
-async fn sidecars(
-    AxState(s): AxState<Arc<Shared>>,
-    Path(guid): Path<String>,
-    RawQuery(raw): RawQuery,
-) -> ApiResult {
-    let q = Q::parse(raw.as_deref());
+async fn sidecars(AxState(s): SharedState, Path(guid): Path<String>, q: Q) -> ApiResult {
     find_process(&s.lock(), &guid)?;
     paginate(
         &s.base_url,
@@ -415,7 +402,7 @@ async fn sidecars(
 }
 
 async fn kill_instance(
-    AxState(s): AxState<Arc<Shared>>,
+    AxState(s): SharedState,
     Path((app, kind, index)): Path<(String, String, u32)>,
 ) -> ApiResult {
     let mut st = s.lock();

@@ -7,11 +7,11 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Path, RawQuery, State as AxState};
+use axum::extract::{Path, State as AxState};
 use axum::routing::get;
 use serde_json::{Value, json};
 
-use super::{ApiError, ApiResult, Q, href, ok, paginate};
+use super::{ApiError, ApiResult, Q, SharedState, href, ok, paginate};
 use crate::sim::Shared;
 use crate::sim::quotas::{Usage, org_usage, space_usage};
 use crate::sim::state::{Quota, State};
@@ -82,8 +82,7 @@ fn present_org_quota(base: &str, st: &State, q: &Quota) -> Value {
     })
 }
 
-async fn list_space_quotas(AxState(s): AxState<Arc<Shared>>, RawQuery(raw): RawQuery) -> ApiResult {
-    let q = Q::parse(raw.as_deref());
+async fn list_space_quotas(AxState(s): SharedState, q: Q) -> ApiResult {
     let items: Vec<Value> = {
         let st = s.lock();
         st.quotas
@@ -106,7 +105,7 @@ async fn list_space_quotas(AxState(s): AxState<Arc<Shared>>, RawQuery(raw): RawQ
     paginate(&s.base_url, "/v3/space_quotas", &q, items)
 }
 
-async fn get_space_quota(AxState(s): AxState<Arc<Shared>>, Path(guid): Path<String>) -> ApiResult {
+async fn get_space_quota(AxState(s): SharedState, Path(guid): Path<String>) -> ApiResult {
     let st = s.lock();
     let q = st
         .quotas
@@ -116,8 +115,7 @@ async fn get_space_quota(AxState(s): AxState<Arc<Shared>>, Path(guid): Path<Stri
     ok(present_space_quota(&s.base_url, &st, q))
 }
 
-async fn list_org_quotas(AxState(s): AxState<Arc<Shared>>, RawQuery(raw): RawQuery) -> ApiResult {
-    let q = Q::parse(raw.as_deref());
+async fn list_org_quotas(AxState(s): SharedState, q: Q) -> ApiResult {
     let items: Vec<Value> = {
         let st = s.lock();
         st.quotas
@@ -139,7 +137,7 @@ async fn list_org_quotas(AxState(s): AxState<Arc<Shared>>, RawQuery(raw): RawQue
     paginate(&s.base_url, "/v3/organization_quotas", &q, items)
 }
 
-async fn get_org_quota(AxState(s): AxState<Arc<Shared>>, Path(guid): Path<String>) -> ApiResult {
+async fn get_org_quota(AxState(s): SharedState, Path(guid): Path<String>) -> ApiResult {
     let st = s.lock();
     let q = st
         .quotas
@@ -157,10 +155,7 @@ fn summary(u: Usage) -> Value {
     })
 }
 
-async fn space_usage_summary(
-    AxState(s): AxState<Arc<Shared>>,
-    Path(guid): Path<String>,
-) -> ApiResult {
+async fn space_usage_summary(AxState(s): SharedState, Path(guid): Path<String>) -> ApiResult {
     let st = s.lock();
     let sp = st
         .space(&guid)
@@ -173,10 +168,7 @@ async fn space_usage_summary(
     }))
 }
 
-async fn org_usage_summary(
-    AxState(s): AxState<Arc<Shared>>,
-    Path(guid): Path<String>,
-) -> ApiResult {
+async fn org_usage_summary(AxState(s): SharedState, Path(guid): Path<String>) -> ApiResult {
     let st = s.lock();
     if !st.orgs.iter().any(|o| o.meta.guid == guid) {
         return Err(ApiError::not_found("Organization"));

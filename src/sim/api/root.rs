@@ -9,12 +9,12 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State as AxState};
+use axum::extract::{Path, State as AxState};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use super::telemetry::unavailable;
-use super::{ApiError, ApiResult, Q, href, metadata, ok, paginate, parse_json};
+use super::{ApiError, ApiResult, Q, SharedState, href, metadata, ok, paginate, parse_json};
 use crate::sim::Shared;
 use crate::sim::fault_switches::{OptionalApi, Unavailable};
 use crate::sim::state::{Domain, JobOutcome, State};
@@ -48,7 +48,7 @@ pub(super) fn routes() -> Router<Arc<Shared>> {
         )
 }
 
-async fn root(AxState(s): AxState<Arc<Shared>>) -> ApiResult {
+async fn root(AxState(s): SharedState) -> ApiResult {
     let b = &s.base_url;
     let absent = |api| unavailable(&s, api) == Some(Unavailable::Absent);
     let policy = if absent(OptionalApi::NetworkPolicy) {
@@ -79,7 +79,7 @@ async fn root(AxState(s): AxState<Arc<Shared>>) -> ApiResult {
     }}))
 }
 
-async fn v3(AxState(s): AxState<Arc<Shared>>) -> ApiResult {
+async fn v3(AxState(s): SharedState) -> ApiResult {
     let mut links = serde_json::Map::new();
     links.insert("self".into(), href(format!("{}/v3", s.base_url)));
     for name in [
@@ -104,7 +104,7 @@ async fn v3(AxState(s): AxState<Arc<Shared>>) -> ApiResult {
     ok(json!({ "links": links }))
 }
 
-async fn info(AxState(s): AxState<Arc<Shared>>) -> ApiResult {
+async fn info(AxState(s): SharedState) -> ApiResult {
     ok(json!({
         "build": "cf-zero-downtime-sim", "cli_version": {"minimum": "6.22.0", "recommended": "latest"},
         "custom": {}, "description": "Local Cloud Foundry simulator", "name": "cf-zero-downtime sim",
@@ -128,8 +128,7 @@ fn present_org(s: &Shared, o: &crate::sim::state::Org) -> Value {
     })
 }
 
-async fn list_orgs(AxState(s): AxState<Arc<Shared>>, RawQuery(raw): RawQuery) -> ApiResult {
-    let q = Q::parse(raw.as_deref());
+async fn list_orgs(AxState(s): SharedState, q: Q) -> ApiResult {
     let items: Vec<Value> = {
         let st = s.lock();
         st.orgs
@@ -141,7 +140,7 @@ async fn list_orgs(AxState(s): AxState<Arc<Shared>>, RawQuery(raw): RawQuery) ->
     paginate(&s.base_url, "/v3/organizations", &q, items)
 }
 
-async fn get_org(AxState(s): AxState<Arc<Shared>>, Path(guid): Path<String>) -> ApiResult {
+async fn get_org(AxState(s): SharedState, Path(guid): Path<String>) -> ApiResult {
     let st = s.lock();
     let o = st
         .orgs
@@ -165,8 +164,7 @@ fn present_space(s: &Shared, sp: &crate::sim::state::Space) -> Value {
     })
 }
 
-async fn list_spaces(AxState(s): AxState<Arc<Shared>>, RawQuery(raw): RawQuery) -> ApiResult {
-    let q = Q::parse(raw.as_deref());
+async fn list_spaces(AxState(s): SharedState, q: Q) -> ApiResult {
     let (items, orgs): (Vec<Value>, Vec<Value>) = {
         let st = s.lock();
         let spaces: Vec<&crate::sim::state::Space> = st
@@ -235,7 +233,7 @@ pub(super) fn spaces_and_orgs(
     (spaces.iter().map(|sp| present_space(s, sp)).collect(), orgs)
 }
 
-async fn get_space(AxState(s): AxState<Arc<Shared>>, Path(guid): Path<String>) -> ApiResult {
+async fn get_space(AxState(s): SharedState, Path(guid): Path<String>) -> ApiResult {
     let st = s.lock();
     let sp = st
         .space(&guid)
@@ -269,13 +267,12 @@ fn domain_list(s: &Shared, st: &State, q: &Q) -> Vec<Value> {
         .collect()
 }
 
-async fn list_domains(AxState(s): AxState<Arc<Shared>>, RawQuery(raw): RawQuery) -> ApiResult {
-    let q = Q::parse(raw.as_deref());
+async fn list_domains(AxState(s): SharedState, q: Q) -> ApiResult {
     let items = domain_list(&s, &s.lock(), &q);
     paginate(&s.base_url, "/v3/domains", &q, items)
 }
 
-async fn get_domain(AxState(s): AxState<Arc<Shared>>, Path(guid): Path<String>) -> ApiResult {
+async fn get_domain(AxState(s): SharedState, Path(guid): Path<String>) -> ApiResult {
     let st = s.lock();
     let d = st
         .domain(&guid)
@@ -283,12 +280,7 @@ async fn get_domain(AxState(s): AxState<Arc<Shared>>, Path(guid): Path<String>) 
     ok(present_domain(&s, d))
 }
 
-async fn org_domains(
-    AxState(s): AxState<Arc<Shared>>,
-    Path(guid): Path<String>,
-    RawQuery(raw): RawQuery,
-) -> ApiResult {
-    let q = Q::parse(raw.as_deref());
+async fn org_domains(AxState(s): SharedState, Path(guid): Path<String>, q: Q) -> ApiResult {
     let items = {
         let st = s.lock();
         if !st.orgs.iter().any(|o| o.meta.guid == guid) {
@@ -304,10 +296,7 @@ async fn org_domains(
     )
 }
 
-async fn org_default_domain(
-    AxState(s): AxState<Arc<Shared>>,
-    Path(guid): Path<String>,
-) -> ApiResult {
+async fn org_default_domain(AxState(s): SharedState, Path(guid): Path<String>) -> ApiResult {
     let st = s.lock();
     let d = st
         .default_domain(&guid)
@@ -315,7 +304,7 @@ async fn org_default_domain(
     ok(present_domain(&s, d))
 }
 
-async fn get_job(AxState(s): AxState<Arc<Shared>>, Path(guid): Path<String>) -> ApiResult {
+async fn get_job(AxState(s): SharedState, Path(guid): Path<String>) -> ApiResult {
     let polls_needed = s.config.job_polls;
     let mut st = s.lock();
     let job = st
@@ -382,11 +371,10 @@ fn policy_refused(s: &Shared) -> Option<ApiResult> {
     }))
 }
 
-async fn list_policies(AxState(s): AxState<Arc<Shared>>, RawQuery(raw): RawQuery) -> ApiResult {
+async fn list_policies(AxState(s): SharedState, q: Q) -> ApiResult {
     if let Some(r) = policy_refused(&s) {
         return r;
     }
-    let q = Q::parse(raw.as_deref());
     let st = s.lock();
     let ids = q.list("id");
     let policies: Vec<Value> = st
@@ -405,7 +393,7 @@ async fn list_policies(AxState(s): AxState<Arc<Shared>>, RawQuery(raw): RawQuery
     ok(json!({"total_policies": policies.len(), "policies": policies}))
 }
 
-async fn create_policies(AxState(s): AxState<Arc<Shared>>, body: Bytes) -> ApiResult {
+async fn create_policies(AxState(s): SharedState, body: Bytes) -> ApiResult {
     if let Some(r) = policy_refused(&s) {
         return r;
     }
@@ -427,7 +415,7 @@ async fn create_policies(AxState(s): AxState<Arc<Shared>>, body: Bytes) -> ApiRe
     ok(json!({}))
 }
 
-async fn delete_policies(AxState(s): AxState<Arc<Shared>>, body: Bytes) -> ApiResult {
+async fn delete_policies(AxState(s): SharedState, body: Bytes) -> ApiResult {
     if let Some(r) = policy_refused(&s) {
         return r;
     }

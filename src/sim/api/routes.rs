@@ -5,8 +5,7 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State as AxState};
+use axum::extract::{Path, State as AxState};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, patch};
@@ -15,8 +14,8 @@ use serde_json::{Value, json};
 use super::apps::find_app;
 use super::root::present_domain;
 use super::{
-    ApiError, ApiResult, Q, accepted_job, check_space, created, href, merge_metadata, metadata, ok,
-    paginate, parse_json, selector_matches,
+    ApiError, ApiResult, JsonBody, Q, SharedState, accepted_job, check_space, created, href,
+    merge_metadata, metadata, ok, paginate, selector_matches,
 };
 use crate::sim::Shared;
 use crate::sim::state::{Destination, JobOutcome, Route, State};
@@ -141,17 +140,13 @@ async fn route_list(s: &Shared, path: &str, q: Q, app: Option<&str>) -> ApiResul
     Ok(resp)
 }
 
-async fn list_routes(AxState(s): AxState<Arc<Shared>>, RawQuery(raw): RawQuery) -> ApiResult {
-    route_list(&s, "/v3/routes", Q::parse(raw.as_deref()), None).await
+async fn list_routes(AxState(s): SharedState, q: Q) -> ApiResult {
+    route_list(&s, "/v3/routes", q, None).await
 }
 
-async fn app_routes(
-    AxState(s): AxState<Arc<Shared>>,
-    Path(guid): Path<String>,
-    RawQuery(raw): RawQuery,
-) -> ApiResult {
+async fn app_routes(AxState(s): SharedState, Path(guid): Path<String>, q: Q) -> ApiResult {
     let path = format!("/v3/apps/{guid}/routes");
-    route_list(&s, &path, Q::parse(raw.as_deref()), Some(&guid)).await
+    route_list(&s, &path, q, Some(&guid)).await
 }
 
 fn valid_host(h: &str) -> bool {
@@ -314,8 +309,7 @@ pub(crate) fn map_route(
     Ok(())
 }
 
-async fn create_route_handler(AxState(s): AxState<Arc<Shared>>, body: Bytes) -> ApiResult {
-    let v = parse_json(&body)?;
+async fn create_route_handler(AxState(s): SharedState, JsonBody(v): JsonBody) -> ApiResult {
     let space = v["relationships"]["space"]["data"]["guid"]
         .as_str()
         .unwrap_or("")
@@ -338,18 +332,17 @@ async fn create_route_handler(AxState(s): AxState<Arc<Shared>>, body: Bytes) -> 
     created(present_route(&s.base_url, &st, r))
 }
 
-async fn get_route(AxState(s): AxState<Arc<Shared>>, Path(guid): Path<String>) -> ApiResult {
+async fn get_route(AxState(s): SharedState, Path(guid): Path<String>) -> ApiResult {
     let st = s.lock();
     let r = find_route(&st, &guid)?;
     ok(present_route(&s.base_url, &st, r))
 }
 
 async fn update_route(
-    AxState(s): AxState<Arc<Shared>>,
+    AxState(s): SharedState,
     Path(guid): Path<String>,
-    body: Bytes,
+    JsonBody(v): JsonBody,
 ) -> ApiResult {
-    let v = parse_json(&body)?;
     let mut st = s.lock();
     let r = find_route_mut(&mut st, &guid)?;
     merge_metadata(&mut r.meta, &v);
@@ -361,7 +354,7 @@ async fn update_route(
     ok(present_route(&s.base_url, &st, r))
 }
 
-async fn delete_route(AxState(s): AxState<Arc<Shared>>, Path(guid): Path<String>) -> ApiResult {
+async fn delete_route(AxState(s): SharedState, Path(guid): Path<String>) -> ApiResult {
     let job = {
         let mut st = s.lock();
         find_route(&st, &guid)?;
@@ -372,11 +365,10 @@ async fn delete_route(AxState(s): AxState<Arc<Shared>>, Path(guid): Path<String>
 }
 
 async fn delete_unmapped_routes(
-    AxState(s): AxState<Arc<Shared>>,
+    AxState(s): SharedState,
     Path(guid): Path<String>,
-    RawQuery(raw): RawQuery,
+    q: Q,
 ) -> ApiResult {
-    let q = Q::parse(raw.as_deref());
     if q.get("unmapped") != Some("true") {
         return Err(ApiError::bad_query(
             "Mass delete not supported for routes. Use 'unmapped=true' parameter to delete all unmapped routes.",
@@ -402,12 +394,7 @@ fn destinations_body(base: &str, r: &Route) -> Value {
     })
 }
 
-async fn list_destinations(
-    AxState(s): AxState<Arc<Shared>>,
-    Path(guid): Path<String>,
-    RawQuery(raw): RawQuery,
-) -> ApiResult {
-    let q = Q::parse(raw.as_deref());
+async fn list_destinations(AxState(s): SharedState, Path(guid): Path<String>, q: Q) -> ApiResult {
     let st = s.lock();
     let r = find_route(&st, &guid)?;
     let mut r = r.clone();
@@ -437,32 +424,31 @@ fn add_destinations(st: &mut State, guid: &str, v: &Value) -> Result<(), ApiErro
 }
 
 async fn insert_destinations(
-    AxState(s): AxState<Arc<Shared>>,
+    AxState(s): SharedState,
     Path(guid): Path<String>,
-    body: Bytes,
+    JsonBody(v): JsonBody,
 ) -> ApiResult {
-    set_destinations(&s, &guid, &body, false)
+    set_destinations(&s, &guid, &v, false)
 }
 
 async fn replace_destinations(
-    AxState(s): AxState<Arc<Shared>>,
+    AxState(s): SharedState,
     Path(guid): Path<String>,
-    body: Bytes,
+    JsonBody(v): JsonBody,
 ) -> ApiResult {
-    set_destinations(&s, &guid, &body, true)
+    set_destinations(&s, &guid, &v, true)
 }
 
 /// Adds the body's destinations to a route (after removing its old ones when `replace`), all or
 /// none: on an error the routes are as they were. Answers all destinations of the route.
-fn set_destinations(s: &Shared, guid: &str, body: &Bytes, replace: bool) -> ApiResult {
-    let v = parse_json(body)?;
+fn set_destinations(s: &Shared, guid: &str, v: &Value, replace: bool) -> ApiResult {
     let mut st = s.lock();
     find_route(&st, guid)?;
     let before = st.routes.clone();
     if replace {
         find_route_mut(&mut st, guid)?.destinations.clear();
     }
-    if let Err(e) = add_destinations(&mut st, guid, &v) {
+    if let Err(e) = add_destinations(&mut st, guid, v) {
         st.routes = before;
         return Err(e);
     }
@@ -471,7 +457,7 @@ fn set_destinations(s: &Shared, guid: &str, body: &Bytes, replace: bool) -> ApiR
 }
 
 async fn delete_destination(
-    AxState(s): AxState<Arc<Shared>>,
+    AxState(s): SharedState,
     Path((guid, dguid)): Path<(String, String)>,
 ) -> ApiResult {
     let mut st = s.lock();
@@ -488,11 +474,10 @@ async fn delete_destination(
 }
 
 async fn update_destination(
-    AxState(s): AxState<Arc<Shared>>,
+    AxState(s): SharedState,
     Path((guid, dguid)): Path<(String, String)>,
-    body: Bytes,
+    JsonBody(v): JsonBody,
 ) -> ApiResult {
-    let v = parse_json(&body)?;
     let mut st = s.lock();
     let r = find_route_mut(&mut st, &guid)?;
     let d = r

@@ -6,16 +6,15 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State as AxState};
+use axum::extract::{Path, State as AxState};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use serde_json::{Value, json};
 
 use super::{
-    ApiError, ApiResult, Q, check_space, created, href, merge_metadata, metadata, ok, paginate,
-    parse_json, required_name, selector_matches,
+    ApiError, ApiResult, JsonBody, Q, SharedState, check_space, created, href, merge_metadata,
+    metadata, ok, paginate, required_name, selector_matches,
 };
 use crate::sim::Shared;
 use crate::sim::state::{Binding, ServiceInstance, State};
@@ -65,8 +64,7 @@ fn present_instance(base: &str, si: &ServiceInstance) -> Value {
     })
 }
 
-async fn list_instances(AxState(s): AxState<Arc<Shared>>, RawQuery(raw): RawQuery) -> ApiResult {
-    let q = Q::parse(raw.as_deref());
+async fn list_instances(AxState(s): SharedState, q: Q) -> ApiResult {
     let mut items = Vec::new();
     {
         let st = s.lock();
@@ -84,7 +82,7 @@ async fn list_instances(AxState(s): AxState<Arc<Shared>>, RawQuery(raw): RawQuer
     paginate(&s.base_url, "/v3/service_instances", &q, items)
 }
 
-async fn get_instance(AxState(s): AxState<Arc<Shared>>, Path(guid): Path<String>) -> ApiResult {
+async fn get_instance(AxState(s): SharedState, Path(guid): Path<String>) -> ApiResult {
     let st = s.lock();
     let si = st
         .service_instance(&guid)
@@ -92,8 +90,7 @@ async fn get_instance(AxState(s): AxState<Arc<Shared>>, Path(guid): Path<String>
     ok(present_instance(&s.base_url, si))
 }
 
-async fn create_instance(AxState(s): AxState<Arc<Shared>>, body: Bytes) -> ApiResult {
-    let v = parse_json(&body)?;
+async fn create_instance(AxState(s): SharedState, JsonBody(v): JsonBody) -> ApiResult {
     if v["type"].as_str() != Some("user-provided") {
         return Err(ApiError::unprocessable(
             "The simulator offers user-provided service instances only",
@@ -136,7 +133,7 @@ async fn create_instance(AxState(s): AxState<Arc<Shared>>, body: Bytes) -> ApiRe
     created(out)
 }
 
-async fn delete_instance(AxState(s): AxState<Arc<Shared>>, Path(guid): Path<String>) -> ApiResult {
+async fn delete_instance(AxState(s): SharedState, Path(guid): Path<String>) -> ApiResult {
     let mut st = s.lock();
     if !st.service_instances.iter().any(|i| i.meta.guid == guid) {
         return Err(ApiError::not_found("Service instance"));
@@ -167,8 +164,7 @@ fn present_binding(base: &str, b: &Binding) -> Value {
     })
 }
 
-async fn list_bindings(AxState(s): AxState<Arc<Shared>>, RawQuery(raw): RawQuery) -> ApiResult {
-    let q = Q::parse(raw.as_deref());
+async fn list_bindings(AxState(s): SharedState, q: Q) -> ApiResult {
     let mut items = Vec::new();
     {
         let st = s.lock();
@@ -220,8 +216,7 @@ pub(crate) fn bind(
     Ok(guid)
 }
 
-async fn create_binding(AxState(s): AxState<Arc<Shared>>, body: Bytes) -> ApiResult {
-    let v = parse_json(&body)?;
+async fn create_binding(AxState(s): SharedState, JsonBody(v): JsonBody) -> ApiResult {
     if v["type"].as_str() != Some("app") {
         return Err(ApiError::unprocessable(
             "The simulator supports bindings of type 'app' only",
@@ -262,20 +257,20 @@ fn find_binding<'a>(st: &'a State, guid: &str) -> Result<&'a Binding, ApiError> 
         .ok_or_else(|| ApiError::not_found("Service credential binding"))
 }
 
-async fn get_binding(AxState(s): AxState<Arc<Shared>>, Path(guid): Path<String>) -> ApiResult {
+async fn get_binding(AxState(s): SharedState, Path(guid): Path<String>) -> ApiResult {
     let st = s.lock();
     let b = find_binding(&st, &guid)?;
     ok(present_binding(&s.base_url, b))
 }
 
-async fn delete_binding(AxState(s): AxState<Arc<Shared>>, Path(guid): Path<String>) -> ApiResult {
+async fn delete_binding(AxState(s): SharedState, Path(guid): Path<String>) -> ApiResult {
     let mut st = s.lock();
     find_binding(&st, &guid)?;
     st.bindings.retain(|b| b.meta.guid != guid);
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn binding_details(AxState(s): AxState<Arc<Shared>>, Path(guid): Path<String>) -> ApiResult {
+async fn binding_details(AxState(s): SharedState, Path(guid): Path<String>) -> ApiResult {
     let st = s.lock();
     let b = find_binding(&st, &guid)?;
     let creds = st

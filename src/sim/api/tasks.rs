@@ -7,15 +7,15 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State as AxState};
+use axum::extract::{Path, State as AxState};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post, put};
 use serde_json::{Value, json};
 
 use super::{
-    ApiError, ApiResult, Q, href, merge_metadata, metadata, ok, order, paginate, parse_json,
+    ApiError, ApiResult, JsonBody, Q, SharedState, href, merge_metadata, metadata, ok, order,
+    paginate,
 };
 use crate::sim::Shared;
 use crate::sim::quotas;
@@ -66,11 +66,10 @@ fn positive(v: &Value, key: &str, what: &str) -> Result<Option<u64>, ApiError> {
 }
 
 async fn create_task(
-    AxState(s): AxState<Arc<Shared>>,
+    AxState(s): SharedState,
     Path(app_guid): Path<String>,
-    body: Bytes,
+    JsonBody(v): JsonBody,
 ) -> ApiResult {
-    let v = parse_json(&body)?;
     let command = match v.get("command") {
         Some(Value::String(c)) if !c.trim().is_empty() => c.clone(),
         Some(Value::String(_)) | None | Some(Value::Null) => {
@@ -156,7 +155,7 @@ async fn create_task(
     Ok((StatusCode::ACCEPTED, axum::Json(presented)).into_response())
 }
 
-async fn get_task(AxState(s): AxState<Arc<Shared>>, Path(guid): Path<String>) -> ApiResult {
+async fn get_task(AxState(s): SharedState, Path(guid): Path<String>) -> ApiResult {
     let st = s.lock();
     let t = st
         .tasks
@@ -182,28 +181,22 @@ fn listed(s: &Shared, q: &Q, app: Option<&str>) -> Vec<Value> {
         .collect()
 }
 
-async fn list_tasks(AxState(s): AxState<Arc<Shared>>, RawQuery(raw): RawQuery) -> ApiResult {
-    let q = Q::parse(raw.as_deref());
+async fn list_tasks(AxState(s): SharedState, q: Q) -> ApiResult {
     let mut items = listed(&s, &q, None);
     order(&mut items, &q)?;
     paginate(&s.base_url, "/v3/tasks", &q, items)
 }
 
-async fn app_tasks(
-    AxState(s): AxState<Arc<Shared>>,
-    Path(guid): Path<String>,
-    RawQuery(raw): RawQuery,
-) -> ApiResult {
+async fn app_tasks(AxState(s): SharedState, Path(guid): Path<String>, q: Q) -> ApiResult {
     if s.lock().app(&guid).is_none() {
         return Err(ApiError::not_found("App"));
     }
-    let q = Q::parse(raw.as_deref());
     let mut items = listed(&s, &q, Some(&guid));
     order(&mut items, &q)?;
     paginate(&s.base_url, &format!("/v3/apps/{guid}/tasks"), &q, items)
 }
 
-async fn cancel_task(AxState(s): AxState<Arc<Shared>>, Path(guid): Path<String>) -> ApiResult {
+async fn cancel_task(AxState(s): SharedState, Path(guid): Path<String>) -> ApiResult {
     let mut st = s.lock();
     let state = st
         .tasks

@@ -15,13 +15,13 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Path, RawQuery, State as AxState};
+use axum::extract::{Path, State as AxState};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
 
-use super::{ApiError, ApiResult, Q, ok, order, paginate};
+use super::{ApiError, ApiResult, Q, SharedState, ok, order, paginate};
 use crate::sim::Shared;
 use crate::sim::fault_switches::{OptionalApi, Unavailable};
 use crate::sim::telemetry::{ReadQuery, now_ns, parse_timestamp};
@@ -73,11 +73,10 @@ fn time_filters(q: &Q) -> Result<Vec<(&'static str, i128)>, ApiError> {
     Ok(out)
 }
 
-async fn list_events(AxState(s): AxState<Arc<Shared>>, RawQuery(raw): RawQuery) -> ApiResult {
+async fn list_events(AxState(s): SharedState, q: Q) -> ApiResult {
     if let Some(mode) = unavailable(&s, OptionalApi::AuditEvents) {
         return Err(audit_refused(mode));
     }
-    let q = Q::parse(raw.as_deref());
     let bounds = time_filters(&q)?;
     let exact: Vec<i128> = bounds
         .iter()
@@ -110,7 +109,7 @@ async fn list_events(AxState(s): AxState<Arc<Shared>>, RawQuery(raw): RawQuery) 
     paginate(&s.base_url, "/v3/audit_events", &q, items)
 }
 
-async fn get_event(AxState(s): AxState<Arc<Shared>>, Path(guid): Path<String>) -> ApiResult {
+async fn get_event(AxState(s): SharedState, Path(guid): Path<String>) -> ApiResult {
     if let Some(mode) = unavailable(&s, OptionalApi::AuditEvents) {
         return Err(audit_refused(mode));
     }
@@ -145,22 +144,17 @@ fn log_cache_error(message: String) -> Response {
         .into_response()
 }
 
-async fn log_cache_info(AxState(s): AxState<Arc<Shared>>) -> Response {
+async fn log_cache_info(AxState(s): SharedState) -> Response {
     if let Some(mode) = unavailable(&s, OptionalApi::LogCache) {
         return log_cache_refused(mode);
     }
     axum::Json(json!({"version": "2.11.4", "vm_uptime": "0"})).into_response()
 }
 
-async fn log_cache_read(
-    AxState(s): AxState<Arc<Shared>>,
-    Path(source_id): Path<String>,
-    RawQuery(raw): RawQuery,
-) -> Response {
+async fn log_cache_read(AxState(s): SharedState, Path(source_id): Path<String>, q: Q) -> Response {
     if let Some(mode) = unavailable(&s, OptionalApi::LogCache) {
         return log_cache_refused(mode);
     }
-    let q = Q::parse(raw.as_deref());
     let int = |key: &str| -> Result<Option<i64>, String> {
         q.get(key)
             .filter(|v| !v.is_empty())
