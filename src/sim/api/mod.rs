@@ -7,8 +7,8 @@
 //! other bodies by [`MAX_BODY_BYTES`], public ones by [`MAX_PUBLIC_BODY_BYTES`] (413 beyond).
 //! The call log masks bodies as a `CF_TRACE` dump does.
 //!
-//! Depends on: `state`, `uaa`, `fault_switches`, `cf::trace` (body masking). Must not: hold the state
-//! lock across an `.await`.
+//! Depends on: `state`, `uaa`, `fault_switches`, `cf::trace` (body masking). Must not: hold
+//! the state lock across an `.await`.
 
 mod apps;
 mod bits;
