@@ -12,6 +12,7 @@ use cf_zero_downtime::deploy::{Event, Outcome, Reporter};
 use cf_zero_downtime::sim::SimConfig;
 use tokio_util::sync::CancellationToken;
 
+use crate::support::cf_cli::{FORBIDDEN, methods, under_fake_cf_on_sim};
 use crate::support::sim_world::{AppVersion, World, assert_no_failures, fast, push_args, world};
 
 /// What this file needs of the shared [`World`] beyond the harness: multi-app versions,
@@ -243,13 +244,8 @@ async fn dry_run_changes_nothing() {
     args.dry_run = true;
     let (outcome, events) = w.push(args).await;
     assert_eq!(outcome, Outcome::DryRun, "{events:#?}");
-    let mutating: Vec<_> = w
-        .sim
-        .call_log()
-        .into_iter()
-        .filter(|c| c.method != "GET")
-        .collect();
-    assert!(mutating.is_empty(), "{mutating:?}");
+    let changing = w.changing_calls();
+    assert!(changing.is_empty(), "{changing:?}");
     assert_eq!(w.state().await, before);
 }
 
@@ -528,26 +524,21 @@ async fn the_plugin_run_by_go_net_rpc_as_cf_runs_it_deploys_to_the_simulator() {
     let load = w.load("web").await;
     let m = w.version("v2", &[("web", 2)], &[]);
     let token = w.sim.token();
-    let flags = crate::support::cf_cli::sim_peer_flags(&w, &token);
     let manifest = m.display().to_string();
     // Exactly as cf runs a plugin command: `<bin> <port> zero-downtime-push ARGS`.
-    let report = tokio::task::spawn_blocking(move || {
-        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-        crate::support::cf_cli::under_fake_cf_for(
-            &flags,
-            &[
-                "zero-downtime-push",
-                "web",
-                "-f",
-                &manifest,
-                "--drain",
-                "300ms",
-            ],
-            "120s",
-        )
-    })
-    .await
-    .unwrap();
+    let report = under_fake_cf_on_sim(
+        &w,
+        &token,
+        &[
+            "zero-downtime-push",
+            "web",
+            "-f",
+            &manifest,
+            "--drain",
+            "300ms",
+        ],
+    )
+    .await;
     let Some(report) = report else {
         return; // not reached: the helper fails the test when Go is missing
     };
@@ -558,16 +549,14 @@ async fn the_plugin_run_by_go_net_rpc_as_cf_runs_it_deploys_to_the_simulator() {
         !stdout.contains(token.trim_start_matches("bearer ")),
         "token leaked"
     );
-    let methods = crate::support::cf_cli::methods(&report);
+    let methods = methods(&report);
     assert!(
         methods.iter().any(|m| m.ends_with("AccessToken")),
         "{methods:?}"
     );
     for m in &methods {
         assert!(
-            !crate::support::cf_cli::FORBIDDEN
-                .iter()
-                .any(|f| m.ends_with(f)),
+            !FORBIDDEN.iter().any(|f| m.ends_with(f)),
             "forbidden call {m}"
         );
     }

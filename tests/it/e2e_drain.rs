@@ -126,18 +126,8 @@ async fn auto_drain_falls_back_to_its_maximum_when_the_router_cannot_be_probed()
         smoke_test_scheme: SmokeScheme::Http,
         ..push_args(&web_v(&w, "v2"))
     };
-    let m = args.manifest.clone().unwrap();
-    let mut opts =
-        cf_zero_downtime::demo::sim_push_options(&w.sim, args, m.parent().unwrap().into());
     // Only the flags decide where the probes go.
-    opts.probe = None;
-    let mut events: Vec<Event> = Vec::new();
-    let outcome = cf_zero_downtime::wiring::push::push(
-        opts,
-        &mut events,
-        &tokio_util::sync::CancellationToken::new(),
-    )
-    .await;
+    let (outcome, events) = w.push_probing_by_flags(args).await;
     assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
     let (early, reason) = drain_ended(&events);
     assert!(!early, "{reason}");

@@ -211,16 +211,7 @@ async fn smoke_tests_reach_the_candidate_through_the_router_given() {
         ..push_args(&m)
     };
     // Without the harness's probe override: the flags alone must get the probe there.
-    let cwd = m.parent().unwrap().to_path_buf();
-    let mut opts = cf_zero_downtime::demo::sim_push_options(&w.sim, args, cwd);
-    opts.probe = None;
-    let mut events: Vec<Event> = Vec::new();
-    let outcome = cf_zero_downtime::wiring::push::push(
-        opts,
-        &mut events,
-        &tokio_util::sync::CancellationToken::new(),
-    )
-    .await;
+    let (outcome, events) = w.push_probing_by_flags(args).await;
     w.settle().await;
     assert_no_failures(&load.stop().await);
     assert_eq!(outcome, Outcome::Deployed, "{events:#?}");

@@ -65,13 +65,7 @@ async fn a_candidate_that_does_not_fit_the_space_quota_is_refused_before_any_cha
         "{error}"
     );
     assert_eq!(outcome.last_line(), "nothing was changed");
-    let changing: Vec<String> = w
-        .sim
-        .call_log()
-        .into_iter()
-        .filter(|c| c.method != "GET")
-        .map(|c| format!("{} {}", c.method, c.path))
-        .collect();
+    let changing = w.changing_calls();
     assert!(
         changing.is_empty(),
         "no call that changes anything: {changing:?}"

@@ -12,6 +12,7 @@ use cf_zero_downtime::deploy::{Event, Outcome};
 use cf_zero_downtime::wiring::rollback::{RollbackOptions, rollback};
 use tokio_util::sync::CancellationToken;
 
+use crate::support::cf_cli::under_fake_cf_on_sim;
 use crate::support::sim_world::{World, assert_no_failures, fast, push_args, world};
 
 /// Rolls `web` back on the simulator (smoke-testing `/` through its router).
@@ -118,13 +119,8 @@ async fn rollback_without_a_kept_version_changes_nothing() {
         matches!(&outcome, Outcome::NothingChanged { error } if error.contains("web-venerable")),
         "{outcome:?} {events:#?}"
     );
-    let mutating: Vec<_> = w
-        .sim
-        .call_log()
-        .into_iter()
-        .filter(|c| c.method != "GET")
-        .collect();
-    assert!(mutating.is_empty(), "{mutating:?}");
+    let changing = w.changing_calls();
+    assert!(changing.is_empty(), "{changing:?}");
     assert_eq!(state(&w).await, before);
 }
 
@@ -140,18 +136,13 @@ async fn zdr_run_by_go_net_rpc_as_cf_runs_it_rolls_back_on_the_simulator() {
     w.push_deployed(args).await;
     let load = w.load("web").await;
     let token = w.sim.token();
-    let flags = crate::support::cf_cli::sim_peer_flags(&w, &token);
     // As cf runs it after `cf zdr web`: the alias replaced by the command name.
-    let report = tokio::task::spawn_blocking(move || {
-        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-        crate::support::cf_cli::under_fake_cf_for(
-            &flags,
-            &["zero-downtime-rollback", "web", "--drain", "300ms"],
-            "120s",
-        )
-    })
-    .await
-    .unwrap();
+    let report = under_fake_cf_on_sim(
+        &w,
+        &token,
+        &["zero-downtime-rollback", "web", "--drain", "300ms"],
+    )
+    .await;
     let Some(report) = report else {
         return; // not reached: the helper fails the test when Go is missing
     };

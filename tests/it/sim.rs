@@ -241,6 +241,20 @@ impl Api {
     }
 }
 
+/// Waits (bounded) until an instance of process `process_guid` has crashed twice and been
+/// restarted; `what` names it in the failure.
+async fn restarted_after_two_crashes(sim: &SimHandle, process_guid: &str, what: &str) {
+    poll(what, || async {
+        sim.state_dump()["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["process"] == process_guid && i["crash_count"].as_u64() >= Some(2))
+            .then_some(())
+    })
+    .await;
+}
+
 fn zip_of(files: &[(&str, &[u8])]) -> Vec<u8> {
     let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     for (name, data) in files {
@@ -589,19 +603,7 @@ async fn sim_faults_fail_calls_staging_and_starts() {
     .await;
     // Crash on start: restarted at once (new instance GUID) for the first crashes.
     sim.faults().crash_on_start("crashy");
-    poll(
-        "an instance of crashy restarted after 2 crashes",
-        || async {
-            let dump = sim.state_dump();
-            dump["instances"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|i| i["process"] == pg.as_str() && i["crash_count"].as_u64() >= Some(2))
-                .then_some(())
-        },
-    )
-    .await;
+    restarted_after_two_crashes(&sim, &pg, "an instance of crashy restarted after 2 crashes").await;
     // A failing job, and a 429 with Retry-After.
     sim.faults().fail_jobs("space.apply_manifest", "boom");
     let job = api
@@ -1423,17 +1425,10 @@ async fn sim_process_lifecycle_runs_commands_and_restarts_crashes() {
         .as_str()
         .unwrap()
         .to_string();
-    poll(
+    restarted_after_two_crashes(
+        &sim,
+        &qp,
         "an instance of the Procfile app restarted after 2 crashes",
-        || async {
-            let dump = sim.state_dump();
-            dump["instances"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|i| i["process"] == qp.as_str() && i["crash_count"].as_u64() >= Some(2))
-                .then_some(())
-        },
     )
     .await;
     // With python3 available, a Procfile web server gets PORT, env vars and VCAP_APPLICATION.

@@ -387,3 +387,22 @@ pub(crate) fn push_cf_like(fakecf: &Path, w: &World, manifest: &Path, drain: &st
         .expect("the plugin started");
     CfLikePush { run, pid, token }
 }
+
+/// [`under_fake_cf`] logged in to `w`'s simulator as admin with `token` (see
+/// [`sim_peer_flags`]), the plugin given 120 s; run on a blocking thread so that the
+/// simulator keeps serving.
+pub(crate) async fn under_fake_cf_on_sim(
+    w: &World,
+    token: &str,
+    plugin_args: &[&str],
+) -> Option<Json> {
+    let flags = sim_peer_flags(w, token);
+    let plugin_args: Vec<String> = plugin_args.iter().map(ToString::to_string).collect();
+    tokio::task::spawn_blocking(move || {
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let plugin_args: Vec<&str> = plugin_args.iter().map(String::as_str).collect();
+        under_fake_cf_for(&flags, &plugin_args, "120s")
+    })
+    .await
+    .unwrap()
+}

@@ -15,7 +15,7 @@ use cf_zero_downtime::demo::{self, load};
 use cf_zero_downtime::deploy::lock::HEARTBEAT_ANNOTATION;
 use cf_zero_downtime::deploy::{Event, Outcome, Reporter};
 use cf_zero_downtime::sim::{Sim, SimConfig, SimHandle};
-use cf_zero_downtime::wiring::push::push;
+use cf_zero_downtime::wiring::push::{PushOptions, push};
 use tokio_util::sync::CancellationToken;
 
 /// A simulator and a scratch folder for app versions.
@@ -191,15 +191,30 @@ impl World {
         reporter: &mut dyn Reporter,
         cancel: &CancellationToken,
     ) -> Outcome {
+        let opts = self.push_options(args);
+        // Boxed: the deploy future is large, and a test thread's stack is 2 MiB.
+        Box::pin(push(opts, reporter, cancel)).await
+    }
+
+    /// Pushes `args` to the end without the harness's probe override (which points smoke tests
+    /// and drain probes at the simulator's router): only the flags decide where they go.
+    pub(crate) async fn push_probing_by_flags(&self, args: PushArgs) -> (Outcome, Vec<Event>) {
+        let mut opts = self.push_options(args);
+        opts.probe = None;
+        let mut events = Vec::new();
+        let outcome = Box::pin(push(opts, &mut events, &CancellationToken::new())).await;
+        (outcome, events)
+    }
+
+    /// The options of a push of `args` to the simulator, run from the manifest's folder.
+    fn push_options(&self, args: PushArgs) -> PushOptions {
         let cwd = args
             .manifest
             .as_ref()
             .and_then(|m| m.parent())
             .map(Path::to_path_buf)
             .unwrap_or_else(|| self.dir.path().to_path_buf());
-        let opts = demo::sim_push_options(&self.sim, args, cwd);
-        // Boxed: the deploy future is large, and a test thread's stack is 2 MiB.
-        Box::pin(push(opts, reporter, cancel)).await
+        demo::sim_push_options(&self.sim, args, cwd)
     }
 
     /// Pushes `args` to the end; returns the outcome and every event.
@@ -348,6 +363,16 @@ impl World {
                 .then_some(())
         })
         .await;
+    }
+
+    /// The calls to the simulator that may change something (all but GETs), as `METHOD path`.
+    pub(crate) fn changing_calls(&self) -> Vec<String> {
+        self.sim
+            .call_log()
+            .into_iter()
+            .filter(|c| c.method != "GET")
+            .map(|c| format!("{} {}", c.method, c.path))
+            .collect()
     }
 
     /// Lets the router settle (propagation, old instances ending) before the next look.
