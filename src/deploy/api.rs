@@ -636,8 +636,10 @@ pub struct Deployment {
     pub last_successful_healthcheck: Option<String>,
 }
 
-/// The [`CfApi`] methods that change the platform: the one list (fault-injection tests
-/// fail each of them in turn).
+/// The [`CfApi`] methods that change the platform (fault-injection tests fail each of them in
+/// turn): exactly the methods whose doc names a `POST`, `PATCH` or `DELETE` request, which a
+/// test checks against the trait's source (every method names its request or says it is
+/// read-only), so a new mutating method cannot be left out.
 pub const MUTATING_METHODS: &[&str] = &[
     "apply_manifest",
     "create_app",
@@ -924,4 +926,63 @@ pub trait CfApi: Sync {
     fn cancel_task(&self, guid: &TaskGuid) -> impl Future<Output = ApiResult<()>> + Send;
     /// Warnings collected since the last call (`X-Cf-Warnings`, job warnings), drained.
     fn take_warnings(&self) -> Vec<String>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The methods of [`CfApi`] in this file's source, each with its doc comment.
+    fn trait_methods() -> Vec<(String, String)> {
+        let src = include_str!("api.rs");
+        let start = src.find("pub trait CfApi").expect("the trait");
+        let body = &src[start..];
+        let body = &body[..body.find("\n}\n").expect("the trait's end")];
+        let mut methods = Vec::new();
+        let mut doc = String::new();
+        for line in body.lines().map(str::trim) {
+            if let Some(d) = line.strip_prefix("///") {
+                doc.push_str(d);
+                doc.push(' ');
+            } else if let Some(rest) = line.strip_prefix("fn ") {
+                let name: String = rest
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                methods.push((name, std::mem::take(&mut doc)));
+            } else if line.starts_with("type ") {
+                doc.clear();
+            }
+        }
+        methods
+    }
+
+    #[test]
+    fn mutating_methods_are_the_methods_that_post_patch_or_delete() {
+        let methods = trait_methods();
+        assert!(methods.len() > 40, "{methods:?}");
+        let writes = |doc: &str| {
+            ["`POST ", "`PATCH ", "`DELETE "]
+                .iter()
+                .any(|v| doc.contains(v))
+        };
+        for (name, doc) in &methods {
+            assert!(
+                name == "take_warnings"
+                    || writes(doc)
+                    || doc.contains("`GET ")
+                    || doc.contains("Read-only"),
+                "the doc of CfApi::{name} names no request and does not say it is read-only: {doc}"
+            );
+        }
+        let mut derived: Vec<&str> = methods
+            .iter()
+            .filter(|(_, doc)| writes(doc))
+            .map(|(name, _)| name.as_str())
+            .collect();
+        derived.sort_unstable();
+        let mut listed = MUTATING_METHODS.to_vec();
+        listed.sort_unstable();
+        assert_eq!(listed, derived);
+    }
 }

@@ -85,14 +85,16 @@
 //! [`lock`] and [`rollback`] are public (the seams the `wiring` module and the tests use); the rest is
 //! `pub(crate)`.
 //!
-//! Adding a step: a variant of `step::Action` (the compiler then asks for its kind,
-//! description, whether it mutates and its undo in `step.rs`, and for its dispatch in
-//! `execute/mod.rs`), its handler in one `execute/*.rs` file, and where the planner puts it.
-//! A new Cloud Controller call also needs the [`CfApi`] method, its implementation in
-//! `wiring::adapter` (and the test fake) and, when it mutates, an entry in `MUTATING_METHODS`.
-//! The canary analysis added `ScaleCandidate` this way: `step.rs` (variant, kind, text,
-//! mutating, undo), `execute/mod.rs` (one dispatch line), `execute/analysis.rs` (handler),
-//! `plan.rs` (placement), plus `api.rs`/`wiring/adapter.rs` for `scale_process`.
+//! Adding a step: a variant of `step::Action` (the compiler then asks for its kind and
+//! whether it mutates, its description, its undo and its command by hand in `step.rs`, and for
+//! its dispatch in `execute/mod.rs`), its handler in one `execute/*.rs` file, and where the
+//! planner puts it. A new Cloud Controller call also needs the [`CfApi`] method (its doc names
+//! its request), its implementation in `wiring::adapter` (and the test fake) and, when it
+//! mutates, an entry in `MUTATING_METHODS` (a test in `api.rs` fails until a method whose doc
+//! names a `POST`, `PATCH` or `DELETE` is listed). The canary analysis added `ScaleCandidate`
+//! this way: `step.rs` (variant, kind, text, mutating, undo), `execute/mod.rs` (one dispatch
+//! line), `execute/analysis.rs` (handler), `plan.rs` (placement), plus
+//! `api.rs`/`wiring/adapter.rs` for `scale_process`.
 //!
 //! Depends on: cf::target (org/space of a request), cf::PollOptions, tokio, tokio-util,
 //! reqwest (smoke probe), cli (only where a request is built from flags).

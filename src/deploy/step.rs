@@ -78,9 +78,9 @@ pub struct Step {
     pub action: Action,
 }
 
-/// What a step does. Adding a variant: give it a handler in `execute`, and the compiler
-/// asks for its kind, description, undo ([`undo_for`]) and whether it mutates
-/// ([`Action::is_mutating`]) here.
+/// What a step does. Adding a variant: the compiler asks for its handler in `execute`'s
+/// dispatch, and here for its kind and whether it mutates (`Action::kind_and_effect`), its
+/// description, its undo ([`undo_for`]) and its command by hand ([`Action::manual_command`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Delete a leftover candidate of an earlier run that serves nothing.
@@ -379,58 +379,7 @@ pub enum Undo {
 /// Steps inside an app created by the run (package, build, droplet, start, SSH, metadata)
 /// need none: deleting the app undoes them.
 pub fn undo_for(step: &Step, out: &StepOutput) -> Option<Undo> {
-    match &step.action {
-        // Undone from what they recorded: without that output (or with nothing created)
-        // there is nothing to undo.
-        Action::CreateRoute { .. }
-        | Action::ApplyManifest { .. }
-        | Action::CopyNetworkPolicies { .. }
-        | Action::MapRoute { .. }
-        | Action::UnmapRoute { .. }
-        | Action::RenameApp { .. }
-        | Action::Deploy { .. }
-        | Action::SnapshotEnv { .. } => undo_from_output(&step.action, out),
-        // Inside the app created (or updated in place) by the run: deleting it, or the
-        // canceled deployment and restored environment, undo these.
-        Action::SetSsh { .. }
-        | Action::CopyMetadata { .. }
-        | Action::CreatePackage
-        | Action::UploadBits
-        | Action::Stage
-        | Action::SetDroplet
-        | Action::Start
-        | Action::UpdateApp { .. }
-        | Action::ScaleCandidate { .. } => None,
-        // What a task did (a migration) cannot be undone by the deploy; an interrupted or
-        // timed-out task is cancelled by its step.
-        Action::RunTask { .. } => None,
-        // Reads and waits change nothing.
-        Action::WaitHealthy
-        | Action::SmokeTest { .. }
-        | Action::Drain { .. }
-        | Action::DrainAuto { .. }
-        | Action::CheckRequestRecords { .. }
-        | Action::AnalyseCanary { .. } => None,
-        // Garbage of an earlier run, and the retire after the commit point: not undone.
-        Action::DeleteLeftover { .. }
-        | Action::StopApp { .. }
-        | Action::DeleteApp { .. }
-        | Action::UpdateMetadata { .. }
-        | Action::DeleteRoute { .. } => None,
-        // Records which existing app the run brings back; changes nothing.
-        Action::Reinstate { .. } => None,
-        // Also recorded when the start failed (it may have taken effect): stopping a stopped
-        // app is harmless.
-        Action::StartExisting { guid, name } => Some(Undo::StopApp {
-            guid: guid.clone(),
-            name: name.clone(),
-        }),
-    }
-}
-
-/// The undo of a step that recorded what it created or changed (see [`undo_for`]).
-fn undo_from_output(action: &Action, out: &StepOutput) -> Option<Undo> {
-    match (action, out) {
+    match (&step.action, out) {
         (Action::CreateRoute { route }, StepOutput::Route(r)) => Some(Undo::DeleteRoute {
             guid: r.guid.clone(),
             address: route.clone(),
@@ -494,6 +443,8 @@ fn undo_from_output(action: &Action, out: &StepOutput) -> Option<Undo> {
                 app_name: app_name.clone(),
             })
         }
+        // Reads only, but its undo puts back what the later steps of a rolling or canary
+        // deploy change in the live app.
         (
             Action::SnapshotEnv { .. },
             StepOutput::Env {
@@ -508,7 +459,54 @@ fn undo_from_output(action: &Action, out: &StepOutput) -> Option<Undo> {
             vars: vars.clone(),
             bindings: bindings.clone(),
         }),
-        _ => None,
+        // Also recorded when the start failed (it may have taken effect): stopping a stopped
+        // app is harmless.
+        (Action::StartExisting { guid, name }, _) => Some(Undo::StopApp {
+            guid: guid.clone(),
+            name: name.clone(),
+        }),
+        (
+            // Undone from what they record: without that output (or with nothing created)
+            // there is nothing to undo.
+            Action::CreateRoute { .. }
+            | Action::ApplyManifest { .. }
+            | Action::CopyNetworkPolicies { .. }
+            | Action::MapRoute { .. }
+            | Action::UnmapRoute { .. }
+            | Action::RenameApp { .. }
+            | Action::Deploy { .. }
+            | Action::SnapshotEnv { .. }
+            // Inside the app created (or updated in place) by the run: deleting it, or the
+            // canceled deployment and restored environment, undo these.
+            | Action::SetSsh { .. }
+            | Action::CopyMetadata { .. }
+            | Action::CreatePackage
+            | Action::UploadBits
+            | Action::Stage
+            | Action::SetDroplet
+            | Action::Start
+            | Action::UpdateApp { .. }
+            | Action::ScaleCandidate { .. }
+            // What a task did (a migration) cannot be undone by the deploy; an interrupted or
+            // timed-out task is cancelled by its step.
+            | Action::RunTask { .. }
+            // Reads and waits change nothing; Reinstate records which existing app the run
+            // brings back.
+            | Action::WaitHealthy
+            | Action::SmokeTest { .. }
+            | Action::Drain { .. }
+            | Action::DrainAuto { .. }
+            | Action::CheckRequestRecords { .. }
+            | Action::AnalyseCanary { .. }
+            | Action::Reinstate { .. }
+            // Garbage of an earlier run, and the retire after the commit point: not undone.
+            | Action::DeleteLeftover { .. }
+            | Action::StopApp { .. }
+            | Action::DeleteApp { .. }
+            | Action::UpdateMetadata { .. }
+            | Action::DeleteRoute { .. },
+            _,
+        ) => None,
     }
 }
 
@@ -634,79 +632,58 @@ impl Step {
     }
 }
 
+/// A step that changes the platform (see [`Action::is_mutating`]).
+const CHANGES: bool = true;
+/// A step that only reads or waits.
+const READS: bool = false;
+
 impl Action {
     /// A short machine name for the step kind (JSON output, fault injection in tests).
     pub fn kind(&self) -> &'static str {
-        match self {
-            Action::DeleteLeftover { .. } => "delete_leftover",
-            Action::RenameApp { .. } => "rename_app",
-            Action::CreateRoute { .. } => "create_route",
-            Action::ApplyManifest { .. } => "apply_manifest",
-            Action::SetSsh { .. } => "set_ssh",
-            Action::CopyMetadata { .. } => "copy_metadata",
-            Action::CopyNetworkPolicies { .. } => "copy_network_policies",
-            Action::CreatePackage => "create_package",
-            Action::UploadBits => "upload_bits",
-            Action::Stage => "stage",
-            Action::SetDroplet => "set_droplet",
-            Action::Start => "start",
-            Action::WaitHealthy => "wait_healthy",
-            Action::SmokeTest { .. } => "smoke_test",
-            Action::RunTask { .. } => "run_task",
-            Action::MapRoute { .. } => "map_route",
-            Action::UnmapRoute { .. } => "unmap_route",
-            Action::Drain { .. } => "drain",
-            Action::StopApp { .. } => "stop_app",
-            Action::DeleteApp { .. } => "delete_app",
-            Action::UpdateMetadata { .. } => "update_metadata",
-            Action::DeleteRoute { .. } => "delete_route",
-            Action::SnapshotEnv { .. } => "snapshot_env",
-            Action::UpdateApp { .. } => "update_app",
-            Action::Deploy { .. } => "deploy",
-            Action::Reinstate { .. } => "reinstate",
-            Action::StartExisting { .. } => "start_existing",
-            Action::DrainAuto { .. } => "drain",
-            Action::CheckRequestRecords { .. } => "check_request_records",
-            Action::ScaleCandidate { .. } => "scale_candidate",
-            Action::AnalyseCanary { .. } => "analyse_canary",
-        }
+        self.kind_and_effect().0
     }
 
-    /// Whether the step changes anything on the platform: the one list (the executor's
-    /// "nothing was attempted" and the tests read it). Exhaustive: a new action says.
+    /// Whether the step changes anything on the platform (the executor's "nothing was
+    /// attempted" and the tests read it).
     pub fn is_mutating(&self) -> bool {
+        self.kind_and_effect().1 == CHANGES
+    }
+
+    /// The step kind and whether it changes the platform ([`CHANGES`]) or only reads and waits
+    /// ([`READS`]): one row per action, exhaustive, so a new action says both here.
+    fn kind_and_effect(&self) -> (&'static str, bool) {
         match self {
-            Action::WaitHealthy
-            | Action::SmokeTest { .. }
-            | Action::Drain { .. }
-            | Action::SnapshotEnv { .. }
-            | Action::Reinstate { .. }
-            | Action::DrainAuto { .. }
-            | Action::CheckRequestRecords { .. }
-            | Action::AnalyseCanary { .. } => false,
-            Action::DeleteLeftover { .. }
-            | Action::RenameApp { .. }
-            | Action::CreateRoute { .. }
-            | Action::ApplyManifest { .. }
-            | Action::SetSsh { .. }
-            | Action::CopyMetadata { .. }
-            | Action::CopyNetworkPolicies { .. }
-            | Action::CreatePackage
-            | Action::UploadBits
-            | Action::Stage
-            | Action::SetDroplet
-            | Action::Start
-            | Action::MapRoute { .. }
-            | Action::UnmapRoute { .. }
-            | Action::StopApp { .. }
-            | Action::DeleteApp { .. }
-            | Action::UpdateMetadata { .. }
-            | Action::DeleteRoute { .. }
-            | Action::UpdateApp { .. }
-            | Action::Deploy { .. }
-            | Action::StartExisting { .. }
-            | Action::RunTask { .. }
-            | Action::ScaleCandidate { .. } => true,
+            Action::DeleteLeftover { .. } => ("delete_leftover", CHANGES),
+            Action::RenameApp { .. } => ("rename_app", CHANGES),
+            Action::CreateRoute { .. } => ("create_route", CHANGES),
+            Action::ApplyManifest { .. } => ("apply_manifest", CHANGES),
+            Action::SetSsh { .. } => ("set_ssh", CHANGES),
+            Action::CopyMetadata { .. } => ("copy_metadata", CHANGES),
+            Action::CopyNetworkPolicies { .. } => ("copy_network_policies", CHANGES),
+            Action::CreatePackage => ("create_package", CHANGES),
+            Action::UploadBits => ("upload_bits", CHANGES),
+            Action::Stage => ("stage", CHANGES),
+            Action::SetDroplet => ("set_droplet", CHANGES),
+            Action::Start => ("start", CHANGES),
+            Action::WaitHealthy => ("wait_healthy", READS),
+            Action::SmokeTest { .. } => ("smoke_test", READS),
+            Action::RunTask { .. } => ("run_task", CHANGES),
+            Action::MapRoute { .. } => ("map_route", CHANGES),
+            Action::UnmapRoute { .. } => ("unmap_route", CHANGES),
+            Action::Drain { .. } => ("drain", READS),
+            Action::StopApp { .. } => ("stop_app", CHANGES),
+            Action::DeleteApp { .. } => ("delete_app", CHANGES),
+            Action::UpdateMetadata { .. } => ("update_metadata", CHANGES),
+            Action::DeleteRoute { .. } => ("delete_route", CHANGES),
+            Action::SnapshotEnv { .. } => ("snapshot_env", READS),
+            Action::UpdateApp { .. } => ("update_app", CHANGES),
+            Action::Deploy { .. } => ("deploy", CHANGES),
+            Action::Reinstate { .. } => ("reinstate", READS),
+            Action::StartExisting { .. } => ("start_existing", CHANGES),
+            Action::DrainAuto { .. } => ("drain", READS),
+            Action::CheckRequestRecords { .. } => ("check_request_records", READS),
+            Action::ScaleCandidate { .. } => ("scale_candidate", CHANGES),
+            Action::AnalyseCanary { .. } => ("analyse_canary", READS),
         }
     }
 
@@ -845,7 +822,31 @@ impl Action {
                 "cf unmap-route {from_name} {}",
                 route.address.cf_flags()
             )),
-            _ => None,
+            // Waits: nothing to do by hand.
+            Action::Drain { .. }
+            | Action::DrainAuto { .. }
+            // Before the commit point only: undone on failure, never left over.
+            | Action::CreateRoute { .. }
+            | Action::ApplyManifest { .. }
+            | Action::SetSsh { .. }
+            | Action::CopyMetadata { .. }
+            | Action::CopyNetworkPolicies { .. }
+            | Action::CreatePackage
+            | Action::UploadBits
+            | Action::Stage
+            | Action::SetDroplet
+            | Action::Start
+            | Action::WaitHealthy
+            | Action::SmokeTest { .. }
+            | Action::RunTask { .. }
+            | Action::SnapshotEnv { .. }
+            | Action::UpdateApp { .. }
+            | Action::Deploy { .. }
+            | Action::Reinstate { .. }
+            | Action::StartExisting { .. }
+            | Action::CheckRequestRecords { .. }
+            | Action::ScaleCandidate { .. }
+            | Action::AnalyseCanary { .. } => None,
         }
     }
 }

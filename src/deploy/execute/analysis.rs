@@ -93,42 +93,23 @@ impl<A: CfApi> Exec<'_, A> {
         Ok(true)
     }
 
-    /// Runs a canary analysis step.
-    pub(super) async fn analysis_step(
+    /// Reads the live app's newest router record once: a platform without them fails the
+    /// deploy before any change.
+    pub(super) async fn check_request_records(
         &self,
         step: &Step,
-        ledger: &Ledger,
-        reporter: &mut dyn Reporter,
+        live: &AppGuid,
+        live_name: &str,
     ) -> Result<StepOutput, Failure> {
-        match &step.action {
-            Action::CheckRequestRecords { live, live_name } => {
-                let q = LogQuery {
-                    since: SystemTime::UNIX_EPOCH,
-                    lines: false,
-                    requests: true,
-                    limit: 1,
-                    newest: true,
-                };
-                self.log_read(step, live, live_name, &q).await?;
-                Ok(StepOutput::None)
-            }
-            Action::ScaleCandidate { percent, live } => {
-                self.scale_candidate(step, ledger, *percent, live, reporter)
-                    .await
-            }
-            Action::AnalyseCanary {
-                step: n,
-                steps,
-                live,
-                live_name,
-                ..
-            } => {
-                self.analyse(step, ledger, (*n, *steps), live, live_name, reporter)
-                    .await?;
-                Ok(StepOutput::None)
-            }
-            _ => Err(Self::missing(step, "a handler for this step").into()),
-        }
+        let q = LogQuery {
+            since: SystemTime::UNIX_EPOCH,
+            lines: false,
+            requests: true,
+            limit: 1,
+            newest: true,
+        };
+        self.log_read(step, live, live_name, &q).await?;
+        Ok(StepOutput::None)
     }
 
     /// One log-cache read, abandoned when interrupted; log-cache absent or forbidden is
@@ -171,7 +152,7 @@ impl<A: CfApi> Exec<'_, A> {
     /// Scales the candidate's `web` process for `percent` % of the requests next to the live
     /// app's instances (its count before the first canary scale at 100 %), then waits until
     /// every instance runs.
-    async fn scale_candidate(
+    pub(super) async fn scale_candidate(
         &self,
         step: &Step,
         ledger: &Ledger,
@@ -332,7 +313,7 @@ impl<A: CfApi> Exec<'_, A> {
 
     /// Observes both versions for the interval, reports the verdict, and fails the step when
     /// the verdict fails.
-    async fn analyse(
+    pub(super) async fn analyse(
         &self,
         step: &Step,
         ledger: &Ledger,
@@ -340,7 +321,7 @@ impl<A: CfApi> Exec<'_, A> {
         live: &AppGuid,
         live_name: &str,
         reporter: &mut dyn Reporter,
-    ) -> Result<(), Error> {
+    ) -> Result<StepOutput, Failure> {
         let cfg = self
             .req
             .analysis
@@ -389,7 +370,7 @@ impl<A: CfApi> Exec<'_, A> {
                 ),
             });
         }
-        Ok(())
+        Ok(StepOutput::None)
     }
 }
 

@@ -4,99 +4,162 @@
 use super::*;
 
 impl<A: CfApi> Exec<'_, A> {
-    /// Runs an app step (apply the manifest, rename, metadata, start, health wait, stop, delete).
-    pub(super) async fn app_step(
+    /// Deletes an app (gone already counts as deleted).
+    pub(super) async fn delete_app(
+        &self,
+        step: &Step,
+        guid: &AppGuid,
+    ) -> Result<StepOutput, Failure> {
+        ok_if_not_found(self.api.delete_app(guid).await).map_err(Self::api_failure(step))?;
+        Ok(StepOutput::None)
+    }
+
+    /// Stops an app (gone counts as stopped).
+    pub(super) async fn stop_app(
+        &self,
+        step: &Step,
+        guid: &AppGuid,
+    ) -> Result<StepOutput, Failure> {
+        ok_if_not_found(self.api.stop_app(guid).await).map_err(Self::api_failure(step))?;
+        Ok(StepOutput::None)
+    }
+
+    /// Renames `target` to `to`.
+    pub(super) async fn rename_app(
+        &self,
+        step: &Step,
+        ledger: &Ledger,
+        target: &AppRef,
+        to: &str,
+    ) -> Result<StepOutput, Failure> {
+        let guid = Self::app_ref(ledger, step, target)?;
+        self.api
+            .rename_app(&guid, to)
+            .await
+            .map_err(Self::api_failure(step))?;
+        Ok(StepOutput::Renamed { guid })
+    }
+
+    /// Sets the new app's SSH flag.
+    pub(super) async fn set_ssh(
+        &self,
+        step: &Step,
+        ledger: &Ledger,
+        enabled: bool,
+    ) -> Result<StepOutput, Failure> {
+        let guid = Self::new_app(ledger, step)?.guid;
+        self.api
+            .set_ssh_enabled(guid, enabled)
+            .await
+            .map_err(Self::api_failure(step))?;
+        Ok(StepOutput::None)
+    }
+
+    /// Sets or removes labels and annotations of app `guid`.
+    pub(super) async fn update_metadata(
+        &self,
+        step: &Step,
+        guid: &AppGuid,
+        update: &MetadataUpdate,
+    ) -> Result<StepOutput, Failure> {
+        self.api
+            .update_metadata(guid, update)
+            .await
+            .map_err(Self::api_failure(step))?;
+        Ok(StepOutput::None)
+    }
+
+    /// Sets the staged droplet as the new app's current one.
+    pub(super) async fn set_droplet(
+        &self,
+        step: &Step,
+        ledger: &Ledger,
+    ) -> Result<StepOutput, Failure> {
+        let guid = Self::new_app(ledger, step)?.guid;
+        let droplet = Self::droplet(ledger, step)?;
+        self.api
+            .set_current_droplet(guid, droplet)
+            .await
+            .map_err(Self::api_failure(step))?;
+        Ok(StepOutput::None)
+    }
+
+    /// Starts the new app.
+    pub(super) async fn start(&self, step: &Step, ledger: &Ledger) -> Result<StepOutput, Failure> {
+        let guid = Self::new_app(ledger, step)?.guid;
+        self.api
+            .start_app(guid)
+            .await
+            .map_err(Self::api_failure(step))?;
+        Ok(StepOutput::None)
+    }
+
+    /// Waits until the new app is healthy ([`Exec::wait_healthy`]).
+    pub(super) async fn wait_new_app_healthy(
         &self,
         step: &Step,
         ledger: &Ledger,
         reporter: &mut dyn Reporter,
     ) -> Result<StepOutput, Failure> {
-        let api = self.api;
-        let space = &self.req.space_guid;
-        let err = Self::api_failure(step);
-        let app = step.app_label();
-        match &step.action {
-            Action::DeleteLeftover { guid, .. } | Action::DeleteApp { guid, .. } => {
-                ok_if_not_found(api.delete_app(guid).await).map_err(err)?;
-                Ok(StepOutput::None)
-            }
-            Action::StopApp { guid, .. } => {
-                ok_if_not_found(api.stop_app(guid).await).map_err(err)?;
-                Ok(StepOutput::None)
-            }
-            Action::RenameApp { target, to, .. } => {
-                let guid = Self::app_ref(ledger, step, target)?;
-                api.rename_app(&guid, to).await.map_err(err)?;
-                Ok(StepOutput::Renamed { guid })
-            }
-            Action::ApplyManifest { render, .. } => self.apply_manifest(step, render).await,
-            Action::SetSsh { enabled, .. } => {
-                let guid = Self::new_app(ledger, step)?.guid;
-                api.set_ssh_enabled(guid, *enabled).await.map_err(err)?;
-                Ok(StepOutput::None)
-            }
-            Action::CopyMetadata { update, .. } => {
-                let guid = Self::new_app(ledger, step)?.guid;
-                api.update_metadata(guid, update).await.map_err(err)?;
-                Ok(StepOutput::None)
-            }
-            Action::UpdateMetadata { target, update, .. } => {
-                let guid = Self::app_ref(ledger, step, target)?;
-                api.update_metadata(&guid, update).await.map_err(err)?;
-                Ok(StepOutput::None)
-            }
-            Action::SetDroplet => {
-                let guid = Self::new_app(ledger, step)?.guid;
-                let droplet = ledger
-                    .droplet(app)
-                    .ok_or_else(|| Self::missing(step, "the droplet"))?;
-                api.set_current_droplet(guid, droplet).await.map_err(err)?;
-                Ok(StepOutput::None)
-            }
-            Action::Start => {
-                let guid = Self::new_app(ledger, step)?.guid;
-                api.start_app(guid).await.map_err(err)?;
-                Ok(StepOutput::None)
-            }
-            Action::WaitHealthy => {
-                let NewApp { guid, name } = Self::new_app(ledger, step)?;
-                self.wait_healthy(step, app, guid, name, reporter).await?;
-                Ok(StepOutput::None)
-            }
-            Action::UpdateApp { guid, render, .. } => {
-                let spec = self.spec(step)?;
-                let yaml = (spec.render)(render).map_err(|message| Error::Render {
-                    app: step.app_label().to_string(),
-                    message,
-                })?;
-                api.apply_manifest(space, &yaml).await.map_err(err)?;
-                Ok(StepOutput::App {
-                    guid: guid.clone(),
-                    name: render.name.clone(),
-                    server_routes: Vec::new(),
-                })
-            }
-            Action::Reinstate { guid, name } => Ok(StepOutput::App {
-                guid: guid.clone(),
-                name: name.clone(),
-                server_routes: Vec::new(),
+        let NewApp { guid, name } = Self::new_app(ledger, step)?;
+        self.wait_healthy(step, step.app_label(), guid, name, reporter)
+            .await?;
+        Ok(StepOutput::None)
+    }
+
+    /// Applies the rendered manifest to the live app itself (rolling, canary), recording it as
+    /// the app the later steps act on.
+    pub(super) async fn update_app(
+        &self,
+        step: &Step,
+        guid: &AppGuid,
+        render: &RenderRequest,
+    ) -> Result<StepOutput, Failure> {
+        let spec = self.spec(step)?;
+        let yaml = (spec.render)(render).map_err(|message| Error::Render {
+            app: step.app_label().to_string(),
+            message,
+        })?;
+        self.api
+            .apply_manifest(&self.req.space_guid, &yaml)
+            .await
+            .map_err(Self::api_failure(step))?;
+        Ok(StepOutput::App {
+            guid: guid.clone(),
+            name: render.name.clone(),
+            server_routes: Vec::new(),
+        })
+    }
+
+    /// Records an existing app as the one the later steps act on (rollback); changes nothing.
+    pub(super) fn reinstate(guid: &AppGuid, name: &str) -> StepOutput {
+        StepOutput::App {
+            guid: guid.clone(),
+            name: name.to_string(),
+            server_routes: Vec::new(),
+        }
+    }
+
+    /// Starts an existing app; a failed start is recorded too (it may have taken effect), so
+    /// that the rollback stops it.
+    pub(super) async fn start_existing(
+        &self,
+        step: &Step,
+        guid: &AppGuid,
+    ) -> Result<StepOutput, Failure> {
+        match self.api.start_app(guid).await {
+            Ok(()) => Ok(StepOutput::None),
+            Err(e) => Err(Failure {
+                error: Self::api_err(step, e),
+                partial: Some(StepOutput::None),
             }),
-            Action::StartExisting { guid, .. } => match api.start_app(guid).await {
-                Ok(()) => Ok(StepOutput::None),
-                // The start may have taken effect: recorded, so that the rollback stops it.
-                Err(e) => Err(Failure {
-                    error: Self::api_err(step, e),
-                    partial: Some(StepOutput::None),
-                }),
-            },
-            _ => Err(Self::missing(step, "a handler for this step").into()),
         }
     }
 
     /// Creates the new app exclusively (with this run's lock marks), then applies the rendered
     /// manifest to it, recording the app (and the routes the server created for it under
     /// `random-route`) even when a later call failed, so that the rollback deletes it.
-    async fn apply_manifest(
+    pub(super) async fn apply_manifest(
         &self,
         step: &Step,
         render: &RenderRequest,

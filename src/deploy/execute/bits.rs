@@ -4,98 +4,107 @@
 use super::*;
 
 impl<A: CfApi> Exec<'_, A> {
-    /// Runs a package, upload or staging step.
-    pub(super) async fn bits_step(
+    /// Creates the new app's package (bits or docker).
+    pub(super) async fn create_package(
+        &self,
+        step: &Step,
+        ledger: &Ledger,
+    ) -> Result<StepOutput, Failure> {
+        let spec = self.spec(step)?;
+        let guid = Self::new_app(ledger, step)?.guid;
+        let p = self
+            .api
+            .create_package(guid, &spec.source)
+            .await
+            .map_err(Self::api_failure(step))?;
+        Ok(StepOutput::Package(p))
+    }
+
+    /// Uploads the app's bits into its package, forwarding the progress; an interrupt drops
+    /// the upload.
+    pub(super) async fn upload_bits(
         &self,
         step: &Step,
         ledger: &Ledger,
         reporter: &mut dyn Reporter,
     ) -> Result<StepOutput, Failure> {
-        let err = Self::api_failure(step);
         let app = step.app_label();
-        match &step.action {
-            Action::CreatePackage => {
-                let spec = self.spec(step)?;
-                let guid = Self::new_app(ledger, step)?.guid;
-                let p = self
-                    .api
-                    .create_package(guid, &spec.source)
-                    .await
-                    .map_err(err)?;
-                Ok(StepOutput::Package(p))
+        let spec = self.spec(step)?;
+        let AppSource::Bits(bits) = &spec.source else {
+            return Err(Self::missing(step, "a bits source").into());
+        };
+        let package = Self::package(ledger, step)?;
+        let (sink, mut rx) = ProgressSink::channel();
+        let upload = self.api.upload_bits(package, bits, sink);
+        tokio::pin!(upload);
+        // An interrupted upload is dropped: the package belongs to the new app, which the
+        // rollback deletes with everything in it.
+        let mut throttle = ProgressThrottle::default();
+        let r = loop {
+            tokio::select! {
+                () = self.cancel.cancelled() => return Err(Error::Cancelled.into()),
+                r = &mut upload => break r,
+                Some(p) = rx.recv() => throttle.forward(app, p, reporter),
             }
-            Action::UploadBits => {
-                let spec = self.spec(step)?;
-                let AppSource::Bits(bits) = &spec.source else {
-                    return Err(Self::missing(step, "a bits source").into());
-                };
-                let package = ledger
-                    .package(app)
-                    .ok_or_else(|| Self::missing(step, "the package"))?;
-                let (sink, mut rx) = ProgressSink::channel();
-                let upload = self.api.upload_bits(package, bits, sink);
-                tokio::pin!(upload);
-                // An interrupted upload is dropped: the package belongs to the new app, which the
-                // rollback deletes with everything in it.
-                let mut throttle = ProgressThrottle::default();
-                let r = loop {
-                    tokio::select! {
-                        () = self.cancel.cancelled() => return Err(Error::Cancelled.into()),
-                        r = &mut upload => break r,
-                        Some(p) = rx.recv() => throttle.forward(app, p, reporter),
+        };
+        // Updates sent just before the upload finished.
+        while let Ok(p) = rx.try_recv() {
+            throttle.forward(app, p, reporter);
+        }
+        r.map_err(Self::api_failure(step))?;
+        Ok(StepOutput::None)
+    }
+
+    /// Stages the package and waits for the droplet, streaming the staging output.
+    pub(super) async fn stage(
+        &self,
+        step: &Step,
+        ledger: &Ledger,
+        reporter: &mut dyn Reporter,
+    ) -> Result<StepOutput, Failure> {
+        let package = Self::package(ledger, step)?;
+        let app = step.app_label();
+        // The staging output is read alongside each poll of the build, and once more
+        // when it ends (its last lines are written as the state changes).
+        let mut log = self.staging_log(ledger, app, reporter).await;
+        let build = self
+            .api
+            .create_build(package)
+            .await
+            .map_err(Self::api_failure(step))?;
+        let mut wait = self.wait();
+        loop {
+            let (state, read) = tokio::join!(
+                self.read(self.api.get_build(&build), step),
+                self.read_staging(log.as_mut())
+            );
+            Self::show_staging(read, app, reporter);
+            let state = state?;
+            if state != BuildState::Staging {
+                let read = self.read_staging(log.as_mut()).await;
+                Self::show_staging(read, app, reporter);
+            }
+            match state {
+                BuildState::Staged(d) => return Ok(StepOutput::Droplet(d)),
+                BuildState::Failed(reason) => {
+                    return Err(Error::StagingFailed {
+                        app: app.to_string(),
+                        reason,
                     }
-                };
-                // Updates sent just before the upload finished.
-                while let Ok(p) = rx.try_recv() {
-                    throttle.forward(app, p, reporter);
+                    .into());
                 }
-                r.map_err(err)?;
-                Ok(StepOutput::None)
+                BuildState::Staging => {}
             }
-            Action::Stage => {
-                let package = ledger
-                    .package(app)
-                    .ok_or_else(|| Self::missing(step, "the package"))?;
-                // The staging output is read alongside each poll of the build, and once more
-                // when it ends (its last lines are written as the state changes).
-                let mut log = self.staging_log(ledger, app, reporter).await;
-                let build = self.api.create_build(package).await.map_err(err)?;
-                let mut wait = self.wait();
-                loop {
-                    let (state, read) = tokio::join!(
-                        self.read(self.api.get_build(&build), step),
-                        self.read_staging(log.as_mut())
-                    );
-                    Self::show_staging(read, app, reporter);
-                    let state = state?;
-                    if state != BuildState::Staging {
-                        let read = self.read_staging(log.as_mut()).await;
-                        Self::show_staging(read, app, reporter);
-                    }
-                    match state {
-                        BuildState::Staged(d) => return Ok(StepOutput::Droplet(d)),
-                        BuildState::Failed(reason) => {
-                            return Err(Error::StagingFailed {
-                                app: app.to_string(),
-                                reason,
-                            }
-                            .into());
-                        }
-                        BuildState::Staging => {}
-                    }
-                    if wait.stalled() {
-                        return Err(Error::StagingTimeout {
-                            app: app.to_string(),
-                            timeout: self.req.timeout,
-                        }
-                        .into());
-                    }
-                    let detail = format!("staging build {build}");
-                    wait.report_and_pause(reporter, app, "staging", detail)
-                        .await?;
+            if wait.stalled() {
+                return Err(Error::StagingTimeout {
+                    app: app.to_string(),
+                    timeout: self.req.timeout,
                 }
+                .into());
             }
-            _ => Err(Self::missing(step, "a handler for this step").into()),
+            let detail = format!("staging build {build}");
+            wait.report_and_pause(reporter, app, "staging", detail)
+                .await?;
         }
     }
 }

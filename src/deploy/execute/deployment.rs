@@ -4,51 +4,44 @@
 use super::*;
 
 impl<A: CfApi> Exec<'_, A> {
-    /// Creates the deployment and watches it to the end.
+    /// Creates the deployment of the staged droplet and watches it to the end.
     pub(super) async fn deployment_step(
         &self,
         step: &Step,
         ledger: &Ledger,
+        (strategy, smoke_route): (DeploymentStrategy, Option<&str>),
         reporter: &mut dyn Reporter,
     ) -> Result<StepOutput, Failure> {
-        let err = Self::api_failure(step);
-        let app = step.app_label();
-        match &step.action {
-            Action::Deploy {
-                strategy,
-                smoke_route,
-            } => {
-                let NewApp { guid, name } = Self::new_app(ledger, step)?;
-                let droplet = ledger
-                    .droplet(app)
-                    .ok_or_else(|| Self::missing(step, "the droplet"))?;
-                let new = NewDeployment {
-                    app_guid: guid.clone(),
-                    droplet_guid: droplet.clone(),
-                    strategy: *strategy,
-                    max_in_flight: self.req.max_in_flight,
-                    canary_steps: match strategy {
-                        DeploymentStrategy::Canary => self.req.instance_steps.clone(),
-                        DeploymentStrategy::Rolling => Vec::new(),
-                    },
-                };
-                let d = self.api.create_deployment(&new).await.map_err(err)?;
-                let dguid = d.guid.clone();
-                match self
-                    .monitor(step, guid, name, d, smoke_route.as_deref(), reporter)
-                    .await
-                {
-                    Ok(()) => Ok(StepOutput::None),
-                    Err(error) => Err(Failure {
-                        error,
-                        partial: Some(StepOutput::Deployment {
-                            guid: dguid,
-                            app_name: name.to_string(),
-                        }),
-                    }),
-                }
-            }
-            _ => Err(Self::missing(step, "a handler for this step").into()),
+        let NewApp { guid, name } = Self::new_app(ledger, step)?;
+        let droplet = Self::droplet(ledger, step)?;
+        let new = NewDeployment {
+            app_guid: guid.clone(),
+            droplet_guid: droplet.clone(),
+            strategy,
+            max_in_flight: self.req.max_in_flight,
+            canary_steps: match strategy {
+                DeploymentStrategy::Canary => self.req.instance_steps.clone(),
+                DeploymentStrategy::Rolling => Vec::new(),
+            },
+        };
+        let d = self
+            .api
+            .create_deployment(&new)
+            .await
+            .map_err(Self::api_failure(step))?;
+        let dguid = d.guid.clone();
+        match self
+            .monitor(step, guid, name, d, smoke_route, reporter)
+            .await
+        {
+            Ok(()) => Ok(StepOutput::None),
+            Err(error) => Err(Failure {
+                error,
+                partial: Some(StepOutput::Deployment {
+                    guid: dguid,
+                    app_name: name.to_string(),
+                }),
+            }),
         }
     }
 

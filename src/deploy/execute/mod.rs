@@ -17,8 +17,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::api::{
     ApiError, App, AppGuid, AppSource, BuildState, CfApi, Deployment, DeploymentGuid,
-    DeploymentState, DeploymentStrategy, DestinationGuid, InstanceState, NetworkPolicy,
-    NewDeployment, NewDestination, ProcessGuid, ProgressSink, RouteGuid, UploadProgress,
+    DeploymentState, DeploymentStrategy, Destination, DestinationGuid, DropletGuid, InstanceState,
+    MetadataUpdate, NetworkPolicy, NewDeployment, NewDestination, PackageGuid, ProcessGuid,
+    ProgressSink, RouteGuid, UploadProgress,
 };
 use super::crash::{Crash, CrashWatch, Scope};
 use super::error::Error;
@@ -29,8 +30,11 @@ use super::logs::LogAccess;
 use super::plan::Plan;
 use super::request::RenderRequest;
 use super::request::{AppSpec, DeployRequest};
+use super::route::RouteAddress;
 use super::smoke;
-use super::step::{Action, AppRef, Ledger, NewApp, PolicyEnd, RouteRef, Step, StepOutput, Undo};
+use super::step::{
+    Action, AppRef, Ledger, NewApp, PolicyEnd, PolicyTemplate, RouteRef, Step, StepOutput, Undo,
+};
 use super::wait::Wait;
 
 mod analysis;
@@ -109,6 +113,20 @@ impl<A: CfApi> Exec<'_, A> {
             .iter()
             .find(|a| a.name == step.app_label())
             .ok_or_else(|| Self::missing(step, "the app's spec"))
+    }
+
+    /// The package created for the step's app.
+    fn package<'l>(ledger: &'l Ledger, step: &Step) -> Result<&'l PackageGuid, Error> {
+        ledger
+            .package(step.app_label())
+            .ok_or_else(|| Self::missing(step, "the package"))
+    }
+
+    /// The droplet staged for the step's app.
+    fn droplet<'l>(ledger: &'l Ledger, step: &Step) -> Result<&'l DropletGuid, Error> {
+        ledger
+            .droplet(step.app_label())
+            .ok_or_else(|| Self::missing(step, "the droplet"))
     }
 
     fn new_app<'l>(ledger: &'l Ledger, step: &Step) -> Result<NewApp<'l>, Error> {
@@ -253,6 +271,8 @@ impl<A: CfApi> Exec<'_, A> {
         }
     }
 
+    /// Runs one step: the one dispatch over [`Action`], exhaustive, to its handler in
+    /// `execute/*.rs`.
     async fn run_step(
         &self,
         step: &Step,
@@ -260,40 +280,86 @@ impl<A: CfApi> Exec<'_, A> {
         reporter: &mut dyn Reporter,
     ) -> Result<StepOutput, Failure> {
         match &step.action {
-            Action::DeleteLeftover { .. }
-            | Action::DeleteApp { .. }
-            | Action::StopApp { .. }
-            | Action::RenameApp { .. }
-            | Action::ApplyManifest { .. }
-            | Action::SetSsh { .. }
-            | Action::CopyMetadata { .. }
-            | Action::UpdateMetadata { .. }
-            | Action::SetDroplet
-            | Action::Start
-            | Action::WaitHealthy
-            | Action::UpdateApp { .. } => self.app_step(step, ledger, reporter).await,
-            Action::CreateRoute { .. }
-            | Action::CopyNetworkPolicies { .. }
-            | Action::MapRoute { .. }
-            | Action::UnmapRoute { .. }
-            | Action::Drain { .. }
-            | Action::DeleteRoute { .. } => self.route_step(step, ledger, reporter).await,
-            Action::CreatePackage | Action::UploadBits | Action::Stage => {
-                self.bits_step(step, ledger, reporter).await
+            // apps.rs
+            Action::DeleteLeftover { guid, .. } | Action::DeleteApp { guid, .. } => {
+                self.delete_app(step, guid).await
             }
-            Action::SmokeTest { .. } => self.smoke_step(step, reporter).await,
+            Action::StopApp { guid, .. } => self.stop_app(step, guid).await,
+            Action::RenameApp { target, to, .. } => self.rename_app(step, ledger, target, to).await,
+            Action::ApplyManifest { render } => self.apply_manifest(step, render).await,
+            Action::SetSsh { enabled } => self.set_ssh(step, ledger, *enabled).await,
+            Action::CopyMetadata { update } => {
+                let guid = Self::new_app(ledger, step)?.guid;
+                self.update_metadata(step, guid, update).await
+            }
+            Action::UpdateMetadata { target, update, .. } => {
+                let guid = Self::app_ref(ledger, step, target)?;
+                self.update_metadata(step, &guid, update).await
+            }
+            Action::SetDroplet => self.set_droplet(step, ledger).await,
+            Action::Start => self.start(step, ledger).await,
+            Action::WaitHealthy => self.wait_new_app_healthy(step, ledger, reporter).await,
+            Action::UpdateApp { guid, render } => self.update_app(step, guid, render).await,
+            Action::Reinstate { guid, name } => Ok(Self::reinstate(guid, name)),
+            Action::StartExisting { guid, .. } => self.start_existing(step, guid).await,
+            // routes.rs
+            Action::CreateRoute { route } => self.create_route(step, route).await,
+            Action::CopyNetworkPolicies { policies } => {
+                self.copy_network_policies(step, ledger, policies).await
+            }
+            Action::MapRoute {
+                route,
+                process_type,
+                port,
+                protocol,
+            } => {
+                let dest = (process_type.as_str(), *port, protocol);
+                self.map_route(step, ledger, route, dest).await
+            }
+            Action::UnmapRoute {
+                route, destination, ..
+            } => self.unmap_route(step, ledger, route, destination).await,
+            Action::Drain { duration } => self.drain(*duration, reporter).await,
+            Action::DeleteRoute { route } => self.delete_route(step, ledger, route).await,
+            // bits.rs
+            Action::CreatePackage => self.create_package(step, ledger).await,
+            Action::UploadBits => self.upload_bits(step, ledger, reporter).await,
+            Action::Stage => self.stage(step, ledger, reporter).await,
+            // smoke_test.rs, tasks.rs, env.rs, deployment.rs, drain.rs
+            Action::SmokeTest { route } => self.smoke_step(step, route, reporter).await,
             // Boxed: its wait (log stream, task polls) would otherwise grow every deploy
             // future by its size, and the deploy future is already large.
-            Action::RunTask { .. } => Box::pin(self.task_step(step, ledger, reporter)).await,
-            Action::SnapshotEnv { .. } => self.env_step(step).await,
-            Action::Deploy { .. } => self.deployment_step(step, ledger, reporter).await,
-            Action::Reinstate { .. } | Action::StartExisting { .. } => {
-                self.app_step(step, ledger, reporter).await
+            Action::RunTask { command, name } => {
+                let task = (command.as_str(), name.as_str());
+                Box::pin(self.task_step(step, ledger, task, reporter)).await
+            }
+            Action::SnapshotEnv { guid } => self.snapshot_env(step, guid).await,
+            Action::Deploy {
+                strategy,
+                smoke_route,
+            } => {
+                let how = (*strategy, smoke_route.as_deref());
+                self.deployment_step(step, ledger, how, reporter).await
             }
             Action::DrainAuto { max } => self.auto_drain(*max, ledger, reporter).await,
-            Action::CheckRequestRecords { .. }
-            | Action::ScaleCandidate { .. }
-            | Action::AnalyseCanary { .. } => self.analysis_step(step, ledger, reporter).await,
+            // analysis.rs
+            Action::CheckRequestRecords { live, live_name } => {
+                self.check_request_records(step, live, live_name).await
+            }
+            Action::ScaleCandidate { percent, live } => {
+                self.scale_candidate(step, ledger, *percent, live, reporter)
+                    .await
+            }
+            Action::AnalyseCanary {
+                step: n,
+                steps,
+                live,
+                live_name,
+                ..
+            } => {
+                self.analyse(step, ledger, (*n, *steps), live, live_name, reporter)
+                    .await
+            }
         }
     }
 

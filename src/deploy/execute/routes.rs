@@ -4,124 +4,137 @@
 use super::*;
 
 impl<A: CfApi> Exec<'_, A> {
-    /// Runs a route or network-policy step, or the drain.
-    pub(super) async fn route_step(
+    /// Creates a route; a failed request that created it anyway records it, for the undo.
+    pub(super) async fn create_route(
         &self,
         step: &Step,
-        ledger: &Ledger,
-        reporter: &mut dyn Reporter,
+        route: &RouteAddress,
     ) -> Result<StepOutput, Failure> {
-        let space = &self.req.space_guid;
-        let err = Self::api_failure(step);
-        match &step.action {
-            Action::CreateRoute { route, .. } => {
-                match self.api.create_route(space, &route.new_route()).await {
-                    Ok(r) => Ok(StepOutput::Route(r)),
-                    Err(e) => {
-                        // The request may have created it before failing: record it for undo.
-                        let partial = match self.api.find_route(&route.new_route()).await {
-                            Ok(Some(r)) => Some(StepOutput::Route(r)),
-                            _ => None,
-                        };
-                        Err(Failure {
-                            error: Self::api_err(step, e),
-                            partial,
-                        })
-                    }
-                }
-            }
-            Action::CopyNetworkPolicies { policies, .. } => {
-                let guid = Self::new_app(ledger, step)?.guid;
-                let end = |e: &PolicyEnd| match e {
-                    PolicyEnd::Candidate => guid.clone(),
-                    PolicyEnd::App(g) => g.clone(),
+        match self
+            .api
+            .create_route(&self.req.space_guid, &route.new_route())
+            .await
+        {
+            Ok(r) => Ok(StepOutput::Route(r)),
+            Err(e) => {
+                let partial = match self.api.find_route(&route.new_route()).await {
+                    Ok(Some(r)) => Some(StepOutput::Route(r)),
+                    _ => None,
                 };
-                let ps: Vec<NetworkPolicy> = policies
-                    .iter()
-                    .map(|p| NetworkPolicy {
-                        source_app: end(&p.source),
-                        destination_app: end(&p.destination),
-                        protocol: p.protocol.clone(),
-                        start_port: p.start_port,
-                        end_port: p.end_port,
-                    })
-                    .collect();
-                match self.api.create_network_policies(&ps).await {
-                    Ok(()) => Ok(StepOutput::Policies(ps)),
-                    Err(e) => Err(Failure {
-                        error: Self::api_err(step, e),
-                        // Creation is not known to be atomic: deleting absent policies is harmless.
-                        partial: Some(StepOutput::Policies(ps)),
-                    }),
-                }
+                Err(Failure {
+                    error: Self::api_err(step, e),
+                    partial,
+                })
             }
-            Action::MapRoute {
-                route,
-                process_type,
-                port,
-                protocol,
-                ..
-            } => {
-                let dest = |guid: &AppGuid| NewDestination {
-                    app_guid: guid.clone(),
-                    process_type: process_type.clone(),
-                    port: *port,
-                    protocol: protocol.clone(),
-                };
-                self.map_route(step, ledger, route, dest).await
-            }
-            Action::UnmapRoute {
-                route, destination, ..
-            } => {
-                let route_guid = Self::route_guid(ledger, step, route)?;
-                match ok_if_not_found(
-                    self.api
-                        .remove_destination(&route_guid, &destination.guid)
-                        .await,
-                ) {
-                    Ok(()) => Ok(StepOutput::Unmapped { route_guid }),
-                    Err(e) => Err(Failure {
-                        error: Self::api_err(step, e),
-                        // It may be gone anyway; re-mapping is idempotent.
-                        partial: Some(StepOutput::Unmapped { route_guid }),
-                    }),
-                }
-            }
-            Action::Drain { duration } => {
-                reporter.report(Event::Waiting {
-                    app: String::new(),
-                    what: "drain".into(),
-                    elapsed: Duration::ZERO,
-                    detail: format!(
-                        "both versions serve for {}",
-                        crate::deploy::step::fmt_duration(*duration)
-                    ),
-                });
-                self.pause(*duration).await?;
-                Ok(StepOutput::None)
-            }
-            Action::DeleteRoute { route, .. } => {
-                let route_guid = Self::route_guid(ledger, step, route)?;
-                ok_if_not_found(self.api.delete_route(&route_guid).await).map_err(err)?;
-                Ok(StepOutput::None)
-            }
-            _ => Err(Self::missing(step, "a handler for this step").into()),
         }
     }
 
-    /// Maps the run's new app to a route; a failed request that added the destination anyway
-    /// records it, so that the rollback removes it (an app that outlives a rollback, such as a
-    /// rollback's venerable, must not keep the route).
-    async fn map_route(
+    /// Recreates the live app's network policies for the new app.
+    pub(super) async fn copy_network_policies(
+        &self,
+        step: &Step,
+        ledger: &Ledger,
+        policies: &[PolicyTemplate],
+    ) -> Result<StepOutput, Failure> {
+        let guid = Self::new_app(ledger, step)?.guid;
+        let end = |e: &PolicyEnd| match e {
+            PolicyEnd::Candidate => guid.clone(),
+            PolicyEnd::App(g) => g.clone(),
+        };
+        let ps: Vec<NetworkPolicy> = policies
+            .iter()
+            .map(|p| NetworkPolicy {
+                source_app: end(&p.source),
+                destination_app: end(&p.destination),
+                protocol: p.protocol.clone(),
+                start_port: p.start_port,
+                end_port: p.end_port,
+            })
+            .collect();
+        match self.api.create_network_policies(&ps).await {
+            Ok(()) => Ok(StepOutput::Policies(ps)),
+            Err(e) => Err(Failure {
+                error: Self::api_err(step, e),
+                // Creation is not known to be atomic: deleting absent policies is harmless.
+                partial: Some(StepOutput::Policies(ps)),
+            }),
+        }
+    }
+
+    /// Removes the old app's destination from a route.
+    pub(super) async fn unmap_route(
         &self,
         step: &Step,
         ledger: &Ledger,
         route: &RouteRef,
-        dest: impl Fn(&AppGuid) -> NewDestination,
+        destination: &Destination,
+    ) -> Result<StepOutput, Failure> {
+        let route_guid = Self::route_guid(ledger, step, route)?;
+        match ok_if_not_found(
+            self.api
+                .remove_destination(&route_guid, &destination.guid)
+                .await,
+        ) {
+            Ok(()) => Ok(StepOutput::Unmapped { route_guid }),
+            Err(e) => Err(Failure {
+                error: Self::api_err(step, e),
+                // It may be gone anyway; re-mapping is idempotent.
+                partial: Some(StepOutput::Unmapped { route_guid }),
+            }),
+        }
+    }
+
+    /// The fixed drain: both versions serve for `duration`.
+    pub(super) async fn drain(
+        &self,
+        duration: Duration,
+        reporter: &mut dyn Reporter,
+    ) -> Result<StepOutput, Failure> {
+        reporter.report(Event::Waiting {
+            app: String::new(),
+            what: "drain".into(),
+            elapsed: Duration::ZERO,
+            detail: format!(
+                "both versions serve for {}",
+                crate::deploy::step::fmt_duration(duration)
+            ),
+        });
+        self.pause(duration).await?;
+        Ok(StepOutput::None)
+    }
+
+    /// Deletes a route (gone already counts as deleted).
+    pub(super) async fn delete_route(
+        &self,
+        step: &Step,
+        ledger: &Ledger,
+        route: &RouteRef,
+    ) -> Result<StepOutput, Failure> {
+        let route_guid = Self::route_guid(ledger, step, route)?;
+        ok_if_not_found(self.api.delete_route(&route_guid).await)
+            .map_err(Self::api_failure(step))?;
+        Ok(StepOutput::None)
+    }
+
+    /// Maps the run's new app to a route with the old destination's process type, port and
+    /// protocol; a failed request that added the destination anyway records it, so that the
+    /// rollback removes it (an app that outlives a rollback, such as a rollback's venerable,
+    /// must not keep the route).
+    pub(super) async fn map_route(
+        &self,
+        step: &Step,
+        ledger: &Ledger,
+        route: &RouteRef,
+        (process_type, port, protocol): (&str, Option<u32>, &Option<String>),
     ) -> Result<StepOutput, Failure> {
         let NewApp { guid, name } = Self::new_app(ledger, step)?;
         let route_guid = Self::route_guid(ledger, step, route)?;
-        let want = dest(guid);
+        let want = NewDestination {
+            app_guid: guid.clone(),
+            process_type: process_type.to_string(),
+            port,
+            protocol: protocol.clone(),
+        };
         let added = self.api.add_destination(&route_guid, &want).await;
         let mapped = |destination_guid: DestinationGuid| StepOutput::Mapped {
             route_guid: route_guid.clone(),

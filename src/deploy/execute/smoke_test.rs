@@ -11,20 +11,16 @@ pub(super) struct Pin<'p> {
 }
 
 impl<A: CfApi> Exec<'_, A> {
-    /// Runs the smoke-test step of the new app.
+    /// Runs the smoke-test step of the new app at `route`.
     pub(super) async fn smoke_step(
         &self,
         step: &Step,
+        route: &str,
         reporter: &mut dyn Reporter,
     ) -> Result<StepOutput, Failure> {
-        match &step.action {
-            Action::SmokeTest { route } => {
-                self.smoke_test(step.app_label(), route, None, reporter)
-                    .await?;
-                Ok(StepOutput::None)
-            }
-            _ => Err(Self::missing(step, "a handler for this step").into()),
-        }
+        self.smoke_test(step.app_label(), route, None, reporter)
+            .await?;
+        Ok(StepOutput::None)
     }
 
     /// The HTTP probe (`--smoke-test-path`) and then the command (`--smoke-test`) of `route`,

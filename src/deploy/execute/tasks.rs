@@ -19,23 +19,21 @@ const TASK_LAST_LINES: usize = 20;
 const CANCEL_BOUND: Duration = Duration::from_secs(30);
 
 impl<A: CfApi> Exec<'_, A> {
-    /// Runs the task step of the new app.
+    /// Runs task `name` (`command`) of the new app.
     pub(super) async fn task_step(
         &self,
         step: &Step,
         ledger: &Ledger,
+        (command, name): (&str, &str),
         reporter: &mut dyn Reporter,
     ) -> Result<StepOutput, Failure> {
-        let Action::RunTask { command, name } = &step.action else {
-            return Err(Self::missing(step, "a handler for this step").into());
-        };
         let app = step.app_label();
         let new = Self::new_app(ledger, step)?;
         let guid = new.guid.clone();
         let mut log = self.staging_log(ledger, app, reporter).await;
         let task = NewTask {
-            command: command.clone(),
-            name: name.clone(),
+            command: command.to_string(),
+            name: name.to_string(),
             memory_mb: self.req.tasks.memory_mb,
             disk_mb: self.req.tasks.disk_mb,
         };
@@ -68,7 +66,7 @@ impl<A: CfApi> Exec<'_, A> {
                 TaskState::Failed(reason) => {
                     break Err(Error::TaskFailed {
                         app: app.to_string(),
-                        task: name.clone(),
+                        task: name.to_string(),
                         reason,
                     });
                 }
@@ -78,7 +76,7 @@ impl<A: CfApi> Exec<'_, A> {
             if elapsed >= self.req.tasks.timeout {
                 break Err(Error::TaskTimeout {
                     app: app.to_string(),
-                    task: name.clone(),
+                    task: name.to_string(),
                     timeout: self.req.tasks.timeout,
                 });
             }
