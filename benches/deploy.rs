@@ -13,11 +13,13 @@
 
 use std::time::{Duration, Instant};
 
-use cf_zero_downtime::cli::{DrainArg, PushArgs, Strategy};
-use cf_zero_downtime::demo::{sim_push_options, write_app};
+use cf_zero_downtime::command::demo::{sim_push_options, write_app};
+use cf_zero_downtime::command::flags::{CommonFlags, DrainArg};
+use cf_zero_downtime::command::push::PushArgs;
+use cf_zero_downtime::command::push::push;
+use cf_zero_downtime::deploy::Strategy;
 use cf_zero_downtime::deploy::{Event, Outcome};
 use cf_zero_downtime::sim::{Sim, SimConfig};
-use cf_zero_downtime::wiring::push::push;
 use tokio_util::sync::CancellationToken;
 
 struct Case {
@@ -146,9 +148,11 @@ async fn side_by_side(instances: u32, runs: usize) {
         let args = PushArgs {
             manifest: Some(manifest),
             strategy,
-            drain,
-            timeout: Duration::from_secs(120),
-            temp_route_suffix: "-temp".into(),
+            common: CommonFlags {
+                drain,
+                timeout: Duration::from_secs(120),
+                ..CommonFlags::default()
+            },
             ..PushArgs::default()
         };
         let mut opts = sim_push_options(&sim, args, app.clone());
@@ -210,10 +214,12 @@ async fn bench_case(case: &Case, runs: usize) {
         let manifest = write_app(&app, &format!("v{i}"), 4, &domain).expect("app");
         let args = PushArgs {
             manifest: Some(manifest),
-            smoke_test_path: Some("/".into()),
-            drain: cf_zero_downtime::cli::DrainArg::fixed(case.drain),
-            timeout: Duration::from_secs(60),
-            temp_route_suffix: "-temp".into(),
+            common: CommonFlags {
+                smoke_test_path: Some("/".into()),
+                drain: cf_zero_downtime::command::flags::DrainArg::fixed(case.drain),
+                timeout: Duration::from_secs(60),
+                ..CommonFlags::default()
+            },
             ..PushArgs::default()
         };
         let mut opts = sim_push_options(&sim, args, app.clone());

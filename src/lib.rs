@@ -7,25 +7,21 @@
 //!
 //! | module       | what lives there                                                        |
 //! |--------------|-------------------------------------------------------------------------|
-//! | [`plugin`]   | cf CLI plugin protocol: gob codec, net/rpc client, metadata, entry       |
-//! | [`cli`]      | clap argument definitions and the validated deploy request              |
+//! | [`command`]  | one module per command: flags (clap), preflight, the call into the core |
+//! | [`plugin`]   | cf CLI plugin protocol: gob codec, net/rpc client, metadata, logins      |
 //! | [`manifest`] | manifest model, `((var))` interpolation, path resolution                |
 //! | [`cf`]       | Cloud Controller v3 client (knows nothing of deploys or manifests)      |
 //! | [`package`]  | app bits: `.cfignore`, scan + SHA1, resource matching, streaming zip    |
 //! | [`deploy`]   | observe → plan → execute, strategies, events                            |
-//! | [`wiring`]   | joins the layers: the real `CfApi`, manifest apps → `AppSpec`, push    |
-//! | [`ui`]       | renders events as cf-CLI-like text or JSON lines; the only printer      |
+//! | [`ui`]       | renders a run's events as cf-CLI-like text or JSON lines                |
 //! | [`sim`]      | the local Cloud Foundry simulator (API subset, router, instances)       |
-//! | [`demo`]     | `demo` command: the whole flow on the simulator, under load, a report   |
 #![warn(missing_docs)]
 
 pub mod cf;
-pub mod cli;
-pub mod demo;
+pub mod command;
 pub mod deploy;
 pub mod manifest;
 pub mod package;
 pub mod plugin;
 pub mod sim;
 pub mod ui;
-pub mod wiring;

@@ -25,15 +25,52 @@
 //!   slack keeps a few milliseconds of noise on a fast app from failing a ratio): fail.
 //! - Equal values pass (every bound is inclusive).
 //!
-//! Depends on: deploy::api (records), cli (the no-traffic policy). Must not: do I/O.
+//! Depends on: deploy::api (records). Must not: do I/O.
 
 use std::time::Duration;
 
 use serde::{Serialize, Serializer};
 
 use super::api::{LogEntry, LogRecord};
-use crate::cli::AnalysisNoTraffic;
-pub use crate::cli::args::{canary_steps, parse_percent_ppm, parse_ratio_milli};
+
+/// `--analysis-no-traffic`: the verdict when too few requests reached the new version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AnalysisNoTraffic {
+    /// Roll back: nothing proves the new version works.
+    #[default]
+    Fail,
+    /// Go on to the next step (low-traffic apps).
+    Pass,
+}
+
+/// Checks `--canary-steps` and returns the steps with 100 appended when missing.
+///
+/// # Errors
+/// An empty list, a 0 or a value above 100, or values not strictly ascending.
+pub fn canary_steps(steps: &[u32]) -> Result<Vec<u32>, String> {
+    if steps.is_empty() {
+        return Err("--canary-steps needs at least one percentage, e.g. 10,50,100".into());
+    }
+    let mut out = Vec::with_capacity(steps.len() + 1);
+    for &s in steps {
+        if s == 0 || s > 100 {
+            return Err(format!(
+                "--canary-steps: {s} is not a share of traffic between 1 and 100 (percent)"
+            ));
+        }
+        if out.last().is_some_and(|l| *l >= s) {
+            return Err(format!(
+                "--canary-steps: the percentages must go up strictly ({} then {s})",
+                out.last().copied().unwrap_or_default()
+            ));
+        }
+        out.push(s);
+    }
+    if out.last() != Some(&100) {
+        out.push(100);
+    }
+    Ok(out)
+}
 
 /// Latency below which a p99 ratio is not judged: candidate p99 may exceed `ratio × live
 /// p99` by this much.
@@ -667,17 +704,7 @@ mod tests {
     }
 
     #[test]
-    fn flag_values_parse_and_are_checked() {
-        assert_eq!(parse_percent_ppm("1"), Ok(10_000));
-        assert_eq!(parse_percent_ppm("0.5%"), Ok(5_000));
-        assert_eq!(parse_percent_ppm("100"), Ok(PPM));
-        for bad in ["", "x", "-1", "101", "NaN", "inf"] {
-            assert!(parse_percent_ppm(bad).is_err(), "{bad}");
-        }
-        assert_eq!(parse_ratio_milli("1.5"), Ok(1500));
-        for bad in ["0.5", "x", "inf"] {
-            assert!(parse_ratio_milli(bad).is_err(), "{bad}");
-        }
+    fn canary_steps_are_checked_and_end_at_100() {
         assert_eq!(canary_steps(&[10, 50]), Ok(vec![10, 50, 100]));
         assert_eq!(canary_steps(&[25, 100]), Ok(vec![25, 100]));
         assert_eq!(canary_steps(&[100]), Ok(vec![100]));

@@ -5,13 +5,14 @@
 //!
 //! # Seams (what the integrator provides)
 //!
-//! - [`api::CfApi`]: implemented for the real Cloud Controller client in `wiring::adapter`
+//! - [`api::CfApi`]: implemented for the real Cloud Controller client in `command::adapter`
 //!   (and the package layer for [`api::CfApi::upload_bits`], with [`api::CfApi::Bits`] the
 //!   scanned app directory or archive); `cf::Error` is mapped into [`api::ApiError`].
 //! - [`request::AppSpec`]: one per manifest app, its `render` wired to the manifest layer
 //!   (render the app's entry with [`request::RenderRequest`]'s overrides: name, routes or
 //!   `no-route`, extra labels/annotations, instance counts).
-//! - [`request::DeployRequest::from_args`]: from `PushArgs` and the `Target`.
+//! - [`request::DeployRequest`]: plain data, built from the flags and the target by
+//!   `command::push::request`.
 //! - An [`event::Reporter`]: one of the `ui` renderers.
 //! - A `CancellationToken` cancelled on Ctrl-C / SIGTERM.
 //!

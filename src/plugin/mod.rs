@@ -1,36 +1,30 @@
-//! The cf CLI plugin protocol and the two ways the binary learns its target.
+//! The cf CLI plugin protocol and the two ways the binary learns its target (the cf CLI over
+//! RPC, or the cf CLI's saved config); what runs in plugin mode is `command::plugin`.
 //!
 //! | module         | what lives there                                                     |
 //! |----------------|----------------------------------------------------------------------|
 //! | [`gob`]        | sans-IO Go gob codec                                                  |
 //! | [`rpc`]        | Go net/rpc framing and a one-connection-per-call client              |
 //! | [`connection`] | typed `CliRpcCmd` calls (`CliConnection`)                            |
-//! | [`metadata`]   | `PluginMetadata` for `SendMetadata`, generated from the clap flags   |
-//! | [`entry`]      | argv dispatch: `SendMetadata`, `CLI-MESSAGE-UNINSTALL`, the command  |
+//! | [`metadata`]   | `PluginMetadata` for `SendMetadata` and its gob encoding             |
 //! | `jwt`          | token expiry from the JWT claims                                     |
 //! | `cli_config`   | the cf CLI's `config.json`, UAA refresh and save-back                |
 //! | [`rpc_token`]  | `TokenSource`: the one token provider (cache, cf CLI, config.json)   |
 //! | [`standalone`] | standalone mode: `config.json` as a target and a `TokenSource`       |
-//! | [`push`]       | the hand-over to the deploy engine                                   |
-//! | [`rollback`]   | the same for `zero-downtime-rollback`                                |
 //!
-//! Depends on: `cf` (Target, TokenProvider), `cli` (PushArgs). Only [`entry`] prints.
+//! Depends on: `cf` (Target, TokenProvider, the token refresh). Must not: print.
 
 mod cli_config;
 pub mod connection;
-pub mod entry;
 pub mod gob;
 mod jwt;
 pub mod metadata;
-pub mod push;
-pub mod rollback;
 pub mod rpc;
 pub mod rpc_token;
 pub mod standalone;
 
 pub use connection::CliConnection;
-pub use metadata::{PluginMetadata, plugin_metadata};
-pub use push::run_push;
+pub use metadata::PluginMetadata;
 pub use rpc_token::TokenSource;
 pub use standalone::StandaloneLogin;
 

@@ -169,7 +169,6 @@
 //! log hides what a `CF_TRACE` dump hides. Must not: use other layers of the crate.
 
 mod api;
-pub mod cli;
 mod deployments;
 mod fault_switches;
 mod faults;

@@ -9,11 +9,20 @@ pub mod text;
 
 use std::io::IsTerminal;
 
-use crate::cli::OutputFormat;
 use crate::deploy::Reporter;
 
 pub use json::JsonReporter;
 pub use text::TextReporter;
+
+/// How a run's events are printed (`--output`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutputFormat {
+    /// cf-CLI-like text: progress on a terminal, plain lines otherwise.
+    #[default]
+    Text,
+    /// One JSON object per event and line, for CI.
+    Json,
+}
 
 /// Says at once that an interrupt was received: the cf CLI dies on Ctrl-C and the prompt may
 /// already be back, so the user must learn that the plugin is still cleaning up. Written to

@@ -6,8 +6,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cf_zero_downtime::cli::{DrainArg, OldApp, PushArgs};
-use cf_zero_downtime::demo;
+use cf_zero_downtime::command::demo;
+use cf_zero_downtime::command::flags::{CommonFlags, DrainArg};
+use cf_zero_downtime::command::push::PushArgs;
+use cf_zero_downtime::deploy::OldApp;
 use cf_zero_downtime::deploy::{Event, Outcome, Reporter};
 use cf_zero_downtime::sim::SimConfig;
 use tokio_util::sync::CancellationToken;
@@ -43,9 +45,16 @@ impl BlueGreenWorld for World {
     }
 
     fn args(&self, manifest: &Path) -> PushArgs {
-        PushArgs {
-            smoke_test_path: Some("/".into()),
-            ..push_args(manifest)
+        {
+            let base = push_args(manifest);
+
+            PushArgs {
+                common: CommonFlags {
+                    smoke_test_path: Some("/".into()),
+                    ..base.common
+                },
+                ..base
+            }
         }
     }
 
@@ -143,7 +152,7 @@ async fn one_second_route_propagation_loses_no_request() {
     let load = w.load("web").await;
     let m = w.version("v2", &[("web", 2)], &[]);
     let mut args = w.args(&m);
-    args.drain = DrainArg::fixed(Duration::from_millis(1500));
+    args.common.drain = DrainArg::fixed(Duration::from_millis(1500));
     let (outcome, events) = w.push(args).await;
     assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
     tokio::time::sleep(Duration::from_millis(1200)).await;
@@ -227,10 +236,10 @@ async fn failing_smoke_tests_roll_back() {
     let before = first_deploy(&w, &[("web", 2)]).await;
     let m = w.version("v2", &[("web", 2)], &[]);
     let mut args = w.args(&m);
-    args.smoke_test_path = Some("/no-such-page".into());
+    args.common.smoke_test_path = Some("/no-such-page".into());
     expect_rollback(&w, &before, args).await;
     let mut args = w.args(&m);
-    args.smoke_test = Some("test \"$CF_ZDT_URL\" = never".into());
+    args.common.smoke_test = Some("test \"$CF_ZDT_URL\" = never".into());
     expect_rollback(&w, &before, args).await;
 }
 
@@ -241,7 +250,7 @@ async fn dry_run_changes_nothing() {
     w.sim.clear_call_log();
     let m = w.version("v2", &[("web", 2)], &[]);
     let mut args = w.args(&m);
-    args.dry_run = true;
+    args.common.dry_run = true;
     let (outcome, events) = w.push(args).await;
     assert_eq!(outcome, Outcome::DryRun, "{events:#?}");
     let changing = w.changing_calls();
@@ -569,8 +578,8 @@ async fn the_plugin_run_by_go_net_rpc_as_cf_runs_it_deploys_to_the_simulator() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_deploys_v2_under_load_without_a_failed_request() {
     for strategy in [
-        cf_zero_downtime::cli::Strategy::BlueGreen,
-        cf_zero_downtime::cli::Strategy::Rolling,
+        cf_zero_downtime::deploy::Strategy::BlueGreen,
+        cf_zero_downtime::deploy::Strategy::Rolling,
     ] {
         let args = demo::DemoArgs {
             instances: 2,
@@ -579,7 +588,7 @@ async fn the_demo_deploys_v2_under_load_without_a_failed_request() {
             drain: Duration::from_millis(300),
             concurrency: 2,
             strategy,
-            output: cf_zero_downtime::cli::OutputFormat::Json,
+            output: cf_zero_downtime::ui::OutputFormat::Json,
         };
         let report = demo::run_demo(&args, &CancellationToken::new(), |_| {})
             .await

@@ -5,7 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use cf_zero_downtime::cli::{PushArgs, Strategy};
+use cf_zero_downtime::command::flags::CommonFlags;
+use cf_zero_downtime::command::push::PushArgs;
+use cf_zero_downtime::deploy::Strategy;
 use cf_zero_downtime::deploy::{Event, Outcome};
 use cf_zero_downtime::sim::SimConfig;
 
@@ -121,9 +123,16 @@ async fn a_crash_is_still_refused_at_once() {
     w.sim.faults().crash_on_start("web-candidate");
     let (outcome, events) = w
         .push_bounded(
-            PushArgs {
-                timeout: Duration::from_secs(120),
-                ..push_args(&m)
+            {
+                let base = push_args(&m);
+
+                PushArgs {
+                    common: CommonFlags {
+                        timeout: Duration::from_secs(120),
+                        ..base.common
+                    },
+                    ..base
+                }
             },
             Duration::from_secs(300),
         )

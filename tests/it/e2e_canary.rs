@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use cf_zero_downtime::cf::AppGuid;
-use cf_zero_downtime::cli::PushArgs;
+use cf_zero_downtime::command::push::PushArgs;
 use cf_zero_downtime::deploy::analysis::VerdictKind;
 use cf_zero_downtime::deploy::{Event, Outcome};
 
@@ -186,7 +186,7 @@ async fn without_log_cache_the_analysis_fails_before_any_change() {
 /// analysis splits the router's access lines by the new process's instances.
 fn deployment_canary_args(manifest: &std::path::Path) -> PushArgs {
     PushArgs {
-        strategy: cf_zero_downtime::cli::Strategy::Canary,
+        strategy: cf_zero_downtime::deploy::Strategy::Canary,
         analysis: true,
         instance_steps: vec![50],
         analysis_interval: Some(Duration::from_secs(2)),

@@ -7,7 +7,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use cf_zero_downtime::cli::{DrainArg, PushArgs, SmokeScheme};
+use cf_zero_downtime::command::flags::{CommonFlags, DrainArg, SmokeScheme};
+use cf_zero_downtime::command::push::PushArgs;
 use cf_zero_downtime::deploy::{Event, Outcome};
 use cf_zero_downtime::sim::{OptionalApi, SimConfig, Unavailable};
 
@@ -48,9 +49,16 @@ fn drain_ended(events: &[Event]) -> (bool, String) {
 /// Pushes v2 with `--drain auto` (maximum 10 s) under load; returns the events.
 async fn push_auto_under_load(w: &World, propagation: Duration) -> Vec<Event> {
     let load = w.load("web").await;
-    let args = PushArgs {
-        drain: DrainArg::auto(Duration::from_secs(10)),
-        ..push_args(&web_v(w, "v2"))
+    let args = {
+        let base = push_args(&web_v(w, "v2"));
+
+        PushArgs {
+            common: CommonFlags {
+                drain: DrainArg::auto(Duration::from_secs(10)),
+                ..base.common
+            },
+            ..base
+        }
     };
     let (outcome, events) = w.push(args).await;
     assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
@@ -120,11 +128,18 @@ async fn auto_drain_falls_back_to_its_maximum_when_the_router_cannot_be_probed()
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dead = closed.local_addr().unwrap().to_string();
     drop(closed);
-    let args = PushArgs {
-        drain: DrainArg::auto(Duration::from_millis(600)),
-        smoke_test_router: Some(dead),
-        smoke_test_scheme: SmokeScheme::Http,
-        ..push_args(&web_v(&w, "v2"))
+    let args = {
+        let base = push_args(&web_v(&w, "v2"));
+
+        PushArgs {
+            common: CommonFlags {
+                drain: DrainArg::auto(Duration::from_millis(600)),
+                smoke_test_router: Some(dead),
+                smoke_test_scheme: SmokeScheme::Http,
+                ..base.common
+            },
+            ..base
+        }
     };
     // Only the flags decide where the probes go.
     let (outcome, events) = w.push_probing_by_flags(args).await;

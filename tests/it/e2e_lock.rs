@@ -15,7 +15,8 @@ use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 use cf_zero_downtime::cf::App;
-use cf_zero_downtime::cli::PushArgs;
+use cf_zero_downtime::command::flags::CommonFlags;
+use cf_zero_downtime::command::push::PushArgs;
 use cf_zero_downtime::deploy::lock::{LOCK_ANNOTATIONS, RUN_ID_ANNOTATION};
 use cf_zero_downtime::deploy::{Event, Outcome, Reporter};
 use cf_zero_downtime::sim::FaultSpec;
@@ -36,9 +37,16 @@ async fn web_v1(slow_start_ms: u64) -> World {
 }
 
 fn args(m: &std::path::Path) -> PushArgs {
-    PushArgs {
-        smoke_test_path: Some("/health".into()),
-        ..push_args(m)
+    {
+        let base = push_args(m);
+
+        PushArgs {
+            common: CommonFlags {
+                smoke_test_path: Some("/health".into()),
+                ..base.common
+            },
+            ..base
+        }
     }
 }
 
@@ -223,9 +231,16 @@ async fn wait_for_lock_waits_for_the_first_run_then_deploys() {
     let second = async {
         locked_candidate(&w).await;
         let r = w
-            .push(PushArgs {
-                wait_for_lock: Duration::from_secs(120),
-                ..args(&m3)
+            .push({
+                let base = args(&m3);
+
+                PushArgs {
+                    common: CommonFlags {
+                        wait_for_lock: Duration::from_secs(120),
+                        ..base.common
+                    },
+                    ..base
+                }
             })
             .await;
         (r, first_ended.get())

@@ -6,7 +6,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use cf_zero_downtime::cli::{PushArgs, Strategy};
+use cf_zero_downtime::command::push::PushArgs;
+use cf_zero_downtime::deploy::Strategy;
 use cf_zero_downtime::deploy::event::LogLine;
 use cf_zero_downtime::deploy::{Event, Outcome, Reporter};
 use cf_zero_downtime::sim::{OptionalApi, SimConfig, Unavailable};
@@ -258,7 +259,7 @@ async fn never_healthy_instances_show_the_health_check_timeout() {
         .never_healthy("web-candidate", Duration::from_millis(150));
     let m = version(&w, "v2", &[]);
     let mut a = args(&m, Strategy::BlueGreen);
-    a.timeout = Duration::from_secs(2);
+    a.common.timeout = Duration::from_secs(2);
     let (outcome, events) = w.push(a).await;
     assert!(
         matches!(outcome, Outcome::RolledBack { .. }),

@@ -10,7 +10,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use cf_zero_downtime::cli::{PushArgs, Strategy};
+use cf_zero_downtime::command::flags::CommonFlags;
+use cf_zero_downtime::command::push::PushArgs;
+use cf_zero_downtime::deploy::Strategy;
 use cf_zero_downtime::deploy::{Event, Outcome};
 use cf_zero_downtime::sim::{OptionalApi, SimConfig, Unavailable};
 
@@ -118,10 +120,17 @@ fn never_healthy_sim() -> SimConfig {
 
 /// Push arguments with a long `--timeout`: a refusal must come from the crash, not from it.
 fn patient(m: &Path, strategy: Strategy) -> PushArgs {
-    PushArgs {
-        timeout: Duration::from_secs(120),
-        strategy,
-        ..push_args(m)
+    {
+        let base = push_args(m);
+        PushArgs {
+            strategy,
+
+            common: CommonFlags {
+                timeout: Duration::from_secs(120),
+                ..base.common
+            },
+            ..base
+        }
     }
 }
 
@@ -202,13 +211,22 @@ async fn smoke_tests_reach_the_candidate_through_the_router_given() {
     let load = w.load("web").await;
     let m = w.web_version("v2", 2);
     let router = w.sim.router_addr().to_string();
-    let args = PushArgs {
-        smoke_test_path: Some("/".into()),
-        // curl dials the router too, with the route as Host: only $CF_ZDT_CONNECT_TO gets it there.
-        smoke_test: Some(r#"curl -sf --max-time 5 --connect-to "$CF_ZDT_CONNECT_TO""#.into()),
-        smoke_test_router: Some(router),
-        smoke_test_scheme: cf_zero_downtime::cli::SmokeScheme::Http,
-        ..push_args(&m)
+    let args = {
+        let base = push_args(&m);
+
+        PushArgs {
+            common: CommonFlags {
+                smoke_test_path: Some("/".into()),
+                // curl dials the router too, with the route as Host: only $CF_ZDT_CONNECT_TO gets it there.
+                smoke_test: Some(
+                    r#"curl -sf --max-time 5 --connect-to "$CF_ZDT_CONNECT_TO""#.into(),
+                ),
+                smoke_test_router: Some(router),
+                smoke_test_scheme: cf_zero_downtime::command::flags::SmokeScheme::Http,
+                ..base.common
+            },
+            ..base
+        }
     };
     // Without the harness's probe override: the flags alone must get the probe there.
     let (outcome, events) = w.push_probing_by_flags(args).await;

@@ -15,7 +15,9 @@
 use std::time::{Duration, Instant};
 
 use cf_zero_downtime::cf::{AppGuid, ProcessScale, SpaceGuid};
-use cf_zero_downtime::cli::{PushArgs, Strategy};
+use cf_zero_downtime::command::flags::CommonFlags;
+use cf_zero_downtime::command::push::PushArgs;
+use cf_zero_downtime::deploy::Strategy;
 use cf_zero_downtime::deploy::{Event, Outcome};
 use cf_zero_downtime::sim::{QuotaScope, QuotaSpec, SimConfig};
 
@@ -212,11 +214,18 @@ async fn a_rolling_deployment_stalled_by_a_lowered_quota_shows_cloud_controllers
     w.sim.faults().slow_start("web", Duration::from_millis(800));
     let load = w.load("web").await;
     let m = w.web_version("v2", 4);
-    let args = PushArgs {
-        strategy: Strategy::Rolling,
-        max_in_flight: Some(1),
-        timeout: Duration::from_secs(3),
-        ..push_args(&m)
+    let args = {
+        let base = push_args(&m);
+        PushArgs {
+            strategy: Strategy::Rolling,
+            max_in_flight: Some(1),
+
+            common: CommonFlags {
+                timeout: Duration::from_secs(3),
+                ..base.common
+            },
+            ..base
+        }
     };
     w.sim.clear_call_log();
     let admin = async {

@@ -5,11 +5,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use cf_zero_downtime::cli::{OldApp, RollbackArgs};
-use cf_zero_downtime::demo;
+use cf_zero_downtime::command::demo;
+use cf_zero_downtime::command::rollback::RollbackArgs;
+use cf_zero_downtime::command::rollback::{RollbackOptions, rollback};
+use cf_zero_downtime::deploy::OldApp;
 use cf_zero_downtime::deploy::request::ProbeConfig;
 use cf_zero_downtime::deploy::{Event, Outcome};
-use cf_zero_downtime::wiring::rollback::{RollbackOptions, rollback};
 use tokio_util::sync::CancellationToken;
 
 use crate::support::cf_cli::under_fake_cf_on_sim;
@@ -19,10 +20,11 @@ use crate::support::sim_world::{World, assert_no_failures, fast, push_args, worl
 async fn roll_back(w: &World) -> (Outcome, Vec<Event>) {
     let (target, token) = demo::sim_target(&w.sim);
     let mut args = RollbackArgs::new("web");
-    args.drain = cf_zero_downtime::cli::DrainArg::fixed(Duration::from_millis(300));
-    args.timeout = Duration::from_secs(20);
-    args.smoke.smoke_test_path = Some("/".into());
-    args.smoke.smoke_test_timeout = Duration::from_secs(20);
+    args.common.drain =
+        cf_zero_downtime::command::flags::DrainArg::fixed(Duration::from_millis(300));
+    args.common.timeout = Duration::from_secs(20);
+    args.common.smoke_test_path = Some("/".into());
+    args.common.smoke_test_timeout = Duration::from_secs(20);
     let mut opts = RollbackOptions::new(target, token, args);
     opts.poll_interval = Duration::from_millis(50);
     opts.probe = Some(ProbeConfig {

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use cf_zero_downtime::cf::AppGuid;
-use cf_zero_downtime::cli::{PushArgs, Strategy};
+use cf_zero_downtime::command::push::PushArgs;
+use cf_zero_downtime::deploy::Strategy;
 use cf_zero_downtime::deploy::{Event, Outcome};
 use cf_zero_downtime::sim::SimConfig;
 use tokio_util::sync::CancellationToken;
@@ -212,7 +213,7 @@ async fn canary_with_a_passing_smoke_test_is_deployed() {
     // Only v2 has this page: the probe passes only on the canary itself.
     let m = w.version("v2", 2, &["canary-check"]);
     let mut args = w.args(&m, Strategy::Canary);
-    args.smoke_test_path = Some("/canary-check".into());
+    args.common.smoke_test_path = Some("/canary-check".into());
     args.instance_steps = vec![50];
     let (outcome, events) = w.push(args).await;
     assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
@@ -242,7 +243,7 @@ async fn canary_with_a_failing_smoke_test_is_canceled_with_v1_serving() {
     // Only v1 has this page: pinned to the canary (v2), the probe must fail.
     let m = w.version("v2", 2, &[]);
     let mut args = w.args(&m, Strategy::Canary);
-    args.smoke_test_path = Some("/v1-only".into());
+    args.common.smoke_test_path = Some("/v1-only".into());
     let (outcome, events) = w.push(args).await;
     let Outcome::RolledBack { error } = &outcome else {
         panic!("{outcome:?} {events:#?}");

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use cf_zero_downtime::cli::PushArgs;
+use cf_zero_downtime::command::push::PushArgs;
 use cf_zero_downtime::deploy::{Event, Outcome};
 use tokio_util::sync::CancellationToken;
 

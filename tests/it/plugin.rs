@@ -1067,7 +1067,7 @@ fn hostile_manifests_are_refused_before_any_request() {
 
 #[test]
 fn the_metadata_lists_the_rollback_command_with_its_alias_and_flags() {
-    let m = cf_zero_downtime::plugin::plugin_metadata();
+    let m = cf_zero_downtime::command::plugin::metadata::plugin_metadata();
     let names: Vec<(&str, &str)> = m
         .commands
         .iter()

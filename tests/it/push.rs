@@ -9,15 +9,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cf_zero_downtime::cf::{self, Client, ClientConfig, NamedGuid, RetryPolicy, StaticToken};
-use cf_zero_downtime::cli::PushArgs;
+use cf_zero_downtime::command::adapter::CfBackend;
+use cf_zero_downtime::command::flags::CommonFlags;
+use cf_zero_downtime::command::push::PushArgs;
+use cf_zero_downtime::command::push::{PushOptions, push};
 use cf_zero_downtime::deploy::api::{
     AppGuid, AppSource, BuildGuid, BuildState, CfApi, NetworkPolicy, NewDestination, PackageGuid,
     ProgressSink, RouteGuid, SpaceGuid,
 };
 use cf_zero_downtime::deploy::{Event, Outcome};
 use cf_zero_downtime::package;
-use cf_zero_downtime::wiring::adapter::CfBackend;
-use cf_zero_downtime::wiring::push::{PushOptions, push};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -60,9 +61,11 @@ fn target(endpoint: &str) -> cf::Target {
 
 fn args() -> PushArgs {
     PushArgs {
-        temp_route_suffix: "-temp".into(),
-        drain: cf_zero_downtime::cli::DrainArg::fixed(Duration::ZERO),
-        timeout: Duration::from_secs(30),
+        common: CommonFlags {
+            drain: cf_zero_downtime::command::flags::DrainArg::fixed(Duration::ZERO),
+            timeout: Duration::from_secs(30),
+            ..CommonFlags::default()
+        },
         ..PushArgs::default()
     }
 }
@@ -634,11 +637,18 @@ async fn an_unreachable_api_stops_with_nothing_changed() {
         .await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("index.js"), "x").unwrap();
-    let a = PushArgs {
-        app_name: Some("web".into()),
-        // The outage is waited out this long (at most 15 s before the first answer).
-        api_outage_budget: Some(Duration::from_millis(300)),
-        ..args()
+    let a = {
+        let base = args();
+        PushArgs {
+            app_name: Some("web".into()),
+
+            common: CommonFlags {
+                // The outage is waited out this long (at most 15 s before the first answer).
+                api_outage_budget: Some(Duration::from_millis(300)),
+                ..base.common
+            },
+            ..base
+        }
     };
     let (o, events) = run_push(&server.uri(), a, dir.path()).await;
     let e = nothing_changed(&o);
@@ -723,9 +733,16 @@ async fn a_dry_run_plans_a_first_deploy_with_reads_only() {
         "applications:\n- name: web\n  instances: 2\n  routes:\n  - route: web.example.com\n  unknown-key: 1\n",
     )
     .unwrap();
-    let a = PushArgs {
-        dry_run: true,
-        ..args()
+    let a = {
+        let base = args();
+
+        PushArgs {
+            common: CommonFlags {
+                dry_run: true,
+                ..base.common
+            },
+            ..base
+        }
     };
     let (o, events) = run_push(&server.uri(), a, dir.path()).await;
     assert_eq!(o, Outcome::DryRun, "{events:#?}");
@@ -976,7 +993,7 @@ async fn flag_log_rate_limit_sets_the_limit() {
 
 #[tokio::test]
 async fn flag_health_check_type_and_endpoint() {
-    use cf_zero_downtime::cli::HealthCheckType;
+    use cf_zero_downtime::command::push::HealthCheckType;
     let y = one_app_with(PushArgs {
         health_check_type: Some(HealthCheckType::Http),
         endpoint: Some("/health".into()),
@@ -1084,7 +1101,7 @@ async fn flag_no_manifest_ignores_the_manifest_file() {
 
 #[tokio::test]
 async fn flag_lifecycle_sets_the_lifecycle() {
-    use cf_zero_downtime::cli::Lifecycle;
+    use cf_zero_downtime::command::push::Lifecycle;
     let y = one_app_with(PushArgs {
         lifecycle: Some(Lifecycle::Cnb),
         ..args()
@@ -1097,7 +1114,7 @@ async fn flag_lifecycle_sets_the_lifecycle() {
 /// Controller cannot change it), and with this run's lock annotations.
 #[tokio::test]
 async fn the_app_is_created_first_with_the_manifests_lifecycle_and_the_lock() {
-    use cf_zero_downtime::cli::Lifecycle;
+    use cf_zero_downtime::command::push::Lifecycle;
     use cf_zero_downtime::deploy::lock::{
         HEARTBEAT_ANNOTATION, RUN_BY_ANNOTATION, RUN_ID_ANNOTATION,
     };
@@ -1273,22 +1290,22 @@ refused!(conflict_no_route_and_random_route, "--no-route, --random-route", {
     no_route: true, random_route: true
 });
 refused!(conflict_http_health_check_without_endpoint, "'--endpoint' and '--health-check-type=http, -u=http'", {
-    health_check_type: Some(cf_zero_downtime::cli::HealthCheckType::Http)
+    health_check_type: Some(cf_zero_downtime::command::push::HealthCheckType::Http)
 });
 refused!(conflict_buildpack_null_with_others, "cannot have null/default", {
     buildpacks: vec!["null".into(), "go_buildpack".into()]
 });
 refused!(conflict_lifecycle_docker_and_buildpack, "--lifecycle docker, --buildpack, -b", {
-    lifecycle: Some(cf_zero_downtime::cli::Lifecycle::Docker), buildpacks: vec!["go_buildpack".into()]
+    lifecycle: Some(cf_zero_downtime::command::push::Lifecycle::Docker), buildpacks: vec!["go_buildpack".into()]
 });
 refused!(conflict_lifecycle_docker_and_stack, "--lifecycle docker, --stack, -s", {
-    lifecycle: Some(cf_zero_downtime::cli::Lifecycle::Docker), stack: Some("cflinuxfs4".into())
+    lifecycle: Some(cf_zero_downtime::command::push::Lifecycle::Docker), stack: Some("cflinuxfs4".into())
 });
 refused!(conflict_lifecycle_buildpack_and_docker_image, "--lifecycle buildpack, --docker-image, -o", {
-    lifecycle: Some(cf_zero_downtime::cli::Lifecycle::Buildpack), docker_image: Some("nginx".into())
+    lifecycle: Some(cf_zero_downtime::command::push::Lifecycle::Buildpack), docker_image: Some("nginx".into())
 });
 refused!(conflict_lifecycle_cnb_and_docker_username, "--lifecycle cnb, --docker-username", {
-    lifecycle: Some(cf_zero_downtime::cli::Lifecycle::Cnb),
+    lifecycle: Some(cf_zero_downtime::command::push::Lifecycle::Cnb),
     docker_username: Some("me".into())
 });
 refused!(conflict_memory_without_unit, "--memory, -m '1024'", { memory: Some("1024".into()) });
@@ -1320,7 +1337,7 @@ async fn conflicts_with_the_manifest_stop_before_any_request() {
         (
             "applications:\n- name: web\n  docker: {image: nginx}\n",
             PushArgs {
-                lifecycle: Some(cf_zero_downtime::cli::Lifecycle::Buildpack),
+                lifecycle: Some(cf_zero_downtime::command::push::Lifecycle::Buildpack),
                 ..args()
             },
             "--lifecycle buildpack cannot be used with app 'web' because its manifest sets a docker image",

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use cf_zero_downtime::cli::PushArgs;
+use cf_zero_downtime::command::push::PushArgs;
 use cf_zero_downtime::sim::{FailRule, FaultSpec};
 
 use crate::support::sim_world::{AppVersion, World, fast, push_args, world};

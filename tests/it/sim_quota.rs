@@ -6,9 +6,9 @@
 use std::time::Duration;
 
 use cf_zero_downtime::cf::{self, AppGuid, Client, OrganizationGuid, ProcessScale, SpaceGuid};
+use cf_zero_downtime::command::adapter::CfBackend;
 use cf_zero_downtime::deploy::api::{CfApi, QuotaLevel, QuotaLimits, QuotaUsage};
 use cf_zero_downtime::sim::{FailRule, FaultSpec, QuotaScope, QuotaSpec, SimConfig};
-use cf_zero_downtime::wiring::adapter::CfBackend;
 use serde_json::{Value, json};
 
 use crate::support::poll;

@@ -10,12 +10,13 @@ use std::time::Duration;
 use cf_zero_downtime::cf::{
     App, AppGuid, AppQuery, Client, ClientConfig, MetadataUpdate, Route, RouteQuery, SpaceGuid,
 };
-use cf_zero_downtime::cli::PushArgs;
-use cf_zero_downtime::demo::{self, load};
+use cf_zero_downtime::command::demo::{self, load};
+use cf_zero_downtime::command::flags::CommonFlags;
+use cf_zero_downtime::command::push::PushArgs;
+use cf_zero_downtime::command::push::{PushOptions, push};
 use cf_zero_downtime::deploy::lock::HEARTBEAT_ANNOTATION;
 use cf_zero_downtime::deploy::{Event, Outcome, Reporter};
 use cf_zero_downtime::sim::{Sim, SimConfig, SimHandle};
-use cf_zero_downtime::wiring::push::{PushOptions, push};
 use tokio_util::sync::CancellationToken;
 
 /// A simulator and a scratch folder for app versions.
@@ -48,10 +49,12 @@ pub(crate) fn fast() -> SimConfig {
 pub(crate) fn push_args(manifest: &Path) -> PushArgs {
     PushArgs {
         manifest: Some(manifest.to_path_buf()),
-        drain: cf_zero_downtime::cli::DrainArg::fixed(Duration::from_millis(300)),
-        timeout: Duration::from_secs(20),
-        smoke_test_timeout: Duration::from_secs(20),
-        temp_route_suffix: "-temp".into(),
+        common: CommonFlags {
+            drain: cf_zero_downtime::command::flags::DrainArg::fixed(Duration::from_millis(300)),
+            timeout: Duration::from_secs(20),
+            smoke_test_timeout: Duration::from_secs(20),
+            ..CommonFlags::default()
+        },
         ..PushArgs::default()
     }
 }

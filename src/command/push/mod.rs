@@ -1,15 +1,18 @@
-//! `zero-downtime-push` from flags to outcome: the preflight (manifest, flags, app bits, client,
-//! API discovery, the Cloud Controller version check of rolling/canary), then [`crate::deploy::run`] on a
-//! [`CfBackend`].
+//! `zero-downtime-push`: its flags ([`PushArgs`]), the preflight (manifest, flags, app bits,
+//! client, API discovery, the Cloud Controller version check of rolling/canary), then
+//! [`crate::deploy::run`] on a [`CfBackend`]. [`run`] is where the plugin and the standalone
+//! binary both end; [`push`] is the same without signals and stdout, for tests and the demo.
 //!
 //! Every preflight failure ends the same way: an [`Event::Started`] naming the target (when the
 //! app names are known), an [`Event::Finished`] with [`Outcome::NothingChanged`] and the error
 //! (manifest errors carry their `file:line:column`). Manifest, flag and app-bits errors are
 //! found before any request is made; the first request is the API discovery.
 //!
-//! Depends on: cf (client), cli (flags), manifest, package (scan), deploy. Must not: print.
+//! Depends on: cf (client), manifest, package (scan), deploy, ui (the reporter of [`run`]).
+//! Prints only through `ui`.
 
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,15 +21,24 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::cf;
-use crate::cli::PushArgs;
 use crate::manifest::{self, AppBits, AppManifest, FlagOverrides, LoadOptions, Manifest};
 use crate::package;
 
+use super::Login;
 use super::adapter::CfBackend;
+use super::session::{self, ConnectError, LiveNotices, SharedReporter, started_on};
+use crate::deploy::Interrupt;
 use crate::deploy::api::AppSource;
 use crate::deploy::api::DeploymentStrategy;
 use crate::deploy::event::{Event, Outcome, Reporter, error_chain};
-use crate::deploy::request::{AppSpec, AutoFallback, DeployRequest, ProbeConfig, RequestError};
+use crate::deploy::request::{AppSpec, AutoFallback, DeployRequest, ProbeConfig};
+
+pub mod args;
+mod from_manifest;
+pub mod request;
+
+pub use args::{HealthCheckType, Lifecycle, PluginPush, PushArgs};
+use request::{RequestError, deploy_request};
 
 /// The environment variable holding the docker registry password (as in the cf CLI).
 pub const DOCKER_PASSWORD_ENV: &str = "CF_DOCKER_PASSWORD";
@@ -118,7 +130,7 @@ enum Preflight {
     Request(#[from] RequestError),
     /// The client could not be set up or the API not reached.
     #[error(transparent)]
-    Connect(#[from] super::ConnectError),
+    Connect(#[from] ConnectError),
     #[error("{0}")]
     Flags(String),
     #[error("--strategy {strategy} cannot be used with the cloud controller at {endpoint}")]
@@ -156,21 +168,17 @@ pub async fn push(
                 inner: reporter,
                 pending: p.warnings,
             };
-            let notices = super::LiveNotices::attach(p.backend.client());
+            let notices = LiveNotices::attach(p.backend.client());
             let shared = std::sync::Mutex::new(&mut r as &mut dyn Reporter);
             let run = async {
-                let mut r = super::SharedReporter(&shared);
+                let mut r = SharedReporter(&shared);
                 crate::deploy::run(&p.backend, &p.request, &p.apps, &mut r, &interrupt).await
             };
             notices.around(&shared, run).await
         }
         Err((e, warnings)) => {
             if !names.is_empty() {
-                reporter.report(started_on(
-                    &opts.target,
-                    names,
-                    crate::deploy::Strategy::from(opts.args.strategy).as_str(),
-                ));
+                reporter.report(started_on(&opts.target, names, opts.args.strategy.as_str()));
             }
             for message in warnings {
                 reporter.report(Event::Warning { app: None, message });
@@ -208,7 +216,7 @@ impl Reporter for WarnAfterStart<'_> {
 
 /// Rejects deployment flags that do not fit the strategy (as `cf push` does).
 fn check_strategy_flags(args: &PushArgs) -> Result<(), Preflight> {
-    use crate::cli::Strategy;
+    use crate::deploy::Strategy;
     if args.max_in_flight.is_some() && args.strategy == Strategy::BlueGreen {
         return Err(Preflight::Flags(
             "--max-in-flight applies to --strategy rolling or canary only".into(),
@@ -262,7 +270,7 @@ fn fallback_support(fallback: &mut AutoFallback, client: &cf::Client) {
 
 /// The Cloud Controller features the strategy and its flags need.
 fn required_features(args: &PushArgs) -> Vec<cf::Feature> {
-    use crate::cli::Strategy;
+    use crate::deploy::Strategy;
     let mut f = Vec::new();
     match args.strategy {
         // Auto's fallback is checked when it is chosen (see `fallback_support`).
@@ -393,7 +401,7 @@ async fn prepare_inner(
     let selected = m.select(args.app_name.as_deref())?;
     *names = selected.iter().map(|a| a.name.clone()).collect();
     check_strategy_flags(args)?;
-    let mut request = DeployRequest::from_args(args, &opts.target)?;
+    let mut request = deploy_request(args, &opts.target)?;
     request.poll_interval = opts.poll_interval;
     if let Some(probe) = &opts.probe {
         request.probe = probe.clone();
@@ -401,7 +409,7 @@ async fn prepare_inner(
 
     let mut apps = Vec::with_capacity(selected.len());
     for app in selected {
-        let source = if let Some(docker) = super::from_manifest::docker_source(app) {
+        let source = if let Some(docker) = from_manifest::docker_source(app) {
             if app.docker.as_ref().is_some_and(|d| d.username.is_some())
                 && opts.docker_password.is_none()
             {
@@ -417,17 +425,15 @@ async fn prepare_inner(
                 app: app.name.clone(),
             });
         };
-        apps.push(super::from_manifest::app_spec(app, source));
+        apps.push(from_manifest::app_spec(app, source));
     }
 
-    let client = super::connect(&opts.target, &opts.token, args.api_outage_budget).await?;
+    let client = session::connect(&opts.target, &opts.token, args.common.api_outage_budget).await?;
     for feature in required_features(args) {
         client
             .require(feature)
             .map_err(|source| Preflight::Version {
-                strategy: crate::deploy::Strategy::from(args.strategy)
-                    .as_str()
-                    .to_string(),
+                strategy: args.strategy.as_str().to_string(),
                 endpoint: opts.target.api_endpoint.clone(),
                 source: Box::new(source),
             })?;
@@ -435,7 +441,7 @@ async fn prepare_inner(
     if let Some(fallback) = &mut request.fallback {
         fallback_support(fallback, &client);
     }
-    let backend = super::backend(client, &opts.target, &request, opts.poll_interval)
+    let backend = session::backend(client, &opts.target, &request, opts.poll_interval)
         .with_docker_password(opts.docker_password.clone());
     Ok(Prepared {
         backend,
@@ -445,21 +451,21 @@ async fn prepare_inner(
     })
 }
 
-/// The [`Event::Started`] of a command that failed its preflight: the target as cf knows it.
-pub(crate) fn started_on(target: &cf::Target, apps: Vec<String>, strategy: &str) -> Event {
-    Event::Started {
-        org: target
-            .org
-            .as_ref()
-            .map(|o| o.name.clone())
-            .unwrap_or_default(),
-        space: target
-            .space
-            .as_ref()
-            .map(|s| s.name.clone())
-            .unwrap_or_default(),
-        user: target.user.clone(),
-        apps,
-        strategy: strategy.to_string(),
-    }
+/// Runs a zero-downtime push for `login` and returns the process exit code: success only when
+/// the new version is deployed (or for a dry run). The first SIGINT, SIGTERM or SIGHUP stops
+/// it safely, the second stops the waits; events are printed as `--output` says.
+///
+/// Under the cf CLI, Ctrl-C ends cf at once (it has no signal handler while a plugin runs) and
+/// the shell prompt may be back before the rollback is done: the first signal is acknowledged
+/// on stderr at once.
+pub async fn run(args: PushArgs, login: Login) -> ExitCode {
+    let interrupt = Interrupt::new();
+    let signals = tokio::spawn(session::interrupt_on_signals(interrupt.clone()));
+    let mut reporter = crate::ui::stdout_reporter(args.common.output);
+    // Without a working directory, relative paths resolve against "." as the OS does.
+    let cwd = std::env::current_dir().unwrap_or_else(|_| ".".into());
+    let opts = PushOptions::new(login.target, login.token, args, cwd);
+    let outcome = push(opts, reporter.as_mut(), &interrupt).await;
+    signals.abort();
+    ExitCode::from(outcome.exit_code())
 }

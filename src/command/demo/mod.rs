@@ -9,7 +9,7 @@
 //! simulator stops gracefully and every temporary file is removed. A second signal stops the
 //! simulator at once.
 //!
-//! Depends on: sim, deploy, ui, cli. Must not: talk to anything but loopback.
+//! Depends on: sim, deploy, ui, command::push. Must not: talk to anything but loopback.
 
 pub mod load;
 
@@ -25,11 +25,13 @@ use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
 use crate::cf::{NamedGuid, StaticToken, Target};
-use crate::cli::{OutputFormat, PushArgs, Strategy};
+use crate::command::flags::{CommonFlags, DrainArg};
+use crate::command::push::{PushArgs, PushOptions, push};
+use crate::deploy::Strategy;
 use crate::deploy::request::ProbeConfig;
 use crate::deploy::{Event, Outcome, Reporter};
 use crate::sim::{Sim, SimConfig, SimHandle, StopSignals};
-use crate::wiring::push::{PushOptions, push};
+use crate::ui::OutputFormat;
 
 /// Flags of `cf-zero-downtime demo`.
 #[derive(Debug, Clone, Args)]
@@ -44,7 +46,7 @@ pub struct DemoArgs {
     #[arg(long = "staging-ms", default_value_t = 800)]
     pub staging_ms: u64,
     /// Drain period of the switch.
-    #[arg(long, value_parser = crate::cli::args::parse_duration, default_value = "1s")]
+    #[arg(long, value_parser = crate::command::flags::parse_duration, default_value = "1s")]
     pub drain: Duration,
     /// Concurrent load workers.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
@@ -402,13 +404,15 @@ async fn deploy(
 ) -> (Outcome, Vec<(String, Duration)>) {
     let push_args = PushArgs {
         manifest: Some(manifest.to_path_buf()),
-        // A rolling deployment has no pause to smoke-test in; canary and blue-green do.
-        smoke_test_path: (strategy != Strategy::Rolling).then(|| "/".to_string()),
         strategy,
-        drain: crate::cli::DrainArg::fixed(args.drain),
-        timeout: Duration::from_secs(60),
-        temp_route_suffix: "-temp".into(),
-        output: args.output,
+        common: CommonFlags {
+            // A rolling deployment has no pause to smoke-test in; canary and blue-green do.
+            smoke_test_path: (strategy != Strategy::Rolling).then(|| "/".to_string()),
+            drain: DrainArg::fixed(args.drain),
+            timeout: Duration::from_secs(60),
+            output: args.output,
+            ..CommonFlags::default()
+        },
         ..PushArgs::default()
     };
     let opts = sim_push_options(sim, push_args, dir.to_path_buf());

@@ -2,14 +2,14 @@
 //! cf CLI at it, until Ctrl-C, SIGTERM or SIGHUP (all three stop it the same graceful way; a
 //! second one stops it at once).
 //!
-//! Depends on: clap, the simulator. Must not: print secrets (a generated password goes to a
+//! Depends on: clap, `sim`. Must not: print secrets (a generated password goes to a
 //! file only the current user can read; the `cf auth` line reads it from there).
 
 use std::net::IpAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use super::{Sim, SimConfig, StopSignals, Stopped};
+use crate::sim::{Sim, SimConfig, StopSignals, Stopped};
 
 /// Arguments of `cf-zero-downtime sim`. `Debug` hides the password.
 #[derive(Clone, clap::Args)]
@@ -94,7 +94,10 @@ impl SimArgs {
             org: self.org.clone(),
             space: self.space.clone(),
             username: self.user.clone(),
-            password: self.password.clone().unwrap_or_else(super::random_password),
+            password: self
+                .password
+                .clone()
+                .unwrap_or_else(crate::sim::random_password),
             staging_delay: Duration::from_millis(self.staging_ms),
             start_delay: Duration::from_millis(self.start_ms),
             route_propagation: Duration::from_millis(self.propagation_ms),
@@ -106,9 +109,9 @@ impl SimArgs {
             deployment_update_interval: Duration::from_millis(self.deployment_update_ms),
             run_commands: !self.static_only,
             admin_api: self.admin,
-            space_quota: self.space_quota_memory.map(|mb| super::QuotaSpec {
+            space_quota: self.space_quota_memory.map(|mb| crate::sim::QuotaSpec {
                 total_memory_mb: Some(mb),
-                ..super::QuotaSpec::unlimited("sim-space")
+                ..crate::sim::QuotaSpec::unlimited("sim-space")
             }),
             ..SimConfig::default()
         }
@@ -143,6 +146,22 @@ fn warn(line: &str) {
     let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
+/// Runs the simulator in the foreground until Ctrl-C, SIGTERM or SIGHUP, on its own
+/// two-thread runtime.
+pub fn run_foreground(args: SimArgs) -> ExitCode {
+    match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(run(args)),
+        Err(e) => {
+            eprintln!("cf-zero-downtime: could not start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Runs the simulator until SIGINT (Ctrl-C), SIGTERM or SIGHUP, then stops it gracefully
 /// (instances get SIGTERM, then SIGKILL after 10 s; temporary files are removed); a second
 /// signal stops it at once. Exit code 0 after a stop, 1 when it cannot start.
@@ -164,7 +183,7 @@ pub async fn run(args: SimArgs) -> ExitCode {
         ));
     }
     if args.password.is_none() {
-        let generated = super::random_password();
+        let generated = crate::sim::random_password();
         match write_secret(&generated) {
             Ok(path) => secret_file = Some(path),
             Err(e) => {

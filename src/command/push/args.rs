@@ -6,65 +6,14 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, ValueEnum};
+use clap::{Args, Parser, ValueEnum};
 
-/// How the new version replaces the live one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
-pub enum Strategy {
-    /// Temporary candidate app, smoke test, route switch, retire the old app.
-    #[default]
-    BlueGreen,
-    /// Cloud Controller rolling deployment: keeps the app GUID; a crash or stall cancels it.
-    Rolling,
-    /// Cloud Controller canary deployment: smoke test on the canary, then continue or cancel.
-    Canary,
-    /// Blue-green when the space and org quotas leave room for the candidate next to the live
-    /// app; else in place with the largest --max-in-flight that fits: canary when
-    /// --instance-steps, canary analysis or a smoke test asks for pauses, else rolling.
-    Auto,
-}
-
-/// What happens to the old app after a blue-green switch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
-pub enum OldApp {
-    /// Delete it.
-    #[default]
-    Delete,
-    /// Stop it and keep it as `<app>-venerable`.
-    Stop,
-    /// Keep it running (unrouted) as `<app>-venerable`.
-    Keep,
-}
-
-/// The scheme of the smoke test's requests to the temporary route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
-pub enum SmokeScheme {
-    /// Through the router's TLS port, the route as SNI (the default).
-    #[default]
-    Https,
-    /// Plain HTTP (a local router, the simulator).
-    Http,
-}
-
-impl SmokeScheme {
-    /// The URL scheme.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SmokeScheme::Https => "https",
-            SmokeScheme::Http => "http",
-        }
-    }
-}
-
-/// How progress is printed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
-pub enum OutputFormat {
-    /// cf-CLI-like text.
-    #[default]
-    Text,
-    /// One JSON event per line.
-    Json,
-}
+use super::super::flags::{
+    ANALYSIS_HEADING, CommonFlags, DEPLOY_HEADING, parse_duration, parse_megabytes,
+    parse_percent_ppm, parse_ratio_milli,
+};
+use crate::deploy::analysis::{AnalysisNoTraffic, canary_steps};
+use crate::deploy::{OldApp, Strategy};
 
 /// `--lifecycle`: how the app is staged and run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -108,22 +57,6 @@ impl HealthCheckType {
             HealthCheckType::Http => "http",
         }
     }
-}
-
-/// Help heading of the flags that `cf push` does not have.
-pub(crate) const DEPLOY_HEADING: &str = "Zero-downtime options";
-
-/// Help heading of the canary analysis flags.
-pub(crate) const ANALYSIS_HEADING: &str = "Canary analysis";
-
-/// `--analysis-no-traffic`: the verdict when too few requests reached the new version.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
-pub enum AnalysisNoTraffic {
-    /// Roll back: nothing proves the new version works.
-    #[default]
-    Fail,
-    /// Go on to the next step (low-traffic apps).
-    Pass,
 }
 
 /// Flags that exclude each other, by argument id; the usage shows them as `[a | b]`.
@@ -260,49 +193,13 @@ pub struct PushArgs {
     #[arg(long = "strategy", value_enum, default_value_t = Strategy::BlueGreen, help_heading = DEPLOY_HEADING)]
     pub strategy: Strategy,
 
-    /// Command to smoke-test the candidate; gets its URL as argument and in $CF_ZDT_URL.
-    #[arg(long = "smoke-test", value_name = "COMMAND", help_heading = DEPLOY_HEADING)]
-    pub smoke_test: Option<String>,
-
-    /// Built-in smoke test: GET this path on the candidate and expect a 2xx answer.
-    #[arg(long = "smoke-test-path", value_name = "PATH", help_heading = DEPLOY_HEADING)]
-    pub smoke_test_path: Option<String>,
-
-    /// Longest run of a `--smoke-test` command; then it and everything it started are killed
-    /// and the deploy rolls back.
-    #[arg(long = "smoke-test-timeout", value_name = "DURATION", value_parser = parse_duration, default_value = "1m", help_heading = DEPLOY_HEADING)]
-    pub smoke_test_timeout: Duration,
-
-    /// Dial this router (HOST:PORT) for the smoke test instead of resolving the temporary route,
-    /// which stays the Host header and TLS server name (like curl's --connect-to). A
-    /// --smoke-test command gets it as $CF_ZDT_CONNECT_TO, ready for
-    /// `curl --connect-to "$CF_ZDT_CONNECT_TO" "$CF_ZDT_URL"`.
-    #[arg(long = "smoke-test-router", value_name = "HOST:PORT", help_heading = DEPLOY_HEADING)]
-    pub smoke_test_router: Option<String>,
-
-    /// Scheme of the smoke test's requests to the temporary route.
-    #[arg(long = "smoke-test-scheme", value_enum, default_value_t = SmokeScheme::Https, help_heading = DEPLOY_HEADING)]
-    pub smoke_test_scheme: SmokeScheme,
-
     /// What to do with the old app after the switch.
     #[arg(long = "old-app", value_enum, default_value_t = OldApp::Delete, help_heading = DEPLOY_HEADING)]
     pub old_app: OldApp,
 
-    /// Time both versions serve before the old one stops (router propagation + in-flight
-    /// requests): 'auto' ends it once the routers dropped the old version and no request
-    /// reaches it (at least 2s, at most 10s; 'auto:30s' sets the maximum), a duration waits
-    /// that long.
-    #[arg(long = "drain", value_name = "auto[:MAX]|DURATION", value_parser = parse_drain, default_value = "auto", help_heading = DEPLOY_HEADING)]
-    pub drain: DrainArg,
-
-    /// Longest wait for staging or for instances to become healthy without progress.
-    #[arg(long = "timeout", value_name = "DURATION", value_parser = parse_duration, default_value = "5m", help_heading = DEPLOY_HEADING)]
-    pub timeout: Duration,
-
-    /// Longest wait for Cloud Controller or UAA to answer again during an outage (502/503/504,
-    /// refused or reset connections) or rate limiting (429), per request [default: 60s].
-    #[arg(long = "api-outage-budget", value_name = "DURATION", value_parser = parse_duration, help_heading = DEPLOY_HEADING)]
-    pub api_outage_budget: Option<Duration>,
+    /// The smoke test, drain, waits and output, shared with the rollback.
+    #[command(flatten)]
+    pub common: CommonFlags,
 
     /// Instances replaced at once by a rolling or canary deployment (not with blue-green; with
     /// --strategy auto, the most its fallback may use).
@@ -323,19 +220,6 @@ pub struct PushArgs {
     #[arg(long = "keep-scale", help_heading = DEPLOY_HEADING)]
     pub keep_scale: bool,
 
-    /// Host suffix of the temporary route that the candidate is smoke-tested on.
-    #[arg(
-        long = "temp-route-suffix",
-        value_name = "SUFFIX",
-        default_value = "-temp",
-        help_heading = DEPLOY_HEADING
-    )]
-    pub temp_route_suffix: String,
-
-    /// Print the plan and change nothing.
-    #[arg(long = "dry-run", help_heading = DEPLOY_HEADING)]
-    pub dry_run: bool,
-
     /// Run COMMAND as a Cloud Foundry task of the new version (its droplet, environment and
     /// bindings) once it is healthy and smoke-tested, before any request reaches it (e.g. a
     /// database migration); a failure rolls back before the switch. Repeatable, run in order.
@@ -354,15 +238,6 @@ pub struct PushArgs {
     /// Longest run of one task; then it is cancelled and the deploy rolls back.
     #[arg(long = "task-timeout", value_name = "DURATION", value_parser = parse_duration, default_value = "10m", help_heading = DEPLOY_HEADING)]
     pub task_timeout: Duration,
-
-    /// When another deploy of the app is running, wait up to this long for it to end instead
-    /// of refusing at once (e.g. 10m).
-    #[arg(long = "wait-for-lock", value_name = "DURATION", value_parser = parse_duration, default_value = "0s", help_heading = DEPLOY_HEADING)]
-    pub wait_for_lock: Duration,
-
-    /// Output format.
-    #[arg(long = "output", value_enum, default_value_t = OutputFormat::Text, help_heading = DEPLOY_HEADING)]
-    pub output: OutputFormat,
 
     /// Blue-green: shift traffic to the new version in these steps (percent of requests,
     /// ascending; 100, the switch, is added when missing), judging it at each; implies --analysis.
@@ -449,26 +324,15 @@ impl std::fmt::Debug for PushArgs {
             droplet,
             redact_env,
             strategy,
-            smoke_test,
-            smoke_test_path,
-            smoke_test_timeout,
-            smoke_test_router,
-            smoke_test_scheme,
             old_app,
-            drain,
-            timeout,
-            api_outage_budget,
+            common,
             max_in_flight,
             instance_steps,
             keep_scale,
-            temp_route_suffix,
-            dry_run,
             task_before_switch,
             task_memory,
             task_disk,
             task_timeout,
-            wait_for_lock,
-            output,
             canary_steps,
             analysis,
             analysis_interval,
@@ -507,26 +371,15 @@ impl std::fmt::Debug for PushArgs {
             .field("droplet", droplet)
             .field("redact_env", redact_env)
             .field("strategy", strategy)
-            .field("smoke_test", smoke_test)
-            .field("smoke_test_path", smoke_test_path)
-            .field("smoke_test_timeout", smoke_test_timeout)
-            .field("smoke_test_router", smoke_test_router)
-            .field("smoke_test_scheme", smoke_test_scheme)
             .field("old_app", old_app)
-            .field("drain", drain)
-            .field("timeout", timeout)
-            .field("api_outage_budget", api_outage_budget)
+            .field("common", common)
             .field("max_in_flight", max_in_flight)
             .field("instance_steps", instance_steps)
             .field("keep_scale", keep_scale)
-            .field("temp_route_suffix", temp_route_suffix)
-            .field("dry_run", dry_run)
             .field("task_before_switch", task_before_switch)
             .field("task_memory", task_memory)
             .field("task_disk", task_disk)
             .field("task_timeout", task_timeout)
-            .field("wait_for_lock", wait_for_lock)
-            .field("output", output)
             .field("canary_steps", canary_steps)
             .field("analysis", analysis)
             .field("analysis_interval", analysis_interval)
@@ -697,147 +550,19 @@ pub fn parse_var(s: &str) -> Result<(String, String), String> {
     }
 }
 
-/// Parses a size as the manifest and `cf run-task -m` write it (`512M`, `1G`) into whole
-/// megabytes, at least 1.
-///
-/// # Errors
-/// When it is not a size, or rounds down to 0 MB.
-pub fn parse_megabytes(s: &str) -> Result<u64, String> {
-    crate::manifest::size_in_mb(s)
-        .filter(|mb| *mb > 0)
-        .ok_or_else(|| format!("'{s}' is not a size of at least 1M (e.g. 512M, 1G)"))
-}
-
-/// Parses a duration: `500ms`, `30s`, `5m`, `1h`, or a bare number of seconds.
-///
-/// # Errors
-/// When the number or the unit is not understood.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("'{s}' is not a duration (examples: 30s, 5m, 500ms)"))?;
-    let d = match unit {
-        "" | "s" => Duration::from_secs(n),
-        "ms" => Duration::from_millis(n),
-        "m" => Duration::from_secs(n.saturating_mul(60)),
-        "h" => Duration::from_secs(n.saturating_mul(3600)),
-        _ => {
-            return Err(format!(
-                "'{s}' has an unknown unit '{unit}' (use ms, s, m or h)"
-            ));
-        }
-    };
-    Ok(d)
-}
-
-/// `--drain`: a fixed duration, or `auto` with its maximum.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct DrainArg {
-    /// End the drain once the old version is quiet (`auto`).
-    pub auto: bool,
-    /// The fixed drain, or the maximum of `auto`.
-    pub max: Duration,
-}
-
-impl DrainArg {
-    /// The maximum of `--drain auto` without `:MAX`: the fixed drain of earlier versions.
-    pub const AUTO_MAX: Duration = Duration::from_secs(10);
-
-    /// A fixed drain of `d`.
-    pub fn fixed(d: Duration) -> Self {
-        DrainArg {
-            auto: false,
-            max: d,
-        }
-    }
-
-    /// An auto drain of at most `max`.
-    pub fn auto(max: Duration) -> Self {
-        DrainArg { auto: true, max }
-    }
-}
-
-/// Parses `--drain`: `auto`, `auto:MAX` (MAX a duration) or a duration.
-///
-/// # Errors
-/// A message naming the value and the accepted forms.
-pub fn parse_drain(s: &str) -> Result<DrainArg, String> {
-    let t = s.trim();
-    let lower = t.to_ascii_lowercase();
-    if lower == "auto" {
-        return Ok(DrainArg::auto(DrainArg::AUTO_MAX));
-    }
-    if let Some(max) = lower.strip_prefix("auto:") {
-        return parse_duration(max)
-            .map(DrainArg::auto)
-            .map_err(|e| format!("--drain '{t}': the maximum after 'auto:': {e}"));
-    }
-    parse_duration(t)
-        .map(DrainArg::fixed)
-        .map_err(|e| format!("{e}; or 'auto', 'auto:MAX'"))
-}
-
-/// Parses a percentage (`1`, `0.5`, `2%`) into parts per million.
-///
-/// # Errors
-/// Not a number, negative, or above 100.
-pub fn parse_percent_ppm(s: &str) -> Result<u32, String> {
-    let t = s.trim().trim_end_matches('%');
-    let v: f64 = t
-        .parse()
-        .map_err(|_| format!("'{s}' is not a percentage (examples: 1, 0.5, 2%)"))?;
-    if !v.is_finite() || !(0.0..=100.0).contains(&v) {
-        return Err(format!("'{s}' is not a percentage between 0 and 100"));
-    }
-    // In range, so the product fits.
-    Ok((v * 10_000.0).round() as u32)
-}
-
-/// Parses a ratio (`1.5`) into thousandths.
-///
-/// # Errors
-/// Not a number, or below 1 or above 1000.
-pub fn parse_ratio_milli(s: &str) -> Result<u32, String> {
-    let v: f64 = s
-        .trim()
-        .parse()
-        .map_err(|_| format!("'{s}' is not a ratio (example: 1.5)"))?;
-    if !v.is_finite() || !(1.0..=1000.0).contains(&v) {
-        return Err(format!("'{s}' is not a ratio between 1 and 1000"));
-    }
-    Ok((v * 1000.0).round() as u32)
-}
-
-/// Checks `--canary-steps` and returns the steps with 100 appended when missing.
-///
-/// # Errors
-/// An empty list, a 0 or a value above 100, or values not strictly ascending.
-pub fn canary_steps(steps: &[u32]) -> Result<Vec<u32>, String> {
-    if steps.is_empty() {
-        return Err("--canary-steps needs at least one percentage, e.g. 10,50,100".into());
-    }
-    let mut out = Vec::with_capacity(steps.len() + 1);
-    for &s in steps {
-        if s == 0 || s > 100 {
-            return Err(format!(
-                "--canary-steps: {s} is not a share of traffic between 1 and 100 (percent)"
-            ));
-        }
-        if out.last().is_some_and(|l| *l >= s) {
-            return Err(format!(
-                "--canary-steps: the percentages must go up strictly ({} then {s})",
-                out.last().copied().unwrap_or_default()
-            ));
-        }
-        out.push(s);
-    }
-    if out.last() != Some(&100) {
-        out.push(100);
-    }
-    Ok(out)
+/// The arguments cf passes to `cf zero-downtime-push` (cf replaces the alias `zdp` with the
+/// command name before starting the plugin).
+#[derive(Debug, Parser)]
+#[command(
+    name = "zero-downtime-push",
+    bin_name = "cf zero-downtime-push",
+    about = "Push a new version of an app without downtime (blue-green: candidate app, smoke test, route switch)",
+    disable_version_flag = true
+)]
+pub struct PluginPush {
+    /// The push flags.
+    #[command(flatten)]
+    pub args: PushArgs,
 }
 
 #[cfg(test)]
@@ -845,41 +570,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn drain_is_auto_or_a_duration() {
-        assert_eq!(
-            parse_drain("auto"),
-            Ok(DrainArg::auto(Duration::from_secs(10)))
-        );
-        assert_eq!(
-            parse_drain("AUTO:30s"),
-            Ok(DrainArg::auto(Duration::from_secs(30)))
-        );
-        assert_eq!(
-            parse_drain("5s"),
-            Ok(DrainArg::fixed(Duration::from_secs(5)))
-        );
-        assert_eq!(parse_drain("0"), Ok(DrainArg::fixed(Duration::ZERO)));
-        let e = parse_drain("auto:soon").unwrap_err();
-        assert!(e.starts_with("--drain 'auto:soon': the maximum"), "{e}");
-        let e = parse_drain("later").unwrap_err();
-        assert!(e.contains("'auto'"), "{e}");
-    }
-
-    #[test]
-    fn durations_parse_with_units() {
-        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
-        assert!(parse_duration("5x").is_err());
-        assert!(parse_duration("").is_err());
-        assert!(parse_duration("s").is_err());
-    }
-
-    #[test]
     fn cf_push_short_forms_parse_as_cf_push_does() {
         use clap::Parser;
-        let parsed = crate::cli::PluginPush::try_parse_from([
+        let parsed = super::PluginPush::try_parse_from([
             "zero-downtime-push",
             "myapp",
             "-f",
@@ -924,9 +617,9 @@ mod tests {
         assert!(parsed.random_route && parsed.redact_env);
         assert_eq!(parsed.lifecycle, Some(Lifecycle::Cnb));
         assert_eq!(parsed.validate(), Ok(()));
-        let t0 = crate::cli::PluginPush::try_parse_from(["zero-downtime-push", "-t", "0"]);
+        let t0 = super::PluginPush::try_parse_from(["zero-downtime-push", "-t", "0"]);
         assert!(t0.is_err());
-        let bad_u = crate::cli::PluginPush::try_parse_from(["zero-downtime-push", "-u", "tcp"]);
+        let bad_u = super::PluginPush::try_parse_from(["zero-downtime-push", "-u", "tcp"]);
         assert!(bad_u.is_err());
     }
 

@@ -1,24 +1,19 @@
-//! Wiring: the one place that joins the layers. The deploy layer decides and knows only its
-//! [`CfApi`](crate::deploy::CfApi) seam; this module gives it the real Cloud Controller
-//! ([`adapter::CfBackend`] over `cf::Client` and `package`), turns manifest apps into
-//! [`AppSpec`](crate::deploy::AppSpec)s ([`from_manifest`]), and runs a command from flags to
-//! outcome ([`push`]: manifest, flags, bits, client, discovery, then `deploy::run`).
+//! What every command that talks to Cloud Controller does around its call into the core: the
+//! client that has read the API's root document ([`connect`]), the outage notices said as they
+//! happen ([`LiveNotices`]), the deploy engine's backend for the target space ([`backend`]),
+//! the first and second interrupt ([`interrupt_on_signals`]), and the [`Event::Started`] of a
+//! command that failed its preflight ([`started_on`]).
 //!
-//! Depends on: cli, manifest, package, cf, deploy. Must not: print (events go to a
-//! [`Reporter`](crate::deploy::Reporter)).
-
-pub mod adapter;
-pub mod from_manifest;
-pub mod push;
-pub mod rollback;
+//! Depends on: cf, deploy, ui (the interrupt notice). Prints only through `ui`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cf;
-use crate::deploy::{DeployRequest, Reporter};
+use crate::deploy::{DeployRequest, Event, Interrupt, Reporter};
+use crate::ui;
 
-use adapter::CfBackend;
+use super::adapter::CfBackend;
 
 /// What stops a command before its first question to Cloud Controller is answered.
 #[derive(Debug, thiserror::Error)]
@@ -79,7 +74,7 @@ impl LiveNotices {
     }
 
     /// Runs `run` (which reports through a [`SharedReporter`] over `reporter`), reporting
-    /// each notice as an [`Event::Notice`](crate::deploy::Event::Notice) as it arrives.
+    /// each notice as an [`Event::Notice`] as it arrives.
     pub(crate) async fn around<F: std::future::Future>(
         mut self,
         reporter: &std::sync::Mutex<&mut dyn Reporter>,
@@ -93,7 +88,7 @@ impl LiveNotices {
                 out = &mut run => return out,
                 Some(message) = self.rx.recv() => {
                     if let Ok(mut r) = reporter.lock() {
-                        r.report(crate::deploy::Event::Notice { app: None, message });
+                        r.report(Event::Notice { app: None, message });
                     }
                 }
             }
@@ -105,7 +100,7 @@ impl LiveNotices {
 pub(crate) struct SharedReporter<'a, 'r>(pub(crate) &'a std::sync::Mutex<&'r mut dyn Reporter>);
 
 impl Reporter for SharedReporter<'_, '_> {
-    fn report(&mut self, event: crate::deploy::Event) {
+    fn report(&mut self, event: Event) {
         if let Ok(mut r) = self.0.lock() {
             r.report(event);
         }
@@ -129,4 +124,79 @@ pub(crate) fn backend(
             .map(|o| cf::OrganizationGuid::new(o.guid.as_str())),
     )
     .with_poll(poll_interval, request.timeout.max(Duration::from_secs(60)))
+}
+
+/// The first SIGINT, SIGTERM or SIGHUP stops the deploy safely, the second abandons the
+/// waits. A handler that cannot be installed only means that signal keeps its default action.
+pub(crate) async fn interrupt_on_signals(interrupt: Interrupt) {
+    let mut signals = Signals::install();
+    signals.next().await;
+    ui::interrupted_notice(false, interrupt.is_switched());
+    interrupt.stop();
+    signals.next().await;
+    ui::interrupted_notice(true, interrupt.is_switched());
+    interrupt.abandon();
+}
+
+/// The interrupting signals of this platform, as one stream.
+struct Signals {
+    #[cfg(unix)]
+    streams: Vec<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    #[cfg(unix)]
+    fn install() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        let streams = [
+            SignalKind::interrupt(),
+            SignalKind::terminate(),
+            SignalKind::hangup(),
+        ]
+        .into_iter()
+        .filter_map(|k| signal(k).ok())
+        .collect();
+        Signals { streams }
+    }
+
+    #[cfg(not(unix))]
+    fn install() -> Self {
+        Signals {}
+    }
+
+    /// Waits for the next signal (for ever when none could be installed).
+    #[cfg(unix)]
+    async fn next(&mut self) {
+        if self.streams.is_empty() {
+            std::future::pending::<()>().await;
+        }
+        let waits = self.streams.iter_mut().map(|s| Box::pin(s.recv()));
+        let _ = futures::future::select_all(waits).await;
+    }
+
+    #[cfg(not(unix))]
+    async fn next(&mut self) {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// The [`Event::Started`] of a command that failed its preflight: the target as cf knows it.
+pub(crate) fn started_on(target: &cf::Target, apps: Vec<String>, strategy: &str) -> Event {
+    Event::Started {
+        org: target
+            .org
+            .as_ref()
+            .map(|o| o.name.clone())
+            .unwrap_or_default(),
+        space: target
+            .space
+            .as_ref()
+            .map(|s| s.name.clone())
+            .unwrap_or_default(),
+        user: target.user.clone(),
+        apps,
+        strategy: strategy.to_string(),
+    }
 }

@@ -1,12 +1,12 @@
 //! How the binary runs as a cf CLI plugin: `<bin> <port> SendMetadata`,
-//! `<bin> <port> CLI-MESSAGE-UNINSTALL`, `<bin> <port> zero-downtime-push ARGS`
-//! (see plugin-rpc spec §1 and the Go library's `plugin_shim.go`), and the standalone
-//! `push`. Every input is checked before anything is done: arguments first, then the whole
-//! target (CLI version, endpoint, login, org, space, token).
+//! `<bin> <port> CLI-MESSAGE-UNINSTALL`, `<bin> <port> zero-downtime-push ARGS` and
+//! `zero-downtime-rollback ARGS` (the cf CLI's plugin shim: `<bin> <port> <command> [args]`).
+//! Every input is checked before anything is done: arguments first, then the whole target
+//! (CLI version, endpoint, login, org, space, token); then the command runs as the standalone
+//! one does, with a [`Login`] whose tokens come from the cf CLI.
 //!
-//! Depends on: `connection`, `metadata`, `rpc_token`, `standalone`, `push`, `cli`. This is
-//! the only module of the layer that prints (errors, before the deploy engine takes over,
-//! and the token source's warnings after it).
+//! Depends on: `plugin` (the protocol: connection, rpc_token, standalone config), the
+//! commands. Prints usage errors and failures before a command runs (cf-CLI-like `FAILED`).
 
 use std::ffi::{OsStr, OsString};
 use std::process::ExitCode;
@@ -15,16 +15,20 @@ use std::sync::Arc;
 use clap::{CommandFactory, Parser};
 use secrecy::SecretString;
 
-use super::connection::CliConnection;
-use super::metadata::{
-    COMMAND_ALIAS, COMMAND_NAME, MIN_CLI_VERSION, ROLLBACK_COMMAND_ALIAS, ROLLBACK_COMMAND_NAME,
-    plugin_metadata, rollback_usage_and_options, usage_and_options,
+pub mod metadata;
+
+use metadata::{
+    COMMAND_ALIAS, COMMAND_NAME, ROLLBACK_COMMAND_ALIAS, ROLLBACK_COMMAND_NAME, plugin_metadata,
+    rollback_usage_and_options, usage_and_options,
 };
-use super::rpc_token::{TokenSource, fetch_rpc_token};
-use super::{Error, error_chain, push, standalone};
+
+use super::push::PluginPush;
+use super::rollback::PluginRollback;
+use super::{Login, block_on, clap_exit, fail, print_warnings};
 use crate::cf::{Target, TokenProvider};
-use crate::cli::{PluginPush, PluginRollback, PushArgs, RollbackArgs};
-use crate::ui::text::terminal_safe;
+use crate::plugin::metadata::MIN_CLI_VERSION;
+use crate::plugin::rpc_token::fetch_rpc_token;
+use crate::plugin::{CliConnection, Error, TokenSource, error_chain, standalone};
 
 /// What cf asked the plugin to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,7 +81,7 @@ pub fn parse_invocation(args: &[OsString]) -> Result<(u16, Invocation), Error> {
 }
 
 /// Runs plugin mode; `args` is argv without the program name (`<port> <command> ...`).
-pub fn run_plugin(args: &[OsString]) -> ExitCode {
+pub fn run(args: &[OsString]) -> ExitCode {
     let (port, invocation) = match parse_invocation(args) {
         Ok(x) => x,
         Err(e) => return fail(&e),
@@ -110,7 +114,7 @@ pub fn run_plugin(args: &[OsString]) -> ExitCode {
                     Ok((target, first)) => {
                         let source = Arc::new(plugin_token_source(conn, first, &target));
                         let token: Arc<dyn TokenProvider> = source.clone();
-                        let code = push::run_push(target, token, push_args).await;
+                        let code = super::push::run(push_args, Login { target, token }).await;
                         print_warnings(&source);
                         code
                     }
@@ -138,45 +142,12 @@ fn run_plugin_rollback(port: u16, args: Vec<OsString>) -> ExitCode {
             Ok((target, first)) => {
                 let source = Arc::new(plugin_token_source(conn, first, &target));
                 let token: Arc<dyn TokenProvider> = source.clone();
-                let code = super::rollback::run_rollback(target, token, rollback_args).await;
+                let code = super::rollback::run(rollback_args, Login { target, token }).await;
                 print_warnings(&source);
                 code
             }
             Err(e) => fail(&e),
         }
-    })
-}
-
-/// Runs `cf-zero-downtime rollback ARGS` with the cf CLI's saved login.
-pub fn run_standalone_rollback(args: RollbackArgs) -> ExitCode {
-    with_saved_login(|target, token| super::rollback::run_rollback(target, token, args))
-}
-
-/// Runs `cf-zero-downtime push ARGS` with the cf CLI's saved login.
-pub fn run_standalone(args: PushArgs) -> ExitCode {
-    with_saved_login(|target, token| push::run_push(target, token, args))
-}
-
-/// Runs a command with the cf CLI's saved login (`$CF_HOME/.cf/config.json`). Like the
-/// plugin path, it has a usable token before anything else, and prints the token source's
-/// warnings (e.g. a refreshed token that could not be saved) at the end.
-fn with_saved_login<F>(run: impl FnOnce(Target, Arc<dyn TokenProvider>) -> F) -> ExitCode
-where
-    F: std::future::Future<Output = ExitCode>,
-{
-    block_on(async {
-        let login = match standalone::config_path().and_then(|p| standalone::load(&p)) {
-            Ok(login) => login,
-            Err(e) => return fail(&e),
-        };
-        if let Err(e) = login.token.token().await {
-            return fail(&Error::Auth(e));
-        }
-        let source = login.token;
-        let token: Arc<dyn TokenProvider> = source.clone();
-        let code = run(login.target, token).await;
-        print_warnings(&source);
-        code
     })
 }
 
@@ -196,14 +167,6 @@ pub fn plugin_token_source(
         tracing::debug!("no config-file token fallback: {}", error_chain(&e));
     }
     source
-}
-
-/// Prints the warnings the token source recorded and nobody drained (e.g. a refreshed token
-/// that could not be saved), one `cf-zero-downtime: warning: ...` line each on stderr.
-fn print_warnings(source: &TokenSource) {
-    for w in source.take_warnings() {
-        eprintln!("cf-zero-downtime: warning: {}", terminal_safe(&w));
-    }
 }
 
 /// Answers `SendMetadata`: `SetPluginMetadata` must return true.
@@ -257,34 +220,6 @@ pub async fn gather_plugin_target(conn: &CliConnection) -> Result<(Target, Secre
     Ok((target, token))
 }
 
-fn block_on<F: std::future::Future<Output = ExitCode>>(f: F) -> ExitCode {
-    match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt.block_on(f),
-        Err(e) => {
-            eprintln!("cf-zero-downtime: cannot start the async runtime: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// Prints an error as the cf CLI does (message, then FAILED) and returns exit code 1.
-fn fail(err: &Error) -> ExitCode {
-    match err {
-        Error::CliTooOld { .. }
-        | Error::NoApiEndpoint
-        | Error::NotLoggedIn
-        | Error::NoOrgTargeted
-        | Error::NoSpaceTargeted => eprintln!("{err}"),
-        // The chain may hold a login server's or the cf CLI's words: cleaned as text output.
-        other => eprintln!("cf-zero-downtime: {}", terminal_safe(&error_chain(other))),
-    }
-    eprintln!("FAILED");
-    ExitCode::FAILURE
-}
-
 /// Prints a usage error of the plugin command with the usage text cf shows for it.
 fn usage_error(e: &clap::Error) -> ExitCode {
     let (usage, _) = usage_and_options(&PluginPush::command());
@@ -297,17 +232,6 @@ fn usage_error_with(e: &clap::Error, usage: &str, command: &str) -> ExitCode {
     eprintln!("\nUSAGE:\n   {usage}\n\nSee 'cf help {command}' for all options.");
     eprintln!("FAILED");
     ExitCode::FAILURE
-}
-
-/// Prints a clap outcome: help to stdout with exit 0, a usage error to stderr with exit 1.
-pub fn clap_exit(e: &clap::Error) -> ExitCode {
-    // Printing can only fail if stdout/stderr are closed; there is nothing left to tell then.
-    let _ = e.print();
-    if e.use_stderr() {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    }
 }
 
 #[cfg(test)]
