@@ -302,6 +302,11 @@ impl From<cf::Error> for ApiError {
     }
 }
 
+/// `items` converted one by one into the deploy layer's type.
+fn converted<T, U>(items: Vec<T>, convert: impl FnMut(T) -> U) -> Vec<U> {
+    items.into_iter().map(convert).collect()
+}
+
 /// Maps a client error onto the deploy layer's [`ApiError`].
 pub fn api_error(e: &cf::Error) -> ApiError {
     match e {
@@ -665,13 +670,7 @@ impl CfApi for CfBackend {
         let q = cf::AppQuery::default()
             .names(names.iter().cloned())
             .space_guids([space_guid.clone()]);
-        Ok(self
-            .client
-            .list_apps(&q)
-            .await?
-            .into_iter()
-            .map(app)
-            .collect())
+        Ok(converted(self.client.list_apps(&q).await?, app))
     }
 
     async fn find_apps_by_label(
@@ -682,13 +681,7 @@ impl CfApi for CfBackend {
         let q = cf::AppQuery::default()
             .label_selector(selector)
             .space_guids([space_guid.clone()]);
-        Ok(self
-            .client
-            .list_apps(&q)
-            .await?
-            .into_iter()
-            .map(app)
-            .collect())
+        Ok(converted(self.client.list_apps(&q).await?, app))
     }
 
     async fn get_app(&self, guid: &AppGuid) -> ApiResult<App> {
@@ -924,13 +917,10 @@ impl CfApi for CfBackend {
     }
 
     async fn process_stats(&self, process_guid: &ProcessGuid) -> ApiResult<Vec<InstanceStat>> {
-        Ok(self
-            .client
-            .get_process_stats(process_guid)
-            .await?
-            .into_iter()
-            .map(instance)
-            .collect())
+        Ok(converted(
+            self.client.get_process_stats(process_guid).await?,
+            instance,
+        ))
     }
 
     async fn find_domain(&self, name: &str) -> ApiResult<Option<Domain>> {
@@ -949,13 +939,7 @@ impl CfApi for CfBackend {
     }
 
     async fn list_app_routes(&self, app: &AppGuid) -> ApiResult<Vec<Route>> {
-        Ok(self
-            .client
-            .list_app_routes(app)
-            .await?
-            .into_iter()
-            .map(route)
-            .collect())
+        Ok(converted(self.client.list_app_routes(app).await?, route))
     }
 
     async fn find_route(&self, r: &NewRoute) -> ApiResult<Option<Route>> {
@@ -993,13 +977,10 @@ impl CfApi for CfBackend {
     }
 
     async fn list_destinations(&self, route_guid: &RouteGuid) -> ApiResult<Vec<Destination>> {
-        Ok(self
-            .client
-            .list_route_destinations(route_guid)
-            .await?
-            .into_iter()
-            .map(destination)
-            .collect())
+        Ok(converted(
+            self.client.list_route_destinations(route_guid).await?,
+            destination,
+        ))
     }
 
     async fn add_destination(

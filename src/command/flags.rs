@@ -113,6 +113,15 @@ impl CommonFlags {
     }
 }
 
+/// A flag value as the command line (and the manifest) spells it: `blue-green`, `cnb`,
+/// `https`.
+pub(crate) fn spelled<E: ValueEnum>(value: &E) -> String {
+    value
+        .to_possible_value()
+        .map(|v| v.get_name().to_string())
+        .unwrap_or_default()
+}
+
 /// A value of a core enum as the command line spells it, with its `--help` line.
 fn value(name: &'static str, help: &'static str) -> Option<PossibleValue> {
     Some(PossibleValue::new(name).help(help))
@@ -200,16 +209,6 @@ pub enum SmokeScheme {
     Https,
     /// Plain HTTP (a local router, the simulator).
     Http,
-}
-
-impl SmokeScheme {
-    /// The URL scheme.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SmokeScheme::Https => "https",
-            SmokeScheme::Http => "http",
-        }
-    }
 }
 
 /// Parses a size as the manifest and `cf run-task -m` write it (`512M`, `1G`) into whole

@@ -24,8 +24,8 @@ use super::adapter::CfBackend;
 use super::flags::{CommonFlags, DEPLOY_HEADING};
 use super::push::PushArgs;
 use super::push::request::{RequestError, deploy_request};
-use super::session::{self, ConnectError, LiveNotices, SharedReporter, started_on};
-use crate::deploy::event::{Event, Outcome, Reporter, error_chain};
+use super::session::{self, ConnectError, LiveNotices, SharedReporter, refuse};
+use crate::deploy::event::{Outcome, Reporter};
 use crate::deploy::request::{DeployRequest, ProbeConfig};
 use crate::deploy::rollback::STRATEGY;
 use crate::deploy::{Interrupt, OldApp};
@@ -86,11 +86,10 @@ pub struct PluginRollback {
 }
 
 /// Everything a rollback needs besides the reporter and the interrupt.
+#[derive(Debug)]
 pub struct RollbackOptions {
-    /// The cf target (endpoint, org, space, user).
-    pub target: cf::Target,
-    /// Where access tokens come from.
-    pub token: Arc<dyn cf::TokenProvider>,
+    /// The target and its tokens.
+    pub login: Login,
     /// The command-line flags.
     pub args: RollbackArgs,
     /// Poll interval of the health wait and of the backend's job waits (1 s).
@@ -99,23 +98,11 @@ pub struct RollbackOptions {
     pub probe: Option<ProbeConfig>,
 }
 
-impl std::fmt::Debug for RollbackOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RollbackOptions")
-            .field("target", &self.target)
-            .field("args", &self.args)
-            .field("poll_interval", &self.poll_interval)
-            .field("probe", &self.probe)
-            .finish_non_exhaustive()
-    }
-}
-
 impl RollbackOptions {
     /// Options with a 1 s poll interval and the default probe.
     pub fn new(target: cf::Target, token: Arc<dyn cf::TokenProvider>, args: RollbackArgs) -> Self {
         RollbackOptions {
-            target,
-            token,
+            login: Login { target, token },
             args,
             poll_interval: Duration::from_secs(1),
             probe: None,
@@ -162,22 +149,15 @@ pub async fn rollback(
             };
             notices.around(&shared, run).await
         }
-        Err(e) => {
-            reporter.report(started_on(
-                &opts.target,
-                vec![opts.args.app_name.clone()],
-                STRATEGY,
-            ));
-            let outcome = Outcome::NothingChanged {
-                error: error_chain(&e),
-            };
-            reporter.report(Event::Finished {
-                outcome: outcome.clone(),
-                elapsed: started.elapsed(),
-                steps: Vec::new(),
-            });
-            outcome
-        }
+        Err(e) => refuse(
+            reporter,
+            &opts.login.target,
+            vec![opts.args.app_name.clone()],
+            STRATEGY,
+            Vec::new(),
+            &e,
+            started,
+        ),
     }
 }
 
@@ -193,18 +173,18 @@ async fn prepare(
 }
 
 async fn prepare_inner(opts: &RollbackOptions) -> Result<(CfBackend, DeployRequest), Preflight> {
-    let mut request = deploy_request(&opts.args.to_push_args(), &opts.target)?;
+    let mut request = deploy_request(&opts.args.to_push_args(), &opts.login.target)?;
     request.poll_interval = opts.poll_interval;
     if let Some(probe) = &opts.probe {
         request.probe = probe.clone();
     }
     let client = session::connect(
-        &opts.target,
-        &opts.token,
+        &opts.login.target,
+        &opts.login.token,
         opts.args.common.api_outage_budget,
     )
     .await?;
-    let backend = session::backend(client, &opts.target, &request, opts.poll_interval);
+    let backend = session::backend(client, &opts.login.target, &request, opts.poll_interval);
     Ok((backend, request))
 }
 

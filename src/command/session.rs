@@ -1,8 +1,8 @@
 //! What every command that talks to Cloud Controller does around its call into the core: the
 //! client that has read the API's root document ([`connect`]), the outage notices said as they
 //! happen ([`LiveNotices`]), the deploy engine's backend for the target space ([`backend`]),
-//! the first and second interrupt ([`interrupt_on_signals`]), and the [`Event::Started`] of a
-//! command that failed its preflight ([`started_on`]).
+//! the first and second interrupt ([`interrupt_on_signals`]), and how a command that failed its
+//! preflight ends ([`refuse`]).
 //!
 //! Depends on: cf, deploy, ui (the interrupt notice). Prints only through `ui`.
 
@@ -10,7 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cf;
-use crate::deploy::{DeployRequest, Event, Interrupt, Reporter};
+use tokio::time::Instant;
+
+use crate::deploy::event::error_chain;
+use crate::deploy::{DeployRequest, Event, Interrupt, Outcome, Reporter};
 use crate::ui;
 
 use super::adapter::CfBackend;
@@ -182,21 +185,39 @@ impl Signals {
     }
 }
 
-/// The [`Event::Started`] of a command that failed its preflight: the target as cf knows it.
-pub(crate) fn started_on(target: &cf::Target, apps: Vec<String>, strategy: &str) -> Event {
-    Event::Started {
-        org: target
-            .org
-            .as_ref()
-            .map(|o| o.name.clone())
-            .unwrap_or_default(),
-        space: target
-            .space
-            .as_ref()
-            .map(|s| s.name.clone())
-            .unwrap_or_default(),
-        user: target.user.clone(),
-        apps,
-        strategy: strategy.to_string(),
+/// Ends a command that failed its preflight, the way every such end looks: an
+/// [`Event::Started`] naming the target as cf knows it (when the app names are known), the
+/// warnings found so far, then [`Event::Finished`] with [`Outcome::NothingChanged`] and the
+/// error. Returns the outcome.
+pub(crate) fn refuse(
+    reporter: &mut dyn Reporter,
+    target: &cf::Target,
+    apps: Vec<String>,
+    strategy: &str,
+    warnings: Vec<String>,
+    error: &(dyn std::error::Error + 'static),
+    started: Instant,
+) -> Outcome {
+    if !apps.is_empty() {
+        let name = |n: &Option<cf::NamedGuid>| n.as_ref().map(|n| n.name.clone());
+        reporter.report(Event::Started {
+            org: name(&target.org).unwrap_or_default(),
+            space: name(&target.space).unwrap_or_default(),
+            user: target.user.clone(),
+            apps,
+            strategy: strategy.to_string(),
+        });
     }
+    for message in warnings {
+        reporter.report(Event::Warning { app: None, message });
+    }
+    let outcome = Outcome::NothingChanged {
+        error: error_chain(error),
+    };
+    reporter.report(Event::Finished {
+        outcome: outcome.clone(),
+        elapsed: started.elapsed(),
+        steps: Vec::new(),
+    });
+    outcome
 }

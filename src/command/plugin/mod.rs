@@ -97,57 +97,67 @@ pub fn run(args: &[OsString]) -> ExitCode {
         }),
         Invocation::Command { name, args } => {
             if name == ROLLBACK_COMMAND_NAME || name == ROLLBACK_COMMAND_ALIAS {
-                return run_plugin_rollback(port, args);
+                let parsed = parse::<PluginRollback>(ROLLBACK_COMMAND_NAME, args, || {
+                    rollback_usage_and_options().0
+                });
+                return with_cf_login(port, parsed.map(|p| p.args), super::rollback::run);
             }
             if name != COMMAND_NAME && name != COMMAND_ALIAS {
                 return fail(&Error::UnknownCommand(name));
             }
-            let argv = std::iter::once(OsString::from("cf zero-downtime-push")).chain(args);
-            let push_args = match PluginPush::try_parse_from(argv) {
-                Ok(p) => p.args,
-                Err(e) if e.use_stderr() => return usage_error(&e),
-                Err(e) => return clap_exit(&e),
-            };
-            block_on(async {
-                let conn = CliConnection::new(port);
-                match gather_plugin_target(&conn).await {
-                    Ok((target, first)) => {
-                        let source = Arc::new(plugin_token_source(conn, first, &target));
-                        let token: Arc<dyn TokenProvider> = source.clone();
-                        let code = super::push::run(push_args, Login { target, token }).await;
-                        print_warnings(&source);
-                        code
-                    }
-                    Err(e) => fail(&e),
-                }
-            })
+            let parsed = parse::<PluginPush>(COMMAND_NAME, args, || {
+                usage_and_options(&PluginPush::command()).0
+            });
+            with_cf_login(port, parsed.map(|p| p.args), super::push::run)
         }
     }
 }
 
-/// Runs `cf zero-downtime-rollback ARGS` under cf: the same checks of the target as a push.
-fn run_plugin_rollback(port: u16, args: Vec<OsString>) -> ExitCode {
-    let argv = std::iter::once(OsString::from("cf zero-downtime-rollback")).chain(args);
-    let rollback_args = match PluginRollback::try_parse_from(argv) {
-        Ok(p) => p.args,
-        Err(e) if e.use_stderr() => {
-            let (usage, _) = rollback_usage_and_options();
-            return usage_error_with(&e, &usage, ROLLBACK_COMMAND_NAME);
+/// Parses the arguments of plugin command `command` (`cf <command> ARGS`). Help ends the run
+/// with exit 0; a usage error is printed with `usage` (what `cf help <command>` shows) and
+/// ends it with exit 1: both are the `Err` exit code.
+fn parse<P: Parser>(
+    command: &str,
+    args: Vec<OsString>,
+    usage: impl FnOnce() -> String,
+) -> Result<P, ExitCode> {
+    let argv = std::iter::once(OsString::from(format!("cf {command}"))).chain(args);
+    P::try_parse_from(argv).map_err(|e| {
+        if e.use_stderr() {
+            usage_error(&e, &usage(), command)
+        } else {
+            clap_exit(&e)
         }
-        Err(e) => return clap_exit(&e),
+    })
+}
+
+/// Runs a command under cf: the whole target and a first token are gathered from the cf CLI
+/// first (its checks, its words), then `run` gets a [`Login`] whose tokens come from the cf
+/// CLI while it lives and from its config file after; the token source's warnings are printed
+/// at the end.
+fn with_cf_login<A, F>(
+    port: u16,
+    args: Result<A, ExitCode>,
+    run: impl FnOnce(A, Login) -> F,
+) -> ExitCode
+where
+    F: std::future::Future<Output = ExitCode>,
+{
+    let args = match args {
+        Ok(args) => args,
+        Err(code) => return code,
     };
     block_on(async {
         let conn = CliConnection::new(port);
-        match gather_plugin_target(&conn).await {
-            Ok((target, first)) => {
-                let source = Arc::new(plugin_token_source(conn, first, &target));
-                let token: Arc<dyn TokenProvider> = source.clone();
-                let code = super::rollback::run(rollback_args, Login { target, token }).await;
-                print_warnings(&source);
-                code
-            }
-            Err(e) => fail(&e),
-        }
+        let (target, first) = match gather_plugin_target(&conn).await {
+            Ok(gathered) => gathered,
+            Err(e) => return fail(&e),
+        };
+        let source = Arc::new(plugin_token_source(conn, first, &target));
+        let token: Arc<dyn TokenProvider> = source.clone();
+        let code = run(args, Login { target, token }).await;
+        print_warnings(&source);
+        code
     })
 }
 
@@ -220,14 +230,8 @@ pub async fn gather_plugin_target(conn: &CliConnection) -> Result<(Target, Secre
     Ok((target, token))
 }
 
-/// Prints a usage error of the plugin command with the usage text cf shows for it.
-fn usage_error(e: &clap::Error) -> ExitCode {
-    let (usage, _) = usage_and_options(&PluginPush::command());
-    usage_error_with(e, &usage, COMMAND_NAME)
-}
-
 /// Prints a usage error of plugin command `command` with its usage text.
-fn usage_error_with(e: &clap::Error, usage: &str, command: &str) -> ExitCode {
+fn usage_error(e: &clap::Error, usage: &str, command: &str) -> ExitCode {
     eprintln!("{}", e.render().to_string().trim_end());
     eprintln!("\nUSAGE:\n   {usage}\n\nSee 'cf help {command}' for all options.");
     eprintln!("FAILED");

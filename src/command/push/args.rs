@@ -26,17 +26,6 @@ pub enum Lifecycle {
     Cnb,
 }
 
-impl Lifecycle {
-    /// The manifest's spelling (`lifecycle:`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Lifecycle::Buildpack => "buildpack",
-            Lifecycle::Docker => "docker",
-            Lifecycle::Cnb => "cnb",
-        }
-    }
-}
-
 /// `-u`/`--health-check-type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum HealthCheckType {
@@ -46,17 +35,6 @@ pub enum HealthCheckType {
     Port,
     /// The app answers `--endpoint` with a 200.
     Http,
-}
-
-impl HealthCheckType {
-    /// The manifest's spelling (`health-check-type:`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HealthCheckType::Process => "process",
-            HealthCheckType::Port => "port",
-            HealthCheckType::Http => "http",
-        }
-    }
 }
 
 /// Flags that exclude each other, by argument id; the usage shows them as `[a | b]`.

@@ -26,11 +26,12 @@ use crate::package;
 
 use super::Login;
 use super::adapter::CfBackend;
-use super::session::{self, ConnectError, LiveNotices, SharedReporter, started_on};
+use super::flags::spelled;
+use super::session::{self, ConnectError, LiveNotices, SharedReporter, refuse};
 use crate::deploy::Interrupt;
 use crate::deploy::api::AppSource;
 use crate::deploy::api::DeploymentStrategy;
-use crate::deploy::event::{Event, Outcome, Reporter, error_chain};
+use crate::deploy::event::{Event, Outcome, Reporter};
 use crate::deploy::request::{AppSpec, AutoFallback, DeployRequest, ProbeConfig};
 
 pub mod args;
@@ -44,11 +45,10 @@ use request::{RequestError, deploy_request};
 pub const DOCKER_PASSWORD_ENV: &str = "CF_DOCKER_PASSWORD";
 
 /// Everything a push needs besides the reporter and the cancellation token.
+#[derive(Debug)]
 pub struct PushOptions {
-    /// The cf target (endpoint, org, space, user).
-    pub target: cf::Target,
-    /// Where access tokens come from.
-    pub token: Arc<dyn cf::TokenProvider>,
+    /// The target and its tokens.
+    pub login: Login,
     /// The command-line flags.
     pub args: PushArgs,
     /// The working directory (base of `-f`, `-p` and of apps without `path`).
@@ -59,22 +59,6 @@ pub struct PushOptions {
     pub probe: Option<ProbeConfig>,
     /// The docker registry password; [`PushOptions::new`] reads `CF_DOCKER_PASSWORD`.
     pub docker_password: Option<SecretString>,
-}
-
-impl std::fmt::Debug for PushOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PushOptions")
-            .field("target", &self.target)
-            .field("args", &self.args)
-            .field("cwd", &self.cwd)
-            .field("poll_interval", &self.poll_interval)
-            .field("probe", &self.probe)
-            .field(
-                "docker_password",
-                &self.docker_password.as_ref().map(|_| "<hidden>"),
-            )
-            .finish_non_exhaustive()
-    }
 }
 
 impl PushOptions {
@@ -91,8 +75,7 @@ impl PushOptions {
             .filter(|p| !p.is_empty())
             .map(SecretString::from);
         PushOptions {
-            target,
-            token,
+            login: Login { target, token },
             args,
             cwd,
             poll_interval: Duration::from_secs(1),
@@ -176,23 +159,15 @@ pub async fn push(
             };
             notices.around(&shared, run).await
         }
-        Err((e, warnings)) => {
-            if !names.is_empty() {
-                reporter.report(started_on(&opts.target, names, opts.args.strategy.as_str()));
-            }
-            for message in warnings {
-                reporter.report(Event::Warning { app: None, message });
-            }
-            let outcome = Outcome::NothingChanged {
-                error: error_chain(&e),
-            };
-            reporter.report(Event::Finished {
-                outcome: outcome.clone(),
-                elapsed: started.elapsed(),
-                steps: Vec::new(),
-            });
-            outcome
-        }
+        Err((e, warnings)) => refuse(
+            reporter,
+            &opts.login.target,
+            names,
+            opts.args.strategy.as_str(),
+            warnings,
+            &e,
+            started,
+        ),
     }
 }
 
@@ -337,12 +312,12 @@ fn flag_overrides(args: &PushArgs) -> FlagOverrides {
         memory: args.memory.clone(),
         disk: args.disk.clone(),
         log_rate_limit: args.log_rate_limit.clone(),
-        health_check_type: args.health_check_type.map(|t| t.as_str().to_string()),
+        health_check_type: args.health_check_type.as_ref().map(spelled),
         health_check_endpoint: args.endpoint.clone(),
         app_start_timeout: args.app_start_timeout,
         no_route: args.no_route,
         random_route: args.random_route,
-        lifecycle: args.lifecycle.map(|l| l.as_str().to_string()),
+        lifecycle: args.lifecycle.as_ref().map(spelled),
     }
 }
 
@@ -401,7 +376,7 @@ async fn prepare_inner(
     let selected = m.select(args.app_name.as_deref())?;
     *names = selected.iter().map(|a| a.name.clone()).collect();
     check_strategy_flags(args)?;
-    let mut request = deploy_request(args, &opts.target)?;
+    let mut request = deploy_request(args, &opts.login.target)?;
     request.poll_interval = opts.poll_interval;
     if let Some(probe) = &opts.probe {
         request.probe = probe.clone();
@@ -428,20 +403,25 @@ async fn prepare_inner(
         apps.push(from_manifest::app_spec(app, source));
     }
 
-    let client = session::connect(&opts.target, &opts.token, args.common.api_outage_budget).await?;
+    let client = session::connect(
+        &opts.login.target,
+        &opts.login.token,
+        args.common.api_outage_budget,
+    )
+    .await?;
     for feature in required_features(args) {
         client
             .require(feature)
             .map_err(|source| Preflight::Version {
                 strategy: args.strategy.as_str().to_string(),
-                endpoint: opts.target.api_endpoint.clone(),
+                endpoint: opts.login.target.api_endpoint.clone(),
                 source: Box::new(source),
             })?;
     }
     if let Some(fallback) = &mut request.fallback {
         fallback_support(fallback, &client);
     }
-    let backend = session::backend(client, &opts.target, &request, opts.poll_interval)
+    let backend = session::backend(client, &opts.login.target, &request, opts.poll_interval)
         .with_docker_password(opts.docker_password.clone());
     Ok(Prepared {
         backend,

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::PushArgs;
 use crate::cf::Target;
+use crate::command::flags::spelled;
 use crate::deploy::Strategy;
 use crate::deploy::analysis::{AnalysisConfig, canary_steps};
 use crate::deploy::api::{DeploymentStrategy, SpaceGuid};
@@ -199,7 +200,7 @@ pub(crate) fn deploy_request(
         temp_route_suffix: suffix.clone(),
         dry_run: args.common.dry_run,
         probe: ProbeConfig {
-            scheme: args.common.smoke_test_scheme.as_str().to_string(),
+            scheme: spelled(&args.common.smoke_test_scheme),
             connect_to: args
                 .common
                 .smoke_test_router
