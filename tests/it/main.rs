@@ -12,6 +12,7 @@ mod e2e_quota;
 mod e2e_rollback;
 mod e2e_rolling;
 mod e2e_tasks;
+mod layout;
 mod manifest;
 mod package;
 mod plugin;
