@@ -212,7 +212,7 @@ pub(crate) fn refuse(
         reporter.report(Event::Warning { app: None, message });
     }
     let outcome = Outcome::NothingChanged {
-        error: error_chain(error),
+        error: error_chain(error).into(),
     };
     reporter.report(Event::Finished {
         outcome: outcome.clone(),

@@ -25,7 +25,7 @@ pub enum Outcome {
     /// The new version serves, but a step after the switch failed or was interrupted.
     DeployedWithLeftovers {
         /// What failed.
-        error: String,
+        error: Failure,
         /// `cf` commands that finish the clean-up.
         leftovers: Vec<String>,
     },
@@ -34,25 +34,25 @@ pub enum Outcome {
     /// Failed before anything was changed.
     NothingChanged {
         /// What failed.
-        error: String,
+        error: Failure,
     },
     /// Failed or interrupted; every change was undone and the old version serves.
     RolledBack {
         /// What failed.
-        error: String,
+        error: Failure,
     },
     /// Rolling/canary multi-app: the apps in `deployed` run their new version; the next app
     /// failed and was rolled back (or not changed); the apps after it were not touched.
     PartlyDeployed {
         /// What failed.
-        error: String,
+        error: Failure,
         /// Apps deployed by this run.
         deployed: Vec<String>,
     },
     /// Failed, and some undo failed too.
     RollbackIncomplete {
         /// What failed.
-        error: String,
+        error: Failure,
         /// `cf` commands that finish the rollback.
         manual_steps: Vec<String>,
     },
@@ -92,8 +92,15 @@ impl Outcome {
         }
     }
 
-    /// The error that ended the deploy, if any.
-    pub fn error(&self) -> Option<&str> {
+    /// The outcome of a run that failed before its first change with `error`.
+    pub fn nothing_changed(error: &(dyn std::error::Error + 'static)) -> Outcome {
+        Outcome::NothingChanged {
+            error: Failure::of(error),
+        }
+    }
+
+    /// The failure that ended the deploy, if any.
+    pub fn error(&self) -> Option<&Failure> {
         match self {
             Outcome::Deployed | Outcome::DryRun => None,
             Outcome::DeployedWithLeftovers { error, .. }
@@ -102,6 +109,83 @@ impl Outcome {
             | Outcome::PartlyDeployed { error, .. }
             | Outcome::RollbackIncomplete { error, .. } => Some(error),
         }
+    }
+}
+
+/// Why a deploy failed, as its [`Outcome`] carries it: the error with its causes, where to
+/// look next, and, when earlier apps of the same run were deployed, which app failed and which
+/// stay deployed. Displays (and serializes, as the `error` of `--output json`) as the lines
+/// the text output prints: the error (`app <failed>: ` first after earlier apps), the hint,
+/// then the apps that stay deployed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// What failed: the error and its causes, joined with `": "` ([`error_chain`]).
+    pub message: String,
+    /// A line on where to look next (`TIP: ...`, `NOTE: ...`), given when the failed app's
+    /// last log lines could not be shown.
+    pub hint: Option<String>,
+    /// The apps deployed before the failed one by the same run (rolling, canary).
+    pub earlier: Option<Earlier>,
+}
+
+/// The app that failed in a run that deployed other apps before it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Earlier {
+    /// The app (or apps) that failed, as the text output names them.
+    pub failed: String,
+    /// The apps deployed before it; they stay deployed with their new version.
+    pub deployed: Vec<String>,
+}
+
+impl Failure {
+    /// The failure of `error`, with its causes and without a hint.
+    pub fn of(error: &(dyn std::error::Error + 'static)) -> Failure {
+        Failure::from(error_chain(error))
+    }
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Failure {
+            message,
+            hint: None,
+            earlier: None,
+        }
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(message: &str) -> Self {
+        Failure::from(message.to_string())
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(e) = &self.earlier {
+            write!(f, "app {}: ", e.failed)?;
+        }
+        f.write_str(&self.message)?;
+        if let Some(h) = &self.hint {
+            write!(f, "\n{h}")?;
+        }
+        if let Some(e) = &self.earlier {
+            write!(
+                f,
+                "\napps deployed before {} stay deployed with their new version: {}",
+                e.failed,
+                e.deployed.join(", ")
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Failure {}
+
+impl Serialize for Failure {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 
@@ -376,4 +460,42 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         cur = c.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_reads_and_serializes_as_its_lines() {
+        let error = Failure {
+            message: "app 'web-candidate': instance 0 of process 'web' crashed: exit status 1"
+                .into(),
+            hint: Some("TIP: watch 'cf logs web-candidate'".into()),
+            earlier: Some(Earlier {
+                failed: "web".into(),
+                deployed: vec!["api".into(), "worker".into()],
+            }),
+        };
+        let text = "app web: app 'web-candidate': instance 0 of process 'web' crashed: exit status 1\nTIP: watch 'cf logs web-candidate'\napps deployed before web stay deployed with their new version: api, worker";
+        assert_eq!(error.to_string(), text);
+        let json = serde_json::to_value(Outcome::PartlyDeployed {
+            error,
+            deployed: vec!["api".into(), "worker".into()],
+        })
+        .unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "result": "partly_deployed",
+                "error": text,
+                "deployed": ["api", "worker"],
+            })
+        );
+        let plain = Outcome::nothing_changed(&Failure::from("no app"));
+        assert_eq!(
+            plain.error().map(ToString::to_string).as_deref(),
+            Some("no app")
+        );
+    }
 }

@@ -132,7 +132,6 @@ pub use event::{Event, Outcome, Reporter};
 pub use interrupt::Interrupt;
 pub use request::{AppSpec, DeployRequest, OldApp, RenderRequest, RouteSpec, Strategy};
 
-use event::error_chain;
 use lock::{Busy, RunLock};
 use plan::Plan;
 
@@ -627,10 +626,5 @@ fn report_plan(plan: &Plan, req: &DeployRequest, reporter: &mut dyn Reporter) ->
 
 /// The result of a deploy that stopped before its first change.
 fn nothing_changed(e: &Error) -> (Outcome, Vec<event::StepTime>) {
-    (
-        Outcome::NothingChanged {
-            error: error_chain(e),
-        },
-        Vec::new(),
-    )
+    (Outcome::nothing_changed(e), Vec::new())
 }

@@ -32,7 +32,7 @@
 use std::collections::BTreeMap;
 
 use super::api::{ApiError, App, AppGuid, AppState, CfApi, Destination, Domain, MetadataUpdate};
-use super::event::{Outcome, Reporter, StepTime, error_chain};
+use super::event::{Outcome, Reporter, StepTime};
 use super::interrupt::Interrupt;
 use super::lock::{Busy, RunLock, busy_among};
 use super::observe::{
@@ -582,14 +582,7 @@ async fn run_inner<A: CfApi>(
     lock.expect(observed.marked_apps());
     let plan = match plan(&observed, req) {
         Ok(p) => p,
-        Err(e) => {
-            return (
-                Outcome::NothingChanged {
-                    error: error_chain(&e),
-                },
-                Vec::new(),
-            );
-        }
+        Err(e) => return (Outcome::nothing_changed(&e), Vec::new()),
     };
     let d = super::Deploy {
         api,

@@ -298,7 +298,7 @@ impl<W: Write + Send> TextReporter<W> {
             _ => {
                 if let Some(e) = outcome.error() {
                     self.line("");
-                    for l in e.lines() {
+                    for l in e.to_string().lines() {
                         self.line(l);
                     }
                 }
@@ -461,7 +461,7 @@ fn version_line(v: &VersionStats) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::deploy::event::StepTime;
+    use crate::deploy::event::{Failure, StepTime};
 
     fn started(i: usize, description: &str) -> Event {
         Event::StepStarted {
@@ -755,7 +755,11 @@ mod tests {
             },
             Event::Finished {
                 outcome: Outcome::RollbackIncomplete {
-                    error: format!("{CRASH}\nTIP: the failed app is deleted by the rollback; watch 'cf logs web-candidate' in another terminal during the next push"),
+                    error: Failure {
+                        message: CRASH.into(),
+                        hint: Some("TIP: the failed app is deleted by the rollback; watch 'cf logs web-candidate' in another terminal during the next push".into()),
+                        earlier: None,
+                    },
                     manual_steps: vec!["cf delete web-candidate -f".into()],
                 },
                 elapsed: Duration::from_secs(9),

@@ -180,13 +180,18 @@ async fn a_failure_at_every_mutating_call_rolls_back_or_names_leftovers() {
             match &outcome {
                 Outcome::RolledBack { error } => {
                     rolled_back += 1;
-                    assert!(error.contains("injected failure"), "{ctx}");
+                    assert!(error.to_string().contains("injected failure"), "{ctx}");
                     assert_eq!(cf.snapshot(), before, "{ctx}\n{events:#?}");
                     assert_eq!(outcome.exit_code(), 1, "{ctx}");
                 }
                 Outcome::NothingChanged { error } => {
                     assert_eq!((method.as_str(), n), ("update_metadata", 1), "{ctx}");
-                    assert!(error.contains("marking the app as being deployed"), "{ctx}");
+                    assert!(
+                        error
+                            .to_string()
+                            .contains("marking the app as being deployed"),
+                        "{ctx}"
+                    );
                     assert_eq!(cf.snapshot(), before, "{ctx}\n{events:#?}");
                 }
                 Outcome::Deployed => {
@@ -332,7 +337,9 @@ async fn staging_failure_and_crashes_roll_back_with_the_reason() {
         panic!("{outcome:?}")
     };
     assert!(
-        error.contains("staging app 'web' failed: NoAppDetectedError"),
+        error
+            .to_string()
+            .contains("staging app 'web' failed: NoAppDetectedError"),
         "{error}"
     );
     assert_eq!(cf.snapshot(), before);
@@ -344,11 +351,16 @@ async fn staging_failure_and_crashes_roll_back_with_the_reason() {
         panic!("{outcome:?}")
     };
     assert!(
-        error.contains("instance 0 of process 'web' crashed: exit status 1 (out of memory)"),
+        error
+            .to_string()
+            .contains("instance 0 of process 'web' crashed: exit status 1 (out of memory)"),
         "{error}"
     );
     assert!(
-        error.contains("TIP: the failed app is deleted by the rollback; watch 'cf logs web-candidate' in another terminal during the next push"),
+        error.hint.as_deref()
+            == Some(
+                "TIP: the failed app is deleted by the rollback; watch 'cf logs web-candidate' in another terminal during the next push"
+            ),
         "{error}"
     );
     assert_eq!(cf.snapshot(), before);
@@ -364,7 +376,9 @@ async fn instances_that_stall_time_out_and_slow_ones_do_not() {
         panic!("{outcome:?}")
     };
     assert!(
-        error.contains("0 of 2 instances running, no progress for 1m"),
+        error
+            .to_string()
+            .contains("0 of 2 instances running, no progress for 1m"),
         "{error}"
     );
     assert_eq!(cf.snapshot(), before);
@@ -420,7 +434,7 @@ async fn an_interrupt_at_each_phase_rolls_back_before_the_switch() {
             }
         } else {
             assert!(
-                matches!(&outcome, Outcome::RolledBack { error } if error.starts_with("interrupted")),
+                matches!(&outcome, Outcome::RolledBack { error } if error.to_string().starts_with("interrupted")),
                 "{kind}: {outcome:?}"
             );
             assert_eq!(cf.snapshot(), before, "{kind}");
@@ -464,7 +478,7 @@ async fn a_second_interrupt_stops_waiting_and_names_what_is_left() {
     let Outcome::DeployedWithLeftovers { leftovers, error } = &outcome else {
         panic!("{outcome:?}")
     };
-    assert!(error.contains("stopped waiting"), "{error}");
+    assert!(error.to_string().contains("stopped waiting"), "{error}");
     assert_eq!(
         leftovers,
         &vec![
@@ -527,8 +541,8 @@ async fn a_crash_that_polling_never_sees_fails_within_one_poll() {
         let Outcome::RolledBack { error } = &outcome else {
             panic!("{ctx}")
         };
-        assert!(error.contains(expect), "{ctx}");
-        assert!(error.contains("crashed"), "{ctx}");
+        assert!(error.to_string().contains(expect), "{ctx}");
+        assert!(error.to_string().contains("crashed"), "{ctx}");
         assert_eq!(cf.snapshot(), before, "{ctx}");
         // Refused within a poll or two of the first crash, not at --timeout.
         let waits = events
@@ -661,7 +675,10 @@ async fn leftovers_of_a_killed_run_are_cleaned_up_and_foreign_names_refused() {
         panic!("{outcome:?}")
     };
     assert!(
-        error.contains("'web-candidate'") && error.contains("not created by cf-zero-downtime"),
+        error.to_string().contains("'web-candidate'")
+            && error
+                .to_string()
+                .contains("not created by cf-zero-downtime"),
         "{error}"
     );
     assert!(cf.mutating_calls().is_empty());
@@ -674,7 +691,7 @@ async fn leftovers_of_a_killed_run_are_cleaned_up_and_foreign_names_refused() {
     r.old_app = OldApp::Keep;
     let (outcome, _) = deploy(&cf, &r, &[spec("web")]).await;
     assert!(
-        matches!(&outcome, Outcome::NothingChanged { error } if error.contains("'web-venerable'")),
+        matches!(&outcome, Outcome::NothingChanged { error } if error.to_string().contains("'web-venerable'")),
         "{outcome:?}"
     );
     assert!(cf.mutating_calls().is_empty());
@@ -730,10 +747,12 @@ async fn smoke_test_command_gates_the_switch() {
         panic!("{outcome:?}")
     };
     assert!(
-        error.contains("smoke test of app 'web' failed: command"),
+        error
+            .to_string()
+            .contains("smoke test of app 'web' failed: command"),
         "{error}"
     );
-    assert!(error.contains("status 3: unhealthy"), "{error}");
+    assert!(error.to_string().contains("status 3: unhealthy"), "{error}");
     assert!(!cf.calls().iter().any(|c| c.starts_with("add_destination")));
     assert_eq!(cf.snapshot(), before);
 }
@@ -836,7 +855,7 @@ async fn built_in_probe_checks_the_candidate_on_the_temp_route() {
         panic!("{outcome:?}")
     };
     assert!(
-        error.contains(
+        error.to_string().contains(
             "GET http://web-temp.example.com/health did not answer 2xx after 2 attempts: status 503"
         ),
         "{error}"
@@ -1018,8 +1037,14 @@ async fn rolling_crash_cancels_at_once_and_restores_env_vars() {
     let Outcome::RolledBack { error } = &outcome else {
         panic!("{outcome:?} {events:#?}");
     };
-    assert!(error.contains("crashed"), "{error}");
-    assert!(error.contains("TIP: the app keeps its GUID"), "{error}");
+    assert!(error.to_string().contains("crashed"), "{error}");
+    assert!(
+        error
+            .hint
+            .as_deref()
+            .is_some_and(|h| h.starts_with("TIP: the app keeps its GUID")),
+        "{error}"
+    );
     assert_eq!(deployment_states(&cf), vec![DeploymentState::Canceled]);
     assert_eq!(
         env_of(&cf, "A"),
@@ -1061,8 +1086,14 @@ async fn rolling_stall_cancels_after_the_timeout_without_progress() {
     let Outcome::RolledBack { error } = &outcome else {
         panic!("{outcome:?} {events:#?}");
     };
-    assert!(error.contains("made no progress for 5s"), "{error}");
-    assert!(error.contains("0 of 1 new instances running"), "{error}");
+    assert!(
+        error.to_string().contains("made no progress for 5s"),
+        "{error}"
+    );
+    assert!(
+        error.to_string().contains("0 of 1 new instances running"),
+        "{error}"
+    );
     assert_eq!(deployment_states(&cf), vec![DeploymentState::Canceled]);
     assert_eq!(
         env_of(&cf, "A").get("GREETING").map(String::as_str),
@@ -1162,7 +1193,10 @@ async fn canary_with_a_failing_smoke_test_is_canceled_and_env_restored() {
     let Outcome::RolledBack { error } = &outcome else {
         panic!("{outcome:?} {events:#?}");
     };
-    assert!(error.contains("smoke test of app 'web' failed"), "{error}");
+    assert!(
+        error.to_string().contains("smoke test of app 'web' failed"),
+        "{error}"
+    );
     assert!(
         !cf.mutating_calls()
             .iter()
@@ -1234,9 +1268,11 @@ async fn rolling_multi_app_failure_of_the_second_app_leaves_the_first_deployed()
         panic!("{outcome:?} {events:#?}");
     };
     assert_eq!(deployed, &vec!["web".to_string()]);
-    assert!(error.starts_with("app backend: "), "{error}");
+    assert!(error.to_string().starts_with("app backend: "), "{error}");
     assert!(
-        error.contains("stay deployed with their new version: web"),
+        error
+            .to_string()
+            .contains("stay deployed with their new version: web"),
         "{error}"
     );
     assert_eq!(outcome.exit_code(), 1);
@@ -1267,7 +1303,10 @@ async fn canary_smoke_test_without_a_route_is_refused_before_any_change() {
     let Outcome::NothingChanged { error } = &outcome else {
         panic!("{outcome:?} {events:#?}");
     };
-    assert!(error.contains("a smoke test needs a route"), "{error}");
+    assert!(
+        error.to_string().contains("a smoke test needs a route"),
+        "{error}"
+    );
     assert!(cf.mutating_calls().is_empty());
 }
 
@@ -1305,7 +1344,9 @@ async fn canary_analysis_without_log_cache_fails_before_any_change() {
             panic!("{strategy:?}: {outcome:?} {events:#?}")
         };
         assert!(
-            error.contains("needs the router's request records of web"),
+            error
+                .to_string()
+                .contains("needs the router's request records of web"),
             "{error}"
         );
         assert!(cf.mutating_calls().is_empty(), "{:?}", cf.mutating_calls());
@@ -1396,12 +1437,15 @@ async fn a_failed_release_task_rolls_back_before_the_switch_and_says_it_is_not_u
         panic!("{outcome:?}")
     };
     assert!(
-        error.contains(
+        error.to_string().contains(
             "task 'zdt-migrate-1' of app 'web' failed: APP/TASK/zdt-migrate-1: Exited with status 1"
         ),
         "{error}"
     );
-    assert!(error.contains("the rollback does not undo it"), "{error}");
+    assert!(
+        error.to_string().contains("the rollback does not undo it"),
+        "{error}"
+    );
     assert!(
         !cf.calls()
             .iter()
@@ -1423,7 +1467,7 @@ async fn a_release_task_that_does_not_end_is_cancelled_at_the_timeout_and_rolled
         panic!("{outcome:?}")
     };
     assert!(
-        error.contains(
+        error.to_string().contains(
             "task 'zdt-migrate-1' of app 'web' did not finish within 2m (--task-timeout)"
         ),
         "{error}"
@@ -1454,7 +1498,7 @@ async fn an_interrupt_during_a_release_task_cancels_it_and_rolls_back() {
     )
     .await;
     assert!(
-        matches!(&outcome, Outcome::RolledBack { error } if error.starts_with("interrupted")),
+        matches!(&outcome, Outcome::RolledBack { error } if error.to_string().starts_with("interrupted")),
         "{outcome:?}"
     );
     assert!(cf.calls().iter().any(|c| c.starts_with("cancel_task")));

@@ -486,7 +486,9 @@ async fn leftovers_of_a_killed_run_are_cleaned_by_the_next_one() {
             panic!("after {kill_after}: {outcome:?}")
         };
         assert!(
-            error.contains("another deploy of web is running"),
+            error
+                .to_string()
+                .contains("another deploy of web is running"),
             "{error}"
         );
         assert_eq!(w.state().await, mid, "after {kill_after}");
@@ -519,7 +521,7 @@ async fn an_unrelated_app_with_the_candidate_name_is_never_touched() {
     let m = w.version("v2", &[("web", 1)], &[]);
     let (outcome, events) = w.push(w.args(&m)).await;
     assert!(
-        matches!(&outcome, Outcome::NothingChanged { error } if error.contains("web-candidate")),
+        matches!(&outcome, Outcome::NothingChanged { error } if error.to_string().contains("web-candidate")),
         "{outcome:?} {events:#?}"
     );
     assert_eq!(w.state().await, before);

@@ -120,8 +120,10 @@ async fn a_candidate_answering_20_percent_5xx_is_rolled_back_at_the_first_step()
         panic!("not rolled back: {outcome:?} {events:#?}");
     };
     assert!(
-        error.contains("canary analysis of app 'web' failed at step 1 of 3")
-            && error.contains("--max-error-rate"),
+        error
+            .to_string()
+            .contains("canary analysis of app 'web' failed at step 1 of 3")
+            && error.to_string().contains("--max-error-rate"),
         "{error}"
     );
     w.settle().await;
@@ -178,7 +180,7 @@ async fn without_log_cache_the_analysis_fails_before_any_change() {
     let Outcome::NothingChanged { error } = &outcome else {
         panic!("changed something: {outcome:?} {events:#?}");
     };
-    assert!(error.contains("request records"), "{error}");
+    assert!(error.to_string().contains("request records"), "{error}");
     assert_eq!(live_state(&w).await, before);
 }
 
@@ -241,7 +243,9 @@ async fn a_canary_deployment_failing_its_analysis_is_canceled_with_v1_serving() 
         panic!("not rolled back: {outcome:?} {events:#?}");
     };
     assert!(
-        error.contains("canary analysis of app 'web' failed"),
+        error
+            .to_string()
+            .contains("canary analysis of app 'web' failed"),
         "{error}"
     );
     let _ = load.stop().await;

@@ -125,10 +125,12 @@ async fn a_second_run_refuses_at_once_naming_the_first_which_deploys() {
         panic!("{b:?} {b_events:#?}")
     };
     assert!(
-        error.starts_with("another deploy of web is running: started by "),
+        error
+            .to_string()
+            .starts_with("another deploy of web is running: started by "),
         "{error}"
     );
-    assert!(error.contains(&run_short(&cand)), "{error}");
+    assert!(error.to_string().contains(&run_short(&cand)), "{error}");
     assert!(
         !first_ended_before_second,
         "the second run ended while the first still ran"
@@ -190,7 +192,7 @@ async fn a_killed_runs_candidate_is_refused_while_fresh_and_healed_once_stale() 
     let Outcome::NothingChanged { error } = &outcome else {
         panic!("{outcome:?}")
     };
-    assert!(error.contains(&run_short(&left)), "{error}");
+    assert!(error.to_string().contains(&run_short(&left)), "{error}");
     assert_eq!(app(&w, "web-candidate").await.unwrap().guid, left.guid);
 
     // Found later (its heartbeat more than two minutes old), it is a leftover.

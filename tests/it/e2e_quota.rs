@@ -57,13 +57,15 @@ async fn a_candidate_that_does_not_fit_the_space_quota_is_refused_before_any_cha
     };
     eprintln!("refused after {took:?}:\n{error}");
     assert!(
-        error.contains(
+        error.to_string().contains(
             "space quota 'small' (space 'space'): memory: blue-green needs 256 MB more, 144 MB are left: 512 MB of 400 MB (in use 256 MB, of which live app web 256 MB; candidate of web 4 × 64 MB)"
         ),
         "{error}"
     );
     assert!(
-        error.contains("--strategy rolling --max-in-flight 2"),
+        error
+            .to_string()
+            .contains("--strategy rolling --max-in-flight 2"),
         "{error}"
     );
     assert_eq!(outcome.last_line(), "nothing was changed");
@@ -191,8 +193,14 @@ async fn a_quota_used_up_while_the_candidate_stages_rolls_back_with_cloud_contro
         panic!("{outcome:?} {events:#?}");
     };
     eprintln!("rolled back after {took:?}: {error}");
-    assert!(error.contains("memory space_quota_exceeded"), "{error}");
-    assert!(error.contains("422 CF-UnprocessableEntity"), "{error}");
+    assert!(
+        error.to_string().contains("memory space_quota_exceeded"),
+        "{error}"
+    );
+    assert!(
+        error.to_string().contains("422 CF-UnprocessableEntity"),
+        "{error}"
+    );
     w.settle().await;
     assert_no_failures(&load.stop().await);
     assert_eq!(
@@ -242,12 +250,20 @@ async fn a_rolling_deployment_stalled_by_a_lowered_quota_shows_cloud_controllers
         panic!("{outcome:?} {events:#?}");
     };
     eprintln!("rolled back after {took:?}: {error}");
-    assert!(error.contains("made no progress for 3s"), "{error}");
     assert!(
-        error.contains("Cloud Controller: memory space_quota_exceeded"),
+        error.to_string().contains("made no progress for 3s"),
         "{error}"
     );
-    assert!(error.contains("last successful health check"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("Cloud Controller: memory space_quota_exceeded"),
+        "{error}"
+    );
+    assert!(
+        error.to_string().contains("last successful health check"),
+        "{error}"
+    );
     let waited_with_reason = events.iter().any(|e| {
         matches!(e, Event::Waiting { detail, .. } if detail.contains("Cloud Controller: memory space_quota_exceeded"))
     });

@@ -118,7 +118,7 @@ async fn rollback_without_a_kept_version_changes_nothing() {
     w.sim.clear_call_log();
     let (outcome, events) = roll_back(&w).await;
     assert!(
-        matches!(&outcome, Outcome::NothingChanged { error } if error.contains("web-venerable")),
+        matches!(&outcome, Outcome::NothingChanged { error } if error.to_string().contains("web-venerable")),
         "{outcome:?} {events:#?}"
     );
     let changing = w.changing_calls();

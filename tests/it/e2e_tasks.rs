@@ -106,12 +106,15 @@ async fn a_failing_task_rolls_back_and_the_live_app_is_untouched() {
         panic!("{outcome:?} {events:#?}")
     };
     assert!(
-        error.contains(
+        error.to_string().contains(
             "task 'zdt-migrate-1' of app 'web' failed: APP/TASK/zdt-migrate-1: Exited with status 3"
         ),
         "{error}"
     );
-    assert!(error.contains("the rollback does not undo it"), "{error}");
+    assert!(
+        error.to_string().contains("the rollback does not undo it"),
+        "{error}"
+    );
     let last: Vec<String> = events
         .iter()
         .filter_map(|e| match e {
@@ -154,7 +157,7 @@ async fn an_interrupt_mid_task_cancels_it_and_rolls_back() {
     eprintln!("interrupted task: {outcome:?}; {} requests", report.total);
     assert_no_failures(&report);
     assert!(
-        matches!(&outcome, Outcome::RolledBack { error } if error.starts_with("interrupted")),
+        matches!(&outcome, Outcome::RolledBack { error } if error.to_string().starts_with("interrupted")),
         "{outcome:?} {events:#?}"
     );
     assert!(
@@ -190,7 +193,9 @@ async fn a_failing_task_of_the_second_app_leaves_both_apps_on_the_old_version() 
         panic!("{outcome:?} {events:#?}")
     };
     assert!(
-        error.contains("task 'zdt-migrate-1' of app 'api' failed"),
+        error
+            .to_string()
+            .contains("task 'zdt-migrate-1' of app 'api' failed"),
         "{error}"
     );
     assert!(

@@ -78,9 +78,9 @@ async fn run_push(endpoint: &str, args: PushArgs, cwd: &Path) -> (Outcome, Vec<E
     (outcome, events)
 }
 
-fn nothing_changed(outcome: &Outcome) -> &str {
+fn nothing_changed(outcome: &Outcome) -> String {
     match outcome {
-        Outcome::NothingChanged { error } => error,
+        Outcome::NothingChanged { error } => error.to_string(),
         other => panic!("expected nothing changed, got {other:?}"),
     }
 }

@@ -100,7 +100,7 @@ impl<A: CfApi> Exec<'_, A> {
         step: &Step,
         live: &AppGuid,
         live_name: &str,
-    ) -> Result<StepOutput, Failure> {
+    ) -> Result<StepOutput, StepFailure> {
         let q = LogQuery {
             since: SystemTime::UNIX_EPOCH,
             lines: false,
@@ -159,7 +159,7 @@ impl<A: CfApi> Exec<'_, A> {
         percent: u32,
         live: &AppGuid,
         reporter: &mut dyn Reporter,
-    ) -> Result<StepOutput, Failure> {
+    ) -> Result<StepOutput, StepFailure> {
         let NewApp { guid, name } = Self::new_app(ledger, step)?;
         let web = self.web_process(step, guid).await?;
         let original = ledger
@@ -321,7 +321,7 @@ impl<A: CfApi> Exec<'_, A> {
         live: &AppGuid,
         live_name: &str,
         reporter: &mut dyn Reporter,
-    ) -> Result<StepOutput, Failure> {
+    ) -> Result<StepOutput, StepFailure> {
         let cfg = self
             .req
             .analysis

@@ -9,7 +9,7 @@ impl<A: CfApi> Exec<'_, A> {
         &self,
         step: &Step,
         guid: &AppGuid,
-    ) -> Result<StepOutput, Failure> {
+    ) -> Result<StepOutput, StepFailure> {
         ok_if_not_found(self.api.delete_app(guid).await).map_err(Self::api_failure(step))?;
         Ok(StepOutput::None)
     }
@@ -19,7 +19,7 @@ impl<A: CfApi> Exec<'_, A> {
         &self,
         step: &Step,
         guid: &AppGuid,
-    ) -> Result<StepOutput, Failure> {
+    ) -> Result<StepOutput, StepFailure> {
         ok_if_not_found(self.api.stop_app(guid).await).map_err(Self::api_failure(step))?;
         Ok(StepOutput::None)
     }
@@ -31,7 +31,7 @@ impl<A: CfApi> Exec<'_, A> {
         ledger: &Ledger,
         target: &AppRef,
         to: &str,
-    ) -> Result<StepOutput, Failure> {
+    ) -> Result<StepOutput, StepFailure> {
         let guid = Self::app_ref(ledger, step, target)?;
         self.api
             .rename_app(&guid, to)
@@ -46,7 +46,7 @@ impl<A: CfApi> Exec<'_, A> {
         step: &Step,
         ledger: &Ledger,
         enabled: bool,
-    ) -> Result<StepOutput, Failure> {
+    ) -> Result<StepOutput, StepFailure> {
         let guid = Self::new_app(ledger, step)?.guid;
         self.api
             .set_ssh_enabled(guid, enabled)
@@ -61,7 +61,7 @@ impl<A: CfApi> Exec<'_, A> {
         step: &Step,
         guid: &AppGuid,
         update: &MetadataUpdate,
-    ) -> Result<StepOutput, Failure> {
+    ) -> Result<StepOutput, StepFailure> {
         self.api
             .update_metadata(guid, update)
             .await
@@ -74,7 +74,7 @@ impl<A: CfApi> Exec<'_, A> {
         &self,
         step: &Step,
         ledger: &Ledger,
-    ) -> Result<StepOutput, Failure> {
+    ) -> Result<StepOutput, StepFailure> {
         let guid = Self::new_app(ledger, step)?.guid;
         let droplet = Self::droplet(ledger, step)?;
         self.api
@@ -85,7 +85,11 @@ impl<A: CfApi> Exec<'_, A> {
     }
 
     /// Starts the new app.
-    pub(super) async fn start(&self, step: &Step, ledger: &Ledger) -> Result<StepOutput, Failure> {
+    pub(super) async fn start(
+        &self,
+        step: &Step,
+        ledger: &Ledger,
+    ) -> Result<StepOutput, StepFailure> {
         let guid = Self::new_app(ledger, step)?.guid;
         self.api
             .start_app(guid)
@@ -100,7 +104,7 @@ impl<A: CfApi> Exec<'_, A> {
         step: &Step,
         ledger: &Ledger,
         reporter: &mut dyn Reporter,
-    ) -> Result<StepOutput, Failure> {
+    ) -> Result<StepOutput, StepFailure> {
         let NewApp { guid, name } = Self::new_app(ledger, step)?;
         self.wait_healthy(step, step.app_label(), guid, name, reporter)
             .await?;
@@ -114,7 +118,7 @@ impl<A: CfApi> Exec<'_, A> {
         step: &Step,
         guid: &AppGuid,
         render: &RenderRequest,
-    ) -> Result<StepOutput, Failure> {
+    ) -> Result<StepOutput, StepFailure> {
         let spec = self.spec(step)?;
         let yaml = (spec.render)(render).map_err(|message| Error::Render {
             app: step.app_label().to_string(),
@@ -146,10 +150,10 @@ impl<A: CfApi> Exec<'_, A> {
         &self,
         step: &Step,
         guid: &AppGuid,
-    ) -> Result<StepOutput, Failure> {
+    ) -> Result<StepOutput, StepFailure> {
         match self.api.start_app(guid).await {
             Ok(()) => Ok(StepOutput::None),
-            Err(e) => Err(Failure {
+            Err(e) => Err(StepFailure {
                 error: Self::api_err(step, e),
                 partial: Some(StepOutput::None),
             }),
@@ -163,7 +167,7 @@ impl<A: CfApi> Exec<'_, A> {
         &self,
         step: &Step,
         render: &RenderRequest,
-    ) -> Result<StepOutput, Failure> {
+    ) -> Result<StepOutput, StepFailure> {
         let api = self.api;
         let space = &self.req.space_guid;
         let spec = self.spec(step)?;
@@ -189,7 +193,7 @@ impl<A: CfApi> Exec<'_, A> {
         };
         match applied {
             Ok(()) => Ok(out),
-            Err(e) => Err(Failure {
+            Err(e) => Err(StepFailure {
                 error: Self::api_err(step, e),
                 partial: Some(out),
             }),
@@ -205,7 +209,7 @@ impl<A: CfApi> Exec<'_, A> {
         step: &Step,
         spec: &AppSpec<A::Bits>,
         render: &RenderRequest,
-    ) -> Result<App, Failure> {
+    ) -> Result<App, StepFailure> {
         let api = self.api;
         let space = &self.req.space_guid;
         let mut annotations = render.annotations.clone();

@@ -9,7 +9,7 @@ impl<A: CfApi> Exec<'_, A> {
         &self,
         step: &Step,
         ledger: &Ledger,
-    ) -> Result<StepOutput, Failure> {
+    ) -> Result<StepOutput, StepFailure> {
         let spec = self.spec(step)?;
         let guid = Self::new_app(ledger, step)?.guid;
         let p = self
@@ -27,7 +27,7 @@ impl<A: CfApi> Exec<'_, A> {
         step: &Step,
         ledger: &Ledger,
         reporter: &mut dyn Reporter,
-    ) -> Result<StepOutput, Failure> {
+    ) -> Result<StepOutput, StepFailure> {
         let app = step.app_label();
         let spec = self.spec(step)?;
         let AppSource::Bits(bits) = &spec.source else {
@@ -61,7 +61,7 @@ impl<A: CfApi> Exec<'_, A> {
         step: &Step,
         ledger: &Ledger,
         reporter: &mut dyn Reporter,
-    ) -> Result<StepOutput, Failure> {
+    ) -> Result<StepOutput, StepFailure> {
         let package = Self::package(ledger, step)?;
         let app = step.app_label();
         // The staging output is read alongside each poll of the build, and once more

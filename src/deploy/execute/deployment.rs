@@ -11,7 +11,7 @@ impl<A: CfApi> Exec<'_, A> {
         ledger: &Ledger,
         (strategy, smoke_route): (DeploymentStrategy, Option<&str>),
         reporter: &mut dyn Reporter,
-    ) -> Result<StepOutput, Failure> {
+    ) -> Result<StepOutput, StepFailure> {
         let NewApp { guid, name } = Self::new_app(ledger, step)?;
         let droplet = Self::droplet(ledger, step)?;
         let new = NewDeployment {
@@ -35,7 +35,7 @@ impl<A: CfApi> Exec<'_, A> {
             .await
         {
             Ok(()) => Ok(StepOutput::None),
-            Err(error) => Err(Failure {
+            Err(error) => Err(StepFailure {
                 error,
                 partial: Some(StepOutput::Deployment {
                     guid: dguid,

@@ -18,7 +18,7 @@ impl<A: CfApi> Exec<'_, A> {
         max: Duration,
         ledger: &Ledger,
         reporter: &mut dyn Reporter,
-    ) -> Result<StepOutput, Failure> {
+    ) -> Result<StepOutput, StepFailure> {
         let start = Instant::now();
         // Records are stamped by the platform's clock: allow for a client clock ahead of it.
         let since = SystemTime::now()
@@ -184,7 +184,7 @@ impl<A: CfApi> Exec<'_, A> {
         start: Instant,
         why: &str,
         reporter: &mut dyn Reporter,
-    ) -> Result<StepOutput, Failure> {
+    ) -> Result<StepOutput, StepFailure> {
         let reason = format!("fixed drain of {}: {why}", fmt_duration(max));
         reporter.report(Event::Waiting {
             app: String::new(),

@@ -8,7 +8,7 @@ impl<A: CfApi> Exec<'_, A> {
         &self,
         step: &Step,
         guid: &AppGuid,
-    ) -> Result<StepOutput, Failure> {
+    ) -> Result<StepOutput, StepFailure> {
         let vars = self.read(self.api.get_env_vars(guid), step).await?;
         let bindings = self
             .read(self.api.list_service_bindings(guid), step)

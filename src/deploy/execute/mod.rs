@@ -23,7 +23,7 @@ use super::api::{
 };
 use super::crash::{Crash, CrashWatch, Scope};
 use super::error::Error;
-use super::event::{Event, Outcome, Reporter, StepTime, error_chain};
+use super::event::{Earlier, Event, Failure, Outcome, Reporter, StepTime, error_chain};
 use super::interrupt::Interrupt;
 use super::lock::{self, RunLock};
 use super::logs::LogAccess;
@@ -49,14 +49,14 @@ mod smoke_test;
 mod tasks;
 
 /// A failed step: the error and whatever it did create before failing (to undo it).
-struct Failure {
+struct StepFailure {
     error: Error,
     partial: Option<StepOutput>,
 }
 
-impl From<Error> for Failure {
+impl From<Error> for StepFailure {
     fn from(error: Error) -> Self {
-        Failure {
+        StepFailure {
             error,
             partial: None,
         }
@@ -96,8 +96,8 @@ impl<A: CfApi> Exec<'_, A> {
     }
 
     /// Maps a failed call of `step` into its failure (nothing created to undo).
-    fn api_failure(step: &Step) -> impl Fn(ApiError) -> Failure + '_ {
-        move |e| Failure::from(Self::api_err(step, e))
+    fn api_failure(step: &Step) -> impl Fn(ApiError) -> StepFailure + '_ {
+        move |e| StepFailure::from(Self::api_err(step, e))
     }
 
     fn missing(step: &Step, what: &str) -> Error {
@@ -245,7 +245,7 @@ impl<A: CfApi> Exec<'_, A> {
         ledger: &Ledger,
         reporter: &mut dyn Reporter,
         committed: bool,
-    ) -> Result<StepOutput, Failure> {
+    ) -> Result<StepOutput, StepFailure> {
         let mut attempt = 0;
         loop {
             match self.run_step(step, ledger, reporter).await {
@@ -278,7 +278,7 @@ impl<A: CfApi> Exec<'_, A> {
         step: &Step,
         ledger: &Ledger,
         reporter: &mut dyn Reporter,
-    ) -> Result<StepOutput, Failure> {
+    ) -> Result<StepOutput, StepFailure> {
         match &step.action {
             // apps.rs
             Action::DeleteLeftover { guid, .. } | Action::DeleteApp { guid, .. } => {
@@ -512,14 +512,17 @@ fn after_failure(outcome: Outcome, deployed: &[String], failed: &str) -> Outcome
     if deployed.is_empty() {
         return outcome;
     }
-    let note = format!(
-        "apps deployed before {failed} stay deployed with their new version: {}",
-        deployed.join(", ")
-    );
+    let with_earlier = |error: Failure| Failure {
+        earlier: Some(Earlier {
+            failed: failed.to_string(),
+            deployed: deployed.to_vec(),
+        }),
+        ..error
+    };
     match outcome {
         Outcome::NothingChanged { error } | Outcome::RolledBack { error } => {
             Outcome::PartlyDeployed {
-                error: format!("app {failed}: {error}\n{note}"),
+                error: with_earlier(error),
                 deployed: deployed.to_vec(),
             }
         }
@@ -527,10 +530,14 @@ fn after_failure(outcome: Outcome, deployed: &[String], failed: &str) -> Outcome
             error,
             manual_steps,
         } => Outcome::RollbackIncomplete {
-            error: format!("app {failed}: {error}\n{note}"),
+            error: with_earlier(error),
             manual_steps,
         },
-        other => other,
+        // The new version serves: the leftovers say what is left.
+        other @ (Outcome::Deployed
+        | Outcome::DryRun
+        | Outcome::DeployedWithLeftovers { .. }
+        | Outcome::PartlyDeployed { .. }) => other,
     }
 }
 
@@ -599,7 +606,7 @@ async fn execute_plan<A: CfApi>(
         && before_switch
             .last_logs(&ledger, &plan.steps[index], step_at, reporter)
             .await;
-    let message = failure_message(plan, &error, interrupt, logs_shown);
+    let failed = failure(plan, &error, interrupt, logs_shown);
     if index >= plan.commit {
         // After the switch: the new version serves; name what is left to do.
         let leftovers = plan.steps[index..]
@@ -608,22 +615,22 @@ async fn execute_plan<A: CfApi>(
             .collect();
         return (
             Outcome::DeployedWithLeftovers {
-                error: message,
+                error: failed,
                 leftovers,
             },
             times,
         );
     }
     if !attempted_mutation {
-        return (Outcome::NothingChanged { error: message }, times);
+        return (Outcome::NothingChanged { error: failed }, times);
     }
-    let manual_steps = rollback(&after_switch, &ledger, &message, reporter, interrupt).await;
+    let manual_steps = rollback(&after_switch, &ledger, &failed, reporter, interrupt).await;
     if manual_steps.is_empty() {
-        (Outcome::RolledBack { error: message }, times)
+        (Outcome::RolledBack { error: failed }, times)
     } else {
         (
             Outcome::RollbackIncomplete {
-                error: message,
+                error: failed,
                 manual_steps,
             },
             times,
@@ -727,30 +734,27 @@ async fn run_steps<A: CfApi>(
     }
 }
 
-/// The outcome's message: the error chain, what a second interrupt did, and a hint where
+/// The outcome's failure: the error chain with what a second interrupt did, and a hint where
 /// to find the failed app's log (none when its last lines were shown).
-fn failure_message(plan: &Plan, error: &Error, interrupt: &Interrupt, logs_shown: bool) -> String {
+fn failure(plan: &Plan, error: &Error, interrupt: &Interrupt, logs_shown: bool) -> Failure {
     let mut message = error_chain(error);
     if interrupt.is_abandoned() {
         message.push_str(" (interrupted twice: stopped waiting)");
-    }
-    if logs_shown {
-        return message;
     }
     let in_place = plan
         .steps
         .iter()
         .any(|s| matches!(s.action, Action::Deploy { .. }));
-    let hint = if in_place {
-        error.deployment_hint()
-    } else {
-        error.hint()
+    let hint = match (logs_shown, in_place) {
+        (true, _) => None,
+        (false, true) => error.deployment_hint(),
+        (false, false) => error.hint(),
     };
-    if let Some(h) = hint {
-        message.push('\n');
-        message.push_str(&h);
+    Failure {
+        message,
+        hint,
+        earlier: None,
     }
-    message
 }
 
 /// Runs the undos of everything recorded, newest first, and returns the `cf` commands of
@@ -758,12 +762,12 @@ fn failure_message(plan: &Plan, error: &Error, interrupt: &Interrupt, logs_shown
 async fn rollback<A: CfApi>(
     exec: &Exec<'_, A>,
     ledger: &Ledger,
-    message: &str,
+    why: &Failure,
     reporter: &mut dyn Reporter,
     interrupt: &Interrupt,
 ) -> Vec<String> {
     reporter.report(Event::RollbackStarted {
-        reason: message.to_string(),
+        reason: why.to_string(),
     });
     let mut manual_steps = Vec::new();
     for u in ledger.undos() {
@@ -849,13 +853,13 @@ mod tests {
             &["a".to_string()],
             "b",
         );
+        let Outcome::PartlyDeployed { error, deployed } = &o else {
+            panic!("{o:?}");
+        };
+        assert_eq!(deployed, &["a".to_string()]);
         assert_eq!(
-            o,
-            Outcome::PartlyDeployed {
-                error: "app b: x\napps deployed before b stay deployed with their new version: a"
-                    .into(),
-                deployed: vec!["a".into()],
-            }
+            error.to_string(),
+            "app b: x\napps deployed before b stay deployed with their new version: a"
         );
         assert_eq!(o.exit_code(), 1);
         let first = after_failure(Outcome::RolledBack { error: "x".into() }, &[], "a");

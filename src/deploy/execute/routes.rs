@@ -9,7 +9,7 @@ impl<A: CfApi> Exec<'_, A> {
         &self,
         step: &Step,
         route: &RouteAddress,
-    ) -> Result<StepOutput, Failure> {
+    ) -> Result<StepOutput, StepFailure> {
         match self
             .api
             .create_route(&self.req.space_guid, &route.new_route())
@@ -21,7 +21,7 @@ impl<A: CfApi> Exec<'_, A> {
                     Ok(Some(r)) => Some(StepOutput::Route(r)),
                     _ => None,
                 };
-                Err(Failure {
+                Err(StepFailure {
                     error: Self::api_err(step, e),
                     partial,
                 })
@@ -35,7 +35,7 @@ impl<A: CfApi> Exec<'_, A> {
         step: &Step,
         ledger: &Ledger,
         policies: &[PolicyTemplate],
-    ) -> Result<StepOutput, Failure> {
+    ) -> Result<StepOutput, StepFailure> {
         let guid = Self::new_app(ledger, step)?.guid;
         let end = |e: &PolicyEnd| match e {
             PolicyEnd::Candidate => guid.clone(),
@@ -53,7 +53,7 @@ impl<A: CfApi> Exec<'_, A> {
             .collect();
         match self.api.create_network_policies(&ps).await {
             Ok(()) => Ok(StepOutput::Policies(ps)),
-            Err(e) => Err(Failure {
+            Err(e) => Err(StepFailure {
                 error: Self::api_err(step, e),
                 // Creation is not known to be atomic: deleting absent policies is harmless.
                 partial: Some(StepOutput::Policies(ps)),
@@ -68,7 +68,7 @@ impl<A: CfApi> Exec<'_, A> {
         ledger: &Ledger,
         route: &RouteRef,
         destination: &Destination,
-    ) -> Result<StepOutput, Failure> {
+    ) -> Result<StepOutput, StepFailure> {
         let route_guid = Self::route_guid(ledger, step, route)?;
         match ok_if_not_found(
             self.api
@@ -76,7 +76,7 @@ impl<A: CfApi> Exec<'_, A> {
                 .await,
         ) {
             Ok(()) => Ok(StepOutput::Unmapped { route_guid }),
-            Err(e) => Err(Failure {
+            Err(e) => Err(StepFailure {
                 error: Self::api_err(step, e),
                 // It may be gone anyway; re-mapping is idempotent.
                 partial: Some(StepOutput::Unmapped { route_guid }),
@@ -89,7 +89,7 @@ impl<A: CfApi> Exec<'_, A> {
         &self,
         duration: Duration,
         reporter: &mut dyn Reporter,
-    ) -> Result<StepOutput, Failure> {
+    ) -> Result<StepOutput, StepFailure> {
         reporter.report(Event::Waiting {
             app: String::new(),
             what: "drain".into(),
@@ -109,7 +109,7 @@ impl<A: CfApi> Exec<'_, A> {
         step: &Step,
         ledger: &Ledger,
         route: &RouteRef,
-    ) -> Result<StepOutput, Failure> {
+    ) -> Result<StepOutput, StepFailure> {
         let route_guid = Self::route_guid(ledger, step, route)?;
         ok_if_not_found(self.api.delete_route(&route_guid).await)
             .map_err(Self::api_failure(step))?;
@@ -126,7 +126,7 @@ impl<A: CfApi> Exec<'_, A> {
         ledger: &Ledger,
         route: &RouteRef,
         (process_type, port, protocol): (&str, Option<u32>, &Option<String>),
-    ) -> Result<StepOutput, Failure> {
+    ) -> Result<StepOutput, StepFailure> {
         let NewApp { guid, name } = Self::new_app(ledger, step)?;
         let route_guid = Self::route_guid(ledger, step, route)?;
         let want = NewDestination {
@@ -155,7 +155,7 @@ impl<A: CfApi> Exec<'_, A> {
                         .map(|d| mapped(d.guid)),
                     Err(_) => None,
                 };
-                Err(Failure {
+                Err(StepFailure {
                     error: Self::api_err(step, e),
                     partial,
                 })

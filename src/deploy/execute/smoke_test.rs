@@ -17,7 +17,7 @@ impl<A: CfApi> Exec<'_, A> {
         step: &Step,
         route: &str,
         reporter: &mut dyn Reporter,
-    ) -> Result<StepOutput, Failure> {
+    ) -> Result<StepOutput, StepFailure> {
         self.smoke_test(step.app_label(), route, None, reporter)
             .await?;
         Ok(StepOutput::None)

@@ -26,7 +26,7 @@ impl<A: CfApi> Exec<'_, A> {
         ledger: &Ledger,
         (command, name): (&str, &str),
         reporter: &mut dyn Reporter,
-    ) -> Result<StepOutput, Failure> {
+    ) -> Result<StepOutput, StepFailure> {
         let app = step.app_label();
         let new = Self::new_app(ledger, step)?;
         let guid = new.guid.clone();

@@ -84,15 +84,19 @@ async fn a_run_refuses_while_another_run_holds_the_app_its_candidate_or_venerabl
             panic!("{holder}: {outcome:?} {events:#?}")
         };
         assert!(
-            error.starts_with("another deploy of web is running: started by bob@other-host at "),
+            error
+                .to_string()
+                .starts_with("another deploy of web is running: started by bob@other-host at "),
             "{holder}: {error}"
         );
         assert!(
-            error.contains(", last heartbeat 4s ago)"),
+            error.to_string().contains(", last heartbeat 4s ago)"),
             "{holder}: {error}"
         );
         assert!(
-            error.ends_with("; wait for it or pass --wait-for-lock 10m"),
+            error
+                .to_string()
+                .ends_with("; wait for it or pass --wait-for-lock 10m"),
             "{holder}: {error}"
         );
         assert_eq!(outcome.exit_code(), 1);
@@ -115,7 +119,7 @@ async fn a_dry_run_says_who_holds_the_app_too() {
     };
     let (outcome, _) = deploy(&cf, &r, &[spec("web")]).await;
     assert!(
-        matches!(&outcome, Outcome::NothingChanged { error } if error.contains("bob@other-host")),
+        matches!(&outcome, Outcome::NothingChanged { error } if error.to_string().contains("bob@other-host")),
         "{outcome:?}"
     );
     assert!(cf.mutating_calls().is_empty());
@@ -315,7 +319,9 @@ async fn wait_for_lock_is_bounded() {
         panic!("{outcome:?} {events:#?}")
     };
     assert!(
-        error.ends_with(", still after waiting 30s (--wait-for-lock); try again later"),
+        error
+            .to_string()
+            .ends_with(", still after waiting 30s (--wait-for-lock); try again later"),
         "{error}"
     );
     let elapsed = started.elapsed();
@@ -371,7 +377,9 @@ async fn a_candidate_name_taken_by_a_racing_run_is_never_touched() {
         panic!("{outcome:?} {events:#?}")
     };
     assert!(
-        error.starts_with("another deploy of web is running: started by bob@other-host"),
+        error
+            .to_string()
+            .starts_with("another deploy of web is running: started by bob@other-host"),
         "{error}"
     );
     // Bob's candidate is untouched; this run's own changes (its temp route, the mark on the
@@ -393,7 +401,7 @@ async fn a_candidate_name_taken_by_a_racing_run_is_never_touched() {
         panic!("{outcome:?}")
     };
     assert!(
-        error.contains(
+        error.to_string().contains(
             "'web-candidate' (guid BOB) was created by someone else while this deploy ran"
         ),
         "{error}"
@@ -442,7 +450,7 @@ async fn rolling_refuses_while_the_app_has_an_active_deployment() {
             panic!("{outcome:?} {events:#?}")
         };
         assert_eq!(
-            error,
+            error.to_string(),
             "app web has an active deployment (dep-other, ACTIVE/DEPLOYING) that this run did not start; wait for it or pass --wait-for-lock 10m"
         );
         assert!(cf.mutating_calls().is_empty());
@@ -471,7 +479,9 @@ async fn the_rollback_command_respects_the_lock() {
         panic!("{outcome:?} {events:#?}")
     };
     assert!(
-        error.starts_with("another deploy of web is running: started by bob@other-host"),
+        error
+            .to_string()
+            .starts_with("another deploy of web is running: started by bob@other-host"),
         "{error}"
     );
     assert_eq!(cf.mutating_calls().len(), n);

@@ -84,7 +84,7 @@ fn refused(outcome: &Outcome, events: &[Event]) -> String {
     let Outcome::NothingChanged { error } = outcome else {
         panic!("not refused: {outcome:?} {events:#?}")
     };
-    error.clone()
+    error.to_string()
 }
 
 fn chosen(events: &[Event]) -> Option<(String, Option<u32>, String)> {
@@ -357,7 +357,9 @@ async fn a_quota_used_up_mid_run_rolls_back_with_cloud_controllers_message() {
         panic!("{outcome:?} {events:#?}")
     };
     assert!(
-        error.contains("422 CF-UnprocessableEntity (code 10008): memory space_quota_exceeded"),
+        error
+            .to_string()
+            .contains("422 CF-UnprocessableEntity (code 10008): memory space_quota_exceeded"),
         "{error}"
     );
     assert_eq!(cf.snapshot(), before, "everything undone");
@@ -373,7 +375,7 @@ async fn a_quota_used_up_mid_run_rolls_back_with_cloud_controllers_message() {
     let Outcome::RolledBack { error } = &outcome else {
         panic!("{outcome:?} {events:#?}")
     };
-    assert!(error.contains(detail), "{error}");
+    assert!(error.to_string().contains(detail), "{error}");
     assert_eq!(
         cf.lock()
             .env
@@ -412,7 +414,7 @@ async fn a_stalled_deployment_shows_cloud_controllers_error_while_waiting_and_wh
         panic!("{outcome:?} {events:#?}");
     };
     assert!(
-        error.contains(
+        error.to_string().contains(
             "made no progress for 5s (ACTIVE/DEPLOYING, 0 of 1 new instances running; Cloud Controller: memory space_quota_exceeded; last successful health check 2026-08-20T10:00:00Z)"
         ),
         "{error}"

@@ -126,7 +126,7 @@ async fn refusals_change_nothing() {
     let before = cf.snapshot();
     let (outcome, _) = roll_back(&cf, &rollback_req()).await;
     assert!(
-        matches!(&outcome, Outcome::NothingChanged { error } if error.contains("no previous version")),
+        matches!(&outcome, Outcome::NothingChanged { error } if error.to_string().contains("no previous version")),
         "{outcome:?}"
     );
     assert!(cf.mutating_calls().is_empty());
@@ -137,7 +137,7 @@ async fn refusals_change_nothing() {
     let before = cf.snapshot();
     let (outcome, _) = roll_back(&cf, &rollback_req()).await;
     assert!(
-        matches!(&outcome, Outcome::NothingChanged { error } if error.contains("never touched")),
+        matches!(&outcome, Outcome::NothingChanged { error } if error.to_string().contains("never touched")),
         "{outcome:?}"
     );
     assert!(cf.mutating_calls().is_empty());
@@ -166,7 +166,7 @@ async fn refusals_change_nothing() {
     let n = cf.mutating_calls().len();
     let (outcome, _) = roll_back(&cf, &rollback_req()).await;
     assert!(
-        matches!(&outcome, Outcome::NothingChanged { error } if error.contains("web-candidate")),
+        matches!(&outcome, Outcome::NothingChanged { error } if error.to_string().contains("web-candidate")),
         "{outcome:?}"
     );
     assert_eq!(cf.mutating_calls().len(), n);
@@ -176,7 +176,7 @@ async fn refusals_change_nothing() {
     let cf = FakeCf::new();
     let (outcome, _) = roll_back(&cf, &rollback_req()).await;
     assert!(
-        matches!(&outcome, Outcome::NothingChanged { error } if error.contains("not found")),
+        matches!(&outcome, Outcome::NothingChanged { error } if error.to_string().contains("not found")),
         "{outcome:?}"
     );
 }
@@ -258,7 +258,7 @@ async fn a_failure_at_every_mutating_call_rolls_back_or_finishes() {
             match &outcome {
                 Outcome::RolledBack { error } => {
                     restored += 1;
-                    assert!(error.contains("injected failure"), "{ctx}");
+                    assert!(error.to_string().contains("injected failure"), "{ctx}");
                     assert_eq!(cf.snapshot(), before, "{ctx}\n{events:#?}");
                 }
                 Outcome::Deployed => {
@@ -268,7 +268,12 @@ async fn a_failure_at_every_mutating_call_rolls_back_or_finishes() {
                 Outcome::NothingChanged { error } => {
                     // Marking the apps as being rolled back (the lock) failed.
                     assert_eq!(method, "update_metadata", "{ctx}");
-                    assert!(error.contains("marking the app as being deployed"), "{ctx}");
+                    assert!(
+                        error
+                            .to_string()
+                            .contains("marking the app as being deployed"),
+                        "{ctx}"
+                    );
                     assert_eq!(cf.snapshot(), before, "{ctx}\n{events:#?}");
                 }
                 other => panic!("unexpected outcome {other:?} for {ctx}\n{events:#?}"),
@@ -316,7 +321,7 @@ async fn an_interrupt_at_every_step_rolls_back_before_the_switch_and_finishes_af
         } else {
             // Before any change (the reinstate reads nothing) it is "nothing changed".
             assert!(
-                matches!(&outcome, Outcome::RolledBack { error } | Outcome::NothingChanged { error } if error.starts_with("interrupted")),
+                matches!(&outcome, Outcome::RolledBack { error } | Outcome::NothingChanged { error } if error.to_string().starts_with("interrupted")),
                 "{kind}: {outcome:?}"
             );
             assert_eq!(cf.snapshot(), before, "{kind}");
@@ -334,7 +339,7 @@ async fn a_venerable_that_crashes_on_start_is_stopped_again() {
     let before = cf.snapshot();
     let (outcome, events) = roll_back(&cf, &rollback_req()).await;
     assert!(
-        matches!(&outcome, Outcome::RolledBack { error } if error.contains("crashed")),
+        matches!(&outcome, Outcome::RolledBack { error } if error.to_string().contains("crashed")),
         "{outcome:?} {events:#?}"
     );
     assert_eq!(cf.snapshot(), before);
