@@ -249,6 +249,18 @@ pub struct Destination {
     pub protocol: Option<String>,
 }
 
+impl Destination {
+    /// The same mapping, to add again (the undo of its removal).
+    pub fn to_new(&self) -> NewDestination {
+        NewDestination {
+            app_guid: self.app_guid.clone(),
+            process_type: self.process_type.clone(),
+            port: self.port,
+            protocol: self.protocol.clone(),
+        }
+    }
+}
+
 /// A destination to add to a route.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewDestination {

@@ -376,8 +376,13 @@ pub enum Undo {
 /// The compensation for a completed step, if it needs one. Pure, and exhaustive over
 /// [`Action`]: a new step kind does not compile until it says what undoes it.
 ///
-/// Steps inside an app created by the run (package, build, droplet, start, SSH, metadata)
-/// need none: deleting the app undoes them.
+/// Without an undo, in the order of the last arm: a step undone from what it records that
+/// recorded nothing (nothing was created); steps inside the app created (or updated in place)
+/// by the run (package, build, droplet, start, SSH, metadata, scale), which deleting it, or the
+/// canceled deployment and restored environment, undo; a task (what it did, a migration,
+/// cannot be undone by the deploy; an interrupted or timed-out one is cancelled by its step);
+/// reads and waits, and `Reinstate` (it records which existing app the run brings back); the
+/// garbage of an earlier run and the retire after the commit point.
 pub fn undo_for(step: &Step, out: &StepOutput) -> Option<Undo> {
     match (&step.action, out) {
         (Action::CreateRoute { route }, StepOutput::Route(r)) => Some(Undo::DeleteRoute {
@@ -423,12 +428,7 @@ pub fn undo_for(step: &Step, out: &StepOutput) -> Option<Undo> {
             route_guid: route_guid.clone(),
             address: route.address.clone(),
             app_name: from_name.clone(),
-            destination: NewDestination {
-                app_guid: destination.app_guid.clone(),
-                process_type: destination.process_type.clone(),
-                port: destination.port,
-                protocol: destination.protocol.clone(),
-            },
+            destination: destination.to_new(),
         }),
         (Action::RenameApp { from, to, .. }, StepOutput::Renamed { guid }) => {
             Some(Undo::RenameApp {
@@ -466,8 +466,6 @@ pub fn undo_for(step: &Step, out: &StepOutput) -> Option<Undo> {
             name: name.clone(),
         }),
         (
-            // Undone from what they record: without that output (or with nothing created)
-            // there is nothing to undo.
             Action::CreateRoute { .. }
             | Action::ApplyManifest { .. }
             | Action::CopyNetworkPolicies { .. }
@@ -476,8 +474,6 @@ pub fn undo_for(step: &Step, out: &StepOutput) -> Option<Undo> {
             | Action::RenameApp { .. }
             | Action::Deploy { .. }
             | Action::SnapshotEnv { .. }
-            // Inside the app created (or updated in place) by the run: deleting it, or the
-            // canceled deployment and restored environment, undo these.
             | Action::SetSsh { .. }
             | Action::CopyMetadata { .. }
             | Action::CreatePackage
@@ -487,11 +483,7 @@ pub fn undo_for(step: &Step, out: &StepOutput) -> Option<Undo> {
             | Action::Start
             | Action::UpdateApp { .. }
             | Action::ScaleCandidate { .. }
-            // What a task did (a migration) cannot be undone by the deploy; an interrupted or
-            // timed-out task is cancelled by its step.
             | Action::RunTask { .. }
-            // Reads and waits change nothing; Reinstate records which existing app the run
-            // brings back.
             | Action::WaitHealthy
             | Action::SmokeTest { .. }
             | Action::Drain { .. }
@@ -499,7 +491,6 @@ pub fn undo_for(step: &Step, out: &StepOutput) -> Option<Undo> {
             | Action::CheckRequestRecords { .. }
             | Action::AnalyseCanary { .. }
             | Action::Reinstate { .. }
-            // Garbage of an earlier run, and the retire after the commit point: not undone.
             | Action::DeleteLeftover { .. }
             | Action::StopApp { .. }
             | Action::DeleteApp { .. }
