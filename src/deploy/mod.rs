@@ -83,24 +83,24 @@
 //! | [`error`], [`event`], [`request`], [`route`] | the layer's errors, its events and outcome, its inputs, route addresses |
 //!
 //! Only [`api`], [`error`], [`event`], [`request`], [`route`], [`analysis`], [`interrupt`],
-//! [`lock`] and [`rollback`] are public (the seams the `wiring` module and the tests use); the rest is
+//! [`lock`] and [`rollback`] are public (the seams the `command` layer and the tests use); the rest is
 //! `pub(crate)`.
 //!
 //! Adding a step: a variant of `step::Action` (the compiler then asks for its kind and
 //! whether it mutates, its description, its undo and its command by hand in `step.rs`, and for
 //! its dispatch in `execute/mod.rs`), its handler in one `execute/*.rs` file, and where the
 //! planner puts it. A new Cloud Controller call also needs the [`CfApi`] method (its doc names
-//! its request), its implementation in `wiring::adapter` (and the test fake) and, when it
+//! its request), its implementation in `command::adapter` (and the test fake) and, when it
 //! mutates, an entry in `MUTATING_METHODS` (a test in `api.rs` fails until a method whose doc
 //! names a `POST`, `PATCH` or `DELETE` is listed). The canary analysis added `ScaleCandidate`
 //! this way: `step.rs` (variant, kind, text, mutating, undo), `execute/mod.rs` (one dispatch
 //! line), `execute/analysis.rs` (handler), `plan.rs` (placement), plus
-//! `api.rs`/`wiring/adapter.rs` for `scale_process`.
+//! `api.rs`/`command/adapter.rs` for `scale_process`.
 //!
 //! Depends on: cf::target (org/space of a request), cf::PollOptions, tokio, tokio-util,
-//! reqwest (smoke probe), cli (only where a request is built from flags).
-//! Must not: print, exit, or use `cf` (the client), `manifest` or `package`: the `wiring`
-//! module joins those layers to this one.
+//! reqwest (smoke probe).
+//! Must not: print, exit, or use `cf` (the client), `manifest` or `package`: the `command`
+//! layer joins those layers to this one.
 
 pub mod analysis;
 pub mod api;

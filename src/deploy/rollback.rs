@@ -27,7 +27,7 @@
 //! holding the candidate name, stops the rollback before a change.
 //!
 //! Depends on: deploy::{api, observe, plan, step, execute, event}. Must not: print or use
-//! `cf`/`manifest`/`package` (the wiring is in `wiring::rollback`).
+//! `cf`/`manifest`/`package` (the wiring is in `command::rollback`).
 
 use std::collections::BTreeMap;
 

@@ -3,7 +3,7 @@
 //! with elapsed time for waits (drawn on stderr); otherwise plain lines only, deterministic for
 //! a given event sequence (golden-tested).
 //!
-//! Every line and spinner message goes through [`terminal_safe`]: warnings (`X-Cf-Warnings`),
+//! Every line and spinner message goes through `terminal_safe`: warnings (`X-Cf-Warnings`),
 //! API error text, log lines and names come from the platform, and a terminal must not act on
 //! what they hold (clear the screen, retitle the window, rewrite the line before it).
 //!
