@@ -134,10 +134,18 @@ pub(crate) fn backend(
 pub(crate) async fn interrupt_on_signals(interrupt: Interrupt) {
     let mut signals = Signals::install();
     signals.next().await;
-    ui::interrupted_notice(false, interrupt.is_switched());
+    ui::interrupted_notice(
+        false,
+        interrupt.is_switched(),
+        interrupt.running_task().as_deref(),
+    );
     interrupt.stop();
     signals.next().await;
-    ui::interrupted_notice(true, interrupt.is_switched());
+    ui::interrupted_notice(
+        true,
+        interrupt.is_switched(),
+        interrupt.running_task().as_deref(),
+    );
     interrupt.abandon();
 }
 

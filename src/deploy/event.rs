@@ -29,6 +29,14 @@ pub enum Outcome {
         /// `cf` commands that finish the clean-up.
         leftovers: Vec<String>,
     },
+    /// The new version serves and the retire is done, but a `--task-after-switch` task
+    /// failed, timed out or was interrupted; nothing is rolled back.
+    AfterSwitchTaskFailed {
+        /// What failed.
+        error: Failure,
+        /// `cf` commands of the after-switch tasks that did not run.
+        not_run: Vec<String>,
+    },
     /// `--dry-run`: the plan was printed.
     DryRun,
     /// Failed before anything was changed.
@@ -79,6 +87,9 @@ impl Outcome {
                     leftovers.join("; ")
                 )
             }
+            Outcome::AfterSwitchTaskFailed { .. } => {
+                "deployed, after-switch task failed (the new version serves)".into()
+            }
             Outcome::DryRun => "dry run: nothing was changed".into(),
             Outcome::NothingChanged { .. } => "nothing was changed".into(),
             Outcome::RolledBack { .. } => "rolled back, the old version is serving".into(),
@@ -104,6 +115,7 @@ impl Outcome {
         match self {
             Outcome::Deployed | Outcome::DryRun => None,
             Outcome::DeployedWithLeftovers { error, .. }
+            | Outcome::AfterSwitchTaskFailed { error, .. }
             | Outcome::NothingChanged { error }
             | Outcome::RolledBack { error }
             | Outcome::PartlyDeployed { error, .. }

@@ -10,8 +10,8 @@
 //!
 //! Depends on: tokio-util. Must not: print (the signal listener in `plugin::push` says "Interrupted").
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio_util::sync::CancellationToken;
 
@@ -23,6 +23,9 @@ pub struct Interrupt {
     /// Set by the engine once production traffic has moved to the new version, so that the
     /// signal listener can say what a first interrupt will do.
     switched: Arc<AtomicBool>,
+    /// The app (as `cf` names it now) whose release task runs, so that a second interrupt
+    /// can say how to check on a task it no longer waits for.
+    task_app: Arc<Mutex<Option<String>>>,
 }
 
 impl Interrupt {
@@ -60,6 +63,19 @@ impl Interrupt {
     /// Whether production traffic has moved to the new version.
     pub fn is_switched(&self) -> bool {
         self.switched.load(Ordering::SeqCst)
+    }
+
+    /// Records that a task of `app` runs (`Some`) or that none does (`None`).
+    pub fn set_running_task(&self, app: Option<String>) {
+        *self.task_app.lock().unwrap_or_else(PoisonError::into_inner) = app;
+    }
+
+    /// The app whose release task runs now, if any (`cf tasks <app>` lists it).
+    pub fn running_task(&self) -> Option<String> {
+        self.task_app
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// The token of the first stage (cancelled by [`Self::stop`] and [`Self::abandon`]).
@@ -101,6 +117,16 @@ mod tests {
         let j = Interrupt::new();
         j.abandon();
         assert!(j.is_stopped() && j.is_abandoned());
+    }
+
+    #[test]
+    fn the_running_task_is_shared_by_clones() {
+        let i = Interrupt::new();
+        let listener = i.clone();
+        i.set_running_task(Some("web-candidate".into()));
+        assert_eq!(listener.running_task().as_deref(), Some("web-candidate"));
+        i.set_running_task(None);
+        assert_eq!(listener.running_task(), None);
     }
 
     #[test]

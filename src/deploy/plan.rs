@@ -189,6 +189,8 @@ struct Phases {
     unmap: Vec<Step>,
     /// The retire after the drain.
     finish: Vec<Step>,
+    /// The tasks after the switch, once every app is retired.
+    after: Vec<Step>,
     /// Checks before any change (canary analysis: the request records can be read).
     preflight: Vec<Step>,
     /// Canary analysis steps between the map and the unmap.
@@ -377,6 +379,7 @@ fn first_deploy<B>(
         ));
     }
     push_task_steps(&mut ph.verify, req, &name);
+    push_after_switch_tasks(&mut ph.after, req, &name);
     ph.summaries.push(AppPlan {
         name: name.clone(),
         kind: AppPlanKind::FirstDeploy,
@@ -568,6 +571,7 @@ fn candidate<B>(
         ));
     }
     push_task_steps(&mut ph.verify, req, &name);
+    push_after_switch_tasks(&mut ph.after, req, &name);
 
     Ok(())
 }
@@ -582,6 +586,22 @@ fn push_task_steps(steps: &mut Vec<Step>, req: &DeployRequest, app: &str) {
             Action::RunTask {
                 command: command.clone(),
                 name: format!("zdt-migrate-{}", i + 1),
+                after_switch: false,
+            },
+        ));
+    }
+}
+
+/// The tasks of `app` after the switch (`--task-after-switch`): after the retire of every
+/// app, on the new version under the app's name.
+fn push_after_switch_tasks(steps: &mut Vec<Step>, req: &DeployRequest, app: &str) {
+    for (i, command) in req.tasks.after_switch.iter().enumerate() {
+        steps.push(Step::new(
+            app.to_string(),
+            Action::RunTask {
+                command: command.clone(),
+                name: format!("zdt-after-switch-{}", i + 1),
+                after_switch: true,
             },
         ));
     }
@@ -868,7 +888,7 @@ fn retire(
 }
 
 impl Phases {
-    /// The plan: prepare, verify, map, unmap (the commit point), drain, finish.
+    /// The plan: prepare, verify, map, unmap (the commit point), drain, finish, after.
     fn into_plan(self, req: &DeployRequest) -> Plan {
         let Phases {
             prepare,
@@ -876,6 +896,7 @@ impl Phases {
             map,
             unmap,
             finish,
+            after,
             preflight,
             canary,
             summaries,
@@ -893,6 +914,7 @@ impl Phases {
             steps.push(Step::global(drain_action(req)));
         }
         steps.extend(finish);
+        steps.extend(after);
         if any_swap && req.drain.is_zero() {
             warnings.push(format!(
                 "--drain is {}: the old version stops before routers may have seen the switch",
@@ -1322,6 +1344,60 @@ mod tests {
         assert!(last_map < first_unmap);
         assert_eq!(p.commit, pos("unmap_route").last().unwrap() + 1);
         assert_eq!(pos("drain").len(), 1);
+    }
+
+    #[test]
+    fn plan_runs_after_switch_tasks_of_every_app_after_every_retire() {
+        let a = existing(app("A", "web"), vec![route_state("r1", "web", &["A"])]);
+        let obs = observed(vec![oapp("web", Some(a)), oapp("api", None)]);
+        let mut r = req();
+        r.tasks.before_switch = vec!["migrate".into()];
+        r.tasks.after_switch = vec!["warm".into(), "notify".into()];
+        let p = plan(
+            &obs,
+            &r,
+            &[
+                spec("web", &["web.example.com"]),
+                spec("api", &["api.example.com"]),
+            ],
+        )
+        .unwrap();
+        let tasks: Vec<(usize, String)> = p
+            .steps
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.kind() == "run_task")
+            .map(|(i, s)| (i, s.describe()))
+            .collect();
+        let after: Vec<&str> = tasks
+            .iter()
+            .filter(|(i, _)| *i >= p.commit)
+            .map(|(_, d)| d.as_str())
+            .collect();
+        assert_eq!(
+            after,
+            [
+                "Running task zdt-after-switch-1 on web (--task-after-switch)",
+                "Running task zdt-after-switch-2 on web (--task-after-switch)",
+                "Running task zdt-after-switch-1 on api (--task-after-switch)",
+                "Running task zdt-after-switch-2 on api (--task-after-switch)",
+            ]
+        );
+        assert_eq!(tasks.iter().filter(|(i, _)| *i < p.commit).count(), 2);
+        let first_after = tasks.iter().find(|(i, _)| *i >= p.commit).unwrap().0;
+        assert!(
+            p.steps[first_after..]
+                .iter()
+                .all(|s| s.kind() == "run_task"),
+            "the retire of every app comes first: {:#?}",
+            p.step_lines()
+        );
+        // The plan names the tasks, never their commands (they may hold secrets).
+        let lines = p.step_lines().join("\n");
+        assert!(
+            !lines.contains("warm") && !lines.contains("notify"),
+            "{lines}"
+        );
     }
 
     #[test]

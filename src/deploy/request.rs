@@ -248,15 +248,18 @@ pub struct DeployRequest {
     /// `--wait-for-lock`: how long to wait for another run of the same app to end (zero:
     /// refuse at once).
     pub wait_for_lock: Duration,
-    /// `--task-before-switch` and its limits.
+    /// `--task-before-switch`, `--task-after-switch` and their limits.
     pub tasks: TaskRequest,
 }
 
-/// The release tasks run on the new version before the switch (blue-green only).
+/// The release tasks run on the new version before and after the switch (blue-green only).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskRequest {
     /// The commands, in order (`--task-before-switch`, repeatable).
     pub before_switch: Vec<String>,
+    /// The commands run once the switch and the retire are done, in order
+    /// (`--task-after-switch`, repeatable); a failure is reported, not rolled back.
+    pub after_switch: Vec<String>,
     /// `--task-memory`, MB (`None`: the platform's default).
     pub memory_mb: Option<u64>,
     /// `--task-disk`, MB (`None`: the platform's default).
@@ -272,6 +275,7 @@ impl Default for TaskRequest {
     fn default() -> Self {
         TaskRequest {
             before_switch: Vec::new(),
+            after_switch: Vec::new(),
             memory_mb: None,
             disk_mb: None,
             timeout: DEFAULT_TASK_TIMEOUT,

@@ -138,14 +138,17 @@ pub enum Action {
         /// The route (`host.domain/path`).
         route: String,
     },
-    /// Run a release task (`--task-before-switch`) on the new app, with its droplet,
-    /// environment and bindings, and wait until it succeeds. What it does (a migration) is
-    /// not undone by a rollback.
+    /// Run a release task (`--task-before-switch`, `--task-after-switch`) on the new app,
+    /// with its droplet, environment and bindings, and wait until it succeeds. What it does
+    /// (a migration) is not undone by a rollback.
     RunTask {
         /// The command.
         command: String,
-        /// The task's name (`zdt-migrate-1`).
+        /// The task's name (`zdt-migrate-1`, `zdt-after-switch-1`).
         name: String,
+        /// Whether it runs after the commit point (`--task-after-switch`): the new app has
+        /// the app's name, and a failure is reported, not rolled back.
+        after_switch: bool,
     },
     /// Map a production route to the new app.
     MapRoute {
@@ -621,6 +624,11 @@ impl Step {
     pub fn manual_command(&self) -> Option<String> {
         self.action.manual_command(self.app_label())
     }
+
+    /// Whether the step runs a release task (never tried again: it could run twice).
+    pub fn is_task(&self) -> bool {
+        matches!(self.action, Action::RunTask { .. })
+    }
 }
 
 /// A step that changes the platform (see [`Action::is_mutating`]).
@@ -707,9 +715,16 @@ impl Action {
             Action::Start => format!("Starting {app}"),
             Action::WaitHealthy => format!("Waiting for all instances of {app} to run"),
             Action::SmokeTest { route } => format!("Smoke-testing {app} at {route}"),
-            Action::RunTask { name, .. } => {
-                format!("Running task {name} on the new {app} (--task-before-switch)")
-            }
+            Action::RunTask {
+                name,
+                after_switch: false,
+                ..
+            } => format!("Running task {name} on the new {app} (--task-before-switch)"),
+            Action::RunTask {
+                name,
+                after_switch: true,
+                ..
+            } => format!("Running task {name} on {app} (--task-after-switch)"),
             Action::MapRoute { route, .. } => {
                 format!("Mapping route {} to the new {app}", route.address)
             }
@@ -780,6 +795,14 @@ impl Action {
                 Some(format!("cf delete {name} -f"))
             }
             Action::RenameApp { from, to, .. } => Some(format!("cf rename {from} {to}")),
+            // The command itself is not repeated (it may hold a secret): the user gave it.
+            Action::RunTask {
+                name,
+                after_switch: true,
+                ..
+            } => Some(format!(
+                "cf run-task {app} --name {name} --command '<its --task-after-switch command>'"
+            )),
             Action::DeleteRoute { route, .. } => {
                 Some(format!("cf delete-route {} -f", route.address.cf_flags()))
             }
@@ -829,7 +852,10 @@ impl Action {
             | Action::Start
             | Action::WaitHealthy
             | Action::SmokeTest { .. }
-            | Action::RunTask { .. }
+            | Action::RunTask {
+                after_switch: false,
+                ..
+            }
             | Action::SnapshotEnv { .. }
             | Action::UpdateApp { .. }
             | Action::Deploy { .. }

@@ -75,4 +75,25 @@ mod tests {
             )
         );
     }
+
+    #[test]
+    fn a_failed_after_switch_task_has_its_own_result() {
+        let mut r = JsonReporter::new(Vec::new());
+        r.report(Event::Finished {
+            outcome: Outcome::AfterSwitchTaskFailed {
+                error: "e".into(),
+                not_run: vec![],
+            },
+            elapsed: Duration::from_secs(1),
+            steps: vec![],
+        });
+        let out = String::from_utf8(r.into_inner()).unwrap();
+        assert_eq!(
+            out,
+            concat!(
+                r#"{"event":"finished","outcome":{"result":"after_switch_task_failed","error":"e","not_run":[]},"elapsed_ms":1000,"steps":[]}"#,
+                "\n"
+            )
+        );
+    }
 }

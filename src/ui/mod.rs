@@ -26,18 +26,31 @@ pub enum OutputFormat {
 
 /// Says at once that an interrupt was received: the cf CLI dies on Ctrl-C and the prompt may
 /// already be back, so the user must learn that the plugin is still cleaning up. Written to
-/// stderr so that `--output json` stays one event per line.
-pub fn interrupted_notice(second: bool, switched: bool) {
-    let text = match (second, switched) {
-        (true, _) => "Interrupted again: no longer waiting; what is left to do is listed below.",
-        (false, false) => {
-            "Interrupted: rolling back, this takes a few seconds... (interrupt again to stop waiting)"
+/// stderr so that `--output json` stays one event per line. `task_app` is the app (as `cf`
+/// names it now) whose release task runs, if one does.
+pub fn interrupted_notice(second: bool, switched: bool, task_app: Option<&str>) {
+    eprintln!("{}", interrupted_text(second, switched, task_app));
+}
+
+/// The text of [`interrupted_notice`].
+pub fn interrupted_text(second: bool, switched: bool, task_app: Option<&str>) -> String {
+    match (second, switched, task_app) {
+        (true, _, Some(app)) => format!(
+            "Interrupted again: no longer waiting; the task may still be running: check with 'cf tasks {app}' (and 'cf terminate-task {app} <id>' to stop it); what is left to do is listed below."
+        ),
+        (true, _, None) => {
+            "Interrupted again: no longer waiting; what is left to do is listed below.".into()
         }
-        (false, true) => {
-            "Interrupted after the switch: the new version serves; finishing the switch, this takes a few seconds... (interrupt again to stop waiting)"
+        (false, false, _) => {
+            "Interrupted: rolling back, this takes a few seconds... (interrupt again to stop waiting)".into()
         }
-    };
-    eprintln!("{text}");
+        (false, true, Some(_)) => {
+            "Interrupted during an after-switch task: the new version serves and stays deployed; cancelling the task... (interrupt again to stop waiting)".into()
+        }
+        (false, true, None) => {
+            "Interrupted after the switch: the new version serves; finishing the switch, this takes a few seconds... (interrupt again to stop waiting)".into()
+        }
+    }
 }
 
 /// The reporter for `--output`, writing to stdout; text mode draws progress only when stdout
@@ -52,5 +65,26 @@ pub fn stdout_reporter(format: OutputFormat) -> Box<dyn Reporter> {
                 Box::new(TextReporter::plain(std::io::stdout()))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_interrupt_during_a_task_says_how_to_check_on_it() {
+        assert_eq!(
+            interrupted_text(true, false, Some("web-candidate")),
+            "Interrupted again: no longer waiting; the task may still be running: check with 'cf tasks web-candidate' (and 'cf terminate-task web-candidate <id>' to stop it); what is left to do is listed below."
+        );
+        assert!(interrupted_text(true, true, Some("web")).contains("check with 'cf tasks web'"));
+        assert_eq!(
+            interrupted_text(true, true, None),
+            "Interrupted again: no longer waiting; what is left to do is listed below."
+        );
+        assert!(interrupted_text(false, true, Some("web")).starts_with(
+            "Interrupted during an after-switch task: the new version serves and stays deployed"
+        ));
     }
 }

@@ -315,6 +315,12 @@ impl<W: Write + Send> TextReporter<W> {
                             self.line(&format!("   {m}"));
                         }
                     }
+                    Outcome::AfterSwitchTaskFailed { not_run, .. } if !not_run.is_empty() => {
+                        self.line("These after-switch tasks did not run:");
+                        for m in not_run {
+                            self.line(&format!("   {m}"));
+                        }
+                    }
                     _ => {}
                 }
             }
@@ -854,6 +860,28 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_after_switch_task_lists_the_tasks_not_run_before_the_last_line() {
+        let out = render(vec![Event::Finished {
+            outcome: Outcome::AfterSwitchTaskFailed {
+                error: "task 'zdt-after-switch-1' of app 'web' failed: exit 1".into(),
+                not_run: vec!["cf run-task web --name zdt-after-switch-2 --command '<its --task-after-switch command>'".into()],
+            },
+            elapsed: Duration::ZERO,
+            steps: vec![],
+        }]);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            lines[lines.len() - 4..],
+            [
+                "task 'zdt-after-switch-1' of app 'web' failed: exit 1",
+                "These after-switch tasks did not run:",
+                "   cf run-task web --name zdt-after-switch-2 --command '<its --task-after-switch command>'",
+                "deployed, after-switch task failed (the new version serves)",
+            ]
+        );
+    }
+
+    #[test]
     fn last_line_of_each_outcome() {
         let cases = [
             (
@@ -870,6 +898,13 @@ mod tests {
                     leftovers: vec!["cf stop web".into()],
                 },
                 "deployed with leftovers (the new version serves); to finish: cf stop web",
+            ),
+            (
+                Outcome::AfterSwitchTaskFailed {
+                    error: "x".into(),
+                    not_run: vec![],
+                },
+                "deployed, after-switch task failed (the new version serves)",
             ),
         ];
         for (o, want) in cases {

@@ -1391,10 +1391,191 @@ async fn a_canary_plan_shows_its_steps_before_the_switch() {
 
 // ---- release tasks (--task-before-switch) ---------------------------------------------------
 
+fn after_req(commands: &[&str]) -> DeployRequest {
+    let mut r = task_req(&[]);
+    r.tasks.after_switch = commands.iter().map(|c| c.to_string()).collect();
+    r
+}
+
+/// The names of the tasks created, in order (their GUIDs are `task-<n>`).
+fn task_names(cf: &FakeCf) -> Vec<String> {
+    let mut tasks: Vec<(u64, String)> = cf
+        .lock()
+        .tasks
+        .iter()
+        .map(|(guid, t)| {
+            let n = guid.trim_start_matches("task-").parse().unwrap_or(u64::MAX);
+            (n, t.1.clone())
+        })
+        .collect();
+    tasks.sort();
+    tasks.into_iter().map(|t| t.1).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_switch_tasks_run_in_order_on_the_new_version_once_the_retire_is_done() {
+    let cf = world();
+    let (outcome, events) =
+        deploy(&cf, &after_req(&["warm-cache", "notify"]), &[spec("web")]).await;
+    assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
+    let web = assert_swapped(&cf);
+    let calls = cf.calls();
+    assert!(index_of(&calls, "create_task") > index_of(&calls, "remove_destination"));
+    assert!(index_of(&calls, "create_task") > index_of(&calls, "delete_app A"));
+    assert_eq!(
+        task_names(&cf),
+        ["zdt-after-switch-1", "zdt-after-switch-2"]
+    );
+    assert!(cf.lock().tasks.values().all(|t| t.0 == web));
+    assert!(events.iter().any(|e| matches!(e, Event::StepStarted { kind, description, .. }
+        if kind == "run_task" && description == "Running task zdt-after-switch-1 on web (--task-after-switch)")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_after_switch_task_is_reported_not_rolled_back_and_exits_1() {
+    let cf = world();
+    cf.lock().task_outcomes.insert(
+        "web".into(),
+        TaskState::Failed("APP/TASK/zdt-after-switch-1: Exited with status 1".into()),
+    );
+    let (outcome, _) = deploy(&cf, &after_req(&["warm-cache", "notify"]), &[spec("web")]).await;
+    let Outcome::AfterSwitchTaskFailed { error, not_run } = &outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(
+        error.message,
+        "task 'zdt-after-switch-1' of app 'web' failed: APP/TASK/zdt-after-switch-1: Exited with status 1"
+    );
+    assert!(
+        error
+            .to_string()
+            .contains("the new version serves and is not rolled back"),
+        "{error}"
+    );
+    assert_eq!(
+        not_run,
+        &[
+            "cf run-task web --name zdt-after-switch-2 --command '<its --task-after-switch command>'"
+        ]
+    );
+    assert_eq!(outcome.exit_code(), 1);
+    assert_eq!(
+        outcome.last_line(),
+        "deployed, after-switch task failed (the new version serves)"
+    );
+    assert_swapped(&cf);
+    assert_eq!(task_names(&cf), ["zdt-after-switch-1"]);
+    assert!(!cf.calls().iter().any(|c| c.starts_with("cancel_task")));
+    let json = serde_json::to_value(&outcome).unwrap();
+    assert_eq!(json["result"], "after_switch_task_failed");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_after_switch_task_create_is_never_tried_again_but_its_reads_are() {
+    // The create took effect, but its answer was lost: trying again could run it twice.
+    let cf = world();
+    cf.fail("create_task", 1, When::After);
+    let (outcome, events) = deploy(&cf, &after_req(&["migrate-contract"]), &[spec("web")]).await;
+    let Outcome::AfterSwitchTaskFailed { error, .. } = &outcome else {
+        panic!("{outcome:?}")
+    };
+    assert!(error.message.contains("create_task"), "{error}");
+    assert_eq!(
+        cf.calls()
+            .iter()
+            .filter(|c| c.starts_with("create_task"))
+            .count(),
+        1,
+        "{events:#?}"
+    );
+    assert_eq!(outcome.exit_code(), 1);
+    assert_swapped(&cf);
+
+    // A failed read of the task's state is asked again: the task runs once, the deploy ends well.
+    let cf = world();
+    cf.fail("get_task", 1, When::Before);
+    let (outcome, events) = deploy(&cf, &after_req(&["migrate-contract"]), &[spec("web")]).await;
+    assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
+    assert_eq!(task_names(&cf), ["zdt-after-switch-1"]);
+    assert!(events.iter().any(
+        |e| matches!(e, Event::Warning { message, .. } if message.contains("trying again (1 of 2)"))
+    ));
+}
+
+/// A reporter that interrupts the deploy once a task has started (its first wait).
+struct CancelWhileTaskRuns {
+    token: CancellationToken,
+    events: Vec<Event>,
+}
+
+impl Reporter for CancelWhileTaskRuns {
+    fn report(&mut self, event: Event) {
+        if matches!(&event, Event::Waiting { what, .. } if what == "task") {
+            self.token.cancel();
+        }
+        self.events.push(event);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_interrupt_during_an_after_switch_task_cancels_it_and_stays_deployed() {
+    let cf = world();
+    cf.lock()
+        .task_outcomes
+        .insert("web".into(), TaskState::Running);
+    let token = CancellationToken::new();
+    let mut rep = CancelWhileTaskRuns {
+        token: token.clone(),
+        events: Vec::new(),
+    };
+    let outcome = run(
+        &cf,
+        &after_req(&["sleep 1000", "notify"]),
+        &[spec("web")],
+        &mut rep,
+        &token,
+    )
+    .await;
+    let Outcome::AfterSwitchTaskFailed { error, not_run } = &outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(
+        error.message,
+        "interrupted at task zdt-after-switch-1 of app 'web' (cancelled, or not started); the deploy stays deployed (the switch is done)"
+    );
+    assert_eq!(not_run.len(), 1);
+    assert!(cf.calls().iter().any(|c| c.starts_with("cancel_task")));
+    assert!(rep.events.iter().any(
+        |e| matches!(e, Event::Warning { message, .. } if message == "task zdt-after-switch-1 was cancelled")
+    ));
+    assert_swapped(&cf);
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_switch_tasks_of_every_app_run_after_every_switch() {
+    let cf = two_apps();
+    let (outcome, events) = deploy(&cf, &after_req(&["warm"]), &[spec("web"), spec("api")]).await;
+    assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
+    let calls = cf.calls();
+    let last_remove = calls
+        .iter()
+        .rposition(|c| c.starts_with("remove_destination"))
+        .unwrap();
+    let creates: Vec<usize> = calls
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.starts_with("create_task"))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(creates.len(), 2);
+    assert!(creates[0] > last_remove, "{calls:#?}");
+}
+
 fn task_req(commands: &[&str]) -> DeployRequest {
     DeployRequest {
         tasks: TaskRequest {
             before_switch: commands.iter().map(|c| c.to_string()).collect(),
+            after_switch: Vec::new(),
             memory_mb: Some(256),
             disk_mb: None,
             timeout: Duration::from_secs(120),

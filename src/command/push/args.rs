@@ -205,6 +205,12 @@ pub struct PushArgs {
     #[arg(long = "task-before-switch", value_name = "COMMAND", help_heading = DEPLOY_HEADING)]
     pub task_before_switch: Vec<String>,
 
+    /// Run COMMAND as a Cloud Foundry task of the new version once the switch and the retire
+    /// are done (e.g. cache warm-up, a contract migration); a failure is reported (exit 1) but
+    /// not rolled back. Repeatable, run in order, after every app's switch. Blue-green only.
+    #[arg(long = "task-after-switch", value_name = "COMMAND", help_heading = DEPLOY_HEADING)]
+    pub task_after_switch: Vec<String>,
+
     /// Memory limit of each task (e.g. 512M, 1G); default: the platform's.
     #[arg(long = "task-memory", value_name = "SIZE", value_parser = parse_megabytes, help_heading = DEPLOY_HEADING)]
     pub task_memory: Option<u64>,
@@ -308,6 +314,7 @@ impl std::fmt::Debug for PushArgs {
             instance_steps,
             keep_scale,
             task_before_switch,
+            task_after_switch,
             task_memory,
             task_disk,
             task_timeout,
@@ -355,6 +362,7 @@ impl std::fmt::Debug for PushArgs {
             .field("instance_steps", instance_steps)
             .field("keep_scale", keep_scale)
             .field("task_before_switch", task_before_switch)
+            .field("task_after_switch", task_after_switch)
             .field("task_memory", task_memory)
             .field("task_disk", task_disk)
             .field("task_timeout", task_timeout)

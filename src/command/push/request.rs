@@ -32,9 +32,14 @@ pub enum RequestError {
         "--task-before-switch needs --strategy blue-green: with --strategy {0} the new version serves requests before a task could run on it"
     )]
     TasksNeedBlueGreen(String),
-    /// A `--task-before-switch` command is empty.
-    #[error("--task-before-switch: the command is empty")]
-    EmptyTask,
+    /// `--task-after-switch` with a strategy that has no one switch of every app to run after.
+    #[error(
+        "--task-after-switch needs --strategy blue-green: with --strategy {0} Cloud Controller replaces the instances in place, app by app, so there is no one point where every app's switch is done to run the task after"
+    )]
+    AfterTasksNeedBlueGreen(String),
+    /// A `--task-before-switch` or `--task-after-switch` command is empty.
+    #[error("{0}: the command is empty")]
+    EmptyTask(&'static str),
     /// `--smoke-test-router` is not a `HOST:PORT` that resolves.
     #[error("--smoke-test-router '{value}': {reason}")]
     BadSmokeRouter {
@@ -162,17 +167,7 @@ pub(crate) fn deploy_request(
     {
         return Err(RequestError::BadSmokePath(p.clone()));
     }
-    if !args.task_before_switch.is_empty() {
-        if args.task_before_switch.iter().any(|c| c.trim().is_empty()) {
-            return Err(RequestError::EmptyTask);
-        }
-        if args.strategy != Strategy::BlueGreen {
-            let name = clap::ValueEnum::to_possible_value(&args.strategy)
-                .map(|v| v.get_name().to_string())
-                .unwrap_or_default();
-            return Err(RequestError::TasksNeedBlueGreen(name));
-        }
-    }
+    check_tasks(args)?;
     let analysis = analysis_config(args)?;
     let fallback =
         (args.strategy == Strategy::Auto).then(|| auto_fallback(args, analysis.as_ref()));
@@ -216,11 +211,38 @@ pub(crate) fn deploy_request(
         wait_for_lock: args.common.wait_for_lock,
         tasks: TaskRequest {
             before_switch: args.task_before_switch.clone(),
+            after_switch: args.task_after_switch.clone(),
             memory_mb: args.task_memory,
             disk_mb: args.task_disk,
             timeout: args.task_timeout,
         },
     })
+}
+
+/// The task commands are not empty and the strategy is blue-green when there are any.
+fn check_tasks(args: &PushArgs) -> Result<(), RequestError> {
+    let lists = [
+        ("--task-before-switch", &args.task_before_switch),
+        ("--task-after-switch", &args.task_after_switch),
+    ];
+    for (flag, commands) in lists {
+        if commands.iter().any(|c| c.trim().is_empty()) {
+            return Err(RequestError::EmptyTask(flag));
+        }
+    }
+    if args.strategy == Strategy::BlueGreen {
+        return Ok(());
+    }
+    let name = clap::ValueEnum::to_possible_value(&args.strategy)
+        .map(|v| v.get_name().to_string())
+        .unwrap_or_default();
+    if !args.task_before_switch.is_empty() {
+        return Err(RequestError::TasksNeedBlueGreen(name));
+    }
+    if !args.task_after_switch.is_empty() {
+        return Err(RequestError::AfterTasksNeedBlueGreen(name));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -287,7 +309,48 @@ mod tests {
             &target(),
         )
         .unwrap_err();
-        assert_eq!(e, RequestError::EmptyTask);
+        assert_eq!(e, RequestError::EmptyTask("--task-before-switch"));
+    }
+
+    #[test]
+    fn after_switch_tasks_are_blue_green_only_and_kept_in_order() {
+        let args = PushArgs {
+            task_after_switch: vec!["warm-cache".into(), "notify".into()],
+            ..PushArgs::default()
+        };
+        let r = deploy_request(&args, &target()).unwrap();
+        assert_eq!(r.tasks.after_switch, ["warm-cache", "notify"]);
+        assert!(r.tasks.before_switch.is_empty());
+        for (strategy, name) in [
+            (Strategy::Rolling, "rolling"),
+            (Strategy::Canary, "canary"),
+            (Strategy::Auto, "auto"),
+        ] {
+            let e = deploy_request(
+                &PushArgs {
+                    strategy,
+                    ..args.clone()
+                },
+                &target(),
+            )
+            .unwrap_err();
+            assert_eq!(e, RequestError::AfterTasksNeedBlueGreen(name.into()));
+            assert!(
+                e.to_string().starts_with(&format!(
+                    "--task-after-switch needs --strategy blue-green: with --strategy {name} Cloud Controller replaces the instances in place"
+                )),
+                "{e}"
+            );
+        }
+        let e = deploy_request(
+            &PushArgs {
+                task_after_switch: vec![String::new()],
+                ..args.clone()
+            },
+            &target(),
+        )
+        .unwrap_err();
+        assert_eq!(e.to_string(), "--task-after-switch: the command is empty");
     }
 
     #[test]

@@ -77,6 +77,8 @@ struct Exec<'a, A: CfApi> {
     logs: &'a LogAccess,
     /// The run's lock: the marks a created app carries, the apps the heartbeat refreshes.
     lock: &'a RunLock,
+    /// The run's interrupts: a task step records its app there for the signal listener.
+    interrupt: &'a Interrupt,
 }
 
 fn ok_if_not_found(r: Result<(), ApiError>) -> Result<(), ApiError> {
@@ -236,9 +238,11 @@ impl<A: CfApi> Exec<'_, A> {
         }
     }
 
-    /// Runs a step; after the switch every step is idempotent (rename, label, stop, delete)
-    /// and giving up leaves the app half-retired: a failed request is tried again, beyond the
-    /// client's own retries of one request, before naming leftovers.
+    /// Runs a step; after the switch every step but a task is idempotent (rename, label,
+    /// stop, delete) and giving up leaves the app half-retired: a failed request is tried
+    /// again, beyond the client's own retries of one request, before naming leftovers. A
+    /// task step is never tried again: a second create could run the command twice (its
+    /// reads are retried inside it).
     async fn run_step_with_retries(
         &self,
         step: &Step,
@@ -251,6 +255,7 @@ impl<A: CfApi> Exec<'_, A> {
             match self.run_step(step, ledger, reporter).await {
                 Err(f)
                     if committed
+                        && !step.is_task()
                         && attempt < AFTER_SWITCH_RETRIES
                         && matches!(f.error, Error::Api { .. }) =>
                 {
@@ -329,8 +334,12 @@ impl<A: CfApi> Exec<'_, A> {
             Action::SmokeTest { route } => self.smoke_step(step, route, reporter).await,
             // Boxed: its wait (log stream, task polls) would otherwise grow every deploy
             // future by its size, and the deploy future is already large.
-            Action::RunTask { command, name } => {
-                let task = (command.as_str(), name.as_str());
+            Action::RunTask {
+                command,
+                name,
+                after_switch,
+            } => {
+                let task = (command.as_str(), name.as_str(), *after_switch);
                 Box::pin(self.task_step(step, ledger, task, reporter)).await
             }
             Action::SnapshotEnv { guid } => self.snapshot_env(step, guid).await,
@@ -537,6 +546,7 @@ fn after_failure(outcome: Outcome, deployed: &[String], failed: &str) -> Outcome
         other @ (Outcome::Deployed
         | Outcome::DryRun
         | Outcome::DeployedWithLeftovers { .. }
+        | Outcome::AfterSwitchTaskFailed { .. }
         | Outcome::PartlyDeployed { .. }) => other,
     }
 }
@@ -581,6 +591,7 @@ async fn execute_plan<A: CfApi>(
         warned: &warned,
         logs,
         lock,
+        interrupt,
     };
     let after_switch = Exec {
         cancel: interrupt.abandon_token(),
@@ -607,6 +618,21 @@ async fn execute_plan<A: CfApi>(
             .last_logs(&ledger, &plan.steps[index], step_at, reporter)
             .await;
     let failed = failure(plan, &error, interrupt, logs_shown);
+    if let Action::RunTask {
+        after_switch: true,
+        name,
+        ..
+    } = &plan.steps[index].action
+    {
+        let app = plan.steps[index].app_label();
+        return (
+            Outcome::AfterSwitchTaskFailed {
+                error: after_switch_failure(failed, &error, (app, name)),
+                not_run: not_run(plan, index),
+            },
+            times,
+        );
+    }
     if index >= plan.commit {
         // After the switch: the new version serves; name what is left to do.
         let leftovers = plan.steps[index..]
@@ -693,7 +719,9 @@ async fn run_steps<A: CfApi>(
                 message: "interrupted after the switch: the new version serves; finishing the switch (interrupt again to stop waiting)".into(),
             });
         }
-        let exec = if committed {
+        // An after-switch task is cancelled by a first interrupt (the switch is done, the
+        // task is not part of it): its waits end at the first stage's token.
+        let exec = if committed && !step.is_task() {
             after_switch
         } else {
             before_switch
@@ -755,6 +783,34 @@ fn failure(plan: &Plan, error: &Error, interrupt: &Interrupt, logs_shown: bool) 
         hint,
         earlier: None,
     }
+}
+
+/// The failure of after-switch task `name` of `app`: the deploy stays deployed, and the hint
+/// says so (a before-switch task's hint speaks of a rollback).
+fn after_switch_failure(failed: Failure, error: &Error, (app, name): (&str, &str)) -> Failure {
+    let message = if matches!(error, Error::Cancelled) {
+        format!(
+            "{} at task {name} of app '{app}' (cancelled, or not started); the deploy stays deployed (the switch is done)",
+            failed.message
+        )
+    } else {
+        failed.message
+    };
+    Failure {
+        message,
+        hint: Some(format!(
+            "NOTE: the new version serves and is not rolled back; what task {name} did is not undone: check it ('cf tasks {app}', 'cf logs {app} --recent') and run what is left by hand"
+        )),
+        earlier: None,
+    }
+}
+
+/// The `cf` commands of the after-switch tasks after step `index` that did not run.
+fn not_run(plan: &Plan, index: usize) -> Vec<String> {
+    plan.steps[index + 1..]
+        .iter()
+        .filter_map(Step::manual_command)
+        .collect()
 }
 
 /// Runs the undos of everything recorded, newest first, and returns the `cf` commands of

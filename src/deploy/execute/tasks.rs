@@ -3,6 +3,11 @@
 //! healthy and smoke-tested and before any production route reaches it. Its log lines are
 //! streamed as staging output is; a failure, the `--task-timeout` or an interrupt fails the
 //! step (cancelling the task when it may still run), which rolls the deploy back.
+//!
+//! `--task-after-switch` tasks run the same way on the new version under the app's name once
+//! every app is switched and retired; their failure is reported, not rolled back. Their step
+//! is never tried again as a whole (a second create would run the command twice); a failed
+//! read of the task's state is.
 
 use std::collections::VecDeque;
 
@@ -19,17 +24,24 @@ const TASK_LAST_LINES: usize = 20;
 const CANCEL_BOUND: Duration = Duration::from_secs(30);
 
 impl<A: CfApi> Exec<'_, A> {
-    /// Runs task `name` (`command`) of the new app.
+    /// Runs task `name` (`command`) of the new app; `after_switch`: once it has the app's name.
     pub(super) async fn task_step(
         &self,
         step: &Step,
         ledger: &Ledger,
-        (command, name): (&str, &str),
+        (command, name, after_switch): (&str, &str, bool),
         reporter: &mut dyn Reporter,
     ) -> Result<StepOutput, StepFailure> {
         let app = step.app_label();
         let new = Self::new_app(ledger, step)?;
         let guid = new.guid.clone();
+        // The name `cf tasks` knows the app by now.
+        let cf_name = if after_switch { app } else { new.name };
+        if after_switch && self.cancel.is_cancelled() {
+            // Interrupted after the switch, before it started: the switch is finished, the
+            // task not started. (Before the switch, the step loop stops before the step.)
+            return Err(Error::Cancelled.into());
+        }
         let mut log = self.staging_log(ledger, app, reporter).await;
         let task = NewTask {
             command: command.to_string(),
@@ -44,9 +56,11 @@ impl<A: CfApi> Exec<'_, A> {
             .create_task(&guid, &task)
             .await
             .map_err(Self::api_failure(step))?;
+        self.interrupt.set_running_task(Some(cf_name.to_string()));
         let source = format!("APP/TASK/{name}");
         let mut tail: VecDeque<LogLine> = VecDeque::new();
         let started = Instant::now();
+        let mut failed_reads = 0;
         let result = loop {
             let (state, read) = tokio::join!(
                 self.read(self.api.get_task(&task_guid), step),
@@ -54,7 +68,27 @@ impl<A: CfApi> Exec<'_, A> {
             );
             self.show_task_lines(read, app, &source, &mut tail, reporter);
             let state = match state {
-                Ok(s) => s,
+                Ok(s) => {
+                    failed_reads = 0;
+                    s
+                }
+                Err(e @ Error::Api { .. })
+                    if after_switch && failed_reads < AFTER_SWITCH_RETRIES =>
+                {
+                    // Only a read: asking again cannot run the task twice.
+                    failed_reads += 1;
+                    reporter.report(Event::Warning {
+                        app: Some(app.to_string()),
+                        message: format!(
+                            "{}; trying again ({failed_reads} of {AFTER_SWITCH_RETRIES})",
+                            error_chain(&e)
+                        ),
+                    });
+                    if let Err(e) = self.pause(AFTER_SWITCH_PAUSE * failed_reads).await {
+                        break Err(e);
+                    }
+                    continue;
+                }
                 Err(e) => break Err(e),
             };
             if state != TaskState::Running {
@@ -90,12 +124,13 @@ impl<A: CfApi> Exec<'_, A> {
                 break Err(e);
             }
         };
-        match result {
+        let ended = match result {
             Ok(()) => Ok(StepOutput::None),
             Err(error) => {
                 if !matches!(error, Error::TaskFailed { .. }) {
                     // Timed out or interrupted: the task may still run.
-                    self.cancel_task(&task_guid, name, app, reporter).await;
+                    self.cancel_task(&task_guid, name, (app, cf_name), reporter)
+                        .await;
                 }
                 if !tail.is_empty() {
                     reporter.report(Event::LastLogs {
@@ -106,7 +141,9 @@ impl<A: CfApi> Exec<'_, A> {
                 }
                 Err(error.into())
             }
-        }
+        };
+        self.interrupt.set_running_task(None);
+        ended
     }
 
     /// Cancels a task the deploy no longer waits for (bounded; a failure is a warning that
@@ -115,17 +152,17 @@ impl<A: CfApi> Exec<'_, A> {
         &self,
         guid: &TaskGuid,
         name: &str,
-        app: &str,
+        (app, cf_name): (&str, &str),
         reporter: &mut dyn Reporter,
     ) {
         let message = match tokio::time::timeout(CANCEL_BOUND, self.api.cancel_task(guid)).await {
             Ok(Ok(())) => format!("task {name} was cancelled"),
             Ok(Err(e)) if e.status == Some(422) => return, // it ended meanwhile
             Ok(Err(e)) => format!(
-                "task {name} could not be cancelled ({e}): it may still be running; check with 'cf tasks {app}-candidate'"
+                "task {name} could not be cancelled ({e}): it may still be running; check with 'cf tasks {cf_name}'"
             ),
             Err(_) => format!(
-                "task {name} was not cancelled within {}: it may still be running; check with 'cf tasks {app}-candidate'",
+                "task {name} was not cancelled within {}: it may still be running; check with 'cf tasks {cf_name}'",
                 crate::deploy::step::fmt_duration(CANCEL_BOUND)
             ),
         };

@@ -992,7 +992,7 @@ impl CfApi for FakeCf {
     }
 
     async fn create_task(&self, app: &AppGuid, task: &NewTask) -> ApiResult<TaskGuid> {
-        self.enter("create_task", app.as_str())?;
+        let after = self.enter("create_task", app.as_str())?;
         let mut s = self.lock();
         let name = s
             .apps
@@ -1007,6 +1007,9 @@ impl CfApi for FakeCf {
         let guid = Self::id(&mut s, "task");
         s.tasks
             .insert(guid.clone(), (app.to_string(), task.name.clone(), state));
+        if after {
+            return Err(err500("create_task"));
+        }
         Ok(TaskGuid::new(guid))
     }
 
