@@ -1,8 +1,9 @@
 //! End-to-end: release tasks (`--task-before-switch`) on the simulator under load. The task
 //! runs for real (the candidate's droplet and env) after the health wait and before the
 //! switch; a failed or interrupted task rolls back with the live app untouched, and in a
-//! multi-app deploy a failed task of the second app leaves both on the old version. Each case
-//! ends with 0 failed requests.
+//! multi-app deploy a failed task of the second app leaves both on the old version. A failed
+//! `--task-after-switch` task leaves the new version deployed and exits 1. Each case ends with 0
+//! failed requests.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -248,5 +249,76 @@ async fn the_text_output_streams_the_task_lines_and_explains_a_failure() {
     eprintln!("{out}");
     assert_eq!(outcome, Outcome::Deployed, "{out}");
     assert!(out.contains("migrating web to v2"), "{out}");
+    w.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_after_switch_task_leaves_the_new_version_deployed_and_exits_1() {
+    use cf_zero_downtime::ui::TextReporter;
+    let w = world(fast()).await;
+    let m1 = version(&w, "v1", &["web"]);
+    w.push_deployed(push_args(&m1)).await;
+    let load = w.load("web").await;
+    let m2 = version(&w, "v2", &["web"]);
+    w.sim.clear_call_log();
+    let args = PushArgs {
+        task_after_switch: vec![
+            "sh migrate.sh; echo 'cache warm-up failed: connection refused' >&2; exit 4".into(),
+            "echo never runs".into(),
+        ],
+        ..with_task(&m2, "sh migrate.sh")
+    };
+    let mut rep = TextReporter::plain(Vec::new());
+    let outcome = w.push_with(args, &mut rep, &CancellationToken::new()).await;
+    w.settle().await;
+    let report = load.stop().await;
+    let out = String::from_utf8(rep.into_inner()).unwrap();
+    eprintln!("{out}");
+    eprintln!(
+        "failing after-switch task: {outcome:?}; {} requests",
+        report.total
+    );
+    assert_no_failures(&report);
+    let Outcome::AfterSwitchTaskFailed { error, not_run } = &outcome else {
+        panic!("{outcome:?} {out}")
+    };
+    assert_eq!(outcome.exit_code(), 1);
+    assert_eq!(
+        error.message,
+        "task 'zdt-after-switch-1' of app 'web' failed: APP/TASK/zdt-after-switch-1: Exited with status 4"
+    );
+    assert_eq!(not_run.len(), 1, "{not_run:?}");
+    assert!(
+        out.contains("[APP/TASK/zdt-migrate-1/0] migrating web to v2"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "[APP/TASK/zdt-after-switch-1/0] ERR cache warm-up failed: connection refused"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("Last log lines of web:\n"), "{out}");
+    assert_eq!(
+        out.lines().last(),
+        Some("deployed, after-switch task failed (the new version serves)")
+    );
+    let switch = call_at(&w, "DELETE", "/destinations/").expect("the old app was unmapped");
+    let tasks: Vec<usize> = w
+        .sim
+        .call_log()
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.method == "POST" && c.path.ends_with("/tasks"))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(
+        tasks.len(),
+        2,
+        "the before-switch task and the first after-switch one"
+    );
+    assert!(tasks[0] < switch && switch < tasks[1]);
+    assert_eq!(w.app_names().await, ["web"]);
+    assert_eq!(w.serving("web").await, "v2");
     w.sim.shutdown().await;
 }

@@ -135,7 +135,7 @@ impl<A: CfApi> Exec<'_, A> {
                 if !tail.is_empty() {
                     reporter.report(Event::LastLogs {
                         app: app.to_string(),
-                        name: new.name.to_string(),
+                        name: cf_name.to_string(),
                         lines: tail.into_iter().collect(),
                     });
                 }
