@@ -60,6 +60,7 @@ pub enum Command {
     /// Push an app without downtime, using the cf CLI's saved login (~/.cf/config.json).
     Push(push::PushArgs),
     /// Put the previous version of an app (APP_NAME-venerable) back without downtime.
+    #[command(after_help = rollback::ROLLBACK_RUNS_NO_TASKS)]
     Rollback(rollback::RollbackArgs),
     /// Run the whole flow on the built-in Cloud Foundry simulator under load and print a report.
     Demo(demo::DemoArgs),

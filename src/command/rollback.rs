@@ -70,6 +70,9 @@ impl RollbackArgs {
     }
 }
 
+/// What the rollback's help says about release tasks.
+pub(crate) const ROLLBACK_RUNS_NO_TASKS: &str = "Runs no release tasks: the push's --task-before-switch and --task-after-switch are not run again, and what they did (e.g. a migration) is not undone; the previous version comes back as it was. Undo such changes yourself if the previous version needs it (e.g. cf run-task APP_NAME --command ...).";
+
 /// The arguments cf passes to `cf zero-downtime-rollback` (cf replaces the alias `zdr` with
 /// the command name before starting the plugin).
 #[derive(Debug, Parser)]
@@ -77,6 +80,7 @@ impl RollbackArgs {
     name = "zero-downtime-rollback",
     bin_name = "cf zero-downtime-rollback",
     about = "Put the previous version of an app back without downtime (the APP_NAME-venerable kept by --old-app stop|keep)",
+    after_help = ROLLBACK_RUNS_NO_TASKS,
     disable_version_flag = true
 )]
 pub struct PluginRollback {
@@ -206,6 +210,21 @@ mod tests {
     use super::*;
     use crate::command::flags::DrainArg;
     use crate::ui::OutputFormat;
+
+    #[test]
+    fn the_help_says_that_no_release_task_runs() {
+        use clap::CommandFactory;
+        let help = PluginRollback::command().render_long_help().to_string();
+        assert!(help.contains("Runs no release tasks"), "{help}");
+        let standalone = crate::command::Cli::command()
+            .find_subcommand_mut("rollback")
+            .map(|c| c.render_long_help().to_string())
+            .unwrap_or_default();
+        assert!(standalone.contains("Runs no release tasks"), "{standalone}");
+        assert!(
+            crate::command::plugin::metadata::ROLLBACK_HELP_TEXT.ends_with("runs no release tasks")
+        );
+    }
 
     #[test]
     fn defaults_match_the_constructor_and_map_to_push_flags() {

@@ -1432,6 +1432,41 @@ async fn after_switch_tasks_run_in_order_on_the_new_version_once_the_retire_is_d
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_dry_run_shows_the_tasks_by_name_and_position_never_their_commands() {
+    let cf = world();
+    let mut r = after_req(&["warm-cache --token s3cr3t"]);
+    r.tasks.before_switch = vec!["bin/rails db:migrate PASSWORD=hunter2".into()];
+    r.dry_run = true;
+    let (outcome, events) = deploy(&cf, &r, &[spec("web")]).await;
+    assert_eq!(outcome, Outcome::DryRun);
+    assert!(cf.mutating_calls().is_empty());
+    let Some(Event::Plan { steps, .. }) = events.iter().find(|e| matches!(e, Event::Plan { .. }))
+    else {
+        panic!("no plan event")
+    };
+    let at = |s: &str| {
+        steps
+            .iter()
+            .position(|l| l.contains(s))
+            .unwrap_or_else(|| panic!("{s} not in {steps:#?}"))
+    };
+    let before = at("Running task zdt-migrate-1 on the new web (--task-before-switch)");
+    let commit = at("-- the old version stops serving here");
+    let retired = at("Deleting app web-venerable");
+    let after = at("Running task zdt-after-switch-1 on web (--task-after-switch)");
+    assert!(
+        before < commit && commit < retired && retired < after,
+        "{steps:#?}"
+    );
+    assert_eq!(after, steps.len() - 1, "{steps:#?}");
+    let text = steps.join("\n");
+    assert!(
+        !text.contains("s3cr3t") && !text.contains("hunter2"),
+        "{text}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_failed_after_switch_task_is_reported_not_rolled_back_and_exits_1() {
     let cf = world();
     cf.lock().task_outcomes.insert(

@@ -30,7 +30,7 @@ pub const ROLLBACK_COMMAND_NAME: &str = "zero-downtime-rollback";
 /// The rollback command's alias.
 pub const ROLLBACK_COMMAND_ALIAS: &str = "zdr";
 /// One-line help of the rollback command.
-pub const ROLLBACK_HELP_TEXT: &str = "Put the previous version of an app (APP_NAME-venerable, kept by --old-app stop|keep) back without downtime";
+pub const ROLLBACK_HELP_TEXT: &str = "Put the previous version of an app (APP_NAME-venerable, kept by --old-app stop|keep) back without downtime; runs no release tasks";
 /// The metadata sent for `SendMetadata`.
 pub fn plugin_metadata() -> PluginMetadata {
     let (usage, options) = usage_and_options(&PluginPush::command());

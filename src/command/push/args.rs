@@ -219,7 +219,8 @@ pub struct PushArgs {
     #[arg(long = "task-disk", value_name = "SIZE", value_parser = parse_megabytes, help_heading = DEPLOY_HEADING)]
     pub task_disk: Option<u64>,
 
-    /// Longest run of one task; then it is cancelled and the deploy rolls back.
+    /// Longest run of one task; then it is cancelled and the deploy rolls back (after the
+    /// switch: it is reported, exit 1).
     #[arg(long = "task-timeout", value_name = "DURATION", value_parser = parse_duration, default_value = "10m", help_heading = DEPLOY_HEADING)]
     pub task_timeout: Duration,
 
