@@ -42,6 +42,10 @@
 //!   outcome is `DeployedWithLeftovers` with the `cf` commands of the steps not done; its exit
 //!   code is 1 although the new version is serving, so that a pipeline notices the leftovers
 //!   ([`Outcome::exit_code`]).
+//! - Release tasks: `--task-before-switch` tasks run in the verify phase (a failure rolls
+//!   back); `--task-after-switch` tasks run last, after every app's retire, and a failure there
+//!   is [`Outcome::AfterSwitchTaskFailed`] (exit 1, nothing undone). A task step is never
+//!   tried again: a second create could run the command twice.
 //! - Cancellation after the commit point stops at the next step boundary (or inside the drain)
 //!   and reports the leftovers; the old app then still runs unrouted.
 //! - Routes the live app serves that the manifest lacks are mapped to the new version too, with

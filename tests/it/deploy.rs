@@ -1586,6 +1586,60 @@ async fn an_interrupt_during_an_after_switch_task_cancels_it_and_stays_deployed(
     assert_swapped(&cf);
 }
 
+/// Records which app's task the interrupt names whenever a task is waited for.
+struct TaskApps {
+    interrupt: Interrupt,
+    seen: Vec<(String, Option<String>)>,
+}
+
+impl Reporter for TaskApps {
+    fn report(&mut self, event: Event) {
+        if let Event::Waiting { what, detail, .. } = &event
+            && what == "task"
+        {
+            self.seen
+                .push((detail.clone(), self.interrupt.running_task()));
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_interrupt_names_the_app_whose_task_runs_for_the_second_interrupt_notice() {
+    let cf = world();
+    cf.lock().task_running_reads = 1;
+    let mut r = after_req(&["warm"]);
+    r.tasks.before_switch = vec!["migrate".into()];
+    let interrupt = Interrupt::new();
+    let mut rep = TaskApps {
+        interrupt: interrupt.clone(),
+        seen: Vec::new(),
+    };
+    let outcome = run(&cf, &r, &[spec("web")], &mut rep, &interrupt).await;
+    assert_eq!(outcome, Outcome::Deployed);
+    let apps: Vec<(&str, Option<&str>)> = rep
+        .seen
+        .iter()
+        .map(|(d, a)| (d.as_str(), a.as_deref()))
+        .collect();
+    assert_eq!(
+        apps.first(),
+        Some(&("task zdt-migrate-1 running", Some("web-candidate")))
+    );
+    assert_eq!(
+        apps.last(),
+        Some(&("task zdt-after-switch-1 running", Some("web")))
+    );
+    assert_eq!(
+        interrupt.running_task(),
+        None,
+        "no task runs after the deploy"
+    );
+    assert_eq!(
+        cf_zero_downtime::ui::interrupted_text(true, true, Some("web")),
+        "Interrupted again: no longer waiting; the task may still be running: check with 'cf tasks web' (and 'cf terminate-task web <id>' to stop it); what is left to do is listed below."
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn after_switch_tasks_of_every_app_run_after_every_switch() {
     let cf = two_apps();

@@ -121,6 +121,8 @@ pub(crate) struct State {
     pub(crate) tasks: BTreeMap<String, (String, String, TaskState)>,
     /// How the tasks of each app (by name) end; `Running` never ends. Unset: SUCCEEDED.
     pub(crate) task_outcomes: BTreeMap<String, TaskState>,
+    /// How many reads of each task answer RUNNING before its outcome (0: none).
+    pub(crate) task_running_reads: u32,
 }
 
 /// The in-memory Cloud Controller.
