@@ -294,6 +294,8 @@ struct Inner {
     /// The outage this client is waiting out, shared by concurrent requests so that it is
     /// announced once.
     outage: std::sync::Mutex<Option<Outage>>,
+    /// Requests sent so far (every attempt, retries included).
+    sent: std::sync::atomic::AtomicU64,
 }
 
 /// Receives one line of text when the client starts waiting out an outage or rate limiting,
@@ -492,6 +494,7 @@ impl Client {
                 discovered: RwLock::new(None),
                 notice: RwLock::new(None),
                 outage: std::sync::Mutex::new(None),
+                sent: std::sync::atomic::AtomicU64::new(0),
             }),
         })
     }
@@ -500,6 +503,12 @@ impl Client {
     /// first. Call it after every step, including failed ones.
     pub fn take_warnings(&self) -> Vec<String> {
         self.inner.warnings.take()
+    }
+
+    /// How many requests this client (and its clones) has sent so far: every attempt that
+    /// went out, retries included.
+    pub fn requests_sent(&self) -> u64 {
+        self.inner.sent.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// How long one request waits out an outage (`--api-outage-budget`).
@@ -835,6 +844,9 @@ impl Client {
                 .build(&method, &url, &body, token.as_ref(), accept)
                 .await?;
             self.trace_request(&request, &body);
+            self.inner
+                .sent
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::debug!(target: "cf::http", endpoint = %call.endpoint, "request");
             let outcome = tokio::time::timeout(
                 call.timeout,

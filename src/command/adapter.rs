@@ -34,6 +34,7 @@ use crate::deploy::api::{
     Deployment, DeploymentState, DeploymentStrategy, NewDeployment, ServiceBinding,
 };
 use crate::deploy::api::{NewTask, TaskState};
+use crate::deploy::budget::{Phase, Requests, Tally};
 use crate::deploy::event::error_chain;
 
 /// Default pause between polls of jobs and packages (real Cloud Controller).
@@ -51,6 +52,8 @@ pub struct CfBackend {
     docker_password: Option<SecretString>,
     /// Crash-record sources found absent or forbidden: not asked again at every health poll.
     gone: std::sync::Mutex<GoneSources>,
+    /// The client's requests by deploy phase (the call budget).
+    tally: std::sync::Mutex<Tally>,
 }
 
 /// Which optional crash-record sources answered "not here for you" once already, with what
@@ -92,6 +95,7 @@ impl CfBackend {
             poll: PollOptions::new(DEFAULT_POLL_INTERVAL, DEFAULT_WAIT_TIMEOUT),
             docker_password: None,
             gone: std::sync::Mutex::new(GoneSources::default()),
+            tally: std::sync::Mutex::new(Tally::default()),
         }
     }
 
@@ -1383,6 +1387,17 @@ impl CfApi for CfBackend {
 
     fn take_warnings(&self) -> Vec<String> {
         self.client.take_warnings()
+    }
+
+    fn enter_phase(&self, phase: Phase) {
+        if let Ok(mut t) = self.tally.lock() {
+            t.enter(phase, self.client.requests_sent());
+        }
+    }
+
+    fn requests(&self) -> Option<Requests> {
+        let t = self.tally.lock().ok()?;
+        Some(t.requests(self.client.requests_sent()))
     }
 }
 

@@ -15,6 +15,8 @@ use std::future::Future;
 
 use tokio::sync::mpsc;
 
+use super::budget::{Phase, Requests};
+
 pub use crate::cf::guid::{
     AppGuid, BuildGuid, DeploymentGuid, DestinationGuid, DomainGuid, DropletGuid, PackageGuid,
     ProcessGuid, RouteGuid, ServiceCredentialBindingGuid, ServiceInstanceGuid, SpaceGuid, TaskGuid,
@@ -938,6 +940,14 @@ pub trait CfApi: Sync {
     fn cancel_task(&self, guid: &TaskGuid) -> impl Future<Output = ApiResult<()>> + Send;
     /// Warnings collected since the last call (`X-Cf-Warnings`, job warnings), drained.
     fn take_warnings(&self) -> Vec<String>;
+    /// Read-only, no request: the requests sent from now on belong to `phase` (the call
+    /// budget). A backend that does not count ignores it.
+    fn enter_phase(&self, _phase: Phase) {}
+    /// Read-only, no request: the requests sent so far by phase; `None` when the backend does
+    /// not count them.
+    fn requests(&self) -> Option<Requests> {
+        None
+    }
 }
 
 #[cfg(test)]

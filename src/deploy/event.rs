@@ -349,6 +349,9 @@ pub enum Event {
         /// The `cf` command to do it by hand.
         manual: String,
     },
+    /// The requests the deploy sent, in total and by phase (the call budget): sent right
+    /// before [`Event::Finished`] by a run whose backend counts them.
+    Requests(super::budget::Requests),
     /// The deploy ended. Always the last event.
     Finished {
         /// The outcome.

@@ -84,10 +84,12 @@
 //! | `crash`, [`interrupt`], `smoke` | crash detection, Ctrl-C phases, probe and command |
 //! | `logs`, `execute/logs.rs` | staging output streamed, a failed app's last log lines (log-cache) |
 //! | [`analysis`] | canary analysis: the router's request records judged (pure); `execute/analysis.rs` reads them, scales the candidate and reports |
+//! | [`budget`] | the call budget: requests by phase (the backend counts, `execute` names the phase, `run` reports) |
 //! | [`error`], [`event`], [`request`], [`route`] | the layer's errors, its events and outcome, its inputs, route addresses |
 //!
-//! Only [`api`], [`error`], [`event`], [`request`], [`route`], [`analysis`], [`interrupt`],
-//! [`lock`] and [`rollback`] are public (the seams the `command` layer and the tests use); the rest is
+//! Only [`api`], [`budget`], [`error`], [`event`], [`request`], [`route`], [`analysis`],
+//! [`interrupt`], [`lock`] and [`rollback`] are public (the seams the `command` layer and the
+//! tests use); the rest is
 //! `pub(crate)`.
 //!
 //! Adding a step: a variant of `step::Action` (the compiler then asks for its kind and
@@ -108,6 +110,7 @@
 
 pub mod analysis;
 pub mod api;
+pub mod budget;
 mod crash;
 pub(crate) mod drain;
 pub mod error;
@@ -158,6 +161,9 @@ pub async fn run<A: CfApi>(
         req.strategy.as_str(),
     );
     let (outcome, steps) = run_inner(api, req, apps, reporter, &interrupt).await;
+    if let Some(requests) = api.requests() {
+        reporter.report(Event::Requests(requests));
+    }
     report_finished(reporter, outcome, started, steps)
 }
 

@@ -29,6 +29,8 @@ pub struct TextReporter<W: Write + Send> {
     upload_done: bool,
     /// The run is a `zero-downtime-rollback` (its summary lines say so).
     rollback_cmd: bool,
+    /// The run's request count, said next to the last line.
+    requests: Option<String>,
 }
 
 fn human_bytes(n: u64) -> String {
@@ -125,6 +127,7 @@ impl<W: Write + Send> TextReporter<W> {
             last_detail: None,
             upload_done: false,
             rollback_cmd: false,
+            requests: None,
         }
     }
 
@@ -334,6 +337,9 @@ impl<W: Write + Send> TextReporter<W> {
             }
             _ => outcome.last_line(),
         };
+        if let Some(requests) = self.requests.take() {
+            self.line(&requests);
+        }
         self.line(&last);
     }
 }
@@ -401,6 +407,7 @@ impl<W: Write + Send> Reporter for TextReporter<W> {
             } => {
                 self.line(&format!("   {description}: FAILED: {error}"));
             }
+            Event::Requests(requests) => self.requests = Some(format!("{requests}.")),
             Event::Finished {
                 outcome, elapsed, ..
             } => self.finished(&outcome, elapsed),
@@ -587,6 +594,42 @@ mod tests {
         );
         let out = render(vec![started("blue-green"), finished(Outcome::Deployed)]);
         assert!(out.ends_with("Deploy took 2s.\ndeployed\n"), "{out}");
+    }
+
+    #[test]
+    fn the_request_count_comes_right_before_the_last_line() {
+        use crate::deploy::budget::{Phase, PhaseRequests, Requests};
+        let requests = Requests {
+            total: 21,
+            phases: vec![
+                PhaseRequests {
+                    phase: Phase::Preflight,
+                    requests: 12,
+                },
+                PhaseRequests {
+                    phase: Phase::Health,
+                    requests: 9,
+                },
+            ],
+        };
+        let out = render(vec![
+            Event::Requests(requests.clone()),
+            Event::Finished {
+                outcome: Outcome::Deployed,
+                elapsed: Duration::from_secs(2),
+                steps: Vec::new(),
+            },
+        ]);
+        assert!(
+            out.ends_with("Deploy took 2s.\n21 requests: 12 preflight, 9 health.\ndeployed\n"),
+            "{out}"
+        );
+        let json = serde_json::to_value(Event::Requests(requests)).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"event": "requests", "total": 21, "phases": [
+                {"phase": "preflight", "requests": 12}, {"phase": "health", "requests": 9}]})
+        );
     }
 
     #[test]

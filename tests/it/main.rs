@@ -3,6 +3,7 @@ mod cf_client;
 mod deploy;
 mod e2e;
 mod e2e_bad_day;
+mod e2e_budget;
 mod e2e_canary;
 mod e2e_drain;
 mod e2e_lock;

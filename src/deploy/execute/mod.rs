@@ -21,6 +21,7 @@ use super::api::{
     MetadataUpdate, NetworkPolicy, NewDeployment, NewDestination, PackageGuid, ProcessGuid,
     ProgressSink, RouteGuid, UploadProgress,
 };
+use super::budget::Phase;
 use super::crash::{Crash, CrashWatch, Scope};
 use super::error::Error;
 use super::event::{Earlier, Event, Failure, Outcome, Reporter, StepTime, error_chain};
@@ -79,6 +80,41 @@ struct Exec<'a, A: CfApi> {
     lock: &'a RunLock,
     /// The run's interrupts: a task step records its app there for the signal listener.
     interrupt: &'a Interrupt,
+}
+
+/// The call-budget phase of a step doing `action`.
+fn phase_of(action: &Action) -> Phase {
+    match action {
+        Action::CheckRequestRecords { .. } => Phase::Preflight,
+        Action::DeleteLeftover { .. }
+        | Action::CreateRoute { .. }
+        | Action::ApplyManifest { .. }
+        | Action::SetSsh { .. }
+        | Action::CopyMetadata { .. }
+        | Action::CopyNetworkPolicies { .. }
+        | Action::SnapshotEnv { .. }
+        | Action::UpdateApp { .. }
+        | Action::Reinstate { .. } => Phase::Candidate,
+        Action::CreatePackage | Action::UploadBits | Action::Stage | Action::SetDroplet => {
+            Phase::Bits
+        }
+        Action::Start
+        | Action::WaitHealthy
+        | Action::StartExisting { .. }
+        | Action::ScaleCandidate { .. } => Phase::Health,
+        Action::SmokeTest { .. } => Phase::Smoke,
+        Action::RunTask { .. } => Phase::Task,
+        Action::AnalyseCanary { .. } => Phase::Canary,
+        Action::MapRoute { .. } | Action::UnmapRoute { .. } | Action::Deploy { .. } => {
+            Phase::Switch
+        }
+        Action::Drain { .. } | Action::DrainAuto { .. } => Phase::Drain,
+        Action::RenameApp { .. }
+        | Action::StopApp { .. }
+        | Action::DeleteApp { .. }
+        | Action::UpdateMetadata { .. }
+        | Action::DeleteRoute { .. } => Phase::Retire,
+    }
 }
 
 fn ok_if_not_found(r: Result<(), ApiError>) -> Result<(), ApiError> {
@@ -191,6 +227,7 @@ impl<A: CfApi> Exec<'_, A> {
         reporter: &mut dyn Reporter,
         committed: bool,
     ) -> (StepTime, Result<(), Error>) {
+        self.api.enter_phase(phase_of(&step.action));
         reporter.report(Event::StepStarted {
             index,
             total,
@@ -822,6 +859,7 @@ async fn rollback<A: CfApi>(
     reporter: &mut dyn Reporter,
     interrupt: &Interrupt,
 ) -> Vec<String> {
+    exec.api.enter_phase(Phase::Rollback);
     reporter.report(Event::RollbackStarted {
         reason: why.to_string(),
     });
