@@ -15,7 +15,6 @@
 //! | [`deploy`]   | observe → plan → execute, strategies, events                            |
 //! | [`ui`]       | renders a run's events as cf-CLI-like text or JSON lines                |
 //! | [`sim`]      | the local Cloud Foundry simulator (API subset, router, instances)       |
-#![warn(missing_docs)]
 
 pub mod cf;
 pub mod command;

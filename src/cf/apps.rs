@@ -49,9 +49,7 @@ use super::{Client, Error, Idempotency};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum AppState {
-    /// Started.
     Started,
-    /// Stopped.
     Stopped,
     /// A state this client does not know.
     #[serde(other)]
@@ -76,7 +74,6 @@ pub enum LifecycleType {
 /// An app's lifecycle: `{"type": "buildpack", "data": {"buildpacks": [..], "stack": ".."}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lifecycle {
-    /// The type.
     #[serde(rename = "type")]
     pub type_: LifecycleType,
     /// Type-specific data (empty for docker).
@@ -84,7 +81,6 @@ pub struct Lifecycle {
     pub data: LifecycleData,
 }
 
-/// `lifecycle.data`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LifecycleData {
     /// Buildpacks; `None` (sent as `null`) means auto-detect.
@@ -98,7 +94,6 @@ pub struct LifecycleData {
 /// `relationships` of an app.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppRelationships {
-    /// The space.
     #[serde(default, deserialize_with = "null_as_default")]
     pub space: ToOne<SpaceGuid>,
     /// The current droplet (`data: null` when none is assigned).
@@ -106,16 +101,13 @@ pub struct AppRelationships {
     pub current_droplet: ToOne<DropletGuid>,
 }
 
-/// An app.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct App {
     /// Its GUID, as in `/v3/apps/:guid`.
     pub guid: AppGuid,
-    /// Its name.
     pub name: String,
     /// The desired state.
     pub state: AppState,
-    /// The lifecycle.
     #[serde(default)]
     pub lifecycle: Option<Lifecycle>,
     /// Space and current droplet.
@@ -149,9 +141,7 @@ impl App {
 pub struct AppQuery {
     /// `names` (case-insensitive on the server).
     pub names: Vec<String>,
-    /// `space_guids`.
     pub space_guids: Vec<SpaceGuid>,
-    /// `guids`.
     pub guids: Vec<AppGuid>,
     /// `label_selector`, e.g. `cf-zdt/role=candidate`.
     pub label_selector: Option<String>,
@@ -218,7 +208,6 @@ pub struct NewApp {
 /// Relationships of a new app.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NewAppRelationships {
-    /// The space.
     pub space: ToOne<SpaceGuid>,
 }
 
@@ -254,7 +243,6 @@ pub struct AppFeature {
     pub name: String,
     /// Whether it is on.
     pub enabled: bool,
-    /// Description.
     #[serde(default, deserialize_with = "null_as_default")]
     pub description: String,
 }

@@ -53,7 +53,6 @@ pub struct AuditEventFilter {
     pub types: Vec<String>,
     /// `target_guids=` (app GUIDs for app events).
     pub target_guids: Vec<String>,
-    /// `space_guids=`.
     pub space_guids: Vec<String>,
     /// `created_ats[gt]=`, an RFC 3339 timestamp. CC compares at second precision: an event in
     /// the same second as the bound is not returned, so pass a bound a second early.
@@ -137,7 +136,6 @@ pub struct AuditEventParty {
     pub name: String,
 }
 
-/// One audit event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditEvent {
     /// Its GUID, as in `/v3/audit_events/:guid`.

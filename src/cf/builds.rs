@@ -26,7 +26,6 @@ use super::{Client, Error};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum BuildState {
-    /// Staging.
     Staging,
     /// Staged; `droplet` is set.
     Staged,
@@ -45,12 +44,10 @@ pub struct BuildRelationships {
     pub app: ToOne<AppGuid>,
 }
 
-/// A build.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Build {
     /// Its GUID, as in `/v3/builds/:guid`.
     pub guid: BuildGuid,
-    /// Its state.
     pub state: BuildState,
     /// The staging error, e.g. `NoAppDetectedError - ...`.
     #[serde(default)]

@@ -40,11 +40,9 @@ use super::request::Body;
 use super::version::Feature;
 use super::{Client, Error};
 
-/// Deployment strategy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DeploymentStrategy {
-    /// Rolling.
     Rolling,
     /// Canary (pauses at each step).
     Canary,
@@ -130,10 +128,8 @@ pub struct DeploymentStatus {
     /// ACTIVE or FINALIZED.
     #[serde(default, deserialize_with = "null_as_default")]
     pub value: DeploymentStatusValue,
-    /// Why.
     #[serde(default, deserialize_with = "null_as_default")]
     pub reason: DeploymentReason,
-    /// Details.
     #[serde(default)]
     pub details: Option<DeploymentStatusDetails>,
     /// Canary progress (canary only).
@@ -151,7 +147,6 @@ pub struct CanaryStep {
 /// `options.canary`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CanaryOptions {
-    /// The steps.
     #[serde(default, deserialize_with = "null_as_default")]
     pub steps: Vec<CanaryStep>,
 }
@@ -209,7 +204,6 @@ pub struct DeploymentRelationships {
 pub struct NewProcessRef {
     /// The process.
     pub guid: ProcessGuid,
-    /// Its type.
     #[serde(rename = "type", default, deserialize_with = "null_as_default")]
     pub type_: String,
 }
@@ -288,7 +282,6 @@ impl NewDeployment {
     }
 }
 
-/// A deployment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Deployment {
     /// Its GUID, as in `/v3/deployments/:guid`.
@@ -296,7 +289,6 @@ pub struct Deployment {
     /// Status (value, reason, details, canary progress).
     #[serde(default, deserialize_with = "null_as_default")]
     pub status: DeploymentStatus,
-    /// The strategy.
     #[serde(default)]
     pub strategy: Option<DeploymentStrategy>,
     /// Options as the server applied them.

@@ -27,7 +27,6 @@ pub struct DomainRelationships {
     pub organization: ToOne<OrganizationGuid>,
 }
 
-/// A domain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Domain {
     /// Its GUID, as in `/v3/domains/:guid`.

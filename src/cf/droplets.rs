@@ -25,17 +25,13 @@ use super::{Client, Error};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum DropletState {
-    /// Awaiting upload.
     AwaitingUpload,
-    /// Processing an upload.
     ProcessingUpload,
     /// Staged and usable.
     Staged,
     /// Being copied.
     Copying,
-    /// Failed.
     Failed,
-    /// Expired.
     Expired,
     /// A state this client does not know.
     #[serde(other)]
@@ -50,12 +46,10 @@ pub struct DropletRelationships {
     pub app: ToOne<AppGuid>,
 }
 
-/// A droplet.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Droplet {
     /// Its GUID, as in `/v3/droplets/:guid`.
     pub guid: DropletGuid,
-    /// Its state.
     pub state: DropletState,
     /// An error, if failed.
     #[serde(default)]
@@ -63,7 +57,6 @@ pub struct Droplet {
     /// Process types and their start commands, e.g. `{"web": "bundle exec rackup"}`.
     #[serde(default, deserialize_with = "map_without_nulls")]
     pub process_types: BTreeMap<String, String>,
-    /// The stack.
     #[serde(default)]
     pub stack: Option<String>,
     /// The docker image (docker droplets).

@@ -155,7 +155,6 @@ pub enum Error {
         endpoint: String,
         /// The `X-Vcap-Request-Id` of the response.
         request_id: Option<String>,
-        /// The JSON error.
         #[source]
         source: serde_json::Error,
     },
@@ -176,7 +175,6 @@ pub enum Error {
     /// An asynchronous job ended in `FAILED`.
     #[error("job {job} ({operation}) failed: {}", join_cc_errors(.errors))]
     JobFailed {
-        /// The job.
         job: JobGuid,
         /// The job's operation, e.g. `space.apply_manifest`.
         operation: String,
@@ -186,7 +184,6 @@ pub enum Error {
     /// A package ended in `FAILED` or `EXPIRED`.
     #[error("package {package} is {state} instead of READY{}", .error.as_deref().map(|e| format!(": {e}")).unwrap_or_default())]
     PackageFailed {
-        /// The package.
         package: PackageGuid,
         /// The final state, e.g. `FAILED`.
         state: String,
@@ -196,7 +193,6 @@ pub enum Error {
     /// Staging failed (`build.state == FAILED`).
     #[error("staging failed (build {build}): {error}")]
     StagingFailed {
-        /// The build.
         build: BuildGuid,
         /// The build's `error`, e.g. `NoAppDetectedError - ...`.
         error: String,
@@ -212,7 +208,6 @@ pub enum Error {
     /// The target Cloud Controller is too old for a feature.
     #[error("{feature} requires CF API version {required} or higher; the target is {actual}")]
     Unsupported {
-        /// The feature.
         feature: Feature,
         /// Its minimum API version.
         required: ApiVersion,
@@ -247,9 +242,7 @@ pub enum Error {
     /// A local file could not be read (package upload).
     #[error("could not read {path}")]
     Io {
-        /// The file.
         path: std::path::PathBuf,
-        /// The I/O error.
         #[source]
         source: std::io::Error,
     },

@@ -51,7 +51,6 @@ pub struct JobWarning {
     pub detail: String,
 }
 
-/// A job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Job {
     /// Its GUID, as in `/v3/jobs/:guid`.
@@ -59,12 +58,10 @@ pub struct Job {
     /// E.g. `space.apply_manifest`, `app.delete`.
     #[serde(default, deserialize_with = "null_as_default")]
     pub operation: String,
-    /// Its state.
     pub state: JobState,
     /// Errors (when `FAILED`).
     #[serde(default, deserialize_with = "null_as_default")]
     pub errors: Vec<CcError>,
-    /// Warnings.
     #[serde(default, deserialize_with = "null_as_default")]
     pub warnings: Vec<JobWarning>,
 }

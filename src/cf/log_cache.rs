@@ -136,7 +136,6 @@ pub enum LogStream {
 pub struct LogMessage {
     /// The decoded payload.
     pub payload: Vec<u8>,
-    /// Its stream.
     pub stream: LogStream,
 }
 
@@ -158,10 +157,8 @@ pub struct Timer {
     pub stop: i64,
 }
 
-/// A counter.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Counter {
-    /// Its name.
     pub name: String,
     /// Change since the last emission.
     pub delta: u64,
@@ -174,16 +171,12 @@ pub struct Counter {
 pub struct GaugeValue {
     /// Unit, e.g. `bytes`.
     pub unit: String,
-    /// Value.
     pub value: f64,
 }
 
-/// An event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
-    /// Its title.
     pub title: String,
-    /// Its body.
     pub body: String,
 }
 
@@ -192,13 +185,10 @@ pub struct Event {
 pub enum EnvelopeKind {
     /// A log line.
     Log(LogMessage),
-    /// A counter.
     Counter(Counter),
     /// Gauge metrics by name.
     Gauge(BTreeMap<String, GaugeValue>),
-    /// A timer.
     Timer(Timer),
-    /// An event.
     Event(Event),
     /// A kind this client does not know.
     Other,

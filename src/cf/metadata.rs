@@ -18,7 +18,6 @@ pub struct Metadata {
     /// Labels (selectable with `label_selector`).
     #[serde(default, deserialize_with = "map_without_nulls")]
     pub labels: BTreeMap<String, String>,
-    /// Annotations.
     #[serde(default, deserialize_with = "map_without_nulls")]
     pub annotations: BTreeMap<String, String>,
 }

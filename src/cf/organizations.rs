@@ -29,12 +29,10 @@ pub struct OrganizationRelationships {
     pub quota: ToOne<OrganizationQuotaGuid>,
 }
 
-/// An organization.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Organization {
     /// Its GUID, as in `/v3/organizations/:guid`.
     pub guid: OrganizationGuid,
-    /// Its name.
     pub name: String,
     /// Whether it is suspended.
     #[serde(default, deserialize_with = "null_as_default")]

@@ -65,7 +65,6 @@ pub enum PackageState {
     Failed,
     /// Being copied.
     Copying,
-    /// Expired.
     Expired,
     /// A state this client does not know.
     #[serde(other)]
@@ -91,7 +90,6 @@ pub struct PackageRelationships {
     pub app: ToOne<AppGuid>,
 }
 
-/// A package.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Package {
     /// Its GUID, as in `/v3/packages/:guid`.
@@ -99,7 +97,6 @@ pub struct Package {
     /// Bits or docker.
     #[serde(rename = "type")]
     pub type_: PackageType,
-    /// Its state.
     pub state: PackageState,
     /// Type-specific data.
     #[serde(default, deserialize_with = "null_as_default")]

@@ -37,7 +37,6 @@ use super::page::Page;
 use super::relationships::ToOne;
 use super::{Client, Error, Idempotency};
 
-/// A health check type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum HealthCheckType {
@@ -69,10 +68,8 @@ pub struct HealthCheckData {
     pub endpoint: Option<String>,
 }
 
-/// A health check.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HealthCheck {
-    /// Its type.
     #[serde(rename = "type")]
     pub type_: HealthCheckType,
     /// Its settings.
@@ -112,7 +109,6 @@ pub struct ProcessRelationships {
     pub revision: ToOne<RevisionGuid>,
 }
 
-/// A process.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Process {
     /// Its GUID, as in `/v3/processes/:guid`.
@@ -189,11 +185,8 @@ pub struct ProcessScale {
 pub enum InstanceState {
     /// Running (and passing its liveness check).
     Running,
-    /// Crashed.
     Crashed,
-    /// Starting.
     Starting,
-    /// Stopping.
     Stopping,
     /// Not running (not placed yet, or the app is stopped).
     Down,

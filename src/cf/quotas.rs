@@ -78,7 +78,6 @@ pub struct Quota {
 /// What counts against a quota now (`usage_summary`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsageSummary {
-    /// Started instances.
     #[serde(default, deserialize_with = "null_as_default")]
     pub started_instances: u64,
     /// Memory of started instances and running tasks, MB.

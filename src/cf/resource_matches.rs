@@ -33,7 +33,6 @@ pub struct Checksum {
 pub struct Resource {
     /// SHA-1 checksum.
     pub checksum: Checksum,
-    /// Size in bytes.
     pub size_in_bytes: u64,
     /// Path relative to the app root, `/`-separated.
     pub path: String,

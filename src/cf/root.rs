@@ -11,7 +11,6 @@ use super::version::ApiVersion;
 /// A link: `{"href": "..."}` with optional `meta`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RootLink {
-    /// The URL.
     pub href: String,
     /// `meta.version` for the API links.
     #[serde(default)]
@@ -35,13 +34,11 @@ pub struct RootLinks {
     /// The login server (token endpoint host).
     #[serde(default)]
     pub login: Option<RootLink>,
-    /// UAA.
     #[serde(default)]
     pub uaa: Option<RootLink>,
     /// The networking v1 API (container-to-container policies).
     #[serde(default)]
     pub network_policy_v1: Option<RootLink>,
-    /// Log cache.
     #[serde(default)]
     pub log_cache: Option<RootLink>,
     /// The routing API.
@@ -52,7 +49,6 @@ pub struct RootLinks {
 /// The document of `GET /`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RootInfo {
-    /// Its links.
     #[serde(default, deserialize_with = "null_as_default")]
     pub links: RootLinks,
 }

@@ -116,15 +116,12 @@ impl NewDestination {
 /// `relationships` of a route.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RouteRelationships {
-    /// The space.
     #[serde(default, deserialize_with = "null_as_default")]
     pub space: ToOne<SpaceGuid>,
-    /// The domain.
     #[serde(default, deserialize_with = "null_as_default")]
     pub domain: ToOne<DomainGuid>,
 }
 
-/// A route.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Route {
     /// Its GUID, as in `/v3/routes/:guid`.
@@ -158,19 +155,14 @@ pub struct Route {
 /// Filters of `GET /v3/routes`. Empty lists are not sent.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RouteQuery {
-    /// `app_guids`.
     pub app_guids: Vec<AppGuid>,
-    /// `space_guids`.
     pub space_guids: Vec<SpaceGuid>,
-    /// `domain_guids`.
     pub domain_guids: Vec<DomainGuid>,
     /// `hosts` (an empty string filters for "no host").
     pub hosts: Option<Vec<String>>,
     /// `paths` (an empty string filters for "no path").
     pub paths: Option<Vec<String>>,
-    /// `ports`.
     pub ports: Vec<u16>,
-    /// `label_selector`.
     pub label_selector: Option<String>,
 }
 
@@ -206,7 +198,6 @@ impl RouteQuery {
 /// Body of `POST /v3/routes`. Empty host/path and `None` port are not sent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NewRoute {
-    /// Host.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub host: String,
     /// Path, starting with `/`.

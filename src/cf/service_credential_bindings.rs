@@ -36,12 +36,10 @@ pub struct BindingRelationships {
     /// The app (type `app`).
     #[serde(default, deserialize_with = "null_as_default")]
     pub app: ToOne<AppGuid>,
-    /// The service instance.
     #[serde(default, deserialize_with = "null_as_default")]
     pub service_instance: ToOne<ServiceInstanceGuid>,
 }
 
-/// A service credential binding.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceCredentialBinding {
     /// Its GUID, as in `/v3/service_credential_bindings/:guid`.

@@ -48,7 +48,6 @@ pub struct LastOperation {
 /// `relationships` of a service instance.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceInstanceRelationships {
-    /// The space.
     #[serde(default, deserialize_with = "null_as_default")]
     pub space: ToOne<SpaceGuid>,
     /// The plan (managed instances).
@@ -56,17 +55,14 @@ pub struct ServiceInstanceRelationships {
     pub service_plan: ToOne<ServicePlanGuid>,
 }
 
-/// A service instance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceInstance {
     /// Its GUID, as in `/v3/service_instances/:guid`.
     pub guid: ServiceInstanceGuid,
-    /// Its name.
     pub name: String,
     /// Managed or user-provided.
     #[serde(rename = "type")]
     pub type_: ServiceInstanceType,
-    /// Last operation.
     #[serde(default)]
     pub last_operation: Option<LastOperation>,
     /// Space and plan.

@@ -21,7 +21,6 @@ use super::{Client, Error};
 /// `relationships` of a space.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SpaceRelationships {
-    /// The organization.
     #[serde(default, deserialize_with = "null_as_default")]
     pub organization: ToOne<OrganizationGuid>,
     /// The space quota, if one is assigned (`{"data": null}` when not).
@@ -29,12 +28,10 @@ pub struct SpaceRelationships {
     pub quota: ToOne<SpaceQuotaGuid>,
 }
 
-/// A space.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Space {
     /// Its GUID, as in `/v3/spaces/:guid`.
     pub guid: SpaceGuid,
-    /// Its name.
     pub name: String,
     /// Its organization.
     #[serde(default, deserialize_with = "null_as_default")]

@@ -68,7 +68,6 @@ pub struct TaskRelationships {
     pub app: ToOne<AppGuid>,
 }
 
-/// A task.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Task {
     /// Its GUID, as in `/v3/tasks/:guid`.
@@ -82,7 +81,6 @@ pub struct Task {
     /// The command; left out for users who may not see the app's environment.
     #[serde(default)]
     pub command: Option<String>,
-    /// Its state.
     pub state: TaskState,
     /// Memory limit, MB.
     #[serde(default)]

@@ -119,7 +119,6 @@ impl CfBackend {
         &self.space_guid
     }
 
-    /// The client.
     pub fn client(&self) -> &cf::Client {
         &self.client
     }

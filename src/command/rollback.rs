@@ -3,7 +3,7 @@
 //! client, API discovery), then [`crate::deploy::rollback::run`] on a [`CfBackend`]. No manifest is read and no
 //! bits are scanned: the previous version is already on the platform.
 //!
-//! A preflight failure ends like a push's: [`Event::Started`], then [`Event::Finished`] with
+//! A preflight failure ends like a push's: [`Event::Started`](crate::deploy::Event::Started), then [`Event::Finished`](crate::deploy::Event::Finished) with
 //! [`Outcome::NothingChanged`] and the error.
 //!
 //! Depends on: cf (client), deploy, ui (the reporter of [`run`]). Prints only through `ui`.
@@ -127,7 +127,7 @@ enum Preflight {
 }
 
 /// Runs a zero-downtime rollback of `opts.args.app_name`: preflight, then the rollback.
-/// Reports every event to `reporter`, always ending with [`Event::Finished`], and returns
+/// Reports every event to `reporter`, always ending with [`Event::Finished`](crate::deploy::Event::Finished), and returns
 /// the outcome (`Deployed` when the previous version serves under the app's name).
 pub async fn rollback(
     opts: RollbackOptions,

@@ -32,7 +32,6 @@ pub enum ConnectError {
     Discovery {
         /// The target's API endpoint.
         endpoint: String,
-        /// Why.
         #[source]
         source: cf::Error,
     },

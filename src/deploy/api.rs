@@ -195,7 +195,6 @@ pub struct MetadataUpdate {
     pub annotations: BTreeMap<String, Option<String>>,
 }
 
-/// A domain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Domain {
     /// The domain's GUID.
@@ -206,7 +205,6 @@ pub struct Domain {
     pub internal: bool,
 }
 
-/// A route.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
     /// The route's GUID.
@@ -292,15 +290,11 @@ pub struct Process {
 /// The state of one process instance (`/v3/processes/:guid/stats`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InstanceState {
-    /// Running.
     Running,
-    /// Starting.
     Starting,
-    /// Crashed.
     Crashed,
     /// Down (not placed, or the app is stopped).
     Down,
-    /// Stopping.
     Stopping,
     /// A state this version does not know.
     Unknown,
@@ -311,7 +305,6 @@ pub enum InstanceState {
 pub struct InstanceStat {
     /// Instance index.
     pub index: u32,
-    /// Its state.
     pub state: InstanceState,
     /// Readiness result (`None` when the platform does not report it).
     pub routable: Option<bool>,
@@ -528,7 +521,6 @@ pub enum QuotaLevel {
     Unlimited,
     /// A quota and what counts against it.
     Limited {
-        /// The limits.
         limits: QuotaLimits,
         /// What counts against them now.
         usage: QuotaUsage,

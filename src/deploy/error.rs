@@ -41,10 +41,8 @@ pub enum Error {
     Render {
         /// The app as the manifest names it (not the candidate name).
         app: String,
-        /// Why.
         message: String,
     },
-    /// Staging failed.
     #[error("staging app '{app}' failed: {reason}")]
     StagingFailed {
         /// The app as the manifest names it (not the candidate name).
@@ -135,7 +133,6 @@ pub enum Error {
     Smoke {
         /// The app as the manifest names it (not the candidate name).
         app: String,
-        /// Why.
         #[source]
         source: SmokeError,
     },
@@ -173,7 +170,6 @@ pub enum Error {
     Missing {
         /// The app as the manifest names it (not the candidate name).
         app: String,
-        /// Step.
         step: String,
         /// What is missing.
         what: String,

@@ -265,12 +265,9 @@ pub enum Event {
         kind: String,
         /// The app as the manifest names it (not the candidate name).
         app: String,
-        /// Description.
         description: String,
     },
-    /// A step finished.
     StepFinished {
-        /// Index.
         index: usize,
         /// Step kind.
         kind: String,
@@ -282,9 +279,7 @@ pub enum Event {
         /// CC warnings collected during the step.
         warnings: Vec<String>,
     },
-    /// A step failed.
     StepFailed {
-        /// Index.
         index: usize,
         /// Step kind.
         kind: String,
@@ -298,7 +293,6 @@ pub enum Event {
         /// CC warnings collected during the step.
         warnings: Vec<String>,
     },
-    /// Upload progress.
     UploadProgress {
         /// The app as the manifest names it (not the candidate name).
         app: String,
@@ -320,16 +314,12 @@ pub enum Event {
         detail: String,
     },
     /// Rollback starts.
-    RollbackStarted {
-        /// Why.
-        reason: String,
-    },
+    RollbackStarted { reason: String },
     /// An undo starts.
     UndoStarted {
         /// What it does.
         description: String,
     },
-    /// An undo finished.
     UndoFinished {
         /// What it did.
         description: String,
@@ -337,14 +327,12 @@ pub enum Event {
         #[serde(rename = "elapsed_ms", serialize_with = "ms")]
         elapsed: Duration,
     },
-    /// An undo failed.
     UndoFailed {
         /// What it tried.
         description: String,
         /// Duration.
         #[serde(rename = "elapsed_ms", serialize_with = "ms")]
         elapsed: Duration,
-        /// The error.
         error: String,
         /// The `cf` command to do it by hand.
         manual: String,
@@ -354,7 +342,6 @@ pub enum Event {
     Requests(super::budget::Requests),
     /// The deploy ended. Always the last event.
     Finished {
-        /// The outcome.
         outcome: Outcome,
         /// Total duration.
         #[serde(rename = "elapsed_ms", serialize_with = "ms")]
@@ -379,7 +366,6 @@ pub enum Event {
     Log {
         /// The app as the manifest names it (not the candidate name).
         app: String,
-        /// The line.
         #[serde(flatten)]
         line: LogLine,
     },

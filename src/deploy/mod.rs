@@ -1,5 +1,5 @@
 //! The `deploy` layer: observe (reads only) → plan (pure) → execute (steps with undo), with
-//! progress reported as [`event::Event`]s. This module implements the strategies of DESIGN.md
+//! progress reported as [`event::Event`]s. This module implements the strategies of docs/DESIGN.md
 //! section 2: blue-green (`plan`) and rolling/canary (`rolling`, same app GUID, a Cloud
 //! Controller deployment watched by our monitor).
 //!
@@ -19,7 +19,7 @@
 //! Then [`run`] does everything and returns the [`event::Outcome`]; its `exit_code()` is the
 //! process exit code.
 //!
-//! # Decisions (where DESIGN.md is silent)
+//! # Decisions (where docs/DESIGN.md is silent)
 //!
 //! - Names: the candidate is `<app>-candidate`, a kept old version `<app>-venerable`. Ours are
 //!   marked with the label `zero-downtime.cf/role=candidate|venerable` and the annotation

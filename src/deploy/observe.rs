@@ -42,7 +42,6 @@ pub fn venerable_name(app: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteState {
     pub route: Route,
-    /// Its destinations.
     pub destinations: Vec<Destination>,
 }
 
@@ -88,9 +87,7 @@ pub struct ExistingApp {
     pub app: App,
     /// Routes mapped to it, with all their destinations.
     pub routes: Vec<RouteState>,
-    /// Its processes.
     pub processes: Vec<ProcessState>,
-    /// SSH enabled.
     pub ssh_enabled: bool,
     /// Network policies where it is source or destination.
     pub policies: Vec<NetworkPolicy>,

@@ -1,7 +1,7 @@
 //! Plan: the pure decision. `plan(&Observed, &DeployRequest, &[AppSpec])` turns the snapshot
 //! into a linear list of [`Step`]s and the index after which nothing is undone any more.
 //!
-//! The order implements DESIGN.md section 2: for every app the candidate is prepared (leftover
+//! The order implements docs/DESIGN.md section 2: for every app the candidate is prepared (leftover
 //! clean-up, temp route, apply_manifest, carry-over of SSH/metadata/network policies, package,
 //! bits, staging, start); then every candidate is waited for and smoke-tested; only then are
 //! production routes mapped to every candidate and unmapped from every old app. That last unmap
@@ -42,7 +42,6 @@ pub enum PlanError {
     /// A route's domain does not exist.
     #[error("app '{app}': route '{route}' does not match any domain visible to this org")]
     UnknownDomain {
-        /// App.
         app: String,
         /// Route string.
         route: String,

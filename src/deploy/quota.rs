@@ -39,13 +39,11 @@ pub(crate) const DEFAULT_MEMORY_MB: u64 = 1024;
 pub(crate) struct NewProcess {
     /// The app as the manifest names it.
     pub app: String,
-    /// The process type.
     pub process_type: String,
     /// Memory per instance, MB.
     pub memory_mb: u64,
     /// Whether `memory_mb` is [`DEFAULT_MEMORY_MB`] because nothing set it.
     pub memory_assumed: bool,
-    /// Instances.
     pub instances: u32,
 }
 
@@ -403,7 +401,6 @@ pub(crate) struct Check<'a, B> {
     pub obs: &'a Observed,
     /// The manifest apps, in deploy order.
     pub apps: &'a [AppSpec<B>],
-    /// `--keep-scale`.
     pub keep_scale: bool,
     /// The space's and the org's names.
     pub names: Names<'a>,

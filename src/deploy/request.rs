@@ -218,7 +218,6 @@ pub struct DeployRequest {
     pub smoke_test: Option<String>,
     /// `--smoke-test-path PATH`.
     pub smoke_test_path: Option<String>,
-    /// `--old-app`.
     pub old_app: OldApp,
     /// `--drain`: the fixed drain, or the maximum of an auto drain.
     pub drain: Duration,
@@ -231,11 +230,8 @@ pub struct DeployRequest {
     pub smoke_timeout: Duration,
     /// Poll interval of staging and health waits.
     pub poll_interval: Duration,
-    /// `--keep-scale`.
     pub keep_scale: bool,
-    /// `--temp-route-suffix`.
     pub temp_route_suffix: String,
-    /// `--dry-run`.
     pub dry_run: bool,
     /// The built-in probe's connection settings.
     pub probe: ProbeConfig,
@@ -268,7 +264,6 @@ pub struct TaskRequest {
     pub timeout: Duration,
 }
 
-/// The default of `--task-timeout`.
 pub const DEFAULT_TASK_TIMEOUT: Duration = Duration::from_secs(600);
 
 impl Default for TaskRequest {

@@ -1,4 +1,4 @@
-//! The rolling and canary plans (DESIGN.md section 2): the app keeps its GUID and the
+//! The rolling and canary plans (docs/DESIGN.md section 2): the app keeps its GUID and the
 //! Cloud Controller replaces its web instances through a deployment, watched by our own
 //! monitor.
 //!

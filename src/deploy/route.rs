@@ -18,7 +18,6 @@ pub struct RouteAddress {
     pub host: String,
     /// Domain name.
     pub domain: String,
-    /// Domain GUID.
     pub domain_guid: DomainGuid,
     /// Path (empty or starting with `/`).
     pub path: String,

@@ -27,7 +27,6 @@ pub enum SmokeError {
     /// The command exited non-zero.
     #[error("command '{command}' exited with {status}{output}")]
     Command {
-        /// The command.
         command: String,
         /// Exit status.
         status: String,
@@ -37,23 +36,16 @@ pub enum SmokeError {
     /// The command did not finish in time.
     #[error("command '{command}' did not finish within {timeout:?}")]
     Timeout {
-        /// The command.
         command: String,
         /// The bound.
         timeout: Duration,
     },
     /// The command could not be run.
     #[error("command '{command}' could not be started: {reason}")]
-    Spawn {
-        /// The command.
-        command: String,
-        /// Why.
-        reason: String,
-    },
+    Spawn { command: String, reason: String },
     /// The HTTP client could not be built.
     #[error("the HTTP client for the smoke test could not be set up: {0}")]
     Client(String),
-    /// Cancelled.
     #[error("interrupted")]
     Cancelled,
 }

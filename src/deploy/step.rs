@@ -57,9 +57,7 @@ pub enum PolicyEnd {
 /// A network policy of the live app, re-targeted at the candidate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyTemplate {
-    /// Source.
     pub source: PolicyEnd,
-    /// Destination.
     pub destination: PolicyEnd,
     pub protocol: String,
     /// First port.
@@ -90,7 +88,6 @@ pub enum Action {
         /// The leftover's name.
         name: String,
     },
-    /// Rename an app.
     RenameApp {
         /// Which app.
         target: AppRef,
@@ -99,8 +96,9 @@ pub enum Action {
         /// Its new name.
         to: String,
     },
-    /// Create a route.
-    CreateRoute { route: RouteAddress },
+    CreateRoute {
+        route: RouteAddress,
+    },
     /// Apply the rendered manifest (creates the candidate, or the app on a first deploy).
     ApplyManifest {
         /// What to render.
@@ -108,7 +106,6 @@ pub enum Action {
     },
     /// Set the new app's SSH flag to the live app's.
     SetSsh {
-        /// Enabled.
         enabled: bool,
     },
     /// Copy the live app's labels and annotations to the new app.
@@ -118,12 +115,10 @@ pub enum Action {
     },
     /// Recreate the live app's network policies for the new app.
     CopyNetworkPolicies {
-        /// The policies.
         policies: Vec<PolicyTemplate>,
     },
     /// Create the package (bits or docker).
     CreatePackage,
-    /// Upload the bits.
     UploadBits,
     /// Create a build and wait until it is staged.
     Stage,
@@ -142,7 +137,6 @@ pub enum Action {
     /// with its droplet, environment and bindings, and wait until it succeeds. What it does
     /// (a migration) is not undone by a rollback.
     RunTask {
-        /// The command.
         command: String,
         /// The task's name (`zdt-migrate-1`, `zdt-after-switch-1`).
         name: String,
@@ -173,9 +167,15 @@ pub enum Action {
         duration: Duration,
     },
     /// Stop an old app.
-    StopApp { guid: AppGuid, name: String },
+    StopApp {
+        guid: AppGuid,
+        name: String,
+    },
     /// Delete an old app.
-    DeleteApp { guid: AppGuid, name: String },
+    DeleteApp {
+        guid: AppGuid,
+        name: String,
+    },
     /// Set or remove labels/annotations.
     UpdateMetadata {
         /// Which app.
@@ -185,8 +185,9 @@ pub enum Action {
         /// The change.
         update: MetadataUpdate,
     },
-    /// Delete a route.
-    DeleteRoute { route: RouteRef },
+    DeleteRoute {
+        route: RouteRef,
+    },
     /// Rolling/canary: record the live app's environment variables (undo restores them).
     SnapshotEnv {
         /// The live app's GUID.

@@ -33,9 +33,7 @@ pub enum Error {
     Read {
         /// `manifest` or `vars file`.
         what: &'static str,
-        /// The file.
         path: PathBuf,
-        /// Why.
         #[source]
         source: std::io::Error,
     },
@@ -43,7 +41,6 @@ pub enum Error {
     /// Not valid YAML (bad syntax, tabs, duplicate keys, alias misuse).
     #[error("{location}: manifest is not valid YAML: {message}")]
     Syntax {
-        /// Where.
         location: Location,
         /// What (lowercase).
         message: String,
@@ -53,19 +50,13 @@ pub enum Error {
 
     /// A vars file that is not valid YAML or not a mapping.
     #[error("{location}: the option --vars-file expects a valid YAML file: {message}")]
-    VarsFile {
-        /// Where.
-        location: Location,
-        /// What.
-        message: String,
-    },
+    VarsFile { location: Location, message: String },
 
     /// A `--var` flag that cannot be used.
     #[error("--var {name}: {message}")]
     VarFlag {
         /// The variable name (as given).
         name: String,
-        /// What.
         message: String,
     },
 
@@ -139,7 +130,6 @@ pub enum Error {
     DuplicateApp {
         /// Where the second one is.
         location: Location,
-        /// The name.
         name: String,
     },
 

@@ -72,7 +72,6 @@ pub struct FlagOverrides {
     pub path: Option<PathBuf>,
     /// `-o`/`--docker-image`.
     pub docker_image: Option<String>,
-    /// `--docker-username`.
     pub docker_username: Option<String>,
     /// `-s`/`--stack`.
     pub stack: Option<String>,
@@ -94,9 +93,7 @@ pub struct FlagOverrides {
     pub health_check_endpoint: Option<String>,
     /// `-t`/`--app-start-timeout`, in seconds (the manifest's `timeout`).
     pub app_start_timeout: Option<u32>,
-    /// `--no-route`.
     pub no_route: bool,
-    /// `--random-route`.
     pub random_route: bool,
     /// `--lifecycle`: `buildpack`, `docker` or `cnb`.
     pub lifecycle: Option<String>,

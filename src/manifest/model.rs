@@ -42,17 +42,13 @@ impl RouteSpec {
 pub struct ProcessSpec {
     /// The process `type` (`web`, `worker`, ...).
     pub kind: String,
-    /// `instances`.
     pub instances: Option<u32>,
     /// `memory`, with its unit.
     pub memory: Option<String>,
     /// `disk_quota`/`disk-quota`, with its unit.
     pub disk_quota: Option<String>,
-    /// `command`.
     pub command: Option<String>,
-    /// `health-check-type`.
     pub health_check_type: Option<String>,
-    /// `health-check-http-endpoint`.
     pub health_check_http_endpoint: Option<String>,
     pub(crate) extra: Vec<(Value, Value)>,
 }
@@ -76,7 +72,6 @@ impl ProcessSpec {
 /// `docker:` of an app.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DockerSpec {
-    /// `image`.
     pub image: String,
     /// `username` (the password comes from `CF_DOCKER_PASSWORD`, never from the manifest).
     pub username: Option<String>,
@@ -92,7 +87,6 @@ pub enum AppBits {
 }
 
 impl AppBits {
-    /// The path.
     pub fn path(&self) -> &Path {
         match self {
             AppBits::Directory(p) | AppBits::Archive(p) => p,
@@ -105,7 +99,6 @@ impl AppBits {
 pub struct ServiceSpec {
     /// The service instance name.
     pub name: String,
-    /// `binding_name`.
     pub binding_name: Option<String>,
     /// `parameters`, verbatim.
     pub parameters: Option<Value>,
@@ -134,19 +127,14 @@ impl ServiceSpec {
 pub struct AppManifest {
     /// `name` (empty when a single-app manifest has none; the command line supplies it).
     pub name: String,
-    /// `routes`.
     pub routes: Vec<RouteSpec>,
-    /// `no-route`.
     pub no_route: bool,
-    /// `random-route`.
     pub random_route: bool,
     /// `default-route` as written (rendering adds `default-route: true` as the cf CLI does).
     pub default_route: bool,
     /// `instances` (of the web process).
     pub instances: Option<u32>,
-    /// `processes`.
     pub processes: Vec<ProcessSpec>,
-    /// `docker`.
     pub docker: Option<DockerSpec>,
     /// The app's bits (None for docker apps).
     pub bits: Option<AppBits>,
@@ -154,27 +142,22 @@ pub struct AppManifest {
     pub labels: BTreeMap<String, Option<String>>,
     /// `metadata.annotations`.
     pub annotations: BTreeMap<String, Option<String>>,
-    /// `health-check-type`.
     pub health_check_type: Option<String>,
-    /// `health-check-http-endpoint`.
     pub health_check_http_endpoint: Option<String>,
     /// `memory`, with its unit.
     pub memory: Option<String>,
     /// `disk_quota`/`disk-quota`, with its unit.
     pub disk_quota: Option<String>,
-    /// `log-rate-limit-per-second`.
     pub log_rate_limit_per_second: Option<String>,
     /// `command` (`command: null` is kept verbatim and leaves this `None`).
     pub command: Option<String>,
     /// `buildpacks` (`Some(vec![])` = auto-detect).
     pub buildpacks: Option<Vec<String>>,
-    /// `stack`.
     pub stack: Option<String>,
     /// `lifecycle` (`buildpack`, `cnb` or `docker`).
     pub lifecycle: Option<String>,
     /// `env`, values with their YAML types.
     pub env: BTreeMap<String, Value>,
-    /// `services`.
     pub services: Vec<ServiceSpec>,
     /// Every other key, verbatim and in order (sidecars, features, timeouts, readiness checks, ...).
     pub(crate) extra: Vec<(Value, Value)>,

@@ -50,7 +50,6 @@ pub enum Error {
     /// An archive entry could not be read.
     #[error("cannot read entry '{entry}' of archive '{}'", archive.display())]
     ArchiveEntry {
-        /// The archive.
         archive: PathBuf,
         /// The entry name as stored.
         entry: String,
@@ -63,7 +62,6 @@ pub enum Error {
     /// (a zip bomb or a corrupt archive). Nothing was uploaded.
     #[error("archive '{}' cannot be pushed: {detail}", archive.display())]
     ArchiveLimit {
-        /// The archive.
         archive: PathBuf,
         /// Which bound was crossed, with the entry and the figures.
         detail: String,
@@ -71,7 +69,6 @@ pub enum Error {
     /// An archive entry name is absolute or climbs out of the app root with `..`.
     #[error("archive '{}' has an unsafe entry name '{entry}' (absolute or containing '..')", archive.display())]
     UnsafeArchiveEntry {
-        /// The archive.
         archive: PathBuf,
         /// The entry name as stored.
         entry: String,
@@ -151,7 +148,6 @@ pub enum Error {
     /// The package upload failed.
     #[error("upload of the bits of package {package_guid} failed")]
     Upload {
-        /// The package GUID.
         package_guid: String,
         /// The API error.
         #[source]

@@ -2,7 +2,7 @@
 //! only what the platform does not already have, in bounded memory.
 //!
 //! The flow mirrors `cf push` (v8):
-//! 1. [`scan`]: walk the directory (or read the archive) applying the default ignore list and
+//! 1. [`scan()`]: walk the directory (or read the archive) applying the default ignore list and
 //!    `.cfignore` ([`CfIgnore`]), and fingerprint every file (SHA-1 hashed in parallel with rayon).
 //! 2. [`push_bits`]: resource-match the non-empty files in chunks of [`MATCH_CHUNK_SIZE`] through
 //!    [`BitsApi::match_resources`], zip what is unmatched (directories, symlinks, empty files and
@@ -69,7 +69,6 @@ impl AppSource {
 pub enum EntryKind {
     /// A regular file.
     File,
-    /// A directory.
     Directory,
     /// A symbolic link, never followed; the zip stores the target string as the entry content.
     Symlink {
@@ -115,7 +114,7 @@ impl FileEntry {
     }
 }
 
-/// The result of [`scan`]: the app's entries in walk order (lexical, depth first).
+/// The result of [`scan()`]: the app's entries in walk order (lexical, depth first).
 #[derive(Debug, Clone)]
 pub struct Scan {
     /// Where the entries came from.

@@ -23,9 +23,7 @@ pub const LIBRARY_VERSION: VersionType = VersionType {
 /// Go `plugin.VersionType`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct VersionType {
-    /// Major.
     pub major: i64,
-    /// Minor.
     pub minor: i64,
     /// Build (patch).
     pub build: i64,

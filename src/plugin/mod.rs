@@ -51,10 +51,8 @@ pub enum Error {
     /// No login.
     #[error("Not logged in. Use 'cf login' or 'cf login --sso' to log in.")]
     NotLoggedIn,
-    /// No org targeted.
     #[error("No org targeted, use 'cf target -o ORG' to target an org.")]
     NoOrgTargeted,
-    /// No space targeted.
     #[error("No space targeted, use 'cf target -s SPACE' to target a space.")]
     NoSpaceTargeted,
     /// A token could not be had (refresh failed, ...).
@@ -66,18 +64,14 @@ pub enum Error {
     /// The config file could not be read.
     #[error("cannot read the cf CLI config {path}")]
     ConfigRead {
-        /// The file.
         path: PathBuf,
-        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
     /// The config file is not the JSON the cf CLI writes.
     #[error("{path} is not a valid cf CLI config file")]
     ConfigParse {
-        /// The file.
         path: PathBuf,
-        /// The JSON error.
         #[source]
         source: serde_json::Error,
     },
@@ -86,7 +80,6 @@ pub enum Error {
         "{path} has ConfigVersion {found}, expected 3 (cf v7) or 4 (cf v8); run 'cf login' with cf v7 or v8"
     )]
     ConfigVersion {
-        /// The file.
         path: PathBuf,
         /// The version found.
         found: i64,
@@ -94,7 +87,6 @@ pub enum Error {
     /// The config file is for another API than the one the cf CLI targets.
     #[error("{path} targets {found}, not the cf CLI's API endpoint")]
     ConfigOtherTarget {
-        /// The file.
         path: PathBuf,
         /// The `Target` it holds.
         found: String,

@@ -38,7 +38,6 @@ pub enum Error {
         method: String,
         /// The peer.
         addr: SocketAddr,
-        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
@@ -49,7 +48,6 @@ pub enum Error {
         method: String,
         /// The peer.
         addr: SocketAddr,
-        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
@@ -107,7 +105,6 @@ pub enum Error {
     Encode {
         /// The RPC method.
         method: String,
-        /// Why.
         #[source]
         source: gob::Error,
     },

@@ -210,7 +210,6 @@ pub enum Error {
     Bind {
         /// The address.
         addr: SocketAddr,
-        /// The cause.
         #[source]
         source: std::io::Error,
     },
@@ -219,7 +218,6 @@ pub enum Error {
     Io {
         /// What was being done.
         what: &'static str,
-        /// The cause.
         #[source]
         source: std::io::Error,
     },

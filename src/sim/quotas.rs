@@ -41,7 +41,6 @@ pub(crate) struct Usage {
     pub memory_mb: u64,
     /// Started instances.
     pub instances: u64,
-    /// Routes.
     pub routes: u64,
 }
 

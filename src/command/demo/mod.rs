@@ -68,9 +68,7 @@ pub enum Error {
     /// Writing the demo app failed.
     #[error("could not write the demo app to {path}")]
     Write {
-        /// Where.
         path: PathBuf,
-        /// Why.
         #[source]
         source: std::io::Error,
     },

@@ -263,7 +263,7 @@ impl<A: CfApi> Exec<'_, A> {
 
     /// Waits until every instance of every process of the new app is running and routable.
     /// The first crash of any instance fails the wait, whether polling saw `CRASHED` or only
-    /// its traces (see [`super::crash`]); no progress for `--timeout` fails it too.
+    /// its traces (see [`crate::deploy::crash`]); no progress for `--timeout` fails it too.
     pub(super) async fn wait_healthy(
         &self,
         step: &Step,

@@ -76,7 +76,6 @@ enum WireKind {
 pub struct Decoded {
     /// The wire type id of the value (builtin 1–8, or an id defined on the stream).
     pub type_id: i64,
-    /// The value.
     pub value: Value,
 }
 

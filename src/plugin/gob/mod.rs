@@ -44,7 +44,6 @@ pub enum Error {
     MessageTooLarge {
         /// Announced length.
         len: u64,
-        /// The limit.
         limit: usize,
         /// Stream offset of the message.
         offset: u64,
@@ -52,7 +51,6 @@ pub enum Error {
     /// A value refers to a type id that was never defined on this stream.
     #[error("gob: unknown type id {id} at byte {offset}")]
     UnknownType {
-        /// The id.
         id: i64,
         /// Stream offset of the reference.
         offset: u64,
@@ -60,7 +58,6 @@ pub enum Error {
     /// Values are nested deeper than the decoder accepts.
     #[error("gob: values nested deeper than {limit} levels at byte {offset}")]
     TooDeep {
-        /// The limit.
         limit: usize,
         /// Stream offset where it was exceeded.
         offset: u64,
@@ -71,7 +68,6 @@ pub enum Error {
         "gob: item at byte {offset} decodes to more than {limit} bytes (type definitions and the current value together)"
     )]
     DecodedTooLarge {
-        /// The limit.
         limit: usize,
         /// Stream offset of the item that crossed it.
         offset: u64,

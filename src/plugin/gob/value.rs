@@ -133,13 +133,11 @@ impl Type {
 pub enum Value {
     /// Nil / absent.
     Nil,
-    /// A bool.
     Bool(bool),
     /// A signed integer.
     Int(i64),
     /// An unsigned integer.
     Uint(u64),
-    /// A float.
     Float(f64),
     /// A complex number (real, imaginary).
     Complex(f64, f64),
