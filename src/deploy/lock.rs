@@ -285,7 +285,8 @@ impl RunLock {
         }
     }
 
-    fn forget(&self, guid: &AppGuid) {
+    /// The run deleted app `guid`: neither the heartbeat nor the release writes to it again.
+    pub(crate) fn forget(&self, guid: &AppGuid) {
         if let Ok(mut h) = self.held.lock() {
             h.retain(|g| g != guid);
         }

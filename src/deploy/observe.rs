@@ -265,10 +265,12 @@ async fn domains<A: CfApi>(
 }
 
 /// Looks up the routes of `route_strings` not yet in `observed.routes` and records those that
-/// exist with their destinations.
+/// exist with their destinations. A route among `known` (the routes of the apps just read,
+/// with their destinations) is taken from there, not read again.
 async fn observe_routes<A: CfApi>(
     api: &A,
     route_strings: Vec<String>,
+    known: &[&RouteState],
     observed: &mut Observed,
 ) -> Result<(), ApiError> {
     for r in route_strings {
@@ -277,6 +279,16 @@ async fn observe_routes<A: CfApi>(
         };
         let url = addr.url();
         if observed.routes.contains_key(&url) {
+            continue;
+        }
+        let new = addr.new_route();
+        let same = |s: &&&RouteState| {
+            let k = &s.route;
+            (&k.domain_guid, &k.host, &k.path, k.port)
+                == (&new.domain_guid, &new.host, &new.path, new.port)
+        };
+        if let Some(state) = known.iter().find(same) {
+            observed.routes.insert(url, (*state).clone());
             continue;
         }
         if let Some(state) = route_state(api, &addr).await? {
@@ -343,7 +355,12 @@ pub async fn observe<A: CfApi>(
         ) {
             route_strings.push(t);
         }
-        observe_routes(api, route_strings, &mut observed).await?;
+        let known: Vec<&RouteState> = live
+            .iter()
+            .chain(&leftover_candidates)
+            .flat_map(|a| &a.routes)
+            .collect();
+        observe_routes(api, route_strings, &known, &mut observed).await?;
 
         // A rolling or canary push must not start next to a deployment it did not create.
         let active_deployment = match &live {

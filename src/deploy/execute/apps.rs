@@ -3,14 +3,19 @@
 
 use super::*;
 
+/// A health wait reads the crash records at least every this many polls, even when the
+/// stats give no reason to (see [`Exec::wait_healthy`]).
+const RECORDS_EVERY: u32 = 2;
+
 impl<A: CfApi> Exec<'_, A> {
-    /// Deletes an app (gone already counts as deleted).
+    /// Deletes an app (gone already counts as deleted); the lock's release then skips it.
     pub(super) async fn delete_app(
         &self,
         step: &Step,
         guid: &AppGuid,
     ) -> Result<StepOutput, StepFailure> {
         ok_if_not_found(self.api.delete_app(guid).await).map_err(Self::api_failure(step))?;
+        self.lock.forget(guid);
         Ok(StepOutput::None)
     }
 
@@ -264,6 +269,12 @@ impl<A: CfApi> Exec<'_, A> {
     /// Waits until every instance of every process of the new app is running and routable.
     /// The first crash of any instance fails the wait, whether polling saw `CRASHED` or only
     /// its traces (see [`crate::deploy::crash`]); no progress for `--timeout` fails it too.
+    ///
+    /// The call budget: the app's processes are read once (a started app's processes do not
+    /// change while it starts), each poll reads each process's stats, and the crash records
+    /// are read only when the stats give a reason (a replaced instance, a crashed or down
+    /// one, fewer running than the poll before), before each verdict (all running, or the
+    /// timeout), and every [`RECORDS_EVERY`]th poll besides.
     pub(super) async fn wait_healthy(
         &self,
         step: &Step,
@@ -275,8 +286,11 @@ impl<A: CfApi> Exec<'_, A> {
         let mut wait = self.wait();
         let mut best: Option<u32> = None;
         let mut watch = CrashWatch::new(self.since);
+        let processes = self.read(self.api.list_processes(guid), step).await?;
+        let mut before = 0u32;
+        let mut poll = 0u32;
         loop {
-            let processes = self.read(self.api.list_processes(guid), step).await?;
+            poll = poll.wrapping_add(1);
             let type_of = |g: &Option<ProcessGuid>| {
                 processes
                     .iter()
@@ -286,6 +300,7 @@ impl<A: CfApi> Exec<'_, A> {
             let (mut running, mut total) = (0u32, 0u32);
             let mut details = Vec::new();
             let mut crash: Option<Crash> = None;
+            let mut suspicious = false;
             for p in &processes {
                 total += p.instances;
                 let stats = self.read(self.api.process_stats(&p.guid), step).await?;
@@ -293,6 +308,7 @@ impl<A: CfApi> Exec<'_, A> {
                     crash = watch.check_stats(&p.guid, &stats);
                 }
                 for s in &stats {
+                    suspicious |= matches!(s.state, InstanceState::Crashed | InstanceState::Down);
                     match s.state {
                         InstanceState::Running if s.routable != Some(false) => running += 1,
                         _ => {
@@ -305,7 +321,11 @@ impl<A: CfApi> Exec<'_, A> {
                     }
                 }
             }
-            if crash.is_none() {
+            let running = running.min(total);
+            suspicious |= watch.pending() || running < before;
+            before = running;
+            let verdict = running == total || wait.stalled();
+            if crash.is_none() && (suspicious || verdict || poll.is_multiple_of(RECORDS_EVERY)) {
                 crash = self
                     .crash_records(&mut watch, guid, name, Scope::WholeApp, reporter)
                     .await;
@@ -318,7 +338,6 @@ impl<A: CfApi> Exec<'_, A> {
                     reason: c.reason,
                 });
             }
-            let running = running.min(total);
             // A replaced instance is judged (moved or crashed) before the wait ends.
             if running == total && !watch.pending() {
                 return Ok(());

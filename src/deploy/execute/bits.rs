@@ -64,8 +64,9 @@ impl<A: CfApi> Exec<'_, A> {
     ) -> Result<StepOutput, StepFailure> {
         let package = Self::package(ledger, step)?;
         let app = step.app_label();
-        // The staging output is read alongside each poll of the build, and once more
-        // when it ends (its last lines are written as the state changes).
+        // The staging output is read after each poll of the build but the first (the build
+        // has just begun), the last read after the poll that saw it end (its last lines are
+        // written as the state changes): one log-cache read per poll at most.
         let mut log = self.staging_log(ledger, app, reporter).await;
         let build = self
             .api
@@ -73,17 +74,14 @@ impl<A: CfApi> Exec<'_, A> {
             .await
             .map_err(Self::api_failure(step))?;
         let mut wait = self.wait();
+        let mut first = true;
         loop {
-            let (state, read) = tokio::join!(
-                self.read(self.api.get_build(&build), step),
-                self.read_staging(log.as_mut())
-            );
-            Self::show_staging(read, app, reporter);
-            let state = state?;
-            if state != BuildState::Staging {
+            let state = self.read(self.api.get_build(&build), step).await?;
+            if !(first && state == BuildState::Staging) {
                 let read = self.read_staging(log.as_mut()).await;
                 Self::show_staging(read, app, reporter);
             }
+            first = false;
             match state {
                 BuildState::Staged(d) => return Ok(StepOutput::Droplet(d)),
                 BuildState::Failed(reason) => {

@@ -414,6 +414,9 @@ impl<A: CfApi> Exec<'_, A> {
         let r = match u {
             Undo::DeleteApp { guid, routes, .. } => {
                 let mut r = ok_if_not_found(api.delete_app(guid).await);
+                if r.is_ok() {
+                    self.lock.forget(guid);
+                }
                 for route in routes {
                     let d = ok_if_not_found(api.delete_route(&route.guid).await);
                     r = r.and(d);
