@@ -9,8 +9,7 @@
 use std::collections::BTreeMap;
 
 use super::api::{
-    ApiError, App, AppGuid, CfApi, Deployment, Destination, Domain, InstanceStat, NetworkPolicy,
-    Process, Route,
+    ApiError, App, AppGuid, CfApi, Deployment, Destination, Domain, NetworkPolicy, Process, Route,
 };
 use super::lock::{Busy, busy_among};
 use super::request::{AppSpec, DeployRequest};
@@ -77,8 +76,6 @@ impl RouteState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcessState {
     pub process: Process,
-    /// Its instances' stats.
-    pub stats: Vec<InstanceStat>,
 }
 
 /// An existing app with what a swap must carry over or move.
@@ -209,8 +206,7 @@ async fn existing<A: CfApi>(
     let routes = app_routes(api, &app.guid).await?;
     let mut processes = Vec::new();
     for process in api.list_processes(&app.guid).await? {
-        let stats = api.process_stats(&process.guid).await?;
-        processes.push(ProcessState { process, stats });
+        processes.push(ProcessState { process });
     }
     let ssh_enabled = api.get_ssh_enabled(&app.guid).await?;
     let policies = match api

@@ -1097,7 +1097,6 @@ mod tests {
                     instances: 4,
                     memory_mb: Some(64),
                 },
-                stats: Vec::new(),
             }],
             ssh_enabled: false,
             policies: Vec::new(),

@@ -667,7 +667,6 @@ mod tests {
                         instances: *n,
                         memory_mb: Some(*m),
                     },
-                    stats: Vec::new(),
                 })
                 .collect(),
             ssh_enabled: false,
