@@ -1,7 +1,7 @@
 //! The call budget: how many requests a deploy sent, by [`Phase`]. The backend counts the
-//! requests ([`super::CfApi::requests`]); the executor says which phase the requests from
-//! then on belong to ([`super::CfApi::enter_phase`], at each step and at the rollback); the run
-//! reports the figures once at its end ([`super::Event::Requests`]).
+//! requests (`CfApi::requests`); the executor says which phase the requests from
+//! then on belong to (`CfApi::enter_phase`, at each step and at the rollback); the run
+//! reports the figures once at its end (`Event::Requests`).
 //!
 //! Depends on: serde. Must not: make requests.
 
