@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cf_zero_downtime::command::demo;
-use cf_zero_downtime::command::flags::{CommonFlags, DrainArg};
+use cf_zero_downtime::command::flags::DrainArg;
 use cf_zero_downtime::command::push::PushArgs;
 use cf_zero_downtime::deploy::OldApp;
 use cf_zero_downtime::deploy::{Event, Outcome, Reporter};
@@ -46,15 +46,9 @@ impl BlueGreenWorld for World {
 
     fn args(&self, manifest: &Path) -> PushArgs {
         {
-            let base = push_args(manifest);
-
-            PushArgs {
-                common: CommonFlags {
-                    smoke_test_path: Some("/".into()),
-                    ..base.common
-                },
-                ..base
-            }
+            let mut args = push_args(manifest);
+            args.common.smoke_test_path = Some("/".into());
+            args
         }
     }
 

@@ -5,7 +5,6 @@
 
 use std::time::{Duration, Instant};
 
-use cf_zero_downtime::command::flags::CommonFlags;
 use cf_zero_downtime::command::push::PushArgs;
 use cf_zero_downtime::deploy::Strategy;
 use cf_zero_downtime::deploy::{Event, Outcome};
@@ -124,15 +123,9 @@ async fn a_crash_is_still_refused_at_once() {
     let (outcome, events) = w
         .push_bounded(
             {
-                let base = push_args(&m);
-
-                PushArgs {
-                    common: CommonFlags {
-                        timeout: Duration::from_secs(120),
-                        ..base.common
-                    },
-                    ..base
-                }
+                let mut args = push_args(&m);
+                args.common.timeout = Duration::from_secs(120);
+                args
             },
             Duration::from_secs(300),
         )

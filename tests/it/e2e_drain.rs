@@ -7,8 +7,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use cf_zero_downtime::command::flags::{CommonFlags, DrainArg, SmokeScheme};
-use cf_zero_downtime::command::push::PushArgs;
+use cf_zero_downtime::command::flags::{DrainArg, SmokeScheme};
 use cf_zero_downtime::deploy::{Event, Outcome};
 use cf_zero_downtime::sim::{OptionalApi, SimConfig, Unavailable};
 
@@ -50,15 +49,9 @@ fn drain_ended(events: &[Event]) -> (bool, String) {
 async fn push_auto_under_load(w: &World, propagation: Duration) -> Vec<Event> {
     let load = w.load("web").await;
     let args = {
-        let base = push_args(&web_v(w, "v2"));
-
-        PushArgs {
-            common: CommonFlags {
-                drain: DrainArg::auto(Duration::from_secs(10)),
-                ..base.common
-            },
-            ..base
-        }
+        let mut args = push_args(&web_v(w, "v2"));
+        args.common.drain = DrainArg::auto(Duration::from_secs(10));
+        args
     };
     let (outcome, events) = w.push(args).await;
     assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
@@ -129,17 +122,11 @@ async fn auto_drain_falls_back_to_its_maximum_when_the_router_cannot_be_probed()
     let dead = closed.local_addr().unwrap().to_string();
     drop(closed);
     let args = {
-        let base = push_args(&web_v(&w, "v2"));
-
-        PushArgs {
-            common: CommonFlags {
-                drain: DrainArg::auto(Duration::from_millis(600)),
-                smoke_test_router: Some(dead),
-                smoke_test_scheme: SmokeScheme::Http,
-                ..base.common
-            },
-            ..base
-        }
+        let mut args = push_args(&web_v(&w, "v2"));
+        args.common.drain = DrainArg::auto(Duration::from_millis(600));
+        args.common.smoke_test_router = Some(dead);
+        args.common.smoke_test_scheme = SmokeScheme::Http;
+        args
     };
     // Only the flags decide where the probes go.
     let (outcome, events) = w.push_probing_by_flags(args).await;

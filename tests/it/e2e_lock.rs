@@ -15,7 +15,6 @@ use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 use cf_zero_downtime::cf::App;
-use cf_zero_downtime::command::flags::CommonFlags;
 use cf_zero_downtime::command::push::PushArgs;
 use cf_zero_downtime::deploy::lock::{LOCK_ANNOTATIONS, RUN_ID_ANNOTATION};
 use cf_zero_downtime::deploy::{Event, Outcome, Reporter};
@@ -37,17 +36,9 @@ async fn web_v1(slow_start_ms: u64) -> World {
 }
 
 fn args(m: &std::path::Path) -> PushArgs {
-    {
-        let base = push_args(m);
-
-        PushArgs {
-            common: CommonFlags {
-                smoke_test_path: Some("/health".into()),
-                ..base.common
-            },
-            ..base
-        }
-    }
+    let mut args = push_args(m);
+    args.common.smoke_test_path = Some("/health".into());
+    args
 }
 
 /// The app named `name`, if any.
@@ -234,15 +225,9 @@ async fn wait_for_lock_waits_for_the_first_run_then_deploys() {
         locked_candidate(&w).await;
         let r = w
             .push({
-                let base = args(&m3);
-
-                PushArgs {
-                    common: CommonFlags {
-                        wait_for_lock: Duration::from_secs(120),
-                        ..base.common
-                    },
-                    ..base
-                }
+                let mut args = args(&m3);
+                args.common.wait_for_lock = Duration::from_secs(120);
+                args
             })
             .await;
         (r, first_ended.get())

@@ -734,15 +734,9 @@ async fn a_dry_run_plans_a_first_deploy_with_reads_only() {
     )
     .unwrap();
     let a = {
-        let base = args();
-
-        PushArgs {
-            common: CommonFlags {
-                dry_run: true,
-                ..base.common
-            },
-            ..base
-        }
+        let mut args = args();
+        args.common.dry_run = true;
+        args
     };
     let (o, events) = run_push(&server.uri(), a, dir.path()).await;
     assert_eq!(o, Outcome::DryRun, "{events:#?}");
