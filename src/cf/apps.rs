@@ -234,6 +234,9 @@ pub struct AppUpdate {
     /// New lifecycle (the type cannot change; `data` is required).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lifecycle: Option<Lifecycle>,
+    /// Labels and annotations to set or delete, applied with the rest of the update.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<MetadataUpdate>,
 }
 
 /// An app feature (`ssh`, `revisions`, ...).
@@ -474,6 +477,19 @@ mod tests {
         assert_eq!(
             serde_json::to_value(rename).unwrap(),
             serde_json::json!({"name": "x"})
+        );
+        let labelled = AppUpdate {
+            name: Some("x".into()),
+            metadata: Some(
+                MetadataUpdate::default()
+                    .remove_label("role")
+                    .annotation("a", "b"),
+            ),
+            ..AppUpdate::default()
+        };
+        assert_eq!(
+            serde_json::to_value(labelled).unwrap(),
+            serde_json::json!({"name": "x", "metadata": {"labels": {"role": null}, "annotations": {"a": "b"}}})
         );
     }
 }

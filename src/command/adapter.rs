@@ -877,8 +877,19 @@ impl CfApi for CfBackend {
         Ok(())
     }
 
-    async fn rename_app(&self, app: &AppGuid, name: &str) -> ApiResult<()> {
-        self.client.rename_app(app, name).await?;
+    async fn rename_app(
+        &self,
+        app: &AppGuid,
+        name: &str,
+        metadata: &MetadataUpdate,
+    ) -> ApiResult<()> {
+        let update = cf::AppUpdate {
+            name: Some(name.to_string()),
+            metadata: (!metadata.labels.is_empty() || !metadata.annotations.is_empty())
+                .then(|| metadata_update(metadata)),
+            ..cf::AppUpdate::default()
+        };
+        self.client.update_app(app, &update).await?;
         Ok(())
     }
 

@@ -753,11 +753,13 @@ pub trait CfApi: Sync {
     fn start_app(&self, app_guid: &AppGuid) -> impl Future<Output = ApiResult<()>> + Send;
     /// Stops the app (`POST /v3/apps/:guid/actions/stop`).
     fn stop_app(&self, app_guid: &AppGuid) -> impl Future<Output = ApiResult<()>> + Send;
-    /// Renames the app (`PATCH /v3/apps/:guid`).
+    /// Renames the app and applies `metadata` (labels and annotations set or removed; empty:
+    /// none) in the same request, both or neither (`PATCH /v3/apps/:guid`).
     fn rename_app(
         &self,
         app_guid: &AppGuid,
         name: &str,
+        metadata: &MetadataUpdate,
     ) -> impl Future<Output = ApiResult<()>> + Send;
     /// Deletes the app and waits (bounded) for the job (`DELETE /v3/apps/:guid`).
     fn delete_app(&self, app_guid: &AppGuid) -> impl Future<Output = ApiResult<()>> + Send;

@@ -316,6 +316,7 @@ fn plan_app<B>(
                     },
                     from: e.app.name.clone(),
                     to: format!("{name}-leftover-{short}"),
+                    metadata: MetadataUpdate::default(),
                 },
             ));
         }
@@ -790,10 +791,12 @@ fn retire(
     let name = name.to_string();
     let cand = candidate_name(&name);
     let ven = venerable_name(&name);
-    // Retire. The new version takes the app's name first: the old app is labelled and
-    // renamed out of the way, the candidate renamed to the app's name, and only then is
-    // anything stopped or deleted. A retire that fails part-way leaves at most a labelled
-    // venerable (which the next deploy removes), never a candidate-named app.
+    // Retire. The new version takes the app's name first: the old app is renamed out of the
+    // way, the candidate renamed to the app's name, and only then is anything stopped or
+    // deleted. Each rename carries the role label change in the same PATCH (Cloud Controller
+    // applies both or neither), so an interrupted run leaves either an app still called <app>
+    // (treated as the live app) or a labelled venerable, never an unlabelled
+    // `<app>-venerable` that the next run would have to refuse, nor a candidate-named app.
     let mut retire_old: Vec<Step> = Vec::new();
     if let Some(live) = &oa.live {
         let (g, n) = (live.app.guid.clone(), live.app.name.clone());
@@ -806,26 +809,6 @@ fn retire(
                 },
             ));
         }
-        // Label first, then rename: an interrupted run leaves either a labelled app
-        // still called <app> (treated as the live app) or a labelled venerable, never
-        // an unlabelled `<app>-venerable` that the next run would have to refuse.
-        ph.finish.push(Step::new(
-            name.clone(),
-            Action::UpdateMetadata {
-                target: AppRef::Existing {
-                    guid: g.clone(),
-                    name: n.clone(),
-                },
-                name: n.clone(),
-                update: MetadataUpdate {
-                    labels: BTreeMap::from([(
-                        ROLE_LABEL.to_string(),
-                        Some(ROLE_VENERABLE.to_string()),
-                    )]),
-                    annotations: BTreeMap::from([(APP_ANNOTATION.to_string(), Some(name.clone()))]),
-                },
-            },
-        ));
         ph.finish.push(Step::new(
             name.clone(),
             Action::RenameApp {
@@ -835,6 +818,13 @@ fn retire(
                 },
                 from: n,
                 to: ven.clone(),
+                metadata: MetadataUpdate {
+                    labels: BTreeMap::from([(
+                        ROLE_LABEL.to_string(),
+                        Some(ROLE_VENERABLE.to_string()),
+                    )]),
+                    annotations: BTreeMap::from([(APP_ANNOTATION.to_string(), Some(name.clone()))]),
+                },
             },
         ));
         retire_old = old_app_steps(req, &name, &g, &ven);
@@ -845,14 +835,7 @@ fn retire(
             target: AppRef::New { app: name.clone() },
             from: cand.clone(),
             to: name.clone(),
-        },
-    ));
-    ph.finish.push(Step::new(
-        name.clone(),
-        Action::UpdateMetadata {
-            target: AppRef::New { app: name.clone() },
-            name: name.clone(),
-            update: MetadataUpdate {
+            metadata: MetadataUpdate {
                 labels: BTreeMap::from([(ROLE_LABEL.to_string(), None)]),
                 annotations: BTreeMap::new(),
             },
@@ -930,7 +913,7 @@ impl Phases {
 }
 
 /// What `--old-app` does to the version replaced (now `ven_name`) once the switch is done:
-/// stop it (`stop`), stop and delete it (`delete`), or nothing (`keep`).
+/// stop it (`stop`), delete it (`delete`; deleting stops its instances), or nothing (`keep`).
 pub(crate) fn old_app_steps(
     req: &DeployRequest,
     app: &str,
@@ -938,7 +921,9 @@ pub(crate) fn old_app_steps(
     ven_name: &str,
 ) -> Vec<Step> {
     let mut steps = Vec::new();
-    if req.old_app != OldApp::Keep {
+    // `--old-app delete` deletes without a stop first: Cloud Controller stops the instances
+    // of an app it deletes, and the drain before the retire has already ended.
+    if req.old_app == OldApp::Stop {
         steps.push(Step::new(
             app,
             Action::StopApp {
@@ -1192,16 +1177,30 @@ mod tests {
                 "map_route",
                 "unmap_route",
                 "drain",
-                "update_metadata",
                 "rename_app",
                 "rename_app",
-                "update_metadata",
                 "delete_route",
-                "stop_app",
                 "delete_app"
             ]
         );
         assert_eq!(p.steps[p.commit].kind(), "drain");
+        // The old app is labelled venerable by its rename, the candidate unlabelled by its own.
+        let renames: Vec<(&str, Option<&Option<String>>)> = p.steps[p.commit..]
+            .iter()
+            .filter_map(|s| match &s.action {
+                Action::RenameApp { to, metadata, .. } => {
+                    Some((to.as_str(), metadata.labels.get(ROLE_LABEL)))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            renames,
+            vec![
+                ("web-venerable", Some(&Some(ROLE_VENERABLE.to_string()))),
+                ("web", Some(&None)),
+            ]
+        );
         let Action::CreateRoute { route, .. } = &p.steps[0].action else {
             panic!("not create_route")
         };
@@ -1490,13 +1489,23 @@ mod tests {
             vec![
                 "drain",
                 "delete_app",
-                "update_metadata",
                 "rename_app",
                 "rename_app",
-                "update_metadata",
                 "delete_route",
                 "stop_app"
             ]
+        );
+        let Action::RenameApp { to, metadata, .. } = &p.steps[p.commit + 2].action else {
+            panic!("not rename_app")
+        };
+        assert_eq!(to, "web-venerable");
+        assert_eq!(
+            metadata.labels.get(ROLE_LABEL),
+            Some(&Some(ROLE_VENERABLE.to_string()))
+        );
+        assert_eq!(
+            metadata.annotations.get(APP_ANNOTATION),
+            Some(&Some("web".to_string()))
         );
         assert!(p.steps.contains(&Step::new(
             "web",

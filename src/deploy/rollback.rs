@@ -502,32 +502,21 @@ fn retire(
     temp: Option<RouteRef>,
 ) {
     let ven_name = venerable_name(name);
-    let update = |target: &App, shown: &str, r: Option<&str>| {
-        Step::new(
-            name,
-            Action::UpdateMetadata {
-                target: existing(target),
-                name: shown.to_string(),
-                update: role(name, r),
-            },
-        )
-    };
-    let rename = |target: &App, from: &str, to: &str| {
+    // Each rename carries its role label change in the same PATCH (both or neither).
+    let rename = |target: &App, from: &str, to: &str, r: Option<&str>| {
         Step::new(
             name,
             Action::RenameApp {
                 target: existing(target),
                 from: from.to_string(),
                 to: to.to_string(),
+                metadata: role(name, r),
             },
         )
     };
-    steps.push(update(&ven.app, &ven_name, Some(ROLE_CANDIDATE)));
-    steps.push(rename(&ven.app, &ven_name, cand_name));
-    steps.push(update(&live.app, name, Some(ROLE_VENERABLE)));
-    steps.push(rename(&live.app, name, &ven_name));
-    steps.push(rename(&ven.app, cand_name, name));
-    steps.push(update(&ven.app, name, None));
+    steps.push(rename(&ven.app, &ven_name, cand_name, Some(ROLE_CANDIDATE)));
+    steps.push(rename(&live.app, name, &ven_name, Some(ROLE_VENERABLE)));
+    steps.push(rename(&ven.app, cand_name, name, None));
     if let Some(route) = temp {
         steps.push(Step::new(name, Action::DeleteRoute { route }));
     }
@@ -660,12 +649,9 @@ mod tests {
                 "map_route",
                 "unmap_route",
                 "drain",
-                "update_metadata",
-                "rename_app",
-                "update_metadata",
                 "rename_app",
                 "rename_app",
-                "update_metadata",
+                "rename_app",
                 "stop_app",
             ]
         );
@@ -681,20 +667,36 @@ mod tests {
         };
         assert_eq!(route.guid.as_ref().map(|g| g.as_str()), Some("r1"));
         assert_eq!((*port, protocol.as_deref()), (Some(8080), Some("http1")));
-        let renames: Vec<(String, String)> = p
+        // Each rename sets (or removes) the role label in the same PATCH.
+        let renames: Vec<(String, String, Option<Option<String>>)> = p
             .steps
             .iter()
             .filter_map(|s| match &s.action {
-                Action::RenameApp { from, to, .. } => Some((from.clone(), to.clone())),
+                Action::RenameApp {
+                    from, to, metadata, ..
+                } => Some((
+                    from.clone(),
+                    to.clone(),
+                    metadata.labels.get(ROLE_LABEL).cloned(),
+                )),
                 _ => None,
             })
             .collect();
+        let role = |r: Option<&str>| Some(r.map(str::to_string));
         assert_eq!(
             renames,
             vec![
-                ("web-venerable".to_string(), "web-candidate".to_string()),
-                ("web".to_string(), "web-venerable".to_string()),
-                ("web-candidate".to_string(), "web".to_string()),
+                (
+                    "web-venerable".to_string(),
+                    "web-candidate".to_string(),
+                    role(Some(ROLE_CANDIDATE))
+                ),
+                (
+                    "web".to_string(),
+                    "web-venerable".to_string(),
+                    role(Some(ROLE_VENERABLE))
+                ),
+                ("web-candidate".to_string(), "web".to_string(), role(None)),
             ]
         );
         assert!(matches!(
@@ -718,7 +720,10 @@ mod tests {
         assert!(!kinds(&p).contains(&"stop_app"));
         r.old_app = OldApp::Delete;
         let p = plan(&obs, &r).unwrap();
-        assert_eq!(kinds(&p)[kinds(&p).len() - 2..], ["stop_app", "delete_app"]);
+        assert_eq!(
+            kinds(&p)[kinds(&p).len() - 2..],
+            ["rename_app", "delete_app"]
+        );
     }
 
     #[test]

@@ -95,6 +95,10 @@ pub enum Action {
         from: String,
         /// Its new name.
         to: String,
+        /// Labels and annotations set or removed by the same `PATCH` (empty: a plain rename).
+        /// Cloud Controller applies both or neither; the undo renames back only, as a
+        /// metadata change needs none (see [`undo_for`]).
+        metadata: MetadataUpdate,
     },
     CreateRoute {
         route: RouteAddress,
@@ -637,6 +641,30 @@ const CHANGES: bool = true;
 /// A step that only reads or waits.
 const READS: bool = false;
 
+/// The `cf set-label`/`cf unset-label` commands that make the label changes of `update` on
+/// app `name` by hand; `None` when it changes no label (annotations have no cf command).
+fn label_commands(name: &str, update: &MetadataUpdate) -> Option<String> {
+    let set: Vec<String> = update
+        .labels
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}")))
+        .collect();
+    let unset: Vec<&str> = update
+        .labels
+        .iter()
+        .filter(|(_, v)| v.is_none())
+        .map(|(k, _)| k.as_str())
+        .collect();
+    let mut cmds = Vec::new();
+    if !set.is_empty() {
+        cmds.push(format!("cf set-label app {name} {}", set.join(" ")));
+    }
+    if !unset.is_empty() {
+        cmds.push(format!("cf unset-label app {name} {}", unset.join(" ")));
+    }
+    (!cmds.is_empty()).then(|| cmds.join(" && "))
+}
+
 impl Action {
     /// A short machine name for the step kind (JSON output, fault injection in tests).
     pub fn kind(&self) -> &'static str {
@@ -693,7 +721,14 @@ impl Action {
             Action::DeleteLeftover { name, .. } => {
                 format!("Deleting leftover app {name} of an interrupted run")
             }
-            Action::RenameApp { from, to, .. } => format!("Renaming app {from} to {to}"),
+            Action::RenameApp {
+                from, to, metadata, ..
+            } if metadata.labels.is_empty() && metadata.annotations.is_empty() => {
+                format!("Renaming app {from} to {to}")
+            }
+            Action::RenameApp { from, to, .. } => {
+                format!("Renaming app {from} to {to} and updating its labels")
+            }
             Action::CreateRoute { route, .. } => format!("Creating route {route}"),
             Action::ApplyManifest { render, .. } => applying("for app", render),
             Action::SetSsh { enabled } => format!(
@@ -795,7 +830,15 @@ impl Action {
             Action::DeleteApp { name, .. } | Action::DeleteLeftover { name, .. } => {
                 Some(format!("cf delete {name} -f"))
             }
-            Action::RenameApp { from, to, .. } => Some(format!("cf rename {from} {to}")),
+            Action::RenameApp {
+                from, to, metadata, ..
+            } => {
+                let rename = format!("cf rename {from} {to}");
+                Some(match label_commands(to, metadata) {
+                    Some(labels) => format!("{rename} && {labels}"),
+                    None => rename,
+                })
+            }
             // The command itself is not repeated (it may hold a secret): the user gave it.
             Action::RunTask {
                 name,
@@ -807,27 +850,7 @@ impl Action {
             Action::DeleteRoute { route, .. } => {
                 Some(format!("cf delete-route {} -f", route.address.cf_flags()))
             }
-            Action::UpdateMetadata { name, update, .. } => {
-                let set: Vec<String> = update
-                    .labels
-                    .iter()
-                    .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}")))
-                    .collect();
-                let unset: Vec<&str> = update
-                    .labels
-                    .iter()
-                    .filter(|(_, v)| v.is_none())
-                    .map(|(k, _)| k.as_str())
-                    .collect();
-                let mut cmds = Vec::new();
-                if !set.is_empty() {
-                    cmds.push(format!("cf set-label app {name} {}", set.join(" ")));
-                }
-                if !unset.is_empty() {
-                    cmds.push(format!("cf unset-label app {name} {}", unset.join(" ")));
-                }
-                (!cmds.is_empty()).then(|| cmds.join(" && "))
-            }
+            Action::UpdateMetadata { name, update, .. } => label_commands(name, update),
             Action::MapRoute { route, .. } => {
                 Some(format!("cf map-route {app} {}", route.address.cf_flags()))
             }
@@ -1126,6 +1149,7 @@ mod tests {
                         },
                         from: "web-candidate".into(),
                         to: "web-leftover-1".into(),
+                        metadata: MetadataUpdate::default(),
                     },
                 ),
                 StepOutput::Renamed { guid: "L".into() },

@@ -29,17 +29,17 @@ impl<A: CfApi> Exec<'_, A> {
         Ok(StepOutput::None)
     }
 
-    /// Renames `target` to `to`.
+    /// Renames `target` to `to`, with the metadata change in the same request.
     pub(super) async fn rename_app(
         &self,
         step: &Step,
         ledger: &Ledger,
         target: &AppRef,
-        to: &str,
+        (to, metadata): (&str, &MetadataUpdate),
     ) -> Result<StepOutput, StepFailure> {
         let guid = Self::app_ref(ledger, step, target)?;
         self.api
-            .rename_app(&guid, to)
+            .rename_app(&guid, to, metadata)
             .await
             .map_err(Self::api_failure(step))?;
         Ok(StepOutput::Renamed { guid })

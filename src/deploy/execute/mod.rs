@@ -327,7 +327,12 @@ impl<A: CfApi> Exec<'_, A> {
                 self.delete_app(step, guid).await
             }
             Action::StopApp { guid, .. } => self.stop_app(step, guid).await,
-            Action::RenameApp { target, to, .. } => self.rename_app(step, ledger, target, to).await,
+            Action::RenameApp {
+                target,
+                to,
+                metadata,
+                ..
+            } => self.rename_app(step, ledger, target, (to, metadata)).await,
             Action::ApplyManifest { render } => self.apply_manifest(step, render).await,
             Action::SetSsh { enabled } => self.set_ssh(step, ledger, *enabled).await,
             Action::CopyMetadata { update } => {
@@ -438,7 +443,9 @@ impl<A: CfApi> Exec<'_, A> {
                 .await
                 .map(|_| ()),
             Undo::DeleteNetworkPolicies(p) => api.delete_network_policies(p).await,
-            Undo::RenameApp { guid, to, .. } => api.rename_app(guid, to).await,
+            Undo::RenameApp { guid, to, .. } => {
+                api.rename_app(guid, to, &MetadataUpdate::default()).await
+            }
             Undo::CancelDeployment { guid, .. } => self.cancel_deployment(guid).await,
             Undo::StopApp { guid, .. } => api.stop_app(guid).await,
             Undo::RestoreEnv {

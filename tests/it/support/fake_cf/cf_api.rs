@@ -17,6 +17,22 @@ use cf_zero_downtime::deploy::route::resolve_route;
 
 use super::*;
 
+/// Sets (`Some`) and removes (`None`) the labels and annotations of `update` on `app`.
+fn apply_metadata(app: &mut App, update: &MetadataUpdate) {
+    for (k, v) in &update.labels {
+        match v {
+            Some(v) => app.labels.insert(k.clone(), v.clone()),
+            None => app.labels.remove(k),
+        };
+    }
+    for (k, v) in &update.annotations {
+        match v {
+            Some(v) => app.annotations.insert(k.clone(), v.clone()),
+            None => app.annotations.remove(k),
+        };
+    }
+}
+
 fn not_found(what: &str) -> ApiError {
     ApiError::not_found(format!("{what} not found"))
 }
@@ -409,7 +425,12 @@ impl CfApi for FakeCf {
         }
     }
 
-    async fn rename_app(&self, app: &AppGuid, name: &str) -> ApiResult<()> {
+    async fn rename_app(
+        &self,
+        app: &AppGuid,
+        name: &str,
+        metadata: &MetadataUpdate,
+    ) -> ApiResult<()> {
         let app = app.as_str();
         let after = self.enter("rename_app", &format!("{app} {name}"))?;
         let mut s = self.lock();
@@ -423,11 +444,9 @@ impl CfApi for FakeCf {
                 "The app name is taken",
             ));
         }
-        s.apps
-            .get_mut(app)
-            .ok_or_else(|| not_found("app"))?
-            .app
-            .name = name.into();
+        let a = &mut s.apps.get_mut(app).ok_or_else(|| not_found("app"))?.app;
+        a.name = name.into();
+        apply_metadata(a, metadata);
         if after {
             Err(err500("rename_app"))
         } else {
@@ -455,18 +474,7 @@ impl CfApi for FakeCf {
         let after = self.enter("update_metadata", app)?;
         let mut s = self.lock();
         let a = s.apps.get_mut(app).ok_or_else(|| not_found("app"))?;
-        for (k, v) in &update.labels {
-            match v {
-                Some(v) => a.app.labels.insert(k.clone(), v.clone()),
-                None => a.app.labels.remove(k),
-            };
-        }
-        for (k, v) in &update.annotations {
-            match v {
-                Some(v) => a.app.annotations.insert(k.clone(), v.clone()),
-                None => a.app.annotations.remove(k),
-            };
-        }
+        apply_metadata(&mut a.app, update);
         if after {
             Err(err500("update_metadata"))
         } else {
