@@ -6,6 +6,7 @@ mod e2e_bad_day;
 mod e2e_budget;
 mod e2e_canary;
 mod e2e_drain;
+mod e2e_large;
 mod e2e_lock;
 mod e2e_logs;
 mod e2e_promises;
