@@ -294,6 +294,23 @@ pub fn parse_drain(s: &str) -> Result<DrainArg, String> {
         .map_err(|e| format!("{e}; or 'auto', 'auto:MAX'"))
 }
 
+/// Parses `--parallel`: how many apps at a time, at least 1.
+///
+/// # Errors
+/// Not a whole number, or 0.
+pub(crate) fn parse_parallel(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err(
+            "0 apps at a time would deploy nothing: give at least 1 (1 deploys the apps one after the other)"
+                .into(),
+        ),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!(
+            "'{s}' is not a number of apps (examples: 1, 4)"
+        )),
+    }
+}
+
 /// Parses a percentage (`1`, `0.5`, `2%`) into parts per million.
 ///
 /// # Errors
@@ -348,6 +365,17 @@ mod tests {
         assert!(e.starts_with("--drain 'auto:soon': the maximum"), "{e}");
         let e = parse_drain("later").unwrap_err();
         assert!(e.contains("'auto'"), "{e}");
+    }
+
+    #[test]
+    fn parallel_is_at_least_one_app() {
+        assert_eq!(parse_parallel("1"), Ok(1));
+        assert_eq!(parse_parallel(" 8 "), Ok(8));
+        let e = parse_parallel("0").unwrap_err();
+        assert!(e.contains("at least 1"), "{e}");
+        for bad in ["", "x", "-1", "2.5"] {
+            assert!(parse_parallel(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

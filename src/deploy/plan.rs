@@ -13,6 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::ops::Range;
 
 use super::request::{OldApp, Strategy};
 
@@ -126,6 +127,11 @@ pub struct Plan {
     pub apps: Vec<AppPlan>,
     /// Warnings to show before executing.
     pub warnings: Vec<String>,
+    /// Step ranges whose apps may run concurrently (`--parallel`): in each, the steps of one
+    /// app depend only on that app's earlier steps, so the executor may run every app's
+    /// steps of the range in their order, several apps at a time. A range holds app steps
+    /// only, never the commit point inside it, and the ranges do not overlap.
+    pub concurrent: Vec<Range<usize>>,
 }
 
 impl Plan {
@@ -886,8 +892,13 @@ impl Phases {
             any_swap,
         } = self;
         let mut steps = preflight;
+        let mut concurrent = Vec::new();
+        // Each app's candidate is prepared and verified on its own; the switch (map, canary,
+        // unmap) goes app after app in plan order, which is part of the contract.
+        let start = steps.len();
         steps.extend(prepare);
         steps.extend(verify);
+        concurrent.push(start..steps.len());
         steps.extend(map);
         steps.extend(canary);
         steps.extend(unmap);
@@ -895,7 +906,12 @@ impl Phases {
         if any_swap && !req.drain.is_zero() {
             steps.push(Step::global(drain_action(req)));
         }
+        // After the drain, each app's retire touches that app's versions and temporary route
+        // only.
+        let start = steps.len();
         steps.extend(finish);
+        concurrent.push(start..steps.len());
+        concurrent.retain(|r| !r.is_empty());
         steps.extend(after);
         if any_swap && req.drain.is_zero() {
             warnings.push(format!(
@@ -908,6 +924,7 @@ impl Phases {
             commit,
             apps: summaries,
             warnings,
+            concurrent,
         }
     }
 }
@@ -1341,6 +1358,26 @@ mod tests {
         assert!(last_map < first_unmap);
         assert_eq!(p.commit, pos("unmap_route").last().unwrap() + 1);
         assert_eq!(pos("drain").len(), 1);
+
+        // Prepare and verify may run app by app at the same time, and so may the retire after
+        // the drain; the switch and the drain may not.
+        let [before, after] = p.concurrent.as_slice() else {
+            panic!("{:?}", p.concurrent)
+        };
+        assert_eq!(*before, 0..first_map);
+        assert_eq!(after.start, pos("drain")[0] + 1);
+        assert!(after.end <= p.steps.len() && before.end <= p.commit);
+        assert!(
+            p.concurrent
+                .iter()
+                .flat_map(|r| &p.steps[r.clone()])
+                .all(|s| s.app.is_some())
+        );
+        for app in ["web", "api"] {
+            for r in &p.concurrent {
+                assert!(p.steps[r.clone()].iter().any(|s| s.app_label() == app));
+            }
+        }
     }
 
     #[test]

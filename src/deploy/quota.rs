@@ -697,6 +697,7 @@ mod tests {
             steps,
             apps: Vec::new(),
             warnings: Vec::new(),
+            concurrent: Vec::new(),
         }
     }
 

@@ -246,7 +246,13 @@ pub struct DeployRequest {
     pub wait_for_lock: Duration,
     /// `--task-before-switch`, `--task-after-switch` and their limits.
     pub tasks: TaskRequest,
+    /// `--parallel`: how many apps of a blue-green deploy are prepared, verified and retired
+    /// at a time (1: one after the other, in plan order; 0 counts as 1).
+    pub parallel: usize,
 }
+
+/// `--parallel`'s default.
+pub const DEFAULT_PARALLEL: usize = 4;
 
 /// The release tasks run on the new version before and after the switch (blue-green only).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -307,6 +313,7 @@ impl DeployRequest {
             run_by: "alice@ci-host".into(),
             wait_for_lock: Duration::ZERO,
             tasks: TaskRequest::default(),
+            parallel: DEFAULT_PARALLEL,
         }
     }
 

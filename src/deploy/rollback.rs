@@ -328,6 +328,7 @@ pub fn plan(obs: &RollbackObserved, req: &DeployRequest) -> Result<Plan, Rollbac
             routes: moved,
         }],
         warnings,
+        concurrent: Vec::new(),
     })
 }
 

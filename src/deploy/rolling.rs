@@ -177,6 +177,7 @@ fn in_place_plan<B>(
             routes,
         }],
         warnings,
+        concurrent: Vec::new(),
     })
 }
 
@@ -187,6 +188,7 @@ pub fn combined(plans: &[Plan]) -> Plan {
         commit: 0,
         apps: Vec::new(),
         warnings: Vec::new(),
+        concurrent: Vec::new(),
     };
     for p in plans {
         all.steps.extend(p.steps.iter().cloned());

@@ -617,6 +617,194 @@ async fn multi_app_deploys_all_or_nothing() {
     assert_eq!(cf.snapshot(), before);
 }
 
+fn parallel(n: usize) -> DeployRequest {
+    DeployRequest {
+        parallel: n,
+        ..req()
+    }
+}
+
+/// The plan indices of the steps in the order they started.
+fn started_indices(events: &[Event]) -> Vec<usize> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::StepStarted { index, .. } => Some(*index),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `--parallel 4`: the second app's staging begins while the first app's build is still
+/// being asked for (the fake holds every build until both were asked for); with
+/// `--parallel 1` the same gate is never opened, so the first build fails and everything is
+/// rolled back.
+#[tokio::test(start_paused = true)]
+async fn with_parallel_the_apps_stage_at_the_same_time() {
+    let cf = two_apps();
+    cf.lock().build_gate = Some(2);
+    let (outcome, events) = deploy(&cf, &parallel(4), &[spec("web"), spec("api")]).await;
+    assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
+    assert_swapped(&cf);
+    assert_ne!(cf.app_named("api").unwrap().app.guid, "C");
+    let order = started_indices(&events);
+    assert!(
+        order.windows(2).any(|w| w[1] < w[0]),
+        "steps of the two apps interleave: {order:?}"
+    );
+
+    let cf = two_apps();
+    let before = cf.snapshot();
+    cf.lock().build_gate = Some(2);
+    let (outcome, _) = deploy(&cf, &parallel(1), &[spec("web"), spec("api")]).await;
+    let Outcome::RolledBack { error } = &outcome else {
+        panic!("{outcome:?}")
+    };
+    assert!(error.to_string().contains("build gate"), "{error}");
+    assert_eq!(cf.snapshot(), before);
+}
+
+/// `--parallel 1` runs the steps in plan order, one after the other, as before `--parallel`.
+#[tokio::test(start_paused = true)]
+async fn parallel_one_keeps_the_plan_order() {
+    let cf = two_apps();
+    let (outcome, events) = deploy(&cf, &parallel(1), &[spec("web"), spec("api")]).await;
+    assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
+    let order = started_indices(&events);
+    let total = events
+        .iter()
+        .find_map(|e| match e {
+            Event::StepStarted { total, .. } => Some(*total),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(order, (0..total).collect::<Vec<_>>());
+    // Every step of web's candidate before api's: the plan prepares app after app.
+    let calls = cf.mutating_calls();
+    let api = index_of(&calls, "create_app api-candidate");
+    assert!(
+        !calls[api..].iter().any(|c| c.starts_with("create_app web")),
+        "{calls:#?}"
+    );
+}
+
+/// The second app's build fails while the first app waits for its own: the first app's
+/// wait ends at once (it says why), and every app is rolled back, the one in flight too.
+#[tokio::test(start_paused = true)]
+async fn a_failing_app_stops_the_apps_in_flight_and_everything_is_rolled_back() {
+    let cf = two_apps();
+    let before = cf.snapshot();
+    cf.fail("create_build", 2, When::Before);
+    let (outcome, events) = deploy(&cf, &parallel(4), &[spec("web"), spec("api")]).await;
+    let Outcome::RolledBack { error } = &outcome else {
+        panic!("{outcome:?}")
+    };
+    assert!(
+        error
+            .to_string()
+            .contains("injected failure in create_build"),
+        "{error}"
+    );
+    let calls = cf.mutating_calls();
+    index_of(&calls, "create_app web-candidate");
+    index_of(&calls, "create_app api-candidate");
+    // The app that was waiting for its build stopped waiting, and says why.
+    let stopped: Vec<(&str, &str)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::StepFailed {
+                app, kind, error, ..
+            } if error.starts_with("stopped") => Some((app.as_str(), kind.as_str())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(stopped.len(), 1, "{events:#?}");
+    assert_eq!(stopped[0].1, "stage");
+    assert!(!cf.calls().iter().any(|c| c.starts_with("add_destination")));
+    assert_eq!(
+        cf.snapshot(),
+        before,
+        "both candidates and their routes are gone"
+    );
+}
+
+/// An interrupt while both apps' candidates are under way rolls every app back.
+#[tokio::test(start_paused = true)]
+async fn an_interrupt_during_the_concurrent_prepare_rolls_every_app_back() {
+    struct CancelAtApiStaging {
+        token: CancellationToken,
+        events: Vec<Event>,
+    }
+    impl Reporter for CancelAtApiStaging {
+        fn report(&mut self, event: Event) {
+            if let Event::StepStarted { kind, app, .. } = &event
+                && kind == "stage"
+                && app == "api"
+            {
+                self.token.cancel();
+            }
+            self.events.push(event);
+        }
+    }
+    let cf = two_apps();
+    let before = cf.snapshot();
+    let token = CancellationToken::new();
+    let mut r = CancelAtApiStaging {
+        token: token.clone(),
+        events: Vec::new(),
+    };
+    let outcome = run(
+        &cf,
+        &parallel(4),
+        &[spec("web"), spec("api")],
+        &mut r,
+        &token,
+    )
+    .await;
+    let Outcome::RolledBack { error } = &outcome else {
+        panic!("{outcome:?}")
+    };
+    assert!(error.to_string().contains("interrupted"), "{error}");
+    let calls = cf.mutating_calls();
+    index_of(&calls, "create_app web-candidate");
+    index_of(&calls, "create_app api-candidate");
+    assert!(!calls.iter().any(|c| c.starts_with("add_destination")));
+    assert_eq!(cf.snapshot(), before);
+}
+
+/// After the switch the apps retire at the same time: one app's retire failing for good
+/// leaves the other app's done, and the leftovers name every step of the failed app's
+/// retire that did not run, and no step of the other app's.
+#[tokio::test(start_paused = true)]
+async fn a_failed_concurrent_retire_names_every_step_not_done() {
+    let cf = two_apps();
+    // web's rename of its old app fails on every try (the first call, then both retries after
+    // api's retire ran in web's pause: calls 4 and 5).
+    cf.fail("rename_app", 1, When::Before)
+        .fail("rename_app", 4, When::Before)
+        .fail("rename_app", 5, When::Before);
+    let (outcome, events) = deploy(&cf, &parallel(4), &[spec("web"), spec("api")]).await;
+    let Outcome::DeployedWithLeftovers { leftovers, .. } = &outcome else {
+        panic!("{outcome:?} {events:#?}")
+    };
+    assert!(
+        leftovers.iter().any(|l| l.contains("web-venerable")),
+        "{leftovers:#?}"
+    );
+    assert!(
+        leftovers.iter().any(|l| l == "cf rename web-candidate web"),
+        "{leftovers:#?}"
+    );
+    assert!(
+        !leftovers.iter().any(|l| l.contains("api")),
+        "{leftovers:#?}"
+    );
+    let api = cf.app_named("api").expect("api renamed");
+    assert_ne!(api.app.guid, "C");
+    assert!(cf.app_named("api-candidate").is_none());
+    assert!(!cf.lock().apps.contains_key("C"), "api's old app retired");
+}
+
 #[tokio::test(start_paused = true)]
 async fn leftovers_of_a_killed_run_are_cleaned_up_and_foreign_names_refused() {
     // A killed run left a candidate on the temp route.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::{Args, Parser, ValueEnum};
 
 use super::super::flags::{
-    ANALYSIS_HEADING, CommonFlags, DEPLOY_HEADING, parse_duration, parse_megabytes,
+    ANALYSIS_HEADING, CommonFlags, DEPLOY_HEADING, parse_duration, parse_megabytes, parse_parallel,
     parse_percent_ppm, parse_ratio_milli,
 };
 use crate::deploy::analysis::{AnalysisNoTraffic, canary_steps};
@@ -198,6 +198,12 @@ pub struct PushArgs {
     #[arg(long = "keep-scale", help_heading = DEPLOY_HEADING)]
     pub keep_scale: bool,
 
+    /// Blue-green with several apps: how many apps are staged, started and checked at a time
+    /// (and retired after the switch); 1 deploys them one after the other. The switch itself
+    /// stays one app after the other, and all or nothing [default: 4].
+    #[arg(long = "parallel", value_name = "N", value_parser = parse_parallel, help_heading = DEPLOY_HEADING)]
+    pub parallel: Option<usize>,
+
     /// Run COMMAND as a Cloud Foundry task of the new version (its droplet, environment and
     /// bindings) once it is healthy and smoke-tested, before any request reaches it (e.g. a
     /// database migration); a failure rolls back before the switch. Repeatable, run in order.
@@ -314,6 +320,7 @@ impl std::fmt::Debug for PushArgs {
             max_in_flight,
             instance_steps,
             keep_scale,
+            parallel,
             task_before_switch,
             task_after_switch,
             task_memory,
@@ -362,6 +369,7 @@ impl std::fmt::Debug for PushArgs {
             .field("max_in_flight", max_in_flight)
             .field("instance_steps", instance_steps)
             .field("keep_scale", keep_scale)
+            .field("parallel", parallel)
             .field("task_before_switch", task_before_switch)
             .field("task_after_switch", task_after_switch)
             .field("task_memory", task_memory)

@@ -10,7 +10,9 @@ use crate::command::flags::spelled;
 use crate::deploy::Strategy;
 use crate::deploy::analysis::{AnalysisConfig, canary_steps};
 use crate::deploy::api::{DeploymentStrategy, SpaceGuid};
-use crate::deploy::request::{AutoFallback, DeployRequest, ProbeConfig, TaskRequest};
+use crate::deploy::request::{
+    AutoFallback, DEFAULT_PARALLEL, DeployRequest, ProbeConfig, TaskRequest,
+};
 
 /// Why a request could not be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -216,6 +218,7 @@ pub(crate) fn deploy_request(
             disk_mb: args.task_disk,
             timeout: args.task_timeout,
         },
+        parallel: args.parallel.unwrap_or(DEFAULT_PARALLEL),
     })
 }
 

@@ -41,6 +41,7 @@ use super::wait::Wait;
 mod analysis;
 mod apps;
 mod bits;
+mod concurrent;
 mod deployment;
 mod drain;
 mod env;
@@ -648,6 +649,7 @@ async fn execute_plan<A: CfApi>(
         ledger,
         times,
         attempted_mutation,
+        done,
         stop,
     } = run_steps(&before_switch, &after_switch, plan, reporter, interrupt).await;
     let Some(Stop {
@@ -681,10 +683,15 @@ async fn execute_plan<A: CfApi>(
         );
     }
     if index >= plan.commit {
-        // After the switch: the new version serves; name what is left to do.
-        let leftovers = plan.steps[index..]
+        // After the switch: the new version serves; name what is left to do (after a
+        // concurrent retire, the steps of the other apps may be done).
+        let leftovers = plan
+            .steps
             .iter()
-            .filter_map(Step::manual_command)
+            .zip(&done)
+            .skip(plan.commit)
+            .filter(|(_, done)| !**done)
+            .filter_map(|(s, _)| s.manual_command())
             .collect();
         return (
             Outcome::DeployedWithLeftovers {
@@ -726,13 +733,153 @@ struct Ran {
     times: Vec<StepTime>,
     /// Whether a mutating step was started (else nothing changed but the lock's marks).
     attempted_mutation: bool,
+    /// Per step of the plan: whether it ran to its end.
+    done: Vec<bool>,
     /// `None` when every step ran.
     stop: Option<Stop>,
 }
 
+/// The step loop's state between steps.
+struct Steps<'p> {
+    plan: &'p Plan,
+    ledger: Ledger,
+    times: Vec<StepTime>,
+    attempted_mutation: bool,
+    /// Whether the warning that a first interrupt after the switch finishes it was given.
+    told_finishing: bool,
+    done: Vec<bool>,
+}
+
+/// The two executors of a run: waits end at the first interrupt before the switch, at the
+/// second after it.
+struct Execs<'e, 'a, A: CfApi> {
+    before_switch: &'e Exec<'a, A>,
+    after_switch: &'e Exec<'a, A>,
+}
+
+// By hand: a derive would ask `A: Copy`.
+impl<A: CfApi> Clone for Execs<'_, '_, A> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<A: CfApi> Copy for Execs<'_, '_, A> {}
+
+impl<'e, 'a, A: CfApi> Execs<'e, 'a, A> {
+    /// The executor of `step`, run committed or not. An after-switch task is cancelled by a
+    /// first interrupt (the switch is done, the task is not part of it): its waits end at
+    /// the first stage's token.
+    fn of(&self, step: &Step, committed: bool) -> &'e Exec<'a, A> {
+        if committed && !step.is_task() {
+            self.after_switch
+        } else {
+            self.before_switch
+        }
+    }
+}
+
+impl Steps<'_> {
+    /// Whether the interrupts stop the run before a step (`committed`: after the switch);
+    /// says once that a first interrupt after the switch finishes it.
+    fn interrupted(
+        &mut self,
+        committed: bool,
+        interrupt: &Interrupt,
+        reporter: &mut dyn Reporter,
+    ) -> bool {
+        if committed {
+            interrupt.mark_switched();
+        }
+        if interrupt.is_abandoned() || (!committed && interrupt.is_stopped()) {
+            return true;
+        }
+        if committed && interrupt.is_stopped() && !self.told_finishing {
+            self.told_finishing = true;
+            reporter.report(finishing_warning());
+        }
+        false
+    }
+
+    /// Marks the apps with the run's lock before the first mutating step (`index`).
+    async fn lock_before<A: CfApi>(
+        &mut self,
+        exec: &Exec<'_, A>,
+        index: usize,
+    ) -> Result<(), Stop> {
+        if self.attempted_mutation {
+            return Ok(());
+        }
+        exec.lock.acquire(exec.api).await.map_err(|(app, source)| {
+            // Nothing changed yet but the marks, which the caller's release removes.
+            Stop {
+                index,
+                error: Error::Api {
+                    app,
+                    step: "marking the app as being deployed by this run".into(),
+                    source: Box::new(source),
+                },
+                at: SystemTime::now(),
+            }
+        })
+    }
+
+    /// Runs step `index` alone.
+    async fn run_one<A: CfApi>(
+        &mut self,
+        execs: Execs<'_, '_, A>,
+        index: usize,
+        reporter: &mut dyn Reporter,
+        interrupt: &Interrupt,
+    ) -> Result<(), Stop> {
+        let plan = self.plan;
+        let step = &plan.steps[index];
+        let committed = index >= plan.commit;
+        if self.interrupted(committed, interrupt, reporter) {
+            return Err(Stop {
+                index,
+                error: Error::Cancelled,
+                at: SystemTime::now(),
+            });
+        }
+        let exec = execs.of(step, committed);
+        if step.is_mutating() {
+            self.lock_before(exec, index).await?;
+            self.attempted_mutation = true;
+        }
+        let at = SystemTime::now();
+        let (time, result) = exec
+            .run_reported(
+                step,
+                (index, plan.steps.len()),
+                &mut self.ledger,
+                reporter,
+                committed,
+            )
+            .await;
+        self.times.push(time);
+        match result {
+            Ok(()) => {
+                self.done[index] = true;
+                Ok(())
+            }
+            Err(error) => Err(Stop { index, error, at }),
+        }
+    }
+}
+
+/// The warning of a first interrupt after the switch.
+fn finishing_warning() -> Event {
+    Event::Warning {
+        app: None,
+        message: "interrupted after the switch: the new version serves; finishing the switch (interrupt again to stop waiting)".into(),
+    }
+}
+
 /// Runs the plan's steps in order with `before_switch` (up to the commit point) and
 /// `after_switch`, until one fails or an interrupt stops the run; marks the apps with the
-/// run's lock before the first mutating step.
+/// run's lock before the first mutating step. The steps of a concurrent range of the plan
+/// run app by app, up to `--parallel` apps at a time ([`concurrent`]).
 async fn run_steps<A: CfApi>(
     before_switch: &Exec<'_, A>,
     after_switch: &Exec<'_, A>,
@@ -740,71 +887,44 @@ async fn run_steps<A: CfApi>(
     reporter: &mut dyn Reporter,
     interrupt: &Interrupt,
 ) -> Ran {
-    let mut ledger = Ledger::default();
-    let mut times = Vec::new();
-    let total = plan.steps.len();
-    let mut attempted_mutation = false;
-    let mut told_finishing = false;
+    let execs = Execs {
+        before_switch,
+        after_switch,
+    };
+    let mut st = Steps {
+        plan,
+        ledger: Ledger::default(),
+        times: Vec::new(),
+        attempted_mutation: false,
+        told_finishing: false,
+        done: vec![false; plan.steps.len()],
+    };
+    let parallel = before_switch.req.parallel;
+    let mut index = 0;
     let mut stop = None;
-    for (index, step) in plan.steps.iter().enumerate() {
-        let committed = index >= plan.commit;
-        if committed {
-            interrupt.mark_switched();
-        }
-        if interrupt.is_abandoned() || (!committed && interrupt.is_stopped()) {
-            stop = Some(Stop {
-                index,
-                error: Error::Cancelled,
-                at: SystemTime::now(),
-            });
-            break;
-        }
-        if committed && interrupt.is_stopped() && !told_finishing {
-            told_finishing = true;
-            reporter.report(Event::Warning {
-                app: None,
-                message: "interrupted after the switch: the new version serves; finishing the switch (interrupt again to stop waiting)".into(),
-            });
-        }
-        // An after-switch task is cancelled by a first interrupt (the switch is done, the
-        // task is not part of it): its waits end at the first stage's token.
-        let exec = if committed && !step.is_task() {
-            after_switch
-        } else {
-            before_switch
+    while index < plan.steps.len() {
+        let r = match concurrent::lanes_at(plan, index, parallel) {
+            Some((end, lanes)) => {
+                let r = concurrent::run(&mut st, execs, lanes, parallel, reporter, interrupt).await;
+                index = end;
+                r
+            }
+            None => {
+                let r = st.run_one(execs, index, reporter, interrupt).await;
+                index += 1;
+                r
+            }
         };
-        if step.is_mutating()
-            && !attempted_mutation
-            && let Err((app, source)) = exec.lock.acquire(exec.api).await
-        {
-            // Nothing changed yet but the marks, which the caller's release removes.
-            let error = Error::Api {
-                app,
-                step: "marking the app as being deployed by this run".into(),
-                source: Box::new(source),
-            };
-            stop = Some(Stop {
-                index,
-                error,
-                at: SystemTime::now(),
-            });
-            break;
-        }
-        attempted_mutation |= step.is_mutating();
-        let at = SystemTime::now();
-        let (time, result) = exec
-            .run_reported(step, (index, total), &mut ledger, reporter, committed)
-            .await;
-        times.push(time);
-        if let Err(error) = result {
-            stop = Some(Stop { index, error, at });
+        if let Err(s) = r {
+            stop = Some(s);
             break;
         }
     }
     Ran {
-        ledger,
-        times,
-        attempted_mutation,
+        ledger: st.ledger,
+        times: st.times,
+        attempted_mutation: st.attempted_mutation,
+        done: st.done,
         stop,
     }
 }

@@ -2,7 +2,7 @@
 //! fault, and acts on the fake's [`State`].
 
 use std::collections::BTreeMap;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use cf_zero_downtime::deploy::api::{
     ApiError, ApiResult, App, AppGuid, AppSource, AppState, BuildGuid, BuildState, CfApi,
@@ -344,6 +344,24 @@ impl CfApi for FakeCf {
     async fn create_build(&self, package: &PackageGuid) -> ApiResult<BuildGuid> {
         let package = package.as_str();
         let after = self.enter("create_build", package)?;
+        let gate = {
+            let mut s = self.lock();
+            s.builds_begun += 1;
+            s.build_gate
+        };
+        if let Some(n) = gate {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            while self.lock().builds_begun < n {
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(ApiError::new(
+                        500,
+                        "CF-ServerError",
+                        format!("build gate: {n} builds were never staging at the same time"),
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
         let mut s = self.lock();
         let g = Self::id(&mut s, "build");
         s.builds.insert(g.clone(), (package.into(), 2));

@@ -107,6 +107,7 @@ pub(crate) fn req() -> DeployRequest {
         run_by: "alice@ci-host".into(),
         wait_for_lock: Duration::ZERO,
         tasks: TaskRequest::default(),
+        parallel: 4,
     }
 }
 

@@ -123,6 +123,11 @@ pub(crate) struct State {
     pub(crate) task_outcomes: BTreeMap<String, TaskState>,
     /// How many reads of each task answer RUNNING before its outcome (0: none).
     pub(crate) task_running_reads: u32,
+    /// `create_build` answers only once this many builds were asked for (this run's apps
+    /// stage at the same time), else fails after a minute of waiting.
+    pub(crate) build_gate: Option<u32>,
+    /// `create_build` calls so far.
+    pub(crate) builds_begun: u32,
 }
 
 /// The in-memory Cloud Controller.
