@@ -712,12 +712,48 @@ impl Client {
         query: &[(&str, String)],
         max_pages: usize,
     ) -> Result<(Vec<T>, bool), Error> {
+        let (all, _, complete) = self
+            .list_pages_including::<T, serde::de::IgnoredAny>(path, query, max_pages, None)
+            .await?;
+        Ok((all, complete))
+    }
+
+    /// Every resource of a list endpoint queried with `include=...`, and the resources of
+    /// every page's `included` object under `key` (e.g. `domains` for `include=domain`).
+    pub(crate) async fn list_all_including<T: DeserializeOwned, I: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        key: &str,
+    ) -> Result<(Vec<T>, Vec<I>), Error> {
+        let (all, included, complete) = self
+            .list_pages_including(path, query, MAX_PAGES, Some(key))
+            .await?;
+        if complete {
+            Ok((all, included))
+        } else {
+            Err(Error::Protocol {
+                endpoint: format!("GET {path}"),
+                what: format!("more than {MAX_PAGES} pages"),
+            })
+        }
+    }
+
+    /// [`Client::list_pages`], also collecting the `included` resources under `key`.
+    async fn list_pages_including<T: DeserializeOwned, I: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        max_pages: usize,
+        key: Option<&str>,
+    ) -> Result<(Vec<T>, Vec<I>, bool), Error> {
         let mut query = query.to_vec();
         if !query.iter().any(|(k, _)| *k == "per_page") {
             query.push(("per_page", PER_PAGE.to_string()));
         }
         let mut url = self.url_with(path, &query)?;
         let mut all = Vec::new();
+        let mut included = Vec::new();
         let budget = self
             .inner
             .max_response_bytes
@@ -734,13 +770,22 @@ impl Client {
             }
             let page: Page<T> = resp.json()?;
             all.extend(page.resources);
+            if let Some(items) = key.and_then(|k| page.included.get(k)) {
+                let items: Vec<I> =
+                    serde_json::from_value(items.clone()).map_err(|source| Error::Decode {
+                        endpoint: resp.endpoint.clone(),
+                        request_id: resp.request_id(),
+                        source,
+                    })?;
+                included.extend(items);
+            }
             match page.pagination.and_then(|p| p.next).map(|n| n.href) {
                 // CC sends next.href as an absolute URL; follow it verbatim (same origin only).
                 Some(href) if !href.is_empty() => url = self.same_origin(&href)?,
-                _ => return Ok((all, true)),
+                _ => return Ok((all, included, true)),
             }
         }
-        Ok((all, false))
+        Ok((all, included, false))
     }
 
     /// The first resource of a one-result list query (`per_page=1`).

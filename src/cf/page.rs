@@ -44,4 +44,7 @@ pub struct Page<T> {
     /// The resources on this page.
     #[serde(default, deserialize_with = "null_as_default")]
     pub resources: Vec<T>,
+    /// The related resources asked for with `include=` (`{"domains": [...]}`), by kind.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub included: serde_json::Map<String, serde_json::Value>,
 }

@@ -30,6 +30,7 @@ use super::nullable::null_as_default;
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 
+use super::domains::Domain;
 use super::guid::{AppGuid, DestinationGuid, DomainGuid, JobGuid, RouteGuid, SpaceGuid};
 use super::metadata::Metadata;
 use super::relationships::ToOne;
@@ -277,6 +278,17 @@ impl Client {
     /// `GET /v3/apps/:guid/routes`, every page.
     pub async fn list_app_routes(&self, app: &AppGuid) -> Result<Vec<Route>, Error> {
         self.list_all(&format!("/v3/apps/{app}/routes"), &[]).await
+    }
+
+    /// `GET /v3/apps/:guid/routes?include=domain`, every page: the routes (each with its
+    /// destinations) and their domains.
+    pub async fn list_app_routes_with_domains(
+        &self,
+        app: &AppGuid,
+    ) -> Result<(Vec<Route>, Vec<Domain>), Error> {
+        let query = [("include", "domain".to_owned())];
+        self.list_all_including(&format!("/v3/apps/{app}/routes"), &query, "domains")
+            .await
     }
 
     /// `GET /v3/routes/:guid`.

@@ -27,8 +27,9 @@ use crate::package;
 
 use crate::deploy::api::{
     ApiError, ApiResult, App, AppLifecycle, AppSource, AppState, BuildState, CfApi, Destination,
-    Domain, InstanceStat, InstanceState, MetadataUpdate, NetworkPolicy, NewApp, NewDestination,
-    NewRoute, Process, ProgressSink, QuotaLevel, QuotaLimits, QuotaUsage, Quotas, Route,
+    Domain, InstanceStat, InstanceState, MappedRoutes, MetadataUpdate, NetworkPolicy, NewApp,
+    NewDestination, NewRoute, Process, ProgressSink, QuotaLevel, QuotaLimits, QuotaUsage, Quotas,
+    Route, RouteState,
 };
 use crate::deploy::api::{
     Deployment, DeploymentState, DeploymentStrategy, NewDeployment, ServiceBinding,
@@ -453,6 +454,15 @@ fn route(r: cf::Route) -> Route {
         path: r.path,
         port: r.port,
         url: r.url,
+    }
+}
+
+/// A route with the destinations its object carries.
+fn route_state(mut r: cf::Route) -> RouteState {
+    let destinations = converted(std::mem::take(&mut r.destinations), destination);
+    RouteState {
+        route: route(r),
+        destinations,
     }
 }
 
@@ -952,16 +962,20 @@ impl CfApi for CfBackend {
         }
     }
 
-    async fn list_app_routes(&self, app: &AppGuid) -> ApiResult<Vec<Route>> {
-        Ok(converted(self.client.list_app_routes(app).await?, route))
+    async fn list_app_routes(&self, app: &AppGuid) -> ApiResult<MappedRoutes> {
+        let (routes, domains) = self.client.list_app_routes_with_domains(app).await?;
+        Ok(MappedRoutes {
+            routes: routes.into_iter().map(route_state).collect(),
+            domains: converted(domains, domain),
+        })
     }
 
-    async fn find_route(&self, r: &NewRoute) -> ApiResult<Option<Route>> {
+    async fn find_route(&self, r: &NewRoute) -> ApiResult<Option<RouteState>> {
         Ok(self
             .client
             .find_route(&r.domain_guid, &r.host, &r.path, r.port)
             .await?
-            .map(route))
+            .map(route_state))
     }
 
     async fn create_route(&self, space_guid: &SpaceGuid, r: &NewRoute) -> ApiResult<Route> {

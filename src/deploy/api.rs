@@ -221,6 +221,21 @@ pub struct Route {
     pub url: String,
 }
 
+/// A route and its destinations (a v3 route object carries them inline).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteState {
+    pub route: Route,
+    pub destinations: Vec<Destination>,
+}
+
+/// The routes mapped to an app, each with all its destinations, and the domains of those
+/// routes.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MappedRoutes {
+    pub routes: Vec<RouteState>,
+    pub domains: Vec<Domain>,
+}
+
 /// A route to create.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewRoute {
@@ -791,15 +806,18 @@ pub trait CfApi: Sync {
     fn find_domain(&self, name: &str) -> impl Future<Output = ApiResult<Option<Domain>>> + Send;
     /// The org's default domain (`GET /v3/organizations/:guid/domains/default`).
     fn default_domain(&self) -> impl Future<Output = ApiResult<Option<Domain>>> + Send;
-    /// Routes mapped to the app (`GET /v3/apps/:guid/routes`).
+    /// Routes mapped to the app, each with its destinations, and their domains
+    /// (`GET /v3/apps/:guid/routes?include=domain`).
     fn list_app_routes(
         &self,
         app_guid: &AppGuid,
-    ) -> impl Future<Output = ApiResult<Vec<Route>>> + Send;
-    /// A route by its parts, `None` when it does not exist
+    ) -> impl Future<Output = ApiResult<MappedRoutes>> + Send;
+    /// A route by its parts, with its destinations; `None` when it does not exist
     /// (`GET /v3/routes?domain_guids=..&hosts=..&paths=..&ports=..`).
-    fn find_route(&self, route: &NewRoute)
-    -> impl Future<Output = ApiResult<Option<Route>>> + Send;
+    fn find_route(
+        &self,
+        route: &NewRoute,
+    ) -> impl Future<Output = ApiResult<Option<RouteState>>> + Send;
     /// Creates a route in the space (`POST /v3/routes`).
     fn create_route(
         &self,

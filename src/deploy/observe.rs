@@ -8,11 +8,9 @@
 
 use std::collections::BTreeMap;
 
-use super::api::{
-    ApiError, App, AppGuid, CfApi, Deployment, Destination, Domain, NetworkPolicy, Process, Route,
-};
+use super::api::{ApiError, App, AppGuid, CfApi, Deployment, Domain, NetworkPolicy, Process};
 use super::lock::{Busy, busy_among};
-use super::request::{AppSpec, DeployRequest};
+use super::request::{AppSpec, DeployRequest, RouteSpec};
 use super::route::{
     RouteAddress, candidate_domains, production_route_strings, resolve_route, temp_route_string,
 };
@@ -37,12 +35,7 @@ pub fn venerable_name(app: &str) -> String {
     format!("{app}-venerable")
 }
 
-/// A route and its destinations.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RouteState {
-    pub route: Route,
-    pub destinations: Vec<Destination>,
-}
+pub use super::api::RouteState;
 
 impl RouteState {
     /// Route `guid` at `<host>.example.com` with a `web` destination of each app GUID in
@@ -50,7 +43,7 @@ impl RouteState {
     #[cfg(test)]
     pub(crate) fn for_tests(guid: &str, host: &str, apps: &[&str]) -> RouteState {
         RouteState {
-            route: Route {
+            route: super::api::Route {
                 guid: guid.into(),
                 host: host.into(),
                 path: String::new(),
@@ -60,7 +53,7 @@ impl RouteState {
             },
             destinations: apps
                 .iter()
-                .map(|a| Destination {
+                .map(|a| super::api::Destination {
                     guid: format!("dest-{guid}-{a}").into(),
                     app_guid: super::api::AppGuid::new(*a),
                     process_type: "web".into(),
@@ -164,20 +157,13 @@ pub fn is_ours(app: &App, role: &str, name: &str) -> bool {
         && app.annotations.get(APP_ANNOTATION).map(String::as_str) == Some(name)
 }
 
-/// The routes mapped to an app, each with all its destinations.
+/// The routes mapped to an app, each with all its destinations (one request: a route object
+/// carries its destinations).
 pub(crate) async fn app_routes<A: CfApi>(
     api: &A,
     app: &AppGuid,
 ) -> Result<Vec<RouteState>, ApiError> {
-    let mut routes = Vec::new();
-    for route in api.list_app_routes(app).await? {
-        let destinations = api.list_destinations(&route.guid).await?;
-        routes.push(RouteState {
-            route,
-            destinations,
-        });
-    }
-    Ok(routes)
+    Ok(api.list_app_routes(app).await?.routes)
 }
 
 /// The route at `address` with its destinations, `None` when it does not exist.
@@ -185,25 +171,26 @@ pub(crate) async fn route_state<A: CfApi>(
     api: &A,
     address: &RouteAddress,
 ) -> Result<Option<RouteState>, ApiError> {
-    let Some(route) = api.find_route(&address.new_route()).await? else {
-        return Ok(None);
-    };
-    let destinations = api.list_destinations(&route.guid).await?;
-    Ok(Some(RouteState {
-        route,
-        destinations,
-    }))
+    api.find_route(&address.new_route()).await
 }
 
 /// Reads an existing app's routes, processes, SSH flag and network policies. The policies are
 /// optional: a policy server that is absent, 404 or 403 (a space developer without
 /// `network.write`) adds a warning to `warnings` and an empty list.
+/// The domains of its routes are added to `domains` (unless there already).
 async fn existing<A: CfApi>(
     api: &A,
     app: App,
     warnings: &mut Vec<String>,
+    domains: &mut Vec<Domain>,
 ) -> Result<ExistingApp, ApiError> {
-    let routes = app_routes(api, &app.guid).await?;
+    let mapped = api.list_app_routes(&app.guid).await?;
+    for d in mapped.domains {
+        if !domains.iter().any(|k| k.guid == d.guid) {
+            domains.push(d);
+        }
+    }
+    let routes = mapped.routes;
     let mut processes = Vec::new();
     for process in api.list_processes(&app.guid).await? {
         processes.push(ProcessState { process });
@@ -232,15 +219,31 @@ async fn existing<A: CfApi>(
     })
 }
 
-/// The domains of every candidate name of every production route of `apps`, `default` first.
+/// The domains the production routes of `apps` need, looked up by every candidate name
+/// (cf CLI order) and added to `known`: `default` first, then the domains of the existing
+/// apps' routes (`known`). A route string that resolves with the known domains to one of the
+/// existing `routes` needs no lookup: Cloud Controller refuses a domain named like an existing
+/// route and a route named like an existing domain, so no other domain can claim it.
 async fn domains<A: CfApi>(
     api: &A,
     apps: &[AppSpec<A::Bits>],
     default: Option<&Domain>,
+    known: Vec<Domain>,
+    routes: &[&RouteState],
 ) -> Result<Vec<Domain>, ApiError> {
+    let mut domains: Vec<Domain> = default.into_iter().cloned().collect();
+    for d in known {
+        if !domains.iter().any(|k| k.guid == d.guid) {
+            domains.push(d);
+        }
+    }
     let mut wanted: Vec<String> = Vec::new();
     for spec in apps {
         for r in production_route_strings(spec, default) {
+            if resolve_route(&r, &domains).is_some_and(|a| routes.iter().any(|s| same_route(&a, s)))
+            {
+                continue;
+            }
             for d in candidate_domains(&r) {
                 if !wanted.contains(&d) {
                     wanted.push(d);
@@ -248,9 +251,8 @@ async fn domains<A: CfApi>(
             }
         }
     }
-    let mut domains: Vec<Domain> = default.into_iter().cloned().collect();
     for name in wanted {
-        if domains.iter().any(|d| d.name == name) {
+        if domains.iter().any(|d| d.name.eq_ignore_ascii_case(&name)) {
             continue;
         }
         if let Some(d) = api.find_domain(&name).await? {
@@ -258,6 +260,13 @@ async fn domains<A: CfApi>(
         }
     }
     Ok(domains)
+}
+
+/// Whether `state` is the route at `addr` (domain, host, path and port).
+fn same_route(addr: &RouteAddress, state: &RouteState) -> bool {
+    let k = &state.route;
+    (&k.domain_guid, &k.host, &k.path, k.port)
+        == (&addr.domain_guid, &addr.host, &addr.path, addr.port)
 }
 
 /// Looks up the routes of `route_strings` not yet in `observed.routes` and records those that
@@ -277,13 +286,7 @@ async fn observe_routes<A: CfApi>(
         if observed.routes.contains_key(&url) {
             continue;
         }
-        let new = addr.new_route();
-        let same = |s: &&&RouteState| {
-            let k = &s.route;
-            (&k.domain_guid, &k.host, &k.path, k.port)
-                == (&new.domain_guid, &new.host, &new.path, new.port)
-        };
-        if let Some(state) = known.iter().find(same) {
+        if let Some(state) = known.iter().find(|s| same_route(&addr, s)) {
             observed.routes.insert(url, (*state).clone());
             continue;
         }
@@ -303,13 +306,12 @@ pub async fn observe<A: CfApi>(
     req: &DeployRequest,
     apps: &[AppSpec<A::Bits>],
 ) -> Result<Observed, ApiError> {
-    let mut observed = Observed {
-        default_domain: api.default_domain().await?,
-        ..Observed::default()
-    };
+    let mut observed = Observed::default();
     let ours = api.find_apps_by_label(&req.space_guid, ROLE_LABEL).await?;
 
-    observed.domains = domains(api, apps, observed.default_domain.as_ref()).await?;
+    // The apps first: their routes (with destinations and domains) spare lookups below.
+    let mut known_domains = Vec::new();
+    let mut found = Vec::new();
     for spec in apps {
         let names = vec![
             spec.name.clone(),
@@ -318,14 +320,18 @@ pub async fn observe<A: CfApi>(
         ];
         let by_name = api.find_apps_by_name(&req.space_guid, &names).await?;
         let live = match by_name.iter().find(|a| a.name == spec.name) {
-            Some(a) => Some(existing(api, a.clone(), &mut observed.warnings).await?),
+            Some(a) => {
+                Some(existing(api, a.clone(), &mut observed.warnings, &mut known_domains).await?)
+            }
             None => None,
         };
         let mut leftover_candidates = Vec::new();
         let mut venerables = Vec::new();
         for a in ours.iter().filter(|a| a.name != spec.name) {
             if is_ours(a, ROLE_CANDIDATE, &spec.name) {
-                leftover_candidates.push(existing(api, a.clone(), &mut observed.warnings).await?);
+                leftover_candidates.push(
+                    existing(api, a.clone(), &mut observed.warnings, &mut known_domains).await?,
+                );
             } else if is_ours(a, ROLE_VENERABLE, &spec.name) {
                 venerables.push(a.clone());
             }
@@ -340,7 +346,49 @@ pub async fn observe<A: CfApi>(
             })
             .cloned()
             .collect();
+        found.push(ObservedApp {
+            name: spec.name.clone(),
+            live,
+            leftover_candidates,
+            venerables,
+            foreign_names,
+            active_deployment: None,
+        });
+    }
 
+    // Domains: the org's default one only when a route is made from it (the default route,
+    // or a temporary route without a production route to take the domain from).
+    let existing_routes: Vec<&RouteState> = found
+        .iter()
+        .flat_map(|o| o.live.iter().chain(&o.leftover_candidates))
+        .flat_map(|a| &a.routes)
+        .collect();
+    let default_route = apps.iter().any(|s| s.routes == RouteSpec::Default);
+    if default_route {
+        observed.default_domain = api.default_domain().await?;
+    }
+    observed.domains = domains(
+        api,
+        apps,
+        observed.default_domain.as_ref(),
+        known_domains,
+        &existing_routes,
+    )
+    .await?;
+    let needs_default = |domains: &[Domain]| {
+        apps.iter()
+            .any(|s| temp_route_string(s, &req.temp_route_suffix, domains, None).is_none())
+    };
+    if !default_route && needs_default(&observed.domains) {
+        observed.default_domain = api.default_domain().await?;
+        if let Some(d) = &observed.default_domain
+            && !observed.domains.iter().any(|k| k.guid == d.guid)
+        {
+            observed.domains.insert(0, d.clone());
+        }
+    }
+
+    for (spec, mut oa) in apps.iter().zip(found) {
         // Production routes and the temp route: existence and destinations.
         let mut route_strings = production_route_strings(spec, observed.default_domain.as_ref());
         if let Some(t) = temp_route_string(
@@ -351,29 +399,22 @@ pub async fn observe<A: CfApi>(
         ) {
             route_strings.push(t);
         }
-        let known: Vec<&RouteState> = live
+        let known: Vec<&RouteState> = oa
+            .live
             .iter()
-            .chain(&leftover_candidates)
+            .chain(&oa.leftover_candidates)
             .flat_map(|a| &a.routes)
             .collect();
         observe_routes(api, route_strings, &known, &mut observed).await?;
 
         // A rolling or canary push must not start next to a deployment it did not create.
-        let active_deployment = match &live {
+        oa.active_deployment = match &oa.live {
             Some(l) if super::strategy::deployment_strategy(req.strategy).is_some() => {
                 api.find_active_deployment(&l.app.guid).await?
             }
             _ => None,
         };
-
-        observed.apps.push(ObservedApp {
-            name: spec.name.clone(),
-            live,
-            leftover_candidates,
-            venerables,
-            foreign_names,
-            active_deployment,
-        });
+        observed.apps.push(oa);
     }
     // Optional: Cloud Controller enforces the quotas anyway; a read that fails for any reason
     // only skips our check (said once by the caller).

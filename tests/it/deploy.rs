@@ -120,6 +120,45 @@ async fn first_deploy_is_a_plain_push_without_candidate() {
     );
 }
 
+/// The `find_domain`, `default_domain` and `list_destinations` reads of the fake's call log.
+fn domain_reads(cf: &FakeCf) -> Vec<String> {
+    cf.calls()
+        .into_iter()
+        .filter(|c| {
+            c.starts_with("find_domain")
+                || c.starts_with("default_domain")
+                || c.starts_with("list_destinations")
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_live_apps_routes_carry_their_destinations_and_domains() {
+    // The manifest's route is mapped to the live app: its domain and destinations come with
+    // the app's routes, nothing is looked up.
+    let cf = world();
+    let (outcome, events) = deploy(&cf, &req(), &[spec("web")]).await;
+    assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
+    assert_eq!(domain_reads(&cf), Vec::<String>::new());
+
+    // A manifest route the live app does not have: its whole name is looked up as a domain
+    // (it might be one); its parent is known from the live app's routes.
+    let cf = world();
+    let mut s = spec("web");
+    s.routes = RouteSpec::Routes(vec!["web.example.com".into(), "shop.example.com".into()]);
+    let (outcome, events) = deploy(&cf, &req(), &[s]).await;
+    assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
+    assert_eq!(domain_reads(&cf), vec!["find_domain shop.example.com"]);
+
+    // The default route needs the org's default domain, read once.
+    let cf = world();
+    let mut s = spec("web");
+    s.routes = RouteSpec::Default;
+    let (outcome, events) = deploy(&cf, &req(), &[s]).await;
+    assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
+    assert_eq!(domain_reads(&cf), vec!["default_domain "]);
+}
+
 #[tokio::test(start_paused = true)]
 async fn dry_run_changes_nothing() {
     let cf = world();

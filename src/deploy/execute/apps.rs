@@ -187,7 +187,7 @@ impl<A: CfApi> Exec<'_, A> {
         // deletes it with the app.
         if applied.is_ok() && render.random_route {
             match api.list_app_routes(&created.guid).await {
-                Ok(r) => server_routes = r,
+                Ok(r) => server_routes = r.routes.into_iter().map(|s| s.route).collect(),
                 Err(e) => applied = Err(e),
             }
         }

@@ -18,7 +18,7 @@ impl<A: CfApi> Exec<'_, A> {
             Ok(r) => Ok(StepOutput::Route(r)),
             Err(e) => {
                 let partial = match self.api.find_route(&route.new_route()).await {
-                    Ok(Some(r)) => Some(StepOutput::Route(r)),
+                    Ok(Some(r)) => Some(StepOutput::Route(r.route)),
                     _ => None,
                 };
                 Err(StepFailure {

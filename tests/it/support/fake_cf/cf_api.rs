@@ -7,10 +7,10 @@ use std::time::{Duration, SystemTime};
 use cf_zero_downtime::deploy::api::{
     ApiError, ApiResult, App, AppGuid, AppSource, AppState, BuildGuid, BuildState, CfApi,
     CrashEvent, CrashEvents, Deployment, DeploymentGuid, DeploymentState, DeploymentStrategy,
-    Destination, DestinationGuid, Domain, DropletGuid, InstanceStat, InstanceState, MetadataUpdate,
-    NetworkPolicy, NewApp, NewDeployment, NewDestination, NewRoute, NewTask, PackageGuid, Process,
-    ProcessGuid, ProgressSink, Quotas, Route, RouteGuid, ServiceBinding,
-    ServiceCredentialBindingGuid, SpaceGuid, TaskGuid, TaskState,
+    Destination, DestinationGuid, Domain, DropletGuid, InstanceStat, InstanceState, MappedRoutes,
+    MetadataUpdate, NetworkPolicy, NewApp, NewDeployment, NewDestination, NewRoute, NewTask,
+    PackageGuid, Process, ProcessGuid, ProgressSink, Quotas, Route, RouteGuid, RouteState,
+    ServiceBinding, ServiceCredentialBindingGuid, SpaceGuid, TaskGuid, TaskState,
 };
 
 use cf_zero_downtime::deploy::route::resolve_route;
@@ -615,26 +615,39 @@ impl CfApi for FakeCf {
         Ok(self.lock().domains.first().cloned())
     }
 
-    async fn list_app_routes(&self, app: &AppGuid) -> ApiResult<Vec<Route>> {
+    async fn list_app_routes(&self, app: &AppGuid) -> ApiResult<MappedRoutes> {
         let app = app.as_str();
         self.enter("list_app_routes", app)?;
-        Ok(self
-            .lock()
+        let s = self.lock();
+        let routes: Vec<RouteState> = s
             .routes
             .values()
             .filter(|(_, d)| d.iter().any(|d| d.app_guid == app))
-            .map(|(r, _)| r.clone())
-            .collect())
+            .map(|(r, d)| RouteState {
+                route: r.clone(),
+                destinations: d.clone(),
+            })
+            .collect();
+        let domains = s
+            .domains
+            .iter()
+            .filter(|d| routes.iter().any(|r| r.route.domain_guid == d.guid))
+            .cloned()
+            .collect();
+        Ok(MappedRoutes { routes, domains })
     }
 
-    async fn find_route(&self, route: &NewRoute) -> ApiResult<Option<Route>> {
+    async fn find_route(&self, route: &NewRoute) -> ApiResult<Option<RouteState>> {
         self.enter("find_route", &route.host)?;
         let s = self.lock();
         let url = Self::url_of(&s, route);
         Ok(s.routes
             .values()
             .find(|(r, _)| r.url == url)
-            .map(|(r, _)| r.clone()))
+            .map(|(r, d)| RouteState {
+                route: r.clone(),
+                destinations: d.clone(),
+            }))
     }
 
     async fn create_route(&self, _space: &SpaceGuid, route: &NewRoute) -> ApiResult<Route> {
