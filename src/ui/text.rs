@@ -10,10 +10,11 @@
 //! Depends on: deploy::event, indicatif. Must not: decide anything.
 
 use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::deploy::analysis::{VerdictKind, VersionStats, fmt_ppm};
 use crate::deploy::event::{Event, LogLine, Outcome, Reporter};
@@ -23,10 +24,19 @@ use crate::deploy::step::fmt_duration;
 pub struct TextReporter<W: Write + Send> {
     out: W,
     terminal: bool,
-    bar: Option<ProgressBar>,
-    spinner: Option<ProgressBar>,
-    last_detail: Option<String>,
-    upload_done: bool,
+    /// Draws the bars and spinners (terminal only), one line per app.
+    multi: Option<MultiProgress>,
+    /// The upload bar of each app uploading now.
+    bars: BTreeMap<String, ProgressBar>,
+    /// The spinner of each app waiting now (the drain's app is empty).
+    spinners: BTreeMap<String, ProgressBar>,
+    /// The last wait detail printed per app (plain output prints changes only).
+    last_detail: BTreeMap<String, String>,
+    /// The apps whose upload was said done.
+    upload_done: BTreeSet<String>,
+    /// The run deploys several apps (whose steps may run at the same time, `--parallel`):
+    /// every line of an app names it.
+    several: bool,
     /// The run is a `zero-downtime-rollback` (its summary lines say so).
     rollback_cmd: bool,
     /// The run's request count, said next to the last line.
@@ -122,10 +132,12 @@ impl<W: Write + Send> TextReporter<W> {
         TextReporter {
             out,
             terminal: false,
-            bar: None,
-            spinner: None,
-            last_detail: None,
-            upload_done: false,
+            multi: None,
+            bars: BTreeMap::new(),
+            spinners: BTreeMap::new(),
+            last_detail: BTreeMap::new(),
+            upload_done: BTreeSet::new(),
+            several: false,
             rollback_cmd: false,
             requests: None,
         }
@@ -144,75 +156,111 @@ impl<W: Write + Send> TextReporter<W> {
         self.out
     }
 
-    fn clear_progress(&mut self) {
-        if let Some(b) = self.bar.take() {
+    /// Ends the bar and spinner of `app`; of every app when the run has one app (a step
+    /// ends whatever its run showed) or `app` is `None`.
+    fn clear_progress(&mut self, app: Option<&str>) {
+        let several = self.several;
+        let keep = |a: &String| app.is_some_and(|app| several && a != app);
+        let mut ended: Vec<ProgressBar> = Vec::new();
+        for map in [&mut self.bars, &mut self.spinners] {
+            let gone: Vec<String> = map.keys().filter(|a| !keep(a)).cloned().collect();
+            ended.extend(gone.iter().filter_map(|a| map.remove(a)));
+        }
+        for b in ended {
             b.finish_and_clear();
-        }
-        if let Some(s) = self.spinner.take() {
-            s.finish_and_clear();
-        }
-        self.last_detail = None;
-    }
-
-    /// Writes `s` (each of its `\n`-separated lines) through [`terminal_safe`].
-    fn line(&mut self, s: &str) {
-        write_lines(&mut self.out, s);
-    }
-
-    /// A line while a wait's spinner may be drawn: the spinner steps aside for it.
-    fn line_above_spinner(&mut self, s: &str) {
-        match &self.spinner {
-            Some(sp) => {
-                let out = &mut self.out;
-                sp.suspend(|| write_lines(out, s));
+            if let Some(m) = &self.multi {
+                m.remove(&b);
             }
-            None => self.line(s),
+        }
+        self.last_detail.retain(|a, _| keep(a));
+    }
+
+    /// `s` naming `app` when the run has several apps: after its indent, `app: `.
+    fn tagged(&self, app: &str, s: &str) -> String {
+        if !self.several || app.is_empty() {
+            return s.to_string();
+        }
+        let body = s.trim_start_matches(' ');
+        let indent = &s[..s.len() - body.len()];
+        format!("{indent}{app}: {body}")
+    }
+
+    /// Writes `s` (each of its `\n`-separated lines) through [`terminal_safe`]; the bars and
+    /// spinners drawn step aside for it.
+    fn line(&mut self, s: &str) {
+        match &self.multi {
+            Some(m) if !self.bars.is_empty() || !self.spinners.is_empty() => {
+                let out = &mut self.out;
+                m.suspend(|| write_lines(out, s));
+            }
+            _ => write_lines(&mut self.out, s),
         }
     }
 
-    fn progress(&mut self, sent: u64, total: Option<u64>) {
+    /// A line of `app`: named when the run has several apps.
+    fn app_line(&mut self, app: &str, s: &str) {
+        let l = self.tagged(app, s);
+        self.line(&l);
+    }
+
+    /// Where the bars and spinners are drawn (stderr), made at the first one.
+    fn multi(&mut self) -> MultiProgress {
+        self.multi
+            .get_or_insert_with(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()))
+            .clone()
+    }
+
+    fn progress(&mut self, app: &str, sent: u64, total: Option<u64>) {
         if !self.terminal {
             if let Some(t) = total
                 && sent >= t
-                && !self.upload_done
+                && self.upload_done.insert(app.to_string())
             {
-                self.upload_done = true;
-                self.line(&format!("   uploaded {}", human_bytes(t)));
+                self.app_line(app, &format!("   uploaded {}", human_bytes(t)));
             }
             return;
         }
-        let bar = self.bar.get_or_insert_with(|| {
-            let b = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr());
-            let style = ProgressStyle::with_template(
-                "   {bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} {elapsed}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar());
-            b.set_style(style);
-            b
-        });
+        let bar = match self.bars.get(app) {
+            Some(b) => b.clone(),
+            None => {
+                let b = self.multi().add(ProgressBar::new(total.unwrap_or(0)));
+                let style = ProgressStyle::with_template(
+                    "   {prefix}{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} {elapsed}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar());
+                b.set_style(style);
+                b.set_prefix(self.tagged(app, ""));
+                self.bars.insert(app.to_string(), b.clone());
+                b
+            }
+        };
         if let Some(t) = total {
             bar.set_length(t);
         }
         bar.set_position(sent);
     }
 
-    fn waiting(&mut self, detail: &str) {
+    fn waiting(&mut self, app: &str, detail: &str) {
         if !self.terminal {
-            if self.last_detail.as_deref() != Some(detail) {
-                self.last_detail = Some(detail.to_string());
-                self.line(&format!("   {detail}"));
+            if self.last_detail.get(app).map(String::as_str) != Some(detail) {
+                self.last_detail.insert(app.to_string(), detail.to_string());
+                self.app_line(app, &format!("   {detail}"));
             }
             return;
         }
-        let sp = self.spinner.get_or_insert_with(|| {
-            let s = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-            let style = ProgressStyle::with_template("   {spinner} {msg} ({elapsed})")
-                .unwrap_or_else(|_| ProgressStyle::default_spinner());
-            s.set_style(style);
-            s.enable_steady_tick(Duration::from_millis(120));
-            s
-        });
-        sp.set_message(terminal_safe(detail).into_owned());
+        let sp = match self.spinners.get(app) {
+            Some(s) => s.clone(),
+            None => {
+                let s = self.multi().add(ProgressBar::new_spinner());
+                let style = ProgressStyle::with_template("   {spinner} {msg} ({elapsed})")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner());
+                s.set_style(style);
+                s.enable_steady_tick(Duration::from_millis(120));
+                self.spinners.insert(app.to_string(), s.clone());
+                s
+            }
+        };
+        sp.set_message(terminal_safe(&self.tagged(app, detail)).into_owned());
     }
 
     /// The first lines of a run: what is pushed (or rolled back) where, and by whom.
@@ -231,6 +279,7 @@ impl<W: Write + Send> TextReporter<W> {
         };
         let who = user.map(|u| format!(" as {u}")).unwrap_or_default();
         self.rollback_cmd = strategy == crate::deploy::rollback::STRATEGY;
+        self.several = apps.len() > 1;
         if self.rollback_cmd {
             self.line(&format!(
                 "Rolling back {what} to its previous version in org {org} / space {space}{who}..."
@@ -244,10 +293,10 @@ impl<W: Write + Send> TextReporter<W> {
     }
 
     /// The end of a step's progress, and the warnings the step collected.
-    fn step_warnings(&mut self, warnings: &[String]) {
-        self.clear_progress();
+    fn step_warnings(&mut self, app: &str, warnings: &[String]) {
+        self.clear_progress(Some(app));
         for w in warnings {
-            self.line(&format!("Warning: {w}"));
+            self.app_line(app, &format!("Warning: {w}"));
         }
     }
 
@@ -269,27 +318,28 @@ impl<W: Write + Send> TextReporter<W> {
     /// The numbers of both versions in a canary step, the verdict and its reasons.
     fn canary_verdict(
         &mut self,
+        app: &str,
         candidate: &VersionStats,
         live: &VersionStats,
         verdict: VerdictKind,
         reasons: &[String],
     ) {
-        self.line(&format!("      new:  {}", version_line(candidate)));
-        self.line(&format!("      live: {}", version_line(live)));
+        self.app_line(app, &format!("      new:  {}", version_line(candidate)));
+        self.app_line(app, &format!("      live: {}", version_line(live)));
         let v = match verdict {
             VerdictKind::Pass => "pass",
             VerdictKind::Fail => "FAIL",
             VerdictKind::NoTrafficPass => "pass (too little traffic)",
             VerdictKind::NoTrafficFail => "FAIL (too little traffic)",
         };
-        self.line(&format!("      verdict: {v}"));
+        self.app_line(app, &format!("      verdict: {v}"));
         for r in reasons {
-            self.line(&format!("      - {r}"));
+            self.app_line(app, &format!("      - {r}"));
         }
     }
 
     fn finished(&mut self, outcome: &Outcome, elapsed: Duration) {
-        self.clear_progress();
+        self.clear_progress(None);
         match outcome {
             Outcome::Deployed if self.rollback_cmd => {
                 self.line(&format!("Rollback took {}.", fmt_duration(elapsed)));
@@ -359,7 +409,12 @@ impl<W: Write + Send> Reporter for TextReporter<W> {
                 steps,
                 dry_run,
             } => self.plan(&apps, &steps, dry_run),
-            Event::Warning { message, .. } => self.line(&format!("Warning: {message}")),
+            Event::Warning { app, message } => {
+                self.app_line(
+                    app.as_deref().unwrap_or_default(),
+                    &format!("Warning: {message}"),
+                );
+            }
             Event::StrategyChosen {
                 strategy,
                 max_in_flight,
@@ -372,29 +427,36 @@ impl<W: Write + Send> Reporter for TextReporter<W> {
                 self.line(&format!("Strategy auto: {how}: {reason}"));
             }
             Event::Notice { app, message } => {
-                self.clear_progress();
+                self.clear_progress(app.as_deref());
                 let l = match app {
                     Some(app) => format!("Note: {app}: {message}"),
                     None => format!("Note: {message}"),
                 };
                 self.line(&l);
             }
-            Event::StepStarted { description, .. } => {
-                self.clear_progress();
-                self.line(&format!("{description}..."));
-            }
-            Event::StepFinished { warnings, .. } => self.step_warnings(&warnings),
-            Event::StepFailed {
-                error, warnings, ..
+            Event::StepStarted {
+                app, description, ..
             } => {
-                self.step_warnings(&warnings);
-                self.line(&format!("FAILED: {error}"));
+                self.clear_progress(Some(&app));
+                self.app_line(&app, &format!("{description}..."));
             }
-            Event::UploadProgress { sent, total, .. } => self.progress(sent, total),
+            Event::StepFinished { app, warnings, .. } => self.step_warnings(&app, &warnings),
+            Event::StepFailed {
+                app,
+                error,
+                warnings,
+                ..
+            } => {
+                self.step_warnings(&app, &warnings);
+                self.app_line(&app, &format!("FAILED: {error}"));
+            }
+            Event::UploadProgress {
+                app, sent, total, ..
+            } => self.progress(&app, sent, total),
             // The spinner shows its own elapsed time; plain output prints changes only.
-            Event::Waiting { detail, .. } => self.waiting(&detail),
+            Event::Waiting { app, detail, .. } => self.waiting(&app, &detail),
             Event::RollbackStarted { .. } => {
-                self.clear_progress();
+                self.clear_progress(None);
                 self.line("");
                 self.line("Rolling back...");
             }
@@ -414,24 +476,22 @@ impl<W: Write + Send> Reporter for TextReporter<W> {
             Event::DrainEnded {
                 elapsed, reason, ..
             } => {
-                self.clear_progress();
+                self.clear_progress(Some(""));
                 self.line(&format!(
                     "   drain ended after {}: {reason}",
                     fmt_duration(elapsed)
                 ));
             }
-            Event::Log { line, .. } => {
-                let l = log_line(&line);
-                self.line_above_spinner(&l);
-            }
-            Event::LastLogs { name, lines, .. } => {
-                self.clear_progress();
+            Event::Log { app, line } => self.app_line(&app, &log_line(&line)),
+            Event::LastLogs { app, name, lines } => {
+                self.clear_progress(Some(&app));
                 self.line(&format!("Last log lines of {name}:"));
                 for l in &lines {
-                    self.line(&log_line(l));
+                    self.app_line(&app, &log_line(l));
                 }
             }
             Event::CanaryAnalysis {
+                app,
                 step,
                 steps,
                 traffic_share_pct,
@@ -442,18 +502,17 @@ impl<W: Write + Send> Reporter for TextReporter<W> {
                 live,
                 verdict,
                 reasons,
-                ..
             } => {
-                self.clear_progress();
-                self.line(&format!(
+                self.clear_progress(Some(&app));
+                self.app_line(&app, &format!(
                     "   Canary step {step} of {steps}: {traffic_share_pct}% of the requests ({candidate_instances} new / {live_instances} live instances), observed {}",
                     fmt_duration(interval)
                 ));
-                self.canary_verdict(&candidate, &live, verdict, &reasons);
+                self.canary_verdict(&app, &candidate, &live, verdict, &reasons);
             }
-            Event::CanaryPromoted { reason, .. } => {
-                self.clear_progress();
-                self.line(&format!("   Promoting: {reason}"));
+            Event::CanaryPromoted { app, reason } => {
+                self.clear_progress(Some(&app));
+                self.app_line(&app, &format!("   Promoting: {reason}"));
             }
         }
     }
@@ -594,6 +653,88 @@ mod tests {
         );
         let out = render(vec![started("blue-green"), finished(Outcome::Deployed)]);
         assert!(out.ends_with("Deploy took 2s.\ndeployed\n"), "{out}");
+    }
+
+    /// Several apps, their steps interleaved (`--parallel`): every line of an app names it,
+    /// and each app's waits and upload are said on lines of their own.
+    #[test]
+    fn the_lines_of_several_apps_name_their_app() {
+        let step = |app: &str, i: usize, description: &str| Event::StepStarted {
+            index: i,
+            total: 9,
+            kind: "k".into(),
+            app: app.into(),
+            description: description.into(),
+        };
+        let wait = |app: &str, detail: &str| Event::Waiting {
+            app: app.into(),
+            what: "staging".into(),
+            elapsed: Duration::from_secs(1),
+            detail: detail.into(),
+        };
+        let upload = |app: &str| Event::UploadProgress {
+            app: app.into(),
+            sent: 2048,
+            total: Some(2048),
+        };
+        let out = render(vec![
+            Event::Started {
+                org: "o".into(),
+                space: "s".into(),
+                user: None,
+                apps: vec!["web".into(), "api".into()],
+                strategy: "blue-green".into(),
+            },
+            step("web", 1, "Uploading web-candidate"),
+            step("api", 2, "Uploading api-candidate"),
+            upload("api"),
+            upload("web"),
+            step("web", 3, "Staging web-candidate"),
+            wait("web", "staging"),
+            step("api", 4, "Staging api-candidate"),
+            wait("api", "staging"),
+            wait("web", "staging"),
+            Event::Log {
+                app: "api".into(),
+                line: LogLine {
+                    source: "STG/0".into(),
+                    stderr: false,
+                    text: "Downloading".into(),
+                },
+            },
+            wait("api", "staging"),
+            Event::StepFailed {
+                index: 4,
+                kind: "stage".into(),
+                app: "api".into(),
+                elapsed: Duration::from_secs(2),
+                error: "staging failed".into(),
+                warnings: vec!["low disk".into()],
+            },
+            Event::Warning {
+                app: None,
+                message: "run-wide".into(),
+            },
+        ]);
+        assert_eq!(
+            out,
+            concat!(
+                "Pushing apps web, api to org o / space s...\n",
+                "Getting app info...\n",
+                "web: Uploading web-candidate...\n",
+                "api: Uploading api-candidate...\n",
+                "   api: uploaded 2.0 KiB\n",
+                "   web: uploaded 2.0 KiB\n",
+                "web: Staging web-candidate...\n",
+                "   web: staging\n",
+                "api: Staging api-candidate...\n",
+                "   api: staging\n",
+                "   api: [STG/0] Downloading\n",
+                "api: Warning: low disk\n",
+                "api: FAILED: staging failed\n",
+                "Warning: run-wide\n",
+            )
+        );
     }
 
     #[test]

@@ -182,7 +182,11 @@ async fn a_failing_task_of_the_second_app_leaves_both_apps_on_the_old_version() 
     let m2 = version(&w, "v2", &["web", "api"]);
     w.sim.faults().fail_task("api-candidate", 1);
     w.sim.clear_call_log();
-    let (outcome, events) = w.push(with_task(&m2, "sh migrate.sh")).await;
+    // One app after the other: the first app's task has run when the second's fails (with
+    // --parallel the second's failure may cut the first's short; deploy.rs covers that).
+    let mut args = with_task(&m2, "sh migrate.sh");
+    args.parallel = Some(1);
+    let (outcome, events) = w.push(args).await;
     w.settle().await;
     let report = load.stop().await;
     eprintln!(
