@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::guid::{OrganizationGuid, SpaceGuid, SpaceQuotaGuid};
 use super::metadata::Metadata;
+use super::organizations::Organization;
 use super::relationships::ToOne;
 use super::request::join_filter;
 use super::{Client, Error};
@@ -65,4 +66,37 @@ impl Client {
         self.get_json(self.url(&format!("/v3/spaces/{guid}"))?)
             .await
     }
+
+    /// `GET /v3/spaces/:guid?include=organization`: the space and its organization (`None`
+    /// when the answer does not include it).
+    pub async fn get_space_with_organization(
+        &self,
+        guid: &SpaceGuid,
+    ) -> Result<(Space, Option<Organization>), Error> {
+        let query = [("include", "organization".to_owned())];
+        let url = self.url_with(&format!("/v3/spaces/{guid}"), &query)?;
+        let answer: SpaceWithIncluded = self.get_json(url).await?;
+        let org_guid = answer.space.relationships.organization.guid().cloned();
+        let org = answer
+            .included
+            .organizations
+            .into_iter()
+            .find(|o| Some(&o.guid) == org_guid.as_ref());
+        Ok((answer.space, org))
+    }
+}
+
+/// A space with the `included` object of `include=organization`.
+#[derive(Deserialize)]
+struct SpaceWithIncluded {
+    #[serde(flatten)]
+    space: Space,
+    #[serde(default, deserialize_with = "null_as_default")]
+    included: IncludedOrganizations,
+}
+
+#[derive(Default, Deserialize)]
+struct IncludedOrganizations {
+    #[serde(default, deserialize_with = "null_as_default")]
+    organizations: Vec<Organization>,
 }

@@ -270,16 +270,24 @@ impl CfBackend {
         }
     }
 
-    /// The org quota's level.
-    async fn org_level(&self, org: Option<&OrganizationGuid>) -> ApiResult<QuotaLevel> {
+    /// The org quota's level; `included` is the organization when the space's answer
+    /// included it (read here otherwise).
+    async fn org_level(
+        &self,
+        org: Option<&OrganizationGuid>,
+        included: Option<cf::Organization>,
+    ) -> ApiResult<QuotaLevel> {
         let Some(org) = org else {
             return Ok(QuotaLevel::Unknown(
                 "the space names no organization".to_string(),
             ));
         };
-        let o = match self.client.get_organization(org).await {
-            Ok(o) => o,
-            Err(e) => return unknown_level("the organization", &e),
+        let o = match included {
+            Some(o) => o,
+            None => match self.client.get_organization(org).await {
+                Ok(o) => o,
+                Err(e) => return unknown_level("the organization", &e),
+            },
         };
         let Some(q) = o.relationships.quota.guid() else {
             return Ok(QuotaLevel::Unlimited);
@@ -1396,12 +1404,12 @@ impl CfApi for CfBackend {
     }
 
     async fn quotas(&self, space_guid: &SpaceGuid) -> ApiResult<Quotas> {
-        let space = self.client.get_space(space_guid).await?;
+        let (space, org) = self.client.get_space_with_organization(space_guid).await?;
         let space_level = self
             .space_level(space_guid, space.relationships.quota.guid())
             .await?;
         let org_level = self
-            .org_level(space.relationships.organization.guid())
+            .org_level(space.relationships.organization.guid(), org)
             .await?;
         Ok(Quotas {
             space: space_level,

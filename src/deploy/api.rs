@@ -934,8 +934,8 @@ pub trait CfApi: Sync {
         process_guid: &ProcessGuid,
         instances: u32,
     ) -> impl Future<Output = ApiResult<()>> + Send;
-    /// The space's and its org's quotas with their usage (`GET /v3/spaces/:guid` and
-    /// `/v3/organizations/:guid` for `relationships.quota`, `/v3/space_quotas/:guid`,
+    /// The space's and its org's quotas with their usage (`GET /v3/spaces/:guid` with
+    /// `include=organization` for both `relationships.quota`, `/v3/space_quotas/:guid`,
     /// `/v3/organization_quotas/:guid`, and the usage summaries). Read-only. A level that is
     /// absent, 403 or 404 for this user is [`QuotaLevel::Unknown`], not an error.
     fn quotas(&self, space_guid: &SpaceGuid) -> impl Future<Output = ApiResult<Quotas>> + Send;

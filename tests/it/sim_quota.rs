@@ -319,6 +319,7 @@ async fn the_backend_reads_both_levels_with_or_without_a_space_usage_summary() {
             routes: Some(1),
         },
     };
+    w.sim.clear_call_log();
     let q = backend.quotas(&space).await.unwrap();
     assert_eq!(q.space, expected_space);
     assert!(
@@ -326,6 +327,21 @@ async fn the_backend_reads_both_levels_with_or_without_a_space_usage_summary() {
             if limits.name == "default" && limits.total_memory_mb.is_none() && usage.memory_mb == 128),
         "{:?}",
         q.org
+    );
+    // The organization comes with the space (include=organization), not read on its own.
+    let org_path = format!("/v3/organizations/{}", w.sim.org_guid());
+    let calls: Vec<String> = w
+        .sim
+        .call_log()
+        .iter()
+        .map(|c| format!("{} {}?{}", c.method, c.path, c.query))
+        .collect();
+    assert!(
+        calls.iter().any(|c| c.contains("include=organization"))
+            && !calls
+                .iter()
+                .any(|c| c.starts_with(&format!("GET {org_path}?"))),
+        "{calls:#?}"
     );
     // A Cloud Controller without the space usage summary (404): the same numbers, summed.
     let fail = |path: &str, status: u16, times: u32| {

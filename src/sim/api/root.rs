@@ -233,12 +233,28 @@ pub(super) fn spaces_and_orgs(
     (spaces.iter().map(|sp| present_space(s, sp)).collect(), orgs)
 }
 
-async fn get_space(AxState(s): SharedState, Path(guid): Path<String>) -> ApiResult {
-    let st = s.lock();
-    let sp = st
-        .space(&guid)
-        .ok_or_else(|| ApiError::not_found("Space"))?;
-    ok(present_space(&s, sp))
+/// `GET /v3/spaces/:guid[?include=organization]`.
+async fn get_space(AxState(s): SharedState, Path(guid): Path<String>, q: Q) -> ApiResult {
+    let (body, orgs) = {
+        let st = s.lock();
+        let sp = st
+            .space(&guid)
+            .ok_or_else(|| ApiError::not_found("Space"))?;
+        let orgs: Vec<Value> = st
+            .orgs
+            .iter()
+            .filter(|o| o.meta.guid == sp.org_guid)
+            .map(|o| present_org(&s, o))
+            .collect();
+        (present_space(&s, sp), orgs)
+    };
+    let resp = ok(body)?;
+    if q.get("include")
+        .is_some_and(|i| i.split(',').any(|x| x == "organization"))
+    {
+        return Ok(with_included(resp, "organizations", orgs).await);
+    }
+    Ok(resp)
 }
 
 pub(super) fn present_domain(s: &Shared, d: &Domain) -> Value {
