@@ -8,7 +8,10 @@
 //! `PACKAGE_BENCH_KEEP` (set: keep the generated trees).
 //!
 //! Each packaging run happens in a child process (this binary with `--package-child <dir>`) so
-//! its peak RSS (`VmHWM`) covers packaging only.
+//! its peak RSS (`VmHWM`) covers packaging only. The large tree's child also uploads: it
+//! matches resources and streams the zip with the plugin's own Cloud Controller client
+//! (`cf::Client`, multipart upload from the file) to a sink on 127.0.0.1 that this process
+//! serves and that counts and drops the bytes, so its peak RSS covers packing and uploading.
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -18,7 +21,12 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use cf_zero_downtime::cf;
 use cf_zero_downtime::package::{AppSource, BitsApi, ProgressFn, Resource, push_bits, scan};
+use futures::StreamExt;
+use secrecy::SecretString;
 use sha1::{Digest, Sha1};
 
 const MB: u64 = 1024 * 1024;
@@ -196,6 +204,116 @@ impl BitsApi for CachingApi {
     }
 }
 
+/// Uploads through the plugin's Cloud Controller client, as a push does.
+struct HttpApi {
+    client: cf::Client,
+}
+
+impl HttpApi {
+    fn new(url: &str) -> Self {
+        let token = Arc::new(cf::StaticToken(SecretString::from("bench-token")));
+        HttpApi {
+            client: cf::Client::new(cf::ClientConfig::new(url, token)).expect("client"),
+        }
+    }
+}
+
+/// An error of the client, shown as text.
+#[derive(Debug)]
+struct HttpError(String);
+
+impl std::fmt::Display for HttpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for HttpError {}
+
+impl BitsApi for HttpApi {
+    type Error = HttpError;
+
+    async fn match_resources(&self, candidates: Vec<Resource>) -> Result<Vec<Resource>, HttpError> {
+        let asked: Vec<cf::Resource> = candidates
+            .iter()
+            .map(|r| cf::Resource::new(r.path.clone(), r.sha1.clone(), r.size, r.mode))
+            .collect();
+        let found = self
+            .client
+            .match_resources(&asked)
+            .await
+            .map_err(|e| HttpError(e.to_string()))?;
+        // The sink knows no file: a first push.
+        assert!(found.is_empty(), "the sink matched {} files", found.len());
+        Ok(Vec::new())
+    }
+
+    async fn upload(
+        &self,
+        guid: &str,
+        _matched: Vec<Resource>,
+        zip: Option<&Path>,
+        progress: ProgressFn,
+    ) -> Result<(), HttpError> {
+        self.client
+            .upload_package_bits(&cf::PackageGuid::new(guid), &[], zip, move |sent, total| {
+                progress(sent, total)
+            })
+            .await
+            .map_err(|e| HttpError(e.to_string()))?;
+        Ok(())
+    }
+}
+
+/// Serves on 127.0.0.1 (in a thread of this process) what the upload needs: an empty resource
+/// match and a package upload whose body is counted and dropped. Returns its URL and the count
+/// of upload body bytes received.
+fn start_sink() -> (String, Arc<AtomicU64>) {
+    use axum::Router;
+    use axum::body::Body;
+    use axum::extract::{Path as UrlPath, State};
+    use axum::routing::post;
+
+    let received = Arc::new(AtomicU64::new(0));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the sink");
+    listener.set_nonblocking(true).expect("nonblocking sink");
+    let addr = listener.local_addr().expect("sink address");
+    let count = Arc::clone(&received);
+    std::thread::spawn(move || {
+        let rt = runtime();
+        rt.block_on(async move {
+            let app = Router::new()
+                .route(
+                    "/v3/resource_matches",
+                    post(|| async { axum::Json(serde_json::json!({ "resources": [] })) }),
+                )
+                .route(
+                    "/v3/packages/{guid}/upload",
+                    post(
+                        |State(count): State<Arc<AtomicU64>>,
+                         UrlPath(guid): UrlPath<String>,
+                         body: Body| async move {
+                            let mut stream = body.into_data_stream();
+                            while let Some(chunk) = stream.next().await {
+                                let Ok(chunk) = chunk else { break };
+                                count.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                            }
+                            axum::Json(serde_json::json!({
+                                "guid": guid,
+                                "type": "bits",
+                                "state": "PROCESSING_UPLOAD",
+                            }))
+                        },
+                    ),
+                )
+                .with_state(count);
+            let listener = tokio::net::TcpListener::from_std(listener).expect("sink listener");
+            axum::serve(listener, app).await.expect("sink serves");
+        });
+    });
+    (format!("http://{addr}"), received)
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -232,16 +350,33 @@ fn cpu_ms_from_stat(stat: &str, children: bool) -> u64 {
 // ------------------------------------------------------------------ child: one packaging run
 
 /// Scans and zips `dir` (first push against an empty cache), prints timings and peak RSS.
-fn package_child(dir: &Path) {
+/// With `upload_to`, the zip is uploaded there over HTTP with the plugin's client; without, it
+/// is read back locally in upload-sized pieces.
+fn package_child(dir: &Path, upload_to: Option<&str>) {
     let rt = runtime();
-    let api = CachingApi::default();
     let t0 = Instant::now();
     let s = scan(&AppSource::Directory(dir.into())).expect("scan");
     let scan_ms = t0.elapsed().as_millis();
     let t1 = Instant::now();
-    let summary = rt
-        .block_on(push_bits(&api, "bench", &s, Arc::new(|_, _| {})))
-        .expect("push_bits");
+    let summary = match upload_to {
+        Some(url) => rt
+            .block_on(push_bits(
+                &HttpApi::new(url),
+                "bench",
+                &s,
+                Arc::new(|_, _| {}),
+            ))
+            .map_err(|e| e.to_string()),
+        None => rt
+            .block_on(push_bits(
+                &CachingApi::default(),
+                "bench",
+                &s,
+                Arc::new(|_, _| {}),
+            ))
+            .map_err(|e| e.to_string()),
+    }
+    .expect("push_bits");
     let push_ms = t1.elapsed().as_millis();
     let cpu_ms = cpu_ms_from_stat(
         &std::fs::read_to_string("/proc/self/stat").unwrap_or_default(),
@@ -265,10 +400,13 @@ struct ChildRun {
     vmhwm_kb: u64,
 }
 
-fn run_child(dir: &Path, threads: Option<usize>) -> ChildRun {
+fn run_child(dir: &Path, threads: Option<usize>, upload_to: Option<&str>) -> ChildRun {
     let exe = std::env::current_exe().expect("current exe");
     let mut cmd = Command::new(exe);
     cmd.arg("--package-child").arg(dir);
+    if let Some(url) = upload_to {
+        cmd.arg("--upload-to").arg(url);
+    }
     if let Some(n) = threads {
         cmd.env("RAYON_NUM_THREADS", n.to_string());
     }
@@ -306,7 +444,11 @@ fn main() {
         let dir = args
             .get(pos + 1)
             .expect("--package-child needs a directory");
-        package_child(Path::new(dir));
+        let upload_to = args
+            .iter()
+            .position(|a| a == "--upload-to")
+            .and_then(|i| args.get(i + 1));
+        package_child(Path::new(dir), upload_to.map(String::as_str));
         return;
     }
 
@@ -343,8 +485,8 @@ fn main() {
         t.elapsed().as_secs_f64()
     );
 
-    let ours = run_child(&tree, None);
-    let single = run_child(&tree, Some(1));
+    let ours = run_child(&tree, None, None);
+    let single = run_child(&tree, Some(1), None);
     let zip_out = work_dir.join("info-zip.zip");
     // Through a shell so its children's CPU time can be read from its /proc stat.
     let t = Instant::now();
@@ -437,20 +579,28 @@ fn main() {
             bytes as f64 / MB as f64,
             t.elapsed().as_secs_f64()
         );
-        let r = run_child(&big, None);
+        let (url, received) = start_sink();
+        let r = run_child(&big, None, Some(&url));
+        let uploaded = received.load(Ordering::Relaxed);
+        assert!(
+            uploaded >= r.zip_bytes,
+            "the sink received {uploaded} bytes of a {} byte zip",
+            r.zip_bytes
+        );
         println!();
         println!(
-            "| large tree | files | MB | scan ms | zip ms | CPU ms | zip MB | peak RSS (VmHWM) MB |"
+            "| large tree | files | MB | scan ms | zip + upload ms | CPU ms | zip MB | uploaded MB (HTTP body) | peak RSS (VmHWM) MB |"
         );
-        println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
         println!(
-            "| {rss_mb} MB | {} | {:.0} | {} | {} | {} | {:.1} | {:.1} |",
+            "| {rss_mb} MB | {} | {:.0} | {} | {} | {} | {:.1} | {:.1} | {:.1} |",
             r.files,
             bytes as f64 / MB as f64,
             r.scan_ms,
             r.push_ms,
             r.cpu_ms,
             r.zip_bytes as f64 / MB as f64,
+            uploaded as f64 / MB as f64,
             r.vmhwm_kb as f64 / 1024.0
         );
     }
