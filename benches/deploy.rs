@@ -18,7 +18,8 @@
 //!   (default `2,12,50`), `DEPLOY_BENCH_SIDE_RUNS` deploys of each (default 3, 1 from 50
 //!   instances on), with the ratios of one run.
 //! - multi-app: the same blue-green deploy of one app and of a 4-app manifest (4 instances
-//!   each) with the demo's delays; wall time, requests and the ratio 4 apps / 1 app.
+//!   each) with the demo's delays, the 4 apps with the default `--parallel` and with
+//!   `--parallel 1`; wall time, requests and the ratios 4 apps / 1 app.
 //!   `DEPLOY_BENCH_RUNS` (default 5).
 //!
 //! A deploy's request count is the simulator's call log over that deploy (cleared before it).
@@ -32,6 +33,7 @@ use cf_zero_downtime::command::push::PushArgs;
 use cf_zero_downtime::command::push::push;
 use cf_zero_downtime::deploy::Strategy;
 use cf_zero_downtime::deploy::budget::Requests;
+use cf_zero_downtime::deploy::request::DEFAULT_PARALLEL;
 use cf_zero_downtime::deploy::{Event, Outcome};
 use cf_zero_downtime::sim::{Sim, SimConfig, SimHandle};
 use tokio_util::sync::CancellationToken;
@@ -125,23 +127,31 @@ fn main() {
     if wants("multi-app") {
         println!();
         println!(
-            "multi-app: blue-green deploy of 1 app vs a 4-app manifest, {MULTI_INSTANCES} instances each, demo delays (staging {} ms, start {} ms, propagation {} ms, drain {} s), 50 ms polls, default push flags ({}), median of {runs} runs",
+            "multi-app: blue-green deploy of 1 app vs a 4-app manifest, {MULTI_INSTANCES} instances each, demo delays (staging {} ms, start {} ms, propagation {} ms, drain {} s), 50 ms polls, default push flags (`--parallel {DEFAULT_PARALLEL}`) and `--parallel 1`, median of {runs} runs",
             MULTI_STAGING.as_millis(),
             MULTI_START.as_millis(),
             MULTI_PROPAGATION.as_millis(),
             MULTI_DRAIN.as_secs(),
-            parallelism()
         );
         println!();
         println!("| apps | wall | requests | requests by phase |");
-        println!("|---:|---:|---:|---|");
-        let one = rt.block_on(multi_app(1, runs));
-        let four = rt.block_on(multi_app(4, runs));
-        println!(
-            "| 4 apps / 1 app | **{:.2}** | **{:.2}** | |",
-            four.0.as_secs_f64() / one.0.as_secs_f64().max(f64::EPSILON),
-            four.1 as f64 / (one.1 as f64).max(1.0)
-        );
+        println!("|---|---:|---:|---|");
+        let one = rt.block_on(multi_app(1, None, runs));
+        let four = rt.block_on(multi_app(4, None, runs));
+        let serial = rt.block_on(multi_app(4, Some(1), runs));
+        for (name, (wall, sent)) in [
+            (
+                format!("4 apps / 1 app (`--parallel {DEFAULT_PARALLEL}`)"),
+                four,
+            ),
+            ("4 apps / 1 app (`--parallel 1`)".to_string(), serial),
+        ] {
+            println!(
+                "| {name} | **{:.2}** | **{:.2}** | |",
+                wall.as_secs_f64() / one.0.as_secs_f64().max(f64::EPSILON),
+                sent as f64 / (one.1 as f64).max(1.0)
+            );
+        }
     }
 }
 
@@ -163,11 +173,6 @@ fn commit() -> String {
     let dirty =
         git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
     if dirty { format!("{head}-dirty") } else { head }
-}
-
-/// How the multi-app deploy runs its apps (the push flags' default).
-fn parallelism() -> String {
-    "no `--parallel` flag on this commit".into()
 }
 
 fn ms(d: Duration) -> String {
@@ -395,8 +400,9 @@ fn write_apps(root: &Path, version: &str, apps: usize, instances: u32, domain: &
 }
 
 /// The median wall time and request count of a blue-green deploy of `apps` apps (after a first
-/// plain push), with the request count by phase of the last run printed as a table row.
-async fn multi_app(apps: usize, runs: usize) -> (Duration, usize) {
+/// plain push) with `--parallel` (None: the default), with the request count by phase of the
+/// last run printed as a table row.
+async fn multi_app(apps: usize, parallel: Option<usize>, runs: usize) -> (Duration, usize) {
     let sim: SimHandle = Sim::start(SimConfig {
         staging_delay: MULTI_STAGING,
         start_delay: MULTI_START,
@@ -424,6 +430,7 @@ async fn multi_app(apps: usize, runs: usize) -> (Duration, usize) {
                 timeout: Duration::from_secs(60),
                 ..CommonFlags::default()
             },
+            parallel,
             ..PushArgs::default()
         };
         let opts = sim_push_options(&sim, args, root.clone());
