@@ -173,6 +173,66 @@ async fn multi_app_manifest_deploys_every_app() {
     assert_eq!(w.serving("back").await, "v2");
 }
 
+/// The apps whose `kind` step had started while another app's was under way.
+fn overlapping(events: &[Event], kind: &str) -> Vec<String> {
+    let mut open: Vec<String> = Vec::new();
+    let mut overlapped = Vec::new();
+    for e in events {
+        match e {
+            Event::StepStarted { kind: k, app, .. } if k == kind => {
+                if !open.is_empty() {
+                    overlapped.push(app.clone());
+                }
+                open.push(app.clone());
+            }
+            Event::StepFinished { kind: k, app, .. } if k == kind => open.retain(|a| a != app),
+            _ => {}
+        }
+    }
+    overlapped
+}
+
+/// A 4-app manifest under load on every app, `--parallel` at its default: the apps stage and
+/// wait for their instances at the same time, every app switches, no request fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_four_app_manifest_prepares_its_apps_at_the_same_time_without_a_failed_request() {
+    let w = world(fast()).await;
+    let apps = [("a1", 1), ("a2", 1), ("a3", 1), ("a4", 1)];
+    first_deploy(&w, &apps).await;
+    let mut loads = Vec::new();
+    for (a, _) in apps {
+        loads.push(w.load(a).await);
+    }
+    let m = w.version("v2", &apps, &[]);
+    let (outcome, events) = w.push(w.args(&m)).await;
+    assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
+    w.settle().await;
+    for l in loads {
+        assert_no_failures(&l.stop().await);
+    }
+    assert_deployed_state(
+        &w.state().await,
+        &["a1", "a2", "a3", "a4"],
+        &w.sim.app_domain(),
+    );
+    for (a, _) in apps {
+        assert_eq!(w.serving(a).await, "v2", "{a}");
+    }
+    assert!(!overlapping(&events, "stage").is_empty(), "{events:#?}");
+    assert!(
+        !overlapping(&events, "wait_healthy").is_empty(),
+        "{events:#?}"
+    );
+    // The switch stays app after app.
+    let maps = events
+        .iter()
+        .filter(|e| matches!(e, Event::StepStarted { kind, .. } if kind == "map_route"))
+        .count();
+    assert_eq!(maps, 4);
+    assert!(overlapping(&events, "map_route").is_empty());
+    assert!(overlapping(&events, "unmap_route").is_empty());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn multi_app_failure_rolls_every_app_back() {
     let w = world(fast()).await;
