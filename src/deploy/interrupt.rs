@@ -23,9 +23,10 @@ pub struct Interrupt {
     /// Set by the engine once production traffic has moved to the new version, so that the
     /// signal listener can say what a first interrupt will do.
     switched: Arc<AtomicBool>,
-    /// The app (as `cf` names it now) whose release task runs, so that a second interrupt
-    /// can say how to check on a task it no longer waits for.
-    task_app: Arc<Mutex<Option<String>>>,
+    /// The apps (as `cf` names them now) whose release task runs, oldest first (several with
+    /// `--parallel`), so that a second interrupt can say how to check on a task it no longer
+    /// waits for.
+    task_apps: Arc<Mutex<Vec<String>>>,
 }
 
 impl Interrupt {
@@ -65,17 +66,33 @@ impl Interrupt {
         self.switched.load(Ordering::SeqCst)
     }
 
-    /// Records that a task of `app` runs (`Some`) or that none does (`None`).
-    pub fn set_running_task(&self, app: Option<String>) {
-        *self.task_app.lock().unwrap_or_else(PoisonError::into_inner) = app;
-    }
-
-    /// The app whose release task runs now, if any (`cf tasks <app>` lists it).
-    pub fn running_task(&self) -> Option<String> {
-        self.task_app
+    /// Records that a task of `app` runs.
+    pub fn task_started(&self, app: &str) {
+        self.task_apps
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+            .push(app.to_string());
+    }
+
+    /// Records that the task of `app` no longer runs (or is no longer waited for).
+    pub fn task_ended(&self, app: &str) {
+        let mut apps = self
+            .task_apps
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(i) = apps.iter().position(|a| a == app) {
+            apps.remove(i);
+        }
+    }
+
+    /// The app whose release task runs now, the one started first when several do (`cf
+    /// tasks <app>` lists it).
+    pub fn running_task(&self) -> Option<String> {
+        self.task_apps
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .first()
+            .cloned()
     }
 
     /// The token of the first stage (cancelled by [`Self::stop`] and [`Self::abandon`]).
@@ -123,9 +140,13 @@ mod tests {
     fn the_running_task_is_shared_by_clones() {
         let i = Interrupt::new();
         let listener = i.clone();
-        i.set_running_task(Some("web-candidate".into()));
+        i.task_started("web-candidate");
         assert_eq!(listener.running_task().as_deref(), Some("web-candidate"));
-        i.set_running_task(None);
+        // Two apps' tasks at once (--parallel): the one still running is named.
+        i.task_started("api-candidate");
+        i.task_ended("web-candidate");
+        assert_eq!(listener.running_task().as_deref(), Some("api-candidate"));
+        i.task_ended("api-candidate");
         assert_eq!(listener.running_task(), None);
     }
 

@@ -7,7 +7,8 @@
 //! production routes mapped to every candidate and unmapped from every old app. That last unmap
 //! is the commit point: a failure before it rolls everything back, a failure after it leaves the
 //! new version serving with named leftovers. Then drain, stop/retire the old apps, delete the
-//! temp routes and rename the candidates.
+//! temp routes and rename the candidates. [`Plan::concurrent`] names the ranges whose apps the
+//! executor may run at the same time (`--parallel`): prepare with verify, and the retire.
 //!
 //! Depends on: deploy::observe (data), deploy::step, deploy::route. Must not: do I/O.
 

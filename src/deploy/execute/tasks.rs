@@ -56,7 +56,7 @@ impl<A: CfApi> Exec<'_, A> {
             .create_task(&guid, &task)
             .await
             .map_err(Self::api_failure(step))?;
-        self.interrupt.set_running_task(Some(cf_name.to_string()));
+        self.interrupt.task_started(cf_name);
         let source = format!("APP/TASK/{name}");
         let mut tail: VecDeque<LogLine> = VecDeque::new();
         let started = Instant::now();
@@ -142,7 +142,7 @@ impl<A: CfApi> Exec<'_, A> {
                 Err(error.into())
             }
         };
-        self.interrupt.set_running_task(None);
+        self.interrupt.task_ended(cf_name);
         ended
     }
 
