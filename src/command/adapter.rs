@@ -1227,8 +1227,10 @@ impl CfApi for CfBackend {
     }
 
     /// Audit events first (they name the crashed process); log-cache's "App instance exited"
-    /// lines too, for platforms or roles without audit events. Each source that is absent or
-    /// forbidden is named in `unavailable`; both failing otherwise is an error.
+    /// lines only when the audit events did not answer (absent, forbidden or failing) or show
+    /// a crash (the lines may add to what they say): Cloud Controller records every crash and
+    /// rescheduling in both, so an answer without any is enough. Each source that is absent
+    /// or forbidden is named in `unavailable`; both failing otherwise is an error.
     async fn crash_events(
         &self,
         app_guid: &AppGuid,
@@ -1257,8 +1259,10 @@ impl CfApi for CfBackend {
             }
             None => self.client.list_audit_events(filter).await,
         };
+        let mut audit_answered = false;
         match audit {
             Ok(events) => {
+                audit_answered = gone.audit_events.is_none();
                 for e in &events {
                     if let Some(c) = e.crash() {
                         let reason = c.exit_description.clone().or(c.reason.clone());
@@ -1285,6 +1289,7 @@ impl CfApi for CfBackend {
         let query =
             cf::LogCacheQuery::recent(&[cf::EnvelopeType::Log], CRASH_LOG_LINES).since_ns(ns);
         let logs = match &gone.log_cache {
+            _ if audit_answered && out.events.is_empty() => Ok(Vec::new()),
             Some(why) => {
                 out.unavailable.push(why.clone());
                 Ok(Vec::new())

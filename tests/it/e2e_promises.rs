@@ -136,9 +136,19 @@ fn patient(m: &Path, strategy: Strategy) -> PushArgs {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_never_healthy_version_is_refused_at_its_first_crash() {
-    for strategy in [Strategy::BlueGreen, Strategy::Rolling] {
+    // Without audit events (forbidden), log-cache's crash lines are read instead.
+    for (strategy, audit_forbidden) in [
+        (Strategy::BlueGreen, false),
+        (Strategy::Rolling, false),
+        (Strategy::BlueGreen, true),
+    ] {
         let w = world(never_healthy_sim()).await;
         first_deploy(&w).await;
+        if audit_forbidden {
+            w.sim
+                .faults()
+                .optional_api(OptionalApi::AuditEvents, Unavailable::Forbidden);
+        }
         let before = state(&w).await;
         let load = w.load("web").await;
         let m = w.web_version("v2", 2);
@@ -156,7 +166,7 @@ async fn a_never_healthy_version_is_refused_at_its_first_crash() {
             .await;
         w.settle().await;
         assert_no_failures(&load.stop().await);
-        let ctx = format!("{strategy:?}: {outcome:?}");
+        let ctx = format!("{strategy:?} (audit events forbidden: {audit_forbidden}): {outcome:?}");
         let Outcome::RolledBack { error } = &outcome else {
             panic!("{ctx} {events:#?}")
         };
