@@ -24,7 +24,10 @@
 //!   rolling or canary push also refuses while the app has an ACTIVE Cloud Controller
 //!   deployment that it did not start.
 //! - **Release.** At the end, whatever the outcome (deployed, rolled back, interrupted), the
-//!   marks are removed from every app that still exists; a deleted candidate takes them along.
+//!   marks are removed from every app that still exists; a deleted app takes them along. A
+//!   blue-green retire removes the new version's marks with its rename
+//!   (`RunLock::unmark_with`) when the old app goes on holding the lock until the run is done
+//!   with the app (see `plan::retire`).
 //!
 //! Depends on: deploy::api, deploy::interrupt, cf::trace (RFC 3339). Must not: print.
 
@@ -225,6 +228,9 @@ pub struct RunLock {
     pending: Mutex<Vec<(AppGuid, String)>>,
     /// Failed heartbeats: how many, and the last error.
     failures: Mutex<(u32, Option<String>)>,
+    /// Held by a heartbeat's round of refreshes and by [`RunLock::unmark_with`], so that no
+    /// refresh in flight writes back marks just removed.
+    round: tokio::sync::Mutex<()>,
 }
 
 impl RunLock {
@@ -237,6 +243,7 @@ impl RunLock {
             held: Mutex::new(Vec::new()),
             pending: Mutex::new(Vec::new()),
             failures: Mutex::new((0, None)),
+            round: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -290,6 +297,22 @@ impl RunLock {
         if let Ok(mut h) = self.held.lock() {
             h.retain(|g| g != guid);
         }
+    }
+
+    /// Sends `unmark`, a request that removes the run's marks from app `guid` along with
+    /// other changes, between two heartbeat rounds; once it succeeded the run no longer holds
+    /// the app (neither the heartbeat nor the release writes to it again).
+    pub(crate) async fn unmark_with<T, E>(
+        &self,
+        guid: &AppGuid,
+        unmark: impl Future<Output = Result<T, E>>,
+    ) -> Result<T, E> {
+        let _round = self.round.lock().await;
+        let r = unmark.await;
+        if r.is_ok() {
+            self.forget(guid);
+        }
+        r
     }
 
     /// The apps the run holds.
@@ -355,6 +378,7 @@ impl RunLock {
                 () = stop.cancelled() => return,
                 () = tokio::time::sleep(HEARTBEAT_EVERY) => {}
             }
+            let _round = self.round.lock().await;
             let mark = self.mark(now_secs());
             for guid in self.held() {
                 match api.update_metadata(&guid, &mark).await {

@@ -836,6 +836,19 @@ fn retire(
         ));
         retire_old = old_app_steps(req, &name, &g, &ven);
     }
+    // The run's lock marks leave the new version with this rename when the old app keeps
+    // holding the lock until the run is done with the app: it carries the marks until it is
+    // deleted (or, kept, until the run's end), and nothing of the app follows its delete (no
+    // serving leftover to retire, no after-switch task). Otherwise the run's end removes them.
+    let unlock = oa.live.is_some() && serving.is_empty() && req.tasks.after_switch.is_empty();
+    let annotations = if unlock {
+        super::lock::LOCK_ANNOTATIONS
+            .iter()
+            .map(|k| ((*k).to_string(), None))
+            .collect()
+    } else {
+        BTreeMap::new()
+    };
     ph.finish.push(Step::new(
         name.clone(),
         Action::RenameApp {
@@ -844,7 +857,7 @@ fn retire(
             to: name.clone(),
             metadata: MetadataUpdate {
                 labels: BTreeMap::from([(ROLE_LABEL.to_string(), None)]),
-                annotations: BTreeMap::new(),
+                annotations,
             },
         },
     ));

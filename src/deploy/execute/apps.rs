@@ -38,10 +38,17 @@ impl<A: CfApi> Exec<'_, A> {
         (to, metadata): (&str, &MetadataUpdate),
     ) -> Result<StepOutput, StepFailure> {
         let guid = Self::app_ref(ledger, step, target)?;
-        self.api
-            .rename_app(&guid, to, metadata)
-            .await
-            .map_err(Self::api_failure(step))?;
+        let rename = self.api.rename_app(&guid, to, metadata);
+        let unmarks = metadata
+            .annotations
+            .get(lock::RUN_ID_ANNOTATION)
+            .is_some_and(Option::is_none);
+        if unmarks {
+            self.lock.unmark_with(&guid, rename).await
+        } else {
+            rename.await
+        }
+        .map_err(Self::api_failure(step))?;
         Ok(StepOutput::Renamed { guid })
     }
 

@@ -221,6 +221,52 @@ async fn the_run_marks_the_live_app_and_its_candidate_and_unmarks_them_at_the_en
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_new_version_leaves_the_lock_with_its_rename_while_the_old_app_holds_it() {
+    // When the old app is deleted, it still carries the run's marks (the lock holds until
+    // the run is done with the app); the new version lost them with its rename, and the run's
+    // end has nothing left to unmark.
+    let cf = world();
+    let mut rep = MarksAt {
+        cf: &cf,
+        kind: "delete_app",
+        seen: BTreeMap::new(),
+        events: Vec::new(),
+    };
+    let outcome = deploy_reporting(&cf, &req(), &[spec("web")], &mut rep).await;
+    assert_eq!(outcome, Outcome::Deployed, "{:#?}", rep.events);
+    assert_eq!(rep.seen["web-venerable"].len(), 4, "{:?}", rep.seen);
+    assert!(rep.seen["web"].is_empty(), "{:?}", rep.seen);
+    let new = cf.app_named("web").expect("the new version").app.guid;
+    let calls = cf.calls();
+    let rename = calls
+        .iter()
+        .position(|c| *c == format!("rename_app {new} web"))
+        .expect("the rename");
+    assert!(
+        !calls[rename..]
+            .iter()
+            .any(|c| *c == format!("update_metadata {new}")),
+        "{calls:#?}"
+    );
+    assert!(marked_apps(&cf).is_empty(), "{:?}", marked_apps(&cf));
+
+    // With after-switch tasks, the new version keeps the marks until the run's end.
+    let cf = world();
+    let mut r = req();
+    r.tasks.after_switch = vec!["migrate".into()];
+    let mut rep = MarksAt {
+        cf: &cf,
+        kind: "run_task",
+        seen: BTreeMap::new(),
+        events: Vec::new(),
+    };
+    let outcome = deploy_reporting(&cf, &r, &[spec("web")], &mut rep).await;
+    assert_eq!(outcome, Outcome::Deployed, "{:#?}", rep.events);
+    assert_eq!(rep.seen["web"].len(), 4, "{:?}", rep.seen);
+    assert!(marked_apps(&cf).is_empty(), "{:?}", marked_apps(&cf));
+}
+
+#[tokio::test(start_paused = true)]
 async fn the_heartbeat_refreshes_the_marks_and_a_failed_refresh_does_not_stop_the_run() {
     let cf = world();
     // The candidate's instances take about a minute to start.
@@ -238,7 +284,7 @@ async fn the_heartbeat_refreshes_the_marks_and_a_failed_refresh_does_not_stop_th
         .iter()
         .filter(|c| c.starts_with("update_metadata A"))
         .count();
-    // The mark, about six heartbeats, the venerable label, the release.
+    // The mark and about six heartbeats (the venerable label rides on the rename).
     assert!(beats >= 6, "{beats}: {:#?}", cf.calls());
     let w = warnings(&rep.events);
     assert!(
