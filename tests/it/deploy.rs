@@ -1894,6 +1894,40 @@ fn task_req(commands: &[&str]) -> DeployRequest {
     }
 }
 
+/// With `--parallel`, the apps' release tasks (the same command, e.g. a migration) still run
+/// one at a time, in manifest order, while the rest of each candidate's steps overlap.
+#[tokio::test(start_paused = true)]
+async fn release_tasks_of_several_apps_run_one_at_a_time_in_manifest_order() {
+    let cf = two_apps();
+    cf.lock().task_running_reads = 3;
+    let (outcome, events) = deploy(&cf, &task_req(&["migrate"]), &[spec("web"), spec("api")]).await;
+    assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
+    // (kind, app, started) of the run_task and stage steps, in order.
+    let mut open: Vec<(String, String)> = Vec::new();
+    let mut overlaps: Vec<String> = Vec::new();
+    let mut task_order: Vec<String> = Vec::new();
+    for e in &events {
+        match e {
+            Event::StepStarted { kind, app, .. } if kind == "run_task" || kind == "stage" => {
+                if open.iter().any(|(k, _)| k == kind) {
+                    overlaps.push(kind.clone());
+                }
+                if kind == "run_task" {
+                    task_order.push(app.clone());
+                }
+                open.push((kind.clone(), app.clone()));
+            }
+            Event::StepFinished { kind, app, .. } => {
+                open.retain(|(k, a)| !(k == kind && a == app));
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(task_order, ["web", "api"]);
+    assert!(overlaps.iter().any(|k| k == "stage"), "{events:#?}");
+    assert!(!overlaps.iter().any(|k| k == "run_task"), "{events:#?}");
+}
+
 #[tokio::test(start_paused = true)]
 async fn release_tasks_run_on_the_healthy_candidate_before_the_switch() {
     let cf = world();

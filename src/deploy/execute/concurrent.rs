@@ -11,12 +11,16 @@
 //! Each lane records into its own copy of the ledger (a step reads the ledger across its
 //! waits); what the lanes recorded is merged back in the order it happened, so the rollback
 //! undoes it newest first as always.
+//!
+//! The release tasks of a range still run one at a time, in plan order ([`TaskTurns`]).
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::SystemTime;
 
 use futures::StreamExt;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::{Exec, Execs, Plan, Steps, Stop, finishing_warning};
@@ -83,6 +87,52 @@ struct Shared<'s, 'r> {
     reporter: &'s Mutex<&'r mut dyn Reporter>,
     /// The app of the lane that failed first before the switch.
     failed: Mutex<Option<String>>,
+    tasks: TaskTurns,
+}
+
+/// The release tasks of a range run one at a time, in plan order, as without `--parallel`:
+/// the same `--task-before-switch` command (a migration) on several apps must not run twice
+/// at once.
+struct TaskTurns {
+    /// The task steps not ended yet, with their lane (its place in the lanes' order).
+    pending: Mutex<BTreeMap<usize, usize>>,
+    ended: Notify,
+}
+
+impl TaskTurns {
+    /// Waits until every task step of an earlier lane before step `index` ended; `false`
+    /// when `section` is cancelled first. An earlier lane has started (the lanes start in
+    /// their order) and never waits for a later one, so the wait ends.
+    async fn wait(&self, index: usize, lane: usize, section: &CancellationToken) -> bool {
+        loop {
+            let ended = self.ended.notified();
+            tokio::pin!(ended);
+            ended.as_mut().enable();
+            let earlier = self
+                .pending
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .iter()
+                .any(|(i, l)| *i < index && *l < lane);
+            if !earlier {
+                return true;
+            }
+            tokio::select! {
+                () = section.cancelled() => return false,
+                () = &mut ended => {}
+            }
+        }
+    }
+
+    /// Records that the tasks of `lane` up to step `upto` (all of them: `usize::MAX`) ended
+    /// or will not run.
+    fn end(&self, lane: usize, upto: usize) {
+        self.pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|i, l| *l != lane || *i > upto);
+        self.ended.notify_waiters();
+    }
 }
 
 /// A lane's reporter: each event goes to the run's reporter under its lock, held for the
@@ -173,15 +223,34 @@ pub(super) async fn run<A: CfApi>(
         told_finishing: AtomicBool::new(st.told_finishing),
         reporter: &shared_reporter,
         failed: Mutex::new(None),
+        tasks: TaskTurns {
+            pending: Mutex::new(
+                lanes
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(l, lane)| lane.steps.iter().map(move |i| (*i, l)))
+                    .filter(|(i, _)| plan.steps[*i].is_task())
+                    .collect(),
+            ),
+            ended: Notify::new(),
+        },
     };
     let ledger = &st.ledger;
     // Made before the first await: a closure held across it would make the deploy future
     // fail `Send` (a limit of the compiler's reasoning about higher-ranked lifetimes).
     let futures: Vec<_> = lanes
         .iter()
-        .map(|l| {
+        .enumerate()
+        .map(|(n, l)| {
             run_lane(
-                &lane_exec, plan, &l.steps, ledger, &shared, &section, committed, interrupt,
+                &lane_exec,
+                plan,
+                (n, &l.steps),
+                ledger,
+                &shared,
+                &section,
+                committed,
+                interrupt,
             )
         })
         .collect();
@@ -228,7 +297,7 @@ fn merge(st: &mut Steps<'_>, ran: Vec<LaneRan>) -> Result<(), Stop> {
 async fn run_lane<A: CfApi>(
     exec: &Exec<'_, A>,
     plan: &Plan,
-    steps: &[usize],
+    (lane, steps): (usize, &[usize]),
     ledger: &crate::deploy::step::Ledger,
     shared: &Shared<'_, '_>,
     section: &CancellationToken,
@@ -244,7 +313,10 @@ async fn run_lane<A: CfApi>(
     // The lane reads what the steps before the range recorded, and its own records.
     let mut ledger = ledger.clone();
     for &index in steps {
-        let stopped = interrupt.is_abandoned()
+        let step = &plan.steps[index];
+        let turn = !step.is_task() || shared.tasks.wait(index, lane, section).await;
+        let stopped = !turn
+            || interrupt.is_abandoned()
             || (!committed && (interrupt.is_stopped() || section.is_cancelled()));
         if stopped {
             ran.stop = Some((
@@ -263,7 +335,6 @@ async fn run_lane<A: CfApi>(
         {
             reporter.report(finishing_warning());
         }
-        let step = &plan.steps[index];
         if step.is_mutating() {
             shared.mutated.store(true, Ordering::SeqCst);
         }
@@ -285,6 +356,9 @@ async fn run_lane<A: CfApi>(
                 .map(|(s, o)| (seq, s.clone(), o.clone())),
         );
         ran.times.push((seq, time));
+        if step.is_task() {
+            shared.tasks.end(lane, index);
+        }
         match result {
             Ok(()) => ran.done.push(index),
             Err(error) => {
@@ -298,5 +372,6 @@ async fn run_lane<A: CfApi>(
             }
         }
     }
+    shared.tasks.end(lane, usize::MAX);
     ran
 }
