@@ -619,6 +619,28 @@ mod tests {
     }
 
     #[test]
+    fn parallel_defaults_to_four_and_refuses_zero() {
+        use clap::Parser;
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["zero-downtime-push"];
+            argv.extend_from_slice(extra);
+            super::PluginPush::try_parse_from(argv).map(|p| p.args.parallel)
+        };
+        assert_eq!(
+            parse(&[]).unwrap(),
+            None,
+            "the request takes DEFAULT_PARALLEL"
+        );
+        assert_eq!(parse(&["--parallel", "1"]).unwrap(), Some(1));
+        assert_eq!(parse(&["--parallel", "8"]).unwrap(), Some(8));
+        let zero = parse(&["--parallel", "0"]).unwrap_err().to_string();
+        assert!(
+            zero.contains("--parallel") && zero.contains("at least 1"),
+            "{zero}"
+        );
+    }
+
+    #[test]
     fn debug_hides_var_values() {
         let args = PushArgs {
             vars: vec![("db_password".into(), "hunter2".into())],

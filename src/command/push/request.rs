@@ -271,6 +271,17 @@ mod tests {
     }
 
     #[test]
+    fn parallel_is_carried_with_its_default() {
+        let r = deploy_request(&PushArgs::default(), &target()).unwrap();
+        assert_eq!(r.parallel, DEFAULT_PARALLEL);
+        let args = PushArgs {
+            parallel: Some(1),
+            ..PushArgs::default()
+        };
+        assert_eq!(deploy_request(&args, &target()).unwrap().parallel, 1);
+    }
+
+    #[test]
     fn release_tasks_are_blue_green_only_and_carry_their_limits() {
         let args = PushArgs {
             task_before_switch: vec!["bin/rails db:migrate".into()],
