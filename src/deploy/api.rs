@@ -84,6 +84,12 @@ impl ApiError {
         self.title == "CF-UniquenessError" || self.code == Some(10016)
     }
 
+    /// Whether a route create failed because the route exists (`422`, "Route already exists
+    /// ..." as Cloud Controller words it and the cf CLI matches it).
+    pub fn is_route_taken(&self) -> bool {
+        self.status == Some(422) && self.detail.contains("Route already exists")
+    }
+
     /// Whether an optional service said it is not there for this user: absent from the root
     /// document (title `unavailable`), `403`, `404` or `501`. Such reads degrade to a warning.
     pub fn is_unavailable(&self) -> bool {

@@ -271,12 +271,14 @@ fn same_route(addr: &RouteAddress, state: &RouteState) -> bool {
 
 /// Looks up the routes of `route_strings` not yet in `observed.routes` and records those that
 /// exist with their destinations. A route among `known` (the routes of the apps just read,
-/// with their destinations) is taken from there, not read again.
+/// with their destinations) is taken from there, not read again; without `lookup`, only
+/// those are recorded.
 async fn observe_routes<A: CfApi>(
     api: &A,
     route_strings: Vec<String>,
     known: &[&RouteState],
     observed: &mut Observed,
+    lookup: bool,
 ) -> Result<(), ApiError> {
     for r in route_strings {
         let Some(addr) = resolve_route(&r, &observed.domains) else {
@@ -288,6 +290,9 @@ async fn observe_routes<A: CfApi>(
         }
         if let Some(state) = known.iter().find(|s| same_route(&addr, s)) {
             observed.routes.insert(url, (*state).clone());
+            continue;
+        }
+        if !lookup {
             continue;
         }
         if let Some(state) = route_state(api, &addr).await? {
@@ -389,23 +394,26 @@ pub async fn observe<A: CfApi>(
     }
 
     for (spec, mut oa) in apps.iter().zip(found) {
-        // Production routes and the temp route: existence and destinations.
-        let mut route_strings = production_route_strings(spec, observed.default_domain.as_ref());
-        if let Some(t) = temp_route_string(
+        // Production routes and the temp route: existence and destinations. The temp route is
+        // known when an app read above has it; otherwise its create says whether it exists
+        // (see `execute::routes`), which spares a lookup in the usual case, where it does not.
+        let route_strings = production_route_strings(spec, observed.default_domain.as_ref());
+        let temp: Vec<String> = temp_route_string(
             spec,
             &req.temp_route_suffix,
             &observed.domains,
             observed.default_domain.as_ref(),
-        ) {
-            route_strings.push(t);
-        }
+        )
+        .into_iter()
+        .collect();
         let known: Vec<&RouteState> = oa
             .live
             .iter()
             .chain(&oa.leftover_candidates)
             .flat_map(|a| &a.routes)
             .collect();
-        observe_routes(api, route_strings, &known, &mut observed).await?;
+        observe_routes(api, route_strings, &known, &mut observed, true).await?;
+        observe_routes(api, temp, &known, &mut observed, false).await?;
 
         // A rolling or canary push must not start next to a deployment it did not create.
         oa.active_deployment = match &oa.live {

@@ -361,7 +361,10 @@ fn first_deploy<B>(
         if !obs.routes.contains_key(&a.url()) {
             ph.prepare.push(Step::new(
                 name.clone(),
-                Action::CreateRoute { route: a.clone() },
+                Action::CreateRoute {
+                    route: a.clone(),
+                    temporary: false,
+                },
             ));
         }
     }
@@ -468,6 +471,7 @@ fn temp_route<B>(
                     name.clone(),
                     Action::CreateRoute {
                         route: addr.clone(),
+                        temporary: true,
                     },
                 ));
                 temp_ref = Some(RouteRef {
@@ -686,6 +690,7 @@ fn push_moves(ph: &mut Phases, name: &str, moves: &[Move]) {
                 name,
                 Action::CreateRoute {
                     route: m.route.address.clone(),
+                    temporary: false,
                 },
             ));
         }

@@ -444,7 +444,7 @@ impl<B> Check<'_, B> {
             }
         }
         for s in &plan.steps {
-            if let Action::CreateRoute { route } = &s.action {
+            if let Action::CreateRoute { route, .. } = &s.action {
                 d.routes.push(route.url());
             }
         }
@@ -532,7 +532,7 @@ impl<B> Check<'_, B> {
                 }
             }
             for s in &p.steps {
-                if let Action::CreateRoute { route } = &s.action
+                if let Action::CreateRoute { route, .. } = &s.action
                     && !d.routes.contains(&route.url())
                 {
                     d.routes.push(route.url());
@@ -762,7 +762,13 @@ mod tests {
             path: String::new(),
             port: None,
         };
-        let p = plan(vec![Step::new("web", Action::CreateRoute { route })]);
+        let p = plan(vec![Step::new(
+            "web",
+            Action::CreateRoute {
+                route,
+                temporary: false,
+            },
+        )]);
         let d = check(&obs, &apps, false).blue_green(&p);
         assert_eq!((d.memory_mb, d.instances), (256, 2));
         assert_eq!(d.routes, vec!["web-temp.example.com".to_string()]);

@@ -452,7 +452,13 @@ fn temp_route_steps(
     };
     let mut on_venerable = false;
     match state {
-        None => steps.push(Step::new(name, Action::CreateRoute { route: address })),
+        None => steps.push(Step::new(
+            name,
+            Action::CreateRoute {
+                route: address,
+                temporary: true,
+            },
+        )),
         Some(s) => {
             for d in &s.destinations {
                 if d.app_guid == ven.app.guid {

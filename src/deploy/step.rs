@@ -100,8 +100,12 @@ pub enum Action {
         /// metadata change needs none (see [`undo_for`]).
         metadata: MetadataUpdate,
     },
+    /// Create a route; one that exists already is taken as it is (not deleted on rollback),
+    /// unless it is `temporary` and something is mapped to it.
     CreateRoute {
         route: RouteAddress,
+        /// The candidate's temporary route (looked up only when its create finds it exists).
+        temporary: bool,
     },
     /// Apply the rendered manifest (creates the candidate, or the app on a first deploy).
     ApplyManifest {
@@ -280,6 +284,8 @@ pub enum StepOutput {
     },
     /// A route was created.
     Route(Route),
+    /// A route to create existed already and was taken as it is (no undo).
+    ExistingRoute(Route),
     /// A package was created.
     Package(PackageGuid),
     /// A droplet was staged.
@@ -393,7 +399,7 @@ pub enum Undo {
 /// garbage of an earlier run and the retire after the commit point.
 pub fn undo_for(step: &Step, out: &StepOutput) -> Option<Undo> {
     match (&step.action, out) {
-        (Action::CreateRoute { route }, StepOutput::Route(r)) => Some(Undo::DeleteRoute {
+        (Action::CreateRoute { route, .. }, StepOutput::Route(r)) => Some(Undo::DeleteRoute {
             guid: r.guid.clone(),
             address: route.clone(),
         }),
@@ -981,9 +987,10 @@ impl Ledger {
     /// The GUID of a route created by the run at this address.
     pub fn created_route(&self, address: &RouteAddress) -> Option<&RouteGuid> {
         self.entries.iter().find_map(|(s, o)| match (&s.action, o) {
-            (Action::CreateRoute { route }, StepOutput::Route(r)) if route == address => {
-                Some(&r.guid)
-            }
+            (
+                Action::CreateRoute { route, .. },
+                StepOutput::Route(r) | StepOutput::ExistingRoute(r),
+            ) if route == address => Some(&r.guid),
             _ => None,
         })
     }
@@ -1057,7 +1064,13 @@ mod tests {
         };
         let cases: Vec<(Step, StepOutput, Option<Undo>)> = vec![
             (
-                Step::new(app(), Action::CreateRoute { route: addr("h") }),
+                Step::new(
+                    app(),
+                    Action::CreateRoute {
+                        route: addr("h"),
+                        temporary: false,
+                    },
+                ),
                 StepOutput::Route(route("R")),
                 Some(Undo::DeleteRoute {
                     guid: "R".into(),
@@ -1219,7 +1232,13 @@ mod tests {
     fn ledger_undos_run_in_reverse_order() {
         let mut l = Ledger::default();
         l.push(
-            Step::new("web", Action::CreateRoute { route: addr("t") }),
+            Step::new(
+                "web",
+                Action::CreateRoute {
+                    route: addr("t"),
+                    temporary: true,
+                },
+            ),
             StepOutput::Route(route("R")),
         );
         l.push(

@@ -160,6 +160,60 @@ async fn the_live_apps_routes_carry_their_destinations_and_domains() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_existing_temp_route_is_found_by_its_create_and_reused_or_refused() {
+    // Nothing mapped to it: taken as it is (its create said it exists), never deleted by a
+    // rollback, and removed by the retire as a created one would be.
+    let cf = world();
+    cf.add_route("web-temp", &[]);
+    let temp = cf.route_guid("web-temp.example.com");
+    cf.lock().crash_new_apps = true;
+    let (outcome, events) = deploy(&cf, &req(), &[spec("web")]).await;
+    assert!(matches!(outcome, Outcome::RolledBack { .. }), "{events:#?}");
+    assert_eq!(cf.route_guid("web-temp.example.com"), temp);
+    assert!(
+        !undo_descriptions(&events)
+            .iter()
+            .any(|d| d.contains("web-temp")),
+        "{events:#?}"
+    );
+    cf.lock().crash_new_apps = false;
+    let (outcome, events) = deploy(&cf, &req(), &[spec("web")]).await;
+    assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
+    assert_swapped(&cf);
+    assert_eq!(cf.route_apps("web-temp.example.com"), None);
+    assert!(
+        cf.calls()
+            .iter()
+            .any(|c| c == &format!("delete_route {temp}")),
+        "{:#?}",
+        cf.calls()
+    );
+
+    // Mapped to an app that is not ours: refused, the live app untouched, the route kept.
+    let cf = world();
+    cf.add_route("web-temp", &["B"]);
+    let (outcome, events) = deploy(&cf, &req(), &[spec("web")]).await;
+    let Outcome::RolledBack { error } = &outcome else {
+        panic!("{outcome:?} {events:#?}")
+    };
+    assert!(
+        error
+            .to_string()
+            .contains("is mapped to another app (guid B)"),
+        "{error}"
+    );
+    assert_eq!(
+        cf.route_apps("web-temp.example.com"),
+        Some(BTreeSet::from([AppGuid::from("B")]))
+    );
+    assert_eq!(
+        cf.route_apps("web.example.com"),
+        Some(BTreeSet::from([AppGuid::from("A")]))
+    );
+    assert!(cf.app_named("web-candidate").is_none());
+}
+
+#[tokio::test(start_paused = true)]
 async fn dry_run_changes_nothing() {
     let cf = world();
     let before = cf.snapshot();

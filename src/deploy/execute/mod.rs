@@ -351,7 +351,9 @@ impl<A: CfApi> Exec<'_, A> {
             Action::Reinstate { guid, name } => Ok(Self::reinstate(guid, name)),
             Action::StartExisting { guid, .. } => self.start_existing(step, guid).await,
             // routes.rs
-            Action::CreateRoute { route } => self.create_route(step, route).await,
+            Action::CreateRoute { route, temporary } => {
+                self.create_route(step, route, *temporary).await
+            }
             Action::CopyNetworkPolicies { policies } => {
                 self.copy_network_policies(step, ledger, policies).await
             }

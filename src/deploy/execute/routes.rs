@@ -2,31 +2,50 @@
 //! and the network policies of the new app.
 
 use super::*;
+use crate::deploy::plan::PlanError;
 
 impl<A: CfApi> Exec<'_, A> {
-    /// Creates a route; a failed request that created it anyway records it, for the undo.
+    /// Creates a route; a failed request that created it anyway records it, for the undo. A
+    /// route that exists already (422 "Route already exists") is read and taken as it is, with
+    /// no undo (the run did not create it), unless it is the `temporary` route and something
+    /// is mapped to it: that is refused as the plan refuses a temporary route in use.
     pub(super) async fn create_route(
         &self,
         step: &Step,
         route: &RouteAddress,
+        temporary: bool,
     ) -> Result<StepOutput, StepFailure> {
-        match self
+        let e = match self
             .api
             .create_route(&self.req.space_guid, &route.new_route())
             .await
         {
-            Ok(r) => Ok(StepOutput::Route(r)),
-            Err(e) => {
-                let partial = match self.api.find_route(&route.new_route()).await {
-                    Ok(Some(r)) => Some(StepOutput::Route(r.route)),
-                    _ => None,
-                };
-                Err(StepFailure {
-                    error: Self::api_err(step, e),
-                    partial,
-                })
+            Ok(r) => return Ok(StepOutput::Route(r)),
+            Err(e) => e,
+        };
+        let found = self.api.find_route(&route.new_route()).await;
+        if e.is_route_taken() {
+            if let Ok(Some(state)) = found {
+                if temporary && let Some(d) = state.destinations.first() {
+                    return Err(Error::Plan(PlanError::TempRouteInUse {
+                        app: step.app_label().to_string(),
+                        route: route.url(),
+                        guid: d.app_guid.clone(),
+                    })
+                    .into());
+                }
+                return Ok(StepOutput::ExistingRoute(state.route));
             }
+            return Err(Self::api_err(step, e).into());
         }
+        let partial = match found {
+            Ok(Some(r)) => Some(StepOutput::Route(r.route)),
+            _ => None,
+        };
+        Err(StepFailure {
+            error: Self::api_err(step, e),
+            partial,
+        })
     }
 
     /// Recreates the live app's network policies for the new app.

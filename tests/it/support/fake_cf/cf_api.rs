@@ -655,7 +655,14 @@ impl CfApi for FakeCf {
         let mut s = self.lock();
         let url = Self::url_of(&s, route);
         if s.routes.values().any(|(r, _)| r.url == url) {
-            return Err(ApiError::new(422, "CF-RouteNotAvailable", "route exists"));
+            return Err(ApiError::new(
+                422,
+                "CF-UnprocessableEntity",
+                format!(
+                    "Route already exists with host '{}' for domain 'example.com'.",
+                    route.host
+                ),
+            ));
         }
         let g = Self::id(&mut s, "route");
         let r = Route {
