@@ -64,9 +64,10 @@ impl<A: CfApi> Exec<'_, A> {
     ) -> Result<StepOutput, StepFailure> {
         let package = Self::package(ledger, step)?;
         let app = step.app_label();
-        // The staging output is read after each poll of the build but the first (the build
-        // has just begun), the last read after the poll that saw it end (its last lines are
-        // written as the state changes): one log-cache read per poll at most.
+        // Cloud Controller answers the build's create with it STAGING (the create is the first
+        // look at its state), so the first poll comes after a pause. The staging output is
+        // read after each poll, the last read after the poll that saw it end (its last lines
+        // are written as the state changes): one log-cache read per poll at most.
         let mut log = self.staging_log(ledger, app, reporter).await;
         let build = self
             .api
@@ -74,14 +75,13 @@ impl<A: CfApi> Exec<'_, A> {
             .await
             .map_err(Self::api_failure(step))?;
         let mut wait = self.wait();
-        let mut first = true;
         loop {
+            let detail = format!("staging build {build}");
+            wait.report_and_pause(reporter, app, "staging", detail)
+                .await?;
             let state = self.read(self.api.get_build(&build), step).await?;
-            if !(first && state == BuildState::Staging) {
-                let read = self.read_staging(log.as_mut()).await;
-                Self::show_staging(read, app, reporter);
-            }
-            first = false;
+            let read = self.read_staging(log.as_mut()).await;
+            Self::show_staging(read, app, reporter);
             match state {
                 BuildState::Staged(d) => return Ok(StepOutput::Droplet(d)),
                 BuildState::Failed(reason) => {
@@ -100,9 +100,6 @@ impl<A: CfApi> Exec<'_, A> {
                 }
                 .into());
             }
-            let detail = format!("staging build {build}");
-            wait.report_and_pause(reporter, app, "staging", detail)
-                .await?;
         }
     }
 }
