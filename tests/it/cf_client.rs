@@ -2954,3 +2954,50 @@ async fn network_policies_without_a_link_or_refused_are_an_optional_absence() {
         .unwrap_err();
     assert!(err.is_forbidden() && err.is_unavailable_optional(), "{err}");
 }
+
+#[tokio::test]
+async fn includes_come_back_with_the_resources_they_belong_to() {
+    let server = MockServer::start().await;
+    let mut routes = fixture("routes/list_one.json", &server);
+    let domain = fixture("domains/list_one.json", &server)["resources"][0].clone();
+    routes["included"] = serde_json::json!({"domains": [domain]});
+    Mock::given(method("GET"))
+        .and(path("/v3/apps/app-1/routes"))
+        .and(query_param("include", "domain"))
+        .respond_with(ok_json(routes))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let mut space = fixture("spaces/list_one.json", &server)["resources"][0].clone();
+    let org = fixture("organizations/list_one.json", &server)["resources"][0].clone();
+    space["included"] = serde_json::json!({"organizations": [org]});
+    Mock::given(method("GET"))
+        .and(path("/v3/spaces/space-1"))
+        .and(query_param("include", "organization"))
+        .respond_with(ok_json(space))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let c = client(&server);
+    let (routes, domains) = c
+        .list_app_routes_with_domains(&AppGuid::new("app-1"))
+        .await
+        .unwrap();
+    assert_eq!(routes.len(), 1);
+    assert_eq!(routes[0].destinations.len(), 1, "destinations come inline");
+    assert_eq!(
+        domains.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(),
+        vec!["example.com"]
+    );
+    let (space, org) = c
+        .get_space_with_organization(&SpaceGuid::new("space-1"))
+        .await
+        .unwrap();
+    assert_eq!(space.name, "dev");
+    let org = org.expect("the included organization");
+    assert_eq!(org.name, "my-org");
+    assert_eq!(
+        org.relationships.quota.guid().map(|g| g.as_str()),
+        Some("q")
+    );
+}
