@@ -451,6 +451,11 @@ async fn multi_app(apps: usize, parallel: Option<usize>, runs: usize) -> (Durati
     }
     sim.shutdown().await;
     let (wall, sent) = (median(&mut walls), median(&mut calls));
-    println!("| {apps} | {} | {sent} | {by_phase} |", ms(wall));
+    let flag = match (apps, parallel) {
+        (1, _) => String::new(),
+        (_, Some(n)) => format!(", `--parallel {n}`"),
+        (_, None) => format!(", `--parallel {DEFAULT_PARALLEL}` (default)"),
+    };
+    println!("| {apps}{flag} | {} | {sent} | {by_phase} |", ms(wall));
     (wall, sent)
 }
