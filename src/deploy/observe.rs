@@ -219,11 +219,12 @@ async fn existing<A: CfApi>(
     })
 }
 
-/// The domains the production routes of `apps` need, looked up by every candidate name
-/// (cf CLI order) and added to `known`: `default` first, then the domains of the existing
-/// apps' routes (`known`). A route string that resolves with the known domains to one of the
-/// existing `routes` needs no lookup: Cloud Controller refuses a domain named like an existing
-/// route and a route named like an existing domain, so no other domain can claim it.
+/// The domains the production routes of `apps` need: `default` first, then `known` (the
+/// domains of the existing apps' routes), then those found by looking up every candidate name
+/// of a route string (cf CLI order). A route string that resolves with the domains already
+/// known to one of the existing `routes` needs no lookup: Cloud Controller refuses a domain
+/// named like an existing route and a route named like an existing domain, so no other domain
+/// can claim it.
 async fn domains<A: CfApi>(
     api: &A,
     apps: &[AppSpec<A::Bits>],
