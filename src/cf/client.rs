@@ -296,7 +296,12 @@ struct Inner {
     outage: std::sync::Mutex<Option<Outage>>,
     /// Requests sent so far (every attempt, retries included).
     sent: std::sync::atomic::AtomicU64,
+    /// Called as each request goes out, in the sending future (see [`Client::observe_sends`]).
+    on_send: RwLock<Option<SendObserver>>,
 }
+
+/// What [`Client::observe_sends`] calls.
+type SendObserver = Arc<dyn Fn() + Send + Sync>;
 
 /// Receives one line of text when the client starts waiting out an outage or rate limiting,
 /// and when the API answers again.
@@ -495,6 +500,7 @@ impl Client {
                 notice: RwLock::new(None),
                 outage: std::sync::Mutex::new(None),
                 sent: std::sync::atomic::AtomicU64::new(0),
+                on_send: RwLock::new(None),
             }),
         })
     }
@@ -509,6 +515,15 @@ impl Client {
     /// went out, retries included.
     pub fn requests_sent(&self) -> u64 {
         self.inner.sent.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Calls `observer` as each request of this client (and its clones) goes out, every
+    /// attempt included, from within the future that sends it (so that it can read that
+    /// future's task-local values); replaces an earlier observer.
+    pub fn observe_sends(&self, observer: impl Fn() + Send + Sync + 'static) {
+        if let Ok(mut slot) = self.inner.on_send.write() {
+            *slot = Some(Arc::new(observer));
+        }
     }
 
     /// How long one request waits out an outage (`--api-outage-budget`).
@@ -892,6 +907,11 @@ impl Client {
             self.inner
                 .sent
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            // Cloned out of the lock: the observer may take locks of its own.
+            let observer = self.inner.on_send.read().ok().and_then(|o| o.clone());
+            if let Some(observe) = observer {
+                observe();
+            }
             tracing::debug!(target: "cf::http", endpoint = %call.endpoint, "request");
             let outcome = tokio::time::timeout(
                 call.timeout,

@@ -35,7 +35,7 @@ use crate::deploy::api::{
     Deployment, DeploymentState, DeploymentStrategy, NewDeployment, ServiceBinding,
 };
 use crate::deploy::api::{NewTask, TaskState};
-use crate::deploy::budget::{Phase, Requests, Tally};
+use crate::deploy::budget::{self, Phase, Requests, Tally};
 use crate::deploy::event::error_chain;
 
 /// Default pause between polls of jobs and packages (real Cloud Controller).
@@ -53,8 +53,8 @@ pub struct CfBackend {
     docker_password: Option<SecretString>,
     /// Crash-record sources found absent or forbidden: not asked again at every health poll.
     gone: std::sync::Mutex<GoneSources>,
-    /// The client's requests by deploy phase (the call budget).
-    tally: std::sync::Mutex<Tally>,
+    /// The client's requests by deploy phase (the call budget), counted as they are sent.
+    tally: Arc<std::sync::Mutex<Tally>>,
 }
 
 /// Which optional crash-record sources answered "not here for you" once already, with what
@@ -89,6 +89,14 @@ impl CfBackend {
         space_guid: impl Into<SpaceGuid>,
         org_guid: Option<OrganizationGuid>,
     ) -> Self {
+        // The requests sent before this backend (discovery) are the preflight's.
+        let tally = Arc::new(std::sync::Mutex::new(Tally::after(client.requests_sent())));
+        let counting = Arc::clone(&tally);
+        client.observe_sends(move || {
+            if let Ok(mut t) = counting.lock() {
+                t.count(budget::step_phase());
+            }
+        });
         CfBackend {
             client,
             space_guid: space_guid.into(),
@@ -96,7 +104,7 @@ impl CfBackend {
             poll: PollOptions::new(DEFAULT_POLL_INTERVAL, DEFAULT_WAIT_TIMEOUT),
             docker_password: None,
             gone: std::sync::Mutex::new(GoneSources::default()),
-            tally: std::sync::Mutex::new(Tally::default()),
+            tally,
         }
     }
 
@@ -1428,13 +1436,13 @@ impl CfApi for CfBackend {
 
     fn enter_phase(&self, phase: Phase) {
         if let Ok(mut t) = self.tally.lock() {
-            t.enter(phase, self.client.requests_sent());
+            t.enter(phase);
         }
     }
 
     fn requests(&self) -> Option<Requests> {
         let t = self.tally.lock().ok()?;
-        Some(t.requests(self.client.requests_sent()))
+        Some(t.requests())
     }
 }
 

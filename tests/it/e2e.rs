@@ -10,6 +10,7 @@ use cf_zero_downtime::command::demo;
 use cf_zero_downtime::command::flags::DrainArg;
 use cf_zero_downtime::command::push::PushArgs;
 use cf_zero_downtime::deploy::OldApp;
+use cf_zero_downtime::deploy::budget::Phase;
 use cf_zero_downtime::deploy::{Event, Outcome, Reporter};
 use cf_zero_downtime::sim::SimConfig;
 use tokio_util::sync::CancellationToken;
@@ -204,12 +205,45 @@ async fn a_four_app_manifest_prepares_its_apps_at_the_same_time_without_a_failed
         loads.push(w.load(a).await);
     }
     let m = w.version("v2", &apps, &[]);
+    // Staggered: while one app stages, another waits for its instances.
+    w.sim
+        .faults()
+        .slow_staging("a1-candidate", Duration::from_millis(600));
+    w.sim
+        .faults()
+        .slow_start("a2-candidate", Duration::from_millis(600));
+    w.sim.clear_call_log();
     let (outcome, events) = w.push(w.args(&m)).await;
     assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
+    let calls = w.sim.call_log();
     w.settle().await;
     for l in loads {
         assert_no_failures(&l.stop().await);
     }
+    // Every request counts to the phase of the app's step that sent it, though the apps'
+    // steps ran at the same time: the bits requests (package, upload, build, droplet and the
+    // staging log) are the bits phase's, the route mappings the switch's.
+    let requests = events
+        .iter()
+        .find_map(|e| match e {
+            Event::Requests(r) => Some(r),
+            _ => None,
+        })
+        .expect("a requests event");
+    let count = |is: &dyn Fn(&str, &str) -> bool| {
+        calls.iter().filter(|c| is(&c.method, &c.path)).count() as u64
+    };
+    let bits = count(&|m, p| {
+        p.starts_with("/v3/packages")
+            || p.starts_with("/v3/builds")
+            || p == "/v3/resource_matches"
+            || p.ends_with("/relationships/current_droplet")
+            || (m == "GET" && p.starts_with("/api/v1/read/"))
+    });
+    let switch = count(&|_, p| p.contains("/destinations"));
+    assert_eq!(requests.total, calls.len() as u64, "{requests}");
+    assert_eq!(requests.of(Phase::Bits), bits, "{requests}");
+    assert_eq!(requests.of(Phase::Switch), switch, "{requests}");
     assert_deployed_state(
         &w.state().await,
         &["a1", "a2", "a3", "a4"],

@@ -21,7 +21,7 @@ use super::api::{
     MetadataUpdate, NetworkPolicy, NewDeployment, NewDestination, PackageGuid, ProcessGuid,
     ProgressSink, RouteGuid, UploadProgress,
 };
-use super::budget::Phase;
+use super::budget::{self, Phase};
 use super::crash::{Crash, CrashWatch, Scope};
 use super::error::Error;
 use super::event::{Earlier, Event, Failure, Outcome, Reporter, StepTime, error_chain};
@@ -228,7 +228,8 @@ impl<A: CfApi> Exec<'_, A> {
         reporter: &mut dyn Reporter,
         committed: bool,
     ) -> (StepTime, Result<(), Error>) {
-        self.api.enter_phase(phase_of(&step.action));
+        let phase = phase_of(&step.action);
+        self.api.enter_phase(phase);
         reporter.report(Event::StepStarted {
             index,
             total,
@@ -237,9 +238,12 @@ impl<A: CfApi> Exec<'_, A> {
             description: step.describe(),
         });
         let started = Instant::now();
-        let result = self
-            .run_step_with_retries(step, ledger, reporter, committed)
-            .await;
+        // Counted to this step's phase even while another app's step runs (`--parallel`).
+        let result = budget::in_phase(
+            phase,
+            self.run_step_with_retries(step, ledger, reporter, committed),
+        )
+        .await;
         let elapsed = started.elapsed();
         let warnings = self.api.take_warnings();
         let time = StepTime {
