@@ -85,7 +85,8 @@ async fn health_wait(instances: u32) -> HealthWait {
 /// processes.
 const FIXED: u64 = 2;
 /// The most requests one poll of a one-process app may send: its stats, and the crash
-/// records (audit events and log-cache) when they are read.
+/// records when they are read (audit events, and log-cache when those do not answer or show a
+/// crash).
 const PER_POLL: u64 = 3;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
