@@ -29,13 +29,13 @@ use std::time::{Duration, Instant};
 
 use cf_zero_downtime::command::demo::{sim_push_options, write_app};
 use cf_zero_downtime::command::flags::{CommonFlags, DrainArg};
-use cf_zero_downtime::command::push::PushArgs;
 use cf_zero_downtime::command::push::push;
+use cf_zero_downtime::command::push::{PushArgs, PushOptions};
 use cf_zero_downtime::deploy::Strategy;
 use cf_zero_downtime::deploy::budget::Requests;
 use cf_zero_downtime::deploy::request::DEFAULT_PARALLEL;
 use cf_zero_downtime::deploy::{Event, Outcome};
-use cf_zero_downtime::sim::{Sim, SimConfig, SimHandle};
+use cf_zero_downtime::sim::{CallRecord, Sim, SimConfig, SimHandle};
 use tokio_util::sync::CancellationToken;
 
 struct Case {
@@ -220,6 +220,23 @@ enum Flavour {
 }
 
 /// One app of `instances`, deployed in turn by each flavour `runs` times on one simulator.
+/// One deploy on `sim`, timed: its wall time, the simulator's call log over it and its events;
+/// the deploy must succeed.
+async fn measured_push(
+    sim: &SimHandle,
+    opts: PushOptions,
+    cancel: &CancellationToken,
+) -> (Duration, Vec<CallRecord>, Vec<Event>) {
+    let mut events = Vec::new();
+    sim.clear_call_log();
+    let t = Instant::now();
+    let outcome = Box::pin(push(opts, &mut events, cancel)).await;
+    let wall = t.elapsed();
+    let log = sim.call_log();
+    assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
+    (wall, log, events)
+}
+
 async fn side_by_side(instances: u32, runs: usize) {
     let sim = Sim::start(SimConfig {
         staging_delay: SIDE_STAGING,
@@ -268,13 +285,8 @@ async fn side_by_side(instances: u32, runs: usize) {
         let mut opts = sim_push_options(&sim, args, app.clone());
         // The real-CF default poll interval, for both strategies.
         opts.poll_interval = Duration::from_secs(1);
-        let mut events = Vec::new();
-        sim.clear_call_log();
-        let t = Instant::now();
-        let outcome = Box::pin(push(opts, &mut events, &cancel)).await;
-        let wall = t.elapsed();
-        let sent = sim.call_log().len();
-        assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
+        let (wall, log, events) = measured_push(&sim, opts, &cancel).await;
+        let sent = log.len();
         // Let the router settle before the next deploy.
         tokio::time::sleep(SIDE_PROPAGATION + Duration::from_millis(500)).await;
         if i == 0 {
@@ -336,17 +348,11 @@ async fn bench_case(case: &Case, runs: usize) {
         };
         let mut opts = sim_push_options(&sim, args, app.clone());
         opts.poll_interval = case.poll;
-        sim.clear_call_log();
-        let mut events = Vec::new();
-        let t = Instant::now();
-        let outcome = Box::pin(push(opts, &mut events, &cancel)).await;
-        let wall = t.elapsed();
-        assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
+        let (wall, log, events) = measured_push(&sim, opts, &cancel).await;
         if i == 0 {
             continue; // the first deploy is a plain push, not a swap
         }
         walls.push(wall);
-        let log = sim.call_log();
         let gets = log.iter().filter(|c| c.method == "GET").count();
         calls = (gets, log.len() - gets);
         by_phase = Some(phases(requests(&events)));
@@ -434,13 +440,8 @@ async fn multi_app(apps: usize, parallel: Option<usize>, runs: usize) -> (Durati
             ..PushArgs::default()
         };
         let opts = sim_push_options(&sim, args, root.clone());
-        let mut events = Vec::new();
-        sim.clear_call_log();
-        let t = Instant::now();
-        let outcome = Box::pin(push(opts, &mut events, &cancel)).await;
-        let wall = t.elapsed();
-        let sent = sim.call_log().len();
-        assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
+        let (wall, log, events) = measured_push(&sim, opts, &cancel).await;
+        let sent = log.len();
         tokio::time::sleep(MULTI_PROPAGATION + Duration::from_millis(200)).await;
         if i == 0 {
             continue; // the first deploy is a plain push

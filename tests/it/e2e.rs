@@ -16,7 +16,9 @@ use cf_zero_downtime::sim::SimConfig;
 use tokio_util::sync::CancellationToken;
 
 use crate::support::cf_cli::{FORBIDDEN, methods, under_fake_cf_on_sim};
-use crate::support::sim_world::{AppVersion, World, assert_no_failures, fast, push_args, world};
+use crate::support::sim_world::{
+    AppVersion, World, assert_no_failures, fast, push_args, requests_event, world,
+};
 
 /// What this file needs of the shared [`World`] beyond the harness: multi-app versions,
 /// blue-green push arguments with a smoke test, and the state it compares.
@@ -223,13 +225,7 @@ async fn a_four_app_manifest_prepares_its_apps_at_the_same_time_without_a_failed
     // Every request counts to the phase of the app's step that sent it, though the apps'
     // steps ran at the same time: the bits requests (package, upload, build, droplet and the
     // staging log) are the bits phase's, the route mappings the switch's.
-    let requests = events
-        .iter()
-        .find_map(|e| match e {
-            Event::Requests(r) => Some(r),
-            _ => None,
-        })
-        .expect("a requests event");
+    let requests = requests_event(&events);
     let count = |is: &dyn Fn(&str, &str) -> bool| {
         calls.iter().filter(|c| is(&c.method, &c.path)).count() as u64
     };

@@ -4,10 +4,10 @@
 
 use cf_zero_downtime::command::flags::CommonFlags;
 use cf_zero_downtime::command::push::PushArgs;
-use cf_zero_downtime::deploy::budget::{Phase, Requests};
-use cf_zero_downtime::deploy::{Event, Outcome};
+use cf_zero_downtime::deploy::Outcome;
+use cf_zero_downtime::deploy::budget::Phase;
 
-use crate::support::sim_world::{fast, push_args, world};
+use crate::support::sim_world::{fast, push_args, requests_event, world};
 
 /// The most requests the standard deploy may send. A change that adds requests fails here:
 /// lower it when a change saves some.
@@ -28,16 +28,7 @@ async fn the_standard_deploy_stays_within_its_request_budget() {
     };
     let (outcome, events) = w.push(args).await;
     assert_eq!(outcome, Outcome::Deployed, "{events:#?}");
-    let requests: Vec<&Requests> = events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Requests(r) => Some(r),
-            _ => None,
-        })
-        .collect();
-    let [requests] = requests[..] else {
-        panic!("one requests event: {events:#?}");
-    };
+    let requests = requests_event(&events);
     let calls = w.sim.call_log();
     let log: Vec<String> = calls
         .iter()

@@ -2,10 +2,10 @@
 //! the instance count: a deploy of 100 instances sends the same requests per poll as one of 2
 //! (O(processes) per poll, not O(instances)).
 
-use cf_zero_downtime::deploy::budget::{Phase, Requests};
+use cf_zero_downtime::deploy::budget::Phase;
 use cf_zero_downtime::deploy::{Event, Outcome};
 
-use crate::support::sim_world::{fast, push_args, world};
+use crate::support::sim_world::{fast, push_args, requests_event, world};
 
 /// What the health wait of a second blue-green push of `web` with `instances` sent.
 #[derive(Debug)]
@@ -32,16 +32,7 @@ async fn health_wait(instances: u32) -> HealthWait {
         .iter()
         .map(|c| format!("{} {}?{}", c.method, c.path, c.query))
         .collect();
-    let requests: Vec<&Requests> = events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Requests(r) => Some(r),
-            _ => None,
-        })
-        .collect();
-    let [requests] = requests[..] else {
-        panic!("one requests event: {events:#?}");
-    };
+    let requests = requests_event(&events);
     let waits = events
         .iter()
         .filter(|e| matches!(e, Event::Waiting { what, .. } if what == "instances"))

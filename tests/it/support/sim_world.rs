@@ -14,6 +14,7 @@ use cf_zero_downtime::command::demo::{self, load};
 use cf_zero_downtime::command::flags::CommonFlags;
 use cf_zero_downtime::command::push::PushArgs;
 use cf_zero_downtime::command::push::{PushOptions, push};
+use cf_zero_downtime::deploy::budget::Requests;
 use cf_zero_downtime::deploy::lock::HEARTBEAT_ANNOTATION;
 use cf_zero_downtime::deploy::{Event, Outcome, Reporter};
 use cf_zero_downtime::sim::{Sim, SimConfig, SimHandle};
@@ -388,4 +389,20 @@ impl World {
 pub(crate) fn assert_no_failures(r: &load::LoadReport) {
     assert!(r.total > 0, "the load sent no request");
     assert_eq!(r.failed, 0, "failed requests: {:?}", r.failures);
+}
+
+/// The run's one `requests` event (the call budget by phase); panics naming the events when
+/// there is not exactly one.
+pub(crate) fn requests_event(events: &[Event]) -> &Requests {
+    let found: Vec<&Requests> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Requests(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    let [requests] = found[..] else {
+        panic!("one requests event: {events:#?}");
+    };
+    requests
 }
