@@ -178,8 +178,8 @@ pub(crate) fn start_cf_like(fakecf: &Path, setup: &CfLikeSetup<'_>) -> CfLikeRun
     )
     .expect("write config.json");
     let pid_file = cf_home.path().join("plugin.pid");
-    let mut peer = Command::new(fakecf)
-        .arg("-cf-like")
+    let mut peer = Command::new(fakecf);
+    peer.arg("-cf-like")
         .arg(format!("-pid-file={}", pid_file.display()))
         .arg(format!("-api={}", setup.api))
         .args(&setup.peer_flags)
@@ -190,9 +190,22 @@ pub(crate) fn start_cf_like(fakecf: &Path, setup: &CfLikeSetup<'_>) -> CfLikeRun
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         // A group of its own, led by the fake cf CLI: the plugin joins it as under cf.
-        .process_group(0)
-        .spawn()
-        .expect("start fakecf -cf-like");
+        .process_group(0);
+    // SIGINT and SIGQUIT at their default action, as for a terminal's foreground job: a test
+    // run started as a background job of a non-interactive shell inherits them ignored, and
+    // Go keeps a signal ignored at start ignored, so the fake cf CLI would survive Ctrl-C.
+    // SAFETY: signal(2) is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        peer.pre_exec(|| {
+            for sig in [libc::SIGINT, libc::SIGQUIT] {
+                if libc::signal(sig, libc::SIG_DFL) == libc::SIG_ERR {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    let mut peer = peer.spawn().expect("start fakecf -cf-like");
     let pgid = i32::try_from(peer.id()).expect("pid fits i32");
     let drain = |mut r: Box<dyn std::io::Read + Send>| {
         std::thread::spawn(move || {
