@@ -220,6 +220,28 @@ enum Flavour {
 }
 
 /// One app of `instances`, deployed in turn by each flavour `runs` times on one simulator.
+/// A simulator for one section, with a folder for the app versions it deploys.
+struct Bench {
+    sim: SimHandle,
+    dir: tempfile::TempDir,
+    /// The simulator's app domain, for the manifests' routes.
+    domain: String,
+    cancel: CancellationToken,
+}
+
+impl Bench {
+    async fn start(config: SimConfig) -> Bench {
+        let sim = Sim::start(config).await.expect("simulator");
+        let domain = sim.app_domain();
+        Bench {
+            sim,
+            dir: tempfile::tempdir().expect("tempdir"),
+            domain,
+            cancel: CancellationToken::new(),
+        }
+    }
+}
+
 /// One deploy on `sim`, timed: its wall time, the simulator's call log over it and its events;
 /// the deploy must succeed.
 async fn measured_push(
@@ -238,18 +260,19 @@ async fn measured_push(
 }
 
 async fn side_by_side(instances: u32, runs: usize) {
-    let sim = Sim::start(SimConfig {
+    let Bench {
+        sim,
+        dir,
+        domain,
+        cancel,
+    } = Bench::start(SimConfig {
         staging_delay: SIDE_STAGING,
         start_delay: SIDE_START,
         route_propagation: SIDE_PROPAGATION,
         deployment_update_interval: SIDE_UPDATER,
         ..SimConfig::default()
     })
-    .await
-    .expect("simulator");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let domain = sim.app_domain();
-    let cancel = CancellationToken::new();
+    .await;
     let flavours = [
         Flavour::BlueGreenDefault,
         Flavour::BlueGreenFixed,
@@ -319,17 +342,18 @@ async fn side_by_side(instances: u32, runs: usize) {
 }
 
 async fn bench_case(case: &Case, runs: usize) {
-    let sim = Sim::start(SimConfig {
+    let Bench {
+        sim,
+        dir,
+        domain,
+        cancel,
+    } = Bench::start(SimConfig {
         staging_delay: case.staging,
         start_delay: case.start,
         route_propagation: Duration::ZERO,
         ..SimConfig::default()
     })
-    .await
-    .expect("simulator");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let domain = sim.app_domain();
-    let cancel = CancellationToken::new();
+    .await;
     let mut walls = Vec::new();
     let mut calls = (0usize, 0usize);
     let mut by_phase = None;
@@ -409,7 +433,12 @@ fn write_apps(root: &Path, version: &str, apps: usize, instances: u32, domain: &
 /// plain push) with `--parallel` (None: the default), with the request count by phase of the
 /// last run printed as a table row.
 async fn multi_app(apps: usize, parallel: Option<usize>, runs: usize) -> (Duration, usize) {
-    let sim: SimHandle = Sim::start(SimConfig {
+    let Bench {
+        sim,
+        dir,
+        domain,
+        cancel,
+    } = Bench::start(SimConfig {
         staging_delay: MULTI_STAGING,
         start_delay: MULTI_START,
         route_propagation: MULTI_PROPAGATION,
@@ -417,11 +446,7 @@ async fn multi_app(apps: usize, parallel: Option<usize>, runs: usize) -> (Durati
         stop_grace: Duration::from_millis(500),
         ..SimConfig::default()
     })
-    .await
-    .expect("simulator");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let domain = sim.app_domain();
-    let cancel = CancellationToken::new();
+    .await;
     let mut walls = Vec::new();
     let mut calls = Vec::new();
     let mut by_phase = String::new();

@@ -23,7 +23,7 @@ use futures::StreamExt;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::{Exec, Execs, Plan, Steps, Stop, finishing_warning};
+use super::{Exec, Execs, Plan, Steps, Stop, interrupted};
 use crate::deploy::api::CfApi;
 use crate::deploy::error::Error;
 use crate::deploy::event::{Event, Reporter, StepTime, error_chain};
@@ -83,7 +83,7 @@ struct Shared<'s, 'r> {
     /// Whether a lane started a mutating step.
     mutated: AtomicBool,
     /// Whether the warning that a first interrupt after the switch finishes it was given.
-    told_finishing: AtomicBool,
+    told_finishing: &'s AtomicBool,
     reporter: &'s Mutex<&'r mut dyn Reporter>,
     /// The app of the lane that failed first before the switch.
     failed: Mutex<Option<String>>,
@@ -194,7 +194,7 @@ pub(super) async fn run<A: CfApi>(
         .copied()
         .unwrap_or_default();
     let committed = first >= plan.commit;
-    if st.interrupted(committed, interrupt, reporter) {
+    if interrupted(committed, interrupt, &st.told_finishing, reporter) {
         return Err(Stop {
             index: first,
             error: Error::Cancelled,
@@ -220,7 +220,7 @@ pub(super) async fn run<A: CfApi>(
     let shared = Shared {
         seq: AtomicUsize::new(0),
         mutated: AtomicBool::new(false),
-        told_finishing: AtomicBool::new(st.told_finishing),
+        told_finishing: &st.told_finishing,
         reporter: &shared_reporter,
         failed: Mutex::new(None),
         tasks: TaskTurns {
@@ -259,7 +259,6 @@ pub(super) async fn run<A: CfApi>(
         .collect()
         .await;
     st.attempted_mutation |= shared.mutated.load(Ordering::SeqCst);
-    st.told_finishing = shared.told_finishing.load(Ordering::SeqCst);
     merge(st, ran)
 }
 
@@ -316,8 +315,8 @@ async fn run_lane<A: CfApi>(
         let step = &plan.steps[index];
         let turn = !step.is_task() || shared.tasks.wait(index, lane, section).await;
         let stopped = !turn
-            || interrupt.is_abandoned()
-            || (!committed && (interrupt.is_stopped() || section.is_cancelled()));
+            || interrupted(committed, interrupt, shared.told_finishing, &mut reporter)
+            || (!committed && section.is_cancelled());
         if stopped {
             ran.stop = Some((
                 shared.seq.fetch_add(1, Ordering::SeqCst),
@@ -328,12 +327,6 @@ async fn run_lane<A: CfApi>(
                 },
             ));
             break;
-        }
-        if committed
-            && interrupt.is_stopped()
-            && !shared.told_finishing.swap(true, Ordering::SeqCst)
-        {
-            reporter.report(finishing_warning());
         }
         if step.is_mutating() {
             shared.mutated.store(true, Ordering::SeqCst);

@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
@@ -751,8 +752,9 @@ struct Steps<'p> {
     ledger: Ledger,
     times: Vec<StepTime>,
     attempted_mutation: bool,
-    /// Whether the warning that a first interrupt after the switch finishes it was given.
-    told_finishing: bool,
+    /// Whether the warning that a first interrupt after the switch finishes it was given
+    /// (shared with the lanes of a concurrent range).
+    told_finishing: AtomicBool,
     done: Vec<bool>,
 }
 
@@ -786,27 +788,6 @@ impl<'e, 'a, A: CfApi> Execs<'e, 'a, A> {
 }
 
 impl Steps<'_> {
-    /// Whether the interrupts stop the run before a step (`committed`: after the switch);
-    /// says once that a first interrupt after the switch finishes it.
-    fn interrupted(
-        &mut self,
-        committed: bool,
-        interrupt: &Interrupt,
-        reporter: &mut dyn Reporter,
-    ) -> bool {
-        if committed {
-            interrupt.mark_switched();
-        }
-        if interrupt.is_abandoned() || (!committed && interrupt.is_stopped()) {
-            return true;
-        }
-        if committed && interrupt.is_stopped() && !self.told_finishing {
-            self.told_finishing = true;
-            reporter.report(finishing_warning());
-        }
-        false
-    }
-
     /// Marks the apps with the run's lock before the first mutating step (`index`).
     async fn lock_before<A: CfApi>(
         &mut self,
@@ -841,7 +822,7 @@ impl Steps<'_> {
         let plan = self.plan;
         let step = &plan.steps[index];
         let committed = index >= plan.commit;
-        if self.interrupted(committed, interrupt, reporter) {
+        if interrupted(committed, interrupt, &self.told_finishing, reporter) {
             return Err(Stop {
                 index,
                 error: Error::Cancelled,
@@ -874,6 +855,27 @@ impl Steps<'_> {
     }
 }
 
+/// Whether the interrupts stop the run before a step (`committed`: after the switch, where
+/// only a second interrupt stops it); says once (`told`) that a first interrupt after the
+/// switch finishes it.
+fn interrupted(
+    committed: bool,
+    interrupt: &Interrupt,
+    told: &AtomicBool,
+    reporter: &mut dyn Reporter,
+) -> bool {
+    if committed {
+        interrupt.mark_switched();
+    }
+    if interrupt.is_abandoned() || (!committed && interrupt.is_stopped()) {
+        return true;
+    }
+    if committed && interrupt.is_stopped() && !told.swap(true, Ordering::SeqCst) {
+        reporter.report(finishing_warning());
+    }
+    false
+}
+
 /// The warning of a first interrupt after the switch.
 fn finishing_warning() -> Event {
     Event::Warning {
@@ -902,7 +904,7 @@ async fn run_steps<A: CfApi>(
         ledger: Ledger::default(),
         times: Vec::new(),
         attempted_mutation: false,
-        told_finishing: false,
+        told_finishing: AtomicBool::new(false),
         done: vec![false; plan.steps.len()],
     };
     let parallel = before_switch.req.parallel;
