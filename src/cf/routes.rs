@@ -280,14 +280,18 @@ impl Client {
         self.list_all(&format!("/v3/apps/{app}/routes"), &[]).await
     }
 
-    /// `GET /v3/apps/:guid/routes?include=domain`, every page: the routes (each with its
-    /// destinations) and their domains.
+    /// `GET /v3/routes?app_guids=:guid&include=domain`, every page: the routes mapped to the
+    /// app (each with its destinations) and their domains. Not `/v3/apps/:guid/routes`: Cloud
+    /// Controller accepts `include=domain` there but answers without `included`.
     pub async fn list_app_routes_with_domains(
         &self,
         app: &AppGuid,
     ) -> Result<(Vec<Route>, Vec<Domain>), Error> {
-        let query = [("include", "domain".to_owned())];
-        self.list_all_including(&format!("/v3/apps/{app}/routes"), &query, "domains")
+        let query = [
+            ("app_guids", app.to_string()),
+            ("include", "domain".to_owned()),
+        ];
+        self.list_all_including("/v3/routes", &query, "domains")
             .await
     }
 

@@ -2962,7 +2962,8 @@ async fn includes_come_back_with_the_resources_they_belong_to() {
     let domain = fixture("domains/list_one.json", &server)["resources"][0].clone();
     routes["included"] = serde_json::json!({"domains": [domain]});
     Mock::given(method("GET"))
-        .and(path("/v3/apps/app-1/routes"))
+        .and(path("/v3/routes"))
+        .and(query_param("app_guids", "app-1"))
         .and(query_param("include", "domain"))
         .respond_with(ok_json(routes))
         .expect(1)

@@ -426,6 +426,16 @@ async fn sim_cf_push_sequence_serves_the_app_through_the_router() {
     assert_eq!(env["var"]["GREETING"], "hi");
     let routes = api.ok(&format!("/v3/apps/{app}/routes")).await;
     assert_eq!(routes["resources"][0]["url"], "web.example.com");
+    // As Cloud Controller: `include=domain` is honoured on `/v3/routes`, accepted and ignored
+    // on an app's routes.
+    let inc = api
+        .ok(&format!("/v3/routes?app_guids={app}&include=domain"))
+        .await;
+    assert_eq!(inc["included"]["domains"][0]["name"], "example.com");
+    let plain = api
+        .ok(&format!("/v3/apps/{app}/routes?include=domain"))
+        .await;
+    assert!(plain.get("included").is_none(), "{plain}");
     let current = api.ok(&format!("/v3/apps/{app}/droplets/current")).await;
     assert_eq!(current["guid"], droplet.as_str());
     // curl through the router

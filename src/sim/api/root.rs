@@ -200,12 +200,23 @@ pub(super) async fn with_included(
     key: &str,
     items: Vec<Value>,
 ) -> axum::response::Response {
+    with_included_for(resp, key, |_| items).await
+}
+
+/// [`with_included`] with the items chosen from the response body (e.g. those of the
+/// resources on this page only, as Cloud Controller decorates each page).
+pub(super) async fn with_included_for(
+    resp: axum::response::Response,
+    key: &str,
+    items: impl FnOnce(&Value) -> Vec<Value>,
+) -> axum::response::Response {
     use axum::response::IntoResponse;
     let (parts, body) = resp.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
         return parts.status.into_response();
     };
     let mut v: Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    let items = items(&v);
     if !v["included"].is_object() {
         v["included"] = json!({});
     }

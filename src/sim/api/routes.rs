@@ -113,29 +113,44 @@ async fn route_list(s: &Shared, path: &str, q: Q, app: Option<&str>) -> ApiResul
             find_app(&st, a)?;
         }
         let mut items = Vec::new();
-        let mut domains: Vec<Value> = Vec::new();
-        let mut seen = Vec::new();
+        let mut domains: Vec<(String, Value)> = Vec::new();
         for r in &st.routes {
             if app.is_some_and(|a| !r.destinations.iter().any(|d| d.app_guid == a)) {
                 continue;
             }
             if route_filter(&st, &q, r)? {
                 items.push(present_route(&s.base_url, &st, r));
-                if !seen.contains(&r.domain_guid)
+                if !domains.iter().any(|(g, _)| *g == r.domain_guid)
                     && let Some(d) = st.domain(&r.domain_guid)
                 {
-                    seen.push(r.domain_guid.clone());
-                    domains.push(present_domain(s, d));
+                    domains.push((r.domain_guid.clone(), present_domain(s, d)));
                 }
             }
         }
         (items, domains)
     };
     let resp = paginate(&s.base_url, path, &q, items)?;
-    if q.get("include")
-        .is_some_and(|i| i.split(',').any(|x| x == "domain"))
+    // Cloud Controller honours `include` on `GET /v3/routes` only: `/v3/apps/:guid/routes`
+    // accepts it and answers without `included`. Each page includes the domains of its own
+    // routes.
+    if app.is_none()
+        && q.get("include")
+            .is_some_and(|i| i.split(',').any(|x| x == "domain"))
     {
-        return Ok(super::root::with_included(resp, "domains", domains).await);
+        let on_page = |body: &Value| {
+            let guids: Vec<&str> = body["resources"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r["relationships"]["domain"]["data"]["guid"].as_str())
+                .collect();
+            domains
+                .into_iter()
+                .filter(|(g, _)| guids.contains(&g.as_str()))
+                .map(|(_, d)| d)
+                .collect()
+        };
+        return Ok(super::root::with_included_for(resp, "domains", on_page).await);
     }
     Ok(resp)
 }
