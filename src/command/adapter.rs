@@ -911,8 +911,7 @@ impl CfApi for CfBackend {
     ) -> ApiResult<()> {
         let update = cf::AppUpdate {
             name: Some(name.to_string()),
-            metadata: (!metadata.labels.is_empty() || !metadata.annotations.is_empty())
-                .then(|| metadata_update(metadata)),
+            metadata: (!metadata.is_empty()).then(|| metadata_update(metadata)),
             ..cf::AppUpdate::default()
         };
         self.client.update_app(app, &update).await?;

@@ -201,6 +201,13 @@ pub struct MetadataUpdate {
     pub annotations: BTreeMap<String, Option<String>>,
 }
 
+impl MetadataUpdate {
+    /// Whether it changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty() && self.annotations.is_empty()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Domain {
     /// The domain's GUID.
@@ -813,7 +820,7 @@ pub trait CfApi: Sync {
     /// The org's default domain (`GET /v3/organizations/:guid/domains/default`).
     fn default_domain(&self) -> impl Future<Output = ApiResult<Option<Domain>>> + Send;
     /// Routes mapped to the app, each with its destinations, and their domains
-    /// (`GET /v3/apps/:guid/routes?include=domain`).
+    /// (`GET /v3/routes?app_guids=:guid&include=domain`).
     fn list_app_routes(
         &self,
         app_guid: &AppGuid,

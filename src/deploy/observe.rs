@@ -185,11 +185,7 @@ async fn existing<A: CfApi>(
     domains: &mut Vec<Domain>,
 ) -> Result<ExistingApp, ApiError> {
     let mapped = api.list_app_routes(&app.guid).await?;
-    for d in mapped.domains {
-        if !domains.iter().any(|k| k.guid == d.guid) {
-            domains.push(d);
-        }
-    }
+    add_domains(domains, mapped.domains);
     let routes = mapped.routes;
     let mut processes = Vec::new();
     for process in api.list_processes(&app.guid).await? {
@@ -233,11 +229,7 @@ async fn domains<A: CfApi>(
     routes: &[&RouteState],
 ) -> Result<Vec<Domain>, ApiError> {
     let mut domains: Vec<Domain> = default.into_iter().cloned().collect();
-    for d in known {
-        if !domains.iter().any(|k| k.guid == d.guid) {
-            domains.push(d);
-        }
-    }
+    add_domains(&mut domains, known);
     let mut wanted: Vec<String> = Vec::new();
     for spec in apps {
         for r in production_route_strings(spec, default) {
@@ -261,6 +253,15 @@ async fn domains<A: CfApi>(
         }
     }
     Ok(domains)
+}
+
+/// Appends the domains of `more` not in `domains` yet (by GUID).
+fn add_domains(domains: &mut Vec<Domain>, more: Vec<Domain>) {
+    for d in more {
+        if !domains.iter().any(|k| k.guid == d.guid) {
+            domains.push(d);
+        }
+    }
 }
 
 /// Whether `state` is the route at `addr` (domain, host, path and port).

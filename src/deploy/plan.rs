@@ -537,7 +537,7 @@ fn candidate<B>(
             .map(|(k, v)| (k.clone(), Some(v.clone())))
             .collect(),
     };
-    if !update.labels.is_empty() || !update.annotations.is_empty() {
+    if !update.is_empty() {
         ph.prepare
             .push(Step::new(name.clone(), Action::CopyMetadata { update }));
     }

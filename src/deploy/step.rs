@@ -729,7 +729,7 @@ impl Action {
             }
             Action::RenameApp {
                 from, to, metadata, ..
-            } if metadata.labels.is_empty() && metadata.annotations.is_empty() => {
+            } if metadata.is_empty() => {
                 format!("Renaming app {from} to {to}")
             }
             Action::RenameApp { from, to, .. } => {
