@@ -436,6 +436,21 @@ async fn sim_cf_push_sequence_serves_the_app_through_the_router() {
         .ok(&format!("/v3/apps/{app}/routes?include=domain"))
         .await;
     assert!(plain.get("included").is_none(), "{plain}");
+    // An update refused changes nothing, its name and metadata included.
+    let (s, v) = api
+        .patch(
+            &format!("/v3/apps/{app}"),
+            json!({"name": "renamed", "metadata": {"labels": {"x": "y"}},
+                   "lifecycle": {"type": "docker", "data": {}}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let unchanged = api.ok(&format!("/v3/apps/{app}")).await;
+    assert_eq!(unchanged["name"], "web");
+    assert!(
+        unchanged["metadata"]["labels"].get("x").is_none(),
+        "{unchanged}"
+    );
     let current = api.ok(&format!("/v3/apps/{app}/droplets/current")).await;
     assert_eq!(current["guid"], droplet.as_str());
     // curl through the router

@@ -220,15 +220,16 @@ async fn update_app(
     let app = st
         .app_mut(&guid)
         .ok_or_else(|| ApiError::not_found("App"))?;
+    // Every check before any change: Cloud Controller applies an update whole or not at all.
+    if let Some(t) = v["lifecycle"]["type"].as_str()
+        && t != app.lifecycle
+    {
+        return Err(ApiError::unprocessable("Lifecycle type cannot be changed"));
+    }
     if let Some(name) = v["name"].as_str() {
         app.name = name.to_string();
     }
     if let Some(lc) = v.get("lifecycle").filter(|l| l.is_object()) {
-        if let Some(t) = lc["type"].as_str()
-            && t != app.lifecycle
-        {
-            return Err(ApiError::unprocessable("Lifecycle type cannot be changed"));
-        }
         if let Some(bps) = lc["data"]["buildpacks"].as_array() {
             app.buildpacks = bps
                 .iter()
