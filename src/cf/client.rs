@@ -783,11 +783,11 @@ impl Client {
                     limit: budget,
                 });
             }
-            let page: Page<T> = resp.json()?;
+            let mut page: Page<T> = resp.json()?;
             all.extend(page.resources);
-            if let Some(items) = key.and_then(|k| page.included.get(k)) {
+            if let Some(items) = key.and_then(|k| page.included.remove(k)) {
                 let items: Vec<I> =
-                    serde_json::from_value(items.clone()).map_err(|source| Error::Decode {
+                    serde_json::from_value(items).map_err(|source| Error::Decode {
                         endpoint: resp.endpoint.clone(),
                         request_id: resp.request_id(),
                         source,
